@@ -1,0 +1,230 @@
+"""Settings, all from the environment. Nothing secret lives in this file.
+
+Development defaults (no environment at all): SQLite in var/, Celery eager, sandbox operator on
+127.0.0.1:8701, a development signing key created under var/keys on first use.
+"""
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from celery.schedules import crontab
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _development_secret_key() -> str:
+    # Production must set DJANGO_SECRET_KEY; development keeps a random one out of the repo.
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _development_secret_key()
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "treasury",
+    "treasury.access",
+    "treasury.trace",
+    "treasury.receipts",
+    "adapters.ecny",
+    "payroll",
+    "fiscal_disbursement",
+    "tax",
+    "social_security",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "treasury.access.context_processors.navigation",
+            ],
+        },
+    }
+]
+
+# Database: DATABASE_URL (postgres://user@host:5432/name) in production; SQLite in WAL mode otherwise.
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        # IMMEDIATE: a writer takes the lock at BEGIN, so two writers never deadlock on upgrade.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+# zh-hans first, English second.
+LANGUAGE_CODE = "zh-hans"
+LANGUAGES = [("zh-hans", _("Simplified Chinese")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "Asia/Shanghai"  # display; datetimes are stored in UTC
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+MEDIA_URL = "media/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "e-CNY treasury and public-payment service API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# Celery: without a broker URL everything runs eagerly in-process.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_TASK_ROUTES = {
+    "treasury.*": {"queue": "treasury"},
+    "payroll.*": {"queue": "payroll"},
+    "fiscal_disbursement.*": {"queue": "fiscal"},
+    "tax.*": {"queue": "tax"},
+    "social_security.*": {"queue": "social"},
+}
+CELERY_TASK_DEFAULT_QUEUE = "treasury"
+CELERY_BEAT_SCHEDULE = {
+    "recover-unconfirmed-transfers": {
+        "task": "treasury.recover_unconfirmed_transfers",
+        "schedule": 60.0,
+    },
+    "submit-stranded-pending-transfers": {
+        "task": "treasury.submit_stranded_pending_transfers",
+        "schedule": 120.0,
+    },
+    "trace-checkpoint": {"task": "treasury.trace_checkpoint", "schedule": crontab(minute="*/10")},
+}
+
+# Transfer core tuning.
+TRANSFER_CHUNK_SIZE = env_int("TRANSFER_CHUNK_SIZE", 1000)  # one operator batch call / one Celery task
+TRANSFER_RECOVERY_AFTER_SECONDS = env_int("TRANSFER_RECOVERY_AFTER_SECONDS", 120)
+
+# The e-CNY operator (the sandbox in development and tests).
+ECNY_OPERATOR_URL = os.environ.get("ECNY_OPERATOR_URL", "http://127.0.0.1:8701")
+ECNY_OPERATOR_API_KEY = os.environ.get("ECNY_OPERATOR_API_KEY", "sandbox-development-key")
+ECNY_OPERATOR_TIMEOUT_SECONDS = float(os.environ.get("ECNY_OPERATOR_TIMEOUT_SECONDS", "10"))
+ECNY_OPERATOR_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("ECNY_OPERATOR_CONNECT_TIMEOUT_SECONDS", "3"))
+
+# Personal wallet limits by class, in fen; None = no limit. Operator-supplied configuration,
+# never constants in code (../DOMAIN: class 3 figures are not confirmed publicly).
+WALLET_CLASS_LIMITS = {
+    1: {"balance_cap_fen": None, "single_fen": None, "daily_fen": None},
+    2: {"balance_cap_fen": 500_000_00, "single_fen": 50_000_00, "daily_fen": 100_000_00},
+    3: {"balance_cap_fen": 20_000_00, "single_fen": 5_000_00, "daily_fen": 10_000_00},
+    4: {"balance_cap_fen": 10_000_00, "single_fen": 2_000_00, "daily_fen": 5_000_00},
+}
+# What happens to incoming money beyond a payee's balance cap: "refuse" (sandbox default).
+WALLET_BALANCE_CAP_POLICY = os.environ.get("WALLET_BALANCE_CAP_POLICY", "refuse")
+
+# Real early pilot credit codes that fail the GB 32100 checksum but belong to real employers.
+USCC_CHECKSUM_WHITELIST = {c for c in os.environ.get("USCC_CHECKSUM_WHITELIST", "91350100M0001TGQXM").split(",") if c}
+
+# The service's signing key (trace checkpoints, receipts). Production points this at a key
+# file provisioned out of band (or mounts it); development creates one on first use.
+SERVICE_SIGNING_KEY_FILE = Path(os.environ.get("SERVICE_SIGNING_KEY_FILE", VAR_DIR / "keys" / "service-ed25519.pem"))
+SERVICE_SIGNING_KEY_CREATE = env_bool("SERVICE_SIGNING_KEY_CREATE", DEBUG)
+# Base URL printed in receipt QR codes (the public verification page).
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"mask_personal_data": {"()": "treasury.logmask.MaskPersonalDataFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_personal_data"]},
+    },
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+api_v1 = [
+    path("", include("treasury.api_urls")),
+    path("", include("treasury.trace.api_urls")),
+    path("", include("treasury.receipts.api_urls")),
+    path("", include("treasury.access.api_urls")),
+]
+
+urlpatterns = [
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("transfers/", include("treasury.urls")),
+    path("trace/", include("treasury.trace.urls")),
+    path("receipts/", include("treasury.receipts.urls")),
+    path("", include("treasury.access.urls")),
+]

@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class FiscalDisbursementConfig(AppConfig):
+    name = "fiscal_disbursement"

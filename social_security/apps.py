@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class SocialSecurityConfig(AppConfig):
+    name = "social_security"

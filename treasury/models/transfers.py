@@ -1,0 +1,119 @@
+"""Transfer: one e-CNY movement from a payer wallet to a payee wallet.
+
+The state machine (django-fsm):
+
+    pending --submit--> submitted --settle--> settled --mark_returned--> returned
+       |                    |  \\--fail--> failed          \\--mark_reversed--> reversed
+       |                    |--mark_unknown--> unknown --settle/fail (only from an operator query)
+       |                    \\--requeue--> pending  (operator says it never applied the request id)
+       \\--cancel--> cancelled
+
+Bulk paths move many rows at once with one UPDATE guarded by the same sources
+(`Transfer.sources_of(Transfer.settle)`), so single-object and set-based code obey one table.
+"""
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+
+class TransferState(models.TextChoices):
+    PENDING = "pending", "待提交 (pending)"
+    SUBMITTED = "submitted", "已提交 (submitted)"
+    UNKNOWN = "unknown", "结果未明 (outcome unknown)"
+    SETTLED = "settled", "已结算 (settled)"
+    FAILED = "failed", "失败 (failed)"
+    RETURNED = "returned", "已退回 (returned)"
+    REVERSED = "reversed", "已冲正 (reversed)"
+    CANCELLED = "cancelled", "已取消 (cancelled)"
+
+
+S = TransferState
+
+
+class Transfer(ConcurrentTransitionMixin, models.Model):
+    idempotency_key = models.CharField("幂等键 (idempotency key)", max_length=80, unique=True)
+    payer = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="outgoing_transfers")
+    payee = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="incoming_transfers")
+    amount_fen = models.BigIntegerField("金额 (amount, fen)")
+    purpose_code = models.CharField("用途代码 (purpose code)", max_length=16, blank=True)
+    memo = models.CharField("附言 (memo)", max_length=140, blank=True)
+    # The source document: a payroll line, a voucher line, a tax deduction, a refund, a premium.
+    source_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.PROTECT)
+    source_id = models.BigIntegerField(null=True, blank=True)
+    source = GenericForeignKey("source_type", "source_id")
+    source_ref = models.CharField("来源单据 (source document reference)", max_length=120, blank=True)
+    # The organization on whose behalf the transfer runs (scopes who may see it).
+    organization = models.ForeignKey("treasury.Organization", on_delete=models.PROTECT, related_name="transfers")
+    # Transfers created together (one domain run) share a batch ref; it is also their trace stream.
+    batch_ref = models.CharField("批次 (batch reference)", max_length=80, db_index=True)
+    conditions = models.JSONField("智能合约条件 (smart-contract conditions)", null=True, blank=True)
+    state = FSMField("状态 (state)", default=S.PENDING, choices=S.choices, protected=True, db_index=True)
+    operator_txn_id = models.CharField("运营机构流水号 (operator transaction id)", max_length=64, blank=True)
+    failure_code = models.CharField(max_length=40, blank=True)
+    failure_message = models.CharField(max_length=255, blank=True)
+    submit_attempts = models.PositiveIntegerField(default=0)
+    created_by = models.CharField("经办 (created by)", max_length=150, blank=True)
+    created_at = models.DateTimeField()
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)  # settled, failed, cancelled, returned, reversed
+
+    class Meta:
+        verbose_name = "转账 (transfer)"
+        constraints = [
+            models.CheckConstraint(name="transfer_amount_positive", condition=models.Q(amount_fen__gt=0)),
+            models.CheckConstraint(name="transfer_payer_not_payee", condition=~models.Q(payer=models.F("payee"))),
+        ]
+        indexes = [
+            models.Index(fields=["state", "submitted_at"]),
+            models.Index(fields=["organization", "created_at"]),
+            models.Index(fields=["source_type", "source_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Transfer {self.pk} {self.idempotency_key} {self.state}"
+
+    # Transitions change state only; services do the I/O, postings and trace around them.
+    @transition(field=state, source=S.PENDING, target=S.SUBMITTED)
+    def submit(self):
+        pass
+
+    @transition(field=state, source=[S.SUBMITTED, S.UNKNOWN], target=S.SETTLED)
+    def settle(self):
+        pass
+
+    @transition(field=state, source=[S.SUBMITTED, S.UNKNOWN], target=S.FAILED)
+    def fail(self):
+        pass
+
+    @transition(field=state, source=S.SUBMITTED, target=S.UNKNOWN)
+    def mark_unknown(self):
+        pass
+
+    @transition(field=state, source=[S.SUBMITTED, S.UNKNOWN], target=S.PENDING)
+    def requeue(self):
+        pass
+
+    @transition(field=state, source=S.SETTLED, target=S.RETURNED)
+    def mark_returned(self):
+        pass
+
+    @transition(field=state, source=S.SETTLED, target=S.REVERSED)
+    def mark_reversed(self):
+        pass
+
+    @transition(field=state, source=S.PENDING, target=S.CANCELLED)
+    def cancel(self):
+        pass
+
+    @staticmethod
+    def sources_of(transition_method) -> list[str]:
+        """The states a transition may start from, for set-based UPDATEs."""
+        return sorted(transition_method._django_fsm.transitions.keys())
+
+    @staticmethod
+    def target_of(transition_method) -> str:
+        targets = {t.target for t in transition_method._django_fsm.transitions.values()}
+        (target,) = targets
+        return target
