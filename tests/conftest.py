@@ -1,0 +1,22 @@
+"""Fixtures shared by every test area. Area fixtures live in tests/<area>/conftest.py."""
+import pytest
+
+
+@pytest.fixture
+def ecny_sandbox(settings, tmp_path):
+    """A sandbox e-CNY operator as a real HTTP service on a free loopback port, with fresh storage.
+
+    Points the service's operator client at it for the duration of the test.
+    """
+    from adapters.ecny.client import get_operator_client
+    from adapters.ecny.sandbox.server import start_in_thread
+
+    handle = start_in_thread(storage_path=str(tmp_path / "sandbox.sqlite3"), api_key=settings.ECNY_OPERATOR_API_KEY,
+                             limits=settings.WALLET_CLASS_LIMITS)
+    settings.ECNY_OPERATOR_URL = handle.url
+    get_operator_client.cache_clear()
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        get_operator_client.cache_clear()

@@ -1,0 +1,11 @@
+class AccessDenied(PermissionError):
+    """The user may not do this. `code` is for API clients; the message is for people."""
+
+    def __init__(self, message: str, code: str = "access_denied"):
+        super().__init__(message)
+        self.code = code
+
+
+class MakerCheckerViolation(AccessDenied):
+    def __init__(self, message: str = "经办人不能审批自己准备的业务 (whoever prepared this cannot approve it)"):
+        super().__init__(message, code="maker_checker")

@@ -1,0 +1,15 @@
+from django.conf import settings
+from django.db import models
+
+
+class Membership(models.Model):
+    """Which organization a user works for. Every query a user makes is scoped to it."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    organization = models.ForeignKey("treasury.Organization", on_delete=models.PROTECT, related_name="members")
+
+    class Meta:
+        verbose_name = "所属机构 (membership)"
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organization}"
