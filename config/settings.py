@@ -156,8 +156,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Celery: without a broker URL everything runs eagerly in-process.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_ALWAYS_EAGER = not os.environ.get("CELERY_BROKER_URL")
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -189,6 +189,8 @@ CELERY_BEAT_SCHEDULE = {
 # Transfer core tuning.
 TRANSFER_CHUNK_SIZE = env_int("TRANSFER_CHUNK_SIZE", 1000)  # one operator batch call / one Celery task
 TRANSFER_RECOVERY_AFTER_SECONDS = env_int("TRANSFER_RECOVERY_AFTER_SECONDS", 120)
+# Issue a signed PDF receipt for every settled transfer (a Celery task per settled chunk).
+RECEIPTS_AUTO_ISSUE = env_bool("RECEIPTS_AUTO_ISSUE", True)
 
 # The e-CNY operator (the sandbox in development and tests).
 ECNY_OPERATOR_URL = os.environ.get("ECNY_OPERATOR_URL", "http://127.0.0.1:8701")

@@ -2,6 +2,12 @@
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    """Receipts and uploads written by a test go to its own temporary folder, never into var/."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
 @pytest.fixture
 def ecny_sandbox(settings, tmp_path):
     """A sandbox e-CNY operator as a real HTTP service on a free loopback port, with fresh storage.

@@ -9,9 +9,9 @@ import re
 
 from treasury.identifiers import mask_resident_id, mask_wallet_id
 
-_RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
-_WALLET_ID = re.compile(r"(?<!\d)\d{16}(?!\d)")
-_MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+_RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z.])\d{17}[\dXx](?![0-9A-Za-z])(?!\.\d)")
+_WALLET_ID = re.compile(r"(?<![\d.])\d{16}(?!\.?\d)")
+_MOBILE = re.compile(r"(?<![\d.])1[3-9]\d{9}(?!\.?\d)")
 
 
 def mask_text(text: str) -> str:

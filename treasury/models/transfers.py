@@ -53,6 +53,9 @@ class Transfer(ConcurrentTransitionMixin, models.Model):
     failure_code = models.CharField(max_length=40, blank=True)
     failure_message = models.CharField(max_length=255, blank=True)
     submit_attempts = models.PositiveIntegerField(default=0)
+    # Held transfers wait for their domain to release them (a paused payroll run); the outbox
+    # sweeper leaves them alone.
+    held = models.BooleanField("暂缓 (held)", default=False)
     created_by = models.CharField("经办 (created by)", max_length=150, blank=True)
     created_at = models.DateTimeField()
     submitted_at = models.DateTimeField(null=True, blank=True)

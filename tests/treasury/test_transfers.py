@@ -1,0 +1,230 @@
+"""The transfer core end to end against the sandbox operator over real HTTP."""
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from adapters.ecny.interface import Conditions, RefusalCode
+from tests.treasury.conftest import open_wallet
+from treasury.demo import make_resident_id
+from treasury.errors import IdempotencyConflict, InvalidTransfers, TransferNotReversible
+from treasury.models import LedgerEntry, Person, Transfer, TransferState, Wallet
+from treasury.services import transfers as transfer_services
+from treasury.services.ledger import check_ledger
+from treasury.services.transfers import NewTransfer, create_transfers
+from treasury.trace.models import TraceEvent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def states(ids):
+    return [Transfer.objects.get(pk=i).state for i in ids]
+
+
+def assert_ledger_ok():
+    report = check_ledger()
+    assert report.problems == []
+
+
+def test_transfers_settle_post_and_trace(world):
+    start = world.operator_balance(world.payer)
+    ids = world.pay([100_00, 250_50, 3_00])
+    assert states(ids) == [TransferState.SETTLED] * 3
+    assert world.operator_balance(world.payer) == start - 353_50
+    assert world.operator_balance(world.payees[1]) == 250_50
+    # Double entry: payer -amount, payee +amount, balances kept.
+    entries = LedgerEntry.objects.filter(transfer_id=ids[1]).order_by("amount_fen")
+    assert [(e.account.wallet_id, e.amount_fen) for e in entries] == [
+        (world.payer.pk, -250_50), (world.payees[1].pk, 250_50)]
+    world.payer.ledger_account.refresh_from_db()
+    assert world.payer.ledger_account.balance_fen == -353_50
+    assert_ledger_ok()
+    t = Transfer.objects.get(pk=ids[0])
+    assert t.operator_txn_id and t.settled_at and t.submit_attempts == 1
+    kinds = list(TraceEvent.objects.filter(subject_type="treasury.transfer", subject_id=str(ids[0]))
+                 .order_by("seq").values_list("kind", flat=True))
+    assert kinds[:3] == ["transfer.created", "transfer.submitted", "transfer.settled"]
+    assert "receipt.issued" in kinds
+
+
+def test_same_key_twice_makes_one_transfer(world):
+    first = world.pay([500_00], batch_ref="b", key_prefix="same")
+    second = world.pay([500_00], batch_ref="b", key_prefix="same")
+    assert first == second
+    assert Transfer.objects.filter(idempotency_key="same:0").count() == 1
+    assert world.operator_balance(world.payees[0]) == 500_00
+
+
+def test_same_key_for_a_different_payment_is_refused(world):
+    world.pay([500_00], key_prefix="k")
+    with pytest.raises(IdempotencyConflict):
+        world.pay([600_00], key_prefix="k")
+
+
+def test_every_bad_item_is_reported_and_nothing_written(world):
+    items = [
+        NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=0, idempotency_key="x:1"),
+        NewTransfer(payer_id=world.payer.pk, payee_id=world.payer.pk, amount_fen=1, idempotency_key="x:2"),
+        NewTransfer(payer_id=world.payer.pk, payee_id=999999, amount_fen=1, idempotency_key="x:3"),
+        NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=1, idempotency_key="x:3"),
+        NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=1.5, idempotency_key="x:5"),
+    ]
+    with pytest.raises(InvalidTransfers) as caught:
+        create_transfers(organization_id=world.employer.pk, batch_ref="bad", transfers=items, actor="t",
+                         now=timezone.now())
+    fields = [(index, field) for index, field, _ in caught.value.problems]
+    assert fields == [(0, "amount_fen"), (1, "payee_id"), (2, "payee_id"), (3, "idempotency_key"), (4, "amount_fen")]
+    assert Transfer.objects.count() == 0
+
+
+def test_operator_refusals_fail_with_their_codes(world):
+    person = Person.objects.create(name="匿名用户", resident_id=make_resident_id("370102", "19950101", 99))
+    class4 = open_wallet(world.sandbox, operator=world.operator, number="0011000000000099", holder_person=person,
+                         name=person.name, wallet_type=Wallet.Type.PERSONAL, wallet_class=4)
+    world.sandbox.admin.set_status(wallet_id=world.payees[0].wallet_id, status="frozen")
+    ids = world.pay([12_000_00], payees=[class4], batch_ref="cap")  # class 4 balance cap is 10,000 yuan
+    ids += world.pay([1_00], payees=[world.payees[0]], batch_ref="frozen")
+    earmark = Conditions(allowed_payees=(world.payees[1].wallet_id,), purposes=("SUBSIDY",))
+    ids += world.pay([1_00], payees=[class4], batch_ref="earmark", conditions=earmark, purpose="SUBSIDY")
+    rows = [Transfer.objects.get(pk=i) for i in ids]
+    assert [(r.state, r.failure_code) for r in rows] == [
+        (TransferState.FAILED, RefusalCode.BALANCE_CAP_EXCEEDED),
+        (TransferState.FAILED, RefusalCode.WALLET_INACTIVE),
+        (TransferState.FAILED, RefusalCode.CONDITION_PAYEE_NOT_ALLOWED),
+    ]
+    assert all(r.failure_message for r in rows)
+    assert rows[2].conditions["allowed_payees"] == [world.payees[1].wallet_id]
+    assert LedgerEntry.objects.count() == 0
+    assert_ledger_ok()
+
+
+def test_timeout_after_apply_is_recovered_and_paid_once(world):
+    world.sandbox.admin.set_fault("timeout_after_apply", count=1, sleep_seconds=3)
+    from django.conf import settings
+
+    settings.ECNY_OPERATOR_TIMEOUT_SECONDS = 1
+    from adapters.ecny.client import get_operator_client
+
+    get_operator_client.cache_clear()
+    ids = world.pay([700_00, 800_00], batch_ref="timeout")
+    assert states(ids) == [TransferState.UNKNOWN] * 2
+    assert LedgerEntry.objects.count() == 0
+    # The operator did apply it; recovery asks and records, once.
+    result = transfer_services.recover_unconfirmed_transfers(now=timezone.now())
+    assert result["settled"] == 2
+    assert states(ids) == [TransferState.SETTLED] * 2
+    assert world.operator_balance(world.payees[0]) == 700_00
+    assert world.operator_balance(world.payees[1]) == 800_00
+    # Running recovery again changes nothing.
+    transfer_services.recover_unconfirmed_transfers(now=timezone.now())
+    assert LedgerEntry.objects.count() == 4
+    assert_ledger_ok()
+
+
+def test_error_before_apply_is_sent_again_under_the_same_key(world):
+    world.sandbox.admin.set_fault("error_before_apply", count=1)
+    ids = world.pay([123_45], batch_ref="5xx")
+    assert states(ids) == [TransferState.UNKNOWN]
+    result = transfer_services.recover_unconfirmed_transfers(now=timezone.now())
+    # The operator never saw the key: back to pending and sent again (eager Celery submits at once).
+    assert result["requeued"] == 1
+    t = Transfer.objects.get(pk=ids[0])
+    assert t.state == TransferState.SETTLED and t.submit_attempts == 2
+    assert world.operator_balance(world.payees[0]) == 123_45
+    assert_ledger_ok()
+
+
+def test_malformed_and_duplicate_replies(world):
+    world.sandbox.admin.set_fault("malformed_reply", count=1)
+    ids = world.pay([10_00], batch_ref="garbage")
+    assert states(ids) == [TransferState.UNKNOWN]
+    transfer_services.recover_unconfirmed_transfers(now=timezone.now())
+    assert states(ids) == [TransferState.SETTLED]
+    world.sandbox.admin.set_fault("duplicate_reply", count=1)
+    ids = world.pay([20_00], batch_ref="dup")
+    assert states(ids) == [TransferState.SETTLED]
+    assert world.operator_balance(world.payees[0]) == 30_00
+    assert_ledger_ok()
+
+
+def test_chunk_task_delivered_twice_pays_once(world, monkeypatch):
+    from treasury.tasks import submit_transfer_chunk_task
+
+    queued = []
+    monkeypatch.setattr(submit_transfer_chunk_task, "apply_async", lambda kwargs: queued.append(kwargs))
+    ids = world.pay([1_00, 2_00, 3_00], batch_ref="twice")
+    assert queued == [{"transfer_ids": ids}]
+    submit_transfer_chunk_task.apply(kwargs=queued[0])
+    submit_transfer_chunk_task.apply(kwargs=queued[0])  # the broker delivers the same task again
+    outcome = transfer_services.submit_transfer_chunk(transfer_ids=ids, now=timezone.now())
+    assert outcome.claimed == 0
+    assert states(ids) == [TransferState.SETTLED] * 3
+    assert [Transfer.objects.get(pk=i).submit_attempts for i in ids] == [1, 1, 1]
+    assert_ledger_ok()
+
+
+def test_worker_killed_after_the_operator_applied(world, monkeypatch):
+    """The worker dies between the operator's reply and our commit: nothing recorded, money moved."""
+    real_client = transfer_services._operator()
+
+    class DiesAfterCall:
+        def transfer_batch(self, instructions):
+            real_client.transfer_batch(instructions)
+            raise KeyboardInterrupt("worker killed")
+
+    monkeypatch.setattr(transfer_services, "_operator", lambda: DiesAfterCall())
+    with pytest.raises(KeyboardInterrupt):
+        world.pay([42_00, 43_00], batch_ref="killed")
+    monkeypatch.undo()
+    ids = list(Transfer.objects.filter(batch_ref="killed").order_by("pk").values_list("pk", flat=True))
+    assert states(ids) == [TransferState.SUBMITTED] * 2
+    # Too young: recovery leaves in-flight rows alone.
+    assert transfer_services.recover_unconfirmed_transfers(now=timezone.now()).get("settled", 0) == 0
+    later = timezone.now() + timezone.timedelta(minutes=5)
+    assert transfer_services.recover_unconfirmed_transfers(now=later)["settled"] == 2
+    assert world.operator_balance(world.payees[0]) == 42_00
+    assert_ledger_ok()
+
+
+def test_held_transfers_wait_for_release_and_can_be_cancelled(world):
+    ids = world.pay([5_00, 6_00], batch_ref="held", hold=True)
+    assert states(ids) == [TransferState.PENDING] * 2
+    # The outbox sweeper does not pick up held transfers.
+    later = timezone.now() + timezone.timedelta(minutes=5)
+    assert transfer_services.submit_stranded_pending_transfers(now=later) == 0
+    transfer_services.cancel_pending_transfers(transfer_ids=[ids[1]], reason="line held by employer", actor="t",
+                                               now=timezone.now())
+    transfer_services.release_transfers(transfer_ids=ids, actor="t", now=timezone.now())
+    assert states(ids) == [TransferState.SETTLED, TransferState.CANCELLED]
+
+
+def test_reversal_and_return_post_back(world):
+    ids = world.pay([300_00, 400_00], batch_ref="back")
+    transfer_services.reverse_transfer(transfer_id=ids[0], reason="duplicate tax payment", actor="t",
+                                       now=timezone.now())
+    # Reversing again is a no-op, not a second reversal.
+    transfer_services.reverse_transfer(transfer_id=ids[0], reason="again", actor="t", now=timezone.now())
+    world.sandbox.admin.return_transfer(request_id="back:1", reason="payee wallet closed")
+    transfer_services.refresh_transfers(transfer_ids=ids, now=timezone.now())
+    assert states(ids) == [TransferState.REVERSED, TransferState.RETURNED]
+    assert world.operator_balance(world.payees[0]) == 0
+    assert world.operator_balance(world.payees[1]) == 0
+    world.payer.ledger_account.refresh_from_db()
+    assert world.payer.ledger_account.balance_fen == 0
+    assert_ledger_ok()
+    with pytest.raises(TransferNotReversible):
+        transfer_services.reverse_transfer(transfer_id=ids[1], reason="x", actor="t", now=timezone.now())
+
+
+def test_ledger_check_command_names_what_is_wrong(world, capsys):
+    ids = world.pay([100_00])
+    call_command("ledger_check")
+    assert "ledger OK" in capsys.readouterr().out
+    from treasury.models import LedgerAccount
+
+    LedgerAccount.objects.filter(wallet=world.payer).update(balance_fen=1)
+    LedgerEntry.objects.filter(transfer_id=ids[0], amount_fen__gt=0).delete()
+    with pytest.raises(CommandError, match="ledger check FAILED"):
+        call_command("ledger_check")
+    err = capsys.readouterr().err
+    assert f"transfer {ids[0]}: settlement posting does not balance" in err
+    assert "wallet:0010000000000011" in err

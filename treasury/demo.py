@@ -1,0 +1,132 @@
+"""Demo data and an end-to-end demo run (`manage.py demo`).
+
+Everything here goes through the same services the product uses; the only shortcut is that the
+sandbox operator's admin API opens and funds wallets, as an operator's back office would.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+from stdnum.cn import ric, uscc
+
+from treasury.access import roles
+from treasury.access.models import Membership
+from treasury.models import LedgerAccount, Organization, Person, Wallet
+from treasury.services.wallets import register_wallet
+
+OPERATOR_PREFIX = "001"  # first 3 digits of the sandbox operator's wallet ids
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = ["伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀兰", "霞"]
+
+
+def make_uscc(body17: str) -> str:
+    """A unified social credit code with its check character (stdnum takes the 17 without it)."""
+    return body17 + uscc.calc_check_digit(body17)
+
+
+def make_resident_id(region: str, birth: str, sequence: int) -> str:
+    base = f"{region}{birth}{sequence % 1000:03d}0"
+    return base[:17] + ric.calc_check_digit(base)  # ric takes all 18 and ignores the last
+
+
+def wallet_number(kind_digit: int, serial: int) -> str:
+    return f"{OPERATOR_PREFIX}{kind_digit}{serial:012d}"
+
+
+@dataclass
+class DemoWorld:
+    orgs: dict[str, Organization] = field(default_factory=dict)
+    wallets: dict[str, Wallet] = field(default_factory=dict)
+    employees_a: list[Wallet] = field(default_factory=list)
+    employees_b: list[Wallet] = field(default_factory=list)
+    passwords: dict[str, str] = field(default_factory=dict)
+
+
+ORGS = [
+    # key, type, name, USCC body (17), institution code
+    ("operator", Organization.Type.OPERATOR_BANK, "示范银行济南分行（数字人民币运营机构）", "91370100MA3C00001", "001"),
+    ("treasury", Organization.Type.TREASURY, "国家金库济南市中心支库", "11370100MB0000001", "3701000000"),
+    ("finance", Organization.Type.FINANCE_BUREAU, "济南市财政局", "11370100MB0000002", ""),
+    ("tax", Organization.Type.TAX_AUTHORITY, "国家税务总局济南市税务局", "11370100MB0000003", "13701000000"),
+    ("social", Organization.Type.SOCIAL_INSURANCE_AGENCY, "济南市社会保险事业中心", "12370100MB0000004", ""),
+    ("union", Organization.Type.UNION, "济南市示范科技有限公司工会委员会", "81370100MC0000005", ""),
+    ("school", Organization.Type.BUDGET_UNIT, "济南市第一中学", "12370100MB0000006", ""),
+    ("employer_a", Organization.Type.EMPLOYER, "济南示范科技有限公司", "91370100MA3C00007", ""),
+    ("employer_b", Organization.Type.EMPLOYER, "济南明远物流有限公司", "91370100MA3C00008", ""),
+]
+
+USERS = [
+    # username, role, organization key
+    ("clerk", roles.FINANCE_CLERK, "finance"),
+    ("approver", roles.FINANCE_APPROVER, "finance"),
+    ("tax", roles.TAX_STAFF, "tax"),
+    ("emp_a_op", roles.EMPLOYER_OPERATOR, "employer_a"),
+    ("emp_a_ap", roles.EMPLOYER_APPROVER, "employer_a"),
+    ("emp_b_op", roles.EMPLOYER_OPERATOR, "employer_b"),
+    ("auditor", roles.AUDITOR, "finance"),
+    ("admin", roles.ADMIN, "finance"),
+]
+
+
+def load_demo_world(*, employees_a: int = 40, employees_b: int = 10, password: str | None = None) -> DemoWorld:
+    """Create (or find) the demo organizations, users and wallets in the service's database. Idempotent."""
+    world = DemoWorld()
+    with transaction.atomic():
+        for key, org_type, name, body, code in ORGS:
+            world.orgs[key], _ = Organization.objects.get_or_create(
+                uscc=make_uscc(body), defaults={"name": name, "org_type": org_type, "code": code}
+            )
+        operator = world.orgs["operator"]
+
+        corporate = [
+            ("treasury_single", wallet_number(0, 1), "treasury", LedgerAccount.Kind.TREASURY_SINGLE),
+            ("fiscal_zero_balance", wallet_number(0, 2), "finance", LedgerAccount.Kind.FISCAL_ZERO_BALANCE),
+            ("school_zero_balance", wallet_number(0, 3), "school", LedgerAccount.Kind.UNIT_ZERO_BALANCE),
+            ("employer_a", wallet_number(0, 11), "employer_a", LedgerAccount.Kind.WALLET),
+            ("employer_b", wallet_number(0, 12), "employer_b", LedgerAccount.Kind.WALLET),
+            ("union", wallet_number(0, 13), "union", LedgerAccount.Kind.WALLET),
+            ("social", wallet_number(0, 14), "social", LedgerAccount.Kind.WALLET),
+        ]
+        for key, number, org_key, kind in corporate:
+            wallet = Wallet.objects.filter(wallet_id=number).first() or register_wallet(
+                wallet_id=number, wallet_type=Wallet.Type.CORPORATE, operator=operator,
+                holder_org=world.orgs[org_key], holder_name=world.orgs[org_key].name, account_kind=kind,
+            )
+            world.wallets[key] = wallet
+
+        def person_wallet(serial: int) -> Wallet:
+            number = wallet_number(1, serial)
+            existing = Wallet.objects.filter(wallet_id=number).first()
+            if existing:
+                return existing
+            name = SURNAMES[serial % len(SURNAMES)] + GIVEN[(serial * 7) % len(GIVEN)]
+            resident_id = make_resident_id("370102", f"19{70 + serial % 30:02d}0{1 + serial % 9}1{serial % 9}", serial)
+            person, _ = Person.objects.get_or_create(resident_id=resident_id, defaults={"name": name})
+            # Mostly class 2; every tenth a class 4 (anonymous, small limits) to show limit refusals.
+            wallet_class = 4 if serial % 10 == 0 else 2
+            return register_wallet(
+                wallet_id=number, wallet_type=Wallet.Type.PERSONAL, wallet_class=wallet_class, operator=operator,
+                holder_person=person, holder_name=person.name,
+            )
+
+        world.employees_a = [person_wallet(i) for i in range(1, employees_a + 1)]
+        world.employees_b = [person_wallet(i) for i in range(1001, 1001 + employees_b)]
+
+        password = password or secrets.token_urlsafe(9)
+        User = get_user_model()
+        for username, role, org_key in USERS:
+            user, created = User.objects.get_or_create(username=username)
+            if created:
+                user.set_password(password)
+                user.is_staff = role == roles.ADMIN
+                user.is_superuser = role == roles.ADMIN
+                user.save()
+                world.passwords[username] = password
+            user.groups.add(Group.objects.get(name=role))
+            Membership.objects.update_or_create(user=user, defaults={"organization": world.orgs[org_key]})
+    return world

@@ -1,0 +1,90 @@
+"""Ledger invariants, checked set-based in SQL (fast enough for millions of entries)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db import connection
+
+from treasury.models import TransferState as S
+
+# Which entry kinds a transfer in each state must have posted (and no others).
+EXPECTED_KINDS = {
+    S.SETTLED: {"settlement"},
+    S.RETURNED: {"settlement", "return"},
+    S.REVERSED: {"settlement", "reversal"},
+}
+
+PROBLEM_LIMIT = 200
+
+
+@dataclass
+class LedgerReport:
+    entries: int = 0
+    transfers: int = 0
+    accounts: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def check_ledger() -> LedgerReport:
+    report = LedgerReport()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*), COUNT(DISTINCT transfer_id), COALESCE(SUM(amount_fen), 0) FROM treasury_ledgerentry")
+        report.entries, report.transfers, total = cursor.fetchone()
+        cursor.execute("SELECT COUNT(*) FROM treasury_ledgeraccount")
+        report.accounts = cursor.fetchone()[0]
+        if total != 0:
+            report.problems.append(f"all entries together sum to {total} fen, not 0")
+
+        cursor.execute(
+            "SELECT transfer_id, kind, SUM(amount_fen), COUNT(*) FROM treasury_ledgerentry "
+            "GROUP BY transfer_id, kind HAVING SUM(amount_fen) <> 0 OR COUNT(*) <> 2 "
+            f"ORDER BY transfer_id LIMIT {PROBLEM_LIMIT}"
+        )
+        for transfer_id, kind, amount, count in cursor.fetchall():
+            report.problems.append(
+                f"transfer {transfer_id}: {kind} posting does not balance ({count} entries summing to {amount} fen)"
+            )
+
+        cursor.execute(
+            "SELECT a.id, a.code, a.balance_fen, COALESCE(e.total, 0) FROM treasury_ledgeraccount a "
+            "LEFT JOIN (SELECT account_id, SUM(amount_fen) AS total FROM treasury_ledgerentry GROUP BY account_id) e "
+            "ON e.account_id = a.id WHERE a.balance_fen <> COALESCE(e.total, 0) "
+            f"ORDER BY a.id LIMIT {PROBLEM_LIMIT}"
+        )
+        for account_id, code, balance, total in cursor.fetchall():
+            report.problems.append(
+                f"account {account_id} ({code}): balance {balance} fen but its entries sum to {total} fen"
+            )
+
+        cursor.execute(
+            "SELECT t.id, t.state, e.kind, t.amount_fen, e.amount_fen FROM treasury_transfer t "
+            "JOIN treasury_ledgerentry e ON e.transfer_id = t.id "
+            "WHERE ABS(e.amount_fen) <> t.amount_fen "
+            f"ORDER BY t.id LIMIT {PROBLEM_LIMIT}"
+        )
+        for transfer_id, state, kind, amount, entry_amount in cursor.fetchall():
+            report.problems.append(
+                f"transfer {transfer_id}: {kind} entry of {entry_amount} fen for a transfer of {amount} fen"
+            )
+
+        # Every transfer has exactly the postings its state calls for.
+        cursor.execute(
+            "SELECT t.id, t.state, e.kind FROM treasury_transfer t "
+            "LEFT JOIN (SELECT DISTINCT transfer_id, kind FROM treasury_ledgerentry) e ON e.transfer_id = t.id "
+            "WHERE (t.state IN ('settled', 'returned', 'reversed')) OR e.kind IS NOT NULL ORDER BY t.id"
+        )
+        kinds_by_transfer: dict[int, tuple[str, set]] = {}
+        for transfer_id, state, kind in cursor.fetchall():
+            entry = kinds_by_transfer.setdefault(transfer_id, (state, set()))
+            if kind:
+                entry[1].add(kind)
+        for transfer_id, (state, kinds) in kinds_by_transfer.items():
+            expected = EXPECTED_KINDS.get(state, set())
+            if kinds != expected:
+                report.problems.append(
+                    f"transfer {transfer_id} is {state} but has postings {sorted(kinds) or 'none'}; "
+                    f"expected {sorted(expected) or 'none'}"
+                )
+                if len(report.problems) >= PROBLEM_LIMIT:
+                    break
+    return report
