@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -34,6 +36,7 @@ from adapters.ecny.interface import (
     TransferResult,
     TransferStatus,
 )
+from treasury import bulk
 from treasury.errors import IdempotencyConflict, InvalidTransfers, TransferNotReversible
 from treasury.models import LedgerEntry, Transfer, Wallet
 from treasury.models import TransferState as S
@@ -73,14 +76,49 @@ def _chunks(items: list, size: int):
         yield items[start : start + size]
 
 
-def _locked_transfers(ids, states):
-    """Rows among `ids` in `states`, locked in primary-key order (no deadlocks between workers)."""
-    return list(
-        Transfer.objects.filter(pk__in=ids, state__in=states)
-        .order_by("pk")
-        .select_for_update(of=("self",))
-        .only("pk", "idempotency_key", "amount_fen", "batch_ref", "source_ref", "state", "payer_id", "payee_id")
-    )
+class Row(NamedTuple):
+    """The columns the hot paths need, without building model instances."""
+
+    pk: int
+    idempotency_key: str
+    amount_fen: int
+    batch_ref: str
+    source_ref: str
+    state: str
+
+
+_ROW_COLUMNS = "id, idempotency_key, amount_fen, batch_ref, source_ref, state"
+
+
+def _lock_rows(column: str, values: list, states) -> list[Row]:
+    """Rows whose `column` is among `values` and whose state is in `states`, locked in primary-key
+    order (so two workers never deadlock). SQLite's write transaction is the lock there."""
+    if not values:
+        return []
+    where, params = bulk.in_clause(column, values)
+    state_where, state_params = bulk.in_clause("state", [str(s) for s in states])
+    lock = " FOR UPDATE" if bulk.is_postgresql() else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_ROW_COLUMNS} FROM treasury_transfer WHERE {where} AND {state_where} ORDER BY id{lock}",
+            params + state_params,
+        )
+        return [Row(*r) for r in cursor.fetchall()]
+
+
+def _set_state(ids: list[int], *, state: str, now: datetime | None = None, failure_message: str | None = None) -> None:
+    if not ids:
+        return
+    where, params = bulk.in_clause("id", ids)
+    sets, set_params = ["state = %s"], [str(state)]
+    if now is not None:
+        sets.append("finished_at = %s")
+        set_params.append(bulk.datetime_param(now))
+    if failure_message is not None:
+        sets.append("failure_message = %s")
+        set_params.append(failure_message)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE treasury_transfer SET {', '.join(sets)} WHERE {where}", set_params + params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,56 +185,60 @@ def create_transfers(
                 f"幂等键 {t.idempotency_key} 已用于另一笔转账 (key already used for a different payment)"
             )
 
-    new_rows = [
-        Transfer(
-            idempotency_key=t.idempotency_key,
-            payer_id=t.payer_id,
-            payee_id=t.payee_id,
-            amount_fen=t.amount_fen,
-            purpose_code=t.purpose_code,
-            memo=t.memo,
-            source_type_id=t.source_type_id,
-            source_id=t.source_id,
-            source_ref=t.source_ref,
-            organization_id=organization_id,
-            batch_ref=batch_ref,
-            conditions=t.conditions.to_json() if t.conditions and not t.conditions.is_empty() else None,
-            created_by=actor,
-            created_at=now,
-            held=hold,
-        )
-        for t in transfers
-        if t.idempotency_key not in existing
-    ]
+    new_items = [t for t in transfers if t.idempotency_key not in existing]
     with transaction.atomic():
-        Transfer.objects.bulk_create(new_rows, batch_size=2000)
+        new_ids = bulk.allocate_ids(Transfer._meta.db_table, len(new_items))
+        created_at = bulk.datetime_param(now)
+        bulk.insert_rows(
+            table=Transfer._meta.db_table,
+            columns=_TRANSFER_COLUMNS,
+            rows=[
+                (pk, t.idempotency_key, t.payer_id, t.payee_id, t.amount_fen, t.purpose_code, t.memo, t.source_type_id,
+                 t.source_id, t.source_ref, organization_id, batch_ref, _conditions_json(t.conditions), S.PENDING,
+                 "", "", "", 0, hold, actor, created_at)
+                for pk, t in zip(new_ids, new_items)
+            ],
+        )
         append_events(
             stream_key=batch_ref,
             events=[
                 EventSpec(
                     kind="transfer.created",
                     subject_type=SUBJECT,
-                    subject_id=str(row.pk),
+                    subject_id=str(pk),
                     actor=actor,
-                    amount_fen=row.amount_fen,
-                    source_ref=row.source_ref,
+                    amount_fen=t.amount_fen,
+                    source_ref=t.source_ref,
                     data={
-                        "key": row.idempotency_key,
-                        "payer": wallets[row.payer_id].wallet_id,
-                        "payee": wallets[row.payee_id].wallet_id,
-                        "purpose": row.purpose_code,
-                        **({"conditions": row.conditions} if row.conditions else {}),
+                        "key": t.idempotency_key,
+                        "payer": wallets[t.payer_id].wallet_id,
+                        "payee": wallets[t.payee_id].wallet_id,
+                        "purpose": t.purpose_code,
+                        **({"conditions": t.conditions.to_json()} if _conditions_json(t.conditions) else {}),
                     },
                 )
-                for row in new_rows
+                for pk, t in zip(new_ids, new_items)
             ],
             now=now,
         )
-    created_ids = {row.idempotency_key: row.pk for row in new_rows}
+    created_ids = {t.idempotency_key: pk for pk, t in zip(new_ids, new_items)}
     ids = [created_ids.get(t.idempotency_key) or existing[t.idempotency_key]["pk"] for t in transfers]
     if not hold:
-        enqueue_submission([row.pk for row in new_rows])
+        enqueue_submission(new_ids)
     return ids
+
+
+_TRANSFER_COLUMNS = [
+    "id", "idempotency_key", "payer_id", "payee_id", "amount_fen", "purpose_code", "memo", "source_type_id",
+    "source_id", "source_ref", "organization_id", "batch_ref", "conditions", "state", "operator_txn_id",
+    "failure_code", "failure_message", "submit_attempts", "held", "created_by", "created_at",
+]
+
+
+def _conditions_json(conditions: Conditions | None) -> str | None:
+    if conditions is None or conditions.is_empty():
+        return None
+    return json.dumps(conditions.to_json(), sort_keys=True, ensure_ascii=False)
 
 
 def enqueue_submission(transfer_ids: list[int]) -> None:
@@ -211,7 +253,8 @@ def enqueue_submission(transfer_ids: list[int]) -> None:
 def release_transfers(*, transfer_ids: list[int], actor: str, now: datetime) -> int:
     """Release held pending transfers for submission. Returns how many were released."""
     with transaction.atomic():
-        ids = [t.pk for t in _locked_transfers(transfer_ids, [S.PENDING]) if t.pk]
+        rows = _lock_rows("id", transfer_ids, [S.PENDING])
+        ids = [r.pk for r in rows]
         released = Transfer.objects.filter(pk__in=ids, held=True).update(held=False)
         enqueue_submission(ids)
     return released
@@ -223,13 +266,10 @@ def cancel_pending_transfers(*, transfer_ids: list[int], reason: str, actor: str
     Transfers already submitted are left as they are: only the operator's answer decides them.
     """
     with transaction.atomic():
-        rows = _locked_transfers(transfer_ids, Transfer.sources_of(Transfer.cancel))
-        ids = [t.pk for t in rows]
-        Transfer.objects.filter(pk__in=ids).update(
-            state=Transfer.target_of(Transfer.cancel), finished_at=now, failure_message=reason[:255]
-        )
+        rows = _lock_rows("id", transfer_ids, Transfer.sources_of(Transfer.cancel))
+        _set_state([r.pk for r in rows], state=Transfer.target_of(Transfer.cancel), now=now, failure_message=reason[:255])
         _trace(rows, kind="transfer.cancelled", actor=actor, now=now, data={"reason": reason})
-    return ids
+    return [r.pk for r in rows]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,6 +285,25 @@ class ChunkOutcome:
     unknown: int = 0
 
 
+def _claim(transfer_ids: list[int], now: datetime) -> list[tuple]:
+    """pending -> submitted for the unheld pending rows among `transfer_ids`, in one statement.
+
+    On PostgreSQL rows another worker holds are skipped (SKIP LOCKED), so two workers given the
+    same chunk split it instead of both sending it; on SQLite the write transaction serializes them.
+    """
+    where, params = bulk.in_clause("id", transfer_ids)
+    lock = " FOR UPDATE SKIP LOCKED" if bulk.is_postgresql() else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE treasury_transfer SET state = %s, submitted_at = %s, submit_attempts = submit_attempts + 1 "
+            f"WHERE id IN (SELECT id FROM treasury_transfer WHERE {where} AND state = %s AND NOT held "
+            f"ORDER BY id{lock}) "
+            f"RETURNING {_ROW_COLUMNS}, payer_id, payee_id, purpose_code, memo, conditions",
+            [S.SUBMITTED, bulk.datetime_param(now), *params, S.PENDING],
+        )
+        return sorted(cursor.fetchall())
+
+
 def submit_transfer_chunk(*, transfer_ids: list[int], now: datetime) -> ChunkOutcome:
     """Send the pending transfers among `transfer_ids` to the operator in one batch call.
 
@@ -252,35 +311,26 @@ def submit_transfer_chunk(*, transfer_ids: list[int], now: datetime) -> ChunkOut
     under row locks, so each is sent by one worker; a second run finds nothing to claim.
     """
     with transaction.atomic():
-        rows = list(
-            Transfer.objects.filter(pk__in=transfer_ids, state=S.PENDING, held=False)
-            .order_by("pk")
-            .select_for_update(of=("self",), skip_locked=connection.features.has_select_for_update_skip_locked)
-            .select_related("payer", "payee")
-            .only(
-                "pk", "idempotency_key", "amount_fen", "purpose_code", "memo", "conditions", "batch_ref",
-                "source_ref", "state", "payer__wallet_id", "payee__wallet_id",
-            )
-        )
-        if not rows:
+        claimed = _claim(transfer_ids, now)
+        if not claimed:
             return ChunkOutcome()
-        ids = [t.pk for t in rows]
-        Transfer.objects.filter(pk__in=ids, state=S.PENDING).update(state=S.SUBMITTED, submitted_at=now)
-        _bump_attempts(ids)
+        rows = [Row(*c[:6]) for c in claimed]
         _trace(rows, kind="transfer.submitted", actor="system", now=now)
-
+    wallet_pks = {c[6] for c in claimed} | {c[7] for c in claimed}
+    wallet_ids = dict(Wallet.objects.filter(pk__in=wallet_pks).values_list("pk", "wallet_id"))
     instructions = [
         TransferInstruction(
-            request_id=t.idempotency_key,
-            payer_wallet=t.payer.wallet_id,
-            payee_wallet=t.payee.wallet_id,
-            amount_fen=t.amount_fen,
-            purpose_code=t.purpose_code,
-            memo=t.memo,
-            conditions=Conditions.from_json(t.conditions),
+            request_id=c[1],
+            payer_wallet=wallet_ids[c[6]],
+            payee_wallet=wallet_ids[c[7]],
+            amount_fen=c[2],
+            purpose_code=c[8],
+            memo=c[9],
+            conditions=Conditions.from_json(json.loads(c[10]) if isinstance(c[10], str) else c[10]),
         )
-        for t in rows
+        for c in claimed
     ]
+    ids = [r.pk for r in rows]
     try:
         results = _operator().transfer_batch(instructions)
     except OperatorUnavailable as exc:
@@ -300,19 +350,11 @@ def submit_transfer_chunk(*, transfer_ids: list[int], now: datetime) -> ChunkOut
     return ChunkOutcome(claimed=len(ids), settled=applied["settled"], failed=applied["failed"])
 
 
-def _bump_attempts(ids: list[int]) -> None:
-    from django.db.models import F
-
-    Transfer.objects.filter(pk__in=ids).update(submit_attempts=F("submit_attempts") + 1)
-
-
 def mark_outcome_unknown(*, transfer_ids: list[int], reason: str, now: datetime) -> int:
     """submitted -> unknown: the recovery task will ask the operator."""
     with transaction.atomic():
-        rows = _locked_transfers(transfer_ids, Transfer.sources_of(Transfer.mark_unknown))
-        Transfer.objects.filter(pk__in=[t.pk for t in rows]).update(
-            state=Transfer.target_of(Transfer.mark_unknown), failure_message=reason
-        )
+        rows = _lock_rows("id", transfer_ids, Transfer.sources_of(Transfer.mark_unknown))
+        _set_state([r.pk for r in rows], state=Transfer.target_of(Transfer.mark_unknown), failure_message=reason)
         _trace(rows, kind="transfer.outcome_unknown", actor="system", now=now, data={"reason": reason})
     return len(rows)
 
@@ -325,8 +367,8 @@ def mark_outcome_unknown(*, transfer_ids: list[int], reason: str, now: datetime)
 def apply_operator_results(*, results: list[TransferResult], now: datetime) -> dict[str, int]:
     """Record the operator's answers in one transaction: states, postings, trace.
 
-    Only rows still waiting for an answer (submitted/unknown) change, except that a RETURNED
-    answer also reaches a settled row. Applying the same answers twice changes nothing.
+    Only rows still waiting for an answer (submitted/unknown) change, except that a RETURNED or
+    REVERSED answer also reaches a settled row. Applying the same answers twice changes nothing.
     """
     by_key = {r.request_id: r for r in results}
     counts = {"settled": 0, "failed": 0, "requeued": 0, "returned": 0, "reversed": 0}
@@ -334,12 +376,7 @@ def apply_operator_results(*, results: list[TransferResult], now: datetime) -> d
         return counts
     with transaction.atomic():
         waiting = set(Transfer.sources_of(Transfer.settle))
-        rows = list(
-            Transfer.objects.filter(idempotency_key__in=list(by_key))
-            .order_by("pk")
-            .select_for_update(of=("self",))
-            .only("pk", "idempotency_key", "amount_fen", "batch_ref", "source_ref", "state", "payer_id", "payee_id")
-        )
+        rows = _lock_rows("idempotency_key", list(by_key), [*waiting, S.SETTLED])
         to_settle, to_fail, to_requeue, came_back = [], [], [], []
         for t in rows:
             result = by_key[t.idempotency_key]
@@ -352,15 +389,18 @@ def apply_operator_results(*, results: list[TransferResult], now: datetime) -> d
                     to_fail.append((t, result))
                 elif result.status == TransferStatus.NOT_FOUND:
                     to_requeue.append(t)
-            elif t.state == S.SETTLED and result.status in (TransferStatus.RETURNED, TransferStatus.REVERSED):
+            elif result.status in (TransferStatus.RETURNED, TransferStatus.REVERSED):
                 came_back.append((t, result))
 
         if to_settle:
             _set_settled(to_settle, now=now)
-            _post([t.pk for t, _ in to_settle], kind=LedgerEntry.Kind.SETTLEMENT, now=now)
+            settled_ids = [t.pk for t, _ in to_settle]
+            _post(settled_ids, kind=LedgerEntry.Kind.SETTLEMENT, now=now)
             _trace([t for t, _ in to_settle], kind="transfer.settled", actor="operator", now=now,
                    data_for=lambda t: {"operator_txn_id": by_key[t.idempotency_key].operator_txn_id})
             counts["settled"] = len(to_settle)
+            if settings.RECEIPTS_AUTO_ISSUE:
+                _enqueue_receipts(settled_ids)
         if to_fail:
             _set_failed(to_fail, now=now)
             _trace([t for t, _ in to_fail], kind="transfer.failed", actor="operator", now=now,
@@ -369,7 +409,7 @@ def apply_operator_results(*, results: list[TransferResult], now: datetime) -> d
             counts["failed"] = len(to_fail)
         if to_requeue:
             ids = [t.pk for t in to_requeue]
-            Transfer.objects.filter(pk__in=ids).update(state=Transfer.target_of(Transfer.requeue))
+            _set_state(ids, state=Transfer.target_of(Transfer.requeue))
             _trace(to_requeue, kind="transfer.requeued", actor="system", now=now,
                    data={"reason": "operator never applied this key; sent again under the same key"})
             enqueue_submission(ids)
@@ -381,15 +421,10 @@ def apply_operator_results(*, results: list[TransferResult], now: datetime) -> d
             group = [t for t, r in came_back if r.status == status]
             if group:
                 ids = [t.pk for t in group]
-                Transfer.objects.filter(pk__in=ids, state=S.SETTLED).update(
-                    state=Transfer.target_of(method), finished_at=now
-                )
+                _set_state(ids, state=Transfer.target_of(method), now=now)
                 _post(ids, kind=kind, now=now)
                 _trace(group, kind=f"transfer.{status}", actor="operator", now=now)
                 counts[status] = len(group)
-        settled_ids = [t.pk for t, _ in to_settle]
-        if settled_ids and settings.RECEIPTS_AUTO_ISSUE:
-            _enqueue_receipts(settled_ids)
     return counts
 
 
@@ -399,38 +434,47 @@ def _enqueue_receipts(transfer_ids: list[int]) -> None:
     transaction.on_commit(partial(issue_transfer_receipts_task.apply_async, kwargs={"transfer_ids": transfer_ids}))
 
 
-def _update_from_values(*, set_clause: str, set_params: list, rows: list[tuple]) -> None:
-    """One UPDATE of treasury_transfer from a VALUES list of (id, c1, c2) rows.
+def _update_from_values(*, set_clause: str, set_params: list, rows: list[tuple], types: tuple[str, str]) -> None:
+    """One UPDATE of treasury_transfer from per-row values (id, c1, c2), instead of one per row.
 
-    Works on PostgreSQL and SQLite (>= 3.33, UPDATE ... FROM). One statement per chunk instead of
-    one per row: this is what keeps settling 100,000 transfers a matter of seconds.
+    PostgreSQL: three array parameters unnested; SQLite (>= 3.33, UPDATE ... FROM): a VALUES list.
     """
     if not rows:
         return
-    placeholders = ", ".join(["(%s, %s, %s)"] * len(rows))
-    values_params = [value for row in rows for value in row]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH v(id, c1, c2) AS (VALUES {placeholders}) "
-            f"UPDATE treasury_transfer SET {set_clause} FROM v WHERE treasury_transfer.id = v.id",
-            values_params + set_params,
-        )
+        if bulk.is_postgresql():
+            ids, c1, c2 = (list(column) for column in zip(*rows))
+            cursor.execute(
+                f"UPDATE treasury_transfer SET {set_clause} "
+                f"FROM unnest(%s::bigint[], %s::{types[0]}[], %s::{types[1]}[]) AS v(id, c1, c2) "
+                "WHERE treasury_transfer.id = v.id",
+                set_params + [ids, c1, c2],
+            )
+        else:
+            placeholders = ", ".join(["(%s, %s, %s)"] * len(rows))
+            cursor.execute(
+                f"WITH v(id, c1, c2) AS (VALUES {placeholders}) "
+                f"UPDATE treasury_transfer SET {set_clause} FROM v WHERE treasury_transfer.id = v.id",
+                [value for row in rows for value in row] + set_params,
+            )
 
 
 def _set_settled(pairs, *, now: datetime) -> None:
     _update_from_values(
         set_clause="state = %s, finished_at = %s, operator_txn_id = v.c1, settled_at = v.c2, "
         "failure_code = '', failure_message = ''",
-        set_params=[S.SETTLED, now],
-        rows=[(t.pk, r.operator_txn_id or "", r.settled_at or now) for t, r in pairs],
+        set_params=[S.SETTLED, bulk.datetime_param(now)],
+        rows=[(t.pk, r.operator_txn_id or "", bulk.datetime_param(r.settled_at or now)) for t, r in pairs],
+        types=("text", "timestamptz"),
     )
 
 
 def _set_failed(pairs, *, now: datetime) -> None:
     _update_from_values(
         set_clause="state = %s, finished_at = %s, failure_code = v.c1, failure_message = v.c2",
-        set_params=[S.FAILED, now],
+        set_params=[S.FAILED, bulk.datetime_param(now)],
         rows=[(t.pk, (r.code or "FAILED")[:40], (r.message or "")[:255]) for t, r in pairs],
+        types=("text", "text"),
     )
 
 
@@ -452,23 +496,25 @@ def _post(transfer_ids: list[int], *, kind: str, now: datetime) -> None:
     if not transfer_ids:
         return
     payer_sign, payee_sign = _DIRECTION[kind]
-    id_list = ", ".join(["%s"] * len(transfer_ids))
+    where, ids = bulk.in_clause("id", transfer_ids)
+    entry_where, entry_ids = bulk.in_clause("transfer_id", transfer_ids)
+    posted_at = bulk.datetime_param(now)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if bulk.is_postgresql():
             # Lock the touched accounts in primary-key order before changing balances.
             cursor.execute(
                 "SELECT a.id FROM treasury_ledgeraccount a WHERE a.wallet_id IN ("
-                f"SELECT payer_id FROM treasury_transfer WHERE id IN ({id_list}) UNION "
-                f"SELECT payee_id FROM treasury_transfer WHERE id IN ({id_list})) ORDER BY a.id FOR UPDATE",
-                [*transfer_ids, *transfer_ids],
+                f"SELECT payer_id FROM treasury_transfer WHERE {where} UNION "
+                f"SELECT payee_id FROM treasury_transfer WHERE {where}) ORDER BY a.id FOR UPDATE",
+                ids + ids,
             )
         inserted = 0
         for side, sign in (("payer_id", payer_sign), ("payee_id", payee_sign)):
             cursor.execute(
                 "INSERT INTO treasury_ledgerentry (transfer_id, account_id, kind, amount_fen, posted_at) "
                 f"SELECT t.id, a.id, %s, %s * t.amount_fen, %s FROM treasury_transfer t "
-                f"JOIN treasury_ledgeraccount a ON a.wallet_id = t.{side} WHERE t.id IN ({id_list})",
-                [kind, sign, now, *transfer_ids],
+                f"JOIN treasury_ledgeraccount a ON a.wallet_id = t.{side} WHERE t.{where}",
+                [kind, sign, posted_at, *ids],
             )
             inserted += cursor.rowcount
         if inserted != 2 * len(transfer_ids):
@@ -477,9 +523,9 @@ def _post(transfer_ids: list[int], *, kind: str, now: datetime) -> None:
         cursor.execute(
             "UPDATE treasury_ledgeraccount SET balance_fen = balance_fen + d.delta, updated_at = %s FROM ("
             "SELECT account_id, SUM(amount_fen) AS delta FROM treasury_ledgerentry "
-            f"WHERE kind = %s AND transfer_id IN ({id_list}) GROUP BY account_id) d "
+            f"WHERE kind = %s AND {entry_where} GROUP BY account_id) d "
             "WHERE treasury_ledgeraccount.id = d.account_id",
-            [now, kind, *transfer_ids],
+            [posted_at, kind, *entry_ids],
         )
 
 
@@ -581,9 +627,9 @@ def reverse_transfer(*, transfer_id: int, reason: str, actor: str, now: datetime
     if result.status not in (TransferStatus.REVERSED, TransferStatus.SETTLED):
         raise TransferNotReversible(f"运营机构拒绝冲正: {result.code} {result.message}")
     with transaction.atomic():
-        rows = _locked_transfers([transfer_id], [S.SETTLED])
+        rows = _lock_rows("id", [transfer_id], [S.SETTLED])
         if rows:
-            Transfer.objects.filter(pk=transfer_id).update(state=S.REVERSED, finished_at=now)
+            _set_state([transfer_id], state=Transfer.target_of(Transfer.mark_reversed), now=now)
             _post([transfer_id], kind=LedgerEntry.Kind.REVERSAL, now=now)
             _trace(rows, kind="transfer.reversed", actor=actor, now=now,
                    data={"reason": reason, "operator_txn_id": result.operator_txn_id})

@@ -1,4 +1,6 @@
-"""Appending to the trace. Call inside the transaction that makes the change the events describe."""
+"""Writing the trace: appending events (inside the transaction that makes the change they
+describe) and signing checkpoints over every stream head. Verification is in `verification.py`.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -7,9 +9,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import OuterRef, Subquery
 
-from .models import TraceEvent, TraceStream
+from treasury import bulk, keys
+
+from .merkle import MerkleBuilder
+from .models import TraceCheckpoint, TraceCheckpointHead, TraceEvent, TraceStream
+from .ordering import key_order
 
 GENESIS_HASH = "0" * 64
 
@@ -25,29 +32,39 @@ class EventSpec:
     data: dict = field(default_factory=dict)
 
 
+_EVENT_COLUMNS = ["stream_key", "seq", "kind", "subject_type", "subject_id", "source_ref", "actor", "amount_fen",
+                  "data", "occurred_at", "prev_hash", "hash"]
+
+
+def _canonical(stream_key, seq, kind, subject_type, subject_id, source_ref, actor, amount_fen, occurred_at,
+               data_json, prev_hash) -> bytes:
+    occurred = occurred_at.isoformat(timespec="microseconds") if isinstance(occurred_at, datetime) else str(occurred_at)
+    fields = (stream_key, str(seq), kind, subject_type, str(subject_id), source_ref, actor,
+              "" if amount_fen is None else str(amount_fen), occurred, data_json, prev_hash)
+    return "\x1f".join(fields).encode("utf-8")
+
+
 def canonical_event_bytes(
     *, stream_key, seq, kind, subject_type, subject_id, source_ref, actor, amount_fen, data, occurred_at, prev_hash
 ) -> bytes:
     """The exact bytes an event's hash covers. Changing this breaks every stored chain: don't."""
-    occurred = occurred_at.isoformat(timespec="microseconds") if isinstance(occurred_at, datetime) else str(occurred_at)
     payload = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) if data else "{}"
-    fields = (stream_key, str(seq), kind, subject_type, str(subject_id), source_ref, actor,
-              "" if amount_fen is None else str(amount_fen), occurred, payload, prev_hash)
-    return "\x1f".join(fields).encode("utf-8")
+    return _canonical(stream_key, seq, kind, subject_type, subject_id, source_ref, actor, amount_fen, occurred_at,
+                      payload, prev_hash)
 
 
 def event_hash(**fields) -> str:
     return hashlib.sha256(canonical_event_bytes(**fields)).hexdigest()
 
 
-def append_events(*, stream_key: str, events: list[EventSpec], now: datetime) -> list[TraceEvent]:
+def append_events(*, stream_key: str, events: list[EventSpec], now: datetime) -> int:
     """Append events to one stream, chained to its head, in one bulk insert.
 
     Must run inside transaction.atomic(): the stream head is row-locked until commit, so two
     writers of the same stream queue up while writers of other streams run in parallel.
     """
     if not events:
-        return []
+        return 0
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("append_events must run inside transaction.atomic()")
     if now.tzinfo is None:
@@ -57,17 +74,119 @@ def append_events(*, stream_key: str, events: list[EventSpec], now: datetime) ->
     stream, _ = TraceStream.objects.get_or_create(key=stream_key, defaults={"updated_at": now})
     stream = TraceStream.objects.select_for_update().get(pk=stream.pk)
     seq, prev = stream.head_seq, stream.head_hash
+    stored_at = bulk.datetime_param(now)
     rows = []
     for spec in events:
         seq += 1
-        fields = dict(
-            stream_key=stream_key, seq=seq, kind=spec.kind, subject_type=spec.subject_type,
-            subject_id=str(spec.subject_id), source_ref=spec.source_ref, actor=spec.actor,
-            amount_fen=spec.amount_fen, data=spec.data, occurred_at=now, prev_hash=prev,
-        )
-        digest = event_hash(**fields)
-        rows.append(TraceEvent(**fields, hash=digest))
+        data_json = json.dumps(spec.data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) if spec.data else "{}"
+        subject_id = str(spec.subject_id)
+        digest = hashlib.sha256(
+            _canonical(stream_key, seq, spec.kind, spec.subject_type, subject_id, spec.source_ref, spec.actor,
+                       spec.amount_fen, now, data_json, prev)
+        ).hexdigest()
+        rows.append((stream_key, seq, spec.kind, spec.subject_type, subject_id, spec.source_ref, spec.actor,
+                     spec.amount_fen, data_json, stored_at, prev, digest))
         prev = digest
-    TraceEvent.objects.bulk_create(rows, batch_size=2000)
+    # COPY on PostgreSQL: the trace must not be what slows a bulk path down.
+    bulk.insert_rows(table=TraceEvent._meta.db_table, columns=_EVENT_COLUMNS, rows=rows)
     TraceStream.objects.filter(pk=stream.pk).update(head_seq=seq, head_hash=prev, updated_at=now)
-    return rows
+    return len(rows)
+
+
+class TraceIntegrityError(RuntimeError):
+    """The trace is not in a state a checkpoint may sign (run `manage.py verify_trace`)."""
+
+    code = "trace_integrity"
+
+
+# Any constant; identifies the checkpoint writer's PostgreSQL advisory lock.
+_CHECKPOINT_LOCK_ID = 0x7472616365  # "trace"
+
+
+def checkpoint_body(
+    *, number, created_at, stream_count, event_count, merkle_root, changed_count, changed_root, prev_body_hash, key_id
+) -> bytes:
+    """The exact bytes a checkpoint's signature covers. Changing this breaks every stored signature."""
+    created = created_at.astimezone(dt_timezone.utc).isoformat(timespec="microseconds")
+    lines = (
+        "ecny-trace-checkpoint/1",
+        f"number={number}",
+        f"created_at={created}",
+        f"stream_count={stream_count}",
+        f"event_count={event_count}",
+        f"merkle_root={merkle_root}",
+        f"changed_count={changed_count}",
+        f"changed_root={changed_root}",
+        f"prev_body_hash={prev_body_hash}",
+        f"key_id={key_id}",
+    )
+    return "\n".join(lines).encode("ascii")
+
+
+def checkpoint_body_of(checkpoint: TraceCheckpoint) -> bytes:
+    return checkpoint_body(
+        number=checkpoint.number, created_at=checkpoint.created_at, stream_count=checkpoint.stream_count,
+        event_count=checkpoint.event_count, merkle_root=checkpoint.merkle_root,
+        changed_count=checkpoint.changed_count, changed_root=checkpoint.changed_root,
+        prev_body_hash=checkpoint.prev_body_hash, key_id=checkpoint.key_id,
+    )
+
+
+def make_checkpoint(*, now: datetime) -> TraceCheckpoint | None:
+    """Sign a Merkle root over every stream head; store the heads that moved since the last checkpoint.
+
+    One pass over the stream table in key order (O(log n) memory for the root); the heads that
+    changed are written as rows, so the cost of a checkpoint grows with the activity since the
+    previous one, not with everything ever traced. Returns None, writing nothing, when no head has
+    moved since the previous checkpoint. Checkpoint writers are serialized (an advisory lock on
+    PostgreSQL, the write lock on SQLite); appenders are never blocked on PostgreSQL.
+
+    Raises:
+        TraceIntegrityError: a stream head is behind what an earlier checkpoint recorded.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    now = now.astimezone(dt_timezone.utc)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHECKPOINT_LOCK_ID])
+        previous = TraceCheckpoint.objects.order_by("-number").first()
+        checkpointed_seq = Subquery(
+            TraceCheckpointHead.objects.filter(stream_key=OuterRef("key")).order_by("-seq").values("seq")[:1]
+        )
+        rows = (
+            TraceStream.objects.filter(head_seq__gt=0)
+            .annotate(checkpointed_seq=checkpointed_seq)
+            .order_by(key_order("key"))
+            .values_list("key", "head_seq", "head_hash", "checkpointed_seq")
+        )
+        all_heads, changed_heads = MerkleBuilder(), MerkleBuilder()
+        changed: list[tuple[str, int, str]] = []
+        event_count = 0
+        for key, head_seq, head_hash, done_seq in rows.iterator(chunk_size=5000):
+            if done_seq is not None and head_seq < done_seq:
+                raise TraceIntegrityError(
+                    f"stream {key!r}: head seq {head_seq} is behind checkpointed seq {done_seq}"
+                )
+            all_heads.add_head(stream_key=key, seq=head_seq, head_hash=head_hash)
+            event_count += head_seq
+            if head_seq != done_seq:
+                changed.append((key, head_seq, head_hash))
+                changed_heads.add_head(stream_key=key, seq=head_seq, head_hash=head_hash)
+        if not changed:
+            return None
+        number = previous.number + 1 if previous else 1
+        prev_body_hash = hashlib.sha256(checkpoint_body_of(previous)).hexdigest() if previous else GENESIS_HASH
+        checkpoint = TraceCheckpoint(
+            number=number, created_at=now, stream_count=all_heads.count, event_count=event_count,
+            merkle_root=all_heads.root(), changed_count=len(changed), changed_root=changed_heads.root(),
+            prev_body_hash=prev_body_hash, key_id=keys.key_id(),
+        )
+        checkpoint.signature = keys.sign(checkpoint_body_of(checkpoint))
+        checkpoint.save()
+        TraceCheckpointHead.objects.bulk_create(
+            (TraceCheckpointHead(checkpoint=checkpoint, stream_key=k, seq=s, hash=h) for k, s, h in changed),
+            batch_size=2000,
+        )
+    return checkpoint

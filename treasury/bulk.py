@@ -1,0 +1,63 @@
+"""Bulk SQL helpers for the hot paths (chunks of hundreds or thousands of rows).
+
+The ORM stays the tool for single-object work; these exist because 100,000 transfers must be
+created, settled, posted and traced in seconds (see bench/transfers.py). PostgreSQL gets COPY
+and array parameters; SQLite gets executemany and IN lists. Both must run inside a transaction.
+"""
+from __future__ import annotations
+
+from django.db import connection
+
+
+def is_postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def in_clause(column: str, values: list) -> tuple[str, list]:
+    """`column IN (...)` as SQL and parameters: one array parameter on PostgreSQL (cheap to bind)."""
+    if is_postgresql():
+        return f"{column} = ANY(%s)", [list(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
+
+
+def datetime_param(value):
+    """A datetime as the backend stores it (SQLite keeps text, PostgreSQL a timestamptz)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def allocate_ids(table: str, count: int) -> list[int]:
+    """Reserve `count` primary keys of `table` for rows inserted with explicit ids.
+
+    PostgreSQL: from the column's sequence. SQLite: above the AUTOINCREMENT high-water mark, which
+    is safe because a write transaction (BEGIN IMMEDIATE) holds the database's only write lock.
+    """
+    if count == 0:
+        return []
+    with connection.cursor() as cursor:
+        if is_postgresql():
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, count]
+            )
+            return [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT MAX(n) FROM (SELECT seq AS n FROM sqlite_sequence WHERE name = %s "
+            f"UNION ALL SELECT MAX(id) FROM {table})",
+            [table],
+        )
+        start = cursor.fetchone()[0] or 0
+        return list(range(start + 1, start + count + 1))
+
+
+def insert_rows(*, table: str, columns: list[str], rows: list[tuple]) -> None:
+    """Insert rows as they are (values already adapted for the backend): COPY or executemany."""
+    if not rows:
+        return
+    column_list = ", ".join(columns)
+    with connection.cursor() as cursor:
+        if is_postgresql():
+            with cursor.cursor.copy(f"COPY {table} ({column_list}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            placeholders = ", ".join(["%s"] * len(columns))
+            cursor.executemany(f"INSERT INTO {table} ({column_list}) VALUES ({placeholders})", rows)
