@@ -120,13 +120,13 @@ def load_demo_world(*, employees_a: int = 40, employees_b: int = 10, password: s
         password = password or secrets.token_urlsafe(9)
         User = get_user_model()
         for username, role, org_key in USERS:
-            user, created = User.objects.get_or_create(username=username)
-            if created:
-                user.set_password(password)
-                user.is_staff = role == roles.ADMIN
-                user.is_superuser = role == roles.ADMIN
-                user.save()
-                world.passwords[username] = password
+            user, _ = User.objects.get_or_create(username=username)
+            # Demo users get a fresh password on every run (printed by the demo); never in production.
+            user.set_password(password)
+            user.is_staff = role == roles.ADMIN
+            user.is_superuser = role == roles.ADMIN
+            user.save()
+            world.passwords[username] = password
             user.groups.add(Group.objects.get(name=role))
             Membership.objects.update_or_create(user=user, defaults={"organization": world.orgs[org_key]})
     return world

@@ -1,4 +1,5 @@
 """Roles are Django groups with these names (created by a data migration)."""
+from django.utils.translation import gettext_lazy as _
 
 FINANCE_CLERK = "finance_clerk"
 FINANCE_APPROVER = "finance_approver"
@@ -27,3 +28,20 @@ def user_roles(user) -> set[str]:
 
 def has_role(user, *roles: str) -> bool:
     return bool(user_roles(user) & set(roles))
+
+
+# What people read for each role (pages, admin); the group names above stay English identifiers.
+ROLE_LABELS = {
+    FINANCE_CLERK: _("Finance clerk"),
+    FINANCE_APPROVER: _("Finance approver"),
+    TAX_STAFF: _("Tax staff"),
+    EMPLOYER_OPERATOR: _("Employer operator"),
+    EMPLOYER_APPROVER: _("Employer approver"),
+    AUDITOR: _("Auditor"),
+    ADMIN: _("Administrator"),
+}
+
+
+def is_read_only(user) -> bool:
+    """Auditors look at everything and change nothing (unless they are also administrators)."""
+    return has_role(user, AUDITOR) and not has_role(user, ADMIN)

@@ -8,6 +8,9 @@ or cutting its tail, is caught too.
 """
 from django.db import models
 
+# The subject type of transfer events (written by treasury.services.transfers).
+TRANSFER_SUBJECT = "treasury.transfer"
+
 
 class TraceStream(models.Model):
     key = models.CharField(max_length=120, unique=True)
@@ -41,19 +44,54 @@ class TraceEvent(models.Model):
             models.Index(fields=["subject_type", "subject_id"]),
             models.Index(fields=["source_ref"]),
             models.Index(fields=["occurred_at"]),
+            # Document events (a payroll batch approved, a voucher issued) inside a batch stream, found
+            # without reading the stream's many transfer events; transfer events are not indexed here.
+            models.Index(fields=["stream_key", "seq"], name="trace_event_doc_stream",
+                         condition=~models.Q(subject_type=TRANSFER_SUBJECT)),
         ]
 
 
 class TraceCheckpoint(models.Model):
+    """A signed statement of every stream's head at one moment.
+
+    The signature covers the Merkle root over all stream heads (sorted by key), the counts, the
+    root over the heads that changed since the previous checkpoint (stored as rows in
+    TraceCheckpointHead, not as one JSON document that would grow with every stream ever made),
+    and the hash of the previous checkpoint's signed body, so checkpoints form a chain too.
+    """
+
+    number = models.PositiveBigIntegerField(unique=True)  # 1, 2, 3 ... without gaps
     created_at = models.DateTimeField()
     stream_count = models.BigIntegerField()
     event_count = models.BigIntegerField()
-    merkle_root = models.CharField(max_length=64)
-    # {stream_key: [head_seq, head_hash]} at checkpoint time.
-    heads = models.JSONField()
+    merkle_root = models.CharField(max_length=64)  # over all stream heads
+    changed_count = models.BigIntegerField()  # heads stored with this checkpoint
+    changed_root = models.CharField(max_length=64)  # Merkle root over those heads
+    prev_body_hash = models.CharField(max_length=64)  # sha256 of the previous checkpoint's signed body
     key_id = models.CharField(max_length=16)
     signature = models.TextField()  # base64 Ed25519 over the canonical checkpoint body
 
     class Meta:
         verbose_name = "追溯检查点 (trace checkpoint)"
-        ordering = ["-created_at"]
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.number} {self.merkle_root[:16]}"
+
+
+class TraceCheckpointHead(models.Model):
+    """A stream head recorded by a checkpoint. A checkpoint stores only the heads that moved since
+    the one before; the full head set at checkpoint N is, per stream, the highest seq recorded by
+    checkpoints 1..N (heads only ever grow)."""
+
+    checkpoint = models.ForeignKey(TraceCheckpoint, on_delete=models.PROTECT, related_name="heads")
+    stream_key = models.CharField(max_length=120)
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        verbose_name = "检查点流头 (checkpointed stream head)"
+        constraints = [
+            models.UniqueConstraint(fields=["checkpoint", "stream_key"], name="trace_checkpoint_head_once"),
+        ]
+        indexes = [models.Index(fields=["stream_key", "seq"], name="trace_cphead_stream_seq")]

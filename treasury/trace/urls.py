@@ -1,1 +1,14 @@
-urlpatterns = []
+from django.urls import path
+
+from . import views
+
+app_name = "trace"
+
+urlpatterns = [
+    path("", views.search, name="search"),
+    path("transfer/<int:transfer_id>/", views.transfer_trace, name="transfer"),
+    path("wallet/<str:wallet_id>/", views.wallet_trace, name="wallet"),
+    path("document/<path:ref>/", views.document_trace, name="document"),
+    path("batch/<path:ref>/", views.document_trace, name="batch"),
+    path("verify/", views.verify, name="verify"),
+]

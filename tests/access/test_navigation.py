@@ -1,0 +1,77 @@
+import re
+
+import pytest
+from django.contrib.auth.models import Group
+
+from tests import factories as f
+from treasury.access import navigation
+from treasury.access.navigation import NavEntry
+
+COMMON = {"dashboard", "transfers", "trace", "receipt_verify"}
+FISCAL = {"fiscal_quotas", "fiscal_requests", "fiscal_vouchers"}
+TAX = {"tax_agreements", "tax_deductions", "tax_reconciliation"}
+PAYROLL = {"payroll_batches", "payroll_upload"}
+AUDIT = {"ledger", "trace_verify"}
+
+EXPECTED = {
+    "finance_clerk": COMMON | FISCAL,
+    "finance_approver": COMMON | FISCAL,
+    "tax_staff": COMMON | TAX,
+    "employer_operator": COMMON | PAYROLL,
+    "employer_approver": COMMON | PAYROLL,
+    "auditor": COMMON | AUDIT,
+    "admin": COMMON | FISCAL | TAX | PAYROLL | AUDIT | {"reference_data"},
+}
+
+
+def _nav_keys(html: str) -> set[str]:
+    nav = re.search(r'<nav class="sidenav".*?</nav>', html, re.S).group(0)
+    return set(re.findall(r'data-nav="([^"]+)"', nav))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", sorted(EXPECTED))
+def test_each_role_sees_its_navigation(client, role):
+    client.force_login(f.make_user(role=role))
+    response = client.get("/")
+    assert response.status_code == 200
+    assert _nav_keys(response.content.decode()) == EXPECTED[role]
+
+
+@pytest.mark.django_db
+def test_a_user_with_two_roles_sees_both(client):
+    user = f.make_user(role="finance_clerk")
+    user.groups.add(Group.objects.get(name="tax_staff"))
+    client.force_login(user)
+    assert _nav_keys(client.get("/").content.decode()) == COMMON | FISCAL | TAX
+
+
+@pytest.mark.django_db
+def test_anonymous_visitor_is_sent_to_login_and_sees_no_navigation(client):
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+    login_page = client.get("/login/").content.decode()
+    assert 'class="sidenav"' not in login_page and "data-nav=" not in login_page
+
+
+@pytest.mark.django_db
+def test_entry_whose_page_does_not_exist_yet_is_shown_as_coming(monkeypatch):
+    monkeypatch.setattr(navigation, "ENTRIES", [
+        NavEntry("here", "Here", "S", url_name="dashboard"),
+        NavEntry("later", "Later", "S", url_name="no-such-page"),
+        NavEntry("fixed", "Fixed", "S", path="/receipts/verify/"),
+        NavEntry("finance_only", "Finance", "S", roles=("finance_clerk",), url_name="dashboard"),
+    ])
+    links = {link.key: link for link in navigation.nav_links(f.make_user(role="tax_staff"), current_path="/")}
+    assert set(links) == {"here", "later", "fixed"}
+    assert links["here"].url == "/" and links["here"].active and not links["here"].coming
+    assert links["later"].coming and links["later"].url is None
+    assert links["fixed"].url == "/receipts/verify/" and not links["fixed"].active
+
+
+@pytest.mark.django_db
+def test_current_page_is_marked_active(client):
+    client.force_login(f.make_user(role="tax_staff"))
+    html = client.get("/transfers/").content.decode()
+    assert re.search(r'data-nav="transfers" class="active"', html)
+    assert not re.search(r'data-nav="dashboard" class="active"', html)

@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
+
+from .models import Membership
+
+
+class MembershipInline(admin.StackedInline):
+    model = Membership
+    can_delete = True
+    extra = 0
+    max_num = 1
+    raw_id_fields = ["organization"]
+    verbose_name_plural = "所属机构 (membership)"
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserWithMembershipAdmin(UserAdmin):
+    inlines = [*UserAdmin.inlines, MembershipInline]
+    list_display = [*UserAdmin.list_display, "organization"]
+    list_select_related = ["membership__organization"]
+
+    @admin.display(description="所属机构 (organization)")
+    def organization(self, obj):
+        membership = getattr(obj, "membership", None)
+        return membership.organization if membership else "—"

@@ -1,0 +1,108 @@
+"""The navigation, in one place: who sees which entry.
+
+A later issue adds its pages by giving its entry a `url_name` that resolves (or adding a new
+entry here). An entry whose `url_name` does not resolve yet is shown as "coming", so the menu
+already tells each role what it will get, without dead links.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.urls import NoReverseMatch, reverse
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+from . import roles as R
+from .roles import user_roles
+
+EVERYONE = None
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    key: str
+    label: str | Promise
+    section: str | Promise
+    roles: tuple[str, ...] | None = EVERYONE  # None: every signed-in user
+    url_name: str = ""  # preferred: a URL name, resolved at request time
+    path: str = ""  # fallback: a fixed path (pages whose URL names belong to another app)
+
+
+@dataclass(frozen=True)
+class NavLink:
+    key: str
+    label: str
+    section: str
+    url: str | None  # None: the page is not there yet
+    active: bool
+
+    @property
+    def coming(self) -> bool:
+        return self.url is None
+
+
+SECTION_OVERVIEW = _("Overview")
+SECTION_FISCAL = _("Fiscal disbursement")
+SECTION_TAX = _("Tax")
+SECTION_PAYROLL = _("Payroll")
+SECTION_AUDIT = _("Audit")
+SECTION_VERIFY = _("Verification")
+SECTION_SYSTEM = _("System")
+
+FINANCE = (R.FINANCE_CLERK, R.FINANCE_APPROVER, R.ADMIN)
+TAX = (R.TAX_STAFF, R.ADMIN)
+EMPLOYER = (R.EMPLOYER_OPERATOR, R.EMPLOYER_APPROVER, R.ADMIN)
+AUDIT = (R.AUDITOR, R.ADMIN)
+
+ENTRIES: list[NavEntry] = [
+    NavEntry("dashboard", _("Dashboard"), SECTION_OVERVIEW, url_name="dashboard"),
+    NavEntry("transfers", _("Transfers"), SECTION_OVERVIEW, url_name="transfer-list"),
+    NavEntry("trace", _("Trace"), SECTION_OVERVIEW, url_name="trace:search"),
+    NavEntry("fiscal_quotas", _("Budget quotas"), SECTION_FISCAL, FINANCE, url_name="fiscal_disbursement:quota-list"),
+    NavEntry("fiscal_requests", _("Payment requests"), SECTION_FISCAL, FINANCE, url_name="fiscal_disbursement:request-list"),
+    NavEntry("fiscal_vouchers", _("Payment vouchers"), SECTION_FISCAL, FINANCE, url_name="fiscal_disbursement:voucher-list"),
+    NavEntry("tax_agreements", _("Three-party agreements"), SECTION_TAX, TAX, url_name="tax:agreement-list"),
+    NavEntry("tax_deductions", _("Deductions and refunds"), SECTION_TAX, TAX, url_name="tax:deduction-list"),
+    NavEntry("tax_reconciliation", _("Reconciliation"), SECTION_TAX, TAX, url_name="tax:reconciliation"),
+    NavEntry("payroll_batches", _("Payroll runs"), SECTION_PAYROLL, EMPLOYER, url_name="payroll:batch-list"),
+    NavEntry("payroll_upload", _("Upload payroll file"), SECTION_PAYROLL, EMPLOYER, url_name="payroll:upload"),
+    NavEntry("ledger", _("Ledger"), SECTION_AUDIT, AUDIT, url_name="ledger-account-list"),
+    NavEntry("trace_verify", _("Trace integrity"), SECTION_AUDIT, AUDIT, url_name="trace:verify"),
+    NavEntry("receipt_verify", _("Verify a receipt"), SECTION_VERIFY, url_name="receipts:verify"),
+    # Django admin: reference data (organizations, wallets, accounts) and users with their memberships.
+    NavEntry("reference_data", _("Reference data and users"), SECTION_SYSTEM, (R.ADMIN,), url_name="admin:index"),
+]
+
+
+def _resolve(entry: NavEntry) -> str | None:
+    if entry.url_name:
+        try:
+            return reverse(entry.url_name)
+        except NoReverseMatch:
+            return None
+    return entry.path or None
+
+
+def visible_entries(user) -> list[NavEntry]:
+    """The entries a user's roles give them (none for an anonymous user)."""
+    if not getattr(user, "is_authenticated", False):
+        return []
+    held = user_roles(user)
+    return [e for e in ENTRIES if e.roles is EVERYONE or held & set(e.roles)]
+
+
+def nav_links(user, *, current_path: str = "") -> list[NavLink]:
+    links = []
+    for entry in visible_entries(user):
+        url = _resolve(entry)
+        active = bool(url) and (current_path == url if url == "/" else current_path.startswith(url))
+        links.append(NavLink(entry.key, str(entry.label), str(entry.section), url, active))
+    return links
+
+
+def nav_sections(user, *, current_path: str = "") -> list[tuple[str, list[NavLink]]]:
+    """Links grouped by section, in the order sections first appear in ENTRIES."""
+    sections: dict[str, list[NavLink]] = {}
+    for link in nav_links(user, current_path=current_path):
+        sections.setdefault(link.section, []).append(link)
+    return list(sections.items())

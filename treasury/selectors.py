@@ -1,0 +1,120 @@
+"""Queries behind the treasury pages and API. Every one starts from `treasury.access.scoping`,
+so a user only ever reads rows of their own organization (auditors and administrators: all).
+
+Nothing here reads the clock: callers pass the business day they mean.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet, Sum
+from django.http import Http404
+
+from treasury.access.scoping import visible_transfers, visible_wallets
+from treasury.models import LedgerEntry, Transfer, TransferState
+
+S = TransferState
+# States where the money's fate is not settled by the system alone: someone has to look.
+NEEDS_A_PERSON = (S.FAILED, S.UNKNOWN)
+
+
+def business_day_bounds(*, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a calendar day in the service's time zone (Asia/Shanghai), as aware datetimes."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    start = dt.datetime.combine(day, dt.time.min, tzinfo=zone)
+    return start, start + dt.timedelta(days=1)
+
+
+def transfer_list(
+    *, user, state: str = "", created_date: dt.date | None = None, batch_ref: str = ""
+) -> QuerySet[Transfer]:
+    """The user's transfers, newest first, optionally filtered by state, creation day and batch."""
+    qs = visible_transfers(user).select_related("payer", "payee", "organization")
+    if state:
+        qs = qs.filter(state=state)
+    if created_date is not None:
+        start, end = business_day_bounds(day=created_date)
+        qs = qs.filter(created_at__gte=start, created_at__lt=end)
+    if batch_ref:
+        qs = qs.filter(batch_ref=batch_ref.strip())
+    return qs.order_by("-created_at", "-pk")
+
+
+def transfer_get(*, user, transfer_id: int) -> Transfer:
+    """One transfer the user may see.
+
+    Raises:
+        Http404: no such transfer, or it belongs to another organization (the two look the same).
+    """
+    try:
+        return visible_transfers(user).select_related("payer", "payee", "organization").get(pk=transfer_id)
+    except (Transfer.DoesNotExist, ValueError, TypeError):
+        raise Http404("transfer not found")
+
+
+def transfer_entries(*, transfer: Transfer) -> QuerySet[LedgerEntry]:
+    """The ledger entries of a transfer already checked by `transfer_get`."""
+    return transfer.entries.select_related("account", "account__wallet").order_by("posted_at", "pk")
+
+
+def transfer_receipt(*, transfer: Transfer):
+    """The transfer's receipt, or None when there is none (or receipts are not installed yet)."""
+    # A missing one-to-one raises RelatedObjectDoesNotExist, an AttributeError: getattr's default covers
+    # both "no receipt yet" and "the receipts app has no model yet".
+    return getattr(transfer, "receipt", None)
+
+
+def wallet_list(*, user):
+    return visible_wallets(user).select_related("operator").order_by("wallet_id")
+
+
+@dataclass(frozen=True)
+class StateRow:
+    state: str
+    label: str
+    count: int
+    amount_fen: int
+
+
+@dataclass(frozen=True)
+class DashboardSummary:
+    day: dt.date
+    by_state: list[StateRow]
+    total_count: int
+    total_amount_fen: int
+    settled_amount_fen: int
+    attention: list[Transfer] = field(default_factory=list)
+    attention_count: int = 0
+
+
+def dashboard_summary(*, user, day: dt.date, attention_limit: int = 20) -> DashboardSummary:
+    """Today's transfers by state (count and amount) and the transfers that need a person.
+
+    "Needs a person": every transfer whose outcome is unknown (whatever its day: it stays until
+    the operator answers), and the ones that failed on `day`.
+    """
+    start, end = business_day_bounds(day=day)
+    scoped = visible_transfers(user)
+    of_day = scoped.filter(created_at__gte=start, created_at__lt=end)
+    rows = {r["state"]: r for r in of_day.values("state").annotate(n=Count("pk"), fen=Sum("amount_fen")).order_by()}
+    by_state = [
+        StateRow(state=value, label=str(label), count=rows[value]["n"], amount_fen=rows[value]["fen"] or 0)
+        for value, label in S.choices
+        if value in rows
+    ]
+    attention_q = Q(state=S.UNKNOWN) | Q(state=S.FAILED, created_at__gte=start, created_at__lt=end) | Q(
+        state=S.FAILED, finished_at__gte=start, finished_at__lt=end
+    )
+    attention_qs = scoped.filter(attention_q).select_related("payer", "payee").order_by("-created_at", "-pk")
+    return DashboardSummary(
+        day=day,
+        by_state=by_state,
+        total_count=sum(r.count for r in by_state),
+        total_amount_fen=sum(r.amount_fen for r in by_state),
+        settled_amount_fen=sum(r.amount_fen for r in by_state if r.state == S.SETTLED),
+        attention=list(attention_qs[:attention_limit]),
+        attention_count=attention_qs.count(),
+    )
