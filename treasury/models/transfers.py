@@ -76,7 +76,13 @@ class Transfer(ConcurrentTransitionMixin, models.Model):
         ]
         indexes = [
             models.Index(fields=["batch_ref"], name="transfer_batch_ref"),
-            models.Index(fields=["state", "submitted_at"]),
+            # Only rows still moving are indexed by state: recovery and the sweeper look for those,
+            # and a transfer that settles or fails leaves the index instead of adding to it.
+            models.Index(
+                fields=["state", "submitted_at"],
+                name="transfer_open_state",
+                condition=models.Q(state__in=["pending", "submitted", "unknown"]),
+            ),
             models.Index(fields=["organization", "created_at"]),
             models.Index(fields=["source_type", "source_id"]),
         ]

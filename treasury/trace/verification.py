@@ -169,7 +169,7 @@ def verify_trace(*, stream_key: str | None = None, max_problems: int = 1000) -> 
         head_row = cur_stream if cur_stream and cur_stream[0] == key else None
         stream_events = cur_events[1] if cur_events and cur_events[0] == key else iter(())
 
-        last_seq, last_hash = _verify_stream(key, head_row, stream_events, recorded, report, recheck)
+        _verify_stream(key, head_row, stream_events, recorded, report, recheck)
         if recorded:
             _, top_seq, top_hash, _ = recorded[-1]
             latest_heads.add_head(stream_key=key, seq=top_seq, head_hash=top_hash)

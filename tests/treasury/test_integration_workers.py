@@ -1,0 +1,210 @@
+"""Integration: PostgreSQL row locks, and a real Celery worker on a real broker, killed mid-chunk.
+
+Needs DATABASE_URL pointing at PostgreSQL (the test database is created from it) and, for the
+worker tests, INTEGRATION_BROKER_URL (redis://... or amqp://...). `.ci/run` sets both.
+"""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+from django.db import connection, connections, transaction
+from django.utils import timezone
+
+from kombu import pools as kombu_pools
+
+from config.celery import app as celery_app
+from treasury.models import LedgerEntry, Transfer, TransferState
+from treasury.services import transfers as transfer_services
+from treasury.services.ledger import check_ledger
+from treasury.services.transfers import NewTransfer, create_transfers
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _needs_postgresql():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://... (see .ci/run)")
+
+
+def _items(world, n, batch_ref):
+    return [
+        NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[i % len(world.payees)].pk, amount_fen=100 + i,
+                    idempotency_key=f"{batch_ref}:{i}", source_ref=f"{batch_ref} line {i + 1}")
+        for i in range(n)
+    ]
+
+
+def _assert_paid_exactly_once(world, ids, payer_before):
+    rows = Transfer.objects.filter(pk__in=ids)
+    assert set(rows.values_list("state", flat=True)) == {TransferState.SETTLED}
+    total = sum(rows.values_list("amount_fen", flat=True))
+    assert payer_before - world.operator_balance(world.payer) == total  # the operator moved it once
+    assert LedgerEntry.objects.filter(transfer_id__in=ids).count() == 2 * len(ids)
+    assert check_ledger().problems == []
+
+
+def test_two_workers_racing_on_the_same_chunk_submit_each_transfer_once(world):
+    before = world.operator_balance(world.payer)
+    with transaction.atomic():
+        ids = create_transfers(organization_id=world.employer.pk, batch_ref="race", transfers=_items(world, 2000, "race"),
+                               actor="t", now=timezone.now(), hold=True)
+    Transfer.objects.filter(pk__in=ids).update(held=False)
+    outcomes, errors = [], []
+    barrier = threading.Barrier(2)
+
+    def worker():
+        try:
+            barrier.wait()
+            outcomes.append(transfer_services.submit_transfer_chunk(transfer_ids=ids, now=timezone.now()))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(o.claimed for o in outcomes) == 2000
+    assert set(Transfer.objects.filter(pk__in=ids).values_list("submit_attempts", flat=True)) == {1}
+    _assert_paid_exactly_once(world, ids, before)
+
+
+# --- a real Celery worker -------------------------------------------------------------------
+
+
+@pytest.fixture
+def broker_url():
+    url = os.environ.get("INTEGRATION_BROKER_URL")
+    if not url:
+        pytest.skip("needs a broker: set INTEGRATION_BROKER_URL=redis://127.0.0.1:6379/14 (see .ci/run)")
+    return url
+
+
+@pytest.fixture
+def celery_to_broker(broker_url):
+    """Send tasks to the real broker from this process (tests otherwise run Celery eagerly)."""
+    old_eager, old_url = celery_app.conf.task_always_eager, celery_app.conf.broker_url
+    celery_app.conf.update(task_always_eager=False, broker_url=broker_url)
+    _reset_connection_pool()
+    celery_app.control.purge()  # nothing left over from an earlier run
+    yield
+    _reset_connection_pool()
+    celery_app.conf.update(task_always_eager=old_eager, broker_url=old_url)
+
+
+def _reset_connection_pool():
+    # The app keeps one producer pool per broker URL it first saw; drop it so the next send uses the new URL.
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+        celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    kombu_pools.reset()
+
+
+class Worker:
+    def __init__(self, *, broker_url, sandbox_url, media_root):
+        db = connection.settings_dict
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "CELERY_BROKER_URL": broker_url,
+            "ECNY_OPERATOR_URL": sandbox_url,
+            "ECNY_OPERATOR_TIMEOUT_SECONDS": "30",
+            "MEDIA_ROOT": str(media_root),
+            "SERVICE_SIGNING_KEY_FILE": str(settings.SERVICE_SIGNING_KEY_FILE),
+        }
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "treasury", "--concurrency", "2",
+             "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
+            cwd=ROOT, env=self.env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        return self
+
+    def kill(self):
+        """SIGKILL the whole worker (main process and its pool children): no cleanup, no acks."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def worker_factory(broker_url, ecny_sandbox, tmp_path):
+    workers = []
+
+    def make():
+        worker = Worker(broker_url=broker_url, sandbox_url=ecny_sandbox.url, media_root=tmp_path / "media").start()
+        workers.append(worker)
+        return worker
+
+    yield make
+    for worker in workers:
+        worker.stop()
+
+
+def _wait_for(predicate, *, seconds, what):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def test_real_worker_settles_chunks_from_the_broker(world, celery_to_broker, worker_factory):
+    before = world.operator_balance(world.payer)
+    worker_factory()
+    with transaction.atomic():  # the outbox: tasks are queued only when this commits
+        ids = create_transfers(organization_id=world.employer.pk, batch_ref="worker", transfers=_items(world, 3000, "worker"),
+                               actor="t", now=timezone.now())
+    _wait_for(lambda: not Transfer.objects.filter(pk__in=ids).exclude(state=TransferState.SETTLED).exists(),
+              seconds=120, what="3,000 transfers settled by the worker")
+    _assert_paid_exactly_once(world, ids, before)
+
+
+def test_worker_killed_mid_chunk_never_pays_twice_and_loses_nothing(world, celery_to_broker, worker_factory):
+    before = world.operator_balance(world.payer)
+    # Every operator call now takes 3 s: the worker will be inside the call when it dies.
+    world.sandbox.admin.set_fault("latency_ms", value=3000)
+    first = worker_factory()
+    with transaction.atomic():
+        ids = create_transfers(organization_id=world.employer.pk, batch_ref="killed", transfers=_items(world, 3000, "killed"),
+                               actor="t", now=timezone.now())
+    _wait_for(lambda: Transfer.objects.filter(pk__in=ids, state=TransferState.SUBMITTED).exists(),
+              seconds=60, what="a chunk claimed by the worker")
+    time.sleep(0.5)
+    first.kill()
+    stranded = Transfer.objects.filter(pk__in=ids).exclude(state=TransferState.SETTLED)
+    assert stranded.exists()  # the kill really interrupted the run
+    time.sleep(3.5)  # the operator finishes applying the request the dead worker sent
+    world.sandbox.admin.set_fault("latency_ms", value=0)
+
+    # A new worker, and the periodic jobs as beat would run them (later: rows are old by then).
+    worker_factory()
+    later = timezone.now() + timezone.timedelta(minutes=10)
+    transfer_services.recover_unconfirmed_transfers(now=later)
+    transfer_services.submit_stranded_pending_transfers(now=later)
+    _wait_for(lambda: not Transfer.objects.filter(pk__in=ids).exclude(state=TransferState.SETTLED).exists(),
+              seconds=120, what="every transfer settled after the kill")
+    _assert_paid_exactly_once(world, ids, before)
