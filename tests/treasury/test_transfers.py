@@ -7,7 +7,7 @@ from adapters.ecny.interface import Conditions, RefusalCode
 from tests.treasury.conftest import open_wallet
 from treasury.demo import make_resident_id
 from treasury.errors import IdempotencyConflict, InvalidTransfers, TransferNotReversible
-from treasury.models import LedgerEntry, Person, Transfer, TransferState, Wallet
+from treasury.models import LedgerEntry, Person, Transfer, TransferOutbox, TransferState, Wallet
 from treasury.services import transfers as transfer_services
 from treasury.services.ledger import check_ledger
 from treasury.services.transfers import NewTransfer, create_transfers
@@ -22,7 +22,7 @@ def states(ids):
 
 def assert_ledger_ok():
     report = check_ledger()
-    assert report.problems == []
+    assert report.problems == []  # includes: the outbox holds exactly the open transfers
 
 
 def test_transfers_settle_post_and_trace(world):
@@ -223,8 +223,10 @@ def test_ledger_check_command_names_what_is_wrong(world, capsys):
 
     LedgerAccount.objects.filter(wallet=world.payer).update(balance_fen=1)
     LedgerEntry.objects.filter(transfer_id=ids[0], amount_fen__gt=0).delete()
+    TransferOutbox.objects.create(transfer_id=ids[0])  # a settled transfer left in the outbox
     with pytest.raises(CommandError, match="ledger check FAILED"):
         call_command("ledger_check")
     err = capsys.readouterr().err
     assert f"transfer {ids[0]}: settlement posting does not balance" in err
     assert "wallet:0010000000000011" in err
+    assert f"transfer {ids[0]} is settled but is in the outbox" in err

@@ -1,6 +1,6 @@
 from .ledger import LedgerAccount, LedgerEntry
 from .parties import Organization, Person, Wallet
-from .transfers import Transfer, TransferState
+from .transfers import Transfer, TransferOutbox, TransferState
 
 __all__ = [
     "LedgerAccount",
@@ -8,6 +8,7 @@ __all__ = [
     "Organization",
     "Person",
     "Transfer",
+    "TransferOutbox",
     "TransferState",
     "Wallet",
 ]

@@ -67,6 +67,17 @@ def check_ledger() -> LedgerReport:
                 f"transfer {transfer_id}: {kind} entry of {entry_amount} fen for a transfer of {amount} fen"
             )
 
+        # The outbox holds exactly the open transfers: one missing would never be submitted or recovered.
+        cursor.execute(
+            "SELECT t.id, t.state, o.transfer_id IS NOT NULL FROM treasury_transfer t "
+            "LEFT JOIN treasury_transferoutbox o ON o.transfer_id = t.id "
+            "WHERE (t.state IN ('pending', 'submitted', 'unknown')) <> (o.transfer_id IS NOT NULL) "
+            f"ORDER BY t.id LIMIT {PROBLEM_LIMIT}"
+        )
+        for transfer_id, state, in_outbox in cursor.fetchall():
+            where = "is in the outbox" if in_outbox else "is missing from the outbox"
+            report.problems.append(f"transfer {transfer_id} is {state} but {where}")
+
         # Every transfer has exactly the postings its state calls for.
         cursor.execute(
             "SELECT t.id, t.state, e.kind FROM treasury_transfer t "

@@ -38,7 +38,7 @@ from adapters.ecny.interface import (
 )
 from treasury import bulk
 from treasury.errors import IdempotencyConflict, InvalidTransfers, TransferNotReversible
-from treasury.models import LedgerEntry, Transfer, Wallet
+from treasury.models import LedgerEntry, Transfer, TransferOutbox, Wallet
 from treasury.models import TransferState as S
 from treasury.trace.services import EventSpec, append_events
 
@@ -121,6 +121,25 @@ def _set_state(ids: list[int], *, state: str, now: datetime | None = None, failu
         cursor.execute(f"UPDATE treasury_transfer SET {', '.join(sets)} WHERE {where}", set_params + params)
 
 
+def _close(ids: list[int]) -> None:
+    """The transfers reached a final state: they leave the outbox."""
+    if ids:
+        where, params = bulk.in_clause("transfer_id", ids)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM treasury_transferoutbox WHERE {where}", params)
+
+
+def _open_transfer_ids(condition: str, params: list) -> list[int]:
+    """Ids of open transfers (those in the outbox) matching a condition on treasury_transfer t."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t.id FROM treasury_transferoutbox o JOIN treasury_transfer t ON t.id = o.transfer_id "
+            f"WHERE {condition} ORDER BY t.id",
+            params,
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 # ---------------------------------------------------------------------------------------------
 # Creating (the outbox)
 # ---------------------------------------------------------------------------------------------
@@ -173,11 +192,14 @@ def create_transfers(
         raise InvalidTransfers(problems)
 
     existing = {}
-    for keys in _chunks(list(seen_keys), 5000):
-        for row in Transfer.objects.filter(idempotency_key__in=keys).values(
-            "pk", "idempotency_key", "payer_id", "payee_id", "amount_fen"
-        ):
-            existing[row["idempotency_key"]] = row
+    with connection.cursor() as cursor:
+        for keys in _chunks(list(seen_keys), 5000):
+            where, params = bulk.in_clause("idempotency_key", keys)
+            cursor.execute(
+                f"SELECT id, idempotency_key, payer_id, payee_id, amount_fen FROM treasury_transfer WHERE {where}", params
+            )
+            for pk, key, payer_id, payee_id, amount_fen in cursor.fetchall():
+                existing[key] = {"pk": pk, "payer_id": payer_id, "payee_id": payee_id, "amount_fen": amount_fen}
     for t in transfers:
         row = existing.get(t.idempotency_key)
         if row and (row["payer_id"], row["payee_id"], row["amount_fen"]) != (t.payer_id, t.payee_id, t.amount_fen):
@@ -199,6 +221,7 @@ def create_transfers(
                 for pk, t in zip(new_ids, new_items)
             ],
         )
+        bulk.insert_rows(table=TransferOutbox._meta.db_table, columns=["transfer_id"], rows=[(pk,) for pk in new_ids])
         append_events(
             stream_key=batch_ref,
             events=[
@@ -268,6 +291,7 @@ def cancel_pending_transfers(*, transfer_ids: list[int], reason: str, actor: str
     with transaction.atomic():
         rows = _lock_rows("id", transfer_ids, Transfer.sources_of(Transfer.cancel))
         _set_state([r.pk for r in rows], state=Transfer.target_of(Transfer.cancel), now=now, failure_message=reason[:255])
+        _close([r.pk for r in rows])
         _trace(rows, kind="transfer.cancelled", actor=actor, now=now, data={"reason": reason})
     return [r.pk for r in rows]
 
@@ -398,11 +422,13 @@ def apply_operator_results(*, results: list[TransferResult], now: datetime) -> d
             _post(settled_ids, kind=LedgerEntry.Kind.SETTLEMENT, now=now)
             _trace([t for t, _ in to_settle], kind="transfer.settled", actor="operator", now=now,
                    data_for=lambda t: {"operator_txn_id": by_key[t.idempotency_key].operator_txn_id})
+            _close(settled_ids)
             counts["settled"] = len(to_settle)
             if settings.RECEIPTS_AUTO_ISSUE:
                 _enqueue_receipts(settled_ids)
         if to_fail:
             _set_failed(to_fail, now=now)
+            _close([t.pk for t, _ in to_fail])
             _trace([t for t, _ in to_fail], kind="transfer.failed", actor="operator", now=now,
                    data_for=lambda t: {"code": by_key[t.idempotency_key].code,
                                        "message": by_key[t.idempotency_key].message})
@@ -565,10 +591,9 @@ def recover_unconfirmed_transfers(*, now: datetime, older_than_seconds: int | No
         older_than_seconds = settings.TRANSFER_RECOVERY_AFTER_SECONDS
     cutoff = now - timedelta(seconds=older_than_seconds)
     totals = defaultdict(int)
-    ids = list(
-        Transfer.objects.filter(state=S.UNKNOWN).values_list("pk", flat=True).order_by("pk")
-    ) + list(
-        Transfer.objects.filter(state=S.SUBMITTED, submitted_at__lt=cutoff).values_list("pk", flat=True).order_by("pk")
+    ids = _open_transfer_ids(
+        "t.state = %s OR (t.state = %s AND t.submitted_at < %s)",
+        [S.UNKNOWN, S.SUBMITTED, bulk.datetime_param(cutoff)],
     )
     for chunk in _chunks(ids, settings.TRANSFER_CHUNK_SIZE):
         keys = list(Transfer.objects.filter(pk__in=chunk).values_list("idempotency_key", flat=True))
@@ -596,10 +621,8 @@ def refresh_transfers(*, transfer_ids: list[int], now: datetime) -> dict[str, in
 def submit_stranded_pending_transfers(*, now: datetime, older_than_seconds: int = 60) -> int:
     """Re-queue pending transfers whose after-commit task never ran (a crash between commit and queue)."""
     cutoff = now - timedelta(seconds=older_than_seconds)
-    ids = list(
-        Transfer.objects.filter(state=S.PENDING, held=False, created_at__lt=cutoff)
-        .values_list("pk", flat=True)
-        .order_by("pk")
+    ids = _open_transfer_ids(
+        "t.state = %s AND NOT t.held AND t.created_at < %s", [S.PENDING, bulk.datetime_param(cutoff)]
     )
     with transaction.atomic():
         enqueue_submission(ids)

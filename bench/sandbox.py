@@ -1,4 +1,4 @@
-"""Throughput of the sandbox operator: python -m adapters.ecny.sandbox.benchmark [--transfers 100000]
+"""Throughput of the sandbox operator: python bench/sandbox.py [--transfers 100000]
 
 Measures, in the same run:
 1. the sandbox ledger alone (no HTTP): `SandboxLedger.transfer_batch` in chunks;
@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _setup_django():

@@ -1,6 +1,6 @@
 """Trace throughput: append N events in streams of S, sign a checkpoint, verify everything.
 
-    VAR_DIR=$(mktemp -d) python -m treasury.trace.benchmark --events 300000 --stream-size 1000
+    VAR_DIR=$(mktemp -d) python bench/trace.py --events 300000 --stream-size 1000
 
 Runs on a fresh database (migrated here; point VAR_DIR or DATABASE_URL at a scratch one: the
 baseline rows are deleted again, which the PostgreSQL append-only trigger forbids, so run it on
@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 import time
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:
