@@ -41,8 +41,10 @@ class LedgerEntry(models.Model):
         RETURN = "return", "退回 (return)"
         REVERSAL = "reversal", "冲正 (reversal)"
 
-    transfer = models.ForeignKey("treasury.Transfer", on_delete=models.PROTECT, related_name="entries")
-    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
+    # No single-column indexes: the unique (transfer, account, kind) and (account, posted_at) indexes
+    # below lead with these columns already, and every index is paid on each posting.
+    transfer = models.ForeignKey("treasury.Transfer", on_delete=models.PROTECT, related_name="entries", db_index=False)
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries", db_index=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # Signed: positive increases the account's balance, negative decreases it.
     amount_fen = models.BigIntegerField()

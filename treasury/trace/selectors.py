@@ -219,7 +219,9 @@ def resolve_query(*, user, query: str) -> tuple[str, str] | None:
         return ("transfer", query)
     if transfers.filter(Q(batch_ref=query) | Q(source_ref=query)).exists():
         return ("document", query)
-    if sees_all_organizations(user) and TraceEvent.objects.filter(Q(stream_key=query) | Q(source_ref=query)).exists():
+    if sees_all_organizations(user) and TraceEvent.objects.filter(
+        Q(stream_key=query) | (Q(source_ref=query) & ~Q(subject_type=TRANSFER_SUBJECT))
+    ).exists():
         return ("document", query)
     return None
 
