@@ -176,9 +176,14 @@ def transfer_page(payload: dict, *, code: str, with_qr: bool = True, attachments
         ("运营机构", payer["operator"]),
         ("出具机构", payload["issuer"]),
     ]
+    return _page(payload, code=code, title="数字人民币电子回单", subtitle="e-CNY payment receipt", rows=rows,
+                 with_qr=with_qr, attachments=attachments)
+
+
+def _page(payload: dict, *, code: str, title: str, subtitle: str, rows, with_qr: bool, attachments) -> pdf.ReceiptPage:
     return pdf.ReceiptPage(
-        title="数字人民币电子回单",
-        subtitle="e-CNY payment receipt",
+        title=title,
+        subtitle=subtitle,
         number=payload["receipt_number"],
         rows=rows,
         footer_lines=_footer(payload, code),
@@ -397,17 +402,8 @@ def batch_page(payload: dict, *, code: str, with_qr: bool = True, attachments=()
         ("运营机构", payer["operator"]),
         ("出具机构", payload["issuer"]),
     ]
-    return pdf.ReceiptPage(
-        title="数字人民币批量汇总回单",
-        subtitle="e-CNY batch summary receipt",
-        number=payload["receipt_number"],
-        rows=rows,
-        footer_lines=_footer(payload, code),
-        verification_code=code,
-        verification_url=verification_url(payload["receipt_number"], code) if with_qr else "",
-        attachments=list(attachments),
-        author=payload["issuer"],
-    )
+    return _page(payload, code=code, title="数字人民币批量汇总回单", subtitle="e-CNY batch summary receipt", rows=rows,
+                 with_qr=with_qr, attachments=attachments)
 
 
 def issue_batch_receipt(*, batch_ref: str, now: datetime) -> Receipt:
