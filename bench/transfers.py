@@ -12,6 +12,7 @@ The baseline is psycopg COPY of the same number of rows (the transfer columns) i
 Needs PostgreSQL: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/ecny_bench).
 """
 import argparse
+import resource
 import multiprocessing
 import os
 import socket
@@ -66,6 +67,20 @@ def start_sandbox(storage: str):
     raise SystemExit("sandbox did not start")
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time used by the whole machine so far (all processes, all cores), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()[1:]
+    busy = sum(int(x) for x in fields[:8]) - int(fields[3]) - int(fields[4])  # minus idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def copy_baseline(n: int) -> float:
     """psycopg COPY of n transfer-shaped rows into a bare table: the floor of what storing them costs."""
     import psycopg
@@ -104,7 +119,8 @@ def _work(chunks, sandbox_url, queue):
     settled = 0
     for chunk in chunks:
         settled += submit_transfer_chunk(transfer_ids=chunk, now=timezone.now()).settled
-    queue.put(settled)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    queue.put((settled, usage.ru_utime + usage.ru_stime))
 
 
 def main():
@@ -174,6 +190,7 @@ def main():
         chunks = [ids[i : i + args.chunk] for i in range(0, len(ids), args.chunk)]
         Transfer.objects.filter(pk__in=ids).update(held=False)
         connections.close_all()
+        machine_before, sandbox_before = machine_cpu_seconds(), process_cpu_seconds(sandbox.pid)
         queue = multiprocessing.Queue()
         procs = [
             multiprocessing.Process(target=_work, args=(chunks[w :: args.workers], url, queue))
@@ -181,10 +198,14 @@ def main():
         ]
         for p in procs:
             p.start()
-        settled = sum(queue.get() for _ in procs)
+        reports = [queue.get() for _ in procs]
         for p in procs:
             p.join()
         finished = time.perf_counter()
+        settled = sum(n for n, _ in reports)
+        worker_cpu = sum(cpu for _, cpu in reports)
+        sandbox_cpu = process_cpu_seconds(sandbox.pid) - sandbox_before
+        machine_cpu = machine_cpu_seconds() - machine_before
     finally:
         sandbox.terminate()
         sandbox.wait()
@@ -197,6 +218,9 @@ def main():
     print(f"  created   {args.n:>8,} in {created - started:6.2f} s   (outbox rows + trace events)")
     print(f"  settled   {settled:>8,} in {finished - created:6.2f} s   (submit over HTTP, settle, post, trace)")
     print(f"  project:  {args.n / total:>10,.0f} transfers/s  ({total:.2f} s)")
+    print(f"  CPU while settling: {machine_cpu:.1f} s of {os.cpu_count() * (finished - created):.1f} s available; "
+          f"workers {worker_cpu:.1f} s, sandbox {sandbox_cpu:.1f} s, "
+          f"PostgreSQL and the rest {machine_cpu - worker_cpu - sandbox_cpu:.1f} s")
     print(f"  baseline: {args.n / baseline:>10,.0f} rows/s psycopg COPY into a bare table ({baseline:.2f} s)")
     print(f"  ratio:    {baseline / total:.3f} of the COPY baseline")
     print(f"  check:    {not_settled} not settled, {len(problems)} ledger problems, {events:,} trace events")

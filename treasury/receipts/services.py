@@ -35,6 +35,7 @@ from treasury import keys
 from treasury.identifiers import mask_name, mask_wallet_id
 from treasury.models import Transfer, TransferState, Wallet
 from treasury.money import fen_to_capitals, fen_to_yuan_str, format_yuan
+from treasury.services.transfers import transfer_stream_key
 from treasury.trace.services import EventSpec, append_events
 
 from . import pdf
@@ -310,15 +311,18 @@ def _store(documents: list[tuple[SignedDocument, Receipt]], *, now: datetime) ->
 
 
 def _trace_issued(receipts: list[Receipt], *, now: datetime) -> None:
-    by_batch: dict[str, list[EventSpec]] = {}
+    by_stream: dict[str, list[EventSpec]] = {}
     for receipt in receipts:
         if receipt.kind == Receipt.Kind.TRANSFER:
-            subject_type, subject_id = "treasury.transfer", str(receipt.payload["transfer"]["id"])
+            transfer_id = receipt.payload["transfer"]["id"]
+            subject_type, subject_id = "treasury.transfer", str(transfer_id)
             amount_fen, source_ref = receipt.payload["amount"]["fen"], receipt.payload["transfer"]["source_ref"]
+            stream_key = transfer_stream_key(batch_ref=receipt.batch_ref, transfer_id=transfer_id)
         else:
             subject_type, subject_id = "receipts.batch", receipt.batch_ref
             amount_fen, source_ref = receipt.payload["total"]["fen"], ""
-        by_batch.setdefault(receipt.batch_ref, []).append(
+            stream_key = receipt.batch_ref
+        by_stream.setdefault(stream_key, []).append(
             EventSpec(
                 kind="receipt.issued",
                 subject_type=subject_type,
@@ -328,8 +332,8 @@ def _trace_issued(receipts: list[Receipt], *, now: datetime) -> None:
                 data={"receipt_number": receipt.number, "kind": receipt.kind, "pdf_sha256": receipt.pdf_sha256},
             )
         )
-    for batch_ref in sorted(by_batch):  # a fixed order, so two writers lock streams alike
-        append_events(stream_key=batch_ref, events=by_batch[batch_ref], now=now)
+    for stream_key in sorted(by_stream):  # a fixed order, so two writers lock streams alike
+        append_events(stream_key=stream_key, events=by_stream[stream_key], now=now)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,6 +45,14 @@ from treasury.trace.services import EventSpec, append_events
 logger = logging.getLogger(__name__)
 
 SUBJECT = "treasury.transfer"
+# A batch's transfer events are chained in streams of this many consecutive transfer ids, so that
+# workers settling different chunks of one batch never wait for each other's stream head.
+TRACE_PARTITION_SIZE = 1000
+
+
+def transfer_stream_key(*, batch_ref: str, transfer_id: int) -> str:
+    """The trace stream of a transfer's events: its batch, partitioned by id."""
+    return f"{batch_ref}#{transfer_id // TRACE_PARTITION_SIZE}"
 MAX_KEY_LENGTH = Transfer._meta.get_field("idempotency_key").max_length
 
 
@@ -222,27 +230,12 @@ def create_transfers(
             ],
         )
         bulk.insert_rows(table=TransferOutbox._meta.db_table, columns=["transfer_id"], rows=[(pk,) for pk in new_ids])
-        append_events(
-            stream_key=batch_ref,
-            events=[
-                EventSpec(
-                    kind="transfer.created",
-                    subject_type=SUBJECT,
-                    subject_id=str(pk),
-                    actor=actor,
-                    amount_fen=t.amount_fen,
-                    source_ref=t.source_ref,
-                    data={
-                        "key": t.idempotency_key,
-                        "payer": wallets[t.payer_id].wallet_id,
-                        "payee": wallets[t.payee_id].wallet_id,
-                        "purpose": t.purpose_code,
-                        **({"conditions": t.conditions.to_json()} if _conditions_json(t.conditions) else {}),
-                    },
-                )
-                for pk, t in zip(new_ids, new_items)
-            ],
+        _trace(
+            [Row(pk, t.idempotency_key, t.amount_fen, batch_ref, t.source_ref, S.PENDING) for pk, t in zip(new_ids, new_items)],
+            kind="transfer.created",
+            actor=actor,
             now=now,
+            data_for=lambda row, items=dict(zip(new_ids, new_items)): _created_data(items[row.pk], wallets),
         )
     created_ids = {t.idempotency_key: pk for pk, t in zip(new_ids, new_items)}
     ids = [created_ids.get(t.idempotency_key) or existing[t.idempotency_key]["pk"] for t in transfers]
@@ -256,6 +249,18 @@ _TRANSFER_COLUMNS = [
     "source_id", "source_ref", "organization_id", "batch_ref", "conditions", "state", "operator_txn_id",
     "failure_code", "failure_message", "submit_attempts", "held", "created_by", "created_at",
 ]
+
+
+def _created_data(t: NewTransfer, wallets: dict) -> dict:
+    data = {
+        "key": t.idempotency_key,
+        "payer": wallets[t.payer_id].wallet_id,
+        "payee": wallets[t.payee_id].wallet_id,
+        "purpose": t.purpose_code,
+    }
+    if _conditions_json(t.conditions):
+        data["conditions"] = t.conditions.to_json()
+    return data
 
 
 def _conditions_json(conditions: Conditions | None) -> str | None:
@@ -419,10 +424,12 @@ def apply_operator_results(*, results: list[TransferResult], now: datetime) -> d
         if to_settle:
             _set_settled(to_settle, now=now)
             settled_ids = [t.pk for t, _ in to_settle]
-            _post(settled_ids, kind=LedgerEntry.Kind.SETTLEMENT, now=now)
             _trace([t for t, _ in to_settle], kind="transfer.settled", actor="operator", now=now,
                    data_for=lambda t: {"operator_txn_id": by_key[t.idempotency_key].operator_txn_id})
             _close(settled_ids)
+            # Postings last: they lock the payer's balance row, which every chunk of a run shares,
+            # so the lock is held only for the moments before commit.
+            _post(settled_ids, kind=LedgerEntry.Kind.SETTLEMENT, now=now)
             counts["settled"] = len(to_settle)
             if settings.RECEIPTS_AUTO_ISSUE:
                 _enqueue_receipts(settled_ids)
@@ -556,10 +563,10 @@ def _post(transfer_ids: list[int], *, kind: str, now: datetime) -> None:
 
 
 def _trace(rows, *, kind: str, actor: str, now: datetime, data: dict | None = None, data_for=None) -> None:
-    """Append one event per transfer to its batch's stream, in bulk."""
+    """Append one event per transfer to its stream (batch and id partition), in bulk."""
     by_stream = defaultdict(list)
     for t in rows:
-        by_stream[t.batch_ref].append(
+        by_stream[transfer_stream_key(batch_ref=t.batch_ref, transfer_id=t.pk)].append(
             EventSpec(
                 kind=kind,
                 subject_type=SUBJECT,
