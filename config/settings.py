@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -34,14 +35,29 @@ def _development_secret_key() -> str:
     return path.read_text().strip()
 
 
+def required_in_production(name: str, development_default):
+    """Production (DJANGO_DEBUG=0) must set this variable; development gets a harmless default."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    if not DEBUG:
+        raise ImproperlyConfigured(f"{name} must be set when DJANGO_DEBUG=0")
+    return development_default() if callable(development_default) else development_default
+
+
 DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _development_secret_key()
+SECRET_KEY = required_in_production("DJANGO_SECRET_KEY", _development_secret_key)
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Behind a TLS-terminating proxy in production: turn these on there (DJANGO_SSL_REDIRECT=1, DJANGO_HSTS_SECONDS=...).
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0)
+if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
 INSTALLED_APPS = [
@@ -196,7 +212,7 @@ RECEIPTS_AUTO_ISSUE = env_bool("RECEIPTS_AUTO_ISSUE", True)
 
 # The e-CNY operator (the sandbox in development and tests).
 ECNY_OPERATOR_URL = os.environ.get("ECNY_OPERATOR_URL", "http://127.0.0.1:8701")
-ECNY_OPERATOR_API_KEY = os.environ.get("ECNY_OPERATOR_API_KEY", "sandbox-development-key")
+ECNY_OPERATOR_API_KEY = required_in_production("ECNY_OPERATOR_API_KEY", "sandbox-development-key")
 ECNY_OPERATOR_TIMEOUT_SECONDS = float(os.environ.get("ECNY_OPERATOR_TIMEOUT_SECONDS", "10"))
 ECNY_OPERATOR_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("ECNY_OPERATOR_CONNECT_TIMEOUT_SECONDS", "3"))
 

@@ -15,7 +15,8 @@ from stdnum.cn import ric, uscc
 
 from treasury.access import roles
 from treasury.access.models import Membership
-from treasury.models import LedgerAccount, Organization, Person, Wallet
+from treasury.models import LedgerAccount, Organization, Wallet
+from treasury.services.parties import register_organization, register_person
 from treasury.services.wallets import register_wallet
 
 OPERATOR_PREFIX = "001"  # first 3 digits of the sandbox operator's wallet ids
@@ -78,9 +79,7 @@ def load_demo_world(*, employees_a: int = 40, employees_b: int = 10, password: s
     world = DemoWorld()
     with transaction.atomic():
         for key, org_type, name, body, code in ORGS:
-            world.orgs[key], _ = Organization.objects.get_or_create(
-                uscc=make_uscc(body), defaults={"name": name, "org_type": org_type, "code": code}
-            )
+            world.orgs[key] = register_organization(name=name, org_type=org_type, uscc=make_uscc(body), code=code)
         operator = world.orgs["operator"]
 
         corporate = [
@@ -106,7 +105,7 @@ def load_demo_world(*, employees_a: int = 40, employees_b: int = 10, password: s
                 return existing
             name = SURNAMES[serial % len(SURNAMES)] + GIVEN[(serial * 7) % len(GIVEN)]
             resident_id = make_resident_id("370102", f"19{70 + serial % 30:02d}0{1 + serial % 9}1{serial % 9}", serial)
-            person, _ = Person.objects.get_or_create(resident_id=resident_id, defaults={"name": name})
+            person, _ = register_person(name=name, resident_id=resident_id)
             # Mostly class 2; every tenth a class 4 (anonymous, small limits) to show limit refusals.
             wallet_class = 4 if serial % 10 == 0 else 2
             return register_wallet(

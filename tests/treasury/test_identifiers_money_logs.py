@@ -107,3 +107,19 @@ def test_filter_masks_arguments():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "payee %s", ("0010000000000011",), None)
     MaskPersonalDataFilter().filter(record)
     assert record.getMessage() == "payee 0010********0011"
+
+
+@pytest.mark.django_db
+def test_parties_are_validated_where_they_enter():
+    from treasury.models import Organization
+    from treasury.services.parties import register_organization, register_person
+
+    with pytest.raises(InvalidIdentifier):
+        register_organization(name="x", org_type=Organization.Type.EMPLOYER, uscc="91350100M000100Y44")
+    org = register_organization(name="x", org_type=Organization.Type.EMPLOYER, uscc=" 91350100m000100y43 ")
+    assert org.uscc == "91350100M000100Y43"
+    assert register_organization(name="x", org_type=Organization.Type.EMPLOYER, uscc="91350100M000100Y43") == org
+    with pytest.raises(InvalidIdentifier):
+        register_person(name="张三", resident_id="110105194912310021")
+    person, warnings = register_person(name=" 张三 ", resident_id="11010519491231002x")
+    assert (person.resident_id, person.name, warnings) == ("11010519491231002X", "张三", ())
