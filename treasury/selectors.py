@@ -118,3 +118,47 @@ def dashboard_summary(*, user, day: dt.date, attention_limit: int = 20) -> Dashb
         attention=list(attention_qs[:attention_limit]),
         attention_count=attention_qs.count(),
     )
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Where a run of transfers stands: what a domain's progress bar shows (paid, failed, left)."""
+
+    count: int
+    amount_fen: int
+    settled_count: int
+    settled_fen: int
+    failed_count: int  # failed or cancelled: money did not move
+    failed_fen: int
+    open_count: int  # pending, submitted or unknown: not decided yet
+    open_fen: int
+    by_state: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.open_count == 0
+
+
+def batch_progress(*, batch_ref: str) -> BatchProgress:
+    """Counts and amounts of a batch's transfers by state, in one grouped query.
+
+    Not user-scoped: the domain that owns the batch has checked the user may see it.
+    """
+    rows = (
+        Transfer.objects.filter(batch_ref=batch_ref)
+        .values("state")
+        .annotate(n=Count("pk"), fen=Sum("amount_fen"))
+        .order_by()
+    )
+    by_state = {row["state"]: (row["n"], row["fen"] or 0) for row in rows}
+
+    def total(*states):
+        return (sum(by_state.get(s, (0, 0))[0] for s in states), sum(by_state.get(s, (0, 0))[1] for s in states))
+
+    count, amount = total(*S.values)
+    settled = total(S.SETTLED, S.RETURNED, S.REVERSED)
+    failed = total(S.FAILED, S.CANCELLED)
+    still_open = total(S.PENDING, S.SUBMITTED, S.UNKNOWN)
+    return BatchProgress(count=count, amount_fen=amount, settled_count=settled[0], settled_fen=settled[1],
+                         failed_count=failed[0], failed_fen=failed[1], open_count=still_open[0],
+                         open_fen=still_open[1], by_state=by_state)

@@ -35,6 +35,7 @@ from adapters.ecny.interface import (
     TransferInstruction,
     TransferResult,
     TransferStatus,
+    WalletBalance,
     WalletCheck,
 )
 
@@ -316,6 +317,15 @@ class HttpOperatorClient:
                 kind=_string(data, "kind", "line"),
             ))
         return parsed
+
+    def balance(self, wallet_id: str) -> WalletBalance:
+        """A wallet's balance now. Raises OperatorRejected for an unknown wallet, else as `query`."""
+        body = self._call("GET", f"/v1/wallets/{wallet_id}/balance", None, what="balance")
+        amount = body.get("balance_fen")
+        if type(amount) is not int or body.get("wallet_id") != wallet_id:
+            raise OperatorProtocolError("balance reply has no integer balance_fen for this wallet")
+        return WalletBalance(wallet_id=wallet_id, balance_fen=amount, status=_string(body, "status", "balance"),
+                             as_of=_aware_datetime(body.get("as_of"), "as_of"))
 
     @staticmethod
     def _log_duplicates(data, request_id: str) -> None:

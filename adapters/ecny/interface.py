@@ -111,6 +111,14 @@ class WalletCheck:
 
 
 @dataclass(frozen=True)
+class WalletBalance:
+    wallet_id: str
+    balance_fen: int
+    status: str  # active, frozen, closed
+    as_of: dt.datetime
+
+
+@dataclass(frozen=True)
 class StatementLine:
     operator_txn_id: str
     request_id: str
@@ -161,3 +169,6 @@ class OperatorClient(Protocol):
 
     def statement(self, wallet_id: str, day: dt.date) -> list[StatementLine]:
         """Every booking on a wallet for one business day (Asia/Shanghai)."""
+
+    def balance(self, wallet_id: str) -> WalletBalance:
+        """A wallet's balance now (for a payer's funding check before a run: 资金到位)."""

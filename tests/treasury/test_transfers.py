@@ -230,3 +230,32 @@ def test_ledger_check_command_names_what_is_wrong(world, capsys):
     assert f"transfer {ids[0]}: settlement posting does not balance" in err
     assert "wallet:0010000000000011" in err
     assert f"transfer {ids[0]} is settled but is in the outbox" in err
+
+
+def test_domain_facing_wallet_checks_and_balance(world):
+    from treasury.services.wallets import operator_balance, verify_wallets
+
+    world.sandbox.admin.set_status(wallet_id=world.payees[1].wallet_id, status="frozen")
+    checks = verify_wallets(pairs=[(world.payees[0].wallet_id, world.payees[0].holder_name),
+                                   (world.payees[1].wallet_id, world.payees[1].holder_name),
+                                   (world.payees[2].wallet_id, "someone else"),
+                                   ("0019999999999999", "nobody")])
+    assert [(c.exists, c.active, c.holder_name_matches) for c in checks] == [
+        (True, True, True), (True, False, True), (True, True, False), (False, False, False)]
+    before = operator_balance(wallet=world.payer)
+    world.pay([12_34])
+    assert before.balance_fen - operator_balance(wallet=world.payer).balance_fen == 12_34
+    assert before.status == "active" and before.as_of.tzinfo is not None
+
+
+def test_batch_progress(world):
+    from treasury.selectors import batch_progress
+
+    ids = world.pay([1_00, 2_00, 3_00], batch_ref="progress", hold=True)
+    progress = batch_progress(batch_ref="progress")
+    assert (progress.count, progress.amount_fen, progress.open_count, progress.done) == (3, 6_00, 3, False)
+    transfer_services.cancel_pending_transfers(transfer_ids=[ids[2]], reason="held line", actor="t", now=timezone.now())
+    transfer_services.release_transfers(transfer_ids=ids, actor="t", now=timezone.now())
+    progress = batch_progress(batch_ref="progress")
+    assert (progress.settled_count, progress.settled_fen, progress.failed_count, progress.failed_fen) == (2, 3_00, 1, 3_00)
+    assert progress.done

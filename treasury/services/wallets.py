@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from adapters.ecny.interface import WalletBalance, WalletCheck
 from treasury import identifiers
 from treasury.models import LedgerAccount, Organization, Person, Wallet
 
@@ -50,3 +51,28 @@ def register_wallet(
             organization=holder_org,
         )
     return wallet
+
+
+VERIFY_CHUNK = 1000  # wallets per operator call
+
+
+def verify_wallets(*, pairs: list[tuple[str, str]]) -> list[WalletCheck]:
+    """Ask the operator whether each (wallet id, holder name) exists, is active and matches: one call
+    per 1,000 pairs, never one per line. Results in the order of `pairs`.
+
+    Raises:
+        OperatorUnavailable: the operator could not be asked; nothing is known (try again).
+    """
+    client = _operator()
+    return [check for start in range(0, len(pairs), VERIFY_CHUNK) for check in client.verify_wallets(pairs[start : start + VERIFY_CHUNK])]
+
+
+def operator_balance(*, wallet: Wallet) -> WalletBalance:
+    """The wallet's balance at the operator now (our ledger keeps what moved through this service)."""
+    return _operator().balance(wallet.wallet_id)
+
+
+def _operator():
+    from adapters.ecny.client import get_operator_client
+
+    return get_operator_client()

@@ -114,6 +114,7 @@ class SandboxApp:
             ("POST", re.compile(r"/v1/transfers/query"), self.query),
             ("POST", re.compile(r"/v1/reversals"), self.reverse),
             ("GET", re.compile(r"/v1/wallets/(?P<wallet_id>[^/]+)/statements/(?P<day>[^/]+)"), self.statement),
+            ("GET", re.compile(r"/v1/wallets/(?P<wallet_id>[^/]+)/balance"), self.balance),
             ("POST", re.compile(r"/admin/wallets"), self.admin_open_wallet),
             ("POST", re.compile(r"/admin/wallets/bulk"), self.admin_open_wallets),
             ("GET", re.compile(r"/admin/wallets/(?P<wallet_id>[^/]+)"), self.admin_wallet),
@@ -259,6 +260,11 @@ class SandboxApp:
             raise BadRequest("date must be YYYY-MM-DD")
         lines = self.ledger.statement(wallet_id=wallet_id, day=business_day)
         return self._reply(start_response, 200, {"wallet_id": wallet_id, "date": day, "lines": lines})
+
+    def balance(self, start_response, body, *, wallet_id: str):
+        wallet = self.ledger.wallet(wallet_id=wallet_id)
+        return self._reply(start_response, 200, {"wallet_id": wallet_id, "balance_fen": wallet["balance_fen"],
+                                                 "status": wallet["status"], "as_of": self.ledger.now().isoformat()})
 
     # ----------------------------------------------------------------- admin
     def admin_open_wallet(self, start_response, body):
