@@ -76,3 +76,49 @@ def _operator():
     from adapters.ecny.client import get_operator_client
 
     return get_operator_client()
+
+
+def ensure_personal_wallets(*, holders: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Make sure each (wallet id, holder name, resident ID) is a registered personal wallet; return
+    {wallet_id: Wallet pk}. Unknown wallets are registered in bulk with the type and class the
+    operator reports (one verification call per 1,000), their holders as persons, each with its
+    ledger account. Call inside the caller's transaction.
+
+    Raises:
+        InvalidTransfers-style ValueError: the operator does not know a wallet, or no operator
+            organization is registered for a wallet id's prefix.
+    """
+    from treasury.models import Organization, Person
+
+    wanted = {wallet_id: (name, resident_id) for wallet_id, name, resident_id in holders}
+    known = dict(Wallet.objects.filter(wallet_id__in=list(wanted)).values_list("wallet_id", "pk"))
+    missing = [w for w in wanted if w not in known]
+    if not missing:
+        return known
+    checks = {c.wallet_id: c for c in verify_wallets(pairs=[(w, wanted[w][0]) for w in missing])}
+    unknown = [w for w in missing if not checks[w].exists]
+    if unknown:
+        raise ValueError(f"运营机构查无这些钱包 (the operator does not know these wallets): {len(unknown)}")
+    operators = {
+        org.code: org for org in Organization.objects.filter(org_type=Organization.Type.OPERATOR_BANK, code__in={w[:3] for w in missing})
+    }
+    without_operator = sorted({w[:3] for w in missing} - set(operators))
+    if without_operator:
+        raise ValueError(f"未登记的运营机构代码 (no operator registered for wallet prefix): {', '.join(without_operator)}")
+    people = dict(Person.objects.filter(resident_id__in=[wanted[w][1] for w in missing]).values_list("resident_id", "pk"))
+    new_people = [Person(name=wanted[w][0], resident_id=wanted[w][1]) for w in missing if wanted[w][1] not in people]
+    Person.objects.bulk_create(new_people, batch_size=2000)
+    people.update({p.resident_id: p.pk for p in new_people})
+    wallets = [
+        Wallet(wallet_id=w, wallet_type=checks[w].wallet_type or Wallet.Type.PERSONAL, wallet_class=checks[w].wallet_class,
+               operator=operators[w[:3]], holder_person_id=people[wanted[w][1]], holder_name=wanted[w][0])
+        for w in missing
+    ]
+    Wallet.objects.bulk_create(wallets, batch_size=2000)
+    LedgerAccount.objects.bulk_create(
+        [LedgerAccount(code=f"wallet:{w.wallet_id}", name=w.holder_name, kind=LedgerAccount.Kind.WALLET, wallet=w)
+         for w in wallets],
+        batch_size=2000,
+    )
+    known.update({w.wallet_id: w.pk for w in wallets})
+    return known

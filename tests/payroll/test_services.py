@@ -1,0 +1,153 @@
+"""Payroll batches through the services: upload, check, approve (maker-checker), fund, pay, finish.
+Against the sandbox operator over real HTTP; money through the transfer core."""
+from dataclasses import dataclass
+
+import pytest
+from django.utils import timezone
+
+from payroll import services
+from payroll.models import BatchState, PayrollBatch
+from payroll.services import PayrollError
+from payroll.templates_files import EXAMPLE_USCC
+from tests import factories as f
+from tests.payroll import builders
+from treasury.access import roles
+from treasury.access.errors import AccessDenied, MakerCheckerViolation
+from treasury.models import Organization, Transfer, TransferState, Wallet
+from treasury.services.ledger import check_ledger
+from treasury.services.wallets import register_wallet
+
+pytestmark = pytest.mark.django_db(transaction=True)
+OPERATOR_CODE = "100"  # the builders' wallet ids start with it
+
+
+@dataclass
+class Employer:
+    org: Organization
+    wallet: Wallet
+    operator_user: object
+    approver: object
+    sandbox: object
+
+
+@pytest.fixture
+def employer(ecny_sandbox):
+    operator = f.make_operator(code=OPERATOR_CODE)
+    org = Organization.objects.create(name="示范科技", org_type=Organization.Type.EMPLOYER,
+                                      uscc=EXAMPLE_USCC)
+    wallet = register_wallet(wallet_id="1009999999999999", wallet_type=Wallet.Type.CORPORATE, operator=operator,
+                             holder_org=org, holder_name=org.name)
+    ecny_sandbox.admin.open_wallet(wallet_id=wallet.wallet_id, wallet_type="WT09", holder_name=org.name,
+                                   balance_fen=10_000_000_00)
+    return Employer(org=org, wallet=wallet, sandbox=ecny_sandbox,
+                    operator_user=f.make_user(role=roles.EMPLOYER_OPERATOR, organization=org),
+                    approver=f.make_user(role=roles.EMPLOYER_APPROVER, organization=org))
+
+
+def staff(employer, count, *, start=1, wallet_class=2, skip=()):
+    """Employee rows, with their wallets opened at the operator (except those in `skip`)."""
+    rows = [builders.employee_row(i) for i in range(start, start + count)]
+    employer.sandbox.admin.open_wallets(wallets=[
+        {"wallet_id": row[3], "wallet_type": "WT01", "wallet_class": wallet_class, "holder_name": row[1]}
+        for index, row in enumerate(rows) if index not in skip
+    ])
+    return rows
+
+
+def upload(employer, rows, **kwargs):
+    data = builders.to_csv(builders.payroll_rows(rows))
+    return services.import_payroll_file(employer=employer.org, user=employer.operator_user, filename="工资.csv",
+                                        data=data, now=timezone.now(), **kwargs)
+
+
+def test_a_clean_file_is_paid_end_to_end(employer):
+    rows = staff(employer, 25)
+    batch = upload(employer, rows)
+    assert batch.state == BatchState.VALIDATED
+    assert (batch.payable_count, batch.held_count, batch.problem_count) == (25, 0, 0)
+    assert batch.total_net_fen == sum(builders.net_fen(r) for r in rows)
+    now = timezone.now()
+    services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
+    services.approve_batch(batch_id=batch.pk, user=employer.approver, now=now)
+    services.fund_batch(batch_id=batch.pk, user=employer.approver, now=now)
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=now)  # Celery eager: pays at once
+    batch = services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+    assert batch.state == BatchState.PAID
+    transfers = Transfer.objects.filter(batch_ref=batch.batch_ref)
+    assert transfers.count() == 25 and set(transfers.values_list("state", flat=True)) == {TransferState.SETTLED}
+    line = batch.lines.get(line_no=batch.lines.order_by("line_no").first().line_no)
+    assert line.transfer.amount_fen == line.net_fen and line.transfer.source == line
+    assert employer.sandbox.admin.balance(wallet_id=rows[0][3]) == builders.net_fen(rows[0])
+    assert check_ledger().problems == []
+    # Paying again cannot pay twice.
+    with pytest.raises(Exception):
+        services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
+    assert Transfer.objects.filter(batch_ref=batch.batch_ref).count() == 25
+
+
+def test_operator_refusals_reject_the_file_with_every_line_named(employer):
+    rows = staff(employer, 6, skip=(1,))  # line 2's wallet is unknown at the operator
+    employer.sandbox.admin.set_status(wallet_id=rows[2][3], status="frozen")
+    rows[3][1] = "李四"  # the holder's name does not match
+    batch = upload(employer, rows)
+    assert batch.state == BatchState.REJECTED
+    assert batch.lines.count() == 0  # a rejected file keeps nothing but its upload and report
+    codes = sorted((p["code"], p["line"] - batch.problems[0]["line"]) for p in batch.problems)
+    assert [c for c, _ in codes] == ["holder_mismatch", "wallet_inactive", "wallet_unknown"]
+    report = services.error_report(batch=batch).decode("utf-8-sig")
+    assert "运营机构查无此钱包" in report and "姓名与钱包户名不一致" in report
+
+
+def test_hold_invalid_lines_pays_the_rest(employer):
+    rows = staff(employer, 5, skip=(4,))
+    batch = upload(employer, rows, hold_invalid_lines=True)
+    assert batch.state == BatchState.VALIDATED
+    assert (batch.payable_count, batch.held_count) == (4, 1)
+    assert batch.total_net_fen == sum(builders.net_fen(r) for r in rows[:4])
+
+
+def test_same_file_twice_is_refused(employer):
+    rows = staff(employer, 3)
+    upload(employer, rows)
+    with pytest.raises(PayrollError) as caught:
+        upload(employer, rows)
+    assert caught.value.code == "duplicate_file"
+
+
+def test_maker_checker_and_scoping(employer):
+    batch = upload(employer, staff(employer, 2))
+    now = timezone.now()
+    services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
+    employer.operator_user.groups.add(*employer.approver.groups.all())  # even holding both roles...
+    del employer.operator_user._role_names
+    with pytest.raises(MakerCheckerViolation):  # ...the preparer cannot approve
+        services.approve_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
+    other = f.make_organization(name="另一家单位")
+    outsider = f.make_user(role=roles.EMPLOYER_APPROVER, organization=other)
+    with pytest.raises(AccessDenied):
+        services.approve_batch(batch_id=batch.pk, user=outsider, now=now)
+    assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.SUBMITTED
+
+
+def test_insufficient_funds_stops_before_paying(employer):
+    batch = upload(employer, staff(employer, 3))
+    now = timezone.now()
+    services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
+    services.approve_batch(batch_id=batch.pk, user=employer.approver, now=now)
+    poor = f.make_operator(code=OPERATOR_CODE)  # noqa: F841  (same operator)
+    employer.sandbox.admin.reset()
+    employer.sandbox.admin.open_wallet(wallet_id=employer.wallet.wallet_id, wallet_type="WT09",
+                                       holder_name=employer.org.name, balance_fen=1_00)
+    with pytest.raises(PayrollError) as caught:
+        services.fund_batch(batch_id=batch.pk, user=employer.approver, now=now)
+    assert caught.value.code == "insufficient_funds" and "¥1.00" in str(caught.value)
+    assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.APPROVED
+
+
+def test_cancel_needs_a_reason_and_happens_before_paying(employer):
+    batch = upload(employer, staff(employer, 2))
+    with pytest.raises(PayrollError):
+        services.cancel_batch(batch_id=batch.pk, user=employer.operator_user, reason=" ", now=timezone.now())
+    batch = services.cancel_batch(batch_id=batch.pk, user=employer.operator_user, reason="wrong month",
+                                  now=timezone.now())
+    assert batch.state == BatchState.CANCELLED and batch.cancel_reason == "wrong month"
