@@ -7,6 +7,7 @@ api_v1 = [
     path("", include("treasury.trace.api_urls")),
     path("", include("treasury.receipts.api_urls")),
     path("", include("treasury.access.api_urls")),
+    path("", include("payroll.api_urls")),
 ]
 
 urlpatterns = [
@@ -19,5 +20,6 @@ urlpatterns = [
     path("transfers/", include("treasury.urls")),
     path("trace/", include("treasury.trace.urls")),
     path("receipts/", include("treasury.receipts.urls")),
+    path("payroll/", include("payroll.urls")),
     path("", include("treasury.access.urls")),
 ]
