@@ -202,6 +202,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 120.0,
     },
     "trace-checkpoint": {"task": "treasury.trace_checkpoint", "schedule": crontab(minute="*/10")},
+    "payroll-finish-paying-batches": {"task": "payroll.finish_paying_batches", "schedule": 30.0},
 }
 
 # Transfer core tuning.

@@ -53,6 +53,7 @@ class PayrollBatch(ConcurrentTransitionMixin, models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     cancel_reason = models.CharField(max_length=255, blank=True)
+    paused = models.BooleanField("已暂停 (paused)", default=False)  # paying stopped: pending transfers held
     created_at = models.DateTimeField()
     submitted_at = models.DateTimeField(null=True, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True)
@@ -111,6 +112,10 @@ class PayrollBatch(ConcurrentTransitionMixin, models.Model):
     def finish_partially_paid(self):
         pass
 
+    @transition(field=state, source=B.PARTIALLY_PAID, target=B.PAYING)
+    def retry(self):
+        pass
+
     @transition(field=state, source=[B.PAID, B.PARTIALLY_PAID], target=B.CLOSED)
     def close(self):
         pass
@@ -134,6 +139,8 @@ class PayrollLine(models.Model):
     warnings = models.JSONField(default=list)
     held = models.BooleanField(default=False)  # not paid in this run (the employer's choice or a refusal)
     hold_reason = models.CharField(max_length=255, blank=True)
+    returned = models.BooleanField(default=False)  # given up: the employer pays this person another way
+    attempts = models.PositiveSmallIntegerField(default=0)  # transfers made for this line so far
     payee_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     transfer = models.OneToOneField(
         "treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT, related_name="payroll_line"

@@ -20,8 +20,8 @@ from treasury.access.errors import AccessDenied
 from treasury.access.makerchecker import ensure_can_approve
 from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import Organization, Wallet
-from treasury.selectors import batch_progress
-from treasury.services.transfers import NewTransfer, create_transfers
+from treasury.models import Transfer, TransferState
+from treasury.services.transfers import NewTransfer, create_transfers, hold_pending_transfers, release_transfers
 from treasury.services.wallets import ensure_personal_wallets, operator_balance, verify_wallets
 from treasury.trace.services import EventSpec, append_events
 
@@ -338,28 +338,179 @@ def pay_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
         for line, transfer_id in zip(lines, ids):
             line.transfer_id = transfer_id
             line.payee_wallet_id = wallet_pks[line.wallet_id]
-        PayrollLine.objects.bulk_update(lines, ["transfer", "payee_wallet"], batch_size=2000)
+            line.attempts = 1
+        PayrollLine.objects.bulk_update(lines, ["transfer", "payee_wallet", "attempts"], batch_size=2000)
         batch.save()
         _trace(batch, "payroll.batch.paying", actor=user.username, now=now, amount_fen=batch.total_net_fen,
                transfers=len(ids))
     return batch
 
 
+@dataclass(frozen=True)
+class LineProgress:
+    """Where a batch's lines stand, each by its current transfer (a retried line counts once)."""
+
+    paid: int
+    paid_fen: int
+    failed: int  # the current attempt failed, not yet retried or returned
+    open: int  # being paid
+    held: int
+    returned: int
+
+    @property
+    def done(self) -> bool:
+        return self.open == 0
+
+
+def line_progress(*, batch: PayrollBatch) -> LineProgress:
+    from django.db.models import Count, Q, Sum
+
+    settled = Q(transfer__state=TransferState.SETTLED)
+    failed = Q(transfer__state__in=[TransferState.FAILED, TransferState.CANCELLED], returned=False)
+    still_open = Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
+    totals = batch.lines.aggregate(
+        n_paid=Count("pk", filter=settled), fen_paid=Sum("net_fen", filter=settled),
+        n_failed=Count("pk", filter=failed), n_open=Count("pk", filter=still_open),
+        n_held=Count("pk", filter=Q(held=True, returned=False)), n_returned=Count("pk", filter=Q(returned=True)),
+    )
+    return LineProgress(paid=totals["n_paid"], paid_fen=totals["fen_paid"] or 0, failed=totals["n_failed"],
+                        open=totals["n_open"], held=totals["n_held"], returned=totals["n_returned"])
+
+
 def finish_batch_if_done(*, batch_id: int, now: datetime) -> PayrollBatch:
-    """paying -> paid (every line settled) or partially_paid, once no transfer is still open."""
-    progress = batch_progress(batch_ref=PayrollBatch.objects.get(pk=batch_id).batch_ref)
+    """paying -> paid (every line paid) or partially_paid (some failed, held or returned), once no line's
+    transfer is still open. Safe to call as often as you like (the periodic task does)."""
     with transaction.atomic():
         batch = _locked(batch_id)
-        if batch.state != B.PAYING or not progress.done:
+        if batch.state != B.PAYING:
             return batch
-        if progress.failed_count == 0:
+        progress = line_progress(batch=batch)
+        if not progress.done:
+            return batch
+        if progress.failed == progress.held == progress.returned == 0:
             batch.finish_paid()
         else:
             batch.finish_partially_paid()
         batch.finished_at = now
         batch.save()
-        _trace(batch, f"payroll.batch.{batch.state}", actor="system", now=now, amount_fen=progress.settled_fen,
-               settled=progress.settled_count, failed=progress.failed_count)
+        _trace(batch, f"payroll.batch.{batch.state}", actor="system", now=now, amount_fen=progress.paid_fen,
+               paid=progress.paid, failed=progress.failed, held=progress.held, returned=progress.returned)
+    return batch
+
+
+def finish_paying_batches(*, now: datetime) -> int:
+    """Move every paying batch whose lines are all decided on (the periodic task)."""
+    finished = 0
+    for batch_id in PayrollBatch.objects.filter(state=B.PAYING).values_list("pk", flat=True):
+        finished += finish_batch_if_done(batch_id=batch_id, now=now).state != B.PAYING
+    return finished
+
+
+def _open_transfer_ids(batch: PayrollBatch) -> list[int]:
+    return list(
+        Transfer.objects.filter(batch_ref=batch.batch_ref, state=TransferState.PENDING).values_list("pk", flat=True)
+    )
+
+
+def pause_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
+    """Stop paying: transfers not yet sent are held (those in flight finish). Resume sends them."""
+    with transaction.atomic():
+        batch = _locked(batch_id)
+        _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
+        if batch.state != B.PAYING or batch.paused:
+            raise PayrollError("只能暂停发放中的批次 (only a batch that is paying can be paused)", "not_paying")
+        held = hold_pending_transfers(transfer_ids=_open_transfer_ids(batch), actor=user.username, now=now)
+        batch.paused = True
+        batch.save()
+        _trace(batch, "payroll.batch.paused", actor=user.username, now=now, held=held)
+    return batch
+
+
+def resume_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
+    with transaction.atomic():
+        batch = _locked(batch_id)
+        _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
+        if not batch.paused:
+            raise PayrollError("批次未暂停 (the batch is not paused)", "not_paused")
+        released = release_transfers(transfer_ids=_open_transfer_ids(batch), actor=user.username, now=now)
+        batch.paused = False
+        batch.save()
+        _trace(batch, "payroll.batch.resumed", actor=user.username, now=now, released=released)
+    return batch
+
+
+def _lines_to_act_on(batch: PayrollBatch, line_ids: list[int]) -> list[PayrollLine]:
+    """Held lines, and lines whose payment failed; others are refused by name."""
+    lines = list(batch.lines.filter(pk__in=line_ids, returned=False).select_related("transfer").order_by("line_no"))
+    for line in lines:
+        failed = line.transfer is not None and line.transfer.state in (TransferState.FAILED, TransferState.CANCELLED)
+        if not (line.held or failed):
+            raise PayrollError(f"第{line.line_no}行既未暂缓也未失败 (line {line.line_no} is neither held nor failed)",
+                               "line_not_retryable")
+    if len(lines) != len(set(line_ids)):
+        raise PayrollError("有明细不属于此批次或已退回 (some lines are not in this batch or were returned)", "unknown_lines")
+    return lines
+
+
+def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> PayrollBatch:
+    """Pay held or failed lines again: each gets a new transfer under a new key (payroll:<batch>:<line>:<attempt>),
+    so a retry is a new payment attempt, never a resend of the failed one. Held lines are checked with the
+    operator again first.
+
+    Raises:
+        PayrollError: a line is neither held nor failed, or its wallet still fails the operator's check.
+    """
+    with transaction.atomic():
+        batch = _locked(batch_id)
+        _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
+        lines = _lines_to_act_on(batch, line_ids)
+        checks = verify_wallets(pairs=[(line.wallet_id, line.name) for line in lines])
+        for line, check in zip(lines, checks):
+            problem = _wallet_problem(check, line.net_fen, settings.WALLET_CLASS_LIMITS)
+            if problem:
+                raise PayrollError(f"第{line.line_no}行: {problem[2]}", problem[1])
+        if batch.state == B.PARTIALLY_PAID:
+            batch.retry()
+        elif batch.state != B.PAYING:
+            raise PayrollError("只能在发放中或部分发放后重试 (retry only while paying or after a partial payment)",
+                               "not_paying")
+        wallet_pks = ensure_personal_wallets(holders=[(l.wallet_id, l.name, l.resident_id) for l in lines])
+        line_type = ContentType.objects.get_for_model(PayrollLine)
+        for line in lines:
+            line.attempts += 1
+        ids = create_transfers(
+            organization_id=batch.employer_id, batch_ref=batch.batch_ref, actor=user.username, now=now,
+            transfers=[
+                NewTransfer(
+                    payer_id=batch.payer_wallet_id, payee_id=wallet_pks[line.wallet_id], amount_fen=line.net_fen,
+                    idempotency_key=f"payroll:{batch.pk}:{line.line_no}:{line.attempts}", purpose_code=PURPOSE_SALARY,
+                    memo=f"{batch.period} 工资", source_type_id=line_type.pk, source_id=line.pk,
+                    source_ref=f"{batch.batch_ref} line {line.line_no}",
+                )
+                for line in lines
+            ],
+        )
+        for line, transfer_id in zip(lines, ids):
+            line.transfer_id, line.payee_wallet_id, line.held, line.hold_reason = transfer_id, wallet_pks[line.wallet_id], False, ""
+        PayrollLine.objects.bulk_update(lines, ["transfer", "payee_wallet", "held", "hold_reason", "attempts"])
+        batch.finished_at = None
+        _update_totals(batch)
+        batch.save()
+        _trace(batch, "payroll.batch.retried", actor=user.username, now=now, lines=[l.line_no for l in lines])
+    return batch
+
+
+def return_lines(*, batch_id: int, line_ids: list[int], user, reason: str, now: datetime) -> PayrollBatch:
+    """Give up on held or failed lines (退回): they will not be paid by this service; the reason is kept."""
+    if not reason.strip():
+        raise PayrollError("请填写退回原因 (a reason is required)", "reason_required")
+    with transaction.atomic():
+        batch = _locked(batch_id)
+        _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
+        lines = _lines_to_act_on(batch, line_ids)
+        PayrollLine.objects.filter(pk__in=[l.pk for l in lines]).update(returned=True, hold_reason=reason.strip()[:255])
+        _trace(batch, "payroll.batch.lines_returned", actor=user.username, now=now,
+               lines=[l.line_no for l in lines], reason=reason.strip())
     return batch
 
 

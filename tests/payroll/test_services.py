@@ -151,3 +151,105 @@ def test_cancel_needs_a_reason_and_happens_before_paying(employer):
     batch = services.cancel_batch(batch_id=batch.pk, user=employer.operator_user, reason="wrong month",
                                   now=timezone.now())
     assert batch.state == BatchState.CANCELLED and batch.cancel_reason == "wrong month"
+
+
+def approved_and_funded(employer, rows, **kwargs):
+    batch = upload(employer, rows, **kwargs)
+    now = timezone.now()
+    services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
+    services.approve_batch(batch_id=batch.pk, user=employer.approver, now=now)
+    return services.fund_batch(batch_id=batch.pk, user=employer.approver, now=now)
+
+
+def test_failed_and_held_lines_can_be_retried_or_returned(employer):
+    rows = staff(employer, 4, skip=(3,))  # line 4's wallet is not open yet: held at upload
+    batch = approved_and_funded(employer, rows, hold_invalid_lines=True)
+    employer.sandbox.admin.set_status(wallet_id=rows[1][3], status="frozen")  # frozen after the check
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    batch = services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+    assert batch.state == BatchState.PARTIALLY_PAID
+    progress = services.line_progress(batch=batch)
+    assert (progress.paid, progress.failed, progress.held) == (2, 1, 1)
+    failed_line = batch.lines.get(wallet_id=rows[1][3])
+    held_line = batch.lines.get(wallet_id=rows[3][3])
+    assert failed_line.transfer.failure_code == "WALLET_INACTIVE"
+
+    # A line that was paid cannot be "retried".
+    paid_line = batch.lines.get(wallet_id=rows[0][3])
+    with pytest.raises(PayrollError) as caught:
+        services.retry_lines(batch_id=batch.pk, line_ids=[paid_line.pk], user=employer.operator_user, now=timezone.now())
+    assert caught.value.code == "line_not_retryable"
+
+    # The held line's wallet opens; the frozen one is still frozen: retrying it is refused clearly.
+    employer.sandbox.admin.open_wallet(wallet_id=rows[3][3], wallet_type="WT01", wallet_class=2, holder_name=rows[3][1])
+    with pytest.raises(PayrollError) as caught:
+        services.retry_lines(batch_id=batch.pk, line_ids=[failed_line.pk], user=employer.operator_user, now=timezone.now())
+    assert caught.value.code == "wallet_inactive"
+    services.retry_lines(batch_id=batch.pk, line_ids=[held_line.pk], user=employer.operator_user, now=timezone.now())
+    held_line.refresh_from_db()
+    assert held_line.transfer.state == TransferState.SETTLED and held_line.attempts == 1
+    services.return_lines(batch_id=batch.pk, line_ids=[failed_line.pk], user=employer.operator_user,
+                          reason="paid by bank transfer instead", now=timezone.now())
+    batch = services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+    assert batch.state == BatchState.PARTIALLY_PAID  # one line was returned, not paid
+    assert services.line_progress(batch=batch).paid == 3
+    assert check_ledger().problems == []
+
+
+def test_retry_after_failure_uses_a_new_key_and_pays_once(employer):
+    rows = staff(employer, 2)
+    batch = approved_and_funded(employer, rows)
+    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="frozen")
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="active")
+    line = batch.lines.get(wallet_id=rows[0][3])
+    services.retry_lines(batch_id=batch.pk, line_ids=[line.pk], user=employer.operator_user, now=timezone.now())
+    line.refresh_from_db()
+    assert line.transfer.idempotency_key == f"payroll:{batch.pk}:{line.line_no}:2"
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+    assert employer.sandbox.admin.balance(wallet_id=rows[0][3]) == builders.net_fen(rows[0])
+
+
+def test_pause_holds_unsent_transfers_and_resume_pays_them(employer, monkeypatch):
+    from treasury.tasks import submit_transfer_chunk_task
+
+    rows = staff(employer, 3)
+    batch = approved_and_funded(employer, rows)
+    queued = []  # the broker: nothing runs until we say so
+    monkeypatch.setattr(submit_transfer_chunk_task, "apply_async", lambda kwargs: queued.append(kwargs))
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    services.pause_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
+    for kwargs in queued:  # the queued chunk arrives while paused: held transfers are not sent
+        submit_transfer_chunk_task.apply(kwargs=kwargs)
+    assert set(Transfer.objects.filter(batch_ref=batch.batch_ref).values_list("state", flat=True)) == {"pending"}
+    monkeypatch.undo()
+    services.resume_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+
+
+def test_worker_killed_while_paying_never_pays_a_line_twice(employer, monkeypatch):
+    from treasury.services import transfers as transfer_services
+
+    rows = staff(employer, 5)
+    batch = approved_and_funded(employer, rows)
+    real_client = transfer_services._operator()
+
+    class DiesAfterCall:
+        def transfer_batch(self, instructions):
+            real_client.transfer_batch(instructions)
+            raise KeyboardInterrupt("worker killed")
+
+    monkeypatch.setattr(transfer_services, "_operator", lambda: DiesAfterCall())
+    with pytest.raises(KeyboardInterrupt):
+        services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    monkeypatch.undo()
+    batch.refresh_from_db()
+    assert batch.state == BatchState.PAYING
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAYING
+    transfer_services.recover_unconfirmed_transfers(now=timezone.now() + timezone.timedelta(minutes=5))
+
+    assert services.finish_paying_batches(now=timezone.now()) == 1
+    for row in rows:
+        assert employer.sandbox.admin.balance(wallet_id=row[3]) == builders.net_fen(row)
+    assert check_ledger().problems == []

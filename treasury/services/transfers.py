@@ -284,8 +284,21 @@ def release_transfers(*, transfer_ids: list[int], actor: str, now: datetime) -> 
         rows = _lock_rows("id", transfer_ids, [S.PENDING])
         ids = [r.pk for r in rows]
         released = Transfer.objects.filter(pk__in=ids, held=True).update(held=False)
+        _trace(rows, kind="transfer.released", actor=actor, now=now)
         enqueue_submission(ids)
     return released
+
+
+def hold_pending_transfers(*, transfer_ids: list[int], actor: str, now: datetime) -> int:
+    """Hold transfers not yet sent to the operator (a paused run). Returns how many were held.
+
+    Transfers already claimed by a worker go on: they are in flight, only the operator decides them.
+    """
+    with transaction.atomic():
+        rows = _lock_rows("id", transfer_ids, [S.PENDING])
+        held = Transfer.objects.filter(pk__in=[r.pk for r in rows], held=False).update(held=True)
+        _trace(rows, kind="transfer.held", actor=actor, now=now)
+    return held
 
 
 def cancel_pending_transfers(*, transfer_ids: list[int], reason: str, actor: str, now: datetime) -> list[int]:
