@@ -152,3 +152,70 @@ class PayrollLine(models.Model):
             models.UniqueConstraint(fields=["batch", "line_no"], name="payroll_line_once"),
             models.CheckConstraint(name="payroll_line_net_positive", condition=models.Q(net_fen__gt=0)),
         ]
+
+
+class UnionSettings(models.Model):
+    """A grassroots union (基层工会) of an employer and its rules. Rates are basis points (1/100 %)."""
+
+    union = models.OneToOneField("treasury.Organization", on_delete=models.PROTECT, related_name="union_settings")
+    employer = models.ForeignKey("treasury.Organization", on_delete=models.PROTECT, related_name="unions")
+    wallet = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="+")
+    higher_union_wallet = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="+")
+    # Members' dues (会费): 0.5% of the dues base; the base is these pay components (bonuses,
+    # allowances and subsidies are not part of it), counted in whole 10 yuan.
+    dues_rate_bp = models.PositiveIntegerField("会费比例 (dues rate, basis points)", default=50)
+    dues_base_components = models.JSONField(default=list)  # empty = ["basic_wage"]
+    # Union funds (工会经费): 2% of the gross payroll, split with the higher-level union.
+    funds_rate_bp = models.PositiveIntegerField("经费比例 (funds rate, basis points)", default=200)
+    grassroots_share_bp = models.PositiveIntegerField("基层留成 (grassroots share, basis points)", default=6000)
+    dues_in_payroll = models.BooleanField("会费随工资代扣 (dues deducted in the payroll run)", default=True)
+
+    class Meta:
+        verbose_name = "工会设置 (union settings)"
+        constraints = [
+            models.CheckConstraint(name="union_share_at_most_all", condition=models.Q(grassroots_share_bp__lte=10000)),
+        ]
+
+    @property
+    def base_components(self) -> list[str]:
+        return self.dues_base_components or ["basic_wage"]
+
+
+class UnionMember(models.Model):
+    union = models.ForeignKey(UnionSettings, on_delete=models.PROTECT, related_name="members")
+    employee_no = models.CharField(max_length=40, blank=True)
+    name = models.CharField(max_length=100)
+    resident_id = models.CharField(max_length=18)
+    wallet_id = models.CharField(max_length=16)
+    # The member allows the union to collect dues from their wallet each month (代扣授权).
+    standing_authorisation = models.BooleanField(default=False)
+    dues_base_fen = models.BigIntegerField("会费基数 (declared dues base, fen)", default=0)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name = "工会会员 (union member)"
+        constraints = [models.UniqueConstraint(fields=["union", "resident_id"], name="union_member_once")]
+
+
+class DuesCall(models.Model):
+    """One member's dues for one month, paid in the payroll run or collected by the union's call."""
+
+    class Source(models.TextChoices):
+        PAYROLL = "payroll", "随工资代扣 (deducted in payroll)"
+        CALL = "call", "工会按月收取 (monthly call)"
+
+    union = models.ForeignKey(UnionSettings, on_delete=models.PROTECT, related_name="dues_calls")
+    member = models.ForeignKey(UnionMember, on_delete=models.PROTECT, related_name="dues_calls")
+    period = models.CharField(max_length=7)
+    amount_fen = models.BigIntegerField()
+    source = models.CharField(max_length=8, choices=Source.choices)
+    transfer = models.OneToOneField("treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="dues_call")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "会费 (union dues)"
+        constraints = [
+            models.UniqueConstraint(fields=["member", "period"], name="dues_once_a_month"),
+            models.CheckConstraint(name="dues_positive", condition=models.Q(amount_fen__gt=0)),
+        ]

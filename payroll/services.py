@@ -25,7 +25,9 @@ from treasury.services.transfers import NewTransfer, create_transfers, hold_pend
 from treasury.services.wallets import ensure_personal_wallets, operator_balance, verify_wallets
 from treasury.trace.services import EventSpec, append_events
 
-from . import parsing
+from treasury.money import format_yuan
+
+from . import parsing, union
 from .models import BatchState as B
 from .models import PayrollBatch, PayrollLine
 
@@ -289,12 +291,11 @@ def fund_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
     batch = PayrollBatch.objects.get(pk=batch_id)
     _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
     balance = operator_balance(wallet=batch.payer_wallet)  # outside the transaction: no lock while asking
-    from treasury.money import format_yuan
-
-    if balance.balance_fen < batch.total_net_fen:
+    needed = batch.total_net_fen + union.union_remittance_fen(batch=batch)
+    if balance.balance_fen < needed:
         raise PayrollError(
-            f"对公钱包余额不足：现有 {format_yuan(balance.balance_fen)}，需要 {format_yuan(batch.total_net_fen)} "
-            f"(insufficient funds in the corporate wallet)",
+            f"对公钱包余额不足：现有 {format_yuan(balance.balance_fen)}，需要 {format_yuan(needed)}（实发工资及工会费） "
+            f"(insufficient funds in the corporate wallet for net pay and union fees)",
             "insufficient_funds",
         )
     with transaction.atomic():
@@ -340,9 +341,10 @@ def pay_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
             line.payee_wallet_id = wallet_pks[line.wallet_id]
             line.attempts = 1
         PayrollLine.objects.bulk_update(lines, ["transfer", "payee_wallet", "attempts"], batch_size=2000)
+        union_ids = union.remit_for_payroll(batch=batch, actor=user.username, now=now)
         batch.save()
         _trace(batch, "payroll.batch.paying", actor=user.username, now=now, amount_fen=batch.total_net_fen,
-               transfers=len(ids))
+               transfers=len(ids), union_transfers=len(union_ids))
     return batch
 
 

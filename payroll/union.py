@@ -1,0 +1,173 @@
+"""Union fees (工会费): members' dues and the employer's union funds, paid in e-CNY.
+
+- Dues (会费): rate x dues base, the base counted in whole 10 yuan (the part below 10 yuan is not
+  counted), rounded half up to the fen. In the payroll run the employer withholds them from the
+  salary (the file's union-dues column) and remits each member's dues to the union's wallet; or
+  the union collects them monthly from members' wallets under their standing authorisation.
+- Funds (工会经费): 2% of the run's gross payroll, split between the grassroots union (its share)
+  and the higher-level union (the rest, so no fen is lost), remitted with the payroll run.
+Every remittance is a transfer of its own, so each member and each union gets its receipt.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
+
+from treasury.models import TransferState
+from treasury.services.transfers import NewTransfer, create_transfers
+from treasury.services.wallets import ensure_personal_wallets
+
+from .models import DuesCall, PayrollBatch, PayrollLine, UnionMember, UnionSettings
+
+PURPOSE_DUES = "UNION_DUES"
+PURPOSE_FUNDS = "UNION_FUNDS"
+TEN_YUAN_FEN = 1000
+
+
+def dues_fen(*, base_fen: int, rate_bp: int) -> int:
+    """Dues on a base: whole 10 yuan of the base x rate, ROUND_HALF_UP to the fen."""
+    counted = base_fen - base_fen % TEN_YUAN_FEN
+    return int((Decimal(counted) * rate_bp / Decimal(10000)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@dataclass(frozen=True)
+class FundsSplit:
+    total_fen: int
+    grassroots_fen: int
+    higher_fen: int
+
+
+def funds_split(*, gross_fen: int, funds_rate_bp: int, grassroots_share_bp: int) -> FundsSplit:
+    """Union funds on a gross payroll and their split; the higher-level part takes the remainder."""
+    total = int((Decimal(gross_fen) * funds_rate_bp / Decimal(10000)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    grassroots = int((Decimal(total) * grassroots_share_bp / Decimal(10000)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return FundsSplit(total_fen=total, grassroots_fen=grassroots, higher_fen=total - grassroots)
+
+
+def member_dues_base_fen(*, settings: UnionSettings, line: PayrollLine) -> int:
+    return sum(line.components.get(name, 0) for name in settings.base_components)
+
+
+def remit_for_payroll(*, batch: PayrollBatch, actor: str, now: datetime) -> list[int]:
+    """Inside the paying transaction: the run's union dues (each member's, as withheld in the file) and
+    union funds (split) go from the employer's wallet to the unions' wallets. Returns the transfer ids.
+    Idempotent per batch: keys are fixed (union:<batch>:dues:<line>, union:<batch>:funds:...)."""
+    settings = UnionSettings.objects.filter(employer=batch.employer).select_related("wallet").first()
+    if settings is None:
+        return []
+    paid_this_month = set(settings.dues_calls.filter(period=batch.period).values_list("member_id", flat=True))
+    members = {m.resident_id: m for m in settings.members.filter(active=True) if m.pk not in paid_this_month}
+    lines = list(batch.lines.filter(held=False, returned=False).order_by("line_no"))
+    line_type = ContentType.objects.get_for_model(PayrollLine)
+    batch_type = ContentType.objects.get_for_model(PayrollBatch)
+    batch_ref = f"{batch.batch_ref}-union"
+    items, calls = [], []
+    if settings.dues_in_payroll:
+        for line in lines:
+            member = members.get(line.resident_id)
+            amount = line.deductions.get("union_dues", 0)
+            if member is None or amount <= 0:
+                continue
+            items.append(NewTransfer(
+                payer_id=batch.payer_wallet_id, payee_id=settings.wallet_id, amount_fen=amount,
+                idempotency_key=f"union:{batch.pk}:dues:{line.line_no}", purpose_code=PURPOSE_DUES,
+                memo=f"{batch.period} 会费", source_type_id=line_type.pk, source_id=line.pk,
+                source_ref=f"{batch.batch_ref} line {line.line_no} union dues",
+            ))
+            calls.append(DuesCall(union=settings, member=member, period=batch.period, amount_fen=amount,
+                                  source=DuesCall.Source.PAYROLL, created_at=now))
+    split = funds_split(gross_fen=sum(line.gross_fen for line in lines), funds_rate_bp=settings.funds_rate_bp,
+                        grassroots_share_bp=settings.grassroots_share_bp)
+    for part, wallet_id, amount in (("grassroots", settings.wallet_id, split.grassroots_fen),
+                                    ("higher", settings.higher_union_wallet_id, split.higher_fen)):
+        if amount > 0:
+            items.append(NewTransfer(
+                payer_id=batch.payer_wallet_id, payee_id=wallet_id, amount_fen=amount,
+                idempotency_key=f"union:{batch.pk}:funds:{part}", purpose_code=PURPOSE_FUNDS,
+                memo=f"{batch.period} 工会经费", source_type_id=batch_type.pk, source_id=batch.pk,
+                source_ref=f"{batch.batch_ref} union funds ({part})",
+            ))
+    ids = create_transfers(organization_id=batch.employer_id, batch_ref=batch_ref, transfers=items, actor=actor,
+                           now=now)
+    for call, transfer_id in zip(calls, ids):
+        call.transfer_id = transfer_id
+    DuesCall.objects.bulk_create(calls, ignore_conflicts=True)
+    return ids
+
+
+def union_remittance_fen(*, batch: PayrollBatch) -> int:
+    """What the payroll run sends to the unions on top of the net pay (the funding check needs it)."""
+    settings = UnionSettings.objects.filter(employer=batch.employer).first()
+    if settings is None:
+        return 0
+    lines = batch.lines.filter(held=False, returned=False)
+    dues = 0
+    if settings.dues_in_payroll:
+        members = set(settings.members.filter(active=True).values_list("resident_id", flat=True))
+        dues = sum(d.get("union_dues", 0) for rid, d in lines.values_list("resident_id", "deductions") if rid in members)
+    gross = sum(lines.values_list("gross_fen", flat=True))
+    return dues + funds_split(gross_fen=gross, funds_rate_bp=settings.funds_rate_bp,
+                              grassroots_share_bp=settings.grassroots_share_bp).total_fen
+
+
+def issue_dues_call(*, union_id: int, period: str, actor: str, now: datetime) -> list[DuesCall]:
+    """The union's monthly call: each active member with a standing authorisation and no dues for
+    `period` yet pays dues on their declared base from their own wallet. Idempotent per member and month."""
+    with transaction.atomic():
+        settings = UnionSettings.objects.select_for_update().get(pk=union_id)
+        already = set(settings.dues_calls.filter(period=period).values_list("member_id", flat=True))
+        members = [m for m in settings.members.filter(active=True, standing_authorisation=True) if m.pk not in already]
+        owed = [(m, dues_fen(base_fen=m.dues_base_fen, rate_bp=settings.dues_rate_bp)) for m in members]
+        owed = [(m, amount) for m, amount in owed if amount > 0]
+        if not owed:
+            return []
+        wallet_pks = ensure_personal_wallets(holders=[(m.wallet_id, m.name, m.resident_id) for m, _ in owed])
+        calls = DuesCall.objects.bulk_create([
+            DuesCall(union=settings, member=m, period=period, amount_fen=amount, source=DuesCall.Source.CALL,
+                     created_at=now)
+            for m, amount in owed
+        ])
+        call_type = ContentType.objects.get_for_model(DuesCall)
+        ids = create_transfers(
+            organization_id=settings.union_id, batch_ref=f"union-{settings.pk}-dues-{period}", actor=actor, now=now,
+            transfers=[
+                NewTransfer(payer_id=wallet_pks[call.member.wallet_id], payee_id=settings.wallet_id,
+                            amount_fen=call.amount_fen, idempotency_key=f"dues:{settings.pk}:{period}:{call.member_id}",
+                            purpose_code=PURPOSE_DUES, memo=f"{period} 会费", source_type_id=call_type.pk,
+                            source_id=call.pk, source_ref=f"union {settings.pk} dues {period} member {call.member_id}")
+                for call in calls
+            ],
+        )
+        for call, transfer_id in zip(calls, ids):
+            call.transfer_id = transfer_id
+        DuesCall.objects.bulk_update(calls, ["transfer"])
+    return calls
+
+
+@dataclass(frozen=True)
+class Arrear:
+    member: UnionMember
+    period: str
+    amount_fen: int
+    reason: str
+
+
+def arrears(*, union_id: int, periods: list[str]) -> list[Arrear]:
+    """Members who owe dues for these months: a call whose payment failed, or no dues at all."""
+    settings = UnionSettings.objects.get(pk=union_id)
+    owed = []
+    calls = {(c.member_id, c.period): c for c in settings.dues_calls.filter(period__in=periods).select_related("transfer")}
+    for member in settings.members.filter(active=True).order_by("employee_no", "pk"):
+        for period in periods:
+            call = calls.get((member.pk, period))
+            if call is None:
+                owed.append(Arrear(member, period, dues_fen(base_fen=member.dues_base_fen, rate_bp=settings.dues_rate_bp),
+                                   "未缴 (not paid)"))
+            elif call.transfer and call.transfer.state in (TransferState.FAILED, TransferState.CANCELLED):
+                owed.append(Arrear(member, period, call.amount_fen,
+                                   f"扣款失败 (payment failed): {call.transfer.failure_code}"))
+    return owed

@@ -1,0 +1,95 @@
+"""Union fees to the fen: dues arithmetic, funds split, remittance with the payroll run, monthly calls, arrears."""
+import pytest
+from django.utils import timezone
+
+from payroll import services, union
+from payroll.models import BatchState, DuesCall, UnionMember, UnionSettings
+from tests import factories as f
+from tests.payroll import builders
+from tests.payroll.test_services import OPERATOR_CODE, approved_and_funded, employer, staff  # noqa: F401
+from treasury.models import Organization, Transfer, TransferState, Wallet
+from treasury.services.ledger import check_ledger
+from treasury.services.wallets import register_wallet
+
+
+@pytest.mark.parametrize("base_fen,rate_bp,dues", [
+    (876_543, 50, 4_380),  # 8,765.43 yuan: 8,760 counted, 0.5% = 43.80
+    (999, 50, 0),  # below 10 yuan nothing is counted
+    (123_456, 50, 615),  # 1,230 counted -> 6.15
+    (1_000, 50, 5),  # 10 yuan -> 0.05
+    (3_000, 15, 5),  # 30 yuan x 0.15% = 4.5 fen -> 5 (half up)
+    (500_000, 100, 5_000),  # another union's rate: 1%
+])
+def test_dues_arithmetic(base_fen, rate_bp, dues):
+    assert union.dues_fen(base_fen=base_fen, rate_bp=rate_bp) == dues
+
+
+@pytest.mark.parametrize("gross_fen,total,grassroots", [
+    (100_000_001, 2_000_000, 1_200_000),  # 2% of 1,000,000.01 yuan, 60% kept
+    (250, 5, 3),  # 5 fen: 3 kept, 2 go up; nothing lost
+    (0, 0, 0),
+])
+def test_funds_split_loses_no_fen(gross_fen, total, grassroots):
+    split = union.funds_split(gross_fen=gross_fen, funds_rate_bp=200, grassroots_share_bp=6_000)
+    assert (split.total_fen, split.grassroots_fen) == (total, grassroots)
+    assert split.grassroots_fen + split.higher_fen == split.total_fen
+
+
+@pytest.fixture
+def grassroots(employer, transactional_db):
+    operator = f.make_operator(code=OPERATOR_CODE)
+    union_org = Organization.objects.create(name="示范科技工会", org_type=Organization.Type.UNION, uscc=f.make_uscc())
+    higher_org = Organization.objects.create(name="市总工会", org_type=Organization.Type.UNION, uscc=f.make_uscc())
+    wallets = []
+    for number, org in (("1009999999999001", union_org), ("1009999999999002", higher_org)):
+        wallets.append(register_wallet(wallet_id=number, wallet_type=Wallet.Type.CORPORATE, operator=operator,
+                                       holder_org=org, holder_name=org.name))
+        employer.sandbox.admin.open_wallet(wallet_id=number, wallet_type="WT09", holder_name=org.name)
+    return UnionSettings.objects.create(union=union_org, employer=employer.org, wallet=wallets[0],
+                                        higher_union_wallet=wallets[1])
+
+
+def members_for(settings, rows, *, authorised=True):
+    return [
+        UnionMember.objects.create(union=settings, employee_no=r[0], name=r[1], resident_id=r[2], wallet_id=r[3],
+                                   standing_authorisation=authorised, dues_base_fen=builders.net_fen(r))
+        for r in rows
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_payroll_run_remits_dues_and_funds_to_the_fen(employer, grassroots):
+    rows = staff(employer, 6)
+    members_for(grassroots, rows[:4])  # two of the six are not members
+    batch = approved_and_funded(employer, rows)
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+    dues = 4 * 2_500  # the file's union-dues column: 25.00 yuan each
+    gross = sum(line.gross_fen for line in batch.lines.all())
+    split = union.funds_split(gross_fen=gross, funds_rate_bp=200, grassroots_share_bp=6_000)
+    admin = employer.sandbox.admin
+    assert admin.balance(wallet_id=grassroots.wallet.wallet_id) == dues + split.grassroots_fen
+    assert admin.balance(wallet_id=grassroots.higher_union_wallet.wallet_id) == split.higher_fen
+    assert DuesCall.objects.filter(source=DuesCall.Source.PAYROLL, period=batch.period).count() == 4
+    union_transfers = Transfer.objects.filter(batch_ref=f"{batch.batch_ref}-union")
+    assert union_transfers.count() == 6 and set(union_transfers.values_list("state", flat=True)) == {TransferState.SETTLED}
+    assert all(hasattr(t, "receipt") for t in union_transfers)  # each member and each union gets its receipt
+    assert check_ledger().problems == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_monthly_call_collects_once_and_lists_arrears(employer, grassroots):
+    rows = staff(employer, 4)
+    paying = members_for(grassroots, rows[:3])
+    members_for(grassroots, rows[3:], authorised=False)
+    for row in rows[:2]:  # two members have money in their wallets; the third has none
+        employer.sandbox.admin.fund(wallet_id=row[3], amount_fen=100_00)
+    calls = union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now())
+    assert len(calls) == 3
+    assert union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now()) == []
+    expected = union.dues_fen(base_fen=paying[0].dues_base_fen, rate_bp=50)
+    assert employer.sandbox.admin.balance(wallet_id=rows[0][3]) == 100_00 - expected
+    owed = union.arrears(union_id=grassroots.pk, periods=["2025-07"])
+    assert sorted((a.member.employee_no, a.reason.split(" ")[0]) for a in owed) == [
+        (rows[2][0], "扣款失败"), (rows[3][0], "未缴")]
+    assert "INSUFFICIENT_BALANCE" in owed[0].reason or "INSUFFICIENT_BALANCE" in owed[1].reason
