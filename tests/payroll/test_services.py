@@ -253,3 +253,21 @@ def test_worker_killed_while_paying_never_pays_a_line_twice(employer, monkeypatc
     for row in rows:
         assert employer.sandbox.admin.balance(wallet_id=row[3]) == builders.net_fen(row)
     assert check_ledger().problems == []
+
+
+def test_payroll_import_command(employer, tmp_path, capsys):
+    from django.core.management import CommandError, call_command
+
+    rows = staff(employer, 3)
+    good = tmp_path / "good.csv"
+    good.write_bytes(builders.to_csv(builders.payroll_rows(rows)))
+    call_command("payroll_import", str(good), "--employer", employer.org.uscc, "--period", "2025-06")
+    out = capsys.readouterr().out
+    assert "validated: 3 lines in the file, 3 valid" in out
+    bad_rows = [list(r) for r in staff(employer, 2, start=10)]
+    bad_rows[1][2] = bad_rows[1][2][:-1] + ("0" if bad_rows[1][2][-1] != "0" else "1")  # a wrong check digit
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(builders.to_csv(builders.payroll_rows(bad_rows)))
+    with pytest.raises(CommandError, match="rejected"):
+        call_command("payroll_import", str(bad), "--employer", employer.org.uscc, "--period", "2025-06")
+    assert "line " in capsys.readouterr().out
