@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "fiscal_disbursement",
     "tax",
     "social_security",
+    "demo",
 ]
 
 MIDDLEWARE = [

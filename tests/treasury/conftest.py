@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import pytest
 from django.utils import timezone
 
-from treasury.demo import make_resident_id, make_uscc
+from demo.world import make_resident_id, make_uscc
 from treasury.models import Organization, Person, Wallet
 from treasury.services.transfers import NewTransfer, create_transfers
 from treasury.services.wallets import register_wallet

@@ -4,7 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
-from treasury.demo import make_uscc
+from demo.world import make_uscc
 from treasury.models import Organization, Transfer, TransferState, Wallet
 from treasury.services.wallets import register_wallet
 

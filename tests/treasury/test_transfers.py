@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from adapters.ecny.interface import Conditions, RefusalCode
 from tests.treasury.conftest import open_wallet
-from treasury.demo import make_resident_id
+from demo.world import make_resident_id
 from treasury.errors import IdempotencyConflict, InvalidTransfers, TransferNotReversible
 from treasury.models import LedgerEntry, Person, Transfer, TransferOutbox, TransferState, Wallet
 from treasury.services import transfers as transfer_services

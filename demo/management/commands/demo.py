@@ -1,9 +1,10 @@
 """`manage.py demo`: an end-to-end run on whatever database is configured (SQLite by default).
 
 Starts a sandbox operator on a free loopback port, loads the demo world (organizations, users,
-wallets), and moves money the way the domains will: a salary run with refusals the operator makes,
-an earmarked subsidy (smart-contract conditions), a batch whose reply is lost (recovered by
-idempotency key), a reversal. Then it proves the books: ledger check, trace checkpoint and
+wallets, a union), and moves money: a payroll file with mistakes rejected with its error report, the
+fixed file approved by a second person and paid (union dues and funds with it, a frozen wallet's
+line held), an earmarked subsidy (smart-contract conditions), a run whose reply is lost (recovered
+by idempotency key), a reversal. Then it proves the books: ledger check, trace checkpoint and
 verification, receipts verified from their files.
 """
 import shutil
@@ -12,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -20,7 +22,8 @@ from django.utils import timezone
 from adapters.ecny.client import get_operator_client
 from adapters.ecny.interface import Conditions
 from adapters.ecny.sandbox.server import start_in_thread
-from treasury.demo import load_demo_world
+from demo.world import load_demo_world, payroll_csv
+from payroll import services as payroll
 from treasury.models import Transfer, TransferState
 from treasury.money import format_yuan
 from treasury.receipts.models import Receipt
@@ -76,13 +79,39 @@ class Command(BaseCommand):
         say(f"sandbox operator: {sandbox.url} (its own ledger, limits and smart contracts)")
         say()
 
-        # 1. Salaries: employer A pays its staff. Class-4 wallets cannot hold a whole salary.
-        payroll_batch = f"demo-payroll-{run_id}"
-        salaries = [8_000_00 + 137_00 * (i % 9) + i for i in range(len(world.employees_a))]
-        salaries[9] = 12_000_00  # a class-4 wallet: over its 10,000 yuan balance cap
-        self._pay(world.orgs["employer_a"], payroll_batch, w["employer_a"], world.employees_a, salaries,
-                  purpose="SALARY", actor="emp_a_op")
-        self._report("1. salary run, employer A -> 40 staff wallets", payroll_batch)
+        # 1. Salaries: employer A's payroll office uploads a file (with two mistakes), fixes it, a second
+        # person approves, the corporate wallet is checked, the run pays; union dues and funds go with it.
+        period = timezone.localdate().strftime("%Y-%m")
+        employer_a = world.orgs["employer_a"]
+        clerk, approver = (get_user_model().objects.get(username=name) for name in ("emp_a_op", "emp_a_ap"))
+        spoiled = payroll_csv(employer=employer_a, period=period, staff=world.employees_a,
+                              spoil={2: {2: "37010219700312003X"}, 4: {15: "1.00"}}, variant=int(run_id) % 100)
+        rejected = payroll.import_payroll_file(employer=employer_a, user=clerk, filename=f"工资{run_id}.csv",
+                                               data=spoiled, now=timezone.now())
+        report = Path(settings.MEDIA_ROOT) / "demo" / f"payroll-{rejected.pk}-errors.csv"
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_bytes(payroll.error_report(batch=rejected))
+        say(f"1. payroll file for {period} uploaded by emp_a_op: {rejected.state}, {rejected.problem_count} problems")
+        for problem in rejected.problems:
+            say(f"   line {problem['line']} {problem['column']}: {problem['message']}")
+        say(f"   error report to fix and upload again: {report}")
+        fixed = payroll_csv(employer=employer_a, period=period, staff=world.employees_a, variant=int(run_id) % 100)
+        batch = payroll.import_payroll_file(employer=employer_a, user=clerk, filename=f"工资{run_id}-fixed.csv",
+                                            data=fixed, now=timezone.now(), hold_invalid_lines=True)
+        say(f"   fixed file: batch {batch.pk} {batch.state}, {batch.payable_count} lines to pay "
+            f"({format_yuan(batch.total_net_fen)}), {batch.held_count} held:")
+        for line in batch.lines.filter(held=True):
+            say(f"   held: line {line.line_no} {line.hold_reason}")
+        payroll.submit_batch(batch_id=batch.pk, user=clerk, now=timezone.now())
+        payroll.approve_batch(batch_id=batch.pk, user=approver, now=timezone.now())  # maker-checker
+        payroll.fund_batch(batch_id=batch.pk, user=approver, now=timezone.now())
+        payroll.pay_batch(batch_id=batch.pk, user=clerk, now=timezone.now())
+        batch = payroll.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+        progress = payroll.line_progress(batch=batch)
+        say(f"   approved by emp_a_ap, funded, paid: {batch.state}, {progress.paid} lines paid "
+            f"({format_yuan(progress.paid_fen)}), {progress.held} held")
+        self._report("   union dues and funds remitted with the run", f"{batch.batch_ref}-union")
+        payroll_batch = batch.batch_ref
 
         # 2. An earmarked subsidy from the fiscal zero-balance account: only listed payees, only SUBSIDY.
         subsidy_batch = f"demo-subsidy-{run_id}"
@@ -93,16 +122,15 @@ class Command(BaseCommand):
                   [500_00] * len(world.employees_b), purpose="SUBSIDY", actor="clerk", conditions=earmark)
         self._report("2. earmarked subsidy (专款专用), 8 eligible of 10 recipients", subsidy_batch)
 
-        # 3. Union dues: the operator applies the batch but the reply is lost (timeout).
-        dues_batch = f"demo-dues-{run_id}"
+        # 3. Employer B's bonus run: the operator applies the batch but the reply is lost (timeout).
+        bonus_batch = f"demo-bonus-{run_id}"
         admin.set_fault("timeout_after_apply", count=1, sleep_seconds=4)
-        members = [x for x in world.employees_a[:20] if x != frozen and x.wallet_class != 4]
-        self._pay(world.orgs["employer_a"], dues_batch, None, members, [40_00] * len(members), purpose="UNION_DUES",
-                  actor="emp_a_op", payee=w["union"])
-        states = Counter(Transfer.objects.filter(batch_ref=dues_batch).values_list("state", flat=True))
+        self._pay(world.orgs["employer_b"], bonus_batch, w["employer_b"], world.employees_b,
+                  [1_000_00] * len(world.employees_b), purpose="BONUS", actor="emp_b_op")
+        states = Counter(Transfer.objects.filter(batch_ref=bonus_batch).values_list("state", flat=True))
         recovered = transfer_services.recover_unconfirmed_transfers(now=timezone.now())
-        self._report(f"3. union dues; reply lost ({dict(states)}), recovered by idempotency key {recovered}",
-                     dues_batch)
+        self._report(f"3. bonus run; the reply was lost ({dict(states)}), recovered by idempotency key "
+                     f"(settled {recovered.get('settled', 0)})", bonus_batch)
 
         # 4. A reversal (冲正) of one salary paid twice by mistake.
         paid = Transfer.objects.filter(batch_ref=payroll_batch, state=TransferState.SETTLED).order_by("-pk").first()
@@ -116,7 +144,7 @@ class Command(BaseCommand):
         call_command("ledger_check", stdout=self.stdout)
         call_command("trace_checkpoint", stdout=self.stdout)
         call_command("verify_trace", stdout=self.stdout)
-        receipts = Receipt.objects.filter(transfer__batch_ref__in=[payroll_batch, subsidy_batch, dues_batch])
+        receipts = Receipt.objects.filter(transfer__batch_ref__in=[payroll_batch, subsidy_batch, bonus_batch])
         sample = receipts.order_by("pk").first()
         verdict = verify_receipt_pdf(pdf_bytes=receipt_file(sample.file_path).read_bytes())
         say(f"receipts: {receipts.count()} signed PDFs; {sample.number} verifies: {verdict.ok}")

@@ -5,6 +5,8 @@ sandbox operator's admin API opens and funds wallets, as an operator's back offi
 """
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 from dataclasses import dataclass, field
 
@@ -13,6 +15,9 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from stdnum.cn import ric, uscc
 
+from payroll.models import UnionMember, UnionSettings
+from payroll.templates_files import TEMPLATE_COLUMNS
+from payroll.union import dues_fen as union_dues_fen
 from treasury.access import roles
 from treasury.access.models import Membership
 from treasury.models import LedgerAccount, Organization, Wallet
@@ -39,6 +44,37 @@ def wallet_number(kind_digit: int, serial: int) -> str:
     return f"{OPERATOR_PREFIX}{kind_digit}{serial:012d}"
 
 
+def employee_no(wallet: Wallet) -> str:
+    return f"E{int(wallet.wallet_id[-6:]):05d}"
+
+
+def payroll_csv(*, employer: Organization, period: str, staff: list[Wallet], spoil: dict | None = None,
+                variant: int = 0) -> bytes:
+    """A payroll file of `staff` as an employer's payroll office would export it; `spoil` maps a row
+    index to {column index: wrong value} to show the error report; `variant` (0-99) changes the
+    bonuses by that many fen, so each demo run uploads a file of its own."""
+    rows = []
+    for index, wallet in enumerate(staff):
+        basic = 6_000_00 + 113_00 * (index % 9) + index
+        allowances, subsidies, bonus = 500_00, 300_00, 1_000_00 * (index % 3 == 0) + variant
+        gross = basic + allowances + subsidies + bonus
+        social, housing, tax = gross * 10 // 100, gross * 12 // 100, 45_00 + index
+        dues = union_dues_fen(base_fen=basic, rate_bp=50)
+        net = gross - social - housing - tax - dues
+        amounts = [basic, allowances, subsidies, bonus, 0, gross, social, housing, tax, dues, 0, net]
+        row = [employee_no(wallet), wallet.holder_name, wallet.holder_person.resident_id, wallet.wallet_id]
+        row += [f"{a // 100}.{a % 100:02d}" for a in amounts]
+        for column, value in (spoil or {}).get(index, {}).items():
+            row[column] = value
+        rows.append(row)
+    total = sum(int(r[-1].replace(".", "")) for r in rows)
+    header = [["单位统一社会信用代码", employer.uscc], ["工资所属期", period], ["总笔数", str(len(rows))],
+              ["实发合计", f"{total // 100}.{total % 100:02d}"], []]
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer).writerows(header + [TEMPLATE_COLUMNS] + rows)
+    return buffer.getvalue().encode("utf-8-sig")
+
+
 @dataclass
 class DemoWorld:
     orgs: dict[str, Organization] = field(default_factory=dict)
@@ -55,7 +91,8 @@ ORGS = [
     ("finance", Organization.Type.FINANCE_BUREAU, "济南市财政局", "11370100MB0000002", ""),
     ("tax", Organization.Type.TAX_AUTHORITY, "国家税务总局济南市税务局", "11370100MB0000003", "13701000000"),
     ("social", Organization.Type.SOCIAL_INSURANCE_AGENCY, "济南市社会保险事业中心", "12370100MB0000004", ""),
-    ("union", Organization.Type.UNION, "济南市示范科技有限公司工会委员会", "81370100MC0000005", ""),
+    ("union", Organization.Type.UNION, "济南示范科技有限公司工会委员会", "81370100MC0000005", ""),
+    ("city_union", Organization.Type.UNION, "济南市总工会", "81370100MC0000009", ""),
     ("school", Organization.Type.BUDGET_UNIT, "济南市第一中学", "12370100MB0000006", ""),
     ("employer_a", Organization.Type.EMPLOYER, "济南示范科技有限公司", "91370100MA3C00007", ""),
     ("employer_b", Organization.Type.EMPLOYER, "济南明远物流有限公司", "91370100MA3C00008", ""),
@@ -89,6 +126,7 @@ def load_demo_world(*, employees_a: int = 40, employees_b: int = 10, password: s
             ("employer_a", wallet_number(0, 11), "employer_a", LedgerAccount.Kind.WALLET),
             ("employer_b", wallet_number(0, 12), "employer_b", LedgerAccount.Kind.WALLET),
             ("union", wallet_number(0, 13), "union", LedgerAccount.Kind.WALLET),
+            ("city_union", wallet_number(0, 15), "city_union", LedgerAccount.Kind.WALLET),
             ("social", wallet_number(0, 14), "social", LedgerAccount.Kind.WALLET),
         ]
         for key, number, org_key, kind in corporate:
@@ -115,6 +153,18 @@ def load_demo_world(*, employees_a: int = 40, employees_b: int = 10, password: s
 
         world.employees_a = [person_wallet(i) for i in range(1, employees_a + 1)]
         world.employees_b = [person_wallet(i) for i in range(1001, 1001 + employees_b)]
+
+        # Employer A's grassroots union: dues withheld in payroll, 2% funds, 60% kept.
+        settings_row, _ = UnionSettings.objects.get_or_create(
+            union=world.orgs["union"],
+            defaults={"employer": world.orgs["employer_a"], "wallet": world.wallets["union"],
+                      "higher_union_wallet": world.wallets["city_union"]},
+        )
+        for wallet in world.employees_a[:20]:
+            UnionMember.objects.get_or_create(
+                union=settings_row, resident_id=wallet.holder_person.resident_id,
+                defaults={"name": wallet.holder_name, "wallet_id": wallet.wallet_id, "employee_no": employee_no(wallet)},
+            )
 
         password = password or secrets.token_urlsafe(9)
         User = get_user_model()
