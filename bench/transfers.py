@@ -141,7 +141,7 @@ def main():
     from django.utils import timezone
 
     from adapters.ecny.sandbox.admin import SandboxAdminClient
-    from treasury.demo import make_uscc
+    from demo.world import make_uscc
     from treasury.models import Organization, Transfer, TransferState, Wallet
     from treasury.services.ledger import check_ledger
     from treasury.services.transfers import NewTransfer, create_transfers
