@@ -25,6 +25,7 @@ from treasury.services.transfers import NewTransfer, create_transfers, hold_pend
 from treasury.services.wallets import ensure_personal_wallets, operator_balance, verify_wallets
 from treasury.trace.services import EventSpec, append_events
 
+from treasury import bulk
 from treasury.money import format_yuan
 
 from . import parsing, union
@@ -336,11 +337,12 @@ def pay_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
             actor=user.username,
             now=now,
         )
-        for line, transfer_id in zip(lines, ids):
-            line.transfer_id = transfer_id
-            line.payee_wallet_id = wallet_pks[line.wallet_id]
-            line.attempts = 1
-        PayrollLine.objects.bulk_update(lines, ["transfer", "payee_wallet", "attempts"], batch_size=2000)
+        bulk.update_rows(
+            table=PayrollLine._meta.db_table,
+            columns=[("transfer_id", "bigint"), ("payee_wallet_id", "bigint")],
+            rows=[(line.pk, transfer_id, wallet_pks[line.wallet_id]) for line, transfer_id in zip(lines, ids)],
+            set_sql="attempts = 1",
+        )
         union_ids = union.remit_for_payroll(batch=batch, actor=user.username, now=now)
         batch.save()
         _trace(batch, "payroll.batch.paying", actor=user.username, now=now, amount_fen=batch.total_net_fen,
@@ -492,9 +494,13 @@ def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> P
                 for line in lines
             ],
         )
-        for line, transfer_id in zip(lines, ids):
-            line.transfer_id, line.payee_wallet_id, line.held, line.hold_reason = transfer_id, wallet_pks[line.wallet_id], False, ""
-        PayrollLine.objects.bulk_update(lines, ["transfer", "payee_wallet", "held", "hold_reason", "attempts"])
+        bulk.update_rows(
+            table=PayrollLine._meta.db_table,
+            columns=[("transfer_id", "bigint"), ("payee_wallet_id", "bigint"), ("attempts", "integer")],
+            rows=[(line.pk, transfer_id, wallet_pks[line.wallet_id], line.attempts) for line, transfer_id in zip(lines, ids)],
+            set_sql="held = %s, hold_reason = ''",
+            set_params=[False],
+        )
         batch.finished_at = None
         _update_totals(batch)
         batch.save()

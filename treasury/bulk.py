@@ -61,3 +61,35 @@ def insert_rows(*, table: str, columns: list[str], rows: list[tuple]) -> None:
         else:
             placeholders = ", ".join(["%s"] * len(columns))
             cursor.executemany(f"INSERT INTO {table} ({column_list}) VALUES ({placeholders})", rows)
+
+
+def update_rows(*, table: str, columns: list[tuple[str, str]], rows: list[tuple], set_sql: str = "",
+                set_params: list | None = None) -> None:
+    """UPDATE many rows of `table` with per-row values, in one statement: rows are (id, value1, ...),
+    `columns` names and PostgreSQL types of the values [("transfer_id", "bigint"), ...], each set as
+    `column = v.column`. `set_sql` adds assignments shared by all rows (with `set_params`).
+
+    PostgreSQL: one array parameter per column, unnested. SQLite (>= 3.33, UPDATE ... FROM): a VALUES
+    list. Either way one statement instead of one per row (or Django's CASE per row, quadratic).
+    """
+    if not rows:
+        return
+    names = [name for name, _ in columns]
+    assignments = ", ".join([f"{name} = v.{name}" for name in names] + ([set_sql] if set_sql else []))
+    with connection.cursor() as cursor:
+        if is_postgresql():
+            arrays = [list(column) for column in zip(*rows)]
+            unnest = ", ".join(["%s::bigint[]"] + [f"%s::{kind}[]" for _, kind in columns])
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} FROM unnest({unnest}) AS v(id, {', '.join(names)}) "
+                f"WHERE {table}.id = v.id",
+                (set_params or []) + arrays,
+            )
+        else:
+            width = len(columns) + 1
+            placeholders = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(rows))
+            cursor.execute(
+                f"WITH v(id, {', '.join(names)}) AS (VALUES {placeholders}) "
+                f"UPDATE {table} SET {assignments} FROM v WHERE {table}.id = v.id",
+                [value for row in rows for value in row] + (set_params or []),
+            )

@@ -480,47 +480,23 @@ def _enqueue_receipts(transfer_ids: list[int]) -> None:
     transaction.on_commit(partial(issue_transfer_receipts_task.apply_async, kwargs={"transfer_ids": transfer_ids}))
 
 
-def _update_from_values(*, set_clause: str, set_params: list, rows: list[tuple], types: tuple[str, str]) -> None:
-    """One UPDATE of treasury_transfer from per-row values (id, c1, c2), instead of one per row.
-
-    PostgreSQL: three array parameters unnested; SQLite (>= 3.33, UPDATE ... FROM): a VALUES list.
-    """
-    if not rows:
-        return
-    with connection.cursor() as cursor:
-        if bulk.is_postgresql():
-            ids, c1, c2 = (list(column) for column in zip(*rows))
-            cursor.execute(
-                f"UPDATE treasury_transfer SET {set_clause} "
-                f"FROM unnest(%s::bigint[], %s::{types[0]}[], %s::{types[1]}[]) AS v(id, c1, c2) "
-                "WHERE treasury_transfer.id = v.id",
-                set_params + [ids, c1, c2],
-            )
-        else:
-            placeholders = ", ".join(["(%s, %s, %s)"] * len(rows))
-            cursor.execute(
-                f"WITH v(id, c1, c2) AS (VALUES {placeholders}) "
-                f"UPDATE treasury_transfer SET {set_clause} FROM v WHERE treasury_transfer.id = v.id",
-                [value for row in rows for value in row] + set_params,
-            )
-
-
 def _set_settled(pairs, *, now: datetime) -> None:
-    _update_from_values(
-        set_clause="state = %s, finished_at = %s, operator_txn_id = v.c1, settled_at = v.c2, "
-        "failure_code = '', failure_message = ''",
-        set_params=[S.SETTLED, bulk.datetime_param(now)],
+    bulk.update_rows(
+        table="treasury_transfer",
+        columns=[("operator_txn_id", "text"), ("settled_at", "timestamptz")],
         rows=[(t.pk, r.operator_txn_id or "", bulk.datetime_param(r.settled_at or now)) for t, r in pairs],
-        types=("text", "timestamptz"),
+        set_sql="state = %s, finished_at = %s, failure_code = '', failure_message = ''",
+        set_params=[S.SETTLED, bulk.datetime_param(now)],
     )
 
 
 def _set_failed(pairs, *, now: datetime) -> None:
-    _update_from_values(
-        set_clause="state = %s, finished_at = %s, failure_code = v.c1, failure_message = v.c2",
-        set_params=[S.FAILED, bulk.datetime_param(now)],
+    bulk.update_rows(
+        table="treasury_transfer",
+        columns=[("failure_code", "text"), ("failure_message", "text")],
         rows=[(t.pk, (r.code or "FAILED")[:40], (r.message or "")[:255]) for t, r in pairs],
-        types=("text", "text"),
+        set_sql="state = %s, finished_at = %s",
+        set_params=[S.FAILED, bulk.datetime_param(now)],
     )
 
 

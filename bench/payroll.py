@@ -1,0 +1,142 @@
+"""Benchmark: a payroll file from upload to paid, on PostgreSQL, beside baselines from the same run.
+
+    python bench/payroll.py [--lines 100000]
+
+Upload means: parse and check every line (IDs, amounts, totals), store the lines, verify every wallet and
+holder name with the sandbox operator over HTTP (one call per 1,000). Pay means: register the payees'
+wallets, create one transfer per line (outbox), submit them in chunks to the operator, settle, post, trace.
+Baselines: Python's csv module reading the same file without any check, and psycopg COPY of the same rows.
+Needs PostgreSQL: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/ecny_bench).
+"""
+import argparse
+import csv
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+import transfers as transfer_bench  # noqa: E402  (sets DATABASE_URL, RECEIPTS_AUTO_ISSUE=0)
+
+
+def build_file(lines: int, uscc: str) -> tuple[bytes, list[tuple[str, str]]]:
+    from stdnum.cn import ric
+
+    from payroll.templates_files import TEMPLATE_COLUMNS
+
+    rows, wallets = [], []
+    for i in range(lines):
+        base = f"110101{1960 + i % 40}{1 + i // 40 % 12:02d}{1 + i // 480 % 28:02d}{i // 13_440 % 1000:03d}"
+        resident_id = base + ric.calc_check_digit(base + "0")
+        wallet_id = f"100{i:013d}"
+        basic = 500_000 + i % 9_000
+        gross = basic + 80_000
+        net = gross - 100_000 - 2_500
+        amounts = [basic, 50_000, 30_000, 0, 0, gross, 40_000, 60_000, 0, 2_500, 0, net]
+        rows.append([f"E{i:07d}", "张三", resident_id, wallet_id] + [f"{a // 100}.{a % 100:02d}" for a in amounts])
+        wallets.append((wallet_id, "张三"))
+    total = sum(int(r[-1].replace(".", "")) for r in rows)
+    header = [["单位统一社会信用代码", uscc], ["工资所属期", "2026-11"], ["总笔数", str(lines)],
+              ["实发合计", f"{total // 100}.{total % 100:02d}"], []]
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer).writerows(header + [TEMPLATE_COLUMNS] + rows)
+    return buffer.getvalue().encode("utf-8-sig"), wallets
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=100_000)
+    args = parser.parse_args()
+    transfer_bench.ensure_database()
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+
+    from adapters.ecny.client import get_operator_client
+    from adapters.ecny.sandbox.admin import SandboxAdminClient
+    from demo.world import make_uscc
+    from payroll import services
+    from tests import factories as f
+    from treasury.access import roles
+    from treasury.models import Organization, Wallet
+    from treasury.services.ledger import check_ledger
+    from treasury.services.wallets import register_wallet
+    from django.utils import timezone
+
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE ANY "
+                       "(ARRAY['payroll_%%', 'treasury_%%', 'trace_%%', 'receipts_%%', 'access_%%', 'auth_user%%'])")
+        tables = ", ".join(row[0] for row in cursor.fetchall())
+        cursor.execute(f"TRUNCATE {tables} CASCADE")
+    storage = tempfile.mkdtemp(prefix="bench-sandbox-")
+    sandbox, url = transfer_bench.start_sandbox(os.path.join(storage, "sandbox.sqlite3"))
+    settings.ECNY_OPERATOR_URL = url
+    settings.MEDIA_ROOT = Path(storage) / "media"
+    get_operator_client.cache_clear()
+    try:
+        admin = SandboxAdminClient(url, settings.ECNY_OPERATOR_API_KEY)
+        operator = f.make_operator(code="100")
+        employer = Organization.objects.create(name="bench employer", org_type=Organization.Type.EMPLOYER,
+                                               uscc=make_uscc("91370100MA3C00007"))
+        payer = register_wallet(wallet_id="1009999999999999", wallet_type=Wallet.Type.CORPORATE, operator=operator,
+                                holder_org=employer, holder_name=employer.name)
+        clerk = f.make_user(role=roles.EMPLOYER_OPERATOR, organization=employer)
+        approver = f.make_user(role=roles.EMPLOYER_APPROVER, organization=employer)
+        data, wallets = build_file(args.lines, employer.uscc)
+        admin.open_wallet(wallet_id=payer.wallet_id, wallet_type="WT09", holder_name=employer.name,
+                          balance_fen=10**15)
+        for start in range(0, len(wallets), 10_000):
+            admin.open_wallets(wallets=[{"wallet_id": w, "wallet_type": "WT01", "wallet_class": 1, "holder_name": n}
+                                        for w, n in wallets[start : start + 10_000]])
+
+        started = time.perf_counter()
+        sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+        csv_baseline = time.perf_counter() - started
+
+        started = time.perf_counter()
+        batch = services.import_payroll_file(employer=employer, user=clerk, filename="bench.csv", data=data,
+                                             now=timezone.now())
+        uploaded = time.perf_counter()
+        assert batch.state == "validated", batch.problems[:5]
+        now = timezone.now()
+        services.submit_batch(batch_id=batch.pk, user=clerk, now=now)
+        services.approve_batch(batch_id=batch.pk, user=approver, now=now)
+        services.fund_batch(batch_id=batch.pk, user=approver, now=now)
+        services.pay_batch(batch_id=batch.pk, user=clerk, now=now)  # Celery eager: chunks run here, one by one
+        batch = services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+        finished = time.perf_counter()
+        from payroll.payslips import payslip_pdf
+
+        sample = list(batch.lines.select_related("batch__employer", "transfer__receipt").order_by("line_no")[:500])
+        payslip_started = time.perf_counter()
+        for line in sample:
+            payslip_pdf(line=line, now=now)
+        payslip_seconds = time.perf_counter() - payslip_started
+    finally:
+        sandbox.terminate()
+        sandbox.wait()
+    copy_baseline = transfer_bench.copy_baseline(args.lines)
+    total = finished - started
+    print(f"payroll file of {args.lines:,} lines, upload to paid (PostgreSQL, sandbox over HTTP, Celery eager)")
+    print(f"  upload + checks + wallet verification: {uploaded - started:6.2f} s ({args.lines / (uploaded - started):,.0f} lines/s)")
+    print(f"  approve, fund, pay, settle, post, trace: {finished - uploaded:6.2f} s ({args.lines / (finished - uploaded):,.0f} lines/s)")
+    print(f"  project:  {args.lines / total:>9,.0f} lines/s end to end ({total:.2f} s), batch {batch.state}")
+    print(f"  baseline: {args.lines / csv_baseline:>9,.0f} lines/s csv.reader without checks; "
+          f"{args.lines / copy_baseline:,.0f} rows/s psycopg COPY")
+    print(f"  payslips: {len(sample) / payslip_seconds:,.0f} PDF payslips/s (one process, {len(sample)} lines)")
+    problems = check_ledger().problems
+    print(f"  check:    {len(problems)} ledger problems")
+    if batch.state != "paid" or problems:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
