@@ -1,2 +1,17 @@
+from django.urls import path
+
+from . import views
+
 app_name = "payroll"
-urlpatterns = []
+urlpatterns = [
+    path("", views.batch_list, name="batch-list"),
+    path("upload/", views.upload, name="upload"),
+    path("template.<str:fmt>", views.template_download, name="template"),
+    path("approvals/", views.approval_queue, name="approval-queue"),
+    path("<int:batch_id>/", views.batch_detail, name="batch-detail"),
+    path("<int:batch_id>/progress/", views.batch_progress, name="batch-progress"),
+    path("<int:batch_id>/errors.<str:fmt>", views.error_report, name="error-report"),
+    path("<int:batch_id>/lines/<int:line_no>/payslip.pdf", views.payslip, name="payslip"),
+    path("<int:batch_id>/payslips.zip", views.payslips_zip, name="payslips-zip"),
+    path("<int:batch_id>/<str:action>/", views.batch_action, name="batch-action"),
+]

@@ -1,0 +1,320 @@
+"""REST API of payroll: batches, their lines, upload, the workflow actions, progress and the error report.
+
+Querysets come from `payroll.selectors` (scoped: another employer's batch answers 404, like one that
+does not exist). Actions call one service each; a refusal answers JSON `{"code", "message"}`:
+403 for access (role, maker-checker, auditors), 409 for a move the batch's state does not allow,
+400 for a refused file or request.
+"""
+from django.http import HttpResponse
+from django.utils import timezone
+from django_fsm import ConcurrentTransition, TransitionNotAllowed
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin
+from treasury.access.errors import AccessDenied
+from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
+from treasury.access.scoping import user_organization
+from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
+from treasury.money import fen_to_yuan_str
+
+from . import selectors, services
+from .models import BatchState, PayrollBatch, PayrollLine
+from .parsing import PayrollFileRefused
+
+REPORT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+# A plain string in the schema: an enum here would clash with the transfer states' enum name.
+STATE_HELP = "batch state: " + ", ".join(BatchState.values)
+
+# ---------------------------------------------------------------------------------------------
+# Serializers
+# ---------------------------------------------------------------------------------------------
+
+
+class ProblemSerializer(serializers.Serializer):
+    line = serializers.IntegerField(help_text="line number as the employer sees it in the file (0: the file as a whole)")
+    column = serializers.CharField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class PayrollBatchSerializer(serializers.ModelSerializer):
+    state = serializers.CharField(read_only=True, help_text=STATE_HELP)
+    employer = serializers.CharField(source="employer.name", read_only=True)
+    prepared_by = serializers.CharField(source="prepared_by.username", read_only=True)
+    approved_by = serializers.CharField(source="approved_by.username", read_only=True, allow_null=True, default=None)
+    total_net_yuan = serializers.SerializerMethodField(help_text='total net pay in yuan as a decimal string')
+
+    class Meta:
+        model = PayrollBatch
+        fields = [
+            "id", "batch_ref", "employer", "period", "filename", "file_format", "state", "line_total",
+            "payable_count", "held_count", "problem_count", "total_net_fen", "total_net_yuan", "total_gross_fen",
+            "prepared_by", "approved_by", "cancel_reason", "created_at", "submitted_at", "approved_at", "paying_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_total_net_yuan(self, obj: PayrollBatch) -> str:
+        return fen_to_yuan_str(obj.total_net_fen)
+
+
+class PayrollBatchDetailSerializer(PayrollBatchSerializer):
+    problems = ProblemSerializer(many=True, read_only=True)
+    available_actions = serializers.SerializerMethodField(help_text="the actions the caller may take now")
+
+    class Meta(PayrollBatchSerializer.Meta):
+        fields = PayrollBatchSerializer.Meta.fields + ["problems", "available_actions"]
+        read_only_fields = fields
+
+    def get_available_actions(self, obj: PayrollBatch) -> list[str]:
+        return list(selectors.batch_actions(user=self.context["request"].user, batch=obj).available)
+
+
+class PayrollLineSerializer(serializers.ModelSerializer):
+    """A line as a list shows it: name, resident ID and wallet masked."""
+
+    name = serializers.SerializerMethodField()
+    resident_id = serializers.SerializerMethodField()
+    wallet_id = serializers.SerializerMethodField()
+    state = serializers.SerializerMethodField(
+        help_text="held, not_paid, or the state of the line's transfer (pending, submitted, unknown, settled, failed, ...)"
+    )
+    transfer_id = serializers.IntegerField(read_only=True, allow_null=True)
+    failure_message = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PayrollLine
+        fields = [
+            "line_no", "employee_no", "name", "resident_id", "wallet_id", "components", "deductions", "gross_fen",
+            "net_fen", "held", "hold_reason", "state", "transfer_id", "failure_message",
+        ]
+        read_only_fields = fields
+
+    def get_name(self, obj: PayrollLine) -> str:
+        return mask_name(obj.name)
+
+    def get_resident_id(self, obj: PayrollLine) -> str:
+        return mask_resident_id(obj.resident_id)
+
+    def get_wallet_id(self, obj: PayrollLine) -> str:
+        return mask_wallet_id(obj.wallet_id)
+
+    def get_state(self, obj: PayrollLine) -> str:
+        return selectors.line_state(obj)
+
+    def get_failure_message(self, obj: PayrollLine) -> str:
+        return obj.transfer.failure_message if obj.transfer_id else ""
+
+
+class ProgressSerializer(serializers.Serializer):
+    state = serializers.CharField(help_text=STATE_HELP)
+    count = serializers.IntegerField(help_text="lines being paid")
+    amount_fen = serializers.IntegerField()
+    paid_count = serializers.IntegerField()
+    paid_fen = serializers.IntegerField()
+    failed_count = serializers.IntegerField()
+    failed_fen = serializers.IntegerField()
+    open_count = serializers.IntegerField(help_text="lines not decided yet")
+    open_fen = serializers.IntegerField()
+    done = serializers.BooleanField(help_text="no line is still open")
+
+
+class UploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="the payroll file, CSV (UTF-8 or GBK) or XLSX")
+    hold_invalid_lines = serializers.BooleanField(
+        required=False, default=False, help_text="keep the valid lines (held lines are not paid) instead of rejecting the file"
+    )
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=255)
+
+
+class BatchFilterSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=BatchState.values, required=False)
+    period = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", required=False)
+
+
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
+ACTION_ERRORS = {**ERRORS, 409: ErrorSerializer}
+TAGS = ["payroll"]
+
+
+def _refusal(exc: Exception) -> Response:
+    if isinstance(exc, (TransitionNotAllowed, ConcurrentTransition)):
+        return Response({"code": "invalid_state",
+                         "message": "批次当前状态不允许此操作 (the batch's state does not allow this)"},
+                        status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, AccessDenied):
+        return Response({"code": exc.code, "message": str(exc)}, status=status.HTTP_403_FORBIDDEN)
+    code = getattr(exc, "code", "refused")
+    http_status = status.HTTP_409_CONFLICT if code in ("insufficient_funds", "duplicate_file") else status.HTTP_400_BAD_REQUEST
+    return Response({"code": code, "message": str(exc)}, status=http_status)
+
+
+def _action_schema(summary: str, request=None):
+    return extend_schema(summary=summary, tags=TAGS, request=request,
+                         responses={200: PayrollBatchDetailSerializer, **ACTION_ERRORS})
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Payroll batches the caller may see", tags=TAGS,
+        parameters=[
+            OpenApiParameter("state", OpenApiTypes.STR, enum=BatchState.values, description="only batches in this state"),
+            OpenApiParameter("period", OpenApiTypes.STR, description="only batches of this pay period, YYYY-MM"),
+        ],
+        responses={200: PayrollBatchSerializer(many=True), **ERRORS},
+    ),
+    retrieve=extend_schema(summary="One payroll batch with its validation report", tags=TAGS,
+                           responses={200: PayrollBatchDetailSerializer, **ERRORS}),
+)
+class PayrollBatchViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
+    authentication_classes = API_AUTHENTICATION
+    permission_classes = [ReadOnlyForAuditors]
+    lookup_value_regex = r"\d+"
+    queryset = PayrollBatch.objects.none()  # for the schema; requests use get_queryset
+
+    def get_serializer_class(self):
+        return PayrollBatchSerializer if self.action == "list" else PayrollBatchDetailSerializer
+
+    def get_queryset(self):
+        if self.action == "list":
+            filters = BatchFilterSerializer(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            return selectors.batch_list(user=self.request.user, **filters.validated_data)
+        return selectors.batch_list(user=self.request.user)
+
+    def get_object(self) -> PayrollBatch:
+        return selectors.batch_get(user=self.request.user, batch_id=self.kwargs["pk"])
+
+    def _detail(self, batch: PayrollBatch, http_status=status.HTTP_200_OK) -> Response:
+        batch = selectors.batch_get(user=self.request.user, batch_id=batch.pk)
+        return Response(PayrollBatchDetailSerializer(batch, context={"request": self.request}).data, status=http_status)
+
+    # --- upload -----------------------------------------------------------------------------
+
+    @extend_schema(summary="Upload a payroll file: every line is checked; the answer is the new batch",
+                   tags=TAGS, request={"multipart/form-data": UploadSerializer},
+                   responses={201: PayrollBatchDetailSerializer, **ACTION_ERRORS})
+    @action(detail=False, methods=["post"], parser_classes=[MultiPartParser, FormParser])
+    def upload(self, request):
+        data = UploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        employer = user_organization(request.user)
+        if employer is None:
+            return _refusal(AccessDenied("账户不属于任何单位 (your account belongs to no employer)", code="no_organization"))
+        uploaded = data.validated_data["file"]
+        try:
+            batch = services.import_payroll_file(
+                employer=employer, user=request.user, filename=uploaded.name, data=uploaded.read(),
+                now=timezone.now(), hold_invalid_lines=data.validated_data["hold_invalid_lines"],
+            )
+        except (services.PayrollError, PayrollFileRefused, AccessDenied) as exc:
+            return _refusal(exc)
+        return self._detail(batch, status.HTTP_201_CREATED)
+
+    # --- reading --------------------------------------------------------------------------------
+
+    @extend_schema(summary="The lines of a batch (names, IDs and wallets masked)", tags=TAGS,
+                   responses={200: PayrollLineSerializer(many=True), **ERRORS})
+    @action(detail=True, methods=["get"])
+    def lines(self, request, pk=None):
+        batch = self.get_object()
+        page = self.paginate_queryset(selectors.batch_lines(batch=batch))
+        return self.get_paginated_response(PayrollLineSerializer(page, many=True).data)
+
+    @extend_schema(summary="Payment progress: lines and amounts paid, failed and left", tags=TAGS,
+                   responses={200: ProgressSerializer, **ERRORS})
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def progress(self, request, pk=None):
+        batch = self.get_object()
+        if batch.state == BatchState.PAYING:
+            services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+            batch.refresh_from_db()
+        progress = selectors.progress(batch=batch)
+        figures = dict(count=0, amount_fen=0, paid_count=0, paid_fen=0, failed_count=0, failed_fen=0, open_count=0,
+                       open_fen=0, done=False)
+        if progress is not None:
+            figures = dict(count=progress.count, amount_fen=progress.amount_fen, paid_count=progress.paid_count,
+                           paid_fen=progress.paid_fen, failed_count=progress.failed_count,
+                           failed_fen=progress.failed_fen, open_count=progress.open_count,
+                           open_fen=progress.open_fen, done=progress.done)
+        return Response(ProgressSerializer({"state": batch.state, **figures}).data)
+
+    @extend_schema(
+        summary="The error report: the uploaded file with an error column", tags=TAGS,
+        parameters=[OpenApiParameter("fmt", OpenApiTypes.STR, enum=list(REPORT_TYPES), default="csv",
+                                     description="csv or xlsx")],
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="CSV or XLSX file"), **ERRORS},
+    )
+    @action(detail=True, methods=["get"], url_path="error-report", pagination_class=None)
+    def error_report(self, request, pk=None):
+        batch = self.get_object()
+        fmt = request.query_params.get("fmt", "csv")
+        if fmt not in REPORT_TYPES:
+            return Response({"code": "invalid", "message": "fmt must be csv or xlsx"}, status=status.HTTP_400_BAD_REQUEST)
+        response = HttpResponse(services.error_report(batch=batch, fmt=fmt), content_type=REPORT_TYPES[fmt])
+        response["Content-Disposition"] = f'attachment; filename="payroll-{batch.pk}-errors.{fmt}"'
+        return response
+
+    # --- the workflow ----------------------------------------------------------------------------
+
+    def _run(self, service, **extra) -> Response:
+        batch = self.get_object()  # 404 for another employer's batch, before anything else
+        try:
+            service(batch_id=batch.pk, user=self.request.user, now=timezone.now(), **extra)
+        except (services.PayrollError, AccessDenied, TransitionNotAllowed, ConcurrentTransition) as exc:
+            return _refusal(exc)
+        return self._detail(batch)
+
+    @_action_schema("Submit a checked batch for approval")
+    @action(detail=True, methods=["post"])
+    def submit(self, request, pk=None):
+        return self._run(services.submit_batch)
+
+    @_action_schema("Approve a submitted batch (not by whoever prepared it)")
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._run(services.approve_batch)
+
+    @_action_schema("Fund an approved batch: checks the corporate wallet holds the total")
+    @action(detail=True, methods=["post"])
+    def fund(self, request, pk=None):
+        return self._run(services.fund_batch)
+
+    @_action_schema("Pay a funded batch: one transfer per line, in chunks")
+    @action(detail=True, methods=["post"])
+    def pay(self, request, pk=None):
+        response = self._run(services.pay_batch)
+        if response.status_code == status.HTTP_200_OK:
+            services.finish_batch_if_done(batch_id=int(pk), now=timezone.now())
+            return self._detail(self.get_object())
+        return response
+
+    @_action_schema("Pause paying: lines not yet sent wait until resumed")
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._run(services.pause_batch)
+
+    @_action_schema("Resume paying a paused batch")
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._run(services.resume_batch)
+
+    @_action_schema("Cancel a batch before paying, with a reason", request=CancelSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        data = CancelSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self._run(services.cancel_batch, reason=data.validated_data["reason"])

@@ -1,0 +1,74 @@
+"""Forms of the payroll pages and the batch states as people read them."""
+import re
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from .models import BatchState as B
+
+# The models' choices carry fixed bilingual labels (admin, exports); pages translate through these.
+BATCH_STATE_LABELS = {
+    B.UPLOADED: _("Uploaded"),
+    B.VALIDATED: _("Checked"),
+    B.REJECTED: _("Rejected"),
+    B.SUBMITTED: _("Awaiting approval"),
+    B.APPROVED: _("Approved"),
+    B.FUNDED: _("Funded"),
+    B.PAYING: _("Paying"),
+    B.PAID: _("Paid"),
+    B.PARTIALLY_PAID: _("Partially paid"),
+    B.CLOSED: _("Closed"),
+    B.CANCELLED: _("Cancelled"),
+}
+
+LINE_STATE_LABELS = {
+    "held": _("Held"),
+    "returned_line": _("Returned to the employer"),
+    "not_paid": _("Not paid yet"),
+    "pending": _("Pending"),
+    "submitted": _("Paying"),
+    "unknown": _("Outcome unknown"),
+    "settled": _("Paid"),
+    "failed": _("Failed"),
+    "returned": _("Returned"),
+    "reversed": _("Reversed"),
+    "cancelled": _("Cancelled"),
+}
+
+
+def batch_state_choices():
+    return [(value, BATCH_STATE_LABELS[value]) for value in B.values]
+
+
+PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(
+        label=_("Payroll file (CSV or XLSX)"),
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.xlsx,text/csv,application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}),
+    )
+    hold_invalid_lines = forms.BooleanField(
+        label=_("Pay the valid lines and hold the rest"),
+        required=False,
+        help_text=_("Without this, a file with any problem is rejected as a whole."),
+    )
+
+
+class BatchFilterForm(forms.Form):
+    state = forms.ChoiceField(label=_("State"), required=False, choices=[("", _("All states"))] + batch_state_choices())
+    period = forms.CharField(
+        label=_("Pay period"), required=False, max_length=7,
+        widget=forms.TextInput(attrs={"placeholder": "YYYY-MM", "type": "month"}),
+    )
+
+    def clean_period(self):
+        period = self.cleaned_data["period"].strip()
+        if period and not PERIOD_RE.match(period):
+            raise forms.ValidationError(_("Enter a pay period as YYYY-MM."))
+        return period
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(label=_("Reason for cancelling"), max_length=255,
+                             widget=forms.TextInput(attrs={"size": 40}))

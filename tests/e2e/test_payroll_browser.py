@@ -1,0 +1,127 @@
+"""Payroll in a real browser: an employer operator uploads a file with errors, reads the report and
+downloads it, uploads the fixed file and submits it; a second employer user approves, funds and pays;
+the progress shows every line paid; a payslip opens. Celery runs eagerly: paying finishes in the request."""
+import os
+import re
+
+import pytest
+
+from payroll.models import BatchState, PayrollBatch
+from payroll.templates_files import EXAMPLE_USCC
+from tests import factories as f
+from tests.payroll import builders
+from treasury.access import roles
+from treasury.models import Organization, Wallet
+from treasury.services.wallets import register_wallet
+
+pytestmark = [pytest.mark.e2e]
+OPERATOR_CODE = "100"  # the builders' wallet ids start with it
+STAFF = 5
+
+
+@pytest.fixture
+def employer(transactional_db, ecny_sandbox):
+    operator = f.make_operator(code=OPERATOR_CODE)
+    org = Organization.objects.create(name="示范科技有限公司", org_type=Organization.Type.EMPLOYER, uscc=EXAMPLE_USCC)
+    wallet = register_wallet(wallet_id="1009999999999999", wallet_type=Wallet.Type.CORPORATE, operator=operator,
+                             holder_org=org, holder_name=org.name)
+    ecny_sandbox.admin.open_wallet(wallet_id=wallet.wallet_id, wallet_type="WT09", holder_name=org.name,
+                                   balance_fen=10_000_000_00)
+    rows = [builders.employee_row(i) for i in range(1, STAFF + 1)]
+    ecny_sandbox.admin.open_wallets(wallets=[
+        {"wallet_id": row[3], "wallet_type": "WT01", "wallet_class": 2, "holder_name": row[1]} for row in rows
+    ])
+    return {
+        "rows": rows,
+        "operator": f.make_user(role=roles.EMPLOYER_OPERATOR, organization=org, first_name="小王"),
+        "approver": f.make_user(role=roles.EMPLOYER_APPROVER, organization=org, first_name="老李"),
+    }
+
+
+def _log_in(page, base_url, username):
+    page.goto(f"{base_url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", f.PASSWORD)
+    page.click("form.login-card button[type=submit]")
+    page.wait_for_url(f"{base_url}/")
+
+
+def _upload(page, base_url, name, data: bytes):
+    page.goto(f"{base_url}/payroll/upload/")
+    page.set_input_files("input[type=file]", files=[{"name": name, "mimeType": "text/csv", "buffer": data}])
+    assert page.locator("[data-testid=chosen-file]").inner_text() == name
+    page.click("[data-testid=upload-submit]")
+    page.wait_for_url(re.compile(rf"{re.escape(base_url)}/payroll/\d+/$"))
+
+
+def test_upload_fix_approve_pay_and_open_a_payslip(employer, live_server, chromium_browser, browser_page, tmp_path):
+    page, base = browser_page, live_server.url
+    rows = employer["rows"]
+    _log_in(page, base, employer["operator"].username)
+
+    # The navigation leads to the upload page, which offers the blank template.
+    page.click("nav.sidenav a[data-nav=payroll_upload]")
+    page.wait_for_url(f"{base}/payroll/upload/")
+    assert page.locator("[data-testid=template-xlsx]").is_visible()
+
+    # 1. A file with errors: a wrong holder name on line 2 and a wrong control total.
+    broken = [list(r) for r in rows]
+    broken[1][1] = "李四"
+    _upload(page, base, "工资-有误.csv", builders.to_csv(builders.payroll_rows(broken, total_net=1)))
+    assert page.locator("[data-testid=batch-state]").get_attribute("data-state") == "rejected"
+    report = page.locator("[data-testid=validation-report]")
+    assert "姓名与钱包户名不一致" in report.inner_text()
+    assert report.locator("tr[data-code=holder_mismatch]").count() == 1
+    assert report.locator("tbody tr").count() >= 2
+    with page.expect_download() as download_info:
+        page.click("[data-testid=report-csv]")
+    downloaded = download_info.value.path()
+    assert "姓名与钱包户名不一致" in open(downloaded, encoding="utf-8-sig").read()
+
+    # 2. The fixed file, submitted for approval.
+    _upload(page, base, "工资.csv", builders.to_csv(builders.payroll_rows(rows)))
+    assert page.locator("[data-testid=batch-state]").get_attribute("data-state") == "validated"
+    assert page.locator("[data-testid=payable-count]").inner_text() == str(STAFF)
+    assert page.locator("table[data-testid=lines] tbody tr").count() == STAFF
+    page.click("button[data-action=submit]")
+    page.wait_for_load_state()
+    assert page.locator("[data-testid=batch-state]").get_attribute("data-state") == "submitted"
+    assert page.locator("button[data-action=approve]").count() == 0  # the preparer cannot approve
+    batch = PayrollBatch.objects.get(state=BatchState.SUBMITTED)
+
+    # 3. A second employer user approves, funds and pays.
+    context = chromium_browser.new_context(locale="zh-CN", viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(15_000)
+    approver = context.new_page()
+    try:
+        _log_in(approver, base, employer["approver"].username)
+        approver.goto(f"{base}/payroll/approvals/")
+        approver.click(f"tr[data-batch='{batch.pk}'] a")
+        approver.wait_for_url(f"{base}/payroll/{batch.pk}/")
+        for action, state in (("approve", "approved"), ("fund", "funded"), ("pay", None)):
+            approver.click(f"button[data-action={action}]")
+            approver.wait_for_load_state()
+            if state:
+                assert approver.locator("[data-testid=batch-state]").get_attribute("data-state") == state
+        approver.wait_for_selector("[data-testid=batch-state][data-state=paid]")
+        progress = approver.locator("[data-testid=progress]")
+        assert progress.locator("[data-testid=paid-count]").inner_text() == str(STAFF)
+        assert progress.locator("[data-testid=open-count]").inner_text() == "0"
+        assert progress.locator("[data-testid=failed-count]").inner_text() == "0"
+        assert approver.locator("table[data-testid=lines] .state-settled").count() == STAFF
+        shot = tmp_path / "payroll-batch.png"
+        approver.screenshot(path=str(shot), full_page=True)
+        if os.environ.get("E2E_SCREENSHOT_DIR"):
+            approver.screenshot(path=os.path.join(os.environ["E2E_SCREENSHOT_DIR"], "payroll-batch.png"),
+                                full_page=True)
+
+        # 4. A payslip opens (a PDF, fetched with the browser's session).
+        href = approver.locator("[data-testid=payslip-link]").first.get_attribute("href")
+        payslip = approver.request.get(f"{base}{href}")
+        assert payslip.status == 200 and payslip.headers["content-type"] == "application/pdf"
+        assert payslip.body()[:5] == b"%PDF-"
+    finally:
+        context.close()
+
+    batch.refresh_from_db()
+    assert batch.state == BatchState.PAID and batch.approved_by == employer["approver"]
