@@ -522,6 +522,23 @@ def return_lines(*, batch_id: int, line_ids: list[int], user, reason: str, now: 
     return batch
 
 
+def close_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
+    """paid | partially_paid -> closed: the employer is done with this run (held and failed lines must
+    have been retried or returned first, so nothing is left half-decided)."""
+    with transaction.atomic():
+        batch = _locked(batch_id)
+        _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
+        progress = line_progress(batch=batch)
+        if progress.failed or progress.held or progress.open:
+            raise PayrollError("仍有失败或暂缓的明细，请先重试或退回 (retry or return the failed and held lines first)",
+                               "lines_open")
+        batch.close()
+        batch.save()
+        _trace(batch, "payroll.batch.closed", actor=user.username, now=now, paid=progress.paid,
+               returned=progress.returned)
+    return batch
+
+
 def cancel_batch(*, batch_id: int, user, reason: str, now: datetime) -> PayrollBatch:
     """Cancel before paying, with a reason."""
     if not reason.strip():

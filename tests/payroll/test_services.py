@@ -271,3 +271,17 @@ def test_payroll_import_command(employer, tmp_path, capsys):
     with pytest.raises(CommandError, match="rejected"):
         call_command("payroll_import", str(bad), "--employer", employer.org.uscc, "--period", "2025-06")
     assert "line " in capsys.readouterr().out
+
+
+def test_close_only_when_nothing_is_left_undecided(employer):
+    rows = staff(employer, 3, skip=(2,))
+    batch = approved_and_funded(employer, rows, hold_invalid_lines=True)
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+    with pytest.raises(PayrollError) as caught:
+        services.close_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    assert caught.value.code == "lines_open"
+    held = batch.lines.get(held=True)
+    services.return_lines(batch_id=batch.pk, line_ids=[held.pk], user=employer.operator_user, reason="left the company",
+                          now=timezone.now())
+    assert services.close_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now()).state == BatchState.CLOSED
