@@ -16,6 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
+from django.db.models import Sum
 
 from treasury.models import TransferState
 from treasury.services.transfers import NewTransfer, create_transfers
@@ -61,26 +62,28 @@ def remit_for_payroll(*, batch: PayrollBatch, actor: str, now: datetime) -> list
         return []
     paid_this_month = set(settings.dues_calls.filter(period=batch.period).values_list("member_id", flat=True))
     members = {m.resident_id: m for m in settings.members.filter(active=True) if m.pk not in paid_this_month}
-    lines = list(batch.lines.filter(held=False, returned=False).order_by("line_no"))
+    lines = batch.lines.filter(held=False, returned=False)
     line_type = ContentType.objects.get_for_model(PayrollLine)
     batch_type = ContentType.objects.get_for_model(PayrollBatch)
     batch_ref = f"{batch.batch_ref}-union"
     items, calls = [], []
     if settings.dues_in_payroll:
-        for line in lines:
-            member = members.get(line.resident_id)
-            amount = line.deductions.get("union_dues", 0)
-            if member is None or amount <= 0:
+        member_lines = lines.filter(resident_id__in=list(members)).order_by("line_no").values_list(
+            "pk", "line_no", "resident_id", "deductions")
+        for line_pk, line_no, resident_id, deductions in member_lines:
+            amount = deductions.get("union_dues", 0)
+            if amount <= 0:
                 continue
             items.append(NewTransfer(
                 payer_id=batch.payer_wallet_id, payee_id=settings.wallet_id, amount_fen=amount,
-                idempotency_key=f"union:{batch.pk}:dues:{line.line_no}", purpose_code=PURPOSE_DUES,
-                memo=f"{batch.period} 会费", source_type_id=line_type.pk, source_id=line.pk,
-                source_ref=f"{batch.batch_ref} line {line.line_no} union dues",
+                idempotency_key=f"union:{batch.pk}:dues:{line_no}", purpose_code=PURPOSE_DUES,
+                memo=f"{batch.period} 会费", source_type_id=line_type.pk, source_id=line_pk,
+                source_ref=f"{batch.batch_ref} line {line_no} union dues",
             ))
-            calls.append(DuesCall(union=settings, member=member, period=batch.period, amount_fen=amount,
-                                  source=DuesCall.Source.PAYROLL, created_at=now))
-    split = funds_split(gross_fen=sum(line.gross_fen for line in lines), funds_rate_bp=settings.funds_rate_bp,
+            calls.append(DuesCall(union=settings, member=members[resident_id], period=batch.period,
+                                  amount_fen=amount, source=DuesCall.Source.PAYROLL, created_at=now))
+    split = funds_split(gross_fen=lines.aggregate(total=Sum("gross_fen"))["total"] or 0,
+                        funds_rate_bp=settings.funds_rate_bp,
                         grassroots_share_bp=settings.grassroots_share_bp)
     for part, wallet_id, amount in (("grassroots", settings.wallet_id, split.grassroots_fen),
                                     ("higher", settings.higher_union_wallet_id, split.higher_fen)):

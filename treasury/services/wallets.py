@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from adapters.ecny.interface import WalletBalance, WalletCheck
-from treasury import identifiers
+from treasury import bulk, identifiers
 from treasury.models import LedgerAccount, Organization, Person, Wallet
 
 
@@ -105,20 +105,31 @@ def ensure_personal_wallets(*, holders: list[tuple[str, str, str]]) -> dict[str,
     without_operator = sorted({w[:3] for w in missing} - set(operators))
     if without_operator:
         raise ValueError(f"未登记的运营机构代码 (no operator registered for wallet prefix): {', '.join(without_operator)}")
+    # Three bulk inserts with ids allocated up front (COPY on PostgreSQL): a payroll of 100,000 new
+    # payees registers in seconds, not minutes.
+    from django.utils import timezone
+
+    created_at = bulk.datetime_param(timezone.now())
     people = dict(Person.objects.filter(resident_id__in=[wanted[w][1] for w in missing]).values_list("resident_id", "pk"))
-    new_people = [Person(name=wanted[w][0], resident_id=wanted[w][1]) for w in missing if wanted[w][1] not in people]
-    Person.objects.bulk_create(new_people, batch_size=2000)
-    people.update({p.resident_id: p.pk for p in new_people})
-    wallets = [
-        Wallet(wallet_id=w, wallet_type=checks[w].wallet_type or Wallet.Type.PERSONAL, wallet_class=checks[w].wallet_class,
-               operator=operators[w[:3]], holder_person_id=people[wanted[w][1]], holder_name=wanted[w][0])
-        for w in missing
-    ]
-    Wallet.objects.bulk_create(wallets, batch_size=2000)
-    LedgerAccount.objects.bulk_create(
-        [LedgerAccount(code=f"wallet:{w.wallet_id}", name=w.holder_name, kind=LedgerAccount.Kind.WALLET, wallet=w)
-         for w in wallets],
-        batch_size=2000,
+    new_people = sorted({wanted[w][1]: wanted[w][0] for w in missing if wanted[w][1] not in people}.items())
+    person_ids = bulk.allocate_ids(Person._meta.db_table, len(new_people))
+    bulk.insert_rows(table=Person._meta.db_table, columns=["id", "name", "resident_id", "mobile", "created_at"],
+                     rows=[(pk, name, rid, "", created_at) for pk, (rid, name) in zip(person_ids, new_people)])
+    people.update({rid: pk for pk, (rid, _) in zip(person_ids, new_people)})
+    wallet_ids = bulk.allocate_ids(Wallet._meta.db_table, len(missing))
+    bulk.insert_rows(
+        table=Wallet._meta.db_table,
+        columns=["id", "wallet_id", "wallet_type", "wallet_class", "operator_id", "holder_org_id", "holder_person_id",
+                 "holder_name", "status", "created_at"],
+        rows=[(pk, w, checks[w].wallet_type or Wallet.Type.PERSONAL, checks[w].wallet_class, operators[w[:3]].pk, None,
+               people[wanted[w][1]], wanted[w][0], Wallet.Status.ACTIVE, created_at)
+              for pk, w in zip(wallet_ids, missing)],
     )
-    known.update({w.wallet_id: w.pk for w in wallets})
+    bulk.insert_rows(
+        table=LedgerAccount._meta.db_table,
+        columns=["code", "name", "kind", "wallet_id", "organization_id", "balance_fen", "updated_at"],
+        rows=[(f"wallet:{w}", wanted[w][0], LedgerAccount.Kind.WALLET, pk, None, 0, created_at)
+              for pk, w in zip(wallet_ids, missing)],
+    )
+    known.update(zip(missing, wallet_ids))
     return known
