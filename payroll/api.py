@@ -6,10 +6,13 @@ does not exist). Actions call one service each; a refusal answers JSON `{"code",
 400 for a refused file or request.
 """
 from django.http import HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -23,7 +26,9 @@ from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.money import fen_to_yuan_str
 
 from . import selectors, services
-from .models import BatchState, PayrollBatch, PayrollLine
+from . import union as union_rules
+from .forms import PERIOD_RE, period_of, recent_periods
+from .models import BatchState, DuesCall, PayrollBatch, PayrollLine, UnionMember, UnionSettings
 from .parsing import PayrollFileRefused
 
 REPORT_TYPES = {
@@ -138,6 +143,23 @@ class UploadSerializer(serializers.Serializer):
 
 class CancelSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=255)
+
+
+class LineIdsSerializer(serializers.Serializer):
+    line_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=10_000,
+                                     help_text="ids of held or failed lines of this batch")
+
+
+class ReturnLinesSerializer(LineIdsSerializer):
+    reason = serializers.CharField(max_length=255, help_text="why these lines are not paid by this batch")
+
+
+class SummaryReceiptSerializer(serializers.Serializer):
+    number = serializers.CharField()
+    batch_ref = serializers.CharField()
+    issued_at = serializers.DateTimeField()
+    download_url = serializers.CharField(help_text="the signed PDF")
+    verification_code = serializers.CharField()
 
 
 class BatchFilterSerializer(serializers.Serializer):
@@ -318,3 +340,270 @@ class PayrollBatchViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
         data = CancelSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return self._run(services.cancel_batch, reason=data.validated_data["reason"])
+
+    @_action_schema("Pay held or failed lines again (each gets a new payment attempt)", request=LineIdsSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        data = LineIdsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        response = self._run(services.retry_lines, line_ids=data.validated_data["line_ids"])
+        if response.status_code == status.HTTP_200_OK:
+            services.finish_batch_if_done(batch_id=int(pk), now=timezone.now())
+            return self._detail(self.get_object())
+        return response
+
+    @_action_schema("Return held or failed lines with a reason: they are not paid by this batch",
+                    request=ReturnLinesSerializer)
+    @action(detail=True, methods=["post"], url_path="return", url_name="return")
+    def return_lines(self, request, pk=None):
+        data = ReturnLinesSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self._run(services.return_lines, line_ids=data.validated_data["line_ids"],
+                         reason=data.validated_data["reason"])
+
+    @_action_schema("Close a paid or partially paid batch once no line is held or failed")
+    @action(detail=True, methods=["post"])
+    def close(self, request, pk=None):
+        return self._run(services.close_batch)
+
+    @extend_schema(
+        summary="The batch summary receipt: issued on first request, the same receipt afterwards", tags=TAGS,
+        request=None, responses={200: SummaryReceiptSerializer, **ACTION_ERRORS},
+    )
+    @action(detail=True, methods=["post"], url_path="summary-receipt", url_name="summary-receipt")
+    def summary_receipt(self, request, pk=None):
+        from . import payslips
+
+        batch = self.get_object()
+        if not selectors.can_issue_summary_receipt(user=request.user, batch=batch):
+            existing = selectors.summary_receipt(batch=batch)
+            if existing is None:
+                code = "batch_not_finished" if batch.state not in selectors.SUMMARY_RECEIPT_STATES else "role_required"
+                return _refusal(services.PayrollError(
+                    "批次尚未发放完成或无权出具回单 (the summary receipt comes once the batch is paid, "
+                    "from the employer's operators and approvers)", code))
+            receipt = existing
+        else:
+            try:
+                receipt = payslips.batch_summary_receipt(batch=batch, now=timezone.now())
+            except services.PayrollError as exc:
+                return _refusal(exc)
+        return Response(SummaryReceiptSerializer({
+            "number": receipt.number, "batch_ref": receipt.batch_ref, "issued_at": receipt.issued_at,
+            "verification_code": receipt.verification_code,
+            "download_url": reverse("receipts:download", kwargs={"number": receipt.number}),
+        }).data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Unions (工会)
+# ---------------------------------------------------------------------------------------------
+
+UNION_TAGS = ["payroll unions"]
+ARREARS_MONTHS = 3
+
+
+def _percent(basis_points: int) -> str:
+    from decimal import Decimal
+
+    return f"{(Decimal(basis_points) / 100).normalize():f}"
+
+
+class UnionMemberSerializer(serializers.ModelSerializer):
+    """A member as the union's page shows it: resident ID and wallet masked."""
+
+    resident_id = serializers.SerializerMethodField()
+    wallet_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = UnionMember
+        fields = ["id", "employee_no", "name", "resident_id", "wallet_id", "standing_authorisation", "dues_base_fen",
+                  "active"]
+        read_only_fields = fields
+
+    def get_resident_id(self, obj: UnionMember) -> str:
+        return mask_resident_id(obj.resident_id)
+
+    def get_wallet_id(self, obj: UnionMember) -> str:
+        return mask_wallet_id(obj.wallet_id)
+
+
+class DuesCallSerializer(serializers.ModelSerializer):
+    member_id = serializers.IntegerField(read_only=True)
+    employee_no = serializers.CharField(source="member.employee_no", read_only=True)
+    name = serializers.CharField(source="member.name", read_only=True)
+    state = serializers.SerializerMethodField(help_text="the payment's state (transfer state), or not_paid")
+    transfer_id = serializers.IntegerField(read_only=True, allow_null=True)
+    failure_message = serializers.SerializerMethodField()
+    receipt_number = serializers.SerializerMethodField(help_text="the payment's receipt, once settled")
+
+    class Meta:
+        model = DuesCall
+        fields = ["id", "member_id", "employee_no", "name", "period", "amount_fen", "source", "state", "transfer_id",
+                  "failure_message", "receipt_number", "created_at"]
+        read_only_fields = fields
+
+    def get_state(self, obj: DuesCall) -> str:
+        return obj.transfer.state if obj.transfer_id else "not_paid"
+
+    def get_failure_message(self, obj: DuesCall) -> str:
+        return obj.transfer.failure_message if obj.transfer_id else ""
+
+    def get_receipt_number(self, obj: DuesCall) -> str | None:
+        receipt = getattr(obj.transfer, "receipt", None) if obj.transfer_id else None
+        return receipt.number if receipt else None
+
+
+class UnionSerializer(serializers.ModelSerializer):
+    union = serializers.CharField(source="union.name", read_only=True)
+    employer = serializers.CharField(source="employer.name", read_only=True)
+    dues_rate_percent = serializers.SerializerMethodField(help_text='members\' dues rate in percent, e.g. "0.5"')
+    funds_rate_percent = serializers.SerializerMethodField(help_text='union funds rate in percent, e.g. "2"')
+    grassroots_share_percent = serializers.SerializerMethodField(help_text="share of the funds this union keeps")
+    dues_base_components = serializers.ListField(source="base_components", child=serializers.CharField(),
+                                                 read_only=True)
+    wallet_id = serializers.SerializerMethodField()
+    higher_union_wallet_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = UnionSettings
+        fields = ["id", "union", "employer", "dues_rate_bp", "dues_rate_percent", "dues_base_components",
+                  "funds_rate_bp", "funds_rate_percent", "grassroots_share_bp", "grassroots_share_percent",
+                  "dues_in_payroll", "wallet_id", "higher_union_wallet_id"]
+        read_only_fields = fields
+
+    def get_dues_rate_percent(self, obj: UnionSettings) -> str:
+        return _percent(obj.dues_rate_bp)
+
+    def get_funds_rate_percent(self, obj: UnionSettings) -> str:
+        return _percent(obj.funds_rate_bp)
+
+    def get_grassroots_share_percent(self, obj: UnionSettings) -> str:
+        return _percent(obj.grassroots_share_bp)
+
+    def get_wallet_id(self, obj: UnionSettings) -> str:
+        return mask_wallet_id(obj.wallet.wallet_id)
+
+    def get_higher_union_wallet_id(self, obj: UnionSettings) -> str:
+        return mask_wallet_id(obj.higher_union_wallet.wallet_id)
+
+
+class UnionDetailSerializer(UnionSerializer):
+    members = serializers.SerializerMethodField()
+    calls = serializers.SerializerMethodField(help_text="dues of the months asked for (default: the last 3 months)")
+
+    class Meta(UnionSerializer.Meta):
+        fields = UnionSerializer.Meta.fields + ["members", "calls"]
+        read_only_fields = fields
+
+    @extend_schema_field(UnionMemberSerializer(many=True))
+    def get_members(self, obj: UnionSettings):
+        return UnionMemberSerializer(selectors.union_members(union=obj), many=True).data
+
+    @extend_schema_field(DuesCallSerializer(many=True))
+    def get_calls(self, obj: UnionSettings):
+        return DuesCallSerializer(selectors.dues_calls(union=obj, periods=self.context["periods"]), many=True).data
+
+
+class ArrearSerializer(serializers.Serializer):
+    member_id = serializers.IntegerField(source="member.pk")
+    employee_no = serializers.CharField(source="member.employee_no")
+    name = serializers.CharField(source="member.name")
+    period = serializers.CharField()
+    amount_fen = serializers.IntegerField()
+    reason = serializers.CharField()
+
+
+class DuesCallRequestSerializer(serializers.Serializer):
+    period = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", help_text="the month, YYYY-MM (not a later month than now)")
+
+
+class DuesCallResultSerializer(serializers.Serializer):
+    period = serializers.CharField()
+    created = serializers.IntegerField(help_text="dues created by this call (0: every authorised member already had them)")
+    amount_fen = serializers.IntegerField(help_text="total of the dues created")
+    calls = DuesCallSerializer(many=True)
+
+
+def _periods(request) -> list[str] | Response:
+    """`?periods=YYYY-MM,...` (default: this month and the two before), or a 400 answer."""
+    raw = request.query_params.get("periods", "").strip()
+    if not raw:
+        return recent_periods(timezone.localdate(), ARREARS_MONTHS)
+    periods = [p.strip() for p in raw.split(",") if p.strip()]
+    if not periods or len(periods) > 36 or not all(PERIOD_RE.match(p) for p in periods):
+        return Response({"code": "invalid", "message": "periods: up to 36 months as YYYY-MM, comma-separated"},
+                        status=status.HTTP_400_BAD_REQUEST)
+    return sorted(set(periods), reverse=True)
+
+
+PERIODS_PARAMETER = OpenApiParameter(
+    "periods", OpenApiTypes.STR, description="months as YYYY-MM, comma-separated (default: this month and the two before)")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Unions the caller may see (their own, or their employer's)", tags=UNION_TAGS,
+                       responses={200: UnionSerializer(many=True), **ERRORS}),
+    retrieve=extend_schema(summary="A union: its rules, members (IDs and wallets masked) and dues", tags=UNION_TAGS,
+                           parameters=[PERIODS_PARAMETER], responses={200: UnionDetailSerializer, **ERRORS}),
+)
+class UnionViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
+    """Scoped like the union page: the union's and its employer's operators and approvers, auditors and
+    administrators (these two read only); anyone else gets 404."""
+
+    authentication_classes = API_AUTHENTICATION
+    permission_classes = [ReadOnlyForAuditors]
+    lookup_value_regex = r"\d+"
+    queryset = UnionSettings.objects.none()  # for the schema; requests use get_queryset
+    serializer_class = UnionSerializer
+
+    def get_queryset(self):
+        return selectors.visible_unions(self.request.user)
+
+    def get_object(self) -> UnionSettings:
+        return selectors.union_get(user=self.request.user, union_id=self.kwargs["pk"])
+
+    def retrieve(self, request, pk=None):
+        union = self.get_object()
+        periods = _periods(request)
+        if isinstance(periods, Response):
+            return periods
+        return Response(UnionDetailSerializer(union, context={"request": request, "periods": periods}).data)
+
+    @extend_schema(summary="Members who owe dues for these months: not paid, or the payment failed",
+                   tags=UNION_TAGS, parameters=[PERIODS_PARAMETER],
+                   responses={200: ArrearSerializer(many=True), **ERRORS})
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def arrears(self, request, pk=None):
+        union = self.get_object()
+        periods = _periods(request)
+        if isinstance(periods, Response):
+            return periods
+        return Response(ArrearSerializer(union_rules.arrears(union_id=union.pk, periods=periods), many=True).data)
+
+    @extend_schema(
+        summary="Call a month's dues from every authorised member who has none for it yet (idempotent per member "
+                "and month)", tags=UNION_TAGS, request=DuesCallRequestSerializer,
+        responses={201: DuesCallResultSerializer, 200: DuesCallResultSerializer, **ACTION_ERRORS},
+    )
+    @action(detail=True, methods=["post"], url_path="dues-calls", url_name="dues-calls", pagination_class=None)
+    def dues_calls(self, request, pk=None):
+        union = self.get_object()  # 404 before anything else
+        if not selectors.can_issue_dues_call(user=request.user, union=union):
+            return _refusal(AccessDenied("只有工会或本单位的经办、审批人员可以收取会费 (only the union's or the "
+                                         "employer's operators and approvers call dues)", code="role_required"))
+        data = DuesCallRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        period = data.validated_data["period"]
+        if period > period_of(timezone.localdate()):
+            return Response({"code": "future_period", "message": "不能收取尚未开始月份的会费 (that month has not begun)"},
+                            status=status.HTTP_400_BAD_REQUEST)
+        try:
+            calls = union_rules.issue_dues_call(union_id=union.pk, period=period, actor=request.user.username,
+                                               now=timezone.now())
+        except services.PayrollError as exc:  # e.g. the operator does not know a member's wallet
+            return Response({"code": exc.code, "message": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        fresh = selectors.dues_calls(union=union).filter(pk__in=[c.pk for c in calls])
+        body = DuesCallResultSerializer({"period": period, "created": len(calls),
+                                         "amount_fen": sum(c.amount_fen for c in calls), "calls": fresh}).data
+        return Response(body, status=status.HTTP_201_CREATED if calls else status.HTTP_200_OK)

@@ -72,3 +72,47 @@ class BatchFilterForm(forms.Form):
 class CancelForm(forms.Form):
     reason = forms.CharField(label=_("Reason for cancelling"), max_length=255,
                              widget=forms.TextInput(attrs={"size": 40}))
+
+
+def line_ids_from(data) -> list[int]:
+    """The integers among the posted `line_ids` (a tampered value is dropped, not a 500)."""
+    ids = []
+    for value in data.getlist("line_ids") if hasattr(data, "getlist") else data.get("line_ids", []):
+        try:
+            ids.append(int(value))
+        except (TypeError, ValueError):
+            continue
+    return ids
+
+
+def period_of(day) -> str:
+    """The month (YYYY-MM) a business date falls in."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def recent_periods(day, count: int) -> list[str]:
+    """`count` months ending with `day`'s month, newest first."""
+    year, month = day.year, day.month
+    periods = []
+    for _step in range(count):
+        periods.append(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return periods
+
+
+class DuesCallForm(forms.Form):
+    period = forms.CharField(label=_("Month"), max_length=7,
+                             widget=forms.TextInput(attrs={"placeholder": "YYYY-MM", "type": "month"}))
+
+    def __init__(self, *args, current_period: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.current_period = current_period
+        self.fields["period"].initial = current_period
+
+    def clean_period(self):
+        period = self.cleaned_data["period"].strip()
+        if not PERIOD_RE.match(period):
+            raise forms.ValidationError(_("Enter a month as YYYY-MM."))
+        if period > self.current_period:
+            raise forms.ValidationError(_("Dues cannot be called for a month that has not begun."))
+        return period

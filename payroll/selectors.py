@@ -17,7 +17,7 @@ from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import TransferState
 
 from .models import BatchState as B
-from .models import PayrollBatch, PayrollLine
+from .models import DuesCall, PayrollBatch, PayrollLine, UnionMember, UnionSettings
 
 # States after which the batch has transfers and a progress to show.
 PAYING_OR_LATER = (B.PAYING, B.PAID, B.PARTIALLY_PAID, B.CLOSED)
@@ -144,7 +144,8 @@ def line_state(line: PayrollLine) -> str:
 # ---------------------------------------------------------------------------------------------
 
 SUBMIT, APPROVE, FUND, PAY, PAUSE, RESUME, CANCEL = "submit", "approve", "fund", "pay", "pause", "resume", "cancel"
-ACTIONS = (SUBMIT, APPROVE, FUND, PAY, PAUSE, RESUME, CANCEL)
+CLOSE = "close"
+ACTIONS = (SUBMIT, APPROVE, FUND, PAY, PAUSE, RESUME, CANCEL, CLOSE)
 
 _ACTION_ROLES = {
     SUBMIT: (roles.EMPLOYER_OPERATOR,),
@@ -154,9 +155,10 @@ _ACTION_ROLES = {
     PAUSE: (roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER),
     RESUME: (roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER),
     CANCEL: (roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER),
+    CLOSE: (roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER),
 }
 _ACTION_TRANSITIONS = {
-    SUBMIT: "submit", APPROVE: "approve", FUND: "fund", PAY: "start_paying", CANCEL: "cancel",
+    SUBMIT: "submit", APPROVE: "approve", FUND: "fund", PAY: "start_paying", CANCEL: "cancel", CLOSE: "close",
 }
 # Pause and resume are no state change: they apply while paying, one or the other.
 _PAUSING = {PAUSE: False, RESUME: True}
@@ -187,3 +189,149 @@ def batch_actions(*, user, batch: PayrollBatch) -> BatchActions:
             continue
         available.append(action)
     return BatchActions(available=tuple(available), awaiting_other_approver=awaiting)
+
+
+# ---------------------------------------------------------------------------------------------
+# Held and failed lines, closing, the batch summary receipt
+# ---------------------------------------------------------------------------------------------
+
+# A line can be retried or returned while the batch pays or after a partial payment.
+LINE_ACTION_STATES = (B.PAYING, B.PARTIALLY_PAID)
+_FAILED_TRANSFER_STATES = (TransferState.FAILED, TransferState.CANCELLED)
+# States in which a batch has (or can be given) its summary receipt.
+SUMMARY_RECEIPT_STATES = (B.PAID, B.PARTIALLY_PAID, B.CLOSED)
+
+
+def line_is_actionable(line: PayrollLine) -> bool:
+    """Held, or its current payment failed; and not returned (what `services.retry_lines` accepts)."""
+    if line.returned:
+        return False
+    return line.held or (line.transfer_id is not None and line.transfer.state in _FAILED_TRANSFER_STATES)
+
+
+def _may_change(user, batch: PayrollBatch) -> bool:
+    """The batch's employer operator or approver (or an administrator), not a read-only role."""
+    return (
+        not roles.is_read_only(user)
+        and roles.has_role(user, roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER, roles.ADMIN)
+        and (user_organization(user) == batch.employer or roles.has_role(user, roles.ADMIN))
+    )
+
+
+def can_act_on_lines(*, user, batch: PayrollBatch) -> bool:
+    """May the user retry or return lines of this batch now (drives the page's checkboxes)?"""
+    return batch.state in LINE_ACTION_STATES and _may_change(user, batch)
+
+
+def can_issue_summary_receipt(*, user, batch: PayrollBatch) -> bool:
+    return batch.state in SUMMARY_RECEIPT_STATES and _may_change(user, batch)
+
+
+def summary_receipt(*, batch: PayrollBatch):
+    """The batch's summary receipt if it was issued already, else None (issuing is `payslips.batch_summary_receipt`)."""
+    from treasury.receipts.models import Receipt
+
+    if batch.state not in SUMMARY_RECEIPT_STATES:
+        return None
+    return Receipt.objects.filter(kind=Receipt.Kind.BATCH, batch_ref=batch.batch_ref).order_by("pk").first()
+
+
+# ---------------------------------------------------------------------------------------------
+# Unions (工会): members, dues calls, arrears
+# ---------------------------------------------------------------------------------------------
+
+# Employer users of the union's organization or of its employer read the union's page.
+UNION_ROLES = (roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER)
+
+
+def visible_unions(user) -> QuerySet[UnionSettings]:
+    """Unions the user may see: every union for auditors and administrators; for an employer operator
+    or approver, the union that is their organization or whose employer is; nothing for anyone else."""
+    qs = UnionSettings.objects.select_related("union", "employer", "wallet", "higher_union_wallet")
+    if sees_all_organizations(user):
+        return qs.order_by("union__name", "pk")
+    org = user_organization(user)
+    if org is None or not roles.has_role(user, *UNION_ROLES):
+        return qs.none()
+    return qs.filter(Q(union=org) | Q(employer=org)).order_by("union__name", "pk")
+
+
+def may_see_unions(user) -> bool:
+    """Whether the union pages exist for this user at all (everyone else gets a 404)."""
+    if sees_all_organizations(user):
+        return True
+    return user_organization(user) is not None and roles.has_role(user, *UNION_ROLES)
+
+
+def union_get(*, user, union_id) -> UnionSettings:
+    """One union the user may see.
+
+    Raises:
+        Http404: no such union, or the user may not see it (the two look the same).
+    """
+    try:
+        return visible_unions(user).get(pk=union_id)
+    except (UnionSettings.DoesNotExist, ValueError, TypeError):
+        raise Http404("union not found")
+
+
+def can_issue_dues_call(*, user, union: UnionSettings) -> bool:
+    """The union's or its employer's operators and approvers call dues; auditors and administrators only read."""
+    org = user_organization(user)
+    return (
+        not roles.is_read_only(user)
+        and roles.has_role(user, *UNION_ROLES)
+        and org is not None
+        and org.pk in (union.union_id, union.employer_id)
+    )
+
+
+def union_members(*, union: UnionSettings) -> QuerySet[UnionMember]:
+    return union.members.order_by("-active", "employee_no", "pk")
+
+
+def dues_calls(*, union: UnionSettings, periods: list[str] | None = None) -> QuerySet[DuesCall]:
+    """A union's dues, newest month first, with the payment and its receipt (optionally only some months)."""
+    qs = union.dues_calls.select_related("member", "transfer", "transfer__receipt")
+    if periods is not None:
+        qs = qs.filter(period__in=periods)
+    return qs.order_by("-period", "member__employee_no", "member_id")
+
+
+@dataclass(frozen=True)
+class DuesMonth:
+    period: str
+    count: int
+    amount_fen: int
+    paid_count: int
+    paid_fen: int
+    failed_count: int
+    open_count: int
+
+
+def dues_months(*, union: UnionSettings) -> list[DuesMonth]:
+    """Each month's dues in one row: how many, how much, and how many paid, failed or still open."""
+    paid = Q(transfer__state=TransferState.SETTLED)
+    failed = Q(transfer__state__in=_FAILED_TRANSFER_STATES)
+    still_open = Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
+    rows = (
+        union.dues_calls.values("period")
+        .annotate(n=Count("pk"), fen=Sum("amount_fen"), n_paid=Count("pk", filter=paid),
+                  fen_paid=Sum("amount_fen", filter=paid), n_failed=Count("pk", filter=failed),
+                  n_open=Count("pk", filter=still_open))
+        .order_by("-period")
+    )
+    return [DuesMonth(period=r["period"], count=r["n"], amount_fen=r["fen"] or 0, paid_count=r["n_paid"],
+                      paid_fen=r["fen_paid"] or 0, failed_count=r["n_failed"], open_count=r["n_open"])
+            for r in rows]
+
+
+def receipt_numbers_visible(*, user, calls) -> set[str]:
+    """Receipt numbers among these calls' payments that the receipts app lets this user download
+    (a monthly call is the union's payment: its receipt is the union's, not the employer's)."""
+    from treasury.receipts.selectors import visible_receipts
+
+    numbers = [c.transfer.receipt.number for c in calls if c.transfer_id and hasattr(c.transfer, "receipt")]
+    if not numbers:
+        return set()
+    return set(visible_receipts(user).filter(number__in=numbers).values_list("number", flat=True))

@@ -128,7 +128,12 @@ def issue_dues_call(*, union_id: int, period: str, actor: str, now: datetime) ->
         owed = [(m, amount) for m, amount in owed if amount > 0]
         if not owed:
             return []
-        wallet_pks = ensure_personal_wallets(holders=[(m.wallet_id, m.name, m.resident_id) for m, _ in owed])
+        try:
+            wallet_pks = ensure_personal_wallets(holders=[(m.wallet_id, m.name, m.resident_id) for m, _ in owed])
+        except ValueError as exc:
+            from .services import PayrollError
+
+            raise PayrollError(str(exc), "wallet_unknown")
         calls = DuesCall.objects.bulk_create([
             DuesCall(union=settings, member=m, period=period, amount_fen=amount, source=DuesCall.Source.CALL,
                      created_at=now)

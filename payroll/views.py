@@ -6,6 +6,7 @@ batch is a 404) and call one service per action; a refusal becomes a message on 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,12 +19,15 @@ from django_fsm import ConcurrentTransition, TransitionNotAllowed
 from treasury.access import roles
 from treasury.access.decorators import role_required, writable_required
 from treasury.access.errors import AccessDenied
-from treasury.access.scoping import user_organization
+from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.money import fen_to_yuan_str, format_yuan
 
 from . import selectors, services, templates_files
 from .models import BatchState as B
-from .forms import BATCH_STATE_LABELS, LINE_STATE_LABELS, BatchFilterForm, CancelForm, UploadForm
+from .forms import (
+    BATCH_STATE_LABELS, LINE_STATE_LABELS, BatchFilterForm, CancelForm, DuesCallForm, UploadForm, line_ids_from,
+    period_of, recent_periods,
+)
 from .parsing import PayrollFileRefused
 
 BATCHES_PER_PAGE = 50
@@ -176,9 +180,15 @@ def batch_detail(request, batch_id: int):
         line.state_value = selectors.line_state(line)
         line.state_text = LINE_STATE_LABELS.get(line.state_value, line.state_value)
     actions = selectors.batch_actions(user=request.user, batch=batch)
+    lines_editable = selectors.can_act_on_lines(user=request.user, batch=batch)
+    for line in page.object_list:
+        line.actionable = lines_editable and selectors.line_is_actionable(line)
     return render(request, "payroll/batch_detail.html", {
         "batch": batch,
         "page": page,
+        "lines_editable": lines_editable and any(line.actionable for line in page.object_list),
+        "summary_receipt": selectors.summary_receipt(batch=batch),
+        "can_issue_summary_receipt": selectors.can_issue_summary_receipt(user=request.user, batch=batch),
         "actions": actions.available,
         "awaiting_other_approver": actions.awaiting_other_approver,
         "cancel_form": CancelForm(),
@@ -219,6 +229,7 @@ _SUCCESS = {
     selectors.PAUSE: gettext_lazy("Paying is paused: lines not yet sent wait until you resume."),
     selectors.RESUME: gettext_lazy("Paying has resumed."),
     selectors.CANCEL: gettext_lazy("The batch is cancelled."),
+    selectors.CLOSE: gettext_lazy("The batch is closed."),
 }
 
 
@@ -251,6 +262,8 @@ def batch_action(request, batch_id: int, action: str):
                 messages.error(request, _("Please give a reason for cancelling."))
                 return redirect("payroll:batch-detail", batch_id=batch.pk)
             services.cancel_batch(reason=form.cleaned_data["reason"], **kwargs)
+        elif action == selectors.CLOSE:
+            services.close_batch(**kwargs)
         else:
             raise Http404("unknown action")
     except (services.PayrollError, AccessDenied, TransitionNotAllowed, ConcurrentTransition) as exc:
@@ -262,6 +275,66 @@ def batch_action(request, batch_id: int, action: str):
             text = {B.PAID: _PAID_ALL, B.PARTIALLY_PAID: _PAID_PART}.get(state, text)
         messages.success(request, str(text))
     return redirect(reverse("payroll:batch-detail", kwargs={"batch_id": batch.pk}))
+
+
+RETRY, RETURN = "retry", "return"
+
+
+@require_POST
+@login_required
+@role_required(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER)
+@writable_required
+def batch_lines_action(request, batch_id: int):
+    """Retry the ticked held or failed lines, or return them with a reason (one form, two buttons)."""
+    batch = selectors.batch_get(user=request.user, batch_id=batch_id)  # 404 before anything else
+    line_ids = line_ids_from(request.POST)
+    what = request.POST.get("do")
+    if what not in (RETRY, RETURN):
+        raise Http404("unknown action")
+    if not line_ids:
+        messages.error(request, _("Tick the lines to retry or return first."))
+        return redirect("payroll:batch-detail", batch_id=batch.pk)
+    try:
+        if what == RETRY:
+            services.retry_lines(batch_id=batch.pk, line_ids=line_ids, user=request.user, now=timezone.now())
+            services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+        else:
+            reason = request.POST.get("reason", "").strip()
+            if not reason:
+                messages.error(request, _("Please give a reason for returning the lines."))
+                return redirect("payroll:batch-detail", batch_id=batch.pk)
+            services.return_lines(batch_id=batch.pk, line_ids=line_ids, user=request.user, reason=reason,
+                                  now=timezone.now())
+    except (services.PayrollError, AccessDenied, TransitionNotAllowed, ConcurrentTransition) as exc:
+        messages.error(request, _refusal_message(exc))
+    else:
+        if what == RETRY:
+            text = _("%(count)s line(s) sent to pay again.") % {"count": len(line_ids)}
+        else:
+            text = _("%(count)s line(s) returned: they will not be paid in this batch.") % {"count": len(line_ids)}
+        messages.success(request, text)
+    return redirect("payroll:batch-detail", batch_id=batch.pk)
+
+
+@require_POST
+@login_required
+@role_required(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER)
+@writable_required
+def summary_receipt(request, batch_id: int):
+    """Issue the batch's summary receipt (the same one if it exists) and link it on the batch page."""
+    from . import payslips
+
+    batch = selectors.batch_get(user=request.user, batch_id=batch_id)
+    try:
+        if not selectors.can_issue_summary_receipt(user=request.user, batch=batch):
+            raise services.PayrollError(
+                _("The summary receipt comes once the batch is paid or partially paid."), "batch_not_finished")
+        receipt = payslips.batch_summary_receipt(batch=batch, now=timezone.now())
+    except services.PayrollError as exc:
+        messages.error(request, _refusal_message(exc))
+    else:
+        messages.success(request, _("Summary receipt %(number)s is ready.") % {"number": receipt.number})
+    return redirect("payroll:batch-detail", batch_id=batch.pk)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,3 +371,113 @@ def payslips_zip(request, batch_id: int):
     response = HttpResponse(buffer.getvalue(), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{payslips.payslips_zip_filename(batch=batch)}"'
     return response
+
+
+# ---------------------------------------------------------------------------------------------
+# Unions (工会): members, rules, dues calls, arrears
+# ---------------------------------------------------------------------------------------------
+
+ARREARS_MONTHS = 3  # this month and the two before
+
+
+def _business_date():
+    return timezone.localdate()  # Asia/Shanghai
+
+
+@require_safe
+@login_required
+def union_list(request):
+    """The unions the user may see; a user of one union (or its employer) goes straight to it."""
+    if not selectors.may_see_unions(request.user):
+        raise Http404("no union")
+    unions = list(selectors.visible_unions(request.user))
+    if len(unions) == 1 and not sees_all_organizations(request.user):
+        return redirect("payroll:union-detail", union_id=unions[0].pk)
+    return render(request, "payroll/union_list.html", {"unions": unions})
+
+
+@require_safe
+@login_required
+def union_detail(request, union_id: int):
+    union = selectors.union_get(user=request.user, union_id=union_id)
+    return _union_page(request, union, DuesCallForm(current_period=period_of(_business_date())))
+
+
+def _union_page(request, union, form, status=200):
+    from . import union as union_rules
+
+    today = _business_date()
+    months = selectors.dues_months(union=union)
+    shown = request.GET.get("period", "")
+    if shown not in {m.period for m in months}:
+        shown = months[0].period if months else ""
+    calls = list(selectors.dues_calls(union=union, periods=[shown])) if shown else []
+    downloadable = selectors.receipt_numbers_visible(user=request.user, calls=calls)
+    for call in calls:
+        call.state_value = call.transfer.state if call.transfer_id else "not_paid"
+        receipt = getattr(call.transfer, "receipt", None) if call.transfer_id else None
+        call.receipt_number = receipt.number if receipt and receipt.number in downloadable else ""
+    arrear_periods = recent_periods(today, ARREARS_MONTHS)
+    # Newest month first; within a month, the service's member order.
+    owed = sorted(union_rules.arrears(union_id=union.pk, periods=arrear_periods), key=lambda a: a.period, reverse=True)
+    return render(request, "payroll/union_detail.html", {
+        "union": union,
+        "rules": _union_rules(union),
+        "members": selectors.union_members(union=union),
+        "months": months,
+        "shown_period": shown,
+        "calls": calls,
+        "arrears": owed,
+        "arrears_total_fen": sum(a.amount_fen for a in owed),
+        "arrear_periods": arrear_periods,
+        "can_call": selectors.can_issue_dues_call(user=request.user, union=union),
+        "form": form,
+    }, status=status)
+
+
+def _percent(basis_points: int) -> str:
+    """Basis points as a percentage for people: 50 -> 0.5%, 6000 -> 60%."""
+    from decimal import Decimal
+
+    return f"{(Decimal(basis_points) / 100).normalize():f}%"
+
+
+def _union_rules(union) -> dict:
+    return {
+        "dues_rate": _percent(union.dues_rate_bp),
+        "dues_base": union.base_components,
+        "funds_rate": _percent(union.funds_rate_bp),
+        "grassroots_share": _percent(union.grassroots_share_bp),
+        "higher_share": _percent(10000 - union.grassroots_share_bp),
+        "dues_in_payroll": union.dues_in_payroll,
+    }
+
+
+@require_POST
+@login_required
+@writable_required
+def union_dues_call(request, union_id: int):
+    """Call this month's dues from every authorised member who has none for it yet (a second call collects nothing)."""
+    from . import union as union_rules
+
+    union = selectors.union_get(user=request.user, union_id=union_id)  # 404 before anything else
+    if not selectors.can_issue_dues_call(user=request.user, union=union):
+        raise PermissionDenied("only the union's or the employer's operators and approvers call dues")
+    form = DuesCallForm(request.POST, current_period=period_of(_business_date()))
+    if not form.is_valid():
+        return _union_page(request, union, form, status=400)
+    period = form.cleaned_data["period"]
+    try:
+        calls = union_rules.issue_dues_call(union_id=union.pk, period=period, actor=request.user.username,
+                                           now=timezone.now())
+    except services.PayrollError as exc:  # e.g. the operator does not know a member's wallet
+        messages.error(request, _("The dues call was not made: %(reason)s") % {"reason": exc})
+        return redirect("payroll:union-detail", union_id=union.pk)
+    if calls:
+        messages.success(request, _("Dues for %(period)s called from %(count)s member(s), %(total)s in all.") % {
+            "period": period, "count": len(calls), "total": format_yuan(sum(c.amount_fen for c in calls))})
+    else:
+        messages.info(request, _(
+            "Nothing to call for %(period)s: every member with a standing authorisation already has dues for "
+            "that month.") % {"period": period})
+    return redirect(f"{reverse('payroll:union-detail', kwargs={'union_id': union.pk})}?period={period}")

@@ -10,7 +10,7 @@ from treasury.access.navigation import NavEntry
 COMMON = {"dashboard", "transfers", "trace", "receipt_verify"}
 FISCAL = {"fiscal_quotas", "fiscal_requests", "fiscal_vouchers"}
 TAX = {"tax_agreements", "tax_deductions", "tax_reconciliation"}
-PAYROLL = {"payroll_batches", "payroll_upload"}
+PAYROLL = {"payroll_batches", "payroll_upload", "payroll_unions"}
 AUDIT = {"ledger", "trace_verify"}
 
 EXPECTED = {
@@ -19,7 +19,7 @@ EXPECTED = {
     "tax_staff": COMMON | TAX,
     "employer_operator": COMMON | PAYROLL,
     "employer_approver": COMMON | PAYROLL,
-    "auditor": COMMON | AUDIT,
+    "auditor": COMMON | AUDIT | {"payroll_unions"},
     "admin": COMMON | FISCAL | TAX | PAYROLL | AUDIT | {"reference_data"},
 }
 

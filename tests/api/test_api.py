@@ -69,7 +69,7 @@ def test_bad_token_and_no_credentials_are_refused_with_codes(api, employers):
 
 
 def test_transfer_list_is_scoped_and_filtered(api, employers):
-    a, b = employers["a"], employers["b"]
+    a = employers["a"]
     api.force_authenticate(a["user"])
 
     def ids(query=""):
@@ -82,7 +82,7 @@ def test_transfer_list_is_scoped_and_filtered(api, employers):
     assert ids("?created_date=2026-03-05") == {a["settled"].pk}
     assert ids("?batch_ref=a-2") == {a["failed"].pk}
     assert ids("?batch_ref=b-1") == set()
-    row = api.get(f"/api/v1/transfers/?batch_ref=a-1").json()["results"][0]
+    row = api.get("/api/v1/transfers/?batch_ref=a-1").json()["results"][0]
     assert row["amount_fen"] == 1_234_56 and row["amount_yuan"] == "1234.56"
     assert row["payee"]["wallet_id"] != a["settled"].payee.wallet_id and "*" in row["payee"]["wallet_id"]
     assert row["trace_url"] == f"/trace/transfer/{a['settled'].pk}/"

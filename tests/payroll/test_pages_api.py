@@ -2,7 +2,6 @@
 scoping (employer A never sees or acts on employer B's batch), maker-checker, auditors read-only, CSRF.
 Against the sandbox operator over real HTTP; Celery runs eagerly, so paying finishes in the request."""
 import re
-from dataclasses import dataclass
 
 import pytest
 from django.test import Client
@@ -12,55 +11,13 @@ from rest_framework.test import APIClient
 
 from payroll import services
 from payroll.models import BatchState, PayrollBatch
-from payroll.templates_files import EXAMPLE_USCC
 from tests import factories as f
 from tests.payroll import builders
+from tests.payroll.helpers import csv_file, staff, upload
 from treasury.access import roles
-from treasury.models import Organization, Transfer, TransferState, Wallet
-from treasury.services.wallets import register_wallet
+from treasury.models import Transfer, TransferState
 
 pytestmark = pytest.mark.django_db(transaction=True)
-OPERATOR_CODE = "100"  # the builders' wallet ids start with it
-
-
-@dataclass
-class Employer:
-    org: Organization
-    operator_user: object
-    approver: object
-    sandbox: object
-
-
-@pytest.fixture
-def employer(ecny_sandbox):
-    operator = f.make_operator(code=OPERATOR_CODE)
-    org = Organization.objects.create(name="示范科技", org_type=Organization.Type.EMPLOYER, uscc=EXAMPLE_USCC)
-    wallet = register_wallet(wallet_id="1009999999999999", wallet_type=Wallet.Type.CORPORATE, operator=operator,
-                             holder_org=org, holder_name=org.name)
-    ecny_sandbox.admin.open_wallet(wallet_id=wallet.wallet_id, wallet_type="WT09", holder_name=org.name,
-                                   balance_fen=10_000_000_00)
-    return Employer(org=org, sandbox=ecny_sandbox,
-                    operator_user=f.make_user(role=roles.EMPLOYER_OPERATOR, organization=org),
-                    approver=f.make_user(role=roles.EMPLOYER_APPROVER, organization=org))
-
-
-def staff(employer, count, *, start=1):
-    rows = [builders.employee_row(i) for i in range(start, start + count)]
-    employer.sandbox.admin.open_wallets(wallets=[
-        {"wallet_id": row[3], "wallet_type": "WT01", "wallet_class": 2, "holder_name": row[1]} for row in rows
-    ])
-    return rows
-
-
-def csv_file(rows) -> bytes:
-    return builders.to_csv(builders.payroll_rows(rows))
-
-
-def import_batch(employer, rows) -> PayrollBatch:
-    return services.import_payroll_file(employer=employer.org, user=employer.operator_user, filename="工资.csv",
-                                        data=csv_file(rows), now=timezone.now())
-
-
 def logged_in(user, **kwargs) -> Client:
     client = Client(**kwargs)
     client.force_login(user)
@@ -149,7 +106,7 @@ def test_upload_report_fix_approve_fund_pay_through_pages(employer):
 
 
 def test_refusals_are_messages_not_errors(employer):
-    batch = import_batch(employer, staff(employer, 2))
+    batch = upload(employer, staff(employer, 2))
     operator = logged_in(employer.operator_user)
     response = action(operator, batch.pk, "pay")  # not funded yet
     assert response.status_code == 200
@@ -165,7 +122,7 @@ def test_refusals_are_messages_not_errors(employer):
 
 
 def test_maker_checker_refusal_is_shown_clearly(employer):
-    batch = import_batch(employer, staff(employer, 2))
+    batch = upload(employer, staff(employer, 2))
     services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
     employer.operator_user.groups.add(*employer.approver.groups.all())  # holds both roles, prepared the batch
     del employer.operator_user._role_names  # the roles were read (and cached) on the object during the import
@@ -241,7 +198,7 @@ def _named(data: bytes, name: str):
 
 
 def test_employer_b_can_never_see_or_act_on_employer_a_batch(employer):
-    batch = import_batch(employer, staff(employer, 2))
+    batch = upload(employer, staff(employer, 2))
     services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
     other = f.make_organization(name="另一家单位")
     for role in (roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER):
@@ -270,7 +227,7 @@ def test_employer_b_can_never_see_or_act_on_employer_a_batch(employer):
 
 
 def test_auditor_reads_everything_and_changes_nothing(employer):
-    batch = import_batch(employer, staff(employer, 2))
+    batch = upload(employer, staff(employer, 2))
     auditor = f.make_user(role=roles.AUDITOR)
     page = logged_in(auditor)
     detail = page.get(reverse("payroll:batch-detail", args=[batch.pk]))
@@ -286,7 +243,7 @@ def test_auditor_reads_everything_and_changes_nothing(employer):
 
 
 def test_post_forms_need_the_csrf_token(employer):
-    batch = import_batch(employer, staff(employer, 2))
+    batch = upload(employer, staff(employer, 2))
     client = logged_in(employer.operator_user, enforce_csrf_checks=True)
     url = reverse("payroll:batch-action", args=[batch.pk, "submit"])
     assert client.post(url).status_code == 403
@@ -307,7 +264,7 @@ def test_pages_need_login_and_an_employer_role(employer):
 
 def test_payslips_open_for_the_employer_and_nobody_else(employer):
     rows = staff(employer, 2)
-    batch = import_batch(employer, rows)
+    batch = upload(employer, rows)
     now = timezone.now()
     services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
     services.approve_batch(batch_id=batch.pk, user=employer.approver, now=now)
@@ -325,3 +282,148 @@ def test_payslips_open_for_the_employer_and_nobody_else(employer):
     assert outsider.get(url).status_code == 404
     assert outsider.get(reverse("payroll:payslips-zip", args=[batch.pk])).status_code == 404
     assert operator.get(reverse("payroll:payslip", args=[batch.pk, 999])).status_code == 404
+
+
+# ---------------------------------------------------------------------------------------------
+# Held and failed lines: retry, return, close; the batch summary receipt
+# ---------------------------------------------------------------------------------------------
+
+
+def partially_paid(employer):
+    """Four lines: the fourth held at upload (its wallet was not open), the second fails (frozen after the
+    checks). Returns the batch and its lines by row: paid, failed, paid, held."""
+    rows = staff(employer, 4, skip=(3,))
+    batch = upload(employer, rows, hold_invalid_lines=True)
+    now = timezone.now()
+    services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
+    services.approve_batch(batch_id=batch.pk, user=employer.approver, now=now)
+    services.fund_batch(batch_id=batch.pk, user=employer.approver, now=now)
+    employer.sandbox.admin.set_status(wallet_id=rows[1][3], status="frozen")
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
+    batch = services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+    assert batch.state == BatchState.PARTIALLY_PAID
+    lines = [batch.lines.get(wallet_id=row[3]) for row in rows]
+    return rows, batch, lines
+
+
+def post_lines(client, batch_id, do, line_ids, **data):
+    return client.post(reverse("payroll:batch-lines", args=[batch_id]), {"do": do, "line_ids": line_ids, **data},
+                        follow=True)
+
+
+def test_retry_return_close_and_summary_receipt_through_pages(employer):
+    rows, batch, (paid, failed, _, held) = partially_paid(employer)
+    operator = logged_in(employer.operator_user)
+    html = operator.get(reverse("payroll:batch-detail", args=[batch.pk])).content.decode()
+    assert 'data-testid="line-actions"' in html
+    picks = set(re.findall(r'name="line_ids" value="(\d+)"', html))
+    assert picks == {str(failed.pk), str(held.pk)}  # only held and failed lines can be ticked
+    assert 'data-action="close"' in html and 'data-action="summary-receipt"' in html
+
+    # Refusals are messages: closing with lines undecided, nothing ticked, no reason, a wallet still frozen.
+    response = action(operator, batch.pk, "close")
+    assert any("请先重试或退回" in m for m in messages_of(response)), messages_of(response)
+    assert any("请先勾选" in m for m in messages_of(post_lines(operator, batch.pk, "retry", [])))
+    assert any("请填写退回原因" in m for m in messages_of(post_lines(operator, batch.pk, "return", [failed.pk])))
+    response = post_lines(operator, batch.pk, "retry", [failed.pk])
+    assert response.status_code == 200 and any("钱包已冻结" in m for m in messages_of(response))
+    response = post_lines(operator, batch.pk, "retry", [paid.pk])
+    assert any("既未暂缓也未失败" in m for m in messages_of(response))
+
+    # The held line's wallet opens: retried and paid. The frozen one is returned with a reason.
+    employer.sandbox.admin.open_wallet(wallet_id=rows[3][3], wallet_type="WT01", wallet_class=2, holder_name=rows[3][1])
+    response = post_lines(logged_in(employer.approver), batch.pk, "retry", [held.pk])
+    assert any("已重新发放 1 笔明细" in m for m in messages_of(response)), messages_of(response)
+    held.refresh_from_db()
+    assert held.transfer.state == TransferState.SETTLED and not held.held
+    response = post_lines(operator, batch.pk, "return", [failed.pk], reason="改用银行转账")
+    assert any("已退回 1 笔明细" in m for m in messages_of(response))
+    failed.refresh_from_db()
+    assert failed.returned and "改用银行转账" in response.content.decode()
+    assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.PARTIALLY_PAID
+
+    # The summary receipt: issued when asked for, then linked; the same one when asked again.
+    response = operator.post(reverse("payroll:summary-receipt", args=[batch.pk]), follow=True)
+    receipt_url = re.search(r'href="(/receipts/[^"]+\.pdf)" data-testid="summary-receipt"', response.content.decode())
+    assert receipt_url, response.content.decode()
+    pdf = operator.get(receipt_url.group(1))
+    assert pdf.status_code == 200 and b"".join(pdf.streaming_content)[:5] == b"%PDF-"
+    again = operator.post(reverse("payroll:summary-receipt", args=[batch.pk]), follow=True)
+    assert receipt_url.group(1) in again.content.decode()
+
+    response = action(operator, batch.pk, "close")
+    assert any("已关闭" in m for m in messages_of(response)), messages_of(response)
+    assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.CLOSED
+    html = response.content.decode()
+    assert 'data-testid="line-actions"' not in html and receipt_url.group(1) in html
+
+
+def test_line_actions_are_scoped_and_read_only_for_auditors(employer):
+    rows, batch, (paid, failed, _, held) = partially_paid(employer)
+    outsider = logged_in(f.make_user(role=roles.EMPLOYER_OPERATOR, organization=f.make_organization(name="乙")))
+    assert post_lines(outsider, batch.pk, "retry", [held.pk]).status_code == 404
+    assert post_lines(outsider, batch.pk, "return", [held.pk], reason="x").status_code == 404
+    assert outsider.post(reverse("payroll:summary-receipt", args=[batch.pk])).status_code == 404
+    assert outsider.post(reverse("payroll:batch-action", args=[batch.pk, "close"])).status_code == 404
+    auditor = logged_in(f.make_user(role=roles.AUDITOR))
+    html = auditor.get(reverse("payroll:batch-detail", args=[batch.pk])).content.decode()
+    assert 'name="line_ids"' not in html and 'data-action="summary-receipt"' not in html
+    assert auditor.post(reverse("payroll:batch-lines", args=[batch.pk]), {"do": "retry", "line_ids": [held.pk]}
+                        ).status_code == 403
+    api = api_as(f.make_user(role=roles.EMPLOYER_APPROVER, organization=f.make_organization(name="丙")))
+    for suffix, data in (("retry", {"line_ids": [held.pk]}), ("return", {"line_ids": [held.pk], "reason": "x"}),
+                         ("close", {}), ("summary-receipt", {})):
+        response = api.post(f"/api/v1/payroll/batches/{batch.pk}/{suffix}/", data, format="json")
+        assert response.status_code == 404 and response.json()["code"] == "not_found", suffix
+    held.refresh_from_db()
+    assert held.held and not held.returned and held.attempts == 0
+
+
+def test_retry_return_close_and_summary_receipt_through_the_api(employer):
+    rows, batch, (paid, failed, _, held) = partially_paid(employer)
+    api = api_as(employer.operator_user)
+    url = f"/api/v1/payroll/batches/{batch.pk}"
+    assert "close" in api.get(f"{url}/").json()["available_actions"]
+
+    response = api.post(f"{url}/close/")
+    assert response.status_code == 400 and response.json()["code"] == "lines_open"
+    response = api.post(f"{url}/retry/", {"line_ids": [failed.pk]}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "wallet_inactive"
+    response = api.post(f"{url}/retry/", {"line_ids": [paid.pk]}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "line_not_retryable"
+    response = api.post(f"{url}/retry/", {"line_ids": [999_999]}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "unknown_lines"
+    assert api.post(f"{url}/retry/", {"line_ids": []}, format="json").json()["code"] == "invalid"
+    response = api.post(f"{url}/return/", {"line_ids": [failed.pk]}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "invalid"  # no reason
+
+    employer.sandbox.admin.open_wallet(wallet_id=rows[3][3], wallet_type="WT01", wallet_class=2, holder_name=rows[3][1])
+    response = api.post(f"{url}/retry/", {"line_ids": [held.pk]}, format="json")
+    assert response.status_code == 200 and response.json()["state"] == "partially_paid"  # the failed line is left
+    response = api.post(f"{url}/return/", {"line_ids": [failed.pk], "reason": "改用银行转账"}, format="json")
+    assert response.status_code == 200
+    lines = {line["line_no"]: line for line in api.get(f"{url}/lines/").json()["results"]}
+    assert lines[held.line_no]["state"] == "settled"
+    assert lines[failed.line_no]["hold_reason"] == "改用银行转账"
+
+    receipt = api.post(f"{url}/summary-receipt/")
+    assert receipt.status_code == 200, receipt.content
+    body = receipt.json()
+    assert body["batch_ref"] == batch.batch_ref and body["download_url"] == f"/receipts/{body['number']}.pdf"
+    assert api.post(f"{url}/summary-receipt/").json()["number"] == body["number"]  # the same receipt
+
+    closed = api.post(f"{url}/close/")
+    assert closed.status_code == 200 and closed.json()["state"] == "closed"
+    assert api.post(f"{url}/close/").status_code == 409
+    assert api.post(f"{url}/retry/", {"line_ids": [failed.pk]}, format="json").status_code == 400
+
+
+def test_summary_receipt_waits_for_the_batch_to_be_paid(employer):
+    batch = upload(employer, staff(employer, 2))
+    response = api_as(employer.operator_user).post(f"/api/v1/payroll/batches/{batch.pk}/summary-receipt/")
+    assert response.status_code == 400 and response.json()["code"] == "batch_not_finished"
+    operator = logged_in(employer.operator_user)
+    html = operator.get(reverse("payroll:batch-detail", args=[batch.pk])).content.decode()
+    assert 'data-action="summary-receipt"' not in html
+    response = operator.post(reverse("payroll:summary-receipt", args=[batch.pk]), follow=True)
+    assert any("发放完成" in m for m in messages_of(response)), messages_of(response)

@@ -17,7 +17,7 @@ from payroll.models import BatchState, PayrollBatch, PayrollLine
 from payroll.services import PayrollError
 from tests import factories as f
 from tests.payroll import builders
-from tests.payroll.test_services import employer, staff, upload  # noqa: F401  (employer is a fixture)
+from tests.payroll.helpers import staff, upload
 from treasury.access import roles
 from treasury.models import TransferState
 from treasury.money import fen_to_capitals, format_yuan

@@ -1,6 +1,5 @@
 """Payroll batches through the services: upload, check, approve (maker-checker), fund, pay, finish.
 Against the sandbox operator over real HTTP; money through the transfer core."""
-from dataclasses import dataclass
 
 import pytest
 from django.utils import timezone
@@ -8,58 +7,15 @@ from django.utils import timezone
 from payroll import services
 from payroll.models import BatchState, PayrollBatch
 from payroll.services import PayrollError
-from payroll.templates_files import EXAMPLE_USCC
 from tests import factories as f
 from tests.payroll import builders
+from tests.payroll.helpers import approved_and_funded, staff, upload
 from treasury.access import roles
 from treasury.access.errors import AccessDenied, MakerCheckerViolation
-from treasury.models import Organization, Transfer, TransferState, Wallet
+from treasury.models import Transfer, TransferState
 from treasury.services.ledger import check_ledger
-from treasury.services.wallets import register_wallet
 
 pytestmark = pytest.mark.django_db(transaction=True)
-OPERATOR_CODE = "100"  # the builders' wallet ids start with it
-
-
-@dataclass
-class Employer:
-    org: Organization
-    wallet: Wallet
-    operator_user: object
-    approver: object
-    sandbox: object
-
-
-@pytest.fixture
-def employer(ecny_sandbox):
-    operator = f.make_operator(code=OPERATOR_CODE)
-    org = Organization.objects.create(name="示范科技", org_type=Organization.Type.EMPLOYER,
-                                      uscc=EXAMPLE_USCC)
-    wallet = register_wallet(wallet_id="1009999999999999", wallet_type=Wallet.Type.CORPORATE, operator=operator,
-                             holder_org=org, holder_name=org.name)
-    ecny_sandbox.admin.open_wallet(wallet_id=wallet.wallet_id, wallet_type="WT09", holder_name=org.name,
-                                   balance_fen=10_000_000_00)
-    return Employer(org=org, wallet=wallet, sandbox=ecny_sandbox,
-                    operator_user=f.make_user(role=roles.EMPLOYER_OPERATOR, organization=org),
-                    approver=f.make_user(role=roles.EMPLOYER_APPROVER, organization=org))
-
-
-def staff(employer, count, *, start=1, wallet_class=2, skip=()):
-    """Employee rows, with their wallets opened at the operator (except those in `skip`)."""
-    rows = [builders.employee_row(i) for i in range(start, start + count)]
-    employer.sandbox.admin.open_wallets(wallets=[
-        {"wallet_id": row[3], "wallet_type": "WT01", "wallet_class": wallet_class, "holder_name": row[1]}
-        for index, row in enumerate(rows) if index not in skip
-    ])
-    return rows
-
-
-def upload(employer, rows, **kwargs):
-    data = builders.to_csv(builders.payroll_rows(rows))
-    return services.import_payroll_file(employer=employer.org, user=employer.operator_user, filename="工资.csv",
-                                        data=data, now=timezone.now(), **kwargs)
-
-
 def test_a_clean_file_is_paid_end_to_end(employer):
     rows = staff(employer, 25)
     batch = upload(employer, rows)
@@ -134,7 +90,6 @@ def test_insufficient_funds_stops_before_paying(employer):
     now = timezone.now()
     services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
     services.approve_batch(batch_id=batch.pk, user=employer.approver, now=now)
-    poor = f.make_operator(code=OPERATOR_CODE)  # noqa: F841  (same operator)
     employer.sandbox.admin.reset()
     employer.sandbox.admin.open_wallet(wallet_id=employer.wallet.wallet_id, wallet_type="WT09",
                                        holder_name=employer.org.name, balance_fen=1_00)
@@ -151,14 +106,6 @@ def test_cancel_needs_a_reason_and_happens_before_paying(employer):
     batch = services.cancel_batch(batch_id=batch.pk, user=employer.operator_user, reason="wrong month",
                                   now=timezone.now())
     assert batch.state == BatchState.CANCELLED and batch.cancel_reason == "wrong month"
-
-
-def approved_and_funded(employer, rows, **kwargs):
-    batch = upload(employer, rows, **kwargs)
-    now = timezone.now()
-    services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
-    services.approve_batch(batch_id=batch.pk, user=employer.approver, now=now)
-    return services.fund_batch(batch_id=batch.pk, user=employer.approver, now=now)
 
 
 def test_failed_and_held_lines_can_be_retried_or_returned(employer):

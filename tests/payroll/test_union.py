@@ -3,13 +3,11 @@ import pytest
 from django.utils import timezone
 
 from payroll import services, union
-from payroll.models import BatchState, DuesCall, UnionMember, UnionSettings
-from tests import factories as f
+from payroll.models import BatchState, DuesCall, UnionMember
 from tests.payroll import builders
-from tests.payroll.test_services import OPERATOR_CODE, approved_and_funded, employer, staff  # noqa: F401
-from treasury.models import Organization, Transfer, TransferState, Wallet
+from tests.payroll.helpers import approved_and_funded, staff
+from treasury.models import Transfer, TransferState
 from treasury.services.ledger import check_ledger
-from treasury.services.wallets import register_wallet
 
 
 @pytest.mark.parametrize("base_fen,rate_bp,dues", [
@@ -33,20 +31,6 @@ def test_funds_split_loses_no_fen(gross_fen, total, grassroots):
     split = union.funds_split(gross_fen=gross_fen, funds_rate_bp=200, grassroots_share_bp=6_000)
     assert (split.total_fen, split.grassroots_fen) == (total, grassroots)
     assert split.grassroots_fen + split.higher_fen == split.total_fen
-
-
-@pytest.fixture
-def grassroots(employer, transactional_db):
-    operator = f.make_operator(code=OPERATOR_CODE)
-    union_org = Organization.objects.create(name="示范科技工会", org_type=Organization.Type.UNION, uscc=f.make_uscc())
-    higher_org = Organization.objects.create(name="市总工会", org_type=Organization.Type.UNION, uscc=f.make_uscc())
-    wallets = []
-    for number, org in (("1009999999999001", union_org), ("1009999999999002", higher_org)):
-        wallets.append(register_wallet(wallet_id=number, wallet_type=Wallet.Type.CORPORATE, operator=operator,
-                                       holder_org=org, holder_name=org.name))
-        employer.sandbox.admin.open_wallet(wallet_id=number, wallet_type="WT09", holder_name=org.name)
-    return UnionSettings.objects.create(union=union_org, employer=employer.org, wallet=wallets[0],
-                                        higher_union_wallet=wallets[1])
 
 
 def members_for(settings, rows, *, authorised=True):

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 from django.conf import settings

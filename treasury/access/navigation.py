@@ -66,6 +66,8 @@ ENTRIES: list[NavEntry] = [
     NavEntry("tax_reconciliation", _("Reconciliation"), SECTION_TAX, TAX, url_name="tax:reconciliation"),
     NavEntry("payroll_batches", _("Payroll runs"), SECTION_PAYROLL, EMPLOYER, url_name="payroll:batch-list"),
     NavEntry("payroll_upload", _("Upload payroll file"), SECTION_PAYROLL, EMPLOYER, url_name="payroll:upload"),
+    # The union's own users hold employer roles; auditors read it.
+    NavEntry("payroll_unions", _("Union"), SECTION_PAYROLL, EMPLOYER + (R.AUDITOR,), url_name="payroll:union-list"),
     NavEntry("ledger", _("Ledger"), SECTION_AUDIT, AUDIT, url_name="ledger-account-list"),
     NavEntry("trace_verify", _("Trace integrity"), SECTION_AUDIT, AUDIT, url_name="trace:verify"),
     NavEntry("receipt_verify", _("Verify a receipt"), SECTION_VERIFY, url_name="receipts:verify"),
