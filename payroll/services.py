@@ -315,6 +315,38 @@ def fund_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
     return batch
 
 
+def _create_line_transfers(batch: PayrollBatch, attempts: list[tuple], *, actor: str, now: datetime) -> list[int]:
+    """One transfer per (line, attempt number) and the lines pointed at them, in the caller's transaction.
+
+    The idempotency key names the attempt: payroll:<batch>:<line> for the first, :<n> after it, so a
+    retry is a new payment and a repeated call for the same attempt is the same payment.
+    """
+    lines = [line for line, _ in attempts]
+    wallet_pks = ensure_personal_wallets(holders=[(line.wallet_id, line.name, line.resident_id) for line in lines])
+    line_type = ContentType.objects.get_for_model(PayrollLine)
+    ids = create_transfers(
+        organization_id=batch.employer_id, batch_ref=batch.batch_ref, actor=actor, now=now,
+        transfers=[
+            NewTransfer(
+                payer_id=batch.payer_wallet_id, payee_id=wallet_pks[line.wallet_id], amount_fen=line.net_fen,
+                idempotency_key=f"payroll:{batch.pk}:{line.line_no}" + (f":{attempt}" if attempt > 1 else ""),
+                purpose_code=PURPOSE_SALARY, memo=f"{batch.period} 工资", source_type_id=line_type.pk,
+                source_id=line.pk, source_ref=f"{batch.batch_ref} line {line.line_no}",
+            )
+            for line, attempt in attempts
+        ],
+    )
+    bulk.update_rows(
+        table=PayrollLine._meta.db_table,
+        columns=[("transfer_id", "bigint"), ("payee_wallet_id", "bigint"), ("attempts", "integer")],
+        rows=[(line.pk, transfer_id, wallet_pks[line.wallet_id], attempt)
+              for (line, attempt), transfer_id in zip(attempts, ids)],
+        set_sql="held = %s, hold_reason = ''",
+        set_params=[False],
+    )
+    return ids
+
+
 class _PayLine(NamedTuple):
     pk: int
     line_no: int
@@ -338,31 +370,7 @@ def pay_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
             _PayLine(*row) for row in batch.lines.filter(held=False, transfer__isnull=True).order_by("line_no")
             .values_list("pk", "line_no", "wallet_id", "name", "resident_id", "net_fen")
         ]
-        wallet_pks = ensure_personal_wallets(
-            holders=[(line.wallet_id, line.name, line.resident_id) for line in lines]
-        )
-        line_type = ContentType.objects.get_for_model(PayrollLine)
-        ids = create_transfers(
-            organization_id=batch.employer_id,
-            batch_ref=batch.batch_ref,
-            transfers=[
-                NewTransfer(
-                    payer_id=batch.payer_wallet_id, payee_id=wallet_pks[line.wallet_id], amount_fen=line.net_fen,
-                    idempotency_key=f"payroll:{batch.pk}:{line.line_no}", purpose_code=PURPOSE_SALARY,
-                    memo=f"{batch.period} 工资", source_type_id=line_type.pk, source_id=line.pk,
-                    source_ref=f"{batch.batch_ref} line {line.line_no}",
-                )
-                for line in lines
-            ],
-            actor=user.username,
-            now=now,
-        )
-        bulk.update_rows(
-            table=PayrollLine._meta.db_table,
-            columns=[("transfer_id", "bigint"), ("payee_wallet_id", "bigint")],
-            rows=[(line.pk, transfer_id, wallet_pks[line.wallet_id]) for line, transfer_id in zip(lines, ids)],
-            set_sql="attempts = 1",
-        )
+        ids = _create_line_transfers(batch, [(line, 1) for line in lines], actor=user.username, now=now)
         union_ids = union.remit_for_payroll(batch=batch, actor=user.username, now=now)
         batch.save()
         _trace(batch, "payroll.batch.paying", actor=user.username, now=now, amount_fen=batch.total_net_fen,
@@ -498,29 +506,7 @@ def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> P
         elif batch.state != B.PAYING:
             raise PayrollError("只能在发放中或部分发放后重试 (retry only while paying or after a partial payment)",
                                "not_paying")
-        wallet_pks = ensure_personal_wallets(holders=[(l.wallet_id, l.name, l.resident_id) for l in lines])
-        line_type = ContentType.objects.get_for_model(PayrollLine)
-        for line in lines:
-            line.attempts += 1
-        ids = create_transfers(
-            organization_id=batch.employer_id, batch_ref=batch.batch_ref, actor=user.username, now=now,
-            transfers=[
-                NewTransfer(
-                    payer_id=batch.payer_wallet_id, payee_id=wallet_pks[line.wallet_id], amount_fen=line.net_fen,
-                    idempotency_key=f"payroll:{batch.pk}:{line.line_no}:{line.attempts}", purpose_code=PURPOSE_SALARY,
-                    memo=f"{batch.period} 工资", source_type_id=line_type.pk, source_id=line.pk,
-                    source_ref=f"{batch.batch_ref} line {line.line_no}",
-                )
-                for line in lines
-            ],
-        )
-        bulk.update_rows(
-            table=PayrollLine._meta.db_table,
-            columns=[("transfer_id", "bigint"), ("payee_wallet_id", "bigint"), ("attempts", "integer")],
-            rows=[(line.pk, transfer_id, wallet_pks[line.wallet_id], line.attempts) for line, transfer_id in zip(lines, ids)],
-            set_sql="held = %s, hold_reason = ''",
-            set_params=[False],
-        )
+        _create_line_transfers(batch, [(line, line.attempts + 1) for line in lines], actor=user.username, now=now)
         batch.finished_at = None
         _update_totals(batch)
         batch.save()

@@ -26,3 +26,20 @@ def ecny_sandbox(settings, tmp_path):
     finally:
         handle.stop()
         get_operator_client.cache_clear()
+
+
+@pytest.fixture
+def worker_dies_after_operator_applies(monkeypatch):
+    """Until undone, the operator applies each batch call, then the worker dies before recording the answer
+    (a KeyboardInterrupt stands for SIGKILL: nothing after the call runs). Call the returned `undo()` to stop."""
+    from treasury.services import transfers as transfer_services
+
+    real_client = transfer_services._operator()
+
+    class DiesAfterCall:
+        def transfer_batch(self, instructions):
+            real_client.transfer_batch(instructions)
+            raise KeyboardInterrupt("worker killed")
+
+    monkeypatch.setattr(transfer_services, "_operator", lambda: DiesAfterCall())
+    return monkeypatch.undo

@@ -175,27 +175,18 @@ def test_pause_holds_unsent_transfers_and_resume_pays_them(employer, monkeypatch
     assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
 
 
-def test_worker_killed_while_paying_never_pays_a_line_twice(employer, monkeypatch):
+def test_worker_killed_while_paying_never_pays_a_line_twice(employer, worker_dies_after_operator_applies):
     from treasury.services import transfers as transfer_services
 
     rows = staff(employer, 5)
     batch = approved_and_funded(employer, rows)
-    real_client = transfer_services._operator()
-
-    class DiesAfterCall:
-        def transfer_batch(self, instructions):
-            real_client.transfer_batch(instructions)
-            raise KeyboardInterrupt("worker killed")
-
-    monkeypatch.setattr(transfer_services, "_operator", lambda: DiesAfterCall())
     with pytest.raises(KeyboardInterrupt):
         services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
-    monkeypatch.undo()
+    worker_dies_after_operator_applies()  # the worker is back
     batch.refresh_from_db()
     assert batch.state == BatchState.PAYING
     assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAYING
     transfer_services.recover_unconfirmed_transfers(now=timezone.now() + timezone.timedelta(minutes=5))
-
     assert services.finish_paying_batches(now=timezone.now()) == 1
     for row in rows:
         assert employer.sandbox.admin.balance(wallet_id=row[3]) == builders.net_fen(row)

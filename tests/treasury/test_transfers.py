@@ -162,19 +162,11 @@ def test_chunk_task_delivered_twice_pays_once(world, monkeypatch):
     assert_ledger_ok()
 
 
-def test_worker_killed_after_the_operator_applied(world, monkeypatch):
+def test_worker_killed_after_the_operator_applied(world, worker_dies_after_operator_applies):
     """The worker dies between the operator's reply and our commit: nothing recorded, money moved."""
-    real_client = transfer_services._operator()
-
-    class DiesAfterCall:
-        def transfer_batch(self, instructions):
-            real_client.transfer_batch(instructions)
-            raise KeyboardInterrupt("worker killed")
-
-    monkeypatch.setattr(transfer_services, "_operator", lambda: DiesAfterCall())
     with pytest.raises(KeyboardInterrupt):
         world.pay([42_00, 43_00], batch_ref="killed")
-    monkeypatch.undo()
+    worker_dies_after_operator_applies()  # the worker is back
     ids = list(Transfer.objects.filter(batch_ref="killed").order_by("pk").values_list("pk", flat=True))
     assert states(ids) == [TransferState.SUBMITTED] * 2
     # Too young: recovery leaves in-flight rows alone.
