@@ -215,8 +215,8 @@ RECEIPTS_AUTO_ISSUE = env_bool("RECEIPTS_AUTO_ISSUE", True)
 # The e-CNY operator (the sandbox in development and tests).
 ECNY_OPERATOR_URL = os.environ.get("ECNY_OPERATOR_URL", "http://127.0.0.1:8701")
 ECNY_OPERATOR_API_KEY = required_in_production("ECNY_OPERATOR_API_KEY", "sandbox-development-key")
-ECNY_OPERATOR_TIMEOUT_SECONDS = float(os.environ.get("ECNY_OPERATOR_TIMEOUT_SECONDS", "10"))
-ECNY_OPERATOR_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("ECNY_OPERATOR_CONNECT_TIMEOUT_SECONDS", "3"))
+ECNY_OPERATOR_TIMEOUT_SECONDS = float(os.environ.get("ECNY_OPERATOR_TIMEOUT_SECONDS", "10"))  # float ok: seconds
+ECNY_OPERATOR_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("ECNY_OPERATOR_CONNECT_TIMEOUT_SECONDS", "3"))  # float ok: seconds
 
 # Personal wallet limits by class, in fen; None = no limit. Operator-supplied configuration,
 # never constants in code (../DOMAIN: class 3 figures are not confirmed publicly).

@@ -79,7 +79,7 @@ def template_xlsx() -> bytes:
     for example in EXAMPLE_ROWS:
         values = []
         for field_name, value in zip(fields, example):
-            values.append(value if field_name in _TEXT_COLUMNS else float(Decimal(value)))
+            values.append(value if field_name in _TEXT_COLUMNS else float(Decimal(value)))  # float ok: Excel keeps numbers as floats; the parser reads them back exactly
         sheet.append(values)
         row_number = sheet.max_row
         for index, field_name in enumerate(fields, start=1):

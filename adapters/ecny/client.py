@@ -136,7 +136,7 @@ class HttpOperatorClient:
     def __init__(self, base_url: str, api_key: str, timeout_seconds: float, connect_timeout_seconds: float):
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
-        self._timeout = (float(connect_timeout_seconds), float(timeout_seconds))
+        self._timeout = (float(connect_timeout_seconds), float(timeout_seconds))  # float ok: seconds, not money
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()

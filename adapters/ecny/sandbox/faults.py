@@ -63,7 +63,7 @@ class FaultSwitches:
             if sleep_seconds is not None:
                 if not isinstance(sleep_seconds, (int, float)) or sleep_seconds < 0:
                     raise InvalidFault("sleep_seconds must be >= 0")
-                self.timeout_sleep_seconds = float(sleep_seconds)
+                self.timeout_sleep_seconds = float(sleep_seconds)  # float ok: seconds
             self._switches[name] = _Switch(remaining=count, probability=probability)
 
     def clear(self) -> None:
