@@ -239,15 +239,3 @@ def test_domain_facing_wallet_checks_and_balance(world):
     assert before.balance_fen - operator_balance(wallet=world.payer).balance_fen == 12_34
     assert before.status == "active" and before.as_of.tzinfo is not None
 
-
-def test_batch_progress(world):
-    from treasury.selectors import batch_progress
-
-    ids = world.pay([1_00, 2_00, 3_00], batch_ref="progress", hold=True)
-    progress = batch_progress(batch_ref="progress")
-    assert (progress.count, progress.amount_fen, progress.open_count, progress.done) == (3, 6_00, 3, False)
-    transfer_services.cancel_pending_transfers(transfer_ids=[ids[2]], reason="held line", actor="t", now=timezone.now())
-    transfer_services.release_transfers(transfer_ids=ids, actor="t", now=timezone.now())
-    progress = batch_progress(batch_ref="progress")
-    assert (progress.settled_count, progress.settled_fen, progress.failed_count, progress.failed_fen) == (2, 3_00, 1, 3_00)
-    assert progress.done
