@@ -5,7 +5,7 @@ does not exist). Actions call one service each; a refusal answers JSON `{"code",
 403 for access (role, maker-checker, auditors), 409 for a move the batch's state does not allow,
 400 for a refused file or request.
 """
-from django.http import HttpResponse
+from django.http import FileResponse, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
@@ -16,6 +16,7 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin
@@ -28,7 +29,9 @@ from treasury.money import fen_to_yuan_str
 from . import selectors, services
 from . import union as union_rules
 from .forms import PERIOD_RE, period_of, recent_periods
-from .models import BatchState, DuesCall, PayrollBatch, PayrollLine, UnionMember, UnionSettings
+from .models import (
+    ArchiveState, BatchState, DuesCall, PayrollBatch, PayrollLine, PayslipArchive, UnionMember, UnionSettings,
+)
 from .parsing import PayrollFileRefused
 
 REPORT_TYPES = {
@@ -162,6 +165,24 @@ class SummaryReceiptSerializer(serializers.Serializer):
     verification_code = serializers.CharField()
 
 
+class PayslipArchiveSerializer(serializers.ModelSerializer):
+    state = serializers.CharField(read_only=True, help_text="queued, building, ready or failed")
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True)
+    percent = serializers.IntegerField(read_only=True, help_text="payslips written so far, in percent")
+    download_url = serializers.SerializerMethodField(help_text="the zip, once ready (null before)")
+
+    class Meta:
+        model = PayslipArchive
+        fields = ["id", "batch_id", "state", "done_count", "total_count", "percent", "error", "requested_by",
+                  "created_at", "finished_at", "download_url"]
+        read_only_fields = fields
+
+    def get_download_url(self, obj: PayslipArchive) -> str | None:
+        if obj.state != ArchiveState.READY or not obj.file_path:
+            return None
+        return reverse("api-payroll-batch-payslip-archive-download", kwargs={"pk": obj.batch_id, "archive_id": obj.pk})
+
+
 class BatchFilterSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=BatchState.values, required=False)
     period = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", required=False)
@@ -180,7 +201,8 @@ def _refusal(exc: Exception) -> Response:
     if isinstance(exc, AccessDenied):
         return Response({"code": exc.code, "message": str(exc)}, status=status.HTTP_403_FORBIDDEN)
     code = getattr(exc, "code", "refused")
-    http_status = status.HTTP_409_CONFLICT if code in ("insufficient_funds", "duplicate_file") else status.HTTP_400_BAD_REQUEST
+    conflicts = ("insufficient_funds", "duplicate_file", "batch_not_paying", "archive_not_ready")
+    http_status = status.HTTP_409_CONFLICT if code in conflicts else status.HTTP_400_BAD_REQUEST
     return Response({"code": code, "message": str(exc)}, status=http_status)
 
 
@@ -393,6 +415,53 @@ class PayrollBatchViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
             "verification_code": receipt.verification_code,
             "download_url": reverse("receipts:download", kwargs={"number": receipt.number}),
         }).data)
+
+    # --- payslips ------------------------------------------------------------------------------
+
+    @extend_schema(
+        summary="Prepare every payslip of the batch as one zip, built in the background: the same archive while "
+                "it is being built, and a ready one again while the payments have not changed", tags=TAGS,
+        request=None, responses={202: PayslipArchiveSerializer, 200: PayslipArchiveSerializer, **ACTION_ERRORS},
+    )
+    # Auditors may ask too (IsAuthenticated, not ReadOnlyForAuditors): an archive only reads the batch.
+    @action(detail=True, methods=["post"], url_path="payslip-archives", url_name="payslip-archives",
+            permission_classes=[IsAuthenticated], pagination_class=None)
+    def payslip_archives(self, request, pk=None):
+        from . import payslips
+
+        batch = self.get_object()  # 404 for another employer's batch, before anything else
+        try:
+            archive = payslips.request_payslip_archive(batch_id=batch.pk, user=request.user, now=timezone.now())
+        except (services.PayrollError, AccessDenied) as exc:
+            return _refusal(exc)
+        archive = selectors.payslip_archive_get(batch=batch, archive_id=archive.pk)  # as the task left it
+        in_progress = archive.state in payslips.ACTIVE_ARCHIVE_STATES
+        return Response(PayslipArchiveSerializer(archive).data,
+                        status=status.HTTP_202_ACCEPTED if in_progress else status.HTTP_200_OK)
+
+    @extend_schema(summary="A payslip archive: its state and progress", tags=TAGS,
+                   responses={200: PayslipArchiveSerializer, **ERRORS})
+    @action(detail=True, methods=["get"], url_path=r"payslip-archives/(?P<archive_id>\d+)",
+            url_name="payslip-archive", pagination_class=None)
+    def payslip_archive(self, request, pk=None, archive_id=None):
+        archive = selectors.payslip_archive_get(batch=self.get_object(), archive_id=archive_id)
+        return Response(PayslipArchiveSerializer(archive).data)
+
+    @extend_schema(summary="Download a ready payslip archive (zip, one PDF per line)", tags=TAGS,
+                   responses={(200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY), **ACTION_ERRORS})
+    @action(detail=True, methods=["get"], url_path=r"payslip-archives/(?P<archive_id>\d+)/download",
+            url_name="payslip-archive-download", pagination_class=None)
+    def payslip_archive_download(self, request, pk=None, archive_id=None):
+        from . import payslips
+
+        batch = self.get_object()
+        archive = selectors.payslip_archive_get(batch=batch, archive_id=archive_id)
+        try:
+            path = payslips.archive_file(archive=archive)
+        except services.PayrollError as exc:
+            return _refusal(exc)
+        return FileResponse(path.open("rb"), as_attachment=True, content_type="application/zip",
+                            filename=payslips.payslips_zip_filename(batch=batch))
 
 
 # ---------------------------------------------------------------------------------------------

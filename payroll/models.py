@@ -154,6 +154,61 @@ class PayrollLine(models.Model):
         ]
 
 
+
+class ArchiveState(models.TextChoices):
+    QUEUED = "queued", "排队中 (queued)"
+    BUILDING = "building", "生成中 (building)"
+    READY = "ready", "可下载 (ready)"
+    FAILED = "failed", "失败 (failed)"
+
+
+class PayslipArchive(ConcurrentTransitionMixin, models.Model):
+    """The zip of a batch's payslips, built by a Celery task into a file under MEDIA_ROOT.
+
+    queued -> building -> ready | failed. One archive at a time is queued or building for a batch
+    (constraint); a ready one is reused while the batch's payslips would read the same (`fingerprint`).
+    """
+
+    batch = models.ForeignKey(PayrollBatch, on_delete=models.CASCADE, related_name="payslip_archives")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    state = FSMField(default=ArchiveState.QUEUED, choices=ArchiveState.choices, protected=True)
+    done_count = models.PositiveIntegerField(default=0)  # payslips written so far
+    total_count = models.PositiveIntegerField(default=0)
+    # What the payslips print of the batch when building started (payslips.content_fingerprint).
+    fingerprint = models.CharField(max_length=64, blank=True)
+    file_path = models.CharField(max_length=255, blank=True)  # under MEDIA_ROOT, once ready
+    error = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "工资条压缩包 (payslip archive)"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["batch"], condition=models.Q(state__in=["queued", "building"]),
+                name="payslip_archive_one_at_a_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"payslip archive {self.pk} of batch {self.batch_id} {self.state}"
+
+    @property
+    def percent(self) -> int:
+        return min(100, 100 * self.done_count // self.total_count) if self.total_count else 0
+
+    @transition(field=state, source=[ArchiveState.QUEUED, ArchiveState.BUILDING], target=ArchiveState.BUILDING)
+    def start(self):
+        """Building again is allowed: a task delivered twice (its worker died) starts from scratch."""
+
+    @transition(field=state, source=ArchiveState.BUILDING, target=ArchiveState.READY)
+    def finish(self):
+        pass
+
+    @transition(field=state, source=[ArchiveState.QUEUED, ArchiveState.BUILDING], target=ArchiveState.FAILED)
+    def fail(self):
+        pass
+
 class UnionSettings(models.Model):
     """A grassroots union (基层工会) of an employer and its rules. Rates are basis points (1/100 %)."""
 

@@ -9,21 +9,39 @@ Rendering reuses the receipt renderer's building blocks (treasury.receipts.pdf):
 font STSong-Light for Chinese (no font file needed; pypdf and every viewer extract the text) and
 Helvetica for figures, with all of a page's text in one text object.
 
-Who may see a payslip is the caller's business: these functions do not check users. The employee
-and the employer see the full name; the resident ID and the wallet are masked on the page.
+Who may see a payslip is the caller's business: the rendering functions do not check users. The
+employee and the employer see the full name; the resident ID and the wallet are masked on the page.
+
+A whole batch's payslips are a zip built in the background (`request_payslip_archive` queues
+`build_payslip_archive` on the "payroll" queue): a run of 100,000 lines takes minutes at about
+400 payslips a second, far too long for a request. Whoever may see the batch may ask for its
+archive and download it.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import logging
+import os
 import re
+import tempfile
 import zipfile
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Max, Q, Sum
 from reportlab.lib.pagesizes import A5
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen import canvas as rl_canvas
 
+from treasury.access import roles
+from treasury.access.errors import AccessDenied
 from treasury.identifiers import mask_resident_id, mask_wallet_id
 from treasury.models import Transfer, TransferState
 from treasury.money import fen_to_capitals, format_yuan
@@ -31,13 +49,18 @@ from treasury.receipts import pdf
 from treasury.receipts.models import Receipt
 from treasury.receipts.services import ReceiptError, issue_batch_receipt, issuer_name
 
-from .models import BatchState, PayrollBatch, PayrollLine
+from . import selectors
+from .models import ArchiveState, BatchState, PayrollBatch, PayrollLine, PayslipArchive
 from .parsing import DEDUCTIONS, PAY_COMPONENTS
 from .services import PayrollError
+
+logger = logging.getLogger(__name__)
 
 DISPLAY_TZ = ZoneInfo("Asia/Shanghai")
 PAGE_SIZE = A5  # portrait, 420 x 595 pt
 ZIP_READ_CHUNK = 500  # lines fetched per query while zipping
+PROGRESS_EVERY = 250  # payslips between two progress updates of an archive (well under a second)
+ARCHIVE_DIR = "payroll/payslips"  # under MEDIA_ROOT
 REASON_MAX_LINES = 4  # an operator's reason (up to 255 characters) is cut with "…" beyond this
 
 # (Chinese, English) labels of the line's amounts, in the template's order.
@@ -320,13 +343,15 @@ def payslip_pdf(*, line: PayrollLine, now: datetime) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 
-def payslips_zip(*, batch: PayrollBatch, out, now: datetime) -> None:
+def payslips_zip(*, batch: PayrollBatch, out, now: datetime,
+                 on_progress: Callable[[int], None] | None = None) -> None:
     """Write every line's payslip into a zip on `out` (a binary file-like object, seekable or not:
     an open file, a BytesIO, a streaming response's writer), one `<period>-<employee_no>.pdf` per
     line in line order; held and unpaid lines get theirs too.
 
     Memory stays flat: lines are read ZIP_READ_CHUNK at a time and each PDF is written to the zip
     as soon as it is rendered. Entries carry `now` (Asia/Shanghai) as their modification time.
+    `on_progress(count)` is called every PROGRESS_EVERY payslips and once at the end.
     `out` is not closed. No database writes.
 
     Raises ValueError if `now` is naive.
@@ -342,6 +367,7 @@ def payslips_zip(*, batch: PayrollBatch, out, now: datetime) -> None:
         .iterator(chunk_size=ZIP_READ_CHUNK)
     )
     used: set[str] = set()
+    done = 0
     # Stored, not deflated: the page streams are Flate-compressed already; deflating again saves
     # little and costs as much as rendering.
     with zipfile.ZipFile(out, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
@@ -355,6 +381,11 @@ def payslips_zip(*, batch: PayrollBatch, out, now: datetime) -> None:
             info.compress_type = zipfile.ZIP_STORED
             info.external_attr = 0o644 << 16
             archive.writestr(info, payslip_pdf(line=line, now=now))
+            done += 1
+            if on_progress is not None and done % PROGRESS_EVERY == 0:
+                on_progress(done)
+    if on_progress is not None:
+        on_progress(done)
 
 
 def batch_summary_receipt(*, batch: PayrollBatch, now: datetime) -> Receipt:
@@ -379,3 +410,156 @@ def batch_summary_receipt(*, batch: PayrollBatch, now: datetime) -> Receipt:
         return issue_batch_receipt(batch_ref=batch.batch_ref, now=now)
     except ReceiptError as exc:
         raise PayrollError(str(exc), exc.code) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# A batch's payslips as a zip built in the background
+# ---------------------------------------------------------------------------------------------
+
+# Who may ask for a batch's payslips: whoever sees the batch (auditors too: an archive is a reading
+# of the batch, not a change to it).
+ARCHIVE_ROLES = (roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER, roles.AUDITOR, roles.ADMIN)
+ACTIVE_ARCHIVE_STATES = (ArchiveState.QUEUED, ArchiveState.BUILDING)
+
+
+def content_fingerprint(*, batch: PayrollBatch) -> str:
+    """A digest of what the batch's payslips print that can still change once paying has started:
+    which lines are held or returned, each line's current transfer with its state and times, and
+    the receipts issued. Equal digests mean the payslips read the same. One aggregate query."""
+    by_state = {f"n_{state}": Count("pk", filter=Q(transfer__state=state)) for state in TransferState.values}
+    figures = batch.lines.aggregate(
+        n=Count("pk"), held=Count("pk", filter=Q(held=True)), returned=Count("pk", filter=Q(returned=True)),
+        attempts=Sum("attempts"), transfers=Sum("transfer_id"), finished=Max("transfer__finished_at"),
+        settled=Max("transfer__settled_at"), receipts=Count("transfer__receipt"), **by_state,
+    )
+    return hashlib.sha256(json.dumps(figures, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def archive_is_current(*, archive: PayslipArchive) -> bool:
+    """A ready archive whose file is there and whose payslips read as the batch's would now."""
+    return (
+        archive.state == ArchiveState.READY
+        and bool(archive.file_path)
+        and (Path(settings.MEDIA_ROOT) / archive.file_path).is_file()
+        and archive.fingerprint == content_fingerprint(batch=archive.batch)
+    )
+
+
+def request_payslip_archive(*, batch_id: int, user, now: datetime) -> PayslipArchive:
+    """Ask for a zip of the batch's payslips, built by a Celery task (queued after commit).
+
+    Idempotent: while an archive of the batch is queued or building, that archive is returned (the
+    database allows one at a time); a ready archive whose payslips read as the batch's would now is
+    returned as it is; otherwise a new archive is queued and returned.
+
+    Raises:
+        AccessDenied: not_found (the user may not see this batch), role_required.
+        PayrollError: batch_not_paying (payslips come once the batch is being paid).
+    """
+    batch = selectors.visible_batches(user).filter(pk=batch_id).first()
+    if batch is None:
+        raise AccessDenied("不能查看其他单位的批次 (this batch belongs to another organization)", code="not_found")
+    if not roles.has_role(user, *ARCHIVE_ROLES):
+        raise AccessDenied("没有此操作的权限 (your role cannot do this)", code="role_required")
+    if batch.state not in selectors.PAYING_OR_LATER:
+        raise PayrollError("批次开始发放后才有工资条 (payslips come once the batch is being paid)",
+                           "batch_not_paying")
+    with transaction.atomic():
+        active = batch.payslip_archives.filter(state__in=ACTIVE_ARCHIVE_STATES).first()
+        if active is not None:
+            return active
+        latest = batch.payslip_archives.filter(state=ArchiveState.READY).order_by("-pk").first()
+        if latest is not None and archive_is_current(archive=latest):
+            return latest
+        try:
+            with transaction.atomic():
+                archive = PayslipArchive.objects.create(batch=batch, requested_by=user, created_at=now,
+                                                        total_count=batch.lines.count())
+        except IntegrityError:  # another request queued one at the same moment
+            return batch.payslip_archives.get(state__in=ACTIVE_ARCHIVE_STATES)
+        from .tasks import build_payslip_archive_task
+
+        transaction.on_commit(partial(build_payslip_archive_task.apply_async, kwargs={"archive_id": archive.pk}))
+    return archive
+
+
+def build_payslip_archive(*, archive_id: int, clock: Callable[[], datetime]) -> PayslipArchive:
+    """Build a queued archive: every payslip of the batch streamed into a temporary file next to the
+    target, renamed into place once complete (a reader never sees half a zip). `done_count` is updated
+    every PROGRESS_EVERY payslips. `clock()` gives the payslips' generated time at the start and
+    `finished_at` at the end.
+
+    Safe to run twice: a ready or failed archive is left alone; one still building (its worker died
+    and the task was delivered again) is built again from the start. Any error while writing marks
+    the archive failed with a message for the clerk (the traceback goes to the log); nothing is raised.
+    Once ready, the files of the batch's older archives are removed (their rows stay).
+    """
+    now = clock()
+    with transaction.atomic():
+        archive = PayslipArchive.objects.select_for_update().select_related("batch").get(pk=archive_id)
+        if archive.state not in ACTIVE_ARCHIVE_STATES:
+            return archive
+        archive.start()
+        archive.fingerprint = content_fingerprint(batch=archive.batch)
+        archive.total_count = archive.batch.lines.count()
+        archive.done_count = 0
+        archive.save()
+    relative = f"{ARCHIVE_DIR}/{archive.batch_id}/{payslips_zip_filename(batch=archive.batch)[:-4]}-{archive.pk}.zip"
+    target = Path(settings.MEDIA_ROOT) / relative
+    part = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
+        with part:
+            payslips_zip(batch=archive.batch, out=part, now=now, on_progress=partial(_record_progress, archive.pk))
+            part.flush()
+            os.fsync(part.fileno())
+        os.replace(part.name, target)
+    except Exception as exc:
+        logger.exception("payslip archive %s of batch %s failed", archive.pk, archive.batch_id)
+        if part is not None:
+            Path(part.name).unlink(missing_ok=True)
+        return _record_outcome(archive_id=archive.pk, now=clock(), error=(
+            f"生成工资条失败，请重试；仍失败请联系管理员 (building the payslips failed: try again, or ask the "
+            f"administrator if it fails again) [{type(exc).__name__}]"))
+    return _record_outcome(archive_id=archive.pk, now=clock(), file_path=relative)
+
+
+def _record_progress(archive_id: int, done: int) -> None:
+    PayslipArchive.objects.filter(pk=archive_id, state=ArchiveState.BUILDING).update(done_count=done)
+
+
+def _record_outcome(*, archive_id: int, now: datetime, file_path: str = "", error: str = "") -> PayslipArchive:
+    replaced = []
+    with transaction.atomic():
+        archive = PayslipArchive.objects.select_for_update().get(pk=archive_id)
+        if archive.state != ArchiveState.BUILDING:  # another delivery of the task finished it first
+            return archive
+        if error:
+            archive.fail()
+            archive.error = error[:255]
+        else:
+            archive.finish()
+            archive.file_path = file_path
+            archive.done_count = archive.total_count
+            older = PayslipArchive.objects.filter(batch_id=archive.batch_id, pk__lt=archive.pk).exclude(file_path="")
+            replaced = list(older.values_list("file_path", flat=True))
+            older.update(file_path="")
+        archive.finished_at = now
+        archive.save()
+    for relative in replaced:  # after commit: a rolled-back outcome never loses a file
+        (Path(settings.MEDIA_ROOT) / relative).unlink(missing_ok=True)
+    return archive
+
+
+def archive_file(*, archive: PayslipArchive) -> Path:
+    """The zip of a ready archive, to send as a download.
+
+    Raises:
+        PayrollError: archive_not_ready (still building, failed, or replaced by a newer archive).
+    """
+    path = Path(settings.MEDIA_ROOT) / archive.file_path if archive.file_path else None
+    if archive.state != ArchiveState.READY or path is None or not path.is_file():
+        raise PayrollError("工资条压缩包尚未生成或已被新的替换 (the payslip archive is not ready, or a newer one "
+                           "replaced it)", "archive_not_ready")
+    return path

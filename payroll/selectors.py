@@ -17,7 +17,7 @@ from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import TransferState
 
 from .models import BatchState as B
-from .models import DuesCall, PayrollBatch, PayrollLine, UnionMember, UnionSettings
+from .models import DuesCall, PayrollBatch, PayrollLine, PayslipArchive, UnionMember, UnionSettings
 
 # States after which the batch has transfers and a progress to show.
 PAYING_OR_LATER = (B.PAYING, B.PAID, B.PARTIALLY_PAID, B.CLOSED)
@@ -234,6 +234,23 @@ def summary_receipt(*, batch: PayrollBatch):
     if batch.state not in SUMMARY_RECEIPT_STATES:
         return None
     return Receipt.objects.filter(kind=Receipt.Kind.BATCH, batch_ref=batch.batch_ref).order_by("pk").first()
+
+
+def latest_payslip_archive(*, batch: PayrollBatch) -> PayslipArchive | None:
+    """The batch's newest payslip archive (the one its page and the API show), or None."""
+    return batch.payslip_archives.select_related("batch", "requested_by").order_by("-pk").first()
+
+
+def payslip_archive_get(*, batch: PayrollBatch, archive_id) -> PayslipArchive:
+    """One payslip archive of a batch already checked by `batch_get` (so scoped like the batch).
+
+    Raises:
+        Http404: the batch has no such archive.
+    """
+    try:
+        return batch.payslip_archives.select_related("batch", "requested_by").get(pk=archive_id)
+    except (PayslipArchive.DoesNotExist, ValueError, TypeError):
+        raise Http404("payslip archive not found")
 
 
 # ---------------------------------------------------------------------------------------------

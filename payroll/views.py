@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,6 +23,7 @@ from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.money import fen_to_yuan_str, format_yuan
 
 from . import selectors, services, templates_files
+from .models import ArchiveState
 from .models import BatchState as B
 from .forms import (
     BATCH_STATE_LABELS, LINE_STATE_LABELS, BatchFilterForm, CancelForm, DuesCallForm, UploadForm, line_ids_from,
@@ -193,6 +194,7 @@ def batch_detail(request, batch_id: int):
         "awaiting_other_approver": actions.awaiting_other_approver,
         "cancel_form": CancelForm(),
         "progress": _progress_data(batch) if batch.state in selectors.PAYING_OR_LATER else None,
+        "payslip_archive": _archive_data(batch, selectors.latest_payslip_archive(batch=batch)),
         "total_net_yuan": fen_to_yuan_str(batch.total_net_fen),
     })
 
@@ -356,21 +358,75 @@ def payslip(request, batch_id: int, line_no: int):
     return response
 
 
+def _archive_data(batch, archive) -> dict | None:
+    """The payslip archive as the batch page and its polling show it (None: none asked for yet)."""
+    from . import payslips
+
+    if archive is None:
+        return None
+    ready = archive.state == ArchiveState.READY
+    return {
+        "id": archive.pk, "state": archive.state, "done_count": archive.done_count,
+        "total_count": archive.total_count, "percent": archive.percent, "error": archive.error,
+        "building": archive.state in payslips.ACTIVE_ARCHIVE_STATES,
+        "current": ready and payslips.archive_is_current(archive=archive),
+        "finished_at": archive.finished_at,
+        "progress_url": reverse("payroll:payslips-progress", args=[batch.pk, archive.pk]),
+        "download_url": reverse("payroll:payslips-download", args=[batch.pk, archive.pk]) if ready else None,
+    }
+
+
+@require_POST
+@login_required
+@role_required(*EMPLOYER_ROLES)
+def payslips_request(request, batch_id: int):
+    """Ask for the batch's payslips as a zip, built in the background. Auditors may ask too: an
+    archive only reads the batch."""
+    from . import payslips
+
+    batch = selectors.batch_get(user=request.user, batch_id=batch_id)  # 404 before anything else
+    try:
+        archive = payslips.request_payslip_archive(batch_id=batch.pk, user=request.user, now=timezone.now())
+    except (services.PayrollError, AccessDenied) as exc:
+        messages.error(request, str(exc))
+    else:
+        archive = selectors.payslip_archive_get(batch=batch, archive_id=archive.pk)  # as the task left it
+        if archive.state == ArchiveState.READY:
+            messages.success(request, "工资条已生成，可以下载 (the payslips are ready to download)")
+        elif archive.state == ArchiveState.FAILED:
+            messages.error(request, archive.error)
+        else:
+            messages.info(request, "工资条正在生成，完成后即可下载 (the payslips are being prepared; the download "
+                                   "appears here when they are ready)")
+    return redirect(reverse("payroll:batch-detail", kwargs={"batch_id": batch.pk}) + "#payslips")
+
+
 @require_safe
 @login_required
 @role_required(*EMPLOYER_ROLES)
-def payslips_zip(request, batch_id: int):
-    """Every payslip of a batch in one zip."""
-    import io
+def payslips_progress(request, batch_id: int, archive_id: int):
+    """The archive's progress as JSON, polled by the batch page while it is built."""
+    batch = selectors.batch_get(user=request.user, batch_id=batch_id)
+    data = _archive_data(batch, selectors.payslip_archive_get(batch=batch, archive_id=archive_id))
+    data.pop("finished_at")
+    return JsonResponse(data)
 
+
+@require_safe
+@login_required
+@role_required(*EMPLOYER_ROLES)
+def payslips_download(request, batch_id: int, archive_id: int):
+    """Every payslip of the batch in one zip, as the archive was built."""
     from . import payslips
 
     batch = selectors.batch_get(user=request.user, batch_id=batch_id)
-    buffer = io.BytesIO()
-    payslips.payslips_zip(batch=batch, out=buffer, now=timezone.now())
-    response = HttpResponse(buffer.getvalue(), content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{payslips.payslips_zip_filename(batch=batch)}"'
-    return response
+    archive = selectors.payslip_archive_get(batch=batch, archive_id=archive_id)
+    try:
+        path = payslips.archive_file(archive=archive)
+    except services.PayrollError:
+        raise Http404("payslip archive not ready")
+    return FileResponse(path.open("rb"), as_attachment=True, content_type="application/zip",
+                        filename=payslips.payslips_zip_filename(batch=batch))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -276,11 +276,16 @@ def test_payslips_open_for_the_employer_and_nobody_else(employer):
     assert url in response.content.decode()
     pdf = operator.get(url)
     assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf" and pdf.content[:5] == b"%PDF-"
-    archive = operator.get(reverse("payroll:payslips-zip", args=[batch.pk]))
-    assert archive.status_code == 200 and archive.content[:2] == b"PK"
+    # All payslips: prepared in the background (eagerly here), then downloaded.
+    page = operator.post(reverse("payroll:payslips-request", args=[batch.pk]), follow=True)
+    archive = batch.payslip_archives.get()
+    download = reverse("payroll:payslips-download", args=[batch.pk, archive.pk])
+    assert download in page.content.decode()
+    response = operator.get(download)
+    assert response.status_code == 200 and b"".join(response.streaming_content)[:2] == b"PK"
     outsider = logged_in(f.make_user(role=roles.EMPLOYER_OPERATOR, organization=f.make_organization(name="乙")))
     assert outsider.get(url).status_code == 404
-    assert outsider.get(reverse("payroll:payslips-zip", args=[batch.pk])).status_code == 404
+    assert outsider.get(download).status_code == 404
     assert operator.get(reverse("payroll:payslip", args=[batch.pk, 999])).status_code == 404
 
 
