@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 
-.PHONY: demo test test-integration install migrate run sandbox worker beat bench clean
+.PHONY: demo test test-integration install migrate run sandbox budget-sandbox worker beat bench clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ run: migrate
 
 sandbox: install
 	$(PY) manage.py run_sandbox --host 127.0.0.1 --port 8701 --storage var/sandbox.sqlite3
+
+budget-sandbox: install
+	$(PY) manage.py run_budget_sandbox --host 127.0.0.1 --port 8702 --storage var/budget-sandbox.sqlite3 --seed-demo
 
 worker: install
 	$(VENV)/bin/celery -A config worker -Q treasury,payroll,fiscal,tax,social --concurrency 2 --loglevel INFO

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "treasury.trace",
     "treasury.receipts",
     "adapters.ecny",
+    "adapters.budget",
     "payroll",
     "fiscal_disbursement",
     "tax",
@@ -217,6 +218,14 @@ ECNY_OPERATOR_URL = os.environ.get("ECNY_OPERATOR_URL", "http://127.0.0.1:8701")
 ECNY_OPERATOR_API_KEY = required_in_production("ECNY_OPERATOR_API_KEY", "sandbox-development-key")
 ECNY_OPERATOR_TIMEOUT_SECONDS = float(os.environ.get("ECNY_OPERATOR_TIMEOUT_SECONDS", "10"))  # float ok: seconds
 ECNY_OPERATOR_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("ECNY_OPERATOR_CONNECT_TIMEOUT_SECONDS", "3"))  # float ok: seconds
+
+# The budget-management integration system (预算管理一体化系统), over SOAP (the sandbox in development and tests).
+BUDGET_SYSTEM_URL = os.environ.get("BUDGET_SYSTEM_URL", "http://127.0.0.1:8702/")
+BUDGET_SYSTEM_API_KEY = required_in_production("BUDGET_SYSTEM_API_KEY", "budget-sandbox-development-key")
+BUDGET_SYSTEM_TIMEOUT_SECONDS = float(os.environ.get("BUDGET_SYSTEM_TIMEOUT_SECONDS", "30"))  # float ok: seconds
+BUDGET_SYSTEM_RETRIES = env_int("BUDGET_SYSTEM_RETRIES", 2)  # further attempts after a timeout, 5xx or unreadable reply
+# Largest SOAP message read or accepted (a 100,000-detail voucher is about 30 MB).
+BUDGET_MESSAGE_MAX_BYTES = env_int("BUDGET_MESSAGE_MAX_BYTES", 64 * 1024 * 1024)
 
 # Personal wallet limits by class, in fen; None = no limit. Operator-supplied configuration,
 # never constants in code (../DOMAIN: class 3 figures are not confirmed publicly).

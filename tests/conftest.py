@@ -29,6 +29,27 @@ def ecny_sandbox(settings, tmp_path):
 
 
 @pytest.fixture
+def budget_sandbox(settings, tmp_path):
+    """A sandbox budget-management system (SOAP) as a real HTTP service on a free loopback port, with
+    fresh storage and no quotas (`budget_sandbox.admin.create_quota(...)` or `.seed_demo()`).
+
+    Points the service's budget client at it (BUDGET_SYSTEM_URL) for the duration of the test.
+    """
+    from adapters.budget.client import get_budget_client
+    from adapters.budget.sandbox.server import start_in_thread
+
+    handle = start_in_thread(storage_path=str(tmp_path / "budget-sandbox.sqlite3"),
+                             api_key=settings.BUDGET_SYSTEM_API_KEY, max_bytes=settings.BUDGET_MESSAGE_MAX_BYTES)
+    settings.BUDGET_SYSTEM_URL = handle.url
+    get_budget_client.cache_clear()
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        get_budget_client.cache_clear()
+
+
+@pytest.fixture
 def worker_dies_after_operator_applies(monkeypatch):
     """Until undone, the operator applies each batch call, then the worker dies before recording the answer
     (a KeyboardInterrupt stands for SIGKILL: nothing after the call runs). Call the returned `undo()` to stop."""
