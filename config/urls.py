@@ -8,6 +8,7 @@ api_v1 = [
     path("", include("treasury.receipts.api_urls")),
     path("", include("treasury.access.api_urls")),
     path("", include("payroll.api_urls")),
+    path("", include("adapters.budget.api_urls")),
 ]
 
 urlpatterns = [
@@ -21,5 +22,6 @@ urlpatterns = [
     path("trace/", include("treasury.trace.urls")),
     path("receipts/", include("treasury.receipts.urls")),
     path("payroll/", include("payroll.urls")),
+    path("budget/", include("adapters.budget.urls")),
     path("", include("treasury.access.urls")),
 ]

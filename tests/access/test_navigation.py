@@ -12,15 +12,16 @@ FISCAL = {"fiscal_quotas", "fiscal_requests", "fiscal_vouchers"}
 TAX = {"tax_agreements", "tax_deductions", "tax_reconciliation"}
 PAYROLL = {"payroll_batches", "payroll_upload", "payroll_unions"}
 AUDIT = {"ledger", "trace_verify"}
+BUDGET = {"budget_messages"}  # the budget system's message log
 
 EXPECTED = {
-    "finance_clerk": COMMON | FISCAL,
-    "finance_approver": COMMON | FISCAL,
+    "finance_clerk": COMMON | FISCAL | BUDGET,
+    "finance_approver": COMMON | FISCAL | BUDGET,
     "tax_staff": COMMON | TAX,
     "employer_operator": COMMON | PAYROLL,
     "employer_approver": COMMON | PAYROLL,
-    "auditor": COMMON | AUDIT | {"payroll_unions"},
-    "admin": COMMON | FISCAL | TAX | PAYROLL | AUDIT | {"reference_data"},
+    "auditor": COMMON | AUDIT | {"payroll_unions"} | BUDGET,
+    "admin": COMMON | FISCAL | TAX | PAYROLL | AUDIT | {"reference_data"} | BUDGET,
 }
 
 
@@ -43,7 +44,7 @@ def test_a_user_with_two_roles_sees_both(client):
     user = f.make_user(role="finance_clerk")
     user.groups.add(Group.objects.get(name="tax_staff"))
     client.force_login(user)
-    assert _nav_keys(client.get("/").content.decode()) == COMMON | FISCAL | TAX
+    assert _nav_keys(client.get("/").content.decode()) == COMMON | FISCAL | TAX | BUDGET
 
 
 @pytest.mark.django_db

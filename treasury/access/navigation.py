@@ -68,6 +68,9 @@ ENTRIES: list[NavEntry] = [
     NavEntry("payroll_upload", _("Upload payroll file"), SECTION_PAYROLL, EMPLOYER, url_name="payroll:upload"),
     # The union's own users hold employer roles; auditors read it.
     NavEntry("payroll_unions", _("Union"), SECTION_PAYROLL, EMPLOYER + (R.AUDITOR,), url_name="payroll:union-list"),
+    # Every SOAP exchange with the budget-management system (预算管理一体化系统), attempt by attempt.
+    NavEntry("budget_messages", "报文日志 (message log)", SECTION_FISCAL, FINANCE + (R.AUDITOR,),
+             url_name="budget:messages"),
     NavEntry("ledger", _("Ledger"), SECTION_AUDIT, AUDIT, url_name="ledger-account-list"),
     NavEntry("trace_verify", _("Trace integrity"), SECTION_AUDIT, AUDIT, url_name="trace:verify"),
     NavEntry("receipt_verify", _("Verify a receipt"), SECTION_VERIFY, url_name="receipts:verify"),
