@@ -116,3 +116,53 @@ class DuesCallForm(forms.Form):
         if period > self.current_period:
             raise forms.ValidationError(_("Dues cannot be called for a month that has not begun."))
         return period
+
+
+# ---------------------------------------------------------------------------------------------
+# Union members
+# ---------------------------------------------------------------------------------------------
+
+MEMBER_STATES = {"": "全部 (all)", "active": "在册 (active)", "inactive": "已停用 (deactivated)"}
+
+
+class MemberSearchForm(forms.Form):
+    q = forms.CharField(label="姓名或工号 (name or employee no.)", required=False, max_length=64)
+    state = forms.ChoiceField(label=_("State"), required=False, choices=list(MEMBER_STATES.items()))
+
+    def active(self) -> bool | None:
+        """The state asked for as `union_members(active=...)` takes it."""
+        return {"active": True, "inactive": False}.get(self.cleaned_data.get("state", ""))
+
+
+class UnionMemberForm(forms.Form):
+    """Adding (with the resident ID) or editing (without: a member's identity does not change) a member.
+    Identifiers and the wallet are checked by `members.add_member` / `update_member`."""
+
+    employee_no = forms.CharField(label=_("Employee no."), required=False, max_length=32)
+    name = forms.CharField(label=_("Name"), max_length=64)
+    resident_id = forms.CharField(label=_("Resident ID"), max_length=20)
+    wallet_id = forms.CharField(label="数字人民币钱包编号 (e-CNY wallet id)", max_length=20,
+                                widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}))
+    dues_base = forms.DecimalField(label="会费基数（元） (dues base, yuan)", min_value=0, max_digits=12, decimal_places=2,
+                                   initial=0)
+    standing_authorisation = forms.BooleanField(label=_("Standing authorisation"), required=False,
+                                                help_text="会员同意工会每月从其钱包收取会费 (the member lets the union "
+                                                          "collect dues from their wallet each month)")
+
+    def __init__(self, *args, adding: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not adding:
+            del self.fields["resident_id"]
+
+
+class MemberImportForm(forms.Form):
+    file = forms.FileField(label="会员名单 CSV (member list, CSV)",
+                           widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}))
+
+    def clean_file(self):
+        from .members import MAX_FILE_BYTES
+
+        uploaded = self.cleaned_data["file"]
+        if uploaded.size > MAX_FILE_BYTES:  # before reading it into memory
+            raise forms.ValidationError("文件不能超过 5 MB (the file must be at most 5 MB)")
+        return uploaded

@@ -303,8 +303,27 @@ def can_issue_dues_call(*, user, union: UnionSettings) -> bool:
     )
 
 
-def union_members(*, union: UnionSettings) -> QuerySet[UnionMember]:
-    return union.members.order_by("-active", "employee_no", "pk")
+def union_members(*, union: UnionSettings, search: str = "", active: bool | None = None) -> QuerySet[UnionMember]:
+    """A union's members, active first, by employee number; optionally those whose name or employee number
+    contains `search`, and only the active (or inactive) ones."""
+    qs = union.members.all()
+    if search:
+        qs = qs.filter(Q(name__icontains=search) | Q(employee_no__icontains=search))
+    if active is not None:
+        qs = qs.filter(active=active)
+    return qs.order_by("-active", "employee_no", "pk")
+
+
+def union_member_get(*, union: UnionSettings, member_id) -> UnionMember:
+    """One member of a union already checked by `union_get` (so scoped like the union).
+
+    Raises:
+        Http404: the union has no such member.
+    """
+    try:
+        return union.members.get(pk=member_id)
+    except (UnionMember.DoesNotExist, ValueError, TypeError):
+        raise Http404("union member not found")
 
 
 def dues_calls(*, union: UnionSettings, periods: list[str] | None = None) -> QuerySet[DuesCall]:

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -20,14 +20,14 @@ from treasury.access import roles
 from treasury.access.decorators import role_required, writable_required
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import sees_all_organizations, user_organization
-from treasury.money import fen_to_yuan_str, format_yuan
+from treasury.money import fen_to_yuan_str, format_yuan, yuan_to_fen
 
-from . import selectors, services, templates_files
+from . import members, selectors, services, templates_files
 from .models import ArchiveState
 from .models import BatchState as B
 from .forms import (
-    BATCH_STATE_LABELS, LINE_STATE_LABELS, BatchFilterForm, CancelForm, DuesCallForm, UploadForm, line_ids_from,
-    period_of, recent_periods,
+    BATCH_STATE_LABELS, LINE_STATE_LABELS, BatchFilterForm, CancelForm, DuesCallForm, MemberImportForm,
+    MemberSearchForm, UnionMemberForm, UploadForm, line_ids_from, period_of, recent_periods,
 )
 from .parsing import PayrollFileRefused
 
@@ -487,6 +487,7 @@ def _union_page(request, union, form, status=200):
         "arrears_total_fen": sum(a.amount_fen for a in owed),
         "arrear_periods": arrear_periods,
         "can_call": selectors.can_issue_dues_call(user=request.user, union=union),
+        "can_edit_members": members.may_edit_members(user=request.user, union=union),
         "form": form,
     }, status=status)
 
@@ -537,3 +538,150 @@ def union_dues_call(request, union_id: int):
             "Nothing to call for %(period)s: every member with a standing authorisation already has dues for "
             "that month.") % {"period": period})
     return redirect(f"{reverse('payroll:union-detail', kwargs={'union_id': union.pk})}?period={period}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Union members: list and search, add, edit, deactivate / reactivate, import from CSV
+# ---------------------------------------------------------------------------------------------
+
+MEMBERS_PER_PAGE = 100
+
+
+@require_safe
+@login_required
+def union_members(request, union_id: int):
+    """The union's members (resident IDs and wallets masked), searched by name or employee number."""
+    union = selectors.union_get(user=request.user, union_id=union_id)
+    form = MemberSearchForm(request.GET or None)
+    search, active = "", None
+    if form.is_valid():
+        search, active = form.cleaned_data["q"].strip(), form.active()
+    page = Paginator(selectors.union_members(union=union, search=search, active=active),
+                     MEMBERS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "payroll/union_members.html", {
+        "union": union, "form": form, "page": page, "filter_query": query.urlencode(),
+        "current_query": request.GET.urlencode(),
+        "can_edit": members.may_edit_members(user=request.user, union=union),
+    })
+
+
+def _union_for_editing(request, union_id: int):
+    """The union (404 if the user may not see it), if the user may change its members (else 403)."""
+    union = selectors.union_get(user=request.user, union_id=union_id)
+    if not members.may_edit_members(user=request.user, union=union):
+        raise PermissionDenied("only the union's or the employer's operators manage members")
+    return union
+
+
+def _member_details(form) -> members.MemberDetails:
+    data = form.cleaned_data
+    return members.MemberDetails(
+        name=data["name"], wallet_id=data["wallet_id"], dues_base_fen=yuan_to_fen(data["dues_base"]),
+        standing_authorisation=data["standing_authorisation"], employee_no=data["employee_no"],
+        resident_id=data.get("resident_id", ""),
+    )
+
+
+def _show_problems(form, refused) -> None:
+    for problem in refused.problems:
+        form.add_error(problem.field if problem.field in form.fields else None, problem.message)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@writable_required
+def union_member_add(request, union_id: int):
+    union = _union_for_editing(request, union_id)
+    form = UnionMemberForm(request.POST or None, adding=True)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                member = members.add_member(union_id=union.pk, user=request.user, details=_member_details(form),
+                                            now=timezone.now())
+            except members.MembersRefused as exc:
+                _show_problems(form, exc)
+            else:
+                messages.success(request, f"已添加会员 {member.name} (member added)")
+                return redirect("payroll:union-members", union_id=union.pk)
+        return render(request, "payroll/union_member_form.html", {"union": union, "form": form}, status=400)
+    return render(request, "payroll/union_member_form.html", {"union": union, "form": form})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@writable_required
+def union_member_edit(request, union_id: int, member_id: int):
+    union = _union_for_editing(request, union_id)
+    member = selectors.union_member_get(union=union, member_id=member_id)
+    initial = {"employee_no": member.employee_no, "name": member.name, "wallet_id": member.wallet_id,
+               "dues_base": fen_to_yuan_str(member.dues_base_fen),
+               "standing_authorisation": member.standing_authorisation}
+    form = UnionMemberForm(request.POST or None, initial=initial, adding=False)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                members.update_member(member_id=member.pk, user=request.user, details=_member_details(form),
+                                      now=timezone.now())
+            except members.MembersRefused as exc:
+                _show_problems(form, exc)
+            else:
+                messages.success(request, f"已保存会员 {form.cleaned_data['name']} 的信息 (member saved)")
+                return redirect("payroll:union-members", union_id=union.pk)
+        status = 400
+    else:
+        status = 200
+    return render(request, "payroll/union_member_form.html", {"union": union, "form": form, "member": member},
+                  status=status)
+
+
+@require_POST
+@login_required
+@writable_required
+def union_member_active(request, union_id: int, member_id: int):
+    """Deactivate (`active=0`) or reactivate (`active=1`) a member; members are never deleted."""
+    union = _union_for_editing(request, union_id)
+    member = selectors.union_member_get(union=union, member_id=member_id)
+    active = request.POST.get("active") == "1"
+    members.set_member_active(member_id=member.pk, user=request.user, active=active, now=timezone.now())
+    if active:
+        messages.success(request, f"会员 {member.name} 已恢复在册 (member reactivated)")
+    else:
+        messages.success(request, f"会员 {member.name} 已停用：不再收取会费，会费记录保留 (member deactivated: no more "
+                                  f"dues are taken, their dues history stays)")
+    query = QueryDict(request.POST.get("query", "")).urlencode()  # back to the same search and page
+    return redirect(reverse("payroll:union-members", kwargs={"union_id": union.pk}) + (f"?{query}" if query else ""))
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@writable_required
+def union_members_import(request, union_id: int):
+    """Import members from a CSV file: all of them, or none and every problem by line and column."""
+    union = _union_for_editing(request, union_id)
+    form = MemberImportForm(request.POST or None, request.FILES or None)
+    problems, problem_count, status = [], 0, 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                added = members.import_members(union_id=union.pk, user=request.user,
+                                               data=form.cleaned_data["file"].read(), now=timezone.now())
+            except members.MembersRefused as exc:
+                problems, problem_count = exc.problems[:members.MAX_PROBLEMS_SHOWN], len(exc.problems)
+            else:
+                messages.success(request, f"已导入 {len(added)} 名会员 ({len(added)} member(s) imported)")
+                return redirect("payroll:union-members", union_id=union.pk)
+    return render(request, "payroll/union_members_import.html", {
+        "union": union, "form": form, "problems": problems, "problem_count": problem_count,
+    }, status=status)
+
+
+@require_safe
+@login_required
+def union_members_template(request, union_id: int):
+    selectors.union_get(user=request.user, union_id=union_id)
+    response = HttpResponse(members.members_template_csv(), content_type=REPORT_TYPES["csv"])
+    response["Content-Disposition"] = 'attachment; filename="union-members-template.csv"'
+    return response
