@@ -407,9 +407,7 @@ def payslips_request(request, batch_id: int):
 def payslips_progress(request, batch_id: int, archive_id: int):
     """The archive's progress as JSON, polled by the batch page while it is built."""
     batch = selectors.batch_get(user=request.user, batch_id=batch_id)
-    data = _archive_data(batch, selectors.payslip_archive_get(batch=batch, archive_id=archive_id))
-    data.pop("finished_at")
-    return JsonResponse(data)
+    return JsonResponse(_archive_data(batch, selectors.payslip_archive_get(batch=batch, archive_id=archive_id)))
 
 
 @require_safe

@@ -1,8 +1,10 @@
 """Payroll in a real browser: an employer operator uploads a file with errors, reads the report and
 downloads it, uploads the fixed file and submits it; a second employer user approves, funds and pays;
-the progress shows every line paid; a payslip opens. Celery runs eagerly: paying finishes in the request."""
+the progress shows every line paid; a payslip opens; all payslips are prepared and downloaded as a zip.
+Celery runs eagerly: paying, and building the zip, finish in the request."""
 import os
 import re
+import zipfile
 
 import pytest
 
@@ -120,6 +122,14 @@ def test_upload_fix_approve_pay_and_open_a_payslip(employer, live_server, chromi
         payslip = approver.request.get(f"{base}{href}")
         assert payslip.status == 200 and payslip.headers["content-type"] == "application/pdf"
         assert payslip.body()[:5] == b"%PDF-"
+
+        # 5. All payslips: prepared in the background (eagerly here), then downloaded as one zip.
+        approver.click("button[data-action=prepare-payslips]")
+        approver.wait_for_selector("[data-testid=payslips-download]")
+        with approver.expect_download() as download_info:
+            approver.click("[data-testid=payslips-download]")
+        with zipfile.ZipFile(download_info.value.path()) as archive:
+            assert len(archive.namelist()) == STAFF
     finally:
         context.close()
 
