@@ -11,7 +11,8 @@ Measures, in the same run:
    (`manage.py run_budget_sandbox`), or in this process with --in-thread; with each attempt's bodies
    compressed for the message log as `record_message` does (--log db writes the rows too: needs a
    migrated database).
-Checks that every voucher was accepted and reported, and that the quota's used amount is exactly
+Each measurement runs --repeat times (new voucher numbers each time) and the best is printed: the
+machine is shared, and the best run is the one least disturbed. Checks that every voucher was accepted and reported, and that the quota's used amount is exactly
 what was paid with nothing left reserved. Prints vouchers/s and details/s (a detail counted once
 for its voucher and once for its result) beside the baseline.
 """
@@ -158,6 +159,7 @@ def main() -> None:
     parser.add_argument("--log", choices=("memory", "db"), default="memory",
                         help="message log: bodies compressed only (memory) or written to the database (db)")
     parser.add_argument("--no-zeep", action="store_true", help="skip measuring zeep's serialisation")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best is printed")
     args = parser.parse_args()
     _setup_django()
     from django.conf import settings
@@ -169,14 +171,15 @@ def main() -> None:
     quota = {"quota_id": f"BENCH-{run}", "adm_div_code": "320100", "fiscal_year": 2026, "agency_code": "101001",
              "agency_name": "市民政局", "exp_func_code": "2089999", "exp_eco_code": "30305", "fund_type_code": "1",
              "pay_type_code": "1", "amount_fen": 10**15, "purpose": "bench"}
-    documents = [_documents(run=run, number=n, details=args.details, quota=quota) for n in range(args.vouchers)]
-    vouchers = [d[0] for d in documents]
-    reports = [d[1] for d in documents]
-    paid_total = sum(d[2] for d in documents)
+    rounds = []
+    for repeat in range(args.repeat):
+        documents = [_documents(run=f"{run}{repeat}", number=n, details=args.details, quota=quota)
+                     for n in range(args.vouchers)]
+        rounds.append(([d[0] for d in documents], [d[1] for d in documents], sum(d[2] for d in documents)))
     details_moved = 2 * args.details * args.vouchers
 
-    baseline = bench_baseline(vouchers, reports)
-    zeep_seconds = None if args.no_zeep else bench_zeep(vouchers[0])
+    baseline = min(bench_baseline(vouchers, reports) for vouchers, reports, _ in rounds)
+    zeep_seconds = None if args.no_zeep else bench_zeep(rounds[0][0][0])
 
     with tempfile.TemporaryDirectory(prefix="bench-budget-") as directory:
         url, stop = start_sandbox(storage=os.path.join(directory, "budget.sqlite3"), in_thread=args.in_thread)
@@ -186,19 +189,25 @@ def main() -> None:
             recorder = None if args.log == "db" else _memory_recorder
             client = SoapBudgetClient(url=url, api_key=settings.BUDGET_SYSTEM_API_KEY, timeout_seconds=60,
                                       retries=0, max_bytes=settings.BUDGET_MESSAGE_MAX_BYTES, recorder=recorder)
-            started = time.perf_counter()
-            submit_seconds = 0.0
-            for voucher, report in zip(vouchers, reports):
-                t = time.perf_counter()
-                ack = client.submit_voucher(voucher)
-                submit_seconds += time.perf_counter() - t
-                assert ack.accepted and not ack.duplicate, ack
-                ack = client.report_payment(report)
-                assert ack.accepted and not ack.duplicate, ack
-            elapsed = time.perf_counter() - started
-            for voucher in vouchers:
-                assert client.voucher_status(voucher.voucher_no).state == "reported"
+            best = None
+            for vouchers, reports, _paid in rounds:
+                started = time.perf_counter()
+                submit_seconds = 0.0
+                for voucher, report in zip(vouchers, reports):
+                    t = time.perf_counter()
+                    ack = client.submit_voucher(voucher)
+                    submit_seconds += time.perf_counter() - t
+                    assert ack.accepted and not ack.duplicate, ack
+                    ack = client.report_payment(report)
+                    assert ack.accepted and not ack.duplicate, ack
+                elapsed = time.perf_counter() - started
+                if best is None or elapsed < best[0]:
+                    best = (elapsed, submit_seconds)
+                for voucher in vouchers:
+                    assert client.voucher_status(voucher.voucher_no).state == "reported"
+            elapsed, submit_seconds = best
             figures = admin.quota(quota_id=quota["quota_id"])
+            paid_total = sum(paid for _v, _r, paid in rounds)
             assert figures["used_fen"] == paid_total and figures["reserved_fen"] == 0, figures
             client.close()
         finally:
@@ -206,9 +215,8 @@ def main() -> None:
             stop()
 
     where = "in this process" if args.in_thread else "own process"
-    size = len(vouchers[0].details)
-    print(f"{args.vouchers} voucher(s) of {size:,} details, submitted and reported (1 in 10 returned); "
-          f"quota used = paid, nothing reserved")
+    print(f"{args.vouchers} voucher(s) of {args.details:,} details, submitted and reported (1 in 10 returned); "
+          f"quota used = paid, nothing reserved; best of {args.repeat}")
     print(f"  baseline, write + hardened read of the same documents, no HTTP: {baseline:6.2f} s"
           f"  {details_moved / baseline:10,.0f} details/s")
     if zeep_seconds is not None:
