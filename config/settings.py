@@ -205,7 +205,15 @@ CELERY_BEAT_SCHEDULE = {
     },
     "trace-checkpoint": {"task": "treasury.trace_checkpoint", "schedule": crontab(minute="*/10")},
     "payroll-finish-paying-batches": {"task": "payroll.finish_paying_batches", "schedule": 30.0},
+    "fiscal-finish-paying-requests": {"task": "fiscal_disbursement.finish_paying_requests", "schedule": 30.0},
+    "fiscal-resend-vouchers-and-reports": {"task": "fiscal_disbursement.resend_pending", "schedule": 60.0},
+    "fiscal-sync-quotas": {"task": "fiscal_disbursement.sync_quotas", "schedule": crontab(minute=5)},
+    "fiscal-reconcile": {"task": "fiscal_disbursement.reconcile_reported_requests",
+                         "schedule": crontab(hour=18, minute=30)},
 }
+
+# Fiscal disbursement: requests above this total need a second approver (neither the preparer).
+DISBURSEMENT_SECOND_APPROVAL_FEN = env_int("DISBURSEMENT_SECOND_APPROVAL_FEN", 1_000_000_00)
 
 # Transfer core tuning.
 TRANSFER_CHUNK_SIZE = env_int("TRANSFER_CHUNK_SIZE", 1000)  # one operator batch call / one Celery task

@@ -1,0 +1,343 @@
+"""Fiscal disbursement end to end through its services, over real HTTP: the sandbox operator for the
+money, the sandbox budget-management system (SOAP) for quotas, vouchers and result reports.
+
+What every path must keep true: our quota figures and the budget system's agree once a request is
+reported; no line is paid twice; the ledger balances."""
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+from django_fsm import TransitionNotAllowed
+
+from adapters.ecny.interface import Conditions, RefusalCode
+from fiscal_disbursement import services
+from fiscal_disbursement.models import PaymentRequest, Quota, ResultReport
+from fiscal_disbursement.models import RequestState as R
+from tests import factories as f
+from tests.fiscal_disbursement.helpers import (
+    QUOTA_ID,
+    UNIT_QUOTA_ID,
+    approved,
+    draft,
+    organization_payee,
+    payee_rows,
+    refreshed,
+    submitted,
+)
+from treasury.access import roles
+from treasury.access.errors import AccessDenied, MakerCheckerViolation
+from treasury.models import Transfer, TransferState
+from treasury.services.ledger import check_ledger
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def now():
+    return timezone.now()
+
+
+def quota(quota_id=QUOTA_ID) -> Quota:
+    return Quota.objects.get(quota_id=quota_id)
+
+
+def assert_quota_agrees(finance, *, consumed_fen: int, reserved_fen: int = 0, quota_id=QUOTA_ID):
+    """Our figures are what we expect, and the budget system holds the same used and reserved amounts."""
+    ours = quota(quota_id)
+    theirs = finance.budget.admin.quota(quota_id=quota_id)
+    assert (ours.consumed_fen, ours.reserved_fen) == (consumed_fen, reserved_fen)
+    assert (theirs["used_fen"], theirs["reserved_fen"]) == (consumed_fen, reserved_fen)
+
+
+def test_a_subsidy_run_is_paid_reported_and_reconciled(finance):
+    rows = payee_rows(finance, 5)
+    request = approved(finance, rows)
+
+    request = refreshed(request)
+    assert request.state == R.REPORTED
+    assert request.voucher_no.startswith("3201002026" + "5201")
+    assert (request.paid_count, request.paid_fen, request.returned_fen) == (5, 5_000_00, 0)
+    for _, _, wallet_id in rows:
+        assert finance.ecny.admin.balance(wallet_id=wallet_id) == 1000_00
+    assert ResultReport.objects.filter(request=request, state=ResultReport.State.ACKNOWLEDGED).count() == 1
+    assert_quota_agrees(finance, consumed_fen=5_000_00)
+
+    request = services.reconcile_request(request_id=request.pk, now=now(), user=finance.clerk)
+    assert request.state == R.RECONCILED
+    assert check_ledger().problems == []
+
+
+def test_every_transfer_carries_the_line_and_the_voucher_is_traceable(finance):
+    request = refreshed(approved(finance, payee_rows(finance, 3)))
+    lines = list(request.lines.select_related("transfer").order_by("line_no"))
+    numbers = [line.line_no for line in lines]  # rows of the file as the clerk sees them (the header is row 1)
+    assert numbers == [2, 3, 4]
+    assert [line.transfer.idempotency_key for line in lines] == [f"fiscal:{request.pk}:{n}" for n in numbers]
+    assert {line.transfer.batch_ref for line in lines} == {request.batch_ref}
+    voucher = finance.budget.admin.voucher(voucher_no=request.voucher_no)
+    assert [d["tracking_id"] for d in voucher["lines"]] == [f"{request.bill_no}{n:06d}" for n in numbers]
+
+
+def test_preparer_cannot_approve_and_a_clerk_cannot_approve_at_all(finance):
+    both = f.make_user(role=roles.FINANCE_CLERK, organization=finance.bureau)
+    both.groups.add(*f.make_user(role=roles.FINANCE_APPROVER, organization=finance.bureau).groups.all())
+    finance.clerk = both
+    request = submitted(finance, payee_rows(finance, 2))
+    with pytest.raises(MakerCheckerViolation):
+        services.approve_request(request_id=request.pk, user=both, now=now())
+    other_clerk = f.make_user(role=roles.FINANCE_CLERK, organization=finance.bureau)
+    with pytest.raises(AccessDenied):
+        services.approve_request(request_id=request.pk, user=other_clerk, now=now())
+    assert refreshed(request).state == R.SUBMITTED
+    assert quota().reserved_fen == 0
+
+
+def test_another_bureau_cannot_touch_the_request(finance):
+    request = submitted(finance, payee_rows(finance, 1))
+    stranger = f.make_user(role=roles.FINANCE_APPROVER)  # a finance approver of another bureau
+    with pytest.raises(AccessDenied):
+        services.approve_request(request_id=request.pk, user=stranger, now=now())
+
+
+def test_above_the_threshold_two_different_approvers_are_needed(finance, settings):
+    settings.DISBURSEMENT_SECOND_APPROVAL_FEN = 1_500_00
+    request = submitted(finance, payee_rows(finance, 2))  # 2,000 yuan
+
+    request = services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+    assert request.state == R.SUBMITTED and request.first_approved_by == finance.approver
+    assert quota().reserved_fen == 0
+    with pytest.raises(MakerCheckerViolation):
+        services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+
+    services.approve_request(request_id=request.pk, user=finance.approver2, now=now())
+    request = refreshed(request)
+    assert request.state == R.REPORTED and request.approved_by == finance.approver2
+
+
+def test_rejected_request_goes_back_to_the_preparer_and_can_be_resubmitted(finance):
+    request = submitted(finance, payee_rows(finance, 1))
+    with pytest.raises(Exception, match="reason"):
+        services.reject_request(request_id=request.pk, user=finance.approver, reason=" ", now=now())
+    request = services.reject_request(request_id=request.pk, user=finance.approver, reason="补充审批文件", now=now())
+    assert request.state == R.REJECTED and request.reason == "补充审批文件"
+    with pytest.raises(TransitionNotAllowed):
+        services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+    services.rework_request(request_id=request.pk, user=finance.clerk, now=now())
+    services.submit_request(request_id=request.pk, user=finance.clerk, now=now())
+    services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+    assert refreshed(request).state == R.REPORTED
+
+
+def test_approval_refused_when_the_quota_is_short(finance):
+    request = submitted(finance, payee_rows(finance, 3), amount_yuan="400000.00")  # 1.2 million > 1 million
+    with pytest.raises(services.DisbursementError) as refused:
+        services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+    assert refused.value.code == "quota_insufficient"
+    assert refreshed(request).state == R.SUBMITTED
+    assert_quota_agrees(finance, consumed_fen=0)
+
+
+def test_voucher_refused_by_the_budget_system_releases_the_reservation(finance):
+    finance.budget.admin.set_quota_amount(quota_id=QUOTA_ID, amount_fen=1_000_00)  # cut there, not yet synced here
+    request = approved(finance, payee_rows(finance, 2))
+    request = refreshed(request)
+    assert request.state == R.VOUCHER_REFUSED
+    assert "QUOTA_INSUFFICIENT" in request.voucher_error
+    assert quota().reserved_fen == 0
+    assert not Transfer.objects.filter(batch_ref=request.batch_ref).exists()
+
+
+def test_payee_file_problems_keep_no_line(finance):
+    rows = payee_rows(finance, 3)
+    rows[1] = [rows[1][0], "110105199001011234", rows[1][2]]  # bad check digit
+    unknown_wallet = payee_rows(finance, 1, open_wallets=False)[0]
+    request = draft(finance, rows + [unknown_wallet])
+    assert request.state == R.DRAFT
+    assert request.line_count == 0 and not request.lines.exists()
+    codes = {(p["line"], p["code"]) for p in request.problems}
+    assert (3, "wallet_unknown") not in codes and any(line == 3 for line, _ in codes)  # the bad ID, row 3
+    assert (5, "wallet_unknown") in codes
+    with pytest.raises(services.DisbursementError):
+        services.submit_request(request_id=request.pk, user=finance.clerk, now=now())
+    report = services.error_report(request=request).decode("utf-8-sig")
+    assert "错误" in report.splitlines()[0]
+
+
+def test_an_earmark_refusal_is_a_return_and_the_quota_gets_it_back(finance):
+    people = payee_rows(finance, 3)
+    company = organization_payee(finance)
+    request = draft(finance, people + [company], conditions=Conditions(payee_category="WT01"))
+    assert request.problem_count == 0
+    assert request.lines.get(line_no=5).warnings == ["earmark_category"]
+    services.submit_request(request_id=request.pk, user=finance.clerk, now=now())
+    services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+
+    request = refreshed(request)
+    assert request.state == R.PARTIALLY_PAID
+    refused = request.lines.get(line_no=5)
+    assert refused.transfer.state == TransferState.FAILED
+    assert refused.transfer.failure_code == RefusalCode.CONDITION_PAYEE_CATEGORY
+    assert finance.ecny.admin.balance(wallet_id=company[2]) == 0
+    # Paid lines are consumed; the refused one stays reserved until the clerk decides.
+    assert (quota().consumed_fen, quota().reserved_fen) == (3_000_00, 1_000_00)
+
+    services.return_lines(request_id=request.pk, line_ids=[refused.pk], user=finance.clerk,
+                          reason="收款人不符合专款专用条件", now=now())
+    request = refreshed(request)
+    assert request.state == R.REPORTED
+    assert (request.returned_count, request.returned_fen) == (1, 1_000_00)
+    assert "收款人不符合专款专用条件" in request.lines.get(line_no=5).return_reason
+    assert_quota_agrees(finance, consumed_fen=3_000_00)
+    assert services.reconcile_request(request_id=request.pk, now=now()).state == R.RECONCILED
+
+
+def test_a_spend_by_date_in_the_past_refuses_every_payment(finance):
+    rows = payee_rows(finance, 2)
+    request = approved(finance, rows, conditions=Conditions(expires_at=timezone.now() - dt.timedelta(days=1)))
+    request = refreshed(request)
+    assert request.state == R.FAILED
+    assert {line.transfer.failure_code for line in request.lines.select_related("transfer")} == {
+        RefusalCode.CONDITION_EXPIRED}
+    services.return_lines(request_id=request.pk, line_ids=list(request.lines.values_list("pk", flat=True)),
+                          user=finance.clerk, reason="专款已过期", now=now())
+    assert refreshed(request).state == R.REPORTED
+    assert_quota_agrees(finance, consumed_fen=0)
+
+
+def test_a_failed_line_retried_after_the_wallet_is_reopened_is_paid_once(finance):
+    rows = payee_rows(finance, 2)
+    request = submitted(finance, rows)
+    finance.ecny.admin.set_status(wallet_id=rows[1][2], status="frozen")  # frozen after the file was checked
+    services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+    request = refreshed(request)
+    assert request.state == R.PARTIALLY_PAID
+    failed = request.lines.get(line_no=3)
+    finance.ecny.admin.set_status(wallet_id=rows[1][2], status="active")
+
+    services.retry_lines(request_id=request.pk, line_ids=[failed.pk], user=finance.clerk, now=now())
+    request = refreshed(request)
+    assert request.state == R.REPORTED
+    failed.refresh_from_db()
+    assert failed.attempts == 2 and failed.transfer.idempotency_key == f"fiscal:{request.pk}:3:2"
+    assert finance.ecny.admin.balance(wallet_id=rows[1][2]) == 1000_00
+    assert_quota_agrees(finance, consumed_fen=2_000_00)
+
+
+def test_cancel_after_approval_releases_the_reservation_everywhere(finance):
+    request = submitted(finance, payee_rows(finance, 2))
+    finance.budget.admin.set_fault("fault", operation="SubmitVoucher", count=1)
+    services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+    request = refreshed(request)
+    assert request.state == R.APPROVED and request.voucher_error  # the fault is shown to the clerk
+    assert quota().reserved_fen == 2_000_00
+
+    request = services.cancel_request(request_id=request.pk, user=finance.clerk, reason="重复申请", now=now())
+    assert request.state == R.CANCELLED
+    assert_quota_agrees(finance, consumed_fen=0)
+
+
+def test_cancel_of_an_issued_voucher_reports_every_line_returned(finance):
+    # The budget unit's account holds 1,500 yuan: the voucher is accepted, paying waits for money.
+    request = submitted(finance, payee_rows(finance, 2), pay_type="2", quota_id=UNIT_QUOTA_ID)
+    services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+    request = refreshed(request)
+    assert request.state == R.VOUCHER_ISSUED and "余额不足" in request.voucher_error
+    assert finance.budget.admin.quota(quota_id=UNIT_QUOTA_ID)["reserved_fen"] == 2_000_00
+
+    services.cancel_request(request_id=request.pk, user=finance.clerk, reason="资金未到位", now=now())
+    request = refreshed(request)
+    assert request.state == R.CANCELLED
+    assert not Transfer.objects.filter(batch_ref=request.batch_ref).exists()
+    assert_quota_agrees(finance, consumed_fen=0, quota_id=UNIT_QUOTA_ID)
+
+
+def test_budget_system_unavailable_then_back_sends_the_voucher_once(finance, settings):
+    settings.BUDGET_SYSTEM_RETRIES = 0
+    finance.budget.admin.set_fault("lost_reply", operation="SubmitVoucher", count=1)
+    request = refreshed(approved(finance, payee_rows(finance, 2)))
+    # The budget system applied the voucher but the reply was lost: the client's retry (or the periodic
+    # task) gets the duplicate acknowledgement; either way the voucher is reserved there once.
+    services.resend_pending(now=now())
+    request = refreshed(request)
+    assert request.state == R.REPORTED
+    assert_quota_agrees(finance, consumed_fen=2_000_00)
+
+
+def test_lost_operator_reply_is_recovered_without_paying_twice(finance, settings):
+    rows = payee_rows(finance, 3)
+    finance.ecny.admin.set_fault("error_after_apply", count=1)
+    request = refreshed(approved(finance, rows))
+    assert request.state == R.PAYING
+    from treasury.services.transfers import recover_unconfirmed_transfers
+
+    recover_unconfirmed_transfers(now=now(), older_than_seconds=0)
+    services.finish_paying_requests(now=now())
+    request = refreshed(request)
+    assert request.state == R.REPORTED
+    for _, _, wallet_id in rows:
+        assert finance.ecny.admin.balance(wallet_id=wallet_id) == 1000_00
+    assert_quota_agrees(finance, consumed_fen=3_000_00)
+    assert check_ledger().problems == []
+
+
+def test_sending_the_voucher_and_finishing_twice_changes_nothing(finance):
+    request = refreshed(approved(finance, payee_rows(finance, 2)))
+    services.send_voucher(request_id=request.pk, now=now())
+    services.start_paying(request_id=request.pk, now=now())
+    services.finish_request_if_done(request_id=request.pk, now=now())
+    services.send_reports(request_id=request.pk, now=now())
+    assert Transfer.objects.filter(batch_ref=request.batch_ref).count() == 2
+    assert_quota_agrees(finance, consumed_fen=2_000_00)
+
+
+def test_authorised_payment_leaves_the_budget_units_zero_balance_account(finance):
+    rows = payee_rows(finance, 2)
+    request = refreshed(approved(finance, rows, pay_type="2", quota_id=UNIT_QUOTA_ID, amount_yuan="500.00"))
+    assert request.state == R.REPORTED
+    assert_quota_agrees(finance, consumed_fen=1_000_00, quota_id=UNIT_QUOTA_ID)
+    assert request.payer_wallet == finance.unit_wallet
+    assert request.voucher_no[10:14] == "8202"
+
+
+def test_pay_type_must_match_the_quota(finance):
+    with pytest.raises(services.DisbursementError) as refused:
+        draft(finance, payee_rows(finance, 1), pay_type="2")
+    assert refused.value.code == "pay_type_not_allowed"
+
+
+def test_quota_sync_keeps_our_reservations(finance):
+    request = submitted(finance, payee_rows(finance, 1))
+    finance.budget.admin.set_fault("fault", operation="SubmitVoucher", count=1)
+    services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+    services.sync_quotas(now=now())
+    assert quota().reserved_fen == 1_000_00 and quota().amount_fen == 1_000_000_00
+
+
+def test_documents_open_and_say_what_was_paid(finance):
+    import io
+
+    from pypdf import PdfReader
+
+    from fiscal_disbursement import documents
+
+    request = refreshed(approved(finance, payee_rows(finance, 3)))
+    voucher = PdfReader(io.BytesIO(documents.render_voucher_pdf(request=request)))
+    text = voucher.pages[0].extract_text()
+    assert request.voucher_no in text and "叁仟元整" in text
+    report = documents.daily_report(organization=finance.bureau, day=timezone.localdate())
+    assert (report.paid_count, report.paid_fen) == (3, 3_000_00)
+    assert [(r.exp_func_code, r.exp_eco_code) for r in report.rows] == [("2080801", "30305")]
+    pdf = PdfReader(io.BytesIO(documents.render_daily_report_pdf(organization=finance.bureau,
+                                                                   day=timezone.localdate())))
+    assert "3000.00" in pdf.pages[0].extract_text()
+
+
+def test_trace_runs_from_quota_to_wallet(finance):
+    from treasury.trace.models import TraceEvent
+
+    request = refreshed(approved(finance, payee_rows(finance, 2)))
+    kinds = list(TraceEvent.objects.filter(source_ref=request.batch_ref).exclude(subject_type="treasury.transfer")
+                 .order_by("pk").values_list("kind", flat=True))
+    for kind in ("fiscal.request.created", "fiscal.quota.reserved", "fiscal.request.approved", "fiscal.voucher.issued",
+                 "fiscal.request.paying", "fiscal.quota.consumed", "fiscal.request.reported"):
+        assert kind in kinds
+    assert PaymentRequest.objects.get(pk=request.pk).lines.filter(transfer__state=TransferState.SETTLED).count() == 2
