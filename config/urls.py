@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("treasury.access.api_urls")),
     path("", include("payroll.api_urls")),
     path("", include("adapters.budget.api_urls")),
+    path("", include("fiscal_disbursement.api_urls")),
 ]
 
 urlpatterns = [
@@ -23,5 +24,6 @@ urlpatterns = [
     path("receipts/", include("treasury.receipts.urls")),
     path("payroll/", include("payroll.urls")),
     path("budget/", include("adapters.budget.urls")),
+    path("fiscal/", include("fiscal_disbursement.urls")),
     path("", include("treasury.access.urls")),
 ]

@@ -8,7 +8,8 @@ from treasury.access import navigation
 from treasury.access.navigation import NavEntry
 
 COMMON = {"dashboard", "transfers", "trace", "receipt_verify"}
-FISCAL = {"fiscal_quotas", "fiscal_requests", "fiscal_vouchers"}
+FISCAL = {"fiscal_quotas", "fiscal_requests", "fiscal_returns", "fiscal_daily_report"}
+FISCAL_APPROVALS = {"fiscal_approvals"}
 TAX = {"tax_agreements", "tax_deductions", "tax_reconciliation"}
 PAYROLL = {"payroll_batches", "payroll_upload", "payroll_unions"}
 AUDIT = {"ledger", "trace_verify"}
@@ -16,12 +17,12 @@ BUDGET = {"budget_messages"}  # the budget system's message log
 
 EXPECTED = {
     "finance_clerk": COMMON | FISCAL | BUDGET,
-    "finance_approver": COMMON | FISCAL | BUDGET,
+    "finance_approver": COMMON | FISCAL | FISCAL_APPROVALS | BUDGET,
     "tax_staff": COMMON | TAX,
     "employer_operator": COMMON | PAYROLL,
     "employer_approver": COMMON | PAYROLL,
-    "auditor": COMMON | AUDIT | {"payroll_unions"} | BUDGET,
-    "admin": COMMON | FISCAL | TAX | PAYROLL | AUDIT | {"reference_data"} | BUDGET,
+    "auditor": COMMON | FISCAL | FISCAL_APPROVALS | AUDIT | {"payroll_unions"} | BUDGET,
+    "admin": COMMON | FISCAL | FISCAL_APPROVALS | TAX | PAYROLL | AUDIT | {"reference_data"} | BUDGET,
 }
 
 
