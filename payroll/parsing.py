@@ -38,7 +38,6 @@ from treasury.spreadsheets import (
     SpreadsheetFile,
     amount_to_fen,
     compact_text,
-    has_digit,
     iter_original_rows,
     normalize_text,
     read_line_count,
@@ -105,7 +104,8 @@ LAYOUT = SheetLayout(
 # ---------------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs about 1 µs more a line, a tenth of the parsing time.
+@dataclass(slots=True)
 class PayrollLine:
     line: int
     employee_no: str
@@ -189,6 +189,7 @@ _MESSAGES = {
     "period_format": "工资所属期应为YYYY-MM，如2025-06 (pay period must be YYYY-MM, e.g. 2025-06)",
 }
 _AMOUNT_CACHE_SIZE = 4_096
+_HAS_DIGIT = re.compile(r"\d").search
 
 _PERIOD = re.compile(r"(\d{4})\s*(?:[-/.年]\s*)?(\d{1,2})(?:\s*月)?(?:[-/.](0?1)(?:日)?)?")
 
@@ -333,7 +334,7 @@ class _LineChecker:
 
         name = normalize_text(cells[i_name]) if i_name >= 0 else ""
         if name:
-            if len(name) > 64 or name.startswith(FORMULA_START) or has_digit(name):
+            if len(name) > 64 or name.startswith(FORMULA_START) or _HAS_DIGIT(name):
                 add(line, labels["name"], "name_format")
         elif i_name >= 0:
             add(line, labels["name"], "required")

@@ -123,7 +123,6 @@ _FOLD.update(dict.fromkeys([0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF], None))
 _FOLD = str.maketrans(_FOLD)
 _WHITESPACE = re.compile(r"\s+")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-has_digit = re.compile(r"\d").search
 
 
 def normalize_text(value: str) -> str:
