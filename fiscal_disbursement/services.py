@@ -35,7 +35,7 @@ from adapters.budget.interface import (
     VoucherDetail,
     VoucherState,
 )
-from adapters.ecny.interface import Conditions
+
 from treasury import bulk
 from treasury.access import roles
 from treasury.access.errors import AccessDenied
@@ -44,7 +44,7 @@ from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import LedgerAccount, Organization, Transfer, TransferState, Wallet
 from treasury.money import format_yuan
 from treasury.services.parties import register_organization
-from treasury.services.transfers import NewTransfer, create_transfers
+from treasury.services.transfers import Conditions, NewTransfer, create_transfers
 from treasury.services.wallets import ensure_personal_wallets, operator_balance, register_wallet, verify_wallets
 from treasury.trace.services import EventSpec, append_events
 
@@ -55,6 +55,7 @@ from .models import RequestState as R
 logger = logging.getLogger(__name__)
 
 LINE_INSERT_CHUNK = 5000
+PAY_CHUNK = 5000  # lines whose transfers are made in one transaction (then paid while the next are made)
 REPORT_CHUNK = 5000  # lines per result report: a 50,000-line voucher is reported in 10 messages
 MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
 SUBJECT = "fiscal.request"
@@ -551,10 +552,8 @@ def _queue_voucher(request_id: int) -> None:
 def build_voucher(request: PaymentRequest) -> Voucher:
     quota = request.quota
     bill_no = request.bill_no
-    operator_codes = dict(Wallet.objects.filter(pk__in=request.lines.values("payee_wallet_id"))
-                          .values_list("pk", "operator__code"))
-    lines = request.lines.order_by("line_no").values_list("line_no", "payee_name", "wallet_id", "amount_fen", "memo",
-                                                          "payee_wallet_id")
+    # Payee wallets are registered when paying starts; the operator's code is the wallet id's prefix.
+    lines = request.lines.order_by("line_no").values_list("line_no", "payee_name", "wallet_id", "amount_fen", "memo")
     payer = request.payer_wallet
     return Voucher(
         voucher_no=request.voucher_no, vou_date=(request.approved_at or request.created_at).date(),
@@ -565,16 +564,17 @@ def build_voucher(request: PaymentRequest) -> Voucher:
         purpose=request.title,
         details=tuple(
             VoucherDetail(tracking_id=f"{bill_no}{line_no:06d}", payee_name=name, payee_acct_no=wallet_id,
-                          payee_bank_no=_operator_bank_no(operator_codes.get(wallet_pk), wallet_id), amount_fen=amount,
+                          payee_bank_no=_operator_bank_no(wallet_id[:3]), amount_fen=amount,
                           purpose=memo or request.title)
-            for line_no, name, wallet_id, amount, memo, wallet_pk in lines.iterator(chunk_size=5000)
+            for line_no, name, wallet_id, amount, memo in lines.iterator(chunk_size=5000)
         ),
     )
 
 
-def _operator_bank_no(code: str | None, wallet_id: str) -> str:
-    # The operator's 12-digit institution code; this project's wallet ids carry a 3-digit operator prefix.
-    return (code or wallet_id[:3]).ljust(12, "0")[:12]
+def _operator_bank_no(operator_code: str) -> str:
+    """The 12-digit institution code the voucher names for a wallet's operator. This project's wallet
+    ids carry a 3-digit operator prefix; a real deployment maps operators to their CNAPS codes here."""
+    return operator_code.ljust(12, "0")
 
 
 def send_voucher(*, request_id: int, now: datetime) -> PaymentRequest:
@@ -586,9 +586,6 @@ def send_voucher(*, request_id: int, now: datetime) -> PaymentRequest:
     request = PaymentRequest.objects.select_related("quota", "payer_wallet").get(pk=request_id)
     if request.state != R.APPROVED:
         return request
-    if not request.lines.filter(payee_wallet__isnull=False).exists():
-        with transaction.atomic():
-            _register_payee_wallets(_locked(request_id))
     voucher = build_voucher(request)
     try:
         ack = _budget().submit_voucher(voucher)
@@ -627,12 +624,15 @@ def send_voucher(*, request_id: int, now: datetime) -> PaymentRequest:
 
 def resend_pending(*, now: datetime) -> dict[str, int]:
     """The periodic task: approved requests whose voucher was not yet acknowledged, and pending result
-    reports, are sent again under their own numbers; acknowledged vouchers not yet paying start paying."""
+    reports, are sent again under their own numbers; acknowledged vouchers not yet paying start paying
+    (and paying ones whose transfers were not all made: the task making them died)."""
     vouchers = list(PaymentRequest.objects.filter(state=R.APPROVED).values_list("pk", flat=True))
     for request_id in vouchers:
         send_voucher(request_id=request_id, now=now)
     # Acknowledged vouchers whose paying did not start (a lost task, or the account was short).
-    for request_id in PaymentRequest.objects.filter(state=R.VOUCHER_ISSUED).values_list("pk", flat=True):
+    unstarted = PaymentRequest.objects.filter(Q(state=R.VOUCHER_ISSUED) | Q(
+        state=R.PAYING, lines__transfer__isnull=True, lines__returned=False)).distinct()
+    for request_id in unstarted.values_list("pk", flat=True):
         start_paying(request_id=request_id, now=now)
     with_reports = list(ResultReport.objects.filter(state=ResultReport.State.PENDING)
                         .values_list("request_id", flat=True).distinct())
@@ -646,11 +646,13 @@ def resend_pending(*, now: datetime) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _register_payee_wallets(request: PaymentRequest) -> None:
-    """Every payee wallet registered (persons in bulk; organizations one by one, they are few) and
-    recorded on its line, in the caller's transaction."""
-    rows = list(request.lines.filter(payee_wallet__isnull=True)
-                .values_list("pk", "wallet_id", "payee_name", "id_kind", "id_number"))
+def _register_payee_wallets(request: PaymentRequest, line_ids: list[int] | None = None) -> None:
+    """Every payee wallet (of these lines) registered (persons in bulk; organizations one by one, they are
+    few) and recorded on its line, in the caller's transaction."""
+    lines = request.lines.filter(payee_wallet__isnull=True)
+    if line_ids is not None:
+        lines = lines.filter(pk__in=line_ids)
+    rows = list(lines.values_list("pk", "wallet_id", "payee_name", "id_kind", "id_number"))
     if not rows:
         return
     people = [(w, name, number) for _, w, name, kind, number in rows if kind == "resident"]
@@ -704,35 +706,54 @@ def _create_line_transfers(request: PaymentRequest, attempts: list[tuple[int, in
 
 
 def start_paying(*, request_id: int, now: datetime, user=None) -> PaymentRequest:
-    """voucher_issued -> paying: one transfer per line, created in one transaction and submitted in chunks
-    after commit. Runs after the voucher is acknowledged (and again from the clerk's button); first checks
-    that the payer's zero-balance account holds the total, otherwise the request waits with the reason.
-    Keys are fixed per line (fiscal:<request>:<line>), so a second call can never pay a line twice."""
+    """voucher_issued -> paying, then one transfer per line, created PAY_CHUNK lines at a time, each chunk
+    committed and handed to the workers at once, so paying starts while the rest are still being made.
+
+    Runs after the voucher is acknowledged (and again from the clerk's button and the periodic task);
+    first checks that the payer's zero-balance account holds the total, otherwise the request waits with
+    the reason. Resumable and safe to run twice at once: each chunk takes the request's row lock and picks
+    lines that have no transfer yet; keys are fixed per line (fiscal:<request>:<line>)."""
     request = PaymentRequest.objects.select_related("payer_wallet").get(pk=request_id)
     if user is not None:
         _ensure_finance_user(user, request, role_names=CLERK_ROLES + APPROVER_ROLES)
-    if request.state != R.VOUCHER_ISSUED:
-        return request
-    balance = operator_balance(wallet=request.payer_wallet)  # outside the transaction: no lock while asking
     actor = user.username if user else "system"
+    if request.state == R.VOUCHER_ISSUED:
+        balance = operator_balance(wallet=request.payer_wallet)  # outside the transaction: no lock while asking
+        with transaction.atomic():
+            request = _locked(request_id)
+            if request.state != R.VOUCHER_ISSUED:
+                return request
+            if balance.balance_fen < request.total_fen:
+                request.voucher_error = (f"付款账户余额不足：现有 {format_yuan(balance.balance_fen)}，需要 "
+                                         f"{format_yuan(request.total_fen)} (the payer account is short of the total)"
+                                         )[:255]
+                request.save(update_fields=["voucher_error"])
+                return request
+            request.start_paying()
+            request.voucher_error = ""
+            request.save()
+            _trace(request, "fiscal.request.paying", actor=actor, now=now, amount_fen=request.total_fen,
+                   lines=request.line_count, voucher_no=request.voucher_no)
+    if request.state != R.PAYING:
+        return request
+    while _create_next_transfers(request_id, actor=actor, now=now):
+        pass
+    # With Celery eager the transfers were paid at each commit; with workers this returns at once.
+    return finish_request_if_done(request_id=request_id, now=now)
+
+
+def _create_next_transfers(request_id: int, *, actor: str, now: datetime) -> int:
+    """First payments for up to PAY_CHUNK lines that have none yet, in one transaction; how many."""
     with transaction.atomic():
         request = _locked(request_id)
-        if request.state != R.VOUCHER_ISSUED:
-            return request
-        if balance.balance_fen < request.total_fen:
-            request.voucher_error = (f"付款账户余额不足：现有 {format_yuan(balance.balance_fen)}，需要 "
-                                     f"{format_yuan(request.total_fen)} (the payer account is short of the total)")[:255]
-            request.save(update_fields=["voucher_error"])
-            return request
-        request.start_paying()
-        request.voucher_error = ""
-        first_attempts = [(pk, 1) for pk in request.lines.values_list("pk", flat=True)]
-        ids = _create_line_transfers(request, first_attempts, actor=actor, now=now)
-        request.save()
-        _trace(request, "fiscal.request.paying", actor=actor, now=now, amount_fen=request.total_fen,
-               transfers=len(ids), voucher_no=request.voucher_no)
-    # With Celery eager the transfers were paid at commit; with workers this returns at once.
-    return finish_request_if_done(request_id=request_id, now=now)
+        if request.state != R.PAYING:
+            return 0
+        line_ids = list(request.lines.filter(transfer__isnull=True, returned=False).order_by("line_no")
+                        .values_list("pk", flat=True)[:PAY_CHUNK])
+        if line_ids:
+            _register_payee_wallets(request, line_ids)
+            _create_line_transfers(request, [(pk, 1) for pk in line_ids], actor=actor, now=now)
+        return len(line_ids)
 
 
 @dataclass(frozen=True)
@@ -760,8 +781,8 @@ class LineProgress:
 def line_progress(*, request: PaymentRequest) -> LineProgress:
     settled = Q(transfer__state=TransferState.SETTLED, returned=False)
     failed = Q(transfer__state__in=[TransferState.FAILED, TransferState.CANCELLED], returned=False)
-    still_open = Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN],
-                   returned=False)
+    still_open = (Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
+                  | Q(transfer__isnull=True)) & Q(returned=False)
     totals = request.lines.aggregate(
         n=Count("pk"), n_paid=Count("pk", filter=settled), fen_paid=Sum("amount_fen", filter=settled),
         n_failed=Count("pk", filter=failed), n_open=Count("pk", filter=still_open),

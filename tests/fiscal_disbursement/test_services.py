@@ -341,3 +341,35 @@ def test_trace_runs_from_quota_to_wallet(finance):
                  "fiscal.request.paying", "fiscal.quota.consumed", "fiscal.request.reported"):
         assert kind in kinds
     assert PaymentRequest.objects.get(pk=request.pk).lines.filter(transfer__state=TransferState.SETTLED).count() == 2
+
+
+def test_paying_resumes_where_a_dead_task_stopped_making_transfers(finance, monkeypatch):
+    """Transfers are made a chunk at a time (paid while the next are made). The task dies after the first
+    chunk: the periodic task makes the rest, and no line gets two transfers."""
+    monkeypatch.setattr(services, "PAY_CHUNK", 2)
+    real_next = services._create_next_transfers
+    calls = []
+
+    def dies_after_first_chunk(request_id, **kwargs):
+        if calls:
+            raise KeyboardInterrupt("worker killed")
+        calls.append(request_id)
+        return real_next(request_id, **kwargs)
+
+    monkeypatch.setattr(services, "_create_next_transfers", dies_after_first_chunk)
+    rows = payee_rows(finance, 5)
+    with pytest.raises(KeyboardInterrupt):
+        approved(finance, rows)
+    request = PaymentRequest.objects.get()
+    assert request.state == R.PAYING
+    assert request.lines.filter(transfer__isnull=False).count() == 2
+    assert services.finish_request_if_done(request_id=request.pk, now=now()).state == R.PAYING  # not done yet
+
+    monkeypatch.setattr(services, "_create_next_transfers", real_next)
+    services.resend_pending(now=now())
+    request = refreshed(request)
+    assert request.state == R.REPORTED
+    assert Transfer.objects.filter(batch_ref=request.batch_ref).count() == 5
+    for _, _, wallet_id in rows:
+        assert finance.ecny.admin.balance(wallet_id=wallet_id) == 1000_00
+    assert_quota_agrees(finance, consumed_fen=5_000_00)
