@@ -75,6 +75,16 @@ def payroll_csv(*, employer: Organization, period: str, staff: list[Wallet], spo
     return buffer.getvalue().encode("utf-8-sig")
 
 
+def payee_csv(payees: list[tuple[str, str, str]], *, amount_fen: int, memo: str) -> bytes:
+    """A subsidy payee file (fiscal_disbursement/PAYEES.md): (name, resident ID or credit code, wallet id)."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["序号", "收款人", "证件号码", "钱包编号", "金额", "用途"])
+    for n, (name, id_number, wallet_id) in enumerate(payees, start=1):
+        writer.writerow([n, name, id_number, wallet_id, f"{amount_fen // 100}.{amount_fen % 100:02d}", memo])
+    return buffer.getvalue().encode("utf-8-sig")
+
+
 @dataclass
 class DemoWorld:
     orgs: dict[str, Organization] = field(default_factory=dict)
@@ -94,6 +104,8 @@ ORGS = [
     ("union", Organization.Type.UNION, "济南示范科技有限公司工会委员会", "81370100MC0000005", ""),
     ("city_union", Organization.Type.UNION, "济南市总工会", "81370100MC0000009", ""),
     ("school", Organization.Type.BUDGET_UNIT, "济南市第一中学", "12370100MB0000006", ""),
+    # The budget unit whose quotas the sandbox budget system holds (adapters/budget/sandbox/seed.py).
+    ("civil_affairs", Organization.Type.BUDGET_UNIT, "市民政局", "11370100MB0000010", "101001"),
     ("employer_a", Organization.Type.EMPLOYER, "济南示范科技有限公司", "91370100MA3C00007", ""),
     ("employer_b", Organization.Type.EMPLOYER, "济南明远物流有限公司", "91370100MA3C00008", ""),
 ]
@@ -123,6 +135,7 @@ def load_demo_world(*, employees_a: int = 40, employees_b: int = 10, password: s
             ("treasury_single", wallet_number(0, 1), "treasury", LedgerAccount.Kind.TREASURY_SINGLE),
             ("fiscal_zero_balance", wallet_number(0, 2), "finance", LedgerAccount.Kind.FISCAL_ZERO_BALANCE),
             ("school_zero_balance", wallet_number(0, 3), "school", LedgerAccount.Kind.UNIT_ZERO_BALANCE),
+            ("civil_affairs_zero_balance", wallet_number(0, 4), "civil_affairs", LedgerAccount.Kind.UNIT_ZERO_BALANCE),
             ("employer_a", wallet_number(0, 11), "employer_a", LedgerAccount.Kind.WALLET),
             ("employer_b", wallet_number(0, 12), "employer_b", LedgerAccount.Kind.WALLET),
             ("union", wallet_number(0, 13), "union", LedgerAccount.Kind.WALLET),

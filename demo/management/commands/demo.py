@@ -1,10 +1,11 @@
 """`manage.py demo`: an end-to-end run on whatever database is configured (SQLite by default).
 
-Starts a sandbox operator on a free loopback port, loads the demo world (organizations, users,
-wallets, a union), and moves money: a payroll file with mistakes rejected with its error report, the
-fixed file approved by a second person and paid (union dues and funds with it, a frozen wallet's
-line held), an earmarked subsidy (smart-contract conditions), a run whose reply is lost (recovered
-by idempotency key), a reversal. Then it proves the books: ledger check, trace checkpoint and
+Starts a sandbox operator and a sandbox budget-management system (SOAP) on free loopback ports,
+loads the demo world (organizations, users, wallets, a union), and moves money: a payroll file with
+mistakes rejected with its error report, the fixed file approved by a second person and paid (union
+dues and funds with it, a frozen wallet's line held); an earmarked subsidy disbursed from a budget
+quota (voucher over SOAP, a payee refused by the smart contract and returned, results reported,
+reconciled); a run whose reply is lost (recovered by idempotency key), a reversal. Then it proves the books: ledger check, trace checkpoint and
 verification, receipts verified from their files.
 """
 import shutil
@@ -19,10 +20,15 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from adapters.budget.client import get_budget_client
+from adapters.budget.sandbox.server import start_in_thread as start_budget_sandbox
 from adapters.ecny.client import get_operator_client
 from adapters.ecny.interface import Conditions
 from adapters.ecny.sandbox.server import start_in_thread
-from demo.world import load_demo_world, payroll_csv
+from demo.world import load_demo_world, payee_csv, payroll_csv
+from fiscal_disbursement import documents as fiscal_documents
+from fiscal_disbursement import services as fiscal
+from fiscal_disbursement.models import Quota
 from payroll import services as payroll
 from treasury.models import Transfer, TransferState
 from treasury.money import format_yuan
@@ -46,19 +52,26 @@ class Command(BaseCommand):
         settings.ECNY_OPERATOR_URL = sandbox.url
         settings.ECNY_OPERATOR_TIMEOUT_SECONDS = 2
         get_operator_client.cache_clear()
+        budget = start_budget_sandbox(storage_path=str(storage_dir / "budget.sqlite3"),
+                                      api_key=settings.BUDGET_SYSTEM_API_KEY, seed_demo=True)
+        settings.BUDGET_SYSTEM_URL = budget.url
+        get_budget_client.cache_clear()
         try:
-            self._run(sandbox, run_id)
+            self._run(sandbox, budget, run_id)
             if options["keep_sandbox"]:
-                self.stdout.write(f"sandbox operator running at {sandbox.url}; Ctrl-C to stop")
+                self.stdout.write(f"sandbox operator running at {sandbox.url}, budget system at {budget.url}; "
+                                  f"Ctrl-C to stop")
                 sandbox._thread.join()
         finally:
             sandbox.stop()
+            budget.stop()
+            get_budget_client.cache_clear()
             shutil.rmtree(storage_dir, ignore_errors=True)
 
     def say(self, text=""):
         self.stdout.write(text)
 
-    def _run(self, sandbox, run_id):
+    def _run(self, sandbox, budget, run_id):
         say = self.say
         world = load_demo_world()
         w = world.wallets
@@ -77,6 +90,7 @@ class Command(BaseCommand):
 
         say("== e-CNY treasury service demo ==")
         say(f"sandbox operator: {sandbox.url} (its own ledger, limits and smart contracts)")
+        say(f"sandbox budget-management system: {budget.url} (SOAP; its own quota ledger)")
         say()
 
         # 1. Salaries: employer A's payroll office uploads a file (with two mistakes), fixes it, a second
@@ -113,14 +127,54 @@ class Command(BaseCommand):
         self._report("   union dues and funds remitted with the run", f"{batch.batch_ref}-union")
         payroll_batch = batch.batch_ref
 
-        # 2. An earmarked subsidy from the fiscal zero-balance account: only listed payees, only SUBSIDY.
-        subsidy_batch = f"demo-subsidy-{run_id}"
-        eligible = world.employees_b[:8]
-        earmark = Conditions(allowed_payees=tuple(x.wallet_id for x in eligible), purposes=("SUBSIDY",),
+        # 2. An earmarked subsidy from a budget quota: a clerk prepares it with a payee file, another person
+        # approves, the voucher goes to the budget system over SOAP, the payments carry smart-contract
+        # conditions (personal wallets only, purpose SUBSIDY, spend by a date), a company the conditions
+        # refuse comes back as a return, the results are reported and reconciled.
+        fiscal.sync_quotas(now=timezone.now())
+        finance_clerk, finance_approver = (get_user_model().objects.get(username=n) for n in ("clerk", "approver"))
+        quota_id = "ZB2026-101001-001"
+        company = world.orgs["employer_b"]
+        payees = [(x.holder_name, x.holder_person.resident_id, x.wallet_id) for x in world.employees_b[:8]]
+        payees.append((company.name, company.uscc, w["employer_b"].wallet_id))
+        earmark = Conditions(payee_category="WT01", purposes=("SUBSIDY",),
                              expires_at=timezone.now() + timezone.timedelta(days=30))
-        self._pay(world.orgs["finance"], subsidy_batch, w["fiscal_zero_balance"], world.employees_b,
-                  [500_00] * len(world.employees_b), purpose="SUBSIDY", actor="clerk", conditions=earmark)
-        self._report("2. earmarked subsidy (专款专用), 8 eligible of 10 recipients", subsidy_batch)
+        request = fiscal.create_request(
+            user=finance_clerk, quota_id=quota_id, pay_type="1", title=f"困难群众生活补助 {run_id}",
+            conditions=earmark, filename=f"补助名单{run_id}.csv", now=timezone.now(),
+            data=payee_csv(payees, amount_fen=800_00, memo="生活补助"),
+        )
+        say(f"2. subsidy request {request.bill_no} by clerk on quota {quota_id}: {request.line_count} payees, "
+            f"{format_yuan(request.total_fen)}; warnings: "
+            f"{list(request.lines.exclude(warnings=[]).values_list('line_no', 'warnings'))}")
+        fiscal.submit_request(request_id=request.pk, user=finance_clerk, now=timezone.now())
+        fiscal.approve_request(request_id=request.pk, user=finance_approver, now=timezone.now())  # maker-checker
+        request.refresh_from_db()
+        say(f"   approved by approver, voucher {request.voucher_no} acknowledged, paid: {request.state}")
+        refused = request.lines.filter(transfer__state=TransferState.FAILED).select_related("transfer")
+        for line in refused:
+            say(f"   refused by the smart contract: line {line.line_no} {line.transfer.failure_code}")
+        fiscal.return_lines(request_id=request.pk, line_ids=[line.pk for line in refused], user=finance_clerk,
+                            reason="收款人为单位，不符合专款专用条件", now=timezone.now())
+        request = fiscal.reconcile_request(request_id=request.pk, now=timezone.now())
+        theirs = budget.admin.voucher(voucher_no=request.voucher_no)
+        quota = Quota.objects.get(quota_id=quota_id)
+        say(f"   return confirmed, results reported, reconciled: {request.state}; paid {request.paid_count} "
+            f"({format_yuan(request.paid_fen)}), returned {request.returned_count} ({format_yuan(request.returned_fen)})")
+        say(f"   the budget system holds for the voucher: paid {format_yuan(theirs['paid_fen'])}, returned "
+            f"{format_yuan(theirs['returned_fen'])}; quota {quota_id}: available {format_yuan(quota.available_fen)}, "
+            f"nothing left reserved ({quota.reserved_fen})")
+        folder = Path(settings.MEDIA_ROOT) / "demo"
+        voucher_pdf = folder / f"voucher-{request.voucher_no}.pdf"
+        voucher_pdf.write_bytes(fiscal_documents.render_voucher_pdf(request=request))
+        daily_pdf = folder / f"disbursement-{timezone.localdate():%Y%m%d}.pdf"
+        daily_pdf.write_bytes(fiscal_documents.render_daily_report_pdf(organization=world.orgs["finance"],
+                                                                       day=timezone.localdate()))
+        say(f"   voucher PDF: {voucher_pdf}")
+        say(f"   daily disbursement report: {daily_pdf}")
+        say(f"   trace from quota to wallet: /trace/batch/{request.batch_ref}/")
+        say()
+        subsidy_batch = request.batch_ref
 
         # 3. Employer B's bonus run: the operator applies the batch but the reply is lost (timeout).
         bonus_batch = f"demo-bonus-{run_id}"
