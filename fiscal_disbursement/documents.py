@@ -22,7 +22,7 @@ from reportlab.pdfgen import canvas as rl_canvas
 from treasury.identifiers import mask_resident_id, mask_wallet_id
 from treasury.models import TransferState
 from treasury.money import fen_to_capitals, fen_to_yuan_str, format_yuan
-from treasury.receipts.pdf import Attachment, _attach_files, _Text, register_fonts
+from treasury.receipts.pdf import Attachment, PageText, attach_files, register_fonts
 
 from .models import PaymentLine, PaymentRequest, PayType
 
@@ -49,7 +49,7 @@ class _Pages:
         if self.text is not None:
             self.finish_page()
         self.page_no += 1
-        self.text = _Text(self.c)
+        self.text = PageText(self.c)
         self.text.put(_MARGIN, self.height - _MARGIN, heading, 14)
         self.text.put(self.width - _MARGIN - 40, self.height - _MARGIN, f"{self.page_no}", 9)
         self.y = self.height - _MARGIN - 28
@@ -72,7 +72,7 @@ class _Pages:
         if self.text is not None:
             self.c.drawText(self.text.obj)
         if attachments:
-            _attach_files(self.c, list(attachments))
+            attach_files(self.c, list(attachments))
         self.c.showPage()
         self.c.save()
         return self.buffer.getvalue()

@@ -189,7 +189,7 @@ class _Page:
     def __init__(self, c):
         self.c = c
         self.width, self.height = PAGE_SIZE
-        self.text = pdf._Text(c)  # one text object per page, fonts switched only when the script changes
+        self.text = pdf.PageText(c)  # one text object per page, fonts switched only when the script changes
         self.left = self.MARGIN
         self.right = self.width - self.MARGIN
         self.y = self.height - self.MARGIN - 16
@@ -199,7 +199,7 @@ class _Page:
         self.text.put(x, self.y, text, size, bold=bold)
 
     def put_right(self, text: str, size: float, *, bold: bool = False) -> None:
-        # Values right-aligned are figures and ids: Latin text, set in Helvetica by pdf._Text.
+        # Values right-aligned are figures and ids: Latin text, set in Helvetica by pdf.PageText.
         width = stringWidth(text, pdf.LATIN_BOLD_FONT, size) if bold and pdf._is_latin(text) else _width(text, size)
         self.text.put(self.right - width, self.y, text, size, bold=bold)
 

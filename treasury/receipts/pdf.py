@@ -85,7 +85,7 @@ def _is_latin(text: str) -> bool:
     return _NOT_LATIN.search(text) is None
 
 
-class _Text:
+class PageText:
     """All of a page's text in one text object, switching fonts only when the script changes."""
 
     def __init__(self, c):
@@ -133,7 +133,7 @@ def draw_qr(c, data: str, *, x: float, y: float, side: float) -> None:
     c.restoreState()
 
 
-def _attach_files(c, attachments: list[Attachment]) -> None:
+def attach_files(c, attachments: list[Attachment]) -> None:
     doc = c._doc
     names = []
     for item in sorted(attachments, key=lambda a: a.name):  # a name tree's keys must be sorted
@@ -173,7 +173,7 @@ def render_receipt(page: ReceiptPage) -> bytes:
     width, height = PAGE_SIZE
     margin = 36
 
-    text = _Text(c)
+    text = PageText(c)
     # Frame and title.
     c.setLineWidth(0.8)
     c.rect(margin - 8, margin - 8, width - 2 * (margin - 8), height - 2 * (margin - 8))
@@ -213,7 +213,7 @@ def render_receipt(page: ReceiptPage) -> bytes:
     c.drawText(text.obj)
 
     if page.attachments:
-        _attach_files(c, page.attachments)
+        attach_files(c, page.attachments)
     c.showPage()
     c.save()
     return buffer.getvalue()
