@@ -4,37 +4,18 @@ The admin endpoints exist only on the sandbox; a real budget system has none of 
 """
 from __future__ import annotations
 
-import requests
+from adapters.sandbox_common.admin import AdminClientError, JsonAdminClient
 
 
-class BudgetSandboxAdminError(Exception):
-    def __init__(self, message: str, *, code: str, http_status: int):
-        super().__init__(message)
-        self.code = code
-        self.http_status = http_status
+class BudgetSandboxAdminError(AdminClientError):
+    """The sandbox budget system refused an admin call."""
 
 
-class BudgetSandboxAdminClient:
+class BudgetSandboxAdminClient(JsonAdminClient):
+    error = BudgetSandboxAdminError
+
     def __init__(self, base_url: str, api_key: str, *, timeout_seconds: float = 30.0):
-        self.base_url = base_url.rstrip("/")
-        self._timeout = timeout_seconds
-        self._session = requests.Session()
-        self._session.headers.update({"Authorization": f"Bearer {api_key}"})
-
-    def close(self) -> None:
-        self._session.close()
-
-    def _call(self, method: str, path: str, payload: dict | None = None) -> dict:
-        response = self._session.request(method, self.base_url + path, json=payload, timeout=self._timeout)
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code >= 400:
-            error = (body.get("error") or {}) if isinstance(body, dict) else {}
-            raise BudgetSandboxAdminError(error.get("message") or response.reason, code=error.get("code") or "",
-                                          http_status=response.status_code)
-        return body
+        super().__init__(base_url, api_key, timeout_seconds=timeout_seconds)
 
     def create_quotas(self, quotas: list[dict]) -> int:
         """Create quotas, all or none (409 if an id exists). Each dict: quota_id, adm_div_code,

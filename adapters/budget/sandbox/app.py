@@ -15,8 +15,6 @@ XSD validation) before anything in it is read; a refused request is a SOAP fault
 from __future__ import annotations
 
 import dataclasses
-import hmac
-import json
 import logging
 import re
 import threading
@@ -26,6 +24,16 @@ from adapters.budget import messages as m
 from adapters.budget.sandbox.faults import DUPLICATE_ACK, FAULT, LOST_REPLY, TIMEOUT, FaultSwitches, InvalidFault
 from adapters.budget.sandbox.ledger import BudgetLedger, SandboxBadRequest, SandboxConflict
 from adapters.budget.sandbox.seed import DEMO_QUOTAS
+from adapters.sandbox_common.app import (
+    BadRequest,
+    Routes,
+    authorized,
+    find_route,
+    json_error,
+    json_reply,
+    read_json_body,
+    reply,
+)
 from adapters.xml import XmlRefused
 
 logger = logging.getLogger(__name__)
@@ -33,18 +41,8 @@ logger = logging.getLogger(__name__)
 MAX_ADMIN_BODY_BYTES = 8 * 1024 * 1024
 _REQUEST_TAGS = tuple(m.request_tag(op) for op in m.OPERATIONS)
 _OPERATION_OF_TAG = {m.request_tag(op): op for op in m.OPERATIONS}
-_STATUS_TEXT = {200: "200 OK", 201: "201 Created", 400: "400 Bad Request", 401: "401 Unauthorized",
-                404: "404 Not Found", 405: "405 Method Not Allowed", 409: "409 Conflict",
-                500: "500 Internal Server Error", 502: "502 Bad Gateway", 503: "503 Service Unavailable"}
 _ADDRESS = re.compile(rb'(<soap:address location=")[^"]*(")')
 _LOST_REPLY_PAGE = b"<html><body><h1>502 Bad Gateway</h1><p>upstream closed the connection</p></body></html>"
-
-
-class AdminError(Exception):
-    def __init__(self, message: str, *, code: str = "BAD_REQUEST", http_status: int = 400):
-        super().__init__(message)
-        self.code = code
-        self.http_status = http_status
 
 
 class _Fault(Exception):
@@ -72,7 +70,7 @@ class BudgetSandboxApp:
             m.REPORT_PAYMENT: self._report_payment,
             m.QUERY_VOUCHER_STATUS: self._voucher_status,
         }
-        self._admin_routes: list[tuple[str, re.Pattern, Callable]] = [
+        self._admin_routes: Routes = [
             ("POST", re.compile(r"/admin/quotas"), self.admin_create_quotas),
             ("GET", re.compile(r"/admin/quotas/(?P<quota_id>[^/]+)"), self.admin_quota),
             ("POST", re.compile(r"/admin/quotas/(?P<quota_id>[^/]+)/amount"), self.admin_set_quota_amount),
@@ -90,46 +88,31 @@ class BudgetSandboxApp:
         path = environ.get("PATH_INFO", "") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/health":
-            return self._json(start_response, 200, {"status": "ok"})
+            return json_reply(start_response, 200, {"status": "ok"})
         if path == "/" and method == "GET" and environ.get("QUERY_STRING", "").lower() == "wsdl":
             return self._wsdl_reply(environ, start_response)
         if path == "/budget.xsd" and method == "GET":
-            return self._reply(start_response, 200, self._xsd, "text/xml; charset=utf-8")
+            return reply(start_response, 200, self._xsd, "text/xml; charset=utf-8")
         if path.startswith("/admin/"):
             return self._admin(environ, start_response, method, path)
         if path == "/" and method == "POST":
             return self._soap(environ, start_response)
-        return self._json(start_response, 405 if path == "/" else 404,
-                          {"error": {"code": "NOT_FOUND", "message": f"{method} {path}"}})
-
-    def _authorized(self, environ) -> bool:
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        return header.startswith("Bearer ") and hmac.compare_digest(header[len("Bearer "):].encode(), self._api_key)
-
-    @staticmethod
-    def _reply(start_response, status: int, data: bytes, content_type: str):
-        start_response(_STATUS_TEXT.get(status, f"{status} Status"),
-                       [("Content-Type", content_type), ("Content-Length", str(len(data)))])
-        return [data]
-
-    def _json(self, start_response, status: int, payload):
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        return self._reply(start_response, status, data, "application/json; charset=utf-8")
+        return json_error(start_response, 405 if path == "/" else 404, "NOT_FOUND", f"{method} {path}")
 
     def _wsdl_reply(self, environ, start_response):
         host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '127.0.0.1')}:{environ.get('SERVER_PORT', '')}"
         address = f"{environ.get('wsgi.url_scheme', 'http')}://{host}/".encode()
         wsdl = _ADDRESS.sub(lambda match: match.group(1) + address + match.group(2), self._wsdl, count=1)
-        return self._reply(start_response, 200, wsdl, "text/xml; charset=utf-8")
+        return reply(start_response, 200, wsdl, "text/xml; charset=utf-8")
 
     # ----------------------------------------------------------------- SOAP
     def _fault(self, start_response, exc: _Fault):
         body = m.fault_body(client_error=exc.client_error, code=exc.code, message=str(exc))
-        return self._reply(start_response, 500, body, "text/xml; charset=utf-8")
+        return reply(start_response, 500, body, "text/xml; charset=utf-8")
 
     def _soap(self, environ, start_response):
         try:
-            if not self._authorized(environ):
+            if not authorized(environ, self._api_key):
                 raise _Fault("UNAUTHORIZED", "missing or wrong api key (Authorization: Bearer ...)")
             payload = self._read_request(environ)
             operation = _OPERATION_OF_TAG[payload.tag]
@@ -170,16 +153,16 @@ class BudgetSandboxApp:
         if fired is not None and fired.name == TIMEOUT and fired.phase == "before_apply":
             # Silent first; the request is applied late, after the caller has given up waiting.
             if self._stopping.wait(fired.sleep_seconds):
-                return self._reply(start_response, 503, b"stopping", "text/plain")
+                return reply(start_response, 503, b"stopping", "text/plain")
         body = apply()
         if fired is not None:
             if fired.name == TIMEOUT and fired.phase == "after_apply":
                 self._stopping.wait(fired.sleep_seconds)  # applied, but the answer comes too late
             elif fired.name == LOST_REPLY:
-                return self._reply(start_response, 502, _LOST_REPLY_PAGE, "text/html")
+                return reply(start_response, 502, _LOST_REPLY_PAGE, "text/html")
             elif fired.name == DUPLICATE_ACK:
                 body = apply()  # delivered a second time: the answer is the dedupe table's
-        return self._reply(start_response, 200, body, "text/xml; charset=utf-8")
+        return reply(start_response, 200, body, "text/xml; charset=utf-8")
 
     def _query_quotas(self, payload) -> Callable[[], bytes]:
         agency = payload.findtext(f"{{{m.NS}}}AgencyCode") or ""
@@ -203,53 +186,25 @@ class BudgetSandboxApp:
     # ----------------------------------------------------------------- admin (JSON)
     def _admin(self, environ, start_response, method: str, path: str):
         try:
-            if not self._authorized(environ):
-                raise AdminError("missing or wrong api key", code="UNAUTHORIZED", http_status=401)
-            handler, params, allowed = None, {}, False
-            for route_method, pattern, route_handler in self._admin_routes:
-                match = pattern.fullmatch(path)
-                if match:
-                    allowed = True
-                    if route_method == method:
-                        handler, params = route_handler, match.groupdict()
-                        break
-            if handler is None:
-                raise AdminError(f"{method} {path}", code="METHOD_NOT_ALLOWED" if allowed else "NOT_FOUND",
-                                 http_status=405 if allowed else 404)
-            body = self._admin_body(environ) if method in ("POST", "DELETE") else {}
+            if not authorized(environ, self._api_key):
+                raise BadRequest("missing or wrong api key", code="UNAUTHORIZED", http_status=401)
+            handler, params = find_route(self._admin_routes, method, path)
+            body = (read_json_body(environ, max_bytes=MAX_ADMIN_BODY_BYTES, too_large_status=400)
+                    if method in ("POST", "DELETE") else {})
             status, payload = handler(body, **params)
-            return self._json(start_response, status, payload)
-        except (AdminError, SandboxConflict) as exc:
-            return self._json(start_response, exc.http_status, {"error": {"code": exc.code, "message": str(exc)}})
+            return json_reply(start_response, status, payload)
+        except (BadRequest, SandboxConflict) as exc:
+            return json_error(start_response, exc.http_status, exc.code, str(exc))
         except InvalidFault as exc:
-            return self._json(start_response, 400, {"error": {"code": "BAD_REQUEST", "message": str(exc)}})
+            return json_error(start_response, 400, "BAD_REQUEST", str(exc))
         except Exception:
             logger.exception("sandbox budget system failed on %s %s", method, path)
-            return self._json(start_response, 500, {"error": {"code": "INTERNAL_ERROR", "message": "sandbox error"}})
-
-    @staticmethod
-    def _admin_body(environ) -> dict:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            raise AdminError("bad Content-Length")
-        if length > MAX_ADMIN_BODY_BYTES:
-            raise AdminError("request body too large", code="TOO_LARGE", http_status=400)
-        raw = environ["wsgi.input"].read(length) if length else b""
-        if not raw:
-            return {}
-        try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, ValueError):
-            raise AdminError("body is not JSON")
-        if not isinstance(body, dict):
-            raise AdminError("body must be a JSON object")
-        return body
+            return json_error(start_response, 500, "INTERNAL_ERROR", "sandbox error")
 
     def admin_create_quotas(self, body):
         quotas = body.get("quotas")
         if not isinstance(quotas, list) or not quotas:
-            raise AdminError("quotas must be a non-empty list")
+            raise BadRequest("quotas must be a non-empty list")
         return 201, {"created": self.ledger.create_quotas(quotas)}
 
     def admin_quota(self, body, *, quota_id: str):
@@ -258,7 +213,7 @@ class BudgetSandboxApp:
     def admin_set_quota_amount(self, body, *, quota_id: str):
         amount = body.get("amount_fen")
         if type(amount) is not int or amount < 0:
-            raise AdminError("amount_fen must be an integer >= 0")
+            raise BadRequest("amount_fen must be an integer >= 0")
         return 200, dataclasses.asdict(self.ledger.set_quota_amount(quota_id=quota_id, amount_fen=amount))
 
     def admin_voucher(self, body, *, voucher_no: str):

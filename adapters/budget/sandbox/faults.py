@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 
 from adapters.budget.messages import OPERATIONS
+from adapters.sandbox_common.faults import InvalidFault
 
 FAULT = "fault"
 TIMEOUT = "timeout"
@@ -27,10 +28,6 @@ DUPLICATE_ACK = "duplicate_ack"
 SWITCHES = (FAULT, TIMEOUT, LOST_REPLY, DUPLICATE_ACK)
 PHASES = ("after_apply", "before_apply")
 DEFAULT_SLEEP_SECONDS = 30.0
-
-
-class InvalidFault(ValueError):
-    pass
 
 
 @dataclass

@@ -19,11 +19,9 @@ or a report is applied whole or not at all, and two deliveries of one key never 
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import sqlite3
-import threading
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from adapters.budget.interface import (
     VOUCHER_TYPE,
@@ -34,9 +32,8 @@ from adapters.budget.interface import (
     VoucherState,
     VoucherStatus,
 )
+from adapters.sandbox_common.ledger import SqliteStore, chunks
 from treasury.money import format_yuan
-
-_SQL_CHUNK = 900  # bound parameters per IN (...) list
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS quotas (
@@ -150,11 +147,6 @@ def _quota(row) -> QuotaInfo:
                      available_fen=amount_fen - used_fen - reserved_fen, purpose=purpose)
 
 
-def _chunks(items: list, size: int = _SQL_CHUNK) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 def _first_duplicate(values: Iterable[str]) -> str | None:
     seen = set()
     for value in values:
@@ -164,42 +156,16 @@ def _first_duplicate(values: Iterable[str]) -> str | None:
     return None
 
 
-class BudgetLedger:
+class BudgetLedger(SqliteStore):
     """The budget system's books. Thread-safe; one instance per storage file per process."""
 
     def __init__(self, *, storage_path: str):
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(storage_path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA cache_size=-65536")
-        self._conn.executescript(_SCHEMA)
+        super().__init__(storage_path=storage_path, schema=_SCHEMA)
 
     # ----------------------------------------------------------------- plumbing
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
     @staticmethod
     def now() -> dt.datetime:
         return dt.datetime.now(dt.timezone.utc)
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """The lock plus one IMMEDIATE transaction: committed on success, rolled back on any error."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield self._conn
 
     @staticmethod
     def _next_ack_id(conn: sqlite3.Connection) -> str:
@@ -222,7 +188,7 @@ class BudgetLedger:
             params.append(fiscal_year)
         found = []
         with self._read() as conn:
-            id_groups = list(_chunks(list(dict.fromkeys(quota_ids)))) if quota_ids else [None]
+            id_groups = list(chunks(list(dict.fromkeys(quota_ids)))) if quota_ids else [None]
             for group in id_groups:
                 clauses, values = list(where), list(params)
                 if group is not None:
@@ -418,7 +384,7 @@ class BudgetLedger:
         if whole:
             yield from conn.execute(f"{select} WHERE voucher_no = ?", (voucher_no,))
             return
-        for chunk in _chunks(tracking_ids):
+        for chunk in chunks(tracking_ids):
             yield from conn.execute(f"{select} WHERE voucher_no = ? AND tracking_id IN ({','.join('?' * len(chunk))})",
                                     (voucher_no, *chunk))
 

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-
-from waitress.server import create_server
 
 from adapters.budget.sandbox.admin import BudgetSandboxAdminClient
 from adapters.budget.sandbox.app import BudgetSandboxApp
 from adapters.budget.sandbox.ledger import BudgetLedger
 from adapters.budget.sandbox.seed import DEMO_QUOTAS
+from adapters.sandbox_common.server import SandboxHandle, create_server, run_in_thread, run_until_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +33,6 @@ def _create_server(app: BudgetSandboxApp, *, host: str, port: int, threads: int,
     # waitress refuses bodies beyond max_request_body_size itself; the app refuses beyond max_bytes with
     # a SOAP fault, so waitress's own limit sits a little higher.
     return create_server(app, host=host, port=port, threads=threads, ident="budget-sandbox",
-                         expose_tracebacks=False, asyncore_use_poll=True,
                          max_request_body_size=max_bytes + 1024 * 1024,
                          # Large bodies: read in bigger pieces and keep them in memory rather than a temp file.
                          recv_bytes=256 * 1024, inbuf_overflow=max_bytes + 1024 * 1024)
@@ -48,59 +45,19 @@ def serve(*, host: str, port: int, storage_path: str, api_key: str, max_bytes: i
     server = _create_server(app, host=host, port=port, threads=threads, max_bytes=max_bytes)
     logger.info("sandbox budget system listening on http://%s:%s/ (storage %s)", host, server.effective_port,
                 storage_path)
-    try:
-        server.run()
-    finally:
-        app.ledger.close()
-
-
-@dataclass
-class BudgetSandboxHandle:
-    url: str  # ends with "/": the SOAP endpoint; the WSDL is at url + "?wsdl"
-    admin: BudgetSandboxAdminClient
-    app: BudgetSandboxApp
-    _server: object
-    _thread: threading.Thread
-    _stopping: threading.Event
-
-    @property
-    def port(self) -> int:
-        return int(self._server.effective_port)
-
-    def stop(self) -> None:
-        """Stop serving and close the storage. Requests sleeping on a fault are woken up first
-        (a `timeout` before applying then applies nothing)."""
-        if self._stopping.is_set():
-            return
-        self._stopping.set()
-        server = self._server
-
-        def close_all():  # runs inside the server's loop thread, so no race with it
-            for dispatcher in list(server._map.values()):
-                dispatcher.close()
-
-        server.task_dispatcher.shutdown(timeout=10)
-        try:
-            server.trigger.pull_trigger(close_all)
-        except OSError:  # the loop already ran the thunk on an earlier pull and closed the trigger
-            pass
-        self._thread.join(timeout=10)
-        self.admin.close()
-        self.app.ledger.close()
+    run_until_interrupted(server, app=app)
 
 
 def start_in_thread(*, storage_path: str, api_key: str, max_bytes: int = DEFAULT_MAX_BYTES, seed_demo: bool = False,
-                    host: str = "127.0.0.1", port: int = 0, threads: int = SERVER_THREADS) -> BudgetSandboxHandle:
+                    host: str = "127.0.0.1", port: int = 0, threads: int = SERVER_THREADS) -> SandboxHandle:
     """Start the sandbox budget system on a background thread; port 0 picks a free port.
 
-    Returns a handle with `url`, `admin` (a BudgetSandboxAdminClient) and `stop()`.
+    Returns a handle with `url` (ending with "/": the SOAP endpoint; the WSDL is at url + "?wsdl"),
+    `admin` (a BudgetSandboxAdminClient) and `stop()`.
     """
     stopping = threading.Event()
     app = build_app(storage_path=storage_path, api_key=api_key, max_bytes=max_bytes, seed_demo=seed_demo,
                     stopping=stopping)
     server = _create_server(app, host=host, port=port, threads=threads, max_bytes=max_bytes)
-    url = f"http://{host}:{server.effective_port}/"
-    thread = threading.Thread(target=server.run, name="budget-sandbox", daemon=True)
-    thread.start()
-    return BudgetSandboxHandle(url=url, admin=BudgetSandboxAdminClient(url, api_key), app=app, _server=server,
-                               _thread=thread, _stopping=stopping)
+    return run_in_thread(server, app=app, stopping=stopping, host=host, path="/",
+                         admin_client=lambda url: BudgetSandboxAdminClient(url, api_key))

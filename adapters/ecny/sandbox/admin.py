@@ -6,37 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-import requests
+from adapters.sandbox_common.admin import AdminClientError, JsonAdminClient
 
 
-class SandboxAdminError(Exception):
-    def __init__(self, message: str, *, code: str, http_status: int):
-        super().__init__(message)
-        self.code = code
-        self.http_status = http_status
+class SandboxAdminError(AdminClientError):
+    """The sandbox operator refused an admin call."""
 
 
-class SandboxAdminClient:
-    def __init__(self, base_url: str, api_key: str, *, timeout_seconds: float = 10.0):
-        self.base_url = base_url.rstrip("/")
-        self._timeout = timeout_seconds
-        self._session = requests.Session()
-        self._session.headers.update({"Authorization": f"Bearer {api_key}"})
-
-    def close(self) -> None:
-        self._session.close()
-
-    def _call(self, method: str, path: str, payload: dict | None = None) -> dict:
-        response = self._session.request(method, self.base_url + path, json=payload, timeout=self._timeout)
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code >= 400:
-            error = (body.get("error") or {}) if isinstance(body, dict) else {}
-            raise SandboxAdminError(error.get("message") or response.reason, code=error.get("code") or "",
-                                    http_status=response.status_code)
-        return body
+class SandboxAdminClient(JsonAdminClient):
+    error = SandboxAdminError
 
     def open_wallet(self, *, wallet_type: str, holder_name: str, wallet_class: int | None = None,
                     wallet_id: str | None = None, operator_code: str = "001", balance_fen: int = 0) -> dict:

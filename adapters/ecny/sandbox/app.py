@@ -6,8 +6,6 @@ and independent of the service it stands in for.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
-import json
 import logging
 import re
 import threading
@@ -16,6 +14,17 @@ from typing import Callable
 from adapters.ecny.interface import Conditions, TransferInstruction
 from adapters.ecny.sandbox.faults import AFTER_APPLY, BEFORE_APPLY, FaultSwitches, InvalidFault
 from adapters.ecny.sandbox.ledger import SandboxError, SandboxLedger
+from adapters.sandbox_common.app import (
+    JSON_CONTENT_TYPE,
+    BadRequest,
+    Routes,
+    authorized,
+    find_route,
+    json_error,
+    json_reply,
+    read_json_body,
+    reply,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -23,18 +32,6 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_BATCH = 10_000
 MAX_ID_LENGTH = 64
 _NO_CONDITIONS = Conditions()
-
-
-class BadRequest(Exception):
-    def __init__(self, message: str, *, code: str = "BAD_REQUEST", http_status: int = 400):
-        super().__init__(message)
-        self.code = code
-        self.http_status = http_status
-
-
-_STATUS_TEXT = {200: "200 OK", 201: "201 Created", 400: "400 Bad Request", 401: "401 Unauthorized",
-                404: "404 Not Found", 405: "405 Method Not Allowed", 409: "409 Conflict",
-                413: "413 Payload Too Large", 500: "500 Internal Server Error"}
 
 
 def _text(item: dict, name: str, *, required: bool = False, max_length: int = 256) -> str:
@@ -107,7 +104,7 @@ class SandboxApp:
         self.faults = FaultSwitches()
         self._api_key = api_key.encode()
         self._stopping = stopping or threading.Event()
-        self._routes: list[tuple[str, re.Pattern, Callable]] = [
+        self._routes: Routes = [
             ("POST", re.compile(r"/v1/wallets/verify"), self.verify_wallets),
             ("POST", re.compile(r"/v1/transfers"), self.transfer),
             ("POST", re.compile(r"/v1/transfers/batch"), self.transfer_batch),
@@ -133,89 +130,45 @@ class SandboxApp:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/health":
-            return self._reply(start_response, 200, {"status": "ok"})
+            return json_reply(start_response, 200, {"status": "ok"})
         try:
-            if not self._authorized(environ):
+            if not authorized(environ, self._api_key):
                 raise BadRequest("missing or wrong api key", code="UNAUTHORIZED", http_status=401)
-            handler, params, allowed = None, {}, False
-            for route_method, pattern, route_handler in self._routes:
-                match = pattern.fullmatch(path)
-                if match:
-                    allowed = True
-                    if route_method == method:
-                        handler, params = route_handler, match.groupdict()
-                        break
-            if handler is None:
-                raise BadRequest(f"{method} {path}", code="METHOD_NOT_ALLOWED" if allowed else "NOT_FOUND",
-                                 http_status=405 if allowed else 404)
+            handler, params = find_route(self._routes, method, path)
             if path.startswith("/v1/") and self.faults.latency_seconds:
                 self._stopping.wait(self.faults.latency_seconds)
-            body = self._body(environ) if method in ("POST", "DELETE") else {}
+            body = (read_json_body(environ, max_bytes=MAX_BODY_BYTES, too_large_status=413)
+                    if method in ("POST", "DELETE") else {})
             return handler(start_response, body, **params)
         except BadRequest as exc:
-            return self._error(start_response, exc.http_status, exc.code, str(exc))
+            return json_error(start_response, exc.http_status, exc.code, str(exc))
         except SandboxError as exc:
-            return self._error(start_response, exc.http_status, exc.code, str(exc))
+            return json_error(start_response, exc.http_status, exc.code, str(exc))
         except InvalidFault as exc:
-            return self._error(start_response, 400, "BAD_REQUEST", str(exc))
+            return json_error(start_response, 400, "BAD_REQUEST", str(exc))
         except Exception:
             logger.exception("sandbox operator failed on %s %s", method, path)
-            return self._error(start_response, 500, "INTERNAL_ERROR", "sandbox operator error")
-
-    def _authorized(self, environ) -> bool:
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        if not header.startswith("Bearer "):
-            return False
-        return hmac.compare_digest(header[len("Bearer "):].encode(), self._api_key)
-
-    @staticmethod
-    def _body(environ):
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            raise BadRequest("bad Content-Length")
-        if length > MAX_BODY_BYTES:
-            raise BadRequest("request body too large", code="TOO_LARGE", http_status=413)
-        raw = environ["wsgi.input"].read(length) if length else b""
-        if not raw:
-            return {}
-        try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, ValueError):
-            raise BadRequest("body is not JSON")
-        if not isinstance(body, dict):
-            raise BadRequest("body must be a JSON object")
-        return body
-
-    @staticmethod
-    def _reply(start_response, status: int, payload, *, raw: bytes | None = None):
-        data = raw if raw is not None else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        start_response(_STATUS_TEXT.get(status, f"{status} Status"),
-                       [("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(data)))])
-        return [data]
-
-    def _error(self, start_response, status: int, code: str, message: str):
-        return self._reply(start_response, status, {"error": {"code": code, "message": message}})
+            return json_error(start_response, 500, "INTERNAL_ERROR", "sandbox operator error")
 
     # ----------------------------------------------------------------- money calls with faults
     def _money_call(self, start_response, apply: Callable[[], dict]):
         """Run `apply` (which returns the reply payload) with the armed faults around it."""
         if self.faults.fire(BEFORE_APPLY):
-            return self._error(start_response, 500, "INJECTED_FAULT", "error_before_apply: nothing was applied")
+            return json_error(start_response, 500, "INJECTED_FAULT", "error_before_apply: nothing was applied")
         payload = apply()
         fault = self.faults.fire(AFTER_APPLY)
         if fault == "timeout_after_apply":
             # Applied, but the answer comes later than the caller is willing to wait.
             self._stopping.wait(self.faults.timeout_sleep_seconds)
         elif fault == "error_after_apply":
-            return self._error(start_response, 500, "INJECTED_FAULT", "error_after_apply: the request was applied")
+            return json_error(start_response, 500, "INJECTED_FAULT", "error_after_apply: the request was applied")
         elif fault == "malformed_reply":
-            return self._reply(start_response, 200, None, raw=b'{"results": [{"request_id": <garbage')
+            return reply(start_response, 200, b'{"results": [{"request_id": <garbage', JSON_CONTENT_TYPE)
         elif fault == "duplicate_reply":
             # The request is processed a second time and the caller gets the second answer, which
             # comes from the dedupe table (every item marked duplicate).
             payload = apply()
-        return self._reply(start_response, 200, payload)
+        return json_reply(start_response, 200, payload)
 
     def transfer(self, start_response, body):
         instruction = parse_instruction(body)
@@ -240,7 +193,7 @@ class SandboxApp:
         ids = body.get("request_ids")
         if not isinstance(ids, list) or len(ids) > MAX_BATCH or not all(isinstance(i, str) and i for i in ids):
             raise BadRequest(f"request_ids must be a list of at most {MAX_BATCH} non-empty strings")
-        return self._reply(start_response, 200, {"results": self.ledger.query(ids)})
+        return json_reply(start_response, 200, {"results": self.ledger.query(ids)})
 
     def verify_wallets(self, start_response, body):
         items = body.get("items")
@@ -251,7 +204,7 @@ class SandboxApp:
             if not isinstance(item, dict):
                 raise BadRequest("each item must be an object")
             pairs.append((_text(item, "wallet_id", required=True, max_length=32), _text(item, "holder_name")))
-        return self._reply(start_response, 200, {"results": self.ledger.verify_wallets(pairs)})
+        return json_reply(start_response, 200, {"results": self.ledger.verify_wallets(pairs)})
 
     def statement(self, start_response, body, *, wallet_id: str, day: str):
         try:
@@ -259,11 +212,11 @@ class SandboxApp:
         except ValueError:
             raise BadRequest("date must be YYYY-MM-DD")
         lines = self.ledger.statement(wallet_id=wallet_id, day=business_day)
-        return self._reply(start_response, 200, {"wallet_id": wallet_id, "date": day, "lines": lines})
+        return json_reply(start_response, 200, {"wallet_id": wallet_id, "date": day, "lines": lines})
 
     def balance(self, start_response, body, *, wallet_id: str):
         wallet = self.ledger.wallet(wallet_id=wallet_id)
-        return self._reply(start_response, 200, {"wallet_id": wallet_id, "balance_fen": wallet["balance_fen"],
+        return json_reply(start_response, 200, {"wallet_id": wallet_id, "balance_fen": wallet["balance_fen"],
                                                  "status": wallet["status"], "as_of": self.ledger.now().isoformat()})
 
     # ----------------------------------------------------------------- admin
@@ -274,38 +227,38 @@ class SandboxApp:
             raise BadRequest("wallet_class must be an integer or null")
         wallet = self.ledger.open_wallet(wallet_id=wallet_id, wallet_type=body.get("wallet_type") or "",
                                          wallet_class=wallet_class, holder_name=body.get("holder_name") or "")
-        return self._reply(start_response, 201, wallet)
+        return json_reply(start_response, 201, wallet)
 
     def admin_open_wallets(self, start_response, body):
         wallets = body.get("wallets")
         if not isinstance(wallets, list) or len(wallets) > 100_000:
             raise BadRequest("wallets must be a list of at most 100,000 objects")
-        return self._reply(start_response, 201, {"opened": self.ledger.open_wallets(wallets)})
+        return json_reply(start_response, 201, {"opened": self.ledger.open_wallets(wallets)})
 
     def admin_wallet(self, start_response, body, *, wallet_id: str):
-        return self._reply(start_response, 200, self.ledger.wallet(wallet_id=wallet_id))
+        return json_reply(start_response, 200, self.ledger.wallet(wallet_id=wallet_id))
 
     def admin_fund(self, start_response, body, *, wallet_id: str):
-        return self._reply(start_response, 200, self.ledger.fund(wallet_id=wallet_id, amount_fen=body.get("amount_fen")))
+        return json_reply(start_response, 200, self.ledger.fund(wallet_id=wallet_id, amount_fen=body.get("amount_fen")))
 
     def admin_set_status(self, start_response, body, *, wallet_id: str):
-        return self._reply(start_response, 200, self.ledger.set_status(wallet_id=wallet_id, status=body.get("status")))
+        return json_reply(start_response, 200, self.ledger.set_status(wallet_id=wallet_id, status=body.get("status")))
 
     def admin_return(self, start_response, body, *, request_id: str):
         reason = _text(body, "reason", max_length=256) or "退回 (returned)"
-        return self._reply(start_response, 200, self.ledger.return_transfer(request_id=request_id, reason=reason))
+        return json_reply(start_response, 200, self.ledger.return_transfer(request_id=request_id, reason=reason))
 
     def admin_faults(self, start_response, body):
-        return self._reply(start_response, 200, self.faults.describe())
+        return json_reply(start_response, 200, self.faults.describe())
 
     def admin_set_fault(self, start_response, body):
         self.faults.set(name=str(body.get("name") or ""), count=body.get("count"), probability=body.get("probability"),
                         value=body.get("value"), sleep_seconds=body.get("sleep_seconds"), seed=body.get("seed"))
-        return self._reply(start_response, 200, self.faults.describe())
+        return json_reply(start_response, 200, self.faults.describe())
 
     def admin_clear_faults(self, start_response, body):
         self.faults.clear()
-        return self._reply(start_response, 200, self.faults.describe())
+        return json_reply(start_response, 200, self.faults.describe())
 
     def admin_clock(self, start_response, body):
         at = body.get("now")
@@ -314,9 +267,9 @@ class SandboxApp:
         except (TypeError, ValueError):
             raise BadRequest("now must be an ISO 8601 date-time with offset, or null")
         self.ledger.pin_clock(at=moment)
-        return self._reply(start_response, 200, {"now": self.ledger.now().isoformat(), "pinned": moment is not None})
+        return json_reply(start_response, 200, {"now": self.ledger.now().isoformat(), "pinned": moment is not None})
 
     def admin_reset(self, start_response, body):
         self.ledger.reset()
         self.faults.clear()
-        return self._reply(start_response, 200, {"status": "reset"})
+        return json_reply(start_response, 200, {"status": "reset"})

@@ -14,15 +14,13 @@ import random
 import threading
 from dataclasses import dataclass
 
+from adapters.sandbox_common.faults import InvalidFault
+
 BEFORE_APPLY = ("error_before_apply",)
 AFTER_APPLY = ("timeout_after_apply", "error_after_apply", "malformed_reply", "duplicate_reply")
 SWITCHES = BEFORE_APPLY + AFTER_APPLY
 LATENCY = "latency_ms"
 DEFAULT_TIMEOUT_SLEEP_SECONDS = 30.0
-
-
-class InvalidFault(ValueError):
-    pass
 
 
 @dataclass

@@ -13,14 +13,13 @@ API so that daily limits and statements do not depend on the hour the suite runs
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import sqlite3
-import threading
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from adapters.ecny.interface import Conditions, RefusalCode, TransferInstruction, TransferStatus
+from adapters.sandbox_common.ledger import SqliteStore, chunks
 from treasury.money import format_yuan
 
 BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
@@ -28,7 +27,6 @@ PERSONAL_TYPES = ("WT01", "WT02", "WT03")  # personal wallet, personal sub-walle
 CORPORATE_TYPES = ("WT09", "WT10")  # corporate wallet, corporate sub-wallet
 WALLET_TYPES = PERSONAL_TYPES + CORPORATE_TYPES
 WALLET_STATUSES = ("active", "frozen", "closed")
-_SQL_CHUNK = 900  # bound parameters per IN (...) list
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS wallets (
@@ -128,31 +126,16 @@ def _result(request_id, status, operator_txn_id="", code="", message="", settled
     }
 
 
-def _chunks(items: list, size: int = _SQL_CHUNK) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-class SandboxLedger:
+class SandboxLedger(SqliteStore):
     """The operator's books. Thread-safe; one instance per storage file per process."""
 
     def __init__(self, *, storage_path: str, limits: dict, clock: Callable[[], dt.datetime] | None = None):
         self._limits = normalize_limits(limits)
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._pinned_now: dt.datetime | None = None
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(storage_path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        # Batches insert into indexes at random places (request ids, wallet ids): keep pages in memory.
-        self._conn.execute("PRAGMA cache_size=-65536")
-        self._conn.executescript(_SCHEMA)
+        super().__init__(storage_path=storage_path, schema=_SCHEMA)
 
     # ----------------------------------------------------------------- plumbing
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
     def now(self) -> dt.datetime:
         return self._pinned_now or self._clock()
 
@@ -161,23 +144,6 @@ class SandboxLedger:
         if at is not None and at.tzinfo is None:
             raise SandboxError("clock must be timezone-aware", code="INVALID_REQUEST", http_status=400)
         self._pinned_now = at
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """The lock plus one IMMEDIATE transaction: committed on success, rolled back on any error."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield self._conn
 
     @staticmethod
     def _next_txn_ids(conn: sqlite3.Connection, count: int) -> Iterable[str]:
@@ -195,7 +161,7 @@ class SandboxLedger:
         """request_id -> result: the reply as first given, or with `current` what is true now."""
         columns = _CURRENT_COLUMNS if current else _REPLY_COLUMNS
         found = {}
-        for chunk in _chunks(request_ids):
+        for chunk in chunks(request_ids):
             marks = ",".join("?" * len(chunk))
             for row in conn.execute(f"SELECT {columns} FROM requests WHERE request_id IN ({marks})", chunk):
                 found[row[0]] = _result(*row)
@@ -205,7 +171,7 @@ class SandboxLedger:
     def _load_wallets(conn: sqlite3.Connection, wallet_ids: list[str]) -> dict[str, list]:
         """wallet_id -> [wallet_type, wallet_class, status, balance_fen] (mutable, for the batch)."""
         found = {}
-        for chunk in _chunks(wallet_ids):
+        for chunk in chunks(wallet_ids):
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT wallet_id, wallet_type, wallet_class, status, balance_fen FROM wallets WHERE wallet_id IN ({marks})"
             for wallet_id, wallet_type, wallet_class, status, balance in conn.execute(sql, chunk):
@@ -291,7 +257,7 @@ class SandboxLedger:
         limited = [w for w, (wtype, wclass, _s, _b) in wallets.items()
                    if wtype in PERSONAL_TYPES and (self._limits.get(wclass) or {}).get("daily_fen") is not None]
         paid = {}
-        for chunk in _chunks(limited):
+        for chunk in chunks(limited):
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT wallet_id, paid_fen FROM daily_payments WHERE business_date = ? AND wallet_id IN ({marks})"
             paid.update(conn.execute(sql, [day, *chunk]).fetchall())
@@ -419,7 +385,7 @@ class SandboxLedger:
         with self._read() as conn:
             rows = {}
             ids = list({wallet_id for wallet_id, _name in items})
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 marks = ",".join("?" * len(chunk))
                 sql = f"SELECT wallet_id, wallet_type, wallet_class, status, holder_name FROM wallets WHERE wallet_id IN ({marks})"
                 rows.update({row[0]: row for row in conn.execute(sql, chunk)})

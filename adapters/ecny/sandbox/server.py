@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-
-from waitress.server import create_server
 
 from adapters.ecny.sandbox.admin import SandboxAdminClient
 from adapters.ecny.sandbox.app import SandboxApp
 from adapters.ecny.sandbox.ledger import SandboxLedger
+from adapters.sandbox_common.server import SandboxHandle, create_server, run_in_thread, run_until_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +22,7 @@ def build_app(*, storage_path: str, api_key: str, limits: dict, stopping: thread
 
 
 def _create_server(app: SandboxApp, *, host: str, port: int, threads: int):
-    return create_server(app, host=host, port=port, threads=threads, ident="ecny-sandbox",
-                         expose_tracebacks=False, asyncore_use_poll=True)
+    return create_server(app, host=host, port=port, threads=threads, ident="ecny-sandbox")
 
 
 def serve(*, host: str, port: int, storage_path: str, api_key: str, limits: dict, threads: int = SERVER_THREADS) -> None:
@@ -34,46 +31,7 @@ def serve(*, host: str, port: int, storage_path: str, api_key: str, limits: dict
     server = _create_server(app, host=host, port=port, threads=threads)
     logger.info("e-CNY sandbox operator listening on http://%s:%s (storage %s)", host, server.effective_port,
                 storage_path)
-    try:
-        server.run()
-    finally:
-        app.ledger.close()
-
-
-@dataclass
-class SandboxHandle:
-    url: str
-    admin: SandboxAdminClient
-    app: SandboxApp
-    _server: object
-    _thread: threading.Thread
-    _stopping: threading.Event
-
-    @property
-    def port(self) -> int:
-        return int(self._server.effective_port)
-
-    def stop(self) -> None:
-        """Stop serving and close the storage. Requests sleeping on a fault are woken up first."""
-        if self._stopping.is_set():
-            return
-        self._stopping.set()
-        server = self._server
-
-        def close_all():  # runs inside the server's loop thread, so no race with it
-            for dispatcher in list(server._map.values()):
-                dispatcher.close()
-
-        # Let the worker threads finish what they are answering (sleepers were just woken) while the
-        # loop still runs, then close every socket from inside the loop.
-        server.task_dispatcher.shutdown(timeout=10)
-        try:
-            server.trigger.pull_trigger(close_all)
-        except OSError:  # the loop already ran the thunk on an earlier pull and closed the trigger
-            pass
-        self._thread.join(timeout=10)
-        self.admin.close()
-        self.app.ledger.close()
+    run_until_interrupted(server, app=app)
 
 
 def start_in_thread(*, storage_path: str, api_key: str, limits: dict, host: str = "127.0.0.1", port: int = 0,
@@ -85,8 +43,5 @@ def start_in_thread(*, storage_path: str, api_key: str, limits: dict, host: str 
     stopping = threading.Event()
     app = build_app(storage_path=storage_path, api_key=api_key, limits=limits, stopping=stopping)
     server = _create_server(app, host=host, port=port, threads=threads)
-    url = f"http://{host}:{server.effective_port}"
-    thread = threading.Thread(target=server.run, name="ecny-sandbox", daemon=True)
-    thread.start()
-    return SandboxHandle(url=url, admin=SandboxAdminClient(url, api_key), app=app, _server=server, _thread=thread,
-                         _stopping=stopping)
+    return run_in_thread(server, app=app, stopping=stopping, host=host,
+                         admin_client=lambda url: SandboxAdminClient(url, api_key))
