@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,12 +37,6 @@ def _setup_django():
     import django
 
     django.setup()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _documents(*, run: str, number: int, details: int, quota: dict):
@@ -130,25 +122,10 @@ def start_sandbox(*, storage: str, in_thread: bool):
         handle = start_in_thread(storage_path=storage, api_key=settings.BUDGET_SYSTEM_API_KEY,
                                  max_bytes=settings.BUDGET_MESSAGE_MAX_BYTES)
         return handle.url, handle.stop
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "manage.py", "run_budget_sandbox", "--port", str(port), "--storage",
-                                storage], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the sandbox budget system did not start")
-            time.sleep(0.1)
+    from adapters.sandbox_common.server import start_process
 
-    def stop():
-        process.terminate()
-        process.wait(timeout=10)
-
-    return url, stop
+    return start_process([sys.executable, "manage.py", "run_budget_sandbox", "--storage", storage], cwd=PROJECT_ROOT,
+                         path="/")
 
 
 def main() -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,12 +27,6 @@ def _setup_django():
     import django
 
     django.setup()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wallets(payees: int, amount_total: int) -> tuple[str, list[str], list[dict]]:
@@ -79,18 +71,16 @@ def bench_http(*, count: int, chunk: int, payees: int, limits: dict, api_key: st
     from adapters.ecny.sandbox.admin import SandboxAdminClient
 
     storage = os.path.join(directory, "http.sqlite3")
-    process = handle = None
     if in_thread:
         from adapters.ecny.sandbox.server import start_in_thread
 
         handle = start_in_thread(storage_path=storage, api_key=api_key, limits=limits)
-        url = handle.url
+        url, stop = handle.url, handle.stop
     else:
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "manage.py"), "run_sandbox", "--port", str(port),
-                                    "--storage", storage], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL)
-        _wait_until_up(url)
+        from adapters.sandbox_common.server import start_process
+
+        url, stop = start_process([sys.executable, str(PROJECT_ROOT / "manage.py"), "run_sandbox", "--storage", storage],
+                                  cwd=PROJECT_ROOT)
     try:
         admin = SandboxAdminClient(url, api_key, timeout_seconds=120)
         payer, payee_ids, rows = _wallets(payees, count * 100)
@@ -112,24 +102,7 @@ def bench_http(*, count: int, chunk: int, payees: int, limits: dict, api_key: st
         admin.close()
         return count / elapsed
     finally:
-        if handle is not None:
-            handle.stop()
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=10)
-
-
-def _wait_until_up(url: str) -> None:
-    import requests
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/health", timeout=1).ok:
-                return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise RuntimeError(f"sandbox did not come up at {url}")
+        stop()
 
 
 def main(argv=None) -> None:
