@@ -12,12 +12,11 @@ read, so memory stays bounded for subsidy runs of tens of thousands of payees.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from treasury import spreadsheets
 from treasury.identifiers import InvalidIdentifier, validate_uscc
-from treasury.money import fen_to_yuan_str
 from treasury.spreadsheets import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_COMPRESSION_RATIO,
@@ -26,22 +25,20 @@ from treasury.spreadsheets import (
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
     FORMULA_START,
     BadValue,
+    LineChecker,
     LineProblem,
-    ProblemList,
-    ResidentIdChecker,
+    ParsedSheet,
     SeenTable,
     SheetLayout,
     SheetReader,
-    SpreadsheetFile,
     amount_to_fen,
+    check_file,
     compact_text,
     header_key,
     iter_original_rows,
     normalize_text,
     read_line_count,
-    read_wallet_id,
     resident_id_key,
-    wallet_id_key,
 )
 
 __all__ = [
@@ -116,26 +113,13 @@ class PayeeTotals:
 
 
 @dataclass
-class ParsedPayees:
-    file_format: str  # "csv" | "xlsx"
-    encoding: str | None  # "utf-8" | "gb18030" for CSV
-    content_sha256: str
+class ParsedPayees(ParsedSheet):
+    """The file's facts and problems (see ParsedSheet), with the payee header and sums."""
+
+    lines: list[PayeeLine]  # filled only with keep_lines=True
     header: PayeeHeader
-    header_row: int | None  # line of the column header row
-    columns: list[str]  # header row as written in the file
-    ignored_columns: list[str]
-    line_total: int  # data lines in the file (blank rows not counted)
-    invalid_line_count: int
     file_amount_fen: int  # sum of every line's readable amount, valid or not
     totals: PayeeTotals
-    problems: list[LineProblem]
-    problem_count: int  # may exceed len(problems) when problems_truncated
-    problems_truncated: bool
-    lines: list[PayeeLine]  # filled only with keep_lines=True
-
-    @property
-    def is_valid(self) -> bool:
-        return self.problem_count == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,45 +173,20 @@ def parse_payee_file(
     file_too_large, too_many_rows, not_a_spreadsheet, unsupported_format, damaged_file, zip_bomb,
     formula, encoding, malformed_csv, no_header_row.
     """
-    file = SpreadsheetFile(data, filename=filename, max_bytes=max_bytes, max_rows=max_rows,
-                           max_uncompressed_bytes=max_uncompressed_bytes, max_compression_ratio=max_compression_ratio)
-    problems = ProblemList(messages=_MESSAGES, limit=max_problems)
-    sheet = SheetReader(LAYOUT, problems=problems, max_lines=max_rows)
-    rows = file.rows()
-    sheet.read_head(rows)
-    values = sheet.header_values(_HEADER_READERS)
+    checked = check_file(_LineChecker, data=data, filename=filename, line_sink=line_sink, keep_lines=keep_lines,
+                         max_bytes=max_bytes, max_rows=max_rows, max_problems=max_problems,
+                         max_uncompressed_bytes=max_uncompressed_bytes, max_compression_ratio=max_compression_ratio)
+    values, checker = checked.header_values, checked.checker
     header = PayeeHeader(line_count=values.get("line_count"), total_amount_fen=values.get("total_amount"))
-
-    checker = _LineChecker(sheet, expected_lines=min(max_rows, (file.size or 0) // 64 + 1),
-                           line_sink=line_sink, keep_lines=keep_lines)
-    check = checker.check
-    for line, cells in sheet.data_lines(rows):
-        check(line, cells)
-
-    sheet.check_line_count(header.line_count)
-    declared = header.total_amount_fen
-    if declared is not None and checker.all_amounts_read and declared != checker.file_amount_fen:
-        item = sheet.header_items["total_amount"]
-        problems.add(item.line, item.label, "total_amount_mismatch",
-                     f"金额合计为{fen_to_yuan_str(declared)}，各行金额之和为{fen_to_yuan_str(checker.file_amount_fen)} "
-                     f"(total amount says {fen_to_yuan_str(declared)}, the lines add up to "
-                     f"{fen_to_yuan_str(checker.file_amount_fen)})")
+    if checker.all_amounts_read:
+        checked.sheet.check_declared_total("total_amount", header.total_amount_fen, checker.file_amount_fen,
+                                           code="total_amount_mismatch", total_zh="金额合计", sum_zh="各行金额之和",
+                                           total_en="total amount")
     return ParsedPayees(
-        file_format=file.kind,
-        encoding=file.encoding,
-        content_sha256=file.content_sha256,
+        **checked.sheet_fields(),
         header=header,
-        header_row=sheet.header_row,
-        columns=sheet.columns,
-        ignored_columns=sheet.ignored_columns,
-        line_total=sheet.line_total,
-        invalid_line_count=checker.invalid_lines,
         file_amount_fen=checker.file_amount_fen,
         totals=PayeeTotals(lines=checker.valid_lines, amount_fen=checker.amount_fen),
-        problems=problems.by_line(),
-        problem_count=problems.count,
-        problems_truncated=problems.truncated,
-        lines=checker.lines,
     )
 
 
@@ -241,27 +200,23 @@ def _looks_like_uscc(number: str) -> bool:
     return len(number) == 18 and number.isascii() and number.isalnum()
 
 
-class _LineChecker:
+class _LineChecker(LineChecker):
     """Checks one payee line after another and keeps the running sums and duplicate tables."""
 
+    layout = LAYOUT
+    messages = _MESSAGES
+    header_readers = _HEADER_READERS
+    bytes_per_line = 64
+
     def __init__(self, sheet: SheetReader, *, expected_lines: int, line_sink, keep_lines: bool):
-        self.problems = sheet.problems
-        self.labels = sheet.labels
-        self.width = sheet.width
+        super().__init__(sheet, expected_lines=expected_lines, line_sink=line_sink, keep_lines=keep_lines)
         self.column_index = tuple(sheet.index.get(name, -1)
                                   for name in ("name", "id_number", "wallet_id", "amount", "memo", "category"))
-        self.line_sink = line_sink
-        self.keep_lines = keep_lines
-        self.lines: list[PayeeLine] = []
-        self.invalid_lines = 0
-        self.valid_lines = 0
         self.amount_fen = 0
         self.file_amount_fen = 0
         self.all_amounts_read = True
         # One table for both kinds of ID: resident IDs are exact keys, credit codes their 64-bit hash.
         self.seen_ids = SeenTable(expected_lines)
-        self.seen_wallets = SeenTable(expected_lines)
-        self.check_resident_id = ResidentIdChecker()
 
     def read_id(self, number: str, expected_kind: str | None) -> tuple[str, str, tuple[str, ...]]:
         """-> (kind, number, warnings). An 18-digit number can look like both kinds: the category's
@@ -279,8 +234,6 @@ class _LineChecker:
         raise first_error or InvalidIdentifier(_MESSAGES["id_number_format"], "id_number_format")
 
     def check(self, line: int, cells: list[str]) -> None:
-        if len(cells) < self.width:
-            cells = cells + [""] * (self.width - len(cells))
         problems = self.problems
         before = problems.count
         add = problems.add
@@ -315,16 +268,7 @@ class _LineChecker:
         elif i_id >= 0:
             add(line, labels["id_number"], "required")
 
-        wallet_id = compact_text(cells[i_wallet]) if i_wallet >= 0 else ""
-        wallet_ok = False
-        if wallet_id:
-            try:
-                wallet_id = read_wallet_id(wallet_id)
-                wallet_ok = True
-            except InvalidIdentifier as exc:
-                add(line, labels["wallet_id"], exc.code, str(exc))
-        elif i_wallet >= 0:
-            add(line, labels["wallet_id"], "required")
+        wallet_id = self.read_wallet(line, cells, i_wallet)
 
         amount = 0
         raw = cells[i_amount] if i_amount >= 0 else ""
@@ -352,34 +296,15 @@ class _LineChecker:
             if earlier is not None:
                 add(line, labels["id_number"], "duplicate_id_number",
                     f"证件号码与第{earlier}行重复 (ID number repeats line {earlier})")
-        if wallet_ok:
-            earlier = self.seen_wallets.add(wallet_id_key(wallet_id), line)
-            if earlier is not None:
-                add(line, labels["wallet_id"], "duplicate_wallet",
-                    f"钱包编号与第{earlier}行重复 (wallet id repeats line {earlier})")
+        if wallet_id:
+            self.check_duplicate_wallet(line, wallet_id)
 
         if problems.count != before:
             self.invalid_lines += 1
             return
-        payee = PayeeLine(line, name, id_kind, id_number, wallet_id, amount, memo, warnings)
-        self.valid_lines += 1
         self.amount_fen += amount
-        if self.line_sink is not None:
-            self.line_sink(payee)
-        if self.keep_lines:
-            self.lines.append(payee)
+        self.accept(PayeeLine(line, name, id_kind, id_number, wallet_id, amount, memo, warnings))
 
 
-# ---------------------------------------------------------------------------------------------
-# Error report
-# ---------------------------------------------------------------------------------------------
-def write_error_report(
-    *,
-    problems: Iterable[LineProblem],
-    original_rows: Iterable[tuple[int, list[str]]],
-    fmt: str = "csv",
-    out=None,
-) -> bytes:
-    """The uploaded payee file with an error column, as CSV or XLSX (see spreadsheets.write_error_report)."""
-    return spreadsheets.write_error_report(problems=problems, original_rows=original_rows, layout=LAYOUT,
-                                           fmt=fmt, out=out)
+# The uploaded payee file with an error column, as CSV or XLSX (see spreadsheets.write_error_report).
+write_error_report = LAYOUT.write_error_report

@@ -1,8 +1,8 @@
 """Payroll files (CSV, XLSX) to plain validated rows. No database; the format is in payroll/README.md.
 
 Reading the file safely (size limits, CSV or XLSX, encodings, zip bombs, formulas), normalising what
-people type, amounts, duplicate tables and the error report live in treasury/spreadsheets.py; this
-module holds the payroll format and its checks.
+people type, amounts, duplicate tables, running every line through the checks and the error report live
+in treasury/spreadsheets.py; this module holds the payroll format and its checks.
 
 - `parse_payroll_file` reads a file row by row and checks every line, collecting every problem (line
   number and column as the user sees them, a code, a bilingual reason). Memory stays bounded: lines
@@ -15,7 +15,7 @@ module holds the payroll format and its checks.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from treasury import spreadsheets
@@ -29,21 +29,19 @@ from treasury.spreadsheets import (
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
     FORMULA_START,
     BadValue,
+    LineChecker,
     LineProblem,
-    ProblemList,
-    ResidentIdChecker,
+    ParsedSheet,
     SeenTable,
     SheetLayout,
     SheetReader,
-    SpreadsheetFile,
     amount_to_fen,
+    check_file,
     compact_text,
     iter_original_rows,
     normalize_text,
     read_line_count,
-    read_wallet_id,
     resident_id_key,
-    wallet_id_key,
 )
 
 __all__ = [
@@ -155,26 +153,13 @@ class PayrollTotals:
 
 
 @dataclass
-class ParsedPayroll:
-    file_format: str  # "csv" | "xlsx"
-    encoding: str | None  # "utf-8" | "gb18030" for CSV
-    content_sha256: str
+class ParsedPayroll(ParsedSheet):
+    """The file's facts and problems (see ParsedSheet), with the payroll header and sums."""
+
+    lines: list[PayrollLine]  # filled only with keep_lines=True
     header: PayrollHeader
-    header_row: int | None  # line of the column header row
-    columns: list[str]  # header row as written in the file
-    ignored_columns: list[str]
-    line_total: int  # data lines in the file (blank rows not counted)
-    invalid_line_count: int
     file_net_fen: int  # sum of every line's readable net, valid or not
     totals: PayrollTotals
-    problems: list[LineProblem]
-    problem_count: int  # may exceed len(problems) when problems_truncated
-    problems_truncated: bool
-    lines: list[PayrollLine]  # filled only with keep_lines=True
-
-    @property
-    def is_valid(self) -> bool:
-        return self.problem_count == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,43 +223,20 @@ def parse_payroll_file(
     file_too_large, too_many_rows, not_a_spreadsheet, unsupported_format, damaged_file, zip_bomb,
     formula, encoding, malformed_csv, no_header_row.
     """
-    file = SpreadsheetFile(data, filename=filename, max_bytes=max_bytes, max_rows=max_rows,
-                           max_uncompressed_bytes=max_uncompressed_bytes, max_compression_ratio=max_compression_ratio)
-    problems = ProblemList(messages=_MESSAGES, limit=max_problems)
-    sheet = SheetReader(LAYOUT, problems=problems, max_lines=max_rows)
-    rows = file.rows()
-    sheet.read_head(rows)
-    values = sheet.header_values(_HEADER_READERS)
+    checked = check_file(_LineChecker, data=data, filename=filename, line_sink=line_sink, keep_lines=keep_lines,
+                         max_bytes=max_bytes, max_rows=max_rows, max_problems=max_problems,
+                         max_uncompressed_bytes=max_uncompressed_bytes, max_compression_ratio=max_compression_ratio)
+    values, checker = checked.header_values, checked.checker
     header = PayrollHeader(employer_uscc=values.get("employer_uscc"), period=values.get("period"),
                            line_count=values.get("line_count"), total_net_fen=values.get("total_net"))
-    if not any(name in sheet.index for name in PAY_COMPONENTS):
-        problems.add(sheet.header_row, COLUMNS["basic_wage"][0][0], "no_pay_component")
-
-    checker = _LineChecker(sheet, expected_lines=min(max_rows, (file.size or 0) // 128 + 1),
-                           line_sink=line_sink, keep_lines=keep_lines)
-    check = checker.check
-    for line, cells in sheet.data_lines(rows):
-        check(line, cells)
-
-    sheet.check_line_count(header.line_count)
-    declared_net = header.total_net_fen
-    if declared_net is not None and checker.all_nets_read and declared_net != checker.file_net_fen:
-        item = sheet.header_items["total_net"]
-        problems.add(item.line, item.label, "total_net_mismatch",
-                     f"实发合计为{fen_to_yuan_str(declared_net)}，各行实发金额之和为{fen_to_yuan_str(checker.file_net_fen)} "
-                     f"(total net says {fen_to_yuan_str(declared_net)}, the lines add up to "
-                     f"{fen_to_yuan_str(checker.file_net_fen)})")
+    if checker.all_nets_read:
+        checked.sheet.check_declared_total("total_net", header.total_net_fen, checker.file_net_fen,
+                                           code="total_net_mismatch", total_zh="实发合计", sum_zh="各行实发金额之和",
+                                           total_en="total net")
     sums = checker.sums
     return ParsedPayroll(
-        file_format=file.kind,
-        encoding=file.encoding,
-        content_sha256=file.content_sha256,
+        **checked.sheet_fields(),
         header=header,
-        header_row=sheet.header_row,
-        columns=sheet.columns,
-        ignored_columns=sheet.ignored_columns,
-        line_total=sheet.line_total,
-        invalid_line_count=checker.invalid_lines,
         file_net_fen=checker.file_net_fen,
         totals=PayrollTotals(
             lines=checker.valid_lines,
@@ -283,42 +245,34 @@ def parse_payroll_file(
             components_fen={name: sums[AMOUNT_FIELDS.index(name)] for name in PAY_COMPONENTS},
             deductions_fen={name: sums[AMOUNT_FIELDS.index(name)] for name in DEDUCTIONS},
         ),
-        problems=problems.by_line(),
-        problem_count=problems.count,
-        problems_truncated=problems.truncated,
-        lines=checker.lines,
     )
 
 
-class _LineChecker:
+class _LineChecker(LineChecker):
     """Checks one employee line after another and keeps the running sums and duplicate tables."""
 
+    layout = LAYOUT
+    messages = _MESSAGES
+    header_readers = _HEADER_READERS
+    bytes_per_line = 128
+
     def __init__(self, sheet: SheetReader, *, expected_lines: int, line_sink, keep_lines: bool):
-        self.problems = sheet.problems
-        self.labels = sheet.labels
-        self.width = sheet.width
+        super().__init__(sheet, expected_lines=expected_lines, line_sink=line_sink, keep_lines=keep_lines)
         self.amount_columns = [(position, sheet.index[name], sheet.labels[name])
                                for position, name in enumerate(AMOUNT_FIELDS) if name in sheet.index]
         self.text_index = tuple(sheet.index.get(name, -1)
                                 for name in ("employee_no", "name", "resident_id", "wallet_id"))
         self.has_components = any(name in sheet.index for name in PAY_COMPONENTS)
-        self.line_sink = line_sink
-        self.keep_lines = keep_lines
-        self.lines: list[PayrollLine] = []
-        self.invalid_lines = 0
-        self.valid_lines = 0
+        if not self.has_components:
+            self.problems.add(sheet.header_row, COLUMNS["basic_wage"][0][0], "no_pay_component")
         self.file_net_fen = 0
         self.all_nets_read = True
         self.sums = [0] * len(AMOUNT_FIELDS)
         self.seen_employees = SeenTable(expected_lines)
         self.seen_resident_ids = SeenTable(expected_lines)
-        self.seen_wallets = SeenTable(expected_lines)
-        self.check_resident_id = ResidentIdChecker()
         self.amount_cache: dict[str, int] = {}
 
     def check(self, line: int, cells: list[str]) -> None:
-        if len(cells) < self.width:
-            cells = cells + [""] * (self.width - len(cells))
         problems = self.problems
         before = problems.count
         add = problems.add
@@ -351,16 +305,7 @@ class _LineChecker:
         elif i_resident >= 0:
             add(line, labels["resident_id"], "required")
 
-        wallet_id = compact_text(cells[i_wallet]) if i_wallet >= 0 else ""
-        wallet_ok = False
-        if wallet_id:
-            try:
-                wallet_id = read_wallet_id(wallet_id)
-                wallet_ok = True
-            except InvalidIdentifier as exc:
-                add(line, labels["wallet_id"], exc.code, str(exc))
-        elif i_wallet >= 0:
-            add(line, labels["wallet_id"], "required")
+        wallet_id = self.read_wallet(line, cells, i_wallet)
 
         # Amounts repeat a lot in a payroll (same allowance for everyone): a bounded cache of
         # text -> fen saves most of the parsing.
@@ -420,34 +365,15 @@ class _LineChecker:
             if earlier is not None:
                 add(line, labels["resident_id"], "duplicate_resident_id",
                     f"身份证号与第{earlier}行重复 (resident ID repeats line {earlier})")
-        if wallet_ok:
-            earlier = self.seen_wallets.add(wallet_id_key(wallet_id), line)
-            if earlier is not None:
-                add(line, labels["wallet_id"], "duplicate_wallet",
-                    f"钱包编号与第{earlier}行重复 (wallet id repeats line {earlier})")
+        if wallet_id:
+            self.check_duplicate_wallet(line, wallet_id)
 
         if problems.count != before:
             self.invalid_lines += 1
             return
-        payroll_line = PayrollLine(line, employee_no, name, resident_id, wallet_id, *amounts, warnings)
-        self.valid_lines += 1
         self.sums = list(map(int.__add__, self.sums, amounts))
-        if self.line_sink is not None:
-            self.line_sink(payroll_line)
-        if self.keep_lines:
-            self.lines.append(payroll_line)
+        self.accept(PayrollLine(line, employee_no, name, resident_id, wallet_id, *amounts, warnings))
 
 
-# ---------------------------------------------------------------------------------------------
-# Error report
-# ---------------------------------------------------------------------------------------------
-def write_error_report(
-    *,
-    problems: Iterable[LineProblem],
-    original_rows: Iterable[tuple[int, list[str]]],
-    fmt: str = "csv",
-    out=None,
-) -> bytes:
-    """The uploaded payroll file with an error column, as CSV or XLSX (see spreadsheets.write_error_report)."""
-    return spreadsheets.write_error_report(problems=problems, original_rows=original_rows, layout=LAYOUT,
-                                           fmt=fmt, out=out)
+# The uploaded payroll file with an error column, as CSV or XLSX (see spreadsheets.write_error_report).
+write_error_report = LAYOUT.write_error_report

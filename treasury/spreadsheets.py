@@ -1,14 +1,16 @@
 """Spreadsheet files (CSV, XLSX) that clerks upload: read safely, row by row, as typed. No database.
 
 Payroll files and fiscal payee files are built on this module; each domain describes its format with a
-`SheetLayout` (header block items and columns: Chinese name first, then aliases) and checks the values.
-This module:
+`SheetLayout` (header block items and columns: Chinese name first, then aliases) and checks the values
+of a line in a `LineChecker` subclass. This module:
 - opens bytes or a file with size limits, tells CSV from XLSX by content, reads UTF-8 or GBK/GB18030,
   and yields rows as typed, refusing zip bombs, formulas, too many rows (`SpreadsheetFile`);
 - finds the header block items and the column header row, then yields the data lines (`SheetReader`);
 - normalises what people type, reads amounts to integer fen, spots duplicates in bounded memory
   (`SeenTable`) and collects every `LineProblem` (`ProblemList`);
-- writes the error report: the file as typed with an error column (`write_error_report`).
+- runs a whole file through a domain's checks (`check_file`) into what every result holds (`ParsedSheet`);
+- writes the error report: the file as typed with an error column (`write_error_report`);
+- writes a format's blank template with example rows as CSV or XLSX (`SheetTemplate`).
 
 A file that is not what it claims raises `SpreadsheetRefused` with a clerk-readable message and a code.
 """
@@ -30,6 +32,7 @@ from decimal import Decimal
 from stdnum.cn import ric
 
 from treasury.identifiers import InvalidIdentifier, validate_resident_id, validate_wallet_id
+from treasury.money import fen_to_yuan_str
 
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 DEFAULT_MAX_ROWS = 1_000_000  # data lines; the header block and blank rows get EXTRA_ROWS on top
@@ -239,13 +242,6 @@ class ResidentIdChecker:
             self._region_notes.clear()
         self._region_notes[checked.number[:10]] = checked.warnings
         return checked.number, checked.warnings
-
-
-def read_wallet_id(text: str) -> str:
-    """A compacted wallet id, checked by the foundation unless it is plainly 16 digits; raises InvalidIdentifier."""
-    if len(text) == 16 and text.isascii() and text.isdigit():
-        return text
-    return validate_wallet_id(text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -672,6 +668,11 @@ class SheetLayout:
     def is_column_header(self, keys: list[str]) -> bool:
         return sum(1 for k in keys if k in self.column_aliases) >= 3
 
+    def write_error_report(self, *, problems: Iterable[LineProblem], original_rows: Iterable[tuple[int, list[str]]],
+                           fmt: str = "csv", out=None) -> bytes:
+        """A file of this format as uploaded, with an error column: see the module's `write_error_report`."""
+        return write_error_report(problems=problems, original_rows=original_rows, layout=self, fmt=fmt, out=out)
+
     def no_header_row(self) -> SpreadsheetRefused:
         names = [aliases[0] for aliases, required in self.columns.values() if required][:3]
         return SpreadsheetRefused(
@@ -804,6 +805,181 @@ class SheetReader:
                               f"总笔数为{declared}，文件实有{self.line_total}笔 "
                               f"(line count says {declared}, the file has {self.line_total} lines)")
 
+    def check_declared_total(self, key: str, declared: int | None, actual: int, *, code: str,
+                             total_zh: str, sum_zh: str, total_en: str) -> None:
+        """A header item's declared sum in fen (`key`, e.g. 实发合计) against the sum of the lines' values."""
+        if declared is not None and declared != actual:
+            item = self.header_items[key]
+            said, found = fen_to_yuan_str(declared), fen_to_yuan_str(actual)
+            self.problems.add(item.line, item.label, code,
+                              f"{total_zh}为{said}，{sum_zh}为{found} ({total_en} says {said}, the lines add up to {found})")
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole file through a domain's line checks
+# ---------------------------------------------------------------------------------------------
+class LineChecker:
+    """A domain's checks of one data line after another; a subclass names its format and defines `check`.
+
+    Class attributes: `layout` (SheetLayout), `messages` (code -> reason, with the shared MESSAGES),
+    `header_readers` (header item key -> function of its text, see `SheetReader.header_values`) and
+    `bytes_per_line` (a typical line's size, to size the duplicate tables from the file's size).
+    `check(line, cells)` (at least `width` cells, blank ones added) adds the line's problems to `problems`; a line with any is counted in
+    `invalid_lines`, a line without any is built and handed to `accept` (so every other data line is
+    a valid one). What every format keeps is here: the valid lines (to `line_sink` as they are read,
+    in `lines` only with `keep_lines`), the wallet duplicate table and the bulk resident ID checker.
+    """
+
+    layout: SheetLayout
+    messages: dict[str, str]
+    header_readers: dict[str, Callable[[str], object]]
+    bytes_per_line = 128
+    accept: Callable[[object], None]  # a valid line: to line_sink, and to lines with keep_lines
+
+    def __init__(self, sheet: SheetReader, *, expected_lines: int, line_sink, keep_lines: bool):
+        self.sheet = sheet
+        self.problems = sheet.problems
+        self.labels = sheet.labels
+        self.lines: list = []
+        self.invalid_lines = 0
+        self.seen_wallets = SeenTable(expected_lines)
+        self.check_resident_id = ResidentIdChecker()
+        # A valid line goes to one callable, the sink itself in the usual case: no extra call a line.
+        if line_sink is not None and keep_lines:
+            def accept(parsed_line) -> None:
+                line_sink(parsed_line)
+                self.lines.append(parsed_line)
+            self.accept = accept
+        elif line_sink is not None:
+            self.accept = line_sink
+        elif keep_lines:
+            self.accept = self.lines.append
+        else:
+            self.accept = _ignore
+
+    @property
+    def valid_lines(self) -> int:
+        return self.sheet.line_total - self.invalid_lines
+
+    def check(self, line: int, cells: list[str]) -> None:
+        raise NotImplementedError
+
+    def read_wallet(self, line: int, cells: list[str], index: int) -> str | None:
+        """The wallet id in the line's `wallet_id` column ("" if the file has no such column), or None
+        once the problem (blank, invalid) is added. The foundation checks it unless it is plainly 16 digits."""
+        wallet_id = compact_text(cells[index]) if index >= 0 else ""
+        if wallet_id:
+            if len(wallet_id) == 16 and wallet_id.isascii() and wallet_id.isdigit():
+                return wallet_id
+            try:
+                return validate_wallet_id(wallet_id)
+            except InvalidIdentifier as exc:
+                self.problems.add(line, self.labels["wallet_id"], exc.code, str(exc))
+                return None
+        if index >= 0:
+            self.problems.add(line, self.labels["wallet_id"], "required")
+            return None
+        return ""
+
+    def check_duplicate_wallet(self, line: int, wallet_id: str) -> None:
+        """The first line with a wallet stays valid; each later one names it."""
+        earlier = self.seen_wallets.add(wallet_id_key(wallet_id), line)
+        if earlier is not None:
+            self.problems.add(line, self.labels["wallet_id"], "duplicate_wallet",
+                              f"钱包编号与第{earlier}行重复 (wallet id repeats line {earlier})")
+
+
+def _ignore(parsed_line) -> None:
+    pass
+
+
+@dataclass
+class CheckedFile:
+    """What `check_file` read: the file, its head, the header item values and the domain's checker."""
+
+    file: SpreadsheetFile
+    sheet: SheetReader
+    header_values: dict[str, object]
+    checker: LineChecker
+
+    def sheet_fields(self) -> dict[str, object]:
+        """The `ParsedSheet` fields; call it after the last problem is added."""
+        file, sheet, problems = self.file, self.sheet, self.sheet.problems
+        return dict(
+            file_format=file.kind,
+            encoding=file.encoding,
+            content_sha256=file.content_sha256,
+            header_row=sheet.header_row,
+            columns=sheet.columns,
+            ignored_columns=sheet.ignored_columns,
+            line_total=sheet.line_total,
+            invalid_line_count=self.checker.invalid_lines,
+            problems=problems.by_line(),
+            problem_count=problems.count,
+            problems_truncated=problems.truncated,
+            lines=self.checker.lines,
+        )
+
+
+def check_file(
+    checker_class: type[LineChecker],
+    *,
+    data,
+    filename: str,
+    line_sink,
+    keep_lines: bool,
+    max_bytes: int,
+    max_rows: int,
+    max_problems: int,
+    max_uncompressed_bytes: int,
+    max_compression_ratio: float,
+) -> CheckedFile:
+    """Read a file of `checker_class`'s format: the header block (each item read by its reader), the
+    column header row, every data line through `checker_class.check`, then the declared line count.
+
+    Problems are collected in that order (so the first `max_problems` kept are the first found).
+    Raises SpreadsheetRefused like `SpreadsheetFile` and `SheetReader.read_head`.
+    """
+    file = SpreadsheetFile(data, filename=filename, max_bytes=max_bytes, max_rows=max_rows,
+                           max_uncompressed_bytes=max_uncompressed_bytes, max_compression_ratio=max_compression_ratio)
+    problems = ProblemList(messages=checker_class.messages, limit=max_problems)
+    sheet = SheetReader(checker_class.layout, problems=problems, max_lines=max_rows)
+    rows = file.rows()
+    sheet.read_head(rows)
+    values = sheet.header_values(checker_class.header_readers)
+    checker = checker_class(sheet, expected_lines=min(max_rows, (file.size or 0) // checker_class.bytes_per_line + 1),
+                            line_sink=line_sink, keep_lines=keep_lines)
+    check = checker.check
+    width = sheet.width
+    for line, cells in sheet.data_lines(rows):
+        if len(cells) < width:
+            cells = cells + [""] * (width - len(cells))
+        check(line, cells)
+    sheet.check_line_count(values.get("line_count"))
+    return CheckedFile(file, sheet, values, checker)
+
+
+@dataclass
+class ParsedSheet:
+    """What every parsed file of a domain tells; a domain's result adds its header, sums and lines."""
+
+    file_format: str  # "csv" | "xlsx"
+    encoding: str | None  # "utf-8" | "gb18030" for CSV
+    content_sha256: str
+    header_row: int | None  # line of the column header row
+    columns: list[str]  # header row as written in the file
+    ignored_columns: list[str]
+    line_total: int  # data lines in the file (blank rows not counted)
+    invalid_line_count: int
+    problems: list[LineProblem]
+    problem_count: int  # may exceed len(problems) when problems_truncated
+    problems_truncated: bool
+    lines: list  # filled only with keep_lines=True
+
+    @property
+    def is_valid(self) -> bool:
+        return self.problem_count == 0
+
 
 # ---------------------------------------------------------------------------------------------
 # Error report
@@ -916,3 +1092,74 @@ def _report_xlsx(rows, out, sheet_title: str) -> bytes:
     target = out if out is not None else io.BytesIO()
     workbook.save(target)
     return b"" if out is not None else target.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Blank templates
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SheetTemplate:
+    """A format's blank template: header block rows (label, value; an empty row ends it), the column
+    titles and example rows (text as typed; amounts in yuan), written as CSV or XLSX.
+
+    In XLSX, `text_columns` (titles) stay text (Excel would round an 18-digit number) and the others
+    are amounts: numbers with two decimals. `widths` maps each title to its column width. The second
+    sheet, 说明 (notes), holds `notes` and then the line every template ends with.
+    """
+
+    sheet_title: str
+    header_block: list[list[str]]
+    columns: list[str]
+    examples: list[list[str]]
+    text_columns: frozenset[str]
+    widths: dict[str, int]
+    notes: list[list[str]]
+
+    def csv(self) -> bytes:
+        """The template as CSV in UTF-8 with a BOM (so Excel opens the Chinese headers correctly)."""
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer)
+        writer.writerows(self.header_block)
+        writer.writerow(self.columns)
+        writer.writerows(self.examples)
+        return buffer.getvalue().encode("utf-8-sig")
+
+    def xlsx(self) -> bytes:
+        """The template as XLSX: identifiers formatted as text (Excel would round an 18-digit number),
+        amounts as numbers with two decimals; a second sheet explains the columns."""
+        from openpyxl import Workbook
+        from openpyxl.styles import Font, PatternFill
+        from openpyxl.utils import get_column_letter
+
+        workbook = Workbook()
+        sheet = workbook.active
+        sheet.title = self.sheet_title
+        bold = Font(bold=True)
+        for row in self.header_block:
+            sheet.append(row)
+            if row:
+                sheet.cell(row=sheet.max_row, column=1).font = bold
+                sheet.cell(row=sheet.max_row, column=2).number_format = "@"
+        sheet.append(self.columns)
+        header_row = sheet.max_row
+        fill = PatternFill("solid", fgColor="DDEBF7")
+        for index, title in enumerate(self.columns, start=1):
+            cell = sheet.cell(row=header_row, column=index)
+            cell.font = bold
+            cell.fill = fill
+            sheet.column_dimensions[get_column_letter(index)].width = self.widths[title]
+        text = [title in self.text_columns for title in self.columns]
+        for example in self.examples:
+            # float ok: Excel keeps numbers as floats; the parser reads them back exactly
+            sheet.append([value if is_text else float(Decimal(value)) for is_text, value in zip(text, example)])
+            for index, is_text in enumerate(text, start=1):
+                sheet.cell(row=sheet.max_row, column=index).number_format = "@" if is_text else "#,##0.00"
+        sheet.freeze_panes = sheet.cell(row=header_row + 1, column=1)
+
+        notes = workbook.create_sheet("说明 (notes)")
+        for row in self.notes:
+            notes.append(row)
+        notes.append(["只读取第一个工作表；请填写数值，不要使用公式。 (Only the first sheet is read; enter values, not formulas.)"])
+        buffer = io.BytesIO()
+        workbook.save(buffer)
+        return buffer.getvalue()

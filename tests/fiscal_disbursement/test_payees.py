@@ -1,13 +1,19 @@
 """Payee files to validated payee lines: formats, encodings, ID kinds, every line problem, refusals, the report."""
 import csv
 import io
-import zipfile
 
 import pytest
 from stdnum.cn import ric
 
 from fiscal_disbursement.payees import PayeeFileRefused, iter_original_rows, parse_payee_file, write_error_report
 from fiscal_disbursement.templates_files import EXAMPLE_TOTAL, TEMPLATE_COLUMNS, template_csv, template_xlsx
+from tests.spreadsheet_files import (
+    assert_no_formula_cells,
+    csv_report_rows,
+    first_sheet,
+    forbid_opening_workbooks,
+    zip_bomb,
+)
 
 COLUMNS = ["序号", "收款人", "证件号码", "钱包编号", "金额", "用途", "类别"]
 COL = {name: i for i, name in enumerate(COLUMNS)}
@@ -323,21 +329,8 @@ def test_formulas_are_refused(rows):
 
 
 def test_zip_bomb_is_refused_before_openpyxl_opens_it(rows, monkeypatch):
-    import openpyxl
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(to_xlsx(payee_rows(rows)))) as source, \
-            zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bomb:
-        for item in source.infolist():
-            bomb.writestr(item.filename, source.read(item.filename))
-        bomb.writestr("xl/media/padding.bin", bytes(50 * 1024 * 1024))  # 50 MB of zeros, ~50 KB zipped
-    data = buffer.getvalue()
-    assert len(data) < 200 * 1024
-
-    def must_not_open(*args, **kwargs):
-        raise AssertionError("openpyxl opened a zip bomb")
-
-    monkeypatch.setattr(openpyxl, "load_workbook", must_not_open)
+    data = zip_bomb(to_xlsx(payee_rows(rows)))
+    forbid_opening_workbooks(monkeypatch)
     with pytest.raises(PayeeFileRefused) as refused:
         parse(data, filename="payees.xlsx")
     assert refused.value.code == "zip_bomb"
@@ -368,17 +361,14 @@ def test_error_report_csv_round_trip(rows):
     parsed = parse(data)
     report = write_error_report(problems=parsed.problems,
                                 original_rows=iter_original_rows(data=data, filename="p.csv"), fmt="csv")
-    assert report.startswith(b"\xef\xbb\xbf")
-    lines = list(csv.reader(io.StringIO(report.decode("utf-8-sig"))))
+    lines = csv_report_rows(report)
     assert lines[HEADER_ROW - 1] == COLUMNS + ["错误说明 (errors)"]
     assert lines[FIRST_LINE - 1][COL["收款人"]] == "'=1+2"
     assert "收款人" in lines[FIRST_LINE - 1][-1] and "payee name" in lines[FIRST_LINE - 1][-1]
     assert lines[FIRST_LINE][-1] == ""
     assert "金额" in lines[FIRST_LINE + 1][-1]
     assert "总笔数" in lines[0][-1] and len(lines[0]) == len(COLUMNS) + 1
-    for row in lines:
-        for cell in row:
-            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert_no_formula_cells(lines)
     # Fix the cells in the report and upload it again: the error column is ignored.
     lines[FIRST_LINE - 1][COL["收款人"]] = "受助人1"
     lines[FIRST_LINE + 1][COL["金额"]] = "502.50"
@@ -389,14 +379,12 @@ def test_error_report_csv_round_trip(rows):
 
 
 def test_error_report_xlsx_holds_text_not_formulas(rows):
-    import openpyxl
-
     rows[0][COL["收款人"]] = "=SUM(A1:A2)"
     data = to_csv(payee_rows(rows))
     parsed = parse(data)
     report = write_error_report(problems=parsed.problems,
                                 original_rows=iter_original_rows(data=data, filename="p.csv"), fmt="xlsx")
-    sheet = openpyxl.load_workbook(io.BytesIO(report)).worksheets[0]
+    sheet = first_sheet(report)
     assert sheet.title == "收款人"
     cell = sheet.cell(row=FIRST_LINE, column=COL["收款人"] + 1)
     assert cell.value == "=SUM(A1:A2)" and cell.data_type == "s"

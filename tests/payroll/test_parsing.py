@@ -6,6 +6,13 @@ import pytest
 from payroll.parsing import PayrollFileRefused, iter_original_rows, parse_payroll_file, write_error_report
 from payroll.templates_files import EXAMPLE_USCC, TEMPLATE_COLUMNS, template_csv, template_xlsx
 from tests.payroll.builders import employee_row, payroll_rows, resident_id, to_csv, to_xlsx
+from tests.spreadsheet_files import (
+    assert_no_formula_cells,
+    csv_report_rows,
+    first_sheet,
+    forbid_opening_workbooks,
+    zip_bomb,
+)
 
 COL = {name: i for i, name in enumerate(TEMPLATE_COLUMNS)}
 HEADER_ROW = 6  # 4 header block rows, a blank row, then the column headers
@@ -340,23 +347,8 @@ def test_zip_that_is_not_a_workbook_is_refused():
 
 
 def test_zip_bomb_is_refused_before_openpyxl_opens_it(rows, monkeypatch):
-    import zipfile
-
-    import openpyxl
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(to_xlsx(payroll_rows(rows)))) as source, \
-            zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bomb:
-        for item in source.infolist():
-            bomb.writestr(item.filename, source.read(item.filename))
-        bomb.writestr("xl/media/padding.bin", bytes(50 * 1024 * 1024))  # 50 MB of zeros, ~50 KB zipped
-    data = buffer.getvalue()
-    assert len(data) < 200 * 1024
-
-    def must_not_open(*args, **kwargs):
-        raise AssertionError("openpyxl opened a zip bomb")
-
-    monkeypatch.setattr(openpyxl, "load_workbook", must_not_open)
+    data = zip_bomb(to_xlsx(payroll_rows(rows)))
+    forbid_opening_workbooks(monkeypatch)
     with pytest.raises(PayrollFileRefused) as refused:
         parse(data, filename="payroll.xlsx")
     assert refused.value.code == "zip_bomb"
@@ -429,18 +421,13 @@ def test_error_report_csv_is_formula_safe_and_can_be_fixed_and_uploaded_again(ro
     parsed = parse(data)
     report = write_error_report(problems=parsed.problems,
                                 original_rows=iter_original_rows(data=data, filename="p.csv"), fmt="csv")
-    assert report.startswith(b"\xef\xbb\xbf")
-    import csv
-
-    lines = list(csv.reader(io.StringIO(report.decode("utf-8-sig"))))
+    lines = csv_report_rows(report)
     assert lines[HEADER_ROW - 1][-1] == "错误说明 (errors)"
     assert lines[7][COL["姓名"]] == "'=1+2"
     assert lines[8][COL["奖金"]] == "'-5.00"
     assert "姓名" in lines[7][-1] and "name" in lines[7][-1]
     assert lines[6][-1] == ""
-    for row in lines:
-        for cell in row:
-            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert_no_formula_cells(lines)
     # Fix the two cells in the report and upload it again: the error column is ignored.
     lines[7][COL["姓名"]] = "李四"
     lines[8][COL["奖金"]] = rows[2][COL["奖金"]] = employee_row(2)[COL["奖金"]]
@@ -451,14 +438,12 @@ def test_error_report_csv_is_formula_safe_and_can_be_fixed_and_uploaded_again(ro
 
 
 def test_error_report_xlsx_holds_text_not_formulas(rows):
-    import openpyxl
-
     rows[0][COL["姓名"]] = "=SUM(A1:A2)"
     data = to_csv(payroll_rows(rows))
     parsed = parse(data)
     report = write_error_report(problems=parsed.problems,
                                 original_rows=iter_original_rows(data=data, filename="p.csv"), fmt="xlsx")
-    sheet = openpyxl.load_workbook(io.BytesIO(report)).worksheets[0]
+    sheet = first_sheet(report)
     cell = sheet.cell(row=FIRST_LINE, column=COL["姓名"] + 1)
     assert cell.value == "=SUM(A1:A2)" and cell.data_type == "s"
     assert "name_format" not in str(sheet.cell(row=FIRST_LINE, column=len(TEMPLATE_COLUMNS) + 1).value)
@@ -471,9 +456,7 @@ def test_control_total_problems_land_on_their_header_rows_in_the_report(rows):
     parsed = parse(data)
     report = write_error_report(problems=parsed.problems,
                                 original_rows=iter_original_rows(data=data, filename="p.csv"))
-    import csv
-
-    lines = list(csv.reader(io.StringIO(report.decode("utf-8-sig"))))
+    lines = csv_report_rows(report)
     assert "总笔数" in lines[2][-1] and len(lines[2]) == len(TEMPLATE_COLUMNS) + 1
 
 

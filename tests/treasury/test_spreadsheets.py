@@ -1,13 +1,16 @@
-"""The shared spreadsheet reading: duplicate table, exact keys, the header block. (Formats, refusals and the
-error report are tested through the payroll and payee parsers built on it.)"""
+"""The shared spreadsheet reading: duplicate table, exact keys, the header block, a file through a format's line
+checks. (Formats, refusals and the error report are tested through the payroll and payee parsers built on it.)"""
 import pytest
 
 from treasury.spreadsheets import (
+    MESSAGES,
+    LineChecker,
     ProblemList,
     SeenTable,
     SheetLayout,
     SheetReader,
     SpreadsheetRefused,
+    check_file,
     resident_id_key,
     wallet_id_key,
 )
@@ -55,3 +58,36 @@ def test_no_column_header_row_names_the_first_required_columns():
     with pytest.raises(SpreadsheetRefused) as refused:
         sheet.read_head(iter([(line, ["note"]) for line in range(1, 60)]))
     assert refused.value.code == "no_header_row" and "姓名、证件号码、金额" in str(refused.value)
+
+
+class _NameChecker(LineChecker):
+    """A format of names only: a line is valid when its name is filled."""
+
+    layout = LAYOUT
+    messages = {**MESSAGES, "header_missing": "h"}
+    header_readers = {"line_count": int, "title": str, "period": str}
+
+    def check(self, line, cells):
+        before = self.problems.count
+        if not cells[0].strip():
+            self.problems.add(line, self.labels["name"], "required")
+        if self.problems.count != before:
+            self.invalid_lines += 1
+            return
+        self.accept((line, cells[0]))
+
+
+@pytest.mark.parametrize("with_sink,keep_lines", [(True, True), (True, False), (False, True), (False, False)])
+def test_check_file_hands_each_valid_line_to_the_sink_and_keeps_it_only_when_asked(with_sink, keep_lines):
+    data = "所属期,2025-06\n总笔数,3\n姓名,证件号码,金额\na,1,1\n,2,2\n\nc\n".encode()
+    received = []
+    checked = check_file(_NameChecker, data=data, filename="f.csv", line_sink=received.append if with_sink else None,
+                         keep_lines=keep_lines, max_bytes=10_000, max_rows=10, max_problems=10,
+                         max_uncompressed_bytes=10_000, max_compression_ratio=10)
+    valid = [(4, "a"), (7, "c")]  # the short line 7 is padded to the header's width
+    assert received == (valid if with_sink else [])
+    assert checked.checker.lines == (valid if keep_lines else [])
+    assert (checked.checker.valid_lines, checked.checker.invalid_lines, checked.sheet.line_total) == (2, 1, 3)
+    fields = checked.sheet_fields()
+    assert [(p.line, p.code) for p in fields["problems"]] == [(5, "required")]
+    assert (fields["header_row"], fields["file_format"], fields["encoding"]) == (3, "csv", "utf-8")
