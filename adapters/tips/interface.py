@@ -1,0 +1,222 @@
+"""The TIPS-style tax interface (财税库银横向联网), as this service sees it.
+
+The tax system (TIPS and the tax authority behind it) talks to this service, the bank/operator side, in
+XML messages (envelope `CFX/HEAD` + `MSG`, see ../DOMAIN and `adapters/tips/schemas/`) carried over
+SOAP. `adapters.tips` parses, validates, verifies and signs those messages; the tax domain sees only
+the plain dataclasses below, never XML:
+
+- inbound (tax system -> service): the SOAP endpoint turns a message into one of the request
+  dataclasses and calls the matching `TaxMessageHandler` method (implemented by `tax.handlers`); the
+  returned reply dataclass is signed and sent back in the same call;
+- outbound (service -> tax system): `TipsClient` sends what the service reports later (batch results
+  2102, refund results, reconciliation results 2111).
+
+Amounts are integer fen here; messages carry yuan strings `-?\\d{1,15}\\.\\d{2}` converted at the edge.
+Result codes are those front-ends use (`ResultCode`), plus project codes for e-CNY-only refusals.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class ResultCode:
+    SUCCESS = "90000"
+    DUPLICATE = "94051"  # the same (TaxOrgCode, EntrustDate, TraNo) again: the original answer is repeated
+    TIMEOUT = "94999"  # communication error or timeout; outcome unknown (reversed automatically)
+    ACCOUNT_NOT_FOUND = "24001"
+    ACCOUNT_FROZEN = "24004"
+    INSUFFICIENT_BALANCE = "24007"
+    OTHER_FAILURE = "24008"
+    NOT_SIGNED = "24009"  # no verified and active agreement for TaxOrgCode + PayAcct + ProtocolNo
+    AGREEMENT_VERIFY_FAILED = "24011"
+    ALREADY_STOPPED = "24020"
+    SIGNATURE_INVALID = "91005"
+    UNRECOGNISED = "92001"
+    PARSE_ERROR = "92004"
+    # Project codes (e-CNY only; not TIPS codes):
+    WALLET_LIMIT = "E0001"  # the payer wallet's class limit (single or daily)
+    CONTRACT_CONDITION = "E0002"  # a smart-contract condition refused the payment
+    BALANCE_CAP = "E0003"  # the payee wallet's balance cap (refunds into a personal wallet)
+
+
+@dataclass(frozen=True)
+class MessageHead:
+    """The envelope head. `msg_ref` ties a reply to its request (the request's msg_id)."""
+
+    version: str  # VER, 3 characters
+    src: str  # SRC node code, 12 digits
+    des: str  # DES node code, 12 digits
+    app: str  # APP
+    msg_no: str  # MsgNo, 4 digits: 3001, 2001, 3102, 9121, 2102, 9114, 9115, 1104, 3111, 2111, 9120, 9005 ...
+    msg_id: str  # MsgID, 20 digits
+    msg_ref: str  # MsgRef, 20 digits
+    work_date: dt.date  # WorkDate
+
+
+# --- three-party agreements (9114 / 9115) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgreementVerification:
+    """9114: the tax system asks the service to verify (vc_sign "0") or delete ("1") an agreement."""
+
+    send_org_code: str
+    entrust_date: dt.date
+    vc_no: str
+    vc_sign: str  # "0" verify, "1" delete
+    tax_org_code: str
+    tax_pay_code: str  # taxpayer id: unified social credit code or resident ID
+    tax_pay_name: str
+    pay_op_bk_code: str  # the payer's operator (12 digits)
+    pay_bk_code: str  # clearing bank (12 digits)
+    pay_acct: str  # the payer's e-CNY wallet id
+    hand_org_name: str  # account (wallet holder) name
+    protocol_no: str  # agreement number
+
+
+@dataclass(frozen=True)
+class AgreementVerificationReply:
+    """9115: vc_result "0" passed, "1" failed, with a note."""
+
+    vc_no: str
+    vc_result: str
+    add_word: str = ""
+
+
+# --- deductions (3001 / 2001, 3102 / 9121 / 2102) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaxTypeItem:
+    project_id: str
+    tax_type_name: str  # e.g. 增值税, 企业所得税, 个人所得税
+    tax_start_date: dt.date
+    tax_end_date: dt.date
+    amount_fen: int
+
+
+@dataclass(frozen=True)
+class DeductionItem:
+    tra_no: str  # 8 digits; (tax_org_code, entrust_date, tra_no) is the idempotency key
+    pay_op_bk_code: str
+    pay_acct: str  # the taxpayer's e-CNY wallet id
+    hand_org_name: str
+    amount_fen: int  # TraAmt
+    tax_vou_no: str
+    tax_pay_name: str
+    protocol_no: str
+    remark: str = ""
+    tax_types: tuple[TaxTypeItem, ...] = ()
+    budget_type: str = "1"  # 1 in budget, 2 outside
+    budget_level_code: str = "3"  # 0 shared, 1 central, 2 province, 3 city, 4 county, 5 township
+
+
+@dataclass(frozen=True)
+class TreasuryAccount:
+    """TurnAccount: where the money goes (the treasury)."""
+
+    payee_bank_no: str
+    payee_org_code: str  # treasury code (10 characters)
+    payee_acct: str  # the treasury's e-CNY wallet id
+    payee_name: str
+
+
+@dataclass(frozen=True)
+class RealTimeDeduction:
+    """3001: one deduction, answered in the same call with 2001."""
+
+    head: MessageHead
+    tax_org_code: str
+    entrust_date: dt.date
+    treasury: TreasuryAccount
+    item: DeductionItem
+
+
+@dataclass(frozen=True)
+class DeductionResult:
+    """2001 (and one BatchReturn2102 line)."""
+
+    ori_tax_org_code: str
+    ori_entrust_date: dt.date
+    ori_tra_no: str
+    tax_vou_no: str
+    amount_fen: int
+    result: str  # ResultCode
+    add_word: str = ""
+    tax_date: dt.date | None = None  # the day the tax was debited
+
+
+@dataclass(frozen=True)
+class BatchDeduction:
+    """3102: a package of at most 1,000 items, acknowledged at once (9121), answered later (2102)."""
+
+    head: MessageHead
+    tax_org_code: str
+    entrust_date: dt.date
+    pack_no: str
+    all_num: int
+    all_amount_fen: int
+    return_term: int  # days to answer
+    treasury: TreasuryAccount
+    items: tuple[DeductionItem, ...]
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """9121 / 9120: received (ResultCode.SUCCESS) or refused with a code."""
+
+    ori_msg_id: str
+    result: str
+    add_word: str = ""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """2102: the result of a package, sent by the service when every item is decided."""
+
+    pay_bk_code: str
+    entrust_date: dt.date
+    pack_no: str
+    ori_tax_org_code: str
+    ori_entrust_date: dt.date
+    ori_pack_no: str
+    all_num: int
+    all_amount_fen: int
+    succ_num: int
+    succ_amount_fen: int
+    result: str
+    add_word: str = ""
+    items: tuple[DeductionResult, ...] = field(default_factory=tuple)
+
+
+class TaxMessageHandler(Protocol):
+    """What the tax domain answers; the inbound endpoint calls it with validated, verified messages."""
+
+    def verify_agreement(self, message: AgreementVerification) -> AgreementVerificationReply: ...
+
+    def deduct_real_time(self, message: RealTimeDeduction) -> DeductionResult: ...
+
+    def receive_batch(self, message: BatchDeduction) -> Acknowledgement: ...
+
+
+class TipsError(Exception):
+    """Base of what the TIPS client raises."""
+
+
+class TipsUnavailable(TipsError):
+    """Timeout, connection failure, 5xx or an unreadable reply: send again later under the same MsgID."""
+
+
+class TipsFault(TipsError):
+    """The tax system answered with a SOAP fault or refused the message (signature, schema)."""
+
+    def __init__(self, message: str, code: str = ""):
+        super().__init__(message)
+        self.code = code
+
+
+class TipsClient(Protocol):
+    def send_batch_result(self, result: BatchResult) -> Acknowledgement:
+        """2102 to the tax system; idempotent on (ori_tax_org_code, ori_entrust_date, ori_pack_no)."""
