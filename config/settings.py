@@ -210,10 +210,26 @@ CELERY_BEAT_SCHEDULE = {
     "fiscal-sync-quotas": {"task": "fiscal_disbursement.sync_quotas", "schedule": crontab(minute=5)},
     "fiscal-reconcile": {"task": "fiscal_disbursement.reconcile_reported_requests",
                          "schedule": crontab(hour=18, minute=30)},
+    "tax-resolve-unknown-deductions": {"task": "tax.resolve_unknown_deductions", "schedule": 60.0},
+    "tax-finish-packages-and-send-results": {"task": "tax.finish_packages", "schedule": 30.0},
 }
 
 # Fiscal disbursement: requests above this total need a second approver (neither the preparer).
 DISBURSEMENT_SECOND_APPROVAL_FEN = env_int("DISBURSEMENT_SECOND_APPROVAL_FEN", 1_000_000_00)
+
+# Tax (三方协议, TIPS). An agreement the tax system verified (9114) becomes active at once; staff suspend it.
+TAX_AGREEMENT_ACTIVATE_ON_VERIFY = env_bool("TAX_AGREEMENT_ACTIVATE_ON_VERIFY", True)
+TAX_BATCH_MAX_ITEMS = env_int("TAX_BATCH_MAX_ITEMS", 1000)  # items a 3102 package may carry
+TAX_BATCH_CHUNK_SIZE = env_int("TAX_BATCH_CHUNK_SIZE", 500)  # items per create_transfers call
+# Our bank/operator code in TIPS messages (PayBkCode of 2102), 12 digits.
+TAX_PAY_BANK_CODE = os.environ.get("TAX_PAY_BANK_CODE", "001000000000")
+# Revenue sharing for the entry report (central %, local %) by tax type name; other tax types go wholly to
+# the budget level of the deduction (central when it is 1, local otherwise).
+TAX_REVENUE_SHARING = {
+    "增值税": (50, 50),
+    "企业所得税": (60, 40),
+    "个人所得税": (60, 40),
+}
 
 # Transfer core tuning.
 TRANSFER_CHUNK_SIZE = env_int("TRANSFER_CHUNK_SIZE", 1000)  # one operator batch call / one Celery task

@@ -1,1 +1,308 @@
-"""Models of this domain arrive with its issue; see the README roadmap."""
+"""Tax (税务): three-party agreements, deductions (real-time and batch) and treasury entries.
+
+A three-party agreement (三方协议: taxpayer, tax authority, operator) lets the tax system debit the
+taxpayer's e-CNY wallet into the treasury:
+
+    pending --verify (TIPS 9114 matched our record)--> verified --activate--> active
+    active --suspend--> suspended --resume--> active
+    pending | verified | active | suspended --revoke--> revoked
+
+A deduction (扣税) is one debit the tax system asks for, real-time (3001) or as an item of a batch
+package (3102), or a tax an individual pays from a personal wallet without an agreement:
+
+    received --start--> deducting --succeed--> succeeded
+    received --refuse--> failed            (no agreement, nothing debited)
+    deducting --fail--> failed             (the operator refused)
+    deducting --mark_unknown--> unknown --reverse--> reversed   (real-time: answered 94999, then 冲正)
+                                unknown --fail--> failed        (the debit never happened)
+                                unknown --succeed--> succeeded  (batch items: recovery found it settled)
+
+A batch package (3102) goes receiving -> received -> deducting -> done; its result (2102) is an outbox:
+sent after it is done and again until the tax system acknowledges it.
+
+State changes happen only through the transitions (`protected=True`); services lock, call them and
+trace around them.
+"""
+from django.db import models
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+
+class AgreementState(models.TextChoices):
+    PENDING = "pending", "待验证 (pending verification)"
+    VERIFIED = "verified", "已验证 (verified)"
+    ACTIVE = "active", "有效 (active)"
+    SUSPENDED = "suspended", "暂停 (suspended)"
+    REVOKED = "revoked", "已撤销 (revoked)"
+
+
+A = AgreementState
+# While an agreement is in one of these states the same taxpayer, tax authority and wallet cannot sign
+# again (bank front-ends refuse re-signing while an agreement is provisional or normal).
+OPEN_AGREEMENT_STATES = (A.PENDING, A.VERIFIED, A.ACTIVE, A.SUSPENDED)
+
+
+class TaxpayerKind(models.TextChoices):
+    ORGANIZATION = "organization", "单位 (organization, unified social credit code)"
+    PERSON = "person", "个人 (person, resident ID)"
+
+
+class TaxAgreement(ConcurrentTransitionMixin, models.Model):
+    """三方协议 (three-party agreement): taxpayer, tax authority and the operator holding the wallet."""
+
+    tax_authority = models.ForeignKey("treasury.Organization", null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="+", verbose_name="税务机关 (tax authority)")
+    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
+    taxpayer_kind = models.CharField("纳税人类别 (taxpayer kind)", max_length=16, choices=TaxpayerKind.choices)
+    taxpayer_id = models.CharField("纳税人识别号 (taxpayer id)", max_length=20)
+    taxpayer_name = models.CharField("纳税人名称 (taxpayer name)", max_length=200)
+    pay_op_bk_code = models.CharField("开户行/运营机构行号 (operator bank code)", max_length=12)
+    wallet = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="tax_agreements",
+                               verbose_name="缴款钱包 (payer wallet)")
+    protocol_no = models.CharField("协议书号 (agreement number)", max_length=60)
+    signed_date = models.DateField("签约日期 (signed date)")
+    state = FSMField("状态 (state)", default=A.PENDING, choices=A.choices, protected=True)
+    state_reason = models.CharField("原因 (reason)", max_length=255, blank=True)
+    # The last 9114 verification, passed or failed, as answered.
+    last_verification_result = models.CharField("最近验证结果 (last verification result)", max_length=1, blank=True)
+    last_verification_note = models.CharField("最近验证说明 (last verification note)", max_length=255, blank=True)
+    last_verification_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.CharField("经办 (signed by)", max_length=150, blank=True)
+    created_at = models.DateTimeField()
+    verified_at = models.DateTimeField(null=True, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "三方协议 (three-party agreement)"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tax_org_code", "protocol_no"], name="tax_agreement_protocol_unique"),
+            models.UniqueConstraint(
+                fields=["tax_org_code", "taxpayer_id", "wallet"],
+                condition=models.Q(state__in=[s.value for s in OPEN_AGREEMENT_STATES]),
+                name="tax_agreement_one_open_per_wallet",
+            ),
+        ]
+        indexes = [models.Index(fields=["tax_org_code", "wallet", "protocol_no"])]
+
+    def __str__(self) -> str:
+        return f"{self.tax_org_code}/{self.protocol_no} {self.state}"
+
+    @property
+    def stream_key(self) -> str:
+        return f"tax-agreement-{self.pk}"
+
+    @transition(field=state, source=A.PENDING, target=A.VERIFIED)
+    def verify(self):
+        pass
+
+    @transition(field=state, source=A.VERIFIED, target=A.ACTIVE)
+    def activate(self):
+        pass
+
+    @transition(field=state, source=A.ACTIVE, target=A.SUSPENDED)
+    def suspend(self):
+        pass
+
+    @transition(field=state, source=A.SUSPENDED, target=A.ACTIVE)
+    def resume(self):
+        pass
+
+    @transition(field=state, source=[s.value for s in OPEN_AGREEMENT_STATES], target=A.REVOKED)
+    def revoke(self):
+        pass
+
+
+class PackageState(models.TextChoices):
+    RECEIVING = "receiving", "接收中 (receiving)"
+    RECEIVED = "received", "已接收 (received)"
+    DEDUCTING = "deducting", "扣款中 (deducting)"
+    DONE = "done", "已完成 (done)"
+
+
+P = PackageState
+
+
+class DeductionPackage(ConcurrentTransitionMixin, models.Model):
+    """批量扣税包 (batch deduction package, 3102), at most 1,000 items; its result (2102) is an outbox."""
+
+    tax_authority = models.ForeignKey("treasury.Organization", null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="+", verbose_name="税务机关 (tax authority)")
+    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
+    entrust_date = models.DateField("委托日期 (entrust date)")
+    pack_no = models.CharField("包流水号 (package number)", max_length=20)
+    msg_id = models.CharField("报文标识号 (message id)", max_length=20, blank=True)
+    all_num = models.PositiveIntegerField("总笔数 (item count)")
+    all_amount_fen = models.BigIntegerField("总金额 (total, fen)")
+    return_term = models.PositiveSmallIntegerField("回执期限 (reply deadline, days)", default=0)
+    treasury_code = models.CharField("国库代码 (treasury code)", max_length=10, blank=True)
+    treasury_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="+", verbose_name="收款国库钱包 (treasury wallet)")
+    state = FSMField("状态 (state)", default=P.RECEIVING, choices=P.choices, protected=True)
+    ack_result = models.CharField("回执结果 (acknowledgement result)", max_length=5, default="90000")
+    ack_add_word = models.CharField("回执附言 (acknowledgement note)", max_length=255, blank=True)
+    succ_num = models.PositiveIntegerField("成功笔数 (succeeded items)", default=0)
+    succ_amount_fen = models.BigIntegerField("成功金额 (succeeded amount, fen)", default=0)
+    # The 2102 result outbox: pending while done and not acknowledged.
+    result_pending = models.BooleanField("回执待发送 (result waiting to be sent)", default=False)
+    result_acknowledged = models.BooleanField("回执已确认 (result acknowledged)", default=False)
+    result_attempts = models.PositiveIntegerField("发送次数 (result send attempts)", default=0)
+    result_error = models.CharField("发送错误 (last send error)", max_length=255, blank=True)
+    result_fault_code = models.CharField("对方拒绝代码 (refusal code)", max_length=10, blank=True)
+    received_at = models.DateTimeField()
+    done_at = models.DateTimeField(null=True, blank=True)
+    result_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "批量扣税包 (batch deduction package)"
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tax_org_code", "entrust_date", "pack_no"], name="tax_package_unique"),
+            models.CheckConstraint(name="tax_package_amount_not_negative", condition=models.Q(all_amount_fen__gte=0)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tax_org_code}/{self.entrust_date:%Y%m%d}/{self.pack_no} {self.state}"
+
+    @property
+    def stream_key(self) -> str:
+        return f"tax-package-{self.pk}"
+
+    @transition(field=state, source=P.RECEIVING, target=P.RECEIVED)
+    def mark_received(self):
+        pass
+
+    @transition(field=state, source=P.RECEIVED, target=P.DEDUCTING)
+    def start_deducting(self):
+        pass
+
+    @transition(field=state, source=P.DEDUCTING, target=P.DONE)
+    def finish(self):
+        pass
+
+
+class DeductionKind(models.TextChoices):
+    REAL_TIME = "real_time", "实时扣税 (real-time, 3001)"
+    BATCH = "batch", "批量扣税 (batch item, 3102)"
+    OWN = "own", "自行缴税 (paid by the taxpayer from a personal wallet)"
+
+
+class DeductionState(models.TextChoices):
+    RECEIVED = "received", "已接收 (received)"
+    DEDUCTING = "deducting", "扣款中 (deducting)"
+    SUCCEEDED = "succeeded", "扣款成功 (succeeded)"
+    FAILED = "failed", "扣款失败 (failed)"
+    UNKNOWN = "unknown", "结果未明 (outcome unknown)"
+    REVERSED = "reversed", "已冲正 (reversed)"
+
+
+D = DeductionState
+DECIDED_DEDUCTION_STATES = (D.SUCCEEDED, D.FAILED, D.REVERSED)
+
+
+class TaxDeduction(ConcurrentTransitionMixin, models.Model):
+    """One tax debit. (tax_org_code, entrust_date, tra_no) is the idempotency key."""
+
+    kind = models.CharField("类别 (kind)", max_length=16, choices=DeductionKind.choices)
+    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
+    entrust_date = models.DateField("委托日期 (entrust date)")
+    tra_no = models.CharField("交易流水号 (transaction number)", max_length=24)
+    package = models.ForeignKey(DeductionPackage, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="deductions")
+    agreement = models.ForeignKey(TaxAgreement, null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="deductions")
+    pay_acct = models.CharField("缴款钱包 (payer wallet id)", max_length=32)
+    pay_op_bk_code = models.CharField("运营机构行号 (operator bank code)", max_length=12, blank=True)
+    hand_org_name = models.CharField("缴款户名 (wallet holder name)", max_length=200, blank=True)
+    tax_pay_name = models.CharField("纳税人名称 (taxpayer name)", max_length=200, blank=True)
+    taxpayer_id = models.CharField("纳税人识别号 (taxpayer id)", max_length=20, blank=True)
+    protocol_no = models.CharField("协议书号 (agreement number)", max_length=60, blank=True)
+    amount_fen = models.BigIntegerField("金额 (amount, fen)")
+    tax_vou_no = models.CharField("税票号码 (tax voucher number)", max_length=30, blank=True)
+    tax_types = models.JSONField("税种明细 (tax types)", default=list)
+    budget_type = models.CharField("预算种类 (budget type)", max_length=1, default="1")
+    budget_level_code = models.CharField("预算级次 (budget level)", max_length=1, default="3")
+    remark = models.CharField("备注 (remark)", max_length=140, blank=True)
+    treasury_code = models.CharField("国库代码 (treasury code)", max_length=10, blank=True)
+    state = FSMField("状态 (state)", default=D.RECEIVED, choices=D.choices, protected=True)
+    result_code = models.CharField("处理结果 (result code)", max_length=5, blank=True)
+    add_word = models.CharField("附言 (note)", max_length=255, blank=True)
+    tax_date = models.DateField("扣税日期 (tax date)", null=True, blank=True)
+    transfer = models.ForeignKey("treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="+")
+    created_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "扣税 (tax deduction)"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tax_org_code", "entrust_date", "tra_no"], name="tax_deduction_key_unique"),
+            models.CheckConstraint(name="tax_deduction_amount_positive", condition=models.Q(amount_fen__gt=0)),
+        ]
+        indexes = [models.Index(fields=["package", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.tax_org_code}/{self.entrust_date:%Y%m%d}/{self.tra_no} {self.state}"
+
+    @property
+    def stream_key(self) -> str:
+        return f"tax-package-{self.package_id}" if self.package_id else f"tax-deduction-{self.pk}"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"tax:{self.tax_org_code}:{self.entrust_date:%Y%m%d}:{self.tra_no}"
+
+    @transition(field=state, source=D.RECEIVED, target=D.DEDUCTING)
+    def start(self):
+        pass
+
+    @transition(field=state, source=D.RECEIVED, target=D.FAILED)
+    def refuse(self):
+        pass
+
+    @transition(field=state, source=[D.DEDUCTING, D.UNKNOWN], target=D.SUCCEEDED)
+    def succeed(self):
+        pass
+
+    @transition(field=state, source=[D.DEDUCTING, D.UNKNOWN], target=D.FAILED)
+    def fail(self):
+        pass
+
+    @transition(field=state, source=D.DEDUCTING, target=D.UNKNOWN)
+    def mark_unknown(self):
+        pass
+
+    @transition(field=state, source=D.UNKNOWN, target=D.REVERSED)
+    def reverse(self):
+        pass
+
+    @staticmethod
+    def sources_of(transition_method) -> list[str]:
+        return sorted(transition_method._django_fsm.transitions.keys())
+
+
+class TreasuryEntry(models.Model):
+    """入库 (treasury entry): a settled deduction's money by tax type and budget level, split between
+    central and local budgets by the revenue-sharing table (settings.TAX_REVENUE_SHARING)."""
+
+    deduction = models.ForeignKey(TaxDeduction, on_delete=models.PROTECT, related_name="entries")
+    entry_date = models.DateField("入库日期 (entry date)")
+    treasury_code = models.CharField("国库代码 (treasury code)", max_length=10, blank=True)
+    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
+    project_id = models.CharField("项目编号 (project id)", max_length=20, blank=True)
+    tax_type_name = models.CharField("税种 (tax type)", max_length=60, blank=True)
+    budget_type = models.CharField("预算种类 (budget type)", max_length=1)
+    budget_level_code = models.CharField("预算级次 (budget level)", max_length=1)
+    amount_fen = models.BigIntegerField("金额 (amount, fen)")
+    central_fen = models.BigIntegerField("中央级 (central share, fen)")
+    local_fen = models.BigIntegerField("地方级 (local share, fen)")
+
+    class Meta:
+        verbose_name = "入库明细 (treasury entry)"
+        constraints = [
+            models.UniqueConstraint(fields=["deduction", "project_id", "tax_type_name"], name="tax_entry_once"),
+            models.CheckConstraint(name="tax_entry_split_adds_up",
+                                   condition=models.Q(amount_fen=models.F("central_fen") + models.F("local_fen"))),
+        ]
+        indexes = [models.Index(fields=["entry_date", "tax_org_code"])]

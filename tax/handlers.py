@@ -1,0 +1,30 @@
+"""The tax domain's answers to the tax system (adapters.tips.interface.TaxMessageHandler).
+
+The inbound TIPS endpoint (`settings.TIPS_MESSAGE_HANDLER`) calls these with parsed, validated and
+verified messages; each method is one service call.
+"""
+from __future__ import annotations
+
+from django.utils import timezone
+
+from adapters.tips.interface import (
+    Acknowledgement,
+    AgreementVerification,
+    AgreementVerificationReply,
+    BatchDeduction,
+    DeductionResult,
+    RealTimeDeduction,
+)
+
+from . import services
+
+
+class TaxHandler:
+    def verify_agreement(self, message: AgreementVerification) -> AgreementVerificationReply:
+        return services.handle_agreement_verification(message=message, now=timezone.now())
+
+    def deduct_real_time(self, message: RealTimeDeduction) -> DeductionResult:
+        return services.deduct_real_time(message=message, now=timezone.now())
+
+    def receive_batch(self, message: BatchDeduction) -> Acknowledgement:
+        return services.receive_batch(message=message, now=timezone.now())

@@ -1,0 +1,1006 @@
+"""Tax: three-party agreements and deductions, one function per action.
+
+Money moves only through `treasury.services.transfers`; the tax system is answered through the
+handler (`tax.handlers`) and reached only through `adapters.tips` (`_tips()`), never while a row
+lock or a transaction is held. Every action locks its row, re-checks the state (django-fsm
+transitions raise on an illegal move) and writes a trace event: per agreement
+(`tax-agreement-<id>`), per package (`tax-package-<id>`) or per deduction (`tax-deduction-<id>`).
+
+Real-time deductions (3001) are answered in the same call: the transfer is created in a
+transaction and submitted synchronously after commit. An outcome the operator did not give
+(timeout) is answered 94999 and reversed (冲正) automatically once recovery learns it settled, as bank
+front-ends do. Batch packages (3102) are acknowledged at once and deducted by a Celery task in
+chunks; their result (2102) is an outbox sent until the tax system acknowledges it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
+
+from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from adapters.tips.interface import (
+    Acknowledgement,
+    AgreementVerification,
+    AgreementVerificationReply,
+    BatchDeduction,
+    BatchResult,
+    DeductionItem,
+    DeductionResult,
+    RealTimeDeduction,
+    ResultCode,
+    TipsFault,
+    TipsUnavailable,
+    TreasuryAccount,
+)
+from treasury import identifiers
+from treasury.access import roles
+from treasury.access.errors import AccessDenied
+from treasury.access.scoping import user_organization
+from treasury.errors import InvalidTransfers, TransferNotReversible
+from treasury.models import LedgerAccount, Organization, Transfer, TransferState, Wallet
+from treasury.services import transfers as transfer_services
+from treasury.services.transfers import NewTransfer, OperatorUnavailable, create_transfers
+from treasury.services.wallets import ensure_personal_wallets, register_wallet, verify_wallets
+from treasury.services.parties import register_organization
+from treasury.trace.services import EventSpec, append_events
+
+from .models import (
+    DECIDED_DEDUCTION_STATES,
+    OPEN_AGREEMENT_STATES,
+    DeductionKind,
+    DeductionPackage,
+    TaxAgreement,
+    TaxDeduction,
+    TaxpayerKind,
+    TreasuryEntry,
+)
+from .models import AgreementState as A
+from .models import DeductionState as D
+from .models import PackageState as P
+
+logger = logging.getLogger(__name__)
+
+AGREEMENT = "tax.agreement"
+DEDUCTION = "tax.deduction"
+PACKAGE = "tax.package"
+
+# Operator refusal codes (adapters.ecny RefusalCode) -> TIPS result codes (adapters.tips ResultCode).
+REFUSAL_TO_RESULT = {
+    "INSUFFICIENT_BALANCE": ResultCode.INSUFFICIENT_BALANCE,
+    "WALLET_NOT_FOUND": ResultCode.ACCOUNT_NOT_FOUND,
+    "WALLET_INACTIVE": ResultCode.ACCOUNT_FROZEN,
+    "SINGLE_LIMIT_EXCEEDED": ResultCode.WALLET_LIMIT,
+    "DAILY_LIMIT_EXCEEDED": ResultCode.WALLET_LIMIT,
+    "CONDITION_PAYEE_NOT_ALLOWED": ResultCode.CONTRACT_CONDITION,
+    "CONDITION_PAYEE_CATEGORY": ResultCode.CONTRACT_CONDITION,
+    "CONDITION_PURPOSE": ResultCode.CONTRACT_CONDITION,
+    "CONDITION_EXPIRED": ResultCode.CONTRACT_CONDITION,
+}
+RESULT_NOTES = {
+    ResultCode.SUCCESS: "扣款成功 (debited)",
+    ResultCode.INSUFFICIENT_BALANCE: "钱包余额不足 (insufficient balance)",
+    ResultCode.ACCOUNT_NOT_FOUND: "钱包不存在 (no such wallet)",
+    ResultCode.ACCOUNT_FROZEN: "钱包冻结或注销 (wallet frozen or closed)",
+    ResultCode.WALLET_LIMIT: "超过钱包等级限额 (wallet class limit)",
+    ResultCode.CONTRACT_CONDITION: "智能合约条件不允许 (smart-contract condition)",
+    ResultCode.NOT_SIGNED: "未签订有效三方协议 (no verified and active agreement)",
+    ResultCode.TIMEOUT: "扣款结果未明，将自动冲正 (outcome unknown; reversed automatically if debited)",
+    ResultCode.OTHER_FAILURE: "扣款失败 (other failure)",
+}
+# A package refused as a whole (too many items, totals not matching the items, repeated numbers).
+PACKAGE_REFUSED = ResultCode.PARSE_ERROR
+PURPOSE_CODE = "TAX"
+
+
+class TaxError(Exception):
+    """A clerk-readable refusal; `code` is for API clients."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _tips():
+    # Imported late: the adapter is configured (and may be replaced) separately from the domain.
+    from adapters.tips.client import get_tips_client
+
+    return get_tips_client()
+
+
+def local_date(now: datetime) -> date:
+    return timezone.localtime(now).date()
+
+
+# ---------------------------------------------------------------------------------------------
+# Trace, locks, access
+# ---------------------------------------------------------------------------------------------
+
+
+def _trace(stream_key: str, subject_type: str, subject_id, kind: str, *, actor: str, now: datetime,
+           amount_fen: int | None = None, source_ref: str = "", data: dict | None = None) -> None:
+    append_events(stream_key=stream_key, now=now, events=[EventSpec(
+        kind=kind, subject_type=subject_type, subject_id=str(subject_id), actor=actor, amount_fen=amount_fen,
+        source_ref=source_ref, data=data or {})])
+
+
+def _locked_agreement(agreement_id: int) -> TaxAgreement:
+    return TaxAgreement.objects.select_for_update().get(pk=agreement_id)
+
+
+def _locked_deduction(deduction_id: int) -> TaxDeduction:
+    return TaxDeduction.objects.select_for_update().get(pk=deduction_id)
+
+
+def _locked_package(package_id: int) -> DeductionPackage:
+    return DeductionPackage.objects.select_for_update().get(pk=package_id)
+
+
+def ensure_tax_staff(user, *, tax_org_code: str) -> None:
+    """Tax staff of the tax authority with this code, or an administrator.
+
+    Raises:
+        AccessDenied: anyone else.
+    """
+    if roles.has_role(user, roles.ADMIN):
+        return
+    org = user_organization(user)
+    if not roles.has_role(user, roles.TAX_STAFF) or org is None or org.code != tax_org_code:
+        raise AccessDenied("仅本税务机关人员可操作 (only staff of this tax authority may do this)")
+
+
+def _actor(user) -> str:
+    return getattr(user, "username", "") or "system"
+
+
+def _tax_authority(tax_org_code: str) -> Organization | None:
+    return Organization.objects.filter(org_type=Organization.Type.TAX_AUTHORITY, code=tax_org_code).first()
+
+
+# ---------------------------------------------------------------------------------------------
+# Agreements
+# ---------------------------------------------------------------------------------------------
+
+
+def _taxpayer(taxpayer_id: str, *, personal: bool) -> tuple[str, str]:
+    """(normalized id, kind): a resident ID for a personal wallet, a credit code otherwise."""
+    try:
+        if personal:
+            return identifiers.validate_resident_id(taxpayer_id).number, TaxpayerKind.PERSON
+        return identifiers.validate_uscc(taxpayer_id), TaxpayerKind.ORGANIZATION
+    except identifiers.InvalidIdentifier as exc:
+        raise TaxError(str(exc), exc.code)
+
+
+def sign_agreement(*, user, tax_org_code: str, taxpayer_id: str, taxpayer_name: str, wallet_id: str,
+                   protocol_no: str, signed_date: date, now: datetime) -> TaxAgreement:
+    """Record a three-party agreement signed at the counter or online; it waits for the tax system's
+    verification (9114) in `pending`.
+
+    The wallet must exist and be active at the operator and be held by the taxpayer (asked of the
+    operator); a wallet unknown here is registered. Re-signing is refused while an agreement for the
+    same taxpayer, tax authority and wallet is open (pending, verified, active or suspended).
+
+    Raises:
+        AccessDenied: the user is not staff of this tax authority.
+        TaxError: bad codes or ids (`tax_org_code`, `id_*`, `uscc_*`, `wallet_id_format`), the operator
+            does not know the wallet (`wallet_not_found`), it is not active (`wallet_inactive`), its holder is
+            someone else (`holder_mismatch`), an open agreement exists (`already_signed`), the agreement
+            number is taken (`protocol_taken`).
+        OperatorUnavailable: the operator could not be asked; nothing recorded.
+    """
+    ensure_tax_staff(user, tax_org_code=tax_org_code)
+    if not (len(tax_org_code) == 11 and tax_org_code.isdigit()):
+        raise TaxError("征收机关代码应为11位数字 (tax authority code must be 11 digits)", "tax_org_code")
+    protocol_no = protocol_no.strip()
+    if not protocol_no or len(protocol_no) > 60:
+        raise TaxError("协议书号必填，至多60位 (agreement number required, at most 60 characters)", "protocol_no")
+    taxpayer_name = taxpayer_name.strip()
+    try:
+        wallet_id = identifiers.validate_wallet_id(wallet_id)
+    except identifiers.InvalidIdentifier as exc:
+        raise TaxError(str(exc), exc.code)
+    (check,) = verify_wallets(pairs=[(wallet_id, taxpayer_name)])
+    if not check.exists:
+        raise TaxError("运营机构查无此钱包 (the operator does not know this wallet)", "wallet_not_found")
+    if not check.active:
+        raise TaxError("钱包已冻结或注销 (the wallet is frozen or closed)", "wallet_inactive")
+    if not check.holder_name_matches:
+        raise TaxError("钱包户名与纳税人名称不符 (the wallet is held by someone else)", "holder_mismatch")
+    personal = check.wallet_type in (Wallet.Type.PERSONAL, Wallet.Type.PERSONAL_SUB, Wallet.Type.HARDWARE)
+    taxpayer_id, kind = _taxpayer(taxpayer_id, personal=personal)
+    with transaction.atomic():
+        wallet = _wallet_for(wallet_id=wallet_id, taxpayer_id=taxpayer_id, taxpayer_name=taxpayer_name,
+                             personal=personal, check=check)
+        if TaxAgreement.objects.select_for_update().filter(
+                tax_org_code=tax_org_code, taxpayer_id=taxpayer_id, wallet=wallet,
+                state__in=OPEN_AGREEMENT_STATES).exists():
+            raise TaxError("该纳税人已用此钱包签约，不能重复签约 (an agreement for this taxpayer and wallet is open)",
+                           "already_signed")
+        if TaxAgreement.objects.filter(tax_org_code=tax_org_code, protocol_no=protocol_no).exists():
+            raise TaxError("协议书号已被使用 (agreement number already used)", "protocol_taken")
+        agreement = TaxAgreement.objects.create(
+            tax_authority=_tax_authority(tax_org_code), tax_org_code=tax_org_code, taxpayer_kind=kind,
+            taxpayer_id=taxpayer_id, taxpayer_name=taxpayer_name, pay_op_bk_code=_operator_bank_code(wallet),
+            wallet=wallet, protocol_no=protocol_no, signed_date=signed_date, created_by=_actor(user), created_at=now,
+        )
+        _trace(agreement.stream_key, AGREEMENT, agreement.pk, "tax.agreement.signed", actor=_actor(user), now=now,
+               data={"tax_org_code": tax_org_code, "protocol_no": protocol_no, "wallet": wallet_id,
+                     "taxpayer": identifiers.mask_resident_id(taxpayer_id) if personal else taxpayer_id})
+    return agreement
+
+
+def _operator_bank_code(wallet: Wallet) -> str:
+    """The operator's 12-digit bank code if it is recorded as its institution code, else its wallet prefix."""
+    return wallet.operator.code
+
+
+def _wallet_for(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, personal: bool, check) -> Wallet:
+    """The registered wallet, registering it if new; its recorded holder must be the taxpayer."""
+    wallet = Wallet.objects.select_related("holder_person", "holder_org").filter(wallet_id=wallet_id).first()
+    if wallet is None:
+        if personal:
+            ensure_personal_wallets(holders=[(wallet_id, taxpayer_name, taxpayer_id)], known_checks={wallet_id: check})
+            wallet = Wallet.objects.select_related("holder_person", "holder_org").get(wallet_id=wallet_id)
+        else:
+            operator = Organization.objects.filter(org_type=Organization.Type.OPERATOR_BANK,
+                                                   code=wallet_id[:3]).first()
+            if operator is None:
+                raise TaxError("未登记的运营机构 (no operator registered for this wallet)", "operator_unknown")
+            org = register_organization(name=taxpayer_name, org_type=Organization.Type.EMPLOYER, uscc=taxpayer_id)
+            wallet = register_wallet(wallet_id=wallet_id, wallet_type=check.wallet_type or Wallet.Type.CORPORATE,
+                                     operator=operator, holder_name=taxpayer_name, holder_org=org)
+    holder_id = wallet.holder_person.resident_id if wallet.holder_person_id else wallet.holder_org.uscc
+    if holder_id != taxpayer_id or wallet.holder_name != taxpayer_name:
+        raise TaxError("钱包持有人与纳税人不符 (the wallet is held by someone else)", "holder_mismatch")
+    if wallet.status != Wallet.Status.ACTIVE:
+        raise TaxError("钱包已冻结或注销 (the wallet is frozen or closed)", "wallet_inactive")
+    return wallet
+
+
+def _agreement_action(agreement_id: int, method: str, kind: str, *, user, reason: str, now: datetime,
+                      require_reason: bool = True) -> TaxAgreement:
+    if require_reason and not reason.strip():
+        raise TaxError("请填写原因 (a reason is required)", "reason_required")
+    with transaction.atomic():
+        agreement = _locked_agreement(agreement_id)
+        if user is not None:
+            ensure_tax_staff(user, tax_org_code=agreement.tax_org_code)
+        getattr(agreement, method)()  # raises TransitionNotAllowed on an illegal move
+        agreement.state_reason = reason.strip()[:255]
+        if method == "activate":
+            agreement.activated_at = now
+        if method == "revoke":
+            agreement.revoked_at = now
+        agreement.save()
+        _trace(agreement.stream_key, AGREEMENT, agreement.pk, kind, actor=_actor(user) if user else "tips", now=now,
+               data={"reason": agreement.state_reason})
+    return agreement
+
+
+def activate_agreement(*, agreement_id: int, user, now: datetime) -> TaxAgreement:
+    """verified -> active (when TAX_AGREEMENT_ACTIVATE_ON_VERIFY is off). Raises TransitionNotAllowed, AccessDenied."""
+    return _agreement_action(agreement_id, "activate", "tax.agreement.activated", user=user, reason="", now=now,
+                             require_reason=False)
+
+
+def suspend_agreement(*, agreement_id: int, user, reason: str, now: datetime) -> TaxAgreement:
+    """active -> suspended: no deduction until resumed. Raises TaxError, TransitionNotAllowed, AccessDenied."""
+    return _agreement_action(agreement_id, "suspend", "tax.agreement.suspended", user=user, reason=reason, now=now)
+
+
+def resume_agreement(*, agreement_id: int, user, reason: str, now: datetime) -> TaxAgreement:
+    """suspended -> active. Raises TaxError, TransitionNotAllowed, AccessDenied."""
+    return _agreement_action(agreement_id, "resume", "tax.agreement.resumed", user=user, reason=reason, now=now)
+
+
+def revoke_agreement(*, agreement_id: int, user, reason: str, now: datetime) -> TaxAgreement:
+    """Any open state -> revoked, for good (the taxpayer may sign again). Raises TaxError,
+    TransitionNotAllowed, AccessDenied."""
+    return _agreement_action(agreement_id, "revoke", "tax.agreement.revoked", user=user, reason=reason, now=now)
+
+
+def handle_agreement_verification(*, message: AgreementVerification, now: datetime) -> AgreementVerificationReply:
+    """9114 -> 9115. Verify (vc_sign "0"): the tax system's TaxOrgCode, TaxPayCode, PayAcct, ProtocolNo,
+    names and operator must match our record; a pending agreement then becomes verified, and active at
+    once when TAX_AGREEMENT_ACTIVATE_ON_VERIFY (the default). Delete (vc_sign "1"): the agreement is
+    revoked. Both are idempotent: asking again gives the same answer and changes nothing more.
+    """
+    def reply(result: str, note: str) -> AgreementVerificationReply:
+        return AgreementVerificationReply(vc_no=message.vc_no, vc_result=result, add_word=note[:255])
+
+    with transaction.atomic():
+        agreement = (TaxAgreement.objects.select_for_update().select_related("wallet")
+                     .filter(tax_org_code=message.tax_org_code, protocol_no=message.protocol_no).first())
+        if agreement is None:
+            return reply("1", "无此协议 (no such agreement)")
+        if message.vc_sign == "1":
+            if agreement.state != A.REVOKED:
+                agreement.revoke()
+                agreement.state_reason = "税务机关删除协议 (deleted by the tax authority)"
+                agreement.revoked_at = now
+                agreement.save()
+                _trace(agreement.stream_key, AGREEMENT, agreement.pk, "tax.agreement.revoked", actor="tips", now=now,
+                       data={"reason": agreement.state_reason, "vc_no": message.vc_no})
+            return reply("0", "协议已撤销 (agreement revoked)")
+        if message.vc_sign != "0":
+            return reply("1", f"验证标志无效 (unknown VCSign {message.vc_sign!r})")
+        problems = _verification_mismatches(agreement, message)
+        if agreement.state == A.REVOKED:
+            problems.append("协议已撤销 (agreement revoked)")
+        result = "1" if problems else "0"
+        note = "; ".join(problems) if problems else "验证通过 (verified)"
+        agreement.last_verification_result, agreement.last_verification_note = result, note[:255]
+        agreement.last_verification_at = now
+        changed = []
+        if not problems and agreement.state == A.PENDING:
+            agreement.verify()
+            agreement.verified_at = now
+            changed.append("tax.agreement.verified")
+            if settings.TAX_AGREEMENT_ACTIVATE_ON_VERIFY:
+                agreement.activate()
+                agreement.activated_at = now
+                changed.append("tax.agreement.activated")
+        agreement.save()
+        _trace(agreement.stream_key, AGREEMENT, agreement.pk,
+               "tax.agreement.verification_passed" if not problems else "tax.agreement.verification_failed",
+               actor="tips", now=now, data={"vc_no": message.vc_no, "note": note})
+        for kind in changed:
+            _trace(agreement.stream_key, AGREEMENT, agreement.pk, kind, actor="tips", now=now)
+    return reply(result, note)
+
+
+def _verification_mismatches(agreement: TaxAgreement, message: AgreementVerification) -> list[str]:
+    checks = [
+        ("纳税人识别号 (TaxPayCode)", message.tax_pay_code.strip().upper(), agreement.taxpayer_id),
+        ("纳税人名称 (TaxPayName)", message.tax_pay_name.strip(), agreement.taxpayer_name),
+        ("缴款账户 (PayAcct)", message.pay_acct.strip(), agreement.wallet.wallet_id),
+        ("账户名称 (HandOrgName)", message.hand_org_name.strip(), agreement.wallet.holder_name),
+    ]
+    return [f"{label}不符 (does not match)" for label, theirs, ours in checks if theirs != ours]
+
+
+# ---------------------------------------------------------------------------------------------
+# Deductions: shared pieces
+# ---------------------------------------------------------------------------------------------
+
+
+def _tax_types_json(item: DeductionItem) -> list[dict]:
+    return [{"project_id": t.project_id, "tax_type_name": t.tax_type_name,
+             "tax_start_date": t.tax_start_date.isoformat(), "tax_end_date": t.tax_end_date.isoformat(),
+             "amount_fen": t.amount_fen} for t in item.tax_types]
+
+
+def _deduction_row(*, kind: str, tax_org_code: str, entrust_date: date, item: DeductionItem, treasury_code: str,
+                   now: datetime, package: DeductionPackage | None = None) -> TaxDeduction:
+    return TaxDeduction(
+        kind=kind, tax_org_code=tax_org_code, entrust_date=entrust_date, tra_no=item.tra_no, package=package,
+        pay_acct=item.pay_acct, pay_op_bk_code=item.pay_op_bk_code, hand_org_name=item.hand_org_name,
+        tax_pay_name=item.tax_pay_name, protocol_no=item.protocol_no, amount_fen=item.amount_fen,
+        tax_vou_no=item.tax_vou_no, tax_types=_tax_types_json(item), budget_type=item.budget_type,
+        budget_level_code=item.budget_level_code, remark=item.remark[:140], treasury_code=treasury_code,
+        created_at=now,
+    )
+
+
+def result_of(deduction: TaxDeduction) -> DeductionResult:
+    """The 2001 answer (or 2102 line) a deduction gives, now and every time it is asked again."""
+    return DeductionResult(
+        ori_tax_org_code=deduction.tax_org_code, ori_entrust_date=deduction.entrust_date, ori_tra_no=deduction.tra_no,
+        tax_vou_no=deduction.tax_vou_no, amount_fen=deduction.amount_fen,
+        result=deduction.result_code or ResultCode.TIMEOUT, add_word=deduction.add_word, tax_date=deduction.tax_date,
+    )
+
+
+def treasury_wallet(*, treasury: TreasuryAccount | None = None, treasury_code: str = "") -> Wallet | None:
+    """The treasury single account (国库单一账户) wallet to credit: the message's PayeeAcct when it is one,
+    else the one of the treasury with that code, else the only one there is."""
+    accounts = LedgerAccount.objects.filter(kind=LedgerAccount.Kind.TREASURY_SINGLE, wallet__isnull=False)
+    if treasury is not None and treasury.payee_acct:
+        found = accounts.filter(wallet__wallet_id=treasury.payee_acct).select_related("wallet").first()
+        if found:
+            return found.wallet
+        treasury_code = treasury_code or treasury.payee_org_code
+    if treasury_code:
+        found = accounts.filter(wallet__holder_org__code=treasury_code).select_related("wallet").first()
+        if found:
+            return found.wallet
+    found = list(accounts.select_related("wallet")[:2])
+    return found[0].wallet if len(found) == 1 else None
+
+
+def _active_agreement(*, tax_org_code: str, pay_acct: str, protocol_no: str) -> TaxAgreement | None:
+    return (TaxAgreement.objects.select_related("wallet")
+            .filter(tax_org_code=tax_org_code, wallet__wallet_id=pay_acct, protocol_no=protocol_no, state=A.ACTIVE)
+            .first())
+
+
+def _organization_for(tax_org_code: str, treasury: Wallet) -> int:
+    """Transfers run on behalf of the tax authority (its staff see them), else of the treasury."""
+    authority = _tax_authority(tax_org_code)
+    return authority.pk if authority else treasury.holder_org_id
+
+
+def _result_for_transfer(transfer: Transfer) -> tuple[str, str]:
+    """(TIPS result code, note) of a transfer the operator decided."""
+    if transfer.state == TransferState.SETTLED:
+        return ResultCode.SUCCESS, RESULT_NOTES[ResultCode.SUCCESS]
+    code = REFUSAL_TO_RESULT.get(transfer.failure_code, ResultCode.OTHER_FAILURE)
+    note = RESULT_NOTES[code]
+    if transfer.failure_message:
+        note = f"{note}: {transfer.failure_message}"
+    return code, note[:255]
+
+
+def _decide(deduction: TaxDeduction, *, code: str, note: str, now: datetime, actor: str = "operator") -> None:
+    """Record the outcome of a deduction that was being debited (locked by the caller)."""
+    deduction.result_code, deduction.add_word, deduction.decided_at = code, note[:255], now
+    if code == ResultCode.SUCCESS:
+        deduction.succeed()
+        deduction.tax_date = local_date(now)
+        _record_entries([deduction], entry_date=deduction.tax_date)
+        kind = "tax.deduction.succeeded"
+    else:
+        deduction.fail()
+        kind = "tax.deduction.failed"
+    deduction.save()
+    _trace(deduction.stream_key, DEDUCTION, deduction.pk, kind, actor=actor, now=now, amount_fen=deduction.amount_fen,
+           source_ref=deduction.tra_no, data={"result": code, "note": deduction.add_word})
+
+
+def split_revenue(*, amount_fen: int, tax_type_name: str, budget_level_code: str) -> tuple[int, int]:
+    """(central, local) fen of an amount by the revenue-sharing table; the central share is rounded
+    ROUND_HALF_UP and the local share is the rest, so the two always add up."""
+    share = settings.TAX_REVENUE_SHARING.get(tax_type_name)
+    if share is None:
+        return (amount_fen, 0) if budget_level_code == "1" else (0, amount_fen)
+    central = int((Decimal(amount_fen) * Decimal(share[0]) / Decimal(100)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return central, amount_fen - central
+
+
+def _record_entries(deductions: list[TaxDeduction], *, entry_date: date) -> None:
+    """Treasury entries of settled deductions, by tax type (the whole amount when no tax types came)."""
+    rows = []
+    for d in deductions:
+        parts = [(t.get("project_id", ""), t.get("tax_type_name", ""), int(t["amount_fen"])) for t in d.tax_types]
+        if not parts or sum(p[2] for p in parts) != d.amount_fen:
+            parts = [("", parts[0][1] if len(parts) == 1 else "", d.amount_fen)]
+        merged = defaultdict(int)
+        for project_id, name, amount in parts:
+            merged[(project_id, name)] += amount
+        for (project_id, name), amount in merged.items():
+            central, local = split_revenue(amount_fen=amount, tax_type_name=name, budget_level_code=d.budget_level_code)
+            rows.append(TreasuryEntry(deduction=d, entry_date=entry_date, treasury_code=d.treasury_code,
+                                      tax_org_code=d.tax_org_code, project_id=project_id, tax_type_name=name,
+                                      budget_type=d.budget_type, budget_level_code=d.budget_level_code,
+                                      amount_fen=amount, central_fen=central, local_fen=local))
+    TreasuryEntry.objects.bulk_create(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real-time deduction (3001 -> 2001) and own payments
+# ---------------------------------------------------------------------------------------------
+
+
+def deduct_real_time(*, message: RealTimeDeduction, now: datetime) -> DeductionResult:
+    """3001 -> 2001, answered in the same call, in the order bank front-ends follow: already known?
+    answer again -> store -> verified and active agreement for TaxOrgCode + PayAcct + ProtocolNo? (else
+    24009) -> debit the wallet into the treasury -> answer.
+
+    Idempotent on (TaxOrgCode, EntrustDate, TraNo): the same serial again gets the original answer and
+    never a second debit; the same serial with a different payer or amount gets 94051.
+    An unknown outcome is answered 94999; `resolve_unknown_deductions` later reverses the debit if it
+    happened.
+    """
+    item = message.item
+    key = dict(tax_org_code=message.tax_org_code, entrust_date=message.entrust_date, tra_no=item.tra_no)
+    existing = TaxDeduction.objects.filter(**key).first()
+    if existing is not None:
+        return _repeat_answer(existing, item)
+    try:
+        with transaction.atomic():
+            deduction = _deduction_row(kind=DeductionKind.REAL_TIME, tax_org_code=message.tax_org_code,
+                                       entrust_date=message.entrust_date, item=item,
+                                       treasury_code=message.treasury.payee_org_code, now=now)
+            deduction.save()
+            _trace(deduction.stream_key, DEDUCTION, deduction.pk, "tax.deduction.received", actor="tips", now=now,
+                   amount_fen=deduction.amount_fen, source_ref=deduction.tra_no,
+                   data={"msg_id": message.head.msg_id, "tax_vou_no": item.tax_vou_no, "pay_acct": item.pay_acct})
+    except IntegrityError:
+        # The same serial arrived twice at once: the other call stored it and answers it.
+        return _repeat_answer(TaxDeduction.objects.get(**key), item)
+    agreement = _active_agreement(tax_org_code=message.tax_org_code, pay_acct=item.pay_acct,
+                                  protocol_no=item.protocol_no)
+    return _debit_now(deduction_id=deduction.pk, agreement=agreement, wallet=agreement.wallet if agreement else None,
+                      treasury=treasury_wallet(treasury=message.treasury), now=now)
+
+
+def _repeat_answer(existing: TaxDeduction, item: DeductionItem) -> DeductionResult:
+    if (existing.pay_acct, existing.amount_fen, existing.protocol_no) != (item.pay_acct, item.amount_fen,
+                                                                          item.protocol_no):
+        return DeductionResult(
+            ori_tax_org_code=existing.tax_org_code, ori_entrust_date=existing.entrust_date, ori_tra_no=existing.tra_no,
+            tax_vou_no=item.tax_vou_no, amount_fen=item.amount_fen, result=ResultCode.DUPLICATE,
+            add_word="交易流水号重复且内容不同 (the serial was used for another deduction)")
+    return result_of(existing)
+
+
+def _debit_now(*, deduction_id: int, agreement: TaxAgreement | None, wallet: Wallet | None,
+               treasury: Wallet | None, now: datetime) -> DeductionResult:
+    """Create the transfer, submit it at once after commit, record the operator's answer."""
+    with transaction.atomic():
+        deduction = _locked_deduction(deduction_id)
+        if deduction.state != D.RECEIVED:
+            return result_of(deduction)
+        refusal = None
+        if wallet is None:
+            refusal = (ResultCode.NOT_SIGNED, RESULT_NOTES[ResultCode.NOT_SIGNED])
+        elif treasury is None:
+            refusal = (ResultCode.OTHER_FAILURE, "收款国库账户未登记 (no treasury single account for the payee)")
+        elif wallet.status != Wallet.Status.ACTIVE:
+            refusal = (ResultCode.ACCOUNT_FROZEN, RESULT_NOTES[ResultCode.ACCOUNT_FROZEN])
+        if refusal:
+            deduction.refuse()
+            deduction.result_code, deduction.add_word, deduction.decided_at = refusal[0], refusal[1], now
+            deduction.save()
+            _trace(deduction.stream_key, DEDUCTION, deduction.pk, "tax.deduction.refused", actor="system", now=now,
+                   amount_fen=deduction.amount_fen, source_ref=deduction.tra_no,
+                   data={"result": refusal[0], "note": refusal[1]})
+            return result_of(deduction)
+        try:
+            (transfer_id,) = create_transfers(
+                organization_id=_organization_for(deduction.tax_org_code, treasury),
+                batch_ref=f"tax-{deduction.kind}-{deduction.tax_org_code}-{deduction.entrust_date:%Y%m%d}",
+                transfers=[_new_transfer(deduction, payer=wallet, treasury=treasury)],
+                actor="tips" if deduction.kind == DeductionKind.REAL_TIME else "taxpayer", now=now)
+        except InvalidTransfers as exc:
+            deduction.refuse()
+            deduction.result_code, deduction.add_word = ResultCode.OTHER_FAILURE, str(exc)[:255]
+            deduction.decided_at = now
+            deduction.save()
+            return result_of(deduction)
+        deduction.agreement = agreement
+        deduction.transfer_id = transfer_id
+        deduction.start()
+        deduction.save()
+        _trace(deduction.stream_key, DEDUCTION, deduction.pk, "tax.deduction.debiting", actor="system", now=now,
+               amount_fen=deduction.amount_fen, source_ref=deduction.tra_no,
+               data={"transfer": transfer_id, "payer": wallet.wallet_id, "treasury": treasury.wallet_id})
+    # After commit, without a lock: the caller is waiting for the answer, so it is sent now rather than
+    # by a worker. If a worker claimed it first, its answer is awaited briefly.
+    transfer_services.submit_transfer_chunk(transfer_ids=[transfer_id], now=now)
+    transfer = _await_transfer(transfer_id)
+    return _record_real_time_outcome(deduction_id=deduction_id, transfer=transfer, now=now)
+
+
+def _new_transfer(deduction: TaxDeduction, *, payer: Wallet, treasury: Wallet) -> NewTransfer:
+    return NewTransfer(
+        payer_id=payer.pk, payee_id=treasury.pk, amount_fen=deduction.amount_fen,
+        idempotency_key=deduction.idempotency_key, purpose_code=PURPOSE_CODE,
+        memo=f"税票 {deduction.tax_vou_no}"[:140], source_type_id=ContentType.objects.get_for_model(TaxDeduction).pk,
+        source_id=deduction.pk, source_ref=f"tax {deduction.tax_org_code} {deduction.entrust_date:%Y%m%d} {deduction.tra_no}",
+    )
+
+
+OPEN_TRANSFER_STATES = (TransferState.PENDING, TransferState.SUBMITTED)
+
+
+def _await_transfer(transfer_id: int) -> Transfer:
+    deadline = time.monotonic() + settings.ECNY_OPERATOR_TIMEOUT_SECONDS + 1
+    transfer = Transfer.objects.get(pk=transfer_id)
+    while transfer.state in OPEN_TRANSFER_STATES and time.monotonic() < deadline:
+        time.sleep(0.05)
+        transfer = Transfer.objects.get(pk=transfer_id)
+    return transfer
+
+
+def _record_real_time_outcome(*, deduction_id: int, transfer: Transfer, now: datetime) -> DeductionResult:
+    with transaction.atomic():
+        deduction = _locked_deduction(deduction_id)
+        if deduction.state != D.DEDUCTING:
+            return result_of(deduction)
+        if transfer.state in (TransferState.SETTLED, TransferState.FAILED, TransferState.CANCELLED):
+            code, note = _result_for_transfer(transfer)
+            _decide(deduction, code=code, note=note, now=now)
+        else:
+            deduction.mark_unknown()
+            deduction.result_code, deduction.add_word = ResultCode.TIMEOUT, RESULT_NOTES[ResultCode.TIMEOUT]
+            deduction.save()
+            _trace(deduction.stream_key, DEDUCTION, deduction.pk, "tax.deduction.outcome_unknown", actor="system",
+                   now=now, amount_fen=deduction.amount_fen, source_ref=deduction.tra_no,
+                   data={"transfer": transfer.pk, "transfer_state": transfer.state})
+    return result_of(deduction)
+
+
+def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org_code: str, tax_vou_no: str,
+                amount_fen: int, tax_types: tuple = (), treasury_code: str = "", budget_type: str = "1",
+                budget_level_code: str = "3", now: datetime) -> TaxDeduction:
+    """An individual pays a tax voucher from a personal wallet, without an agreement. Debited at once
+    like a real-time deduction. Idempotent on (tax authority, voucher number): paying the same voucher
+    again returns the first payment.
+
+    Raises:
+        TaxError: bad id or amount, the wallet is not the taxpayer's personal wallet (`holder_mismatch`,
+            `not_personal`, `wallet_not_found`), no treasury account (`no_treasury`).
+        OperatorUnavailable: the operator could not be asked to check the wallet; nothing recorded.
+    """
+    if type(amount_fen) is not int or amount_fen <= 0:
+        raise TaxError("金额必须为正整数分 (amount must be a positive whole number of fen)", "amount")
+    if not tax_vou_no.strip():
+        raise TaxError("税票号码必填 (tax voucher number required)", "tax_vou_no")
+    tra_no = f"V{tax_vou_no.strip()}"[:24]
+    existing = TaxDeduction.objects.filter(kind=DeductionKind.OWN, tax_org_code=tax_org_code, tra_no=tra_no).first()
+    if existing is not None:
+        return existing
+    taxpayer_id, _ = _taxpayer(taxpayer_id, personal=True)
+    (check,) = verify_wallets(pairs=[(wallet_id, taxpayer_name)])
+    if not check.exists:
+        raise TaxError("运营机构查无此钱包 (the operator does not know this wallet)", "wallet_not_found")
+    if check.wallet_type not in (Wallet.Type.PERSONAL, Wallet.Type.PERSONAL_SUB, Wallet.Type.HARDWARE):
+        raise TaxError("只能使用个人钱包缴税 (a personal wallet is needed)", "not_personal")
+    if not check.holder_name_matches:
+        raise TaxError("钱包户名与纳税人不符 (the wallet is held by someone else)", "holder_mismatch")
+    treasury = treasury_wallet(treasury_code=treasury_code)
+    if treasury is None:
+        raise TaxError("收款国库账户未登记 (no treasury single account)", "no_treasury")
+    with transaction.atomic():
+        wallet = _wallet_for(wallet_id=wallet_id, taxpayer_id=taxpayer_id, taxpayer_name=taxpayer_name,
+                             personal=True, check=check)
+        item = DeductionItem(tra_no=tra_no, pay_op_bk_code=wallet.operator.code, pay_acct=wallet_id,
+                             hand_org_name=taxpayer_name, amount_fen=amount_fen, tax_vou_no=tax_vou_no,
+                             tax_pay_name=taxpayer_name, protocol_no="", tax_types=tuple(tax_types),
+                             budget_type=budget_type, budget_level_code=budget_level_code)
+        deduction = _deduction_row(kind=DeductionKind.OWN, tax_org_code=tax_org_code, entrust_date=local_date(now),
+                                   item=item, treasury_code=treasury_code or (treasury.holder_org.code or ""), now=now)
+        deduction.taxpayer_id = taxpayer_id
+        deduction.save()
+        _trace(deduction.stream_key, DEDUCTION, deduction.pk, "tax.deduction.received", actor="taxpayer", now=now,
+               amount_fen=amount_fen, source_ref=tra_no, data={"tax_vou_no": tax_vou_no, "pay_acct": wallet_id})
+    _debit_now(deduction_id=deduction.pk, agreement=None, wallet=wallet, treasury=treasury, now=now)
+    deduction.refresh_from_db()
+    return deduction
+
+
+def resolve_unknown_deductions(*, now: datetime) -> dict[str, int]:
+    """Settle what was answered 94999: asks the operator about open transfers first (the transfer
+    core's recovery), then a real-time or own deduction whose debit settled is reversed (冲正) and one
+    whose debit never happened is failed; a transfer the operator never saw is cancelled so it is not
+    sent late. Batch items are decided when their package finishes. Safe to run repeatedly.
+    """
+    counts = defaultdict(int)
+    unknown = list(TaxDeduction.objects.filter(state=D.UNKNOWN).exclude(kind=DeductionKind.BATCH)
+                   .values_list("pk", "transfer_id"))
+    if not unknown:
+        return {}
+    transfer_services.recover_unconfirmed_transfers(now=now)
+    for deduction_id, transfer_id in unknown:
+        transfer = Transfer.objects.get(pk=transfer_id)
+        if transfer.state == TransferState.PENDING:
+            transfer_services.cancel_pending_transfers(
+                transfer_ids=[transfer_id], reason="实时扣税结果未明已答复94999 (answered 94999; not sent late)",
+                actor="system", now=now)
+            transfer.refresh_from_db()
+        if transfer.state == TransferState.SETTLED:
+            try:
+                transfer = transfer_services.reverse_transfer(
+                    transfer_id=transfer_id, reason="实时扣税结果未明，自动冲正 (outcome answered unknown: reversed)",
+                    actor="system", now=now)
+            except (TransferNotReversible, OperatorUnavailable) as exc:  # try again next round
+                logger.warning("reversal of deduction %s failed, will try again: %s", deduction_id, exc)
+                counts["reversal_failed"] += 1
+                continue
+        with transaction.atomic():
+            deduction = _locked_deduction(deduction_id)
+            if deduction.state != D.UNKNOWN:
+                continue
+            if transfer.state == TransferState.REVERSED:
+                deduction.reverse()
+                deduction.add_word = "结果未明，已自动冲正 (outcome unknown: debited and reversed)"
+                kind = "tax.deduction.reversed"
+            elif transfer.state in (TransferState.FAILED, TransferState.CANCELLED):
+                deduction.fail()
+                deduction.add_word = "结果未明，确认未扣款 (outcome unknown: nothing was debited)"
+                kind = "tax.deduction.failed"
+            else:
+                counts["still_unknown"] += 1
+                continue
+            deduction.decided_at = now
+            deduction.save()
+            _trace(deduction.stream_key, DEDUCTION, deduction.pk, kind, actor="system", now=now,
+                   amount_fen=deduction.amount_fen, source_ref=deduction.tra_no, data={"transfer": transfer_id})
+            counts[deduction.state] += 1
+    return dict(counts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch deduction (3102 -> 9121, later 2102)
+# ---------------------------------------------------------------------------------------------
+
+
+def receive_batch(*, message: BatchDeduction, now: datetime) -> Acknowledgement:
+    """3102 -> 9121 at once. The package and its items are stored in one transaction and deducted by a
+    task after commit. A package received before is answered with its original acknowledgement (94051 if
+    its counts differ). Refused as a whole (nothing stored) when it carries more than TAX_BATCH_MAX_ITEMS
+    items, its counts or totals do not match its items, or a serial repeats.
+    """
+    def ack(result: str, note: str) -> Acknowledgement:
+        return Acknowledgement(ori_msg_id=message.head.msg_id, result=result, add_word=note[:255])
+
+    key = dict(tax_org_code=message.tax_org_code, entrust_date=message.entrust_date, pack_no=message.pack_no)
+    existing = DeductionPackage.objects.filter(**key).first()
+    if existing is not None:
+        return _repeat_package_ack(existing, message)
+    problem = _package_problem(message)
+    if problem:
+        return ack(PACKAGE_REFUSED, problem)
+    treasury = treasury_wallet(treasury=message.treasury)
+    try:
+        with transaction.atomic():
+            package = DeductionPackage(
+                tax_authority=_tax_authority(message.tax_org_code), msg_id=message.head.msg_id,
+                all_num=message.all_num, all_amount_fen=message.all_amount_fen, return_term=message.return_term,
+                treasury_code=message.treasury.payee_org_code[:10], treasury_wallet=treasury, received_at=now,
+                ack_result=ResultCode.SUCCESS, ack_add_word="已接收 (received)", **key,
+            )
+            package.save()
+            rows = [_deduction_row(kind=DeductionKind.BATCH, tax_org_code=message.tax_org_code,
+                                   entrust_date=message.entrust_date, item=item,
+                                   treasury_code=package.treasury_code, now=now, package=package)
+                    for item in message.items]
+            TaxDeduction.objects.bulk_create(rows, batch_size=1000)
+            package.mark_received()
+            package.save()
+            _trace(package.stream_key, PACKAGE, package.pk, "tax.package.received", actor="tips", now=now,
+                   amount_fen=package.all_amount_fen, source_ref=package.pack_no,
+                   data={"msg_id": message.head.msg_id, "items": package.all_num})
+            transaction.on_commit(partial(_enqueue_process, package.pk))
+    except IntegrityError:
+        existing = DeductionPackage.objects.filter(**key).first()
+        if existing is not None:
+            return _repeat_package_ack(existing, message)
+        return ack(ResultCode.DUPLICATE, "包内交易流水号已被使用 (a serial of this package was used before)")
+    return ack(package.ack_result, package.ack_add_word)
+
+
+def _enqueue_process(package_id: int) -> None:
+    from .tasks import process_package_task
+
+    process_package_task.apply_async(kwargs={"package_id": package_id})
+
+
+def _repeat_package_ack(existing: DeductionPackage, message: BatchDeduction) -> Acknowledgement:
+    if (existing.all_num, existing.all_amount_fen) != (message.all_num, message.all_amount_fen):
+        return Acknowledgement(ori_msg_id=message.head.msg_id, result=ResultCode.DUPLICATE,
+                               add_word="包流水号重复且内容不同 (package number used for another package)")
+    return Acknowledgement(ori_msg_id=message.head.msg_id, result=existing.ack_result, add_word=existing.ack_add_word)
+
+
+def _package_problem(message: BatchDeduction) -> str:
+    if len(message.items) > settings.TAX_BATCH_MAX_ITEMS:
+        return f"包内笔数超过{settings.TAX_BATCH_MAX_ITEMS} (more than {settings.TAX_BATCH_MAX_ITEMS} items)"
+    if not message.items:
+        return "包内无明细 (no items)"
+    if message.all_num != len(message.items):
+        return f"总笔数{message.all_num}与明细{len(message.items)}笔不符 (AllNum does not match the items)"
+    if any(type(i.amount_fen) is not int or i.amount_fen <= 0 for i in message.items):
+        return "明细金额必须为正 (item amounts must be positive)"
+    if message.all_amount_fen != sum(i.amount_fen for i in message.items):
+        return "总金额与明细合计不符 (AllAmt does not match the items)"
+    tra_nos = [i.tra_no for i in message.items]
+    if len(set(tra_nos)) != len(tra_nos):
+        return "包内交易流水号重复 (a serial repeats in the package)"
+    taken = TaxDeduction.objects.filter(tax_org_code=message.tax_org_code, entrust_date=message.entrust_date,
+                                        tra_no__in=tra_nos).exists()
+    if taken:
+        return "包内交易流水号已被使用 (a serial of this package was used before)"
+    return ""
+
+
+def process_package(*, package_id: int, now: datetime) -> dict[str, int]:
+    """Deduct a received package's items, TAX_BATCH_CHUNK_SIZE at a time (one create_transfers call and one
+    transaction per chunk; the transfer core pays each chunk after its commit), then finish it if every
+    item is decided. Items refused here (no active agreement) are decided at once with 24009.
+    Safe to run again: items that already have a transfer or a result are skipped.
+    """
+    with transaction.atomic():
+        package = _locked_package(package_id)
+        if package.state == P.RECEIVED:
+            package.start_deducting()
+            package.save()
+            _trace(package.stream_key, PACKAGE, package.pk, "tax.package.deducting", actor="system", now=now)
+        elif package.state != P.DEDUCTING:
+            return {}
+    counts = defaultdict(int)
+    treasury = package.treasury_wallet or treasury_wallet(treasury_code=package.treasury_code)
+    content_type_id = ContentType.objects.get_for_model(TaxDeduction).pk
+    while True:
+        with transaction.atomic():
+            _locked_package(package_id)  # one chunk at a time per package
+            chunk = list(TaxDeduction.objects.select_for_update().filter(package_id=package_id, state=D.RECEIVED)
+                         .order_by("pk")[: settings.TAX_BATCH_CHUNK_SIZE])
+            if not chunk:
+                break
+            counts.update(_deduct_chunk(package, chunk, treasury=treasury, content_type_id=content_type_id, now=now))
+    finish_package(package_id=package_id, now=now)
+    return dict(counts)
+
+
+def _deduct_chunk(package: DeductionPackage, chunk: list[TaxDeduction], *, treasury: Wallet | None,
+                  content_type_id: int, now: datetime) -> dict[str, int]:
+    agreements = {
+        (a.wallet.wallet_id, a.protocol_no): a
+        for a in TaxAgreement.objects.select_related("wallet").filter(
+            tax_org_code=package.tax_org_code, state=A.ACTIVE, wallet__wallet_id__in={d.pay_acct for d in chunk})
+    }
+    to_debit, refused = [], []
+    for d in chunk:
+        agreement = agreements.get((d.pay_acct, d.protocol_no))
+        if treasury is None:
+            refused.append((d, ResultCode.OTHER_FAILURE, "收款国库账户未登记 (no treasury single account)"))
+        elif agreement is None:
+            refused.append((d, ResultCode.NOT_SIGNED, RESULT_NOTES[ResultCode.NOT_SIGNED]))
+        elif agreement.wallet.status != Wallet.Status.ACTIVE:
+            refused.append((d, ResultCode.ACCOUNT_FROZEN, RESULT_NOTES[ResultCode.ACCOUNT_FROZEN]))
+        else:
+            to_debit.append((d, agreement))
+    for d, code, note in refused:
+        d.refuse()
+        d.result_code, d.add_word, d.decided_at = code, note, now
+    ids = []
+    if to_debit:
+        ids = create_transfers(
+            organization_id=_organization_for(package.tax_org_code, treasury),
+            batch_ref=package.stream_key,
+            transfers=[
+                NewTransfer(payer_id=a.wallet_id, payee_id=treasury.pk, amount_fen=d.amount_fen,
+                            idempotency_key=d.idempotency_key, purpose_code=PURPOSE_CODE,
+                            memo=f"税票 {d.tax_vou_no}"[:140], source_type_id=content_type_id, source_id=d.pk,
+                            source_ref=f"tax package {package.pack_no} {d.tra_no}")
+                for d, a in to_debit
+            ],
+            actor="tips", now=now,
+        )
+        for (d, a), transfer_id in zip(to_debit, ids):
+            d.start()
+            d.agreement, d.transfer_id = a, transfer_id
+    changed = [d for d, _, _ in refused] + [d for d, _ in to_debit]
+    TaxDeduction.objects.bulk_update(changed, ["state", "result_code", "add_word", "decided_at", "agreement",
+                                               "transfer"])
+    _trace(package.stream_key, PACKAGE, package.pk, "tax.package.chunk", actor="system", now=now,
+           data={"debiting": len(to_debit), "refused": len(refused),
+                 "refused_items": [d.tra_no for d, _, _ in refused][:100]})
+    return {"debiting": len(to_debit), "refused": len(refused)}
+
+
+def finish_package(*, package_id: int, now: datetime) -> DeductionPackage:
+    """Record the outcome of items whose transfers the operator decided; when every item is decided the
+    package is done and its 2102 result goes into the outbox (sent after commit). Safe to run often."""
+    with transaction.atomic():
+        package = _locked_package(package_id)
+        if package.state != P.DEDUCTING:
+            return package
+        waiting = list(TaxDeduction.objects.select_for_update().select_related("transfer")
+                       .filter(package_id=package_id, state__in=[D.DEDUCTING, D.UNKNOWN]).order_by("pk"))
+        succeeded = []
+        for d in waiting:
+            t = d.transfer
+            if t.state in (TransferState.SETTLED, TransferState.FAILED, TransferState.CANCELLED):
+                code, note = _result_for_transfer(t)
+                d.result_code, d.add_word, d.decided_at = code, note, now
+                if code == ResultCode.SUCCESS:
+                    d.succeed()
+                    d.tax_date = local_date(now)
+                    succeeded.append(d)
+                else:
+                    d.fail()
+        decided = [d for d in waiting if d.state in DECIDED_DEDUCTION_STATES]
+        TaxDeduction.objects.bulk_update(decided, ["state", "result_code", "add_word", "decided_at", "tax_date"])
+        _record_entries(succeeded, entry_date=local_date(now))
+        if decided:
+            _trace(package.stream_key, PACKAGE, package.pk, "tax.package.items_decided", actor="operator", now=now,
+                   data={"succeeded": len(succeeded), "failed": len(decided) - len(succeeded)})
+        if TaxDeduction.objects.filter(package_id=package_id).exclude(state__in=DECIDED_DEDUCTION_STATES).exists():
+            return package
+        ok = TaxDeduction.objects.filter(package_id=package_id, state=D.SUCCEEDED)
+        package.succ_num = ok.count()
+        package.succ_amount_fen = sum(ok.values_list("amount_fen", flat=True))
+        package.finish()
+        package.done_at = now
+        package.result_pending = True
+        package.save()
+        _trace(package.stream_key, PACKAGE, package.pk, "tax.package.done", actor="system", now=now,
+               amount_fen=package.succ_amount_fen, source_ref=package.pack_no,
+               data={"succ_num": package.succ_num, "all_num": package.all_num})
+        transaction.on_commit(partial(_enqueue_send_result, package.pk))
+    return package
+
+
+def _enqueue_send_result(package_id: int) -> None:
+    from .tasks import send_package_result_task
+
+    send_package_result_task.apply_async(kwargs={"package_id": package_id})
+
+
+def package_progress(*, package_id: int) -> dict:
+    """How far a package is: items per state, and whether its result was acknowledged."""
+    package = DeductionPackage.objects.get(pk=package_id)
+    by_state = defaultdict(int)
+    for state in TaxDeduction.objects.filter(package_id=package_id).values_list("state", flat=True):
+        by_state[state] += 1
+    return {"state": package.state, "all_num": package.all_num, "items": dict(by_state),
+            "decided": sum(by_state[s] for s in DECIDED_DEDUCTION_STATES), "succ_num": package.succ_num,
+            "succ_amount_fen": package.succ_amount_fen, "result_acknowledged": package.result_acknowledged}
+
+
+def batch_result(*, package: DeductionPackage, now: datetime) -> BatchResult:
+    """The 2102 of a done package; built the same way every time it is sent."""
+    items = tuple(result_of(d) for d in TaxDeduction.objects.filter(package=package).order_by("pk"))
+    return BatchResult(
+        pay_bk_code=settings.TAX_PAY_BANK_CODE, entrust_date=local_date(package.done_at or now), pack_no=package.pack_no, ori_tax_org_code=package.tax_org_code,
+        ori_entrust_date=package.entrust_date, ori_pack_no=package.pack_no, all_num=package.all_num,
+        all_amount_fen=package.all_amount_fen, succ_num=package.succ_num, succ_amount_fen=package.succ_amount_fen,
+        result=ResultCode.SUCCESS, add_word=f"成功{package.succ_num}笔 (succeeded {package.succ_num})", items=items,
+    )
+
+
+def send_package_result(*, package_id: int, now: datetime) -> DeductionPackage:
+    """Send a done package's 2102 to the tax system (idempotent there on the original package), and
+    again later until it is acknowledged. No lock is held while sending."""
+    package = DeductionPackage.objects.get(pk=package_id)
+    if package.state != P.DONE or not package.result_pending:
+        return package
+    result = batch_result(package=package, now=now)
+    error, fault_code, acknowledged = "", "", False
+    try:
+        reply = _tips().send_batch_result(result)
+        acknowledged = reply.result in (ResultCode.SUCCESS, ResultCode.DUPLICATE)
+        if not acknowledged:
+            error, fault_code = f"{reply.result} {reply.add_word}", reply.result
+    except TipsUnavailable as exc:
+        error = f"税务系统暂不可达，稍后重发 (unreachable, will resend): {exc}"
+    except ImportError as exc:  # the TIPS adapter is not installed in this deployment yet
+        error = f"未配置税务系统接口，稍后重发 (no TIPS client configured, will resend): {exc}"
+    except TipsFault as exc:
+        error, fault_code = f"税务系统拒收 (refused): {exc}", exc.code or "fault"
+    with transaction.atomic():
+        package = _locked_package(package_id)
+        if not package.result_pending:
+            return package
+        package.result_attempts += 1
+        package.result_error = error[:255]
+        package.result_fault_code = fault_code[:10]
+        if acknowledged:
+            package.result_pending, package.result_acknowledged, package.result_sent_at = False, True, now
+        package.save()
+        _trace(package.stream_key, PACKAGE, package.pk,
+               "tax.package.result_acknowledged" if acknowledged else "tax.package.result_not_acknowledged",
+               actor="tips", now=now, data={"attempt": package.result_attempts, "error": package.result_error,
+                                            "succ_num": package.succ_num})
+    return package
+
+
+def finish_packages(*, now: datetime) -> dict[str, int]:
+    """The periodic sweep: finish deducting packages whose items are decided, resend results not yet
+    acknowledged (those the tax system refused stay for a person), resume packages whose task never ran."""
+    counts = defaultdict(int)
+    for package_id in DeductionPackage.objects.filter(state=P.RECEIVED).values_list("pk", flat=True):
+        process_package(package_id=package_id, now=now)
+        counts["processed"] += 1
+    for package_id in DeductionPackage.objects.filter(state=P.DEDUCTING).values_list("pk", flat=True):
+        if TaxDeduction.objects.filter(package_id=package_id, state=D.RECEIVED).exists():
+            process_package(package_id=package_id, now=now)
+        elif finish_package(package_id=package_id, now=now).state == P.DONE:
+            counts["finished"] += 1
+    for package_id in DeductionPackage.objects.filter(state=P.DONE, result_pending=True,
+                                                      result_fault_code="").values_list("pk", flat=True):
+        if send_package_result(package_id=package_id, now=now).result_acknowledged:
+            counts["results_acknowledged"] += 1
+    return dict(counts)
