@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from dataclasses import asdict
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import partial

@@ -122,3 +122,15 @@ def test_an_unknown_item_waits_for_recovery_before_the_package_is_answered(tax, 
     assert TaxDeduction.objects.get().state == DeductionState.SUCCEEDED
     assert tax.balance(payer.wallet_id) == 990_00
     assert check_ledger().problems == []
+
+
+def test_processing_a_package_again_changes_nothing(tax, tips_outbox):
+    payer = tax.taxpayer(balance_fen=1_000_00)
+    agreement = tax.signed_and_verified(payer)
+    services.receive_batch(message=batch(tax, [item(payer=payer, protocol_no=agreement.protocol_no, amount_fen=10_00)]),
+                           now=timezone.now())
+    package = DeductionPackage.objects.get()
+    assert services.process_package(package_id=package.pk, now=timezone.now()) == {}
+    assert services.finish_package(package_id=package.pk, now=timezone.now()).state == PackageState.DONE
+    assert Transfer.objects.count() == 1 and len(tips_outbox.sent) == 1
+    assert tax.balance(payer.wallet_id) == 990_00

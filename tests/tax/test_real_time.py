@@ -143,3 +143,17 @@ def test_an_individual_pays_own_tax_once(tax):
                              tax_org_code="13701000000", tax_vou_no="2", amount_fen=1_00, now=timezone.now())
     assert exc.value.code == "not_personal"
     assert_ledger_ok()
+
+
+def test_the_call_itself_submits_the_debit_when_no_worker_runs(tax, monkeypatch):
+    """The answer does not depend on Celery: with the queue dead, the deduction is still sent and answered."""
+    from treasury.services import transfers as transfer_services
+
+    monkeypatch.setattr(transfer_services, "enqueue_submission", lambda ids: None)
+    payer = tax.taxpayer(balance_fen=1_000_00)
+    agreement = tax.signed_and_verified(payer)
+    result = services.deduct_real_time(
+        message=real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=250_00), now=timezone.now())
+    assert result.result == ResultCode.SUCCESS
+    assert tax.balance(payer.wallet_id) == 750_00
+    assert_ledger_ok()
