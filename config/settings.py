@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "treasury.receipts",
     "adapters.ecny",
     "adapters.budget",
+    "adapters.tips",
     "payroll",
     "fiscal_disbursement",
     "tax",
@@ -250,6 +251,18 @@ BUDGET_SYSTEM_TIMEOUT_SECONDS = float(os.environ.get("BUDGET_SYSTEM_TIMEOUT_SECO
 BUDGET_SYSTEM_RETRIES = env_int("BUDGET_SYSTEM_RETRIES", 2)  # further attempts after a timeout, 5xx or unreadable reply
 # Largest SOAP message read or accepted (a 100,000-detail voucher is about 30 MB).
 BUDGET_MESSAGE_MAX_BYTES = env_int("BUDGET_MESSAGE_MAX_BYTES", 64 * 1024 * 1024)
+
+# The tax system (TIPS-style messages over SOAP; the sandbox in development and tests). adapters/tips/README.md.
+TIPS_SYSTEM_URL = os.environ.get("TIPS_SYSTEM_URL", "http://127.0.0.1:8703/")
+TIPS_NODE_CODE = os.environ.get("TIPS_NODE_CODE", "100000000001")  # this service's node (SRC of what it sends)
+TIPS_PEER_NODE_CODE = os.environ.get("TIPS_PEER_NODE_CODE", "100000000002")  # the tax system's node
+TIPS_TIMEOUT_SECONDS = float(os.environ.get("TIPS_TIMEOUT_SECONDS", "30"))  # float ok: seconds
+TIPS_RETRIES = env_int("TIPS_RETRIES", 2)  # further attempts after a timeout, 5xx or unreadable reply (same MsgID)
+TIPS_MESSAGE_MAX_BYTES = env_int("TIPS_MESSAGE_MAX_BYTES", 8 * 1024 * 1024)  # a 1,000-item package is ~1 MB
+# The tax system's Ed25519 public key (PEM); development: written by `run_tips_sandbox`.
+TIPS_PEER_PUBLIC_KEY_FILE = Path(os.environ.get("TIPS_PEER_PUBLIC_KEY_FILE",
+                                                VAR_DIR / "keys" / "tips-sandbox-ed25519.pub.pem"))
+TIPS_MESSAGE_HANDLER = os.environ.get("TIPS_MESSAGE_HANDLER", "tax.handlers.TaxHandler")
 
 # Personal wallet limits by class, in fen; None = no limit. Operator-supplied configuration,
 # never constants in code (../DOMAIN: class 3 figures are not confirmed publicly).

@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("treasury.access.api_urls")),
     path("", include("payroll.api_urls")),
     path("", include("adapters.budget.api_urls")),
+    path("", include("adapters.tips.api_urls")),
     path("", include("fiscal_disbursement.api_urls")),
 ]
 
@@ -24,6 +25,7 @@ urlpatterns = [
     path("receipts/", include("treasury.receipts.urls")),
     path("payroll/", include("payroll.urls")),
     path("budget/", include("adapters.budget.urls")),
+    path("tips/", include("adapters.tips.urls")),
     path("fiscal/", include("fiscal_disbursement.urls")),
     path("", include("treasury.access.urls")),
 ]

@@ -121,6 +121,8 @@ class TreasuryAccount:
     payee_org_code: str  # treasury code (10 characters)
     payee_acct: str  # the treasury's e-CNY wallet id
     payee_name: str
+    pay_bk_code: str = ""  # the clearing bank (12 digits), PayBkCode of TurnAccount3001/3102
+    handle_type: str = "0"  # HandleType of TurnAccount3001/3102
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,16 @@ TAX = {"tax_agreements", "tax_deductions", "tax_reconciliation"}
 PAYROLL = {"payroll_batches", "payroll_upload", "payroll_unions"}
 AUDIT = {"ledger", "trace_verify"}
 BUDGET = {"budget_messages"}  # the budget system's message log
+TIPS = {"tips_messages"}  # the TIPS message log
 
 EXPECTED = {
     "finance_clerk": COMMON | FISCAL | BUDGET,
     "finance_approver": COMMON | FISCAL | FISCAL_APPROVALS | BUDGET,
-    "tax_staff": COMMON | TAX,
+    "tax_staff": COMMON | TAX | TIPS,
     "employer_operator": COMMON | PAYROLL,
     "employer_approver": COMMON | PAYROLL,
-    "auditor": COMMON | FISCAL | FISCAL_APPROVALS | AUDIT | {"payroll_unions"} | BUDGET,
-    "admin": COMMON | FISCAL | FISCAL_APPROVALS | TAX | PAYROLL | AUDIT | {"reference_data"} | BUDGET,
+    "auditor": COMMON | FISCAL | FISCAL_APPROVALS | AUDIT | {"payroll_unions"} | BUDGET | TIPS,
+    "admin": COMMON | FISCAL | FISCAL_APPROVALS | TAX | PAYROLL | AUDIT | {"reference_data"} | BUDGET | TIPS,
 }
 
 
@@ -45,7 +46,7 @@ def test_a_user_with_two_roles_sees_both(client):
     user = f.make_user(role="finance_clerk")
     user.groups.add(Group.objects.get(name="tax_staff"))
     client.force_login(user)
-    assert _nav_keys(client.get("/").content.decode()) == COMMON | FISCAL | TAX | BUDGET
+    assert _nav_keys(client.get("/").content.decode()) == COMMON | FISCAL | TAX | BUDGET | TIPS
 
 
 @pytest.mark.django_db

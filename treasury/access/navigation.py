@@ -69,6 +69,9 @@ ENTRIES: list[NavEntry] = [
     NavEntry("tax_agreements", _("Three-party agreements"), SECTION_TAX, TAX, url_name="tax:agreement-list"),
     NavEntry("tax_deductions", _("Deductions and refunds"), SECTION_TAX, TAX, url_name="tax:deduction-list"),
     NavEntry("tax_reconciliation", _("Reconciliation"), SECTION_TAX, TAX, url_name="tax:reconciliation"),
+    # Every TIPS message in and out (财税库银横向联网), with its signature check and result code.
+    NavEntry("tips_messages", "TIPS 报文日志 (TIPS message log)", SECTION_TAX, TAX + (R.AUDITOR,),
+             url_name="tips:messages"),
     NavEntry("payroll_batches", _("Payroll runs"), SECTION_PAYROLL, EMPLOYER, url_name="payroll:batch-list"),
     NavEntry("payroll_upload", _("Upload payroll file"), SECTION_PAYROLL, EMPLOYER, url_name="payroll:upload"),
     # The union's own users hold employer roles; auditors read it.

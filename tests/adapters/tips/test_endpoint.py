@@ -1,0 +1,196 @@
+"""The service's TIPS endpoint /tips/soap/: signed messages reach the handler and get signed replies; anything
+malformed, hostile, oversized or badly signed is refused and never reaches it."""
+import base64
+
+import pytest
+from zeep import Client, Settings
+from zeep.transports import Transport
+
+from adapters.tips import messages as m
+from adapters.tips import signing
+from adapters.tips.models import TipsMessage
+from tests.adapters.tips.conftest import TAX_NODE, batch, head, real_time, signed_request, verification
+from treasury import keys
+
+URL = "/tips/soap/"
+pytestmark = pytest.mark.django_db
+
+
+def post(client, body: bytes):
+    return client.generic("POST", URL, body, content_type="text/xml; charset=utf-8",
+                          HTTP_SOAPACTION=f'"{m.SOAP_ACTION}"')
+
+
+def reply_of(response):
+    assert response.status_code == 200, response.content[:500]
+    signed = m.read_soap(response.content, max_bytes=10 ** 7, expected=m.SEND_RESPONSE)
+    assert signing.verify_with(keys.service_public_key(), signed.document, signed.signature)
+    doc = m.read_document(signed.document, max_bytes=10 ** 7)
+    return doc, m.read_body(doc)
+
+
+def fault_of(response) -> m.SoapFault:
+    assert response.status_code == 500
+    fault = m.read_soap(response.content, max_bytes=10 ** 6, expected=m.SEND_RESPONSE)
+    assert isinstance(fault, m.SoapFault)
+    return fault
+
+
+@pytest.mark.parametrize("encoding", ["UTF-8", "GBK"])
+def test_3001_reaches_the_handler_and_gets_a_signed_2001(client, tax_key, handler, encoding):
+    message = real_time()
+    doc, reply = reply_of(post(client, signed_request(m.real_time_document(message=message, encoding=encoding),
+                                                      tax_key)))
+    assert handler.calls == [("deduct_real_time", message)]
+    assert doc.head.msg_no == "2001" and doc.head.msg_ref == message.head.msg_id and doc.head.des == TAX_NODE
+    assert doc.encoding == encoding
+    assert (reply.ori_tra_no, reply.result, reply.amount_fen) == (message.item.tra_no, "90000", message.item.amount_fen)
+    rows = list(TipsMessage.objects.order_by("id").values_list("direction", "msg_no", "msg_ref", "key",
+                                                                "signature_valid", "result"))
+    key = f"13201000000-20260302-{message.item.tra_no}"
+    assert rows == [("in", "3001", message.head.msg_id, key, True, "90000"),
+                    ("out", "2001", message.head.msg_id, key, True, "90000")]
+
+
+def test_9114_and_3102_get_9115_and_9121(client, tax_key, handler):
+    v = verification(protocol_no="BAD")
+    _, reply = reply_of(post(client, signed_request(m.verification_document(head=head("9114"), message=v), tax_key)))
+    assert (reply.vc_no, reply.vc_result) == (v.vc_no, "1")
+    pack = batch(4)
+    doc, ack = reply_of(post(client, signed_request(m.batch_document(message=pack), tax_key)))
+    assert doc.head.msg_no == "9121" and ack.result == "90000" and ack.ori_msg_id == pack.head.msg_id
+    assert [name for name, _ in handler.calls] == ["verify_agreement", "receive_batch"]
+    assert handler.calls[1][1] == pack
+
+
+def test_9005_is_answered_without_the_handler(client, tax_key, handler):
+    doc, reply = reply_of(post(client, signed_request(m.test_document(head=head("9005")), tax_key)))
+    assert doc.head.msg_no == "9120" and (reply.ori_msg_no, reply.result) == ("9005", "90000")
+    assert handler.calls == []
+
+
+@pytest.mark.parametrize("signature", ["", "wrong", "other-key"])
+def test_bad_or_missing_signature_is_answered_91005_and_nothing_processed(client, tax_key, handler, signature):
+    document = m.real_time_document(message=real_time())
+    if signature == "other-key":
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        sig = signing.sign_with(Ed25519PrivateKey.generate(), document)
+    elif signature == "wrong":
+        sig = signing.sign_with(tax_key, document + b" ")
+    else:
+        sig = ""
+    doc, reply = reply_of(post(client, m.soap_message(m.SignedDocument(document=document, signature=sig))))
+    assert doc.head.msg_no == "9120" and reply.result == "91005"
+    assert handler.calls == []
+    assert TipsMessage.objects.get(direction="in").signature_valid is False
+
+
+def test_message_to_another_node_is_92001(client, tax_key, handler):
+    message = real_time()
+    data = m.real_time_document(message=message).replace(b"<DES>100000000001</DES>", b"<DES>999999999999</DES>")
+    _, reply = reply_of(post(client, signed_request(data, tax_key)))
+    assert reply.result == "92001" and handler.calls == []
+
+
+def test_reply_messages_are_not_accepted_here(client, tax_key, handler):
+    data = m.generic_reply_document(head=head("9120"), ori_msg_no="2102", result="90000")
+    _, reply = reply_of(post(client, signed_request(data, tax_key)))
+    assert reply.result == "92001" and handler.calls == []
+
+
+# ----------------------------------------------------------------- hostile and malformed input
+
+
+def _with_prolog(body: bytes, prolog: str, entity_ref: str) -> bytes:
+    text = body.decode()
+    text = text.replace('<?xml version="1.0" encoding="UTF-8"?>\n', '<?xml version="1.0" encoding="UTF-8"?>\n' + prolog)
+    return text.replace("<Document>", f"<Document>{entity_ref}", 1).encode()
+
+
+def test_xxe_in_the_envelope_is_a_fault_and_the_file_is_never_read(client, tax_key, handler, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-42")
+    body = _with_prolog(signed_request(m.real_time_document(message=real_time()), tax_key),
+                        f'<!DOCTYPE e [<!ENTITY s SYSTEM "file://{secret}">]>\n', "&s;")
+    response = post(client, body)
+    fault = fault_of(response)
+    assert (fault.faultcode, fault.code) == ("soap:Client", "92004") and "DOCTYPE" in fault.message
+    assert b"TOP-SECRET" not in response.content and handler.calls == []
+
+
+def test_xxe_inside_the_signed_document_is_a_fault(client, tax_key, handler, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-42")
+    document = m.real_time_document(message=real_time()).replace(
+        b"?>\n", f'?>\n<!DOCTYPE CFX [<!ENTITY s SYSTEM "file://{secret}">]>\n'.encode(), 1).replace(
+        b"<Remark>", b"<Remark>&s;", 1)
+    response = post(client, signed_request(document, tax_key))  # even correctly signed
+    assert fault_of(response).code == "92004" and b"TOP-SECRET" not in response.content
+    assert handler.calls == []
+
+
+def test_billion_laughs_is_a_fault(client, tax_key, handler):
+    entities = '<!ENTITY a "ha">' + "".join(f'<!ENTITY {chr(98 + n)} "{("&" + chr(97 + n) + ";") * 10}">'
+                                             for n in range(8))
+    body = _with_prolog(signed_request(m.real_time_document(message=real_time()), tax_key),
+                        f"<!DOCTYPE e [{entities}]>\n", "&i;")
+    assert fault_of(post(client, body)).code == "92004" and handler.calls == []
+
+
+def test_external_dtd_is_a_fault(client, tax_key, handler):
+    body = _with_prolog(signed_request(m.real_time_document(message=real_time()), tax_key),
+                        '<!DOCTYPE e SYSTEM "http://127.0.0.1:9/evil.dtd">\n', "")
+    assert fault_of(post(client, body)).code == "92004" and handler.calls == []
+
+
+def test_oversized_request_is_a_fault_unread(client, tax_key, handler, settings):
+    settings.TIPS_MESSAGE_MAX_BYTES = 4096
+    body = signed_request(m.batch_document(message=batch(50)), tax_key)
+    assert len(body) > 4096
+    fault = fault_of(post(client, body))
+    assert fault.code == "92004" and "limit" in fault.message and handler.calls == []
+
+
+@pytest.mark.parametrize("body", [b"", b"not xml", b"<a><b></a>", b'<?xml version="1.0"?><x/>'])
+def test_malformed_requests_are_faults(client, tax_key, handler, body):
+    assert fault_of(post(client, body)).code == "92004" and handler.calls == []
+
+
+def test_a_document_that_is_not_cfx_is_a_fault(client, tax_key, handler):
+    document = b'<?xml version="1.0" encoding="UTF-8"?><CFX><HEAD/></CFX>'
+    assert fault_of(post(client, signed_request(document, tax_key))).code == "92004" and handler.calls == []
+
+
+def test_get_without_wsdl_is_not_allowed(client):
+    assert client.get(URL).status_code == 405
+
+
+# ----------------------------------------------------------------- WSDL
+
+
+class _DjangoTransport(Transport):
+    """zeep loading documents through the Django test client (no network)."""
+
+    def __init__(self, client):
+        super().__init__()
+        self._client = client
+
+    def load(self, url):
+        response = self._client.get(url.replace("http://testserver", ""))
+        assert response.status_code == 200, url
+        return response.content
+
+
+def test_zeep_reads_the_service_wsdl_and_builds_a_send(client):
+    zeep = Client("http://testserver/tips/soap/?wsdl", transport=_DjangoTransport(client),
+                  settings=Settings(strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True))
+    service = zeep.wsdl.services["TipsBankService"]
+    port = service.ports["TipsBankPort"]
+    assert port.binding_options["address"] == "http://testserver/tips/soap/"
+    assert port.binding.get("Send").soapaction == m.SOAP_ACTION
+    envelope = zeep.create_message(zeep.service, "Send", Document=b"<CFX/>", Signature="A" * 86 + "==")
+    from lxml import etree
+
+    signed = m.read_soap(etree.tostring(envelope), max_bytes=10 ** 6, expected=m.SEND_REQUEST)
+    assert signed.document == b"<CFX/>"
+    assert base64.b64encode(signed.document)
