@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 
-.PHONY: demo test test-integration install migrate run sandbox budget-sandbox worker beat bench clean
+.PHONY: demo test test-integration install migrate run sandbox budget-sandbox tips-sandbox worker beat bench clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ sandbox: install
 
 budget-sandbox: install
 	$(PY) manage.py run_budget_sandbox --host 127.0.0.1 --port 8702 --storage var/budget-sandbox.sqlite3 --seed-demo
+
+tips-sandbox: install
+	$(PY) manage.py run_tips_sandbox --host 127.0.0.1 --port 8703 --storage var/tips-sandbox.sqlite3 --service-url http://127.0.0.1:8000/tips/soap/
 
 worker: install
 	$(VENV)/bin/celery -A config worker -Q treasury,payroll,fiscal,tax,social --concurrency 2 --loglevel INFO

@@ -50,6 +50,42 @@ def budget_sandbox(settings, tmp_path):
 
 
 @pytest.fixture
+def tips_sandbox(settings, tmp_path, live_server):
+    """A sandbox tax system (TIPS side) as a real HTTP service on a free loopback port, with fresh storage and its
+    own key pair, sending to the live test server's /tips/soap/ and receiving the service's 2102 results.
+
+    Points the service at it for the duration of the test: TIPS_SYSTEM_URL, TIPS_PEER_PUBLIC_KEY_FILE (the
+    sandbox's public key), node codes; clears the TIPS client and key caches. `tips_sandbox.admin` is a
+    TipsSandboxAdminClient. Uses pytest-django's `live_server`, so the test runs with a transactional database.
+    """
+    from adapters.tips import signing
+    from adapters.tips.client import get_tips_client
+    from adapters.tips.sandbox.server import start_in_thread
+    from treasury.keys import public_key_pem
+
+    service_key = tmp_path / "tips-service.pub.pem"
+    service_key.write_text(public_key_pem())
+    settings.TIPS_NODE_CODE = "100000000001"
+    settings.TIPS_PEER_NODE_CODE = "100000000002"
+    settings.TIPS_PEER_PUBLIC_KEY_FILE = tmp_path / "tips-sandbox.pub.pem"
+    handle = start_in_thread(storage_path=str(tmp_path / "tips-sandbox.sqlite3"),
+                             key_file=tmp_path / "tips-sandbox.pem", public_key_file=settings.TIPS_PEER_PUBLIC_KEY_FILE,
+                             service_public_key_file=service_key, service_url=f"{live_server.url}/tips/soap/",
+                             node_code=settings.TIPS_PEER_NODE_CODE, service_node_code=settings.TIPS_NODE_CODE,
+                             max_bytes=settings.TIPS_MESSAGE_MAX_BYTES)
+    settings.TIPS_SYSTEM_URL = handle.url
+    signing.peer_public_key.cache_clear()
+    get_tips_client.cache_clear()
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        handle.app.close()
+        signing.peer_public_key.cache_clear()
+        get_tips_client.cache_clear()
+
+
+@pytest.fixture
 def worker_dies_after_operator_applies(monkeypatch):
     """Until undone, the operator applies each batch call, then the worker dies before recording the answer
     (a KeyboardInterrupt stands for SIGKILL: nothing after the call runs). Call the returned `undo()` to stop."""

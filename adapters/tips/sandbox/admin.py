@@ -1,0 +1,66 @@
+"""Client of the sandbox tax system's admin endpoints (tests, demo). A real tax system has none of them."""
+from __future__ import annotations
+
+from adapters.sandbox_common.admin import AdminClientError, JsonAdminClient
+
+
+class TipsSandboxAdminError(AdminClientError):
+    """The sandbox tax system refused an admin call (502 when the service gave no readable reply)."""
+
+
+class TipsSandboxAdminClient(JsonAdminClient):
+    error = TipsSandboxAdminError
+
+    def __init__(self, base_url: str, api_key: str, *, timeout_seconds: float = 60.0):
+        super().__init__(base_url, api_key, timeout_seconds=timeout_seconds)
+
+    def register_agreement(self, *, tax_pay_code: str, tax_pay_name: str, pay_acct: str, protocol_no: str,
+                           hand_org_name: str = "", vc_sign: str = "0", **codes) -> dict:
+        """Register a taxpayer and agreement, send 9114 to the service; the 9115 answer: vc_no, vc_result
+        ("0" passed), add_word, state (verified / rejected / unanswered), msg_id, reply_msg_no,
+        reply_signature_valid, result (a 9120's result when the service refused the message)."""
+        return self._call("POST", "/admin/agreements", {
+            "tax_pay_code": tax_pay_code, "tax_pay_name": tax_pay_name, "pay_acct": pay_acct,
+            "protocol_no": protocol_no, "hand_org_name": hand_org_name, "vc_sign": vc_sign, **codes})
+
+    def send_deduction(self, *, protocol_no: str, amount_fen: int, tax_type_name: str = "增值税") -> dict:
+        """Send a 3001; the 2001 answer: tra_no, result, add_word, amount_fen, tax_date, msg_id, ..."""
+        return self._call("POST", "/admin/deductions", {"protocol_no": protocol_no, "amount_fen": amount_fen,
+                                                         "tax_type_name": tax_type_name})
+
+    def send_package(self, *, protocol_no: str = "", count: int = 0, amount_fen: int = 0, items: list | None = None,
+                     return_term: int = 3) -> dict:
+        """Send a 3102 (count items of amount_fen for one agreement, or `items` [{protocol_no, amount_fen}]); the
+        9121 answer: result, add_word, pack_no, tra_nos, all_num, all_amount_fen, msg_id, ..."""
+        payload = {"return_term": return_term}
+        payload.update({"items": items} if items else {"protocol_no": protocol_no, "count": count,
+                                                       "amount_fen": amount_fen})
+        return self._call("POST", "/admin/packages", payload)
+
+    def send_test(self, *, remark: str = "") -> dict:
+        """Send a 9005; the 9120 answer."""
+        return self._call("POST", "/admin/test", {"remark": remark})
+
+    def results(self) -> list[dict]:
+        """The 2102 results received, each once (deduped), with their lines."""
+        return self._call("GET", "/admin/results")["results"]
+
+    def deliveries(self, msg_id: str) -> int:
+        """How many times a message with this MsgID was received."""
+        return self._call("GET", f"/admin/received/{msg_id}")["deliveries"]
+
+    def counts(self) -> dict:
+        return self._call("GET", "/admin/counts")
+
+    def set_fault(self, name: str, *, count: int | None = None, sleep_seconds: float | None = None) -> dict:
+        """Arm a fault switch: fault, timeout, lost_reply, duplicate, bad_signature (see sandbox/faults.py)."""
+        return self._call("POST", "/admin/faults", {"name": name, "count": count, "sleep_seconds": sleep_seconds})
+
+    def faults(self) -> dict:
+        return self._call("GET", "/admin/faults")
+
+    def clear_faults(self) -> dict:
+        return self._call("DELETE", "/admin/faults")
+
+    def reset(self) -> dict:
+        return self._call("POST", "/admin/reset")

@@ -1,0 +1,421 @@
+"""The sandbox tax system as a WSGI application: it ACTS as the tax side of TIPS.
+
+It sends what the tax system sends (9114 agreement verifications, 3001 real-time deductions, 3102
+packages, 9005 tests) to the service's endpoint when told to through its admin endpoints, and serves
+its own SOAP endpoint receiving what the service sends later (2102 batch results, 9005). It signs
+everything it sends with its own Ed25519 key and verifies everything it receives with the service's
+public key. Plain WSGI, no Django: it stands in for a system that is not ours.
+
+| method and path | what |
+| --- | --- |
+| `POST /` | SOAP Send: a signed 2102 (stored, deduped) or 9005; answered with a signed 9120 |
+| `GET /?wsdl`, `GET /tips_soap.xsd` | its WSDL (soap:address pointing here, schema inlined) and the schema |
+| `GET /health` | `{"status": "ok"}` |
+| `POST /admin/agreements` | register a taxpayer and agreement, send 9114; the 9115 as JSON |
+| `POST /admin/deductions` | send a 3001 for an agreement; the 2001 as JSON |
+| `POST /admin/packages` | send a 3102 of N items; the 9121 as JSON |
+| `POST /admin/test` | send a 9005; the 9120 as JSON |
+| `GET /admin/results` | the 2102 results received |
+| `GET /admin/counts`, `GET/POST/DELETE /admin/faults`, `POST /admin/reset` | state and fault switches |
+
+Admin endpoints need `Authorization: Bearer <api key>`; the SOAP endpoint is authenticated by signatures.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+
+import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from adapters.sandbox_common.app import (
+    BadRequest,
+    Routes,
+    authorized,
+    find_route,
+    json_error,
+    json_reply,
+    read_json_body,
+    reply,
+)
+from adapters.tips import messages as m
+from adapters.tips.interface import (
+    AgreementVerification,
+    BatchDeduction,
+    DeductionItem,
+    RealTimeDeduction,
+    ResultCode,
+    TaxTypeItem,
+    TreasuryAccount,
+)
+from adapters.tips.sandbox.faults import (
+    BAD_SIGNATURE,
+    DUPLICATE,
+    FAULT,
+    LOST_REPLY,
+    RECEIVING,
+    SENDING,
+    TIMEOUT,
+    FaultSwitches,
+    InvalidFault,
+)
+from adapters.tips.sandbox.ledger import SandboxConflict, TipsLedger
+from adapters.tips.signing import key_id_of, sign_with, verify_with
+from adapters.xml import XmlRefused
+
+logger = logging.getLogger(__name__)
+
+MAX_ADMIN_BODY_BYTES = 1024 * 1024
+XML = "text/xml; charset=utf-8"
+TAX_ORG_CODE = "13201000000"  # the sandbox's tax authority
+PAY_BANK_CODE = "001000000000"  # the e-CNY operator / clearing bank in the sandbox
+TREASURY = TreasuryAccount(payee_bank_no="011100000003", payee_org_code="3201000000", payee_acct="0010000000009999",
+                           payee_name="国家金库南京市中心支库", pay_bk_code=PAY_BANK_CODE, handle_type="0")
+_LOST_REPLY_PAGE = b"<html><body><h1>502 Bad Gateway</h1><p>upstream closed the connection</p></body></html>"
+
+
+class _Fault(Exception):
+    def __init__(self, code: str, message: str, *, client_error: bool = True):
+        super().__init__(message)
+        self.code = code
+        self.client_error = client_error
+
+
+class TipsSandboxApp:
+    def __init__(self, *, ledger: TipsLedger, private_key: Ed25519PrivateKey, service_public_key: Ed25519PublicKey,
+                 service_url: str, node_code: str, service_node_code: str, api_key: str, max_bytes: int,
+                 timeout_seconds: float = 30.0, encoding: str = "GBK", stopping: threading.Event | None = None):
+        self.ledger = ledger
+        self.faults = FaultSwitches()
+        self.service_url = service_url
+        self.node_code = node_code
+        self.service_node_code = service_node_code
+        self.max_bytes = max_bytes
+        self.encoding = encoding  # what it writes: real TIPS traffic is GBK
+        self._key = private_key
+        self._wrong_key = Ed25519PrivateKey.generate()  # for the bad_signature switch
+        self._service_key = service_public_key
+        self._api_key = api_key.encode()
+        self._timeout = timeout_seconds
+        self._stopping = stopping or threading.Event()
+        self._session = requests.Session()
+        self._admin_routes: Routes = [
+            ("POST", re.compile(r"/admin/agreements"), self.admin_agreement),
+            ("POST", re.compile(r"/admin/deductions"), self.admin_deduction),
+            ("POST", re.compile(r"/admin/packages"), self.admin_package),
+            ("POST", re.compile(r"/admin/test"), self.admin_test),
+            ("GET", re.compile(r"/admin/results"), self.admin_results),
+            ("GET", re.compile(r"/admin/received/(?P<msg_id>[0-9]{20})"), self.admin_received),
+            ("GET", re.compile(r"/admin/counts"), self.admin_counts),
+            ("GET", re.compile(r"/admin/faults"), self.admin_faults),
+            ("POST", re.compile(r"/admin/faults"), self.admin_set_fault),
+            ("DELETE", re.compile(r"/admin/faults"), self.admin_clear_faults),
+            ("POST", re.compile(r"/admin/reset"), self.admin_reset),
+        ]
+
+    def close(self) -> None:
+        self._session.close()
+
+    # ----------------------------------------------------------------- WSGI
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "") or "/"
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/health":
+            return json_reply(start_response, 200, {"status": "ok"})
+        if path == "/" and method == "GET" and environ.get("QUERY_STRING", "").lower() == "wsdl":
+            host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '127.0.0.1')}:{environ.get('SERVER_PORT')}"
+            address = f"{environ.get('wsgi.url_scheme', 'http')}://{host}/"
+            return reply(start_response, 200, m.served_wsdl(m.TAX_WSDL_PATH, address=address), XML)
+        if path == "/tips_soap.xsd" and method == "GET":
+            return reply(start_response, 200, m.SOAP_XSD_PATH.read_bytes(), XML)
+        if path.startswith("/admin/"):
+            return self._admin(environ, start_response, method, path)
+        if path == "/" and method == "POST":
+            return self._soap(environ, start_response)
+        return json_error(start_response, 405 if path == "/" else 404, "NOT_FOUND", f"{method} {path}")
+
+    # ----------------------------------------------------------------- signing
+    def _sign(self, data: bytes, *, bad: bool = False) -> m.SignedDocument:
+        key = self._wrong_key if bad else self._key
+        return m.SignedDocument(document=data, signature=sign_with(key, data), key_id=key_id_of(key.public_key()))
+
+    # ----------------------------------------------------------------- SOAP (what it receives)
+    def _soap(self, environ, start_response):
+        try:
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                raise _Fault(ResultCode.PARSE_ERROR, "bad Content-Length")
+            if length > self.max_bytes:
+                raise _Fault(ResultCode.PARSE_ERROR, f"request exceeds the limit of {self.max_bytes:,} bytes")
+            data = environ["wsgi.input"].read(length) if length else b""
+            try:
+                signed = m.read_soap(data, max_bytes=self.max_bytes, expected=m.SEND_REQUEST)
+                if isinstance(signed, m.SoapFault):
+                    raise _Fault(ResultCode.UNRECOGNISED, "a request cannot be a soap:Fault")
+                doc = m.read_document(signed.document, max_bytes=self.max_bytes)
+            except XmlRefused as exc:
+                raise _Fault(ResultCode.PARSE_ERROR, f"request refused ({exc.code}): {exc}")
+            except m.UnrecognisedMessage as exc:
+                raise _Fault(ResultCode.UNRECOGNISED, str(exc))
+            fired = self.faults.fire(RECEIVING)
+            if fired is not None and fired.name == FAULT:
+                raise _Fault("INJECTED_FAULT", "injected fault: nothing was applied", client_error=False)
+            bad = fired is not None and fired.name == BAD_SIGNATURE
+            body = self._receive(doc, signed, bad_signature=bad)
+            if fired is not None and fired.name == DUPLICATE:
+                body = self._receive(doc, signed, bad_signature=bad)  # delivered twice: answered from the MsgID table
+            if fired is not None and fired.name == TIMEOUT:
+                self._stopping.wait(fired.sleep_seconds)  # applied, but the answer comes too late
+            if fired is not None and fired.name == LOST_REPLY:
+                return reply(start_response, 502, _LOST_REPLY_PAGE, "text/html")
+            return reply(start_response, 200, body, XML)
+        except _Fault as exc:
+            return reply(start_response, 500, m.fault_body(client_error=exc.client_error, code=exc.code,
+                                                           message=str(exc)), XML)
+        except Exception:
+            logger.exception("sandbox tax system failed on a SOAP request")
+            return reply(start_response, 500, m.fault_body(client_error=False, code="INTERNAL_ERROR",
+                                                           message="sandbox tax system error"), XML)
+
+    def _generic(self, doc: m.Document, result: str, note: str, *, bad_signature: bool) -> bytes:
+        head = m.reply_head(doc.head, msg_no=m.GENERIC_REPLY, work_date=dt.date.today())
+        data = m.generic_reply_document(head=head, ori_msg_no=doc.head.msg_no, result=result, add_word=note,
+                                        encoding=self.encoding)
+        return m.soap_message(self._sign(data, bad=bad_signature), response=True)
+
+    def _receive(self, doc: m.Document, signed: m.SignedDocument, *, bad_signature: bool) -> bytes:
+        head = doc.head
+        if not verify_with(self._service_key, signed.document, signed.signature):
+            return self._generic(doc, ResultCode.SIGNATURE_INVALID, "签名验证失败 (signature check failed)",
+                                 bad_signature=bad_signature)
+        if head.des != self.node_code:
+            return self._generic(doc, ResultCode.UNRECOGNISED, f"DES {head.des} is not this node",
+                                 bad_signature=bad_signature)
+        if head.msg_no == m.CONNECTIVITY_TEST:
+            return self._generic(doc, ResultCode.SUCCESS, "", bad_signature=bad_signature)
+        if head.msg_no != m.BATCH_RESULT:
+            return self._generic(doc, ResultCode.UNRECOGNISED, f"message {head.msg_no} is not accepted here",
+                                 bad_signature=bad_signature)
+        result = m.read_batch_result(doc)
+        row = {"ori_tax_org_code": result.ori_tax_org_code, "ori_entrust_date": m.date_text(result.ori_entrust_date),
+               "ori_pack_no": result.ori_pack_no, "result": result.result, "add_word": result.add_word,
+               "all_num": result.all_num, "all_amount_fen": result.all_amount_fen, "succ_num": result.succ_num,
+               "succ_amount_fen": result.succ_amount_fen,
+               "lines": [{"ori_tra_no": i.ori_tra_no, "amount_fen": i.amount_fen, "tax_vou_no": i.tax_vou_no,
+                          "tax_date": m.date_text(i.tax_date) if i.tax_date else "", "result": i.result,
+                          "add_word": i.add_word} for i in result.items]}
+        return self.ledger.store_result(msg_id=head.msg_id, result=row,
+                                        reply_for=lambda code, note: self._generic(doc, code, note,
+                                                                                   bad_signature=bad_signature))
+
+    # ----------------------------------------------------------------- sending (what it sends)
+    def _send(self, msg_no: str, build) -> tuple[m.Document, bool, object]:
+        """Write, sign and send one message to the service; (reply document, reply signature valid?, reply body).
+        Raises BadRequest (502) when the service gives no readable reply."""
+        head = m.new_head(msg_no=msg_no, src=self.node_code, des=self.service_node_code,
+                          work_date=dt.date.today())
+        document = build(head)
+        fired = self.faults.fire(SENDING)
+        body = m.soap_message(self._sign(document, bad=fired is not None and fired.name == BAD_SIGNATURE))
+        times = 2 if fired is not None and fired.name == DUPLICATE else 1
+        for _ in range(times):
+            try:
+                response = self._session.post(self.service_url, data=body, timeout=self._timeout, headers={
+                    "Content-Type": XML, "SOAPAction": f'"{m.SOAP_ACTION}"'})
+            except requests.RequestException as exc:
+                raise BadRequest(f"service unreachable: {exc.__class__.__name__}", code="UNAVAILABLE",
+                                 http_status=502)
+        try:
+            signed = m.read_soap(response.content, max_bytes=self.max_bytes, expected=m.SEND_RESPONSE)
+            if isinstance(signed, m.SoapFault):
+                raise BadRequest(f"service answered with a SOAP fault: {signed.message}", code=signed.code,
+                                 http_status=502)
+            doc = m.read_document(signed.document, max_bytes=self.max_bytes)
+        except (XmlRefused, m.UnrecognisedMessage) as exc:
+            raise BadRequest(f"unreadable reply (HTTP {response.status_code}): {exc}", code="BAD_REPLY",
+                             http_status=502)
+        if doc.head.msg_ref != head.msg_id:
+            raise BadRequest(f"reply refers to {doc.head.msg_ref}, sent {head.msg_id}", code="BAD_REPLY",
+                             http_status=502)
+        valid = verify_with(self._service_key, signed.document, signed.signature)
+        return doc, valid, head
+
+    @staticmethod
+    def _reply_json(doc: m.Document, valid: bool, sent_head) -> dict:
+        out = {"msg_id": sent_head.msg_id, "reply_msg_no": doc.head.msg_no, "reply_msg_id": doc.head.msg_id,
+               "reply_signature_valid": valid}
+        body = m.read_body(doc)
+        if doc.head.msg_no == m.GENERIC_REPLY:
+            out.update(result=body.result, add_word=body.add_word, ori_msg_no=body.ori_msg_no)
+        elif doc.head.msg_no == m.AGREEMENT_REPLY:
+            out.update(vc_no=body.vc_no, vc_result=body.vc_result, add_word=body.add_word,
+                       result=ResultCode.SUCCESS if body.vc_result == "0" else ResultCode.AGREEMENT_VERIFY_FAILED)
+        elif doc.head.msg_no == m.REAL_TIME_REPLY:
+            out.update(ori_tra_no=body.ori_tra_no, tax_vou_no=body.tax_vou_no, amount_fen=body.amount_fen,
+                       result=body.result, add_word=body.add_word,
+                       tax_date=m.date_text(body.tax_date) if body.tax_date else "")
+        elif doc.head.msg_no == m.BATCH_ACK:
+            out.update(result=body.result, add_word=body.add_word)
+        return out
+
+    def _agreement(self, protocol_no: str) -> dict:
+        agreement = self.ledger.agreement(str(protocol_no or ""))
+        if agreement is None:
+            raise BadRequest(f"no agreement {protocol_no!r}; register it first", code="NOT_FOUND", http_status=404)
+        return agreement
+
+    # ----------------------------------------------------------------- admin (JSON)
+    def _admin(self, environ, start_response, method: str, path: str):
+        try:
+            if not authorized(environ, self._api_key):
+                raise BadRequest("missing or wrong api key", code="UNAUTHORIZED", http_status=401)
+            handler, params = find_route(self._admin_routes, method, path)
+            body = (read_json_body(environ, max_bytes=MAX_ADMIN_BODY_BYTES, too_large_status=400)
+                    if method in ("POST", "DELETE") else {})
+            status, payload = handler(body, **params)
+            return json_reply(start_response, status, payload)
+        except (BadRequest, SandboxConflict) as exc:
+            return json_error(start_response, exc.http_status, exc.code, str(exc))
+        except (InvalidFault, ValueError, KeyError, TypeError) as exc:
+            return json_error(start_response, 400, "BAD_REQUEST", str(exc))
+        except Exception:
+            logger.exception("sandbox tax system failed on %s %s", method, path)
+            return json_error(start_response, 500, "INTERNAL_ERROR", "sandbox error")
+
+    def admin_agreement(self, body):
+        """Register a taxpayer and agreement and send 9114 (vc_sign "0" verify, "1" delete)."""
+        agreement = {"tax_org_code": str(body.get("tax_org_code") or TAX_ORG_CODE),
+                     "tax_pay_code": str(body["tax_pay_code"]), "tax_pay_name": str(body["tax_pay_name"]),
+                     "pay_op_bk_code": str(body.get("pay_op_bk_code") or PAY_BANK_CODE),
+                     "pay_bk_code": str(body.get("pay_bk_code") or PAY_BANK_CODE), "pay_acct": str(body["pay_acct"]),
+                     "hand_org_name": str(body.get("hand_org_name") or body["tax_pay_name"]),
+                     "protocol_no": str(body["protocol_no"]), "vc_no": self.ledger.next_number("vc_no")}
+        self.ledger.register_agreement(agreement)
+        message = AgreementVerification(
+            send_org_code=agreement["tax_org_code"], entrust_date=dt.date.today(), vc_no=agreement["vc_no"],
+            vc_sign=str(body.get("vc_sign") or "0"), tax_org_code=agreement["tax_org_code"],
+            tax_pay_code=agreement["tax_pay_code"], tax_pay_name=agreement["tax_pay_name"],
+            pay_op_bk_code=agreement["pay_op_bk_code"], pay_bk_code=agreement["pay_bk_code"],
+            pay_acct=agreement["pay_acct"], hand_org_name=agreement["hand_org_name"],
+            protocol_no=agreement["protocol_no"])
+        doc, valid, head = self._send(m.AGREEMENT_VERIFY, lambda h: m.verification_document(
+            head=h, message=message, encoding=self.encoding))
+        out = self._reply_json(doc, valid, head)
+        state = ("verified" if out.get("vc_result") == "0" else "rejected") if "vc_result" in out else "unanswered"
+        self.ledger.set_agreement_answer(protocol_no=agreement["protocol_no"], state=state,
+                                         vc_result=out.get("vc_result", ""), add_word=out.get("add_word", ""))
+        return 200, {**out, "protocol_no": agreement["protocol_no"], "state": state}
+
+    def _item(self, agreement: dict, *, tra_no: str, amount_fen, tax_type_name: str = "增值税") -> DeductionItem:
+        if type(amount_fen) is not int or amount_fen <= 0:
+            raise BadRequest("amount_fen must be an integer > 0")
+        today = dt.date.today()
+        start = today.replace(day=1)
+        return DeductionItem(
+            tra_no=tra_no, pay_op_bk_code=agreement["pay_op_bk_code"], pay_acct=agreement["pay_acct"],
+            hand_org_name=agreement["hand_org_name"], amount_fen=amount_fen, tax_vou_no=f"32{tra_no}{today:%m%d}",
+            tax_pay_name=agreement["tax_pay_name"], protocol_no=agreement["protocol_no"],
+            tax_types=(TaxTypeItem(project_id="10101", tax_type_name=tax_type_name, tax_start_date=start,
+                                   tax_end_date=today, amount_fen=amount_fen),))
+
+    def admin_deduction(self, body):
+        """Send a 3001 for an agreement: {protocol_no, amount_fen, tax_type_name?}."""
+        agreement = self._agreement(body.get("protocol_no"))
+        tra_no = self.ledger.next_number("tra_no")
+        item = self._item(agreement, tra_no=tra_no, amount_fen=body.get("amount_fen"),
+                          tax_type_name=str(body.get("tax_type_name") or "增值税"))
+        entrust_date = dt.date.today()
+        captured = {}
+
+        def build(head):
+            captured["msg_id"] = head.msg_id
+            message = RealTimeDeduction(head=head, tax_org_code=agreement["tax_org_code"], entrust_date=entrust_date,
+                                        treasury=TREASURY, item=item)
+            self.ledger.record_deductions([{"tax_org_code": agreement["tax_org_code"],
+                                            "entrust_date": m.date_text(entrust_date), "tra_no": tra_no, "pack_no": "",
+                                            "protocol_no": agreement["protocol_no"], "pay_acct": agreement["pay_acct"],
+                                            "amount_fen": item.amount_fen, "msg_id": head.msg_id}])
+            return m.real_time_document(message=message, encoding=self.encoding)
+
+        doc, valid, head = self._send(m.REAL_TIME_DEDUCTION, build)
+        out = self._reply_json(doc, valid, head)
+        self.ledger.set_deduction_answer(tax_org_code=agreement["tax_org_code"], entrust_date=m.date_text(entrust_date),
+                                         tra_no=tra_no, result=out.get("result", ""), add_word=out.get("add_word", ""),
+                                         tax_date=out.get("tax_date", ""))
+        return 200, {**out, "tax_org_code": agreement["tax_org_code"], "entrust_date": m.date_text(entrust_date),
+                     "tra_no": tra_no}
+
+    def admin_package(self, body):
+        """Send a 3102: {protocol_no, count, amount_fen} (count items of amount_fen each, at most 1,000) or
+        {items: [{protocol_no, amount_fen}, ...]}; return_term (days, default 3)."""
+        if body.get("items"):
+            wanted = [(self._agreement(i.get("protocol_no")), i.get("amount_fen")) for i in body["items"]]
+        else:
+            count = body.get("count")
+            if type(count) is not int or not 1 <= count <= m.BATCH_MAX_ITEMS:
+                raise BadRequest(f"count must be an integer from 1 to {m.BATCH_MAX_ITEMS}")
+            agreement = self._agreement(body.get("protocol_no"))
+            wanted = [(agreement, body.get("amount_fen"))] * count
+        if len(wanted) > m.BATCH_MAX_ITEMS:
+            raise BadRequest(f"a package carries at most {m.BATCH_MAX_ITEMS} items")
+        entrust_date = dt.date.today()
+        pack_no = self.ledger.next_number("pack_no")
+        items = tuple(self._item(a, tra_no=self.ledger.next_number("tra_no"), amount_fen=amount) for a, amount in wanted)
+        tax_org_code = wanted[0][0]["tax_org_code"]
+        total = sum(i.amount_fen for i in items)
+
+        def build(head):
+            message = BatchDeduction(head=head, tax_org_code=tax_org_code, entrust_date=entrust_date, pack_no=pack_no,
+                                     all_num=len(items), all_amount_fen=total,
+                                     return_term=int(body.get("return_term") or 3), treasury=TREASURY, items=items)
+            self.ledger.record_package({"tax_org_code": tax_org_code, "entrust_date": m.date_text(entrust_date),
+                                        "pack_no": pack_no, "all_num": len(items), "all_amount_fen": total,
+                                        "msg_id": head.msg_id})
+            self.ledger.record_deductions([
+                {"tax_org_code": tax_org_code, "entrust_date": m.date_text(entrust_date), "tra_no": i.tra_no,
+                 "pack_no": pack_no, "protocol_no": i.protocol_no, "pay_acct": i.pay_acct, "amount_fen": i.amount_fen,
+                 "msg_id": head.msg_id} for i in items])
+            return m.batch_document(message=message, encoding=self.encoding)
+
+        doc, valid, head = self._send(m.BATCH_DEDUCTION, build)
+        out = self._reply_json(doc, valid, head)
+        self.ledger.set_package_ack(tax_org_code=tax_org_code, entrust_date=m.date_text(entrust_date), pack_no=pack_no,
+                                    result=out.get("result", ""), add_word=out.get("add_word", ""))
+        return 200, {**out, "tax_org_code": tax_org_code, "entrust_date": m.date_text(entrust_date),
+                     "pack_no": pack_no, "all_num": len(items), "all_amount_fen": total,
+                     "tra_nos": [i.tra_no for i in items]}
+
+    def admin_test(self, body):
+        doc, valid, head = self._send(m.CONNECTIVITY_TEST, lambda h: m.test_document(
+            head=h, remark=str(body.get("remark") or ""), encoding=self.encoding))
+        return 200, self._reply_json(doc, valid, head)
+
+    def admin_results(self, body):
+        return 200, {"results": self.ledger.results()}
+
+    def admin_received(self, body, *, msg_id: str):
+        return 200, {"msg_id": msg_id, "deliveries": self.ledger.deliveries(msg_id)}
+
+    def admin_counts(self, body):
+        return 200, self.ledger.counts()
+
+    def admin_faults(self, body):
+        return 200, self.faults.describe()
+
+    def admin_set_fault(self, body):
+        self.faults.set(name=str(body.get("name") or ""), count=body.get("count"),
+                        sleep_seconds=body.get("sleep_seconds"))
+        return 200, self.faults.describe()
+
+    def admin_clear_faults(self, body):
+        self.faults.clear()
+        return 200, self.faults.describe()
+
+    def admin_reset(self, body):
+        self.ledger.reset()
+        self.faults.clear()
+        return 200, {"status": "reset"}
+

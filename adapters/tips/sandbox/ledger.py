@@ -1,0 +1,215 @@
+"""The sandbox tax system's own books, in SQLite: taxpayers, the agreements it sent for verification,
+deductions and packages it sent with the answers it got, and the batch results (2102) it received.
+
+The tax side of the world, not the service's: its own file through the stdlib `sqlite3` module.
+Received messages are deduped twice: on MsgID (a repeat is answered with the reply first given, byte for
+byte) and on the package key (OriTaxOrgCode, OriEntrustDate, OriPackNo: a second 2102 for a package
+under another MsgID is answered 94051 and not stored).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Callable
+
+from adapters.sandbox_common.ledger import SqliteStore
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS taxpayers (
+    tax_pay_code TEXT PRIMARY KEY,
+    tax_pay_name TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agreements (
+    protocol_no TEXT PRIMARY KEY,
+    tax_org_code TEXT NOT NULL,
+    tax_pay_code TEXT NOT NULL REFERENCES taxpayers (tax_pay_code),
+    pay_op_bk_code TEXT NOT NULL,
+    pay_bk_code TEXT NOT NULL,
+    pay_acct TEXT NOT NULL,
+    hand_org_name TEXT NOT NULL,
+    vc_no TEXT NOT NULL,
+    state TEXT NOT NULL,  -- sent, verified, rejected, unanswered
+    vc_result TEXT NOT NULL DEFAULT '',
+    add_word TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deductions (
+    tax_org_code TEXT NOT NULL,
+    entrust_date TEXT NOT NULL,
+    tra_no TEXT NOT NULL,
+    pack_no TEXT NOT NULL DEFAULT '',
+    protocol_no TEXT NOT NULL,
+    pay_acct TEXT NOT NULL,
+    amount_fen INTEGER NOT NULL,
+    msg_id TEXT NOT NULL,
+    result TEXT NOT NULL DEFAULT '',
+    add_word TEXT NOT NULL DEFAULT '',
+    tax_date TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (tax_org_code, entrust_date, tra_no)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS packages (
+    tax_org_code TEXT NOT NULL,
+    entrust_date TEXT NOT NULL,
+    pack_no TEXT NOT NULL,
+    all_num INTEGER NOT NULL,
+    all_amount_fen INTEGER NOT NULL,
+    msg_id TEXT NOT NULL,
+    ack_result TEXT NOT NULL DEFAULT '',
+    ack_add_word TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (tax_org_code, entrust_date, pack_no)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS results (
+    ori_tax_org_code TEXT NOT NULL,
+    ori_entrust_date TEXT NOT NULL,
+    ori_pack_no TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    result TEXT NOT NULL,
+    add_word TEXT NOT NULL,
+    all_num INTEGER NOT NULL,
+    all_amount_fen INTEGER NOT NULL,
+    succ_num INTEGER NOT NULL,
+    succ_amount_fen INTEGER NOT NULL,
+    lines TEXT NOT NULL,  -- JSON list of {ori_tra_no, amount_fen, tax_vou_no, tax_date, result, add_word}
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (ori_tax_org_code, ori_entrust_date, ori_pack_no)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS received (
+    msg_id TEXT PRIMARY KEY,
+    msg_no TEXT NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 1,
+    reply BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class SandboxConflict(Exception):
+    def __init__(self, message: str, *, code: str = "CONFLICT", http_status: int = 409):
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+class TipsLedger(SqliteStore):
+    def __init__(self, *, storage_path: str):
+        super().__init__(storage_path=storage_path, schema=_SCHEMA)
+
+    def next_number(self, name: str) -> str:
+        """The next 8-digit number of a series (TraNo, PackNo, VCNo)."""
+        with self._write() as conn:
+            conn.execute("INSERT INTO counters (name, value) VALUES (?, 1) "
+                         "ON CONFLICT (name) DO UPDATE SET value = value + 1", (name,))
+            value = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
+        return f"{value:08d}"
+
+    # ----------------------------------------------------------------- what it sends
+    def register_agreement(self, a: dict) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT INTO taxpayers (tax_pay_code, tax_pay_name) VALUES (?, ?) "
+                         "ON CONFLICT (tax_pay_code) DO UPDATE SET tax_pay_name = excluded.tax_pay_name",
+                         (a["tax_pay_code"], a["tax_pay_name"]))
+            if conn.execute("SELECT 1 FROM agreements WHERE protocol_no = ?", (a["protocol_no"],)).fetchone():
+                conn.execute("UPDATE agreements SET vc_no = ?, state = 'sent' WHERE protocol_no = ?",
+                             (a["vc_no"], a["protocol_no"]))
+            else:
+                conn.execute("INSERT INTO agreements (protocol_no, tax_org_code, tax_pay_code, pay_op_bk_code, pay_bk_code,"
+                             " pay_acct, hand_org_name, vc_no, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'sent')",
+                             (a["protocol_no"], a["tax_org_code"], a["tax_pay_code"], a["pay_op_bk_code"],
+                              a["pay_bk_code"], a["pay_acct"], a["hand_org_name"], a["vc_no"]))
+
+    def set_agreement_answer(self, *, protocol_no: str, state: str, vc_result: str = "", add_word: str = "") -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE agreements SET state = ?, vc_result = ?, add_word = ? WHERE protocol_no = ?",
+                         (state, vc_result, add_word, protocol_no))
+
+    def agreement(self, protocol_no: str) -> dict | None:
+        with self._read() as conn:
+            conn.row_factory = _dict_row
+            try:
+                return conn.execute("SELECT a.*, t.tax_pay_name FROM agreements a JOIN taxpayers t USING (tax_pay_code)"
+                                    " WHERE protocol_no = ?", (protocol_no,)).fetchone()
+            finally:
+                conn.row_factory = None
+
+    def record_deductions(self, rows: list[dict]) -> None:
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO deductions (tax_org_code, entrust_date, tra_no, pack_no, protocol_no, pay_acct,"
+                " amount_fen, msg_id) VALUES (:tax_org_code, :entrust_date, :tra_no, :pack_no, :protocol_no, :pay_acct,"
+                " :amount_fen, :msg_id)", rows)
+
+    def set_deduction_answer(self, *, tax_org_code: str, entrust_date: str, tra_no: str, result: str, add_word: str,
+                             tax_date: str) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE deductions SET result = ?, add_word = ?, tax_date = ? WHERE tax_org_code = ? AND"
+                         " entrust_date = ? AND tra_no = ?", (result, add_word, tax_date, tax_org_code, entrust_date,
+                                                              tra_no))
+
+    def record_package(self, p: dict) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO packages (tax_org_code, entrust_date, pack_no, all_num, all_amount_fen,"
+                         " msg_id) VALUES (:tax_org_code, :entrust_date, :pack_no, :all_num, :all_amount_fen, :msg_id)", p)
+
+    def set_package_ack(self, *, tax_org_code: str, entrust_date: str, pack_no: str, result: str, add_word: str) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE packages SET ack_result = ?, ack_add_word = ? WHERE tax_org_code = ? AND entrust_date = ?"
+                         " AND pack_no = ?", (result, add_word, tax_org_code, entrust_date, pack_no))
+
+    # ----------------------------------------------------------------- what it receives
+    def store_result(self, *, msg_id: str, result: dict, reply_for: Callable[[str, str], bytes]) -> bytes:
+        """Store a 2102 (deduped on its package key) and its reply, in one transaction. `reply_for(code, note)`
+        writes the signed reply. Returns the reply bytes (the first one, when the MsgID was seen already)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT reply FROM received WHERE msg_id = ?", (msg_id,)).fetchone()
+            if row is not None:
+                conn.execute("UPDATE received SET deliveries = deliveries + 1 WHERE msg_id = ?", (msg_id,))
+                return bytes(row[0])
+            exists = conn.execute("SELECT msg_id FROM results WHERE ori_tax_org_code = ? AND ori_entrust_date = ? AND"
+                                  " ori_pack_no = ?", (result["ori_tax_org_code"], result["ori_entrust_date"],
+                                                       result["ori_pack_no"])).fetchone()
+            if exists:
+                reply = reply_for("94051", f"result of this package already received (MsgID {exists[0]})")
+            else:
+                conn.execute(
+                    "INSERT INTO results (ori_tax_org_code, ori_entrust_date, ori_pack_no, msg_id, result, add_word,"
+                    " all_num, all_amount_fen, succ_num, succ_amount_fen, lines, received_at) VALUES (?, ?, ?, ?, ?, ?, ?,"
+                    " ?, ?, ?, ?, ?)",
+                    (result["ori_tax_org_code"], result["ori_entrust_date"], result["ori_pack_no"], msg_id,
+                     result["result"], result["add_word"], result["all_num"], result["all_amount_fen"],
+                     result["succ_num"], result["succ_amount_fen"], json.dumps(result["lines"], ensure_ascii=False),
+                     dt.datetime.now(dt.timezone.utc).isoformat()))
+                reply = reply_for("90000", "")
+            conn.execute("INSERT INTO received (msg_id, msg_no, reply) VALUES (?, '2102', ?)", (msg_id, reply))
+            return reply
+
+    def results(self) -> list[dict]:
+        with self._read() as conn:
+            conn.row_factory = _dict_row
+            try:
+                rows = conn.execute("SELECT * FROM results ORDER BY received_at, ori_pack_no").fetchall()
+            finally:
+                conn.row_factory = None
+        for row in rows:
+            row["lines"] = json.loads(row["lines"])
+        return rows
+
+    def deliveries(self, msg_id: str) -> int:
+        with self._read() as conn:
+            row = conn.execute("SELECT deliveries FROM received WHERE msg_id = ?", (msg_id,)).fetchone()
+        return row[0] if row else 0
+
+    def counts(self) -> dict:
+        with self._read() as conn:
+            return {table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608 (fixed names)
+                    for table in ("taxpayers", "agreements", "deductions", "packages", "results", "received")}
+
+    def reset(self) -> None:
+        with self._write() as conn:
+            for table in ("results", "received", "deductions", "packages", "agreements", "taxpayers", "counters"):
+                conn.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
+
+
+def _dict_row(cursor, row) -> dict:
+    return {column[0]: value for column, value in zip(cursor.description, row)}

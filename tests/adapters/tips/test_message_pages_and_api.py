@@ -1,0 +1,71 @@
+"""The TIPS message log's pages and REST API: who sees them, filters, bodies (GBK too), compression."""
+import pytest
+
+from adapters.tips import messages as m
+from adapters.tips.messagelog import body_bytes, record_message
+from adapters.tips.models import TipsMessage
+from tests import factories as f
+from tests.adapters.tips.conftest import batch, real_time
+
+pytestmark = pytest.mark.django_db
+
+
+def log(**changes) -> TipsMessage:
+    message = real_time()
+    entry = dict(direction="in", body=m.real_time_document(message=message, encoding="GBK"), msg_no="3001",
+                 msg_id=message.head.msg_id, msg_ref=message.head.msg_ref, key=f"13201000000-20260302-{message.item.tra_no}",
+                 peer="100000000002", signature_valid=True, result="90000", http_status=200, duration_ms=3)
+    entry.update(changes)
+    return record_message(**entry)
+
+
+@pytest.mark.parametrize("role, status", [("tax_staff", 200), ("auditor", 200), ("admin", 200),
+                                          ("finance_clerk", 403), ("employer_operator", 403)])
+def test_pages_and_api_are_for_tax_staff_auditors_and_admins(client, role, status):
+    message = log()
+    client.force_login(f.make_user(role=role))
+    assert client.get("/tips/messages/").status_code == status
+    assert client.get(f"/tips/messages/{message.pk}/").status_code == status
+    assert client.get(f"/tips/messages/{message.pk}/body.xml").status_code == status
+    assert client.get("/api/v1/tips/messages/").status_code == status
+    assert client.get(f"/api/v1/tips/messages/{message.pk}/").status_code == status
+
+
+def test_anonymous_is_sent_to_login(client):
+    response = client.get("/tips/messages/")
+    assert response.status_code == 302 and "/login" in response["Location"]
+
+
+def test_list_filters(client):
+    first = log()
+    log(result="91005", signature_valid=False)
+    log(direction="out", msg_no="2001", msg_id="20260302000000000001", msg_ref=first.msg_id, key=first.key)
+    client.force_login(f.make_user(role="tax_staff"))
+    assert client.get("/tips/messages/").content.decode().count("data-message=") == 3
+    assert client.get("/tips/messages/?result=91005").content.decode().count("data-message=") == 1
+    assert client.get("/tips/messages/?msg_no=2001").content.decode().count("data-message=") == 1
+    assert client.get(f"/tips/messages/?msg_id={first.msg_id}").content.decode().count("data-message=") == 2
+    api = client.get("/api/v1/tips/messages/?direction=out").json()
+    rows = api["results"] if isinstance(api, dict) else api
+    assert [row["msg_no"] for row in rows] == ["2001"] and "body_xml" not in rows[0]
+    assert client.get("/api/v1/tips/messages/?msg_no=12").status_code == 400
+
+
+def test_detail_shows_the_gbk_body_pretty_and_links_the_reply(client):
+    request = log()
+    reply = log(direction="out", msg_no="2001", msg_id="20260302000000000001", msg_ref=request.msg_id, key=request.key)
+    client.force_login(f.make_user(role="auditor"))
+    page = client.get(f"/tips/messages/{request.pk}/").content.decode()
+    assert "南京某某科技有限公司" in page and "&lt;RealHead3001&gt;" in page
+    assert f"/tips/messages/{reply.pk}/" in page
+    detail = client.get(f"/api/v1/tips/messages/{request.pk}/").json()
+    assert "南京某某科技有限公司" in detail["body_xml"] and detail["signature_valid"] is True
+
+
+def test_large_bodies_are_compressed_and_come_back_whole(client):
+    data = m.batch_document(message=batch(300))
+    message = log(body=data, msg_no="3102")
+    assert message.body_encoding == "zlib" and len(bytes(message.body)) < len(data) // 3
+    assert body_bytes(TipsMessage.objects.get(pk=message.pk)) == data
+    client.force_login(f.make_user(role="tax_staff"))
+    assert client.get(f"/tips/messages/{message.pk}/body.xml").content == data
