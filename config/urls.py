@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("adapters.budget.api_urls")),
     path("", include("adapters.tips.api_urls")),
     path("", include("fiscal_disbursement.api_urls")),
+    path("", include("tax.api_urls")),
 ]
 
 urlpatterns = [
@@ -27,5 +28,6 @@ urlpatterns = [
     path("budget/", include("adapters.budget.urls")),
     path("tips/", include("adapters.tips.urls")),
     path("fiscal/", include("fiscal_disbursement.urls")),
+    path("tax/", include("tax.urls")),
     path("", include("treasury.access.urls")),
 ]

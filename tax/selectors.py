@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from datetime import date
 
-from django.db.models import Sum
+from django.db.models import Count, Q, Sum
+from django.http import Http404
 
+from treasury.access import roles
 from treasury.access.scoping import sees_all_organizations, user_organization
+from treasury.trace.models import TraceEvent
 
 from .models import DeductionPackage, TaxAgreement, TaxDeduction, TreasuryEntry
+from .models import AgreementState as A
+
+# Who reads the tax pages and API (administrators always pass); only tax staff act.
+READ_ROLES = (roles.TAX_STAFF, roles.AUDITOR)
 
 
 def _tax_org_codes(user) -> list[str] | None:
@@ -44,3 +51,101 @@ def daily_entry_report(*, entry_date: date, user) -> list[dict]:
             .annotate(amount_fen=Sum("amount_fen"), central_fen=Sum("central_fen"), local_fen=Sum("local_fen"))
             .order_by("tax_type_name", "budget_type", "budget_level_code"))
     return list(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pages and API: filtered lists, one object (another authority's is a 404), history
+# ---------------------------------------------------------------------------------------------
+
+
+def agreement_list(*, user, state: str = "", taxpayer: str = "", search: str = ""):
+    qs = visible_agreements(user)
+    if state:
+        qs = qs.filter(state=state)
+    if taxpayer:
+        qs = qs.filter(taxpayer_id__iexact=taxpayer.strip())
+    if search:
+        search = search.strip()
+        qs = qs.filter(Q(protocol_no__icontains=search) | Q(taxpayer_name__icontains=search)
+                       | Q(wallet__wallet_id=search))
+    return qs.order_by("-created_at", "-pk")
+
+
+def agreement_get(*, user, agreement_id: int) -> TaxAgreement:
+    agreement = visible_agreements(user).filter(pk=agreement_id).first()
+    if agreement is None:
+        raise Http404("no such agreement")
+    return agreement
+
+
+def agreement_history(agreement: TaxAgreement) -> list[TraceEvent]:
+    """The agreement's trace events (signed, verified, activated, suspended ...), oldest first."""
+    return list(TraceEvent.objects.filter(stream_key=agreement.stream_key).order_by("seq"))
+
+
+def agreement_actions(*, user, agreement: TaxAgreement) -> list[str]:
+    """The state changes the user may make now: tax staff of the agreement's own authority or an
+    administrator, never an auditor."""
+    if roles.is_read_only(user):
+        return []
+    if not roles.has_role(user, roles.ADMIN):
+        org = user_organization(user)
+        if not roles.has_role(user, roles.TAX_STAFF) or org is None or org.code != agreement.tax_org_code:
+            return []
+    moves = {A.VERIFIED: ["activate", "revoke"], A.ACTIVE: ["suspend", "revoke"],
+             A.SUSPENDED: ["resume", "revoke"], A.PENDING: ["revoke"]}
+    return moves.get(agreement.state, [])
+
+
+def deduction_list(*, user, date_from: date | None = None, date_to: date | None = None, result_code: str = "",
+                   kind: str = "", taxpayer: str = "", package_id: int | None = None):
+    qs = visible_deductions(user).select_related("package")
+    if date_from:
+        qs = qs.filter(entrust_date__gte=date_from)
+    if date_to:
+        qs = qs.filter(entrust_date__lte=date_to)
+    if result_code:
+        qs = qs.filter(result_code=result_code)
+    if kind:
+        qs = qs.filter(kind=kind)
+    if taxpayer:
+        taxpayer = taxpayer.strip()
+        qs = qs.filter(Q(taxpayer_id__iexact=taxpayer) | Q(tax_pay_name__icontains=taxpayer)
+                       | Q(agreement__taxpayer_id__iexact=taxpayer))
+    if package_id is not None:
+        qs = qs.filter(package_id=package_id)
+    return qs.order_by("-created_at", "-pk")
+
+
+def deduction_totals(qs) -> dict:
+    """Count and amount of a list, and of its succeeded deductions."""
+    totals = qs.order_by().aggregate(total_count=Count("pk"), total_fen=Sum("amount_fen"),
+                                     succeeded_count=Count("pk", filter=Q(state="succeeded")),
+                                     succeeded_total_fen=Sum("amount_fen", filter=Q(state="succeeded")))
+    return {"count": totals["total_count"] or 0, "amount_fen": totals["total_fen"] or 0,
+            "succeeded": totals["succeeded_count"] or 0, "succeeded_fen": totals["succeeded_total_fen"] or 0}
+
+
+def deduction_get(*, user, deduction_id: int) -> TaxDeduction:
+    deduction = visible_deductions(user).filter(pk=deduction_id).first()
+    if deduction is None:
+        raise Http404("no such deduction")
+    return deduction
+
+
+def package_list(*, user, state: str = ""):
+    qs = visible_packages(user)
+    if state:
+        qs = qs.filter(state=state)
+    return qs.order_by("-received_at", "-pk")
+
+
+def package_get(*, user, package_id: int) -> DeductionPackage:
+    package = visible_packages(user).filter(pk=package_id).first()
+    if package is None:
+        raise Http404("no such package")
+    return package
+
+
+def entry_report_totals(rows: list[dict]) -> dict:
+    return {key: sum(row[key] for row in rows) for key in ("amount_fen", "central_fen", "local_fen")}

@@ -10,7 +10,8 @@ from treasury.access.navigation import NavEntry
 COMMON = {"dashboard", "transfers", "trace", "receipt_verify"}
 FISCAL = {"fiscal_quotas", "fiscal_requests", "fiscal_returns", "fiscal_daily_report"}
 FISCAL_APPROVALS = {"fiscal_approvals"}
-TAX = {"tax_agreements", "tax_deductions", "tax_reconciliation"}
+TAX_READ = {"tax_agreements", "tax_deductions", "tax_packages", "tax_entry_report"}  # auditors read these
+TAX = TAX_READ | {"tax_own", "tax_reconciliation"}
 PAYROLL = {"payroll_batches", "payroll_upload", "payroll_unions"}
 AUDIT = {"ledger", "trace_verify"}
 BUDGET = {"budget_messages"}  # the budget system's message log
@@ -22,7 +23,7 @@ EXPECTED = {
     "tax_staff": COMMON | TAX | TIPS,
     "employer_operator": COMMON | PAYROLL,
     "employer_approver": COMMON | PAYROLL,
-    "auditor": COMMON | FISCAL | FISCAL_APPROVALS | AUDIT | {"payroll_unions"} | BUDGET | TIPS,
+    "auditor": COMMON | FISCAL | FISCAL_APPROVALS | AUDIT | {"payroll_unions"} | BUDGET | TIPS | TAX_READ,
     "admin": COMMON | FISCAL | FISCAL_APPROVALS | TAX | PAYROLL | AUDIT | {"reference_data"} | BUDGET | TIPS,
 }
 

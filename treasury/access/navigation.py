@@ -66,8 +66,17 @@ ENTRIES: list[NavEntry] = [
     NavEntry("fiscal_returns", _("Returns to handle"), SECTION_FISCAL, FINANCE + (R.AUDITOR,), url_name="fiscal:returns"),
     NavEntry("fiscal_daily_report", _("Daily report"), SECTION_FISCAL, FINANCE + (R.AUDITOR,),
              url_name="fiscal:daily_report"),
-    NavEntry("tax_agreements", _("Three-party agreements"), SECTION_TAX, TAX, url_name="tax:agreement-list"),
-    NavEntry("tax_deductions", _("Deductions and refunds"), SECTION_TAX, TAX, url_name="tax:deduction-list"),
+    # Auditors read every tax authority's agreements, deductions, packages and entries; they change nothing.
+    NavEntry("tax_agreements", _("Three-party agreements"), SECTION_TAX, TAX + (R.AUDITOR,),
+             url_name="tax:agreement-list"),
+    NavEntry("tax_deductions", _("Deductions and refunds"), SECTION_TAX, TAX + (R.AUDITOR,),
+             url_name="tax:deduction-list"),
+    NavEntry("tax_packages", "批量扣税包 (batch packages)", SECTION_TAX, TAX + (R.AUDITOR,),
+             url_name="tax:package-list"),
+    NavEntry("tax_entry_report", "入库日报 (daily treasury entries)", SECTION_TAX, TAX + (R.AUDITOR,),
+             url_name="tax:entry-report"),
+    # A tax an individual pays from a personal wallet, taken at the tax hall's counter by tax staff.
+    NavEntry("tax_own", "个人自行缴税 (an individual pays a tax)", SECTION_TAX, TAX, url_name="tax:own-tax"),
     NavEntry("tax_reconciliation", _("Reconciliation"), SECTION_TAX, TAX, url_name="tax:reconciliation"),
     # Every TIPS message in and out (财税库银横向联网), with its signature check and result code.
     NavEntry("tips_messages", "TIPS 报文日志 (TIPS message log)", SECTION_TAX, TAX + (R.AUDITOR,),

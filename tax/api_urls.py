@@ -1,0 +1,15 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from tax import api
+
+router = SimpleRouter()
+router.register("tax/agreements", api.TaxAgreementViewSet, basename="api-tax-agreement")
+router.register("tax/deductions", api.TaxDeductionViewSet, basename="api-tax-deduction")
+router.register("tax/packages", api.DeductionPackageViewSet, basename="api-tax-package")
+
+urlpatterns = router.urls + [
+    path("tax/entry-report/", api.EntryReportView.as_view(), name="api-tax-entry-report"),
+    path("tax/entry-report/csv/", api.EntryReportCsvView.as_view(), name="api-tax-entry-report-csv"),
+    path("tax/own-payments/", api.OwnTaxPaymentView.as_view(), name="api-tax-own-payment"),
+]

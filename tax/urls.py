@@ -1,0 +1,18 @@
+from django.urls import path
+
+from . import views
+
+app_name = "tax"
+urlpatterns = [
+    path("", views.agreement_list, name="agreement-list"),
+    path("agreements/new/", views.agreement_sign, name="agreement-sign"),
+    path("agreements/<int:agreement_id>/", views.agreement_detail, name="agreement-detail"),
+    path("agreements/<int:agreement_id>/<str:action>/", views.agreement_action, name="agreement-action"),
+    path("deductions/", views.deduction_list, name="deduction-list"),
+    path("packages/", views.package_list, name="package-list"),
+    path("packages/<int:package_id>/", views.package_detail, name="package-detail"),
+    path("packages/<int:package_id>/progress/", views.package_progress, name="package-progress"),
+    path("entries/", views.entry_report, name="entry-report"),
+    path("entries/report.csv", views.entry_report_download, name="entry-report-csv"),
+    path("own-tax/", views.own_tax, name="own-tax"),
+]

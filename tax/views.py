@@ -1,0 +1,393 @@
+"""Tax pages for tax staff (auditors and administrators read them): three-party agreements (list, sign,
+detail with history and the state changes), deductions, batch packages with live progress and their
+2102 result, the daily treasury entry report (CSV too), and a tax paid by an individual at the counter.
+
+Views read the request and the clock, ask `tax.selectors` (already scoped: another tax authority's
+agreement or package is a 404) and call one service per action; a refusal becomes a message or a
+form error on the page, never a 500.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import urlencode
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django_fsm import ConcurrentTransition, TransitionNotAllowed
+
+from adapters.tips.interface import TaxTypeItem
+from treasury import identifiers
+from treasury.access import roles
+from treasury.access.decorators import role_required, writable_required
+from treasury.access.errors import AccessDenied
+from treasury.access.scoping import user_organization
+from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
+from treasury.money import format_yuan
+from treasury.services.transfers import OperatorUnavailable
+
+from . import selectors, services
+from .forms import (
+    AGREEMENT_ACTIONS, REASON_ACTIONS, AgreementFilterForm, DeductionFilterForm, EntryReportForm, OwnTaxForm,
+    ReasonForm, SignAgreementForm,
+)
+from .models import DeductionKind, DeductionState, PackageState, TaxpayerKind
+
+AGREEMENTS_PER_PAGE = 50
+DEDUCTIONS_PER_PAGE = 100
+PACKAGES_PER_PAGE = 50
+READ_ROLES = selectors.READ_ROLES
+BUDGET_LEVELS = {"0": "共享 (shared)", "1": "中央 (central)", "2": "省 (province)", "3": "市 (city)",
+                 "4": "县 (county)", "5": "乡 (township)"}
+BUDGET_TYPES = {"1": "预算内 (in budget)", "2": "预算外 (outside budget)"}
+_ACTION_DONE = {
+    "activate": "协议已启用 (the agreement is active)",
+    "suspend": "协议已暂停 (the agreement is suspended)",
+    "resume": "协议已恢复 (the agreement is active again)",
+    "revoke": "协议已撤销 (the agreement is revoked)",
+}
+_SERVICES = {
+    "activate": services.activate_agreement, "suspend": services.suspend_agreement,
+    "resume": services.resume_agreement, "revoke": services.revoke_agreement,
+}
+
+
+def refusal_message(exc: Exception) -> str:
+    if isinstance(exc, (TransitionNotAllowed, ConcurrentTransition)):
+        return "协议当前状态不允许此操作，页面显示的是最新状态 (the agreement's state does not allow this; the page " \
+               "shows what it is now)"
+    if isinstance(exc, OperatorUnavailable):
+        return f"暂时无法联系运营机构，未做任何记录，请稍后再试 (the operator cannot be reached now; nothing was " \
+               f"recorded, try again later): {exc}"
+    return str(exc)
+
+
+def _filter_query(request) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
+# ---------------------------------------------------------------------------------------------
+# What a page or the API shows of a row: personal data masked
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_person_id(taxpayer_id: str) -> bool:
+    try:
+        identifiers.validate_uscc(taxpayer_id)
+    except identifiers.InvalidIdentifier:
+        return True  # not an organization's code (or none): treat as personal data
+    return False
+
+
+def shown_agreement(agreement) -> dict:
+    person = agreement.taxpayer_kind == TaxpayerKind.PERSON
+    return {
+        "taxpayer_name": mask_name(agreement.taxpayer_name) if person else agreement.taxpayer_name,
+        "taxpayer_id": mask_resident_id(agreement.taxpayer_id) if person else agreement.taxpayer_id,
+        "wallet_id": mask_wallet_id(agreement.wallet.wallet_id),
+    }
+
+
+def shown_deduction(deduction) -> dict:
+    person = deduction.kind == DeductionKind.OWN or _is_person_id(deduction.taxpayer_id)
+    return {
+        "tax_pay_name": mask_name(deduction.tax_pay_name) if person else deduction.tax_pay_name,
+        "taxpayer_id": mask_resident_id(deduction.taxpayer_id) if person else deduction.taxpayer_id,
+        "pay_acct": mask_wallet_id(deduction.pay_acct),
+    }
+
+
+def _describe_agreements(agreements):
+    for agreement in agreements:
+        agreement.shown = shown_agreement(agreement)
+    return agreements
+
+
+def _describe_deductions(deductions):
+    for deduction in deductions:
+        deduction.shown = shown_deduction(deduction)
+    return deductions
+
+
+def package_progress_data(package) -> dict:
+    progress = services.package_progress(package_id=package.pk)
+    items = progress["items"]
+    return {
+        "package_id": package.pk, "state": progress["state"],
+        "state_label": str(PackageState(progress["state"]).label), "all_num": progress["all_num"],
+        "decided": progress["decided"], "succeeded": items.get(DeductionState.SUCCEEDED, 0),
+        "failed": items.get(DeductionState.FAILED, 0), "unknown": items.get(DeductionState.UNKNOWN, 0),
+        "items": items, "succ_num": progress["succ_num"], "succ_amount_fen": progress["succ_amount_fen"],
+        "succ_yuan": format_yuan(progress["succ_amount_fen"]),
+        "percent": int(100 * progress["decided"] / progress["all_num"]) if progress["all_num"] else 100,
+        "result_acknowledged": progress["result_acknowledged"],
+        "finished": progress["state"] == PackageState.DONE,
+    }
+
+
+def entry_report_data(*, user, day: dt.date) -> dict:
+    rows = selectors.daily_entry_report(entry_date=day, user=user)
+    for row in rows:
+        row["budget_level_label"] = BUDGET_LEVELS.get(row["budget_level_code"], row["budget_level_code"])
+        row["budget_type_label"] = BUDGET_TYPES.get(row["budget_type"], row["budget_type"])
+    return {"day": day, "rows": rows, **selectors.entry_report_totals(rows)}
+
+
+def entry_report_csv(report: dict) -> bytes:
+    """The report as CSV in UTF-8 with a byte-order mark, so spreadsheet programs read the Chinese."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["入库日期 entry date", "税种 tax type", "预算种类 budget type", "预算级次 budget level",
+                     "金额 amount", "中央级 central", "地方级 local"])
+    day = report["day"].isoformat()
+    for row in report["rows"]:
+        writer.writerow([day, row["tax_type_name"], row["budget_type"], row["budget_level_code"],
+                         f"{row['amount_fen'] / 100:.2f}", f"{row['central_fen'] / 100:.2f}",
+                         f"{row['local_fen'] / 100:.2f}"])
+    writer.writerow([day, "合计 total", "", "", f"{report['amount_fen'] / 100:.2f}",
+                     f"{report['central_fen'] / 100:.2f}", f"{report['local_fen'] / 100:.2f}"])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def _own_tax_org_code(user) -> str:
+    org = user_organization(user)
+    return org.code if org is not None and org.code else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Agreements (三方协议)
+# ---------------------------------------------------------------------------------------------
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def agreement_list(request):
+    form = AgreementFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    agreements = selectors.agreement_list(user=request.user, state=filters.get("state") or "",
+                                          taxpayer=filters.get("taxpayer") or "", search=filters.get("q") or "")
+    page = Paginator(agreements, AGREEMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    _describe_agreements(page.object_list)
+    return render(request, "tax/agreement_list.html", {
+        "form": form, "page": page, "filter_query": _filter_query(request),
+        "can_sign": roles.has_role(request.user, roles.TAX_STAFF, roles.ADMIN) and not roles.is_read_only(request.user),
+    })
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@role_required(roles.TAX_STAFF)
+@writable_required
+def agreement_sign(request):
+    form = SignAgreementForm(request.POST or None, initial={
+        "tax_org_code": _own_tax_org_code(request.user), "signed_date": timezone.localdate()})
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                agreement = services.sign_agreement(
+                    user=request.user, tax_org_code=data["tax_org_code"].strip(), taxpayer_id=data["taxpayer_id"],
+                    taxpayer_name=data["taxpayer_name"], wallet_id=data["wallet_id"].strip(),
+                    protocol_no=data["protocol_no"], signed_date=data["signed_date"], now=timezone.now())
+            except (services.TaxError, AccessDenied, OperatorUnavailable) as exc:
+                form.add_error(None, refusal_message(exc))
+            else:
+                messages.success(request, f"协议 {agreement.protocol_no} 已签订，等待税务机关验证 (signed; waiting for "
+                                          f"the tax system's verification)")
+                return redirect("tax:agreement-detail", agreement_id=agreement.pk)
+    return render(request, "tax/agreement_form.html", {"form": form}, status=status)
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def agreement_detail(request, agreement_id: int):
+    agreement = selectors.agreement_get(user=request.user, agreement_id=agreement_id)
+    agreement.shown = shown_agreement(agreement)
+    deductions = _describe_deductions(list(selectors.deduction_list(user=request.user)
+                                           .filter(agreement=agreement)[:20]))
+    return render(request, "tax/agreement_detail.html", {
+        "agreement": agreement, "history": selectors.agreement_history(agreement),
+        "actions": selectors.agreement_actions(user=request.user, agreement=agreement),
+        "reason_actions": REASON_ACTIONS, "reason_form": ReasonForm(), "deductions": deductions,
+    })
+
+
+@require_POST
+@login_required
+@role_required(roles.TAX_STAFF)
+@writable_required
+def agreement_action(request, agreement_id: int, action: str):
+    """One state change of an agreement, by a POST form; suspend, resume and revoke need a reason."""
+    agreement = selectors.agreement_get(user=request.user, agreement_id=agreement_id)  # 404 before anything else
+    if action not in AGREEMENT_ACTIONS:
+        raise Http404("unknown action")
+    kwargs = {"agreement_id": agreement.pk, "user": request.user, "now": timezone.now()}
+    if action in REASON_ACTIONS:
+        form = ReasonForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "请填写原因 (please give a reason)")
+            return redirect("tax:agreement-detail", agreement_id=agreement.pk)
+        kwargs["reason"] = form.cleaned_data["reason"]
+    try:
+        _SERVICES[action](**kwargs)
+    except (services.TaxError, AccessDenied, TransitionNotAllowed, ConcurrentTransition) as exc:
+        messages.error(request, refusal_message(exc))
+    else:
+        messages.success(request, _ACTION_DONE[action])
+    return redirect("tax:agreement-detail", agreement_id=agreement.pk)
+
+
+# ---------------------------------------------------------------------------------------------
+# Deductions and packages
+# ---------------------------------------------------------------------------------------------
+
+
+def deduction_filters(form) -> dict:
+    data = form.cleaned_data if form.is_valid() else {}
+    return {"date_from": data.get("date_from"), "date_to": data.get("date_to"),
+            "result_code": data.get("result_code") or "", "kind": data.get("kind") or "",
+            "taxpayer": data.get("taxpayer") or ""}
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def deduction_list(request):
+    form = DeductionFilterForm(request.GET or None)
+    deductions = selectors.deduction_list(user=request.user, **deduction_filters(form))
+    page = Paginator(deductions, DEDUCTIONS_PER_PAGE).get_page(request.GET.get("page"))
+    _describe_deductions(page.object_list)
+    return render(request, "tax/deduction_list.html", {
+        "form": form, "page": page, "filter_query": _filter_query(request),
+        "totals": selectors.deduction_totals(deductions),
+    })
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def package_list(request):
+    state = request.GET.get("state", "")
+    if state not in PackageState.values:
+        state = ""
+    page = Paginator(selectors.package_list(user=request.user, state=state),
+                     PACKAGES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "tax/package_list.html", {
+        "page": page, "state": state, "states": PackageState.choices, "filter_query": _filter_query(request)})
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def package_detail(request, package_id: int):
+    package = selectors.package_get(user=request.user, package_id=package_id)
+    page = Paginator(selectors.deduction_list(user=request.user, package_id=package.pk).order_by("pk"),
+                     DEDUCTIONS_PER_PAGE).get_page(request.GET.get("page"))
+    _describe_deductions(page.object_list)
+    return render(request, "tax/package_detail.html", {
+        "package": package, "page": page, "progress": package_progress_data(package)})
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def package_progress(request, package_id: int):
+    """The live progress as JSON, polled by the package page while its items are deducted."""
+    package = selectors.package_get(user=request.user, package_id=package_id)
+    return JsonResponse(package_progress_data(package))
+
+
+# ---------------------------------------------------------------------------------------------
+# The daily treasury entry report (入库日报)
+# ---------------------------------------------------------------------------------------------
+
+
+def _report_day(request) -> dt.date:
+    form = EntryReportForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        raise Http404("bad date")
+    return (form.cleaned_data.get("day") if form.is_bound else None) or timezone.localdate()
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def entry_report(request):
+    day = _report_day(request)
+    return render(request, "tax/entry_report.html", {
+        "report": entry_report_data(user=request.user, day=day), "day": day,
+        "csv_url": f"{reverse('tax:entry-report-csv')}?{urlencode({'day': day.isoformat()})}",
+        "previous_day": (day - dt.timedelta(days=1)).isoformat(), "next_day": (day + dt.timedelta(days=1)).isoformat(),
+    })
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def entry_report_download(request):
+    day = _report_day(request)
+    response = HttpResponse(entry_report_csv(entry_report_data(user=request.user, day=day)),
+                            content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="tax-entries-{day:%Y%m%d}.csv"'
+    return response
+
+
+# ---------------------------------------------------------------------------------------------
+# A tax paid by an individual from a personal wallet, at the tax hall's counter
+# ---------------------------------------------------------------------------------------------
+
+
+def pay_own_tax(*, user, data: dict, now) -> object:
+    """The page's and the API's way into services.pay_own_tax: only staff of the tax authority the
+    voucher belongs to take the payment (the service itself does not know who asks).
+
+    Raises:
+        AccessDenied, TaxError, OperatorUnavailable.
+    """
+    services.ensure_tax_staff(user, tax_org_code=data["tax_org_code"])
+    today = timezone.localdate(now)
+    tax_types = (TaxTypeItem(project_id="", tax_type_name=data["tax_type_name"], tax_start_date=today,
+                             tax_end_date=today, amount_fen=data["amount_fen"]),) if data.get("tax_type_name") else ()
+    return services.pay_own_tax(
+        wallet_id=data["wallet_id"].strip(), taxpayer_id=data["taxpayer_id"].strip(),
+        taxpayer_name=data["taxpayer_name"].strip(), tax_org_code=data["tax_org_code"],
+        tax_vou_no=data["tax_vou_no"].strip(), amount_fen=data["amount_fen"], tax_types=tax_types, now=now)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@role_required(roles.TAX_STAFF)
+@writable_required
+def own_tax(request):
+    form = OwnTaxForm(request.POST or None, initial={"tax_org_code": _own_tax_org_code(request.user)})
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            data = {**form.cleaned_data, "amount_fen": form.cleaned_data["amount"]}
+            try:
+                deduction = pay_own_tax(user=request.user, data=data, now=timezone.now())
+            except (services.TaxError, AccessDenied, OperatorUnavailable) as exc:
+                form.add_error(None, refusal_message(exc))
+            else:
+                text = (f"税票 {deduction.tax_vou_no}: {format_yuan(deduction.amount_fen)} · {deduction.result_code} "
+                        f"{deduction.add_word}")
+                if deduction.state == DeductionState.SUCCEEDED:
+                    messages.success(request, f"缴税成功 (paid) · {text}")
+                else:
+                    messages.error(request, f"缴税未成功 (not paid) · {text}")
+                return redirect(f"{reverse('tax:deduction-list')}?{urlencode({'kind': DeductionKind.OWN})}")
+    return render(request, "tax/own_tax_form.html", {"form": form}, status=status)

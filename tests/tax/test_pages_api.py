@@ -1,0 +1,349 @@
+"""Tax pages and API as tax staff meet them: sign an agreement -> the tax system verifies it -> a
+real-time deduction arrives -> the lists, the package pages and the daily entry report show it; the
+state changes by page and API; scoping (another tax authority's agreement is a 404, employer users get
+nothing), auditors read-only, CSRF, error payloads with codes. Against the sandbox operator."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from adapters.tips.interface import ResultCode
+from tax import services
+from tax.handlers import TaxHandler
+from tax.models import AgreementState, DeductionKind, DeductionPackage, DeductionState, PackageState, TaxAgreement, TaxDeduction
+from tests import factories as f
+from tests.tax.helpers import ENTRUST_DATE, TAX_ORG_CODE, batch, item, real_time, verification
+from treasury.access import roles
+from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
+from treasury.models import Organization
+
+API = "/api/v1/tax"
+READ_PAGES = ["tax:agreement-list", "tax:deduction-list", "tax:package-list", "tax:entry-report"]
+STAFF_PAGES = ["tax:agreement-sign", "tax:own-tax"]
+
+
+def logged_in(user, **kwargs) -> Client:
+    client = Client(**kwargs)
+    client.force_login(user)
+    return client
+
+
+def api_as(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]] if response.context else []
+
+
+def sign_data(payer, protocol_no="P-PAGE-0001", **overrides) -> dict:
+    data = {"tax_org_code": TAX_ORG_CODE, "taxpayer_id": payer.taxpayer_id, "taxpayer_name": payer.name,
+            "wallet_id": payer.wallet_id, "protocol_no": protocol_no, "signed_date": ENTRUST_DATE.isoformat()}
+    data.update(overrides)
+    return data
+
+
+def verify(agreement: TaxAgreement) -> str:
+    """The tax system's 9114, as the TIPS adapter hands it to the domain; the 9115 result."""
+    agreement = TaxAgreement.objects.select_related("wallet").get(pk=agreement.pk)
+    return services.handle_agreement_verification(message=verification(agreement), now=timezone.now()).vc_result
+
+
+@pytest.fixture
+def people(tax):
+    employer = f.make_organization(org_type=Organization.Type.EMPLOYER)
+    return {
+        "auditor": f.make_user(role=roles.AUDITOR),
+        "admin": f.make_user(role=roles.ADMIN),
+        "employer": f.make_user(role=roles.EMPLOYER_OPERATOR, organization=employer),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole flow: API sign -> verification -> real-time deduction -> lists and report
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sign_by_api_verify_deduct_and_see_it_everywhere(tax):
+    payer = tax.taxpayer(balance_fen=5_000_00)
+    api = api_as(tax.staff)
+    response = api.post(f"{API}/agreements/", sign_data(payer, "P-API-0001"), format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["state"] == AgreementState.PENDING and body["protocol_no"] == "P-API-0001"
+    assert body["wallet_id"] == mask_wallet_id(payer.wallet_id)
+    assert body["taxpayer_id"] == payer.taxpayer_id  # an organization's credit code is not personal data
+    assert [e["kind"] for e in body["history"]] == ["tax.agreement.signed"]
+    assert body["available_actions"] == ["revoke"]
+    agreement = TaxAgreement.objects.get(pk=body["id"])
+
+    assert verify(agreement) == "0"
+    detail = api.get(f"{API}/agreements/{agreement.pk}/").json()
+    assert detail["state"] == AgreementState.ACTIVE and detail["last_verification_result"] == "0"
+    assert [e["kind"] for e in detail["history"]] == [
+        "tax.agreement.signed", "tax.agreement.verification_passed", "tax.agreement.verified",
+        "tax.agreement.activated"]
+    assert detail["available_actions"] == ["suspend", "revoke"]
+
+    message = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=1_234_56)
+    assert services.deduct_real_time(message=message, now=timezone.now()).result == ResultCode.SUCCESS
+
+    listed = api.get(f"{API}/deductions/", {"result_code": "90000"}).json()
+    assert listed["count"] == 1
+    (row,) = listed["results"]
+    assert (row["tra_no"], row["amount_fen"], row["amount_yuan"], row["state"], row["result_code"]) == (
+        message.item.tra_no, 1_234_56, "1234.56", DeductionState.SUCCEEDED, "90000")
+    assert row["pay_acct"] == mask_wallet_id(payer.wallet_id) and row["agreement_id"] == agreement.pk
+    assert api.get(f"{API}/deductions/{row['id']}/").json()["tax_vou_no"] == message.item.tax_vou_no
+    assert api.get(f"{API}/deductions/", {"result_code": "24007"}).json()["count"] == 0
+
+    report = api.get(f"{API}/entry-report/", {"day": timezone.localdate().isoformat()}).json()
+    assert (report["amount_fen"], report["central_fen"], report["local_fen"]) == (1_234_56, 617_28, 617_28)
+    assert [(r["tax_type_name"], r["budget_level_code"]) for r in report["rows"]] == [("增值税", "3")]
+    csv_response = api.get(f"{API}/entry-report/csv/", {"day": timezone.localdate().isoformat()})
+    assert csv_response.status_code == 200 and csv_response["Content-Type"].startswith("text/csv")
+    text = csv_response.content.decode("utf-8-sig")
+    assert "增值税" in text and "1234.56" in text and "617.28" in text
+
+    client = logged_in(tax.staff)
+    page = client.get(reverse("tax:deduction-list"), {"result_code": "90000"}).content.decode()
+    assert message.item.tra_no in page and "¥1,234.56" in page and 'data-result="90000"' in page
+    assert payer.wallet_id not in page and mask_wallet_id(payer.wallet_id) in page
+    report_page = client.get(reverse("tax:entry-report"), {"day": timezone.localdate().isoformat()}).content.decode()
+    assert "增值税" in report_page and "¥617.28" in report_page and "¥1,234.56" in report_page
+    detail_page = client.get(reverse("tax:agreement-detail", args=[agreement.pk])).content.decode()
+    assert 'data-kind="tax.agreement.activated"' in detail_page and message.item.tra_no in detail_page
+
+
+# ---------------------------------------------------------------------------------------------
+# Pages: sign form, actions by state, roles
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sign_form_shows_errors_then_signs_and_actions_follow_the_state(tax):
+    payer = tax.taxpayer()
+    client = logged_in(tax.staff)
+    form = client.get(reverse("tax:agreement-sign"))
+    assert form.status_code == 200 and f'value="{TAX_ORG_CODE}"' in form.content.decode()
+
+    bad = client.post(reverse("tax:agreement-sign"), sign_data(payer, wallet_id="123"))
+    assert bad.status_code == 400
+    assert 'data-testid="form-errors"' in bad.content.decode() and not TaxAgreement.objects.exists()
+    stranger = client.post(reverse("tax:agreement-sign"), sign_data(payer, taxpayer_name="别人有限公司"))
+    assert stranger.status_code == 400 and "holder" in stranger.content.decode()
+
+    response = client.post(reverse("tax:agreement-sign"), sign_data(payer), follow=True)
+    agreement = TaxAgreement.objects.get()
+    assert response.redirect_chain[-1][0] == reverse("tax:agreement-detail", args=[agreement.pk])
+    html = response.content.decode()
+    assert 'data-state="pending"' in html and 'data-action="revoke"' in html and 'data-action="suspend"' not in html
+    again = client.post(reverse("tax:agreement-sign"), sign_data(payer, "P-PAGE-0002"))
+    assert again.status_code == 400 and "不能重复签约" in again.content.decode()
+
+    assert verify(agreement) == "0"
+    action = lambda name, **data: client.post(  # noqa: E731
+        reverse("tax:agreement-action", args=[agreement.pk, name]), data, follow=True)
+    no_reason = action("suspend")
+    assert any("reason" in m for m in messages_of(no_reason))
+    assert TaxAgreement.objects.get().state == AgreementState.ACTIVE
+    assert 'data-state="suspended"' in action("suspend", reason="纳税人申请暂停").content.decode()
+    wrong = action("suspend", reason="again")
+    assert any("state" in m for m in messages_of(wrong)) and TaxAgreement.objects.get().state == "suspended"
+    assert 'data-state="active"' in action("resume", reason="恢复").content.decode()
+    revoked = action("revoke", reason="纳税人注销").content.decode()
+    assert 'data-state="revoked"' in revoked and "纳税人注销" in revoked and 'data-action=' not in revoked
+    assert client.post(reverse("tax:agreement-action", args=[agreement.pk, "explode"])).status_code == 404
+
+    listed = client.get(reverse("tax:agreement-list"), {"state": "revoked"}).content.decode()
+    assert f'data-agreement="{agreement.pk}"' in listed
+    assert f'data-agreement="{agreement.pk}"' not in client.get(
+        reverse("tax:agreement-list"), {"state": "active"}).content.decode()
+    assert f'data-agreement="{agreement.pk}"' in client.get(
+        reverse("tax:agreement-list"), {"q": "P-PAGE"}).content.decode()
+
+
+def test_a_persons_agreement_is_masked_in_lists(tax):
+    person = tax.taxpayer(personal=True, name="张三丰")
+    agreement = tax.sign(person)
+    html = logged_in(tax.staff).get(reverse("tax:agreement-list")).content.decode()
+    assert mask_name("张三丰") in html and "张三丰" not in html
+    assert mask_resident_id(person.taxpayer_id) in html and person.taxpayer_id not in html
+    body = api_as(tax.staff).get(f"{API}/agreements/{agreement.pk}/").json()
+    assert (body["taxpayer_name"], body["taxpayer_id"]) == (mask_name("张三丰"), mask_resident_id(person.taxpayer_id))
+
+
+def test_pages_render_per_role(tax, people):
+    staff, auditor, admin, employer = tax.staff, people["auditor"], people["admin"], people["employer"]
+    agreement = tax.sign(tax.taxpayer())
+    for user in (staff, auditor, admin):
+        client = logged_in(user)
+        for name in READ_PAGES:
+            assert client.get(reverse(name)).status_code == 200, (user, name)
+        assert client.get(reverse("tax:agreement-detail", args=[agreement.pk])).status_code == 200
+    for name in STAFF_PAGES:
+        assert logged_in(staff).get(reverse(name)).status_code == 200
+        assert logged_in(admin).get(reverse(name)).status_code == 200
+        assert logged_in(auditor).get(reverse(name)).status_code == 403
+    employer_client = logged_in(employer)
+    for name in READ_PAGES + STAFF_PAGES:
+        assert employer_client.get(reverse(name)).status_code == 403
+    assert employer_client.get(reverse("tax:agreement-detail", args=[agreement.pk])).status_code == 403
+    assert api_as(employer).get(f"{API}/agreements/").json()["code"] == "role_required"
+    assert Client().get(reverse("tax:agreement-list")).status_code == 302  # to the login page
+
+
+def test_another_tax_authority_sees_nothing_and_acts_on_nothing(tax):
+    payer = tax.taxpayer()
+    agreement = tax.signed_and_verified(payer)
+    services.deduct_real_time(message=real_time(tax, payer=payer, protocol_no=agreement.protocol_no,
+                                                amount_fen=10_00), now=timezone.now())
+    other = logged_in(tax.other_staff)
+    assert other.get(reverse("tax:agreement-detail", args=[agreement.pk])).status_code == 404
+    assert other.post(reverse("tax:agreement-action", args=[agreement.pk, "suspend"]),
+                      {"reason": "x"}).status_code == 404
+    assert agreement.protocol_no not in other.get(reverse("tax:agreement-list")).content.decode()
+    assert 'data-deduction=' not in other.get(reverse("tax:deduction-list")).content.decode()
+    api = api_as(tax.other_staff)
+    missing = api.get(f"{API}/agreements/{agreement.pk}/")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    assert api.post(f"{API}/agreements/{agreement.pk}/suspend/", {"reason": "x"}, format="json").status_code == 404
+    assert api.get(f"{API}/agreements/").json()["count"] == 0
+    assert api.get(f"{API}/deductions/").json()["count"] == 0
+    deduction = TaxDeduction.objects.get()
+    assert api.get(f"{API}/deductions/{deduction.pk}/").status_code == 404
+    assert api.get(f"{API}/entry-report/").json()["rows"] == []
+    # Signing for another authority's code is refused too.
+    refused = api.post(f"{API}/agreements/", sign_data(tax.taxpayer(), "P-OTHER"), format="json")
+    assert refused.status_code == 403 and refused.json()["code"] == "access_denied"
+    assert TaxAgreement.objects.get(pk=agreement.pk).state == AgreementState.ACTIVE
+
+
+def test_auditors_read_everything_and_change_nothing(tax, people):
+    auditor = people["auditor"]
+    agreement = tax.signed_and_verified(tax.taxpayer())
+    client = logged_in(auditor)
+    html = client.get(reverse("tax:agreement-detail", args=[agreement.pk])).content.decode()
+    assert 'data-testid="agreement-actions"' not in html
+    assert "data-testid=\"sign-link\"" not in client.get(reverse("tax:agreement-list")).content.decode()
+    assert client.post(reverse("tax:agreement-action", args=[agreement.pk, "suspend"]),
+                       {"reason": "x"}).status_code == 403
+    api = api_as(auditor)
+    assert api.get(f"{API}/agreements/{agreement.pk}/").json()["available_actions"] == []
+    refused = api.post(f"{API}/agreements/{agreement.pk}/suspend/", {"reason": "x"}, format="json")
+    assert refused.status_code == 403 and refused.json()["code"] == "read_only_role"
+    assert api.post(f"{API}/agreements/", sign_data(tax.taxpayer()), format="json").status_code == 403
+    assert TaxAgreement.objects.get(pk=agreement.pk).state == AgreementState.ACTIVE
+
+
+def test_csrf_is_enforced_on_pages_and_session_api_calls(tax):
+    payer = tax.taxpayer()
+    agreement = tax.signed_and_verified(payer)
+    client = logged_in(tax.staff, enforce_csrf_checks=True)
+    assert client.post(reverse("tax:agreement-sign"), sign_data(payer, "P-CSRF")).status_code == 403
+    assert client.post(reverse("tax:agreement-action", args=[agreement.pk, "suspend"]),
+                       {"reason": "x"}).status_code == 403
+    page = client.get(reverse("tax:agreement-detail", args=[agreement.pk])).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    ok = client.post(reverse("tax:agreement-action", args=[agreement.pk, "suspend"]),
+                     {"reason": "x", "csrfmiddlewaretoken": token})
+    assert ok.status_code == 302 and TaxAgreement.objects.get().state == AgreementState.SUSPENDED
+    api = APIClient(enforce_csrf_checks=True)
+    api.force_login(tax.staff)  # a session, not a token: CSRF applies
+    refused = api.post(f"{API}/agreements/{agreement.pk}/resume/", {"reason": "x"}, format="json")
+    assert refused.status_code == 403 and TaxAgreement.objects.get().state == AgreementState.SUSPENDED
+
+
+def test_api_errors_carry_codes(tax):
+    payer = tax.taxpayer()
+    api = api_as(tax.staff)
+    first = api.post(f"{API}/agreements/", sign_data(payer, "P-ERR-1"), format="json").json()
+    cases = [
+        (api.post(f"{API}/agreements/", sign_data(payer, "P-ERR-1"), format="json"), 409, "already_signed"),
+        (api.post(f"{API}/agreements/", sign_data(tax.taxpayer(), "P-ERR-1"), format="json"), 409, "protocol_taken"),
+        (api.post(f"{API}/agreements/", sign_data(payer, "P-ERR-2", wallet_id="12"), format="json"), 400, None),
+        (api.post(f"{API}/agreements/", {"protocol_no": "x"}, format="json"), 400, "invalid"),
+        (api.post(f"{API}/agreements/{first['id']}/suspend/", {"reason": "x"}, format="json"), 409, "invalid_state"),
+        (api.post(f"{API}/agreements/{first['id']}/revoke/", {}, format="json"), 400, "invalid"),
+        (api.get(f"{API}/agreements/999999/"), 404, "not_found"),
+        (api.get(f"{API}/deductions/", {"kind": "nonsense"}), 400, "invalid"),
+        (api.get(f"{API}/packages/", {"state": "nonsense"}), 400, "invalid"),
+        (api.get(f"{API}/entry-report/", {"day": "yesterday"}), 400, "invalid"),
+        (APIClient().get(f"{API}/agreements/"), 401, "not_authenticated"),
+    ]
+    for response, http_status, code in cases:
+        body = response.json()
+        assert response.status_code == http_status, body
+        assert set(body) >= {"code", "message"} and body["message"], body
+        if code:
+            assert body["code"] == code, body
+    revoked = api.post(f"{API}/agreements/{first['id']}/revoke/", {"reason": "作废"}, format="json")
+    assert revoked.status_code == 200 and revoked.json()["state"] == AgreementState.REVOKED
+
+
+# ---------------------------------------------------------------------------------------------
+# Packages, own payments
+# ---------------------------------------------------------------------------------------------
+
+
+def test_package_pages_show_progress_and_the_2102_status(tax, tips_outbox):
+    payer, poor = tax.taxpayer(balance_fen=1_000_00), tax.taxpayer(balance_fen=0)
+    agreements = {p.wallet_id: tax.signed_and_verified(p) for p in (payer, poor)}
+    items = [item(payer=payer, protocol_no=agreements[payer.wallet_id].protocol_no, amount_fen=100_00),
+             item(payer=poor, protocol_no=agreements[poor.wallet_id].protocol_no, amount_fen=50_00)]
+    TaxHandler().receive_batch(batch(tax, items, pack_no="00000777"))
+    package = DeductionPackage.objects.get()
+    assert package.state == PackageState.DONE
+
+    client = logged_in(tax.staff)
+    listed = client.get(reverse("tax:package-list")).content.decode()
+    assert "00000777" in listed and 'data-acknowledged="true"' in listed
+    html = client.get(reverse("tax:package-detail", args=[package.pk])).content.decode()
+    assert 'data-state="done"' in html and "已确认 (acknowledged)" in html
+    assert 'data-result="24007"' in html and 'data-result="90000"' in html
+    assert "<script>" not in html  # done: nothing to poll
+    progress = client.get(reverse("tax:package-progress", args=[package.pk])).json()
+    assert (progress["all_num"], progress["decided"], progress["succeeded"], progress["failed"]) == (2, 2, 1, 1)
+    assert progress["finished"] and progress["result_acknowledged"] and progress["succ_yuan"] == "¥100.00"
+    api = api_as(tax.staff)
+    assert api.get(f"{API}/packages/{package.pk}/progress/").json()["succ_amount_fen"] == 100_00
+    assert api.get(f"{API}/packages/{package.pk}/").json()["result_acknowledged"] is True
+    assert api.get(f"{API}/deductions/", {"package": package.pk}).json()["count"] == 2
+    assert client.get(reverse("tax:deduction-list"), {"result_code": "24007"}).context["totals"]["count"] == 1
+    other = logged_in(tax.other_staff)
+    assert other.get(reverse("tax:package-detail", args=[package.pk])).status_code == 404
+    assert other.get(reverse("tax:package-progress", args=[package.pk])).status_code == 404
+
+
+def test_an_individual_pays_own_tax_at_the_counter(tax):
+    person = tax.taxpayer(personal=True, balance_fen=2_000_00, name="李小明")
+    client = logged_in(tax.staff)
+    data = {"tax_org_code": TAX_ORG_CODE, "taxpayer_id": person.taxpayer_id, "taxpayer_name": person.name,
+            "wallet_id": person.wallet_id, "tax_vou_no": "310000000000000001", "amount": "321.50",
+            "tax_type_name": "个人所得税"}
+    bad = client.post(reverse("tax:own-tax"), {**data, "amount": "abc"})
+    assert bad.status_code == 400 and not TaxDeduction.objects.exists()
+    stranger = client.post(reverse("tax:own-tax"), {**data, "taxpayer_name": "王五"})
+    assert stranger.status_code == 400 and 'data-testid="form-errors"' in stranger.content.decode()
+    paid = client.post(reverse("tax:own-tax"), data, follow=True)
+    assert any("paid" in m for m in messages_of(paid))
+    deduction = TaxDeduction.objects.get()
+    assert (deduction.kind, deduction.state, deduction.amount_fen) == (DeductionKind.OWN, DeductionState.SUCCEEDED,
+                                                                        321_50)
+    html = paid.content.decode()
+    assert mask_name("李小明") in html and "李小明" not in html and "¥321.50" in html
+    assert tax.balance(person.wallet_id) == 2_000_00 - 321_50
+    # The same voucher again, by the API: the first payment, nothing debited twice.
+    again = api_as(tax.staff).post(f"{API}/own-payments/", {**data, "amount_fen": 321_50}, format="json")
+    assert again.status_code == 201 and again.json()["id"] == deduction.pk
+    assert tax.balance(person.wallet_id) == 2_000_00 - 321_50
+    refused = api_as(tax.other_staff).post(f"{API}/own-payments/", {**data, "amount_fen": 1_00}, format="json")
+    assert refused.status_code == 403 and refused.json()["code"] == "access_denied"
+    report = api_as(tax.staff).get(f"{API}/entry-report/").json()
+    assert report["amount_fen"] == 321_50 and report["rows"][0]["tax_type_name"] == "个人所得税"
