@@ -163,7 +163,14 @@ def document(head: MessageHead, msg: str, *, encoding: str = "UTF-8") -> bytes:
     text = f'<?xml version="1.0" encoding="{encoding.upper()}"?>\n<CFX>{_head_xml(head)}<MSG>{msg}</MSG></CFX>'
     if _NOT_XML_CHARS.search(text):
         raise ValueError("a field contains a control character XML cannot carry")
-    return text.encode(encoding.lower(), errors="xmlcharrefreplace")
+    data = text.encode(encoding.lower(), errors="xmlcharrefreplace")
+    # What we send is held to the schema we hold others to: a field out of its pattern (a 13-digit bank code,
+    # a result code of 6 characters) is our bug and is refused here, before anything is signed or sent.
+    try:
+        parse_and_validate(data, schema=CFX_XSD_PATH, max_bytes=len(data))
+    except XmlRefused as exc:
+        raise ValueError(f"the {head.msg_no} written is not valid: {exc}") from None
+    return data
 
 
 def _tax_types(tag: str, items: tuple[TaxTypeItem, ...]) -> str:

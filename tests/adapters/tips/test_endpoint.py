@@ -194,3 +194,31 @@ def test_zeep_reads_the_service_wsdl_and_builds_a_send(client):
     signed = m.read_soap(etree.tostring(envelope), max_bytes=10 ** 6, expected=m.SEND_REQUEST)
     assert signed.document == b"<CFX/>"
     assert base64.b64encode(signed.document)
+
+
+class _Failing:
+    def deduct_real_time(self, message):
+        raise RuntimeError("bug")
+
+
+def test_a_handler_that_raises_is_a_server_fault_and_is_logged(client, tax_key, settings):
+    settings.TIPS_MESSAGE_HANDLER = "tests.adapters.tips.test_endpoint._Failing"
+    fault = fault_of(post(client, signed_request(m.real_time_document(message=real_time()), tax_key)))
+    assert (fault.faultcode, fault.code) == ("soap:Server", "94999")
+    assert TipsMessage.objects.get().error_text.startswith("handler error")
+
+
+class _BadReply:
+    def deduct_real_time(self, message):
+        from adapters.tips.interface import DeductionResult
+
+        return DeductionResult(ori_tax_org_code=message.tax_org_code, ori_entrust_date=message.entrust_date,
+                               ori_tra_no=message.item.tra_no, tax_vou_no=message.item.tax_vou_no,
+                               amount_fen=message.item.amount_fen, result="OK")  # not a 5-character code
+
+
+def test_a_handler_reply_that_would_not_validate_is_a_server_fault(client, tax_key, settings):
+    settings.TIPS_MESSAGE_HANDLER = "tests.adapters.tips.test_endpoint._BadReply"
+    fault = fault_of(post(client, signed_request(m.real_time_document(message=real_time()), tax_key)))
+    assert (fault.faultcode, fault.code) == ("soap:Server", "94999")
+    assert not TipsMessage.objects.filter(direction="out").exists()

@@ -103,3 +103,18 @@ def test_amounts_must_have_two_decimals(bad):
 
 def test_dates_are_yyyymmdd():
     assert m.date_text(dt.date(2026, 3, 2)) == "20260302" and m.read_date("20260302") == dt.date(2026, 3, 2)
+
+
+def test_a_message_that_would_not_validate_is_refused_before_sending():
+    with pytest.raises(ValueError, match="not valid"):
+        m.real_time_document(message=real_time(pay_op_bk_code="12345"))  # a bank code is 12 digits
+
+
+def test_a_1000_item_package_is_quick_to_write_and_read():
+    import time
+
+    pack = batch(1000)
+    started = time.perf_counter()
+    data = m.batch_document(message=pack, encoding="GBK")
+    back = m.read_batch(m.read_document(data, max_bytes=10 ** 7))
+    assert back == pack and time.perf_counter() - started < 2
