@@ -24,7 +24,7 @@ RESULT_CODE_CHOICES = [
 ]
 AGREEMENT_ACTIONS = ("activate", "suspend", "resume", "revoke")
 REASON_ACTIONS = ("suspend", "resume", "revoke")
-DATE = forms.DateInput(attrs={"type": "date"})
+DATE = forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"})  # what a date input reads
 
 
 class AgreementFilterForm(forms.Form):

@@ -132,6 +132,8 @@ def test_sign_form_shows_errors_then_signs_and_actions_follow_the_state(tax):
     client = logged_in(tax.staff)
     form = client.get(reverse("tax:agreement-sign"))
     assert form.status_code == 200 and f'value="{TAX_ORG_CODE}"' in form.content.decode()
+    # A date input only reads ISO dates: anything else leaves it empty and the browser refuses to submit.
+    assert f'type="date" name="signed_date" value="{timezone.localdate().isoformat()}"' in form.content.decode()
 
     bad = client.post(reverse("tax:agreement-sign"), sign_data(payer, wallet_id="123"))
     assert bad.status_code == 400
