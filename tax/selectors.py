@@ -36,7 +36,7 @@ def visible_agreements(user):
 
 
 def visible_deductions(user):
-    return _scoped(TaxDeduction.objects.all(), user)
+    return _scoped(TaxDeduction.objects.select_related("agreement"), user)
 
 
 def visible_packages(user):
@@ -99,7 +99,7 @@ def agreement_actions(*, user, agreement: TaxAgreement) -> list[str]:
 
 def deduction_list(*, user, date_from: date | None = None, date_to: date | None = None, result_code: str = "",
                    kind: str = "", taxpayer: str = "", package_id: int | None = None):
-    qs = visible_deductions(user).select_related("package")
+    qs = visible_deductions(user).select_related("package", "agreement")
     if date_from:
         qs = qs.filter(entrust_date__gte=date_from)
     if date_to:

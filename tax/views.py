@@ -98,7 +98,12 @@ def shown_agreement(agreement) -> dict:
 
 
 def shown_deduction(deduction) -> dict:
-    person = deduction.kind == DeductionKind.OWN or _is_person_id(deduction.taxpayer_id)
+    if deduction.kind == DeductionKind.OWN:
+        person = True
+    elif deduction.agreement_id:
+        person = deduction.agreement.taxpayer_kind == TaxpayerKind.PERSON
+    else:
+        person = _is_person_id(deduction.taxpayer_id)
     return {
         "tax_pay_name": mask_name(deduction.tax_pay_name) if person else deduction.tax_pay_name,
         "taxpayer_id": mask_resident_id(deduction.taxpayer_id) if person else deduction.taxpayer_id,

@@ -116,6 +116,7 @@ def test_sign_by_api_verify_deduct_and_see_it_everywhere(tax):
     page = client.get(reverse("tax:deduction-list"), {"result_code": "90000"}).content.decode()
     assert message.item.tra_no in page and "¥1,234.56" in page and 'data-result="90000"' in page
     assert payer.wallet_id not in page and mask_wallet_id(payer.wallet_id) in page
+    assert payer.name in page  # an organization's name is not masked; a person's is (below)
     report_page = client.get(reverse("tax:entry-report"), {"day": timezone.localdate().isoformat()}).content.decode()
     assert "增值税" in report_page and "¥617.28" in report_page and "¥1,234.56" in report_page
     detail_page = client.get(reverse("tax:agreement-detail", args=[agreement.pk])).content.decode()
