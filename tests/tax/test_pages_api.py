@@ -324,6 +324,24 @@ def test_package_pages_show_progress_and_the_2102_status(tax, tips_outbox):
     assert other.get(reverse("tax:package-progress", args=[package.pk])).status_code == 404
 
 
+def test_a_package_still_being_deducted_is_polled_until_done(tax, tips_outbox, monkeypatch):
+    payer = tax.taxpayer(balance_fen=1_000_00)
+    agreement = tax.signed_and_verified(payer)
+    monkeypatch.setattr(services, "_enqueue_process", lambda package_id: None)  # no worker has taken it yet
+    TaxHandler().receive_batch(batch(tax, [item(payer=payer, protocol_no=agreement.protocol_no, amount_fen=10_00)]))
+    package = DeductionPackage.objects.get()
+    assert package.state == PackageState.RECEIVED
+    client = logged_in(tax.staff)
+    html = client.get(reverse("tax:package-detail", args=[package.pk])).content.decode()
+    progress_url = reverse("tax:package-progress", args=[package.pk])
+    assert f'data-progress-url="{progress_url}"' in html and "<script>" in html
+    waiting = client.get(progress_url).json()
+    assert (waiting["finished"], waiting["decided"], waiting["all_num"], waiting["percent"]) == (False, 0, 1, 0)
+    services.process_package(package_id=package.pk, now=timezone.now())
+    done = client.get(progress_url).json()
+    assert (done["finished"], done["succeeded"], done["percent"], done["result_acknowledged"]) == (True, 1, 100, True)
+
+
 def test_an_individual_pays_own_tax_at_the_counter(tax):
     person = tax.taxpayer(personal=True, balance_fen=2_000_00, name="李小明")
     client = logged_in(tax.staff)
