@@ -265,6 +265,10 @@ class PaymentLine(models.Model):
     return_reason = models.CharField(max_length=255, blank=True)
     report_no = models.CharField(max_length=48, blank=True)  # the result report that carried this line
     payee_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # What the operator said of the wallet when the file was imported (type WT01/WT09..., class 1-4):
+    # paying registers the payee's wallet from these instead of asking the operator a second time.
+    wallet_type = models.CharField(max_length=8, blank=True)
+    wallet_class = models.PositiveSmallIntegerField(null=True, blank=True)
     transfer = models.OneToOneField("treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT,
                                     related_name="fiscal_line")
 

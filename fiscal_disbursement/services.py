@@ -15,14 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Q, Sum
 
 from adapters.budget.interface import (
@@ -45,7 +45,13 @@ from treasury.models import LedgerAccount, Organization, Transfer, TransferState
 from treasury.money import format_yuan
 from treasury.services.parties import register_organization
 from treasury.services.transfers import Conditions, NewTransfer, create_transfers
-from treasury.services.wallets import ensure_personal_wallets, operator_balance, register_wallet, verify_wallets
+from treasury.services.wallets import (
+    WalletCheck,
+    ensure_personal_wallets,
+    operator_balance,
+    register_wallet,
+    verify_wallets,
+)
 from treasury.trace.services import EventSpec, append_events
 
 from . import payees
@@ -269,8 +275,14 @@ def create_request(*, user, quota_id: str, pay_type: str, title: str, now: datet
 
 @dataclass
 class _LineBuffer:
+    """Valid lines of the file on their way into the table, LINE_INSERT_CHUNK at a time: each chunk's
+    wallets are checked with the operator (_check_wallets) before it is stored, so the operator's
+    answer (wallet type and class) goes in with the line and paying need not ask again."""
+
     request: PaymentRequest
     pending: list
+    conditions: Conditions = field(default_factory=Conditions)
+    problems: list = field(default_factory=list)  # from the operator's checks, in line order
     count: int = 0
     total_fen: int = 0
 
@@ -283,12 +295,13 @@ class _LineBuffer:
             self.flush()
 
     def flush(self) -> None:
-        bulk.insert_rows(table=PaymentLine._meta.db_table, columns=_LINE_COLUMNS, rows=self.pending)
+        rows = _check_wallets(self.pending, self.conditions, self.problems)
+        bulk.insert_rows(table=PaymentLine._meta.db_table, columns=_LINE_COLUMNS, rows=rows)
         self.pending = []
 
 
 _LINE_COLUMNS = ["request_id", "line_no", "payee_name", "id_kind", "id_number", "wallet_id", "amount_fen", "memo",
-                 "warnings", "attempts", "returned", "return_reason", "report_no"]
+                 "warnings", "attempts", "returned", "return_reason", "report_no", "wallet_type", "wallet_class"]
 
 
 class _Refused(Exception):
@@ -315,11 +328,11 @@ def load_payee_file(*, request_id: int, user, filename: str, data: bytes, now: d
             if request.state != R.DRAFT:
                 raise DisbursementError("只有草稿可以更换收款人 (payees can be changed only in a draft)", "not_draft")
             request.lines.all().delete()
-            buffer = _LineBuffer(request=request, pending=[])
+            buffer = _LineBuffer(request=request, pending=[], conditions=Conditions.from_json(request.conditions))
             parsed = payees.parse_payee_file(data, filename=filename, line_sink=buffer.add)
             buffer.flush()
             problems = [_problem(p.line, p.column, p.code, p.message) for p in parsed.problems]
-            problems += _check_wallets(request, Conditions.from_json(request.conditions))
+            problems += buffer.problems
             request.filename, request.file_sha256, request.upload_path = filename[:255], sha256, upload_path
             request.problems = problems[:1000]
             request.problem_count = parsed.problem_count + len(problems) - len(parsed.problems)
@@ -352,32 +365,31 @@ def _problem(line: int, column: str, code: str, message: str) -> dict:
     return {"line": line, "column": column, "code": code, "message": message}
 
 
-def _check_wallets(request: PaymentRequest, conditions: Conditions) -> list[dict]:
+def _check_wallets(rows: list[tuple], conditions: Conditions, problems: list[dict]) -> list[tuple]:
     """One operator call per 1,000 lines: the wallet exists, is active, its holder is the payee, and the
     amount fits a personal wallet's class. A payee the earmark conditions will refuse is only a warning:
-    the operator enforces the conditions, and the clerk sees the refusal as a return."""
-    problems = []
+    the operator enforces the conditions, and the clerk sees the refusal as a return.
+
+    `rows` are line rows about to be stored (_LineBuffer); returns them with the warnings set and the
+    operator's wallet type and class appended, and adds each line's problem to `problems`."""
     limits = settings.WALLET_CLASS_LIMITS
-    rows = request.lines.order_by("line_no").values_list("pk", "line_no", "wallet_id", "payee_name", "amount_fen")
-    chunk: list = []
-    warned: list[tuple[int, str]] = []
-    for row in [*rows.iterator(chunk_size=5000), None]:
-        if row is not None:
-            chunk.append(row)
-        if chunk and (row is None or len(chunk) == 1000):
-            checks = verify_wallets(pairs=[(wallet_id, name) for _, _, wallet_id, name, _ in chunk])
-            for (pk, line_no, wallet_id, _, amount_fen), check in zip(chunk, checks):
-                problem = _wallet_problem(check, amount_fen, limits)
-                if problem:
-                    problems.append(_problem(line_no, *problem))
-                elif conditions.payee_category and check.wallet_type != conditions.payee_category:
-                    warned.append((pk, "earmark_category"))
-                elif conditions.allowed_payees and wallet_id not in conditions.allowed_payees:
-                    warned.append((pk, "earmark_payee"))
-            chunk = []
-    for pk, code in warned:
-        PaymentLine.objects.filter(pk=pk).update(warnings=[code])
-    return problems
+    checked = []
+    for start in range(0, len(rows), 1000):
+        chunk = rows[start : start + 1000]
+        checks = verify_wallets(pairs=[(row[5], row[2]) for row in chunk])
+        for row, check in zip(chunk, checks):
+            line_no, wallet_id, amount_fen = row[1], row[5], row[6]
+            problem = _wallet_problem(check, amount_fen, limits)
+            warning = None
+            if problem:
+                problems.append(_problem(line_no, *problem))
+            elif conditions.payee_category and check.wallet_type != conditions.payee_category:
+                warning = "earmark_category"
+            elif conditions.allowed_payees and wallet_id not in conditions.allowed_payees:
+                warning = "earmark_payee"
+            checked.append((*row[:8], json.dumps([warning]) if warning else row[8], *row[9:],
+                            (check.wallet_type or "")[:8] if check.exists else "", check.wallet_class))
+    return checked
 
 
 def _wallet_problem(check, amount_fen: int, limits: dict) -> tuple[str, str, str] | None:
@@ -646,22 +658,52 @@ def resend_pending(*, now: datetime) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _register_payee_wallets(request: PaymentRequest, line_ids: list[int] | None = None) -> None:
+def _register_payee_wallets(request: PaymentRequest, line_ids: list[int] | None = None) -> dict[int, int]:
     """Every payee wallet (of these lines) registered (persons in bulk; organizations one by one, they are
-    few) and recorded on its line, in the caller's transaction."""
-    lines = request.lines.filter(payee_wallet__isnull=True)
-    if line_ids is not None:
-        lines = lines.filter(pk__in=line_ids)
-    rows = list(lines.values_list("pk", "wallet_id", "payee_name", "id_kind", "id_number"))
+    few), in the caller's transaction; returns {line pk: wallet pk} for the lines that had none, for the
+    caller to record (_create_line_transfers does it in the same UPDATE that links the transfers)."""
+    rows = _line_rows(request, ["id", "wallet_id", "payee_name", "id_kind", "id_number", "wallet_type", "wallet_class"],
+                      line_ids, without_wallet=True)
     if not rows:
-        return
-    people = [(w, name, number) for _, w, name, kind, number in rows if kind == "resident"]
-    wallet_pks = ensure_personal_wallets(holders=people) if people else {}
-    for _, wallet_id, name, kind, number in rows:
+        return {}
+    people = [(w, name, number) for _, w, name, kind, number, _, _ in rows if kind == "resident"]
+    # The import verified every wallet with the operator and kept its type and class on the line:
+    # registration takes those instead of asking again (lines imported before that are asked).
+    known_checks = {
+        w: WalletCheck(wallet_id=w, exists=True, active=True, holder_name_matches=True, wallet_type=wallet_type,
+                       wallet_class=wallet_class)
+        for _, w, _, kind, _, wallet_type, wallet_class in rows if kind == "resident" and wallet_type
+    }
+    wallet_pks = ensure_personal_wallets(holders=people, known_checks=known_checks) if people else {}
+    for _, wallet_id, name, kind, number, _, _ in rows:
         if kind == "uscc" and wallet_id not in wallet_pks:
             wallet_pks[wallet_id] = _organization_wallet(wallet_id=wallet_id, name=name, uscc=number).pk
-    bulk.update_rows(table=PaymentLine._meta.db_table, columns=[("payee_wallet_id", "bigint")],
-                     rows=[(pk, wallet_pks[wallet_id]) for pk, wallet_id, *_ in rows])
+    return {pk: wallet_pks[wallet_id] for pk, wallet_id, *_ in rows}
+
+
+def _line_rows(request: PaymentRequest, columns: list[str], line_ids: list[int] | None, *,
+               without_wallet: bool = False) -> list[tuple]:
+    """Columns of the request's lines (those among `line_ids`, if given), in line order.
+
+    The id list goes as one array parameter on PostgreSQL, not as thousands of ORM parameters, and
+    is the query's only condition: the primary key then finds the rows. With `request_id = ...`
+    beside it, a planner that has not yet seen the freshly loaded lines may scan the request's
+    50,000 lines and test each against the whole array (seconds per chunk); the other conditions
+    are checked here instead."""
+    table = PaymentLine._meta.db_table
+    select = ", ".join(["request_id", "payee_wallet_id", "line_no", *columns])
+    with connection.cursor() as cursor:
+        if line_ids is None:
+            cursor.execute(f"SELECT {select} FROM {table} WHERE request_id = %s", [request.pk])
+        elif not line_ids:
+            return []
+        else:
+            where, params = bulk.in_clause("id", line_ids)
+            cursor.execute(f"SELECT {select} FROM {table} WHERE {where}", params)
+        rows = cursor.fetchall()
+    rows.sort(key=lambda row: row[2])
+    return [row[3:] for row in rows
+            if row[0] == request.pk and not (without_wallet and row[1] is not None)]
 
 
 def _organization_wallet(*, wallet_id: str, name: str, uscc: str) -> Wallet:
@@ -680,12 +722,15 @@ def _organization_wallet(*, wallet_id: str, name: str, uscc: str) -> Wallet:
 
 
 def _create_line_transfers(request: PaymentRequest, attempts: list[tuple[int, int]], *, actor: str,
-                           now: datetime) -> list[int]:
+                           now: datetime, payee_wallets: dict[int, int] | None = None) -> list[int]:
     """One transfer per (line pk, attempt number), in the caller's transaction. Keys name the attempt
-    (fiscal:<request>:<line>, then :<n>), so a retry is a new payment and a repeated call the same one."""
+    (fiscal:<request>:<line>, then :<n>), so a retry is a new payment and a repeated call the same one.
+    `payee_wallets` ({line pk: wallet pk}, from _register_payee_wallets) are recorded on the lines in
+    the same UPDATE as their transfers."""
     attempt_of = dict(attempts)
-    rows = list(request.lines.filter(pk__in=list(attempt_of)).order_by("line_no")
-                .values_list("pk", "line_no", "payee_wallet_id", "amount_fen", "memo"))
+    payee_wallets = payee_wallets or {}
+    rows = [(pk, line_no, payee_wallets.get(pk, wallet_pk), amount, memo) for pk, line_no, wallet_pk, amount, memo in
+            _line_rows(request, ["id", "line_no", "payee_wallet_id", "amount_fen", "memo"], list(attempt_of))]
     line_type = ContentType.objects.get_for_model(PaymentLine)
     conditions = Conditions.from_json(request.conditions) if request.conditions else None
     ids = create_transfers(
@@ -700,8 +745,14 @@ def _create_line_transfers(request: PaymentRequest, attempts: list[tuple[int, in
             for pk, line_no, wallet_pk, amount, memo in rows
         ],
     )
-    bulk.update_rows(table=PaymentLine._meta.db_table, columns=[("transfer_id", "bigint"), ("attempts", "integer")],
-                     rows=[(pk, transfer_id, attempt_of[pk]) for (pk, *_), transfer_id in zip(rows, ids)])
+    if payee_wallets:
+        bulk.update_rows(table=PaymentLine._meta.db_table,
+                         columns=[("transfer_id", "bigint"), ("attempts", "integer"), ("payee_wallet_id", "bigint")],
+                         rows=[(pk, transfer_id, attempt_of[pk], wallet_pk)
+                               for (pk, _, wallet_pk, *_), transfer_id in zip(rows, ids)])
+    else:
+        bulk.update_rows(table=PaymentLine._meta.db_table, columns=[("transfer_id", "bigint"), ("attempts", "integer")],
+                         rows=[(pk, transfer_id, attempt_of[pk]) for (pk, *_), transfer_id in zip(rows, ids)])
     return ids
 
 
@@ -751,8 +802,8 @@ def _create_next_transfers(request_id: int, *, actor: str, now: datetime) -> int
         line_ids = list(request.lines.filter(transfer__isnull=True, returned=False).order_by("line_no")
                         .values_list("pk", flat=True)[:PAY_CHUNK])
         if line_ids:
-            _register_payee_wallets(request, line_ids)
-            _create_line_transfers(request, [(pk, 1) for pk in line_ids], actor=actor, now=now)
+            wallets = _register_payee_wallets(request, line_ids)
+            _create_line_transfers(request, [(pk, 1) for pk in line_ids], actor=actor, now=now, payee_wallets=wallets)
         return len(line_ids)
 
 

@@ -373,3 +373,23 @@ def test_paying_resumes_where_a_dead_task_stopped_making_transfers(finance, monk
     for _, _, wallet_id in rows:
         assert finance.ecny.admin.balance(wallet_id=wallet_id) == 1000_00
     assert_quota_agrees(finance, consumed_fen=5_000_00)
+
+
+def test_the_import_keeps_each_wallets_check_and_paying_does_not_ask_again(finance, monkeypatch):
+    from treasury.models import Wallet
+    from treasury.services import wallets as wallet_services
+
+    rows = payee_rows(finance, 3, wallet_class=3)
+    request = submitted(finance, rows)
+    assert list(request.lines.order_by("line_no").values_list("wallet_type", "wallet_class")) == [("WT01", 3)] * 3
+    asked = []
+    verify = wallet_services.verify_wallets
+    monkeypatch.setattr(wallet_services, "verify_wallets", lambda *, pairs: asked.extend(pairs) or verify(pairs=pairs))
+    services.approve_request(request_id=request.pk, user=finance.approver, now=now())  # eager: pays at commit
+    request = refreshed(request)
+    assert request.state == R.REPORTED
+    assert asked == []  # registration took the import's answers
+    wallets = Wallet.objects.filter(wallet_id__in=[w for _, _, w in rows])
+    assert sorted((w.wallet_type, w.wallet_class) for w in wallets) == [("WT01", 3)] * 3
+    assert all(line.payee_wallet_id and line.transfer_id for line in request.lines.all())
+    assert check_ledger().problems == []

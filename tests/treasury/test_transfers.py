@@ -239,3 +239,26 @@ def test_domain_facing_wallet_checks_and_balance(world):
     assert before.balance_fen - operator_balance(wallet=world.payer).balance_fen == 12_34
     assert before.status == "active" and before.as_of.tzinfo is not None
 
+
+
+def test_personal_wallets_registered_from_known_checks_are_not_verified_again(world, monkeypatch):
+    from adapters.ecny.interface import WalletCheck
+    from treasury.services import wallets as wallet_services
+
+    known_id, asked_id = "0010000000000901", "0010000000000902"
+    world.sandbox.admin.open_wallet(wallet_id=asked_id, wallet_type="WT01", holder_name="王五", wallet_class=3)
+    asked = []
+    verify = wallet_services.verify_wallets
+    monkeypatch.setattr(wallet_services, "verify_wallets", lambda *, pairs: asked.extend(pairs) or verify(pairs=pairs))
+    known = {known_id: WalletCheck(wallet_id=known_id, exists=True, active=True, holder_name_matches=True,
+                                   wallet_type="WT01", wallet_class=2)}
+    pks = wallet_services.ensure_personal_wallets(
+        holders=[(known_id, "赵六", make_resident_id("370102", "19800101", 11)), (asked_id, "王五", make_resident_id("370102", "19800101", 12))], known_checks=known)
+    assert asked == [(asked_id, "王五")]  # only the wallet the caller knew nothing of
+    registered = {w.wallet_id: w for w in Wallet.objects.filter(pk__in=pks.values())}
+    assert (registered[known_id].wallet_type, registered[known_id].wallet_class) == ("WT01", 2)
+    assert (registered[asked_id].wallet_type, registered[asked_id].wallet_class) == ("WT01", 3)
+    assert registered[known_id].ledger_account.code == f"wallet:{known_id}"
+    # Registered once: asking again finds them in the table and asks the operator nothing.
+    assert wallet_services.ensure_personal_wallets(holders=[(known_id, "赵六", "x"), (asked_id, "王五", "y")]) == pks
+    assert asked == [(asked_id, "王五")]

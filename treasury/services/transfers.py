@@ -178,7 +178,7 @@ def create_transfers(
         return []
     problems = []
     wallet_ids = {t.payer_id for t in transfers} | {t.payee_id for t in transfers}
-    wallets = {w.pk: w for w in Wallet.objects.filter(pk__in=wallet_ids).only("pk", "status", "wallet_id")}
+    wallets = _wallets(wallet_ids)
     seen_keys = set()
     for index, t in enumerate(transfers):
         if type(t.amount_fen) is not int or t.amount_fen <= 0:
@@ -189,8 +189,8 @@ def create_transfers(
             wallet = wallets.get(wallet_pk)
             if wallet is None:
                 problems.append((index, field, "钱包不存在 (no such wallet)"))
-            elif wallet.status != Wallet.Status.ACTIVE:
-                problems.append((index, field, f"钱包状态为 {wallet.status} (wallet is not active)"))
+            elif wallet[1] != Wallet.Status.ACTIVE:
+                problems.append((index, field, f"钱包状态为 {wallet[1]} (wallet is not active)"))
         if not t.idempotency_key or len(t.idempotency_key) > MAX_KEY_LENGTH:
             problems.append((index, "idempotency_key", f"幂等键必须为1-{MAX_KEY_LENGTH}个字符 (key required, at most {MAX_KEY_LENGTH} characters)"))
         elif t.idempotency_key in seen_keys:
@@ -216,6 +216,7 @@ def create_transfers(
             )
 
     new_items = [t for t in transfers if t.idempotency_key not in existing]
+    conditions_json = _conditions_json_of(new_items)
     with transaction.atomic():
         new_ids = bulk.allocate_ids(Transfer._meta.db_table, len(new_items))
         created_at = bulk.datetime_param(now)
@@ -224,7 +225,7 @@ def create_transfers(
             columns=_TRANSFER_COLUMNS,
             rows=[
                 (pk, t.idempotency_key, t.payer_id, t.payee_id, t.amount_fen, t.purpose_code, t.memo, t.source_type_id,
-                 t.source_id, t.source_ref, organization_id, batch_ref, _conditions_json(t.conditions), S.PENDING,
+                 t.source_id, t.source_ref, organization_id, batch_ref, conditions_json[id(t.conditions)], S.PENDING,
                  "", "", "", 0, hold, actor, created_at)
                 for pk, t in zip(new_ids, new_items)
             ],
@@ -235,7 +236,7 @@ def create_transfers(
             kind="transfer.created",
             actor=actor,
             now=now,
-            data_for=lambda row, items=dict(zip(new_ids, new_items)): _created_data(items[row.pk], wallets),
+            data_for=lambda row, items=dict(zip(new_ids, new_items)): _created_data(items[row.pk], wallets, conditions_json),
         )
     created_ids = {t.idempotency_key: pk for pk, t in zip(new_ids, new_items)}
     ids = [created_ids.get(t.idempotency_key) or existing[t.idempotency_key]["pk"] for t in transfers]
@@ -251,16 +252,32 @@ _TRANSFER_COLUMNS = [
 ]
 
 
-def _created_data(t: NewTransfer, wallets: dict) -> dict:
+def _wallets(pks) -> dict[int, tuple[str, str]]:
+    """{wallet pk: (wallet id, status)} in one query with one array parameter (not an ORM IN list of
+    thousands of parameters, whose building and binding cost more than the query)."""
+    if not pks:
+        return {}
+    where, params = bulk.in_clause("id", list(pks))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, wallet_id, status FROM {Wallet._meta.db_table} WHERE {where}", params)
+        return {pk: (wallet_id, status) for pk, wallet_id, status in cursor.fetchall()}
+
+
+def _created_data(t: NewTransfer, wallets: dict, conditions_json: dict) -> dict:
     data = {
         "key": t.idempotency_key,
-        "payer": wallets[t.payer_id].wallet_id,
-        "payee": wallets[t.payee_id].wallet_id,
+        "payer": wallets[t.payer_id][0],
+        "payee": wallets[t.payee_id][0],
         "purpose": t.purpose_code,
     }
-    if _conditions_json(t.conditions):
+    if conditions_json[id(t.conditions)]:
         data["conditions"] = t.conditions.to_json()
     return data
+
+
+def _conditions_json_of(items: list[NewTransfer]) -> dict[int, str | None]:
+    """{id(conditions): stored JSON} once per distinct object: a run's transfers share one Conditions."""
+    return {id(t.conditions): _conditions_json(t.conditions) for t in {id(t.conditions): t for t in items}.values()}
 
 
 def _conditions_json(conditions: Conditions | None) -> str | None:
@@ -359,7 +376,7 @@ def submit_transfer_chunk(*, transfer_ids: list[int], now: datetime) -> ChunkOut
         rows = [Row(*c[:6]) for c in claimed]
         _trace(rows, kind="transfer.submitted", actor="system", now=now)
     wallet_pks = {c[6] for c in claimed} | {c[7] for c in claimed}
-    wallet_ids = dict(Wallet.objects.filter(pk__in=wallet_pks).values_list("pk", "wallet_id"))
+    wallet_ids = {pk: wallet_id for pk, (wallet_id, _) in _wallets(wallet_pks).items()}
     instructions = [
         TransferInstruction(
             request_id=c[1],
@@ -511,9 +528,11 @@ _DIRECTION = {
 def _post(transfer_ids: list[int], *, kind: str, now: datetime) -> None:
     """Post balanced entries for these transfers and move the balances, set-based.
 
-    Two INSERT ... SELECT statements (payer side, payee side) and one UPDATE of the touched
-    balances, in the caller's transaction. The unique (transfer, account, kind) constraint makes a
-    second posting of the same transfer fail loudly instead of doubling money.
+    After locking the touched accounts in primary-key order: on PostgreSQL one statement (both
+    sides inserted, summed per account from RETURNING, balances updated); on SQLite two
+    INSERT ... SELECT statements and one UPDATE. In the caller's transaction. The unique
+    (transfer, account, kind) constraint makes a second posting of the same transfer fail loudly
+    instead of doubling money.
     """
     if not transfer_ids:
         return
@@ -530,6 +549,27 @@ def _post(transfer_ids: list[int], *, kind: str, now: datetime) -> None:
                 f"SELECT payee_id FROM treasury_transfer WHERE {where}) ORDER BY a.id FOR UPDATE",
                 ids + ids,
             )
+            # Both sides and the balances in one statement: the entries inserted are summed per
+            # account straight from RETURNING (no second read of the transfers or the entries).
+            cursor.execute(
+                f"WITH t AS (SELECT id, payer_id, payee_id, amount_fen FROM treasury_transfer WHERE {where}), "
+                "e AS (INSERT INTO treasury_ledgerentry (transfer_id, account_id, kind, amount_fen, posted_at) "
+                "SELECT t.id, a.id, %s, %s * t.amount_fen, %s FROM t JOIN treasury_ledgeraccount a ON a.wallet_id = t.payer_id "
+                "UNION ALL "
+                "SELECT t.id, a.id, %s, %s * t.amount_fen, %s FROM t JOIN treasury_ledgeraccount a ON a.wallet_id = t.payee_id "
+                "RETURNING account_id, amount_fen), "
+                "d AS (SELECT account_id, SUM(amount_fen) AS delta, COUNT(*) AS entries FROM e GROUP BY account_id), "
+                "u AS (UPDATE treasury_ledgeraccount SET balance_fen = balance_fen + d.delta, updated_at = %s FROM d "
+                "WHERE treasury_ledgeraccount.id = d.account_id) "
+                "SELECT COALESCE(SUM(entries), 0) FROM d",
+                [*ids, kind, payer_sign, posted_at, kind, payee_sign, posted_at, posted_at],
+            )
+            inserted = cursor.fetchone()[0]
+            if inserted != 2 * len(transfer_ids):
+                # A wallet without its ledger account would leave a one-sided posting: refuse it all
+                # (the exception rolls the caller's transaction back, balances included).
+                raise RuntimeError(f"posting {kind}: {inserted} entries for {len(transfer_ids)} transfers")
+            return
         inserted = 0
         for side, sign in (("payer_id", payer_sign), ("payee_id", payee_sign)):
             cursor.execute(

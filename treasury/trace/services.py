@@ -44,11 +44,16 @@ def _canonical(stream_key, seq, kind, subject_type, subject_id, source_ref, acto
     return "\x1f".join(fields).encode("utf-8")
 
 
+# json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) builds an encoder per call;
+# one built once gives the same text at about half the cost (the bulk paths serialise every event).
+_encode_data = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def canonical_event_bytes(
     *, stream_key, seq, kind, subject_type, subject_id, source_ref, actor, amount_fen, data, occurred_at, prev_hash
 ) -> bytes:
     """The exact bytes an event's hash covers. Changing this breaks every stored chain: don't."""
-    payload = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) if data else "{}"
+    payload = _encode_data(data) if data else "{}"
     return _canonical(stream_key, seq, kind, subject_type, subject_id, source_ref, actor, amount_fen, occurred_at,
                       payload, prev_hash)
 
@@ -71,26 +76,55 @@ def append_events(*, stream_key: str, events: list[EventSpec], now: datetime) ->
         raise ValueError("now must be timezone-aware")
     # UTC, as the database gives it back, so a hash recomputed from the stored row matches.
     now = now.astimezone(dt_timezone.utc)
-    stream, _ = TraceStream.objects.get_or_create(key=stream_key, defaults={"updated_at": now})
-    stream = TraceStream.objects.select_for_update().get(pk=stream.pk)
-    seq, prev = stream.head_seq, stream.head_hash
     stored_at = bulk.datetime_param(now)
+    stream_pk, seq, prev = _lock_stream_head(stream_key, stored_at)
+    # The same bytes as _canonical(), with what every event of this call shares formatted once.
+    occurred = now.isoformat(timespec="microseconds")
+    sha256, encode_data = hashlib.sha256, _encode_data
     rows = []
+    append = rows.append
     for spec in events:
         seq += 1
-        data_json = json.dumps(spec.data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) if spec.data else "{}"
+        data_json = encode_data(spec.data) if spec.data else "{}"
         subject_id = str(spec.subject_id)
-        digest = hashlib.sha256(
-            _canonical(stream_key, seq, spec.kind, spec.subject_type, subject_id, spec.source_ref, spec.actor,
-                       spec.amount_fen, now, data_json, prev)
-        ).hexdigest()
-        rows.append((stream_key, seq, spec.kind, spec.subject_type, subject_id, spec.source_ref, spec.actor,
-                     spec.amount_fen, data_json, stored_at, prev, digest))
+        amount_fen = spec.amount_fen
+        digest = sha256("\x1f".join((
+            stream_key, str(seq), spec.kind, spec.subject_type, subject_id, spec.source_ref, spec.actor,
+            "" if amount_fen is None else str(amount_fen), occurred, data_json, prev,
+        )).encode("utf-8")).hexdigest()
+        append((stream_key, seq, spec.kind, spec.subject_type, subject_id, spec.source_ref, spec.actor,
+                amount_fen, data_json, stored_at, prev, digest))
         prev = digest
     # COPY on PostgreSQL: the trace must not be what slows a bulk path down.
     bulk.insert_rows(table=TraceEvent._meta.db_table, columns=_EVENT_COLUMNS, rows=rows)
-    TraceStream.objects.filter(pk=stream.pk).update(head_seq=seq, head_hash=prev, updated_at=now)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {TraceStream._meta.db_table} SET head_seq = %s, head_hash = %s, updated_at = %s "
+                       "WHERE id = %s", [seq, prev, stored_at, stream_pk])
     return len(rows)
+
+
+def _lock_stream_head(stream_key: str, stored_at) -> tuple[int, int, str]:
+    """(id, head seq, head hash) of the stream, created empty if new, row-locked until commit.
+
+    One statement when the stream exists (the usual case on the bulk paths); a new stream is inserted
+    with ON CONFLICT DO NOTHING, so two first writers of one stream need no savepoint: the second
+    waits for the first's row and then queues on its lock.
+    """
+    table = TraceStream._meta.db_table
+    lock = " FOR UPDATE" if bulk.is_postgresql() else ""  # SQLite's write transaction is the lock there
+    with connection.cursor() as cursor:
+        select = f"SELECT id, head_seq, head_hash FROM {table} WHERE key = %s{lock}"
+        cursor.execute(select, [stream_key])
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute(
+                f"INSERT INTO {table} (key, head_seq, head_hash, updated_at) VALUES (%s, 0, %s, %s) "
+                "ON CONFLICT (key) DO NOTHING",
+                [stream_key, GENESIS_HASH, stored_at],
+            )
+            cursor.execute(select, [stream_key])
+            row = cursor.fetchone()
+    return row
 
 
 class TraceIntegrityError(RuntimeError):
