@@ -559,7 +559,7 @@ def _debit_now(*, deduction_id: int, agreement: TaxAgreement | None, wallet: Wal
                 organization_id=_organization_for(deduction.tax_org_code, treasury),
                 batch_ref=f"tax-{deduction.kind}-{deduction.tax_org_code}-{deduction.entrust_date:%Y%m%d}",
                 transfers=[_new_transfer(deduction, payer=wallet, treasury=treasury)],
-                actor="tips" if deduction.kind == DeductionKind.REAL_TIME else "taxpayer", now=now)
+                actor="tips" if deduction.kind == DeductionKind.REAL_TIME else "taxpayer", now=now, enqueue=False)
         except InvalidTransfers as exc:
             deduction.refuse()
             deduction.result_code, deduction.add_word = ResultCode.OTHER_FAILURE, str(exc)[:255]
@@ -573,8 +573,8 @@ def _debit_now(*, deduction_id: int, agreement: TaxAgreement | None, wallet: Wal
         _trace(deduction.stream_key, DEDUCTION, deduction.pk, "tax.deduction.debiting", actor="system", now=now,
                amount_fen=deduction.amount_fen, source_ref=deduction.tra_no,
                data={"transfer": transfer_id, "payer": wallet.wallet_id, "treasury": treasury.wallet_id})
-    # After commit, without a lock: the caller is waiting for the answer, so it is sent now rather than
-    # by a worker. If a worker claimed it first, its answer is awaited briefly.
+    # After commit, without a lock: the caller is waiting for the answer, so it is sent now, not by a
+    # worker (no task was queued). Should the sweeper have claimed it meanwhile, its answer is awaited.
     transfer_services.submit_transfer_chunk(transfer_ids=[transfer_id], now=now)
     transfer = _await_transfer(transfer_id)
     return _record_real_time_outcome(deduction_id=deduction_id, transfer=transfer, now=now)

@@ -262,3 +262,20 @@ def test_personal_wallets_registered_from_known_checks_are_not_verified_again(wo
     # Registered once: asking again finds them in the table and asks the operator nothing.
     assert wallet_services.ensure_personal_wallets(holders=[(known_id, "赵六", "x"), (asked_id, "王五", "y")]) == pks
     assert asked == [(asked_id, "王五")]
+
+
+def test_without_enqueue_the_caller_submits_and_nothing_else_does(world):
+    """A real-time caller (a tax deduction answered in the same call) creates without queueing a task,
+    then submits the transfer itself: it stays pending until then and is paid once."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        (transfer_id,) = create_transfers(
+            organization_id=world.employer.pk, batch_ref="realtime", actor="t", now=timezone.now(), enqueue=False,
+            transfers=[NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=12_34,
+                                   idempotency_key="realtime:1")])
+    assert states([transfer_id]) == [TransferState.PENDING]  # no task ran at commit (Celery is eager here)
+    outcome = transfer_services.submit_transfer_chunk(transfer_ids=[transfer_id], now=timezone.now())
+    assert outcome.settled == 1
+    assert world.operator_balance(world.payees[0]) == 12_34
+    assert_ledger_ok()

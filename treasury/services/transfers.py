@@ -161,12 +161,15 @@ def create_transfers(
     actor: str,
     now: datetime,
     hold: bool = False,
+    enqueue: bool = True,
 ) -> list[int]:
     """Record transfers as `pending` in the caller's transaction; submit them after commit.
 
     Idempotent: a key that already exists for the same payer, payee and amount returns the existing
     transfer's id and creates nothing. All items are checked before anything is written.
-    With `hold=True` the transfers wait for `release_transfers` (a paused run).
+    With `hold=True` the transfers wait for `release_transfers` (a paused run). With `enqueue=False`
+    no task is queued: the caller submits them itself after commit (`submit_transfer_chunk`), e.g. to
+    answer a real-time request in the same call; the outbox sweeper still sends any it leaves behind.
 
     Returns the transfer ids in the order of `transfers`.
 
@@ -240,7 +243,7 @@ def create_transfers(
         )
     created_ids = {t.idempotency_key: pk for pk, t in zip(new_ids, new_items)}
     ids = [created_ids.get(t.idempotency_key) or existing[t.idempotency_key]["pk"] for t in transfers]
-    if not hold:
+    if enqueue and not hold:
         enqueue_submission(new_ids)
     return ids
 
