@@ -12,6 +12,7 @@ from adapters.tips.interface import (
     AgreementVerification,
     AgreementVerificationReply,
     BatchDeduction,
+    CheckDetail,
     DeductionResult,
     RealTimeDeduction,
 )
@@ -28,3 +29,8 @@ class TaxHandler:
 
     def receive_batch(self, message: BatchDeduction) -> Acknowledgement:
         return services.receive_batch(message=message, now=timezone.now())
+
+    def receive_check_detail(self, message: CheckDetail) -> Acknowledgement:
+        from tax.reconciliation import services as reconciliation
+
+        return reconciliation.receive_check_detail(message=message, now=timezone.now())

@@ -222,3 +222,48 @@ class TipsFault(TipsError):
 class TipsClient(Protocol):
     def send_batch_result(self, result: BatchResult) -> Acknowledgement:
         """2102 to the tax system; idempotent on (ori_tax_org_code, ori_entrust_date, ori_pack_no)."""
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    """3111 BankCompare3111: one record the tax system holds as paid on the check date."""
+
+    pay_op_bk_code: str
+    pay_acct: str
+    ori_tax_org_code: str
+    ori_entrust_date: dt.date
+    ori_pack_no: str
+    ori_tra_no: str
+    amount_fen: int
+    tax_vou_no: str = ""
+    tax_pay_name: str = ""
+    protocol_no: str = ""
+
+
+@dataclass(frozen=True)
+class CheckDetail:
+    """3111: the tax system's check detail (对账明细) for a day; one of `child_pack_num` packages."""
+
+    head: MessageHead
+    pay_bk_code: str
+    chk_date: dt.date
+    chk_acct_ord: str
+    payee_bank_no: str
+    chk_acct_type: str  # "0" intraday, else end of day
+    all_num: int
+    all_amount_fen: int
+    child_pack_num: int
+    cur_pack_no: int
+    lines: tuple[CheckLine, ...]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """2111 MsgReturn2111: our answer to a day's check detail. Result "0" matches, "1" differs."""
+
+    ori_pay_bank_no: str
+    ori_chk_date: dt.date
+    ori_chk_acct_ord: str
+    ori_payee_bank_no: str
+    result: str
+    add_word: str = ""

@@ -154,3 +154,13 @@ def _pks_by(column: str, table: str, values: list) -> dict:
             cursor.execute(f"SELECT {column}, id FROM {table} WHERE {where}", params)
             found.update(cursor.fetchall())
     return found
+
+
+def operator_statement(*, wallet: Wallet, day) -> list:
+    """Every booking the operator holds on the wallet for one business day (for reconciliation).
+
+    Raises:
+        OperatorUnavailable: the operator could not be asked (try again later).
+        OperatorRejected: the operator does not know the wallet.
+    """
+    return _operator().statement(wallet.wallet_id, day)

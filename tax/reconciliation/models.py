@@ -1,0 +1,212 @@
+"""Daily three-way reconciliation (对账) of tax deductions.
+
+Three sources for one check date, matched on the serial key (tax org code, entrust date, TraNo):
+
+- the tax system's check records (3111 BankCompare lines, `CheckRecord`, arriving in `CheckPackage`s:
+  a day may come as several packages, ChildPackNum / CurPackNo; a run waits until all have arrived);
+- our records: `tax.TaxDeduction` (state, amount) and its `tax.TreasuryEntry` rows;
+- the operator's statement of the treasury wallet for the day (`StatementLine`, fetched per run).
+
+A run writes one `ReconciliationResult` per serial with an `Outcome`. Every outcome other than
+matched / both failed opens a `DiscrepancyCase` (open -> investigating -> resolved with a reason).
+Re-running a date replaces the run's results and statement lines; cases and their history stay.
+Records are never edited to make them agree: a correction is a transfer made through the treasury,
+linked from the case.
+"""
+from django.conf import settings
+from django.db import models
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+
+class RunState(models.TextChoices):
+    WAITING = "waiting", "等待对账明细 (waiting for check packages)"
+    DONE = "done", "已完成 (done)"
+
+
+class ReconciliationRun(models.Model):
+    """One reconciliation of a check date; `tax_org_code` empty means every tax authority."""
+
+    check_date = models.DateField("对账日期 (check date)")
+    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12, blank=True)
+    state = models.CharField("状态 (state)", max_length=16, choices=RunState.choices, default=RunState.WAITING)
+    # {outcome: {"count": n, "tax_fen": .., "ours_fen": .., "operator_fen": ..}}
+    totals = models.JSONField("分类汇总 (totals per outcome)", default=dict)
+    matched_count = models.PositiveIntegerField("相符笔数 (matched)", default=0)
+    discrepancy_count = models.PositiveIntegerField("差异笔数 (discrepancies)", default=0)
+    tax_amount_fen = models.BigIntegerField("税务方金额 (tax system total, fen)", default=0)
+    ours_amount_fen = models.BigIntegerField("本方金额 (our total, fen)", default=0)
+    operator_amount_fen = models.BigIntegerField("运营机构金额 (operator total, fen)", default=0)
+    runs = models.PositiveIntegerField("执行次数 (times run)", default=0)
+    note = models.CharField("说明 (note)", max_length=255, blank=True)
+    reply_result = models.CharField("2111 结果 (reply result)", max_length=1, blank=True)
+    reply_sent_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "对账批次 (reconciliation run)"
+        ordering = ["-check_date", "tax_org_code"]
+        constraints = [models.UniqueConstraint(fields=["check_date", "tax_org_code"], name="tax_recon_run_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.check_date:%Y%m%d}/{self.tax_org_code or '*'} {self.state}"
+
+
+class CheckPackage(models.Model):
+    """3111 BatchHead: one package of the tax system's check detail for a day."""
+
+    pay_bk_code = models.CharField("付款行行号 (our bank code)", max_length=12)
+    check_date = models.DateField("对账日期 (check date)")
+    chk_acct_ord = models.CharField("对账批次 (check order)", max_length=4)
+    payee_bank_no = models.CharField("收款行行号 (payee bank)", max_length=12, blank=True)
+    chk_acct_type = models.CharField("对账类型 (0 intraday, else end of day)", max_length=1, default="1")
+    all_num = models.PositiveIntegerField("总笔数 (count)")
+    all_amount_fen = models.BigIntegerField("总金额 (total, fen)")
+    child_pack_num = models.PositiveIntegerField("子包总数 (packages)")
+    cur_pack_no = models.PositiveIntegerField("本包序号 (package number)")
+    msg_id = models.CharField("报文标识号 (message id)", max_length=20, blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "对账明细包 (check package, 3111)"
+        constraints = [models.UniqueConstraint(fields=["check_date", "chk_acct_ord", "cur_pack_no"],
+                                               name="tax_recon_package_unique")]
+
+
+class CheckRecord(models.Model):
+    """3111 BankCompare: one record the tax system holds as paid on the check date."""
+
+    package = models.ForeignKey(CheckPackage, on_delete=models.CASCADE, related_name="records")
+    check_date = models.DateField("对账日期 (check date)")
+    pay_op_bk_code = models.CharField("开户行行号 (operator bank code)", max_length=12, blank=True)
+    pay_acct = models.CharField("缴款账户 (payer wallet)", max_length=32, blank=True)
+    tax_org_code = models.CharField("原征收机关代码 (OriTaxOrgCode)", max_length=12)
+    entrust_date = models.DateField("原委托日期 (OriEntrustDate)")
+    pack_no = models.CharField("原包流水号 (OriPackNo)", max_length=20, blank=True)
+    tra_no = models.CharField("原交易流水号 (OriTraNo)", max_length=24)
+    amount_fen = models.BigIntegerField("金额 (TraAmt, fen)")
+    tax_vou_no = models.CharField("税票号码 (TaxVouNo)", max_length=30, blank=True)
+    tax_pay_name = models.CharField("纳税人名称 (TaxPayName)", max_length=200, blank=True)
+    protocol_no = models.CharField("协议书号 (ProtocolNo)", max_length=60, blank=True)
+
+    class Meta:
+        verbose_name = "税务对账明细 (check record)"
+        indexes = [models.Index(fields=["check_date", "tax_org_code"]),
+                   models.Index(fields=["tax_org_code", "entrust_date", "tra_no"])]
+
+
+class StatementLine(models.Model):
+    """A line of the operator's statement of the treasury wallet for the run's day."""
+
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="statement_lines")
+    wallet_id = models.CharField("钱包 (wallet)", max_length=32)
+    operator_txn_id = models.CharField("运营机构流水 (operator transaction)", max_length=64)
+    request_id = models.CharField("请求幂等键 (request id)", max_length=128)
+    booked_at = models.DateTimeField()
+    direction = models.CharField(max_length=6)
+    kind = models.CharField(max_length=16)
+    amount_fen = models.BigIntegerField()
+    # The serial key read from a tax request id (tax:<org>:<YYYYMMDD>:<TraNo>); empty for other lines.
+    tax_org_code = models.CharField(max_length=12, blank=True)
+    entrust_date = models.DateField(null=True, blank=True)
+    tra_no = models.CharField(max_length=24, blank=True)
+
+    class Meta:
+        verbose_name = "运营机构对账单 (operator statement line)"
+        indexes = [models.Index(fields=["run", "tax_org_code", "entrust_date", "tra_no"])]
+
+
+class Outcome(models.TextChoices):
+    MATCHED = "matched", "相符 (matched)"
+    BOTH_FAILED = "both_failed", "双方均失败 (both failed)"
+    AMOUNT_MISMATCH = "amount_mismatch", "金额不符 (amount mismatch)"
+    MISSING_OURS = "missing_ours", "本方无记录 (missing in ours)"
+    OURS_FAILED = "ours_failed", "税务成功本方失败 (tax system paid, ours failed)"
+    OURS_UNDECIDED = "ours_undecided", "本方结果未明 (ours not decided)"
+    MISSING_TAX = "missing_tax", "税务方无记录 (missing at the tax system)"
+    MISSING_OPERATOR = "missing_operator", "运营机构无记录 (missing in the operator statement)"
+    DUPLICATE_TAX = "duplicate_tax", "税务方重复 (duplicate at the tax system)"
+    DUPLICATE_OPERATOR = "duplicate_operator", "运营机构重复 (duplicate in the operator statement)"
+
+
+CONSISTENT_OUTCOMES = (Outcome.MATCHED, Outcome.BOTH_FAILED)
+DISCREPANCY_OUTCOMES = tuple(o for o in Outcome if o not in CONSISTENT_OUTCOMES)
+
+
+class ReconciliationResult(models.Model):
+    """One serial of a run and how the three sources agree on it; written by the engine in bulk."""
+
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="results")
+    tax_org_code = models.CharField(max_length=12)
+    entrust_date = models.DateField()
+    tra_no = models.CharField(max_length=24)
+    outcome = models.CharField("结果 (outcome)", max_length=20, choices=Outcome.choices)
+    tax_count = models.PositiveIntegerField(default=0)
+    tax_amount_fen = models.BigIntegerField(null=True)
+    ours_state = models.CharField(max_length=16, blank=True)
+    ours_amount_fen = models.BigIntegerField(null=True)
+    entered_amount_fen = models.BigIntegerField(null=True)  # sum of the deduction's treasury entries
+    operator_count = models.PositiveIntegerField(default=0)
+    operator_amount_fen = models.BigIntegerField(null=True)  # net credit to the treasury wallet
+    deduction = models.ForeignKey("tax.TaxDeduction", null=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                                  related_name="+")
+    case = models.ForeignKey("DiscrepancyCase", null=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                             related_name="results")
+
+    class Meta:
+        verbose_name = "对账结果 (reconciliation result)"
+        ordering = ["entrust_date", "tra_no"]
+        constraints = [models.UniqueConstraint(fields=["run", "tax_org_code", "entrust_date", "tra_no"],
+                                               name="tax_recon_result_once")]
+        indexes = [models.Index(fields=["run", "outcome"])]
+
+
+class CaseState(models.TextChoices):
+    OPEN = "open", "待处理 (open)"
+    INVESTIGATING = "investigating", "调查中 (investigating)"
+    RESOLVED = "resolved", "已解决 (resolved)"
+
+
+C = CaseState
+
+
+class DiscrepancyCase(ConcurrentTransitionMixin, models.Model):
+    """A discrepancy of one serial and kind; survives re-runs (found again = same case)."""
+
+    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
+    entrust_date = models.DateField("委托日期 (entrust date)")
+    tra_no = models.CharField("交易流水号 (transaction number)", max_length=24)
+    outcome = models.CharField("差异类型 (kind)", max_length=20, choices=Outcome.choices)
+    check_date = models.DateField("对账日期 (check date)")
+    first_run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+")
+    state = FSMField("状态 (state)", default=C.OPEN, choices=C.choices, protected=True)
+    reason = models.TextField("处理说明 (resolution reason)", blank=True)
+    investigated_by = models.CharField(max_length=150, blank=True)
+    resolved_by = models.CharField("处理人 (resolver)", max_length=150, blank=True)
+    # A resolution that moves money links the correcting transfer (made through the treasury's transfer
+    # services); records themselves are never edited.
+    correcting_transfer = models.ForeignKey("treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT,
+                                            related_name="+", verbose_name="更正转账 (correcting transfer)")
+    history = models.JSONField("处理记录 (history)", default=list)
+    created_at = models.DateTimeField()
+    investigating_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "对账差异 (discrepancy case)"
+        ordering = ["-check_date", "tra_no"]
+        constraints = [models.UniqueConstraint(fields=["tax_org_code", "entrust_date", "tra_no", "outcome"],
+                                               name="tax_recon_case_once")]
+        indexes = [models.Index(fields=["check_date", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.tax_org_code}/{self.entrust_date:%Y%m%d}/{self.tra_no} {self.outcome} {self.state}"
+
+    @transition(field=state, source=C.OPEN, target=C.INVESTIGATING)
+    def investigate(self):
+        pass
+
+    @transition(field=state, source=[C.OPEN, C.INVESTIGATING], target=C.RESOLVED,
+                conditions=[lambda case: bool(case.reason.strip())])
+    def resolve(self):
+        pass

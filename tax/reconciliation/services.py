@@ -1,0 +1,339 @@
+"""Daily three-way reconciliation (对账): the tax system's check detail (3111), our deductions and
+treasury entries, and the operator's statement of the treasury wallet.
+
+The matching is one set-based INSERT ... SELECT over the union of serial keys of the three sources
+(each aggregated with GROUP BY, then LEFT JOINed: a full outer join that SQLite and PostgreSQL both
+run), never a loop over records in Python. Check records and statement lines are loaded with COPY on
+PostgreSQL (treasury.bulk.insert_rows).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from adapters.tips.interface import Acknowledgement, CheckDetail, CheckResult, ResultCode
+from tax.services import ensure_tax_staff
+from treasury import bulk
+from treasury.models import LedgerAccount
+
+from .models import (
+    DISCREPANCY_OUTCOMES,
+    CaseState,
+    CheckPackage,
+    CheckRecord,
+    DiscrepancyCase,
+    Outcome,
+    ReconciliationResult,
+    ReconciliationRun,
+    RunState,
+    StatementLine,
+)
+
+RESULT_TABLE = ReconciliationResult._meta.db_table
+CASE_TABLE = DiscrepancyCase._meta.db_table
+RECORD_TABLE = CheckRecord._meta.db_table
+LINE_TABLE = StatementLine._meta.db_table
+PACKAGE_TABLE = CheckPackage._meta.db_table
+
+
+class ReconciliationError(Exception):
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------------
+# Inbound check detail (3111)
+# ---------------------------------------------------------------------------------------------
+
+
+def receive_check_detail(*, message: CheckDetail, now: dt.datetime) -> Acknowledgement:
+    """Store one 3111 package and its lines (COPY). A package already received is acknowledged with
+    94051 and not stored again. When the day's last package arrives, the day is reconciled after commit."""
+    def ack(result: str, note: str = "") -> Acknowledgement:
+        return Acknowledgement(ori_msg_id=message.head.msg_id, result=result, add_word=note)
+
+    if len(message.lines) != message.all_num or sum(line.amount_fen for line in message.lines) != message.all_amount_fen:
+        return ack(ResultCode.PARSE_ERROR, "笔数或金额与明细不符 (AllNum/AllAmt do not match the lines)")
+    with transaction.atomic():
+        package, created = CheckPackage.objects.get_or_create(
+            check_date=message.chk_date, chk_acct_ord=message.chk_acct_ord, cur_pack_no=message.cur_pack_no,
+            defaults=dict(pay_bk_code=message.pay_bk_code, payee_bank_no=message.payee_bank_no,
+                          chk_acct_type=message.chk_acct_type, all_num=message.all_num,
+                          all_amount_fen=message.all_amount_fen, child_pack_num=message.child_pack_num,
+                          msg_id=message.head.msg_id, received_at=now))
+        if not created:
+            return ack(ResultCode.DUPLICATE, "对账明细包已接收 (package already received)")
+        bulk.insert_rows(table=RECORD_TABLE, columns=[
+            "package_id", "check_date", "pay_op_bk_code", "pay_acct", "tax_org_code", "entrust_date", "pack_no",
+            "tra_no", "amount_fen", "tax_vou_no", "tax_pay_name", "protocol_no"], rows=[
+            (package.pk, message.chk_date, line.pay_op_bk_code, line.pay_acct, line.ori_tax_org_code,
+             line.ori_entrust_date, line.ori_pack_no, line.ori_tra_no, line.amount_fen, line.tax_vou_no,
+             line.tax_pay_name, line.protocol_no) for line in message.lines])
+        if complete_packages(check_date=message.chk_date) is not None:
+            from .tasks import reconcile_task
+
+            transaction.on_commit(lambda: reconcile_task.apply_async(
+                kwargs={"check_date": message.chk_date.isoformat(), "tax_org_code": ""}))
+    return ack(ResultCode.SUCCESS)
+
+
+def complete_packages(*, check_date: dt.date) -> list[int] | None:
+    """Ids of the day's check packages of its latest check order when all ChildPackNum have arrived."""
+    packages = list(CheckPackage.objects.filter(check_date=check_date).order_by("-chk_acct_ord", "cur_pack_no"))
+    if not packages:
+        return None
+    latest = [p for p in packages if p.chk_acct_ord == packages[0].chk_acct_ord]
+    if len({p.cur_pack_no for p in latest}) < latest[0].child_pack_num:
+        return None
+    return [p.pk for p in latest]
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_request_id(request_id: str) -> tuple[str, dt.date | None, str]:
+    """The serial key of a tax transfer's idempotency key `tax:<org>:<YYYYMMDD>:<TraNo>`, else empty."""
+    parts = request_id.split(":")
+    if len(parts) != 4 or parts[0] != "tax":
+        return "", None, ""
+    try:
+        day = dt.datetime.strptime(parts[2], "%Y%m%d").date()
+    except ValueError:
+        return "", None, ""
+    return parts[1], day, parts[3]
+
+
+def treasury_wallets():
+    return [a.wallet for a in LedgerAccount.objects.filter(kind=LedgerAccount.Kind.TREASURY_SINGLE,
+                                                           wallet__isnull=False).select_related("wallet")]
+
+
+def fetch_statement(*, check_date: dt.date) -> list[tuple]:
+    """The operator's statement lines of every treasury wallet for the day, as rows (without run id)."""
+    from treasury.services.wallets import operator_statement
+
+    rows = []
+    for wallet in treasury_wallets():
+        for line in operator_statement(wallet=wallet, day=check_date):
+            org, day, tra_no = parse_request_id(line.request_id)
+            rows.append((wallet.wallet_id, line.operator_txn_id, line.request_id, bulk.datetime_param(line.booked_at),
+                         line.direction, line.kind, line.amount_fen, org, day, tra_no))
+    return rows
+
+
+LINE_COLUMNS = ["wallet_id", "operator_txn_id", "request_id", "booked_at", "direction", "kind", "amount_fen",
+                "tax_org_code", "entrust_date", "tra_no"]
+
+
+def reconcile(*, check_date: dt.date, tax_org_code: str = "", now: dt.datetime,
+              statement_rows: list[tuple] | None = None) -> ReconciliationRun:
+    """Reconcile a check date (one tax authority, or all when `tax_org_code` is empty).
+
+    Idempotent: a re-run replaces the run's statement lines and results in one transaction; cases
+    found again are the same cases (their state and history stay), new discrepancies open new cases.
+    Waits (state waiting, nothing matched) until every check package of the day has arrived.
+
+    Raises:
+        OperatorUnavailable / OperatorRejected: the statement could not be fetched (nothing changed).
+    """
+    package_ids = complete_packages(check_date=check_date)
+    run, _ = ReconciliationRun.objects.get_or_create(check_date=check_date, tax_org_code=tax_org_code)
+    if package_ids is None:
+        ReconciliationRun.objects.filter(pk=run.pk).update(
+            state=RunState.WAITING, note="税务对账明细未收齐 (check detail not complete)")
+        run.refresh_from_db()
+        return run
+    if statement_rows is None:
+        statement_rows = fetch_statement(check_date=check_date)  # no lock or transaction held while calling out
+    with transaction.atomic():
+        run = ReconciliationRun.objects.select_for_update().get(pk=run.pk)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {RESULT_TABLE} WHERE run_id = %s", [run.pk])
+            cursor.execute(f"DELETE FROM {LINE_TABLE} WHERE run_id = %s", [run.pk])
+        bulk.insert_rows(table=LINE_TABLE, columns=["run_id", *LINE_COLUMNS],
+                         rows=[(run.pk, *row) for row in statement_rows])
+        match(run_id=run.pk, check_date=check_date, tax_org_code=tax_org_code, package_ids=package_ids)
+        open_cases(run_id=run.pk, check_date=check_date, now=now)
+        totals = outcome_totals(run_id=run.pk)
+        discrepancies = sum(v["count"] for k, v in totals.items() if k in DISCREPANCY_OUTCOMES)
+        ReconciliationRun.objects.filter(pk=run.pk).update(
+            state=RunState.DONE, totals=totals, note="",
+            matched_count=totals.get(Outcome.MATCHED, {}).get("count", 0), discrepancy_count=discrepancies,
+            tax_amount_fen=sum(v["tax_fen"] for v in totals.values()),
+            ours_amount_fen=sum(v["ours_fen"] for v in totals.values()),
+            operator_amount_fen=sum(v["operator_fen"] for v in totals.values()),
+            runs=run.runs + 1, reply_result="1" if discrepancies else "0",
+            started_at=run.started_at or now, finished_at=now)
+    run.refresh_from_db()
+    return run
+
+
+def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: list[int]) -> None:
+    """The three-way match of one run, one INSERT ... SELECT (see README, Reconciliation, for the table)."""
+    org_t = org_d = org_p = ""
+    org_params: list = []
+    if tax_org_code:
+        org_t, org_d, org_p = (" AND r.tax_org_code = %s", " AND d.tax_org_code = %s", " AND l.tax_org_code = %s")
+    packages_sql, packages_params = bulk.in_clause("r.package_id", package_ids)
+    undecided = "('received', 'deducting', 'unknown')"
+    sql = f"""
+    WITH t AS (
+        SELECT r.tax_org_code AS org, r.entrust_date AS day, r.tra_no AS tra, COUNT(*) AS n,
+               MIN(r.amount_fen) AS lo, MAX(r.amount_fen) AS hi
+        FROM {RECORD_TABLE} r WHERE {packages_sql}{org_t}
+        GROUP BY r.tax_org_code, r.entrust_date, r.tra_no
+    ), p AS (
+        SELECT l.tax_org_code AS org, l.entrust_date AS day, l.tra_no AS tra,
+               SUM(CASE WHEN l.direction = 'credit' AND l.kind = 'transfer' THEN 1 ELSE 0 END) AS n,
+               SUM(CASE WHEN l.direction = 'credit' THEN l.amount_fen ELSE -l.amount_fen END) AS net
+        FROM {LINE_TABLE} l WHERE l.run_id = %s AND l.tra_no <> ''{org_p}
+        GROUP BY l.tax_org_code, l.entrust_date, l.tra_no
+    ), k AS (
+        SELECT org, day, tra FROM t
+        UNION SELECT d.tax_org_code, d.entrust_date, d.tra_no FROM tax_taxdeduction d
+              WHERE d.entrust_date = %s{org_d}
+        UNION SELECT org, day, tra FROM p
+    ), o AS (
+        SELECT d.id, d.tax_org_code, d.entrust_date, d.tra_no, d.state, d.amount_fen
+        FROM k JOIN tax_taxdeduction d
+          ON d.tax_org_code = k.org AND d.entrust_date = k.day AND d.tra_no = k.tra
+    ), e AS (
+        SELECT deduction_id, SUM(amount_fen) AS entered FROM tax_treasuryentry
+        WHERE deduction_id IN (SELECT id FROM o) GROUP BY deduction_id
+    )
+    INSERT INTO {RESULT_TABLE} (run_id, tax_org_code, entrust_date, tra_no, outcome, tax_count, tax_amount_fen,
+        ours_state, ours_amount_fen, entered_amount_fen, operator_count, operator_amount_fen, deduction_id)
+    SELECT %s, k.org, k.day, k.tra,
+        CASE
+            WHEN COALESCE(t.n, 0) > 1 THEN 'duplicate_tax'
+            WHEN COALESCE(p.n, 0) > 1 THEN 'duplicate_operator'
+            WHEN o.id IS NULL THEN 'missing_ours'
+            WHEN o.state IN {undecided} THEN 'ours_undecided'
+            WHEN o.state <> 'succeeded' AND t.n IS NULL AND COALESCE(p.net, 0) = 0 THEN 'both_failed'
+            WHEN o.state <> 'succeeded' THEN 'ours_failed'
+            WHEN t.n IS NULL THEN 'missing_tax'
+            WHEN COALESCE(p.n, 0) = 0 THEN 'missing_operator'
+            WHEN t.lo <> o.amount_fen OR p.net <> o.amount_fen
+                 OR COALESCE(e.entered, o.amount_fen) <> o.amount_fen THEN 'amount_mismatch'
+            ELSE 'matched'
+        END,
+        COALESCE(t.n, 0), t.lo, COALESCE(o.state, ''), o.amount_fen, e.entered, COALESCE(p.n, 0), p.net, o.id
+    FROM k
+    LEFT JOIN t ON t.org = k.org AND t.day = k.day AND t.tra = k.tra
+    LEFT JOIN o ON o.tax_org_code = k.org AND o.entrust_date = k.day AND o.tra_no = k.tra
+    LEFT JOIN e ON e.deduction_id = o.id
+    LEFT JOIN p ON p.org = k.org AND p.day = k.day AND p.tra = k.tra
+    """
+    if tax_org_code:
+        params = [*packages_params, tax_org_code, run_id, tax_org_code, check_date, tax_org_code, run_id]
+    else:
+        params = [*packages_params, run_id, check_date, run_id]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def open_cases(*, run_id: int, check_date: dt.date, now: dt.datetime) -> None:
+    """Open a case for each discrepancy not already a case (same serial and kind), then link results to
+    their cases: two set-based statements."""
+    kinds_sql, kinds_params = bulk.in_clause("r.outcome", [str(o) for o in DISCREPANCY_OUTCOMES])
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            INSERT INTO {CASE_TABLE} (tax_org_code, entrust_date, tra_no, outcome, check_date, first_run_id, state,
+                reason, investigated_by, resolved_by, history, created_at)
+            SELECT r.tax_org_code, r.entrust_date, r.tra_no, r.outcome, %s, %s, %s, '', '', '', %s, %s
+            FROM {RESULT_TABLE} r
+            WHERE r.run_id = %s AND {kinds_sql} AND NOT EXISTS (
+                SELECT 1 FROM {CASE_TABLE} c WHERE c.tax_org_code = r.tax_org_code
+                AND c.entrust_date = r.entrust_date AND c.tra_no = r.tra_no AND c.outcome = r.outcome)
+        """, [check_date, run_id, CaseState.OPEN, "[]", bulk.datetime_param(now), run_id, *kinds_params])
+        kinds_sql, kinds_params = bulk.in_clause(f"{RESULT_TABLE}.outcome", [str(o) for o in DISCREPANCY_OUTCOMES])
+        cursor.execute(f"""
+            UPDATE {RESULT_TABLE} SET case_id = c.id FROM {CASE_TABLE} c
+            WHERE {RESULT_TABLE}.run_id = %s AND {kinds_sql} AND c.tax_org_code = {RESULT_TABLE}.tax_org_code
+              AND c.entrust_date = {RESULT_TABLE}.entrust_date AND c.tra_no = {RESULT_TABLE}.tra_no
+              AND c.outcome = {RESULT_TABLE}.outcome
+        """, [run_id, *kinds_params])
+
+
+def outcome_totals(*, run_id: int) -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute(f"""SELECT outcome, COUNT(*), COALESCE(SUM(tax_amount_fen), 0), COALESCE(SUM(ours_amount_fen), 0),
+                           COALESCE(SUM(operator_amount_fen), 0) FROM {RESULT_TABLE} WHERE run_id = %s GROUP BY outcome""",
+                       [run_id])
+        return {outcome: {"count": n, "tax_fen": int(t), "ours_fen": int(o), "operator_fen": int(p)}
+                for outcome, n, t, o, p in cursor.fetchall()}
+
+
+def check_result(*, run: ReconciliationRun) -> CheckResult:
+    """2111 for a done run: "0" when every serial agrees, "1" when any differs."""
+    package = CheckPackage.objects.filter(check_date=run.check_date).order_by("-chk_acct_ord").first()
+    differs = run.discrepancy_count > 0
+    return CheckResult(ori_pay_bank_no=package.pay_bk_code if package else "", ori_chk_date=run.check_date,
+                       ori_chk_acct_ord=package.chk_acct_ord if package else "",
+                       ori_payee_bank_no=package.payee_bank_no if package else "", result="1" if differs else "0",
+                       add_word=f"差异 {run.discrepancy_count} 笔 (discrepancies)" if differs else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases
+# ---------------------------------------------------------------------------------------------
+
+
+def _locked_case(case_id: int) -> DiscrepancyCase:
+    return DiscrepancyCase.objects.select_for_update().get(pk=case_id)
+
+
+def _actor(user) -> str:
+    return getattr(user, "username", "") or "system"
+
+
+def investigate_case(*, case_id: int, user, note: str = "", now: dt.datetime) -> DiscrepancyCase:
+    """Take an open case into investigation.
+
+    Raises:
+        AccessDenied: not staff of the case's tax authority.
+        django_fsm.TransitionNotAllowed: the case is not open.
+    """
+    with transaction.atomic():
+        case = _locked_case(case_id)
+        ensure_tax_staff(user, tax_org_code=case.tax_org_code)
+        case.investigate()
+        case.investigated_by, case.investigating_at = _actor(user), now
+        case.history = [*case.history, {"at": now.isoformat(), "by": _actor(user), "to": case.state, "note": note}]
+        case.save()
+    return case
+
+
+def resolve_case(*, case_id: int, user, reason: str, now: dt.datetime,
+                 correcting_transfer_id: int | None = None) -> DiscrepancyCase:
+    """Resolve a case with a reason. Money that must move moves by a correcting transfer made through the
+    treasury's transfer services (linked here); no record is edited to make sources agree.
+
+    Raises:
+        AccessDenied: not staff of the case's tax authority.
+        ReconciliationError: no reason given (code "reason_required").
+        django_fsm.TransitionNotAllowed: the case is already resolved.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise ReconciliationError("请填写处理说明 (a reason is required)", code="reason_required")
+    with transaction.atomic():
+        case = _locked_case(case_id)
+        ensure_tax_staff(user, tax_org_code=case.tax_org_code)
+        case.reason = reason
+        case.resolve()
+        case.resolved_by, case.resolved_at = _actor(user), now
+        if correcting_transfer_id is not None:
+            case.correcting_transfer_id = correcting_transfer_id
+        case.history = [*case.history, {"at": now.isoformat(), "by": _actor(user), "to": case.state, "note": reason}]
+        case.save()
+    return case
+
+
+def reconcile_now(*, check_date: dt.date, tax_org_code: str = "") -> ReconciliationRun:
+    return reconcile(check_date=check_date, tax_org_code=tax_org_code, now=timezone.now())

@@ -1,0 +1,147 @@
+import datetime as dt
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from adapters.tips.interface import ResultCode
+from tax.handlers import TaxHandler
+from tax.reconciliation import services
+from tax.reconciliation.models import (
+    CaseState,
+    CheckRecord,
+    DiscrepancyCase,
+    Outcome,
+    ReconciliationResult,
+    ReconciliationRun,
+    RunState,
+)
+from tests.tax.reconciliation.conftest import (
+    ENTRUST_DATE,
+    TAX_ORG_CODE,
+    check_detail,
+    planted_lines,
+    planted_statement,
+)
+
+
+def run_planted(day, **kwargs):
+    return services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(), statement_rows=planted_statement(day),
+                              **kwargs)
+
+
+def outcomes(run) -> dict[str, str]:
+    return dict(ReconciliationResult.objects.filter(run=run).values_list("tra_no", "outcome"))
+
+
+def test_every_planted_discrepancy_is_found_and_classified(day):
+    ack = TaxHandler().receive_check_detail(check_detail(planted_lines(day)))
+    assert ack.result == ResultCode.SUCCESS
+    run = run_planted(day)
+    assert run.state == RunState.DONE
+    assert outcomes(run) == {
+        day["matched"].tra_no: Outcome.MATCHED,
+        day["matched2"].tra_no: Outcome.MATCHED,
+        day["amount"].tra_no: Outcome.AMOUNT_MISMATCH,
+        day["dropped"].tra_no: Outcome.MISSING_TAX,
+        day["dup_tax"].tra_no: Outcome.DUPLICATE_TAX,
+        day["dup_operator"].tra_no: Outcome.DUPLICATE_OPERATOR,
+        day["no_operator"].tra_no: Outcome.MISSING_OPERATOR,
+        day["ours_failed"].tra_no: Outcome.OURS_FAILED,
+        day["both_failed"].tra_no: Outcome.BOTH_FAILED,
+        "99999999": Outcome.MISSING_OURS,
+    }
+    # Totals per outcome, and the run's sums
+    assert run.totals[Outcome.MATCHED] == {"count": 2, "tax_fen": 150_00, "ours_fen": 150_00, "operator_fen": 150_00}
+    assert run.totals[Outcome.AMOUNT_MISMATCH] == {"count": 1, "tax_fen": 200_01, "ours_fen": 200_00,
+                                                   "operator_fen": 200_00}
+    assert run.totals[Outcome.DUPLICATE_OPERATOR]["operator_fen"] == 300_00
+    assert (run.matched_count, run.discrepancy_count, run.reply_result) == (2, 7, "1")
+    assert run.ours_amount_fen == sum(d.amount_fen for d in day.values())
+    # one open case per discrepancy, linked from its result
+    cases = DiscrepancyCase.objects.all()
+    assert sorted(c.outcome for c in cases) == sorted(o for o in outcomes(run).values()
+                                                      if o not in (Outcome.MATCHED, Outcome.BOTH_FAILED))
+    assert {c.state for c in cases} == {CaseState.OPEN}
+    assert ReconciliationResult.objects.filter(run=run, case__isnull=False).count() == 7
+    assert services.check_result(run=run).result == "1"
+
+
+def test_a_clean_day_matches_and_answers_0(day):
+    from tests.tax.reconciliation.conftest import check_lines
+
+    paid = [d for name, d in day.items() if name not in ("ours_failed", "both_failed")]
+    TaxHandler().receive_check_detail(check_detail(check_lines(paid)))
+    run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(),
+                             statement_rows=services.fetch_statement(check_date=timezone.localdate()))
+    assert run.discrepancy_count == 0 and run.matched_count == 7
+    assert set(outcomes(run).values()) == {Outcome.MATCHED, Outcome.BOTH_FAILED}
+    assert services.check_result(run=run).result == "0"
+    assert not DiscrepancyCase.objects.exists()
+
+
+def test_a_rerun_replaces_results_and_keeps_cases_and_their_history(day, tax):
+    TaxHandler().receive_check_detail(check_detail(planted_lines(day)))
+    first = run_planted(day)
+    case = DiscrepancyCase.objects.get(outcome=Outcome.AMOUNT_MISMATCH)
+    services.investigate_case(case_id=case.pk, user=tax.staff, now=timezone.now())
+    again = run_planted(day)
+    assert again.pk == first.pk and again.runs == first.runs + 1
+    assert outcomes(again) == outcomes(first)
+    assert ReconciliationResult.objects.count() == 10
+    assert DiscrepancyCase.objects.count() == 7
+    case.refresh_from_db()
+    assert case.state == CaseState.INVESTIGATING and len(case.history) == 1
+    assert ReconciliationResult.objects.get(run=again, tra_no=case.tra_no).case_id == case.pk
+
+
+def test_the_day_waits_until_every_package_has_arrived(day):
+    lines = planted_lines(day)
+    TaxHandler().receive_check_detail(check_detail(lines[:5], child_pack_num=2, cur_pack_no=1))
+    run = run_planted(day)
+    assert run.state == RunState.WAITING and not ReconciliationResult.objects.exists()
+    again = TaxHandler().receive_check_detail(check_detail(lines[:5], child_pack_num=2, cur_pack_no=1))
+    assert again.result == ResultCode.DUPLICATE
+    TaxHandler().receive_check_detail(check_detail(lines[5:], child_pack_num=2, cur_pack_no=2))
+    assert CheckRecord.objects.count() == len(lines)
+    run = run_planted(day)
+    assert run.state == RunState.DONE and outcomes(run)[day["dup_tax"].tra_no] == Outcome.DUPLICATE_TAX
+
+
+def test_a_package_whose_count_disagrees_with_its_lines_is_refused(day):
+    detail = check_detail(planted_lines(day))
+    from dataclasses import replace
+
+    ack = TaxHandler().receive_check_detail(replace(detail, all_num=detail.all_num + 1))
+    assert ack.result == ResultCode.PARSE_ERROR and not CheckRecord.objects.exists()
+
+
+def test_one_tax_authority_at_a_time(day):
+    TaxHandler().receive_check_detail(check_detail(planted_lines(day)))
+    run = run_planted(day, tax_org_code="13702000000")
+    assert run.tax_org_code == "13702000000" and not ReconciliationResult.objects.filter(run=run).exists()
+    run = run_planted(day, tax_org_code=TAX_ORG_CODE)
+    assert len(outcomes(run)) == 10
+
+
+def test_the_command_reconciles_a_date(day, monkeypatch, capsys):
+    TaxHandler().receive_check_detail(check_detail(planted_lines(day)))
+    rows = planted_statement(day)
+    monkeypatch.setattr(services, "fetch_statement", lambda check_date: rows)
+    call_command("reconcile_tax", "--date", ENTRUST_DATE.isoformat())
+    out = capsys.readouterr().out
+    assert "done" in out and "amount_mismatch: 1" in out
+    assert ReconciliationRun.objects.get(check_date=ENTRUST_DATE).discrepancy_count == 7
+
+
+def test_the_command_refuses_a_bad_date(db):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError):
+        call_command("reconcile_tax", "--date", "2026-13-01")
+
+
+def test_request_ids_of_tax_transfers_give_the_serial_key():
+    assert services.parse_request_id("tax:13701000000:20261126:00000042") == ("13701000000", dt.date(2026, 11, 26),
+                                                                             "00000042")
+    assert services.parse_request_id("payroll:1:2") == ("", None, "")
