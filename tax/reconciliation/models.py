@@ -136,7 +136,8 @@ DISCREPANCY_OUTCOMES = tuple(o for o in Outcome if o not in CONSISTENT_OUTCOMES)
 class ReconciliationResult(models.Model):
     """One serial of a run and how the three sources agree on it; written by the engine in bulk."""
 
-    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="results")
+    # Few indexes: a run writes up to millions of these at once (the unique key serves lookups by run).
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="results", db_index=False)
     tax_org_code = models.CharField(max_length=12)
     entrust_date = models.DateField()
     tra_no = models.CharField(max_length=24)
@@ -149,16 +150,15 @@ class ReconciliationResult(models.Model):
     operator_count = models.PositiveIntegerField(default=0)
     operator_amount_fen = models.BigIntegerField(null=True)  # net credit to the treasury wallet
     deduction = models.ForeignKey("tax.TaxDeduction", null=True, on_delete=models.DO_NOTHING, db_constraint=False,
-                                  related_name="+")
+                                  db_index=False, related_name="+")
     case = models.ForeignKey("DiscrepancyCase", null=True, on_delete=models.DO_NOTHING, db_constraint=False,
-                             related_name="results")
+                             db_index=False, related_name="results")
 
     class Meta:
         verbose_name = "对账结果 (reconciliation result)"
         ordering = ["entrust_date", "tra_no"]
         constraints = [models.UniqueConstraint(fields=["run", "tax_org_code", "entrust_date", "tra_no"],
                                                name="tax_recon_result_once")]
-        indexes = [models.Index(fields=["run", "outcome"])]
 
 
 class CaseState(models.TextChoices):

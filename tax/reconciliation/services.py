@@ -174,66 +174,81 @@ def reconcile(*, check_date: dt.date, tax_org_code: str = "", now: dt.datetime,
 
 
 def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: list[int]) -> None:
-    """The three-way match of one run, one INSERT ... SELECT (see README, Reconciliation, for the table)."""
-    org_t = org_d = org_p = ""
-    org_params: list = []
-    if tax_org_code:
-        org_t, org_d, org_p = (" AND r.tax_org_code = %s", " AND d.tax_org_code = %s", " AND l.tax_org_code = %s")
+    """The three-way match of one run: one INSERT ... SELECT (see tax/README.md, Reconciliation, for the
+    outcome table). The three sources are stacked (UNION ALL) and grouped on the serial key in one hash
+    aggregate: a full outer join of the three without sorting them. Run inside a transaction.
+
+    Our side is every deduction of the check date, plus those of other entrust dates that the tax
+    system's records or the operator's statement name.
+    """
+    org = tax_org_code
+    org_r, org_l, org_d = ((" AND r.tax_org_code = %s", " AND l.tax_org_code = %s", " AND d.tax_org_code = %s")
+                           if org else ("", "", ""))
+    org_p = [org] if org else []
     packages_sql, packages_params = bulk.in_clause("r.package_id", package_ids)
     undecided = "('received', 'deducting', 'unknown')"
     sql = f"""
-    WITH t AS (
-        SELECT r.tax_org_code AS org, r.entrust_date AS day, r.tra_no AS tra, COUNT(*) AS n,
-               MIN(r.amount_fen) AS lo, MAX(r.amount_fen) AS hi
-        FROM {RECORD_TABLE} r WHERE {packages_sql}{org_t}
-        GROUP BY r.tax_org_code, r.entrust_date, r.tra_no
-    ), p AS (
-        SELECT l.tax_org_code AS org, l.entrust_date AS day, l.tra_no AS tra,
-               SUM(CASE WHEN l.direction = 'credit' AND l.kind = 'transfer' THEN 1 ELSE 0 END) AS n,
-               SUM(CASE WHEN l.direction = 'credit' THEN l.amount_fen ELSE -l.amount_fen END) AS net
-        FROM {LINE_TABLE} l WHERE l.run_id = %s AND l.tra_no <> ''{org_p}
-        GROUP BY l.tax_org_code, l.entrust_date, l.tra_no
-    ), k AS (
-        SELECT org, day, tra FROM t
-        UNION SELECT d.tax_org_code, d.entrust_date, d.tra_no FROM tax_taxdeduction d
-              WHERE d.entrust_date = %s{org_d}
-        UNION SELECT org, day, tra FROM p
-    ), o AS (
+    WITH off_day AS (
+        SELECT r.tax_org_code AS org, r.entrust_date AS day, r.tra_no AS tra FROM {RECORD_TABLE} r
+        WHERE {packages_sql} AND r.entrust_date <> %s{org_r}
+        UNION
+        SELECT l.tax_org_code, l.entrust_date, l.tra_no FROM {LINE_TABLE} l
+        WHERE l.run_id = %s AND l.tra_no <> '' AND l.entrust_date <> %s{org_l}
+    ), d AS (
+        SELECT d.id, d.tax_org_code, d.entrust_date, d.tra_no, d.state, d.amount_fen FROM tax_taxdeduction d
+        WHERE d.entrust_date = %s{org_d}
+        UNION ALL
         SELECT d.id, d.tax_org_code, d.entrust_date, d.tra_no, d.state, d.amount_fen
-        FROM k JOIN tax_taxdeduction d
-          ON d.tax_org_code = k.org AND d.entrust_date = k.day AND d.tra_no = k.tra
+        FROM off_day JOIN tax_taxdeduction d
+          ON d.tax_org_code = off_day.org AND d.entrust_date = off_day.day AND d.tra_no = off_day.tra
     ), e AS (
-        SELECT deduction_id, SUM(amount_fen) AS entered FROM tax_treasuryentry
-        WHERE deduction_id IN (SELECT id FROM o) GROUP BY deduction_id
+        SELECT e.deduction_id, SUM(e.amount_fen) AS entered
+        FROM tax_treasuryentry e JOIN d ON e.deduction_id = d.id GROUP BY e.deduction_id
+    ), src AS (
+        SELECT r.tax_org_code AS org, r.entrust_date AS day, r.tra_no AS tra, 1 AS t_n, r.amount_fen AS t_amt,
+               CAST(NULL AS bigint) AS d_id, CAST(NULL AS varchar(16)) AS d_state, CAST(NULL AS bigint) AS d_amt,
+               CAST(NULL AS bigint) AS entered, CAST(NULL AS integer) AS p_n, CAST(NULL AS bigint) AS p_net
+        FROM {RECORD_TABLE} r WHERE {packages_sql}{org_r}
+        UNION ALL
+        SELECT d.tax_org_code, d.entrust_date, d.tra_no, NULL, NULL, d.id, d.state, d.amount_fen, e.entered, NULL, NULL
+        FROM d LEFT JOIN e ON e.deduction_id = d.id
+        UNION ALL
+        SELECT l.tax_org_code, l.entrust_date, l.tra_no, NULL, NULL, NULL, NULL, NULL, NULL,
+               CASE WHEN l.direction = 'credit' AND l.kind = 'transfer' THEN 1 ELSE 0 END,
+               CASE WHEN l.direction = 'credit' THEN l.amount_fen ELSE -l.amount_fen END
+        FROM {LINE_TABLE} l WHERE l.run_id = %s AND l.tra_no <> ''{org_l}
+    ), k AS (
+        SELECT org, day, tra, SUM(t_n) AS t_n, MIN(t_amt) AS t_amt, MAX(d_id) AS d_id, MAX(d_state) AS d_state,
+               MAX(d_amt) AS d_amt, MAX(entered) AS entered, SUM(p_n) AS p_n, SUM(p_net) AS p_net
+        FROM src GROUP BY org, day, tra
     )
     INSERT INTO {RESULT_TABLE} (run_id, tax_org_code, entrust_date, tra_no, outcome, tax_count, tax_amount_fen,
         ours_state, ours_amount_fen, entered_amount_fen, operator_count, operator_amount_fen, deduction_id)
-    SELECT %s, k.org, k.day, k.tra,
+    SELECT %s, org, day, tra,
         CASE
-            WHEN COALESCE(t.n, 0) > 1 THEN 'duplicate_tax'
-            WHEN COALESCE(p.n, 0) > 1 THEN 'duplicate_operator'
-            WHEN o.id IS NULL THEN 'missing_ours'
-            WHEN o.state IN {undecided} THEN 'ours_undecided'
-            WHEN o.state <> 'succeeded' AND t.n IS NULL AND COALESCE(p.net, 0) = 0 THEN 'both_failed'
-            WHEN o.state <> 'succeeded' THEN 'ours_failed'
-            WHEN t.n IS NULL THEN 'missing_tax'
-            WHEN COALESCE(p.n, 0) = 0 THEN 'missing_operator'
-            WHEN t.lo <> o.amount_fen OR p.net <> o.amount_fen
-                 OR COALESCE(e.entered, o.amount_fen) <> o.amount_fen THEN 'amount_mismatch'
+            WHEN COALESCE(t_n, 0) > 1 THEN 'duplicate_tax'
+            WHEN COALESCE(p_n, 0) > 1 THEN 'duplicate_operator'
+            WHEN d_id IS NULL THEN 'missing_ours'
+            WHEN d_state IN {undecided} THEN 'ours_undecided'
+            WHEN d_state <> 'succeeded' AND t_n IS NULL AND COALESCE(p_net, 0) = 0 THEN 'both_failed'
+            WHEN d_state <> 'succeeded' THEN 'ours_failed'
+            WHEN t_n IS NULL THEN 'missing_tax'
+            WHEN COALESCE(p_n, 0) = 0 THEN 'missing_operator'
+            WHEN t_amt <> d_amt OR p_net <> d_amt OR COALESCE(entered, d_amt) <> d_amt THEN 'amount_mismatch'
             ELSE 'matched'
         END,
-        COALESCE(t.n, 0), t.lo, COALESCE(o.state, ''), o.amount_fen, e.entered, COALESCE(p.n, 0), p.net, o.id
+        COALESCE(t_n, 0), t_amt, COALESCE(d_state, ''), d_amt, entered, COALESCE(p_n, 0), p_net, d_id
     FROM k
-    LEFT JOIN t ON t.org = k.org AND t.day = k.day AND t.tra = k.tra
-    LEFT JOIN o ON o.tax_org_code = k.org AND o.entrust_date = k.day AND o.tra_no = k.tra
-    LEFT JOIN e ON e.deduction_id = o.id
-    LEFT JOIN p ON p.org = k.org AND p.day = k.day AND p.tra = k.tra
     """
-    if tax_org_code:
-        params = [*packages_params, tax_org_code, run_id, tax_org_code, check_date, tax_org_code, run_id]
-    else:
-        params = [*packages_params, run_id, check_date, run_id]
+    params = [*packages_params, check_date, *org_p, run_id, check_date, *org_p, check_date, *org_p,
+              *packages_params, *org_p, run_id, *org_p, run_id]
     with connection.cursor() as cursor:
+        if bulk.is_postgresql():
+            # One large hash aggregate: give it memory for this transaction, skip JIT compilation, and keep the
+            # planner (which cannot estimate the stacked sources) from sorting millions of text keys instead.
+            cursor.execute("SET LOCAL work_mem = '256MB'")
+            cursor.execute("SET LOCAL jit = off")
+            cursor.execute("SET LOCAL enable_sort = off")
         cursor.execute(sql, params)
 
 
