@@ -886,7 +886,7 @@ def finish_package(*, package_id: int, now: datetime) -> DeductionPackage:
         package = _locked_package(package_id)
         if package.state != P.DEDUCTING:
             return package
-        waiting = list(TaxDeduction.objects.select_for_update().select_related("transfer")
+        waiting = list(TaxDeduction.objects.select_for_update(of=("self",)).select_related("transfer")
                        .filter(package_id=package_id, state__in=[D.DEDUCTING, D.UNKNOWN]).order_by("pk"))
         succeeded = []
         for d in waiting:
