@@ -15,6 +15,7 @@ from adapters.tips.interface import (
     CheckDetail,
     DeductionResult,
     RealTimeDeduction,
+    RefundOrder,
 )
 
 from . import services
@@ -34,3 +35,6 @@ class TaxHandler:
         from tax.reconciliation import services as reconciliation
 
         return reconciliation.receive_check_detail(message=message, now=timezone.now())
+
+    def receive_refund_order(self, message: RefundOrder) -> Acknowledgement:
+        return services.receive_refund_order(message=message, now=timezone.now())

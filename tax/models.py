@@ -23,6 +23,7 @@ sent after it is done and again until the tax system acknowledges it.
 State changes happen only through the transitions (`protected=True`); services lock, call them and
 trace around them.
 """
+from django.conf import settings
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
@@ -306,3 +307,175 @@ class TreasuryEntry(models.Model):
                                    condition=models.Q(amount_fen=models.F("central_fen") + models.F("local_fen"))),
         ]
         indexes = [models.Index(fields=["entry_date", "tax_org_code"])]
+
+
+# ---------------------------------------------------------------------------------------------
+# Refunds from the treasury (退库, 1104)
+# ---------------------------------------------------------------------------------------------
+
+
+class RefundOrderState(models.TextChoices):
+    RECEIVED = "received", "已接收 (received)"
+    REVIEWED = "reviewed", "已复核 (reviewed)"
+    PAYING = "paying", "退付中 (paying)"
+    DONE = "done", "已完成 (done)"
+    REJECTED = "rejected", "已拒绝 (rejected)"
+
+
+RO = RefundOrderState
+
+
+class RefundOrder(ConcurrentTransitionMixin, models.Model):
+    """退库包 (refund order, 1104): paid only after two different tax staff of the authority acted on it.
+
+    Maker-checker: the first staff member reviews it (`reviewed_by`, the maker); a different staff
+    member approves it (`approved_by`, the checker), and the approval pays it in the same transaction.
+    Either may reject it with a reason before it is paid. Its result is an outbox like 2102's.
+    """
+
+    tax_authority = models.ForeignKey("treasury.Organization", null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="+", verbose_name="税务机关 (tax authority)")
+    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
+    entrust_date = models.DateField("委托日期 (entrust date)")
+    pack_no = models.CharField("包流水号 (package number)", max_length=20)
+    msg_id = models.CharField("报文标识号 (message id)", max_length=20, blank=True)
+    return_term = models.PositiveSmallIntegerField("回执期限 (reply deadline, days)", default=0)
+    all_num = models.PositiveIntegerField("总笔数 (item count)")
+    all_amount_fen = models.BigIntegerField("总金额 (total, fen)")
+    treasury_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="+", verbose_name="付款国库钱包 (treasury wallet)")
+    state = FSMField("状态 (state)", default=RO.RECEIVED, choices=RO.choices, protected=True)
+    ack_result = models.CharField("回执结果 (acknowledgement result)", max_length=5, default="90000")
+    ack_add_word = models.CharField("回执附言 (acknowledgement note)", max_length=255, blank=True)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                    verbose_name="复核人 (reviewed by)")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                    verbose_name="审批人 (approved by)")
+    approved_at = models.DateTimeField(null=True, blank=True)
+    rejected_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                    verbose_name="拒绝人 (rejected by)")
+    reject_reason = models.CharField("拒绝原因 (reason)", max_length=255, blank=True)
+    succ_num = models.PositiveIntegerField("成功笔数 (succeeded items)", default=0)
+    succ_amount_fen = models.BigIntegerField("成功金额 (succeeded amount, fen)", default=0)
+    result_pending = models.BooleanField("结果待发送 (result waiting to be sent)", default=False)
+    result_acknowledged = models.BooleanField("结果已确认 (result acknowledged)", default=False)
+    result_attempts = models.PositiveIntegerField("发送次数 (result send attempts)", default=0)
+    result_error = models.CharField("发送错误 (last send error)", max_length=255, blank=True)
+    received_at = models.DateTimeField()
+    done_at = models.DateTimeField(null=True, blank=True)
+    result_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "退库包 (refund order)"
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tax_org_code", "entrust_date", "pack_no"], name="tax_refund_order_unique"),
+            models.CheckConstraint(name="tax_refund_order_amount_positive", condition=models.Q(all_amount_fen__gt=0)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tax_org_code}/{self.entrust_date:%Y%m%d}/{self.pack_no} {self.state}"
+
+    @property
+    def stream_key(self) -> str:
+        return f"tax-refund-{self.pk}"
+
+    @transition(field=state, source=RO.RECEIVED, target=RO.REVIEWED)
+    def review(self):
+        pass
+
+    @transition(field=state, source=RO.REVIEWED, target=RO.PAYING)
+    def approve(self):
+        pass
+
+    @transition(field=state, source=RO.PAYING, target=RO.DONE)
+    def finish(self):
+        pass
+
+    @transition(field=state, source=[RO.RECEIVED, RO.REVIEWED], target=RO.REJECTED)
+    def reject(self):
+        pass
+
+
+class RefundState(models.TextChoices):
+    RECEIVED = "received", "已接收 (received)"
+    PAYING = "paying", "退付中 (paying)"
+    PAID = "paid", "退付成功 (paid)"
+    FAILED = "failed", "退付失败 (failed)"
+    REJECTED = "rejected", "已拒绝 (rejected)"
+
+
+R = RefundState
+DECIDED_REFUND_STATES = (R.PAID, R.FAILED, R.REJECTED)
+
+
+class Refund(ConcurrentTransitionMixin, models.Model):
+    """退库明细 (one refund item, RetTreasury1104): from the treasury single account to the taxpayer's wallet."""
+
+    order = models.ForeignKey(RefundOrder, on_delete=models.PROTECT, related_name="refunds")
+    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
+    entrust_date = models.DateField("委托日期 (entrust date)")
+    pack_no = models.CharField("包流水号 (package number)", max_length=20)
+    tra_no = models.CharField("交易流水号 (transaction number)", max_length=24)
+    draw_back_tre_code = models.CharField("退库国库代码 (refunding treasury code)", max_length=10, blank=True)
+    payee_bank_no = models.CharField("收款行行号 (payee bank number)", max_length=12, blank=True)
+    payee_op_bk_code = models.CharField("收款运营机构行号 (payee operator code)", max_length=12, blank=True)
+    payee_wallet = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="+",
+                                     verbose_name="收款钱包 (payee wallet)")
+    payee_acct = models.CharField("收款钱包 (payee wallet id)", max_length=32)
+    payee_name = models.CharField("收款户名 (payee name)", max_length=200)
+    taxpayer_id = models.CharField("纳税人识别号 (taxpayer id)", max_length=20)
+    tax_pay_name = models.CharField("纳税人名称 (taxpayer name)", max_length=200)
+    draw_back_vou_no = models.CharField("退库凭证号 (refund voucher number)", max_length=30)
+    ori_tax_vou_no = models.CharField("原税票号码 (original tax voucher number)", max_length=30, blank=True)
+    amount_fen = models.BigIntegerField("金额 (amount, fen)")
+    bill_date = models.DateField("开票日期 (bill date)")
+    budget_type = models.CharField("预算种类 (budget type)", max_length=1, default="1")
+    budget_subject_code = models.CharField("预算科目 (budget subject)", max_length=30, blank=True)
+    budget_level_code = models.CharField("预算级次 (budget level)", max_length=1, default="3")
+    trim_sign = models.CharField("调整期标志 (adjustment sign)", max_length=1, default="0")
+    draw_back_reason_code = models.CharField("退库原因 (refund reason code)", max_length=10, blank=True)
+    state = FSMField("状态 (state)", default=R.RECEIVED, choices=R.choices, protected=True)
+    result_code = models.CharField("处理结果 (result code)", max_length=5, blank=True)
+    add_word = models.CharField("附言 (note)", max_length=255, blank=True)
+    transfer = models.ForeignKey("treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="+")
+    created_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "退库明细 (refund)"
+        constraints = [
+            models.UniqueConstraint(fields=["tax_org_code", "entrust_date", "pack_no", "tra_no"],
+                                    name="tax_refund_key_unique"),
+            models.CheckConstraint(name="tax_refund_amount_positive", condition=models.Q(amount_fen__gt=0)),
+        ]
+        indexes = [models.Index(fields=["order", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.tax_org_code}/{self.entrust_date:%Y%m%d}/{self.pack_no}/{self.tra_no} {self.state}"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"taxrefund:{self.tax_org_code}:{self.entrust_date:%Y%m%d}:{self.pack_no}:{self.tra_no}"
+
+    @transition(field=state, source=R.RECEIVED, target=R.PAYING)
+    def start(self):
+        pass
+
+    @transition(field=state, source=R.RECEIVED, target=R.FAILED)
+    def refuse(self):
+        pass
+
+    @transition(field=state, source=R.PAYING, target=R.PAID)
+    def succeed(self):
+        pass
+
+    @transition(field=state, source=R.PAYING, target=R.FAILED)
+    def fail(self):
+        pass
+
+    @transition(field=state, source=R.RECEIVED, target=R.REJECTED)
+    def reject(self):
+        pass

@@ -35,6 +35,10 @@ from adapters.tips.interface import (
     DeductionItem,
     DeductionResult,
     RealTimeDeduction,
+    RefundItem,
+    RefundItemResult,
+    RefundOrder as RefundOrderMessage,
+    RefundResult,
     ResultCode,
     TipsFault,
     TipsUnavailable,
@@ -43,6 +47,7 @@ from adapters.tips.interface import (
 from treasury import identifiers
 from treasury.access import roles
 from treasury.access.errors import AccessDenied
+from treasury.access.makerchecker import ensure_can_approve
 from treasury.access.scoping import user_organization
 from treasury.errors import InvalidTransfers, TransferNotReversible
 from treasury.models import LedgerAccount, Organization, Transfer, TransferState, Wallet
@@ -65,6 +70,9 @@ from .models import (
 from .models import AgreementState as A
 from .models import DeductionState as D
 from .models import PackageState as P
+from .models import DECIDED_REFUND_STATES, Refund, RefundOrder
+from .models import RefundOrderState as RO
+from .models import RefundState as RS
 
 logger = logging.getLogger(__name__)
 
@@ -1001,5 +1009,361 @@ def finish_packages(*, now: datetime) -> dict[str, int]:
     for package_id in DeductionPackage.objects.filter(state=P.DONE, result_pending=True,
                                                       result_fault_code="").values_list("pk", flat=True):
         if send_package_result(package_id=package_id, now=now).result_acknowledged:
+            counts["results_acknowledged"] += 1
+    return dict(counts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Refunds from the treasury (退库, 1104 -> acknowledgement, later the refund result)
+#
+# Maker-checker: a refund order comes from the tax system, so no person prepared it here. The first
+# tax staff member of the authority who checks it against the refund decisions reviews it (the maker,
+# `reviewed_by`); a different staff member approves it (the checker, `approved_by`, enforced by
+# `ensure_can_approve`), and the approval pays it in the same transaction. Either may reject it with a
+# reason before it is paid. Trace stream `tax-refund-<id>`.
+# ---------------------------------------------------------------------------------------------
+
+REFUND = "tax.refund"
+REFUND_MAX_ITEMS = 1000
+REFUND_APPROVER_ROLES = (roles.TAX_STAFF, roles.ADMIN)
+REFUND_PURPOSE_CODE = "TAXREFUND"
+# Operator refusals of a refund payment; the payee's balance cap is an e-CNY-only project code.
+REFUND_REFUSAL_TO_RESULT = {**REFUSAL_TO_RESULT, "BALANCE_CAP_EXCEEDED": ResultCode.BALANCE_CAP}
+REFUND_NOTES = {
+    **RESULT_NOTES,
+    ResultCode.SUCCESS: "退付成功 (refunded)",
+    ResultCode.INSUFFICIENT_BALANCE: "国库账户余额不足 (insufficient balance in the treasury account)",
+    ResultCode.BALANCE_CAP: "收款钱包余额将超过钱包等级上限 (the payee wallet's balance cap)",
+}
+
+
+def _locked_refund_order(order_id: int) -> RefundOrder:
+    return RefundOrder.objects.select_for_update().get(pk=order_id)
+
+
+def receive_refund_order(*, message: RefundOrderMessage, now: datetime) -> Acknowledgement:
+    """1104 -> acknowledgement at once. The order and its items are stored in one transaction, to wait
+    for review and approval. Idempotent: an order received before (same tax authority, entrust date and
+    package number) is answered with its original acknowledgement (94051 if its counts differ).
+
+    Refused as a whole, nothing stored, when it has no items or more than 1,000, its counts or totals do
+    not match its items, a serial repeats, no treasury single account pays it, or a payee wallet is
+    unknown to the operator, not active, or not held by the taxpayer (asked of the operator in one call).
+    """
+    def ack(result: str, note: str) -> Acknowledgement:
+        return Acknowledgement(ori_msg_id=message.head.msg_id, result=result, add_word=note[:255])
+
+    key = dict(tax_org_code=message.tax_org_code, entrust_date=message.entrust_date, pack_no=message.pack_no)
+    existing = RefundOrder.objects.filter(**key).first()
+    if existing is not None:
+        return _repeat_refund_ack(existing, message)
+    problem = _refund_order_problem(message)
+    if problem:
+        return ack(PACKAGE_REFUSED, problem)
+    treasury = treasury_wallet(treasury_code=message.items[0].draw_back_tre_code)
+    if treasury is None:
+        return ack(ResultCode.OTHER_FAILURE, "付款国库账户未登记 (no treasury single account)")
+    try:
+        checks = _check_payees(message.items)
+    except OperatorUnavailable as exc:
+        return ack(ResultCode.TIMEOUT, f"运营机构暂不可达，请重发 (operator unreachable, send again): {exc}")
+    problems = [(code, f"{i.tra_no}: {note}") for i in message.items
+                for code, note in [_payee_problem(i, checks[i.payee_acct, i.payee_name])] if code]
+    if problems:
+        return ack(problems[0][0], "; ".join(note for _, note in problems))
+    try:
+        with transaction.atomic():
+            wallets = {}
+            for i in message.items:
+                if i.payee_acct not in wallets:
+                    check = checks[i.payee_acct, i.payee_name]
+                    taxpayer_id, _ = _taxpayer(i.tax_pay_code, personal=_is_personal(check))
+                    wallets[i.payee_acct] = (_wallet_for(wallet_id=i.payee_acct, taxpayer_id=taxpayer_id,
+                                                         taxpayer_name=i.tax_pay_name,
+                                                         personal=_is_personal(check), check=check), taxpayer_id)
+            order = RefundOrder.objects.create(
+                tax_authority=_tax_authority(message.tax_org_code), msg_id=message.head.msg_id,
+                return_term=message.return_term, all_num=message.all_num, all_amount_fen=message.all_amount_fen,
+                treasury_wallet=treasury, received_at=now, ack_result=ResultCode.SUCCESS,
+                ack_add_word="已接收，待复核审批 (received; waiting for review and approval)", **key)
+            Refund.objects.bulk_create([
+                Refund(order=order, tra_no=i.tra_no, draw_back_tre_code=i.draw_back_tre_code[:10],
+                       payee_bank_no=i.payee_bank_no, payee_op_bk_code=i.payee_op_bk_code,
+                       payee_wallet=wallets[i.payee_acct][0], payee_acct=i.payee_acct, payee_name=i.payee_name,
+                       taxpayer_id=wallets[i.payee_acct][1], tax_pay_name=i.tax_pay_name,
+                       draw_back_vou_no=i.draw_back_vou_no, ori_tax_vou_no=i.ori_tax_vou_no, amount_fen=i.amount_fen,
+                       bill_date=i.bill_date, budget_type=i.budget_type, budget_subject_code=i.budget_subject_code,
+                       budget_level_code=i.budget_level_code, trim_sign=i.trim_sign,
+                       draw_back_reason_code=i.draw_back_reason_code, created_at=now, **key)
+                for i in message.items], batch_size=1000)
+            _trace(order.stream_key, REFUND, order.pk, "tax.refund.received", actor="tips", now=now,
+                   amount_fen=order.all_amount_fen, source_ref=order.pack_no,
+                   data={"msg_id": message.head.msg_id, "items": order.all_num})
+    except TaxError as exc:
+        return ack(ResultCode.OTHER_FAILURE, str(exc))
+    except IntegrityError:
+        existing = RefundOrder.objects.filter(**key).first()
+        if existing is not None:
+            return _repeat_refund_ack(existing, message)
+        raise
+    return ack(order.ack_result, order.ack_add_word)
+
+
+def _is_personal(check) -> bool:
+    return check.wallet_type in (Wallet.Type.PERSONAL, Wallet.Type.PERSONAL_SUB, Wallet.Type.HARDWARE)
+
+
+def _repeat_refund_ack(existing: RefundOrder, message: RefundOrderMessage) -> Acknowledgement:
+    if (existing.all_num, existing.all_amount_fen) != (message.all_num, message.all_amount_fen):
+        return Acknowledgement(ori_msg_id=message.head.msg_id, result=ResultCode.DUPLICATE,
+                               add_word="包流水号重复且内容不同 (package number used for another refund order)")
+    return Acknowledgement(ori_msg_id=message.head.msg_id, result=existing.ack_result, add_word=existing.ack_add_word)
+
+
+def _refund_order_problem(message: RefundOrderMessage) -> str:
+    if len(message.items) > REFUND_MAX_ITEMS:
+        return f"包内笔数超过{REFUND_MAX_ITEMS} (more than {REFUND_MAX_ITEMS} items)"
+    if not message.items:
+        return "包内无明细 (no items)"
+    if message.all_num != len(message.items):
+        return f"总笔数{message.all_num}与明细{len(message.items)}笔不符 (AllNum does not match the items)"
+    if any(type(i.amount_fen) is not int or i.amount_fen <= 0 for i in message.items):
+        return "明细金额必须为正 (item amounts must be positive)"
+    if message.all_amount_fen != sum(i.amount_fen for i in message.items):
+        return "总金额与明细合计不符 (AllAmt does not match the items)"
+    tra_nos = [i.tra_no for i in message.items]
+    if len(set(tra_nos)) != len(tra_nos):
+        return "包内交易流水号重复 (a serial repeats in the package)"
+    return ""
+
+
+def _check_payees(items: tuple[RefundItem, ...]) -> dict:
+    """{(wallet id, holder name): WalletCheck}, one operator call per 1,000 distinct pairs."""
+    pairs = list(dict.fromkeys((i.payee_acct, i.payee_name) for i in items))
+    return dict(zip(pairs, verify_wallets(pairs=pairs)))
+
+
+def _payee_problem(item: RefundItem, check) -> tuple[str, str]:
+    if not check.exists:
+        return ResultCode.ACCOUNT_NOT_FOUND, "运营机构查无此钱包 (the operator does not know the payee wallet)"
+    if not check.active:
+        return ResultCode.ACCOUNT_FROZEN, "收款钱包已冻结或注销 (the payee wallet is frozen or closed)"
+    if not check.holder_name_matches or item.payee_name.strip() != item.tax_pay_name.strip():
+        return ResultCode.OTHER_FAILURE, "收款钱包持有人不是纳税人 (the payee wallet is not held by the taxpayer)"
+    return "", ""
+
+
+def review_refund_order(*, order_id: int, user, now: datetime) -> RefundOrder:
+    """received -> reviewed: the maker's step; the reviewer cannot approve the same order.
+
+    Raises:
+        AccessDenied: not staff of the order's tax authority.
+        TransitionNotAllowed: the order is not waiting for review.
+    """
+    with transaction.atomic():
+        order = _locked_refund_order(order_id)
+        ensure_tax_staff(user, tax_org_code=order.tax_org_code)
+        order.review()
+        order.reviewed_by, order.reviewed_at = user, now
+        order.save()
+        _trace(order.stream_key, REFUND, order.pk, "tax.refund.reviewed", actor=_actor(user), now=now,
+               amount_fen=order.all_amount_fen, source_ref=order.pack_no)
+    return order
+
+
+def approve_refund_order(*, order_id: int, user, now: datetime) -> RefundOrder:
+    """reviewed -> paying, and in the same transaction one `create_transfers` call from the treasury
+    single account to each payee wallet (submitted after commit). Items whose payee wallet is no longer
+    active here are refused at once (24004). The order finishes once the operator decided every item.
+
+    Raises:
+        AccessDenied: not staff of the order's tax authority, or no approving role.
+        MakerCheckerViolation: the approver reviewed the order.
+        TransitionNotAllowed: the order is not reviewed.
+        TaxError: the transfer core refused the payments (`transfer_refused`); nothing changed.
+    """
+    with transaction.atomic():
+        order = _locked_refund_order(order_id)
+        ensure_tax_staff(user, tax_org_code=order.tax_org_code)
+        ensure_can_approve(approver=user, prepared_by_id=order.reviewed_by_id, approver_roles=REFUND_APPROVER_ROLES)
+        order.approve()
+        order.approved_by, order.approved_at = user, now
+        order.save()
+        _trace(order.stream_key, REFUND, order.pk, "tax.refund.approved", actor=_actor(user), now=now,
+               amount_fen=order.all_amount_fen, source_ref=order.pack_no, data={"reviewed_by": order.reviewed_by_id})
+        _pay_refunds(order, actor=_actor(user), now=now)
+        transaction.on_commit(partial(finish_refund_order, order_id=order.pk, now=now))
+    return order
+
+
+def _pay_refunds(order: RefundOrder, *, actor: str, now: datetime) -> None:
+    refunds = list(Refund.objects.select_for_update(of=("self",)).select_related("payee_wallet")
+                   .filter(order=order, state=RS.RECEIVED).order_by("pk"))
+    treasury = order.treasury_wallet
+    to_pay = [r for r in refunds if r.payee_wallet.status == Wallet.Status.ACTIVE]
+    refused = [r for r in refunds if r.payee_wallet.status != Wallet.Status.ACTIVE]
+    for r in refused:
+        r.refuse()
+        r.result_code, r.add_word, r.decided_at = ResultCode.ACCOUNT_FROZEN, REFUND_NOTES[ResultCode.ACCOUNT_FROZEN], now
+    content_type_id = ContentType.objects.get_for_model(Refund).pk
+    try:
+        ids = create_transfers(
+            organization_id=_organization_for(order.tax_org_code, treasury), batch_ref=order.stream_key,
+            transfers=[NewTransfer(payer_id=treasury.pk, payee_id=r.payee_wallet_id, amount_fen=r.amount_fen,
+                                   idempotency_key=r.idempotency_key, purpose_code=REFUND_PURPOSE_CODE,
+                                   memo=f"退库 {r.draw_back_vou_no}"[:140], source_type_id=content_type_id,
+                                   source_id=r.pk, source_ref=f"tax refund {order.pack_no} {r.tra_no}")
+                       for r in to_pay],
+            actor=actor, now=now)
+    except InvalidTransfers as exc:
+        raise TaxError(f"转账被拒绝 (the transfer core refused the refunds): {exc}", "transfer_refused")
+    for r, transfer_id in zip(to_pay, ids):
+        r.start()
+        r.transfer_id = transfer_id
+    Refund.objects.bulk_update(refunds, ["state", "result_code", "add_word", "decided_at", "transfer"])
+    _trace(order.stream_key, REFUND, order.pk, "tax.refund.paying", actor=actor, now=now,
+           amount_fen=sum(r.amount_fen for r in to_pay),
+           data={"paying": len(to_pay), "refused": len(refused), "refused_items": [r.tra_no for r in refused][:100]})
+
+
+def reject_refund_order(*, order_id: int, user, reason: str, now: datetime) -> RefundOrder:
+    """received or reviewed -> rejected with a reason; nothing is paid, every item is answered 24008 with
+    the reason, and the result goes into the outbox (sent after commit).
+
+    Raises:
+        TaxError: no reason (`reason_required`).
+        AccessDenied: not staff of the order's tax authority.
+        TransitionNotAllowed: the order is already being paid, done or rejected.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise TaxError("请填写原因 (a reason is required)", "reason_required")
+    with transaction.atomic():
+        order = _locked_refund_order(order_id)
+        ensure_tax_staff(user, tax_org_code=order.tax_org_code)
+        order.reject()
+        order.rejected_by, order.reject_reason = user, reason[:255]
+        order.done_at, order.result_pending = now, True
+        order.save()
+        refunds = list(Refund.objects.select_for_update(of=("self",)).filter(order=order).order_by("pk"))
+        for r in refunds:
+            r.reject()
+            r.result_code, r.add_word, r.decided_at = ResultCode.OTHER_FAILURE, f"退库被拒绝 (rejected): {reason}"[:255], now
+        Refund.objects.bulk_update(refunds, ["state", "result_code", "add_word", "decided_at"])
+        _trace(order.stream_key, REFUND, order.pk, "tax.refund.rejected", actor=_actor(user), now=now,
+               amount_fen=order.all_amount_fen, source_ref=order.pack_no, data={"reason": order.reject_reason})
+        transaction.on_commit(partial(send_refund_result, order_id=order.pk, now=now))
+    return order
+
+
+def finish_refund_order(*, order_id: int, now: datetime) -> RefundOrder:
+    """Record the outcome of items whose transfers the operator decided; when every item is decided the
+    order is done and its result goes into the outbox (sent after commit). Safe to run often."""
+    with transaction.atomic():
+        order = _locked_refund_order(order_id)
+        if order.state != RO.PAYING:
+            return order
+        waiting = list(Refund.objects.select_for_update(of=("self",)).select_related("transfer")
+                       .filter(order=order, state=RS.PAYING).order_by("pk"))
+        decided = []
+        for r in waiting:
+            t = r.transfer
+            if t.state not in (TransferState.SETTLED, TransferState.FAILED, TransferState.CANCELLED):
+                continue
+            if t.state == TransferState.SETTLED:
+                code, note = ResultCode.SUCCESS, REFUND_NOTES[ResultCode.SUCCESS]
+                r.succeed()
+            else:
+                code = REFUND_REFUSAL_TO_RESULT.get(t.failure_code, ResultCode.OTHER_FAILURE)
+                note = f"{REFUND_NOTES[code]}: {t.failure_message}" if t.failure_message else REFUND_NOTES[code]
+                r.fail()
+            r.result_code, r.add_word, r.decided_at = code, note[:255], now
+            decided.append(r)
+        Refund.objects.bulk_update(decided, ["state", "result_code", "add_word", "decided_at"])
+        if decided:
+            _trace(order.stream_key, REFUND, order.pk, "tax.refund.items_decided", actor="operator", now=now,
+                   data={"paid": sum(r.state == RS.PAID for r in decided),
+                         "failed": sum(r.state == RS.FAILED for r in decided)})
+        if Refund.objects.filter(order=order).exclude(state__in=DECIDED_REFUND_STATES).exists():
+            return order
+        paid = list(Refund.objects.filter(order=order, state=RS.PAID).values_list("amount_fen", flat=True))
+        order.succ_num, order.succ_amount_fen = len(paid), sum(paid)
+        order.finish()
+        order.done_at, order.result_pending = now, True
+        order.save()
+        _trace(order.stream_key, REFUND, order.pk, "tax.refund.done", actor="system", now=now,
+               amount_fen=order.succ_amount_fen, source_ref=order.pack_no,
+               data={"succ_num": order.succ_num, "all_num": order.all_num})
+        transaction.on_commit(partial(send_refund_result, order_id=order.pk, now=now))
+    return order
+
+
+def refund_result(*, order: RefundOrder) -> RefundResult:
+    """The refund result of a done or rejected order; built the same way every time it is sent."""
+    items = tuple(RefundItemResult(ori_tra_no=r.tra_no, draw_back_vou_no=r.draw_back_vou_no, amount_fen=r.amount_fen,
+                                   result=r.result_code or ResultCode.OTHER_FAILURE, add_word=r.add_word)
+                  for r in Refund.objects.filter(order=order).order_by("pk"))
+    if order.state == RO.REJECTED:
+        result, note = ResultCode.OTHER_FAILURE, f"退库被拒绝 (rejected): {order.reject_reason}"
+    else:
+        result, note = ResultCode.SUCCESS, f"成功{order.succ_num}笔 (refunded {order.succ_num})"
+    return RefundResult(ori_tax_org_code=order.tax_org_code, ori_entrust_date=order.entrust_date,
+                        ori_pack_no=order.pack_no, all_num=order.all_num, all_amount_fen=order.all_amount_fen,
+                        succ_num=order.succ_num, succ_amount_fen=order.succ_amount_fen, result=result,
+                        add_word=note[:255], items=items)
+
+
+def _send_refund_result_message(result: RefundResult) -> Acknowledgement:
+    """The one place the refund result leaves: the TIPS client's `send_refund_result`. Until the client
+    builds that message, NotImplementedError keeps the result pending in the outbox."""
+    client = _tips()
+    send = getattr(client, "send_refund_result", None)
+    if send is None:
+        raise NotImplementedError("the TIPS client cannot send refund results yet")
+    return send(result)
+
+
+def send_refund_result(*, order_id: int, now: datetime) -> RefundOrder:
+    """Send a done or rejected order's result, and again later until it is acknowledged; an unreachable
+    tax system or a client that cannot send it yet leaves it pending. No lock is held while sending."""
+    order = RefundOrder.objects.get(pk=order_id)
+    if not order.result_pending:
+        return order
+    error, acknowledged = "", False
+    try:
+        reply = _send_refund_result_message(refund_result(order=order))
+        acknowledged = reply.result in (ResultCode.SUCCESS, ResultCode.DUPLICATE)
+        if not acknowledged:
+            error = f"{reply.result} {reply.add_word}"
+    except TipsUnavailable as exc:
+        error = f"税务系统暂不可达，稍后重发 (unreachable, will resend): {exc}"
+    except (ImportError, NotImplementedError) as exc:
+        error = f"待发送 (pending; no refund result client yet): {exc}"
+    except TipsFault as exc:
+        error = f"税务系统拒收 (refused): {exc}"
+    with transaction.atomic():
+        order = _locked_refund_order(order_id)
+        if not order.result_pending:
+            return order
+        order.result_attempts += 1
+        order.result_error = error[:255]
+        if acknowledged:
+            order.result_pending, order.result_acknowledged, order.result_sent_at = False, True, now
+        order.save()
+        _trace(order.stream_key, REFUND, order.pk,
+               "tax.refund.result_acknowledged" if acknowledged else "tax.refund.result_pending",
+               actor="tips", now=now, data={"attempt": order.result_attempts, "error": order.result_error})
+    return order
+
+
+def finish_refund_orders(*, now: datetime) -> dict[str, int]:
+    """The periodic sweep: finish paying orders whose items are decided, resend results not yet
+    acknowledged."""
+    counts = defaultdict(int)
+    for order_id in RefundOrder.objects.filter(state=RO.PAYING).values_list("pk", flat=True):
+        if finish_refund_order(order_id=order_id, now=now).state == RO.DONE:
+            counts["finished"] += 1
+    for order_id in RefundOrder.objects.filter(result_pending=True).values_list("pk", flat=True):
+        if send_refund_result(order_id=order_id, now=now).result_acknowledged:
             counts["results_acknowledged"] += 1
     return dict(counts)

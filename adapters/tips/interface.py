@@ -267,3 +267,72 @@ class CheckResult:
     ori_payee_bank_no: str
     result: str
     add_word: str = ""
+
+
+# --- refunds from the treasury (退库, 1104) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundItem:
+    """One RetTreasury1104 line: a refund paid from the treasury to the taxpayer's wallet."""
+
+    tra_no: str  # TraNo; (tax_org_code, entrust_date, pack_no, tra_no) identifies the item
+    draw_back_tre_code: str  # DrawBackTreCode: the treasury paying the refund (10 characters)
+    payee_bank_no: str  # PayeeBankNo
+    payee_op_bk_code: str  # PayeeOpBkCode: the payee's operator (12 digits)
+    payee_acct: str  # PayeeAcct: the taxpayer's e-CNY wallet id
+    payee_name: str  # PayeeName: the wallet holder's name
+    tax_pay_code: str  # TaxPayCode: taxpayer id
+    tax_pay_name: str
+    draw_back_vou_no: str  # DrawBackVouNo: refund voucher number
+    ori_tax_vou_no: str  # OriTaxVouNo: the tax voucher refunded
+    amount_fen: int  # TraAmt
+    bill_date: dt.date
+    budget_type: str = "1"  # 1 in budget, 2 outside
+    budget_subject_code: str = ""
+    budget_level_code: str = "3"  # 0 shared, 1 central, 2 province, 3 city, 4 county, 5 township
+    trim_sign: str = "0"  # 0 current year, 1 prior-year adjustment
+    draw_back_reason_code: str = ""
+
+
+@dataclass(frozen=True)
+class RefundOrder:
+    """1104: a refund package (BatchHead1104 + RetTreasury1104[]), at most 1,000 items, acknowledged at
+    once and paid after a second person's approval."""
+
+    head: MessageHead
+    tax_org_code: str
+    entrust_date: dt.date
+    pack_no: str
+    return_term: int  # days to answer
+    all_num: int
+    all_amount_fen: int
+    items: tuple[RefundItem, ...]
+
+
+@dataclass(frozen=True)
+class RefundItemResult:
+    """The result of one refund item."""
+
+    ori_tra_no: str
+    draw_back_vou_no: str
+    amount_fen: int
+    result: str  # ResultCode
+    add_word: str = ""
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    """The result of a refund package, sent by the service when every item is decided (or the
+    package was rejected)."""
+
+    ori_tax_org_code: str
+    ori_entrust_date: dt.date
+    ori_pack_no: str
+    all_num: int
+    all_amount_fen: int
+    succ_num: int
+    succ_amount_fen: int
+    result: str
+    add_word: str = ""
+    items: tuple[RefundItemResult, ...] = field(default_factory=tuple)

@@ -1,0 +1,199 @@
+"""Refunds from the treasury (退库, 1104): received, reviewed, approved by a second person, paid to the
+taxpayers' wallets at the sandbox operator, answered with a refund result."""
+import itertools
+from dataclasses import replace
+
+import pytest
+from django.utils import timezone
+from django_fsm import TransitionNotAllowed
+
+from adapters.tips.interface import Acknowledgement, RefundItem, RefundOrder as RefundOrderMessage, ResultCode
+from tax import services
+from tax.handlers import TaxHandler
+from tax.models import Refund, RefundOrder, RefundOrderState, RefundState
+from tests import factories as f
+from tests.tax.helpers import ENTRUST_DATE, OPERATOR_BANK_CODE, TAX_ORG_CODE, TREASURY_CODE, head
+from treasury.access import roles
+from treasury.access.errors import MakerCheckerViolation
+from treasury.models import Transfer, TransferState
+from treasury.receipts.models import Receipt
+from treasury.services.ledger import check_ledger
+from treasury.trace.models import TraceEvent
+
+_serial = itertools.count(1)
+
+
+@pytest.fixture
+def refunds(tax, monkeypatch):
+    """The treasury funded at the operator, a second tax staff member (the approver), and a fake TIPS
+    client recording the refund results sent."""
+    tax.ecny.admin.fund(wallet_id=tax.treasury_wallet.wallet_id, amount_fen=100_000_00)
+    approver = f.make_user(role=roles.TAX_STAFF, organization=tax.authority)
+
+    class FakeTips:
+        def __init__(self):
+            self.sent = []
+
+        def send_refund_result(self, result):
+            self.sent.append(result)
+            return Acknowledgement(ori_msg_id="0" * 20, result=ResultCode.SUCCESS)
+
+    fake = FakeTips()
+    monkeypatch.setattr(services, "_tips", lambda: fake)
+    tax.approver, tax.outbox = approver, fake
+    return tax
+
+
+def refund_item(payer, *, amount_fen: int, payee_name: str | None = None) -> RefundItem:
+    n = next(_serial)
+    return RefundItem(
+        tra_no=f"{n:08d}", draw_back_tre_code=TREASURY_CODE, payee_bank_no=OPERATOR_BANK_CODE,
+        payee_op_bk_code=OPERATOR_BANK_CODE, payee_acct=payer.wallet_id, payee_name=payee_name or payer.name,
+        tax_pay_code=payer.taxpayer_id, tax_pay_name=payer.name, draw_back_vou_no=f"T{n:017d}",
+        ori_tax_vou_no=f"3{n:017d}", amount_fen=amount_fen, bill_date=ENTRUST_DATE, budget_subject_code="1010101",
+        draw_back_reason_code="01")
+
+
+def order(items, *, pack_no: str | None = None, all_amount_fen: int | None = None) -> RefundOrderMessage:
+    return RefundOrderMessage(
+        head=head("1104"), tax_org_code=TAX_ORG_CODE, entrust_date=ENTRUST_DATE,
+        pack_no=pack_no or f"R{next(_serial):07d}", return_term=3, all_num=len(items),
+        all_amount_fen=sum(i.amount_fen for i in items) if all_amount_fen is None else all_amount_fen,
+        items=tuple(items))
+
+
+def test_a_refund_order_is_reviewed_approved_by_another_person_and_paid(refunds):
+    tax = refunds
+    company, person = tax.taxpayer(balance_fen=0), tax.taxpayer(personal=True, balance_fen=0)
+    message = order([refund_item(company, amount_fen=1_234_56), refund_item(person, amount_fen=300_00)])
+    ack = TaxHandler().receive_refund_order(message)
+    assert (ack.ori_msg_id, ack.result) == (message.head.msg_id, ResultCode.SUCCESS)
+    refund_order = RefundOrder.objects.get()
+    assert refund_order.state == RefundOrderState.RECEIVED and Transfer.objects.count() == 0
+
+    services.review_refund_order(order_id=refund_order.pk, user=tax.staff, now=timezone.now())
+    services.approve_refund_order(order_id=refund_order.pk, user=tax.approver, now=timezone.now())
+
+    refund_order.refresh_from_db()
+    assert refund_order.state == RefundOrderState.DONE
+    assert (refund_order.reviewed_by, refund_order.approved_by) == (tax.staff, tax.approver)
+    assert (refund_order.succ_num, refund_order.succ_amount_fen) == (2, 1_534_56)
+    assert tax.balance(company.wallet_id) == 1_234_56 and tax.balance(person.wallet_id) == 300_00
+    assert tax.balance(tax.treasury_wallet.wallet_id) == 100_000_00 - 1_534_56
+    transfers = Transfer.objects.all()
+    assert {t.state for t in transfers} == {TransferState.SETTLED}
+    assert {t.payer_id for t in transfers} == {tax.treasury_wallet.pk}
+    assert Receipt.objects.filter(transfer__in=transfers).count() == 2
+    assert set(Refund.objects.values_list("state", "result_code")) == {(RefundState.PAID, ResultCode.SUCCESS)}
+
+    assert refund_order.result_acknowledged and not refund_order.result_pending
+    (sent,) = tax.outbox.sent
+    assert (sent.ori_pack_no, sent.all_num, sent.succ_num, sent.succ_amount_fen) == (message.pack_no, 2, 2, 1_534_56)
+    assert [line.ori_tra_no for line in sent.items] == [i.tra_no for i in message.items]
+    kinds = list(TraceEvent.objects.filter(stream_key=refund_order.stream_key).order_by("seq")
+                 .values_list("kind", flat=True))
+    assert kinds == ["tax.refund.received", "tax.refund.reviewed", "tax.refund.approved", "tax.refund.paying",
+                     "tax.refund.items_decided", "tax.refund.done", "tax.refund.result_acknowledged"]
+    assert check_ledger().problems == []
+
+
+def test_the_reviewer_cannot_approve_and_nothing_is_paid_before_approval(refunds):
+    tax = refunds
+    payer = tax.taxpayer(balance_fen=0)
+    services.receive_refund_order(message=order([refund_item(payer, amount_fen=100_00)]), now=timezone.now())
+    refund_order = RefundOrder.objects.get()
+    with pytest.raises(TransitionNotAllowed):  # approval needs a review first
+        services.approve_refund_order(order_id=refund_order.pk, user=tax.approver, now=timezone.now())
+    services.review_refund_order(order_id=refund_order.pk, user=tax.staff, now=timezone.now())
+    with pytest.raises(MakerCheckerViolation):
+        services.approve_refund_order(order_id=refund_order.pk, user=tax.staff, now=timezone.now())
+    from treasury.access.errors import AccessDenied
+
+    with pytest.raises(AccessDenied):  # another tax authority's staff
+        services.approve_refund_order(order_id=refund_order.pk, user=tax.other_staff, now=timezone.now())
+    refund_order.refresh_from_db()
+    assert refund_order.state == RefundOrderState.REVIEWED and refund_order.approved_by is None
+    assert Transfer.objects.count() == 0 and tax.balance(payer.wallet_id) == 0
+
+
+def test_a_rejected_order_pays_nothing_and_answers_with_the_reason(refunds):
+    tax = refunds
+    payer = tax.taxpayer(balance_fen=0)
+    services.receive_refund_order(message=order([refund_item(payer, amount_fen=100_00)]), now=timezone.now())
+    refund_order = RefundOrder.objects.get()
+    with pytest.raises(services.TaxError):
+        services.reject_refund_order(order_id=refund_order.pk, user=tax.staff, reason=" ", now=timezone.now())
+    services.reject_refund_order(order_id=refund_order.pk, user=tax.staff, reason="退库审批单有误", now=timezone.now())
+    refund_order.refresh_from_db()
+    assert refund_order.state == RefundOrderState.REJECTED and refund_order.result_acknowledged
+    assert Refund.objects.get().state == RefundState.REJECTED and Transfer.objects.count() == 0
+    (sent,) = tax.outbox.sent
+    assert sent.succ_num == 0 and "退库审批单有误" in sent.add_word and sent.items[0].result == ResultCode.OTHER_FAILURE
+    with pytest.raises(TransitionNotAllowed):
+        services.review_refund_order(order_id=refund_order.pk, user=tax.staff, now=timezone.now())
+
+
+def test_a_duplicate_order_gets_the_original_ack(refunds):
+    tax = refunds
+    payer = tax.taxpayer(balance_fen=0)
+    message = order([refund_item(payer, amount_fen=100_00), refund_item(payer, amount_fen=50_00)])
+    first = services.receive_refund_order(message=message, now=timezone.now())
+    again = services.receive_refund_order(message=message, now=timezone.now())
+    assert first == again and first.result == ResultCode.SUCCESS
+    assert RefundOrder.objects.count() == 1 and Refund.objects.count() == 2
+    changed = order(list(message.items[:1]), pack_no=message.pack_no)
+    assert services.receive_refund_order(message=changed, now=timezone.now()).result == ResultCode.DUPLICATE
+
+
+def test_bad_orders_are_refused_whole(refunds):
+    tax = refunds
+    payer, other = tax.taxpayer(balance_fen=0), tax.taxpayer(balance_fen=0)
+    good = refund_item(payer, amount_fen=100_00)
+    assert services.receive_refund_order(message=order([good], all_amount_fen=1_00),
+                                         now=timezone.now()).result == services.PACKAGE_REFUSED
+    # The wallet belongs to someone else than the taxpayer refunded.
+    stranger = refund_item(payer, amount_fen=100_00)
+    stranger = replace(stranger, payee_acct=other.wallet_id)
+    ack = services.receive_refund_order(message=order([good, stranger]), now=timezone.now())
+    assert ack.result == ResultCode.OTHER_FAILURE and stranger.tra_no in ack.add_word
+    missing = replace(good, tra_no="99999999", payee_acct=f.make_wallet_id(operator_code="300"))
+    assert services.receive_refund_order(message=order([missing]), now=timezone.now()).result == \
+        ResultCode.ACCOUNT_NOT_FOUND
+    assert RefundOrder.objects.count() == 0 and Refund.objects.count() == 0
+
+
+def test_a_refusal_at_payment_is_mapped_to_its_code(refunds):
+    tax = refunds
+    capped = tax.taxpayer(personal=True, wallet_class=4, balance_fen=9_500_00)  # class 4: balance cap 10,000.00
+    frozen = tax.taxpayer(balance_fen=0)
+    fine = tax.taxpayer(balance_fen=0)
+    message = order([refund_item(capped, amount_fen=1_000_00), refund_item(frozen, amount_fen=20_00),
+                     refund_item(fine, amount_fen=30_00)])
+    assert services.receive_refund_order(message=message, now=timezone.now()).result == ResultCode.SUCCESS
+    tax.ecny.admin.set_status(wallet_id=frozen.wallet_id, status="frozen")  # frozen after receipt
+    refund_order = RefundOrder.objects.get()
+    services.review_refund_order(order_id=refund_order.pk, user=tax.staff, now=timezone.now())
+    services.approve_refund_order(order_id=refund_order.pk, user=tax.approver, now=timezone.now())
+    refund_order.refresh_from_db()
+    codes = list(Refund.objects.order_by("pk").values_list("result_code", flat=True))
+    assert codes == [ResultCode.BALANCE_CAP, ResultCode.ACCOUNT_FROZEN, ResultCode.SUCCESS]
+    assert refund_order.state == RefundOrderState.DONE and (refund_order.succ_num, refund_order.succ_amount_fen) == (1, 30_00)
+    assert tax.balance(capped.wallet_id) == 9_500_00 and tax.balance(fine.wallet_id) == 30_00
+    assert [line.result for line in tax.outbox.sent[0].items] == codes
+    assert check_ledger().problems == []
+
+
+def test_without_a_refund_result_client_the_result_stays_pending(refunds, monkeypatch):
+    tax = refunds
+    monkeypatch.setattr(services, "_tips", lambda: object())  # a client that cannot send refund results yet
+    payer = tax.taxpayer(balance_fen=0)
+    services.receive_refund_order(message=order([refund_item(payer, amount_fen=10_00)]), now=timezone.now())
+    refund_order = RefundOrder.objects.get()
+    services.review_refund_order(order_id=refund_order.pk, user=tax.staff, now=timezone.now())
+    services.approve_refund_order(order_id=refund_order.pk, user=tax.approver, now=timezone.now())
+    refund_order.refresh_from_db()
+    assert refund_order.state == RefundOrderState.DONE and refund_order.result_pending
+    assert "pending" in refund_order.result_error and refund_order.result_attempts == 1
+    monkeypatch.setattr(services, "_tips", lambda: tax.outbox)
+    assert services.finish_refund_orders(now=timezone.now()) == {"results_acknowledged": 1}
+    assert len(tax.outbox.sent) == 1
