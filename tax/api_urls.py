@@ -2,11 +2,16 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from tax import api
+from tax.reconciliation import api as reconciliation_api
 
 router = SimpleRouter()
 router.register("tax/agreements", api.TaxAgreementViewSet, basename="api-tax-agreement")
 router.register("tax/deductions", api.TaxDeductionViewSet, basename="api-tax-deduction")
 router.register("tax/packages", api.DeductionPackageViewSet, basename="api-tax-package")
+router.register("tax/reconciliation/runs", reconciliation_api.ReconciliationRunViewSet,
+                basename="api-tax-reconciliation-run")
+router.register("tax/reconciliation/cases", reconciliation_api.DiscrepancyCaseViewSet,
+                basename="api-tax-reconciliation-case")
 
 urlpatterns = router.urls + [
     path("tax/entry-report/", api.EntryReportView.as_view(), name="api-tax-entry-report"),

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -15,4 +15,5 @@ urlpatterns = [
     path("entries/", views.entry_report, name="entry-report"),
     path("entries/report.csv", views.entry_report_download, name="entry-report-csv"),
     path("own-tax/", views.own_tax, name="own-tax"),
+    path("reconciliation/", include("tax.reconciliation.urls")),
 ]

@@ -10,8 +10,9 @@ from treasury.access.navigation import NavEntry
 COMMON = {"dashboard", "transfers", "trace", "receipt_verify"}
 FISCAL = {"fiscal_quotas", "fiscal_requests", "fiscal_returns", "fiscal_daily_report"}
 FISCAL_APPROVALS = {"fiscal_approvals"}
-TAX_READ = {"tax_agreements", "tax_deductions", "tax_packages", "tax_entry_report"}  # auditors read these
-TAX = TAX_READ | {"tax_own", "tax_reconciliation"}
+TAX_READ = {"tax_agreements", "tax_deductions", "tax_packages", "tax_entry_report",
+            "tax_reconciliation"}  # auditors read these
+TAX = TAX_READ | {"tax_own"}
 PAYROLL = {"payroll_batches", "payroll_upload", "payroll_unions"}
 AUDIT = {"ledger", "trace_verify"}
 BUDGET = {"budget_messages"}  # the budget system's message log
@@ -79,3 +80,11 @@ def test_current_page_is_marked_active(client):
     html = client.get("/transfers/").content.decode()
     assert re.search(r'data-nav="transfers" class="active"', html)
     assert not re.search(r'data-nav="dashboard" class="active"', html)
+
+
+@pytest.mark.django_db
+def test_the_reconciliation_entry_links_to_the_runs_page():
+    links = {link.key: link for link in navigation.nav_links(f.make_user(role="tax_staff"),
+                                                             current_path="/tax/reconciliation/cases/")}
+    entry = links["tax_reconciliation"]
+    assert entry.url == "/tax/reconciliation/" and not entry.coming and entry.active

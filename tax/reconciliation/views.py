@@ -1,0 +1,203 @@
+"""Reconciliation pages (对账): runs by check date with totals per outcome, a run's result rows by outcome,
+discrepancy cases with investigate / resolve, a "run now" form, CSV and PDF reports of a run.
+
+Tax staff act (on their own tax authority's cases); auditors and administrators read. Reads come from
+`selectors` (scoped: another authority's case is a 404); each action calls one service.
+"""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST, require_safe
+from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
+
+from tax.views import READ_ROLES, _filter_query, shown_deduction
+from treasury.access import roles
+from treasury.access.decorators import role_required
+from treasury.access.errors import AccessDenied
+from treasury.access.scoping import user_organization
+from treasury.services.transfers import OperatorRejected, OperatorUnavailable
+
+from . import documents, selectors, services
+from .forms import CaseFilterForm, InvestigateForm, OutcomeFilterForm, ResolveForm, RunNowForm
+from .models import CaseState, Outcome
+
+RUNS_PER_PAGE = 30
+RESULTS_PER_PAGE = 100
+CASES_PER_PAGE = 50
+
+
+def acts(user) -> bool:
+    """Only tax staff act here; auditors and administrators read."""
+    return roles.has_role(user, roles.TAX_STAFF) and not roles.is_read_only(user) and not roles.has_role(user, roles.ADMIN)
+
+
+def staff_only(view):
+    def wrapped(request, *args, **kwargs):
+        if not acts(request.user):
+            raise PermissionDenied("仅税务人员可操作 (only tax staff act on reconciliation)")
+        return view(request, *args, **kwargs)
+
+    wrapped.__name__, wrapped.__doc__ = view.__name__, view.__doc__
+    return wrapped
+
+
+def staff_tax_org_code(user) -> str:
+    org = user_organization(user)
+    return org.code if org is not None and org.code else ""
+
+
+def describe_results(results) -> list:
+    """Each row with `shown`: the payer's name and wallet masked (from our deduction, when there is one)."""
+    deductions = selectors.deductions_of(results)
+    for result in results:
+        deduction = deductions.get(result.deduction_id)
+        result.shown = shown_deduction(deduction) if deduction else {"tax_pay_name": "", "pay_acct": ""}
+    return results
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def run_list(request):
+    page = Paginator(selectors.run_list(user=request.user), RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    totals = selectors.run_totals(user=request.user, run_ids=[run.pk for run in page.object_list])
+    for run in page.object_list:
+        run.shown_totals = totals[run.pk]
+    return render(request, "tax/reconciliation/run_list.html", {
+        "page": page, "form": RunNowForm(initial={"check_date": timezone.localdate()}),
+        "can_act": acts(request.user), "filter_query": _filter_query(request)})
+
+
+@require_POST
+@login_required
+@role_required(roles.TAX_STAFF)
+@staff_only
+def run_now(request):
+    """Reconcile a check date now, for the user's tax authority."""
+    form = RunNowForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "请填写对账日期 (please give a check date)")
+        return redirect("tax:reconciliation")
+    code = staff_tax_org_code(request.user)
+    try:
+        run = services.reconcile(check_date=form.cleaned_data["check_date"], tax_org_code=code, now=timezone.now())
+    except (OperatorUnavailable, OperatorRejected) as exc:
+        messages.error(request, f"暂时无法取得运营机构对账单，未做任何改动 (the operator statement could not be "
+                                f"fetched; nothing changed): {exc}")
+        return redirect("tax:reconciliation")
+    if run.state == "waiting":
+        messages.warning(request, run.note or "税务对账明细未收齐 (check detail not complete)")
+    else:
+        messages.success(request, f"对账完成：差异 {run.discrepancy_count} 笔 (reconciled: {run.discrepancy_count} "
+                                  f"discrepancies)")
+    return redirect("tax:reconciliation-run", run_id=run.pk)
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def run_detail(request, run_id: int):
+    run = selectors.run_get(user=request.user, run_id=run_id)
+    form = OutcomeFilterForm(request.GET or None)
+    outcome = form.cleaned_data.get("outcome", "") if form.is_valid() else ""
+    page = Paginator(selectors.result_list(user=request.user, run=run, outcome=outcome),
+                     RESULTS_PER_PAGE).get_page(request.GET.get("page"))
+    describe_results(page.object_list)
+    return render(request, "tax/reconciliation/run_detail.html", {
+        "run": run, "page": page, "form": form, "outcome": outcome, "outcomes": Outcome.choices,
+        "totals": selectors.run_totals(user=request.user, run_ids=[run.pk])[run.pk],
+        "filter_query": _filter_query(request)})
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def run_report_csv(request, run_id: int):
+    run = selectors.run_get(user=request.user, run_id=run_id)
+    response = HttpResponse(documents.run_csv(user=request.user, run=run), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="tax-reconciliation-{run.check_date:%Y%m%d}.csv"'
+    return response
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def run_report_pdf(request, run_id: int):
+    run = selectors.run_get(user=request.user, run_id=run_id)
+    response = HttpResponse(documents.run_pdf(user=request.user, run=run), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="tax-reconciliation-{run.check_date:%Y%m%d}.pdf"'
+    return response
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def case_list(request):
+    form = CaseFilterForm(request.GET or None)
+    data = form.cleaned_data if form.is_valid() else {}
+    page = Paginator(selectors.case_list(user=request.user, state=data.get("state") or "",
+                                         check_date=data.get("check_date")),
+                     CASES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "tax/reconciliation/case_list.html", {
+        "page": page, "form": form, "filter_query": _filter_query(request)})
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def case_detail(request, case_id: int):
+    case = selectors.case_get(user=request.user, case_id=case_id)
+    results = describe_results(list(selectors.case_results(user=request.user, case=case)[:20]))
+    can_act = acts(request.user)
+    return render(request, "tax/reconciliation/case_detail.html", {
+        "case": case, "results": results,
+        "can_investigate": can_act and can_proceed(case.investigate),
+        "can_resolve": can_act and case.state != CaseState.RESOLVED,
+        "investigate_form": InvestigateForm(), "resolve_form": ResolveForm()})
+
+
+def _case_action(request, case_id: int, action: str):
+    case = selectors.case_get(user=request.user, case_id=case_id)  # 404 before anything else
+    try:
+        if action == "investigate":
+            form = InvestigateForm(request.POST)
+            note = form.cleaned_data["note"] if form.is_valid() else ""
+            services.investigate_case(case_id=case.pk, user=request.user, note=note, now=timezone.now())
+            messages.success(request, "差异已转入调查 (the case is being investigated)")
+        else:
+            form = ResolveForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, "请填写处理说明 (a reason is required)")
+                return redirect("tax:reconciliation-case", case_id=case.pk)
+            services.resolve_case(case_id=case.pk, user=request.user, reason=form.cleaned_data["reason"],
+                                  now=timezone.now())
+            messages.success(request, "差异已解决 (the case is resolved)")
+    except (TransitionNotAllowed, ConcurrentTransition):
+        messages.error(request, "差异当前状态不允许此操作，页面显示的是最新状态 (the case's state does not allow this; "
+                                "the page shows what it is now)")
+    except (services.ReconciliationError, AccessDenied) as exc:
+        messages.error(request, str(exc))
+    return redirect("tax:reconciliation-case", case_id=case.pk)
+
+
+@require_POST
+@login_required
+@role_required(roles.TAX_STAFF)
+@staff_only
+def case_investigate(request, case_id: int):
+    return _case_action(request, case_id, "investigate")
+
+
+@require_POST
+@login_required
+@role_required(roles.TAX_STAFF)
+@staff_only
+def case_resolve(request, case_id: int):
+    return _case_action(request, case_id, "resolve")
+
