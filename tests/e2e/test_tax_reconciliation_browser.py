@@ -1,0 +1,92 @@
+"""Tax reconciliation in a real browser: deductions made through the services against the sandbox operator,
+the tax system's check detail (3111) with three planted discrepancies (a deduction it does not hold, one
+at another amount, a serial we never saw); tax staff run the day's reconciliation from the page, see the
+discrepancies with their totals, open one and resolve it with a reason."""
+import dataclasses
+
+import pytest
+
+from tax.handlers import TaxHandler
+from tax.models import DeductionState, TaxDeduction
+from tax.reconciliation.models import CaseState, DiscrepancyCase, Outcome
+from tests import factories as f
+from tests.tax.conftest import tax  # noqa: F401  (the tax authority, its staff and the treasury wallet)
+from tests.tax.helpers import ENTRUST_DATE, real_time
+from tests.tax.reconciliation.conftest import check_detail, check_lines
+
+pytestmark = [pytest.mark.e2e]
+
+
+def _log_in(page, base_url, username):
+    page.goto(f"{base_url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", f.PASSWORD)
+    page.click("form.login-card button[type=submit]")
+    page.wait_for_url(f"{base_url}/")
+
+
+@pytest.fixture
+def planted_day(tax):  # noqa: F811
+    """Four deductions through the sandbox operator; the tax system's check detail drops one, changes the
+    amount of another and adds a serial we never saw."""
+    deductions = {}
+    for name, amount in [("matched", 100_00), ("matched2", 80_00), ("amount", 200_00), ("dropped", 300_00)]:
+        payer = tax.taxpayer(balance_fen=1_000_00)
+        agreement = tax.signed_and_verified(payer)
+        message = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=amount)
+        TaxHandler().deduct_real_time(message)
+        deductions[name] = TaxDeduction.objects.get(tra_no=message.item.tra_no)
+        assert deductions[name].state == DeductionState.SUCCEEDED
+    lines = check_lines([d for name, d in deductions.items() if name != "dropped"])
+    lines = [dataclasses.replace(line, amount_fen=line.amount_fen + 5_00)
+             if line.ori_tra_no == deductions["amount"].tra_no else line for line in lines]
+    lines.append(dataclasses.replace(lines[0], ori_tra_no="88888888", amount_fen=66_00))
+    ack = TaxHandler().receive_check_detail(check_detail(lines))
+    assert ack.result == "90000", ack
+    return deductions
+
+
+def test_staff_run_the_days_reconciliation_see_the_discrepancies_and_resolve_one(
+        tax, planted_day, live_server, chromium_browser, browser_page):  # noqa: F811
+    page, base = browser_page, live_server.url
+    _log_in(page, base, tax.staff.username)
+
+    # 1. The reconciliation page, from the navigation; run the day now.
+    page.click("nav.sidenav a[data-nav=tax_reconciliation]")
+    page.wait_for_url(f"{base}/tax/reconciliation/")
+    page.fill("#id_check_date", ENTRUST_DATE.isoformat())
+    page.click("[data-testid=run-now] button[type=submit]")
+    page.wait_for_url(f"{base}/tax/reconciliation/runs/**")
+    assert page.locator("[data-testid=run-state]").get_attribute("data-state") == "done"
+
+    # 2. The totals show the three planted discrepancies and the two matches.
+    for outcome, count in [(Outcome.MATCHED, 2), (Outcome.AMOUNT_MISMATCH, 1), (Outcome.MISSING_TAX, 1),
+                           (Outcome.MISSING_OURS, 1)]:
+        assert page.locator(f"[data-testid=count-{outcome}]").inner_text() == str(count), outcome
+    assert page.locator("[data-testid=discrepancy-total]").inner_text() == "3"
+    page.select_option("#id_outcome", Outcome.AMOUNT_MISMATCH)
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**outcome=amount_mismatch**")
+    rows = page.locator("[data-testid=results] tbody tr")
+    assert rows.count() == 1
+    assert rows.first.get_attribute("data-tra-no") == planted_day["amount"].tra_no
+    assert planted_day["amount"].pay_acct not in page.content()  # the wallet id is masked
+
+    # 3. Open the case and resolve it with a reason (an empty reason is refused by the browser).
+    rows.first.locator("a[data-case]").click()
+    page.wait_for_url(f"{base}/tax/reconciliation/cases/**")
+    assert page.locator("[data-testid=case-state]").get_attribute("data-state") == CaseState.OPEN
+    page.fill("#investigate-note", "asked the tax system for its record")
+    page.click("[data-action=investigate]")
+    page.wait_for_function("document.querySelector('[data-testid=case-state]').dataset.state === 'investigating'")
+    page.fill("#resolve-reason", "税务方已更正金额 (the tax system corrected the amount)")
+    page.click("[data-action=resolve]")
+    page.wait_for_function("document.querySelector('[data-testid=case-state]').dataset.state === 'resolved'")
+    assert "税务方已更正金额" in page.locator("[data-testid=case-reason]").inner_text()
+    assert page.locator("[data-testid=case-actions]").count() == 0
+    case = DiscrepancyCase.objects.get(outcome=Outcome.AMOUNT_MISMATCH, tra_no=planted_day["amount"].tra_no)
+    assert case.state == CaseState.RESOLVED and case.resolved_by == tax.staff.username
+
+    # 4. The cases list shows the others still open.
+    page.goto(f"{base}/tax/reconciliation/cases/?state=open")
+    assert page.locator("[data-testid=cases] tbody tr").count() == 2
