@@ -31,9 +31,10 @@ from treasury.services.transfers import OperatorUnavailable
 
 from . import selectors, services
 from .models import AgreementState, DeductionKind, DeductionPackage, DeductionState, PackageState, TaxAgreement
-from .models import TaxDeduction
+from .models import Refund, RefundOrder, RefundOrderState, RefundState, TaxDeduction
 from .views import entry_report_csv, entry_report_data, package_progress_data, pay_own_tax, shown_agreement
 from .views import shown_deduction
+from .views import refund_actions, refund_order_get, visible_refund_orders
 
 # Plain strings in the schema: enums here would clash with other apps' enum names.
 AGREEMENT_STATE_HELP = "agreement state: " + ", ".join(AgreementState.values)
@@ -470,3 +471,102 @@ class OwnTaxPaymentView(TaxErrorsMixin, APIView):
         data.is_valid(raise_exception=True)
         deduction = pay_own_tax(user=request.user, data=data.validated_data, now=timezone.now())
         return Response(TaxDeductionSerializer(deduction).data, status=status.HTTP_201_CREATED)
+
+
+# ---------------------------------------------------------------------------------------------
+# Refunds from the treasury (退库, 1104)
+# ---------------------------------------------------------------------------------------------
+
+REFUND_STATE_HELP = "refund order state: " + ", ".join(RefundOrderState.values)
+
+
+class RefundSerializer(serializers.ModelSerializer):
+    state = serializers.CharField(help_text="refund item state: " + ", ".join(RefundState.values))
+
+    class Meta:
+        model = Refund
+        fields = ["id", "tra_no", "draw_back_vou_no", "ori_tax_vou_no", "taxpayer_id", "tax_pay_name", "payee_acct",
+                  "payee_name", "amount_fen", "bill_date", "budget_type", "budget_subject_code", "budget_level_code",
+                  "state", "result_code", "add_word", "transfer", "decided_at"]
+
+
+class RefundOrderSerializer(serializers.ModelSerializer):
+    state = serializers.CharField(help_text=REFUND_STATE_HELP)
+
+    class Meta:
+        model = RefundOrder
+        fields = ["id", "tax_org_code", "entrust_date", "pack_no", "all_num", "all_amount_fen", "state", "ack_result",
+                  "reviewed_by", "reviewed_at", "approved_by", "approved_at", "rejected_by", "reject_reason",
+                  "succ_num", "succ_amount_fen", "result_pending", "result_acknowledged", "result_attempts",
+                  "result_error", "received_at", "done_at"]
+
+
+class RefundOrderDetailSerializer(RefundOrderSerializer):
+    refunds = serializers.SerializerMethodField()
+    available_actions = serializers.SerializerMethodField()
+
+    class Meta(RefundOrderSerializer.Meta):
+        fields = RefundOrderSerializer.Meta.fields + ["refunds", "available_actions"]
+
+    @extend_schema_field(RefundSerializer(many=True))
+    def get_refunds(self, obj: RefundOrder) -> list[dict]:
+        return RefundSerializer(obj.refunds.order_by("pk"), many=True).data
+
+    def get_available_actions(self, obj: RefundOrder) -> list[str]:
+        return refund_actions(user=self.context["request"].user, order=obj)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Refund orders (1104) the caller may see, newest first", tags=TAGS,
+        parameters=[OpenApiParameter("state", OpenApiTypes.STR, enum=RefundOrderState.values)],
+        responses={200: RefundOrderSerializer(many=True), **ERRORS},
+    ),
+    retrieve=extend_schema(summary="One refund order with its items and their results", tags=TAGS,
+                           responses={200: RefundOrderDetailSerializer, **ERRORS}),
+)
+class RefundOrderViewSet(TaxErrorsMixin, viewsets.ReadOnlyModelViewSet):
+    authentication_classes = API_AUTHENTICATION
+    permission_classes = [ReadOnlyForAuditors, TaxRoles]
+    lookup_value_regex = r"\d+"
+    queryset = RefundOrder.objects.none()
+
+    def get_serializer_class(self):
+        return RefundOrderSerializer if self.action == "list" else RefundOrderDetailSerializer
+
+    def get_queryset(self):
+        state = self.request.query_params.get("state", "") if self.action == "list" else ""
+        if state and state not in RefundOrderState.values:
+            raise serializers.ValidationError({"state": [REFUND_STATE_HELP]})
+        qs = visible_refund_orders(self.request.user)
+        return qs.filter(state=state) if state else qs
+
+    def get_object(self) -> RefundOrder:
+        return refund_order_get(user=self.request.user, order_id=self.kwargs["pk"])
+
+    def _run(self, service, **extra) -> Response:
+        order = self.get_object()  # 404 for another authority's order, before anything else
+        service(order_id=order.pk, user=self.request.user, now=timezone.now(), **extra)
+        fresh = refund_order_get(user=self.request.user, order_id=order.pk)
+        return Response(RefundOrderDetailSerializer(fresh, context={"request": self.request}).data)
+
+    @extend_schema(summary="Review a received refund order (the maker's step; the reviewer cannot approve it)",
+                   tags=TAGS, request=None, responses={200: RefundOrderDetailSerializer, **ACTION_ERRORS})
+    @action(detail=True, methods=["post"])
+    def review(self, request, pk=None):
+        return self._run(services.review_refund_order)
+
+    @extend_schema(summary="Approve a reviewed refund order (another staff member than the reviewer); pays it",
+                   tags=TAGS, request=None, responses={200: RefundOrderDetailSerializer, **ACTION_ERRORS})
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._run(services.approve_refund_order)
+
+    @extend_schema(summary="Reject a refund order not yet paid, with a reason", tags=TAGS,
+                   request=TaxReasonSerializer, responses={200: RefundOrderDetailSerializer, **ACTION_ERRORS})
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        self.get_object()
+        data = TaxReasonSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self._run(services.reject_refund_order, reason=data.validated_data["reason"])

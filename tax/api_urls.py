@@ -8,6 +8,7 @@ router = SimpleRouter()
 router.register("tax/agreements", api.TaxAgreementViewSet, basename="api-tax-agreement")
 router.register("tax/deductions", api.TaxDeductionViewSet, basename="api-tax-deduction")
 router.register("tax/packages", api.DeductionPackageViewSet, basename="api-tax-package")
+router.register("tax/refunds", api.RefundOrderViewSet, basename="api-tax-refund")
 router.register("tax/reconciliation/runs", reconciliation_api.ReconciliationRunViewSet,
                 basename="api-tax-reconciliation-run")
 router.register("tax/reconciliation/cases", reconciliation_api.DiscrepancyCaseViewSet,

@@ -39,6 +39,7 @@ from .forms import (
     ReasonForm, SignAgreementForm,
 )
 from .models import DeductionKind, DeductionState, PackageState, TaxpayerKind
+from .models import RefundOrder, RefundOrderState
 
 AGREEMENTS_PER_PAGE = 50
 DEDUCTIONS_PER_PAGE = 100
@@ -396,3 +397,105 @@ def own_tax(request):
                     messages.error(request, f"缴税未成功 (not paid) · {text}")
                 return redirect(f"{reverse('tax:deduction-list')}?{urlencode({'kind': DeductionKind.OWN})}")
     return render(request, "tax/own_tax_form.html", {"form": form}, status=status)
+
+
+# ---------------------------------------------------------------------------------------------
+# Refunds from the treasury (退库, 1104): list, detail with items and results, review / approve / reject
+# ---------------------------------------------------------------------------------------------
+
+REFUND_ORDERS_PER_PAGE = 50
+REFUNDS_PER_PAGE = 100
+REFUND_ACTIONS = ("review", "approve", "reject")
+_REFUND_DONE = {
+    "review": "已复核，待另一人审批 (reviewed; another staff member approves it)",
+    "approve": "已审批，退付已提交 (approved; the refunds are being paid)",
+    "reject": "已拒绝 (rejected)",
+}
+
+
+def visible_refund_orders(user):
+    """Refund orders of the user's tax authority (auditors and administrators: every authority)."""
+    return selectors._scoped(RefundOrder.objects.all(), user)
+
+
+def refund_order_get(*, user, order_id: int):
+    order = visible_refund_orders(user).filter(pk=order_id).first()
+    if order is None:
+        raise Http404("no such refund order")
+    return order
+
+
+def refund_actions(*, user, order) -> list[str]:
+    """What the user may do with the order now: tax staff of its authority (not auditors); the
+    reviewer is not offered the approval."""
+    if roles.is_read_only(user) or not roles.has_role(user, roles.TAX_STAFF, roles.ADMIN):
+        return []
+    try:
+        services.ensure_tax_staff(user, tax_org_code=order.tax_org_code)
+    except AccessDenied:
+        return []
+    if order.state == RefundOrderState.RECEIVED:
+        return ["review", "reject"]
+    if order.state == RefundOrderState.REVIEWED:
+        return (["approve"] if order.reviewed_by_id != user.pk else []) + ["reject"]
+    return []
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def refund_list(request):
+    state = request.GET.get("state", "")
+    if state not in RefundOrderState.values:
+        state = ""
+    orders = visible_refund_orders(request.user)
+    if state:
+        orders = orders.filter(state=state)
+    page = Paginator(orders, REFUND_ORDERS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "tax/refund_list.html", {
+        "page": page, "state": state, "states": RefundOrderState.choices, "filter_query": _filter_query(request)})
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def refund_detail(request, order_id: int):
+    order = refund_order_get(user=request.user, order_id=order_id)
+    page = Paginator(order.refunds.select_related("transfer").order_by("pk"),
+                     REFUNDS_PER_PAGE).get_page(request.GET.get("page"))
+    for r in page.object_list:
+        r.shown_payee = mask_name(r.payee_name) if _is_person_id(r.taxpayer_id) else r.payee_name
+        r.shown_wallet = mask_wallet_id(r.payee_acct) if _is_person_id(r.taxpayer_id) else r.payee_acct
+    return render(request, "tax/refund_detail.html", {
+        "order": order, "page": page, "actions": refund_actions(user=request.user, order=order),
+        "reason_form": ReasonForm()})
+
+
+@require_POST
+@login_required
+@role_required(roles.TAX_STAFF)
+@writable_required
+def refund_action(request, order_id: int, action: str):
+    """Review, approve (a second person) or reject (with a reason) a refund order, by a POST form."""
+    order = refund_order_get(user=request.user, order_id=order_id)  # 404 before anything else
+    if action not in REFUND_ACTIONS:
+        raise Http404("unknown action")
+    kwargs = {"order_id": order.pk, "user": request.user, "now": timezone.now()}
+    if action == "reject":
+        form = ReasonForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "请填写原因 (please give a reason)")
+            return redirect("tax:refund-detail", order_id=order.pk)
+        kwargs["reason"] = form.cleaned_data["reason"]
+    service = {"review": services.review_refund_order, "approve": services.approve_refund_order,
+               "reject": services.reject_refund_order}[action]
+    try:
+        service(**kwargs)
+    except (TransitionNotAllowed, ConcurrentTransition):
+        messages.error(request, "退库包当前状态不允许此操作，页面显示的是最新状态 (the refund order's state does not "
+                                "allow this; the page shows what it is now)")
+    except (services.TaxError, AccessDenied) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _REFUND_DONE[action])
+    return redirect("tax:refund-detail", order_id=order.pk)

@@ -197,3 +197,59 @@ def test_without_a_refund_result_client_the_result_stays_pending(refunds, monkey
     monkeypatch.setattr(services, "_tips", lambda: tax.outbox)
     assert services.finish_refund_orders(now=timezone.now()) == {"results_acknowledged": 1}
     assert len(tax.outbox.sent) == 1
+
+
+API = "/api/v1/tax/refunds"
+
+
+def test_pages_and_api_review_approve_and_reject(refunds, client):
+    from django.test import Client
+    from rest_framework.test import APIClient
+
+    tax = refunds
+    payer = tax.taxpayer(balance_fen=0)
+    services.receive_refund_order(message=order([refund_item(payer, amount_fen=100_00)]), now=timezone.now())
+    services.receive_refund_order(message=order([refund_item(payer, amount_fen=7_00)]), now=timezone.now())
+    first, second = RefundOrder.objects.order_by("pk")
+
+    client.force_login(tax.staff)
+    listing = client.get("/tax/refunds/")
+    assert listing.status_code == 200 and first.pack_no in listing.content.decode()
+    page = client.get(f"/tax/refunds/{first.pk}/").content.decode()
+    assert 'data-action="review"' in page and 'data-action="approve"' not in page and "csrfmiddlewaretoken" in page
+    assert client.post(f"/tax/refunds/{first.pk}/review/").status_code == 302
+    page = client.get(f"/tax/refunds/{first.pk}/").content.decode()
+    assert 'data-action="approve"' not in page  # the reviewer is not offered the approval
+    guarded = Client(enforce_csrf_checks=True)
+    guarded.force_login(tax.approver)
+    assert guarded.post(f"/tax/refunds/{first.pk}/approve/").status_code == 403  # no CSRF token
+    approver = Client()
+    approver.force_login(tax.approver)
+    assert 'data-action="approve"' in approver.get(f"/tax/refunds/{first.pk}/").content.decode()
+    assert approver.post(f"/tax/refunds/{first.pk}/approve/").status_code == 302
+    first.refresh_from_db()
+    assert first.state == RefundOrderState.DONE and tax.balance(payer.wallet_id) == 100_00
+    assert "90000" in approver.get(f"/tax/refunds/{first.pk}/").content.decode()
+
+    api = APIClient()
+    api.force_authenticate(tax.staff)
+    assert {o["pack_no"] for o in api.get(f"{API}/").json()["results"]} == {first.pack_no, second.pack_no}
+    detail = api.get(f"{API}/{second.pk}/").json()
+    assert detail["available_actions"] == ["review", "reject"] and detail["refunds"][0]["amount_fen"] == 7_00
+    assert api.post(f"{API}/{second.pk}/review/").json()["state"] == RefundOrderState.REVIEWED
+    refused = api.post(f"{API}/{second.pk}/approve/")
+    assert refused.status_code == 403 and refused.json()["code"] == "maker_checker"
+    assert api.post(f"{API}/{second.pk}/reject/", {"reason": ""}, format="json").status_code == 400
+    rejected = api.post(f"{API}/{second.pk}/reject/", {"reason": "重复退库"}, format="json").json()
+    assert rejected["state"] == RefundOrderState.REJECTED and rejected["reject_reason"] == "重复退库"
+    by_approver = APIClient()
+    by_approver.force_authenticate(tax.approver)
+    assert by_approver.post(f"{API}/{second.pk}/approve/").status_code == 409  # rejected: nothing to approve
+
+    auditor = APIClient()
+    auditor.force_authenticate(f.make_user(role=roles.AUDITOR))
+    assert auditor.get(f"{API}/{first.pk}/").json()["available_actions"] == []
+    assert auditor.post(f"{API}/{first.pk}/reject/", {"reason": "x"}, format="json").status_code == 403
+    other = APIClient()
+    other.force_authenticate(tax.other_staff)
+    assert other.get(f"{API}/{first.pk}/").status_code == 404 and other.get(f"{API}/").json()["results"] == []

@@ -73,6 +73,8 @@ ENTRIES: list[NavEntry] = [
              url_name="tax:deduction-list"),
     NavEntry("tax_packages", "批量扣税包 (batch packages)", SECTION_TAX, TAX + (R.AUDITOR,),
              url_name="tax:package-list"),
+    # Refunds from the treasury (退库): tax staff review and approve them (two people); auditors read them.
+    NavEntry("tax_refunds", "退库 (refunds)", SECTION_TAX, TAX + (R.AUDITOR,), url_name="tax:refund-list"),
     NavEntry("tax_entry_report", "入库日报 (daily treasury entries)", SECTION_TAX, TAX + (R.AUDITOR,),
              url_name="tax:entry-report"),
     # A tax an individual pays from a personal wallet, taken at the tax hall's counter by tax staff.
