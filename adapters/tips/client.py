@@ -37,7 +37,9 @@ from zeep.transports import Transport
 
 from adapters.tips import messages as m
 from adapters.tips import signing
-from adapters.tips.interface import Acknowledgement, BatchResult, MessageHead, ResultCode, TipsFault, TipsUnavailable
+from adapters.tips.interface import (
+    Acknowledgement, BatchResult, CheckResult, MessageHead, ResultCode, TipsFault, TipsUnavailable,
+)
 from adapters.tips.models import TipsMessage
 from adapters.xml import XmlRefused
 
@@ -113,6 +115,14 @@ class SoapTipsClient:
         key = f"{result.ori_tax_org_code}-{m.date_text(result.ori_entrust_date)}-{result.ori_pack_no}"
         return self.send_message(msg_no=m.BATCH_RESULT, key=key,
                                  build=lambda head: m.batch_result_document(head=head, result=result,
+                                                                            encoding=self._encoding))
+
+    def send_check_result(self, result: CheckResult) -> Acknowledgement:
+        """2111 to the tax system: our answer to a check date's detail (3111); the tax system dedupes on
+        (OriPayBankNo, OriChkDate, OriChkAcctOrd). Raises TipsFault, TipsUnavailable."""
+        key = f"CHK-{result.ori_pay_bank_no}-{m.date_text(result.ori_chk_date)}-{result.ori_chk_acct_ord}"
+        return self.send_message(msg_no=m.CHECK_RESULT, key=key,
+                                 build=lambda head: m.check_result_document(head=head, result=result,
                                                                             encoding=self._encoding))
 
     def connectivity_test(self) -> Acknowledgement:

@@ -12,6 +12,7 @@ message never reaches the handler:
 5. DES must be this service's node (TIPS_NODE_CODE), else 9120 with 92001;
 6. by MsgNo: 9005 answered here (9120, 90000); 9114 -> handler.verify_agreement -> 9115;
    3001 -> handler.deduct_real_time -> 2001; 3102 -> handler.receive_batch -> 9121;
+   3111 -> handler.receive_check_detail -> 9120 (the package stored, or a refusal code);
    any other number -> 9120 with 92001.
 Every reply is signed with the service's key and sent in the same call, in the request's encoding.
 Each message in and out goes to the message log. A handler that raises is a bug: the request gets a
@@ -129,6 +130,12 @@ def handle_soap(body: bytes, *, content_length: int | None = None) -> tuple[int,
             ack = message_handler().receive_batch(request)
             reply_head = m.reply_head(head, msg_no=m.BATCH_ACK, work_date=_today())
             data = m.batch_ack_document(head=reply_head, ack=ack, request=request, encoding=doc.encoding)
+            result = ack.result
+        elif head.msg_no == m.CHECK_DETAIL:
+            ack = message_handler().receive_check_detail(m.read_check_detail(doc))
+            reply_head = m.reply_head(head, msg_no=m.GENERIC_REPLY, work_date=_today())
+            data = m.generic_reply_document(head=reply_head, ori_msg_no=head.msg_no, result=ack.result,
+                                            add_word=ack.add_word, encoding=doc.encoding)
             result = ack.result
         else:
             return _reply_generic(doc, ResultCode.UNRECOGNISED, f"message {head.msg_no} is not accepted here",

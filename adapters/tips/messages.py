@@ -35,6 +35,9 @@ from adapters.tips.interface import (
     AgreementVerificationReply,
     BatchDeduction,
     BatchResult,
+    CheckDetail,
+    CheckLine,
+    CheckResult,
     DeductionItem,
     DeductionResult,
     MessageHead,
@@ -66,8 +69,10 @@ BATCH_ACK = "9121"
 BATCH_RESULT = "2102"
 GENERIC_REPLY = "9120"
 CONNECTIVITY_TEST = "9005"
+CHECK_DETAIL = "3111"
+CHECK_RESULT = "2111"
 MESSAGE_NUMBERS = (AGREEMENT_VERIFY, AGREEMENT_REPLY, REAL_TIME_DEDUCTION, REAL_TIME_REPLY, BATCH_DEDUCTION,
-                   BATCH_ACK, BATCH_RESULT, GENERIC_REPLY, CONNECTIVITY_TEST)
+                   BATCH_ACK, BATCH_RESULT, GENERIC_REPLY, CONNECTIVITY_TEST, CHECK_DETAIL, CHECK_RESULT)
 BATCH_MAX_ITEMS = 1000
 ENCODINGS = ("UTF-8", "GBK")
 
@@ -286,6 +291,34 @@ def batch_result_document(*, head: MessageHead, result: BatchResult, encoding: s
     return document(head, "".join(parts), encoding=encoding)
 
 
+def check_detail_document(*, message: CheckDetail, encoding: str = "UTF-8") -> bytes:
+    """3111: one package of the day's check detail (the head is `message.head`); at most 1,000 lines."""
+    d = message
+    if len(d.lines) > BATCH_MAX_ITEMS:
+        raise ValueError(f"a 3111 package carries at most {BATCH_MAX_ITEMS} lines, not {len(d.lines)}")
+    parts = [f"<BatchHead3111><PayBkCode>{_x(d.pay_bk_code)}</PayBkCode><ChkDate>{date_text(d.chk_date)}</ChkDate>"
+             f"<ChkAcctOrd>{_x(d.chk_acct_ord)}</ChkAcctOrd><PayeeBankNo>{_x(d.payee_bank_no)}</PayeeBankNo>"
+             f"<ChkAcctType>{_x(d.chk_acct_type)}</ChkAcctType><AllNum>{int(d.all_num)}</AllNum>"
+             f"<AllAmt>{fen_to_yuan_text(d.all_amount_fen)}</AllAmt><ChildPackNum>{int(d.child_pack_num)}</ChildPackNum>"
+             f"<CurPackNo>{int(d.cur_pack_no)}</CurPackNo></BatchHead3111>"]
+    parts += [f"<BankCompare3111><PayOpBkCode>{_x(i.pay_op_bk_code)}</PayOpBkCode><PayAcct>{_x(i.pay_acct)}</PayAcct>"
+              f"<OriTaxOrgCode>{_x(i.ori_tax_org_code)}</OriTaxOrgCode>"
+              f"<OriEntrustDate>{date_text(i.ori_entrust_date)}</OriEntrustDate>{_opt('OriPackNo', i.ori_pack_no)}"
+              f"<OriTraNo>{_x(i.ori_tra_no)}</OriTraNo><TraAmt>{fen_to_yuan_text(i.amount_fen)}</TraAmt>"
+              f"{_opt('TaxVouNo', i.tax_vou_no)}{_opt('TaxPayName', i.tax_pay_name)}{_opt('ProtocolNo', i.protocol_no)}"
+              f"</BankCompare3111>" for i in d.lines]
+    return document(d.head, "".join(parts), encoding=encoding)
+
+
+def check_result_document(*, head: MessageHead, result: CheckResult, encoding: str = "UTF-8") -> bytes:
+    """2111: our answer to a check date's detail, "0" every record agrees, "1" some differ."""
+    r = result
+    return document(head, (
+        f"<MsgReturn2111><OriPayBankNo>{_x(r.ori_pay_bank_no)}</OriPayBankNo><OriChkDate>{date_text(r.ori_chk_date)}"
+        f"</OriChkDate><OriChkAcctOrd>{_x(r.ori_chk_acct_ord)}</OriChkAcctOrd>{_opt('OriPayeeBankNo', r.ori_payee_bank_no)}"
+        f"<Result>{_x(r.result)}</Result>{_opt('AddWord', r.add_word[:200])}</MsgReturn2111>"), encoding=encoding)
+
+
 def generic_reply_document(*, head: MessageHead, ori_msg_no: str, result: str, add_word: str = "",
                            encoding: str = "UTF-8") -> bytes:
     """9120: the generic reply (a 2102 received, a connectivity test answered, a message refused)."""
@@ -474,11 +507,38 @@ def read_test(doc: Document) -> str:
     return _fields(doc.msg[0]).get("Remark", "")
 
 
+def read_check_detail(doc: Document) -> CheckDetail:
+    """A validated 3111 -> CheckDetail (AllNum/AllAmt as declared; the domain checks them against the lines)."""
+    _expect(doc, CHECK_DETAIL)
+    h = _fields(doc.msg[0])
+    lines = []
+    for e in doc.msg[1:]:
+        f = _fields(e)
+        lines.append(CheckLine(pay_op_bk_code=f["PayOpBkCode"], pay_acct=f["PayAcct"], ori_tax_org_code=f["OriTaxOrgCode"],
+                               ori_entrust_date=read_date(f["OriEntrustDate"]), ori_pack_no=f.get("OriPackNo", ""),
+                               ori_tra_no=f["OriTraNo"], amount_fen=yuan_text_to_fen(f["TraAmt"]),
+                               tax_vou_no=f.get("TaxVouNo", ""), tax_pay_name=f.get("TaxPayName", ""),
+                               protocol_no=f.get("ProtocolNo", "")))
+    return CheckDetail(head=doc.head, pay_bk_code=h["PayBkCode"], chk_date=read_date(h["ChkDate"]),
+                       chk_acct_ord=h["ChkAcctOrd"], payee_bank_no=h["PayeeBankNo"], chk_acct_type=h["ChkAcctType"],
+                       all_num=int(h["AllNum"]), all_amount_fen=yuan_text_to_fen(h["AllAmt"]),
+                       child_pack_num=int(h["ChildPackNum"]), cur_pack_no=int(h["CurPackNo"]), lines=tuple(lines))
+
+
+def read_check_result(doc: Document) -> CheckResult:
+    """A validated 2111 -> CheckResult."""
+    _expect(doc, CHECK_RESULT)
+    f = _fields(doc.msg[0])
+    return CheckResult(ori_pay_bank_no=f["OriPayBankNo"], ori_chk_date=read_date(f["OriChkDate"]),
+                       ori_chk_acct_ord=f["OriChkAcctOrd"], ori_payee_bank_no=f.get("OriPayeeBankNo", ""),
+                       result=f["Result"], add_word=f.get("AddWord", ""))
+
+
 READERS = {
     AGREEMENT_VERIFY: read_verification, AGREEMENT_REPLY: read_verification_reply,
     REAL_TIME_DEDUCTION: read_real_time, REAL_TIME_REPLY: read_real_time_reply, BATCH_DEDUCTION: read_batch,
     BATCH_ACK: read_batch_ack, BATCH_RESULT: read_batch_result, GENERIC_REPLY: read_generic_reply,
-    CONNECTIVITY_TEST: read_test,
+    CONNECTIVITY_TEST: read_test, CHECK_DETAIL: read_check_detail, CHECK_RESULT: read_check_result,
 }
 
 
@@ -500,6 +560,10 @@ def message_key(doc: Document) -> str:
         return f"{first['OriTaxOrgCode']}-{first['OriEntrustDate']}-{first['OriTraNo']}"
     if no in (BATCH_RESULT, BATCH_ACK):
         return f"{first['OriTaxOrgCode']}-{first['OriEntrustDate']}-{first['OriPackNo']}"
+    if no == CHECK_DETAIL:
+        return f"CHK-{first['PayBkCode']}-{first['ChkDate']}-{first['ChkAcctOrd']}-{first['CurPackNo']}"
+    if no == CHECK_RESULT:
+        return f"CHK-{first['OriPayBankNo']}-{first['OriChkDate']}-{first['OriChkAcctOrd']}"
     if no in (AGREEMENT_VERIFY, AGREEMENT_REPLY):
         return f"VC-{first.get('SendOrgCode') or first.get('OriSendOrgCode')}-{first['VCNo']}"
     return doc.head.msg_ref

@@ -352,3 +352,37 @@ def resolve_case(*, case_id: int, user, reason: str, now: dt.datetime,
 
 def reconcile_now(*, check_date: dt.date, tax_org_code: str = "") -> ReconciliationRun:
     return reconcile(check_date=check_date, tax_org_code=tax_org_code, now=timezone.now())
+
+
+# ---------------------------------------------------------------------------------------------
+# The answer to the tax system (2111)
+# ---------------------------------------------------------------------------------------------
+
+
+def send_check_result(*, run_id: int, now: dt.datetime) -> ReconciliationRun:
+    """Send a done all-authority run's 2111 to the tax system (it dedupes on the check date and order) and
+    record when it was acknowledged. Nothing is locked while sending; a run already answered is left alone,
+    so a second delivery of the task sends nothing. A failure stays in the run's note for the next run."""
+    from adapters.tips.interface import TipsFault, TipsUnavailable
+    from tax.services import _tips
+
+    run = ReconciliationRun.objects.get(pk=run_id)
+    if run.state != RunState.DONE or run.tax_org_code or run.reply_sent_at is not None:
+        return run
+    if not CheckPackage.objects.filter(check_date=run.check_date).exists():
+        return run
+    note = ""
+    try:
+        reply = _tips().send_check_result(check_result(run=run))
+        if reply.result not in (ResultCode.SUCCESS, ResultCode.DUPLICATE):
+            note = f"2111 未被接收 (not accepted): {reply.result} {reply.add_word}"
+    except TipsUnavailable as exc:
+        note = f"2111 税务系统暂不可达 (tax system unreachable): {exc}"
+    except TipsFault as exc:
+        note = f"2111 税务系统拒收 (refused): {exc}"
+    if note:
+        ReconciliationRun.objects.filter(pk=run.pk).update(note=note[:255])
+    else:
+        ReconciliationRun.objects.filter(pk=run.pk, reply_sent_at__isnull=True).update(reply_sent_at=now)
+    run.refresh_from_db()
+    return run

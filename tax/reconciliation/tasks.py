@@ -7,15 +7,28 @@ from django.utils import timezone
 from tax.services import local_date
 
 from . import services
+from .models import RunState
 
 
 @shared_task(name="tax_reconciliation.reconcile", acks_late=True, reject_on_worker_lost=True)
 def reconcile_task(*, check_date: str, tax_org_code: str = "") -> int:
-    return services.reconcile(check_date=dt.date.fromisoformat(check_date), tax_org_code=tax_org_code,
-                              now=timezone.now()).pk
+    run = services.reconcile(check_date=dt.date.fromisoformat(check_date), tax_org_code=tax_org_code,
+                             now=timezone.now())
+    if run.state == RunState.DONE and not run.tax_org_code:
+        send_check_result_task.apply_async(kwargs={"run_id": run.pk})
+    return run.pk
+
+
+@shared_task(name="tax_reconciliation.send_check_result", acks_late=True, reject_on_worker_lost=True)
+def send_check_result_task(*, run_id: int) -> int:
+    """The day's 2111 to the tax system, once the all-authority run is done."""
+    return services.send_check_result(run_id=run_id, now=timezone.now()).pk
 
 
 @shared_task(name="tax_reconciliation.reconcile_yesterday", acks_late=True, reject_on_worker_lost=True)
 def reconcile_yesterday_task() -> int:
     now = timezone.now()
-    return services.reconcile(check_date=local_date(now) - dt.timedelta(days=1), now=now).pk
+    run = services.reconcile(check_date=local_date(now) - dt.timedelta(days=1), now=now)
+    if run.state == RunState.DONE and run.reply_sent_at is None:
+        send_check_result_task.apply_async(kwargs={"run_id": run.pk})
+    return run.pk

@@ -25,6 +25,23 @@ def _log_in(page, base_url, username):
     page.wait_for_url(f"{base_url}/")
 
 
+@pytest.fixture(autouse=True)
+def check_result_outbox(monkeypatch):
+    """The 2111 sent after the run goes to a list here (tests/tax/reconciliation covers the real exchange)."""
+    from adapters.tips.interface import Acknowledgement
+    from tax import services as tax_services
+
+    sent = []
+
+    class Outbox:
+        def send_check_result(self, result):
+            sent.append(result)
+            return Acknowledgement(ori_msg_id="0" * 20, result="90000")
+
+    monkeypatch.setattr(tax_services, "_tips", lambda: Outbox())
+    return sent
+
+
 @pytest.fixture
 def planted_day(tax):  # noqa: F811
     """Four deductions through the sandbox operator; the tax system's check detail drops one, changes the

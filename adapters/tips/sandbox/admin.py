@@ -45,6 +45,19 @@ class TipsSandboxAdminClient(JsonAdminClient):
         """The 2102 results received, each once (deduped), with their lines."""
         return self._call("GET", "/admin/results")["results"]
 
+    def send_check_detail(self, date, *, plant: dict | None = None, chk_acct_ord: str = "0001") -> dict:
+        """Send the day's 3111 (`date`: a date or YYYYMMDD) built from the deductions it sent and got answered
+        as paid; `plant` adds differences: {"drop": [tra_no], "change_amount": {tra_no: amount_fen},
+        "unknown": [{"tra_no", "amount_fen"}], "duplicate": [tra_no]}. The 9120 answer: result, add_word,
+        all_num, all_amount_fen, tra_nos, msg_id, ..."""
+        chk_date = date if isinstance(date, str) else date.strftime("%Y%m%d")
+        return self._call("POST", "/admin/check-detail", {"chk_date": chk_date, "plant": plant or {},
+                                                          "chk_acct_ord": chk_acct_ord})
+
+    def check_results(self) -> list[dict]:
+        """The 2111 results received, each once (deduped on the check date and order)."""
+        return self._call("GET", "/admin/check-results")["results"]
+
     def deliveries(self, msg_id: str) -> int:
         """How many times a message with this MsgID was received."""
         return self._call("GET", f"/admin/received/{msg_id}")["deliveries"]

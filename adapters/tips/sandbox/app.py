@@ -8,7 +8,7 @@ public key. Plain WSGI, no Django: it stands in for a system that is not ours.
 
 | method and path | what |
 | --- | --- |
-| `POST /` | SOAP Send: a signed 2102 (stored, deduped) or 9005; answered with a signed 9120 |
+| `POST /` | SOAP Send: a signed 2102 or 2111 (stored, deduped) or 9005; answered with a signed 9120 |
 | `GET /?wsdl`, `GET /tips_soap.xsd` | its WSDL (soap:address pointing here, schema inlined) and the schema |
 | `GET /health` | `{"status": "ok"}` |
 | `POST /admin/agreements` | register a taxpayer and agreement, send 9114; the 9115 as JSON |
@@ -16,6 +16,8 @@ public key. Plain WSGI, no Django: it stands in for a system that is not ours.
 | `POST /admin/packages` | send a 3102 of N items; the 9121 as JSON |
 | `POST /admin/test` | send a 9005; the 9120 as JSON |
 | `GET /admin/results` | the 2102 results received |
+| `POST /admin/check-detail` | send the day's 3111 built from the deductions it sent and got answered (with planted differences); the 9120 as JSON |
+| `GET /admin/check-results` | the 2111 results received |
 | `GET /admin/counts`, `GET/POST/DELETE /admin/faults`, `POST /admin/reset` | state and fault switches |
 
 Admin endpoints need `Authorization: Bearer <api key>`; the SOAP endpoint is authenticated by signatures.
@@ -44,6 +46,8 @@ from adapters.tips import messages as m
 from adapters.tips.interface import (
     AgreementVerification,
     BatchDeduction,
+    CheckDetail,
+    CheckLine,
     DeductionItem,
     RealTimeDeduction,
     ResultCode,
@@ -107,6 +111,8 @@ class TipsSandboxApp:
             ("POST", re.compile(r"/admin/packages"), self.admin_package),
             ("POST", re.compile(r"/admin/test"), self.admin_test),
             ("GET", re.compile(r"/admin/results"), self.admin_results),
+            ("POST", re.compile(r"/admin/check-detail"), self.admin_check_detail),
+            ("GET", re.compile(r"/admin/check-results"), self.admin_check_results),
             ("GET", re.compile(r"/admin/received/(?P<msg_id>[0-9]{20})"), self.admin_received),
             ("GET", re.compile(r"/admin/counts"), self.admin_counts),
             ("GET", re.compile(r"/admin/faults"), self.admin_faults),
@@ -196,6 +202,13 @@ class TipsSandboxApp:
                                  bad_signature=bad_signature)
         if head.msg_no == m.CONNECTIVITY_TEST:
             return self._generic(doc, ResultCode.SUCCESS, "", bad_signature=bad_signature)
+        if head.msg_no == m.CHECK_RESULT:
+            answer = m.read_check_result(doc)
+            row = {"ori_pay_bank_no": answer.ori_pay_bank_no, "ori_chk_date": m.date_text(answer.ori_chk_date),
+                   "ori_chk_acct_ord": answer.ori_chk_acct_ord, "result": answer.result, "add_word": answer.add_word}
+            return self.ledger.store_check_result(msg_id=head.msg_id, result=row,
+                                                  reply_for=lambda code, note: self._generic(
+                                                      doc, code, note, bad_signature=bad_signature))
         if head.msg_no != m.BATCH_RESULT:
             return self._generic(doc, ResultCode.UNRECOGNISED, f"message {head.msg_no} is not accepted here",
                                  bad_signature=bad_signature)
@@ -392,6 +405,63 @@ class TipsSandboxApp:
         doc, valid, head = self._send(m.CONNECTIVITY_TEST, lambda h: m.test_document(
             head=h, remark=str(body.get("remark") or ""), encoding=self.encoding))
         return 200, self._reply_json(doc, valid, head)
+
+    def admin_check_detail(self, body):
+        """Send the day's 3111 (one package): every deduction it sent that day and got answered as paid, with
+        planted differences: {chk_date: YYYYMMDD, chk_acct_ord?, chk_acct_type?, plant: {drop: [tra_no],
+        change_amount: {tra_no: amount_fen}, unknown: [{tra_no, amount_fen, tax_org_code?}], duplicate: [tra_no]}}."""
+        chk_date = m.read_date(str(body.get("chk_date") or m.date_text(dt.date.today())))
+        plant = body.get("plant") or {}
+        paid = self.ledger.paid_deductions(m.date_text(chk_date))
+        known = {row["tra_no"] for row in paid}
+        for tra_no in [*plant.get("drop", []), *plant.get("change_amount", {}), *plant.get("duplicate", [])]:
+            if tra_no not in known:
+                raise BadRequest(f"no paid deduction {tra_no!r} on {m.date_text(chk_date)}", code="NOT_FOUND",
+                                 http_status=404)
+        changed = {str(k): v for k, v in (plant.get("change_amount") or {}).items()}
+        lines = []
+        for row in paid:
+            if row["tra_no"] in plant.get("drop", []):
+                continue
+            amount = changed.get(row["tra_no"], row["amount_fen"])
+            if type(amount) is not int or amount <= 0:
+                raise BadRequest("amount_fen must be an integer > 0")
+            line = CheckLine(pay_op_bk_code=row["pay_op_bk_code"], pay_acct=row["pay_acct"],
+                             ori_tax_org_code=row["tax_org_code"], ori_entrust_date=chk_date,
+                             ori_pack_no=row["pack_no"], ori_tra_no=row["tra_no"], amount_fen=amount,
+                             tax_vou_no=row.get("tax_vou_no", ""), tax_pay_name=row["tax_pay_name"],
+                             protocol_no=row["protocol_no"])
+            lines.append(line)
+            if row["tra_no"] in plant.get("duplicate", []):
+                lines.append(line)
+        for extra in plant.get("unknown", []):
+            amount = extra.get("amount_fen")
+            if type(amount) is not int or amount <= 0:
+                raise BadRequest("amount_fen must be an integer > 0")
+            lines.append(CheckLine(pay_op_bk_code=PAY_BANK_CODE, pay_acct=str(extra.get("pay_acct") or "0000000000000000"),
+                                   ori_tax_org_code=str(extra.get("tax_org_code") or (paid[0]["tax_org_code"] if paid
+                                                                                     else TAX_ORG_CODE)),
+                                   ori_entrust_date=chk_date, ori_pack_no="", ori_tra_no=str(extra["tra_no"]),
+                                   amount_fen=amount))
+        if len(lines) > m.BATCH_MAX_ITEMS:
+            raise BadRequest(f"a check package carries at most {m.BATCH_MAX_ITEMS} lines")
+        chk_acct_ord = str(body.get("chk_acct_ord") or "0001")
+
+        def build(head):
+            return m.check_detail_document(message=CheckDetail(
+                head=head, pay_bk_code=PAY_BANK_CODE, chk_date=chk_date, chk_acct_ord=chk_acct_ord,
+                payee_bank_no=TREASURY.payee_bank_no, chk_acct_type=str(body.get("chk_acct_type") or "1"),
+                all_num=len(lines), all_amount_fen=sum(line.amount_fen for line in lines), child_pack_num=1,
+                cur_pack_no=1, lines=tuple(lines)), encoding=self.encoding)
+
+        doc, valid, head = self._send(m.CHECK_DETAIL, build)
+        return 200, {**self._reply_json(doc, valid, head), "chk_date": m.date_text(chk_date),
+                     "chk_acct_ord": chk_acct_ord, "all_num": len(lines),
+                     "all_amount_fen": sum(line.amount_fen for line in lines),
+                     "tra_nos": [line.ori_tra_no for line in lines]}
+
+    def admin_check_results(self, body):
+        return 200, {"results": self.ledger.check_results()}
 
     def admin_results(self, body):
         return 200, {"results": self.ledger.results()}

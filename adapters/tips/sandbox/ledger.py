@@ -1,5 +1,6 @@
 """The sandbox tax system's own books, in SQLite: taxpayers, the agreements it sent for verification,
-deductions and packages it sent with the answers it got, and the batch results (2102) it received.
+deductions and packages it sent with the answers it got, the batch results (2102) and the reconciliation
+results (2111) it received.
 
 The tax side of the world, not the service's: its own file through the stdlib `sqlite3` module.
 Received messages are deduped twice: on MsgID (a repeat is answered with the reply first given, byte for
@@ -71,6 +72,16 @@ CREATE TABLE IF NOT EXISTS results (
     lines TEXT NOT NULL,  -- JSON list of {ori_tra_no, amount_fen, tax_vou_no, tax_date, result, add_word}
     received_at TEXT NOT NULL,
     PRIMARY KEY (ori_tax_org_code, ori_entrust_date, ori_pack_no)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS check_results (
+    ori_pay_bank_no TEXT NOT NULL,
+    ori_chk_date TEXT NOT NULL,
+    ori_chk_acct_ord TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    result TEXT NOT NULL,  -- 0 every record agrees, 1 some differ
+    add_word TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (ori_pay_bank_no, ori_chk_date, ori_chk_acct_ord)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS received (
     msg_id TEXT PRIMARY KEY,
@@ -184,6 +195,64 @@ class TipsLedger(SqliteStore):
             conn.execute("INSERT INTO received (msg_id, msg_no, reply) VALUES (?, '2102', ?)", (msg_id, reply))
             return reply
 
+    def store_check_result(self, *, msg_id: str, result: dict, reply_for: Callable[[str, str], bytes]) -> bytes:
+        """Store a 2111 (deduped on MsgID, then on the check key: a second answer for the same check date and
+        order is answered 94051 and not stored). Returns the reply bytes."""
+        with self._write() as conn:
+            row = conn.execute("SELECT reply FROM received WHERE msg_id = ?", (msg_id,)).fetchone()
+            if row is not None:
+                conn.execute("UPDATE received SET deliveries = deliveries + 1 WHERE msg_id = ?", (msg_id,))
+                return bytes(row[0])
+            key = (result["ori_pay_bank_no"], result["ori_chk_date"], result["ori_chk_acct_ord"])
+            exists = conn.execute("SELECT msg_id FROM check_results WHERE ori_pay_bank_no = ? AND ori_chk_date = ?"
+                                  " AND ori_chk_acct_ord = ?", key).fetchone()
+            if exists:
+                reply = reply_for("94051", f"result of this check already received (MsgID {exists[0]})")
+            else:
+                conn.execute("INSERT INTO check_results (ori_pay_bank_no, ori_chk_date, ori_chk_acct_ord, msg_id, result,"
+                             " add_word, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (*key, msg_id, result["result"], result["add_word"],
+                              dt.datetime.now(dt.timezone.utc).isoformat()))
+                reply = reply_for("90000", "")
+            conn.execute("INSERT INTO received (msg_id, msg_no, reply) VALUES (?, '2111', ?)", (msg_id, reply))
+            return reply
+
+    def check_results(self) -> list[dict]:
+        with self._read() as conn:
+            conn.row_factory = _dict_row
+            try:
+                return conn.execute("SELECT * FROM check_results ORDER BY received_at").fetchall()
+            finally:
+                conn.row_factory = None
+
+    def paid_deductions(self, entrust_date: str) -> list[dict]:
+        """What the tax system holds as paid on a day: the real-time deductions answered 90000 and the package
+        items whose 2102 line said 90000, with their agreement's codes and taxpayer name."""
+        with self._read() as conn:
+            conn.row_factory = _dict_row
+            try:
+                rows = conn.execute(
+                    "SELECT d.*, a.pay_op_bk_code, t.tax_pay_name FROM deductions d"
+                    " JOIN agreements a ON a.protocol_no = d.protocol_no JOIN taxpayers t USING (tax_pay_code)"
+                    " WHERE d.entrust_date = ? ORDER BY d.tax_org_code, d.tra_no", (entrust_date,)).fetchall()
+                results = conn.execute("SELECT ori_tax_org_code, ori_pack_no, lines FROM results"
+                                       " WHERE ori_entrust_date = ?", (entrust_date,)).fetchall()
+            finally:
+                conn.row_factory = None
+        paid_in_packages = {(r["ori_tax_org_code"], r["ori_pack_no"], line["ori_tra_no"]): line
+                            for r in results for line in json.loads(r["lines"]) if line["result"] == "90000"}
+        paid = []
+        for row in rows:
+            if row["pack_no"]:
+                line = paid_in_packages.get((row["tax_org_code"], row["pack_no"], row["tra_no"]))
+                if line is None:
+                    continue
+                row["tax_vou_no"] = line.get("tax_vou_no", "")
+            elif row["result"] != "90000":
+                continue
+            paid.append(row)
+        return paid
+
     def results(self) -> list[dict]:
         with self._read() as conn:
             conn.row_factory = _dict_row
@@ -207,7 +276,7 @@ class TipsLedger(SqliteStore):
 
     def reset(self) -> None:
         with self._write() as conn:
-            for table in ("results", "received", "deductions", "packages", "agreements", "taxpayers", "counters"):
+            for table in ("results", "check_results", "received", "deductions", "packages", "agreements", "taxpayers", "counters"):
                 conn.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
 
 

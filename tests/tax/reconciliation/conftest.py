@@ -63,3 +63,20 @@ def planted_statement(day):
 
 
 __all__ = ["ENTRUST_DATE", "TAX_ORG_CODE", "check_detail", "check_lines", "planted_lines", "planted_statement"]
+
+
+@pytest.fixture(autouse=True)
+def check_result_outbox(request, monkeypatch):
+    """Records the 2111s the engine sends after a run, unless the test talks to the sandbox tax system."""
+    sent = []
+    if "tips_sandbox" not in request.fixturenames:
+        from adapters.tips.interface import Acknowledgement
+        from tax import services as tax_services
+
+        class Outbox:
+            def send_check_result(self, result):
+                sent.append(result)
+                return Acknowledgement(ori_msg_id="0" * 20, result="90000")
+
+        monkeypatch.setattr(tax_services, "_tips", lambda: Outbox())
+    return sent
