@@ -214,6 +214,7 @@ CELERY_BEAT_SCHEDULE = {
                          "schedule": crontab(hour=18, minute=30)},
     "tax-resolve-unknown-deductions": {"task": "tax.resolve_unknown_deductions", "schedule": 60.0},
     "tax-finish-packages-and-send-results": {"task": "tax.finish_packages", "schedule": 30.0},
+    "tax-finish-refund-orders-and-send-results": {"task": "tax.finish_refund_orders", "schedule": 30.0},
     # Yesterday's three-way reconciliation (对账), after the tax system's check detail (3111) has come in.
     "tax-reconcile-yesterday": {"task": "tax_reconciliation.reconcile_yesterday", "schedule": crontab(hour=6, minute=0)},
 }

@@ -23,3 +23,8 @@ def finish_packages_task() -> dict:
 @shared_task(name="tax.resolve_unknown_deductions", acks_late=True, reject_on_worker_lost=True)
 def resolve_unknown_deductions_task() -> dict:
     return services.resolve_unknown_deductions(now=timezone.now())
+
+
+@shared_task(name="tax.finish_refund_orders", acks_late=True, reject_on_worker_lost=True)
+def finish_refund_orders_task() -> dict:
+    return dict(services.finish_refund_orders(now=timezone.now()))
