@@ -87,7 +87,8 @@ def main():
 
     call_command("migrate", verbosity=0)
     with connection.cursor() as c:
-        c.execute("TRUNCATE tax_reconciliation_reconciliationresult, tax_reconciliation_discrepancycase, "
+        c.execute("TRUNCATE tax_reconciliation_reconciliationresult, tax_reconciliation_reconciliationtotal, "
+                  "tax_reconciliation_discrepancycase, "
                   "tax_reconciliation_statementline, tax_reconciliation_checkrecord, tax_reconciliation_checkpackage, "
                   "tax_reconciliation_reconciliationrun, tax_treasuryentry, tax_taxdeduction CASCADE")
     n = args.records

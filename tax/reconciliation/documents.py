@@ -1,4 +1,5 @@
-"""Reports of a reconciliation run: CSV (every result row the user may see) and PDF (totals per outcome and
+"""Reports of a reconciliation run: CSV (every result row the user may see, then the matched count: matched
+serials have no row) and PDF (totals per outcome and
 the discrepancies), with personal data masked as on the pages."""
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ def run_csv(*, user, run) -> bytes:
     writer.writerow(CSV_HEADER)
     for result in selectors.result_list(user=user, run=run).iterator(chunk_size=2000):
         writer.writerow(result_row(result))
+    matched = next((item for item in selectors.run_totals(user=user, run_ids=[run.pk])[run.pk]["outcomes"]
+                    if item["outcome"] == Outcome.MATCHED), None)
+    writer.writerow(["相符 matched", str(matched["count"] if matched else 0)])
     return out.getvalue().encode("utf-8")
 
 

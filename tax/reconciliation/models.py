@@ -7,7 +7,8 @@ Three sources for one check date, matched on the serial key (tax org code, entru
 - our records: `tax.TaxDeduction` (state, amount) and its `tax.TreasuryEntry` rows;
 - the operator's statement of the treasury wallet for the day (`StatementLine`, fetched per run).
 
-A run writes one `ReconciliationResult` per serial with an `Outcome`. Every outcome other than
+A run writes one `ReconciliationResult` per serial that is not matched (a matched serial is only
+counted, in the run's `ReconciliationTotal`s per tax authority and outcome) with an `Outcome`. Every outcome other than
 matched / both failed opens a `DiscrepancyCase` (open -> investigating -> resolved with a reason).
 Re-running a date replaces the run's results and statement lines; cases and their history stay.
 Records are never edited to make them agree: a correction is a transfer made through the treasury,
@@ -134,7 +135,8 @@ DISCREPANCY_OUTCOMES = tuple(o for o in Outcome if o not in CONSISTENT_OUTCOMES)
 
 
 class ReconciliationResult(models.Model):
-    """One serial of a run and how the three sources agree on it; written by the engine in bulk."""
+    """One serial of a run that is not matched and how the three sources disagree on it (or both failed);
+    written by the engine in bulk. Matched serials are counted in `ReconciliationTotal` only."""
 
     # Few indexes: a run writes up to millions of these at once (the unique key serves lookups by run).
     run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="results", db_index=False)
@@ -159,6 +161,24 @@ class ReconciliationResult(models.Model):
         ordering = ["entrust_date", "tra_no"]
         constraints = [models.UniqueConstraint(fields=["run", "tax_org_code", "entrust_date", "tra_no"],
                                                name="tax_recon_result_once")]
+
+
+class ReconciliationTotal(models.Model):
+    """Count and sums of one outcome of one tax authority in a run, over every serial (matched ones
+    included: those have no result row); written by the engine in the statement that writes the results."""
+
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="outcome_totals")
+    tax_org_code = models.CharField(max_length=12)
+    outcome = models.CharField("结果 (outcome)", max_length=20, choices=Outcome.choices)
+    count = models.PositiveIntegerField(default=0)
+    tax_amount_fen = models.BigIntegerField(default=0)
+    ours_amount_fen = models.BigIntegerField(default=0)
+    operator_amount_fen = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "对账汇总 (reconciliation total)"
+        constraints = [models.UniqueConstraint(fields=["run", "tax_org_code", "outcome"],
+                                               name="tax_recon_total_once")]
 
 
 class CaseState(models.TextChoices):

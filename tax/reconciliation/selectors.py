@@ -3,13 +3,13 @@ tax authority's results and cases (and the runs that cover it: its own and the a
 auditors and administrators see everything."""
 from __future__ import annotations
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Q, Sum
 from django.http import Http404
 
 from tax.models import TaxDeduction
 from tax.selectors import _tax_org_codes
 
-from .models import DiscrepancyCase, Outcome, ReconciliationResult, ReconciliationRun
+from .models import DiscrepancyCase, Outcome, ReconciliationResult, ReconciliationRun, ReconciliationTotal
 
 
 def visible_runs(user):
@@ -35,6 +35,8 @@ def _scoped(qs, user):
 
 
 def result_list(*, user, run: ReconciliationRun, outcome: str = ""):
+    """The run's result rows: every serial that is not matched (matched serials are only counted, see
+    `run_totals`)."""
     qs = _scoped(ReconciliationResult.objects.filter(run=run), user).select_related("case")
     if outcome:
         qs = qs.filter(outcome=outcome)
@@ -43,11 +45,12 @@ def result_list(*, user, run: ReconciliationRun, outcome: str = ""):
 
 def run_totals(*, user, run_ids: list[int]) -> dict[int, dict]:
     """{run id: {"outcomes": [{outcome, label, count, tax_fen, ours_fen, operator_fen}], "count": n,
-    "discrepancies": n, "tax_fen", "ours_fen", "operator_fen"}} over the results the user may see."""
+    "discrepancies": n, "tax_fen", "ours_fen", "operator_fen"}} over the serials the user may see (from the
+    run's totals per tax authority and outcome, so matched serials, which have no result row, count too)."""
     labels = dict(Outcome.choices)
-    rows = (_scoped(ReconciliationResult.objects.filter(run_id__in=run_ids), user)
+    rows = (_scoped(ReconciliationTotal.objects.filter(run_id__in=run_ids), user)
             .values("run_id", "outcome")
-            .annotate(n=Count("pk"), tax_fen=Sum("tax_amount_fen"), ours_fen=Sum("ours_amount_fen"),
+            .annotate(n=Sum("count"), tax_fen=Sum("tax_amount_fen"), ours_fen=Sum("ours_amount_fen"),
                       operator_fen=Sum("operator_amount_fen"))
             .order_by("run_id", "outcome"))
     totals = {run_id: {"outcomes": [], "count": 0, "discrepancies": 0, "tax_fen": 0, "ours_fen": 0,
@@ -55,7 +58,7 @@ def run_totals(*, user, run_ids: list[int]) -> dict[int, dict]:
     order = {value: i for i, value in enumerate(Outcome.values)}
     for row in rows:
         t = totals[row["run_id"]]
-        item = {"outcome": row["outcome"], "label": labels.get(row["outcome"], row["outcome"]), "count": row["n"],
+        item = {"outcome": row["outcome"], "label": labels.get(row["outcome"], row["outcome"]), "count": int(row["n"] or 0),
                 "tax_fen": int(row["tax_fen"] or 0), "ours_fen": int(row["ours_fen"] or 0),
                 "operator_fen": int(row["operator_fen"] or 0)}
         t["outcomes"].append(item)

@@ -1,9 +1,10 @@
 """Daily three-way reconciliation (对账): the tax system's check detail (3111), our deductions and
 treasury entries, and the operator's statement of the treasury wallet.
 
-The matching is one set-based INSERT ... SELECT over the union of serial keys of the three sources
-(each aggregated with GROUP BY, then LEFT JOINed: a full outer join that SQLite and PostgreSQL both
-run), never a loop over records in Python. Check records and statement lines are loaded with COPY on
+The matching is one set-based INSERT ... SELECT over the three sources stacked and grouped on the serial
+key (a full outer join that SQLite and PostgreSQL both run), never a loop over records in Python. Only
+serials that are not matched get a result row; every serial is counted per tax authority and outcome
+(`ReconciliationTotal`) in the same statement on PostgreSQL. Check records and statement lines are loaded with COPY on
 PostgreSQL (treasury.bulk.insert_rows).
 """
 from __future__ import annotations
@@ -27,11 +28,13 @@ from .models import (
     Outcome,
     ReconciliationResult,
     ReconciliationRun,
+    ReconciliationTotal,
     RunState,
     StatementLine,
 )
 
 RESULT_TABLE = ReconciliationResult._meta.db_table
+TOTAL_TABLE = ReconciliationTotal._meta.db_table
 CASE_TABLE = DiscrepancyCase._meta.db_table
 RECORD_TABLE = CheckRecord._meta.db_table
 LINE_TABLE = StatementLine._meta.db_table
@@ -154,6 +157,7 @@ def reconcile(*, check_date: dt.date, tax_org_code: str = "", now: dt.datetime,
         run = ReconciliationRun.objects.select_for_update().get(pk=run.pk)
         with connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {RESULT_TABLE} WHERE run_id = %s", [run.pk])
+            cursor.execute(f"DELETE FROM {TOTAL_TABLE} WHERE run_id = %s", [run.pk])
             cursor.execute(f"DELETE FROM {LINE_TABLE} WHERE run_id = %s", [run.pk])
         bulk.insert_rows(table=LINE_TABLE, columns=["run_id", *LINE_COLUMNS],
                          rows=[(run.pk, *row) for row in statement_rows])
@@ -221,10 +225,8 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
         SELECT org, day, tra, SUM(t_n) AS t_n, MIN(t_amt) AS t_amt, MAX(d_id) AS d_id, MAX(d_state) AS d_state,
                MAX(d_amt) AS d_amt, MAX(entered) AS entered, SUM(p_n) AS p_n, SUM(p_net) AS p_net
         FROM src GROUP BY org, day, tra
-    )
-    INSERT INTO {RESULT_TABLE} (run_id, tax_org_code, entrust_date, tra_no, outcome, tax_count, tax_amount_fen,
-        ours_state, ours_amount_fen, entered_amount_fen, operator_count, operator_amount_fen, deduction_id)
-    SELECT %s, org, day, tra,
+    ), c AS (
+        SELECT org, day, tra, t_n, t_amt, d_id, d_state, d_amt, entered, p_n, p_net,
         CASE
             WHEN COALESCE(t_n, 0) > 1 THEN 'duplicate_tax'
             WHEN COALESCE(p_n, 0) > 1 THEN 'duplicate_operator'
@@ -236,12 +238,23 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
             WHEN COALESCE(p_n, 0) = 0 THEN 'missing_operator'
             WHEN t_amt <> d_amt OR p_net <> d_amt OR COALESCE(entered, d_amt) <> d_amt THEN 'amount_mismatch'
             ELSE 'matched'
-        END,
-        COALESCE(t_n, 0), t_amt, COALESCE(d_state, ''), d_amt, entered, COALESCE(p_n, 0), p_net, d_id
-    FROM k
+        END AS outcome
+        FROM k
+    )
     """
+    insert_results = f"""
+    INSERT INTO {RESULT_TABLE} (run_id, tax_org_code, entrust_date, tra_no, outcome, tax_count, tax_amount_fen,
+        ours_state, ours_amount_fen, entered_amount_fen, operator_count, operator_amount_fen, deduction_id)
+    SELECT %s, org, day, tra, outcome, COALESCE(t_n, 0), t_amt, COALESCE(d_state, ''), d_amt, entered,
+        COALESCE(p_n, 0), p_net, d_id
+    FROM c WHERE outcome <> 'matched'"""
+    insert_totals = f"""
+    INSERT INTO {TOTAL_TABLE} (run_id, tax_org_code, outcome, count, tax_amount_fen, ours_amount_fen,
+        operator_amount_fen)
+    SELECT %s, org, outcome, COUNT(*), COALESCE(SUM(t_amt), 0), COALESCE(SUM(d_amt), 0), COALESCE(SUM(p_net), 0)
+    FROM c GROUP BY org, outcome"""
     params = [*packages_params, check_date, *org_p, run_id, check_date, *org_p, check_date, *org_p,
-              *packages_params, *org_p, run_id, *org_p, run_id]
+              *packages_params, *org_p, run_id, *org_p]
     with connection.cursor() as cursor:
         if bulk.is_postgresql():
             # One large hash aggregate: give it memory for this transaction, skip JIT compilation, and keep the
@@ -249,7 +262,12 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
             cursor.execute("SET LOCAL work_mem = '256MB'")
             cursor.execute("SET LOCAL jit = off")
             cursor.execute("SET LOCAL enable_sort = off")
-        cursor.execute(sql, params)
+            # One statement: the matched serials are only counted, the others written as result rows.
+            cursor.execute(f"{sql}, written AS ({insert_results} RETURNING 1)\n{insert_totals}",
+                           [*params, run_id, run_id])
+        else:  # no data-modifying WITH: the same match twice (small data sets)
+            cursor.execute(f"{sql}\n{insert_results}", [*params, run_id])
+            cursor.execute(f"{sql}\n{insert_totals}", [*params, run_id])
 
 
 def open_cases(*, run_id: int, check_date: dt.date, now: dt.datetime) -> None:
@@ -276,11 +294,12 @@ def open_cases(*, run_id: int, check_date: dt.date, now: dt.datetime) -> None:
 
 
 def outcome_totals(*, run_id: int) -> dict:
+    """{outcome: {"count", "tax_fen", "ours_fen", "operator_fen"}} of a run over every serial, matched included."""
     with connection.cursor() as cursor:
-        cursor.execute(f"""SELECT outcome, COUNT(*), COALESCE(SUM(tax_amount_fen), 0), COALESCE(SUM(ours_amount_fen), 0),
-                           COALESCE(SUM(operator_amount_fen), 0) FROM {RESULT_TABLE} WHERE run_id = %s GROUP BY outcome""",
+        cursor.execute(f"""SELECT outcome, SUM(count), SUM(tax_amount_fen), SUM(ours_amount_fen), SUM(operator_amount_fen)
+                           FROM {TOTAL_TABLE} WHERE run_id = %s GROUP BY outcome""",
                        [run_id])
-        return {outcome: {"count": n, "tax_fen": int(t), "ours_fen": int(o), "operator_fen": int(p)}
+        return {outcome: {"count": int(n), "tax_fen": int(t), "ours_fen": int(o), "operator_fen": int(p)}
                 for outcome, n, t, o, p in cursor.fetchall()}
 
 

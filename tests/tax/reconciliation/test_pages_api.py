@@ -135,8 +135,11 @@ def test_csv_and_pdf_reports(run, day, tax):
     response = client.get(reverse("tax:reconciliation-run-csv", args=[run.pk]))
     text = response.content.decode("utf-8-sig")
     lines = text.strip().splitlines()
+    # a row per serial that is not matched, then one line with the matched count
     assert response["Content-Type"].startswith("text/csv") and len(lines) == 1 + sum(
-        v["count"] for v in run.totals.values())
+        v["count"] for k, v in run.totals.items() if k != Outcome.MATCHED) + 1
+    assert lines[-1].split(",")[:2] == ["相符 matched", str(run.totals[Outcome.MATCHED]["count"])]
+    assert run.totals[Outcome.MATCHED]["count"] == 2
     assert any(day["amount"].tra_no in line and Outcome.AMOUNT_MISMATCH in line for line in lines)
     pdf = client.get(reverse("tax:reconciliation-run-pdf", args=[run.pk]))
     assert pdf["Content-Type"] == "application/pdf" and pdf.content.startswith(b"%PDF")

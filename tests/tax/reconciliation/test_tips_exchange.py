@@ -39,7 +39,9 @@ def test_a_planted_check_detail_is_reconciled_and_answered_with_2111(tax, tips_s
     run = ReconciliationRun.objects.get(check_date=day, tax_org_code="")
     assert run.state == RunState.DONE
     outcomes = dict(ReconciliationResult.objects.filter(run=run).values_list("tra_no", "outcome"))
-    assert outcomes == {one: Outcome.MATCHED, two: Outcome.AMOUNT_MISMATCH, three: Outcome.MISSING_TAX,
+    assert run.matched_count == 1 and run.totals[Outcome.MATCHED]["count"] == 1
+    assert one not in outcomes  # matched: counted, not written as a result row
+    assert outcomes == {two: Outcome.AMOUNT_MISMATCH, three: Outcome.MISSING_TAX,
                         four: Outcome.DUPLICATE_TAX, "99999998": Outcome.MISSING_OURS}
     assert run.reply_sent_at is not None
     [result] = tips_sandbox.admin.check_results()
