@@ -1150,8 +1150,8 @@ class SheetTemplate:
             sheet.column_dimensions[get_column_letter(index)].width = self.widths[title]
         text = [title in self.text_columns for title in self.columns]
         for example in self.examples:
-            # float ok: Excel keeps numbers as floats; the parser reads them back exactly
-            sheet.append([value if is_text else float(Decimal(value)) for is_text, value in zip(text, example)])
+            # Amounts go in as Decimal (openpyxl writes them as numbers), never through float.
+            sheet.append([value if is_text else Decimal(value) for is_text, value in zip(text, example)])
             for index, is_text in enumerate(text, start=1):
                 sheet.cell(row=sheet.max_row, column=index).number_format = "@" if is_text else "#,##0.00"
         sheet.freeze_panes = sheet.cell(row=header_row + 1, column=1)
