@@ -41,7 +41,7 @@ from treasury.access import roles
 from treasury.access.errors import AccessDenied
 from treasury.access.makerchecker import ensure_can_approve
 from treasury.access.scoping import sees_all_organizations, user_organization
-from treasury.models import LedgerAccount, Organization, Transfer, TransferState, Wallet
+from treasury.models import LedgerAccount, Organization, TransferState, Wallet
 from treasury.money import format_yuan
 from treasury.services.parties import register_organization
 from treasury.services.transfers import Conditions, NewTransfer, create_transfers

@@ -24,7 +24,6 @@ from rest_framework.views import APIView
 
 from treasury.access import roles
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin, api_exception_handler
-from treasury.access.errors import AccessDenied
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
 from treasury.money import fen_to_yuan_str
 from treasury.services.transfers import OperatorUnavailable

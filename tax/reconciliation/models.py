@@ -14,7 +14,6 @@ Re-running a date replaces the run's results and statement lines; cases and thei
 Records are never edited to make them agree: a correction is a transfer made through the treasury,
 linked from the case.
 """
-from django.conf import settings
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
