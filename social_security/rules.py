@@ -1,0 +1,198 @@
+"""The one place that computes social-insurance amounts.
+
+    snapshot = rules_for(region="370100", on=date(2026, 7, 1))     # immutable, read once per declaration
+    base_fen, note = clamp_base(base_fen=350000, rules=snapshot)   # floor/ceiling with a visible note
+    result = premiums(base_fen=base_fen, rules=snapshot, kind="employee")
+    fee = late_fee(overdue_fen=100000, days=30, rules=snapshot)
+
+Amounts are integer fen. Every type's amount is rounded on its own to the fen with the region's named
+rounding rule (ROUND_HALF_UP); totals are sums of rounded amounts, so a declaration's lines always add up.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from types import MappingProxyType
+from typing import Mapping
+
+from social_security.models import (
+    INSURANCE_TYPES, ContributionBase, ContributionRate, InsuranceType, Region, Rounding,
+)
+from treasury.money import format_yuan
+
+ROUNDING_MODES = {Rounding.HALF_UP_TO_FEN: ROUND_HALF_UP}
+EMPLOYEE = "employee"
+FLEXIBLE = "flexible"
+
+
+class RulesError(Exception):
+    code = "social_rules_error"
+
+
+class RulesNotFound(RulesError):
+    """No region, no rate version or no base limits for the date asked."""
+
+    code = "social_rules_not_found"
+
+
+class BaseOutOfRange(RulesError):
+    """A base outside floor..ceiling where it must be inside (premiums; a flexible payer's chosen base)."""
+
+    code = "social_base_out_of_range"
+
+
+@dataclass(frozen=True)
+class TypeRates:
+    insurance_type: str
+    employer_rate: Decimal
+    individual_rate: Decimal
+    flexible_rate: Decimal
+    flexible_account_rate: Decimal
+    effective_from: date
+    effective_to: date | None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The rules of one region on one day. Immutable: compute a whole declaration with one snapshot."""
+
+    region_code: str
+    region_name: str
+    on: date
+    year: int
+    average_wage_fen: int
+    floor_fen: int
+    ceiling_fen: int
+    late_fee_daily_rate: Decimal
+    rounding: str
+    rates: Mapping[str, TypeRates]
+
+    def round_fen(self, value: Decimal) -> int:
+        return int(value.quantize(Decimal(1), rounding=ROUNDING_MODES[self.rounding]))
+
+
+@dataclass(frozen=True)
+class TypeAmount:
+    insurance_type: str
+    employer_fen: int
+    individual_fen: int
+    # Flexible pension only: of individual_fen, what goes to the personal account and to the pooled fund.
+    personal_account_fen: int = 0
+
+    @property
+    def pooled_fen(self) -> int:
+        return self.employer_fen + self.individual_fen - self.personal_account_fen
+
+    @property
+    def total_fen(self) -> int:
+        return self.employer_fen + self.individual_fen
+
+
+@dataclass(frozen=True)
+class Premiums:
+    base_fen: int
+    kind: str
+    amounts: tuple[TypeAmount, ...]
+
+    @property
+    def employer_fen(self) -> int:
+        return sum(a.employer_fen for a in self.amounts)
+
+    @property
+    def individual_fen(self) -> int:
+        return sum(a.individual_fen for a in self.amounts)
+
+    @property
+    def total_fen(self) -> int:
+        return self.employer_fen + self.individual_fen
+
+    def of(self, insurance_type: str) -> TypeAmount:
+        for amount in self.amounts:
+            if amount.insurance_type == insurance_type:
+                return amount
+        return TypeAmount(insurance_type=insurance_type, employer_fen=0, individual_fen=0)
+
+
+def rules_for(*, region: str | Region, on: date) -> Rules:
+    """The rules in force in `region` (a Region or its 6-digit code) on day `on`.
+
+    Raises RulesNotFound when the region is unknown, an insurance type has no version starting on or
+    before `on`, or the region has no base limits for `on`'s year.
+    """
+    if not isinstance(region, Region):
+        found = Region.objects.filter(code=region).first()
+        if found is None:
+            raise RulesNotFound(f"未配置统筹地区 {region} (no rules for region {region})")
+        region = found
+    versions = {}
+    for rate in (ContributionRate.objects.filter(region=region, effective_from__lte=on)
+                 .order_by("insurance_type", "-effective_from")):
+        versions.setdefault(rate.insurance_type, rate)
+    missing = [t.label for t in INSURANCE_TYPES if t.value not in versions]
+    if missing:
+        raise RulesNotFound(f"{region.code} 在 {on} 没有生效的费率: {', '.join(missing)} "
+                            f"(no rate in force on {on})")
+    base = ContributionBase.objects.filter(region=region, year=on.year).first()
+    if base is None:
+        raise RulesNotFound(f"{region.code} 未配置 {on.year} 年缴费基数上下限 (no base limits for {on.year})")
+    rates = {
+        t: TypeRates(insurance_type=t, employer_rate=v.employer_rate, individual_rate=v.individual_rate,
+                     flexible_rate=v.flexible_rate, flexible_account_rate=v.flexible_account_rate,
+                     effective_from=v.effective_from, effective_to=v.effective_to)
+        for t, v in versions.items()
+    }
+    return Rules(region_code=region.code, region_name=region.name, on=on, year=on.year,
+                 average_wage_fen=base.average_wage_fen, floor_fen=base.floor_fen, ceiling_fen=base.ceiling_fen,
+                 late_fee_daily_rate=region.late_fee_daily_rate, rounding=region.rounding,
+                 rates=MappingProxyType(rates))
+
+
+def clamp_base(*, base_fen: int, rules: Rules) -> tuple[int, str]:
+    """The declared base clamped to the region's floor and ceiling, and a note saying so ("" when inside)."""
+    if base_fen < 0:
+        raise BaseOutOfRange(f"缴费基数不能为负 (base must not be negative): {base_fen}")
+    if base_fen < rules.floor_fen:
+        return rules.floor_fen, f"低于下限，按下限 {format_yuan(rules.floor_fen)} 计 (below floor)"
+    if base_fen > rules.ceiling_fen:
+        return rules.ceiling_fen, f"高于上限，按上限 {format_yuan(rules.ceiling_fen)} 计 (above ceiling)"
+    return base_fen, ""
+
+
+def premiums(*, base_fen: int, rules: Rules, kind: str = EMPLOYEE) -> Premiums:
+    """Per-type employer and individual amounts in fen for a base already within floor..ceiling.
+
+    kind "employee": employer and individual rates of every type.
+    kind "flexible": the individual pays the flexible rate of each type that has one (pension 20%, medical
+    at the local flexible rate); the pension's personal-account part is recorded (personal_account_fen),
+    rounded on its own, and the pooled part is the rest, so the two always add up to what is paid.
+    Raises BaseOutOfRange when the base is outside floor..ceiling, ValueError on an unknown kind.
+    """
+    if not rules.floor_fen <= base_fen <= rules.ceiling_fen:
+        raise BaseOutOfRange(f"缴费基数 {format_yuan(base_fen)} 不在 {format_yuan(rules.floor_fen)}"
+                             f"-{format_yuan(rules.ceiling_fen)} 之间 (base outside floor..ceiling)")
+    base = Decimal(base_fen)
+    amounts = []
+    for insurance_type in INSURANCE_TYPES:
+        r = rules.rates[insurance_type]
+        if kind == EMPLOYEE:
+            amounts.append(TypeAmount(insurance_type=insurance_type.value,
+                                      employer_fen=rules.round_fen(base * r.employer_rate),
+                                      individual_fen=rules.round_fen(base * r.individual_rate)))
+        elif kind == FLEXIBLE:
+            if not r.flexible_rate:
+                continue
+            account = rules.round_fen(base * r.flexible_account_rate) if insurance_type == InsuranceType.PENSION else 0
+            amounts.append(TypeAmount(insurance_type=insurance_type.value, employer_fen=0,
+                                      individual_fen=rules.round_fen(base * r.flexible_rate),
+                                      personal_account_fen=account))
+        else:
+            raise ValueError(f"unknown kind {kind!r}: expected {EMPLOYEE!r} or {FLEXIBLE!r}")
+    return Premiums(base_fen=base_fen, kind=kind, amounts=tuple(amounts))
+
+
+def late_fee(*, overdue_fen: int, days: int, rules: Rules) -> int:
+    """滞纳金: overdue amount x daily rate x days, rounded once to the fen with the region's rule."""
+    if overdue_fen < 0 or days < 0:
+        raise ValueError("overdue amount and days must not be negative")
+    return rules.round_fen(Decimal(overdue_fen) * rules.late_fee_daily_rate * days)
