@@ -1313,32 +1313,21 @@ def refund_result(*, order: RefundOrder) -> RefundResult:
                         add_word=note[:255], items=items)
 
 
-def _send_refund_result_message(result: RefundResult) -> Acknowledgement:
-    """The one place the refund result leaves: the TIPS client's `send_refund_result`. Until the client
-    builds that message, NotImplementedError keeps the result pending in the outbox."""
-    client = _tips()
-    send = getattr(client, "send_refund_result", None)
-    if send is None:
-        raise NotImplementedError("the TIPS client cannot send refund results yet")
-    return send(result)
-
-
 def send_refund_result(*, order_id: int, now: datetime) -> RefundOrder:
     """Send a done or rejected order's result, and again later until it is acknowledged; an unreachable
-    tax system or a client that cannot send it yet leaves it pending. No lock is held while sending."""
+    tax system leaves it pending; a refusal (fault) stays pending with the reason, for the sweep and a
+    person. No lock is held while sending (the 2104 goes through the TIPS client's `send_refund_result`)."""
     order = RefundOrder.objects.get(pk=order_id)
     if not order.result_pending:
         return order
     error, acknowledged = "", False
     try:
-        reply = _send_refund_result_message(refund_result(order=order))
+        reply = _tips().send_refund_result(refund_result(order=order))
         acknowledged = reply.result in (ResultCode.SUCCESS, ResultCode.DUPLICATE)
         if not acknowledged:
             error = f"{reply.result} {reply.add_word}"
     except TipsUnavailable as exc:
         error = f"税务系统暂不可达，稍后重发 (unreachable, will resend): {exc}"
-    except (ImportError, NotImplementedError) as exc:
-        error = f"待发送 (pending; no refund result client yet): {exc}"
     except TipsFault as exc:
         error = f"税务系统拒收 (refused): {exc}"
     with transaction.atomic():

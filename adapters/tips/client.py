@@ -38,7 +38,7 @@ from zeep.transports import Transport
 from adapters.tips import messages as m
 from adapters.tips import signing
 from adapters.tips.interface import (
-    Acknowledgement, BatchResult, CheckResult, MessageHead, ResultCode, TipsFault, TipsUnavailable,
+    Acknowledgement, BatchResult, CheckResult, MessageHead, RefundResult, ResultCode, TipsFault, TipsUnavailable,
 )
 from adapters.tips.models import TipsMessage
 from adapters.xml import XmlRefused
@@ -124,6 +124,15 @@ class SoapTipsClient:
         return self.send_message(msg_no=m.CHECK_RESULT, key=key,
                                  build=lambda head: m.check_result_document(head=head, result=result,
                                                                             encoding=self._encoding))
+
+    def send_refund_result(self, result: RefundResult) -> Acknowledgement:
+        """2104 (project-defined) to the tax system: a refund order's result; the tax system dedupes on
+        (ori_tax_org_code, ori_entrust_date, ori_pack_no) and answers a repeat with 94051. Raises TipsFault,
+        TipsUnavailable."""
+        key = f"TK-{result.ori_tax_org_code}-{m.date_text(result.ori_entrust_date)}-{result.ori_pack_no}"
+        return self.send_message(msg_no=m.REFUND_RESULT, key=key,
+                                 build=lambda head: m.refund_result_document(head=head, result=result,
+                                                                             encoding=self._encoding))
 
     def connectivity_test(self) -> Acknowledgement:
         """9005: is the tax system there and do our signatures agree? Raises as `send_batch_result`."""

@@ -13,6 +13,8 @@ message never reaches the handler:
 6. by MsgNo: 9005 answered here (9120, 90000); 9114 -> handler.verify_agreement -> 9115;
    3001 -> handler.deduct_real_time -> 2001; 3102 -> handler.receive_batch -> 9121;
    3111 -> handler.receive_check_detail -> 9120 (the package stored, or a refusal code);
+   1104 -> handler.receive_refund_order -> 9121; 1021 -> handler.reverse_deduction -> 2021;
+   1123 -> handler.stop_payment -> 2123;
    any other number -> 9120 with 92001.
 Every reply is signed with the service's key and sent in the same call, in the request's encoding.
 Each message in and out goes to the message log. A handler that raises is a bug: the request gets a
@@ -137,6 +139,8 @@ def handle_soap(body: bytes, *, content_length: int | None = None) -> tuple[int,
             data = m.generic_reply_document(head=reply_head, ori_msg_no=head.msg_no, result=ack.result,
                                             add_word=ack.add_word, encoding=doc.encoding)
             result = ack.result
+        elif head.msg_no in _REFUND_REVERSAL_STOP:
+            reply_head, data, result = _REFUND_REVERSAL_STOP[head.msg_no](doc)
         else:
             return _reply_generic(doc, ResultCode.UNRECOGNISED, f"message {head.msg_no} is not accepted here",
                                   request_row, started)
@@ -147,6 +151,33 @@ def handle_soap(body: bytes, *, content_length: int | None = None) -> tuple[int,
         return _fault(_Refused(ResultCode.TIMEOUT, "the service could not process the message; send it again",
                                client_error=False))
     return _signed_reply(data, reply_head, key, result, request_row, started)
+
+
+def _refund_order(doc: m.Document):
+    request = m.read_refund_order(doc)
+    ack = message_handler().receive_refund_order(request)
+    reply_head = m.reply_head(doc.head, msg_no=m.BATCH_ACK, work_date=_today())
+    return reply_head, m.batch_ack_document(head=reply_head, ack=ack, request=request, encoding=doc.encoding), ack.result
+
+
+def _reversal(doc: m.Document):
+    request = m.read_reversal(doc)
+    reply = message_handler().reverse_deduction(request)
+    reply_head = m.reply_head(doc.head, msg_no=m.REVERSAL_REPLY, work_date=_today())
+    return (reply_head, m.reversal_reply_document(head=reply_head, reply=reply, request=request, encoding=doc.encoding),
+            reply.result)
+
+
+def _stop_payment(doc: m.Document):
+    request = m.read_stop_payment(doc)
+    reply = message_handler().stop_payment(request)
+    reply_head = m.reply_head(doc.head, msg_no=m.STOP_PAYMENT_REPLY, work_date=_today())
+    return (reply_head, m.stop_payment_reply_document(head=reply_head, reply=reply, request=request,
+                                                      encoding=doc.encoding), reply.result)
+
+
+# Each: a validated document -> (reply head, signed-to-be reply bytes, result for the log).
+_REFUND_REVERSAL_STOP = {m.REFUND_ORDER: _refund_order, m.REVERSAL: _reversal, m.STOP_PAYMENT: _stop_payment}
 
 
 def _reply_generic(doc: m.Document, result: str, reason: str, request_row: dict, started: float) -> tuple[int, bytes]:

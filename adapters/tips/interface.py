@@ -39,6 +39,7 @@ class ResultCode:
     WALLET_LIMIT = "E0001"  # the payer wallet's class limit (single or daily)
     CONTRACT_CONDITION = "E0002"  # a smart-contract condition refused the payment
     BALANCE_CAP = "E0003"  # the payee wallet's balance cap (refunds into a personal wallet)
+    ORIGINAL_NOT_FOUND = "E0004"  # a reversal or stop payment names a deduction or package we never received
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,10 @@ class TipsClient(Protocol):
     def send_batch_result(self, result: BatchResult) -> Acknowledgement:
         """2102 to the tax system; idempotent on (ori_tax_org_code, ori_entrust_date, ori_pack_no)."""
 
+    def send_refund_result(self, result: "RefundResult") -> Acknowledgement:
+        """2104 (project-defined) to the tax system; idempotent on (ori_tax_org_code, ori_entrust_date,
+        ori_pack_no)."""
+
 
 @dataclass(frozen=True)
 class CheckLine:
@@ -336,3 +341,56 @@ class RefundResult:
     result: str
     add_word: str = ""
     items: tuple[RefundItemResult, ...] = field(default_factory=tuple)
+
+
+# --- reversal (冲正, 1021 / 2021) and stop payment (止付, 1123 / 2123) -------------------------------
+
+
+@dataclass(frozen=True)
+class Reversal:
+    """1021: the tax system asks to reverse (冲正) the deduction (tax_org_code, ori_entrust_date, ori_tra_no).
+    (tax_org_code, entrust_date, cancel_no) identifies the request."""
+
+    head: MessageHead
+    tax_org_code: str
+    entrust_date: dt.date
+    cancel_no: str  # CancelNo, 8 digits
+    ori_entrust_date: dt.date
+    ori_tra_no: str
+    cancel_reason: str = ""
+
+
+@dataclass(frozen=True)
+class ReversalReply:
+    """2021: cancel_answer "0" reversed (or nothing was debited), "1" not reversed; result says why."""
+
+    cancel_answer: str
+    result: str  # ResultCode
+    add_word: str = ""
+
+
+@dataclass(frozen=True)
+class StopPayment:
+    """1123: stop (止付) a batch package's items not yet deducted, or one item (ori_tra_no) of it.
+    (tax_org_code, entrust_date, stop_no) identifies the request."""
+
+    head: MessageHead
+    tax_org_code: str
+    entrust_date: dt.date
+    stop_no: str  # StopNo, 8 digits
+    ori_entrust_date: dt.date
+    ori_pack_no: str
+    ori_tra_no: str = ""  # "" stops the whole package
+    stop_reason: str = ""
+
+
+@dataclass(frozen=True)
+class StopPaymentReply:
+    """2123: how many items were stopped now (never deducted; 24020 in the 2102) and how many were already
+    deducted or decided (reported in the 2102 as they are)."""
+
+    stop_num: int
+    stop_amount_fen: int
+    done_num: int
+    result: str  # ResultCode
+    add_word: str = ""

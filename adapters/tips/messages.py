@@ -42,6 +42,14 @@ from adapters.tips.interface import (
     DeductionResult,
     MessageHead,
     RealTimeDeduction,
+    RefundItem,
+    RefundItemResult,
+    RefundOrder,
+    RefundResult,
+    Reversal,
+    ReversalReply,
+    StopPayment,
+    StopPaymentReply,
     TaxTypeItem,
     TreasuryAccount,
 )
@@ -73,6 +81,14 @@ CHECK_DETAIL = "3111"
 CHECK_RESULT = "2111"
 MESSAGE_NUMBERS = (AGREEMENT_VERIFY, AGREEMENT_REPLY, REAL_TIME_DEDUCTION, REAL_TIME_REPLY, BATCH_DEDUCTION,
                    BATCH_ACK, BATCH_RESULT, GENERIC_REPLY, CONNECTIVITY_TEST, CHECK_DETAIL, CHECK_RESULT)
+# Refunds, reversals and stop payments (2104 is project-defined: front-ends name no refund result).
+REFUND_ORDER = "1104"
+REFUND_RESULT = "2104"
+REVERSAL = "1021"
+REVERSAL_REPLY = "2021"
+STOP_PAYMENT = "1123"
+STOP_PAYMENT_REPLY = "2123"
+MESSAGE_NUMBERS += (REFUND_ORDER, REFUND_RESULT, REVERSAL, REVERSAL_REPLY, STOP_PAYMENT, STOP_PAYMENT_REPLY)
 BATCH_MAX_ITEMS = 1000
 ENCODINGS = ("UTF-8", "GBK")
 
@@ -264,9 +280,9 @@ def batch_document(*, message: BatchDeduction, encoding: str = "UTF-8") -> bytes
     return document(m.head, "".join(parts), encoding=encoding)
 
 
-def batch_ack_document(*, head: MessageHead, ack: Acknowledgement, request: BatchDeduction,
+def batch_ack_document(*, head: MessageHead, ack: Acknowledgement, request: BatchDeduction | RefundOrder,
                        encoding: str = "UTF-8") -> bytes:
-    """9121: the package received (90000) or refused with a code."""
+    """9121: the package (a 3102, or a 1104 refund order) received (90000) or refused with a code."""
     return document(head, (
         f"<MsgReturn9121><OriTaxOrgCode>{_x(request.tax_org_code)}</OriTaxOrgCode>"
         f"<OriEntrustDate>{date_text(request.entrust_date)}</OriEntrustDate><OriPackNo>{_x(request.pack_no)}</OriPackNo>"
@@ -534,11 +550,164 @@ def read_check_result(doc: Document) -> CheckResult:
                        result=f["Result"], add_word=f.get("AddWord", ""))
 
 
+# ---------------------------------------------------------------------------------------------
+# Refunds (1104 / 2104), reversals (1021 / 2021), stop payments (1123 / 2123)
+# ---------------------------------------------------------------------------------------------
+
+
+def refund_order_document(*, message: RefundOrder, encoding: str = "UTF-8") -> bytes:
+    """1104 (the head is `message.head`); 1 to 1,000 items (ValueError)."""
+    m = message
+    if not 1 <= len(m.items) <= BATCH_MAX_ITEMS:
+        raise ValueError(f"a 1104 package carries 1 to {BATCH_MAX_ITEMS} items, not {len(m.items)}")
+    parts = [f"<BatchHead1104><TaxOrgCode>{_x(m.tax_org_code)}</TaxOrgCode>"
+             f"<EntrustDate>{date_text(m.entrust_date)}</EntrustDate><PackNo>{_x(m.pack_no)}</PackNo>"
+             f"<ReturnTerm>{int(m.return_term)}</ReturnTerm><AllNum>{int(m.all_num)}</AllNum>"
+             f"<AllAmt>{fen_to_yuan_text(m.all_amount_fen)}</AllAmt></BatchHead1104>"]
+    parts += [f"<RetTreasury1104><TraNo>{_x(i.tra_no)}</TraNo><DrawBackTreCode>{_x(i.draw_back_tre_code)}</DrawBackTreCode>"
+              f"<PayeeBankNo>{_x(i.payee_bank_no)}</PayeeBankNo><PayeeOpBkCode>{_x(i.payee_op_bk_code)}</PayeeOpBkCode>"
+              f"<PayeeAcct>{_x(i.payee_acct)}</PayeeAcct><PayeeName>{_x(i.payee_name)}</PayeeName>"
+              f"<TaxPayCode>{_x(i.tax_pay_code)}</TaxPayCode><TaxPayName>{_x(i.tax_pay_name)}</TaxPayName>"
+              f"<DrawBackVouNo>{_x(i.draw_back_vou_no)}</DrawBackVouNo><OriTaxVouNo>{_x(i.ori_tax_vou_no)}</OriTaxVouNo>"
+              f"<TraAmt>{fen_to_yuan_text(i.amount_fen)}</TraAmt><BillDate>{date_text(i.bill_date)}</BillDate>"
+              f"<BudgetType>{_x(i.budget_type)}</BudgetType>{_opt('BudgetSubjectCode', i.budget_subject_code)}"
+              f"<BudgetLevelCode>{_x(i.budget_level_code)}</BudgetLevelCode><TrimSign>{_x(i.trim_sign)}</TrimSign>"
+              f"{_opt('DrawBackReasonCode', i.draw_back_reason_code)}</RetTreasury1104>" for i in m.items]
+    return document(m.head, "".join(parts), encoding=encoding)
+
+
+def read_refund_order(doc: Document) -> RefundOrder:
+    """A validated 1104 -> RefundOrder (AllNum/AllAmt as declared; the domain checks them against the items)."""
+    _expect(doc, REFUND_ORDER)
+    h = _fields(doc.msg[0])
+    items = []
+    for e in doc.msg[1:]:
+        f = _fields(e)
+        items.append(RefundItem(
+            tra_no=f["TraNo"], draw_back_tre_code=f["DrawBackTreCode"], payee_bank_no=f["PayeeBankNo"],
+            payee_op_bk_code=f["PayeeOpBkCode"], payee_acct=f["PayeeAcct"], payee_name=f["PayeeName"],
+            tax_pay_code=f["TaxPayCode"], tax_pay_name=f["TaxPayName"], draw_back_vou_no=f["DrawBackVouNo"],
+            ori_tax_vou_no=f["OriTaxVouNo"], amount_fen=yuan_text_to_fen(f["TraAmt"]), bill_date=read_date(f["BillDate"]),
+            budget_type=f["BudgetType"], budget_subject_code=f.get("BudgetSubjectCode", ""),
+            budget_level_code=f["BudgetLevelCode"], trim_sign=f["TrimSign"],
+            draw_back_reason_code=f.get("DrawBackReasonCode", "")))
+    return RefundOrder(head=doc.head, tax_org_code=h["TaxOrgCode"], entrust_date=read_date(h["EntrustDate"]),
+                       pack_no=h["PackNo"], return_term=int(h["ReturnTerm"]), all_num=int(h["AllNum"]),
+                       all_amount_fen=yuan_text_to_fen(h["AllAmt"]), items=tuple(items))
+
+
+def refund_result_document(*, head: MessageHead, result: RefundResult, encoding: str = "UTF-8") -> bytes:
+    """2104 (project-defined): a refund order's result with one line per item (at most 1,000)."""
+    r = result
+    if len(r.items) > BATCH_MAX_ITEMS:
+        raise ValueError(f"a 2104 carries at most {BATCH_MAX_ITEMS} lines, not {len(r.items)}")
+    parts = [f"<BatchHead2104><OriTaxOrgCode>{_x(r.ori_tax_org_code)}</OriTaxOrgCode>"
+             f"<OriEntrustDate>{date_text(r.ori_entrust_date)}</OriEntrustDate><OriPackNo>{_x(r.ori_pack_no)}</OriPackNo>"
+             f"<AllNum>{int(r.all_num)}</AllNum><AllAmt>{fen_to_yuan_text(r.all_amount_fen)}</AllAmt>"
+             f"<SuccNum>{int(r.succ_num)}</SuccNum><SuccAmt>{fen_to_yuan_text(r.succ_amount_fen)}</SuccAmt>"
+             f"<Result>{_x(r.result)}</Result>{_opt('AddWord', r.add_word[:200])}</BatchHead2104>"]
+    parts += [f"<RetTreasury2104><OriTraNo>{_x(i.ori_tra_no)}</OriTraNo><DrawBackVouNo>{_x(i.draw_back_vou_no)}"
+              f"</DrawBackVouNo><TraAmt>{fen_to_yuan_text(i.amount_fen)}</TraAmt><Result>{_x(i.result)}</Result>"
+              f"{_opt('AddWord', i.add_word[:200])}</RetTreasury2104>" for i in r.items]
+    return document(head, "".join(parts), encoding=encoding)
+
+
+def read_refund_result(doc: Document) -> RefundResult:
+    """A validated 2104 -> RefundResult."""
+    _expect(doc, REFUND_RESULT)
+    h = _fields(doc.msg[0])
+    items = tuple(RefundItemResult(ori_tra_no=f["OriTraNo"], draw_back_vou_no=f["DrawBackVouNo"],
+                                   amount_fen=yuan_text_to_fen(f["TraAmt"]), result=f["Result"],
+                                   add_word=f.get("AddWord", ""))
+                  for f in map(_fields, doc.msg[1:]))
+    return RefundResult(ori_tax_org_code=h["OriTaxOrgCode"], ori_entrust_date=read_date(h["OriEntrustDate"]),
+                        ori_pack_no=h["OriPackNo"], all_num=int(h["AllNum"]), all_amount_fen=yuan_text_to_fen(h["AllAmt"]),
+                        succ_num=int(h["SuccNum"]), succ_amount_fen=yuan_text_to_fen(h["SuccAmt"]), result=h["Result"],
+                        add_word=h.get("AddWord", ""), items=items)
+
+
+def _cancel_fields(r: Reversal) -> str:
+    return (f"<TaxOrgCode>{_x(r.tax_org_code)}</TaxOrgCode><EntrustDate>{date_text(r.entrust_date)}</EntrustDate>"
+            f"<CancelNo>{_x(r.cancel_no)}</CancelNo><OriEntrustDate>{date_text(r.ori_entrust_date)}</OriEntrustDate>"
+            f"<OriTraNo>{_x(r.ori_tra_no)}</OriTraNo>")
+
+
+def reversal_document(*, message: Reversal, encoding: str = "UTF-8") -> bytes:
+    """1021 (the head is `message.head`)."""
+    return document(message.head, f"<Cancel1021>{_cancel_fields(message)}{_opt('CancelReason', message.cancel_reason[:200])}"
+                                  f"</Cancel1021>", encoding=encoding)
+
+
+def reversal_reply_document(*, head: MessageHead, reply: ReversalReply, request: Reversal,
+                            encoding: str = "UTF-8") -> bytes:
+    """2021: the request's keys, CancelAnswer, Result and a note."""
+    return document(head, f"<CancelReturn2021>{_cancel_fields(request)}<CancelAnswer>{_x(reply.cancel_answer)}"
+                          f"</CancelAnswer><Result>{_x(reply.result)}</Result>{_opt('AddWord', reply.add_word[:200])}"
+                          f"</CancelReturn2021>", encoding=encoding)
+
+
+def read_reversal(doc: Document) -> Reversal:
+    """A validated 1021 -> Reversal."""
+    _expect(doc, REVERSAL)
+    f = _fields(doc.msg[0])
+    return Reversal(head=doc.head, tax_org_code=f["TaxOrgCode"], entrust_date=read_date(f["EntrustDate"]),
+                    cancel_no=f["CancelNo"], ori_entrust_date=read_date(f["OriEntrustDate"]), ori_tra_no=f["OriTraNo"],
+                    cancel_reason=f.get("CancelReason", ""))
+
+
+def read_reversal_reply(doc: Document) -> ReversalReply:
+    """A validated 2021 -> ReversalReply."""
+    _expect(doc, REVERSAL_REPLY)
+    f = _fields(doc.msg[0])
+    return ReversalReply(cancel_answer=f["CancelAnswer"], result=f["Result"], add_word=f.get("AddWord", ""))
+
+
+def _stop_fields(s: StopPayment) -> str:
+    return (f"<TaxOrgCode>{_x(s.tax_org_code)}</TaxOrgCode><EntrustDate>{date_text(s.entrust_date)}</EntrustDate>"
+            f"<StopNo>{_x(s.stop_no)}</StopNo><OriEntrustDate>{date_text(s.ori_entrust_date)}</OriEntrustDate>"
+            f"<OriPackNo>{_x(s.ori_pack_no)}</OriPackNo>{_opt('OriTraNo', s.ori_tra_no)}")
+
+
+def stop_payment_document(*, message: StopPayment, encoding: str = "UTF-8") -> bytes:
+    """1123 (the head is `message.head`)."""
+    return document(message.head, f"<StopPay1123>{_stop_fields(message)}{_opt('StopReason', message.stop_reason[:200])}"
+                                  f"</StopPay1123>", encoding=encoding)
+
+
+def stop_payment_reply_document(*, head: MessageHead, reply: StopPaymentReply, request: StopPayment,
+                                encoding: str = "UTF-8") -> bytes:
+    """2123: the request's keys, how many items were stopped (and their amount) and how many were already done."""
+    r = reply
+    return document(head, f"<StopReturn2123>{_stop_fields(request)}<StopNum>{int(r.stop_num)}</StopNum>"
+                          f"<StopAmt>{fen_to_yuan_text(r.stop_amount_fen)}</StopAmt><DoneNum>{int(r.done_num)}</DoneNum>"
+                          f"<Result>{_x(r.result)}</Result>{_opt('AddWord', r.add_word[:200])}</StopReturn2123>",
+                    encoding=encoding)
+
+
+def read_stop_payment(doc: Document) -> StopPayment:
+    """A validated 1123 -> StopPayment."""
+    _expect(doc, STOP_PAYMENT)
+    f = _fields(doc.msg[0])
+    return StopPayment(head=doc.head, tax_org_code=f["TaxOrgCode"], entrust_date=read_date(f["EntrustDate"]),
+                       stop_no=f["StopNo"], ori_entrust_date=read_date(f["OriEntrustDate"]), ori_pack_no=f["OriPackNo"],
+                       ori_tra_no=f.get("OriTraNo", ""), stop_reason=f.get("StopReason", ""))
+
+
+def read_stop_payment_reply(doc: Document) -> StopPaymentReply:
+    """A validated 2123 -> StopPaymentReply."""
+    _expect(doc, STOP_PAYMENT_REPLY)
+    f = _fields(doc.msg[0])
+    return StopPaymentReply(stop_num=int(f["StopNum"]), stop_amount_fen=yuan_text_to_fen(f["StopAmt"]),
+                            done_num=int(f["DoneNum"]), result=f["Result"], add_word=f.get("AddWord", ""))
+
+
 READERS = {
     AGREEMENT_VERIFY: read_verification, AGREEMENT_REPLY: read_verification_reply,
     REAL_TIME_DEDUCTION: read_real_time, REAL_TIME_REPLY: read_real_time_reply, BATCH_DEDUCTION: read_batch,
     BATCH_ACK: read_batch_ack, BATCH_RESULT: read_batch_result, GENERIC_REPLY: read_generic_reply,
     CONNECTIVITY_TEST: read_test, CHECK_DETAIL: read_check_detail, CHECK_RESULT: read_check_result,
+    REFUND_ORDER: read_refund_order, REFUND_RESULT: read_refund_result, REVERSAL: read_reversal,
+    REVERSAL_REPLY: read_reversal_reply, STOP_PAYMENT: read_stop_payment, STOP_PAYMENT_REPLY: read_stop_payment_reply,
 }
 
 
@@ -566,6 +735,14 @@ def message_key(doc: Document) -> str:
         return f"CHK-{first['OriPayBankNo']}-{first['OriChkDate']}-{first['OriChkAcctOrd']}"
     if no in (AGREEMENT_VERIFY, AGREEMENT_REPLY):
         return f"VC-{first.get('SendOrgCode') or first.get('OriSendOrgCode')}-{first['VCNo']}"
+    if no == REFUND_ORDER:
+        return f"TK-{first['TaxOrgCode']}-{first['EntrustDate']}-{first['PackNo']}"
+    if no == REFUND_RESULT:
+        return f"TK-{first['OriTaxOrgCode']}-{first['OriEntrustDate']}-{first['OriPackNo']}"
+    if no in (REVERSAL, REVERSAL_REPLY):  # the deduction's key, so its log shows the reversal beside it
+        return f"{first['TaxOrgCode']}-{first['OriEntrustDate']}-{first['OriTraNo']}"
+    if no in (STOP_PAYMENT, STOP_PAYMENT_REPLY):
+        return f"{first['TaxOrgCode']}-{first['OriEntrustDate']}-{first['OriPackNo']}"
     return doc.head.msg_ref
 
 

@@ -183,9 +183,16 @@ def test_a_refusal_at_payment_is_mapped_to_its_code(refunds):
     assert check_ledger().problems == []
 
 
-def test_without_a_refund_result_client_the_result_stays_pending(refunds, monkeypatch):
+def test_an_unreachable_tax_system_leaves_the_result_pending_until_the_sweep_sends_it(refunds, monkeypatch):
+    from adapters.tips.interface import TipsUnavailable
+
     tax = refunds
-    monkeypatch.setattr(services, "_tips", lambda: object())  # a client that cannot send refund results yet
+
+    class Unreachable:
+        def send_refund_result(self, result):
+            raise TipsUnavailable("connection refused")
+
+    monkeypatch.setattr(services, "_tips", lambda: Unreachable())
     payer = tax.taxpayer(balance_fen=0)
     services.receive_refund_order(message=order([refund_item(payer, amount_fen=10_00)]), now=timezone.now())
     refund_order = RefundOrder.objects.get()
@@ -193,7 +200,7 @@ def test_without_a_refund_result_client_the_result_stays_pending(refunds, monkey
     services.approve_refund_order(order_id=refund_order.pk, user=tax.approver, now=timezone.now())
     refund_order.refresh_from_db()
     assert refund_order.state == RefundOrderState.DONE and refund_order.result_pending
-    assert "pending" in refund_order.result_error and refund_order.result_attempts == 1
+    assert "connection refused" in refund_order.result_error and refund_order.result_attempts == 1
     monkeypatch.setattr(services, "_tips", lambda: tax.outbox)
     assert services.finish_refund_orders(now=timezone.now()) == {"results_acknowledged": 1}
     assert len(tax.outbox.sent) == 1

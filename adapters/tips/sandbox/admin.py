@@ -58,6 +58,34 @@ class TipsSandboxAdminClient(JsonAdminClient):
         """The 2111 results received, each once (deduped on the check date and order)."""
         return self._call("GET", "/admin/check-results")["results"]
 
+    def send_refund_order(self, *, items: list[dict] | None = None, resend: str = "", draw_back_tre_code: str = "",
+                          tax_org_code: str = "", return_term: int = 3) -> dict:
+        """Send a 1104 refund order of `items` [{tax_pay_code, tax_pay_name, payee_acct, amount_fen, payee_name?}]
+        (paid from the treasury `draw_back_tre_code`), or `resend` (a pack_no) the same order again; the 9121
+        answer: result, add_word, pack_no, tra_nos, all_num, all_amount_fen, msg_id, ..."""
+        if resend:
+            return self._call("POST", "/admin/refund-orders", {"resend": resend})
+        return self._call("POST", "/admin/refund-orders", {
+            "items": items or [], "draw_back_tre_code": draw_back_tre_code, "tax_org_code": tax_org_code,
+            "return_term": return_term})
+
+    def refund_results(self) -> list[dict]:
+        """The 2104 refund results received, each once (deduped on the order), with their lines."""
+        return self._call("GET", "/admin/refund-results")["results"]
+
+    def send_reversal(self, *, tra_no: str, entrust_date: str = "", tax_org_code: str = "", reason: str = "") -> dict:
+        """Send a 1021 reversal of the deduction `tra_no`; the 2021 answer: cancel_answer ("0" reversed or never
+        debited, "1" not reversed), result, add_word, cancel_no, msg_id, ..."""
+        return self._call("POST", "/admin/reversals", {"tra_no": tra_no, "entrust_date": entrust_date,
+                                                       "tax_org_code": tax_org_code, "reason": reason})
+
+    def send_stop(self, *, pack_no: str, tra_no: str = "", entrust_date: str = "", tax_org_code: str = "",
+                  reason: str = "") -> dict:
+        """Send a 1123 stop payment of a package (or its item `tra_no`); the 2123 answer: stop_num,
+        stop_amount_fen, done_num, result, add_word, stop_no, msg_id, ..."""
+        return self._call("POST", "/admin/stops", {"pack_no": pack_no, "tra_no": tra_no, "entrust_date": entrust_date,
+                                                   "tax_org_code": tax_org_code, "reason": reason})
+
     def deliveries(self, msg_id: str) -> int:
         """How many times a message with this MsgID was received."""
         return self._call("GET", f"/admin/received/{msg_id}")["deliveries"]

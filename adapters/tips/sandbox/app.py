@@ -18,6 +18,10 @@ public key. Plain WSGI, no Django: it stands in for a system that is not ours.
 | `GET /admin/results` | the 2102 results received |
 | `POST /admin/check-detail` | send the day's 3111 built from the deductions it sent and got answered (with planted differences); the 9120 as JSON |
 | `GET /admin/check-results` | the 2111 results received |
+| `POST /admin/refund-orders` | send a 1104 refund order (or the same order again); the 9121 as JSON |
+| `GET /admin/refund-results` | the 2104 refund results received |
+| `POST /admin/reversals` | send a 1021 reversal of a deduction it sent; the 2021 as JSON |
+| `POST /admin/stops` | send a 1123 stop payment of a package (or one item); the 2123 as JSON |
 | `GET /admin/counts`, `GET/POST/DELETE /admin/faults`, `POST /admin/reset` | state and fault switches |
 
 Admin endpoints need `Authorization: Bearer <api key>`; the SOAP endpoint is authenticated by signatures.
@@ -50,7 +54,11 @@ from adapters.tips.interface import (
     CheckLine,
     DeductionItem,
     RealTimeDeduction,
+    RefundItem,
+    RefundOrder,
     ResultCode,
+    Reversal,
+    StopPayment,
     TaxTypeItem,
     TreasuryAccount,
 )
@@ -119,6 +127,12 @@ class TipsSandboxApp:
             ("POST", re.compile(r"/admin/faults"), self.admin_set_fault),
             ("DELETE", re.compile(r"/admin/faults"), self.admin_clear_faults),
             ("POST", re.compile(r"/admin/reset"), self.admin_reset),
+        ]
+        self._admin_routes += [
+            ("POST", re.compile(r"/admin/refund-orders"), self.admin_refund_order),
+            ("GET", re.compile(r"/admin/refund-results"), self.admin_refund_results),
+            ("POST", re.compile(r"/admin/reversals"), self.admin_reversal),
+            ("POST", re.compile(r"/admin/stops"), self.admin_stop),
         ]
 
     def close(self) -> None:
@@ -209,6 +223,8 @@ class TipsSandboxApp:
             return self.ledger.store_check_result(msg_id=head.msg_id, result=row,
                                                   reply_for=lambda code, note: self._generic(
                                                       doc, code, note, bad_signature=bad_signature))
+        if head.msg_no == m.REFUND_RESULT:
+            return self._receive_refund_result(doc, bad_signature=bad_signature)
         if head.msg_no != m.BATCH_RESULT:
             return self._generic(doc, ResultCode.UNRECOGNISED, f"message {head.msg_no} is not accepted here",
                                  bad_signature=bad_signature)
@@ -272,6 +288,11 @@ class TipsSandboxApp:
                        tax_date=m.date_text(body.tax_date) if body.tax_date else "")
         elif doc.head.msg_no == m.BATCH_ACK:
             out.update(result=body.result, add_word=body.add_word)
+        elif doc.head.msg_no == m.REVERSAL_REPLY:
+            out.update(cancel_answer=body.cancel_answer, result=body.result, add_word=body.add_word)
+        elif doc.head.msg_no == m.STOP_PAYMENT_REPLY:
+            out.update(stop_num=body.stop_num, stop_amount_fen=body.stop_amount_fen, done_num=body.done_num,
+                       result=body.result, add_word=body.add_word)
         return out
 
     def _agreement(self, protocol_no: str) -> dict:
@@ -489,3 +510,111 @@ class TipsSandboxApp:
         self.faults.clear()
         return 200, {"status": "reset"}
 
+    # ----------------------------------------------------------------- refunds, reversals, stop payments
+    def _receive_refund_result(self, doc: m.Document, *, bad_signature: bool) -> bytes:
+        result = m.read_refund_result(doc)
+        row = {"ori_tax_org_code": result.ori_tax_org_code, "ori_entrust_date": m.date_text(result.ori_entrust_date),
+               "ori_pack_no": result.ori_pack_no, "result": result.result, "add_word": result.add_word,
+               "all_num": result.all_num, "all_amount_fen": result.all_amount_fen, "succ_num": result.succ_num,
+               "succ_amount_fen": result.succ_amount_fen,
+               "lines": [{"ori_tra_no": i.ori_tra_no, "draw_back_vou_no": i.draw_back_vou_no,
+                          "amount_fen": i.amount_fen, "result": i.result, "add_word": i.add_word}
+                         for i in result.items]}
+        return self.ledger.store_refund_result(msg_id=doc.head.msg_id, result=row,
+                                               reply_for=lambda code, note: self._generic(
+                                                   doc, code, note, bad_signature=bad_signature))
+
+    def admin_refund_order(self, body):
+        """Send a 1104: {items: [{tax_pay_code, tax_pay_name, payee_acct, amount_fen, payee_name?,
+        payee_op_bk_code?}], draw_back_tre_code?, tax_org_code?, return_term?}, or {resend: pack_no} to send an
+        order sent before again, unchanged, under a new MsgID."""
+        if body.get("resend"):
+            order = self.ledger.refund_order(str(body["resend"]))
+            if order is None:
+                raise BadRequest(f"no refund order {body['resend']!r} was sent", code="NOT_FOUND", http_status=404)
+        else:
+            wanted = body.get("items") or []
+            if not 1 <= len(wanted) <= m.BATCH_MAX_ITEMS:
+                raise BadRequest(f"a refund order carries 1 to {m.BATCH_MAX_ITEMS} items")
+            today = dt.date.today()
+            order = {"tax_org_code": str(body.get("tax_org_code") or TAX_ORG_CODE), "entrust_date": m.date_text(today),
+                     "pack_no": self.ledger.next_number("refund_pack_no"), "return_term": int(body.get("return_term") or 3),
+                     "items": []}
+            for i in wanted:
+                amount = i.get("amount_fen")
+                if type(amount) is not int or amount <= 0:
+                    raise BadRequest("amount_fen must be an integer > 0")
+                tra_no = self.ledger.next_number("refund_tra_no")
+                order["items"].append({
+                    "tra_no": tra_no, "draw_back_tre_code": str(body.get("draw_back_tre_code") or TREASURY.payee_org_code),
+                    "payee_bank_no": str(i.get("payee_op_bk_code") or PAY_BANK_CODE),
+                    "payee_op_bk_code": str(i.get("payee_op_bk_code") or PAY_BANK_CODE),
+                    "payee_acct": str(i["payee_acct"]), "payee_name": str(i.get("payee_name") or i["tax_pay_name"]),
+                    "tax_pay_code": str(i["tax_pay_code"]), "tax_pay_name": str(i["tax_pay_name"]),
+                    "draw_back_vou_no": f"4{order['pack_no']}{tra_no}", "ori_tax_vou_no": f"32{tra_no}{today:%m%d}",
+                    "amount_fen": amount, "bill_date": m.date_text(today), "budget_type": "1",
+                    "budget_subject_code": "101010101", "budget_level_code": "3", "trim_sign": "0",
+                    "draw_back_reason_code": "01"})
+        items = tuple(RefundItem(**{**i, "bill_date": m.read_date(i["bill_date"])}) for i in order["items"])
+        total = sum(i.amount_fen for i in items)
+
+        def build(head):
+            self.ledger.record_refund_order({**order, "msg_id": head.msg_id})
+            return m.refund_order_document(message=RefundOrder(
+                head=head, tax_org_code=order["tax_org_code"], entrust_date=m.read_date(order["entrust_date"]),
+                pack_no=order["pack_no"], return_term=order["return_term"], all_num=len(items), all_amount_fen=total,
+                items=items), encoding=self.encoding)
+
+        doc, valid, head = self._send(m.REFUND_ORDER, build)
+        out = self._reply_json(doc, valid, head)
+        self.ledger.set_refund_ack(tax_org_code=order["tax_org_code"], entrust_date=order["entrust_date"],
+                                   pack_no=order["pack_no"], result=out.get("result", ""),
+                                   add_word=out.get("add_word", ""))
+        return 200, {**out, "tax_org_code": order["tax_org_code"], "entrust_date": order["entrust_date"],
+                     "pack_no": order["pack_no"], "all_num": len(items), "all_amount_fen": total,
+                     "tra_nos": [i.tra_no for i in items]}
+
+    def admin_refund_results(self, body):
+        return 200, {"results": self.ledger.refund_results()}
+
+    def admin_reversal(self, body):
+        """Send a 1021 for a deduction it sent: {tra_no, entrust_date? (YYYYMMDD), reason?}; unknown serials
+        may be named with tax_org_code and entrust_date (the service answers them with a refusal)."""
+        tra_no = str(body.get("tra_no") or "")
+        deduction = self.ledger.deduction(tra_no=tra_no, entrust_date=str(body.get("entrust_date") or ""))
+        tax_org_code = str(body.get("tax_org_code") or (deduction or {}).get("tax_org_code") or TAX_ORG_CODE)
+        ori_date = str(body.get("entrust_date") or (deduction or {}).get("entrust_date") or m.date_text(dt.date.today()))
+        cancel_no = self.ledger.next_number("cancel_no")
+        today = dt.date.today()
+
+        def build(head):
+            return m.reversal_document(message=Reversal(
+                head=head, tax_org_code=tax_org_code, entrust_date=today, cancel_no=cancel_no,
+                ori_entrust_date=m.read_date(ori_date), ori_tra_no=tra_no,
+                cancel_reason=str(body.get("reason") or "")), encoding=self.encoding)
+
+        doc, valid, head = self._send(m.REVERSAL, build)
+        out = self._reply_json(doc, valid, head)
+        if "cancel_answer" in out:
+            self.ledger.record_reversal({"tax_org_code": tax_org_code, "ori_entrust_date": ori_date, "ori_tra_no": tra_no,
+                                         "cancel_no": cancel_no, "cancel_answer": out["cancel_answer"],
+                                         "result": out["result"], "add_word": out["add_word"]})
+        return 200, {**out, "cancel_no": cancel_no, "tax_org_code": tax_org_code, "ori_entrust_date": ori_date,
+                     "ori_tra_no": tra_no}
+
+    def admin_stop(self, body):
+        """Send a 1123: {pack_no, tra_no? (one item; none stops the package), entrust_date?, tax_org_code?,
+        reason?}."""
+        pack_no = str(body.get("pack_no") or "")
+        tax_org_code = str(body.get("tax_org_code") or TAX_ORG_CODE)
+        ori_date = m.read_date(str(body.get("entrust_date") or m.date_text(dt.date.today())))
+        stop_no = self.ledger.next_number("stop_no")
+
+        def build(head):
+            return m.stop_payment_document(message=StopPayment(
+                head=head, tax_org_code=tax_org_code, entrust_date=dt.date.today(), stop_no=stop_no,
+                ori_entrust_date=ori_date, ori_pack_no=pack_no, ori_tra_no=str(body.get("tra_no") or ""),
+                stop_reason=str(body.get("reason") or "")), encoding=self.encoding)
+
+        doc, valid, head = self._send(m.STOP_PAYMENT, build)
+        return 200, {**self._reply_json(doc, valid, head), "stop_no": stop_no, "pack_no": pack_no}

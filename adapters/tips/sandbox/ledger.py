@@ -83,6 +83,41 @@ CREATE TABLE IF NOT EXISTS check_results (
     received_at TEXT NOT NULL,
     PRIMARY KEY (ori_pay_bank_no, ori_chk_date, ori_chk_acct_ord)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refund_orders (
+    tax_org_code TEXT NOT NULL,
+    entrust_date TEXT NOT NULL,
+    pack_no TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    message TEXT NOT NULL,  -- JSON: what was sent (head fields aside), to send the same order again
+    ack_result TEXT NOT NULL DEFAULT '',
+    ack_add_word TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (tax_org_code, entrust_date, pack_no)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refund_results (
+    ori_tax_org_code TEXT NOT NULL,
+    ori_entrust_date TEXT NOT NULL,
+    ori_pack_no TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    result TEXT NOT NULL,
+    add_word TEXT NOT NULL,
+    all_num INTEGER NOT NULL,
+    all_amount_fen INTEGER NOT NULL,
+    succ_num INTEGER NOT NULL,
+    succ_amount_fen INTEGER NOT NULL,
+    lines TEXT NOT NULL,  -- JSON list of {ori_tra_no, draw_back_vou_no, amount_fen, result, add_word}
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (ori_tax_org_code, ori_entrust_date, ori_pack_no)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reversals (
+    tax_org_code TEXT NOT NULL,
+    ori_entrust_date TEXT NOT NULL,
+    ori_tra_no TEXT NOT NULL,
+    cancel_no TEXT NOT NULL,
+    cancel_answer TEXT NOT NULL,
+    result TEXT NOT NULL,
+    add_word TEXT NOT NULL,
+    PRIMARY KEY (tax_org_code, ori_entrust_date, ori_tra_no)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS received (
     msg_id TEXT PRIMARY KEY,
     msg_no TEXT NOT NULL,
@@ -103,7 +138,85 @@ class SandboxConflict(Exception):
         self.http_status = http_status
 
 
-class TipsLedger(SqliteStore):
+class RefundLedger:
+    """Refund orders (1104) it sent, their results (2104) it received, and the reversals (1021) it asked for.
+    Mixed into TipsLedger."""
+
+    def record_refund_order(self, order: dict) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO refund_orders (tax_org_code, entrust_date, pack_no, msg_id, message)"
+                         " VALUES (?, ?, ?, ?, ?)", (order["tax_org_code"], order["entrust_date"], order["pack_no"],
+                                                     order["msg_id"], json.dumps(order, ensure_ascii=False)))
+
+    def set_refund_ack(self, *, tax_org_code: str, entrust_date: str, pack_no: str, result: str, add_word: str) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE refund_orders SET ack_result = ?, ack_add_word = ? WHERE tax_org_code = ? AND"
+                         " entrust_date = ? AND pack_no = ?", (result, add_word, tax_org_code, entrust_date, pack_no))
+
+    def refund_order(self, pack_no: str) -> dict | None:
+        with self._read() as conn:
+            row = conn.execute("SELECT message FROM refund_orders WHERE pack_no = ? ORDER BY entrust_date DESC",
+                               (pack_no,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def store_refund_result(self, *, msg_id: str, result: dict, reply_for: Callable[[str, str], bytes]) -> bytes:
+        """Store a 2104 (deduped on MsgID, then on the order's key: a second result for the same order under
+        another MsgID is answered 94051 and not stored). Returns the reply bytes."""
+        with self._write() as conn:
+            row = conn.execute("SELECT reply FROM received WHERE msg_id = ?", (msg_id,)).fetchone()
+            if row is not None:
+                conn.execute("UPDATE received SET deliveries = deliveries + 1 WHERE msg_id = ?", (msg_id,))
+                return bytes(row[0])
+            key = (result["ori_tax_org_code"], result["ori_entrust_date"], result["ori_pack_no"])
+            exists = conn.execute("SELECT msg_id FROM refund_results WHERE ori_tax_org_code = ? AND ori_entrust_date = ?"
+                                  " AND ori_pack_no = ?", key).fetchone()
+            if exists:
+                reply = reply_for("94051", f"result of this refund order already received (MsgID {exists[0]})")
+            elif not conn.execute("SELECT 1 FROM refund_orders WHERE tax_org_code = ? AND entrust_date = ? AND"
+                                  " pack_no = ?", key).fetchone():
+                reply = reply_for("24008", "no such refund order was sent")
+            else:
+                conn.execute(
+                    "INSERT INTO refund_results (ori_tax_org_code, ori_entrust_date, ori_pack_no, msg_id, result,"
+                    " add_word, all_num, all_amount_fen, succ_num, succ_amount_fen, lines, received_at) VALUES"
+                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*key, msg_id, result["result"], result["add_word"], result["all_num"], result["all_amount_fen"],
+                     result["succ_num"], result["succ_amount_fen"], json.dumps(result["lines"], ensure_ascii=False),
+                     dt.datetime.now(dt.timezone.utc).isoformat()))
+                reply = reply_for("90000", "")
+            conn.execute("INSERT INTO received (msg_id, msg_no, reply) VALUES (?, '2104', ?)", (msg_id, reply))
+            return reply
+
+    def refund_results(self) -> list[dict]:
+        with self._read() as conn:
+            conn.row_factory = _dict_row
+            try:
+                rows = conn.execute("SELECT * FROM refund_results ORDER BY received_at, ori_pack_no").fetchall()
+            finally:
+                conn.row_factory = None
+        for row in rows:
+            row["lines"] = json.loads(row["lines"])
+        return rows
+
+    def deduction(self, *, tra_no: str, entrust_date: str = "") -> dict | None:
+        """A deduction it sent (the latest entrust date when none is given)."""
+        with self._read() as conn:
+            conn.row_factory = _dict_row
+            try:
+                sql = "SELECT * FROM deductions WHERE tra_no = ?" + (" AND entrust_date = ?" if entrust_date else "")
+                return conn.execute(sql + " ORDER BY entrust_date DESC",
+                                    (tra_no, entrust_date) if entrust_date else (tra_no,)).fetchone()
+            finally:
+                conn.row_factory = None
+
+    def record_reversal(self, row: dict) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO reversals (tax_org_code, ori_entrust_date, ori_tra_no, cancel_no,"
+                         " cancel_answer, result, add_word) VALUES (:tax_org_code, :ori_entrust_date, :ori_tra_no,"
+                         " :cancel_no, :cancel_answer, :result, :add_word)", row)
+
+
+class TipsLedger(SqliteStore, RefundLedger):
     def __init__(self, *, storage_path: str):
         super().__init__(storage_path=storage_path, schema=_SCHEMA)
 
@@ -234,7 +347,9 @@ class TipsLedger(SqliteStore):
                 rows = conn.execute(
                     "SELECT d.*, a.pay_op_bk_code, t.tax_pay_name FROM deductions d"
                     " JOIN agreements a ON a.protocol_no = d.protocol_no JOIN taxpayers t USING (tax_pay_code)"
-                    " WHERE d.entrust_date = ? ORDER BY d.tax_org_code, d.tra_no", (entrust_date,)).fetchall()
+                    " WHERE d.entrust_date = ? AND NOT EXISTS (SELECT 1 FROM reversals v WHERE v.cancel_answer = '0'"
+                    " AND v.tax_org_code = d.tax_org_code AND v.ori_entrust_date = d.entrust_date"
+                    " AND v.ori_tra_no = d.tra_no) ORDER BY d.tax_org_code, d.tra_no", (entrust_date,)).fetchall()
                 results = conn.execute("SELECT ori_tax_org_code, ori_pack_no, lines FROM results"
                                        " WHERE ori_entrust_date = ?", (entrust_date,)).fetchall()
             finally:
@@ -272,11 +387,13 @@ class TipsLedger(SqliteStore):
     def counts(self) -> dict:
         with self._read() as conn:
             return {table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608 (fixed names)
-                    for table in ("taxpayers", "agreements", "deductions", "packages", "results", "received")}
+                    for table in ("taxpayers", "agreements", "deductions", "packages", "results", "received",
+                                  "refund_orders", "refund_results", "reversals")}
 
     def reset(self) -> None:
         with self._write() as conn:
-            for table in ("results", "check_results", "received", "deductions", "packages", "agreements", "taxpayers", "counters"):
+            for table in ("results", "check_results", "received", "deductions", "packages", "agreements", "taxpayers",
+                          "counters", "refund_orders", "refund_results", "reversals"):
                 conn.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
 
 
