@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "tax",
     "tax.reconciliation",
     "social_security",
+    "social_security.flexible",
     "demo",
 ]
 

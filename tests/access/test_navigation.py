@@ -18,15 +18,20 @@ PAYROLL = {"payroll_batches", "payroll_upload", "payroll_unions"}
 AUDIT = {"ledger", "trace_verify"}
 BUDGET = {"budget_messages"}  # the budget system's message log
 TIPS = {"tips_messages"}  # the TIPS message log
+SOCIAL_STAFF = {"social_flexible_enrolments"}  # flexible-employment enrolments: tax staff act, auditors read
 
 EXPECTED = {
     "finance_clerk": COMMON | FISCAL | BUDGET,
     "finance_approver": COMMON | FISCAL | FISCAL_APPROVALS | BUDGET,
-    "tax_staff": COMMON | TAX | TIPS,
+    "tax_staff": COMMON | TAX | TIPS | SOCIAL_STAFF,
     "employer_operator": COMMON | PAYROLL,
     "employer_approver": COMMON | PAYROLL,
-    "auditor": COMMON | FISCAL | FISCAL_APPROVALS | AUDIT | {"payroll_unions"} | BUDGET | TIPS | TAX_READ,
-    "admin": COMMON | FISCAL | FISCAL_APPROVALS | TAX | PAYROLL | AUDIT | {"reference_data"} | BUDGET | TIPS,
+    "auditor": COMMON | FISCAL | FISCAL_APPROVALS | AUDIT | {"payroll_unions"} | BUDGET | TIPS | TAX_READ
+    | SOCIAL_STAFF,
+    "admin": COMMON | FISCAL | FISCAL_APPROVALS | TAX | PAYROLL | AUDIT | {"reference_data"} | BUDGET | TIPS
+    | SOCIAL_STAFF,
+    # A person logged in as themselves: their own premiums only.
+    "individual": COMMON | {"social_flexible_mine"},
 }
 
 
@@ -49,7 +54,7 @@ def test_a_user_with_two_roles_sees_both(client):
     user = f.make_user(role="finance_clerk")
     user.groups.add(Group.objects.get(name="tax_staff"))
     client.force_login(user)
-    assert _nav_keys(client.get("/").content.decode()) == COMMON | FISCAL | TAX | BUDGET | TIPS
+    assert _nav_keys(client.get("/").content.decode()) == COMMON | FISCAL | TAX | BUDGET | TIPS | SOCIAL_STAFF
 
 
 @pytest.mark.django_db

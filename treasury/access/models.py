@@ -13,3 +13,17 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.organization}"
+
+
+class PersonalAccount(models.Model):
+    """The person a user stands for, when they log in as themselves (role `individual`). Such a user has
+    no organization; every query they make is scoped to this person."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_account")
+    person = models.OneToOneField("treasury.Person", on_delete=models.PROTECT, related_name="personal_account")
+
+    class Meta:
+        verbose_name = "个人用户 (personal account)"
+
+    def __str__(self) -> str:
+        return f"{self.user} = {self.person}"

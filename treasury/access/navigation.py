@@ -45,6 +45,7 @@ SECTION_OVERVIEW = _("Overview")
 SECTION_FISCAL = _("Fiscal disbursement")
 SECTION_TAX = _("Tax")
 SECTION_PAYROLL = _("Payroll")
+SECTION_SOCIAL = _("Social insurance")
 SECTION_AUDIT = _("Audit")
 SECTION_VERIFY = _("Verification")
 SECTION_SYSTEM = _("System")
@@ -53,6 +54,7 @@ FINANCE = (R.FINANCE_CLERK, R.FINANCE_APPROVER, R.ADMIN)
 TAX = (R.TAX_STAFF, R.ADMIN)
 EMPLOYER = (R.EMPLOYER_OPERATOR, R.EMPLOYER_APPROVER, R.ADMIN)
 AUDIT = (R.AUDITOR, R.ADMIN)
+INDIVIDUAL = (R.INDIVIDUAL,)
 
 ENTRIES: list[NavEntry] = [
     NavEntry("dashboard", _("Dashboard"), SECTION_OVERVIEW, url_name="dashboard"),
@@ -91,6 +93,11 @@ ENTRIES: list[NavEntry] = [
     # Every SOAP exchange with the budget-management system (预算管理一体化系统), attempt by attempt.
     NavEntry("budget_messages", "报文日志 (message log)", SECTION_FISCAL, FINANCE + (R.AUDITOR,),
              url_name="budget:messages"),
+    # Flexible-employment individuals (灵活就业) pay their own premiums; tax staff see their authority's.
+    NavEntry("social_flexible_mine", "我的社保缴费 (my social insurance)", SECTION_SOCIAL, INDIVIDUAL,
+             url_name="social_flexible:mine"),
+    NavEntry("social_flexible_enrolments", "灵活就业参保 (flexible-employment enrolments)", SECTION_SOCIAL,
+             TAX + (R.AUDITOR,), url_name="social_flexible:staff-list"),
     NavEntry("ledger", _("Ledger"), SECTION_AUDIT, AUDIT, url_name="ledger-account-list"),
     NavEntry("trace_verify", _("Trace integrity"), SECTION_AUDIT, AUDIT, url_name="trace:verify"),
     NavEntry("receipt_verify", _("Verify a receipt"), SECTION_VERIFY, url_name="receipts:verify"),

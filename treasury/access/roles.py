@@ -8,8 +8,12 @@ EMPLOYER_OPERATOR = "employer_operator"
 EMPLOYER_APPROVER = "employer_approver"
 AUDITOR = "auditor"
 ADMIN = "admin"
+# A person acting for themselves (a flexible-employment insured paying premiums): linked to a treasury
+# Person by `PersonalAccount`, no organization, sees only their own records.
+INDIVIDUAL = "individual"
 
-ALL_ROLES = (FINANCE_CLERK, FINANCE_APPROVER, TAX_STAFF, EMPLOYER_OPERATOR, EMPLOYER_APPROVER, AUDITOR, ADMIN)
+ALL_ROLES = (FINANCE_CLERK, FINANCE_APPROVER, TAX_STAFF, EMPLOYER_OPERATOR, EMPLOYER_APPROVER, AUDITOR, ADMIN,
+             INDIVIDUAL)
 # Roles that see every organization's data (read-only for auditors).
 CROSS_ORGANIZATION_ROLES = (AUDITOR, ADMIN)
 
@@ -39,6 +43,7 @@ ROLE_LABELS = {
     EMPLOYER_APPROVER: _("Employer approver"),
     AUDITOR: _("Auditor"),
     ADMIN: _("Administrator"),
+    INDIVIDUAL: _("Individual"),
 }
 
 
