@@ -16,6 +16,10 @@ from adapters.tips.interface import (
     DeductionResult,
     RealTimeDeduction,
     RefundOrder,
+    Reversal,
+    ReversalReply,
+    StopPayment,
+    StopPaymentReply,
 )
 
 from . import services
@@ -38,3 +42,13 @@ class TaxHandler:
 
     def receive_refund_order(self, message: RefundOrder) -> Acknowledgement:
         return services.receive_refund_order(message=message, now=timezone.now())
+
+    def reverse_deduction(self, message: Reversal) -> ReversalReply:
+        from tax import reversals
+
+        return reversals.reverse_deduction(message=message, now=timezone.now())
+
+    def stop_payment(self, message: StopPayment) -> StopPaymentReply:
+        from tax import reversals
+
+        return reversals.stop_payment(message=message, now=timezone.now())

@@ -16,6 +16,7 @@ package (3102), or a tax an individual pays from a personal wallet without an ag
     deducting --mark_unknown--> unknown --reverse--> reversed   (real-time: answered 94999, then 冲正)
                                 unknown --fail--> failed        (the debit never happened)
                                 unknown --succeed--> succeeded  (batch items: recovery found it settled)
+    succeeded --cancel--> reversed        (the tax system asked for a reversal, 1021: the money went back)
 
 A batch package (3102) goes receiving -> received -> deducting -> done; its result (2102) is an outbox:
 sent after it is done and again until the tax system acknowledges it.
@@ -278,6 +279,10 @@ class TaxDeduction(ConcurrentTransitionMixin, models.Model):
     def reverse(self):
         pass
 
+    @transition(field=state, source=D.SUCCEEDED, target=D.REVERSED)
+    def cancel(self):
+        """Reversed (冲正) at the tax system's request (1021), after the transfer core returned the money."""
+
     @staticmethod
     def sources_of(transition_method) -> list[str]:
         return sorted(transition_method._django_fsm.transitions.keys())
@@ -298,11 +303,15 @@ class TreasuryEntry(models.Model):
     amount_fen = models.BigIntegerField("金额 (amount, fen)")
     central_fen = models.BigIntegerField("中央级 (central share, fen)")
     local_fen = models.BigIntegerField("地方级 (local share, fen)")
+    # A reversed deduction keeps its entries and gets their negatives on the reversal's day: a day's
+    # report stays what it was, and the next day's shows the money going back.
+    reverses = models.BooleanField("冲正 (reversal of an entry)", default=False, db_default=False)
 
     class Meta:
         verbose_name = "入库明细 (treasury entry)"
         constraints = [
-            models.UniqueConstraint(fields=["deduction", "project_id", "tax_type_name"], name="tax_entry_once"),
+            models.UniqueConstraint(fields=["deduction", "project_id", "tax_type_name", "reverses"],
+                                    name="tax_entry_once"),
             models.CheckConstraint(name="tax_entry_split_adds_up",
                                    condition=models.Q(amount_fen=models.F("central_fen") + models.F("local_fen"))),
         ]
@@ -479,3 +488,61 @@ class Refund(ConcurrentTransitionMixin, models.Model):
     @transition(field=state, source=R.RECEIVED, target=R.REJECTED)
     def reject(self):
         pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Reversals (冲正, 1021 / 2021) and stop payments (止付, 1123 / 2123)
+# ---------------------------------------------------------------------------------------------
+
+
+class TaxReversal(models.Model):
+    """One reversal request (1021) and its final answer (2021), kept so the same request gets the same
+    answer. A request met while the deduction is still undecided is answered "send again" and not kept."""
+
+    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
+    entrust_date = models.DateField("委托日期 (entrust date)")
+    cancel_no = models.CharField("冲正流水号 (reversal number)", max_length=8)
+    ori_entrust_date = models.DateField("原委托日期 (original entrust date)")
+    ori_tra_no = models.CharField("原交易流水号 (original transaction number)", max_length=24)
+    cancel_reason = models.CharField("冲正原因 (reason)", max_length=200, blank=True)
+    msg_id = models.CharField("报文标识号 (message id)", max_length=20, blank=True)
+    deduction = models.ForeignKey(TaxDeduction, null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="reversals")
+    cancel_answer = models.CharField("冲正应答 (answer: 0 reversed, 1 not)", max_length=1)
+    result_code = models.CharField("处理结果 (result code)", max_length=5)
+    add_word = models.CharField("附言 (note)", max_length=255, blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "冲正 (reversal request)"
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["tax_org_code", "entrust_date", "cancel_no"],
+                                               name="tax_reversal_unique")]
+
+
+class StopPaymentRequest(models.Model):
+    """One stop-payment request (1123) and its answer (2123): items of a package not yet deducted are
+    decided 24020 and never debited; items already deducted or decided stay as they are."""
+
+    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
+    entrust_date = models.DateField("委托日期 (entrust date)")
+    stop_no = models.CharField("止付流水号 (stop number)", max_length=8)
+    ori_entrust_date = models.DateField("原委托日期 (original entrust date)")
+    ori_pack_no = models.CharField("原包流水号 (original package number)", max_length=20)
+    ori_tra_no = models.CharField("原交易流水号 (original item, blank for the package)", max_length=24, blank=True)
+    stop_reason = models.CharField("止付原因 (reason)", max_length=200, blank=True)
+    msg_id = models.CharField("报文标识号 (message id)", max_length=20, blank=True)
+    package = models.ForeignKey(DeductionPackage, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="stop_requests")
+    stop_num = models.PositiveIntegerField("止付笔数 (items stopped)", default=0)
+    stop_amount_fen = models.BigIntegerField("止付金额 (amount stopped, fen)", default=0)
+    done_num = models.PositiveIntegerField("已处理笔数 (items already decided)", default=0)
+    result_code = models.CharField("处理结果 (result code)", max_length=5)
+    add_word = models.CharField("附言 (note)", max_length=255, blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "止付 (stop payment request)"
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["tax_org_code", "entrust_date", "stop_no"],
+                                               name="tax_stop_payment_unique")]

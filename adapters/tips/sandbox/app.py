@@ -606,8 +606,10 @@ class TipsSandboxApp:
         """Send a 1123: {pack_no, tra_no? (one item; none stops the package), entrust_date?, tax_org_code?,
         reason?}."""
         pack_no = str(body.get("pack_no") or "")
-        tax_org_code = str(body.get("tax_org_code") or TAX_ORG_CODE)
-        ori_date = m.read_date(str(body.get("entrust_date") or m.date_text(dt.date.today())))
+        package = self.ledger.package(pack_no) or {}
+        tax_org_code = str(body.get("tax_org_code") or package.get("tax_org_code") or TAX_ORG_CODE)
+        ori_date = m.read_date(str(body.get("entrust_date") or package.get("entrust_date")
+                                   or m.date_text(dt.date.today())))
         stop_no = self.ledger.next_number("stop_no")
 
         def build(head):

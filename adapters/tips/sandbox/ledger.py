@@ -209,6 +209,16 @@ class RefundLedger:
             finally:
                 conn.row_factory = None
 
+    def package(self, pack_no: str) -> dict | None:
+        """A package it sent (the latest entrust date)."""
+        with self._read() as conn:
+            conn.row_factory = _dict_row
+            try:
+                return conn.execute("SELECT * FROM packages WHERE pack_no = ? ORDER BY entrust_date DESC",
+                                    (pack_no,)).fetchone()
+            finally:
+                conn.row_factory = None
+
     def record_reversal(self, row: dict) -> None:
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO reversals (tax_org_code, ori_entrust_date, ori_tra_no, cancel_no,"
