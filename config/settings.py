@@ -218,6 +218,10 @@ CELERY_BEAT_SCHEDULE = {
     "tax-finish-refund-orders-and-send-results": {"task": "tax.finish_refund_orders", "schedule": 30.0},
     # Yesterday's three-way reconciliation (对账), after the tax system's check detail (3111) has come in.
     "tax-reconcile-yesterday": {"task": "tax_reconciliation.reconcile_yesterday", "schedule": crontab(hour=6, minute=0)},
+    # Social insurance: paying declarations finished from their transfers; declarations and payment notices
+    # the tax system has not answered yet sent again.
+    "social-finish-paying-declarations": {"task": "social_security.finish_paying_declarations", "schedule": 30.0},
+    "social-resend-pending": {"task": "social_security.resend_pending", "schedule": 60.0},
 }
 
 # Fiscal disbursement: requests above this total need a second approver (neither the preparer).

@@ -1,7 +1,7 @@
 """Django admin for the rules table. Declarations are written only by the services, so they are not here."""
 from django.contrib import admin
 
-from social_security.models import ContributionBase, ContributionRate, Region, derive_effective_to
+from social_security.models import ContributionBase, ContributionRate, FundAccount, Region, derive_effective_to
 from treasury.money import format_yuan
 
 
@@ -63,3 +63,9 @@ class ContributionBaseAdmin(admin.ModelAdmin):
     @admin.display(description="上限 (ceiling)")
     def ceiling(self, obj):
         return format_yuan(obj.ceiling_fen)
+
+
+@admin.register(FundAccount)
+class FundAccountAdmin(admin.ModelAdmin):
+    list_display = ["region", "tax_authority", "wallet"]
+    raw_id_fields = ["tax_authority", "wallet"]

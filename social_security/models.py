@@ -9,13 +9,18 @@ Rules are a versioned table, edited in the Django admin:
                       ceiling (60% and 300% of it by default), in fen
 
 Only social_security/rules.py computes with them.
+
+Collection: `FundAccount` (the region's fund wallet and collecting tax authority), `Declaration` and its
+`DeclarationLine`s (an employer's month; the state machine is on Declaration).
 """
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 
 class InsuranceType(models.TextChoices):
@@ -198,3 +203,212 @@ class ContributionBase(models.Model):
     def save(self, *args, **kwargs):
         self._fill_defaults()
         super().save(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Collection: the fund wallet, employers' monthly declarations
+# ---------------------------------------------------------------------------------------------
+
+
+class FundAccount(models.Model):
+    """社会保险基金收入户 (social-insurance fund income account): the wallet into which the collecting tax
+    authority collects a region's premiums. One per region: it also names the region's collecting authority."""
+
+    region = models.OneToOneField(Region, on_delete=models.PROTECT, related_name="fund_account",
+                                  verbose_name="地区 (region)")
+    tax_authority = models.ForeignKey("treasury.Organization", on_delete=models.PROTECT, related_name="+",
+                                      verbose_name="征收税务机关 (collecting tax authority)")
+    wallet = models.OneToOneField("treasury.Wallet", on_delete=models.PROTECT, related_name="+",
+                                  verbose_name="基金收入户钱包 (fund wallet)")
+
+    class Meta:
+        verbose_name = "社保基金收入户 (social-insurance fund account)"
+        verbose_name_plural = "社保基金收入户 (social-insurance fund accounts)"
+
+    def __str__(self):
+        return f"{self.region} {self.wallet}"
+
+
+class DeclarationState(models.TextChoices):
+    DRAFT = "draft", "草稿 (draft)"
+    DECLARED = "declared", "已申报 (declared)"
+    CONFIRMED = "confirmed", "已确认 (confirmed)"
+    PAYING = "paying", "缴费中 (paying)"
+    PAID = "paid", "已缴费 (paid)"
+    RECONCILED = "reconciled", "已对账 (reconciled)"
+    REJECTED = "rejected", "已退回 (rejected)"
+    CANCELLED = "cancelled", "已作废 (cancelled)"
+
+
+class DeclarationSource(models.TextChoices):
+    ENTERED = "entered", "页面录入 (entered)"
+    IMPORTED = "imported", "文件导入 (imported)"
+    PAYROLL = "payroll", "工资表 (payroll)"
+
+
+S = DeclarationState
+# While a declaration is in one of these states the employer cannot open another for the same region and period.
+OPEN_STATES = (S.DRAFT, S.DECLARED, S.CONFIRMED, S.PAYING, S.PAID, S.RECONCILED, S.REJECTED)
+
+
+class Declaration(ConcurrentTransitionMixin, models.Model):
+    """社会保险费申报 (an employer's monthly declaration of premiums), one per employer, region and period.
+
+        draft --declare (approver)--> declared --confirm (authority, voucher no)--> confirmed
+        declared --reject (authority, reason)--> rejected --reopen--> draft
+        confirmed --start_payment (approver)--> paying --settle--> paid --reconcile--> reconciled
+        paying --payment_failed (reason)--> confirmed            (pay again: a new transfer, never two at once)
+        draft | rejected --cancel--> cancelled
+    """
+
+    employer = models.ForeignKey("treasury.Organization", on_delete=models.PROTECT, related_name="social_declarations",
+                                 verbose_name="用人单位 (employer)")
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="declarations",
+                               verbose_name="参保地 (region)")
+    tax_authority = models.ForeignKey("treasury.Organization", on_delete=models.PROTECT, related_name="+",
+                                      verbose_name="征收税务机关 (collecting tax authority)")
+    period = models.CharField("费款所属期 (period)", max_length=7)  # YYYY-MM
+    source = models.CharField("来源 (source)", max_length=10, choices=DeclarationSource.choices)
+    payroll_batch = models.ForeignKey("payroll.PayrollBatch", null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="+", verbose_name="工资批次 (payroll batch)")
+    line_count = models.PositiveIntegerField("人数 (insured persons)", default=0)
+    base_total_fen = models.BigIntegerField("缴费基数合计 (bases)", default=0)
+    employer_total_fen = models.BigIntegerField("单位缴费合计 (employer share)", default=0)
+    individual_total_fen = models.BigIntegerField("个人缴费合计 (individual share)", default=0)
+    total_fen = models.BigIntegerField("应缴合计 (total due)", default=0)
+    state = FSMField("状态 (state)", default=S.DRAFT, choices=S.choices, protected=True)
+    state_reason = models.CharField("原因 (reason)", max_length=255, blank=True)
+    voucher_no = models.CharField("缴款凭证号 (voucher number)", max_length=20, blank=True)
+    confirmed_total_fen = models.BigIntegerField("确认金额 (confirmed total)", null=True, blank=True)
+    prepared_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    declared_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="+")
+    paid_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="+")
+    payer_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+", verbose_name="缴费钱包 (payer wallet)")
+    agreement = models.ForeignKey("tax.TaxAgreement", null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="+", verbose_name="三方协议 (agreement)")
+    # The payment in flight or the one that paid; earlier failed attempts stay in the trace and transfers.
+    transfer = models.ForeignKey("treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="+")
+    payment_attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField()
+    declared_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    # Outbox: the payment notice (5103) to the authority; set when it acknowledged it.
+    payment_notified_at = models.DateTimeField(null=True, blank=True)
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "社会保险费申报 (premium declaration)"
+        ordering = ["-period", "-created_at"]
+        indexes = [models.Index(fields=["tax_authority", "state"]), models.Index(fields=["employer", "period"])]
+        constraints = [
+            models.UniqueConstraint(fields=["employer", "region", "period"],
+                                    condition=~models.Q(state="cancelled"), name="social_one_open_declaration"),
+            models.CheckConstraint(condition=models.Q(total_fen=models.F("employer_total_fen")
+                                                      + models.F("individual_total_fen")),
+                                   name="social_declaration_total_adds_up"),
+        ]
+
+    def __str__(self):
+        return f"社保申报 {self.pk} {self.period} {self.state}"
+
+    @property
+    def stream_key(self) -> str:
+        return f"social.declaration:{self.pk}"
+
+    @property
+    def rules_date(self):
+        from datetime import date
+
+        year, month = self.period.split("-")
+        return date(int(year), int(month), 1)
+
+    @property
+    def declaration_no(self) -> str:
+        """The number the authority knows it by (DeclNo in 5101): 'S' and 11 digits of the id."""
+        return f"S{self.pk:011d}"
+
+    @transition(field=state, source=S.DRAFT, target=S.DECLARED, conditions=[lambda d: d.line_count > 0])
+    def declare(self):
+        pass
+
+    @transition(field=state, source=S.DECLARED, target=S.CONFIRMED)
+    def confirm(self):
+        pass
+
+    @transition(field=state, source=S.DECLARED, target=S.REJECTED)
+    def reject(self):
+        pass
+
+    @transition(field=state, source=S.REJECTED, target=S.DRAFT)
+    def reopen(self):
+        pass
+
+    @transition(field=state, source=S.CONFIRMED, target=S.PAYING)
+    def start_payment(self):
+        pass
+
+    @transition(field=state, source=S.PAYING, target=S.PAID)
+    def settle(self):
+        pass
+
+    @transition(field=state, source=S.PAYING, target=S.CONFIRMED)
+    def payment_failed(self):
+        pass
+
+    @transition(field=state, source=S.PAID, target=S.RECONCILED)
+    def reconcile(self):
+        pass
+
+    @transition(field=state, source=[S.DRAFT, S.REJECTED], target=S.CANCELLED)
+    def cancel(self):
+        pass
+
+
+class DeclarationLine(models.Model):
+    """One insured employee of a declaration: base as declared, base as counted (clamped, with its note),
+    and each type's employer and individual amounts in fen."""
+
+    declaration = models.ForeignKey(Declaration, on_delete=models.CASCADE, related_name="lines")
+    line_no = models.PositiveIntegerField("行号 (line)")
+    resident_id = models.CharField("公民身份号码 (resident ID)", max_length=18)
+    name = models.CharField("姓名 (name)", max_length=100)
+    declared_base_fen = models.BigIntegerField("申报基数 (declared base)")
+    base_fen = models.BigIntegerField("核定基数 (base counted)")
+    base_note = models.CharField("基数说明 (base note)", max_length=120, blank=True)
+    pension_employer_fen = models.BigIntegerField(default=0)
+    pension_individual_fen = models.BigIntegerField(default=0)
+    medical_employer_fen = models.BigIntegerField(default=0)
+    medical_individual_fen = models.BigIntegerField(default=0)
+    unemployment_employer_fen = models.BigIntegerField(default=0)
+    unemployment_individual_fen = models.BigIntegerField(default=0)
+    work_injury_employer_fen = models.BigIntegerField(default=0)
+    work_injury_individual_fen = models.BigIntegerField(default=0)
+    employer_fen = models.BigIntegerField("单位合计 (employer)")
+    individual_fen = models.BigIntegerField("个人合计 (individual)")
+    total_fen = models.BigIntegerField("合计 (total)")
+    # From a payroll run: the payroll line and what it withheld as the individual's social insurance.
+    payroll_line = models.ForeignKey("payroll.PayrollLine", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+")
+    payroll_withheld_fen = models.BigIntegerField("工资代扣 (withheld by payroll)", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "申报明细 (declaration line)"
+        ordering = ["declaration", "line_no"]
+        constraints = [
+            models.UniqueConstraint(fields=["declaration", "line_no"], name="social_line_no_unique"),
+            models.UniqueConstraint(fields=["declaration", "resident_id"], name="social_line_person_once"),
+            models.CheckConstraint(condition=models.Q(total_fen=models.F("employer_fen") + models.F("individual_fen")),
+                                   name="social_line_total_adds_up"),
+        ]
+
+    @property
+    def withheld_difference_fen(self) -> int | None:
+        """What payroll withheld minus the computed individual share (None when not from payroll)."""
+        if self.payroll_withheld_fen is None:
+            return None
+        return self.payroll_withheld_fen - self.individual_fen

@@ -40,6 +40,7 @@ from adapters.tips import signing
 from adapters.tips.interface import (
     Acknowledgement, BatchResult, CheckResult, MessageHead, RefundResult, ResultCode, TipsFault, TipsUnavailable,
 )
+from adapters.tips.interface import SocialDeclaration, SocialDeclarationReply, SocialPayment
 from adapters.tips.models import TipsMessage
 from adapters.xml import XmlRefused
 
@@ -134,13 +135,31 @@ class SoapTipsClient:
                                  build=lambda head: m.refund_result_document(head=head, result=result,
                                                                              encoding=self._encoding))
 
+    def send_social_declaration(self, declaration: SocialDeclaration) -> SocialDeclarationReply:
+        """5101 (project-defined): an employer's social-insurance declaration; the tax system answers in the
+        same call with 5102 (confirmed with a voucher number, or refused) and answers a repeat of the same
+        (tax_org_code, decl_no) as it did the first time. Raises TipsFault, TipsUnavailable."""
+        return self.send_message(msg_no=m.SOCIAL_DECLARATION, key=m.social_key(declaration.tax_org_code,
+                                                                                 declaration.decl_no),
+                                 build=lambda head: m.social_declaration_document(head=head, message=declaration,
+                                                                                   encoding=self._encoding),
+                                 read_reply=m.read_social_declaration_reply)
+
+    def send_social_payment(self, payment: SocialPayment) -> Acknowledgement:
+        """5103 (project-defined): a declaration's premiums were paid; answered with 9120 (94051 for a notice it
+        already has). Raises TipsFault, TipsUnavailable."""
+        return self.send_message(msg_no=m.SOCIAL_PAYMENT, key=m.social_key(payment.tax_org_code, payment.decl_no),
+                                 build=lambda head: m.social_payment_document(head=head, message=payment,
+                                                                               encoding=self._encoding))
+
     def connectivity_test(self) -> Acknowledgement:
         """9005: is the tax system there and do our signatures agree? Raises as `send_batch_result`."""
         return self.send_message(msg_no=m.CONNECTIVITY_TEST, key="9005",
                                  build=lambda head: m.test_document(head=head, encoding=self._encoding))
 
     # ----------------------------------------------------------------- the exchange
-    def send_message(self, *, msg_no: str, key: str, build: Callable[[MessageHead], bytes]) -> Acknowledgement:
+    def send_message(self, *, msg_no: str, key: str, build: Callable[[MessageHead], bytes],
+                     read_reply: Callable | None = None) -> Acknowledgement:
         """Write, sign and send one message (retried under the same MsgID); the tax system's 9120 reply as an
         Acknowledgement. Raises TipsFault, TipsUnavailable."""
         head = m.new_head(msg_no=msg_no, src=self.node_code, des=self.peer_node_code, work_date=self._today())
@@ -150,7 +169,7 @@ class SoapTipsClient:
         attempts = self._retries + 1
         for number in range(1, attempts + 1):
             started = time.perf_counter()
-            attempt = self._attempt(body, head)
+            attempt = self._attempt(body, head, read_reply)
             duration_ms = round((time.perf_counter() - started) * 1000)
             self._log(direction=TipsMessage.Direction.OUTBOUND, body=document, msg_no=head.msg_no, msg_id=head.msg_id,
                       msg_ref=head.msg_ref, key=key, peer=head.des, signature_valid=True, result=attempt.code,
@@ -173,7 +192,7 @@ class SoapTipsClient:
         raise TipsUnavailable(f"tax system unavailable on {msg_no} {key} (MsgID {head.msg_id}) after {attempts}"
                               f" attempt(s): {attempt.error}")
 
-    def _attempt(self, body: bytes, head: MessageHead) -> "_Attempt":
+    def _attempt(self, body: bytes, head: MessageHead, read_reply: Callable | None = None) -> "_Attempt":
         attempt = _Attempt()
         try:
             response = self._transport().post(self.url, body, {})
@@ -201,7 +220,8 @@ class SoapTipsClient:
         try:
             doc = m.read_document(signed.document, max_bytes=self._max_bytes)
             attempt.reply_head = doc.head
-            reply = m.read_generic_reply(doc)
+            # A 9120 unless the message has a reply of its own (5101 -> 5102); both give result and add_word.
+            reply = (read_reply or m.read_generic_reply)(doc)
         except (XmlRefused, m.UnrecognisedMessage) as exc:
             attempt.error = f"unreadable reply document: {exc}"
             return attempt

@@ -40,6 +40,7 @@ class ResultCode:
     CONTRACT_CONDITION = "E0002"  # a smart-contract condition refused the payment
     BALANCE_CAP = "E0003"  # the payee wallet's balance cap (refunds into a personal wallet)
     ORIGINAL_NOT_FOUND = "E0004"  # a reversal or stop payment names a deduction or package we never received
+    DECLARATION_REFUSED = "S0001"  # project code: the tax system refused a social-insurance declaration (5102)
 
 
 @dataclass(frozen=True)
@@ -394,3 +395,69 @@ class StopPaymentReply:
     done_num: int
     result: str  # ResultCode
     add_word: str = ""
+
+
+# --- social-insurance premiums (project-defined: declaration 5101 / 5102, payment notice 5103) ---------
+
+
+# Insurance type codes in 5101 (险种代码 as social-insurance systems number them) <-> the domain's names.
+SOCIAL_INSURANCE_CODES = {"pension": "110", "unemployment": "210", "medical": "310", "work_injury": "410"}
+
+
+@dataclass(frozen=True)
+class SocialDeclarationType:
+    """One insurance type's totals in a declaration; ins_type is the domain's name (pension, medical, ...)."""
+
+    ins_type: str
+    employer_amount_fen: int
+    individual_amount_fen: int
+
+
+@dataclass(frozen=True)
+class SocialDeclaration:
+    """5101 (service -> tax system): an employer's monthly social-insurance declaration. The tax system
+    dedupes on (tax_org_code, decl_no): the same declaration sent again gets its first answer."""
+
+    tax_org_code: str
+    decl_no: str  # DeclNo: the service's declaration number, 12 characters
+    payer_code: str  # the employer's unified social credit code
+    payer_name: str
+    region_code: str  # 6 digits
+    period: str  # YYYYMM
+    person_num: int
+    base_amount_fen: int
+    employer_amount_fen: int
+    individual_amount_fen: int
+    all_amount_fen: int
+    types: tuple[SocialDeclarationType, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class SocialDeclarationReply:
+    """5102 (tax system -> service, in the same call): 90000 confirmed with the payment voucher number
+    and the confirmed total, or a refusal (S0001 ...) with the reason in add_word."""
+
+    ori_msg_id: str
+    ori_tax_org_code: str
+    ori_decl_no: str
+    result: str
+    vou_no: str = ""
+    confirmed_amount_fen: int = 0
+    add_word: str = ""
+
+    def acknowledgement(self) -> "SocialDeclarationReply":
+        return self
+
+
+@dataclass(frozen=True)
+class SocialPayment:
+    """5103 (service -> tax system, answered with 9120): the premiums of a confirmed declaration were paid
+    into the fund wallet. Deduped on (tax_org_code, decl_no); a repeat is answered 94051."""
+
+    tax_org_code: str
+    decl_no: str
+    vou_no: str
+    pay_acct: str  # the payer's e-CNY wallet id
+    amount_fen: int
+    pay_date: dt.date
+    pay_serial: str  # the transfer's idempotency key (the operator knows the payment by it)

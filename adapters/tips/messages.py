@@ -89,6 +89,11 @@ REVERSAL_REPLY = "2021"
 STOP_PAYMENT = "1123"
 STOP_PAYMENT_REPLY = "2123"
 MESSAGE_NUMBERS += (REFUND_ORDER, REFUND_RESULT, REVERSAL, REVERSAL_REPLY, STOP_PAYMENT, STOP_PAYMENT_REPLY)
+# Social-insurance premiums (project-defined numbers: no public TIPS message carries a declaration).
+SOCIAL_DECLARATION = "5101"
+SOCIAL_DECLARATION_REPLY = "5102"
+SOCIAL_PAYMENT = "5103"
+MESSAGE_NUMBERS += (SOCIAL_DECLARATION, SOCIAL_DECLARATION_REPLY, SOCIAL_PAYMENT)
 BATCH_MAX_ITEMS = 1000
 ENCODINGS = ("UTF-8", "GBK")
 
@@ -743,6 +748,8 @@ def message_key(doc: Document) -> str:
         return f"{first['TaxOrgCode']}-{first['OriEntrustDate']}-{first['OriTraNo']}"
     if no in (STOP_PAYMENT, STOP_PAYMENT_REPLY):
         return f"{first['TaxOrgCode']}-{first['OriEntrustDate']}-{first['OriPackNo']}"
+    if no in (SOCIAL_DECLARATION, SOCIAL_DECLARATION_REPLY, SOCIAL_PAYMENT):
+        return social_key(first.get("TaxOrgCode") or first["OriTaxOrgCode"], first.get("DeclNo") or first["OriDeclNo"])
     return doc.head.msg_ref
 
 
@@ -847,3 +854,95 @@ def _read_fault(fault: etree._Element) -> SoapFault:
     if not faultcode or not message:
         raise XmlRefused(SCHEMA_INVALID, "a soap:Fault needs faultcode and faultstring", line=fault.sourceline)
     return SoapFault(faultcode=faultcode, code=code, message=message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Social-insurance premiums: 5101 declaration, 5102 its answer, 5103 payment notice (project-defined)
+# ---------------------------------------------------------------------------------------------
+from adapters.tips.interface import (  # noqa: E402  (kept with the block it serves)
+    SOCIAL_INSURANCE_CODES, SocialDeclaration, SocialDeclarationReply, SocialDeclarationType, SocialPayment,
+)
+
+_SOCIAL_TYPE_NAMES = {code: name for name, code in SOCIAL_INSURANCE_CODES.items()}
+
+
+def social_key(tax_org_code: str, decl_no: str) -> str:
+    """The message-log key of a declaration's messages: SI-TaxOrgCode-DeclNo."""
+    return f"SI-{tax_org_code}-{decl_no}"
+
+
+def social_declaration_document(*, head: MessageHead, message: SocialDeclaration, encoding: str = "UTF-8") -> bytes:
+    d = message
+    types = "".join(
+        f"<SIDeclType5101><InsType>{SOCIAL_INSURANCE_CODES[t.ins_type]}</InsType>"
+        f"<EmployerAmt>{fen_to_yuan_text(t.employer_amount_fen)}</EmployerAmt>"
+        f"<IndividualAmt>{fen_to_yuan_text(t.individual_amount_fen)}</IndividualAmt></SIDeclType5101>"
+        for t in d.types)
+    return document(head, (
+        f"<SIDeclHead5101><TaxOrgCode>{_x(d.tax_org_code)}</TaxOrgCode><DeclNo>{_x(d.decl_no)}</DeclNo>"
+        f"<PayerCode>{_x(d.payer_code)}</PayerCode><PayerName>{_x(d.payer_name)}</PayerName>"
+        f"<RegionCode>{_x(d.region_code)}</RegionCode><Period>{_x(d.period)}</Period>"
+        f"<PersonNum>{int(d.person_num)}</PersonNum><BaseAmt>{fen_to_yuan_text(d.base_amount_fen)}</BaseAmt>"
+        f"<EmployerAmt>{fen_to_yuan_text(d.employer_amount_fen)}</EmployerAmt>"
+        f"<IndividualAmt>{fen_to_yuan_text(d.individual_amount_fen)}</IndividualAmt>"
+        f"<AllAmt>{fen_to_yuan_text(d.all_amount_fen)}</AllAmt></SIDeclHead5101>{types}"), encoding=encoding)
+
+
+def read_social_declaration(doc: Document) -> SocialDeclaration:
+    _expect(doc, SOCIAL_DECLARATION)
+    h = _fields(doc.msg[0])
+    types = []
+    for e in doc.msg[1:]:
+        f = _fields(e)
+        if f["InsType"] not in _SOCIAL_TYPE_NAMES:
+            raise UnrecognisedMessage(f"unknown insurance type {f['InsType']}")
+        types.append(SocialDeclarationType(ins_type=_SOCIAL_TYPE_NAMES[f["InsType"]],
+                                           employer_amount_fen=yuan_text_to_fen(f["EmployerAmt"]),
+                                           individual_amount_fen=yuan_text_to_fen(f["IndividualAmt"])))
+    return SocialDeclaration(
+        tax_org_code=h["TaxOrgCode"], decl_no=h["DeclNo"], payer_code=h["PayerCode"], payer_name=h["PayerName"],
+        region_code=h["RegionCode"], period=h["Period"], person_num=int(h["PersonNum"]),
+        base_amount_fen=yuan_text_to_fen(h["BaseAmt"]), employer_amount_fen=yuan_text_to_fen(h["EmployerAmt"]),
+        individual_amount_fen=yuan_text_to_fen(h["IndividualAmt"]), all_amount_fen=yuan_text_to_fen(h["AllAmt"]),
+        types=tuple(types))
+
+
+def social_declaration_reply_document(*, head: MessageHead, reply: SocialDeclarationReply,
+                                      encoding: str = "UTF-8") -> bytes:
+    r = reply
+    amount = f"<ConfirmedAmt>{fen_to_yuan_text(r.confirmed_amount_fen)}</ConfirmedAmt>" if r.vou_no else ""
+    return document(head, (
+        f"<SIDeclReturn5102><OriTaxOrgCode>{_x(r.ori_tax_org_code)}</OriTaxOrgCode>"
+        f"<OriDeclNo>{_x(r.ori_decl_no)}</OriDeclNo><Result>{_x(r.result)}</Result>{_opt('VouNo', r.vou_no)}"
+        f"{amount}{_opt('AddWord', r.add_word)}</SIDeclReturn5102>"), encoding=encoding)
+
+
+def read_social_declaration_reply(doc: Document) -> SocialDeclarationReply:
+    _expect(doc, SOCIAL_DECLARATION_REPLY)
+    f = _fields(doc.msg[0])
+    return SocialDeclarationReply(
+        ori_msg_id=doc.head.msg_ref, ori_tax_org_code=f["OriTaxOrgCode"], ori_decl_no=f["OriDeclNo"],
+        result=f["Result"], vou_no=f.get("VouNo", ""),
+        confirmed_amount_fen=yuan_text_to_fen(f["ConfirmedAmt"]) if "ConfirmedAmt" in f else 0,
+        add_word=f.get("AddWord", ""))
+
+
+def social_payment_document(*, head: MessageHead, message: SocialPayment, encoding: str = "UTF-8") -> bytes:
+    p = message
+    return document(head, (
+        f"<SIPayment5103><TaxOrgCode>{_x(p.tax_org_code)}</TaxOrgCode><DeclNo>{_x(p.decl_no)}</DeclNo>"
+        f"<VouNo>{_x(p.vou_no)}</VouNo><PayAcct>{_x(p.pay_acct)}</PayAcct>"
+        f"<TraAmt>{fen_to_yuan_text(p.amount_fen)}</TraAmt><PayDate>{date_text(p.pay_date)}</PayDate>"
+        f"<PaySerial>{_x(p.pay_serial)}</PaySerial></SIPayment5103>"), encoding=encoding)
+
+
+def read_social_payment(doc: Document) -> SocialPayment:
+    _expect(doc, SOCIAL_PAYMENT)
+    f = _fields(doc.msg[0])
+    return SocialPayment(tax_org_code=f["TaxOrgCode"], decl_no=f["DeclNo"], vou_no=f["VouNo"], pay_acct=f["PayAcct"],
+                         amount_fen=yuan_text_to_fen(f["TraAmt"]), pay_date=read_date(f["PayDate"]),
+                         pay_serial=f["PaySerial"])
+
+
+READERS.update({SOCIAL_DECLARATION: read_social_declaration,
+                SOCIAL_DECLARATION_REPLY: read_social_declaration_reply, SOCIAL_PAYMENT: read_social_payment})

@@ -105,3 +105,13 @@ class TipsSandboxAdminClient(JsonAdminClient):
 
     def reset(self) -> dict:
         return self._call("POST", "/admin/reset")
+
+    # Social-insurance desk (sandbox/social.py)
+    def social_declarations(self) -> list[dict]:
+        """The declarations it confirmed or refused (tax_org_code, decl_no, state, vou_no, all_amount_fen, add_word)
+        with the payments notified (paid_amount_fen, pay_acct, pay_date, pay_serial)."""
+        return self._call("GET", "/admin/social/declarations")["declarations"]
+
+    def refuse_social_declarations(self, *, reason: str = "", count: int = 1) -> dict:
+        """Refuse the next `count` declarations (5102 with S0001 and `reason`)."""
+        return self._call("POST", "/admin/social/refusals", {"reason": reason, "count": count})

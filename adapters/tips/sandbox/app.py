@@ -225,6 +225,8 @@ class TipsSandboxApp:
                                                       doc, code, note, bad_signature=bad_signature))
         if head.msg_no == m.REFUND_RESULT:
             return self._receive_refund_result(doc, bad_signature=bad_signature)
+        if head.msg_no in (m.SOCIAL_DECLARATION, m.SOCIAL_PAYMENT) and getattr(self, "social", None) is not None:
+            return self.social.receive(doc, bad_signature=bad_signature)  # sandbox/social.py
         if head.msg_no != m.BATCH_RESULT:
             return self._generic(doc, ResultCode.UNRECOGNISED, f"message {head.msg_no} is not accepted here",
                                  bad_signature=bad_signature)

@@ -8,6 +8,7 @@ from pathlib import Path
 from adapters.sandbox_common.server import SandboxHandle, create_server, run_in_thread, run_until_interrupted
 from adapters.tips.sandbox.admin import TipsSandboxAdminClient
 from adapters.tips.sandbox.app import TipsSandboxApp
+from adapters.tips.sandbox import social
 from adapters.tips.sandbox.ledger import TipsLedger
 from adapters.tips.signing import ensure_key_pair, load_public_key
 
@@ -27,10 +28,12 @@ def build_app(*, storage_path: str, key_file: str | Path, public_key_file: str |
     if not api_key:
         raise ValueError("the sandbox needs an api key")
     private_key = ensure_key_pair(key_file, public_key_file)
-    return TipsSandboxApp(ledger=TipsLedger(storage_path=storage_path), private_key=private_key,
-                          service_public_key=load_public_key(service_public_key_file), service_url=service_url,
-                          node_code=node_code, service_node_code=service_node_code, api_key=api_key,
-                          max_bytes=max_bytes, encoding=encoding, stopping=stopping)
+    app = TipsSandboxApp(ledger=TipsLedger(storage_path=storage_path), private_key=private_key,
+                         service_public_key=load_public_key(service_public_key_file), service_url=service_url,
+                         node_code=node_code, service_node_code=service_node_code, api_key=api_key,
+                         max_bytes=max_bytes, encoding=encoding, stopping=stopping)
+    social.attach(app, storage_path=storage_path)  # the social-insurance desk (5101/5103), its own tables
+    return app
 
 
 def _create_server(app, *, host: str, port: int, threads: int, max_bytes: int):

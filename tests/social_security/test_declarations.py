@@ -1,0 +1,225 @@
+"""Employers' declarations through the services: computing, the workflow, maker-checker, payment faults."""
+import pytest
+from django.utils import timezone
+
+from social_security import services
+from social_security.models import Declaration, DeclarationState as S
+from social_security.services import DeclarationRefused, LineInput, SocialError
+from tests import factories as f
+from treasury.access.errors import AccessDenied, MakerCheckerViolation
+from treasury.models import Transfer, TransferState
+from treasury.services.ledger import check_ledger
+
+# 2026-03 in 370100: floor 4,680.00, ceiling 23,400.00; employer 16+7+0.7+0.2 %, individual 8+2+0.3 %.
+ROWS = [
+    LineInput(name="张三", resident_id="110101199003071233", base_fen=800000),    # inside the range
+    LineInput(name="李四", resident_id="310104198511124567", base_fen=350000),    # below the floor
+    LineInput(name="王五", resident_id="11010519491231002X", base_fen=3000000),   # above the ceiling
+]
+# Hand-computed: 8,000.00 -> employer 1,280+560+56+16 = 1,912.00, individual 640+160+24 = 824.00
+#                4,680.00 -> employer 1,118.52, individual 482.04
+#               23,400.00 -> employer 3,744+1,638+163.80+46.80 = 5,592.60, individual 1,872+468+70.20 = 2,410.20
+EMPLOYER_TOTAL = 191200 + 111852 + 559260
+INDIVIDUAL_TOTAL = 82400 + 48204 + 241020
+
+
+def now():
+    return timezone.now()
+
+
+def prepare(world, rows=ROWS, period="2026-03"):
+    return services.create_declaration(user=world.operator_user, region_code="370100", period=period, rows=rows,
+                                       now=now())
+
+
+def confirmed(world, fake_tips):
+    declaration = prepare(world)
+    services.declare(declaration_id=declaration.pk, user=world.approver, now=now())
+    declaration.refresh_from_db()
+    assert declaration.state == S.CONFIRMED, declaration.state_reason
+    return declaration
+
+
+def test_lines_are_clamped_with_notes_and_computed_to_the_fen(world):
+    declaration = prepare(world)
+    assert declaration.state == S.DRAFT and declaration.line_count == 3
+    assert (declaration.employer_total_fen, declaration.individual_total_fen) == (EMPLOYER_TOTAL, INDIVIDUAL_TOTAL)
+    assert declaration.total_fen == EMPLOYER_TOTAL + INDIVIDUAL_TOTAL
+    lines = {line.name: line for line in declaration.lines.all()}
+    assert (lines["李四"].declared_base_fen, lines["李四"].base_fen) == (350000, 468000)
+    assert lines["李四"].base_note == "低于下限，按下限 ¥4,680.00 计 (below floor)"
+    assert lines["王五"].base_note == "高于上限，按上限 ¥23,400.00 计 (above ceiling)"
+    assert lines["张三"].base_note == ""
+    assert (lines["王五"].unemployment_employer_fen, lines["王五"].work_injury_employer_fen) == (16380, 4680)
+    assert (lines["张三"].employer_fen, lines["张三"].individual_fen) == (191200, 82400)
+
+
+def test_the_mid_year_rate_change_applies_from_july(world):
+    june = prepare(world, rows=ROWS[:1], period="2026-06")
+    july = prepare(world, rows=ROWS[:1], period="2026-07")
+    # 8,000.00: unemployment 0.7% -> 0.5% employer, 0.3% -> 0.5% individual; work injury 0.2% -> 0.4%
+    assert july.employer_total_fen - june.employer_total_fen == -1600 + 1600
+    assert july.individual_total_fen - june.individual_total_fen == 1600
+    assert july.lines.get().work_injury_employer_fen == 3200
+
+
+def test_every_line_problem_is_reported_and_nothing_is_stored(world):
+    rows = [ROWS[0], LineInput(name="", resident_id="110101199003071234", base_fen=0),
+            LineInput(name="赵六", resident_id="110101199003071233", base_fen=500000)]
+    with pytest.raises(DeclarationRefused) as refused:
+        prepare(world, rows=rows)
+    found = {(p.line, p.column, p.code) for p in refused.value.problems}
+    assert found == {(2, "姓名", "required"), (2, "身份证号", "id_checksum"), (2, "缴费基数", "base_not_positive"),
+                     (3, "身份证号", "duplicate_resident_id")}
+    assert not Declaration.objects.exists()
+
+
+def test_one_open_declaration_per_employer_region_and_period(world):
+    prepare(world)
+    with pytest.raises(SocialError) as again:
+        prepare(world)
+    assert again.value.code == "already_declared"
+
+
+def test_maker_checker_and_roles(world, fake_tips):
+    declaration = prepare(world)
+    with pytest.raises(AccessDenied):  # an operator does not declare
+        services.declare(declaration_id=declaration.pk, user=world.operator_user, now=now())
+    with pytest.raises(AccessDenied):  # nor does another employer's approver
+        services.declare(declaration_id=declaration.pk, user=world.other_approver, now=now())
+    with pytest.raises(AccessDenied):  # an approver does not prepare
+        services.create_declaration(user=world.approver, region_code="370100", period="2026-04", rows=ROWS, now=now())
+    both = f.make_user(role="employer_operator", organization=world.employer)
+    both.groups.add(*world.approver.groups.all())
+    mine = services.create_declaration(user=both, region_code="370100", period="2026-05", rows=ROWS, now=now())
+    with pytest.raises(MakerCheckerViolation):
+        services.declare(declaration_id=mine.pk, user=both, now=now())
+    assert fake_tips.declarations == []
+
+
+def test_declared_confirmed_paid_with_one_transfer_and_a_receipt_trail(world, fake_tips):
+    declaration = confirmed(world, fake_tips)
+    assert declaration.voucher_no.startswith("SI202603") and declaration.confirmed_total_fen == declaration.total_fen
+    (sent,) = fake_tips.declarations
+    assert (sent.person_num, sent.all_amount_fen, sent.decl_no) == (3, declaration.total_fen, declaration.declaration_no)
+    assert {t.ins_type: t.employer_amount_fen for t in sent.types}["work_injury"] == 1600 + 936 + 4680
+    before = world.balance(world.wallet)
+    services.pay_declaration(declaration_id=declaration.pk, user=world.approver, now=now())
+    declaration.refresh_from_db()
+    assert declaration.state in (S.PAYING, S.PAID)
+    assert services.finish_paying_declarations(now=now()) == 1
+    declaration.refresh_from_db()
+    assert declaration.state == S.PAID and declaration.payment_notified_at is not None
+    transfer = declaration.transfer
+    assert transfer.state == TransferState.SETTLED and transfer.amount_fen == declaration.total_fen
+    assert transfer.payee_id == world.fund_wallet.pk and transfer.payer_id == world.wallet.pk
+    assert transfer.idempotency_key == f"social:{declaration.pk}:1"
+    assert world.balance(world.wallet) == before - declaration.total_fen
+    assert world.balance(world.fund_wallet) == declaration.total_fen
+    (notice,) = fake_tips.payments
+    assert (notice.vou_no, notice.amount_fen) == (declaration.voucher_no, declaration.total_fen)
+    with pytest.raises(SocialError) as again:
+        services.pay_declaration(declaration_id=declaration.pk, user=world.approver, now=now())
+    assert again.value.code == "not_payable"
+    assert check_ledger().problems == []
+
+
+def test_the_preparer_never_pays_and_paying_needs_an_active_agreement(world, fake_tips):
+    declaration = confirmed(world, fake_tips)
+    with pytest.raises(AccessDenied):
+        services.pay_declaration(declaration_id=declaration.pk, user=world.operator_user, now=now())
+    agreement = services.active_agreement(declaration=declaration)
+    from tax import services as tax_services
+
+    tax_services.suspend_agreement(agreement_id=agreement.pk, user=world.tax_staff, reason="核查", now=now())
+    with pytest.raises(SocialError) as refused:
+        services.pay_declaration(declaration_id=declaration.pk, user=world.approver, now=now())
+    assert refused.value.code == "no_agreement"
+    declaration.refresh_from_db()
+    assert declaration.state == S.CONFIRMED and not Transfer.objects.exists()
+
+
+def test_a_refusal_comes_back_with_its_reason_and_goes_back_to_draft_for_a_fix(world, fake_tips):
+    fake_tips.refuse_next.append("人数与参保登记不符 (persons differ from registration)")
+    declaration = prepare(world)
+    services.declare(declaration_id=declaration.pk, user=world.approver, now=now())
+    declaration.refresh_from_db()
+    assert declaration.state == S.REJECTED and "人数与参保登记不符" in declaration.state_reason
+    services.reopen_declaration(declaration_id=declaration.pk, user=world.operator_user, now=now())
+    line = declaration.lines.get(name="李四")
+    services.remove_line(declaration_id=declaration.pk, user=world.operator_user, line_id=line.pk, now=now())
+    services.add_line(declaration_id=declaration.pk, user=world.operator_user, name="李四",
+                      resident_id="310104198511124567", base_fen=500000, now=now())
+    services.declare(declaration_id=declaration.pk, user=world.approver, now=now())
+    declaration.refresh_from_db()
+    assert declaration.state == S.CONFIRMED and declaration.line_count == 3
+    fixed = declaration.lines.get(name="李四")
+    assert (fixed.line_no, fixed.base_fen, fixed.base_note) == (4, 500000, "")
+
+
+def test_an_unreachable_tax_system_leaves_it_declared_until_the_sweep(world, fake_tips):
+    fake_tips.unreachable = 1
+    declaration = prepare(world)
+    services.declare(declaration_id=declaration.pk, user=world.approver, now=now())
+    declaration.refresh_from_db()
+    assert declaration.state == S.DECLARED
+    assert services.resend_pending(now=now())["declarations"] == 1
+    declaration.refresh_from_db()
+    assert declaration.state == S.CONFIRMED and len(fake_tips.declarations) == 2
+
+
+def test_a_failed_payment_goes_back_to_confirmed_and_a_retry_pays_once(world, fake_tips):
+    declaration = confirmed(world, fake_tips)
+    world.ecny.admin.set_status(wallet_id=world.wallet.wallet_id, status="frozen")
+    services.pay_declaration(declaration_id=declaration.pk, user=world.approver, now=now())
+    services.finish_paying_declarations(now=now())
+    declaration.refresh_from_db()
+    assert declaration.state == S.CONFIRMED and "缴费失败" in declaration.state_reason
+    assert declaration.transfer.state == TransferState.FAILED
+    world.ecny.admin.set_status(wallet_id=world.wallet.wallet_id, status="active")
+    before = world.balance(world.wallet)
+    services.pay_declaration(declaration_id=declaration.pk, user=world.second_approver, now=now())
+    services.finish_paying_declarations(now=now())
+    declaration.refresh_from_db()
+    assert declaration.state == S.PAID and declaration.payment_attempts == 2
+    assert declaration.transfer.idempotency_key == f"social:{declaration.pk}:2"
+    assert world.balance(world.wallet) == before - declaration.total_fen
+    assert world.balance(world.fund_wallet) == declaration.total_fen
+    assert Transfer.objects.filter(state=TransferState.SETTLED).count() == 1
+    assert check_ledger().problems == []
+
+
+def test_an_unknown_outcome_stays_paying_until_the_operator_answers_and_is_collected_once(world, fake_tips, settings):
+    from adapters.ecny.client import get_operator_client
+    from treasury.services.transfers import recover_unconfirmed_transfers
+
+    declaration = confirmed(world, fake_tips)
+    settings.ECNY_OPERATOR_TIMEOUT_SECONDS = 0.5
+    get_operator_client.cache_clear()
+    world.ecny.admin.set_fault("timeout_after_apply", count=1, sleep_seconds=1.5)
+    before = world.balance(world.wallet)
+    services.pay_declaration(declaration_id=declaration.pk, user=world.approver, now=now())
+    services.finish_paying_declarations(now=now())
+    declaration.refresh_from_db()
+    assert declaration.state == S.PAYING and declaration.transfer.state == TransferState.UNKNOWN
+    with pytest.raises(SocialError):  # no second payment while the first is undecided
+        services.pay_declaration(declaration_id=declaration.pk, user=world.approver, now=now())
+    recover_unconfirmed_transfers(now=now())
+    services.finish_paying_declarations(now=now())
+    declaration.refresh_from_db()
+    assert declaration.state == S.PAID
+    assert world.balance(world.wallet) == before - declaration.total_fen
+    assert Transfer.objects.count() == 1
+
+
+def test_cancel_only_before_declaring(world, fake_tips):
+    declaration = prepare(world)
+    with pytest.raises(SocialError):
+        services.cancel_declaration(declaration_id=declaration.pk, user=world.operator_user, reason="", now=now())
+    services.cancel_declaration(declaration_id=declaration.pk, user=world.operator_user, reason="重做", now=now())
+    declaration.refresh_from_db()
+    assert declaration.state == S.CANCELLED
+    again = prepare(world)  # a cancelled one does not block a new declaration of the month
+    services.declare(declaration_id=again.pk, user=world.approver, now=now())
+    with pytest.raises(SocialError):
+        services.cancel_declaration(declaration_id=again.pk, user=world.operator_user, reason="x", now=now())
