@@ -14,6 +14,7 @@ Re-running a date replaces the run's results and statement lines; cases and thei
 Records are never edited to make them agree: a correction is a transfer made through the treasury,
 linked from the case.
 """
+from django.conf import settings
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
@@ -40,6 +41,8 @@ class ReconciliationRun(models.Model):
     note = models.CharField("说明 (note)", max_length=255, blank=True)
     reply_result = models.CharField("2111 结果 (reply result)", max_length=1, blank=True)
     reply_sent_at = models.DateTimeField(null=True, blank=True)
+    # The 2111 the tax system last acknowledged (Result and AddWord): a re-run whose answer differs sends again.
+    reply_sent_text = models.CharField("已确认的2111 (2111 acknowledged)", max_length=255, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -228,4 +231,72 @@ class DiscrepancyCase(ConcurrentTransitionMixin, models.Model):
     @transition(field=state, source=[C.OPEN, C.INVESTIGATING], target=C.RESOLVED,
                 conditions=[lambda case: bool(case.reason.strip())])
     def resolve(self):
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Corrections: money moved to settle a case, by a transfer, maker-checker
+# ---------------------------------------------------------------------------------------------
+
+
+class CorrectionKind(models.TextChoices):
+    REFUND = "refund", "退还多扣 (return an over-debit to the taxpayer)"
+    COLLECT = "collect", "补收少扣 (collect a shortfall under the agreement)"
+
+
+class CorrectionState(models.TextChoices):
+    PROPOSED = "proposed", "待审批 (waiting for approval)"
+    APPROVED = "approved", "已批准，已转账 (approved; transfer made)"
+    REJECTED = "rejected", "已拒绝 (rejected)"
+
+
+class CaseCorrection(ConcurrentTransitionMixin, models.Model):
+    """A correcting transfer for a case: proposed by one tax staff member (the maker), approved by another
+    (the checker), whose approval creates the transfer through the treasury's transfer services in the
+    same transaction. Records are never edited; the transfer is linked from the case."""
+
+    case = models.ForeignKey(DiscrepancyCase, on_delete=models.PROTECT, related_name="corrections")
+    kind = models.CharField("更正方式 (kind)", max_length=10, choices=CorrectionKind.choices)
+    amount_fen = models.BigIntegerField("金额 (amount, fen)")
+    reason = models.CharField("原因 (reason)", max_length=255)
+    deduction = models.ForeignKey("tax.TaxDeduction", on_delete=models.PROTECT, related_name="+")
+    payer = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="+",
+                              verbose_name="付款钱包 (payer wallet)")
+    payee = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="+",
+                              verbose_name="收款钱包 (payee wallet)")
+    state = FSMField("状态 (state)", default=CorrectionState.PROPOSED, choices=CorrectionState.choices,
+                     protected=True)
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+",
+                                    verbose_name="提出人 (proposed by)")
+    proposed_at = models.DateTimeField()
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+", verbose_name="审批人 (approved or rejected by)")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reject_reason = models.CharField("拒绝原因 (reason rejected)", max_length=255, blank=True)
+    transfer = models.ForeignKey("treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="+", verbose_name="更正转账 (correcting transfer)")
+
+    class Meta:
+        verbose_name = "差异更正 (case correction)"
+        ordering = ["-proposed_at"]
+        constraints = [
+            models.CheckConstraint(name="tax_recon_correction_amount_positive", condition=models.Q(amount_fen__gt=0)),
+            # One correction waits for approval at a time per case.
+            models.UniqueConstraint(fields=["case"], condition=models.Q(state="proposed"),
+                                    name="tax_recon_correction_one_proposed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"case {self.case_id} {self.kind} {self.amount_fen} {self.state}"
+
+    @property
+    def stream_key(self) -> str:
+        return f"tax-recon-case-{self.case_id}"
+
+    @transition(field=state, source=CorrectionState.PROPOSED, target=CorrectionState.APPROVED)
+    def approve(self):
+        pass
+
+    @transition(field=state, source=CorrectionState.PROPOSED, target=CorrectionState.REJECTED)
+    def reject(self):
         pass

@@ -379,20 +379,25 @@ def reconcile_now(*, check_date: dt.date, tax_org_code: str = "") -> Reconciliat
 
 
 def send_check_result(*, run_id: int, now: dt.datetime) -> ReconciliationRun:
-    """Send a done all-authority run's 2111 to the tax system (it dedupes on the check date and order) and
-    record when it was acknowledged. Nothing is locked while sending; a run already answered is left alone,
-    so a second delivery of the task sends nothing. A failure stays in the run's note for the next run."""
+    """Send a done all-authority run's 2111 to the tax system and record what it acknowledged. Nothing is
+    locked while sending. A run whose acknowledged 2111 says what the run says now is left alone (a second
+    delivery of the task sends nothing); a re-run whose answer changed (a correction made, a record arrived)
+    sends the new 2111. A failure stays in the run's note for the next run."""
     from adapters.tips.interface import TipsFault, TipsUnavailable
     from tax.services import _tips
 
     run = ReconciliationRun.objects.get(pk=run_id)
-    if run.state != RunState.DONE or run.tax_org_code or run.reply_sent_at is not None:
+    if run.state != RunState.DONE or run.tax_org_code:
         return run
     if not CheckPackage.objects.filter(check_date=run.check_date).exists():
         return run
+    answer = check_result(run=run)
+    text = f"{answer.result} {answer.add_word}".strip()[:255]
+    if run.reply_sent_at is not None and run.reply_sent_text == text:
+        return run
     note = ""
     try:
-        reply = _tips().send_check_result(check_result(run=run))
+        reply = _tips().send_check_result(answer)
         if reply.result not in (ResultCode.SUCCESS, ResultCode.DUPLICATE):
             note = f"2111 未被接收 (not accepted): {reply.result} {reply.add_word}"
     except TipsUnavailable as exc:
@@ -402,6 +407,6 @@ def send_check_result(*, run_id: int, now: dt.datetime) -> ReconciliationRun:
     if note:
         ReconciliationRun.objects.filter(pk=run.pk).update(note=note[:255])
     else:
-        ReconciliationRun.objects.filter(pk=run.pk, reply_sent_at__isnull=True).update(reply_sent_at=now)
+        ReconciliationRun.objects.filter(pk=run.pk).update(reply_sent_at=now, reply_sent_text=text)
     run.refresh_from_db()
     return run

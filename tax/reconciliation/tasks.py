@@ -29,6 +29,6 @@ def send_check_result_task(*, run_id: int) -> int:
 def reconcile_yesterday_task() -> int:
     now = timezone.now()
     run = services.reconcile(check_date=local_date(now) - dt.timedelta(days=1), now=now)
-    if run.state == RunState.DONE and run.reply_sent_at is None:
+    if run.state == RunState.DONE:  # sends only when the answer is new or changed
         send_check_result_task.apply_async(kwargs={"run_id": run.pk})
     return run.pk

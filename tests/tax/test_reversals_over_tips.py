@@ -136,3 +136,34 @@ def test_stop_payment_after_deduction_reports_the_items_as_deducted(tax, tips_sa
     assert tax.balance(payer.wallet_id) == 10_000_00 - 200_00
     missing = tips_sandbox.admin.send_stop(pack_no="99999999")
     assert (missing["result"], missing["stop_num"]) == (ResultCode.ORIGINAL_NOT_FOUND, 0)
+
+
+def test_re_running_a_day_resends_the_2111_only_when_it_changed(tax, tips_sandbox, verified):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from tax.reconciliation.models import ReconciliationRun
+
+    payer, agreement = verified
+    first, second = (tips_sandbox.admin.send_deduction(protocol_no=agreement.protocol_no, amount_fen=amount)
+                     for amount in (100_00, 200_00))
+    day = timezone.localdate()
+    assert tips_sandbox.admin.send_check_detail(day)["result"] == ResultCode.SUCCESS  # reconciled, 2111 sent
+    (answer,) = tips_sandbox.admin.check_results()
+    assert answer["result"] == "0"
+    run = ReconciliationRun.objects.get(check_date=day, tax_org_code="")
+    sent_at = run.reply_sent_at
+    assert sent_at is not None and run.reply_sent_text == "0"
+
+    out = StringIO()
+    call_command("reconcile_tax", "--date", day.isoformat(), stdout=out)  # nothing changed: nothing sent
+    run.refresh_from_db()
+    assert run.reply_sent_at == sent_at and "2111 sent" not in out.getvalue()
+
+    tips_sandbox.admin.send_reversal(tra_no=second["tra_no"])  # after the check detail: the day now differs
+    call_command("reconcile_tax", "--date", day.isoformat(), stdout=out)
+    run.refresh_from_db()
+    assert run.reply_sent_at > sent_at and run.reply_sent_text.startswith("1 ") and "2111 sent" in out.getvalue()
+    (answer,) = tips_sandbox.admin.check_results()  # the sandbox keeps the corrected answer
+    assert answer["result"] == "1"

@@ -320,17 +320,24 @@ class TipsLedger(SqliteStore, RefundLedger):
 
     def store_check_result(self, *, msg_id: str, result: dict, reply_for: Callable[[str, str], bytes]) -> bytes:
         """Store a 2111 (deduped on MsgID, then on the check key: a second answer for the same check date and
-        order is answered 94051 and not stored). Returns the reply bytes."""
+        order saying the same is answered 94051; one saying something else replaces it, as a corrected
+        answer after a re-run, and is answered 90000). Returns the reply bytes."""
         with self._write() as conn:
             row = conn.execute("SELECT reply FROM received WHERE msg_id = ?", (msg_id,)).fetchone()
             if row is not None:
                 conn.execute("UPDATE received SET deliveries = deliveries + 1 WHERE msg_id = ?", (msg_id,))
                 return bytes(row[0])
             key = (result["ori_pay_bank_no"], result["ori_chk_date"], result["ori_chk_acct_ord"])
-            exists = conn.execute("SELECT msg_id FROM check_results WHERE ori_pay_bank_no = ? AND ori_chk_date = ?"
-                                  " AND ori_chk_acct_ord = ?", key).fetchone()
-            if exists:
+            exists = conn.execute("SELECT msg_id, result, add_word FROM check_results WHERE ori_pay_bank_no = ? AND"
+                                  " ori_chk_date = ? AND ori_chk_acct_ord = ?", key).fetchone()
+            if exists and (exists[1], exists[2]) == (result["result"], result["add_word"]):
                 reply = reply_for("94051", f"result of this check already received (MsgID {exists[0]})")
+            elif exists:
+                conn.execute("UPDATE check_results SET msg_id = ?, result = ?, add_word = ?, received_at = ? WHERE"
+                             " ori_pay_bank_no = ? AND ori_chk_date = ? AND ori_chk_acct_ord = ?",
+                             (msg_id, result["result"], result["add_word"],
+                              dt.datetime.now(dt.timezone.utc).isoformat(), *key))
+                reply = reply_for("90000", "更正的对账结果已接收 (corrected answer received)")
             else:
                 conn.execute("INSERT INTO check_results (ori_pay_bank_no, ori_chk_date, ori_chk_acct_ord, msg_id, result,"
                              " add_word, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",

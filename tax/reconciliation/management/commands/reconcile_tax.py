@@ -24,3 +24,10 @@ class Command(BaseCommand):
         for outcome, total in sorted(run.totals.items()):
             self.stdout.write(f"  {outcome}: {total['count']} tax={total['tax_fen']} ours={total['ours_fen']} "
                               f"operator={total['operator_fen']}")
+        if run.state == "done" and not run.tax_org_code:  # the day's 2111, again if the answer changed
+            sent_before = run.reply_sent_at
+            run = services.send_check_result(run_id=run.pk, now=timezone.now())
+            if run.reply_sent_at != sent_before:
+                self.stdout.write(f"2111 sent: {run.reply_sent_text}")
+            elif run.note:
+                self.stdout.write(f"2111 not sent: {run.note}")

@@ -1,0 +1,102 @@
+"""Corrections of discrepancy cases: a proper transfer through the transfer core, proposed by one tax staff
+member and approved by another, linked to the case and traced; nothing is edited."""
+import pytest
+from django.utils import timezone
+from django_fsm import TransitionNotAllowed
+
+from tax.handlers import TaxHandler
+from tax.models import TaxDeduction
+from tax.reconciliation import corrections, services
+from tax.reconciliation.models import CaseCorrection, CorrectionState, DiscrepancyCase, Outcome
+from tests import factories as f
+from tests.tax.reconciliation.conftest import ENTRUST_DATE, check_detail, planted_lines, planted_statement
+from treasury.access import roles
+from treasury.access.errors import AccessDenied, MakerCheckerViolation
+from treasury.models import Transfer, TransferState
+from treasury.services.ledger import check_ledger
+from treasury.trace.models import TraceEvent
+
+
+@pytest.fixture
+def cases(day, tax):
+    TaxHandler().receive_check_detail(check_detail(planted_lines(day)))
+    services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(), statement_rows=planted_statement(day))
+    tax.checker = f.make_user(role=roles.TAX_STAFF, organization=tax.authority)
+    return {c.outcome: c for c in DiscrepancyCase.objects.all()}
+
+
+def test_a_shortfall_is_collected_under_the_agreement_after_a_second_persons_approval(cases, tax, day):
+    case = cases[Outcome.AMOUNT_MISMATCH]  # the tax system holds 200.01, we debited 200.00
+    deduction = day["amount"]
+    payer_before = tax.balance(deduction.pay_acct)
+    treasury_before = tax.balance(tax.treasury_wallet.wallet_id)
+    transfers_before = Transfer.objects.count()
+
+    proposed = corrections.propose_correction(case_id=case.pk, user=tax.staff, kind="collect", amount_fen=1,
+                                              reason="税务系统税票金额200.01 (the voucher says 200.01)",
+                                              now=timezone.now())
+    assert proposed.state == CorrectionState.PROPOSED and Transfer.objects.count() == transfers_before
+    assert (proposed.payer.wallet_id, proposed.payee_id) == (deduction.pay_acct, tax.treasury_wallet.pk)
+    with pytest.raises(MakerCheckerViolation):
+        corrections.approve_correction(correction_id=proposed.pk, user=tax.staff, now=timezone.now())
+    with pytest.raises(AccessDenied):
+        corrections.approve_correction(correction_id=proposed.pk, user=tax.other_staff, now=timezone.now())
+
+    approved = corrections.approve_correction(correction_id=proposed.pk, user=tax.checker, now=timezone.now())
+    transfer = Transfer.objects.get(pk=approved.transfer_id)
+    assert transfer.state == TransferState.SETTLED and transfer.amount_fen == 1  # submitted after commit (eager)
+    assert tax.balance(deduction.pay_acct) == payer_before - 1
+    assert tax.balance(tax.treasury_wallet.wallet_id) == treasury_before + 1
+    case.refresh_from_db()
+    assert case.correcting_transfer_id == transfer.pk
+    assert [h["note"][:4] for h in case.history] == ["提出更正", "批准更正"]
+    kinds = list(TraceEvent.objects.filter(stream_key=f"tax-recon-case-{case.pk}").order_by("seq")
+                 .values_list("kind", flat=True))
+    assert kinds == ["tax.reconciliation.correction.proposed", "tax.reconciliation.correction.approved"]
+    assert TaxDeduction.objects.get(pk=deduction.pk).amount_fen == 200_00  # the record itself is never edited
+    with pytest.raises(TransitionNotAllowed):
+        corrections.approve_correction(correction_id=proposed.pk, user=tax.checker, now=timezone.now())
+    services.resolve_case(case_id=case.pk, user=tax.checker, reason="补收 1 分 (collected 1 fen)", now=timezone.now())
+    assert check_ledger().problems == []
+
+
+def test_an_over_debit_is_returned_from_the_treasury_and_a_rejected_correction_moves_nothing(cases, tax, day):
+    case = cases[Outcome.MISSING_TAX]  # we debited 300.00 the tax system does not hold
+    payer = day["dropped"].pay_acct
+    before = tax.balance(payer)
+    first = corrections.propose_correction(case_id=case.pk, user=tax.staff, kind="refund", amount_fen=300_00,
+                                           reason="税务系统无此税票 (no such voucher)", now=timezone.now())
+    with pytest.raises(services.ReconciliationError) as pending:  # one waits for approval at a time
+        corrections.propose_correction(case_id=case.pk, user=tax.checker, kind="refund", amount_fen=1, reason="x",
+                                       now=timezone.now())
+    assert pending.value.code == "correction_pending"
+    with pytest.raises(services.ReconciliationError):
+        corrections.reject_correction(correction_id=first.pk, user=tax.checker, reason=" ", now=timezone.now())
+    corrections.reject_correction(correction_id=first.pk, user=tax.checker, reason="先核实 (check first)",
+                                  now=timezone.now())
+    assert tax.balance(payer) == before and CaseCorrection.objects.get(pk=first.pk).transfer_id is None
+
+    second = corrections.propose_correction(case_id=case.pk, user=tax.checker, kind="refund", amount_fen=300_00,
+                                            reason="核实无误 (checked)", now=timezone.now())
+    approved = corrections.approve_correction(correction_id=second.pk, user=tax.staff, now=timezone.now())
+    assert tax.balance(payer) == before + 300_00
+    transfer = Transfer.objects.get(pk=approved.transfer_id)
+    assert (transfer.payer_id, transfer.state) == (tax.treasury_wallet.pk, TransferState.SETTLED)
+    assert check_ledger().problems == []
+
+
+def test_what_cannot_be_corrected_by_a_transfer_is_refused(cases, tax):
+    def propose(case, **kwargs):
+        with pytest.raises(services.ReconciliationError) as error:
+            corrections.propose_correction(case_id=case.pk, user=tax.staff, now=timezone.now(),
+                                           **{"kind": "refund", "amount_fen": 1, "reason": "r", **kwargs})
+        return error.value.code
+
+    assert propose(cases[Outcome.MISSING_OURS]) == "no_deduction"  # the unknown serial: no deduction of ours
+    assert propose(cases[Outcome.MISSING_TAX], amount_fen=0) == "invalid_amount"
+    assert propose(cases[Outcome.MISSING_TAX], reason="") == "reason_required"
+    assert propose(cases[Outcome.MISSING_TAX], kind="gift") == "invalid_kind"
+    with pytest.raises(AccessDenied):
+        corrections.propose_correction(case_id=cases[Outcome.MISSING_TAX].pk, user=tax.other_staff, kind="refund",
+                                       amount_fen=1, reason="r", now=timezone.now())
+    assert not CaseCorrection.objects.exists()
