@@ -218,6 +218,11 @@ CELERY_BEAT_SCHEDULE = {
     "tax-finish-refund-orders-and-send-results": {"task": "tax.finish_refund_orders", "schedule": 30.0},
     # Yesterday's three-way reconciliation (对账), after the tax system's check detail (3111) has come in.
     "tax-reconcile-yesterday": {"task": "tax_reconciliation.reconcile_yesterday", "schedule": crontab(hour=6, minute=0)},
+    # Flexible-employment premiums: payments whose transfer has an outcome now are finished; the months owed
+    # are made every night (a new month appears on its first day).
+    "social-flexible-finish-payments": {"task": "social_security.flexible_finish_payments", "schedule": 30.0},
+    "social-flexible-make-periods": {"task": "social_security.flexible_make_periods",
+                                     "schedule": crontab(hour=0, minute=10)},
     # Social insurance: paying declarations finished from their transfers; declarations and payment notices
     # the tax system has not answered yet sent again.
     "social-finish-paying-declarations": {"task": "social_security.finish_paying_declarations", "schedule": 30.0},

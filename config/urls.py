@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("adapters.tips.api_urls")),
     path("", include("fiscal_disbursement.api_urls")),
     path("", include("tax.api_urls")),
+    path("", include("social_security.flexible.api_urls")),
 ]
 
 urlpatterns = [
@@ -29,5 +30,6 @@ urlpatterns = [
     path("tips/", include("adapters.tips.urls")),
     path("fiscal/", include("fiscal_disbursement.urls")),
     path("tax/", include("tax.urls")),
+    path("social/flexible/", include("social_security.flexible.urls")),
     path("", include("treasury.access.urls")),
 ]

@@ -401,7 +401,7 @@ def _check_selection(enrolment: Enrolment, due: list[Period], period_ids: list[i
     return chosen
 
 
-def _class_limit_problem(wallet: Wallet, amount_fen: int) -> str:
+def class_limit_problem(wallet: Wallet, amount_fen: int) -> str:
     limits = settings.WALLET_CLASS_LIMITS.get(wallet.wallet_class) or {}
     single, daily = limits.get("single_fen"), limits.get("daily_fen")
     if single is not None and amount_fen > single:
@@ -442,7 +442,7 @@ def pay(*, user, enrolment_id: int, period_ids: list[int], now: datetime) -> Pay
         wallet = enrolment.wallet
         if wallet.status != Wallet.Status.ACTIVE:
             raise FlexibleError("钱包已冻结或注销 (the wallet is frozen or closed)", "wallet_inactive")
-        problem = _class_limit_problem(wallet, priced.amount_fen)
+        problem = class_limit_problem(wallet, priced.amount_fen)
         if problem:
             raise FlexibleError(problem, "class_limit")
         payment = Payment.objects.create(

@@ -1,0 +1,193 @@
+"""Pages and API: an individual sees only their own records (another person's by id is a 404), tax staff see
+their authority's enrolments with arrears, the statement PDF carries the months and totals."""
+import datetime as dt
+import io
+from unittest import mock
+
+import pypdf
+import pytest
+from django.urls import reverse
+
+from social_security.flexible import services
+from social_security.flexible.models import Enrolment, Payment, PaymentState, PeriodState
+from tests import factories as f
+from tests.social_security.flexible.conftest import NOW
+from treasury.access import roles
+
+
+@pytest.fixture(autouse=True)
+def _frozen_now():
+    """Pages and the API read the clock: pin it to NOW (September overdue by 26 days)."""
+    with mock.patch("django.utils.timezone.now", return_value=NOW):
+        yield
+
+
+def pdf_text(data: bytes) -> str:
+    assert data.startswith(b"%PDF")
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(data)).pages)
+
+
+def test_an_individual_enrols_on_the_page_and_sees_the_overdue_month_with_its_late_fee(client, flex):
+    who = flex.individual(name="李四")
+    client.force_login(who.user)
+    page = client.get(reverse("social_flexible:mine"))
+    assert page.status_code == 200 and 'data-testid="enrol-form"' in page.content.decode()
+    assert "100% · ¥7,800.00" in page.content.decode()
+    response = client.post(reverse("social_flexible:enrol"), {
+        "region": "370100", "base_level": "100", "frequency": "monthly", "wallet_id": who.wallet_id,
+        "start_month": "2026-09"})
+    assert response.status_code == 302
+    html = client.get(reverse("social_flexible:mine")).content.decode()
+    assert 'data-month="2026-09" data-state="due" data-overdue="1"' in html
+    assert "¥29.41" in html  # 26 days late: 226,200 x 0.0005 x 26 = 2,940.6 -> 2,941 fen
+    assert "¥2,291.41" in html
+
+
+def test_paying_on_the_page_shows_the_late_fee_first_then_pays(client, flex):
+    who = flex.individual(balance_fen=10_000_00)
+    enrolment = flex.enrol(who)
+    sep = enrolment.periods.get(month=dt.date(2026, 9, 1))
+    client.force_login(who.user)
+    confirm = client.get(reverse("social_flexible:pay"), {"through": sep.pk}).content.decode()
+    assert 'data-testid="quote-late-fees">¥29.41' in confirm and 'data-testid="quote-total">¥2,291.41' in confirm
+    assert not Payment.objects.exists()
+    response = client.post(reverse("social_flexible:pay"), {"period_ids": [sep.pk]})
+    assert response.status_code == 302 and response["Location"] == reverse("social_flexible:payments")
+    payment = Payment.objects.get()
+    assert payment.state == PaymentState.PAID and payment.amount_fen == 229141
+    history = client.get(reverse("social_flexible:payments")).content.decode()
+    assert f'data-payment="{payment.pk}" data-state="paid"' in history
+
+
+def test_the_confirmation_page_shows_the_class_limit_before_anything_is_sent(client, flex):
+    who = flex.individual(wallet_class=4, balance_fen=9_000_00)
+    enrolment = flex.enrol(who)
+    nov = enrolment.periods.get(month=dt.date(2026, 11, 1))
+    client.force_login(who.user)
+    confirm = client.get(reverse("social_flexible:pay"), {"through": nov.pk}).content.decode()
+    assert 'data-testid="limit-problem"' in confirm and 'data-testid="pay-form"' not in confirm
+    response = client.post(reverse("social_flexible:pay"), {"period_ids": list(
+        enrolment.periods.values_list("pk", flat=True))})
+    assert response.status_code == 302 and not Payment.objects.exists()
+
+
+def test_an_individual_never_sees_another_persons_records(client, flex):
+    owner, other = flex.individual(balance_fen=10_000_00), flex.individual()
+    enrolment = flex.enrol(owner)
+    sep = enrolment.periods.order_by("month").first()
+    payment = services.pay(user=owner.user, enrolment_id=enrolment.pk, period_ids=[sep.pk], now=NOW)
+    flex.enrol(other)
+    client.force_login(other.user)
+    for url in (f"/api/v1/social/flexible/enrolments/{enrolment.pk}/",
+                f"/api/v1/social/flexible/enrolments/{enrolment.pk}/periods/",
+                f"/api/v1/social/flexible/enrolments/{enrolment.pk}/statement/",
+                f"/api/v1/social/flexible/payments/{payment.pk}/"):
+        response = client.get(url)
+        assert response.status_code == 404, url
+        assert response.json()["code"] == "not_found"
+    response = client.post(f"/api/v1/social/flexible/enrolments/{enrolment.pk}/pay/",
+                           {"period_ids": [sep.pk]}, content_type="application/json")
+    assert response.status_code == 404
+    assert [e["id"] for e in client.get("/api/v1/social/flexible/enrolments/").json()["results"]] != [enrolment.pk]
+    assert client.get("/api/v1/social/flexible/payments/").json()["results"] == []
+    # The transfer and its receipt are not theirs either.
+    assert client.get(f"/transfers/{payment.transfer_id}/").status_code == 404
+    assert client.get(reverse("social_flexible:staff-detail", args=[enrolment.pk])).status_code == 403
+    mine = client.get(reverse("social_flexible:mine")).content.decode()
+    assert f'data-period="{sep.pk}"' not in mine
+    # The owner sees their transfer.
+    client.force_login(owner.user)
+    assert client.get(f"/transfers/{payment.transfer_id}/").status_code == 200
+
+
+def test_the_api_enrols_prices_and_pays(client, flex):
+    who = flex.individual(balance_fen=10_000_00)
+    client.force_login(who.user)
+    levels = client.get("/api/v1/social/flexible/levels/", {"region": "370100"}).json()
+    assert {"level": 60, "base_fen": 468000, "note": ""} in levels
+    created = client.post("/api/v1/social/flexible/enrolments/", {
+        "region": "370100", "base_level": 100, "frequency": "monthly", "wallet_id": who.wallet_id,
+        "start_month": "2026-09-01"}, content_type="application/json")
+    assert created.status_code == 201, created.content
+    enrolment_id = created.json()["id"]
+    again = client.post("/api/v1/social/flexible/enrolments/", {
+        "region": "370100", "base_level": 100, "frequency": "monthly", "wallet_id": who.wallet_id,
+        "start_month": "2026-09-01"}, content_type="application/json")
+    assert again.status_code == 409 and again.json()["code"] == "already_enrolled"
+    periods = client.get(f"/api/v1/social/flexible/enrolments/{enrolment_id}/periods/").json()
+    assert [(p["month"], p["overdue_days"], p["late_fee_today_fen"]) for p in periods] == [
+        ("2026-09", 26, 2941), ("2026-10", 0, 0), ("2026-11", 0, 0)]
+    ids = [p["id"] for p in periods[:2]]
+    quote = client.post(f"/api/v1/social/flexible/enrolments/{enrolment_id}/quote/", {"period_ids": ids},
+                        content_type="application/json").json()
+    assert (quote["contributions_fen"], quote["late_fee_fen"], quote["amount_fen"]) == (452400, 2941, 455341)
+    out_of_order = client.post(f"/api/v1/social/flexible/enrolments/{enrolment_id}/pay/",
+                               {"period_ids": [periods[2]["id"]]}, content_type="application/json")
+    assert out_of_order.status_code == 400 and out_of_order.json()["code"] == "not_in_order"
+    paid = client.post(f"/api/v1/social/flexible/enrolments/{enrolment_id}/pay/", {"period_ids": ids},
+                       content_type="application/json")
+    assert paid.status_code == 201
+    body = paid.json()
+    assert body["state"] == "paid" and body["months"] == ["2026-09", "2026-10"] and body["amount_fen"] == 455341
+    changed = client.post(f"/api/v1/social/flexible/enrolments/{enrolment_id}/change/",
+                          {"base_level": 60, "frequency": "monthly"}, content_type="application/json")
+    assert changed.status_code == 200 and changed.json()["base_level"] == 60
+    assert Enrolment.objects.get().periods.get(month=dt.date(2026, 11, 1)).total_fen == 135720
+
+
+def test_staff_see_their_authoritys_enrolments_with_arrears(client, flex):
+    a, b = flex.individual(name="赵六"), flex.individual(name="钱七")
+    enrolment = flex.enrol(a)
+    flex.enrol(b, start=dt.date(2026, 11, 1))
+    client.force_login(flex.staff)
+    html = client.get(reverse("social_flexible:staff-list")).content.decode()
+    assert 'data-testid="total-count">2<' in html
+    assert 'data-testid="total-overdue-months">1<' in html and 'data-testid="total-arrears">¥2,262.00' in html
+    assert "赵六" not in html and "赵*" in html  # names masked
+    arrears_only = client.get(reverse("social_flexible:staff-list"), {"arrears": "on"}).content.decode()
+    assert f'data-enrolment="{enrolment.pk}"' in arrears_only and arrears_only.count("data-enrolment=") == 1
+    rows = client.get("/api/v1/social/flexible/enrolments/", {"arrears": "true"}).json()["results"]
+    assert [(r["id"], r["overdue_months"], r["arrears_fen"]) for r in rows] == [(enrolment.pk, 1, 226200)]
+    assert client.get(reverse("social_flexible:staff-detail", args=[enrolment.pk])).status_code == 200
+    # Staff read; they do not pay for someone.
+    sep = enrolment.periods.order_by("month").first()
+    response = client.post(f"/api/v1/social/flexible/enrolments/{enrolment.pk}/pay/", {"period_ids": [sep.pk]},
+                           content_type="application/json")
+    assert response.status_code == 403 and response.json()["code"] == "individual_required"
+    # Another authority's staff see none of them.
+    client.force_login(flex.other_staff)
+    assert client.get(reverse("social_flexible:staff-detail", args=[enrolment.pk])).status_code == 404
+    assert client.get(f"/api/v1/social/flexible/enrolments/{enrolment.pk}/").status_code == 404
+    assert client.get("/api/v1/social/flexible/enrolments/").json()["results"] == []
+    # Other roles get 403.
+    client.force_login(f.make_user(role=roles.EMPLOYER_OPERATOR))
+    assert client.get(reverse("social_flexible:staff-list")).status_code == 403
+    assert client.get("/api/v1/social/flexible/enrolments/").status_code == 403
+
+
+def test_the_statement_pdf_lists_the_months_bases_amounts_late_fees_and_totals(client, flex):
+    who = flex.individual(name="孙八", balance_fen=10_000_00)
+    enrolment = flex.enrol(who)
+    sep = enrolment.periods.order_by("month").first()
+    services.pay(user=who.user, enrolment_id=enrolment.pk, period_ids=[sep.pk], now=NOW)
+    client.force_login(who.user)
+    response = client.get(reverse("social_flexible:statement"))
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    text = pdf_text(response.content)
+    assert "孙八" in text and who.person.resident_id not in text
+    assert who.person.resident_id[:3] in text and who.person.resident_id[-4:] in text  # masked, not absent
+    for expected in ("2026-09", "2026-10", "2026-11", "7800.00", "1560.00", "624.00", "702.00", "29.41",
+                     "2291.41", "2026-11-26", "¥2,262.00", "¥29.41", "¥2,291.41", "2 / ¥4,524.00"):
+        assert expected in text, expected
+    # The API gives the same document; another person gets a 404.
+    api = client.get(f"/api/v1/social/flexible/enrolments/{enrolment.pk}/statement/")
+    assert api.status_code == 200 and "2026-09" in pdf_text(api.content)
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_the_flexible_api(client):
+    client.force_login(f.make_user(role="admin"))
+    schema = client.get("/api/schema/").content.decode()
+    for path in ("/api/v1/social/flexible/enrolments/", "/api/v1/social/flexible/enrolments/{id}/pay/",
+                 "/api/v1/social/flexible/payments/", "/api/v1/social/flexible/levels/"):
+        assert path in schema
