@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("adapters.tips.api_urls")),
     path("", include("fiscal_disbursement.api_urls")),
     path("", include("tax.api_urls")),
+    path("", include("social_security.api_urls")),
     path("", include("social_security.flexible.api_urls")),
 ]
 
@@ -30,6 +31,7 @@ urlpatterns = [
     path("tips/", include("adapters.tips.urls")),
     path("fiscal/", include("fiscal_disbursement.urls")),
     path("tax/", include("tax.urls")),
+    path("social/", include("social_security.urls")),
     path("social/flexible/", include("social_security.flexible.urls")),
     path("", include("treasury.access.urls")),
 ]

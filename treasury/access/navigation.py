@@ -98,6 +98,10 @@ ENTRIES: list[NavEntry] = [
              url_name="social_flexible:mine"),
     NavEntry("social_flexible_enrolments", "灵活就业参保 (flexible-employment enrolments)", SECTION_SOCIAL,
              TAX + (R.AUDITOR,), url_name="social_flexible:staff-list"),
+    # Employers' monthly declarations (社保费申报): employers prepare, declare and pay; tax staff read their
+    # authority's; auditors read all.
+    NavEntry("social_declarations", "社保费申报 (premium declarations)", SECTION_SOCIAL, EMPLOYER + TAX + (R.AUDITOR,),
+             url_name="social:declaration-list"),
     NavEntry("ledger", _("Ledger"), SECTION_AUDIT, AUDIT, url_name="ledger-account-list"),
     NavEntry("trace_verify", _("Trace integrity"), SECTION_AUDIT, AUDIT, url_name="trace:verify"),
     NavEntry("receipt_verify", _("Verify a receipt"), SECTION_VERIFY, url_name="receipts:verify"),

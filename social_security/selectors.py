@@ -1,0 +1,114 @@
+"""Queries the pages and the API use, already scoped to the user (the one place that says who sees what).
+
+- employer operators and approvers: their own employer's declarations (another employer's answer 404);
+- tax staff: every declaration their tax authority collects (read only);
+- auditors and administrators: all (auditors read only);
+- anyone else: none.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+from django.http import Http404
+from django_fsm import can_proceed
+
+from social_security.models import Declaration, DeclarationLine
+from social_security.models import DeclarationState as S
+from treasury.access import roles
+from treasury.access.scoping import sees_all_organizations, user_organization
+
+EMPLOYER_ROLES = (roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER)
+READ_ROLES = EMPLOYER_ROLES + (roles.TAX_STAFF, roles.AUDITOR, roles.ADMIN)
+
+
+def visible_declarations(user) -> QuerySet[Declaration]:
+    base = Declaration.objects.select_related("employer", "region", "tax_authority", "transfer")
+    if sees_all_organizations(user):
+        return base
+    org = user_organization(user)
+    if org is None:
+        return base.none()
+    if roles.has_role(user, *EMPLOYER_ROLES):
+        return base.filter(employer=org)
+    if roles.has_role(user, roles.TAX_STAFF):
+        return base.filter(tax_authority=org)
+    return base.none()
+
+
+def declaration_list(*, user, state: str = "", period: str = "", employer: str = "") -> QuerySet[Declaration]:
+    qs = visible_declarations(user)
+    if state:
+        qs = qs.filter(state=state)
+    if period:
+        qs = qs.filter(period=period)
+    if employer:
+        qs = qs.filter(employer__name__icontains=employer)
+    return qs.order_by("-period", "-created_at", "-pk")
+
+
+def declaration_get(*, user, declaration_id) -> Declaration:
+    """The declaration if the user may see it; Http404 otherwise (as if it did not exist)."""
+    try:
+        return visible_declarations(user).get(pk=int(declaration_id))
+    except (Declaration.DoesNotExist, ValueError, TypeError):
+        raise Http404("no such declaration")
+
+
+def declaration_lines(*, declaration: Declaration) -> QuerySet[DeclarationLine]:
+    return declaration.lines.order_by("line_no")
+
+
+@dataclass(frozen=True)
+class DeclarationActions:
+    """What the user may do on a declaration now (drives buttons and the API's `actions`)."""
+
+    edit: bool = False
+    declare: bool = False
+    pay: bool = False
+    reopen: bool = False
+    cancel: bool = False
+
+    def names(self) -> list[str]:
+        return [name for name in ("edit", "declare", "pay", "reopen", "cancel") if getattr(self, name)]
+
+
+def declaration_actions(*, user, declaration: Declaration) -> DeclarationActions:
+    if roles.is_read_only(user) or user_organization(user) != declaration.employer:
+        return DeclarationActions()
+    operator = roles.has_role(user, roles.EMPLOYER_OPERATOR)
+    # Maker-checker shown as the services enforce it: the preparer never declares or pays.
+    approver = roles.has_role(user, roles.EMPLOYER_APPROVER) and declaration.prepared_by_id != user.pk
+    return DeclarationActions(
+        edit=operator and declaration.state == S.DRAFT,
+        declare=approver and can_proceed(declaration.declare),
+        pay=approver and declaration.state == S.CONFIRMED,
+        reopen=operator and declaration.state == S.REJECTED,
+        cancel=(operator or approver) and declaration.state in (S.DRAFT, S.REJECTED),
+    )
+
+
+def may_prepare(user) -> bool:
+    org = user_organization(user)
+    return bool(org is not None and roles.has_role(user, roles.EMPLOYER_OPERATOR) and not roles.is_read_only(user))
+
+
+def receipt_number(*, declaration: Declaration) -> str:
+    """The signed receipt (电子回单) of the transfer that paid it, once issued."""
+    from treasury.receipts.models import Receipt
+
+    if declaration.transfer_id is None or declaration.state not in (S.PAID, S.RECONCILED):
+        return ""
+    return Receipt.objects.filter(transfer_id=declaration.transfer_id).values_list("number", flat=True).first() or ""
+
+
+def payroll_batches(*, user):
+    """The employer's payroll batches a declaration may be taken from (validated or later)."""
+    from payroll.models import BatchState, PayrollBatch
+
+    org = user_organization(user)
+    if org is None:
+        return PayrollBatch.objects.none()
+    return (PayrollBatch.objects.filter(employer=org)
+            .exclude(state__in=[BatchState.UPLOADED, BatchState.REJECTED, BatchState.CANCELLED])
+            .order_by("-period", "-pk"))

@@ -1,0 +1,196 @@
+"""Declaration pages. Employers: the list, a new declaration (entered, imported or from payroll), the
+declaration with its lines, clamping notes, totals, the payroll comparison, actions and the receipt.
+Tax staff: every declaration their authority collects (read only); auditors read all.
+
+Views read the request and the clock, ask `social_security.selectors` (scoped: another employer's
+declaration is a 404) and call one service per action; a refusal becomes a message on the page.
+"""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django_fsm import ConcurrentTransition, TransitionNotAllowed
+
+from treasury.access import roles
+from treasury.access.decorators import role_required, writable_required
+from treasury.access.errors import AccessDenied
+from treasury.identifiers import mask_name, mask_resident_id
+from treasury.errors import InvalidTransfers
+
+from . import parsing, selectors, services
+from .forms import FilterForm, LineForm, NewDeclarationForm, ReasonForm
+
+PER_PAGE = 50
+LINES_PER_PAGE = 100
+READ_ROLES = selectors.READ_ROLES
+_DONE = {
+    "declare": "已申报，等待税务系统确认 (declared; waiting for the tax system's confirmation)",
+    "pay": "已发起缴费 (payment started)",
+    "reopen": "已退回草稿，可修改 (back to draft for a fix)",
+    "cancel": "申报已作废 (declaration cancelled)",
+}
+
+
+def _shows_personal_data(user, declaration) -> bool:
+    """Employers see their own staff in full; tax staff and auditors see names and IDs masked."""
+    return roles.has_role(user, *selectors.EMPLOYER_ROLES) and not roles.is_read_only(user)
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def declaration_list(request):
+    form = FilterForm(request.GET or None)
+    state = period = ""
+    if form.is_valid():
+        state, period = form.cleaned_data["state"], form.cleaned_data["period"].strip()
+    declarations = selectors.declaration_list(user=request.user, state=state, period=period)
+    page = Paginator(declarations, PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "social_security/declaration_list.html", {
+        "page": page, "form": form, "may_prepare": selectors.may_prepare(request.user),
+        "staff_view": roles.has_role(request.user, roles.TAX_STAFF, roles.AUDITOR, roles.ADMIN)})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@role_required(roles.EMPLOYER_OPERATOR)
+@writable_required
+def declaration_new(request):
+    batches = selectors.payroll_batches(user=request.user)
+    choices = [(str(b.pk), f"{b.period} #{b.pk} ({b.get_state_display()})") for b in batches[:50]]
+    form = NewDeclarationForm(request.POST or None, request.FILES or None, payroll_choices=choices)
+    problems = []
+    if request.method == "POST" and form.is_valid():
+        data, now = form.cleaned_data, timezone.now()
+        try:
+            if data["source"] == "imported":
+                upload = data["file"]
+                declaration = services.import_declaration_file(
+                    user=request.user, region_code=data["region"], period=data["period"], data=upload.read(),
+                    filename=upload.name, now=now)
+            elif data["source"] == "payroll":
+                declaration = services.declaration_from_payroll(
+                    user=request.user, payroll_batch_id=int(data["payroll_batch"]), region_code=data["region"], now=now)
+            else:
+                declaration = services.create_declaration(user=request.user, region_code=data["region"],
+                                                          period=data["period"], rows=[], now=now)
+        except services.DeclarationRefused as exc:
+            problems = exc.problems
+            messages.error(request, str(exc))
+        except parsing.DeclarationFileRefused as exc:
+            messages.error(request, f"{exc} ({exc.code})")
+        except (services.SocialError, AccessDenied) as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"已建申报草稿 {declaration.declaration_no} (draft created)")
+            return redirect("social:declaration-detail", declaration_id=declaration.pk)
+    return render(request, "social_security/declaration_new.html", {"form": form, "problems": problems[:500],
+                                                                    "problem_count": len(problems)})
+
+
+@require_safe
+@login_required
+@role_required(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER)
+def declaration_template(request, file_format: str):
+    if file_format == "csv":
+        return HttpResponse(parsing.template_csv(), content_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": 'attachment; filename="social-declaration-template.csv"'})
+    if file_format == "xlsx":
+        return HttpResponse(parsing.template_xlsx(),
+                            content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                            headers={"Content-Disposition": 'attachment; filename="social-declaration-template.xlsx"'})
+    raise Http404("unknown format")
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def declaration_detail(request, declaration_id: int):
+    declaration = selectors.declaration_get(user=request.user, declaration_id=declaration_id)
+    page = Paginator(selectors.declaration_lines(declaration=declaration), LINES_PER_PAGE).get_page(
+        request.GET.get("page"))
+    full = _shows_personal_data(request.user, declaration)
+    for line in page.object_list:
+        line.shown_name = line.name if full else mask_name(line.name)
+        line.shown_id = line.resident_id if full else mask_resident_id(line.resident_id)
+    actions = selectors.declaration_actions(user=request.user, declaration=declaration)
+    return render(request, "social_security/declaration_detail.html", {
+        "declaration": declaration, "page": page, "actions": actions, "line_form": LineForm(),
+        "reason_form": ReasonForm(), "receipt_number": selectors.receipt_number(declaration=declaration),
+        "withheld_differences": services.withheld_differences(declaration=declaration).count(),
+        "agreement": services.active_agreement(declaration=declaration) if actions.pay else None})
+
+
+@require_POST
+@login_required
+@role_required(roles.EMPLOYER_OPERATOR)
+@writable_required
+def declaration_add_line(request, declaration_id: int):
+    declaration = selectors.declaration_get(user=request.user, declaration_id=declaration_id)
+    form = LineForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{form.fields[k].label}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect("social:declaration-detail", declaration_id=declaration.pk)
+    try:
+        services.add_line(declaration_id=declaration.pk, user=request.user, name=form.cleaned_data["name"],
+                          resident_id=form.cleaned_data["resident_id"], base_fen=form.cleaned_data["base"],
+                          now=timezone.now())
+    except services.DeclarationRefused as exc:
+        messages.error(request, "; ".join(f"{p.column}: {p.message}" for p in exc.problems))
+    except (services.SocialError, AccessDenied) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "已添加 (line added)")
+    return redirect("social:declaration-detail", declaration_id=declaration.pk)
+
+
+@require_POST
+@login_required
+@role_required(roles.EMPLOYER_OPERATOR)
+@writable_required
+def declaration_remove_line(request, declaration_id: int, line_id: int):
+    declaration = selectors.declaration_get(user=request.user, declaration_id=declaration_id)
+    try:
+        services.remove_line(declaration_id=declaration.pk, user=request.user, line_id=line_id, now=timezone.now())
+    except (services.SocialError, AccessDenied) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "已删除 (line removed)")
+    return redirect("social:declaration-detail", declaration_id=declaration.pk)
+
+
+@require_POST
+@login_required
+@role_required(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER)
+@writable_required
+def declaration_action(request, declaration_id: int, action: str):
+    """declare / pay (an approver, not the preparer), reopen, cancel (with a reason), by a POST form."""
+    declaration = selectors.declaration_get(user=request.user, declaration_id=declaration_id)  # 404 first
+    if action not in _DONE:
+        raise Http404("unknown action")
+    kwargs = {"declaration_id": declaration.pk, "user": request.user, "now": timezone.now()}
+    if action == "cancel":
+        form = ReasonForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "请填写作废原因 (please give a reason)")
+            return redirect("social:declaration-detail", declaration_id=declaration.pk)
+        kwargs["reason"] = form.cleaned_data["reason"]
+    service = {"declare": services.declare, "pay": services.pay_declaration, "reopen": services.reopen_declaration,
+               "cancel": services.cancel_declaration}[action]
+    try:
+        service(**kwargs)
+    except (TransitionNotAllowed, ConcurrentTransition):
+        messages.error(request, "申报当前状态不允许此操作，页面显示的是最新状态 (the declaration's state does not allow "
+                                "this; the page shows what it is now)")
+    except (services.SocialError, AccessDenied, InvalidTransfers) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _DONE[action])
+    return redirect("social:declaration-detail", declaration_id=declaration.pk)
+
+
