@@ -19,7 +19,7 @@ from payroll.models import UnionMember, UnionSettings
 from payroll.templates_files import TEMPLATE_COLUMNS
 from payroll.union import dues_fen as union_dues_fen
 from treasury.access import roles
-from treasury.access.models import Membership
+from treasury.access.models import Membership, PersonalAccount
 from treasury.models import LedgerAccount, Organization, Wallet
 from treasury.services.parties import register_organization, register_person
 from treasury.services.wallets import register_wallet
@@ -92,6 +92,7 @@ class DemoWorld:
     employees_a: list[Wallet] = field(default_factory=list)
     employees_b: list[Wallet] = field(default_factory=list)
     passwords: dict[str, str] = field(default_factory=dict)
+    individuals: dict[str, Wallet] = field(default_factory=dict)  # username -> their personal wallet
 
 
 ORGS = [
@@ -121,6 +122,11 @@ USERS = [
     ("auditor", roles.AUDITOR, "finance"),
     ("admin", roles.ADMIN, "finance"),
 ]
+
+
+# People who log in as themselves (role individual): username, wallet serial. Each gets a personal wallet in
+# their name; the demo enrols them in flexible-employment insurance.
+INDIVIDUALS = [("flex", 2001)]
 
 
 def load_demo_world(*, employees_a: int = 40, employees_b: int = 10, password: str | None = None) -> DemoWorld:
@@ -191,4 +197,22 @@ def load_demo_world(*, employees_a: int = 40, employees_b: int = 10, password: s
             world.passwords[username] = password
             user.groups.add(Group.objects.get(name=role))
             Membership.objects.update_or_create(user=user, defaults={"organization": world.orgs[org_key]})
+        for username, serial in INDIVIDUALS:
+            wallet = person_wallet(serial)
+            user, _ = User.objects.get_or_create(username=username)
+            user.set_password(password)
+            user.save()
+            world.passwords[username] = password
+            user.groups.add(Group.objects.get(name=roles.INDIVIDUAL))
+            PersonalAccount.objects.update_or_create(user=user, defaults={"person": wallet.holder_person})
+            world.individuals[username] = wallet
+        # Flexible-employment premiums of the sample city (370100, loaded with the rules) are collected by the
+        # tax authority into the social-insurance fund's wallet.
+        from social_security.flexible.models import RegionFund
+        from social_security.models import Region
+
+        region = Region.objects.filter(code="370100").first()
+        if region is not None:
+            RegionFund.objects.get_or_create(region=region, defaults={
+                "collecting_authority": world.orgs["tax"], "fund_wallet": world.wallets["social"]})
     return world

@@ -5,7 +5,8 @@ loads the demo world (organizations, users, wallets, a union), and moves money: 
 mistakes rejected with its error report, the fixed file approved by a second person and paid (union
 dues and funds with it, a frozen wallet's line held); an earmarked subsidy disbursed from a budget
 quota (voucher over SOAP, a payee refused by the smart contract and returned, results reported,
-reconciled); a run whose reply is lost (recovered by idempotency key), a reversal. Then it proves the books: ledger check, trace checkpoint and
+reconciled); a run whose reply is lost (recovered by idempotency key), a reversal; a flexible-employment
+individual pays an overdue month of premiums with its late fee. Then it proves the books: ledger check, trace checkpoint and
 verification, receipts verified from their files.
 """
 import shutil
@@ -80,7 +81,7 @@ class Command(BaseCommand):
         admin.open_wallets(wallets=[
             {"wallet_id": wallet.wallet_id, "wallet_type": wallet.wallet_type, "wallet_class": wallet.wallet_class,
              "holder_name": wallet.holder_name}
-            for wallet in [*w.values(), *world.employees_a, *world.employees_b]
+            for wallet in [*w.values(), *world.employees_a, *world.employees_b, *world.individuals.values()]
         ])
         for key, amount in (("employer_a", 5_000_000_00), ("employer_b", 1_000_000_00),
                             ("fiscal_zero_balance", 50_000_000_00)):
@@ -192,6 +193,7 @@ class Command(BaseCommand):
                                            now=timezone.now())
         say(f"4. reversal: transfer {paid.pk} ({format_yuan(paid.amount_fen)}) reversed; money back with the employer")
         say()
+        self._flexible_premiums(world, admin)
 
         batch_receipt = issue_batch_receipt(batch_ref=payroll_batch, now=timezone.now())
         say("== proofs ==")
@@ -211,7 +213,40 @@ class Command(BaseCommand):
         for username, password in world.passwords.items():
             say(f"    {username:10} password {password}")
         if not world.passwords:
-            say("    clerk, approver, tax, emp_a_op, emp_a_ap, emp_b_op, auditor, admin (passwords printed on the first run)")
+            say("    clerk, approver, tax, emp_a_op, emp_a_ap, emp_b_op, auditor, admin, flex (passwords printed on the first run)")
+
+    def _flexible_premiums(self, world, admin):
+        """5. A flexible-employment individual enrols from three months back, pays the oldest (overdue) month with
+        its late fee and leaves the next overdue one for the pages."""
+        from social_security.flexible import services as flexible
+        from social_security.flexible.models import Enrolment
+
+        say = self.say
+        user = get_user_model().objects.get(username="flex")
+        wallet = world.individuals["flex"]
+        admin.fund(wallet_id=wallet.wallet_id, amount_fen=20_000_00)
+        now = timezone.now()
+        enrolment = Enrolment.objects.filter(person=wallet.holder_person).first()
+        try:
+            if enrolment is None:
+                start = flexible.add_months(flexible.month_start(timezone.localdate(now)), -3)
+                enrolment = flexible.enrol(user=user, region_code="370100", base_level=100, frequency="monthly",
+                                           wallet_id=wallet.wallet_id, start_month=start, now=now)
+            flexible.make_periods(enrolment_id=enrolment.pk, now=now)
+            due = flexible.payable_periods(enrolment=enrolment, now=now)
+            say(f"5. flexible employment: flex ({wallet.masked_holder_name}) enrolled in 370100 at 100%, "
+                f"{len(due)} months due")
+            if len(due) > 1:
+                payment = flexible.pay(user=user, enrolment_id=enrolment.pk, period_ids=[due[0].pk], now=now)
+                say(f"   paid {due[0].month:%Y-%m}: {payment.state}, {format_yuan(payment.contributions_fen)} "
+                    f"+ late fee {format_yuan(payment.late_fee_fen)}")
+            for period in flexible.payable_periods(enrolment=enrolment, now=now)[:1]:
+                days, fee = flexible.late_fee_for(period=period, on=timezone.localdate(now))
+                say(f"   still due: {period.month:%Y-%m} {format_yuan(period.total_fen)}, {days} days overdue, "
+                    f"late fee today {format_yuan(fee)} (log in as flex to pay it and download the statement)")
+        except flexible.FlexibleError as exc:
+            say(f"5. flexible employment: not run ({exc})")
+        say()
 
     def _pay(self, org, batch_ref, payer, payees, amounts, *, purpose, actor, conditions=None, payee=None):
         items = [

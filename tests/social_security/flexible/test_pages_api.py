@@ -57,6 +57,11 @@ def test_paying_on_the_page_shows_the_late_fee_first_then_pays(client, flex):
     assert payment.state == PaymentState.PAID and payment.amount_fen == 229141
     history = client.get(reverse("social_flexible:payments")).content.decode()
     assert f'data-payment="{payment.pk}" data-state="paid"' in history
+    # The core's signed receipt of the transfer is linked and downloads for the person.
+    receipt = payment.transfer.receipt
+    assert f'href="{reverse("receipts:download", args=[receipt.number])}"' in history
+    download = client.get(reverse("receipts:download", args=[receipt.number]))
+    assert download.status_code == 200 and b"".join(download.streaming_content).startswith(b"%PDF")
 
 
 def test_the_confirmation_page_shows_the_class_limit_before_anything_is_sent(client, flex):
