@@ -227,6 +227,8 @@ CELERY_BEAT_SCHEDULE = {
     # the tax system has not answered yet sent again.
     "social-finish-paying-declarations": {"task": "social_security.finish_paying_declarations", "schedule": 30.0},
     "social-resend-pending": {"task": "social_security.resend_pending", "schedule": 60.0},
+    "social-reconcile-yesterday": {"task": "social_security.reconcile_yesterday",
+                                   "schedule": crontab(hour=6, minute=30)},
 }
 
 # Fiscal disbursement: requests above this total need a second approver (neither the preparer).

@@ -412,3 +412,20 @@ class DeclarationLine(models.Model):
         if self.payroll_withheld_fen is None:
             return None
         return self.payroll_withheld_fen - self.individual_fen
+
+
+class ReconciliationRun(models.Model):
+    """对账 (reconciliation) of one day's paid declarations with the operator's statement of the fund wallets
+    and the collecting authority's acknowledgement of each payment notice (5103). Re-running a day replaces it."""
+
+    check_date = models.DateField("对账日期 (check date)", unique=True)
+    matched_count = models.PositiveIntegerField("一致 (matched)", default=0)
+    discrepancy_count = models.PositiveIntegerField("差异 (discrepancies)", default=0)
+    # [{"outcome", "declaration_no", "voucher_no", "ours_fen", "operator_fen", "request_id"}], unmatched only
+    discrepancies = models.JSONField(default=list)
+    runs = models.PositiveIntegerField(default=0)
+    ran_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "社保费对账 (premium reconciliation)"
+        ordering = ["-check_date"]

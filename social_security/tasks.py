@@ -1,4 +1,6 @@
 """Celery tasks of the social-insurance domain (queue "social"): a few lines each, calling a service. All idempotent."""
+from datetime import timedelta
+
 from celery import shared_task
 from django.utils import timezone
 
@@ -23,3 +25,12 @@ def finish_paying_declarations_task() -> int:
 @shared_task(name="social_security.resend_pending", acks_late=True, reject_on_worker_lost=True)
 def resend_pending_task() -> dict:
     return services.resend_pending(now=timezone.now())
+
+
+@shared_task(name="social_security.reconcile_yesterday", acks_late=True, reject_on_worker_lost=True)
+def reconcile_yesterday_task() -> dict:
+    from social_security.reconciliation import reconcile_day
+
+    now = timezone.now()
+    run = reconcile_day(check_date=timezone.localdate(now) - timedelta(days=1), now=now)
+    return {"matched": run.matched_count, "discrepancies": run.discrepancy_count}

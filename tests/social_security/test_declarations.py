@@ -223,3 +223,28 @@ def test_cancel_only_before_declaring(world, fake_tips):
     services.declare(declaration_id=again.pk, user=world.approver, now=now())
     with pytest.raises(SocialError):
         services.cancel_declaration(declaration_id=again.pk, user=world.operator_user, reason="x", now=now())
+
+
+def test_reconciliation_moves_matched_payments_on_and_reports_the_rest(world, fake_tips):
+    from social_security.reconciliation import reconcile_day
+
+    paid = confirmed(world, fake_tips)
+    services.pay_declaration(declaration_id=paid.pk, user=world.approver, now=now())
+    services.finish_paying_declarations(now=now())
+    paid.refresh_from_db()
+    day = timezone.localdate(paid.transfer.settled_at)
+    run = reconcile_day(check_date=day, now=now())
+    paid.refresh_from_db()
+    assert (run.matched_count, run.discrepancy_count) == (1, 0) and paid.state == S.RECONCILED
+    # Planted differences: an operator line we know nothing of, a changed amount, a notice not acknowledged.
+    key = paid.transfer.idempotency_key
+    rows = [(key, "credit", paid.total_fen - 1, "transfer"), ("social:999:1", "credit", 500, "transfer"),
+            ("payroll:1:1", "credit", 100, "transfer")]
+    run = reconcile_day(check_date=day, now=now(), statement_rows=rows)
+    assert {d["outcome"] for d in run.discrepancies} == {"amount_mismatch", "missing_ours"}
+    assert run.runs == 2
+    Declaration.objects.filter(pk=paid.pk).update(payment_notified_at=None)
+    run = reconcile_day(check_date=day, now=now(), statement_rows=[(key, "credit", paid.total_fen, "transfer")])
+    assert [d["outcome"] for d in run.discrepancies] == ["not_acknowledged"]
+    run = reconcile_day(check_date=day, now=now(), statement_rows=[])
+    assert [d["outcome"] for d in run.discrepancies] == ["missing_operator"]
