@@ -10,15 +10,19 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 
 from tax.api import ACTION_ERRORS, ERRORS, OPERATOR_ERRORS, TaxErrorsMixin, TaxRoles, _error, tax_exception_handler
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
 from treasury.services.transfers import OperatorRejected
 
-from . import selectors, services
-from .models import CaseState, DiscrepancyCase, Outcome, ReconciliationResult, ReconciliationRun
+from treasury.identifiers import mask_wallet_id
+
+from . import corrections, selectors, services
+from .models import (
+    CaseCorrection, CaseState, CorrectionKind, DiscrepancyCase, Outcome, ReconciliationResult, ReconciliationRun,
+)
 from .views import acts, describe_results, staff_tax_org_code
 
 TAGS = ["tax reconciliation"]
@@ -107,16 +111,43 @@ class ReconciliationResultSerializer(serializers.ModelSerializer):
         return obj.case.state if obj.case_id and obj.case else ""
 
 
+class CaseCorrectionSerializer(serializers.ModelSerializer):
+    """A correcting transfer of a case; wallets masked."""
+
+    payer = serializers.SerializerMethodField()
+    payee = serializers.SerializerMethodField()
+    proposed_by = serializers.CharField(source="proposed_by.username", read_only=True)
+    decided_by = serializers.CharField(source="decided_by.username", read_only=True, default="")
+    state = serializers.CharField(read_only=True, help_text="proposed, approved, rejected")
+    available_actions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CaseCorrection
+        fields = ["id", "kind", "amount_fen", "reason", "payer", "payee", "state", "proposed_by", "proposed_at",
+                  "decided_by", "decided_at", "reject_reason", "transfer", "available_actions"]
+
+    def get_payer(self, obj) -> str:
+        return mask_wallet_id(obj.payer.wallet_id)
+
+    def get_payee(self, obj) -> str:
+        return mask_wallet_id(obj.payee.wallet_id)
+
+    def get_available_actions(self, obj) -> list[str]:
+        user = self.context["request"].user
+        return corrections.correction_actions(obj, user) if acts(user) else []
+
+
 class DiscrepancyCaseSerializer(serializers.ModelSerializer):
     state = serializers.CharField(read_only=True, help_text=CASE_STATE_HELP)
     outcome = serializers.CharField(read_only=True, help_text=OUTCOME_HELP)
     available_actions = serializers.SerializerMethodField()
+    corrections = CaseCorrectionSerializer(many=True, read_only=True)
 
     class Meta:
         model = DiscrepancyCase
         fields = ["id", "tax_org_code", "entrust_date", "tra_no", "outcome", "check_date", "state", "reason",
                   "investigated_by", "resolved_by", "correcting_transfer", "history", "created_at",
-                  "investigating_at", "resolved_at", "available_actions"]
+                  "investigating_at", "resolved_at", "available_actions", "corrections"]
 
     def get_available_actions(self, obj: DiscrepancyCase) -> list[str]:
         if not acts(self.context["request"].user):
@@ -126,6 +157,18 @@ class DiscrepancyCaseSerializer(serializers.ModelSerializer):
 
 class InvestigateSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class ProposeCorrectionSerializer(serializers.Serializer):
+    # A plain string (the service refuses others with `invalid_kind`): a choice field would collide with the
+    # other `kind` enums of the schema.
+    kind = serializers.CharField(max_length=10, help_text="correction kind: " + ", ".join(CorrectionKind.values))
+    amount_fen = serializers.IntegerField(min_value=1)
+    reason = serializers.CharField(max_length=255)
+
+
+class RejectCorrectionSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=255)
 
 
 class ResolveSerializer(serializers.Serializer):
@@ -246,3 +289,40 @@ class DiscrepancyCaseViewSet(ReconciliationErrorsMixin, viewsets.ReadOnlyModelVi
                               now=timezone.now(), correcting_transfer_id=data.validated_data["correcting_transfer"])
         return self._detail(case.pk)
 
+    def _correction(self, case: DiscrepancyCase, correction_id) -> CaseCorrection:
+        correction = case.corrections.filter(pk=correction_id).first()
+        if correction is None:
+            raise NotFound("no such correction")
+        return correction
+
+    @_case_action_schema("Propose a correcting transfer (another tax staff member approves it)",
+                         ProposeCorrectionSerializer)
+    @action(detail=True, methods=["post"], url_path="corrections")
+    def propose_correction(self, request, pk=None):
+        case = self.get_object()
+        self.ensure_acts()
+        data = ProposeCorrectionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        corrections.propose_correction(case_id=case.pk, user=request.user, now=timezone.now(), **data.validated_data)
+        return self._detail(case.pk)
+
+    @_case_action_schema("Approve a proposed correction: the transfer is made through the transfer core")
+    @action(detail=True, methods=["post"], url_path=r"corrections/(?P<correction_id>\d+)/approve")
+    def approve_correction(self, request, pk=None, correction_id=None):
+        case = self.get_object()
+        self.ensure_acts()
+        corrections.approve_correction(correction_id=self._correction(case, correction_id).pk, user=request.user,
+                                       now=timezone.now())
+        return self._detail(case.pk)
+
+    @_case_action_schema("Reject a proposed correction with a reason", RejectCorrectionSerializer)
+    @action(detail=True, methods=["post"], url_path=r"corrections/(?P<correction_id>\d+)/reject")
+    def reject_correction(self, request, pk=None, correction_id=None):
+        case = self.get_object()
+        self.ensure_acts()
+        data = RejectCorrectionSerializer(data=request.data)
+        if not data.is_valid():
+            return _error("reason_required", "请填写原因 (a reason is required)", status.HTTP_400_BAD_REQUEST)
+        corrections.reject_correction(correction_id=self._correction(case, correction_id).pk, user=request.user,
+                                      reason=data.validated_data["reason"], now=timezone.now())
+        return self._detail(case.pk)

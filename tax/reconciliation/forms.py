@@ -4,8 +4,9 @@ from __future__ import annotations
 from django import forms
 
 from tax.forms import DATE
+from treasury.money import yuan_to_fen
 
-from .models import CaseState, Outcome
+from .models import CaseState, CorrectionKind, Outcome
 
 
 class RunNowForm(forms.Form):
@@ -27,3 +28,22 @@ class InvestigateForm(forms.Form):
 
 class ResolveForm(forms.Form):
     reason = forms.CharField(label="处理说明 (resolution reason)", max_length=1000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class CorrectionForm(forms.Form):
+    kind = forms.ChoiceField(label="更正方式 (kind)", choices=CorrectionKind.choices)
+    amount = forms.CharField(label="金额（元） (amount, yuan)", max_length=20)
+    reason = forms.CharField(label="原因 (reason)", max_length=255)
+
+    def clean_amount(self):
+        try:
+            fen = yuan_to_fen(self.cleaned_data["amount"].strip())
+        except (ValueError, ArithmeticError, TypeError):
+            raise forms.ValidationError("金额格式应如 123.45 (an amount like 123.45)")
+        if fen <= 0:
+            raise forms.ValidationError("金额必须大于零 (the amount must be more than zero)")
+        return fen
+
+
+class RejectCorrectionForm(forms.Form):
+    reason = forms.CharField(label="拒绝原因 (reason)", max_length=255)

@@ -13,4 +13,9 @@ urlpatterns = [
     path("cases/<int:case_id>/", views.case_detail, name="reconciliation-case"),
     path("cases/<int:case_id>/investigate/", views.case_investigate, name="reconciliation-case-investigate"),
     path("cases/<int:case_id>/resolve/", views.case_resolve, name="reconciliation-case-resolve"),
+    path("cases/<int:case_id>/corrections/", views.case_correction_propose, name="reconciliation-correction-propose"),
+    path("cases/<int:case_id>/corrections/<int:correction_id>/approve/", views.case_correction_decide,
+         {"decision": "approve"}, name="reconciliation-correction-approve"),
+    path("cases/<int:case_id>/corrections/<int:correction_id>/reject/", views.case_correction_decide,
+         {"decision": "reject"}, name="reconciliation-correction-reject"),
 ]

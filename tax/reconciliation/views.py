@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
@@ -21,10 +21,13 @@ from treasury.access import roles
 from treasury.access.decorators import role_required
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import user_organization
+from treasury.identifiers import mask_wallet_id
 from treasury.services.transfers import OperatorRejected, OperatorUnavailable
 
-from . import documents, selectors, services
-from .forms import CaseFilterForm, InvestigateForm, OutcomeFilterForm, ResolveForm, RunNowForm
+from . import corrections, documents, selectors, services
+from .forms import (
+    CaseFilterForm, CorrectionForm, InvestigateForm, OutcomeFilterForm, RejectCorrectionForm, ResolveForm, RunNowForm,
+)
 from .models import CaseState, Outcome
 
 RUNS_PER_PAGE = 30
@@ -155,11 +158,17 @@ def case_detail(request, case_id: int):
     case = selectors.case_get(user=request.user, case_id=case_id)
     results = describe_results(list(selectors.case_results(user=request.user, case=case)[:20]))
     can_act = acts(request.user)
+    case_corrections = list(case.corrections.select_related("payer", "payee", "transfer").order_by("-proposed_at"))
+    for c in case_corrections:
+        c.actions = corrections.correction_actions(c, request.user) if can_act else []
+        c.payer_shown, c.payee_shown = mask_wallet_id(c.payer.wallet_id), mask_wallet_id(c.payee.wallet_id)
     return render(request, "tax/reconciliation/case_detail.html", {
         "case": case, "results": results,
         "can_investigate": can_act and can_proceed(case.investigate),
         "can_resolve": can_act and case.state != CaseState.RESOLVED,
-        "investigate_form": InvestigateForm(), "resolve_form": ResolveForm()})
+        "investigate_form": InvestigateForm(), "resolve_form": ResolveForm(),
+        "corrections": case_corrections, "correction_form": CorrectionForm(),
+        "can_propose": can_act and case.state != CaseState.RESOLVED})
 
 
 def _case_action(request, case_id: int, action: str):
@@ -201,3 +210,53 @@ def case_investigate(request, case_id: int):
 def case_resolve(request, case_id: int):
     return _case_action(request, case_id, "resolve")
 
+
+@require_POST
+@login_required
+@role_required(roles.TAX_STAFF)
+@staff_only
+def case_correction_propose(request, case_id: int):
+    """The maker proposes a correcting transfer; another staff member approves it."""
+    case = selectors.case_get(user=request.user, case_id=case_id)
+    form = CorrectionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("tax:reconciliation-case", case_id=case.pk)
+    try:
+        corrections.propose_correction(case_id=case.pk, user=request.user, kind=form.cleaned_data["kind"],
+                                       amount_fen=form.cleaned_data["amount"], reason=form.cleaned_data["reason"],
+                                       now=timezone.now())
+        messages.success(request, "更正已提出，待另一位税务人员审批 (proposed; another tax staff member approves it)")
+    except (services.ReconciliationError, AccessDenied) as exc:
+        messages.error(request, str(exc))
+    return redirect("tax:reconciliation-case", case_id=case.pk)
+
+
+@require_POST
+@login_required
+@role_required(roles.TAX_STAFF)
+@staff_only
+def case_correction_decide(request, case_id: int, correction_id: int, decision: str):
+    """Approve (the transfer is made) or reject (with a reason) a proposed correction."""
+    case = selectors.case_get(user=request.user, case_id=case_id)
+    correction = case.corrections.filter(pk=correction_id).first()
+    if correction is None:
+        raise Http404("no such correction")
+    try:
+        if decision == "approve":
+            done = corrections.approve_correction(correction_id=correction.pk, user=request.user, now=timezone.now())
+            messages.success(request, f"已批准，更正转账 {done.transfer_id} 已提交 (approved; transfer {done.transfer_id} "
+                                      f"submitted)")
+        else:
+            form = RejectCorrectionForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, "请填写拒绝原因 (a reason is required)")
+                return redirect("tax:reconciliation-case", case_id=case.pk)
+            corrections.reject_correction(correction_id=correction.pk, user=request.user,
+                                          reason=form.cleaned_data["reason"], now=timezone.now())
+            messages.success(request, "更正已拒绝 (the correction is rejected)")
+    except (TransitionNotAllowed, ConcurrentTransition):
+        messages.error(request, "更正当前状态不允许此操作 (the correction's state does not allow this)")
+    except (services.ReconciliationError, AccessDenied) as exc:
+        messages.error(request, str(exc))
+    return redirect("tax:reconciliation-case", case_id=case.pk)

@@ -100,3 +100,50 @@ def test_what_cannot_be_corrected_by_a_transfer_is_refused(cases, tax):
         corrections.propose_correction(case_id=cases[Outcome.MISSING_TAX].pk, user=tax.other_staff, kind="refund",
                                        amount_fen=1, reason="r", now=timezone.now())
     assert not CaseCorrection.objects.exists()
+
+
+def test_the_case_page_and_the_api_propose_approve_and_reject(cases, tax, day):
+    from django.test import Client
+    from rest_framework.test import APIClient
+
+    case = cases[Outcome.MISSING_TAX]
+    maker, checker = Client(), Client()
+    maker.force_login(tax.staff)
+    checker.force_login(tax.checker)
+    page = f"/tax/reconciliation/cases/{case.pk}/"
+    assert 'data-testid="correction-form"' in maker.get(page).content.decode()
+    response = maker.post(f"{page}corrections/", {"kind": "refund", "amount": "300.00", "reason": "多扣 (over-debit)"},
+                          follow=True)
+    assert "待另一位税务人员审批" in response.content.decode()
+    correction = CaseCorrection.objects.get()
+    assert correction.amount_fen == 300_00
+    assert 'data-action="approve-correction"' not in maker.get(page).content.decode()  # not the maker's to approve
+    assert 'data-action="approve-correction"' in checker.get(page).content.decode()
+    maker.post(f"{page}corrections/{correction.pk}/approve/")
+    assert CaseCorrection.objects.get().state == CorrectionState.PROPOSED
+    before = tax.balance(day["dropped"].pay_acct)
+    checker.post(f"{page}corrections/{correction.pk}/approve/")
+    correction.refresh_from_db()
+    assert correction.state == CorrectionState.APPROVED and tax.balance(day["dropped"].pay_acct) == before + 300_00
+
+    api = APIClient()
+    api.force_authenticate(tax.staff)
+    url = f"/api/v1/tax/reconciliation/cases/{cases[Outcome.AMOUNT_MISMATCH].pk}"
+    refused = api.post(f"{url}/corrections/", {"kind": "collect", "amount_fen": 0, "reason": "r"}, format="json")
+    assert refused.status_code == 400
+    body = api.post(f"{url}/corrections/", {"kind": "collect", "amount_fen": 1, "reason": "少扣 1 分"},
+                    format="json").json()
+    (proposed,) = body["corrections"]
+    assert proposed["state"] == "proposed" and proposed["available_actions"] == ["reject"]
+    assert "*" in proposed["payer"]  # wallets masked
+    own = api.post(f"{url}/corrections/{proposed['id']}/approve/", format="json")
+    assert (own.status_code, own.json()["code"]) == (403, "maker_checker")
+    api.force_authenticate(tax.checker)
+    assert api.post(f"{url}/corrections/{proposed['id']}/reject/", {}, format="json").json()["code"] == "reason_required"
+    rejected = api.post(f"{url}/corrections/{proposed['id']}/reject/", {"reason": "核实后无需 (not needed)"},
+                        format="json")
+    assert rejected.status_code == 200 and rejected.json()["corrections"][0]["state"] == "rejected"
+    assert api.post(f"{url}/corrections/{proposed['id']}/approve/", format="json").status_code == 409
+    api.force_authenticate(tax.other_staff)
+    assert api.post(f"{url}/corrections/", {"kind": "collect", "amount_fen": 1, "reason": "x"},
+                    format="json").status_code == 404
