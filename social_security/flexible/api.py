@@ -19,11 +19,11 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from adapters.ecny.interface import OperatorUnavailable
 from treasury.access import roles
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin, api_exception_handler
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
+from treasury.services.transfers import OperatorUnavailable
 
 from . import selectors, services
 from .models import Enrolment, Frequency, Payment, PaymentState, Period, PeriodState

@@ -28,7 +28,6 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
 
-from adapters.ecny.interface import OperatorUnavailable
 from social_security import rules as social_rules
 from social_security.models import InsuranceType, Region
 from treasury.access import roles
@@ -36,7 +35,7 @@ from treasury.access.scoping import user_person
 from treasury.errors import InvalidTransfers
 from treasury.models import Person, Transfer, TransferState, Wallet
 from treasury.services import transfers as transfer_services
-from treasury.services.transfers import NewTransfer, create_transfers
+from treasury.services.transfers import NewTransfer, OperatorUnavailable, create_transfers
 from treasury.services.wallets import ensure_personal_wallets, verify_wallets
 from treasury.trace.services import EventSpec, append_events
 

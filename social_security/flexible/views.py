@@ -18,10 +18,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
-from adapters.ecny.interface import OperatorUnavailable
 from treasury.access import roles
 from treasury.access.decorators import role_required, writable_required
 from treasury.money import format_yuan
+from treasury.services.transfers import OperatorUnavailable
 
 from . import selectors, services
 from .forms import ChangeForm, EnrolForm, StaffFilterForm

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from social_security.flexible import services
-from social_security.flexible.models import Enrolment, Payment, PaymentState, PeriodState
+from social_security.flexible.models import Enrolment, Payment, PaymentState
 from tests import factories as f
 from tests.social_security.flexible.conftest import NOW
 from treasury.access import roles
