@@ -75,6 +75,11 @@ def machine_cpu_seconds() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def process_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
@@ -111,6 +116,7 @@ def _work(chunks, sandbox_url, queue):
 
     django.setup()
     from django.conf import settings
+    from django.db import connection
     from django.utils import timezone
 
     from treasury.services.transfers import submit_transfer_chunk
@@ -119,8 +125,10 @@ def _work(chunks, sandbox_url, queue):
     settled = 0
     for chunk in chunks:
         settled += submit_transfer_chunk(transfer_ids=chunk, now=timezone.now()).settled
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    queue.put((settled, usage.ru_utime + usage.ru_stime))
+    with connection.cursor() as cursor:  # this worker's PostgreSQL backend runs on the same machine
+        cursor.execute("SELECT pg_backend_pid()")
+        backend_cpu = process_cpu_seconds(cursor.fetchone()[0])
+    queue.put((settled, own_cpu_seconds(), backend_cpu))
 
 
 def main():
@@ -182,13 +190,19 @@ def main():
                         idempotency_key=f"bench:{i}", purpose_code="SALARY", source_ref=f"bench line {i + 1}")
             for i in range(args.n)
         ]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend_pid = cursor.fetchone()[0]
+        own_before, backend_before = own_cpu_seconds(), process_cpu_seconds(backend_pid)
         started = time.perf_counter()
         with transaction.atomic():
+            # No task queued: the workers below take the chunks, as Celery workers would.
             ids = create_transfers(organization_id=employer.pk, batch_ref="bench", transfers=items, actor="bench",
-                                   now=timezone.now(), hold=True)  # held: the workers below submit, as Celery would
+                                   now=timezone.now(), enqueue=False)
         created = time.perf_counter()
+        create_cpu = own_cpu_seconds() - own_before
+        create_backend_cpu = process_cpu_seconds(backend_pid) - backend_before
         chunks = [ids[i : i + args.chunk] for i in range(0, len(ids), args.chunk)]
-        Transfer.objects.filter(pk__in=ids).update(held=False)
         connections.close_all()
         machine_before, sandbox_before = machine_cpu_seconds(), process_cpu_seconds(sandbox.pid)
         queue = multiprocessing.Queue()
@@ -202,8 +216,9 @@ def main():
         for p in procs:
             p.join()
         finished = time.perf_counter()
-        settled = sum(n for n, _ in reports)
-        worker_cpu = sum(cpu for _, cpu in reports)
+        settled = sum(n for n, _, _ in reports)
+        worker_cpu = sum(cpu for _, cpu, _ in reports)
+        backend_cpu = sum(cpu for _, _, cpu in reports)
         sandbox_cpu = process_cpu_seconds(sandbox.pid) - sandbox_before
         machine_cpu = machine_cpu_seconds() - machine_before
     finally:
@@ -215,12 +230,13 @@ def main():
     problems = check_ledger().problems
     events = TraceEvent.objects.count()
     print(f"transfers end to end (PostgreSQL, sandbox over HTTP, {args.workers} worker processes, chunks of {args.chunk})")
-    print(f"  created   {args.n:>8,} in {created - started:6.2f} s   (outbox rows + trace events)")
+    print(f"  created   {args.n:>8,} in {created - started:6.2f} s   (outbox rows + trace events; CPU: this process "
+          f"{create_cpu:.1f} s, its PostgreSQL backend {create_backend_cpu:.1f} s)")
     print(f"  settled   {settled:>8,} in {finished - created:6.2f} s   (submit over HTTP, settle, post, trace)")
     print(f"  project:  {args.n / total:>10,.0f} transfers/s  ({total:.2f} s)")
     print(f"  CPU while settling: {machine_cpu:.1f} s of {os.cpu_count() * (finished - created):.1f} s available; "
-          f"workers {worker_cpu:.1f} s, sandbox {sandbox_cpu:.1f} s, "
-          f"PostgreSQL and the rest {machine_cpu - worker_cpu - sandbox_cpu:.1f} s")
+          f"workers {worker_cpu:.1f} s, their PostgreSQL backends {backend_cpu:.1f} s, sandbox {sandbox_cpu:.1f} s, "
+          f"the rest (other PostgreSQL processes, other work) {machine_cpu - worker_cpu - backend_cpu - sandbox_cpu:.1f} s")
     print(f"  baseline: {args.n / baseline:>10,.0f} rows/s psycopg COPY into a bare table ({baseline:.2f} s)")
     print(f"  ratio:    {baseline / total:.3f} of the COPY baseline")
     print(f"  check:    {not_settled} not settled, {len(problems)} ledger problems, {events:,} trace events")

@@ -6,6 +6,8 @@ and array parameters; SQLite gets executemany and IN lists. Both must run inside
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db import connection
 
 
@@ -13,10 +15,48 @@ def is_postgresql() -> bool:
     return connection.vendor == "postgresql"
 
 
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def array_literal(values) -> str | None:
+    """A PostgreSQL array literal ('{1,2}', '{"a","b"}') of ints, strings, datetimes, dates, bools and
+    None, or None when a value is of another type.
+
+    psycopg adapts a list element by element in Python (about 2 µs an int, 13 µs a datetime); in
+    chunks of thousands that costs more than the statement, while joining text costs a fraction.
+    The parameter is cast in the SQL (`%s::bigint[]`), so PostgreSQL parses the literal.
+    """
+    values = list(values)
+    if all(type(v) is int for v in values):
+        return "{" + ",".join(map(str, values)) + "}"
+    parts = []
+    for v in values:
+        if v is None:
+            parts.append("NULL")
+        elif isinstance(v, bool):
+            parts.append("t" if v else "f")
+        elif isinstance(v, int):
+            parts.append(str(int(v)))
+        elif isinstance(v, str):
+            parts.append(_quoted(v))
+        elif isinstance(v, (dt.datetime, dt.date)):  # a naive datetime would be read in the session's zone
+            parts.append(_quoted(v.isoformat()))
+        else:
+            return None
+    return "{" + ",".join(parts) + "}"
+
+
 def in_clause(column: str, values: list) -> tuple[str, list]:
     """`column IN (...)` as SQL and parameters: one array parameter on PostgreSQL (cheap to bind)."""
     if is_postgresql():
-        return f"{column} = ANY(%s)", [list(values)]
+        values = list(values)
+        literal = array_literal(values)
+        if literal is not None and all(type(v) is int for v in values):
+            return f"{column} = ANY(%s::bigint[])", [literal]
+        if literal is not None and all(isinstance(v, str) for v in values):
+            return f"{column} = ANY(%s::text[])", [literal]
+        return f"{column} = ANY(%s)", [values]
     return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
 
 
@@ -78,7 +118,7 @@ def update_rows(*, table: str, columns: list[tuple[str, str]], rows: list[tuple]
     assignments = ", ".join([f"{name} = v.{name}" for name in names] + ([set_sql] if set_sql else []))
     with connection.cursor() as cursor:
         if is_postgresql():
-            arrays = [list(column) for column in zip(*rows)]
+            arrays = [array_literal(column) or list(column) for column in zip(*rows)]
             unnest = ", ".join(["%s::bigint[]"] + [f"%s::{kind}[]" for _, kind in columns])
             cursor.execute(
                 f"UPDATE {table} SET {assignments} FROM unnest({unnest}) AS v(id, {', '.join(names)}) "
