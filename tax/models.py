@@ -546,3 +546,26 @@ class StopPaymentRequest(models.Model):
         ordering = ["-received_at"]
         constraints = [models.UniqueConstraint(fields=["tax_org_code", "entrust_date", "stop_no"],
                                                name="tax_stop_payment_unique")]
+
+
+class EntryDetailPackage(models.Model):
+    """入库流水 (3139) sent to the tax system: one package of a day's treasury entries of a tax authority at a
+    treasury, and whether the tax system acknowledged it. Sent again when the day's entries changed."""
+
+    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
+    treasury_code = models.CharField("国库代码 (treasury code)", max_length=10)
+    entry_date = models.DateField("入库日期 (entry date)")
+    cur_pack_no = models.PositiveIntegerField("本包序号 (package number)")
+    child_pack_num = models.PositiveIntegerField("总包数 (packages of the day)")
+    all_num = models.PositiveIntegerField("笔数 (lines)")
+    all_amount_fen = models.BigIntegerField("金额 (amount, fen)")
+    attempts = models.PositiveIntegerField("发送次数 (attempts)", default=0)
+    error = models.CharField("发送错误 (last error)", max_length=255, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "入库流水包 (treasury entry detail package, 3139)"
+        ordering = ["-entry_date", "tax_org_code", "treasury_code", "cur_pack_no"]
+        constraints = [models.UniqueConstraint(fields=["tax_org_code", "treasury_code", "entry_date", "cur_pack_no"],
+                                               name="tax_entry_detail_package_unique")]

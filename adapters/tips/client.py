@@ -41,6 +41,7 @@ from adapters.tips.interface import (
     Acknowledgement, BatchResult, CheckResult, MessageHead, RefundResult, ResultCode, TipsFault, TipsUnavailable,
 )
 from adapters.tips.interface import SocialDeclaration, SocialDeclarationReply, SocialPayment
+from adapters.tips.interface import TreasuryEntryDetail
 from adapters.tips.models import TipsMessage
 from adapters.xml import XmlRefused
 
@@ -151,6 +152,14 @@ class SoapTipsClient:
         return self.send_message(msg_no=m.SOCIAL_PAYMENT, key=m.social_key(payment.tax_org_code, payment.decl_no),
                                  build=lambda head: m.social_payment_document(head=head, message=payment,
                                                                                encoding=self._encoding))
+
+    def send_entry_detail(self, detail: TreasuryEntryDetail) -> Acknowledgement:
+        """3139 to the tax system: one package of a day's treasury entries; the tax system keeps the latest
+        package per (TaxOrgCode, TreCode, InTreDate, CurPackNo). Raises TipsFault, TipsUnavailable."""
+        key = f"RK-{detail.tax_org_code}-{detail.tre_code}-{m.date_text(detail.in_tre_date)}-{detail.cur_pack_no}"
+        return self.send_message(msg_no=m.ENTRY_DETAIL, key=key,
+                                 build=lambda head: m.entry_detail_document(head=head, detail=detail,
+                                                                            encoding=self._encoding))
 
     def connectivity_test(self) -> Acknowledgement:
         """9005: is the tax system there and do our signatures agree? Raises as `send_batch_result`."""

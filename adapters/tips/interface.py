@@ -461,3 +461,33 @@ class SocialPayment:
     amount_fen: int
     pay_date: dt.date
     pay_serial: str  # the transfer's idempotency key (the operator knows the payment by it)
+
+
+# --- treasury entry detail (入库流水, 3139) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntryLine:
+    """One TreDetail3139 line: money entered into the treasury (negative: an entry reversed)."""
+
+    budget_type: str
+    budget_level_code: str
+    amount_fen: int
+    budget_subject_code: str = ""
+    exp_tax_vou_no: str = ""  # the tax voucher of the deduction entered
+
+
+@dataclass(frozen=True)
+class TreasuryEntryDetail:
+    """3139: one of `child_pack_num` packages of a day's treasury entries of a tax authority at a treasury."""
+
+    tre_code: str
+    tax_org_code: str
+    in_tre_date: dt.date
+    pack_no: str
+    all_num: int
+    all_amount_fen: int
+    child_pack_num: int
+    cur_pack_no: int
+    lines: tuple[EntryLine, ...] = ()
+    fin_org_code: str = ""

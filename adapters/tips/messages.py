@@ -50,6 +50,8 @@ from adapters.tips.interface import (
     ReversalReply,
     StopPayment,
     StopPaymentReply,
+    EntryLine,
+    TreasuryEntryDetail,
     TaxTypeItem,
     TreasuryAccount,
 )
@@ -88,7 +90,9 @@ REVERSAL = "1021"
 REVERSAL_REPLY = "2021"
 STOP_PAYMENT = "1123"
 STOP_PAYMENT_REPLY = "2123"
-MESSAGE_NUMBERS += (REFUND_ORDER, REFUND_RESULT, REVERSAL, REVERSAL_REPLY, STOP_PAYMENT, STOP_PAYMENT_REPLY)
+ENTRY_DETAIL = "3139"
+MESSAGE_NUMBERS += (REFUND_ORDER, REFUND_RESULT, REVERSAL, REVERSAL_REPLY, STOP_PAYMENT, STOP_PAYMENT_REPLY,
+                    ENTRY_DETAIL)
 # Social-insurance premiums (project-defined numbers: no public TIPS message carries a declaration).
 SOCIAL_DECLARATION = "5101"
 SOCIAL_DECLARATION_REPLY = "5102"
@@ -706,6 +710,37 @@ def read_stop_payment_reply(doc: Document) -> StopPaymentReply:
                             done_num=int(f["DoneNum"]), result=f["Result"], add_word=f.get("AddWord", ""))
 
 
+def entry_detail_document(*, head: MessageHead, detail: TreasuryEntryDetail, encoding: str = "UTF-8") -> bytes:
+    """3139: one package of a day's treasury entries (at most 1,000 lines)."""
+    d = detail
+    if len(d.lines) > BATCH_MAX_ITEMS:
+        raise ValueError(f"a 3139 package carries at most {BATCH_MAX_ITEMS} lines, not {len(d.lines)}")
+    parts = [f"<BatchHead3139><TreCode>{_x(d.tre_code)}</TreCode>{_opt('FinOrgCode', d.fin_org_code)}"
+             f"<TaxOrgCode>{_x(d.tax_org_code)}</TaxOrgCode><InTreDate>{date_text(d.in_tre_date)}</InTreDate>"
+             f"<PackNo>{_x(d.pack_no)}</PackNo><AllNum>{int(d.all_num)}</AllNum>"
+             f"<AllAmt>{fen_to_yuan_text(d.all_amount_fen)}</AllAmt><ChildPackNum>{int(d.child_pack_num)}</ChildPackNum>"
+             f"<CurPackNo>{int(d.cur_pack_no)}</CurPackNo></BatchHead3139>"]
+    parts += [f"<TreDetail3139><BudgetType>{_x(i.budget_type)}</BudgetType>"
+              f"<BudgetLevelCode>{_x(i.budget_level_code)}</BudgetLevelCode>"
+              f"{_opt('BudgetSubjectCode', i.budget_subject_code)}<TraAmt>{fen_to_yuan_text(i.amount_fen)}</TraAmt>"
+              f"{_opt('ExpTaxVouNo', i.exp_tax_vou_no)}</TreDetail3139>" for i in d.lines]
+    return document(head, "".join(parts), encoding=encoding)
+
+
+def read_entry_detail(doc: Document) -> TreasuryEntryDetail:
+    """A validated 3139 -> TreasuryEntryDetail."""
+    _expect(doc, ENTRY_DETAIL)
+    h = _fields(doc.msg[0])
+    lines = tuple(EntryLine(budget_type=f["BudgetType"], budget_level_code=f["BudgetLevelCode"],
+                            amount_fen=yuan_text_to_fen(f["TraAmt"]), budget_subject_code=f.get("BudgetSubjectCode", ""),
+                            exp_tax_vou_no=f.get("ExpTaxVouNo", ""))
+                  for f in map(_fields, doc.msg[1:]))
+    return TreasuryEntryDetail(tre_code=h["TreCode"], fin_org_code=h.get("FinOrgCode", ""), tax_org_code=h["TaxOrgCode"],
+                               in_tre_date=read_date(h["InTreDate"]), pack_no=h["PackNo"], all_num=int(h["AllNum"]),
+                               all_amount_fen=yuan_text_to_fen(h["AllAmt"]), child_pack_num=int(h["ChildPackNum"]),
+                               cur_pack_no=int(h["CurPackNo"]), lines=lines)
+
+
 READERS = {
     AGREEMENT_VERIFY: read_verification, AGREEMENT_REPLY: read_verification_reply,
     REAL_TIME_DEDUCTION: read_real_time, REAL_TIME_REPLY: read_real_time_reply, BATCH_DEDUCTION: read_batch,
@@ -713,6 +748,7 @@ READERS = {
     CONNECTIVITY_TEST: read_test, CHECK_DETAIL: read_check_detail, CHECK_RESULT: read_check_result,
     REFUND_ORDER: read_refund_order, REFUND_RESULT: read_refund_result, REVERSAL: read_reversal,
     REVERSAL_REPLY: read_reversal_reply, STOP_PAYMENT: read_stop_payment, STOP_PAYMENT_REPLY: read_stop_payment_reply,
+    ENTRY_DETAIL: read_entry_detail,
 }
 
 
@@ -748,6 +784,8 @@ def message_key(doc: Document) -> str:
         return f"{first['TaxOrgCode']}-{first['OriEntrustDate']}-{first['OriTraNo']}"
     if no in (STOP_PAYMENT, STOP_PAYMENT_REPLY):
         return f"{first['TaxOrgCode']}-{first['OriEntrustDate']}-{first['OriPackNo']}"
+    if no == ENTRY_DETAIL:
+        return f"RK-{first['TaxOrgCode']}-{first['TreCode']}-{first['InTreDate']}-{first['CurPackNo']}"
     if no in (SOCIAL_DECLARATION, SOCIAL_DECLARATION_REPLY, SOCIAL_PAYMENT):
         return social_key(first.get("TaxOrgCode") or first["OriTaxOrgCode"], first.get("DeclNo") or first["OriDeclNo"])
     return doc.head.msg_ref

@@ -32,3 +32,13 @@ def reconcile_yesterday_task() -> int:
     if run.state == RunState.DONE:  # sends only when the answer is new or changed
         send_check_result_task.apply_async(kwargs={"run_id": run.pk})
     return run.pk
+
+
+@shared_task(name="tax_reconciliation.send_entry_details", acks_late=True, reject_on_worker_lost=True)
+def send_entry_details_task(*, entry_date: str = "") -> dict:
+    """The day's treasury entry detail (3139) to the tax system: yesterday's unless a date is given."""
+    from tax import entries
+
+    now = timezone.now()
+    day = dt.date.fromisoformat(entry_date) if entry_date else local_date(now) - dt.timedelta(days=1)
+    return entries.send_entry_details(entry_date=day, now=now)

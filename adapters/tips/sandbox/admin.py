@@ -69,6 +69,10 @@ class TipsSandboxAdminClient(JsonAdminClient):
             "items": items or [], "draw_back_tre_code": draw_back_tre_code, "tax_org_code": tax_org_code,
             "return_term": return_term})
 
+    def entry_details(self) -> list[dict]:
+        """The 3139 treasury entry packages received, the latest of each (tax org, treasury, day, package)."""
+        return self._call("GET", "/admin/entry-details")["details"]
+
     def refund_results(self) -> list[dict]:
         """The 2104 refund results received, each once (deduped on the order), with their lines."""
         return self._call("GET", "/admin/refund-results")["results"]

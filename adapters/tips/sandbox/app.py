@@ -22,6 +22,7 @@ public key. Plain WSGI, no Django: it stands in for a system that is not ours.
 | `GET /admin/refund-results` | the 2104 refund results received |
 | `POST /admin/reversals` | send a 1021 reversal of a deduction it sent; the 2021 as JSON |
 | `POST /admin/stops` | send a 1123 stop payment of a package (or one item); the 2123 as JSON |
+| `GET /admin/entry-details` | the 3139 treasury entry packages received (the latest of each) |
 | `GET /admin/counts`, `GET/POST/DELETE /admin/faults`, `POST /admin/reset` | state and fault switches |
 
 Admin endpoints need `Authorization: Bearer <api key>`; the SOAP endpoint is authenticated by signatures.
@@ -133,6 +134,7 @@ class TipsSandboxApp:
             ("GET", re.compile(r"/admin/refund-results"), self.admin_refund_results),
             ("POST", re.compile(r"/admin/reversals"), self.admin_reversal),
             ("POST", re.compile(r"/admin/stops"), self.admin_stop),
+            ("GET", re.compile(r"/admin/entry-details"), self.admin_entry_details),
         ]
 
     def close(self) -> None:
@@ -225,6 +227,8 @@ class TipsSandboxApp:
                                                       doc, code, note, bad_signature=bad_signature))
         if head.msg_no == m.REFUND_RESULT:
             return self._receive_refund_result(doc, bad_signature=bad_signature)
+        if head.msg_no == m.ENTRY_DETAIL:
+            return self._receive_entry_detail(doc, bad_signature=bad_signature)
         if head.msg_no in (m.SOCIAL_DECLARATION, m.SOCIAL_PAYMENT) and getattr(self, "social", None) is not None:
             return self.social.receive(doc, bad_signature=bad_signature)  # sandbox/social.py
         if head.msg_no != m.BATCH_RESULT:
@@ -575,6 +579,20 @@ class TipsSandboxApp:
         return 200, {**out, "tax_org_code": order["tax_org_code"], "entrust_date": order["entrust_date"],
                      "pack_no": order["pack_no"], "all_num": len(items), "all_amount_fen": total,
                      "tra_nos": [i.tra_no for i in items]}
+
+    def _receive_entry_detail(self, doc: m.Document, *, bad_signature: bool) -> bytes:
+        d = m.read_entry_detail(doc)
+        row = {"tax_org_code": d.tax_org_code, "tre_code": d.tre_code, "in_tre_date": m.date_text(d.in_tre_date),
+               "cur_pack_no": d.cur_pack_no, "child_pack_num": d.child_pack_num, "all_num": d.all_num,
+               "all_amount_fen": d.all_amount_fen,
+               "lines": [{"budget_type": i.budget_type, "budget_level_code": i.budget_level_code,
+                          "budget_subject_code": i.budget_subject_code, "amount_fen": i.amount_fen,
+                          "exp_tax_vou_no": i.exp_tax_vou_no} for i in d.lines]}
+        return self.ledger.store_entry_detail(msg_id=doc.head.msg_id, detail=row, reply_for=lambda code, note: self._generic(
+            doc, code, note, bad_signature=bad_signature))
+
+    def admin_entry_details(self, body):
+        return 200, {"details": self.ledger.entry_details()}
 
     def admin_refund_results(self, body):
         return 200, {"results": self.ledger.refund_results()}

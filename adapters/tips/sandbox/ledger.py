@@ -108,6 +108,19 @@ CREATE TABLE IF NOT EXISTS refund_results (
     received_at TEXT NOT NULL,
     PRIMARY KEY (ori_tax_org_code, ori_entrust_date, ori_pack_no)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entry_details (
+    tax_org_code TEXT NOT NULL,
+    tre_code TEXT NOT NULL,
+    in_tre_date TEXT NOT NULL,
+    cur_pack_no INTEGER NOT NULL,
+    child_pack_num INTEGER NOT NULL,
+    msg_id TEXT NOT NULL,
+    all_num INTEGER NOT NULL,
+    all_amount_fen INTEGER NOT NULL,
+    lines TEXT NOT NULL,  -- JSON list of {budget_type, budget_level_code, budget_subject_code, amount_fen, exp_tax_vou_no}
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (tax_org_code, tre_code, in_tre_date, cur_pack_no)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reversals (
     tax_org_code TEXT NOT NULL,
     ori_entrust_date TEXT NOT NULL,
@@ -218,6 +231,36 @@ class RefundLedger:
                                     (pack_no,)).fetchone()
             finally:
                 conn.row_factory = None
+
+    def store_entry_detail(self, *, msg_id: str, detail: dict, reply_for: Callable[[str, str], bytes]) -> bytes:
+        """Store a 3139 package (deduped on MsgID; a package sent again for the same day replaces the one held,
+        as the day's entries may have changed). Returns the reply bytes."""
+        with self._write() as conn:
+            row = conn.execute("SELECT reply FROM received WHERE msg_id = ?", (msg_id,)).fetchone()
+            if row is not None:
+                conn.execute("UPDATE received SET deliveries = deliveries + 1 WHERE msg_id = ?", (msg_id,))
+                return bytes(row[0])
+            conn.execute(
+                "INSERT OR REPLACE INTO entry_details (tax_org_code, tre_code, in_tre_date, cur_pack_no, child_pack_num,"
+                " msg_id, all_num, all_amount_fen, lines, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (detail["tax_org_code"], detail["tre_code"], detail["in_tre_date"], detail["cur_pack_no"],
+                 detail["child_pack_num"], msg_id, detail["all_num"], detail["all_amount_fen"],
+                 json.dumps(detail["lines"], ensure_ascii=False), dt.datetime.now(dt.timezone.utc).isoformat()))
+            reply = reply_for("90000", "")
+            conn.execute("INSERT INTO received (msg_id, msg_no, reply) VALUES (?, '3139', ?)", (msg_id, reply))
+            return reply
+
+    def entry_details(self) -> list[dict]:
+        with self._read() as conn:
+            conn.row_factory = _dict_row
+            try:
+                rows = conn.execute("SELECT * FROM entry_details ORDER BY in_tre_date, tax_org_code, tre_code,"
+                                    " cur_pack_no").fetchall()
+            finally:
+                conn.row_factory = None
+        for row in rows:
+            row["lines"] = json.loads(row["lines"])
+        return rows
 
     def record_reversal(self, row: dict) -> None:
         with self._write() as conn:
@@ -410,7 +453,7 @@ class TipsLedger(SqliteStore, RefundLedger):
     def reset(self) -> None:
         with self._write() as conn:
             for table in ("results", "check_results", "received", "deductions", "packages", "agreements", "taxpayers",
-                          "counters", "refund_orders", "refund_results", "reversals"):
+                          "counters", "refund_orders", "refund_results", "reversals", "entry_details"):
                 conn.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
 
 

@@ -1,5 +1,5 @@
 """1104 / 2104 (refund order and its project-defined result), 1021 / 2021 (reversal) and 1123 / 2123 (stop
-payment): written, validated against cfx.xsd, read back unchanged in UTF-8 and GBK; what the schema refuses."""
+payment), 3139 (treasury entry detail): written, validated against cfx.xsd, read back unchanged in UTF-8 and GBK; what the schema refuses."""
 import datetime as dt
 from dataclasses import replace
 
@@ -7,7 +7,8 @@ import pytest
 
 from adapters.tips import messages as m
 from adapters.tips.interface import (
-    RefundItem, RefundItemResult, RefundOrder, RefundResult, Reversal, ReversalReply, StopPayment, StopPaymentReply,
+    EntryLine, RefundItem, RefundItemResult, RefundOrder, RefundResult, Reversal, ReversalReply, StopPayment,
+    StopPaymentReply, TreasuryEntryDetail,
 )
 from adapters.xml import XmlRefused
 
@@ -93,3 +94,18 @@ def test_stop_payment_and_its_answer_round_trip(tra_no):
     head = m.reply_head(request.head, msg_no=m.STOP_PAYMENT_REPLY)
     answer = m.read_document(m.stop_payment_reply_document(head=head, reply=reply, request=request), max_bytes=1_000_000)
     assert m.read_body(answer) == reply
+
+
+def test_treasury_entry_detail_round_trip_with_a_reversed_entry():
+    detail = TreasuryEntryDetail(
+        tre_code="3201000000", tax_org_code="13201000000", in_tre_date=DAY, pack_no="00000002", all_num=2,
+        all_amount_fen=50_00, child_pack_num=2, cur_pack_no=2,
+        lines=(EntryLine(budget_type="1", budget_level_code="1", amount_fen=150_00, budget_subject_code="101010",
+                         exp_tax_vou_no="320000000011126"),
+               EntryLine(budget_type="1", budget_level_code="3", amount_fen=-100_00)))
+    head = m.new_head(msg_no=m.ENTRY_DETAIL, src=SERVICE, des=TAX, work_date=DAY)
+    doc = m.read_document(m.entry_detail_document(head=head, detail=detail, encoding="GBK"), max_bytes=1_000_000)
+    assert m.read_body(doc) == detail
+    assert m.message_key(doc) == "RK-13201000000-3201000000-20261126-2"
+    with pytest.raises(ValueError, match="not valid"):  # a budget level outside 0-5
+        m.entry_detail_document(head=head, detail=replace(detail, lines=(replace(detail.lines[0], budget_level_code="7"),)))
