@@ -40,6 +40,7 @@ from treasury.access.errors import AccessDenied
 from treasury.access.makerchecker import ensure_can_approve
 from treasury.access.scoping import user_organization
 from treasury.models import Organization, Transfer, TransferState
+from treasury.spreadsheets import ResidentIdChecker, compact_text
 from treasury.services.transfers import NewTransfer, create_transfers
 from treasury.trace.services import EventSpec, append_events
 
@@ -166,6 +167,7 @@ def _rules(region: Region, period: str) -> rules.Rules:
 def _check_rows(rows: list[LineInput]) -> tuple[list[LineInput], list[Problem]]:
     """Rows with normalised IDs and names, and every problem of every row."""
     problems, checked, seen = [], [], {}
+    check_resident_id = ResidentIdChecker()  # the foundation's validator, with its fast path for a month of IDs
     for index, row in enumerate(rows, start=1):
         line = row.line or index
         before = len(problems)
@@ -176,7 +178,7 @@ def _check_rows(rows: list[LineInput]) -> tuple[list[LineInput], list[Problem]]:
             problems.append(Problem(line, "姓名", "name_format", "姓名过长 (name is too long)"))
         resident_id = ""
         try:
-            resident_id = identifiers.validate_resident_id(row.resident_id or "").number
+            resident_id = check_resident_id(compact_text(str(row.resident_id or "")))[0]
         except identifiers.InvalidIdentifier as exc:
             problems.append(Problem(line, "身份证号", exc.code, str(exc)))
         else:
@@ -229,7 +231,8 @@ def _refresh_totals(declaration: Declaration) -> None:
             "SELECT COUNT(*), COALESCE(SUM(base_fen), 0), COALESCE(SUM(employer_fen), 0), "
             f"COALESCE(SUM(individual_fen), 0) FROM {DeclarationLine._meta.db_table} WHERE declaration_id = %s",
             [declaration.pk])
-        count, bases, employer, individual = cursor.fetchone()
+        # SUM of bigint is numeric (Decimal) on PostgreSQL: back to int fen.
+        count, bases, employer, individual = (int(v) for v in cursor.fetchone())
     declaration.line_count, declaration.base_total_fen = count, bases
     declaration.employer_total_fen, declaration.individual_total_fen = employer, individual
     declaration.total_fen = employer + individual
@@ -453,7 +456,7 @@ def declaration_message(*, declaration: Declaration):
             cursor.execute(
                 f"SELECT COALESCE(SUM({column}_employer_fen), 0), COALESCE(SUM({column}_individual_fen), 0) "
                 f"FROM {DeclarationLine._meta.db_table} WHERE declaration_id = %s", [declaration.pk])
-            sums[column] = cursor.fetchone()
+            sums[column] = [int(v) for v in cursor.fetchone()]
     return SocialDeclaration(
         tax_org_code=declaration.tax_authority.code, decl_no=declaration.declaration_no,
         payer_code=declaration.employer.uscc, payer_name=declaration.employer.name,

@@ -194,6 +194,7 @@ class Command(BaseCommand):
         say(f"4. reversal: transfer {paid.pk} ({format_yuan(paid.amount_fen)}) reversed; money back with the employer")
         say()
         self._flexible_premiums(world, admin)
+        self._employer_declaration(world, payroll_batch)
 
         batch_receipt = issue_batch_receipt(batch_ref=payroll_batch, now=timezone.now())
         say("== proofs ==")
@@ -246,6 +247,70 @@ class Command(BaseCommand):
                     f"late fee today {format_yuan(fee)} (log in as flex to pay it and download the statement)")
         except flexible.FlexibleError as exc:
             say(f"5. flexible employment: not run ({exc})")
+        say()
+
+    def _employer_declaration(self, world, payroll_batch):
+        """6. Employer A declares the month's social-insurance premiums from its payroll run: the sandbox tax system
+        confirms it over the TIPS channel (5101 -> 5102), a second person pays it under the three-party agreement."""
+        from adapters.tips import signing
+        from adapters.tips.client import get_tips_client
+        from adapters.tips.interface import AgreementVerification
+        from adapters.tips.sandbox.server import start_in_thread as start_tips_sandbox
+        from social_security import services as social
+        from social_security.models import Declaration, FundAccount, Region
+        from tax import services as tax_services
+        from tax.models import AgreementState, TaxAgreement
+        from treasury.keys import public_key_pem
+
+        say, users = self.say, get_user_model().objects
+        employer, wallet = world.orgs["employer_a"], world.wallets["employer_a"]
+        FundAccount.objects.get_or_create(region=Region.objects.get(code="370100"),
+                                          defaults={"tax_authority": world.orgs["tax"], "wallet": world.wallets["social"]})
+        keys = Path(tempfile.mkdtemp(prefix="demo-tips-"))
+        (keys / "service.pub.pem").write_text(public_key_pem())
+        settings.TIPS_PEER_PUBLIC_KEY_FILE = keys / "tips.pub.pem"
+        tips = start_tips_sandbox(storage_path=str(keys / "tips.sqlite3"), key_file=keys / "tips.pem",
+                                  public_key_file=settings.TIPS_PEER_PUBLIC_KEY_FILE,
+                                  service_public_key_file=keys / "service.pub.pem", service_url="http://127.0.0.1:9/",
+                                  node_code=settings.TIPS_PEER_NODE_CODE, service_node_code=settings.TIPS_NODE_CODE)
+        settings.TIPS_SYSTEM_URL = tips.url
+        signing.peer_public_key.cache_clear()
+        get_tips_client.cache_clear()
+        try:
+            tax_code = world.orgs["tax"].code
+            if not TaxAgreement.objects.filter(taxpayer_id=employer.uscc, tax_org_code=tax_code,
+                                               state=AgreementState.ACTIVE).exists():
+                agreement = tax_services.sign_agreement(
+                    user=users.get(username="tax"), tax_org_code=tax_code, taxpayer_id=employer.uscc,
+                    taxpayer_name=employer.name, wallet_id=wallet.wallet_id, protocol_no=f"SI-{employer.uscc}",
+                    signed_date=timezone.localdate(), now=timezone.now())
+                tax_services.handle_agreement_verification(now=timezone.now(), message=AgreementVerification(
+                    send_org_code=tax_code, entrust_date=timezone.localdate(), vc_no="00000001", vc_sign="0",
+                    tax_org_code=tax_code, tax_pay_code=employer.uscc, tax_pay_name=employer.name,
+                    pay_op_bk_code=agreement.pay_op_bk_code.ljust(12, "0"), pay_bk_code="001000000000",
+                    pay_acct=wallet.wallet_id, hand_org_name=wallet.holder_name, protocol_no=agreement.protocol_no))
+            batch_id = int(payroll_batch.split("-")[-1])  # "payroll-<id>"
+            declaration = Declaration.objects.filter(payroll_batch_id=batch_id).first()
+            if declaration is None:
+                declaration = social.declaration_from_payroll(
+                    user=users.get(username="emp_a_op"), payroll_batch_id=batch_id, region_code="370100",
+                    now=timezone.now())
+                social.declare(declaration_id=declaration.pk, user=users.get(username="emp_a_ap"), now=timezone.now())
+                social.pay_declaration(declaration_id=declaration.pk, user=users.get(username="emp_a_ap"),
+                                       now=timezone.now())
+                social.finish_paying_declarations(now=timezone.now())
+            declaration.refresh_from_db()
+            differ = social.withheld_differences(declaration=declaration).count()
+            say(f"6. social insurance: emp_a_op declared {declaration.period} from the payroll run "
+                f"({declaration.line_count} persons, employer {format_yuan(declaration.employer_total_fen)}, "
+                f"individual {format_yuan(declaration.individual_total_fen)}; {differ} payroll withholdings differ)")
+            say(f"   the tax system confirmed it (voucher {declaration.voucher_no or '-'}); emp_a_ap paid it: "
+                f"{declaration.state}")
+        except (social.SocialError, tax_services.TaxError) as exc:
+            say(f"6. social insurance: not run ({exc})")
+        finally:
+            tips.stop()
+            get_tips_client.cache_clear()
         say()
 
     def _pay(self, org, batch_ref, payer, payees, amounts, *, purpose, actor, conditions=None, payee=None):
