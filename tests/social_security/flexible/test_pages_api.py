@@ -196,3 +196,41 @@ def test_the_schema_documents_the_flexible_api(client):
     for path in ("/api/v1/social/flexible/enrolments/", "/api/v1/social/flexible/enrolments/{id}/pay/",
                  "/api/v1/social/flexible/payments/", "/api/v1/social/flexible/levels/"):
         assert path in schema
+
+
+def test_an_individual_without_an_organization_uses_the_common_pages_for_their_own_money(client, flex):
+    owner, other = flex.individual(balance_fen=10_000_00), flex.individual(balance_fen=10_000_00)
+    for who in (owner, other):
+        enrolment = flex.enrol(who)
+        services.pay(user=who.user, enrolment_id=enrolment.pk,
+                     period_ids=[enrolment.periods.order_by("month").first().pk], now=NOW)
+    mine, theirs = (Payment.objects.get(enrolment__person=who.person) for who in (owner, other))
+    client.force_login(owner.user)
+    assert client.get("/").status_code == 200
+    listing = client.get("/transfers/").content.decode()
+    assert f'href="/transfers/{mine.transfer_id}/"' in listing and f'href="/transfers/{theirs.transfer_id}/"' not in listing
+    ids = [row["id"] for row in client.get("/api/v1/transfers/").json()["results"]]
+    assert ids == [mine.transfer_id]
+    assert client.get(reverse("receipts:download", args=[theirs.transfer.receipt.number])).status_code == 404
+
+
+def test_a_user_with_the_role_but_no_person_is_refused(client, flex):
+    from django.contrib.auth.models import Group
+
+    user = f.make_user(role=None)
+    user.groups.add(Group.objects.get_or_create(name=roles.INDIVIDUAL)[0])
+    client.force_login(user)
+    assert client.get(reverse("social_flexible:mine")).status_code == 403
+    response = client.post("/api/v1/social/flexible/enrolments/", {
+        "region": "370100", "base_level": 100, "frequency": "monthly", "wallet_id": "3000000000000001",
+        "start_month": "2026-09-01"}, content_type="application/json")
+    assert response.status_code == 403 and response.json()["code"] == "individual_required"
+    assert client.get("/api/v1/social/flexible/enrolments/").json()["results"] == []
+
+
+@pytest.mark.django_db
+def test_the_individual_role_is_a_group_created_by_migration():
+    from django.contrib.auth.models import Group
+
+    assert Group.objects.filter(name=roles.INDIVIDUAL).exists()
+    assert roles.INDIVIDUAL in roles.ALL_ROLES and roles.ROLE_LABELS[roles.INDIVIDUAL]
