@@ -43,7 +43,7 @@ ROLE_LABELS = {
     EMPLOYER_APPROVER: _("Employer approver"),
     AUDITOR: _("Auditor"),
     ADMIN: _("Administrator"),
-    INDIVIDUAL: _("Individual"),
+    INDIVIDUAL: "个人 (individual)",  # bilingual: the message catalogue has no entry for it yet
 }
 
 
