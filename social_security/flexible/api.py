@@ -281,11 +281,8 @@ class EnrolmentViewSet(FlexibleErrorsMixin, viewsets.ReadOnlyModelViewSet):
         data = PeriodIdsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         now = timezone.now()
-        wanted = set(data.validated_data["period_ids"])
         due = services.payable_periods(enrolment=enrolment, now=now)
-        chosen = [p for p in due if p.pk in wanted]
-        if len(chosen) != len(wanted):
-            raise services.FlexibleError("所选月份不是待缴月份 (some months chosen are not due)", "not_due")
+        chosen = services.check_selection(enrolment, due, data.validated_data["period_ids"], now)
         return Response(QuoteSerializer(services.quote(periods=chosen, now=now)).data)
 
     @extend_schema(summary="Pay these months (the oldest due ones) with their late fees to today, in one "

@@ -384,7 +384,9 @@ def payable_periods(*, enrolment: Enrolment, now: datetime) -> list[Period]:
                 .order_by("month"))
 
 
-def _check_selection(enrolment: Enrolment, due: list[Period], period_ids: list[int], now: datetime) -> list[Period]:
+def check_selection(enrolment: Enrolment, due: list[Period], period_ids: list[int], now: datetime) -> list[Period]:
+    """The chosen months, if they are the oldest due ones in order and within the frequency's reach; else
+    FlexibleError (`no_periods`, `not_due`, `not_in_order`, `too_far_ahead`)."""
     wanted = set(period_ids)
     if not wanted:
         raise FlexibleError("请选择要缴的月份 (choose the months to pay)", "no_periods")
@@ -436,7 +438,7 @@ def pay(*, user, enrolment_id: int, period_ids: list[int], now: datetime) -> Pay
         if earlier is not None:
             return earlier
         due = payable_periods(enrolment=enrolment, now=now)
-        chosen = _check_selection(enrolment, due, period_ids, now)
+        chosen = check_selection(enrolment, due, period_ids, now)
         priced = quote(periods=chosen, now=now)
         wallet = enrolment.wallet
         if wallet.status != Wallet.Status.ACTIVE:
