@@ -218,6 +218,8 @@ CELERY_BEAT_SCHEDULE = {
     "tax-finish-refund-orders-and-send-results": {"task": "tax.finish_refund_orders", "schedule": 30.0},
     # Yesterday's three-way reconciliation (对账), after the tax system's check detail (3111) has come in.
     "tax-reconcile-yesterday": {"task": "tax_reconciliation.reconcile_yesterday", "schedule": crontab(hour=6, minute=0)},
+    # Yesterday's treasury entry detail (3139) to the tax system; a package already acknowledged is not resent.
+    "tax-send-entry-details": {"task": "tax_reconciliation.send_entry_details", "schedule": crontab(hour=5, minute=30)},
     # Flexible-employment premiums: payments whose transfer has an outcome now are finished; the months owed
     # are made every night (a new month appears on its first day).
     "social-flexible-finish-payments": {"task": "social_security.flexible_finish_payments", "schedule": 30.0},
