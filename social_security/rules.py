@@ -171,24 +171,43 @@ def premiums(*, base_fen: int, rules: Rules, kind: str = EMPLOYEE) -> Premiums:
     if not rules.floor_fen <= base_fen <= rules.ceiling_fen:
         raise BaseOutOfRange(f"缴费基数 {format_yuan(base_fen)} 不在 {format_yuan(rules.floor_fen)}"
                              f"-{format_yuan(rules.ceiling_fen)} 之间 (base outside floor..ceiling)")
-    base = Decimal(base_fen)
+    if kind not in (EMPLOYEE, FLEXIBLE):
+        raise ValueError(f"unknown kind {kind!r}: expected {EMPLOYEE!r} or {FLEXIBLE!r}")
+    times = _times_half_up if rules.rounding == Rounding.HALF_UP_TO_FEN else _times_decimal
     amounts = []
     for insurance_type in INSURANCE_TYPES:
         r = rules.rates[insurance_type]
         if kind == EMPLOYEE:
             amounts.append(TypeAmount(insurance_type=insurance_type.value,
-                                      employer_fen=rules.round_fen(base * r.employer_rate),
-                                      individual_fen=rules.round_fen(base * r.individual_rate)))
-        elif kind == FLEXIBLE:
-            if not r.flexible_rate:
-                continue
-            account = rules.round_fen(base * r.flexible_account_rate) if insurance_type == InsuranceType.PENSION else 0
+                                      employer_fen=times(base_fen, r.employer_rate, rules),
+                                      individual_fen=times(base_fen, r.individual_rate, rules)))
+        elif r.flexible_rate:
+            account = times(base_fen, r.flexible_account_rate, rules) if insurance_type == InsuranceType.PENSION else 0
             amounts.append(TypeAmount(insurance_type=insurance_type.value, employer_fen=0,
-                                      individual_fen=rules.round_fen(base * r.flexible_rate),
+                                      individual_fen=times(base_fen, r.flexible_rate, rules),
                                       personal_account_fen=account))
-        else:
-            raise ValueError(f"unknown kind {kind!r}: expected {EMPLOYEE!r} or {FLEXIBLE!r}")
     return Premiums(base_fen=base_fen, kind=kind, amounts=tuple(amounts))
+
+
+_MICRO = 1_000_000  # rates are stored with at most six decimals, so rate x 10^6 is an exact integer
+
+
+def _times_half_up(base_fen: int, rate: Decimal, rules: Rules) -> int:
+    """base x rate rounded ROUND_HALF_UP to the fen, in integers: for a non-negative base and a rate of at most
+    six decimals this is exactly Decimal's quantize(ROUND_HALF_UP) (tested against it), several times faster."""
+    micro = _micro_rates.get(rate)
+    if micro is None:
+        micro = _micro_rates[rate] = int(rate * _MICRO)
+        if micro != rate * _MICRO:
+            return _times_decimal(base_fen, rate, rules)  # more than six decimals: let Decimal decide
+    return (base_fen * micro + _MICRO // 2) // _MICRO
+
+
+def _times_decimal(base_fen: int, rate: Decimal, rules: Rules) -> int:
+    return rules.round_fen(Decimal(base_fen) * rate)
+
+
+_micro_rates: dict[Decimal, int] = {}
 
 
 def late_fee(*, overdue_fen: int, days: int, rules: Rules) -> int:

@@ -170,3 +170,18 @@ def test_admin_pages_list_and_validate(admin_client):
         "region": region.pk, "year": 2027, "average_wage_fen": 800000, "floor_fen": 900000, "ceiling_fen": 800000})
     assert response.status_code == 200 and "上限必须高于下限" in response.content.decode()
     assert not ContributionBase.objects.filter(year=2027).exists()
+
+
+def test_the_integer_path_equals_decimal_half_up_on_every_kind_of_base(march):
+    import random
+
+    generator = random.Random(20260301)
+    rates = [Decimal("0.16"), Decimal("0.002"), Decimal("0.003"), Decimal("0.007"), Decimal("0.095"),
+             Decimal("0.123457"), Decimal("0.0005")]
+    bases = [468000, 500250, 2340000, 1000] + [generator.randrange(0, 10**9) for _ in range(20000)]
+    for base in bases:
+        for rate in rates:
+            expected = int((Decimal(base) * rate).quantize(Decimal(1), rounding="ROUND_HALF_UP"))
+            assert rules._times_half_up(base, rate, march) == expected, (base, rate)
+    # a rate with more decimals than the table stores still rounds as Decimal does
+    assert rules._times_half_up(333, Decimal("0.0000015"), march) == 0
