@@ -267,7 +267,7 @@ class _LineChecker(LineChecker):
             self.problems.add(sheet.header_row, COLUMNS["basic_wage"][0][0], "no_pay_component")
         self.file_net_fen = 0
         self.all_nets_read = True
-        self.sums = [0] * len(AMOUNT_FIELDS)
+        self.sums = [0] * len(AMOUNT_FIELDS)  # over the valid lines
         self.seen_employees = SeenTable(expected_lines)
         self.seen_resident_ids = SeenTable(expected_lines)
         self.amount_cache: dict[str, int] = {}
@@ -371,7 +371,11 @@ class _LineChecker(LineChecker):
         if problems.count != before:
             self.invalid_lines += 1
             return
-        self.sums = list(map(int.__add__, self.sums, amounts))
+        # Twelve additions in place: a new list of sums a line (map over both) cost 1 µs, a tenth of the checks.
+        sums = self.sums
+        sums[0] += amounts[0]; sums[1] += amounts[1]; sums[2] += amounts[2]; sums[3] += amounts[3]
+        sums[4] += amounts[4]; sums[5] += amounts[5]; sums[6] += amounts[6]; sums[7] += amounts[7]
+        sums[8] += amounts[8]; sums[9] += amounts[9]; sums[10] += amounts[10]; sums[11] += amounts[11]
         self.accept(PayrollLine(line, employee_no, name, resident_id, wallet_id, *amounts, warnings))
 
 
