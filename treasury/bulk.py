@@ -30,6 +30,10 @@ def array_literal(values) -> str | None:
     values = list(values)
     if all(type(v) is int for v in values):
         return "{" + ",".join(map(str, values)) + "}"
+    if all(type(v) is str for v in values):
+        joined = '","'.join(values)
+        if "\\" not in joined and '"' not in joined:  # nothing to escape: quote them all at once
+            return '{"' + joined + '"}' if values else "{}"
     parts = []
     for v in values:
         if v is None:

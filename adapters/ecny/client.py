@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
 import threading
 import time
 
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -73,11 +73,17 @@ def instruction_to_json(instruction: TransferInstruction) -> dict:
     return data
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_datetime(value: str) -> dt.datetime:
+    # Cached: the results of one batch carry the same few settlement times.
+    return dt.datetime.fromisoformat(value)
+
+
 def _aware_datetime(value, what: str) -> dt.datetime:
     if not isinstance(value, str):
         raise OperatorProtocolError(f"{what} is not a date-time string")
     try:
-        moment = dt.datetime.fromisoformat(value)
+        moment = _parse_datetime(value)
     except ValueError:
         raise OperatorProtocolError(f"{what} is not an ISO 8601 date-time")
     if moment.tzinfo is None:
@@ -170,7 +176,9 @@ class HttpOperatorClient:
 
     def _call(self, method: str, path: str, payload: dict | None, *, what: str) -> dict:
         """One HTTP call -> the reply body (a dict), with the error mapping of this module."""
-        data = None if payload is None else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        # orjson: a batch of 1,000 instructions is encoded and its reply read several times faster
+        # than with the json module, in every worker, for every chunk.
+        data = None if payload is None else orjson.dumps(payload)
         started = time.perf_counter()
         try:
             response = self._session().request(method, self.base_url + path, data=data, timeout=self._timeout,
@@ -196,8 +204,8 @@ class HttpOperatorClient:
         if status >= 300 or status < 200:
             raise _error(OperatorProtocolError, f"unexpected HTTP {status} on {what}", http_status=status)
         try:
-            body = json.loads(response.content)
-        except (UnicodeDecodeError, ValueError) as exc:
+            body = orjson.loads(response.content)
+        except (UnicodeDecodeError, ValueError) as exc:  # orjson.JSONDecodeError is a ValueError
             raise _error(OperatorProtocolError, f"operator reply to {what} is not JSON", http_status=status) from exc
         if not isinstance(body, dict):
             raise _error(OperatorProtocolError, f"operator reply to {what} is not an object", http_status=status)

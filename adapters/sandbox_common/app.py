@@ -6,9 +6,10 @@ Plain WSGI, no framework. A JSON error is `{"error": {"code": ..., "message": ..
 from __future__ import annotations
 
 import hmac
-import json
 import re
 from typing import Callable
+
+import orjson
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 STATUS_TEXT = {200: "200 OK", 201: "201 Created", 400: "400 Bad Request", 401: "401 Unauthorized",
@@ -63,7 +64,7 @@ def read_json_body(environ, *, max_bytes: int, too_large_status: int) -> dict:
     if not raw:
         return {}
     try:
-        body = json.loads(raw)
+        body = orjson.loads(raw)  # several times faster than json on a batch of thousands of items
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("body is not JSON")
     if not isinstance(body, dict):
@@ -78,7 +79,7 @@ def reply(start_response, status: int, data: bytes, content_type: str) -> list[b
 
 
 def json_reply(start_response, status: int, payload) -> list[bytes]:
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    data = orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
     return reply(start_response, status, data, JSON_CONTENT_TYPE)
 
 

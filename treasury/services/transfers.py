@@ -40,7 +40,7 @@ from treasury import bulk
 from treasury.errors import IdempotencyConflict, InvalidTransfers, TransferNotReversible
 from treasury.models import LedgerEntry, Transfer, TransferOutbox, Wallet
 from treasury.models import TransferState as S
-from treasury.trace.services import EventSpec, append_events
+from treasury.trace.services import append_event_rows, encode_event_data
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def transfer_stream_key(*, batch_ref: str, transfer_id: int) -> str:
     """The trace stream of a transfer's events: its batch, partitioned by id."""
     return f"{batch_ref}#{transfer_id // TRACE_PARTITION_SIZE}"
 MAX_KEY_LENGTH = Transfer._meta.get_field("idempotency_key").max_length
+_NO_CONDITIONS = Conditions()
 
 
 @dataclass(frozen=True)
@@ -388,7 +389,8 @@ def submit_transfer_chunk(*, transfer_ids: list[int], now: datetime) -> ChunkOut
             amount_fen=c[2],
             purpose_code=c[8],
             memo=c[9],
-            conditions=Conditions.from_json(json.loads(c[10]) if isinstance(c[10], str) else c[10]),
+            conditions=_NO_CONDITIONS if c[10] is None else Conditions.from_json(
+                json.loads(c[10]) if isinstance(c[10], str) else c[10]),
         )
         for c in claimed
     ]
@@ -501,10 +503,11 @@ def _enqueue_receipts(transfer_ids: list[int]) -> None:
 
 
 def _set_settled(pairs, *, now: datetime) -> None:
+    adapt = connection.ops.adapt_datetimefield_value  # looked up once, not once a row
     bulk.update_rows(
         table="treasury_transfer",
         columns=[("operator_txn_id", "text"), ("settled_at", "timestamptz")],
-        rows=[(t.pk, r.operator_txn_id or "", bulk.datetime_param(r.settled_at or now)) for t, r in pairs],
+        rows=[(t.pk, r.operator_txn_id or "", adapt(r.settled_at or now)) for t, r in pairs],
         set_sql="state = %s, finished_at = %s, failure_code = '', failure_message = ''",
         set_params=[S.SETTLED, bulk.datetime_param(now)],
     )
@@ -595,22 +598,19 @@ def _post(transfer_ids: list[int], *, kind: str, now: datetime) -> None:
 
 
 def _trace(rows, *, kind: str, actor: str, now: datetime, data: dict | None = None, data_for=None) -> None:
-    """Append one event per transfer to its stream (batch and id partition), in bulk."""
-    by_stream = defaultdict(list)
+    """Append one event per transfer to its stream (batch and id partition), in bulk: plain rows,
+    not an EventSpec each (the bulk paths write three events per transfer)."""
+    shared = encode_event_data(data)
+    by_partition = defaultdict(list)
     for t in rows:
-        by_stream[transfer_stream_key(batch_ref=t.batch_ref, transfer_id=t.pk)].append(
-            EventSpec(
-                kind=kind,
-                subject_type=SUBJECT,
-                subject_id=str(t.pk),
-                actor=actor,
-                amount_fen=t.amount_fen,
-                source_ref=t.source_ref,
-                data=data_for(t) if data_for else (data or {}),
-            )
+        by_partition[(t.batch_ref, t.pk // TRACE_PARTITION_SIZE)].append(
+            (kind, SUBJECT, str(t.pk), actor, t.amount_fen, t.source_ref,
+             encode_event_data(data_for(t)) if data_for else shared)
         )
-    for stream_key in sorted(by_stream):
-        append_events(stream_key=stream_key, events=by_stream[stream_key], now=now)
+    streams = {transfer_stream_key(batch_ref=batch_ref, transfer_id=part * TRACE_PARTITION_SIZE): (batch_ref, part)
+               for batch_ref, part in by_partition}
+    for stream_key in sorted(streams):  # one order for every writer: no deadlock on stream heads
+        append_event_rows(stream_key=stream_key, rows=by_partition[streams[stream_key]], now=now)
 
 
 # ---------------------------------------------------------------------------------------------
