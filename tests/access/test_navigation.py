@@ -19,13 +19,15 @@ AUDIT = {"ledger", "trace_verify"}
 BUDGET = {"budget_messages"}  # the budget system's message log
 TIPS = {"tips_messages"}  # the TIPS message log
 SOCIAL_STAFF = {"social_flexible_enrolments"}  # flexible-employment enrolments: tax staff act, auditors read
+SOCIAL_STAFF |= {"social_declarations"}  # employers' declarations: tax staff and auditors read
+SOCIAL_EMPLOYER = {"social_declarations"}  # employers prepare, declare and pay their own
 
 EXPECTED = {
     "finance_clerk": COMMON | FISCAL | BUDGET,
     "finance_approver": COMMON | FISCAL | FISCAL_APPROVALS | BUDGET,
     "tax_staff": COMMON | TAX | TIPS | SOCIAL_STAFF,
-    "employer_operator": COMMON | PAYROLL,
-    "employer_approver": COMMON | PAYROLL,
+    "employer_operator": COMMON | PAYROLL | SOCIAL_EMPLOYER,
+    "employer_approver": COMMON | PAYROLL | SOCIAL_EMPLOYER,
     "auditor": COMMON | FISCAL | FISCAL_APPROVALS | AUDIT | {"payroll_unions"} | BUDGET | TIPS | TAX_READ
     | SOCIAL_STAFF,
     "admin": COMMON | FISCAL | FISCAL_APPROVALS | TAX | PAYROLL | AUDIT | {"reference_data"} | BUDGET | TIPS
