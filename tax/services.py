@@ -842,9 +842,9 @@ def _package_problem(message: BatchDeduction) -> str:
 def process_package(*, package_id: int, now: datetime) -> dict[str, int]:
     """Deduct a received package's items, TAX_BATCH_CHUNK_SIZE at a time, then finish it if every item is
     decided. Per chunk: one transaction records its transfers (one create_transfers call) and marks its
-    items, then, with no lock held, the chunk goes to the operator in one batch call
-    (`submit_transfer_chunk`) from this task, not through another task. Items refused here (no active
-    agreement) are decided at once with 24009.
+    items. With no lock held, the transfers go to the operator from this task, not through another task:
+    one batch call (`submit_transfer_chunk`) per TRANSFER_CHUNK_SIZE transfers. Items refused here (no
+    active agreement) are decided at once with 24009. Returns the items debiting and refused by this run.
 
     Safe to run again or concurrently: items that already have a transfer or a result are skipped, the
     transfer core claims each transfer for one sender only, and transfers a killed run left pending are
@@ -861,7 +861,7 @@ def process_package(*, package_id: int, now: datetime) -> dict[str, int]:
     counts = defaultdict(int)
     treasury = package.treasury_wallet or treasury_wallet(treasury_code=package.treasury_code)
     content_type_id = ContentType.objects.get_for_model(TaxDeduction).pk
-    _submit(_pending_transfer_ids(package_id), now=now)  # left pending by a run that was killed
+    to_submit = _pending_transfer_ids(package_id)  # left pending by a run that was killed
     while True:
         with transaction.atomic():
             _locked_package(package_id)  # one chunk at a time per package
@@ -872,8 +872,13 @@ def process_package(*, package_id: int, now: datetime) -> dict[str, int]:
                 break
             chunk_counts, transfer_ids = _deduct_chunk(package, chunk, treasury=treasury,
                                                        content_type_id=content_type_id, now=now)
-            counts.update(chunk_counts)
-        _submit(transfer_ids, now=now)
+        for name, count in chunk_counts.items():
+            counts[name] += count
+        to_submit += transfer_ids
+        if len(to_submit) >= settings.TRANSFER_CHUNK_SIZE:  # full operator batches, not one per chunk
+            _submit(to_submit, now=now)
+            to_submit = []
+    _submit(to_submit, now=now)
     finish_package(package_id=package_id, now=now)
     return dict(counts)
 
@@ -1092,7 +1097,8 @@ def batch_result(*, package: DeductionPackage, now: datetime) -> BatchResult:
 
 def send_package_result(*, package_id: int, now: datetime) -> DeductionPackage:
     """Send a done package's 2102 to the tax system (idempotent there on the original package), and
-    again later until it is acknowledged. No lock is held while sending."""
+    again later until it is acknowledged. No lock is held while sending. `result_sent_at` is the last
+    attempt (the acknowledged one once `result_acknowledged`)."""
     package = DeductionPackage.objects.get(pk=package_id)
     if package.state != P.DONE or not package.result_pending:
         return package
@@ -1116,8 +1122,9 @@ def send_package_result(*, package_id: int, now: datetime) -> DeductionPackage:
         package.result_attempts += 1
         package.result_error = error[:255]
         package.result_fault_code = fault_code[:10]
+        package.result_sent_at = now
         if acknowledged:
-            package.result_pending, package.result_acknowledged, package.result_sent_at = False, True, now
+            package.result_pending, package.result_acknowledged = False, True
         package.save()
         _trace(package.stream_key, PACKAGE, package.pk,
                "tax.package.result_acknowledged" if acknowledged else "tax.package.result_not_acknowledged",
@@ -1126,12 +1133,14 @@ def send_package_result(*, package_id: int, now: datetime) -> DeductionPackage:
     return package
 
 
-def finish_packages(*, now: datetime, resume_after_seconds: int = 60) -> dict[str, int]:
+def finish_packages(*, now: datetime, resume_after_seconds: int = 60,
+                    resend_after_seconds: int = 20) -> dict[str, int]:
     """The periodic sweep: finish deducting packages with items whose transfers were decided (also late, by
-    the transfer core's recovery), resend results not yet acknowledged (those the tax system refused stay
-    for a person), and resume packages received more than `resume_after_seconds` ago whose items are not
-    all taken yet (their task never ran, or its worker died); younger ones are left to their own task.
-    One query finds the packages of each kind, so a sweep with nothing to do costs next to nothing."""
+    the transfer core's recovery), resend results not yet acknowledged and last sent more than
+    `resend_after_seconds` ago (those the tax system refused stay for a person), and resume packages
+    received more than `resume_after_seconds` ago whose items are not all taken yet (their task never ran,
+    or its worker died); younger ones are left to their own task. One query finds the packages of each
+    kind, so a sweep with nothing to do costs next to nothing, however often it runs."""
     counts = defaultdict(int)
     items = TaxDeduction.objects.filter(package_id=OuterRef("pk"))
     stalled = DeductionPackage.objects.filter(
@@ -1146,8 +1155,10 @@ def finish_packages(*, now: datetime, resume_after_seconds: int = 60) -> dict[st
     for package_id in decidable.order_by("pk").values_list("pk", flat=True):
         if finish_package(package_id=package_id, now=now).state == P.DONE:
             counts["finished"] += 1
-    for package_id in DeductionPackage.objects.filter(state=P.DONE, result_pending=True,
-                                                      result_fault_code="").values_list("pk", flat=True):
+    resend = DeductionPackage.objects.filter(
+        Q(result_sent_at__isnull=True) | Q(result_sent_at__lt=now - timedelta(seconds=resend_after_seconds)),
+        state=P.DONE, result_pending=True, result_fault_code="")
+    for package_id in resend.order_by("pk").values_list("pk", flat=True):
         if send_package_result(package_id=package_id, now=now).result_acknowledged:
             counts["results_acknowledged"] += 1
     return dict(counts)

@@ -1,3 +1,5 @@
+import datetime as dt
+
 from django.utils import timezone
 
 from adapters.tips.interface import ResultCode
@@ -92,12 +94,16 @@ def test_the_result_is_resent_until_acknowledged(tax, tips_outbox):
     package = DeductionPackage.objects.get()
     assert package.state == PackageState.DONE and package.result_pending and package.result_attempts == 1
     assert "unreachable" in package.result_error
-    services.finish_packages(now=timezone.now())
-    assert services.finish_packages(now=timezone.now()) == {"results_acknowledged": 1}
+    assert services.finish_packages(now=timezone.now()) == {} and len(tips_outbox.sent) == 1  # just sent
+    later = timezone.now() + dt.timedelta(seconds=21)
+    services.finish_packages(now=later)
+    assert services.finish_packages(now=later) == {}  # sent again a moment ago
+    assert services.finish_packages(now=later + dt.timedelta(seconds=21)) == {"results_acknowledged": 1}
     package.refresh_from_db()
     assert package.result_acknowledged and package.result_attempts == 3
+    assert package.result_sent_at == later + dt.timedelta(seconds=21)
     assert len(tips_outbox.sent) == 3 and len({(r.ori_pack_no, r.succ_num) for r in tips_outbox.sent}) == 1
-    assert services.finish_packages(now=timezone.now()) == {}
+    assert services.finish_packages(now=later + dt.timedelta(hours=1)) == {}
     assert len(tips_outbox.sent) == 3
 
 
