@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from treasury import spreadsheets
 from treasury.identifiers import InvalidIdentifier, validate_uscc
@@ -173,7 +174,9 @@ _MESSAGES = {
     "employee_no_format": "工号过长或含非法字符 (employee number is too long or starts with = + - @)",
     "period_format": "工资所属期应为YYYY-MM，如2025-06 (pay period must be YYYY-MM, e.g. 2025-06)",
 }
-_AMOUNT_CACHE_SIZE = 4_096
+# Texts of amounts -> fen, the first ones seen: at most a few MB, and a payroll repeats its
+# amounts (pay grades, the same allowance for everyone).
+_AMOUNT_CACHE_SIZE = 65_536
 _HAS_DIGIT = re.compile(r"\d").search
 
 _PERIOD = re.compile(r"(\d{4})\s*(?:[-/.年]\s*)?(\d{1,2})(?:\s*月)?(?:[-/.](0?1)(?:日)?)?")
@@ -260,8 +263,17 @@ class _LineChecker(LineChecker):
         super().__init__(sheet, expected_lines=expected_lines, line_sink=line_sink, keep_lines=keep_lines)
         self.amount_columns = [(position, sheet.index[name], sheet.labels[name])
                                for position, name in enumerate(AMOUNT_FIELDS) if name in sheet.index]
+        indices = [i for _, i, _ in self.amount_columns]
+        self.every_amount_column = len(indices) == len(AMOUNT_FIELDS)
+        if len(indices) > 1:
+            self.amount_texts = itemgetter(*indices)
+        else:  # itemgetter of one index gives the value, not a tuple
+            self.amount_texts = lambda cells: tuple(cells[i] for i in indices)
         self.text_index = tuple(sheet.index.get(name, -1)
                                 for name in ("employee_no", "name", "resident_id", "wallet_id"))
+        # A missing gross or net column is reported once (column_missing); its lines' sums are not checked.
+        self.missing_totals = sum(1 << position for position, name in ((_GROSS, "gross"), (_NET, "net"))
+                                  if name not in sheet.index)
         self.has_components = any(name in sheet.index for name in PAY_COMPONENTS)
         if not self.has_components:
             self.problems.add(sheet.header_row, COLUMNS["basic_wage"][0][0], "no_pay_component")
@@ -309,13 +321,18 @@ class _LineChecker(LineChecker):
 
         # Amounts repeat a lot in a payroll (same allowance for everyone): a bounded cache of
         # text -> fen saves most of the parsing.
+        # All twelve looked up at once (itemgetter and map loop in C); only the texts not yet cached
+        # (blank, new or wrong) go through the column loop, in column order as before.
         cache = self.amount_cache
-        amounts = [0] * 12  # AMOUNT_FIELDS order: 5 components, gross, 5 deductions, net
-        unread = 0  # bit per position that could not be read
-        for position, i, label in self.amount_columns:
-            raw = cells[i]
-            value = cache.get(raw)
-            if value is None:
+        texts = self.amount_texts(cells)
+        values = list(map(cache.get, texts))
+        unread = self.missing_totals  # bit per position that could not be read
+        if None in values:
+            for k, (position, _, label) in enumerate(self.amount_columns):
+                if values[k] is not None:
+                    continue
+                raw = texts[k]
+                values[k] = 0
                 if not raw or raw.isspace():
                     if position == _GROSS or position == _NET:
                         add(line, label, "required")
@@ -329,7 +346,13 @@ class _LineChecker(LineChecker):
                     continue
                 if len(cache) < _AMOUNT_CACHE_SIZE:  # full: keep the amounts seen first (the common ones)
                     cache[raw] = value
-            amounts[position] = value
+                values[k] = value
+        if self.every_amount_column:
+            amounts = values  # AMOUNT_FIELDS order: 5 components, gross, 5 deductions, net
+        else:
+            amounts = [0] * 12
+            for (position, _, _), value in zip(self.amount_columns, values):
+                amounts[position] = value
 
         gross = amounts[_GROSS]
         net = amounts[_NET]

@@ -277,6 +277,14 @@ def test_missing_columns_and_duplicate_columns(rows):
     assert (HEADER_ROW, "基本工资", "column_duplicate") in found
 
 
+@pytest.mark.parametrize("dropped", ["应发合计", "实发金额"])
+def test_a_missing_gross_or_net_column_is_one_problem_not_a_crash(rows, dropped):
+    columns = list(TEMPLATE_COLUMNS)
+    columns[COL[dropped]] = "备注"
+    parsed = parse(to_csv(payroll_rows(rows, columns=columns)))
+    assert problems_of(parsed) == [(HEADER_ROW, dropped, "column_missing")]
+
+
 # --- header block and control totals ---------------------------------------------------------
 def test_control_totals_that_do_not_match(rows):
     parsed = parse(to_csv(payroll_rows(rows, line_count=4, total_net=100)))
