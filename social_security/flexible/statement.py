@@ -113,7 +113,7 @@ def statement_pdf(*, enrolment: Enrolment, now: datetime) -> bytes:
     ]
     for label, value in facts:
         sheet.put(MARGIN, label, 8.5)
-        sheet.put(MARGIN + 170, value, 9)
+        sheet.put(MARGIN + 200, value, 9)
         sheet.down()
     sheet.down(0.5)
     sheet.put(MARGIN, "单位: 元 (amounts in yuan)", 7)
