@@ -234,3 +234,24 @@ def test_the_individual_role_is_a_group_created_by_migration():
 
     assert Group.objects.filter(name=roles.INDIVIDUAL).exists()
     assert roles.INDIVIDUAL in roles.ALL_ROLES and roles.ROLE_LABELS[roles.INDIVIDUAL]
+
+
+def test_a_long_history_runs_over_several_pages_with_every_month(flex):
+    from social_security.flexible.models import Period
+    from social_security.flexible.statement import statement_pdf
+
+    enrolment = flex.enrol(flex.individual(), start=dt.date(2026, 11, 1))
+    month = dt.date(2020, 1, 1)
+    rows = []
+    for _ in range(70):  # months made directly: the sample city's rules only cover 2025-2026
+        rows.append(Period(enrolment=enrolment, month=month, base_level=100, base_fen=700000, pension_fen=140000,
+                           pension_account_fen=56000, medical_fen=63000, total_fen=203000,
+                           due_date=services.due_date_for(month)))
+        month = services.add_months(month, 1)
+    Period.objects.bulk_create(rows)
+    reader = pypdf.PdfReader(io.BytesIO(statement_pdf(enrolment=enrolment, now=NOW)))
+    assert len(reader.pages) >= 2
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    assert all(f"{p.month:%Y-%m}" in text for p in rows)
+    assert "71 / ¥" in text  # 70 made here + November 2026, none paid
+    assert reader.pages[1].extract_text().count("Month Level Base") == 1  # the column headings again
