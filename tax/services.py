@@ -850,26 +850,26 @@ def process_package(*, package_id: int, now: datetime) -> dict[str, int]:
     transfer core claims each transfer for one sender only, and transfers a killed run left pending are
     sent by the next run (or by the core's sweep of stranded transfers).
     """
-    with transaction.atomic():
-        package = _locked_package(package_id)
-        if package.state == P.RECEIVED:
-            package.start_deducting()
-            package.save()
-            _trace(package.stream_key, PACKAGE, package.pk, "tax.package.deducting", actor="system", now=now)
-        elif package.state != P.DEDUCTING:
-            return {}
     counts = defaultdict(int)
-    treasury = package.treasury_wallet or treasury_wallet(treasury_code=package.treasury_code)
-    content_type_id = ContentType.objects.get_for_model(TaxDeduction).pk
     to_submit = _pending_transfer_ids(package_id)  # left pending by a run that was killed
+    treasury = content_type_id = None
     while True:
         with transaction.atomic():
-            _locked_package(package_id)  # one chunk at a time per package
+            package = _locked_package(package_id)  # one chunk at a time per package
+            if package.state == P.RECEIVED:
+                package.start_deducting()
+                package.save()
+                _trace(package.stream_key, PACKAGE, package.pk, "tax.package.deducting", actor="system", now=now)
+            elif package.state != P.DEDUCTING:
+                return {}
             chunk = [_BatchItem(*row) for row in
                      TaxDeduction.objects.select_for_update().filter(package_id=package_id, state=D.RECEIVED)
                      .order_by("pk").values_list(*_BatchItem._fields)[: settings.TAX_BATCH_CHUNK_SIZE]]
             if not chunk:
                 break
+            if content_type_id is None:
+                treasury = package.treasury_wallet or treasury_wallet(treasury_code=package.treasury_code)
+                content_type_id = ContentType.objects.get_for_model(TaxDeduction).pk
             chunk_counts, transfer_ids = _deduct_chunk(package, chunk, treasury=treasury,
                                                        content_type_id=content_type_id, now=now)
         for name, count in chunk_counts.items():
@@ -878,6 +878,8 @@ def process_package(*, package_id: int, now: datetime) -> dict[str, int]:
         if len(to_submit) >= settings.TRANSFER_CHUNK_SIZE:  # full operator batches, not one per chunk
             _submit(to_submit, now=now)
             to_submit = []
+        if len(chunk) < settings.TAX_BATCH_CHUNK_SIZE:  # that was the last (items only come with the package)
+            break
     _submit(to_submit, now=now)
     finish_package(package_id=package_id, now=now)
     return dict(counts)
@@ -1038,10 +1040,11 @@ def finish_package(*, package_id: int, now: datetime) -> DeductionPackage:
         if decided:
             _trace(package.stream_key, PACKAGE, package.pk, "tax.package.items_decided", actor="operator", now=now,
                    data={"succeeded": len(succeeded), "failed": len(decided) - len(succeeded)})
-        if TaxDeduction.objects.filter(package_id=package_id).exclude(state__in=DECIDED_DEDUCTION_STATES).exists():
+        totals = TaxDeduction.objects.filter(package_id=package_id).aggregate(
+            undecided=Count("pk", filter=~Q(state__in=DECIDED_DEDUCTION_STATES)),
+            n=Count("pk", filter=Q(state=D.SUCCEEDED)), fen=Sum("amount_fen", filter=Q(state=D.SUCCEEDED)))
+        if totals["undecided"]:
             return package
-        totals = TaxDeduction.objects.filter(package_id=package_id, state=D.SUCCEEDED).aggregate(
-            n=Count("pk"), fen=Sum("amount_fen"))
         package.succ_num, package.succ_amount_fen = totals["n"], totals["fen"] or 0
         package.finish()
         package.done_at = now
