@@ -255,3 +255,12 @@ def test_a_long_history_runs_over_several_pages_with_every_month(flex):
     assert all(f"{p.month:%Y-%m}" in text for p in rows)
     assert "71 / ¥" in text  # 70 made here + November 2026, none paid
     assert reader.pages[1].extract_text().count("Month Level Base") == 1  # the column headings again
+
+
+@pytest.mark.django_db
+def test_an_administrator_links_a_user_to_a_person_on_the_user_page(client):
+    admin_user = f.make_user(role="admin", is_staff=True, is_superuser=True)
+    client.force_login(admin_user)
+    user = f.make_user(role=None)
+    page = client.get(f"/admin/auth/user/{user.pk}/change/").content.decode()
+    assert 'name="personal_account-TOTAL_FORMS"' in page  # the inline's management form
