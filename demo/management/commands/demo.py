@@ -311,6 +311,7 @@ class Command(BaseCommand):
         finally:
             tips.stop()
             get_tips_client.cache_clear()
+            shutil.rmtree(keys, ignore_errors=True)
         say()
 
     def _pay(self, org, batch_ref, payer, payees, amounts, *, purpose, actor, conditions=None, payee=None):
