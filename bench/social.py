@@ -16,6 +16,7 @@ Needs PostgreSQL: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432
 import argparse
 import datetime as dt
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -191,6 +192,7 @@ def main():
         tips.stop()
         sandbox.terminate()
         sandbox.wait()
+        shutil.rmtree(storage, ignore_errors=True)
     copy_seconds = copy_lines_baseline(total_persons)
     total = finished - started
     print(f"social-insurance declarations: {args.employers} employers x {args.persons:,} insured = {total_persons:,} "
