@@ -217,7 +217,36 @@ def build_packages(payers, treasury) -> list:
     return packages
 
 
-def batch(items: int, workers_count: int, give_up_after: int) -> bool:
+def cpu_seconds(workers_pid: int, operator_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the Celery workers (main process and pool), the sandbox operator, this
+    process and the PostgreSQL backends of the benchmark's database (a backend that already quit is missed)."""
+    from django.db import connection
+
+    def tree(pid):
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as children:
+                return [pid] + [p for child in children.read().split() for p in tree(int(child))]
+        except OSError:
+            return []
+
+    def used(pids):
+        total = 0.0
+        for pid in pids:
+            try:
+                total += transfer_bench.process_cpu_seconds(pid)
+            except OSError:
+                pass
+        return total
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        backends = [row[0] for row in cursor.fetchall()]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"workers": used(tree(workers_pid)), "operator": used([operator_pid]),
+            "this process": usage.ru_utime + usage.ru_stime, "PostgreSQL": used(backends)}
+
+
+def batch(items: int, workers_count: int, give_up_after: int, operator_pid: int) -> bool:
     from django.core.management import call_command
     from django.db import connection
     from django.db.models import Count
@@ -265,6 +294,7 @@ def batch(items: int, workers_count: int, give_up_after: int) -> bool:
               f"{len(packages)} packages built in {time.perf_counter() - started:.1f} s (not timed)")
 
         handler = TaxHandler()
+        cpu_before = cpu_seconds(workers.pid, operator_pid)
         started = time.perf_counter()
         for message in packages:
             ack = handler.receive_batch(message)
@@ -282,6 +312,7 @@ def batch(items: int, workers_count: int, give_up_after: int) -> bool:
                 raise SystemExit(f"gave up waiting; items by state {states}")
             time.sleep(0.05)
         finished = time.perf_counter()
+        cpu = {name: used - cpu_before.get(name, 0) for name, used in cpu_seconds(workers.pid, operator_pid).items()}
     finally:
         workers.terminate()
         workers.wait()
@@ -295,6 +326,9 @@ def batch(items: int, workers_count: int, give_up_after: int) -> bool:
     print(f"  project:  {items / total:>9,.0f} items/s end to end ({total:.2f} s); target >= 10,000 items/s")
     print(f"  baseline: {items / copy_baseline:>9,.0f} rows/s psycopg COPY of the same number of rows "
           f"({copy_baseline:.2f} s); ratio {total / copy_baseline:.1f}x")
+    print(f"  CPU used while timed: {sum(cpu.values()):.1f} s ({sum(cpu.values()) / items * 1000:.2f} s per 1,000 items; "
+          + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items())
+          + "): unlike the rate, hardly changed by other load on the machine")
     print(f"  peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
     succeeded = TaxDeduction.objects.filter(state="succeeded").count()
     settled = Transfer.objects.filter(state=TransferState.SETTLED, batch_ref__startswith="tax-package-")
@@ -330,7 +364,7 @@ def main():
     ok = True
     try:
         if ecny is not None:
-            ok = batch(args.items, args.workers, args.give_up_after)
+            ok = batch(args.items, args.workers, args.give_up_after, ecny.pid)
     finally:
         if ecny is not None:
             ecny.terminate()
