@@ -176,6 +176,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Two models have a field named "source" with different choices: name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "DuesCallSourceEnum": "payroll.models.DuesCall.Source",
+        "DeclarationSourceEnum": "social_security.models.DeclarationSource",
+    },
 }
 
 # Celery: without a broker URL everything runs eagerly in-process.
