@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -97,10 +97,20 @@ assert list(json.loads(_DEDUCTIONS_JSON % (0, 0, 0, 0, 0))) == list(parsing.DEDU
 
 @dataclass
 class _LineBuffer:
-    """Stores valid lines as the parser hands them over, 5,000 at a time (COPY on PostgreSQL)."""
+    """Stores valid lines as the parser hands them over, 5,000 at a time (COPY on PostgreSQL).
+
+    Each chunk's wallets are checked with the operator (one call per 1,000) before it is stored,
+    while its rows are still in memory: a line the operator refuses goes in held, with its reason,
+    and its problem is kept (in line order). The batch's totals are added up on the way, so nothing
+    is read back from the table."""
 
     batch: PayrollBatch
     pending: list
+    problems: list = field(default_factory=list)  # the operator's refusals
+    payable_count: int = 0
+    held_count: int = 0
+    total_net_fen: int = 0
+    total_gross_fen: int = 0
 
     def add(self, line: parsing.PayrollLine) -> None:
         # The JSON of the components and deductions is formatted directly (fixed keys, integer values):
@@ -118,7 +128,15 @@ class _LineBuffer:
             self.flush()
 
     def flush(self) -> None:
-        bulk.insert_rows(table=PayrollLine._meta.db_table, columns=_LINE_COLUMNS, rows=self.pending)
+        rows = self.pending
+        held = _check_wallets(rows, self.problems)
+        for index, reason in held.items():
+            rows[index] = (*rows[index][:11], True, reason[:255], *rows[index][13:])
+        self.held_count += len(held)
+        self.payable_count += len(rows) - len(held)
+        self.total_net_fen += sum(row[9] for row in rows if not row[11])
+        self.total_gross_fen += sum(row[8] for row in rows if not row[11])
+        bulk.insert_rows(table=PayrollLine._meta.db_table, columns=_LINE_COLUMNS, rows=rows)
         self.pending = []
 
 
@@ -184,7 +202,7 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data: by
             if parsed.header.employer_uscc and parsed.header.employer_uscc != employer.uscc:
                 problems.insert(0, _problem(0, "单位统一社会信用代码", "employer_mismatch",
                                             "文件中的单位与当前单位不一致 (the file names another employer)"))
-            problems += _check_wallets(batch)
+            problems += buffer.problems
             batch.period = parsed.header.period or ""
             batch.file_format = parsed.file_format
             batch.line_total = parsed.line_total
@@ -192,8 +210,8 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data: by
             batch.problems = problems
             if batch.problem_count and not hold_invalid_lines:
                 raise _Rejected()
-            _hold_refused_lines(batch, problems)
-            _update_totals(batch)
+            batch.payable_count, batch.held_count = buffer.payable_count, buffer.held_count
+            batch.total_net_fen, batch.total_gross_fen = buffer.total_net_fen, buffer.total_gross_fen
             batch.validate()
             batch.save()
             _trace(batch, "payroll.batch.validated", actor=user.username, now=now, amount_fen=batch.total_net_fen,
@@ -212,24 +230,21 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data: by
     return rejected
 
 
-def _check_wallets(batch: PayrollBatch) -> list[dict]:
-    """One operator call per 1,000 lines: wallet exists, is active, the holder name matches, and the
-    net fits the wallet class's balance cap. Reads the lines in chunks: memory stays flat."""
-    problems = []
+def _check_wallets(rows: list[tuple], problems: list[dict]) -> dict[int, str]:
+    """One operator call per 1,000 line rows (_LineBuffer's): wallet exists, is active, the holder
+    name matches, and the net fits the wallet class's balance cap. Adds each refusal to `problems`
+    and returns {index in rows: the refusal's message} for the lines to hold."""
     limits = settings.WALLET_CLASS_LIMITS
-    rows = batch.lines.order_by("line_no").values_list("line_no", "wallet_id", "name", "net_fen")
-    chunk = []
-    for row in [*rows.iterator(chunk_size=5000), None]:
-        if row is not None:
-            chunk.append(row)
-        if chunk and (row is None or len(chunk) == 1000):
-            checks = verify_wallets(pairs=[(wallet_id, name) for _, wallet_id, name, _ in chunk])
-            for (line_no, _, _, net_fen), check in zip(chunk, checks):
-                problem = _wallet_problem(check, net_fen, limits)
-                if problem:
-                    problems.append(_problem(line_no, *problem))
-            chunk = []
-    return problems
+    held = {}
+    for start in range(0, len(rows), 1000):
+        chunk = rows[start : start + 1000]
+        checks = verify_wallets(pairs=[(row[5], row[3]) for row in chunk])
+        for index, (row, check) in enumerate(zip(chunk, checks), start=start):
+            problem = _wallet_problem(check, row[9], limits)
+            if problem:
+                problems.append(_problem(row[1], *problem))
+                held[index] = problem[2]
+    return held
 
 
 def _wallet_problem(check, net_fen: int, limits: dict) -> tuple[str, str, str] | None:
@@ -244,13 +259,6 @@ def _wallet_problem(check, net_fen: int, limits: dict) -> tuple[str, str, str] |
         return ("实发金额", "over_wallet_cap",
                 f"实发金额超过{check.wallet_class}类钱包余额上限 (net exceeds the class {check.wallet_class} wallet's balance cap)")
     return None
-
-
-def _hold_refused_lines(batch: PayrollBatch, problems: list[dict]) -> None:
-    refused = {p["line"]: p["message"] for p in problems if p["code"] in
-               ("wallet_unknown", "wallet_inactive", "holder_mismatch", "over_wallet_cap")}
-    for line_no, message in refused.items():
-        batch.lines.filter(line_no=line_no).update(held=True, hold_reason=message[:255])
 
 
 def _update_totals(batch: PayrollBatch) -> None:
