@@ -227,12 +227,12 @@ def create_transfers(
         bulk.insert_rows(
             table=Transfer._meta.db_table,
             columns=_TRANSFER_COLUMNS,
-            rows=[
+            rows=(  # a generator: COPY stores rows while later ones are made
                 (pk, t.idempotency_key, t.payer_id, t.payee_id, t.amount_fen, t.purpose_code, t.memo, t.source_type_id,
                  t.source_id, t.source_ref, organization_id, batch_ref, conditions_json[id(t.conditions)], S.PENDING,
                  "", "", "", 0, hold, actor, created_at)
                 for pk, t in zip(new_ids, new_items)
-            ],
+            ),
         )
         bulk.insert_rows(table=TransferOutbox._meta.db_table, columns=["transfer_id"], rows=[(pk,) for pk in new_ids])
         _trace(

@@ -97,25 +97,31 @@ def append_event_rows(*, stream_key: str, rows: list[tuple], now: datetime) -> i
     stream_pk, seq, prev = _lock_stream_head(stream_key, stored_at)
     # The same bytes as _canonical(), in one f-string per event ("\x1f" between the fields).
     occurred = now.isoformat(timespec="microseconds")
-    sha256 = hashlib.sha256
-    out = []
-    append = out.append
-    for kind, subject_type, subject_id, actor, amount_fen, source_ref, data_json in rows:
-        seq += 1
-        amount = "" if amount_fen is None else amount_fen
-        digest = sha256(
-            f"{stream_key}\x1f{seq}\x1f{kind}\x1f{subject_type}\x1f{subject_id}\x1f{source_ref}\x1f{actor}\x1f"
-            f"{amount}\x1f{occurred}\x1f{data_json}\x1f{prev}".encode()
-        ).hexdigest()
-        append((stream_key, seq, kind, subject_type, subject_id, source_ref, actor, amount_fen, data_json, stored_at,
-                prev, digest))
-        prev = digest
+    head = [seq, prev]
+
+    def chained():
+        # A generator, so on PostgreSQL the rows stream into COPY as they are hashed: the server
+        # stores one part while this process hashes the next.
+        seq, prev = head
+        sha256 = hashlib.sha256
+        for kind, subject_type, subject_id, actor, amount_fen, source_ref, data_json in rows:
+            seq += 1
+            amount = "" if amount_fen is None else amount_fen
+            digest = sha256(
+                f"{stream_key}\x1f{seq}\x1f{kind}\x1f{subject_type}\x1f{subject_id}\x1f{source_ref}\x1f{actor}\x1f"
+                f"{amount}\x1f{occurred}\x1f{data_json}\x1f{prev}".encode()
+            ).hexdigest()
+            yield (stream_key, seq, kind, subject_type, subject_id, source_ref, actor, amount_fen, data_json, stored_at,
+                   prev, digest)
+            prev = digest
+        head[:] = [seq, prev]
+
     # COPY on PostgreSQL: the trace must not be what slows a bulk path down.
-    bulk.insert_rows(table=TraceEvent._meta.db_table, columns=_EVENT_COLUMNS, rows=out)
+    bulk.insert_rows(table=TraceEvent._meta.db_table, columns=_EVENT_COLUMNS, rows=chained())
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {TraceStream._meta.db_table} SET head_seq = %s, head_hash = %s, updated_at = %s "
-                       "WHERE id = %s", [seq, prev, stored_at, stream_pk])
-    return len(out)
+                       "WHERE id = %s", [head[0], head[1], stored_at, stream_pk])
+    return len(rows)
 
 
 def _lock_stream_head(stream_key: str, stored_at) -> tuple[int, int, str]:
