@@ -177,3 +177,17 @@ def test_two_runs_and_a_sweep_at_once_debit_each_item_once(tax, tips_outbox, mon
     assert TreasuryEntry.objects.count() == 8
     assert len(tips_outbox.sent) == 1
     assert check_ledger().problems == []
+
+
+def test_a_serial_used_before_is_found_whatever_characters_it_holds(tax, tips_outbox):
+    payer = tax.taxpayer(balance_fen=1_000_00)
+    protocol_no = tax.signed_and_verified(payer).protocol_no
+    odd = 'a"b\\c,{d} e'
+    first = services.receive_batch(message=batch(tax, [item(payer=payer, protocol_no=protocol_no, amount_fen=1_00,
+                                                              tra_no=odd)]), now=timezone.now())
+    assert first.result == ResultCode.SUCCESS
+    again = batch(tax, [item(payer=payer, protocol_no=protocol_no, amount_fen=2_00),
+                        item(payer=payer, protocol_no=protocol_no, amount_fen=3_00, tra_no=odd)])
+    ack = services.receive_batch(message=again, now=timezone.now())
+    assert ack.result == services.PACKAGE_REFUSED and "used before" in ack.add_word
+    assert TaxDeduction.objects.filter(tra_no=odd).count() == 1 and DeductionPackage.objects.count() == 1
