@@ -206,13 +206,12 @@ def load_demo_world(*, employees_a: int = 40, employees_b: int = 10, password: s
             user.groups.add(Group.objects.get(name=roles.INDIVIDUAL))
             PersonalAccount.objects.update_or_create(user=user, defaults={"person": wallet.holder_person})
             world.individuals[username] = wallet
-        # Flexible-employment premiums of the sample city (370100, loaded with the rules) are collected by the
-        # tax authority into the social-insurance fund's wallet.
-        from social_security.flexible.models import RegionFund
-        from social_security.models import Region
+        # Premiums of the sample city (370100, loaded with the rules), employers' and flexible payers', are
+        # collected by the tax authority into the social-insurance fund's wallet.
+        from social_security.models import FundAccount, Region
 
         region = Region.objects.filter(code="370100").first()
         if region is not None:
-            RegionFund.objects.get_or_create(region=region, defaults={
-                "collecting_authority": world.orgs["tax"], "fund_wallet": world.wallets["social"]})
+            FundAccount.objects.get_or_create(region=region, defaults={
+                "tax_authority": world.orgs["tax"], "wallet": world.wallets["social"]})
     return world

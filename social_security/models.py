@@ -212,7 +212,8 @@ class ContributionBase(models.Model):
 
 class FundAccount(models.Model):
     """社会保险基金收入户 (social-insurance fund income account): the wallet into which the collecting tax
-    authority collects a region's premiums. One per region: it also names the region's collecting authority."""
+    authority collects a region's premiums, employers' and flexible-employment individuals' alike. One per
+    region: it also names the region's collecting authority (征收机关)."""
 
     region = models.OneToOneField(Region, on_delete=models.PROTECT, related_name="fund_account",
                                   verbose_name="地区 (region)")

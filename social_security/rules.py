@@ -2,6 +2,7 @@
 
     snapshot = rules_for(region="370100", on=date(2026, 7, 1))     # immutable, read once per declaration
     base_fen, note = clamp_base(base_fen=350000, rules=snapshot)   # floor/ceiling with a visible note
+    base_fen, note = level_base(level_percent=100, rules=snapshot)  # a flexible payer's level of the average wage
     result = premiums(base_fen=base_fen, rules=snapshot, kind="employee")
     fee = late_fee(overdue_fen=100000, days=30, rules=snapshot)
 
@@ -157,6 +158,18 @@ def clamp_base(*, base_fen: int, rules: Rules) -> tuple[int, str]:
     if base_fen > rules.ceiling_fen:
         return rules.ceiling_fen, f"高于上限，按上限 {format_yuan(rules.ceiling_fen)} 计 (above ceiling)"
     return base_fen, ""
+
+
+def level_base(*, level_percent: int, rules: Rules) -> tuple[int, str]:
+    """A flexible payer's base for a level (档次: percent of the local average wage): average wage x level / 100,
+    rounded once to the fen with the region's rule, then clamped to floor..ceiling (with clamp_base's note).
+
+    Raises ValueError when the level is not a positive whole percent (which levels are offered is the caller's
+    business)."""
+    if type(level_percent) is not int or level_percent <= 0:
+        raise ValueError(f"level must be a positive whole percent, not {level_percent!r}")
+    raw = rules.round_fen(Decimal(rules.average_wage_fen) * level_percent / 100)
+    return clamp_base(base_fen=raw, rules=rules)
 
 
 def premiums(*, base_fen: int, rules: Rules, kind: str = EMPLOYEE) -> Premiums:

@@ -6,7 +6,9 @@ from datetime import date
 
 from django import forms
 
-from .models import Frequency, RegionFund
+from social_security.models import FundAccount
+
+from .models import Frequency
 from .services import BASE_LEVELS
 
 LEVEL_CHOICES = [(level, f"{level}%") for level in BASE_LEVELS]
@@ -32,7 +34,7 @@ class EnrolForm(forms.Form):
     def __init__(self, *args, levels=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["region"].choices = [(f.region.code, str(f.region))
-                                         for f in RegionFund.objects.select_related("region").order_by("region__code")]
+                                         for f in FundAccount.objects.select_related("region").order_by("region__code")]
         if levels:
             self.fields["base_level"].choices = level_choices(levels)
 

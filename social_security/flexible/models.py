@@ -1,7 +1,5 @@
 """Flexible-employment individuals (灵活就业人员) paying their own social-insurance premiums.
 
-    RegionFund    where a region's flexible premiums go: the collecting tax authority (征收机关) and its
-                  social-insurance fund wallet (社保基金收入户)
     Enrolment     a person's enrolment in a region: the chosen base level, the payment frequency, the
                   personal wallet that pays, the first month owed
     Period        one month owed (缴费月份): base, pension (20%, with its personal-account part), medical,
@@ -10,6 +8,8 @@
                   wallet to the fund wallet; paying -> paid | failed
     PaymentLine   a period inside a payment, with the late fee computed at payment time
 
+Where a region's premiums go (the collecting tax authority and the fund wallet) is
+social_security.models.FundAccount, shared with employers' declarations; an enrolment copies both.
 Amounts come from social_security.rules (the only place that computes premiums and late fees).
 State changes happen only through the transitions (`protected=True`); services lock and call them.
 """
@@ -25,25 +25,6 @@ class Frequency(models.TextChoices):
 
 # Months a payment may cover at most, by frequency (a quarter, a year ahead).
 MONTHS_PER_PAYMENT = {Frequency.MONTHLY: 1, Frequency.QUARTERLY: 3, Frequency.YEARLY: 12}
-
-
-class RegionFund(models.Model):
-    """Where a region's flexible-employment premiums are collected: the tax authority that collects them
-    and the social-insurance fund wallet they are paid into."""
-
-    region = models.OneToOneField("social_security.Region", on_delete=models.PROTECT, related_name="flexible_fund",
-                                  verbose_name="统筹地区 (region)")
-    collecting_authority = models.ForeignKey("treasury.Organization", on_delete=models.PROTECT, related_name="+",
-                                             verbose_name="征收机关 (collecting tax authority)")
-    fund_wallet = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="+",
-                                    verbose_name="社保基金收入户 (fund wallet)")
-
-    class Meta:
-        verbose_name = "灵活就业征收账户 (region fund)"
-        verbose_name_plural = "灵活就业征收账户 (region funds)"
-
-    def __str__(self) -> str:
-        return f"{self.region} -> {self.collecting_authority}"
 
 
 class Enrolment(models.Model):

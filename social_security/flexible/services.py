@@ -7,7 +7,8 @@ personal wallet to the region's social-insurance fund wallet, keyed by the payme
 Rules this module chose (social_security/README.md, "Flexible employment"):
 - a month is due by the last day of the following month; the late fee counts the days after that up to the
   day of payment (Asia/Shanghai), on the month's premium, at the region's daily rate;
-- months are made up to the current month (monthly), the end of the current quarter (quarterly) or the end
+- months are made on enrolment, by the nightly task, on a change of base and by a payment (under the
+  enrolment's lock, before it picks months), never by opening a page; they are made up to the current month (monthly), the end of the current quarter (quarterly) or the end
   of the current year (yearly): that is how far ahead a person may pay;
 - a payment pays the oldest months still due, in order, with no gap, at most a quarter's or a year's months
   beyond the current month as the frequency allows;
@@ -21,7 +22,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
@@ -29,7 +29,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from social_security import rules as social_rules
-from social_security.models import InsuranceType, Region
+from social_security.models import FundAccount, InsuranceType, Region
 from treasury.access import roles
 from treasury.access.scoping import user_person
 from treasury.errors import InvalidTransfers
@@ -41,7 +41,6 @@ from treasury.trace.services import EventSpec, append_events
 
 from .models import (
     MONTHS_PER_PAYMENT, BaseChange, Enrolment, Frequency, Payment, PaymentLine, PaymentState, Period, PeriodState,
-    RegionFund,
 )
 
 logger = logging.getLogger(__name__)
@@ -116,11 +115,8 @@ class BaseLevel:
 
 
 def level_base(*, level: int, rules: social_rules.Rules) -> BaseLevel:
-    """The base of a level (percent of the local average wage), rounded with the region's rule and clamped
-    to floor..ceiling by the rules."""
-    _level(level)
-    raw = rules.round_fen(Decimal(rules.average_wage_fen) * level / 100)
-    base_fen, note = social_rules.clamp_base(base_fen=raw, rules=rules)
+    """The base of an offered level (percent of the local average wage), from social_security.rules."""
+    base_fen, note = social_rules.level_base(level_percent=_level(level), rules=rules)
     return BaseLevel(level=level, base_fen=base_fen, note=note)
 
 
@@ -237,7 +233,7 @@ def enrol(*, user, region_code: str, base_level: int, frequency: str, wallet_id:
     frequency = _frequency(frequency)
     if Enrolment.objects.filter(person=person).exists():
         raise FlexibleError("已办理灵活就业参保登记 (already enrolled)", "already_enrolled")
-    fund = RegionFund.objects.select_related("region").filter(region__code=region_code).first()
+    fund = FundAccount.objects.select_related("region").filter(region__code=region_code).first()
     if fund is None:
         raise FlexibleError(f"地区 {region_code} 未开通灵活就业缴费 (no collection set up for this region)",
                             "no_region_fund")
@@ -249,8 +245,8 @@ def enrol(*, user, region_code: str, base_level: int, frequency: str, wallet_id:
     wallet = _personal_wallet(person=person, wallet_id=wallet_id)
     with transaction.atomic():
         enrolment = Enrolment.objects.create(
-            person=person, region=fund.region, collecting_authority=fund.collecting_authority,
-            fund_wallet=fund.fund_wallet, wallet=wallet, base_level=base_level, frequency=frequency,
+            person=person, region=fund.region, collecting_authority=fund.tax_authority,
+            fund_wallet=fund.wallet, wallet=wallet, base_level=base_level, frequency=frequency,
             start_month=start, created_at=now)
         _trace(enrolment, "social.flexible.enrolled", actor=user.username, now=now,
                data={"region": fund.region.code, "level": base_level, "frequency": frequency,
@@ -281,8 +277,9 @@ def _make_periods(enrolment: Enrolment, *, today: date) -> int:
 
 
 def make_periods(*, enrolment_id: int, now: datetime) -> int:
-    """Make the months that have become owed since the last call (pages call it before showing them,
-    and the daily task for everyone). Idempotent."""
+    """Make the months that have become owed since the last call. Called by the nightly task for everyone;
+    enrolment, a change of base and a payment make them too, under the same lock. Pages never write: they
+    show the months made so far. Idempotent."""
     with transaction.atomic():
         enrolment = Enrolment.objects.select_for_update().get(pk=enrolment_id)
         return _make_periods(enrolment, today=local_date(now))
@@ -437,6 +434,9 @@ def pay(*, user, enrolment_id: int, period_ids: list[int], now: datetime) -> Pay
         earlier = _same_payment(enrolment, period_ids)
         if earlier is not None:
             return earlier
+        # Under the enrolment's lock, before picking months: a month that became owed since the nightly task
+        # ran is made now, so the oldest-first check sees every month there is.
+        _make_periods(enrolment, today=local_date(now))
         due = payable_periods(enrolment=enrolment, now=now)
         chosen = check_selection(enrolment, due, period_ids, now)
         priced = quote(periods=chosen, now=now)

@@ -25,7 +25,9 @@ from treasury.services.transfers import OperatorUnavailable
 
 from . import selectors, services
 from .forms import ChangeForm, EnrolForm, StaffFilterForm
-from .models import Enrolment, PaymentState, PeriodState, RegionFund
+from social_security.models import FundAccount
+
+from .models import Enrolment, PaymentState, PeriodState
 from .statement import statement_pdf
 
 ENROLMENTS_PER_PAGE = 50
@@ -70,11 +72,11 @@ def mine(request):
     now = timezone.now()
     enrolment = selectors.my_enrolment(request.user)
     if enrolment is None:
-        fund = RegionFund.objects.select_related("region").order_by("region__code").first()
+        fund = FundAccount.objects.select_related("region").order_by("region__code").first()
         levels = _levels(fund.region, now) if fund else None
         form = EnrolForm(levels=levels, initial={"start_month": f"{services.local_date(now):%Y-%m}"})
         return render(request, "social_security/flexible/enrol.html", {"form": form, "levels": levels})
-    services.make_periods(enrolment_id=enrolment.pk, now=now)
+    # A read: the months shown are those made so far (enrolment, the nightly task, paying make them).
     return render(request, "social_security/flexible/mine.html", _enrolment_context(enrolment, now=now, own=True))
 
 

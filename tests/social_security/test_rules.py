@@ -185,3 +185,36 @@ def test_the_integer_path_equals_decimal_half_up_on_every_kind_of_base(march):
             assert rules._times_half_up(base, rate, march) == expected, (base, rate)
     # a rate with more decimals than the table stores still rounds as Decimal does
     assert rules._times_half_up(333, Decimal("0.0000015"), march) == 0
+
+
+def test_level_base_is_the_share_of_the_average_wage_rounded_half_up_then_clamped(march):
+    # 2026: average wage 7,800.00 -> 60% 4,680.00 (the floor itself: no note), 100% 7,800.00, 300% 23,400.00
+    assert rules.level_base(level_percent=60, rules=march) == (468000, "")
+    assert rules.level_base(level_percent=100, rules=march) == (780000, "")
+    assert rules.level_base(level_percent=300, rules=march) == (2340000, "")
+    # 320% = 24,960.00 is above the ceiling: counted at 23,400.00 with the clamp's note
+    assert rules.level_base(level_percent=320, rules=march) == (2340000, "高于上限，按上限 ¥23,400.00 计 (above ceiling)")
+    # 50% = 3,900.00 is below the floor
+    assert rules.level_base(level_percent=50, rules=march) == (468000, "低于下限，按下限 ¥4,680.00 计 (below floor)")
+    odd = dataclasses.replace(march, average_wage_fen=780_005)
+    # 780,005 x 70% = 546,003.5 fen -> 546,004 (half up); x 80% = 624,004.0; x 90% = 702,004.5 -> 702,005
+    assert rules.level_base(level_percent=70, rules=odd) == (546004, "")
+    assert rules.level_base(level_percent=80, rules=odd) == (624004, "")
+    assert rules.level_base(level_percent=90, rules=odd) == (702005, "")
+    low = dataclasses.replace(march, average_wage_fen=780_003)
+    # 780,003 x 65% = 507,001.95 -> 507,002 (rounded up); x 61% = 475,801.83 -> 475,802
+    assert rules.level_base(level_percent=65, rules=low) == (507002, "")
+    assert rules.level_base(level_percent=61, rules=low) == (475802, "")
+
+
+def test_level_base_refuses_what_is_not_a_whole_percent(march):
+    for bad in (0, -20, Decimal("60"), 60.0, "60"):
+        with pytest.raises(ValueError):
+            rules.level_base(level_percent=bad, rules=march)
+
+
+def test_level_base_follows_the_year_of_the_rules():
+    # 2025's average wage differs from 2026's: the same level gives each year's own base.
+    jan_2025 = rules.rules_for(region="370100", on=date(2025, 1, 1))
+    base_2025, _ = rules.level_base(level_percent=100, rules=jan_2025)
+    assert base_2025 == jan_2025.average_wage_fen != 780000

@@ -11,8 +11,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from social_security.flexible import services
-from social_security.flexible.models import RegionFund
-from social_security.models import Region
+from social_security.models import FundAccount, Region
 from tests import factories as f
 from treasury.access import roles
 from treasury.access.models import PersonalAccount
@@ -86,7 +85,7 @@ def load_sample_city() -> Region:
     return Region.objects.get(code="370100")
 
 
-def make_region_fund(ecny) -> tuple[Organization, Wallet]:
+def make_fund_account(ecny) -> tuple[Organization, Wallet]:
     f.make_operator(code=OPERATOR_CODE)
     authority = f.make_organization(org_type=Organization.Type.TAX_AUTHORITY, name="示范市税务局", code="13701000000")
     fund_org = f.make_organization(org_type=Organization.Type.SOCIAL_INSURANCE_AGENCY, name="示范市社会保险基金")
@@ -96,14 +95,13 @@ def make_region_fund(ecny) -> tuple[Organization, Wallet]:
                                   holder_org=fund_org, holder_name=fund_org.name,
                                   account_kind=LedgerAccount.Kind.WALLET)
     ecny.admin.open_wallet(wallet_id=wallet_id, wallet_type="WT09", holder_name=fund_org.name)
-    RegionFund.objects.create(region=load_sample_city(), collecting_authority=authority,
-                              fund_wallet=fund_wallet)
+    FundAccount.objects.create(region=load_sample_city(), tax_authority=authority, wallet=fund_wallet)
     return authority, fund_wallet
 
 
 @pytest.fixture
 def flex(ecny_sandbox, transactional_db):
-    authority, fund_wallet = make_region_fund(ecny_sandbox)
+    authority, fund_wallet = make_fund_account(ecny_sandbox)
     other = f.make_organization(org_type=Organization.Type.TAX_AUTHORITY, name="邻市税务局", code="13702000000")
     return Flexible(authority=authority, fund_wallet=fund_wallet,
                     staff=f.make_user(role=roles.TAX_STAFF, organization=authority),

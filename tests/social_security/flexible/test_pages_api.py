@@ -264,3 +264,21 @@ def test_an_administrator_links_a_user_to_a_person_on_the_user_page(client):
     user = f.make_user(role=None)
     page = client.get(f"/admin/auth/user/{user.pk}/change/").content.decode()
     assert 'name="personal_account-TOTAL_FORMS"' in page  # the inline's management form
+
+
+def test_opening_the_pages_writes_no_months(client, flex):
+    """A read writes nothing: a month that became owed shows once the nightly task (or a payment) made it."""
+    from social_security.flexible.models import Period
+
+    who = flex.individual()
+    enrolment = flex.enrol(who, start=dt.date(2026, 11, 1))
+    client.force_login(who.user)
+    later = dt.datetime(2026, 12, 2, 10, tzinfo=NOW.tzinfo)
+    with mock.patch("django.utils.timezone.now", return_value=later):
+        for name in ("social_flexible:mine", "social_flexible:payments"):
+            assert client.get(reverse(name)).status_code == 200
+        assert client.get(f"/api/v1/social/flexible/enrolments/{enrolment.pk}/periods/").status_code == 200
+        assert list(Period.objects.values_list("month", flat=True)) == [dt.date(2026, 11, 1)]
+        services.make_all_periods(now=later)  # the nightly task
+        html = client.get(reverse("social_flexible:mine")).content.decode()
+    assert 'data-month="2026-12"' in html

@@ -297,3 +297,21 @@ def test_new_months_are_made_as_time_passes(flex):
     # 2027 has no base limits in the sample city yet: January waits until the rules are configured.
     assert services.make_periods(enrolment_id=enrolment.pk, now=at(dt.date(2027, 1, 5))) == 0
     assert [p.month for p in periods(enrolment)] == [NOV, DEC]
+
+
+def test_a_payment_makes_the_months_owed_since_the_nightly_task_before_it_picks(flex):
+    """The nightly task has not run yet on 2 December: paying through December makes December under the
+    enrolment's lock first, so it can be paid (and November, older, must come with it)."""
+    who = flex.individual()
+    enrolment = flex.enrol(who, start=NOV)
+    nov = enrolment.periods.get(month=NOV)
+    dec_2 = at(dt.date(2026, 12, 2))
+    assert [p.month for p in periods(enrolment)] == [NOV]
+    payment = services.pay(user=who.user, enrolment_id=enrolment.pk, period_ids=[nov.pk], now=dec_2)
+    assert payment.state == PaymentState.PAID
+    assert [(p.month, p.state) for p in periods(enrolment)] == [(NOV, "paid"), (DEC, "due")]
+    dec = enrolment.periods.get(month=DEC)
+    with pytest.raises(services.FlexibleError) as refused:
+        services.pay(user=who.user, enrolment_id=enrolment.pk, period_ids=[dec.pk + 1000], now=dec_2)
+    assert refused.value.code == "not_due"
+    assert services.pay(user=who.user, enrolment_id=enrolment.pk, period_ids=[dec.pk], now=dec_2).state == PaymentState.PAID
