@@ -140,6 +140,9 @@ _CATEGORY_MISMATCH = {
     USCC: "类别为单位，证件号码却是身份证号 (category is organization, but the ID number is a resident ID)",
 }
 
+# A subsidy run pays the same few amounts to thousands of people: their texts are read once (a few MB at most).
+_AMOUNT_CACHE_SIZE = 65_536
+
 _HEADER_READERS = {
     "line_count": read_line_count,
     "total_amount": lambda text: amount_to_fen(compact_text(text)),
@@ -215,6 +218,7 @@ class _LineChecker(LineChecker):
         self.amount_fen = 0
         self.file_amount_fen = 0
         self.all_amounts_read = True
+        self.amount_cache: dict[str, int] = {}  # text -> fen of positive amounts, the first ones seen
         # One table for both kinds of ID: resident IDs are exact keys, credit codes their 64-bit hash.
         self.seen_ids = SeenTable(expected_lines)
 
@@ -272,12 +276,18 @@ class _LineChecker(LineChecker):
 
         amount = 0
         raw = cells[i_amount] if i_amount >= 0 else ""
-        if raw and not raw.isspace():
+        cached = self.amount_cache.get(raw)
+        if cached is not None:
+            amount = cached
+            self.file_amount_fen += amount
+        elif raw and not raw.isspace():
             try:
                 amount = amount_to_fen(raw)
                 self.file_amount_fen += amount
                 if amount == 0:
                     add(line, labels["amount"], "amount_not_positive")
+                elif len(self.amount_cache) < _AMOUNT_CACHE_SIZE:
+                    self.amount_cache[raw] = amount
             except BadValue as exc:
                 add(line, labels["amount"], exc.code, str(exc))
                 self.all_amounts_read = False

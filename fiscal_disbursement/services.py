@@ -658,12 +658,11 @@ def resend_pending(*, now: datetime) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _register_payee_wallets(request: PaymentRequest, line_ids: list[int] | None = None) -> dict[int, int]:
-    """Every payee wallet (of these lines) registered (persons in bulk; organizations one by one, they are
-    few), in the caller's transaction; returns {line pk: wallet pk} for the lines that had none, for the
-    caller to record (_create_line_transfers does it in the same UPDATE that links the transfers)."""
-    rows = _line_rows(request, ["id", "wallet_id", "payee_name", "id_kind", "id_number", "wallet_type", "wallet_class"],
-                      line_ids, without_wallet=True)
+def _register_payee_wallets(rows: list[tuple]) -> dict[int, int]:
+    """The payee wallets of these lines registered (persons in bulk; organizations one by one, they are
+    few), in the caller's transaction. `rows` are (id, wallet_id, payee_name, id_kind, id_number,
+    wallet_type, wallet_class) of lines that have no payee wallet yet; returns {line pk: wallet pk} for
+    the caller to record (_create_line_transfers does it in the same UPDATE that links the transfers)."""
     if not rows:
         return {}
     people = [(w, name, number) for _, w, name, kind, number, _, _ in rows if kind == "resident"]
@@ -681,8 +680,7 @@ def _register_payee_wallets(request: PaymentRequest, line_ids: list[int] | None 
     return {pk: wallet_pks[wallet_id] for pk, wallet_id, *_ in rows}
 
 
-def _line_rows(request: PaymentRequest, columns: list[str], line_ids: list[int] | None, *,
-               without_wallet: bool = False) -> list[tuple]:
+def _line_rows(request: PaymentRequest, columns: list[str], line_ids: list[int] | None) -> list[tuple]:
     """Columns of the request's lines (those among `line_ids`, if given), in line order.
 
     The id list goes as one array parameter on PostgreSQL, not as thousands of ORM parameters, and
@@ -691,7 +689,7 @@ def _line_rows(request: PaymentRequest, columns: list[str], line_ids: list[int] 
     50,000 lines and test each against the whole array (seconds per chunk); the other conditions
     are checked here instead."""
     table = PaymentLine._meta.db_table
-    select = ", ".join(["request_id", "payee_wallet_id", "line_no", *columns])
+    select = ", ".join(["request_id", "line_no", *columns])
     with connection.cursor() as cursor:
         if line_ids is None:
             cursor.execute(f"SELECT {select} FROM {table} WHERE request_id = %s", [request.pk])
@@ -701,9 +699,8 @@ def _line_rows(request: PaymentRequest, columns: list[str], line_ids: list[int] 
             where, params = bulk.in_clause("id", line_ids)
             cursor.execute(f"SELECT {select} FROM {table} WHERE {where}", params)
         rows = cursor.fetchall()
-    rows.sort(key=lambda row: row[2])
-    return [row[3:] for row in rows
-            if row[0] == request.pk and not (without_wallet and row[1] is not None)]
+    rows.sort(key=lambda row: row[1])
+    return [row[2:] for row in rows if row[0] == request.pk]
 
 
 def _organization_wallet(*, wallet_id: str, name: str, uscc: str) -> Wallet:
@@ -722,15 +719,19 @@ def _organization_wallet(*, wallet_id: str, name: str, uscc: str) -> Wallet:
 
 
 def _create_line_transfers(request: PaymentRequest, attempts: list[tuple[int, int]], *, actor: str,
-                           now: datetime, payee_wallets: dict[int, int] | None = None) -> list[int]:
+                           now: datetime, payee_wallets: dict[int, int] | None = None,
+                           line_rows: list[tuple] | None = None) -> list[int]:
     """One transfer per (line pk, attempt number), in the caller's transaction. Keys name the attempt
     (fiscal:<request>:<line>, then :<n>), so a retry is a new payment and a repeated call the same one.
     `payee_wallets` ({line pk: wallet pk}, from _register_payee_wallets) are recorded on the lines in
-    the same UPDATE as their transfers."""
+    the same UPDATE as their transfers. `line_rows` are the lines' (id, line_no, payee_wallet_id,
+    amount_fen, memo) in line order when the caller has them already; otherwise they are read."""
     attempt_of = dict(attempts)
     payee_wallets = payee_wallets or {}
-    rows = [(pk, line_no, payee_wallets.get(pk, wallet_pk), amount, memo) for pk, line_no, wallet_pk, amount, memo in
-            _line_rows(request, ["id", "line_no", "payee_wallet_id", "amount_fen", "memo"], list(attempt_of))]
+    if line_rows is None:
+        line_rows = _line_rows(request, ["id", "line_no", "payee_wallet_id", "amount_fen", "memo"], list(attempt_of))
+    rows = [(pk, line_no, payee_wallets.get(pk, wallet_pk), amount, memo)
+            for pk, line_no, wallet_pk, amount, memo in line_rows]
     line_type = ContentType.objects.get_for_model(PaymentLine)
     conditions = Conditions.from_json(request.conditions) if request.conditions else None
     ids = create_transfers(
@@ -787,24 +788,39 @@ def start_paying(*, request_id: int, now: datetime, user=None) -> PaymentRequest
                    lines=request.line_count, voucher_no=request.voucher_no)
     if request.state != R.PAYING:
         return request
-    while _create_next_transfers(request_id, actor=actor, now=now):
+    after_line_no = 0
+    while (after_line_no := _create_next_transfers(request_id, actor=actor, now=now,
+                                                   after_line_no=after_line_no)) is not None:
         pass
     # With Celery eager the transfers were paid at each commit; with workers this returns at once.
     return finish_request_if_done(request_id=request_id, now=now)
 
 
-def _create_next_transfers(request_id: int, *, actor: str, now: datetime) -> int:
-    """First payments for up to PAY_CHUNK lines that have none yet, in one transaction; how many."""
+def _create_next_transfers(request_id: int, *, actor: str, now: datetime, after_line_no: int = 0) -> int | None:
+    """First payments for up to PAY_CHUNK lines that have none yet, in one transaction; returns the last
+    line number handled, None when no line was left.
+
+    One query reads everything the chunk needs, from `after_line_no` on (the caller passes the last
+    chunk's end: the lines before it got their transfers in its own earlier transactions), so making
+    the tenth chunk does not step over the nine before it again."""
     with transaction.atomic():
         request = _locked(request_id)
         if request.state != R.PAYING:
-            return 0
-        line_ids = list(request.lines.filter(transfer__isnull=True, returned=False).order_by("line_no")
-                        .values_list("pk", flat=True)[:PAY_CHUNK])
-        if line_ids:
-            wallets = _register_payee_wallets(request, line_ids)
-            _create_line_transfers(request, [(pk, 1) for pk in line_ids], actor=actor, now=now, payee_wallets=wallets)
-        return len(line_ids)
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, line_no, wallet_id, payee_name, id_kind, id_number, wallet_type, wallet_class, "
+                f"payee_wallet_id, amount_fen, memo FROM {PaymentLine._meta.db_table} "
+                "WHERE request_id = %s AND line_no > %s AND transfer_id IS NULL AND NOT returned "
+                "ORDER BY line_no LIMIT %s",
+                [request.pk, after_line_no, PAY_CHUNK])
+            rows = cursor.fetchall()
+        if not rows:
+            return None
+        wallets = _register_payee_wallets([row[:1] + row[2:8] for row in rows if row[8] is None])
+        _create_line_transfers(request, [(row[0], 1) for row in rows], actor=actor, now=now, payee_wallets=wallets,
+                               line_rows=[(row[0], row[1], row[8], row[9], row[10]) for row in rows])
+        return rows[-1][1]
 
 
 @dataclass(frozen=True)
@@ -844,10 +860,27 @@ def line_progress(*, request: PaymentRequest) -> LineProgress:
                         returned_fen=totals["fen_returned"] or 0)
 
 
+def _still_paying(request_id: int) -> bool:
+    """A cheap "not done yet", without the request's lock: one of its transfers is still open (in the
+    transfer core's outbox, a small table: exactly the pending, submitted and unknown transfers), or a
+    line waits for its first transfer. Polled while paying, this spares the lock that the chunks being
+    made need and an aggregate over every line; once it says no, line_progress decides under the lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM treasury_transferoutbox o JOIN treasury_transfer t ON t.id = o.transfer_id "
+            "WHERE t.batch_ref = %s)",
+            [PaymentRequest(pk=request_id).batch_ref])
+        if cursor.fetchone()[0]:
+            return True
+    return PaymentLine.objects.filter(request_id=request_id, transfer__isnull=True, returned=False).exists()
+
+
 def finish_request_if_done(*, request_id: int, now: datetime) -> PaymentRequest:
     """paying -> paid | partially_paid | failed once no line's transfer is open; settled amounts are
     consumed on the quota. A request with nothing left to decide is reported at once. Safe to call as
     often as you like (the periodic task does)."""
+    if _still_paying(request_id):
+        return PaymentRequest.objects.get(pk=request_id)
     with transaction.atomic():
         request = _locked(request_id)
         if request.state != R.PAYING:
