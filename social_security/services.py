@@ -632,13 +632,17 @@ def notify_payment(*, declaration_id: int, now: datetime) -> Declaration:
 
 def resend_pending(*, now: datetime) -> dict[str, int]:
     """The sweep: declarations still waiting for the tax system's answer and payment notices not yet
-    acknowledged are sent again (both are deduplicated by the tax system on the declaration number)."""
+    acknowledged (employers' 5103 and flexible payers' 5104) are sent again (the tax system dedupes them on
+    the declaration or payment number)."""
+    from social_security.flexible.services import notify_pending_payments
+
     sent = {"declarations": 0, "notices": 0}
     for declaration_id in list(Declaration.objects.filter(state=S.DECLARED).values_list("pk", flat=True)):
         sent["declarations"] += send_declaration(declaration_id=declaration_id, now=now).state != S.DECLARED
     for declaration_id in list(Declaration.objects.filter(state__in=[S.PAID, S.RECONCILED],
                                                           payment_notified_at__isnull=True).values_list("pk", flat=True)):
         sent["notices"] += notify_payment(declaration_id=declaration_id, now=now).payment_notified_at is not None
+    sent["flexible_notices"] = notify_pending_payments(now=now)
     return sent
 
 

@@ -40,7 +40,7 @@ from adapters.tips import signing
 from adapters.tips.interface import (
     Acknowledgement, BatchResult, CheckResult, MessageHead, RefundResult, ResultCode, TipsFault, TipsUnavailable,
 )
-from adapters.tips.interface import SocialDeclaration, SocialDeclarationReply, SocialPayment
+from adapters.tips.interface import SocialDeclaration, SocialDeclarationReply, SocialFlexiblePayment, SocialPayment
 from adapters.tips.interface import TreasuryEntryDetail
 from adapters.tips.models import TipsMessage
 from adapters.xml import XmlRefused
@@ -152,6 +152,14 @@ class SoapTipsClient:
         return self.send_message(msg_no=m.SOCIAL_PAYMENT, key=m.social_key(payment.tax_org_code, payment.decl_no),
                                  build=lambda head: m.social_payment_document(head=head, message=payment,
                                                                                encoding=self._encoding))
+
+    def send_social_flexible_payment(self, payment: SocialFlexiblePayment) -> Acknowledgement:
+        """5104 (project-defined): a flexible-employment individual's payment; answered with 9120 (94051 for a
+        notice it already has). Raises TipsFault, TipsUnavailable."""
+        return self.send_message(msg_no=m.SOCIAL_FLEXIBLE_PAYMENT, key=m.social_key(payment.tax_org_code,
+                                                                                      payment.pay_no),
+                                 build=lambda head: m.social_flexible_payment_document(head=head, message=payment,
+                                                                                        encoding=self._encoding))
 
     def send_entry_detail(self, detail: TreasuryEntryDetail) -> Acknowledgement:
         """3139 to the tax system: one package of a day's treasury entries; the tax system keeps the latest

@@ -463,6 +463,28 @@ class SocialPayment:
     pay_serial: str  # the transfer's idempotency key (the operator knows the payment by it)
 
 
+@dataclass(frozen=True)
+class SocialFlexiblePayment:
+    """5104 (project-defined, service -> tax system, answered with 9120): a flexible-employment individual
+    paid consecutive months (start_period..end_period, YYYYMM) into the fund wallet. Deduped on
+    (tax_org_code, pay_no); a repeat is answered 94051."""
+
+    tax_org_code: str
+    pay_no: str  # 'F' and the payment id in 11 digits
+    payer_id: str  # the person's resident ID
+    payer_name: str
+    region_code: str
+    start_period: str
+    end_period: str
+    month_num: int
+    premium_amount_fen: int
+    late_fee_fen: int
+    amount_fen: int
+    pay_acct: str  # the person's e-CNY wallet id
+    pay_date: dt.date
+    pay_serial: str  # the transfer's idempotency key
+
+
 # --- treasury entry detail (入库流水, 3139) -------------------------------------------------------------
 
 

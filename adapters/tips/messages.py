@@ -97,7 +97,8 @@ MESSAGE_NUMBERS += (REFUND_ORDER, REFUND_RESULT, REVERSAL, REVERSAL_REPLY, STOP_
 SOCIAL_DECLARATION = "5101"
 SOCIAL_DECLARATION_REPLY = "5102"
 SOCIAL_PAYMENT = "5103"
-MESSAGE_NUMBERS += (SOCIAL_DECLARATION, SOCIAL_DECLARATION_REPLY, SOCIAL_PAYMENT)
+SOCIAL_FLEXIBLE_PAYMENT = "5104"
+MESSAGE_NUMBERS += (SOCIAL_DECLARATION, SOCIAL_DECLARATION_REPLY, SOCIAL_PAYMENT, SOCIAL_FLEXIBLE_PAYMENT)
 BATCH_MAX_ITEMS = 1000
 ENCODINGS = ("UTF-8", "GBK")
 
@@ -786,6 +787,8 @@ def message_key(doc: Document) -> str:
         return f"{first['TaxOrgCode']}-{first['OriEntrustDate']}-{first['OriPackNo']}"
     if no == ENTRY_DETAIL:
         return f"RK-{first['TaxOrgCode']}-{first['TreCode']}-{first['InTreDate']}-{first['CurPackNo']}"
+    if no == SOCIAL_FLEXIBLE_PAYMENT:
+        return social_key(first["TaxOrgCode"], first["PayNo"])
     if no in (SOCIAL_DECLARATION, SOCIAL_DECLARATION_REPLY, SOCIAL_PAYMENT):
         return social_key(first.get("TaxOrgCode") or first["OriTaxOrgCode"], first.get("DeclNo") or first["OriDeclNo"])
     return doc.head.msg_ref
@@ -898,7 +901,8 @@ def _read_fault(fault: etree._Element) -> SoapFault:
 # Social-insurance premiums: 5101 declaration, 5102 its answer, 5103 payment notice (project-defined)
 # ---------------------------------------------------------------------------------------------
 from adapters.tips.interface import (  # noqa: E402  (kept with the block it serves)
-    SOCIAL_INSURANCE_CODES, SocialDeclaration, SocialDeclarationReply, SocialDeclarationType, SocialPayment,
+    SOCIAL_INSURANCE_CODES, SocialDeclaration, SocialDeclarationReply, SocialDeclarationType,
+    SocialFlexiblePayment, SocialPayment,
 )
 
 _SOCIAL_TYPE_NAMES = {code: name for name, code in SOCIAL_INSURANCE_CODES.items()}
@@ -982,5 +986,31 @@ def read_social_payment(doc: Document) -> SocialPayment:
                          pay_serial=f["PaySerial"])
 
 
+def social_flexible_payment_document(*, head: MessageHead, message: SocialFlexiblePayment,
+                                     encoding: str = "UTF-8") -> bytes:
+    p = message
+    return document(head, (
+        f"<SIFlexPayment5104><TaxOrgCode>{_x(p.tax_org_code)}</TaxOrgCode><PayNo>{_x(p.pay_no)}</PayNo>"
+        f"<PayerID>{_x(p.payer_id)}</PayerID><PayerName>{_x(p.payer_name)}</PayerName>"
+        f"<RegionCode>{_x(p.region_code)}</RegionCode><StartPeriod>{_x(p.start_period)}</StartPeriod>"
+        f"<EndPeriod>{_x(p.end_period)}</EndPeriod><MonthNum>{int(p.month_num)}</MonthNum>"
+        f"<PremiumAmt>{fen_to_yuan_text(p.premium_amount_fen)}</PremiumAmt>"
+        f"<LateFeeAmt>{fen_to_yuan_text(p.late_fee_fen)}</LateFeeAmt><TraAmt>{fen_to_yuan_text(p.amount_fen)}</TraAmt>"
+        f"<PayAcct>{_x(p.pay_acct)}</PayAcct><PayDate>{date_text(p.pay_date)}</PayDate>"
+        f"<PaySerial>{_x(p.pay_serial)}</PaySerial></SIFlexPayment5104>"), encoding=encoding)
+
+
+def read_social_flexible_payment(doc: Document) -> SocialFlexiblePayment:
+    _expect(doc, SOCIAL_FLEXIBLE_PAYMENT)
+    f = _fields(doc.msg[0])
+    return SocialFlexiblePayment(
+        tax_org_code=f["TaxOrgCode"], pay_no=f["PayNo"], payer_id=f["PayerID"], payer_name=f["PayerName"],
+        region_code=f["RegionCode"], start_period=f["StartPeriod"], end_period=f["EndPeriod"],
+        month_num=int(f["MonthNum"]), premium_amount_fen=yuan_text_to_fen(f["PremiumAmt"]),
+        late_fee_fen=yuan_text_to_fen(f["LateFeeAmt"]), amount_fen=yuan_text_to_fen(f["TraAmt"]),
+        pay_acct=f["PayAcct"], pay_date=read_date(f["PayDate"]), pay_serial=f["PaySerial"])
+
+
 READERS.update({SOCIAL_DECLARATION: read_social_declaration,
                 SOCIAL_DECLARATION_REPLY: read_social_declaration_reply, SOCIAL_PAYMENT: read_social_payment})
+READERS[SOCIAL_FLEXIBLE_PAYMENT] = read_social_flexible_payment

@@ -161,6 +161,10 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     created_by = models.CharField(max_length=150)
     created_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Outbox: the payment notice (5104) to the collecting authority; set when it acknowledged it.
+    notified_at = models.DateTimeField("已通知税务 (notice acknowledged at)", null=True, blank=True)
+    # Set by the day's reconciliation when the operator's statement and the notice agree with the payment.
+    reconciled_at = models.DateTimeField("已对账 (reconciled at)", null=True, blank=True)
 
     class Meta:
         verbose_name = "灵活就业缴费 (flexible-employment payment)"
@@ -181,6 +185,11 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     @property
     def stream_key(self) -> str:
         return f"social-flexible-{self.enrolment_id}"
+
+    @property
+    def payment_no(self) -> str:
+        """The number the authority knows it by (PayNo in 5104): 'F' and 11 digits of the id."""
+        return f"F{self.pk:011d}"
 
     @transition(field=state, source=PS.PAYING, target=PS.PAID)
     def succeed(self):

@@ -21,6 +21,7 @@ import calendar
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from datetime import date, datetime
 
 from django.conf import settings
@@ -529,6 +530,8 @@ def finish_payment(*, payment_id: int, now: datetime) -> Payment:
                 period.last_failure = ""
                 period.save(update_fields=["state", "late_fee_fen", "paid_at", "last_failure"])
             kind = "social.flexible.paid"
+            # The authority is told after commit (5104); the sweep sends it again until acknowledged.
+            transaction.on_commit(partial(_enqueue_notice, payment.pk))
         elif transfer.state in (TransferState.FAILED, TransferState.CANCELLED):
             payment.fail()
             reason = (transfer.failure_message or transfer.failure_code or "转账失败 (the transfer failed)")[:255]
@@ -555,3 +558,68 @@ def finish_paying_payments(*, now: datetime) -> int:
     for payment_id in Payment.objects.filter(state=PS.PAYING).values_list("pk", flat=True):
         finished += finish_payment(payment_id=payment_id, now=now).state != PS.PAYING
     return finished
+
+
+# ---------------------------------------------------------------------------------------------
+# Telling the collecting authority (5104 payment notice)
+# ---------------------------------------------------------------------------------------------
+
+
+def _enqueue_notice(payment_id: int) -> None:
+    from .tasks import notify_payment_task
+
+    notify_payment_task.apply_async(kwargs={"payment_id": payment_id})
+
+
+def payment_notice(*, payment: Payment):
+    """The 5104 of a paid payment: the person's ID and name, the months (consecutive: payments pay the oldest
+    due months with no gap), premiums, late fees and the amount, the wallet and the transfer's key."""
+    from adapters.tips.interface import SocialFlexiblePayment
+
+    enrolment, transfer = payment.enrolment, payment.transfer
+    months = sorted(line.period.month for line in payment.lines.select_related("period"))
+    return SocialFlexiblePayment(
+        tax_org_code=enrolment.collecting_authority.code, pay_no=payment.payment_no,
+        payer_id=enrolment.person.resident_id, payer_name=enrolment.person.name, region_code=enrolment.region.code,
+        start_period=f"{months[0]:%Y%m}", end_period=f"{months[-1]:%Y%m}", month_num=len(months),
+        premium_amount_fen=payment.contributions_fen, late_fee_fen=payment.late_fee_fen,
+        amount_fen=transfer.amount_fen, pay_acct=payment.wallet.wallet_id,
+        pay_date=local_date(transfer.settled_at or payment.finished_at), pay_serial=transfer.idempotency_key)
+
+
+def notify_payment(*, payment_id: int, now: datetime) -> Payment:
+    """Send a paid payment's 5104 notice (outbox): marked when the authority acknowledges it (90000, or 94051
+    for one it already has). Unreachable or refused: left for the sweep (`notify_pending_payments`). No lock
+    is held while sending; the authority dedupes on the payment number."""
+    from adapters.tips.interface import ResultCode, TipsError
+    from social_security.services import _tips
+
+    payment = (Payment.objects.select_related("enrolment__person", "enrolment__region",
+                                              "enrolment__collecting_authority", "wallet", "transfer")
+               .get(pk=payment_id))
+    if payment.state != PS.PAID or payment.notified_at is not None:
+        return payment
+    try:
+        ack = _tips().send_social_flexible_payment(payment_notice(payment=payment))
+    except TipsError as exc:
+        logger.warning("flexible payment notice %s not acknowledged: %s", payment.payment_no, exc)
+        return payment
+    if ack.result not in (ResultCode.SUCCESS, ResultCode.DUPLICATE):
+        logger.warning("flexible payment notice %s answered %s %s", payment.payment_no, ack.result, ack.add_word)
+        return payment
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update(of=("self",)).select_related("enrolment").get(pk=payment_id)
+        if payment.notified_at is None:
+            payment.notified_at = now
+            payment.save(update_fields=["notified_at"])
+            _trace(payment.enrolment, "social.flexible.payment_notified", actor="system", now=now,
+                   subject="social.flexible.payment", subject_id=payment.pk, amount_fen=payment.amount_fen,
+                   data={"result": ack.result})
+    return payment
+
+
+def notify_pending_payments(*, now: datetime) -> int:
+    """The sweep: paid payments whose notice is not acknowledged yet are sent again. Returns how many were
+    acknowledged now."""
+    pending = Payment.objects.filter(state=PS.PAID, notified_at__isnull=True).order_by("pk").values_list("pk", flat=True)
+    return sum(notify_payment(payment_id=pk, now=now).notified_at is not None for pk in list(pending))

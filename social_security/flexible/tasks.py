@@ -13,3 +13,8 @@ def finish_paying_payments_task() -> int:
 @shared_task(name="social_security.flexible_make_periods", acks_late=True, reject_on_worker_lost=True)
 def make_all_periods_task() -> int:
     return services.make_all_periods(now=timezone.now())
+
+
+@shared_task(name="social_security.flexible_notify_payment", acks_late=True, reject_on_worker_lost=True)
+def notify_payment_task(*, payment_id: int) -> bool:
+    return services.notify_payment(payment_id=payment_id, now=timezone.now()).notified_at is not None

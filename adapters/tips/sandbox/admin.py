@@ -116,6 +116,11 @@ class TipsSandboxAdminClient(JsonAdminClient):
         with the payments notified (paid_amount_fen, pay_acct, pay_date, pay_serial)."""
         return self._call("GET", "/admin/social/declarations")["declarations"]
 
+    def social_flexible_payments(self) -> list[dict]:
+        """The flexible-employment payments notified (5104): pay_no, payer_id, start_period, end_period,
+        month_num, premium_amount_fen, late_fee_fen, amount_fen, pay_acct, pay_date, pay_serial."""
+        return self._call("GET", "/admin/social/flexible-payments")["payments"]
+
     def refuse_social_declarations(self, *, reason: str = "", count: int = 1) -> dict:
         """Refuse the next `count` declarations (5102 with S0001 and `reason`)."""
         return self._call("POST", "/admin/social/refusals", {"reason": reason, "count": count})

@@ -229,7 +229,7 @@ class TipsSandboxApp:
             return self._receive_refund_result(doc, bad_signature=bad_signature)
         if head.msg_no == m.ENTRY_DETAIL:
             return self._receive_entry_detail(doc, bad_signature=bad_signature)
-        if head.msg_no in (m.SOCIAL_DECLARATION, m.SOCIAL_PAYMENT) and getattr(self, "social", None) is not None:
+        if head.msg_no in (m.SOCIAL_DECLARATION, m.SOCIAL_PAYMENT, m.SOCIAL_FLEXIBLE_PAYMENT) and getattr(self, "social", None) is not None:
             return self.social.receive(doc, bad_signature=bad_signature)  # sandbox/social.py
         if head.msg_no != m.BATCH_RESULT:
             return self._generic(doc, ResultCode.UNRECOGNISED, f"message {head.msg_no} is not accepted here",

@@ -1,6 +1,7 @@
 """The sandbox tax system's social-insurance desk: it receives employers' declarations (5101) and answers
 them (5102: confirmed with a payment voucher number, or refused with a reason), receives payment notices
-(5103, answered 9120), and keeps its own record of confirmed declarations and their payments.
+(5103, answered 9120) and flexible-employment individuals' payment notices (5104, answered 9120), and keeps
+its own record of confirmed declarations and their payments, and of the individuals' payments.
 
 Its own tables in its own SQLite file beside the tax ledger (`<storage>.social`), so the desk is attached
 to a running sandbox without touching the tax books:
@@ -8,13 +9,16 @@ to a running sandbox without touching the tax books:
 | method and path | what |
 | --- | --- |
 | `GET /admin/social/declarations` | the declarations it confirmed or refused, with the payments notified |
+| `GET /admin/social/flexible-payments` | the flexible-employment payments notified (person's ID, months, amounts) |
 | `POST /admin/social/refusals` | `{reason, count}`: refuse the next `count` declarations with `reason` |
 | `DELETE /admin/social/refusals` | refuse none |
 
 How it judges a 5101: the same MsgID again gets the first reply byte for byte; a declaration it already
 confirmed (same TaxOrgCode and DeclNo) gets the same confirmation again (same voucher); a declaration whose
 per-type amounts do not add up to its totals, or one an armed refusal switch catches, is refused (S0001)
-and may be declared again after a fix; anything else is confirmed at its AllAmt.
+and may be declared again after a fix; anything else is confirmed at its AllAmt. A 5104 is recorded once per (TaxOrgCode, PayNo) and answered 90000
+(94051 for one it has); one whose premiums and late fees do not add up to TraAmt, or whose months do not count
+MonthNum, is refused (92004) and not recorded.
 """
 from __future__ import annotations
 
@@ -44,6 +48,23 @@ CREATE TABLE IF NOT EXISTS social_declarations (
     pay_date TEXT NOT NULL DEFAULT '',
     pay_serial TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (tax_org_code, decl_no)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS social_flexible_payments (
+    tax_org_code TEXT NOT NULL,
+    pay_no TEXT NOT NULL,
+    payer_id TEXT NOT NULL,
+    payer_name TEXT NOT NULL,
+    region_code TEXT NOT NULL,
+    start_period TEXT NOT NULL,
+    end_period TEXT NOT NULL,
+    month_num INTEGER NOT NULL,
+    premium_amount_fen INTEGER NOT NULL,
+    late_fee_fen INTEGER NOT NULL,
+    amount_fen INTEGER NOT NULL,
+    pay_acct TEXT NOT NULL,
+    pay_date TEXT NOT NULL,
+    pay_serial TEXT NOT NULL,
+    PRIMARY KEY (tax_org_code, pay_no)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS social_received (
     msg_id TEXT PRIMARY KEY,
@@ -76,9 +97,15 @@ class SocialLedger(SqliteStore):
             names = [c[0] for c in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
+    def flexible_payments(self) -> list[dict]:
+        with self._read() as conn:
+            cursor = conn.execute("SELECT * FROM social_flexible_payments ORDER BY pay_no")
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
     def reset(self) -> None:
         with self._write() as conn:
-            for table in ("social_declarations", "social_received", "social_counters"):
+            for table in ("social_declarations", "social_flexible_payments", "social_received", "social_counters"):
                 conn.execute(f"DELETE FROM {table}")
 
 
@@ -96,6 +123,9 @@ class SocialDesk:
         if doc.head.msg_no == m.SOCIAL_DECLARATION:
             return self.ledger.answer_once(msg_id=doc.head.msg_id,
                                            decide=lambda conn: self._declaration(conn, doc, bad_signature))
+        if doc.head.msg_no == m.SOCIAL_FLEXIBLE_PAYMENT:
+            return self.ledger.answer_once(msg_id=doc.head.msg_id,
+                                           decide=lambda conn: self._flexible_payment(conn, doc, bad_signature))
         return self.ledger.answer_once(msg_id=doc.head.msg_id,
                                        decide=lambda conn: self._payment(conn, doc, bad_signature))
 
@@ -160,9 +190,31 @@ class SocialDesk:
                      (p.amount_fen, p.pay_acct, m.date_text(p.pay_date), p.pay_serial, p.tax_org_code, p.decl_no))
         return self.app._generic(doc, ResultCode.SUCCESS, "", bad_signature=bad_signature)
 
+    def _flexible_payment(self, conn, doc: m.Document, bad_signature: bool) -> bytes:
+        p = m.read_social_flexible_payment(doc)
+        months = ((int(p.end_period[:4]) - int(p.start_period[:4])) * 12
+                  + int(p.end_period[4:]) - int(p.start_period[4:]) + 1)
+        if p.premium_amount_fen + p.late_fee_fen != p.amount_fen or months != p.month_num:
+            return self.app._generic(doc, ResultCode.PARSE_ERROR, "金额或月数不符 (amounts or months do not add up)",
+                                     bad_signature=bad_signature)
+        inserted = conn.execute(
+            "INSERT INTO social_flexible_payments (tax_org_code, pay_no, payer_id, payer_name, region_code,"
+            " start_period, end_period, month_num, premium_amount_fen, late_fee_fen, amount_fen, pay_acct, pay_date,"
+            " pay_serial) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tax_org_code, pay_no) DO NOTHING",
+            (p.tax_org_code, p.pay_no, p.payer_id, p.payer_name, p.region_code, p.start_period, p.end_period,
+             p.month_num, p.premium_amount_fen, p.late_fee_fen, p.amount_fen, p.pay_acct, m.date_text(p.pay_date),
+             p.pay_serial)).rowcount
+        if not inserted:
+            return self.app._generic(doc, ResultCode.DUPLICATE, "缴费已登记 (payment already recorded)",
+                                     bad_signature=bad_signature)
+        return self.app._generic(doc, ResultCode.SUCCESS, "", bad_signature=bad_signature)
+
     # ----------------------------------------------------------------- admin
     def admin_declarations(self, body):
         return 200, {"declarations": self.ledger.declarations()}
+
+    def admin_flexible_payments(self, body):
+        return 200, {"payments": self.ledger.flexible_payments()}
 
     def admin_refuse(self, body):
         reason = str(body.get("reason") or "申报信息有误 (declaration refused)")[:200]
@@ -177,7 +229,7 @@ class SocialDesk:
         return 200, {"armed": 0}
 
 
-SOCIAL_MESSAGES = (m.SOCIAL_DECLARATION, m.SOCIAL_PAYMENT)
+SOCIAL_MESSAGES = (m.SOCIAL_DECLARATION, m.SOCIAL_PAYMENT, m.SOCIAL_FLEXIBLE_PAYMENT)
 
 
 def attach(app, *, storage_path: str) -> SocialDesk:
@@ -185,6 +237,7 @@ def attach(app, *, storage_path: str) -> SocialDesk:
     desk = app.social = SocialDesk(app=app, ledger=SocialLedger(storage_path=f"{storage_path}.social"))
     app._admin_routes += [
         ("GET", re.compile(r"/admin/social/declarations"), desk.admin_declarations),
+        ("GET", re.compile(r"/admin/social/flexible-payments"), desk.admin_flexible_payments),
         ("POST", re.compile(r"/admin/social/refusals"), desk.admin_refuse),
         ("DELETE", re.compile(r"/admin/social/refusals"), desk.admin_clear_refusals),
     ]
