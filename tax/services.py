@@ -1160,14 +1160,16 @@ def send_package_result(*, package_id: int, now: datetime) -> DeductionPackage:
     return package
 
 
-def finish_packages(*, now: datetime, resume_after_seconds: int = 60,
-                    resend_after_seconds: int = 20) -> dict[str, int]:
+def finish_packages(*, now: datetime, resume_after_seconds: int = 60, resend_after_seconds: int = 20,
+                    resend_at_most_every_seconds: int = 600) -> dict[str, int]:
     """The periodic sweep: finish deducting packages with items whose transfers were decided (also late, by
-    the transfer core's recovery), resend results not yet acknowledged and last sent more than
-    `resend_after_seconds` ago (those the tax system refused stay for a person), and resume packages
-    received more than `resume_after_seconds` ago whose items are not all taken yet (their task never ran,
-    or its worker died); younger ones are left to their own task. One query finds the packages of each
-    kind, so a sweep with nothing to do costs next to nothing, however often it runs."""
+    the transfer core's recovery), resend results not yet acknowledged (those the tax system refused stay
+    for a person), and resume packages received more than `resume_after_seconds` ago whose items are not
+    all taken yet (their task never ran, or its worker died); younger ones are left to their own task.
+    A result is resent `resend_after_seconds` after its last attempt, then twice as long after each
+    attempt that failed, up to `resend_at_most_every_seconds`: a tax system that is down for hours is
+    not sent every package every time. One query finds the packages of each kind, so a sweep with
+    nothing to do costs next to nothing, however often it runs."""
     counts = defaultdict(int)
     items = TaxDeduction.objects.filter(package_id=OuterRef("pk"))
     stalled = DeductionPackage.objects.filter(
@@ -1182,10 +1184,14 @@ def finish_packages(*, now: datetime, resume_after_seconds: int = 60,
     for package_id in decidable.order_by("pk").values_list("pk", flat=True):
         if finish_package(package_id=package_id, now=now).state == P.DONE:
             counts["finished"] += 1
-    resend = DeductionPackage.objects.filter(
+    pending = DeductionPackage.objects.filter(
         Q(result_sent_at__isnull=True) | Q(result_sent_at__lt=now - timedelta(seconds=resend_after_seconds)),
         state=P.DONE, result_pending=True, result_fault_code="")
-    for package_id in resend.order_by("pk").values_list("pk", flat=True):
+    for package_id, sent_at, attempts in pending.order_by("pk").values_list("pk", "result_sent_at",
+                                                                             "result_attempts"):
+        wait = min(resend_after_seconds * 2 ** max(attempts - 1, 0), resend_at_most_every_seconds)
+        if sent_at is not None and sent_at > now - timedelta(seconds=wait):
+            continue
         if send_package_result(package_id=package_id, now=now).result_acknowledged:
             counts["results_acknowledged"] += 1
     return dict(counts)

@@ -98,10 +98,11 @@ def test_the_result_is_resent_until_acknowledged(tax, tips_outbox):
     later = timezone.now() + dt.timedelta(seconds=21)
     services.finish_packages(now=later)
     assert services.finish_packages(now=later) == {}  # sent again a moment ago
-    assert services.finish_packages(now=later + dt.timedelta(seconds=21)) == {"results_acknowledged": 1}
+    assert services.finish_packages(now=later + dt.timedelta(seconds=39)) == {}  # two failures: 40 s apart
+    assert services.finish_packages(now=later + dt.timedelta(seconds=41)) == {"results_acknowledged": 1}
     package.refresh_from_db()
     assert package.result_acknowledged and package.result_attempts == 3
-    assert package.result_sent_at == later + dt.timedelta(seconds=21)
+    assert package.result_sent_at == later + dt.timedelta(seconds=41)
     assert len(tips_outbox.sent) == 3 and len({(r.ori_pack_no, r.succ_num) for r in tips_outbox.sent}) == 1
     assert services.finish_packages(now=later + dt.timedelta(hours=1)) == {}
     assert len(tips_outbox.sent) == 3

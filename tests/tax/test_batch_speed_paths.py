@@ -191,3 +191,19 @@ def test_a_serial_used_before_is_found_whatever_characters_it_holds(tax, tips_ou
     ack = services.receive_batch(message=again, now=timezone.now())
     assert ack.result == services.PACKAGE_REFUSED and "used before" in ack.add_word
     assert TaxDeduction.objects.filter(tra_no=odd).count() == 1 and DeductionPackage.objects.count() == 1
+
+
+def test_a_result_the_tax_system_never_takes_is_resent_less_and_less_often(tax, tips_outbox):
+    payer = tax.taxpayer(balance_fen=1_000_00)
+    protocol_no = tax.signed_and_verified(payer).protocol_no
+    tips_outbox.fail_next = 100
+    services.receive_batch(message=batch(tax, [item(payer=payer, protocol_no=protocol_no, amount_fen=1_00)]),
+                           now=timezone.now())
+    sent_at = timezone.now()
+    DeductionPackage.objects.update(result_attempts=9, result_sent_at=sent_at)  # down for a long time
+    assert services.finish_packages(now=sent_at + dt.timedelta(seconds=599)) == {}
+    assert len(tips_outbox.sent) == 1
+    services.finish_packages(now=sent_at + dt.timedelta(seconds=601))  # at most every 10 minutes
+    assert len(tips_outbox.sent) == 2
+    package = DeductionPackage.objects.get()
+    assert package.result_pending and package.result_attempts == 10 and "unreachable" in package.result_error
