@@ -33,55 +33,80 @@ def result_row(result) -> list[str]:
             str(result.operator_count), str(case.pk) if case else "", case.state if case else ""]
 
 
-def run_csv(*, user, run) -> bytes:
-    """UTF-8 with a BOM (spreadsheet programs read Chinese headers right)."""
+def csv_bytes(*, header: list[str], rows, trailer: list[str] | None = None) -> bytes:
+    """A report as CSV: UTF-8 with a BOM (spreadsheet programs read Chinese headers right), the header, every
+    row (an iterable, written as it comes), then an optional last line. Shared with social insurance."""
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out)
-    writer.writerow(CSV_HEADER)
-    for result in selectors.result_list(user=user, run=run).iterator(chunk_size=2000):
-        writer.writerow(result_row(result))
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(row)
+    if trailer:
+        writer.writerow(trailer)
+    return out.getvalue().encode("utf-8")
+
+
+def report_pdf(*, title: str, subject: str, facts: list[tuple[str, str]], total_columns: list[int],
+               total_header: list[str], total_rows: list[list[str]], total_row: list[str], discrepancies: int,
+               detail_columns: list[int], detail_header: list[str], detail_rows) -> bytes:
+    """A reconciliation report as PDF: facts, totals per outcome with a total line, then up to
+    PDF_PRINTED_LINES discrepancy rows (the header repeated on each page) and how many more the CSV has.
+    Shared with social insurance."""
+    pages = _Pages(title=title, subject=subject)
+    pages.new_page(title)
+    for i, (label, value) in enumerate(facts):
+        pages.row([(0, label), (120, value)], size=9, gap=20 if i == len(facts) - 1 else 15)
+    pages.row(list(zip(total_columns, total_header)), size=8.5)
+    pages.rule()
+    for row in total_rows:
+        pages.row(list(zip(total_columns, row)))
+    pages.rule()
+    pages.row(list(zip(total_columns, total_row)), size=9, gap=24)
+    pages.row([(0, f"差异 Discrepancies: {discrepancies}")], size=10, gap=16)
+    header = list(zip(detail_columns, detail_header))
+    pages.row(header, size=8.5)
+    pages.rule()
+    printed = 0
+    for row in detail_rows:
+        if printed >= PDF_PRINTED_LINES:
+            break
+        if pages.y < 60:
+            pages.new_page(title)
+            pages.row(header, size=8.5)
+            pages.rule()
+        pages.row(list(zip(detail_columns, row)))
+        printed += 1
+    if discrepancies > printed:
+        pages.row([(0, f"另有 {discrepancies - printed} 笔差异见 CSV (more in the CSV report)")], size=9)
+    return pages.close()
+
+
+def run_csv(*, user, run) -> bytes:
     matched = next((item for item in selectors.run_totals(user=user, run_ids=[run.pk])[run.pk]["outcomes"]
                     if item["outcome"] == Outcome.MATCHED), None)
-    writer.writerow(["相符 matched", str(matched["count"] if matched else 0)])
-    return out.getvalue().encode("utf-8")
+    return csv_bytes(header=CSV_HEADER,
+                     rows=(result_row(r) for r in selectors.result_list(user=user, run=run).iterator(chunk_size=2000)),
+                     trailer=["相符 matched", str(matched["count"] if matched else 0)])
 
 
 def run_pdf(*, user, run) -> bytes:
     totals = selectors.run_totals(user=user, run_ids=[run.pk])[run.pk]
-    pages = _Pages(title=f"税款对账报告 {run.check_date:%Y-%m-%d}", subject="tax reconciliation report")
-    pages.new_page(f"税款对账报告 (tax reconciliation) {run.check_date:%Y-%m-%d}")
-    pages.row([(0, "征收机关 Tax authority"), (120, run.tax_org_code or "全部 all")], size=9, gap=15)
-    pages.row([(0, "状态 State"), (120, run.get_state_display())], size=9, gap=15)
-    pages.row([(0, "生成时间 Generated"), (120, f"{timezone.localtime():%Y-%m-%d %H:%M}")], size=9, gap=20)
-    columns = [0, 190, 240, 320, 400]
-    pages.row(list(zip(columns, ["结果 outcome", "笔数", "税务方(元)", "本方(元)", "运营机构(元)"])), size=8.5)
-    pages.rule()
-    for item in totals["outcomes"]:
-        pages.row(list(zip(columns, [item["label"], str(item["count"]), fen_to_yuan_str(item["tax_fen"]),
-                                     fen_to_yuan_str(item["ours_fen"]), fen_to_yuan_str(item["operator_fen"])])))
-    pages.rule()
-    pages.row(list(zip(columns, ["合计 Total", str(totals["count"]), fen_to_yuan_str(totals["tax_fen"]),
-                                 fen_to_yuan_str(totals["ours_fen"]), fen_to_yuan_str(totals["operator_fen"])])),
-              size=9, gap=24)
-    pages.row([(0, f"差异 Discrepancies: {totals['discrepancies']}")], size=10, gap=16)
-    columns = [0, 70, 130, 250, 310, 370, 430]
-    header = list(zip(columns, ["征收机关", "流水号", "结果 outcome", "税务方(元)", "本方(元)", "运营机构(元)", "差异状态"]))
-    pages.row(header, size=8.5)
-    pages.rule()
-    discrepancies = selectors.result_list(user=user, run=run).exclude(outcome__in=CONSISTENT_OUTCOMES)
     labels = dict(Outcome.choices)
-    printed = 0
-    for result in discrepancies[:PDF_PRINTED_LINES]:
-        if pages.y < 60:
-            pages.new_page(f"税款对账报告 (tax reconciliation) {run.check_date:%Y-%m-%d}")
-            pages.row(header, size=8.5)
-            pages.rule()
-        pages.row(list(zip(columns, [result.tax_org_code, result.tra_no, labels.get(result.outcome, result.outcome),
-                                     _yuan(result.tax_amount_fen), _yuan(result.ours_amount_fen),
-                                     _yuan(result.operator_amount_fen),
-                                     result.case.get_state_display() if result.case else ""])))
-        printed += 1
-    if totals["discrepancies"] > printed:
-        pages.row([(0, f"另有 {totals['discrepancies'] - printed} 笔差异见 CSV (more in the CSV report)")], size=9)
-    return pages.close()
+    discrepancies = selectors.result_list(user=user, run=run).exclude(outcome__in=CONSISTENT_OUTCOMES)
+    return report_pdf(
+        title=f"税款对账报告 (tax reconciliation) {run.check_date:%Y-%m-%d}", subject="tax reconciliation report",
+        facts=[("征收机关 Tax authority", run.tax_org_code or "全部 all"), ("状态 State", run.get_state_display()),
+               ("生成时间 Generated", f"{timezone.localtime():%Y-%m-%d %H:%M}")],
+        total_columns=[0, 190, 240, 320, 400], total_header=["结果 outcome", "笔数", "税务方(元)", "本方(元)", "运营机构(元)"],
+        total_rows=[[item["label"], str(item["count"]), fen_to_yuan_str(item["tax_fen"]),
+                     fen_to_yuan_str(item["ours_fen"]), fen_to_yuan_str(item["operator_fen"])]
+                    for item in totals["outcomes"]],
+        total_row=["合计 Total", str(totals["count"]), fen_to_yuan_str(totals["tax_fen"]),
+                   fen_to_yuan_str(totals["ours_fen"]), fen_to_yuan_str(totals["operator_fen"])],
+        discrepancies=totals["discrepancies"], detail_columns=[0, 70, 130, 250, 310, 370, 430],
+        detail_header=["征收机关", "流水号", "结果 outcome", "税务方(元)", "本方(元)", "运营机构(元)", "差异状态"],
+        detail_rows=([r.tax_org_code, r.tra_no, labels.get(r.outcome, r.outcome), _yuan(r.tax_amount_fen),
+                      _yuan(r.ours_amount_fen), _yuan(r.operator_amount_fen),
+                      r.case.get_state_display() if r.case else ""]
+                     for r in discrepancies[:PDF_PRINTED_LINES]))

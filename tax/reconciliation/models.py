@@ -192,15 +192,12 @@ class CaseState(models.TextChoices):
 C = CaseState
 
 
-class DiscrepancyCase(ConcurrentTransitionMixin, models.Model):
-    """A discrepancy of one serial and kind; survives re-runs (found again = same case)."""
+class CaseWorkflow(ConcurrentTransitionMixin, models.Model):
+    """What every discrepancy case has, whatever it is keyed on: open -> investigating -> resolved (a reason
+    required), who moved it and when, a history of each move, and the correcting transfer a resolution links.
+    Tax cases (below) are keyed on the tax serial; social insurance's cases (social_security) on the payment's
+    request id, with these same transitions and `services.investigate` / `services.resolve`."""
 
-    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
-    entrust_date = models.DateField("委托日期 (entrust date)")
-    tra_no = models.CharField("交易流水号 (transaction number)", max_length=24)
-    outcome = models.CharField("差异类型 (kind)", max_length=20, choices=Outcome.choices)
-    check_date = models.DateField("对账日期 (check date)")
-    first_run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+")
     state = FSMField("状态 (state)", default=C.OPEN, choices=C.choices, protected=True)
     reason = models.TextField("处理说明 (resolution reason)", blank=True)
     investigated_by = models.CharField(max_length=150, blank=True)
@@ -215,6 +212,30 @@ class DiscrepancyCase(ConcurrentTransitionMixin, models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        abstract = True
+
+    # field by name: the transitions then belong to each concrete model's own copy of the field
+    @transition(field="state", source=C.OPEN, target=C.INVESTIGATING)
+    def investigate(self):
+        pass
+
+    @transition(field="state", source=[C.OPEN, C.INVESTIGATING], target=C.RESOLVED,
+                conditions=[lambda case: bool(case.reason.strip())])
+    def resolve(self):
+        pass
+
+
+class DiscrepancyCase(CaseWorkflow):
+    """A discrepancy of one serial and kind; survives re-runs (found again = same case)."""
+
+    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
+    entrust_date = models.DateField("委托日期 (entrust date)")
+    tra_no = models.CharField("交易流水号 (transaction number)", max_length=24)
+    outcome = models.CharField("差异类型 (kind)", max_length=20, choices=Outcome.choices)
+    check_date = models.DateField("对账日期 (check date)")
+    first_run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
         verbose_name = "对账差异 (discrepancy case)"
         ordering = ["-check_date", "tra_no"]
         constraints = [models.UniqueConstraint(fields=["tax_org_code", "entrust_date", "tra_no", "outcome"],
@@ -223,15 +244,6 @@ class DiscrepancyCase(ConcurrentTransitionMixin, models.Model):
 
     def __str__(self) -> str:
         return f"{self.tax_org_code}/{self.entrust_date:%Y%m%d}/{self.tra_no} {self.outcome} {self.state}"
-
-    @transition(field=state, source=C.OPEN, target=C.INVESTIGATING)
-    def investigate(self):
-        pass
-
-    @transition(field=state, source=[C.OPEN, C.INVESTIGATING], target=C.RESOLVED,
-                conditions=[lambda case: bool(case.reason.strip())])
-    def resolve(self):
-        pass
 
 
 # ---------------------------------------------------------------------------------------------

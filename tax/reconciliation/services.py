@@ -326,6 +326,32 @@ def _actor(user) -> str:
     return getattr(user, "username", "") or "system"
 
 
+def investigate(case, *, user, note: str, now: dt.datetime) -> None:
+    """Move a locked case (any `CaseWorkflow`) into investigation, with its history; saves it.
+
+    Raises django_fsm.TransitionNotAllowed: the case is not open."""
+    case.investigate()
+    case.investigated_by, case.investigating_at = _actor(user), now
+    case.history = [*case.history, {"at": now.isoformat(), "by": _actor(user), "to": case.state, "note": note}]
+    case.save()
+
+
+def resolve(case, *, user, reason: str, now: dt.datetime, correcting_transfer_id: int | None = None) -> None:
+    """Resolve a locked case (any `CaseWorkflow`) with a reason, with its history; saves it.
+
+    Raises ReconciliationError (`reason_required`), django_fsm.TransitionNotAllowed (resolved already)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ReconciliationError("请填写处理说明 (a reason is required)", code="reason_required")
+    case.reason = reason
+    case.resolve()
+    case.resolved_by, case.resolved_at = _actor(user), now
+    if correcting_transfer_id is not None:
+        case.correcting_transfer_id = correcting_transfer_id
+    case.history = [*case.history, {"at": now.isoformat(), "by": _actor(user), "to": case.state, "note": reason}]
+    case.save()
+
+
 def investigate_case(*, case_id: int, user, note: str = "", now: dt.datetime) -> DiscrepancyCase:
     """Take an open case into investigation.
 
@@ -336,10 +362,7 @@ def investigate_case(*, case_id: int, user, note: str = "", now: dt.datetime) ->
     with transaction.atomic():
         case = _locked_case(case_id)
         ensure_tax_staff(user, tax_org_code=case.tax_org_code)
-        case.investigate()
-        case.investigated_by, case.investigating_at = _actor(user), now
-        case.history = [*case.history, {"at": now.isoformat(), "by": _actor(user), "to": case.state, "note": note}]
-        case.save()
+        investigate(case, user=user, note=note, now=now)
     return case
 
 
@@ -353,19 +376,12 @@ def resolve_case(*, case_id: int, user, reason: str, now: dt.datetime,
         ReconciliationError: no reason given (code "reason_required").
         django_fsm.TransitionNotAllowed: the case is already resolved.
     """
-    reason = (reason or "").strip()
-    if not reason:
+    if not (reason or "").strip():
         raise ReconciliationError("请填写处理说明 (a reason is required)", code="reason_required")
     with transaction.atomic():
         case = _locked_case(case_id)
         ensure_tax_staff(user, tax_org_code=case.tax_org_code)
-        case.reason = reason
-        case.resolve()
-        case.resolved_by, case.resolved_at = _actor(user), now
-        if correcting_transfer_id is not None:
-            case.correcting_transfer_id = correcting_transfer_id
-        case.history = [*case.history, {"at": now.isoformat(), "by": _actor(user), "to": case.state, "note": reason}]
-        case.save()
+        resolve(case, user=user, reason=reason, now=now, correcting_transfer_id=correcting_transfer_id)
     return case
 
 
