@@ -80,6 +80,66 @@ def test_two_workers_racing_on_the_same_chunk_submit_each_transfer_once(world):
     _assert_paid_exactly_once(world, ids, before)
 
 
+def _apply_concurrently(results, count=2):
+    """apply_operator_results from `count` threads at once (a worker and recovery racing)."""
+    outcomes, errors = [], []
+    barrier = threading.Barrier(count)
+
+    def apply():
+        try:
+            barrier.wait()
+            outcomes.append(transfer_services.apply_operator_results(results=results, now=timezone.now()))
+        except Exception as exc:  # surfaced by the caller
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=apply) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes, errors
+
+
+def test_settled_answers_applied_again_or_concurrently_settle_and_post_once(world):
+    """The all-settled path (one statement locks, settles and closes) keeps the general path's rules."""
+    from adapters.ecny.client import get_operator_client
+    from adapters.ecny.interface import TransferInstruction
+
+    before = world.operator_balance(world.payer)
+    with transaction.atomic():
+        ids = create_transfers(organization_id=world.employer.pk, batch_ref="again", transfers=_items(world, 300, "again"),
+                               actor="t", now=timezone.now(), enqueue=False)
+    assert transfer_services.submit_transfer_chunk(transfer_ids=ids[:200], now=timezone.now()).settled == 200
+    # The other 100: the operator applied them but the reply was lost (unknown), so the recovery
+    # and a late reply both bring the same settled answers, at the same time.
+    assert len(transfer_services._claim(ids[200:], timezone.now())) == 100
+    late = _items(world, 300, "again")[200:]
+    wallet_ids = {w.pk: w.wallet_id for w in [world.payer, *world.payees]}
+    get_operator_client().transfer_batch([
+        TransferInstruction(request_id=t.idempotency_key, payer_wallet=wallet_ids[t.payer_id],
+                            payee_wallet=wallet_ids[t.payee_id], amount_fen=t.amount_fen)
+        for t in late
+    ])
+    keys = [t.idempotency_key for t in late]
+    transfer_services.mark_outcome_unknown(transfer_ids=ids[200:], reason="lost reply", now=timezone.now())
+    results = get_operator_client().query([f"again:{i}" for i in range(300)])
+    assert {r.status for r in results} == {"settled"}
+
+    outcomes, errors = _apply_concurrently(results)
+
+    assert errors == []
+    assert sum(o["settled"] for o in outcomes) == 100  # the 200 settled before are left alone
+    assert not Transfer.objects.filter(pk__in=ids, outbox__isnull=False).exists()
+    operator_txn_ids = dict(zip(keys, [r.operator_txn_id for r in results[200:]]))
+    assert {t.idempotency_key: t.operator_txn_id for t in Transfer.objects.filter(pk__in=ids[200:])} == operator_txn_ids
+    _assert_paid_exactly_once(world, ids, before)
+    # Applying them all once more changes nothing.
+    assert transfer_services.apply_operator_results(results=results, now=timezone.now())["settled"] == 0
+    assert LedgerEntry.objects.filter(transfer_id__in=ids).count() == 600
+
+
 # --- a real Celery worker -------------------------------------------------------------------
 
 

@@ -438,6 +438,9 @@ def apply_operator_results(*, results: list[TransferResult], now: datetime) -> d
     counts = {"settled": 0, "failed": 0, "requeued": 0, "returned": 0, "reversed": 0}
     if not by_key:
         return counts
+    if bulk.is_postgresql() and all(r.status == TransferStatus.SETTLED for r in by_key.values()):
+        counts["settled"] = _apply_all_settled(by_key, now=now)
+        return counts
     with transaction.atomic():
         waiting = set(Transfer.sources_of(Transfer.settle))
         rows = _lock_rows("idempotency_key", list(by_key), [*waiting, S.SETTLED])
@@ -494,6 +497,45 @@ def apply_operator_results(*, results: list[TransferResult], now: datetime) -> d
                 _trace(group, kind=f"transfer.{status}", actor="operator", now=now)
                 counts[status] = len(group)
     return counts
+
+
+def _apply_all_settled(by_key: dict[str, TransferResult], *, now: datetime) -> int:
+    """`apply_operator_results` when every answer is SETTLED (a chunk paid in full), on PostgreSQL.
+
+    The same rules in fewer statements: one locks the rows still waiting (in primary-key order, as
+    `_lock_rows`), settles them and takes them out of the outbox; then trace and postings as usual.
+    Rows already settled, or in any other state, are left alone. Returns how many were settled.
+    """
+    keys = list(by_key)
+    adapt = connection.ops.adapt_datetimefield_value
+    waiting = [str(s) for s in Transfer.sources_of(Transfer.settle)]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "WITH l AS MATERIALIZED (SELECT id FROM treasury_transfer WHERE idempotency_key = ANY(%s::text[]) "
+                "AND state = ANY(%s::text[]) ORDER BY id FOR UPDATE), "
+                "u AS (UPDATE treasury_transfer t SET state = %s, operator_txn_id = v.operator_txn_id, "
+                "settled_at = v.settled_at, finished_at = %s, failure_code = '', failure_message = '' "
+                "FROM l, unnest(%s::text[], %s::text[], %s::timestamptz[]) AS v(key, operator_txn_id, settled_at) "
+                "WHERE t.id = l.id AND t.idempotency_key = v.key "
+                f"RETURNING {', '.join('t.' + c.strip() for c in _ROW_COLUMNS.split(','))}), "
+                "d AS (DELETE FROM treasury_transferoutbox o USING u WHERE o.transfer_id = u.id) "
+                f"SELECT {_ROW_COLUMNS} FROM u ORDER BY id",
+                [bulk.array_literal(keys), bulk.array_literal(waiting), S.SETTLED, adapt(now), bulk.array_literal(keys),
+                 bulk.array_literal([by_key[k].operator_txn_id or "" for k in keys]),
+                 bulk.array_literal([adapt(by_key[k].settled_at or now) for k in keys])],
+            )
+            rows = [Row(*r) for r in cursor.fetchall()]
+        if not rows:
+            return 0
+        settled_ids = [t.pk for t in rows]
+        _trace(rows, kind="transfer.settled", actor="operator", now=now,
+               data_for=lambda t: {"operator_txn_id": by_key[t.idempotency_key].operator_txn_id})
+        # Postings last, as in apply_operator_results: the payer's balance row is locked just before commit.
+        _post(settled_ids, kind=LedgerEntry.Kind.SETTLEMENT, now=now)
+        if settings.RECEIPTS_AUTO_ISSUE:
+            _enqueue_receipts(settled_ids)
+    return len(rows)
 
 
 def _enqueue_receipts(transfer_ids: list[int]) -> None:
