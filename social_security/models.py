@@ -10,8 +10,12 @@ Rules are a versioned table, edited in the Django admin:
 
 Only social_security/rules.py computes with them.
 
-Collection: `FundAccount` (the region's fund wallet and collecting tax authority), `Declaration` and its
-`DeclarationLine`s (an employer's month; the state machine is on Declaration).
+Collection: `FundAccount` (the region's fund wallet and collecting tax authority, for employers and
+flexible-employment individuals alike), `Declaration` and its `DeclarationLine`s (an employer's month; the
+state machine is on Declaration).
+
+Reconciliation: `ReconciliationRun` (a day), `ReconciliationResult` (a payment of that day and its outcome),
+`SocialDiscrepancyCase` (open -> investigating -> resolved) and `SocialCaseCorrection` (maker-checker).
 """
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -21,6 +25,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+# The discrepancy case's workflow and the correction's states are the tax reconciliation engine's.
+from tax.reconciliation.models import CaseWorkflow, CorrectionState
 
 
 class InsuranceType(models.TextChoices):
@@ -415,18 +422,142 @@ class DeclarationLine(models.Model):
         return self.payroll_withheld_fen - self.individual_fen
 
 
+class ReconciliationSource(models.TextChoices):
+    DECLARATION = "declaration", "单位申报 (employer's declaration)"
+    FLEXIBLE = "flexible", "灵活就业 (flexible employment)"
+
+
+class ReconciliationOutcome(models.TextChoices):
+    MATCHED = "matched", "相符 (matched)"
+    DUPLICATE_OPERATOR = "duplicate_operator", "运营机构重复 (duplicate in the operator statement)"
+    MISSING_OURS = "missing_ours", "本方无记录 (missing in ours)"
+    MISSING_OPERATOR = "missing_operator", "运营机构无记录 (missing in the operator statement)"
+    AMOUNT_MISMATCH = "amount_mismatch", "金额不符 (amount mismatch)"
+    NOT_ACKNOWLEDGED = "not_acknowledged", "税务未确认缴费通知 (payment notice not acknowledged)"
+
+
+DISCREPANCY_OUTCOMES = tuple(o for o in ReconciliationOutcome if o != ReconciliationOutcome.MATCHED)
+
+
 class ReconciliationRun(models.Model):
-    """对账 (reconciliation) of one day's paid declarations with the operator's statement of the fund wallets
-    and the collecting authority's acknowledgement of each payment notice (5103). Re-running a day replaces it."""
+    """对账 (reconciliation) of one day's premium payments, employers' declarations and flexible-employment
+    payments alike, with the operator's statement of the fund wallets and the collecting authority's
+    acknowledgement of each payment notice (5103 / 5104). Re-running a day replaces its results."""
 
     check_date = models.DateField("对账日期 (check date)", unique=True)
     matched_count = models.PositiveIntegerField("一致 (matched)", default=0)
     discrepancy_count = models.PositiveIntegerField("差异 (discrepancies)", default=0)
-    # [{"outcome", "declaration_no", "voucher_no", "ours_fen", "operator_fen", "request_id"}], unmatched only
-    discrepancies = models.JSONField(default=list)
     runs = models.PositiveIntegerField(default=0)
     ran_at = models.DateTimeField()
 
     class Meta:
         verbose_name = "社保费对账 (premium reconciliation)"
         ordering = ["-check_date"]
+
+    def __str__(self):
+        return f"社保费对账 {self.check_date}"
+
+
+class ReconciliationResult(models.Model):
+    """One payment (request id) of a run and how the sources agree on it; matched ones too (a day holds one
+    payment per employer and per paying individual, so every one gets its row and the totals are sums)."""
+
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="results")
+    tax_authority = models.ForeignKey("treasury.Organization", null=True, on_delete=models.PROTECT, related_name="+",
+                                      verbose_name="征收税务机关 (collecting tax authority)")
+    source = models.CharField("来源 (source)", max_length=12, choices=ReconciliationSource.choices)
+    request_id = models.CharField("请求幂等键 (request id)", max_length=128)
+    document_no = models.CharField("申报/缴费编号 (declaration or payment number)", max_length=20, blank=True)
+    outcome = models.CharField("结果 (outcome)", max_length=20, choices=ReconciliationOutcome.choices)
+    ours_fen = models.BigIntegerField("本方金额 (ours)", null=True)
+    expected_fen = models.BigIntegerField("应缴金额 (confirmed or due)", null=True)
+    operator_fen = models.BigIntegerField("运营机构净额 (operator, net)", null=True)
+    operator_count = models.PositiveIntegerField("运营机构笔数 (operator credits)", default=0)
+    acknowledged = models.BooleanField("税务已确认通知 (notice acknowledged)", default=False)
+    declaration = models.ForeignKey("Declaration", null=True, on_delete=models.PROTECT, related_name="+")
+    flexible_payment = models.ForeignKey("social_flexible.Payment", null=True, on_delete=models.PROTECT,
+                                         related_name="+")
+    case = models.ForeignKey("SocialDiscrepancyCase", null=True, on_delete=models.SET_NULL, related_name="results")
+
+    class Meta:
+        verbose_name = "社保费对账结果 (premium reconciliation result)"
+        ordering = ["source", "request_id"]
+        constraints = [models.UniqueConstraint(fields=["run", "request_id"], name="social_recon_result_once")]
+        indexes = [models.Index(fields=["run", "tax_authority", "outcome"])]
+
+
+class SocialDiscrepancyCase(CaseWorkflow):
+    """A discrepancy of one payment (request id) and kind; survives re-runs (found again = the same case).
+
+    The tax engine's case is keyed on the tax serial (tax org code, entrust date, TraNo), which a premium
+    payment does not have; this one is keyed on the payment's request id and shares its workflow
+    (`tax.reconciliation.models.CaseWorkflow`: the same transitions, history and correcting transfer)."""
+
+    tax_authority = models.ForeignKey("treasury.Organization", null=True, on_delete=models.PROTECT, related_name="+",
+                                      verbose_name="征收税务机关 (collecting tax authority)")
+    source = models.CharField("来源 (source)", max_length=12, choices=ReconciliationSource.choices)
+    request_id = models.CharField("请求幂等键 (request id)", max_length=128)
+    document_no = models.CharField("申报/缴费编号 (declaration or payment number)", max_length=20, blank=True)
+    outcome = models.CharField("差异类型 (kind)", max_length=20, choices=ReconciliationOutcome.choices)
+    check_date = models.DateField("对账日期 (check date)")
+    first_run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        verbose_name = "社保费对账差异 (premium discrepancy case)"
+        ordering = ["-check_date", "request_id"]
+        constraints = [models.UniqueConstraint(fields=["request_id", "outcome"], name="social_recon_case_once")]
+        indexes = [models.Index(fields=["tax_authority", "state"])]
+
+    def __str__(self):
+        return f"{self.request_id} {self.outcome} {self.state}"
+
+
+class CorrectionKind(models.TextChoices):
+    REFUND = "refund", "退还多收 (return an over-collection from the fund wallet to the payer)"
+    COLLECT = "collect", "补收少缴 (collect a shortfall from the employer under its agreement)"
+
+
+class SocialCaseCorrection(ConcurrentTransitionMixin, models.Model):
+    """A correcting transfer for a case (maker-checker, as the tax engine's): proposed by one tax staff member
+    of the case's authority, approved by another, whose approval creates the transfer through the treasury's
+    transfer services in the same transaction; or rejected with a reason. Records are never edited."""
+
+    case = models.ForeignKey(SocialDiscrepancyCase, on_delete=models.PROTECT, related_name="corrections")
+    kind = models.CharField("更正方式 (kind)", max_length=10, choices=CorrectionKind.choices)
+    amount_fen = models.BigIntegerField("金额 (amount, fen)")
+    reason = models.CharField("原因 (reason)", max_length=255)
+    payer = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="+",
+                              verbose_name="付款钱包 (payer wallet)")
+    payee = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="+",
+                              verbose_name="收款钱包 (payee wallet)")
+    state = FSMField("状态 (state)", default=CorrectionState.PROPOSED, choices=CorrectionState.choices,
+                     protected=True)
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    proposed_at = models.DateTimeField()
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reject_reason = models.CharField("拒绝原因 (reason rejected)", max_length=255, blank=True)
+    transfer = models.ForeignKey("treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="+")
+
+    class Meta:
+        verbose_name = "社保费差异更正 (premium case correction)"
+        ordering = ["-proposed_at"]
+        constraints = [
+            models.CheckConstraint(name="social_recon_correction_amount_positive", condition=models.Q(amount_fen__gt=0)),
+            models.UniqueConstraint(fields=["case"], condition=models.Q(state="proposed"),
+                                    name="social_recon_correction_one_proposed"),
+        ]
+
+    @property
+    def stream_key(self) -> str:
+        return f"social-recon-case-{self.case_id}"
+
+    @transition(field=state, source=CorrectionState.PROPOSED, target=CorrectionState.APPROVED)
+    def approve(self):
+        pass
+
+    @transition(field=state, source=CorrectionState.PROPOSED, target=CorrectionState.REJECTED)
+    def reject(self):
+        pass

@@ -1,4 +1,5 @@
-"""python manage.py reconcile_social [--date YYYY-MM-DD]: reconcile a day's premium payments (default yesterday)."""
+"""python manage.py reconcile_social [--date YYYY-MM-DD]: reconcile a day's premium payments, employers'
+declarations and flexible-employment payments (default yesterday); exits 1 when there are discrepancies."""
 import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
@@ -21,8 +22,8 @@ class Command(BaseCommand):
             raise CommandError("--date must be YYYY-MM-DD")
         run = reconcile_day(check_date=day, now=now)
         self.stdout.write(f"{day}: matched {run.matched_count}, discrepancies {run.discrepancy_count}")
-        for item in run.discrepancies:
-            self.stdout.write(f"  {item['outcome']}: {item['declaration_no'] or item['request_id']} "
-                              f"ours {item['ours_fen']} operator {item['operator_fen']}")
+        for result in run.results.exclude(outcome="matched").order_by("source", "request_id"):
+            self.stdout.write(f"  {result.outcome}: {result.source} {result.document_no or result.request_id} "
+                              f"ours {result.ours_fen} operator {result.operator_fen} case {result.case_id}")
         if run.discrepancy_count:
             raise SystemExit(1)
