@@ -112,3 +112,105 @@ def payroll_batches(*, user):
     return (PayrollBatch.objects.filter(employer=org)
             .exclude(state__in=[BatchState.UPLOADED, BatchState.REJECTED, BatchState.CANCELLED])
             .order_by("-period", "-pk"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconciliation: tax staff see their authority's results and cases; auditors and administrators all
+# ---------------------------------------------------------------------------------------------
+
+RECONCILIATION_ROLES = (roles.TAX_STAFF, roles.AUDITOR, roles.ADMIN)
+
+
+def _authority_scope(user, qs):
+    if sees_all_organizations(user):
+        return qs
+    org = user_organization(user)
+    if org is None or not roles.has_role(user, roles.TAX_STAFF):
+        return qs.none()
+    return qs.filter(tax_authority=org)
+
+
+def visible_results(user):
+    from social_security.models import ReconciliationResult
+
+    return _authority_scope(user, ReconciliationResult.objects.select_related("case", "run"))
+
+
+def visible_cases(user):
+    from social_security.models import SocialDiscrepancyCase
+
+    return _authority_scope(user, SocialDiscrepancyCase.objects.select_related("tax_authority"))
+
+
+def reconciliation_runs(*, user):
+    """Every day reconciled (a run covers every authority); what each shows is scoped by `run_totals`."""
+    from social_security.models import ReconciliationRun
+
+    if not roles.has_role(user, *RECONCILIATION_ROLES):
+        return ReconciliationRun.objects.none()
+    return ReconciliationRun.objects.order_by("-check_date")
+
+
+def reconciliation_run_get(*, user, run_id):
+    from social_security.models import ReconciliationRun
+
+    try:
+        return reconciliation_runs(user=user).get(pk=int(run_id))
+    except (ReconciliationRun.DoesNotExist, ValueError, TypeError):
+        raise Http404("no such reconciliation run")
+
+
+def run_totals(*, user, run_ids: list[int]) -> dict[int, dict]:
+    """Per run, over the results the user may see: count and sums (ours, operator) per outcome and in all."""
+    from django.db.models import Count, Sum
+
+    from social_security.models import ReconciliationOutcome
+
+    labels = dict(ReconciliationOutcome.choices)
+    totals = {pk: {"outcomes": [], "count": 0, "discrepancies": 0, "ours_fen": 0, "operator_fen": 0}
+              for pk in run_ids}
+    rows = (visible_results(user).filter(run_id__in=run_ids).values("run_id", "outcome")
+            .annotate(count=Count("pk"), ours_fen=Sum("ours_fen"), operator_fen=Sum("operator_fen"))
+            .order_by("run_id", "outcome"))
+    for row in rows:
+        item = {"outcome": row["outcome"], "label": labels.get(row["outcome"], row["outcome"]),
+                "count": row["count"], "ours_fen": row["ours_fen"] or 0, "operator_fen": row["operator_fen"] or 0}
+        run = totals[row["run_id"]]
+        run["outcomes"].append(item)
+        run["count"] += item["count"]
+        run["discrepancies"] += item["count"] if item["outcome"] != ReconciliationOutcome.MATCHED else 0
+        run["ours_fen"] += item["ours_fen"]
+        run["operator_fen"] += item["operator_fen"]
+    return totals
+
+
+def run_results(*, user, run, outcome: str = "", source: str = ""):
+    qs = visible_results(user).filter(run=run)
+    if outcome:
+        qs = qs.filter(outcome=outcome)
+    if source:
+        qs = qs.filter(source=source)
+    return qs.order_by("source", "request_id")
+
+
+def case_list(*, user, state: str = "", check_date=None, source: str = "", outcome: str = ""):
+    qs = visible_cases(user)
+    if state:
+        qs = qs.filter(state=state)
+    if check_date:
+        qs = qs.filter(check_date=check_date)
+    if source:
+        qs = qs.filter(source=source)
+    if outcome:
+        qs = qs.filter(outcome=outcome)
+    return qs.order_by("-check_date", "request_id")
+
+
+def case_get(*, user, case_id):
+    """The case if the user may see it; Http404 otherwise (another authority's case as if it did not exist)."""
+    from social_security.models import SocialDiscrepancyCase
+
+    try:
+        return visible_cases(user).get(pk=int(case_id))
+    except (SocialDiscrepancyCase.DoesNotExist, ValueError, TypeError):
+        raise Http404("no such case")

@@ -20,6 +20,7 @@ BUDGET = {"budget_messages"}  # the budget system's message log
 TIPS = {"tips_messages"}  # the TIPS message log
 SOCIAL_STAFF = {"social_flexible_enrolments"}  # flexible-employment enrolments: tax staff act, auditors read
 SOCIAL_STAFF |= {"social_declarations"}  # employers' declarations: tax staff and auditors read
+SOCIAL_STAFF |= {"social_reconciliation"}  # premium reconciliation: tax staff act, auditors read
 SOCIAL_EMPLOYER = {"social_declarations"}  # employers prepare, declare and pay their own
 
 EXPECTED = {

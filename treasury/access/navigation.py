@@ -102,6 +102,9 @@ ENTRIES: list[NavEntry] = [
     # authority's; auditors read all.
     NavEntry("social_declarations", "社保费申报 (premium declarations)", SECTION_SOCIAL, EMPLOYER + TAX + (R.AUDITOR,),
              url_name="social:declaration-list"),
+    # Reconciliation of both halves' payments (社保费对账): tax staff work their authority's cases; auditors read.
+    NavEntry("social_reconciliation", "社保费对账 (premium reconciliation)", SECTION_SOCIAL, TAX + (R.AUDITOR,),
+             url_name="social:reconciliation"),
     NavEntry("ledger", _("Ledger"), SECTION_AUDIT, AUDIT, url_name="ledger-account-list"),
     NavEntry("trace_verify", _("Trace integrity"), SECTION_AUDIT, AUDIT, url_name="trace:verify"),
     NavEntry("receipt_verify", _("Verify a receipt"), SECTION_VERIFY, url_name="receipts:verify"),

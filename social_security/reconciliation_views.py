@@ -1,0 +1,230 @@
+"""Premium reconciliation pages (社保费对账, /social/reconciliation/): a day's run with totals by outcome, its
+results (discrepancies first) filtered by outcome and source, CSV and PDF; discrepancy cases with investigate /
+resolve and correcting transfers (one staff member proposes, another approves).
+
+Tax staff act on their own authority's cases; auditors and administrators read. The page patterns, forms and
+who-acts rule are the tax reconciliation pages' (tax/reconciliation/views.py, forms.py); reads come from
+`selectors` (another authority's case is a 404) and each action calls one service.
+"""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST, require_safe
+from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
+
+from social_security import reconciliation, reconciliation_reports, selectors
+from social_security.models import CorrectionKind, ReconciliationOutcome, ReconciliationSource
+from tax.reconciliation.forms import (
+    CaseFilterForm, CorrectionForm, InvestigateForm, RejectCorrectionForm, ResolveForm, RunNowForm,
+)
+from tax.reconciliation.models import CaseState
+from tax.reconciliation.services import ReconciliationError
+from tax.reconciliation.views import acts, staff_only
+from tax.views import _filter_query
+from treasury.access import roles
+from treasury.access.decorators import role_required
+from treasury.access.errors import AccessDenied
+from treasury.identifiers import mask_wallet_id
+from treasury.services.transfers import OperatorRejected, OperatorUnavailable
+
+RUNS_PER_PAGE = 30
+RESULTS_PER_PAGE = 100
+CASES_PER_PAGE = 50
+ANY = [("", "全部 (any)")]
+
+
+class ResultFilterForm(forms.Form):
+    outcome = forms.ChoiceField(label="结果 (outcome)", required=False, choices=ANY + list(ReconciliationOutcome.choices))
+    source = forms.ChoiceField(label="来源 (source)", required=False, choices=ANY + list(ReconciliationSource.choices))
+
+
+class SocialCaseFilterForm(CaseFilterForm):
+    source = forms.ChoiceField(label="来源 (source)", required=False, choices=ANY + list(ReconciliationSource.choices))
+    outcome = forms.ChoiceField(label="差异类型 (kind)", required=False,
+                                choices=ANY + [c for c in ReconciliationOutcome.choices if c[0] != "matched"])
+
+
+class SocialCorrectionForm(CorrectionForm):
+    kind = forms.ChoiceField(label="更正方式 (kind)", choices=CorrectionKind.choices)
+
+
+def _cleaned(form) -> dict:
+    return form.cleaned_data if form.is_valid() else {}
+
+
+@require_safe
+@login_required
+@role_required(*selectors.RECONCILIATION_ROLES)
+def run_list(request):
+    page = Paginator(selectors.reconciliation_runs(user=request.user), RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    totals = selectors.run_totals(user=request.user, run_ids=[run.pk for run in page.object_list])
+    for run in page.object_list:
+        run.shown_totals = totals[run.pk]
+    return render(request, "social_security/reconciliation/run_list.html", {
+        "page": page, "form": RunNowForm(initial={"check_date": timezone.localdate()}),
+        "can_act": acts(request.user), "filter_query": _filter_query(request)})
+
+
+@require_POST
+@login_required
+@role_required(roles.TAX_STAFF)
+@staff_only
+def run_now(request):
+    """Reconcile a check date now (the day's run covers every authority; each sees their own)."""
+    form = RunNowForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "请填写对账日期 (please give a check date)")
+        return redirect("social:reconciliation")
+    try:
+        run = reconciliation.reconcile_now(check_date=form.cleaned_data["check_date"])
+    except (OperatorUnavailable, OperatorRejected) as exc:
+        messages.error(request, f"暂时无法取得运营机构对账单，未做任何改动 (the operator statement could not be "
+                                f"fetched; nothing changed): {exc}")
+        return redirect("social:reconciliation")
+    messages.success(request, "对账完成 (reconciled)")
+    return redirect("social:reconciliation-run", run_id=run.pk)
+
+
+@require_safe
+@login_required
+@role_required(*selectors.RECONCILIATION_ROLES)
+def run_detail(request, run_id: int):
+    run = selectors.reconciliation_run_get(user=request.user, run_id=run_id)
+    form = ResultFilterForm(request.GET or None)
+    data = _cleaned(form)
+    results = selectors.run_results(user=request.user, run=run, outcome=data.get("outcome") or "",
+                                    source=data.get("source") or "").select_related("tax_authority")
+    page = Paginator(results, RESULTS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "social_security/reconciliation/run_detail.html", {
+        "run": run, "page": page, "form": form,
+        "totals": selectors.run_totals(user=request.user, run_ids=[run.pk])[run.pk],
+        "filter_query": _filter_query(request)})
+
+
+@require_safe
+@login_required
+@role_required(*selectors.RECONCILIATION_ROLES)
+def run_report_csv(request, run_id: int):
+    run = selectors.reconciliation_run_get(user=request.user, run_id=run_id)
+    response = HttpResponse(reconciliation_reports.run_csv(user=request.user, run=run),
+                            content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="social-reconciliation-{run.check_date:%Y%m%d}.csv"'
+    return response
+
+
+@require_safe
+@login_required
+@role_required(*selectors.RECONCILIATION_ROLES)
+def run_report_pdf(request, run_id: int):
+    run = selectors.reconciliation_run_get(user=request.user, run_id=run_id)
+    response = HttpResponse(reconciliation_reports.run_pdf(user=request.user, run=run), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="social-reconciliation-{run.check_date:%Y%m%d}.pdf"'
+    return response
+
+
+@require_safe
+@login_required
+@role_required(*selectors.RECONCILIATION_ROLES)
+def case_list(request):
+    form = SocialCaseFilterForm(request.GET or None)
+    data = _cleaned(form)
+    cases = selectors.case_list(user=request.user, state=data.get("state") or "", check_date=data.get("check_date"),
+                                source=data.get("source") or "", outcome=data.get("outcome") or "")
+    page = Paginator(cases, CASES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "social_security/reconciliation/case_list.html", {
+        "page": page, "form": form, "filter_query": _filter_query(request)})
+
+
+@require_safe
+@login_required
+@role_required(*selectors.RECONCILIATION_ROLES)
+def case_detail(request, case_id: int):
+    case = selectors.case_get(user=request.user, case_id=case_id)
+    can_act = acts(request.user)
+    results = list(case.results.select_related("run").order_by("-run__check_date")[:20])
+    corrections = list(case.corrections.select_related("payer", "payee", "transfer", "proposed_by", "decided_by"))
+    for c in corrections:
+        c.actions = reconciliation.correction_actions(c, request.user) if can_act else []
+        c.payer_shown, c.payee_shown = mask_wallet_id(c.payer.wallet_id), mask_wallet_id(c.payee.wallet_id)
+    return render(request, "social_security/reconciliation/case_detail.html", {
+        "case": case, "results": results, "corrections": corrections,
+        "can_investigate": can_act and can_proceed(case.investigate),
+        "can_resolve": can_act and case.state != CaseState.RESOLVED,
+        "can_propose": can_act and case.state != CaseState.RESOLVED,
+        "correction_form": SocialCorrectionForm()})
+
+
+def _refused(request, exc) -> None:
+    if isinstance(exc, (TransitionNotAllowed, ConcurrentTransition)):
+        messages.error(request, "当前状态不允许此操作，页面显示的是最新状态 (the state does not allow this; the page "
+                                "shows what it is now)")
+    else:
+        messages.error(request, str(exc))
+
+
+REFUSALS = (TransitionNotAllowed, ConcurrentTransition, ReconciliationError, AccessDenied)
+
+
+@require_POST
+@login_required
+@role_required(roles.TAX_STAFF)
+@staff_only
+def case_action(request, case_id: int, action: str):
+    case = selectors.case_get(user=request.user, case_id=case_id)  # 404 before anything else
+    now = timezone.now()
+    try:
+        if action == "investigate":
+            form = InvestigateForm(request.POST)
+            reconciliation.investigate_case(case_id=case.pk, user=request.user,
+                                            note=_cleaned(form).get("note", ""), now=now)
+            messages.success(request, "差异已转入调查 (the case is being investigated)")
+        elif action == "resolve":
+            form = ResolveForm(request.POST)
+            reconciliation.resolve_case(case_id=case.pk, user=request.user, reason=_cleaned(form).get("reason", ""),
+                                        now=now)
+            messages.success(request, "差异已解决 (the case is resolved)")
+        elif action == "propose":
+            form = SocialCorrectionForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+                return redirect("social:reconciliation-case", case_id=case.pk)
+            reconciliation.propose_correction(case_id=case.pk, user=request.user, kind=form.cleaned_data["kind"],
+                                              amount_fen=form.cleaned_data["amount"],
+                                              reason=form.cleaned_data["reason"], now=now)
+            messages.success(request, "更正已提出，待另一位税务人员审批 (proposed; another tax staff member approves it)")
+        else:
+            raise Http404("no such action")
+    except REFUSALS as exc:
+        _refused(request, exc)
+    return redirect("social:reconciliation-case", case_id=case.pk)
+
+
+@require_POST
+@login_required
+@role_required(roles.TAX_STAFF)
+@staff_only
+def correction_decide(request, case_id: int, correction_id: int, decision: str):
+    """Approve (the transfer is made) or reject (with a reason) a proposed correction."""
+    case = selectors.case_get(user=request.user, case_id=case_id)
+    correction = case.corrections.filter(pk=correction_id).first()
+    if correction is None:
+        raise Http404("no such correction")
+    now = timezone.now()
+    try:
+        if decision == "approve":
+            done = reconciliation.approve_correction(correction_id=correction.pk, user=request.user, now=now)
+            messages.success(request, f"已批准，更正转账 {done.transfer_id} 已提交 (approved; transfer submitted)")
+        else:
+            form = RejectCorrectionForm(request.POST)
+            reconciliation.reject_correction(correction_id=correction.pk, user=request.user,
+                                             reason=_cleaned(form).get("reason", ""), now=now)
+            messages.success(request, "更正已拒绝 (the correction is rejected)")
+    except REFUSALS as exc:
+        _refused(request, exc)
+    return redirect("social:reconciliation-case", case_id=case.pk)
