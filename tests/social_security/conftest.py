@@ -110,7 +110,7 @@ class FakeTips:
     payment notices; `unreachable` makes the next calls raise TipsUnavailable."""
 
     def __init__(self):
-        self.declarations, self.payments = [], []
+        self.declarations, self.payments, self.flexible_payments = [], [], []
         self.refuse_next: list[str] = []
         self.unreachable = 0
 
@@ -139,6 +139,13 @@ class FakeTips:
         from adapters.tips.interface import Acknowledgement
 
         self.payments.append(payment)
+        self._maybe_fail()
+        return Acknowledgement(ori_msg_id="0" * 20, result="90000")
+
+    def send_social_flexible_payment(self, payment):
+        from adapters.tips.interface import Acknowledgement
+
+        self.flexible_payments.append(payment)
         self._maybe_fail()
         return Acknowledgement(ori_msg_id="0" * 20, result="90000")
 

@@ -1,0 +1,233 @@
+"""Reconciliation of both halves: an employer's paid declaration and a flexible-employment payment, against the
+fund wallet's operator statement and the authority's acknowledgements. Each kind of discrepancy is planted and
+found; cases are worked (investigate, resolve with a reason, a correcting transfer by two people); pages, CSV,
+PDF and the API are scoped to the staff member's authority; `reconcile_social --date` keeps working."""
+from __future__ import annotations
+
+import io
+
+import pypdf
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+from django_fsm import TransitionNotAllowed
+
+from social_security import reconciliation, services
+from social_security.flexible import services as flexible
+from social_security.flexible.models import Payment, PaymentState
+from social_security.models import Declaration, ReconciliationResult, SocialCaseCorrection, SocialDiscrepancyCase
+from social_security.models import DeclarationState as S
+from tax.reconciliation.services import ReconciliationError
+from tests import factories as f
+from tests.social_security.flexible.conftest import make_individual
+from tests.social_security.test_declarations import confirmed
+from treasury.access import roles
+from treasury.access.errors import MakerCheckerViolation
+from treasury.models import Transfer, TransferState
+
+
+def now():
+    return timezone.now()
+
+
+class Day:
+    """A day with one paid declaration and one paid flexible payment, both notified and acknowledged."""
+
+    def __init__(self, world, fake_tips):
+        self.world = world
+        self.declaration = confirmed(world, fake_tips)
+        services.pay_declaration(declaration_id=self.declaration.pk, user=world.approver, now=now())
+        services.finish_paying_declarations(now=now())
+        self.declaration.refresh_from_db()
+        assert self.declaration.state == S.PAID and self.declaration.payment_notified_at
+        self.person = make_individual(ecny=world.ecny, name="李四")
+        today = timezone.localdate()
+        enrolment = flexible.enrol(user=self.person.user, region_code="370100", base_level=100, frequency="monthly",
+                                   wallet_id=self.person.wallet_id, start_month=today.replace(day=1), now=now())
+        period = enrolment.periods.get()
+        self.payment = flexible.pay(user=self.person.user, enrolment_id=enrolment.pk, period_ids=[period.pk],
+                                    now=now())
+        self.payment.refresh_from_db()
+        assert self.payment.state == PaymentState.PAID and self.payment.notified_at
+        self.date = timezone.localdate(self.declaration.transfer.settled_at)
+        assert timezone.localdate(self.payment.transfer.settled_at) == self.date
+        self.decl_key = self.declaration.transfer.idempotency_key
+        self.flex_key = self.payment.transfer.idempotency_key
+        self.fund = world.fund_wallet.pk
+
+    def statement(self, **changes):
+        """The operator's statement as it should be, with planted changes: {key: amount} or {key: None} to drop."""
+        rows = {self.decl_key: self.declaration.total_fen, self.flex_key: self.payment.amount_fen}
+        rows.update(changes)
+        return [(key, "credit", amount, "transfer", self.fund) for key, amount in rows.items() if amount is not None]
+
+    def outcomes(self, run):
+        return dict(run.results.values_list("request_id", "outcome"))
+
+
+@pytest.fixture
+def day(world, fake_tips):
+    return Day(world, fake_tips)
+
+
+def test_both_halves_match_against_the_real_operator_statement(day):
+    run = reconciliation.reconcile_day(check_date=day.date, now=now())  # fetched from the sandbox operator
+    assert day.outcomes(run) == {day.decl_key: "matched", day.flex_key: "matched"}
+    assert (run.matched_count, run.discrepancy_count) == (2, 0)
+    day.declaration.refresh_from_db()
+    day.payment.refresh_from_db()
+    assert day.declaration.state == S.RECONCILED and day.payment.reconciled_at is not None
+    flex_result = run.results.get(request_id=day.flex_key)
+    assert (flex_result.source, flex_result.document_no, flex_result.tax_authority_id, flex_result.ours_fen) == (
+        "flexible", day.payment.payment_no, day.world.authority.pk, day.payment.amount_fen)
+    assert not SocialDiscrepancyCase.objects.exists()
+
+
+@pytest.mark.parametrize("plant, key, outcome", [
+    ("duplicate", "flex", "duplicate_operator"),
+    ("unknown", None, "missing_ours"),
+    ("drop", "decl", "missing_operator"),
+    ("drop", "flex", "missing_operator"),
+    ("amount", "decl", "amount_mismatch"),
+    ("amount", "flex", "amount_mismatch"),
+    ("unacknowledged", "decl", "not_acknowledged"),
+    ("unacknowledged", "flex", "not_acknowledged"),
+])
+def test_each_planted_discrepancy_is_found_and_opens_a_case(day, plant, key, outcome):
+    key = {"decl": day.decl_key, "flex": day.flex_key, None: "socialflex:payment:999999"}[key]
+    rows = day.statement()
+    if plant == "duplicate":
+        rows.append((key, "credit", day.payment.amount_fen, "transfer", day.fund))
+    elif plant == "unknown":
+        rows.append((key, "credit", 12345, "transfer", day.fund))
+    elif plant == "drop":
+        rows = day.statement(**{key: None})
+    elif plant == "amount":
+        rows = day.statement(**{key: (day.declaration.total_fen if key == day.decl_key else day.payment.amount_fen) - 1})
+    elif plant == "unacknowledged":
+        Declaration.objects.filter(pk=day.declaration.pk).update(payment_notified_at=None)
+        Payment.objects.filter(pk=day.payment.pk).update(notified_at=None)
+    run = reconciliation.reconcile_day(check_date=day.date, now=now(), statement_rows=rows)
+    found = day.outcomes(run)
+    assert found[key] == outcome
+    others = {k: v for k, v in found.items() if k != key}
+    expected_others = "not_acknowledged" if plant == "unacknowledged" else "matched"
+    assert set(others.values()) == {expected_others}
+    case = SocialDiscrepancyCase.objects.get(request_id=key, outcome=outcome)
+    assert case.state == "open" and case.tax_authority_id == day.world.authority.pk and case.check_date == day.date
+    assert run.results.get(request_id=key).case_id == case.pk
+    # Found again on a re-run: the same case, not a second one.
+    reconciliation.reconcile_day(check_date=day.date, now=now(), statement_rows=rows)
+    assert SocialDiscrepancyCase.objects.filter(request_id=key, outcome=outcome).count() == 1
+
+
+def test_other_lines_of_the_fund_wallet_are_not_ours_to_reconcile(day):
+    rows = day.statement() + [("payroll:1:1", "credit", 100, "transfer", day.fund),
+                              ("tax:13701000000:20261126:1", "credit", 100, "transfer", day.fund)]
+    run = reconciliation.reconcile_day(check_date=day.date, now=now(), statement_rows=rows)
+    assert set(day.outcomes(run)) == {day.decl_key, day.flex_key}
+
+
+def test_a_case_is_worked_and_a_refund_needs_a_second_person(day, settings):
+    rows = day.statement()
+    rows.append((day.flex_key, "credit", day.payment.amount_fen, "transfer", day.fund))  # collected twice
+    reconciliation.reconcile_day(check_date=day.date, now=now(), statement_rows=rows)
+    case = SocialDiscrepancyCase.objects.get(outcome="duplicate_operator")
+    staff, other_staff = day.world.tax_staff, f.make_user(role=roles.TAX_STAFF, organization=day.world.authority)
+    with pytest.raises(Exception) as denied:
+        reconciliation.investigate_case(case_id=case.pk, user=day.world.other_tax_staff, now=now())
+    assert type(denied.value).__name__ == "AccessDenied"
+    reconciliation.investigate_case(case_id=case.pk, user=staff, note="运营机构重复入账", now=now())
+    with pytest.raises(ReconciliationError) as refused:
+        reconciliation.propose_correction(case_id=case.pk, user=staff, kind="collect", amount_fen=100, reason="x",
+                                          now=now())
+    assert refused.value.code == "not_signed"  # a flexible payer is never debited by staff
+    correction = reconciliation.propose_correction(case_id=case.pk, user=staff, kind="refund",
+                                                   amount_fen=day.payment.amount_fen, reason="退还重复扣款", now=now())
+    with pytest.raises(ReconciliationError) as pending:
+        reconciliation.propose_correction(case_id=case.pk, user=other_staff, kind="refund", amount_fen=1,
+                                          reason="again", now=now())
+    assert pending.value.code == "correction_pending"
+    with pytest.raises(MakerCheckerViolation):
+        reconciliation.approve_correction(correction_id=correction.pk, user=staff, now=now())
+    assert not Transfer.objects.filter(idempotency_key=f"socialcorr:{correction.pk}").exists()
+    approved = reconciliation.approve_correction(correction_id=correction.pk, user=other_staff, now=now())
+    transfer = Transfer.objects.get(idempotency_key=f"socialcorr:{correction.pk}")
+    assert (transfer.payer_id, transfer.payee_id, transfer.amount_fen) == (
+        day.fund, day.payment.wallet_id, day.payment.amount_fen)
+    assert approved.transfer_id == transfer.pk
+    with pytest.raises(ReconciliationError) as no_reason:
+        reconciliation.resolve_case(case_id=case.pk, user=staff, reason=" ", now=now())
+    assert no_reason.value.code == "reason_required"
+    done = reconciliation.resolve_case(case_id=case.pk, user=staff, reason="已退还 (refunded)", now=now())
+    assert done.state == "resolved" and done.correcting_transfer_id == transfer.pk
+    assert [h["to"] for h in done.history] == ["investigating", "investigating", "investigating", "resolved"]
+    with pytest.raises(TransitionNotAllowed):
+        reconciliation.investigate_case(case_id=case.pk, user=staff, now=now())
+    with pytest.raises(ReconciliationError):
+        reconciliation.propose_correction(case_id=case.pk, user=staff, kind="refund", amount_fen=1, reason="x",
+                                          now=now())
+
+
+def test_reconcile_social_command_reports_both_halves(day, capsys):
+    Payment.objects.filter(pk=day.payment.pk).update(notified_at=None)
+    with pytest.raises(SystemExit) as exit_code:
+        call_command("reconcile_social", "--date", day.date.isoformat())
+    assert exit_code.value.code == 1
+    out = capsys.readouterr().out
+    assert "matched 1, discrepancies 1" in out and f"not_acknowledged: flexible {day.payment.payment_no}" in out
+
+
+def _pdf_text(data: bytes) -> str:
+    return "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(data)).pages)
+
+
+def test_pages_reports_and_api_are_scoped_to_the_staff_members_authority(day, client):
+    rows = day.statement(**{day.flex_key: day.payment.amount_fen + 100})
+    run = reconciliation.reconcile_day(check_date=day.date, now=now(), statement_rows=rows)
+    case = SocialDiscrepancyCase.objects.get()
+    client.force_login(day.world.tax_staff)
+    listing = client.get(reverse("social:reconciliation")).content.decode()
+    assert f'data-run="{run.pk}"' in listing and 'data-testid="discrepancies">1<' in listing
+    detail = client.get(reverse("social:reconciliation-run", args=[run.pk])).content.decode()
+    assert 'data-testid="count-matched">1<' in detail and 'data-testid="count-amount_mismatch">1<' in detail
+    only_flexible = client.get(reverse("social:reconciliation-run", args=[run.pk]), {"source": "flexible"}).content.decode()
+    assert f'data-request-id="{day.flex_key}"' in only_flexible and day.decl_key not in only_flexible
+    csv_text = client.get(reverse("social:reconciliation-run-csv", args=[run.pk])).content.decode("utf-8-sig")
+    assert csv_text.count("\n") == 3 and f"{day.flex_key},{day.payment.payment_no},amount_mismatch" in csv_text
+    pdf = client.get(reverse("social:reconciliation-run-pdf", args=[run.pk]))
+    assert pdf["Content-Type"] == "application/pdf" and day.payment.payment_no in _pdf_text(pdf.content)
+    cases = client.get(reverse("social:reconciliation-cases"), {"source": "flexible", "state": "open"}).content.decode()
+    assert f'data-case="{case.pk}"' in cases
+    response = client.post(reverse("social:reconciliation-case-investigate", args=[case.pk]), {"note": "查"})
+    assert response.status_code == 302
+    case.refresh_from_db()
+    assert case.state == "investigating"
+    # The API says the same.
+    api = client.get(f"/api/v1/social/reconciliation/runs/{run.pk}/results/", {"outcome": "amount_mismatch"}).json()
+    assert [r["request_id"] for r in api["results"]] == [day.flex_key]
+    assert client.get(f"/api/v1/social/reconciliation/runs/{run.pk}/").json()["totals"]["discrepancies"] == 1
+    resolved = client.post(f"/api/v1/social/reconciliation/cases/{case.pk}/resolve/", {"reason": ""},
+                           content_type="application/json")
+    assert resolved.status_code == 400 and resolved.json()["code"] == "reason_required"
+    resolved = client.post(f"/api/v1/social/reconciliation/cases/{case.pk}/resolve/", {"reason": "运营机构更正"},
+                           content_type="application/json")
+    assert resolved.status_code == 200 and resolved.json()["state"] == "resolved"
+    assert client.post(f"/api/v1/social/reconciliation/cases/{case.pk}/investigate/", {},
+                       content_type="application/json").status_code == 409
+    # Another authority's staff see the day but none of its payments, and the case is a 404.
+    client.force_login(day.world.other_tax_staff)
+    assert 'data-testid="discrepancies">0<' in client.get(reverse("social:reconciliation")).content.decode()
+    assert client.get(reverse("social:reconciliation-case", args=[case.pk])).status_code == 404
+    assert client.get(f"/api/v1/social/reconciliation/cases/{case.pk}/").status_code == 404
+    assert client.get(f"/api/v1/social/reconciliation/runs/{run.pk}/results/").json()["results"] == []
+    # Auditors read everything and act on nothing; employers see nothing here.
+    auditor = f.make_user(role=roles.AUDITOR)
+    client.force_login(auditor)
+    assert client.get(reverse("social:reconciliation-case", args=[case.pk])).status_code == 200
+    assert client.post(f"/api/v1/social/reconciliation/runs/", {"check_date": day.date.isoformat()},
+                       content_type="application/json").status_code == 403
+    client.force_login(day.world.operator_user)
+    assert client.get(reverse("social:reconciliation")).status_code == 403
+    assert client.get("/api/v1/social/reconciliation/runs/").status_code == 403
