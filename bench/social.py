@@ -1,14 +1,16 @@
 """Benchmark: employers' social-insurance declarations for 100,000 insured persons, computed and collected end to
 end on PostgreSQL, beside baselines from the same run.
 
-    python bench/social.py [--employers 100] [--persons 1000]
+    python bench/social.py [--employers 100] [--persons 1000] [--parallel 4]
 
 Compute means: for each employer, check every line (resident ID, name, base), clamp every base to the region's
 floor and ceiling with its note, compute the four insurance types' employer and individual amounts to the fen,
 store the lines (COPY) and the totals (`services.create_declaration`). Collect means: declare each employer's month
 to the sandbox tax system over SOAP (signed 5101 -> 5102 with a voucher), pay it from the employer's wallet under
 its three-party agreement through the transfer core (one transfer per declaration; the sandbox operator over HTTP),
-finish it paid, send the payment notice (5103), and reconcile the day.
+finish it paid, send the payment notice (5103), and reconcile the day. The per-employer round trips (declare;
+pay, finish and notify) are overlapped by `--parallel` threads in this driver, each with its own database
+connection (the TIPS client keeps a transport per thread; `--parallel 1` runs them one after another).
 Baselines: the same arithmetic in plain Python with Decimal (clamp, eight multiplications rounded half up) and
 psycopg COPY of the same line rows into a bare table.
 Needs PostgreSQL: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/ecny_bench).
@@ -79,10 +81,43 @@ def copy_lines_baseline(n: int) -> float:
     return elapsed
 
 
+def in_threads(step, work: list[tuple], threads: int) -> None:
+    """Run step(*item) for every item, spread over `threads` threads (round robin), each closing its database
+    connection when done; the first error is raised here."""
+    import threading
+
+    from django.db import connection
+
+    errors = []
+
+    def run(items):
+        try:
+            for item in items:
+                step(*item)
+        except BaseException as exc:  # reported by the driver below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    if threads <= 1:
+        for item in work:
+            step(*item)
+        return
+    pool = [threading.Thread(target=run, args=(work[i::threads],)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--employers", type=int, default=100)
     parser.add_argument("--persons", type=int, default=1000)
+    parser.add_argument("--parallel", type=int, default=4,
+                        help="threads overlapping the per-employer declare / pay round trips (1: one after another)")
     args = parser.parse_args()
     total_persons = args.employers * args.persons
     transfer_bench.ensure_database()
@@ -116,7 +151,7 @@ def main():
     with connection.cursor() as cursor:
         cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE ANY "
                        "(ARRAY['social_security_declaration%%', 'social_security_fundaccount',"
-                       " 'social_security_reconciliationrun', 'tax_%%', 'tips_%%', 'treasury_%%', 'trace_%%',"
+                       " 'social_security_reconciliation%%', 'social_security_social%%', 'social_flexible_%%', 'tax_%%', 'tips_%%', 'treasury_%%', 'trace_%%',"
                        " 'receipts_%%', 'access_%%', 'auth_user%%'])")
         tables = ", ".join(row[0] for row in cursor.fetchall())
         cursor.execute(f"TRUNCATE {tables} CASCADE")
@@ -175,13 +210,21 @@ def main():
                 user=clerk, region_code="370100", period=PERIOD, now=timezone.now(),
                 rows=[services.LineInput(name=n, resident_id=r, base_fen=b) for n, r, b in rows]))
         computed = time.perf_counter()
-        # Collect: declare (5101 over SOAP), pay (transfer core, operator over HTTP, Celery eager), finish, notify.
-        for declaration, (_org, _clerk, approver) in zip(declarations, employers):
-            services.declare(declaration_id=declaration.pk, user=approver, now=timezone.now())
+        # Collect: declare (5101 over SOAP), pay (transfer core, operator over HTTP, Celery eager), finish, notify
+        # (5103 over SOAP), each employer's round trips overlapped by --parallel threads.
+        work = [(declaration.pk, approver) for declaration, (_org, _clerk, approver) in zip(declarations, employers)]
+
+        def declare(declaration_id, approver):
+            services.declare(declaration_id=declaration_id, user=approver, now=timezone.now())
+
+        def pay(declaration_id, approver):
+            services.pay_declaration(declaration_id=declaration_id, user=approver, now=timezone.now())
+            services.finish_payment(declaration_id=declaration_id, now=timezone.now())
+
+        in_threads(declare, work, args.parallel)
         declared = time.perf_counter()
-        for declaration, (_org, _clerk, approver) in zip(declarations, employers):
-            services.pay_declaration(declaration_id=declaration.pk, user=approver, now=timezone.now())
-        services.finish_paying_declarations(now=timezone.now())
+        in_threads(pay, work, args.parallel)
+        services.finish_paying_declarations(now=timezone.now())  # the sweep: anything a thread left paying
         paid = time.perf_counter()
         run = reconcile_day(check_date=timezone.localdate(), now=timezone.now())
         finished = time.perf_counter()
@@ -196,7 +239,8 @@ def main():
     copy_seconds = copy_lines_baseline(total_persons)
     total = finished - started
     print(f"social-insurance declarations: {args.employers} employers x {args.persons:,} insured = {total_persons:,} "
-          f"persons (PostgreSQL, sandbox operator and tax system over HTTP, Celery eager)")
+          f"persons (PostgreSQL, sandbox operator and tax system over HTTP, Celery eager, "
+          f"{args.parallel} thread(s) for the round trips)")
     print(f"  compute: check, clamp, compute, store lines: {computed - started:6.2f} s "
           f"({total_persons / (computed - started):,.0f} persons/s)")
     print(f"  declare (5101 -> 5102 over SOAP):          {declared - computed:6.2f} s "

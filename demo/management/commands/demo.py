@@ -306,6 +306,19 @@ class Command(BaseCommand):
                 f"individual {format_yuan(declaration.individual_total_fen)}; {differ} payroll withholdings differ)")
             say(f"   the tax system confirmed it (voucher {declaration.voucher_no or '-'}); emp_a_ap paid it: "
                 f"{declaration.state}")
+            # Step 5's flexible payment could not be notified before the tax system was up: the sweep sends it now;
+            # then today's payments of both halves are reconciled with the operator's statement.
+            from social_security.flexible.services import notify_pending_payments
+            from social_security.reconciliation import reconcile_day
+            from treasury.services.transfers import OperatorRejected, OperatorUnavailable
+
+            notified = notify_pending_payments(now=timezone.now())
+            try:
+                run = reconcile_day(check_date=timezone.localdate(), now=timezone.now())
+                say(f"   flexible payment notices (5104) sent: {notified}; today reconciled: matched {run.matched_count}, "
+                    f"discrepancies {run.discrepancy_count} (tax: /social/reconciliation/)")
+            except (OperatorUnavailable, OperatorRejected) as exc:
+                say(f"   reconciliation not run: {exc}")
         except (social.SocialError, tax_services.TaxError) as exc:
             say(f"6. social insurance: not run ({exc})")
         finally:

@@ -99,6 +99,20 @@ def make_fund_account(ecny) -> tuple[Organization, Wallet]:
     return authority, fund_wallet
 
 
+@pytest.fixture(autouse=True)
+def _tips_stand_in(request, monkeypatch):
+    """Payment notices (5104) go to a stand-in that acknowledges them, unless the test runs the sandbox tax
+    system (`tips_sandbox`): nothing reaches whatever listens on the configured TIPS address."""
+    if "tips_sandbox" in request.fixturenames:
+        return None
+    from social_security import services as social_services
+    from tests.social_security.conftest import FakeTips
+
+    fake = FakeTips()
+    monkeypatch.setattr(social_services, "_tips", lambda: fake)
+    return fake
+
+
 @pytest.fixture
 def flex(ecny_sandbox, transactional_db):
     authority, fund_wallet = make_fund_account(ecny_sandbox)
