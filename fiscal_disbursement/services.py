@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -280,7 +281,8 @@ class _LineBuffer:
     answer (wallet type and class) goes in with the line and paying need not ask again."""
 
     request: PaymentRequest
-    pending: list
+    write: Callable[[list[tuple]], None]  # bulk.row_stream's: COPY stays open for the whole file
+    pending: list = field(default_factory=list)
     conditions: Conditions = field(default_factory=Conditions)
     problems: list = field(default_factory=list)  # from the operator's checks, in line order
     count: int = 0
@@ -295,8 +297,7 @@ class _LineBuffer:
             self.flush()
 
     def flush(self) -> None:
-        rows = _check_wallets(self.pending, self.conditions, self.problems)
-        bulk.insert_rows(table=PaymentLine._meta.db_table, columns=_LINE_COLUMNS, rows=rows)
+        self.write(_check_wallets(self.pending, self.conditions, self.problems))
         self.pending = []
 
 
@@ -328,9 +329,11 @@ def load_payee_file(*, request_id: int, user, filename: str, data: bytes, now: d
             if request.state != R.DRAFT:
                 raise DisbursementError("只有草稿可以更换收款人 (payees can be changed only in a draft)", "not_draft")
             request.lines.all().delete()
-            buffer = _LineBuffer(request=request, pending=[], conditions=Conditions.from_json(request.conditions))
-            parsed = payees.parse_payee_file(data, filename=filename, line_sink=buffer.add)
-            buffer.flush()
+            # One COPY for the whole file: PostgreSQL stores the lines while the next ones are parsed.
+            with bulk.row_stream(table=PaymentLine._meta.db_table, columns=_LINE_COLUMNS) as write:
+                buffer = _LineBuffer(request=request, write=write, conditions=Conditions.from_json(request.conditions))
+                parsed = payees.parse_payee_file(data, filename=filename, line_sink=buffer.add)
+                buffer.flush()
             problems = [_problem(p.line, p.column, p.code, p.message) for p in parsed.problems]
             problems += buffer.problems
             request.filename, request.file_sha256, request.upload_path = filename[:255], sha256, upload_path

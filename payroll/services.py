@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -105,7 +106,8 @@ class _LineBuffer:
     is read back from the table."""
 
     batch: PayrollBatch
-    pending: list
+    write: Callable[[list[tuple]], None]  # bulk.row_stream's: COPY stays open for the whole file
+    pending: list = field(default_factory=list)
     problems: list = field(default_factory=list)  # the operator's refusals
     payable_count: int = 0
     held_count: int = 0
@@ -136,7 +138,7 @@ class _LineBuffer:
         self.payable_count += len(rows) - len(held)
         self.total_net_fen += sum(row[9] for row in rows if not row[11])
         self.total_gross_fen += sum(row[8] for row in rows if not row[11])
-        bulk.insert_rows(table=PayrollLine._meta.db_table, columns=_LINE_COLUMNS, rows=rows)
+        self.write(rows)
         self.pending = []
 
 
@@ -195,9 +197,11 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data: by
     try:
         with transaction.atomic():
             batch = PayrollBatch.objects.create(period="", file_format="", **common)
-            buffer = _LineBuffer(batch=batch, pending=[])
-            parsed = parsing.parse_payroll_file(data=data, filename=filename, line_sink=buffer.add)
-            buffer.flush()
+            # One COPY for the whole file: PostgreSQL stores the lines while the next ones are parsed.
+            with bulk.row_stream(table=PayrollLine._meta.db_table, columns=_LINE_COLUMNS) as write:
+                buffer = _LineBuffer(batch=batch, write=write)
+                parsed = parsing.parse_payroll_file(data=data, filename=filename, line_sink=buffer.add)
+                buffer.flush()
             problems = [_problem(p.line, p.column, p.code, p.message) for p in parsed.problems]
             if parsed.header.employer_uscc and parsed.header.employer_uscc != employer.uscc:
                 problems.insert(0, _problem(0, "单位统一社会信用代码", "employer_mismatch",

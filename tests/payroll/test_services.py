@@ -9,7 +9,7 @@ from payroll.models import BatchState, PayrollBatch
 from payroll.services import PayrollError
 from tests import factories as f
 from tests.payroll import builders
-from tests.payroll.helpers import approved_and_funded, staff, upload
+from tests.payroll.helpers import approved_and_funded, csv_file, staff, upload
 from treasury.access import roles
 from treasury.access.errors import AccessDenied, MakerCheckerViolation
 from treasury.models import Transfer, TransferState
@@ -223,3 +223,22 @@ def test_close_only_when_nothing_is_left_undecided(employer):
     services.return_lines(batch_id=batch.pk, line_ids=[held.pk], user=employer.operator_user, reason="left the company",
                           now=timezone.now())
     assert services.close_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now()).state == BatchState.CLOSED
+
+
+def test_a_file_refused_half_way_leaves_no_line_behind(employer, monkeypatch):
+    """Lines are stored (one COPY on PostgreSQL) while the file is read: a file found broken after
+    some chunks were written is refused and nothing of it stays."""
+    monkeypatch.setattr(services, "LINE_INSERT_CHUNK", 2)
+    chunks = []
+    real_check = services._check_wallets
+    monkeypatch.setattr(services, "_check_wallets", lambda rows, problems: chunks.append(len(rows)) or real_check(rows, problems))
+    rows = staff(employer, 5)
+    data = csv_file(rows) + b"\n" * 300_000 + b"E9,\xff\n"  # not UTF-8, far down the file
+    with pytest.raises(services.parsing.PayrollFileRefused) as refused:
+        services.import_payroll_file(employer=employer.org, user=employer.operator_user, filename="工资.csv",
+                                     data=data, now=timezone.now())
+    assert refused.value.code == "encoding"
+    assert chunks == [2, 2]  # two chunks were written before the broken part was read
+    assert not PayrollBatch.objects.exists()
+    assert not services.PayrollLine.objects.exists()
+    assert upload(employer, rows).state == BatchState.VALIDATED  # and the connection is fine afterwards
