@@ -6,6 +6,7 @@ and array parameters; SQLite gets executemany and IN lists. Both must run inside
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 from django.db import connection
@@ -140,3 +141,20 @@ def update_rows(*, table: str, columns: list[tuple[str, str]], rows: list[tuple]
                 f"UPDATE {table} SET {assignments} FROM v WHERE {table}.id = v.id",
                 [value for row in rows for value in row] + (set_params or []),
             )
+
+
+@contextlib.contextmanager
+def row_stream(*, table: str, columns: list[str]):
+    """Insert rows as they are made, over many calls: yields `write(rows)`. On PostgreSQL one COPY
+    stays open for the whole block, so the server stores rows while the caller makes the next ones
+    (a file import: parsing on one core, PostgreSQL on the other); on SQLite each call is an
+    executemany. Nothing else may use the database connection inside the block."""
+    if not is_postgresql():
+        yield lambda rows: insert_rows(table=table, columns=columns, rows=rows)
+        return
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        def write(rows: list[tuple]) -> None:
+            for row in rows:
+                copy.write_row(row)
+
+        yield write
