@@ -769,10 +769,9 @@ def receive_batch(*, message: BatchDeduction, now: datetime) -> Acknowledgement:
                 treasury_code=message.treasury.payee_org_code[:10], treasury_wallet=treasury, received_at=now,
                 ack_result=ResultCode.SUCCESS, ack_add_word="已接收 (received)", **key,
             )
+            package.mark_received()  # stored with its items in this transaction: nobody sees it receiving
             package.save()
             _insert_items(package, message, now=now)
-            package.mark_received()
-            package.save()
             _trace(package.stream_key, PACKAGE, package.pk, "tax.package.received", actor="tips", now=now,
                    amount_fen=package.all_amount_fen, source_ref=package.pack_no,
                    data={"msg_id": message.head.msg_id, "items": package.all_num})
