@@ -152,7 +152,7 @@ def main():
     from demo.world import make_uscc
     from treasury.models import Organization, Transfer, TransferState, Wallet
     from treasury.services.ledger import check_ledger
-    from treasury.services.transfers import NewTransfer, create_transfers
+    from treasury.services.transfers import NewTransfer, create_transfers, submission_chunks
     from treasury.services.wallets import register_wallet
     from treasury.trace.models import TraceEvent
 
@@ -202,7 +202,7 @@ def main():
         created = time.perf_counter()
         create_cpu = own_cpu_seconds() - own_before
         create_backend_cpu = process_cpu_seconds(backend_pid) - backend_before
-        chunks = [ids[i : i + args.chunk] for i in range(0, len(ids), args.chunk)]
+        chunks = submission_chunks(ids, args.chunk)  # as enqueue_submission cuts them for Celery
         connections.close_all()
         machine_before, sandbox_before = machine_cpu_seconds(), process_cpu_seconds(sandbox.pid)
         queue = multiprocessing.Queue()

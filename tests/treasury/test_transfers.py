@@ -152,9 +152,10 @@ def test_chunk_task_delivered_twice_pays_once(world, monkeypatch):
     queued = []
     monkeypatch.setattr(submit_transfer_chunk_task, "apply_async", lambda kwargs: queued.append(kwargs))
     ids = world.pay([1_00, 2_00, 3_00], batch_ref="twice")
-    assert queued == [{"transfer_ids": ids}]
-    submit_transfer_chunk_task.apply(kwargs=queued[0])
-    submit_transfer_chunk_task.apply(kwargs=queued[0])  # the broker delivers the same task again
+    # One task per chunk; chunks end where trace partitions end, so three ids may make two.
+    assert sorted(i for kwargs in queued for i in kwargs["transfer_ids"]) == sorted(ids)
+    for kwargs in queued + queued:  # the broker delivers every task again
+        submit_transfer_chunk_task.apply(kwargs=kwargs)
     outcome = transfer_services.submit_transfer_chunk(transfer_ids=ids, now=timezone.now())
     assert outcome.claimed == 0
     assert states(ids) == [TransferState.SETTLED] * 3
@@ -279,3 +280,19 @@ def test_without_enqueue_the_caller_submits_and_nothing_else_does(world):
     assert outcome.settled == 1
     assert world.operator_balance(world.payees[0]) == 12_34
     assert_ledger_ok()
+
+
+def test_submission_chunks_end_where_trace_partitions_end():
+    """Chunks of at most the chunk size, never sharing a trace stream with a neighbour."""
+    size = transfer_services.TRACE_PARTITION_SIZE
+    ids = list(range(size + 1, 4 * size + 501))
+    chunks = transfer_services.submission_chunks(list(reversed(ids)), size)
+    assert [len(c) for c in chunks] == [size - 1, size, size, 501]
+    assert [i for c in chunks for i in c] == ids
+    assert all(len({i // size for i in c}) == 1 for c in chunks)
+    # Chunks larger than a partition hold whole partitions; smaller ones never cross one.
+    assert [len(c) for c in transfer_services.submission_chunks(ids, 2 * size)] == [size - 1, 2 * size, 501]
+    halves = transfer_services.submission_chunks(ids, size // 2)
+    assert max(len(c) for c in halves) == size // 2
+    assert all(len({i // size for i in c}) == 1 for c in halves)
+    assert transfer_services.submission_chunks([], size) == []

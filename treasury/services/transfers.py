@@ -290,11 +290,29 @@ def _conditions_json(conditions: Conditions | None) -> str | None:
     return json.dumps(conditions.to_json(), sort_keys=True, ensure_ascii=False)
 
 
+def submission_chunks(transfer_ids: list[int], size: int | None = None) -> list[list[int]]:
+    """The ids, sorted, cut into chunks of at most `size` (TRANSFER_CHUNK_SIZE) whose edges fall on the
+    trace partitions' edges (multiples of TRACE_PARTITION_SIZE ids, or of whole partitions when `size` is
+    larger): a chunk's events then go to streams no other chunk writes, so two workers settling
+    neighbouring chunks never wait for each other's stream head."""
+    size = size or settings.TRANSFER_CHUNK_SIZE
+    span = TRACE_PARTITION_SIZE * max(1, size // TRACE_PARTITION_SIZE)
+    chunks, current = [], []
+    for pk in sorted(transfer_ids):
+        if current and (len(current) >= size or pk // span != current[0] // span):
+            chunks.append(current)
+            current = []
+        current.append(pk)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 def enqueue_submission(transfer_ids: list[int]) -> None:
     """Queue one submit task per chunk, after the surrounding transaction commits."""
     from treasury.tasks import submit_transfer_chunk_task
 
-    for chunk in _chunks(sorted(transfer_ids), settings.TRANSFER_CHUNK_SIZE):
+    for chunk in submission_chunks(transfer_ids):
         # partial binds this chunk now; a bare lambda in a loop would see only the last one.
         transaction.on_commit(partial(submit_transfer_chunk_task.apply_async, kwargs={"transfer_ids": chunk}))
 
