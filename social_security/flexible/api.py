@@ -174,12 +174,15 @@ class PaymentSerializer(serializers.ModelSerializer):
     receipt_number = serializers.SerializerMethodField()
     receipt_url = serializers.SerializerMethodField()
     state = serializers.CharField(help_text="payment state: " + ", ".join(PaymentState.values))
+    payment_no = serializers.CharField(read_only=True, help_text="the number the authority knows it by (5104 PayNo)")
+    notified_at = serializers.DateTimeField(read_only=True, help_text="when the authority acknowledged the 5104 notice")
+    reconciled_at = serializers.DateTimeField(read_only=True, help_text="when the day's reconciliation matched it")
 
     class Meta:
         model = Payment
         fields = ["id", "enrolment", "months", "contributions_fen", "late_fee_fen", "amount_fen", "state",
                   "failure_reason", "paid_on", "transfer", "transfer_state", "receipt_number", "receipt_url",
-                  "created_at", "finished_at"]
+                  "created_at", "finished_at", "payment_no", "notified_at", "reconciled_at"]
 
     def get_months(self, obj) -> list[str]:
         return [f"{line.period.month:%Y-%m}" for line in obj.lines.select_related("period")]

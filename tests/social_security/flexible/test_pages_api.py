@@ -95,6 +95,10 @@ def test_an_individual_never_sees_another_persons_records(client, flex):
     assert response.status_code == 404
     assert [e["id"] for e in client.get("/api/v1/social/flexible/enrolments/").json()["results"]] != [enrolment.pk]
     assert client.get("/api/v1/social/flexible/payments/").json()["results"] == []
+    client.force_login(owner.user)
+    mine = client.get(f"/api/v1/social/flexible/payments/{payment.pk}/").json()
+    assert mine["payment_no"] == f"F{payment.pk:011d}" and mine["notified_at"] and mine["reconciled_at"] is None
+    client.force_login(other.user)
     # The transfer and its receipt are not theirs either.
     assert client.get(f"/transfers/{payment.transfer_id}/").status_code == 404
     assert client.get(reverse("social_flexible:staff-detail", args=[enrolment.pk])).status_code == 403
