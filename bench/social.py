@@ -10,7 +10,8 @@ to the sandbox tax system over SOAP (signed 5101 -> 5102 with a voucher), pay it
 its three-party agreement through the transfer core (one transfer per declaration; the sandbox operator over HTTP),
 finish it paid, send the payment notice (5103), and reconcile the day. The per-employer round trips (declare;
 pay, finish and notify) are overlapped by `--parallel` threads in this driver, each with its own database
-connection (the TIPS client keeps a transport per thread; `--parallel 1` runs them one after another).
+connection (the TIPS client keeps a transport and the operator client a session per thread; `--parallel 1`
+runs them one after another).
 Baselines: the same arithmetic in plain Python with Decimal (clamp, eight multiplications rounded half up) and
 psycopg COPY of the same line rows into a bare table.
 Needs PostgreSQL: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/ecny_bench).
