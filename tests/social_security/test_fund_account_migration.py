@@ -70,3 +70,15 @@ def test_a_region_with_two_different_answers_stops_the_migration(old_apps):
     old_apps.get_model("social_security", "FundAccount").objects.filter(region=region).update(wallet_id=wallet_a.pk)
     new_apps = _migrate(AFTER)
     assert new_apps.get_model("social_security", "FundAccount").objects.get().wallet_id == wallet_a.pk
+
+
+def test_going_back_gives_the_flexible_app_its_region_funds_again(old_apps):
+    authority = f.make_organization(org_type=Organization.Type.TAX_AUTHORITY, code="13701000000")
+    wallet = f.make_wallet(holder_org=authority)
+    new_apps = _migrate(AFTER)
+    region = _region(new_apps, "370100")
+    new_apps.get_model("social_security", "FundAccount").objects.create(region=region, tax_authority_id=authority.pk,
+                                                                         wallet_id=wallet.pk)
+    back = _migrate(BEFORE)
+    assert list(back.get_model("social_flexible", "RegionFund").objects.values_list(
+        "region__code", "collecting_authority_id", "fund_wallet_id")) == [("370100", authority.pk, wallet.pk)]
