@@ -1,7 +1,10 @@
 """Django admin for the rules table. Declarations are written only by the services, so they are not here."""
 from django.contrib import admin
 
-from social_security.models import ContributionBase, ContributionRate, FundAccount, Region, derive_effective_to
+from social_security.models import (
+    ContributionBase, ContributionRate, EmployerRiskClass, FundAccount, Region, WorkInjuryClassRate,
+    derive_effective_to, derive_injury_effective_to,
+)
 from treasury.money import format_yuan
 
 
@@ -10,6 +13,13 @@ class RateInline(admin.TabularInline):
     extra = 0
     fields = ["insurance_type", "effective_from", "effective_to", "employer_rate", "individual_rate",
               "flexible_rate", "flexible_account_rate"]
+    readonly_fields = ["effective_to"]
+
+
+class InjuryRateInline(admin.TabularInline):
+    model = WorkInjuryClassRate
+    extra = 0
+    fields = ["risk_class", "effective_from", "effective_to", "employer_rate"]
     readonly_fields = ["effective_to"]
 
 
@@ -22,7 +32,7 @@ class BaseInline(admin.TabularInline):
 class RegionAdmin(admin.ModelAdmin):
     list_display = ["code", "name", "late_fee_daily_rate", "rounding"]
     search_fields = ["code", "name"]
-    inlines = [RateInline, BaseInline]
+    inlines = [RateInline, InjuryRateInline, BaseInline]
 
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
@@ -30,6 +40,9 @@ class RegionAdmin(admin.ModelAdmin):
         if formset.model is ContributionRate:
             for insurance_type in {f.instance.insurance_type for f in formset.forms if f.instance.insurance_type}:
                 derive_effective_to(region_id=form.instance.pk, insurance_type=insurance_type)
+        if formset.model is WorkInjuryClassRate:
+            for risk_class in {f.instance.risk_class for f in formset.forms if f.instance.risk_class}:
+                derive_injury_effective_to(region_id=form.instance.pk, risk_class=risk_class)
 
 
 @admin.register(ContributionRate)
@@ -45,6 +58,27 @@ class ContributionRateAdmin(admin.ModelAdmin):
         super().delete_queryset(request, queryset)
         for region_id, insurance_type in touched:
             derive_effective_to(region_id=region_id, insurance_type=insurance_type)
+
+
+@admin.register(WorkInjuryClassRate)
+class WorkInjuryClassRateAdmin(admin.ModelAdmin):
+    list_display = ["region", "risk_class", "effective_from", "effective_to", "employer_rate"]
+    list_filter = ["region", "risk_class"]
+    readonly_fields = ["effective_to"]
+
+    def delete_queryset(self, request, queryset):
+        # A bulk delete skips Model.delete(): re-derive each touched region and class afterwards.
+        touched = set(queryset.values_list("region_id", "risk_class"))
+        super().delete_queryset(request, queryset)
+        for region_id, risk_class in touched:
+            derive_injury_effective_to(region_id=region_id, risk_class=risk_class)
+
+
+@admin.register(EmployerRiskClass)
+class EmployerRiskClassAdmin(admin.ModelAdmin):
+    list_display = ["employer", "region", "risk_class", "effective_from"]
+    list_filter = ["region", "risk_class"]
+    raw_id_fields = ["employer"]
 
 
 @admin.register(ContributionBase)

@@ -212,6 +212,115 @@ class ContributionBase(models.Model):
         super().save(*args, **kwargs)
 
 
+RISK_CLASSES = range(1, 9)  # 行业风险类别 一类..八类
+DEFAULT_RISK_CLASS = 1
+RISK_CLASS_VALIDATORS = [MinValueValidator(1), MaxValueValidator(8)]
+# Work-injury base rates run from about 0.2% (class 1) to 1.9% (class 8); 5% leaves room for a floating rate.
+WORK_INJURY_MAX_RATE = Decimal("0.05")
+
+
+class WorkInjuryClassRate(models.Model):
+    """工伤保险行业基准费率 (work-injury base rate) of one industry risk class in one region from a date on.
+
+    Where a region has these, the work-injury employer rate of a declaration is its employer's class rate;
+    the work-injury row of ContributionRate then only holds the individual rate (0) and serves regions that
+    have no class table. Versioned like ContributionRate: effective_to is derived per region and class.
+    """
+
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="work_injury_rates",
+                               verbose_name="地区 (region)")
+    risk_class = models.PositiveSmallIntegerField("行业风险类别 (industry risk class)", validators=RISK_CLASS_VALIDATORS)
+    effective_from = models.DateField("生效日期 (effective from)")
+    effective_to = models.DateField("截止日期 (effective to)", null=True, blank=True, editable=False)
+    employer_rate = models.DecimalField(
+        "单位费率 (employer rate)", max_digits=7, decimal_places=6,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(WORK_INJURY_MAX_RATE)])
+
+    class Meta:
+        verbose_name = "工伤保险行业费率 (work-injury rate by risk class)"
+        verbose_name_plural = "工伤保险行业费率 (work-injury rates by risk class)"
+        ordering = ["region", "risk_class", "effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["region", "risk_class", "effective_from"],
+                                    name="social_injury_rate_one_version_per_day"),
+            models.CheckConstraint(condition=models.Q(risk_class__gte=1, risk_class__lte=8),
+                                   name="social_injury_rate_class_1_to_8"),
+            models.CheckConstraint(condition=models.Q(employer_rate__gte=0, employer_rate__lte=WORK_INJURY_MAX_RATE),
+                                   name="social_injury_rate_in_range"),
+        ]
+
+    def __str__(self):
+        return f"{self.region.code} 工伤 {self.risk_class} 类 {self.effective_from}"
+
+    def clean(self):
+        if self.region_id and self.risk_class and self.effective_from:
+            clash = WorkInjuryClassRate.objects.filter(region_id=self.region_id, risk_class=self.risk_class,
+                                                       effective_from=self.effective_from).exclude(pk=self.pk)
+            if clash.exists():
+                raise ValidationError({"effective_from": (
+                    "同一地区同一风险类别已有同日生效的版本，生效期间不能重叠 "
+                    "(a version of this class already starts that day: periods must not overlap)")})
+
+    def save(self, *args, **kwargs):
+        with transaction.atomic():
+            old = None
+            if self.pk:
+                old = WorkInjuryClassRate.objects.filter(pk=self.pk).values_list("region_id", "risk_class").first()
+            super().save(*args, **kwargs)
+            derive_injury_effective_to(region_id=self.region_id, risk_class=self.risk_class)
+            if old and old != (self.region_id, self.risk_class):
+                derive_injury_effective_to(region_id=old[0], risk_class=old[1])
+
+    def delete(self, *args, **kwargs):
+        with transaction.atomic():
+            result = super().delete(*args, **kwargs)
+            derive_injury_effective_to(region_id=self.region_id, risk_class=self.risk_class)
+            return result
+
+
+def derive_injury_effective_to(*, region_id: int, risk_class: int) -> None:
+    """As derive_effective_to, per region and risk class."""
+    versions = list(WorkInjuryClassRate.objects.filter(region_id=region_id, risk_class=risk_class)
+                    .order_by("effective_from"))
+    for version, following in zip(versions, versions[1:] + [None]):
+        wanted = following.effective_from - timedelta(days=1) if following else None
+        if version.effective_to != wanted:
+            WorkInjuryClassRate.objects.filter(pk=version.pk).update(effective_to=wanted)
+
+
+class EmployerRiskClass(models.Model):
+    """An employer's industry risk class (行业风险类别) in a region from a date on (the latest version starting
+    on or before a period's first day applies). An employer with none is class 1 (DEFAULT_RISK_CLASS), and
+    the declaration page says it was defaulted. No floating rate (浮动费率): the class's base rate applies."""
+
+    employer = models.ForeignKey("treasury.Organization", on_delete=models.PROTECT, related_name="+",
+                                 verbose_name="用人单位 (employer)")
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="+", verbose_name="地区 (region)")
+    risk_class = models.PositiveSmallIntegerField("行业风险类别 (industry risk class)", validators=RISK_CLASS_VALIDATORS)
+    effective_from = models.DateField("生效日期 (effective from)")
+
+    class Meta:
+        verbose_name = "单位工伤风险类别 (employer's work-injury risk class)"
+        verbose_name_plural = "单位工伤风险类别 (employers' work-injury risk classes)"
+        ordering = ["employer", "region", "effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["employer", "region", "effective_from"],
+                                    name="social_employer_class_one_per_day"),
+            models.CheckConstraint(condition=models.Q(risk_class__gte=1, risk_class__lte=8),
+                                   name="social_employer_class_1_to_8"),
+        ]
+
+    def __str__(self):
+        return f"{self.employer} {self.region.code} {self.risk_class} 类 {self.effective_from}"
+
+    def clean(self):
+        if self.employer_id and self.region_id and self.effective_from:
+            clash = EmployerRiskClass.objects.filter(employer_id=self.employer_id, region_id=self.region_id,
+                                                     effective_from=self.effective_from).exclude(pk=self.pk)
+            if clash.exists():
+                raise ValidationError({"effective_from": "该单位在此地区已有同日生效的类别 (a class already starts that day)"})
+
+
 # ---------------------------------------------------------------------------------------------
 # Collection: the fund wallet, employers' monthly declarations
 # ---------------------------------------------------------------------------------------------
@@ -305,6 +414,11 @@ class Declaration(ConcurrentTransitionMixin, models.Model):
     declared_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
+    # The employer's work-injury risk class on the period's first day, fixed when the draft is made (every line
+    # of the declaration uses it); work_injury_class_set False: none was set, class 1 by default.
+    work_injury_class = models.PositiveSmallIntegerField("工伤风险类别 (work-injury risk class)", default=1,
+                                                         validators=RISK_CLASS_VALIDATORS)
+    work_injury_class_set = models.BooleanField("已设置风险类别 (class set for the employer)", default=False)
     # Outbox: the payment notice (5103) to the authority; set when it acknowledged it.
     payment_notified_at = models.DateTimeField(null=True, blank=True)
     reconciled_at = models.DateTimeField(null=True, blank=True)

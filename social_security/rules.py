@@ -3,7 +3,8 @@
     snapshot = rules_for(region="370100", on=date(2026, 7, 1))     # immutable, read once per declaration
     base_fen, note = clamp_base(base_fen=350000, rules=snapshot)   # floor/ceiling with a visible note
     base_fen, note = level_base(level_percent=100, rules=snapshot)  # a flexible payer's level of the average wage
-    result = premiums(base_fen=base_fen, rules=snapshot, kind="employee")
+    risk_class, is_set = risk_class_for(employer=org, region=region, on=date(2026, 7, 1))  # 1, False if none set
+    result = premiums(base_fen=base_fen, rules=snapshot, kind="employee", risk_class=risk_class)
     fee = late_fee(overdue_fen=100000, days=30, rules=snapshot)
 
 Amounts are integer fen. Every type's amount is rounded on its own to the fen with the region's named
@@ -11,14 +12,15 @@ rounding rule (ROUND_HALF_UP); totals are sums of rounded amounts, so a declarat
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
 from typing import Mapping
 
 from social_security.models import (
-    INSURANCE_TYPES, ContributionBase, ContributionRate, InsuranceType, Region, Rounding,
+    DEFAULT_RISK_CLASS, INSURANCE_TYPES, RISK_CLASSES, ContributionBase, ContributionRate, EmployerRiskClass,
+    InsuranceType, Region, Rounding, WorkInjuryClassRate,
 )
 from treasury.money import format_yuan
 
@@ -68,6 +70,22 @@ class Rules:
     late_fee_daily_rate: Decimal
     rounding: str
     rates: Mapping[str, TypeRates]
+    # Work-injury employer rate by industry risk class (1..8) in force on `on`; empty when the region has no
+    # class table, and then the work-injury row's employer rate applies to every class.
+    work_injury_class_rates: Mapping[int, Decimal] = field(default_factory=lambda: MappingProxyType({}))
+
+    def work_injury_rate(self, risk_class: int) -> Decimal:
+        """The work-injury employer rate of a risk class. Raises ValueError for a class outside 1..8 and
+        RulesNotFound when the region has a class table without that class in force."""
+        if type(risk_class) is not int or risk_class not in RISK_CLASSES:
+            raise ValueError(f"risk class must be a whole number 1..8, not {risk_class!r}")
+        if not self.work_injury_class_rates:
+            return self.rates[InsuranceType.WORK_INJURY].employer_rate
+        rate = self.work_injury_class_rates.get(risk_class)
+        if rate is None:
+            raise RulesNotFound(f"{self.region_code} 在 {self.on} 没有工伤保险 {risk_class} 类费率 "
+                                f"(no work-injury rate for risk class {risk_class})")
+        return rate
 
     def round_fen(self, value: Decimal) -> int:
         return int(value.quantize(Decimal(1), rounding=ROUNDING_MODES[self.rounding]))
@@ -143,10 +161,22 @@ def rules_for(*, region: str | Region, on: date) -> Rules:
                      effective_from=v.effective_from, effective_to=v.effective_to)
         for t, v in versions.items()
     }
+    class_rates = {}
+    for version in (WorkInjuryClassRate.objects.filter(region=region, effective_from__lte=on)
+                    .order_by("risk_class", "-effective_from")):
+        class_rates.setdefault(version.risk_class, version.employer_rate)
     return Rules(region_code=region.code, region_name=region.name, on=on, year=on.year,
                  average_wage_fen=base.average_wage_fen, floor_fen=base.floor_fen, ceiling_fen=base.ceiling_fen,
                  late_fee_daily_rate=region.late_fee_daily_rate, rounding=region.rounding,
-                 rates=MappingProxyType(rates))
+                 rates=MappingProxyType(rates), work_injury_class_rates=MappingProxyType(class_rates))
+
+
+def risk_class_for(*, employer, region: Region, on: date) -> tuple[int, bool]:
+    """The employer's industry risk class in `region` on day `on` (the latest version starting on or before it)
+    and whether one was set: (DEFAULT_RISK_CLASS, False) when none was."""
+    found = (EmployerRiskClass.objects.filter(employer=employer, region=region, effective_from__lte=on)
+             .order_by("-effective_from").values_list("risk_class", flat=True).first())
+    return (DEFAULT_RISK_CLASS, False) if found is None else (found, True)
 
 
 def clamp_base(*, base_fen: int, rules: Rules) -> tuple[int, str]:
@@ -172,27 +202,31 @@ def level_base(*, level_percent: int, rules: Rules) -> tuple[int, str]:
     return clamp_base(base_fen=raw, rules=rules)
 
 
-def premiums(*, base_fen: int, rules: Rules, kind: str = EMPLOYEE) -> Premiums:
+def premiums(*, base_fen: int, rules: Rules, kind: str = EMPLOYEE, risk_class: int = DEFAULT_RISK_CLASS) -> Premiums:
     """Per-type employer and individual amounts in fen for a base already within floor..ceiling.
 
-    kind "employee": employer and individual rates of every type.
+    kind "employee": employer and individual rates of every type; the work-injury employer rate is that of
+    the employer's industry risk class (`risk_class`, 1..8, class 1 when not given; Rules.work_injury_rate).
     kind "flexible": the individual pays the flexible rate of each type that has one (pension 20%, medical
-    at the local flexible rate); the pension's personal-account part is recorded (personal_account_fen),
+    at the local flexible rate; never work injury, whatever `risk_class`); the pension's personal-account part is recorded (personal_account_fen),
     rounded on its own, and the pooled part is the rest, so the two always add up to what is paid.
-    Raises BaseOutOfRange when the base is outside floor..ceiling, ValueError on an unknown kind.
+    Raises BaseOutOfRange when the base is outside floor..ceiling, ValueError on an unknown kind or a class
+    outside 1..8, RulesNotFound when the region's class table lacks the class.
     """
     if not rules.floor_fen <= base_fen <= rules.ceiling_fen:
         raise BaseOutOfRange(f"缴费基数 {format_yuan(base_fen)} 不在 {format_yuan(rules.floor_fen)}"
                              f"-{format_yuan(rules.ceiling_fen)} 之间 (base outside floor..ceiling)")
     if kind not in (EMPLOYEE, FLEXIBLE):
         raise ValueError(f"unknown kind {kind!r}: expected {EMPLOYEE!r} or {FLEXIBLE!r}")
+    injury_rate = rules.work_injury_rate(risk_class)
     times = _times_half_up if rules.rounding == Rounding.HALF_UP_TO_FEN else _times_decimal
     amounts = []
     for insurance_type in INSURANCE_TYPES:
         r = rules.rates[insurance_type]
         if kind == EMPLOYEE:
+            employer_rate = injury_rate if insurance_type == InsuranceType.WORK_INJURY else r.employer_rate
             amounts.append(TypeAmount(insurance_type=insurance_type.value,
-                                      employer_fen=times(base_fen, r.employer_rate, rules),
+                                      employer_fen=times(base_fen, employer_rate, rules),
                                       individual_fen=times(base_fen, r.individual_rate, rules)))
         elif r.flexible_rate:
             account = times(base_fen, r.flexible_account_rate, rules) if insurance_type == InsuranceType.PENSION else 0

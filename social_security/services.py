@@ -197,8 +197,9 @@ def _check_rows(rows: list[LineInput]) -> tuple[list[LineInput], list[Problem]]:
 
 
 def compute_lines(*, rows: list[LineInput], rules_snapshot: rules.Rules, declaration_id: int,
-                  first_line_no: int = 1) -> list[tuple]:
-    """Database rows (LINE_COLUMNS order) of checked input rows: clamped bases, per-type amounts.
+                  first_line_no: int = 1, risk_class: int = rules.DEFAULT_RISK_CLASS) -> list[tuple]:
+    """Database rows (LINE_COLUMNS order) of checked input rows: clamped bases, per-type amounts, work injury
+    at the employer's risk class.
 
     Set-based: premiums are computed once per distinct counted base (a month's bases repeat: floor,
     ceiling, pay grades), then every row is a tuple for one bulk insert.
@@ -209,7 +210,7 @@ def compute_lines(*, rows: list[LineInput], rules_snapshot: rules.Rules, declara
         base, note = rules.clamp_base(base_fen=row.base_fen, rules=rules_snapshot)
         amounts = by_base.get(base)
         if amounts is None:
-            result = rules.premiums(base_fen=base, rules=rules_snapshot, kind=rules.EMPLOYEE)
+            result = rules.premiums(base_fen=base, rules=rules_snapshot, kind=rules.EMPLOYEE, risk_class=risk_class)
             per_type = []
             for insurance_type in INSURANCE_TYPES:
                 a = result.of(insurance_type)
@@ -262,6 +263,11 @@ def create_declaration(*, user, region_code: str, period: str, rows: list[LineIn
     period = _check_period(period)
     fund = fund_account(region=region_code)
     snapshot = _rules(fund.region, period)
+    risk_class, class_set = rules.risk_class_for(employer=employer, region=fund.region, on=snapshot.on)
+    try:
+        snapshot.work_injury_rate(risk_class)
+    except rules.RulesNotFound as exc:
+        raise SocialError(str(exc), exc.code)
     checked, problems = _check_rows(rows)
     if problems:
         raise DeclarationRefused(problems)
@@ -272,8 +278,10 @@ def create_declaration(*, user, region_code: str, period: str, rows: list[LineIn
                               "already_declared")
         declaration = Declaration.objects.create(
             employer=employer, region=fund.region, tax_authority=fund.tax_authority, period=period, source=source,
-            payroll_batch=payroll_batch, prepared_by=user, created_at=now)
-        _insert_lines(declaration, compute_lines(rows=checked, rules_snapshot=snapshot, declaration_id=declaration.pk))
+            payroll_batch=payroll_batch, prepared_by=user, created_at=now, work_injury_class=risk_class,
+            work_injury_class_set=class_set)
+        _insert_lines(declaration, compute_lines(rows=checked, rules_snapshot=snapshot, declaration_id=declaration.pk,
+                                                 risk_class=risk_class))
         _refresh_totals(declaration)
         declaration.save()
         _trace(declaration, "social.declaration.prepared", actor=_actor(user), now=now,
@@ -357,7 +365,8 @@ def add_line(*, declaration_id: int, user, name: str, resident_id: str, base_fen
             raise DeclarationRefused(problems)
         last = declaration.lines.order_by("-line_no").values_list("line_no", flat=True).first() or 0
         _insert_lines(declaration, compute_lines(rows=checked, rules_snapshot=_rules(declaration.region, declaration.period),
-                                                 declaration_id=declaration.pk, first_line_no=last + 1))
+                                                 declaration_id=declaration.pk, first_line_no=last + 1,
+                                                 risk_class=declaration.work_injury_class))
         _refresh_totals(declaration)
         declaration.save()
         _trace(declaration, "social.declaration.line_added", actor=_actor(user), now=now,
