@@ -84,7 +84,8 @@ class DeclarationSerializer(serializers.ModelSerializer):
         fields = ["id", "declaration_no", "employer", "region", "tax_org_code", "period", "source", "state",
                   "state_reason", "line_count", "employer_total_fen", "individual_total_fen", "total_fen",
                   "employer_total", "individual_total", "total", "voucher_no", "confirmed_total_fen",
-                  "confirmed_total", "created_at", "declared_at", "confirmed_at", "paid_at", "reconciled_at"]
+                  "confirmed_total", "work_injury_class", "work_injury_class_set", "created_at", "declared_at",
+                  "confirmed_at", "paid_at", "reconciled_at"]
 
     def get_employer_total(self, obj) -> str:
         return _yuan(obj.employer_total_fen)

@@ -73,6 +73,7 @@ def load_sample_rules() -> None:
     from django.apps import apps
 
     importlib.import_module("social_security.migrations.0002_sample_city").load(apps, None)
+    importlib.import_module("social_security.migrations.0008_sample_city_work_injury_classes").load(apps, None)
 
 
 @pytest.fixture

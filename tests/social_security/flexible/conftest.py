@@ -82,6 +82,7 @@ def load_sample_city() -> Region:
 
     if not Region.objects.filter(code="370100").exists():
         importlib.import_module("social_security.migrations.0002_sample_city").load(apps, None)
+        importlib.import_module("social_security.migrations.0008_sample_city_work_injury_classes").load(apps, None)
     return Region.objects.get(code="370100")
 
 
