@@ -4,8 +4,8 @@ end on PostgreSQL, beside baselines from the same run.
     python bench/social.py [--employers 100] [--persons 1000] [--parallel 4]
 
 Compute means: for each employer, check every line (resident ID, name, base), clamp every base to the region's
-floor and ceiling with its note, compute the four insurance types' employer and individual amounts to the fen,
-store the lines (COPY) and the totals (`services.create_declaration`). Collect means: declare each employer's month
+floor and ceiling with its note, compute the four insurance types' employer and individual amounts to the fen
+(work injury at the employer's industry risk class: the bench employers take classes 1..8 in turn), store the lines (COPY) and the totals (`services.create_declaration`). Collect means: declare each employer's month
 to the sandbox tax system over SOAP (signed 5101 -> 5102 with a voucher), pay it from the employer's wallet under
 its three-party agreement through the transfer core (one transfer per declaration; the sandbox operator over HTTP),
 finish it paid, send the payment notice (5103), and reconcile the day. The per-employer round trips (declare;
@@ -137,7 +137,7 @@ def main():
     from adapters.tips.sandbox.server import start_in_thread
     from demo.world import make_uscc
     from social_security import rules, services
-    from social_security.models import INSURANCE_TYPES, Declaration, FundAccount, Region
+    from social_security.models import INSURANCE_TYPES, Declaration, EmployerRiskClass, FundAccount, Region
     from social_security.reconciliation import reconcile_day
     from tax import services as tax_services
     from tests import factories as f
@@ -189,6 +189,8 @@ def main():
             wallet = register_wallet(wallet_id=f"1007{e:012d}", wallet_type=Wallet.Type.CORPORATE, operator=operator,
                                      holder_org=org, holder_name=org.name)
             admin.open_wallet(wallet_id=wallet.wallet_id, wallet_type="WT09", holder_name=org.name, balance_fen=10**13)
+            EmployerRiskClass.objects.create(employer=org, region=region, risk_class=e % 8 + 1,
+                                             effective_from=dt.date(2026, 1, 1))
             agreement = tax_services.sign_agreement(
                 user=staff, tax_org_code=TAX_ORG_CODE, taxpayer_id=org.uscc, taxpayer_name=org.name,
                 wallet_id=wallet.wallet_id, protocol_no=f"BENCH{e:06d}", signed_date=dt.date(2026, 1, 5),

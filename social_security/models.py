@@ -7,6 +7,8 @@ Rules are a versioned table, edited in the Django admin:
                       effective from a date; effective_to is derived (the day before the next version starts)
     ContributionBase  per region and calendar year: the local average monthly wage and the base floor and
                       ceiling (60% and 300% of it by default), in fen
+    WorkInjuryClassRate  per region and industry risk class (1..8): the work-injury employer rate, versioned
+    EmployerRiskClass    an employer's risk class in a region from a date on (class 1 when none is set)
 
 Only social_security/rules.py computes with them.
 
