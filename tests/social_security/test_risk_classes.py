@@ -244,3 +244,33 @@ def test_a_class_missing_from_the_regions_table_refuses_the_declaration(world):
         prepare(world)
     assert refused.value.code == "social_rules_not_found"
     assert not world.employer.social_declarations.exists()
+
+
+@pytest.mark.django_db
+def test_admin_edits_class_rates_and_employers_classes_with_validation(admin_client):
+    region = Region.objects.get(code="370100")
+    assert admin_client.get("/admin/social_security/workinjuryclassrate/").status_code == 200
+    assert admin_client.get("/admin/social_security/employerriskclass/").status_code == 200
+    assert admin_client.get(f"/admin/social_security/region/{region.pk}/change/").status_code == 200
+    url = "/admin/social_security/workinjuryclassrate/add/"
+    refused = admin_client.post(url, {"region": region.pk, "risk_class": 3, "effective_from": "2027-01-01",
+                                      "employer_rate": "0.06"})
+    assert refused.status_code == 200 and "errorlist" in refused.content.decode()
+    refused = admin_client.post(url, {"region": region.pk, "risk_class": 3, "effective_from": "2025-01-01",
+                                      "employer_rate": "0.008"})
+    assert "生效期间不能重叠" in refused.content.decode()
+    assert not WorkInjuryClassRate.objects.filter(risk_class=3, employer_rate__in=[D("0.06"), D("0.008")]).exists()
+    saved = admin_client.post(url, {"region": region.pk, "risk_class": 3, "effective_from": "2026-10-01",
+                                    "employer_rate": "0.008"})
+    assert saved.status_code == 302
+    assert WorkInjuryClassRate.objects.get(region=region, risk_class=3, effective_from=date(2025, 1, 1)).effective_to \
+        == date(2026, 9, 30)
+    assert rules.rules_for(region="370100", on=date(2026, 10, 1)).work_injury_class_rates[3] == D("0.008")
+    employer = f.make_organization(org_type=Organization.Type.EMPLOYER, name="示范化工厂")
+    url = "/admin/social_security/employerriskclass/add/"
+    refused = admin_client.post(url, {"employer": employer.pk, "region": region.pk, "risk_class": 9,
+                                      "effective_from": "2026-01-01"})
+    assert refused.status_code == 200 and not EmployerRiskClass.objects.exists()
+    assert admin_client.post(url, {"employer": employer.pk, "region": region.pk, "risk_class": 6,
+                                   "effective_from": "2026-01-01"}).status_code == 302
+    assert rules.risk_class_for(employer=employer, region=region, on=MARCH) == (6, True)
