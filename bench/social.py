@@ -5,7 +5,8 @@ end on PostgreSQL, beside baselines from the same run.
 
 Compute means: for each employer, check every line (resident ID, name, base), clamp every base to the region's
 floor and ceiling with its note, compute the four insurance types' employer and individual amounts to the fen
-(work injury at the employer's industry risk class: the bench employers take classes 1..8 in turn), store the lines (COPY) and the totals (`services.create_declaration`). Collect means: declare each employer's month
+(work injury at the employer's industry risk class: the bench employers take classes 1..8 in turn), store the
+lines (COPY) and the totals (`services.create_declaration`). Collect means: declare each employer's month
 to the sandbox tax system over SOAP (signed 5101 -> 5102 with a voucher), pay it from the employer's wallet under
 its three-party agreement through the transfer core (one transfer per declaration; the sandbox operator over HTTP),
 finish it paid, send the payment notice (5103), and reconcile the day. The per-employer round trips (declare;

@@ -208,8 +208,9 @@ def premiums(*, base_fen: int, rules: Rules, kind: str = EMPLOYEE, risk_class: i
     kind "employee": employer and individual rates of every type; the work-injury employer rate is that of
     the employer's industry risk class (`risk_class`, 1..8, class 1 when not given; Rules.work_injury_rate).
     kind "flexible": the individual pays the flexible rate of each type that has one (pension 20%, medical
-    at the local flexible rate; never work injury, whatever `risk_class`); the pension's personal-account part is recorded (personal_account_fen),
-    rounded on its own, and the pooled part is the rest, so the two always add up to what is paid.
+    at the local flexible rate; never work injury, whatever `risk_class`); the pension's personal-account part
+    is recorded (personal_account_fen), rounded on its own, and the pooled part is the rest, so the two always
+    add up to what is paid.
     Raises BaseOutOfRange when the base is outside floor..ceiling, ValueError on an unknown kind or a class
     outside 1..8, RulesNotFound when the region's class table lacks the class.
     """
