@@ -13,7 +13,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from social_security import reconciliation, selectors
@@ -22,9 +21,8 @@ from social_security.models import (
     SocialCaseCorrection, SocialDiscrepancyCase,
 )
 from tax.api import ACTION_ERRORS, ERRORS, OPERATOR_ERRORS, TaxRoles, _error
-from tax.reconciliation.api import (
-    InvestigateSerializer, RejectCorrectionSerializer, ReconciliationErrorsMixin, RunNowSerializer,
-)
+from tax.reconciliation.api import ReconciliationErrorsMixin, RunNowSerializer
+from tax.reconciliation.case_api import CaseActionsMixin, InvestigateSerializer, RejectCorrectionSerializer, choice
 from tax.reconciliation.models import CaseState
 from tax.reconciliation.views import acts
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
@@ -143,13 +141,6 @@ class SocialProposeCorrectionSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=255)
 
 
-def _choice(params, name: str, allowed: list[str], help_text: str) -> str:
-    value = params.get(name, "")
-    if value and value not in allowed:
-        raise serializers.ValidationError({name: [help_text]})
-    return value
-
-
 @extend_schema_view(
     list=extend_schema(summary="Premium reconciliation runs, newest check date first", tags=TAGS,
                        responses={200: SocialReconciliationRunSerializer(many=True), **ERRORS}),
@@ -193,8 +184,8 @@ class SocialReconciliationRunViewSet(ReconciliationErrorsMixin, viewsets.ReadOnl
     def results(self, request, pk=None):
         run = self.get_object()
         params = request.query_params
-        outcome = _choice(params, "outcome", ReconciliationOutcome.values, OUTCOME_HELP)
-        source = _choice(params, "source", ReconciliationSource.values, SOURCE_HELP)
+        outcome = choice(params, "outcome", ReconciliationOutcome.values, OUTCOME_HELP)
+        source = choice(params, "source", ReconciliationSource.values, SOURCE_HELP)
         page = self.paginate_queryset(selectors.run_results(user=request.user, run=run, outcome=outcome,
                                                             source=source).select_related("tax_authority"))
         return self.get_paginated_response(SocialReconciliationResultSerializer(page, many=True).data)
@@ -214,40 +205,36 @@ def _case_action_schema(summary: str, request=None):
                        responses={200: SocialDiscrepancyCaseSerializer(many=True), **ERRORS}),
     retrieve=extend_schema(summary="One case with its history and corrections", tags=TAGS,
                            responses={200: SocialDiscrepancyCaseSerializer, **ERRORS}),
+    investigate=_case_action_schema("Take an open case into investigation", InvestigateSerializer),
+    propose_correction=_case_action_schema("Propose a correcting transfer (another tax staff member approves it)",
+                                           SocialProposeCorrectionSerializer),
+    approve_correction=_case_action_schema(
+        "Approve a proposed correction: the transfer is made through the transfer core"),
+    reject_correction=_case_action_schema("Reject a proposed correction with a reason", RejectCorrectionSerializer),
 )
-class SocialDiscrepancyCaseViewSet(ReconciliationErrorsMixin, viewsets.ReadOnlyModelViewSet):
+class SocialDiscrepancyCaseViewSet(CaseActionsMixin, ReconciliationErrorsMixin, viewsets.ReadOnlyModelViewSet):
     authentication_classes = API_AUTHENTICATION
     permission_classes = [ReadOnlyForAuditors, TaxRoles]
     lookup_value_regex = r"\d+"
     queryset = SocialDiscrepancyCase.objects.none()
     serializer_class = SocialDiscrepancyCaseSerializer
+    propose_serializer_class = SocialProposeCorrectionSerializer
+    investigate_service = staticmethod(reconciliation.investigate_case)
+    propose_service = staticmethod(reconciliation.propose_correction)
+    approve_service = staticmethod(reconciliation.approve_correction)
+    reject_service = staticmethod(reconciliation.reject_correction)
 
     def get_queryset(self):
         params = self.request.query_params if self.action == "list" else {}
         check_date = (serializers.DateField().run_validation(params["check_date"])
                       if params.get("check_date") else None)
         return selectors.case_list(
-            user=self.request.user, state=_choice(params, "state", CaseState.values, CASE_STATE_HELP),
-            check_date=check_date, source=_choice(params, "source", ReconciliationSource.values, SOURCE_HELP),
-            outcome=_choice(params, "outcome", ReconciliationOutcome.values, OUTCOME_HELP))
+            user=self.request.user, state=choice(params, "state", CaseState.values, CASE_STATE_HELP),
+            check_date=check_date, source=choice(params, "source", ReconciliationSource.values, SOURCE_HELP),
+            outcome=choice(params, "outcome", ReconciliationOutcome.values, OUTCOME_HELP))
 
     def get_object(self) -> SocialDiscrepancyCase:
         return selectors.case_get(user=self.request.user, case_id=self.kwargs["pk"])
-
-    def _detail(self, case_id: int) -> Response:
-        case = selectors.case_get(user=self.request.user, case_id=case_id)
-        return Response(SocialDiscrepancyCaseSerializer(case, context={"request": self.request}).data)
-
-    @_case_action_schema("Take an open case into investigation", InvestigateSerializer)
-    @action(detail=True, methods=["post"])
-    def investigate(self, request, pk=None):
-        case = self.get_object()
-        self.ensure_acts()
-        data = InvestigateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        reconciliation.investigate_case(case_id=case.pk, user=request.user, note=data.validated_data["note"],
-                                        now=timezone.now())
-        return self._detail(case.pk)
 
     @_case_action_schema("Resolve a case with a reason", SocialResolveSerializer)
     @action(detail=True, methods=["post"])
@@ -259,43 +246,4 @@ class SocialDiscrepancyCaseViewSet(ReconciliationErrorsMixin, viewsets.ReadOnlyM
             return _error("reason_required", "请填写处理说明 (a reason is required)", status.HTTP_400_BAD_REQUEST)
         reconciliation.resolve_case(case_id=case.pk, user=request.user, reason=data.validated_data["reason"],
                                     now=timezone.now())
-        return self._detail(case.pk)
-
-    def _correction(self, case, correction_id) -> SocialCaseCorrection:
-        correction = case.corrections.filter(pk=correction_id).first()
-        if correction is None:
-            raise NotFound("no such correction")
-        return correction
-
-    @_case_action_schema("Propose a correcting transfer (another tax staff member approves it)",
-                         SocialProposeCorrectionSerializer)
-    @action(detail=True, methods=["post"], url_path="corrections")
-    def propose_correction(self, request, pk=None):
-        case = self.get_object()
-        self.ensure_acts()
-        data = SocialProposeCorrectionSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        reconciliation.propose_correction(case_id=case.pk, user=request.user, now=timezone.now(),
-                                          **data.validated_data)
-        return self._detail(case.pk)
-
-    @_case_action_schema("Approve a proposed correction: the transfer is made through the transfer core")
-    @action(detail=True, methods=["post"], url_path=r"corrections/(?P<correction_id>\d+)/approve")
-    def approve_correction(self, request, pk=None, correction_id=None):
-        case = self.get_object()
-        self.ensure_acts()
-        reconciliation.approve_correction(correction_id=self._correction(case, correction_id).pk, user=request.user,
-                                          now=timezone.now())
-        return self._detail(case.pk)
-
-    @_case_action_schema("Reject a proposed correction with a reason", RejectCorrectionSerializer)
-    @action(detail=True, methods=["post"], url_path=r"corrections/(?P<correction_id>\d+)/reject")
-    def reject_correction(self, request, pk=None, correction_id=None):
-        case = self.get_object()
-        self.ensure_acts()
-        data = RejectCorrectionSerializer(data=request.data)
-        if not data.is_valid():
-            return _error("reason_required", "请填写原因 (a reason is required)", status.HTTP_400_BAD_REQUEST)
-        reconciliation.reject_correction(correction_id=self._correction(case, correction_id).pk, user=request.user,
-                                         reason=data.validated_data["reason"], now=timezone.now())
         return self._detail(case.pk)

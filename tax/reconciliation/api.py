@@ -10,7 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from tax.api import ACTION_ERRORS, ERRORS, OPERATOR_ERRORS, TaxErrorsMixin, TaxRoles, _error, tax_exception_handler
@@ -23,6 +23,7 @@ from . import corrections, selectors, services
 from .models import (
     CaseCorrection, CaseState, CorrectionKind, DiscrepancyCase, Outcome, ReconciliationResult, ReconciliationRun,
 )
+from .case_api import CaseActionsMixin, InvestigateSerializer, RejectCorrectionSerializer, choice
 from .views import acts, describe_results, staff_tax_org_code
 
 TAGS = ["tax reconciliation"]
@@ -155,19 +156,11 @@ class DiscrepancyCaseSerializer(serializers.ModelSerializer):
         return {CaseState.OPEN: ["investigate", "resolve"], CaseState.INVESTIGATING: ["resolve"]}.get(obj.state, [])
 
 
-class InvestigateSerializer(serializers.Serializer):
-    note = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
-
-
 class ProposeCorrectionSerializer(serializers.Serializer):
     # A plain string (the service refuses others with `invalid_kind`): a choice field would collide with the
     # other `kind` enums of the schema.
     kind = serializers.CharField(max_length=10, help_text="correction kind: " + ", ".join(CorrectionKind.values))
     amount_fen = serializers.IntegerField(min_value=1)
-    reason = serializers.CharField(max_length=255)
-
-
-class RejectCorrectionSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=255)
 
 
@@ -219,9 +212,7 @@ class ReconciliationRunViewSet(ReconciliationErrorsMixin, viewsets.ReadOnlyModel
     @action(detail=True, methods=["get"])
     def results(self, request, pk=None):
         run = self.get_object()
-        outcome = request.query_params.get("outcome", "")
-        if outcome and outcome not in Outcome.values:
-            raise serializers.ValidationError({"outcome": [OUTCOME_HELP]})
+        outcome = choice(request.query_params, "outcome", Outcome.values, OUTCOME_HELP)
         page = self.paginate_queryset(selectors.result_list(user=request.user, run=run, outcome=outcome))
         describe_results(page)
         return self.get_paginated_response(ReconciliationResultSerializer(page, many=True).data)
@@ -239,40 +230,34 @@ def _case_action_schema(summary: str, request=None):
                        responses={200: DiscrepancyCaseSerializer(many=True), **ERRORS}),
     retrieve=extend_schema(summary="One discrepancy case with its history", tags=TAGS,
                            responses={200: DiscrepancyCaseSerializer, **ERRORS}),
+    investigate=_case_action_schema("Take an open case into investigation", InvestigateSerializer),
+    propose_correction=_case_action_schema("Propose a correcting transfer (another tax staff member approves it)",
+                                           ProposeCorrectionSerializer),
+    approve_correction=_case_action_schema(
+        "Approve a proposed correction: the transfer is made through the transfer core"),
+    reject_correction=_case_action_schema("Reject a proposed correction with a reason", RejectCorrectionSerializer),
 )
-class DiscrepancyCaseViewSet(ReconciliationErrorsMixin, viewsets.ReadOnlyModelViewSet):
+class DiscrepancyCaseViewSet(CaseActionsMixin, ReconciliationErrorsMixin, viewsets.ReadOnlyModelViewSet):
     authentication_classes = API_AUTHENTICATION
     permission_classes = [ReadOnlyForAuditors, TaxRoles]
     lookup_value_regex = r"\d+"
     queryset = DiscrepancyCase.objects.none()
     serializer_class = DiscrepancyCaseSerializer
+    propose_serializer_class = ProposeCorrectionSerializer
+    investigate_service = staticmethod(services.investigate_case)
+    propose_service = staticmethod(corrections.propose_correction)
+    approve_service = staticmethod(corrections.approve_correction)
+    reject_service = staticmethod(corrections.reject_correction)
 
     def get_queryset(self):
         params = self.request.query_params
-        state = params.get("state", "") if self.action == "list" else ""
-        if state and state not in CaseState.values:
-            raise serializers.ValidationError({"state": [CASE_STATE_HELP]})
+        state = choice(params, "state", CaseState.values, CASE_STATE_HELP) if self.action == "list" else ""
         check_date = serializers.DateField(required=False).run_validation(params.get("check_date") or None) \
             if self.action == "list" and params.get("check_date") else None
         return selectors.case_list(user=self.request.user, state=state, check_date=check_date)
 
     def get_object(self) -> DiscrepancyCase:
         return selectors.case_get(user=self.request.user, case_id=self.kwargs["pk"])
-
-    def _detail(self, case_id: int) -> Response:
-        case = selectors.case_get(user=self.request.user, case_id=case_id)
-        return Response(DiscrepancyCaseSerializer(case, context={"request": self.request}).data)
-
-    @_case_action_schema("Take an open case into investigation", InvestigateSerializer)
-    @action(detail=True, methods=["post"])
-    def investigate(self, request, pk=None):
-        case = self.get_object()
-        self.ensure_acts()
-        data = InvestigateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        services.investigate_case(case_id=case.pk, user=request.user, note=data.validated_data["note"],
-                                  now=timezone.now())
-        return self._detail(case.pk)
 
     @_case_action_schema("Resolve a case with a reason (and the correcting transfer, if money moved)",
                          ResolveSerializer)
@@ -287,42 +272,4 @@ class DiscrepancyCaseViewSet(ReconciliationErrorsMixin, viewsets.ReadOnlyModelVi
             data.is_valid(raise_exception=True)
         services.resolve_case(case_id=case.pk, user=request.user, reason=data.validated_data["reason"],
                               now=timezone.now(), correcting_transfer_id=data.validated_data["correcting_transfer"])
-        return self._detail(case.pk)
-
-    def _correction(self, case: DiscrepancyCase, correction_id) -> CaseCorrection:
-        correction = case.corrections.filter(pk=correction_id).first()
-        if correction is None:
-            raise NotFound("no such correction")
-        return correction
-
-    @_case_action_schema("Propose a correcting transfer (another tax staff member approves it)",
-                         ProposeCorrectionSerializer)
-    @action(detail=True, methods=["post"], url_path="corrections")
-    def propose_correction(self, request, pk=None):
-        case = self.get_object()
-        self.ensure_acts()
-        data = ProposeCorrectionSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        corrections.propose_correction(case_id=case.pk, user=request.user, now=timezone.now(), **data.validated_data)
-        return self._detail(case.pk)
-
-    @_case_action_schema("Approve a proposed correction: the transfer is made through the transfer core")
-    @action(detail=True, methods=["post"], url_path=r"corrections/(?P<correction_id>\d+)/approve")
-    def approve_correction(self, request, pk=None, correction_id=None):
-        case = self.get_object()
-        self.ensure_acts()
-        corrections.approve_correction(correction_id=self._correction(case, correction_id).pk, user=request.user,
-                                       now=timezone.now())
-        return self._detail(case.pk)
-
-    @_case_action_schema("Reject a proposed correction with a reason", RejectCorrectionSerializer)
-    @action(detail=True, methods=["post"], url_path=r"corrections/(?P<correction_id>\d+)/reject")
-    def reject_correction(self, request, pk=None, correction_id=None):
-        case = self.get_object()
-        self.ensure_acts()
-        data = RejectCorrectionSerializer(data=request.data)
-        if not data.is_valid():
-            return _error("reason_required", "请填写原因 (a reason is required)", status.HTTP_400_BAD_REQUEST)
-        corrections.reject_correction(correction_id=self._correction(case, correction_id).pk, user=request.user,
-                                      reason=data.validated_data["reason"], now=timezone.now())
         return self._detail(case.pk)
