@@ -12,7 +12,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
@@ -24,18 +24,17 @@ from tax.reconciliation.forms import (
     CaseFilterForm, CorrectionForm, InvestigateForm, RejectCorrectionForm, ResolveForm, RunNowForm,
 )
 from tax.reconciliation.models import CaseState
+from tax.reconciliation.page_helpers import (
+    CASES_PER_PAGE, RESULTS_PER_PAGE, download, run_list_page, shown_corrections,
+)
 from tax.reconciliation.services import ReconciliationError
 from tax.reconciliation.views import acts, staff_only
 from tax.views import _filter_query
 from treasury.access import roles
 from treasury.access.decorators import role_required
 from treasury.access.errors import AccessDenied
-from treasury.identifiers import mask_wallet_id
 from treasury.services.transfers import OperatorRejected, OperatorUnavailable
 
-RUNS_PER_PAGE = 30
-RESULTS_PER_PAGE = 100
-CASES_PER_PAGE = 50
 ANY = [("", "全部 (any)")]
 
 
@@ -62,13 +61,9 @@ def _cleaned(form) -> dict:
 @login_required
 @role_required(*selectors.RECONCILIATION_ROLES)
 def run_list(request):
-    page = Paginator(selectors.reconciliation_runs(user=request.user), RUNS_PER_PAGE).get_page(request.GET.get("page"))
-    totals = selectors.run_totals(user=request.user, run_ids=[run.pk for run in page.object_list])
-    for run in page.object_list:
-        run.shown_totals = totals[run.pk]
-    return render(request, "social_security/reconciliation/run_list.html", {
-        "page": page, "form": RunNowForm(initial={"check_date": timezone.localdate()}),
-        "can_act": acts(request.user), "filter_query": _filter_query(request)})
+    return run_list_page(request, template="social_security/reconciliation/run_list.html",
+                         runs=selectors.reconciliation_runs(user=request.user), run_totals=selectors.run_totals,
+                         can_act=acts(request.user))
 
 
 @require_POST
@@ -112,10 +107,8 @@ def run_detail(request, run_id: int):
 @role_required(*selectors.RECONCILIATION_ROLES)
 def run_report_csv(request, run_id: int):
     run = selectors.reconciliation_run_get(user=request.user, run_id=run_id)
-    response = HttpResponse(reconciliation_reports.run_csv(user=request.user, run=run),
-                            content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="social-reconciliation-{run.check_date:%Y%m%d}.csv"'
-    return response
+    return download(reconciliation_reports.run_csv(user=request.user, run=run), content_type="text/csv; charset=utf-8",
+                    filename=f"social-reconciliation-{run.check_date:%Y%m%d}.csv")
 
 
 @require_safe
@@ -123,9 +116,8 @@ def run_report_csv(request, run_id: int):
 @role_required(*selectors.RECONCILIATION_ROLES)
 def run_report_pdf(request, run_id: int):
     run = selectors.reconciliation_run_get(user=request.user, run_id=run_id)
-    response = HttpResponse(reconciliation_reports.run_pdf(user=request.user, run=run), content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="social-reconciliation-{run.check_date:%Y%m%d}.pdf"'
-    return response
+    return download(reconciliation_reports.run_pdf(user=request.user, run=run), content_type="application/pdf",
+                    filename=f"social-reconciliation-{run.check_date:%Y%m%d}.pdf")
 
 
 @require_safe
@@ -148,10 +140,9 @@ def case_detail(request, case_id: int):
     case = selectors.case_get(user=request.user, case_id=case_id)
     can_act = acts(request.user)
     results = list(case.results.select_related("run").order_by("-run__check_date")[:20])
-    corrections = list(case.corrections.select_related("payer", "payee", "transfer", "proposed_by", "decided_by"))
-    for c in corrections:
-        c.actions = reconciliation.correction_actions(c, request.user) if can_act else []
-        c.payer_shown, c.payee_shown = mask_wallet_id(c.payer.wallet_id), mask_wallet_id(c.payee.wallet_id)
+    corrections = shown_corrections(
+        case.corrections.select_related("payer", "payee", "transfer", "proposed_by", "decided_by"),
+        user=request.user, can_act=can_act, correction_actions=reconciliation.correction_actions)
     return render(request, "social_security/reconciliation/case_detail.html", {
         "case": case, "results": results, "corrections": corrections,
         "can_investigate": can_act and can_proceed(case.investigate),

@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
@@ -21,7 +21,6 @@ from treasury.access import roles
 from treasury.access.decorators import role_required
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import user_organization
-from treasury.identifiers import mask_wallet_id
 from treasury.services.transfers import OperatorRejected, OperatorUnavailable
 
 from . import corrections, documents, selectors, services
@@ -29,10 +28,7 @@ from .forms import (
     CaseFilterForm, CorrectionForm, InvestigateForm, OutcomeFilterForm, RejectCorrectionForm, ResolveForm, RunNowForm,
 )
 from .models import CaseState, Outcome
-
-RUNS_PER_PAGE = 30
-RESULTS_PER_PAGE = 100
-CASES_PER_PAGE = 50
+from .page_helpers import CASES_PER_PAGE, RESULTS_PER_PAGE, download, run_list_page, shown_corrections
 
 
 def acts(user) -> bool:
@@ -68,13 +64,9 @@ def describe_results(results) -> list:
 @login_required
 @role_required(*READ_ROLES)
 def run_list(request):
-    page = Paginator(selectors.run_list(user=request.user), RUNS_PER_PAGE).get_page(request.GET.get("page"))
-    totals = selectors.run_totals(user=request.user, run_ids=[run.pk for run in page.object_list])
-    for run in page.object_list:
-        run.shown_totals = totals[run.pk]
-    return render(request, "tax/reconciliation/run_list.html", {
-        "page": page, "form": RunNowForm(initial={"check_date": timezone.localdate()}),
-        "can_act": acts(request.user), "filter_query": _filter_query(request)})
+    return run_list_page(request, template="tax/reconciliation/run_list.html",
+                         runs=selectors.run_list(user=request.user), run_totals=selectors.run_totals,
+                         can_act=acts(request.user))
 
 
 @require_POST
@@ -123,9 +115,8 @@ def run_detail(request, run_id: int):
 @role_required(*READ_ROLES)
 def run_report_csv(request, run_id: int):
     run = selectors.run_get(user=request.user, run_id=run_id)
-    response = HttpResponse(documents.run_csv(user=request.user, run=run), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="tax-reconciliation-{run.check_date:%Y%m%d}.csv"'
-    return response
+    return download(documents.run_csv(user=request.user, run=run), content_type="text/csv; charset=utf-8",
+                    filename=f"tax-reconciliation-{run.check_date:%Y%m%d}.csv")
 
 
 @require_safe
@@ -133,9 +124,8 @@ def run_report_csv(request, run_id: int):
 @role_required(*READ_ROLES)
 def run_report_pdf(request, run_id: int):
     run = selectors.run_get(user=request.user, run_id=run_id)
-    response = HttpResponse(documents.run_pdf(user=request.user, run=run), content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="tax-reconciliation-{run.check_date:%Y%m%d}.pdf"'
-    return response
+    return download(documents.run_pdf(user=request.user, run=run), content_type="application/pdf",
+                    filename=f"tax-reconciliation-{run.check_date:%Y%m%d}.pdf")
 
 
 @require_safe
@@ -158,10 +148,9 @@ def case_detail(request, case_id: int):
     case = selectors.case_get(user=request.user, case_id=case_id)
     results = describe_results(list(selectors.case_results(user=request.user, case=case)[:20]))
     can_act = acts(request.user)
-    case_corrections = list(case.corrections.select_related("payer", "payee", "transfer").order_by("-proposed_at"))
-    for c in case_corrections:
-        c.actions = corrections.correction_actions(c, request.user) if can_act else []
-        c.payer_shown, c.payee_shown = mask_wallet_id(c.payer.wallet_id), mask_wallet_id(c.payee.wallet_id)
+    case_corrections = shown_corrections(
+        case.corrections.select_related("payer", "payee", "transfer").order_by("-proposed_at"),
+        user=request.user, can_act=can_act, correction_actions=corrections.correction_actions)
     return render(request, "tax/reconciliation/case_detail.html", {
         "case": case, "results": results,
         "can_investigate": can_act and can_proceed(case.investigate),
