@@ -22,11 +22,12 @@ from social_security.models import (
 )
 from tax.api import ACTION_ERRORS, ERRORS, OPERATOR_ERRORS, TaxRoles, _error
 from tax.reconciliation.api import ReconciliationErrorsMixin, RunNowSerializer
-from tax.reconciliation.case_api import CaseActionsMixin, InvestigateSerializer, RejectCorrectionSerializer, choice
+from tax.reconciliation.case_api import (
+    CaseActionsMixin, CorrectionSerializerBase, InvestigateSerializer, RejectCorrectionSerializer, choice,
+)
 from tax.reconciliation.models import CaseState
 from tax.reconciliation.views import acts
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
-from treasury.identifiers import mask_wallet_id
 
 TAGS = ["social insurance: reconciliation"]
 OUTCOME_HELP = "outcome: " + ", ".join(ReconciliationOutcome.values)
@@ -82,29 +83,12 @@ class SocialReconciliationResultSerializer(serializers.ModelSerializer):
         return obj.case.state if obj.case_id else ""
 
 
-class SocialCaseCorrectionSerializer(serializers.ModelSerializer):
-    payer = serializers.SerializerMethodField()
-    payee = serializers.SerializerMethodField()
-    proposed_by = serializers.CharField(source="proposed_by.username", read_only=True)
-    decided_by = serializers.CharField(source="decided_by.username", read_only=True, default="")
-    state = serializers.CharField(read_only=True, help_text="proposed, approved, rejected")
+class SocialCaseCorrectionSerializer(CorrectionSerializerBase):
     kind = serializers.CharField(read_only=True, help_text="refund or collect")
-    available_actions = serializers.SerializerMethodField()
+    correction_actions = staticmethod(reconciliation.correction_actions)
 
-    class Meta:
+    class Meta(CorrectionSerializerBase.Meta):
         model = SocialCaseCorrection
-        fields = ["id", "kind", "amount_fen", "reason", "payer", "payee", "state", "proposed_by", "proposed_at",
-                  "decided_by", "decided_at", "reject_reason", "transfer", "available_actions"]
-
-    def get_payer(self, obj) -> str:
-        return mask_wallet_id(obj.payer.wallet_id)
-
-    def get_payee(self, obj) -> str:
-        return mask_wallet_id(obj.payee.wallet_id)
-
-    def get_available_actions(self, obj) -> list[str]:
-        user = self.context["request"].user
-        return reconciliation.correction_actions(obj, user) if acts(user) else []
 
 
 class SocialDiscrepancyCaseSerializer(serializers.ModelSerializer):

@@ -17,13 +17,13 @@ from tax.api import ACTION_ERRORS, ERRORS, OPERATOR_ERRORS, TaxErrorsMixin, TaxR
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
 from treasury.services.transfers import OperatorRejected
 
-from treasury.identifiers import mask_wallet_id
-
 from . import corrections, selectors, services
+from .case_api import (
+    CaseActionsMixin, CorrectionSerializerBase, InvestigateSerializer, RejectCorrectionSerializer, choice,
+)
 from .models import (
     CaseCorrection, CaseState, CorrectionKind, DiscrepancyCase, Outcome, ReconciliationResult, ReconciliationRun,
 )
-from .case_api import CaseActionsMixin, InvestigateSerializer, RejectCorrectionSerializer, choice
 from .views import acts, describe_results, staff_tax_org_code
 
 TAGS = ["tax reconciliation"]
@@ -112,30 +112,13 @@ class ReconciliationResultSerializer(serializers.ModelSerializer):
         return obj.case.state if obj.case_id and obj.case else ""
 
 
-class CaseCorrectionSerializer(serializers.ModelSerializer):
+class CaseCorrectionSerializer(CorrectionSerializerBase):
     """A correcting transfer of a case; wallets masked."""
 
-    payer = serializers.SerializerMethodField()
-    payee = serializers.SerializerMethodField()
-    proposed_by = serializers.CharField(source="proposed_by.username", read_only=True)
-    decided_by = serializers.CharField(source="decided_by.username", read_only=True, default="")
-    state = serializers.CharField(read_only=True, help_text="proposed, approved, rejected")
-    available_actions = serializers.SerializerMethodField()
+    correction_actions = staticmethod(corrections.correction_actions)
 
-    class Meta:
+    class Meta(CorrectionSerializerBase.Meta):
         model = CaseCorrection
-        fields = ["id", "kind", "amount_fen", "reason", "payer", "payee", "state", "proposed_by", "proposed_at",
-                  "decided_by", "decided_at", "reject_reason", "transfer", "available_actions"]
-
-    def get_payer(self, obj) -> str:
-        return mask_wallet_id(obj.payer.wallet_id)
-
-    def get_payee(self, obj) -> str:
-        return mask_wallet_id(obj.payee.wallet_id)
-
-    def get_available_actions(self, obj) -> list[str]:
-        user = self.context["request"].user
-        return corrections.correction_actions(obj, user) if acts(user) else []
 
 
 class DiscrepancyCaseSerializer(serializers.ModelSerializer):

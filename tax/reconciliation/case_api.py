@@ -11,6 +11,9 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from tax.api import _error
+from treasury.identifiers import mask_wallet_id
+
+from .views import acts
 
 
 def choice(params, name: str, allowed: list[str], help_text: str) -> str:
@@ -19,6 +22,33 @@ def choice(params, name: str, allowed: list[str], help_text: str) -> str:
     if value and value not in allowed:
         raise serializers.ValidationError({name: [help_text]})
     return value
+
+
+# No docstring: the schema would show it on every subclass that has none.
+class CorrectionSerializerBase(serializers.ModelSerializer):
+    # A correcting transfer of a case, wallets masked. A subclass sets Meta.model (inheriting this Meta) and
+    # `correction_actions`, its app's function telling which actions a user may take on a correction.
+    payer = serializers.SerializerMethodField()
+    payee = serializers.SerializerMethodField()
+    proposed_by = serializers.CharField(source="proposed_by.username", read_only=True)
+    decided_by = serializers.CharField(source="decided_by.username", read_only=True, default="")
+    state = serializers.CharField(read_only=True, help_text="proposed, approved, rejected")
+    available_actions = serializers.SerializerMethodField()
+    correction_actions = None
+
+    class Meta:
+        fields = ["id", "kind", "amount_fen", "reason", "payer", "payee", "state", "proposed_by", "proposed_at",
+                  "decided_by", "decided_at", "reject_reason", "transfer", "available_actions"]
+
+    def get_payer(self, obj) -> str:
+        return mask_wallet_id(obj.payer.wallet_id)
+
+    def get_payee(self, obj) -> str:
+        return mask_wallet_id(obj.payee.wallet_id)
+
+    def get_available_actions(self, obj) -> list[str]:
+        user = self.context["request"].user
+        return self.correction_actions(obj, user) if acts(user) else []
 
 
 class InvestigateSerializer(serializers.Serializer):
