@@ -3,8 +3,8 @@ results (discrepancies first) filtered by outcome and source, CSV and PDF; discr
 resolve and correcting transfers (one staff member proposes, another approves).
 
 Tax staff act on their own authority's cases; auditors and administrators read. The page patterns, forms and
-who-acts rule are the tax reconciliation pages' (tax/reconciliation/views.py, forms.py); reads come from
-`selectors` (another authority's case is a 404) and each action calls one service.
+who-acts rule are the tax reconciliation pages' (tax/reconciliation/views.py, forms.py, page_helpers.py); reads
+come from `selectors` (another authority's case is a 404) and each action calls one service.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from tax.reconciliation.forms import (
 )
 from tax.reconciliation.models import CaseState
 from tax.reconciliation.page_helpers import (
-    CASES_PER_PAGE, RESULTS_PER_PAGE, download, run_list_page, shown_corrections,
+    CASES_PER_PAGE, RESULTS_PER_PAGE, correction_of, download, run_list_page, shown_corrections,
 )
 from tax.reconciliation.services import ReconciliationError
 from tax.reconciliation.views import acts, staff_only
@@ -203,9 +203,7 @@ def case_action(request, case_id: int, action: str):
 def correction_decide(request, case_id: int, correction_id: int, decision: str):
     """Approve (the transfer is made) or reject (with a reason) a proposed correction."""
     case = selectors.case_get(user=request.user, case_id=case_id)
-    correction = case.corrections.filter(pk=correction_id).first()
-    if correction is None:
-        raise Http404("no such correction")
+    correction = correction_of(case, correction_id)
     now = timezone.now()
     try:
         if decision == "approve":

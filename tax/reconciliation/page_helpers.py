@@ -4,7 +4,7 @@ as the page shows them. Each app keeps its own selectors and services and passes
 from __future__ import annotations
 
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
@@ -33,6 +33,14 @@ def download(content: bytes, *, content_type: str, filename: str) -> HttpRespons
     response = HttpResponse(content, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def correction_of(case, correction_id: int):
+    """One of the case's corrections; a 404 for another case's or none."""
+    correction = case.corrections.filter(pk=correction_id).first()
+    if correction is None:
+        raise Http404("no such correction")
+    return correction
 
 
 def shown_corrections(corrections, *, user, can_act: bool, correction_actions) -> list:

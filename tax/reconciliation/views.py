@@ -10,7 +10,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
@@ -28,7 +27,9 @@ from .forms import (
     CaseFilterForm, CorrectionForm, InvestigateForm, OutcomeFilterForm, RejectCorrectionForm, ResolveForm, RunNowForm,
 )
 from .models import CaseState, Outcome
-from .page_helpers import CASES_PER_PAGE, RESULTS_PER_PAGE, download, run_list_page, shown_corrections
+from .page_helpers import (
+    CASES_PER_PAGE, RESULTS_PER_PAGE, correction_of, download, run_list_page, shown_corrections,
+)
 
 
 def acts(user) -> bool:
@@ -228,9 +229,7 @@ def case_correction_propose(request, case_id: int):
 def case_correction_decide(request, case_id: int, correction_id: int, decision: str):
     """Approve (the transfer is made) or reject (with a reason) a proposed correction."""
     case = selectors.case_get(user=request.user, case_id=case_id)
-    correction = case.corrections.filter(pk=correction_id).first()
-    if correction is None:
-        raise Http404("no such correction")
+    correction = correction_of(case, correction_id)
     try:
         if decision == "approve":
             done = corrections.approve_correction(correction_id=correction.pk, user=request.user, now=timezone.now())
