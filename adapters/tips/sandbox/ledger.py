@@ -201,10 +201,14 @@ class RefundLedger:
             return reply
 
     def refund_results(self) -> list[dict]:
+        return self._stored_results("refund_results")
+
+    def _stored_results(self, table: str) -> list[dict]:
+        """The results received (2102 or 2104) in the order they came, their lines decoded."""
         with self._read() as conn:
             conn.row_factory = _dict_row
             try:
-                rows = conn.execute("SELECT * FROM refund_results ORDER BY received_at, ori_pack_no").fetchall()
+                rows = conn.execute(f"SELECT * FROM {table} ORDER BY received_at, ori_pack_no").fetchall()
             finally:
                 conn.row_factory = None
         for row in rows:
@@ -429,15 +433,7 @@ class TipsLedger(SqliteStore, RefundLedger):
         return paid
 
     def results(self) -> list[dict]:
-        with self._read() as conn:
-            conn.row_factory = _dict_row
-            try:
-                rows = conn.execute("SELECT * FROM results ORDER BY received_at, ori_pack_no").fetchall()
-            finally:
-                conn.row_factory = None
-        for row in rows:
-            row["lines"] = json.loads(row["lines"])
-        return rows
+        return self._stored_results("results")
 
     def deliveries(self, msg_id: str) -> int:
         with self._read() as conn:
