@@ -154,10 +154,14 @@ def main():
         for approver in approvers:  # a large run needs a second approver
             services.approve_request(request_id=request.pk, user=approver, now=timezone.now())
         approved = time.perf_counter()
-        marks = {}
+        marks, cpu = {}, {}
+        processes = {"Celery workers": workers.pid, "e-CNY sandbox": ecny.pid,
+                     "budget sandbox": budget.pid}
         while True:  # the workers send the voucher, pay, and report; the beat's finishing step is done here
             request.refresh_from_db()
-            marks.setdefault(request.state, time.perf_counter())
+            if request.state not in marks:
+                marks[request.state] = time.perf_counter()
+                cpu[request.state] = transfer_bench.cpu_snapshot(processes)
             if request.state == "paying":
                 request = services.finish_request_if_done(request_id=request.pk, now=timezone.now())
             if request.state in ("reported", "voucher_refused", "failed", "partially_paid", "cancelled"):
@@ -185,6 +189,8 @@ def main():
     print(f"  voucher sent and acknowledged:      {paying_started - approved:6.2f} s")
     print(f"  pay, settle, post, trace, finish:   {reporting_started - paying_started:6.2f} s "
           f"({args.lines / max(reporting_started - paying_started, 1e-9):,.0f} lines/s)")
+    if "paying" in cpu and "reporting" in cpu:
+        print(f"    CPU while paying: {transfer_bench.cpu_spent(cpu['paying'], cpu['reporting'])}")
     print(f"  results reported and acknowledged:  {finished - reporting_started:6.2f} s")
     print(f"  project:  {args.lines / total:>9,.0f} lines/s end to end ({total:.2f} s), request {request.state}")
     print(f"  baseline: {args.lines / csv_baseline:>9,.0f} lines/s csv.reader without checks; "

@@ -86,6 +86,32 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its living descendants (a Celery worker's pool children)."""
+    total = 0.0
+    try:
+        total += process_cpu_seconds(pid)
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            total += sum(process_tree_cpu_seconds(int(child)) for child in children.read().split())
+    except FileNotFoundError:
+        pass
+    return total
+
+
+def cpu_snapshot(children: dict[str, int]) -> dict[str, float]:
+    """{name: CPU seconds so far} for this process, for the trees of the named child processes, and
+    "machine" for everything on the machine."""
+    return {"machine": machine_cpu_seconds(), "this process": own_cpu_seconds(),
+            **{name: process_tree_cpu_seconds(pid) for name, pid in children.items()}}
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> str:
+    """What each named process tree spent between two snapshots, and the rest of the machine (PostgreSQL)."""
+    spent = {name: after[name] - before[name] for name in before}
+    rest = spent.pop("machine") - sum(spent.values())
+    return ", ".join([f"{name} {seconds:.1f} s" for name, seconds in spent.items()] + [f"the rest (PostgreSQL) {rest:.1f} s"])
+
+
 def copy_baseline(n: int) -> float:
     """psycopg COPY of n transfer-shaped rows into a bare table: the floor of what storing them costs."""
     import psycopg
@@ -111,7 +137,8 @@ def copy_baseline(n: int) -> float:
     return elapsed
 
 
-def _work(chunks, sandbox_url, queue):
+def _work(tasks, sandbox_url, queue):
+    """A worker: settles the chunks it takes from `tasks` (one Celery task each, in production) until None."""
     import django
 
     django.setup()
@@ -123,7 +150,7 @@ def _work(chunks, sandbox_url, queue):
 
     settings.ECNY_OPERATOR_URL = sandbox_url
     settled = 0
-    for chunk in chunks:
+    while (chunk := tasks.get()) is not None:
         settled += submit_transfer_chunk(transfer_ids=chunk, now=timezone.now()).settled
     with connection.cursor() as cursor:  # this worker's PostgreSQL backend runs on the same machine
         cursor.execute("SELECT pg_backend_pid()")
@@ -136,6 +163,9 @@ def main():
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=1000)
+    parser.add_argument("--create-batch", type=int, default=10_000,
+                        help="transfers created per transaction; workers settle each batch once it commits "
+                             "(0: all in one transaction, settled after it)")
     parser.add_argument("--payees", type=int, default=1000)
     args = parser.parse_args()
 
@@ -190,35 +220,38 @@ def main():
                         idempotency_key=f"bench:{i}", purpose_code="SALARY", source_ref=f"bench line {i + 1}")
             for i in range(args.n)
         ]
+        connections.close_all()  # the workers are forked: none may share this process's connection
+        tasks, reports = multiprocessing.Queue(), multiprocessing.Queue()
+        procs = [multiprocessing.Process(target=_work, args=(tasks, url, reports)) for _ in range(args.workers)]
+        for p in procs:
+            p.start()
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
             backend_pid = cursor.fetchone()[0]
+        time.sleep(2)  # the workers start Django before the clock starts
+        machine_before, sandbox_before = machine_cpu_seconds(), process_cpu_seconds(sandbox.pid)
         own_before, backend_before = own_cpu_seconds(), process_cpu_seconds(backend_pid)
         started = time.perf_counter()
-        with transaction.atomic():
-            # No task queued: the workers below take the chunks, as Celery workers would.
-            ids = create_transfers(organization_id=employer.pk, batch_ref="bench", transfers=items, actor="bench",
-                                   now=timezone.now(), enqueue=False)
+        batch = args.create_batch or args.n
+        for first in range(0, args.n, batch):
+            with transaction.atomic():
+                # No Celery task queued: the workers take the chunks, as Celery workers would after commit.
+                ids = create_transfers(organization_id=employer.pk, batch_ref="bench", transfers=items[first:first + batch],
+                                       actor="bench", now=timezone.now(), enqueue=False)
+            for chunk in submission_chunks(ids, args.chunk):  # as enqueue_submission cuts them for Celery
+                tasks.put(chunk)
         created = time.perf_counter()
         create_cpu = own_cpu_seconds() - own_before
         create_backend_cpu = process_cpu_seconds(backend_pid) - backend_before
-        chunks = submission_chunks(ids, args.chunk)  # as enqueue_submission cuts them for Celery
-        connections.close_all()
-        machine_before, sandbox_before = machine_cpu_seconds(), process_cpu_seconds(sandbox.pid)
-        queue = multiprocessing.Queue()
-        procs = [
-            multiprocessing.Process(target=_work, args=(chunks[w :: args.workers], url, queue))
-            for w in range(args.workers)
-        ]
-        for p in procs:
-            p.start()
-        reports = [queue.get() for _ in procs]
+        for _ in procs:
+            tasks.put(None)
+        results = [reports.get() for _ in procs]
         for p in procs:
             p.join()
         finished = time.perf_counter()
-        settled = sum(n for n, _, _ in reports)
-        worker_cpu = sum(cpu for _, cpu, _ in reports)
-        backend_cpu = sum(cpu for _, _, cpu in reports)
+        settled = sum(n for n, _, _ in results)
+        worker_cpu = sum(cpu for _, cpu, _ in results)
+        backend_cpu = sum(cpu for _, _, cpu in results)
         sandbox_cpu = process_cpu_seconds(sandbox.pid) - sandbox_before
         machine_cpu = machine_cpu_seconds() - machine_before
     finally:
@@ -232,11 +265,13 @@ def main():
     print(f"transfers end to end (PostgreSQL, sandbox over HTTP, {args.workers} worker processes, chunks of {args.chunk})")
     print(f"  created   {args.n:>8,} in {created - started:6.2f} s   (outbox rows + trace events; CPU: this process "
           f"{create_cpu:.1f} s, its PostgreSQL backend {create_backend_cpu:.1f} s)")
-    print(f"  settled   {settled:>8,} in {finished - created:6.2f} s   (submit over HTTP, settle, post, trace)")
+    print(f"  settled   {settled:>8,} in {finished - started:6.2f} s   (submit over HTTP, settle, post, trace; "
+          f"workers start on each batch of {args.create_batch or args.n:,} once it is committed)")
     print(f"  project:  {args.n / total:>10,.0f} transfers/s  ({total:.2f} s)")
-    print(f"  CPU while settling: {machine_cpu:.1f} s of {os.cpu_count() * (finished - created):.1f} s available; "
+    print(f"  CPU: {machine_cpu:.1f} s of {os.cpu_count() * total:.1f} s available; creating {create_cpu + create_backend_cpu:.1f} s "
+          f"(above); "
           f"workers {worker_cpu:.1f} s, their PostgreSQL backends {backend_cpu:.1f} s, sandbox {sandbox_cpu:.1f} s, "
-          f"the rest (other PostgreSQL processes, other work) {machine_cpu - worker_cpu - backend_cpu - sandbox_cpu:.1f} s")
+          f"the rest (other PostgreSQL processes, other work) {machine_cpu - create_cpu - create_backend_cpu - worker_cpu - backend_cpu - sandbox_cpu:.1f} s")
     print(f"  baseline: {args.n / baseline:>10,.0f} rows/s psycopg COPY into a bare table ({baseline:.2f} s)")
     print(f"  ratio:    {baseline / total:.3f} of the COPY baseline")
     print(f"  check:    {not_settled} not settled, {len(problems)} ledger problems, {events:,} trace events")

@@ -9,6 +9,31 @@ def _media_in_tmp(settings, tmp_path):
 
 
 @pytest.fixture
+def ledger_tamper(db):
+    """Switch off the PostgreSQL triggers that keep transfers, ledger accounts and entries (treasury
+    migration 0005) for the rest of the test, as someone with the database owner's rights could, and on
+    again afterwards. Nothing to do on SQLite."""
+    from django.db import connection
+
+    guards = (("treasury_transfer", "treasury_transfer_kept"),
+              ("treasury_ledgeraccount", "treasury_ledgeraccount_kept"),
+              ("treasury_ledgerentry", "treasury_ledgerentry_append_only"))
+
+    def switch(on: bool):
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            if connection.in_atomic_block:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # ALTER TABLE refuses while checks are pending
+            for table, trigger in guards:
+                cursor.execute(f"ALTER TABLE {table} {'ENABLE' if on else 'DISABLE'} TRIGGER {trigger}")
+
+    switch(False)
+    yield
+    switch(True)
+
+
+@pytest.fixture
 def ecny_sandbox(settings, tmp_path):
     """A sandbox e-CNY operator as a real HTTP service on a free loopback port, with fresh storage.
 

@@ -180,7 +180,7 @@ def test_forged_key_id_claiming_the_service_key_still_fails(settled):
     assert codes(verify_receipt_pdf(pdf_bytes=forged)) == {"signature_invalid", "file_altered"}
 
 
-def test_transfer_without_ledger_entries_fails(settled):
+def test_transfer_without_ledger_entries_fails(settled, ledger_tamper):
     transfer, receipt = settled
     LedgerEntry.objects.filter(transfer=transfer).delete()
     result = verify_receipt_pdf(pdf_bytes=issued_bytes(receipt))
@@ -188,7 +188,7 @@ def test_transfer_without_ledger_entries_fails(settled):
     assert codes(result) == {"transfer_missing"}
 
 
-def test_transfer_gone_fails(settled):
+def test_transfer_gone_fails(settled, ledger_tamper):
     transfer, receipt = settled
     data = issued_bytes(receipt)
     Receipt.objects.all().delete()

@@ -1,13 +1,14 @@
 """The transfer core end to end against the sandbox operator over real HTTP."""
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from adapters.ecny.interface import Conditions, RefusalCode
 from tests.treasury.conftest import open_wallet
 from demo.world import make_resident_id
 from treasury.errors import IdempotencyConflict, InvalidTransfers, TransferNotReversible
-from treasury.models import LedgerEntry, Person, Transfer, TransferOutbox, TransferState, Wallet
+from treasury.models import LedgerAccount, LedgerEntry, Person, Transfer, TransferOutbox, TransferState, Wallet
 from treasury.services import transfers as transfer_services
 from treasury.services.ledger import check_ledger
 from treasury.services.transfers import NewTransfer, create_transfers
@@ -208,12 +209,10 @@ def test_reversal_and_return_post_back(world):
         transfer_services.reverse_transfer(transfer_id=ids[1], reason="x", actor="t", now=timezone.now())
 
 
-def test_ledger_check_command_names_what_is_wrong(world, capsys):
+def test_ledger_check_command_names_what_is_wrong(world, capsys, ledger_tamper):
     ids = world.pay([100_00])
     call_command("ledger_check")
     assert "ledger OK" in capsys.readouterr().out
-    from treasury.models import LedgerAccount
-
     LedgerAccount.objects.filter(wallet=world.payer).update(balance_fen=1)
     LedgerEntry.objects.filter(transfer_id=ids[0], amount_fen__gt=0).delete()
     TransferOutbox.objects.create(transfer_id=ids[0])  # a settled transfer left in the outbox
@@ -223,6 +222,39 @@ def test_ledger_check_command_names_what_is_wrong(world, capsys):
     assert f"transfer {ids[0]}: settlement posting does not balance" in err
     assert "wallet:0010000000000011" in err
     assert f"transfer {ids[0]} is settled but is in the outbox" in err
+
+
+def test_ledger_check_finds_entries_and_outbox_rows_naming_missing_rows(world, ledger_tamper):
+    """Entries and outbox rows have no foreign-key constraints (treasury migration 0005): the check
+    stands in for them."""
+    ids = world.pay([100_00])
+    account_id = world.payer.ledger_account.pk
+    LedgerEntry.objects.create(transfer_id=999_999, account_id=account_id, kind="settlement", amount_fen=5,
+                               posted_at=timezone.now())
+    LedgerEntry.objects.create(transfer_id=ids[0], account_id=888_888, kind="return", amount_fen=-5,
+                               posted_at=timezone.now())
+    TransferOutbox.objects.create(transfer_id=777_777)
+    problems = check_ledger().problems
+    entries = dict(LedgerEntry.objects.filter(amount_fen__in=[5, -5]).values_list("amount_fen", "pk"))
+    assert f"entry {entries[5]} names transfer 999999, which does not exist" in problems
+    assert f"entry {entries[-5]} names account 888888, which does not exist" in problems
+    assert "outbox row 777777 names transfer 777777, which does not exist" in problems
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the guarding triggers exist on PostgreSQL only")
+def test_transfers_accounts_and_entries_are_kept_by_the_database(world):
+    ids = world.pay([100_00])
+    entry = LedgerEntry.objects.filter(transfer_id=ids[0]).first()
+    # Raw SQL: the ORM's on_delete=PROTECT would refuse before the database is asked.
+    for sql, params in (
+        ("DELETE FROM treasury_transfer WHERE id = %s", [ids[0]]),
+        ("DELETE FROM treasury_ledgeraccount WHERE id = %s", [entry.account_id]),
+        ("DELETE FROM treasury_ledgerentry WHERE id = %s", [entry.pk]),
+        ("UPDATE treasury_ledgerentry SET amount_fen = 1 WHERE id = %s", [entry.pk]),
+    ):
+        with pytest.raises(DatabaseError, match="not allowed"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    assert_ledger_ok()
 
 
 def test_domain_facing_wallet_checks_and_balance(world):

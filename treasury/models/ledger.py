@@ -43,8 +43,15 @@ class LedgerEntry(models.Model):
 
     # No single-column indexes: the unique (transfer, account, kind) and (account, posted_at) indexes
     # below lead with these columns already, and every index is paid on each posting.
-    transfer = models.ForeignKey("treasury.Transfer", on_delete=models.PROTECT, related_name="entries", db_index=False)
-    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries", db_index=False)
+    # No foreign-key constraints either: entries are inserted only by the posting statement, which
+    # reads the transfer and account rows it names, and on PostgreSQL a trigger refuses to delete a
+    # transfer or an account (migration 0005), so a named row exists for ever. The per-row check at
+    # commit (an index probe and a row lock for each of two entries) cost a tenth of settling;
+    # ledger_check still looks for an entry naming a row that is not there.
+    transfer = models.ForeignKey("treasury.Transfer", on_delete=models.PROTECT, related_name="entries", db_index=False,
+                                 db_constraint=False)
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries", db_index=False,
+                                db_constraint=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # Signed: positive increases the account's balance, negative decreases it.
     amount_fen = models.BigIntegerField()

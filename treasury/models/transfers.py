@@ -140,7 +140,10 @@ class TransferOutbox(models.Model):
     small table instead of an index on Transfer.state (see Transfer.Meta).
     """
 
-    transfer = models.OneToOneField(Transfer, primary_key=True, on_delete=models.CASCADE, related_name="outbox")
+    # No foreign-key constraint (as for ledger entries): the row is inserted in the transaction that
+    # creates its transfer, and transfers are never deleted (a trigger refuses it on PostgreSQL).
+    transfer = models.OneToOneField(Transfer, primary_key=True, on_delete=models.CASCADE, related_name="outbox",
+                                    db_constraint=False)
 
     class Meta:
         verbose_name = "待决转账 (open transfer)"

@@ -67,6 +67,20 @@ def check_ledger() -> LedgerReport:
                 f"transfer {transfer_id}: {kind} entry of {entry_amount} fen for a transfer of {amount} fen"
             )
 
+        # Entries and outbox rows have no foreign-key constraints (migration 0005): each must name a row
+        # that exists.
+        cursor.execute(
+            "SELECT 'entry', e.id, 'transfer', e.transfer_id FROM treasury_ledgerentry e "
+            "WHERE NOT EXISTS (SELECT 1 FROM treasury_transfer t WHERE t.id = e.transfer_id) "
+            "UNION ALL SELECT 'entry', e.id, 'account', e.account_id FROM treasury_ledgerentry e "
+            "WHERE NOT EXISTS (SELECT 1 FROM treasury_ledgeraccount a WHERE a.id = e.account_id) "
+            "UNION ALL SELECT 'outbox row', o.transfer_id, 'transfer', o.transfer_id FROM treasury_transferoutbox o "
+            "WHERE NOT EXISTS (SELECT 1 FROM treasury_transfer t WHERE t.id = o.transfer_id) "
+            f"ORDER BY 1, 2 LIMIT {PROBLEM_LIMIT}"
+        )
+        for what, pk, missing, missing_pk in cursor.fetchall():
+            report.problems.append(f"{what} {pk} names {missing} {missing_pk}, which does not exist")
+
         # The outbox holds exactly the open transfers: one missing would never be submitted or recovered.
         cursor.execute(
             "SELECT t.id, t.state, o.transfer_id IS NOT NULL FROM treasury_transfer t "
