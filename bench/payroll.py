@@ -146,16 +146,20 @@ def main():
         uploaded = time.perf_counter()
         assert batch.state == "validated", batch.problems[:5]
         now = timezone.now()
+        processes = {"e-CNY sandbox": sandbox.pid, **({"Celery workers": workers.pid} if workers else {})}
+        cpu_before = transfer_bench.cpu_snapshot(processes)
         services.submit_batch(batch_id=batch.pk, user=clerk, now=now)
         services.approve_batch(batch_id=batch.pk, user=approver, now=now)
         services.fund_batch(batch_id=batch.pk, user=approver, now=now)
         services.pay_batch(batch_id=batch.pk, user=clerk, now=now)  # chunks queued after commit
+        pay_returned = time.perf_counter()
         while True:  # with workers: they pay the chunks while this process waits for the last line
             batch = services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
             if batch.state != "paying" or not args.workers or time.perf_counter() - uploaded > args.give_up_after:
                 break
             time.sleep(0.05)
         finished = time.perf_counter()
+        cpu_after = transfer_bench.cpu_snapshot(processes)
         from payroll.payslips import payslip_pdf
 
         sample = list(batch.lines.select_related("batch__employer", "transfer__receipt").order_by("line_no")[:500])
@@ -184,6 +188,8 @@ def main():
     print(f"  upload in all:                   {upload_seconds:6.2f} s ({args.lines / upload_seconds:,.0f} lines/s)")
     print(f"  approve, fund, pay, settle, post, trace: {finished - uploaded:6.2f} s "
           f"({args.lines / (finished - uploaded):,.0f} lines/s; {paying})")
+    print(f"    of which the clerk's pay call (transfers made):  {pay_returned - uploaded:6.2f} s")
+    print(f"    CPU: {transfer_bench.cpu_spent(cpu_before, cpu_after)}")
     print(f"  project:  {args.lines / total:>9,.0f} lines/s end to end ({total:.2f} s), batch {batch.state}")
     print(f"  baseline: {args.lines / csv_baseline:>9,.0f} lines/s csv.reader without checks; "
           f"{args.lines / copy_baseline:,.0f} rows/s psycopg COPY")

@@ -45,7 +45,7 @@ from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import LedgerAccount, Organization, TransferState, Wallet
 from treasury.money import format_yuan
 from treasury.services.parties import register_organization
-from treasury.services.transfers import Conditions, NewTransfer, create_transfers
+from treasury.services.transfers import Conditions, NewTransfer, create_transfers, has_open_transfers
 from treasury.services.wallets import (
     WalletCheck,
     ensure_personal_wallets,
@@ -868,13 +868,8 @@ def _still_paying(request_id: int) -> bool:
     transfer core's outbox, a small table: exactly the pending, submitted and unknown transfers), or a
     line waits for its first transfer. Polled while paying, this spares the lock that the chunks being
     made need and an aggregate over every line; once it says no, line_progress decides under the lock."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM treasury_transferoutbox o JOIN treasury_transfer t ON t.id = o.transfer_id "
-            "WHERE t.batch_ref = %s)",
-            [PaymentRequest(pk=request_id).batch_ref])
-        if cursor.fetchone()[0]:
-            return True
+    if has_open_transfers(batch_ref=PaymentRequest(pk=request_id).batch_ref):
+        return True
     return PaymentLine.objects.filter(request_id=request_id, transfer__isnull=True, returned=False).exists()
 
 

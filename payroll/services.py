@@ -24,7 +24,9 @@ from treasury.access.makerchecker import ensure_can_approve
 from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import Organization, Wallet
 from treasury.models import Transfer, TransferState
-from treasury.services.transfers import NewTransfer, create_transfers, hold_pending_transfers, release_transfers
+from treasury.services.transfers import (
+    NewTransfer, create_transfers, has_open_transfers, hold_pending_transfers, release_transfers,
+)
 from treasury.services.wallets import ensure_personal_wallets, operator_balance, verify_wallets
 from treasury.trace.services import EventSpec, append_events
 
@@ -437,7 +439,12 @@ def line_progress(*, batch: PayrollBatch) -> LineProgress:
 
 def finish_batch_if_done(*, batch_id: int, now: datetime) -> PayrollBatch:
     """paying -> paid (every line paid) or partially_paid (some failed, held or returned), once no line's
-    transfer is still open. Safe to call as often as you like (the periodic task does)."""
+    transfer is still open. Safe to call as often as you like (the periodic task and the progress
+    poll do): while a transfer of the run is open it answers from the outbox, without the batch's lock
+    or an aggregate over every line."""
+    batch = PayrollBatch.objects.get(pk=batch_id)
+    if batch.state == B.PAYING and has_open_transfers(batch_ref=batch.batch_ref):
+        return batch
     with transaction.atomic():
         batch = _locked(batch_id)
         if batch.state != B.PAYING:

@@ -149,6 +149,13 @@ def _open_transfer_ids(condition: str, params: list) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+def has_open_transfers(*, batch_ref: str) -> bool:
+    """Whether a transfer of this batch still waits for an outcome (pending, submitted or unknown).
+
+    One index probe into the outbox, no lock: cheap enough to poll while a run is paid."""
+    return TransferOutbox.objects.filter(batch_ref=batch_ref).exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Creating (the outbox)
 # ---------------------------------------------------------------------------------------------
@@ -234,7 +241,8 @@ def create_transfers(
                 for pk, t in zip(new_ids, new_items)
             ),
         )
-        bulk.insert_rows(table=TransferOutbox._meta.db_table, columns=["transfer_id"], rows=[(pk,) for pk in new_ids])
+        bulk.insert_rows(table=TransferOutbox._meta.db_table, columns=["transfer_id", "batch_ref"],
+                         rows=[(pk, batch_ref) for pk in new_ids])
         _trace(
             [Row(pk, t.idempotency_key, t.amount_fen, batch_ref, t.source_ref, S.PENDING) for pk, t in zip(new_ids, new_items)],
             kind="transfer.created",
