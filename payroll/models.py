@@ -141,6 +141,10 @@ class PayrollLine(models.Model):
     hold_reason = models.CharField(max_length=255, blank=True)
     returned = models.BooleanField(default=False)  # given up: the employer pays this person another way
     attempts = models.PositiveSmallIntegerField(default=0)  # transfers made for this line so far
+    # The wallet's type and class as the operator reported them when the file was checked: paying
+    # registers the payee's wallet from these instead of asking the operator again.
+    wallet_type = models.CharField(max_length=8, blank=True)
+    wallet_class = models.PositiveSmallIntegerField(null=True, blank=True)
     payee_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     transfer = models.OneToOneField(
         "treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT, related_name="payroll_line"

@@ -27,7 +27,7 @@ from treasury.models import Transfer, TransferState
 from treasury.services.transfers import (
     NewTransfer, create_transfers, has_open_transfers, hold_pending_transfers, release_transfers,
 )
-from treasury.services.wallets import ensure_personal_wallets, operator_balance, verify_wallets
+from treasury.services.wallets import WalletCheck, ensure_personal_wallets, operator_balance, verify_wallets
 from treasury.trace.services import EventSpec, append_events
 
 from treasury import bulk
@@ -87,7 +87,8 @@ class _Rejected(Exception):
 
 
 _LINE_COLUMNS = ["batch_id", "line_no", "employee_no", "name", "resident_id", "wallet_id", "components", "deductions",
-                 "gross_fen", "net_fen", "warnings", "held", "hold_reason", "returned", "attempts"]
+                 "gross_fen", "net_fen", "warnings", "held", "hold_reason", "returned", "attempts", "wallet_type",
+                 "wallet_class"]
 
 
 # Key order as in parsing.PAY_COMPONENTS / DEDUCTIONS (checked below), values in fen.
@@ -127,13 +128,14 @@ class _LineBuffer:
                                 line.union_dues_fen, line.other_deductions_fen),
             line.gross_fen, line.net_fen,
             json.dumps(list(line.warnings), ensure_ascii=False) if line.warnings else "[]", False, "", False, 0,
+            "", None,  # the wallet's type and class: _check_wallets fills them in
         ))
         if len(self.pending) >= LINE_INSERT_CHUNK:
             self.flush()
 
     def flush(self) -> None:
         rows = self.pending
-        held = _check_wallets(rows, self.problems)
+        held = _check_wallets(rows, self.problems)  # also fills in each row's wallet type and class
         for index, reason in held.items():
             rows[index] = (*rows[index][:11], True, reason[:255], *rows[index][13:])
         self.held_count += len(held)
@@ -239,13 +241,15 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data: by
 def _check_wallets(rows: list[tuple], problems: list[dict]) -> dict[int, str]:
     """One operator call per 1,000 line rows (_LineBuffer's): wallet exists, is active, the holder
     name matches, and the net fits the wallet class's balance cap. Adds each refusal to `problems`
-    and returns {index in rows: the refusal's message} for the lines to hold."""
+    and returns {index in rows: the refusal's message} for the lines to hold. Each row gets the
+    wallet's type and class (its last two columns) as the operator reported them."""
     limits = settings.WALLET_CLASS_LIMITS
     held = {}
     for start in range(0, len(rows), 1000):
         chunk = rows[start : start + 1000]
         checks = verify_wallets(pairs=[(row[5], row[3]) for row in chunk])
         for index, (row, check) in enumerate(zip(chunk, checks), start=start):
+            rows[index] = (*row[:-2], check.wallet_type or "", check.wallet_class)
             problem = _wallet_problem(check, row[9], limits)
             if problem:
                 problems.append(_problem(row[1], *problem))
@@ -350,7 +354,15 @@ def _create_line_transfers(batch: PayrollBatch, attempts: list[tuple], *, actor:
     retry is a new payment and a repeated call for the same attempt is the same payment.
     """
     lines = [line for line, _ in attempts]
-    wallet_pks = ensure_personal_wallets(holders=[(line.wallet_id, line.name, line.resident_id) for line in lines])
+    # The import verified every wallet and kept its type and class on the line: registration takes
+    # those instead of asking the operator again (lines imported before that are asked).
+    known_checks = {
+        line.wallet_id: WalletCheck(wallet_id=line.wallet_id, exists=True, active=True, holder_name_matches=True,
+                                    wallet_type=line.wallet_type, wallet_class=line.wallet_class)
+        for line in lines if line.wallet_type
+    }
+    wallet_pks = ensure_personal_wallets(holders=[(line.wallet_id, line.name, line.resident_id) for line in lines],
+                                         known_checks=known_checks)
     line_type = ContentType.objects.get_for_model(PayrollLine)
     ids = create_transfers(
         organization_id=batch.employer_id, batch_ref=batch.batch_ref, actor=actor, now=now,
@@ -382,6 +394,8 @@ class _PayLine(NamedTuple):
     name: str
     resident_id: str
     net_fen: int
+    wallet_type: str
+    wallet_class: int | None
 
 
 def pay_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
@@ -396,7 +410,7 @@ def pay_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
         # Plain tuples, not model instances: a run may have 100,000 lines.
         lines = [
             _PayLine(*row) for row in batch.lines.filter(held=False, transfer__isnull=True).order_by("line_no")
-            .values_list("pk", "line_no", "wallet_id", "name", "resident_id", "net_fen")
+            .values_list("pk", "line_no", "wallet_id", "name", "resident_id", "net_fen", "wallet_type", "wallet_class")
         ]
         ids = _create_line_transfers(batch, [(line, 1) for line in lines], actor=user.username, now=now)
         union_ids = union.remit_for_payroll(batch=batch, actor=user.username, now=now)

@@ -41,6 +41,28 @@ def test_a_clean_file_is_paid_end_to_end(employer):
     assert Transfer.objects.filter(batch_ref=batch.batch_ref).count() == 25
 
 
+def test_paying_registers_payees_from_the_imports_wallet_checks(employer, monkeypatch):
+    """The import verified every wallet and kept its type and class on the line; paying registers
+    the payees' wallets from those without asking the operator a second time."""
+    batch = upload(employer, staff(employer, 3))
+    line = batch.lines.order_by("line_no").first()
+    assert (line.wallet_type, line.wallet_class) == ("WT01", 2)
+    now = timezone.now()
+    services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
+    services.approve_batch(batch_id=batch.pk, user=employer.approver, now=now)
+    services.fund_batch(batch_id=batch.pk, user=employer.approver, now=now)
+
+    def not_again(**kwargs):
+        raise AssertionError("the wallets were verified at import")
+
+    monkeypatch.setattr("treasury.services.wallets.verify_wallets", not_again)
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
+    batch = services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+    assert batch.state == BatchState.PAID
+    line.refresh_from_db()
+    assert (line.payee_wallet.wallet_type, line.payee_wallet.wallet_class) == ("WT01", 2)
+
+
 def test_operator_refusals_reject_the_file_with_every_line_named(employer):
     rows = staff(employer, 6, skip=(1,))  # line 2's wallet is unknown at the operator
     employer.sandbox.admin.set_status(wallet_id=rows[2][3], status="frozen")
