@@ -33,7 +33,7 @@ BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/8")
 def start_workers(count: int):
     """Celery workers paying the treasury queue, with this process's settings (database, operator, broker)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "treasury", "--concurrency", str(count),
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "treasury,payroll", "--concurrency", str(count),
          "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -58,6 +58,9 @@ class PayrollBatch(ConcurrentTransitionMixin, models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True)
     paying_at = models.DateTimeField(null=True, blank=True)
+    # Set once every payable line has its transfer (services.make_line_transfers); until then the
+    # batch is still paying, which finish_batch_if_done learns without counting lines.
+    transfers_made_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +39,7 @@ from .models import BatchState as B
 from .models import PayrollBatch, PayrollLine
 
 LINE_INSERT_CHUNK = 5000
+PAY_CHUNK = 5000  # lines whose transfers are made in one transaction (then paid while the next are made)
 PURPOSE_SALARY = "SALARY"
 
 
@@ -399,25 +401,59 @@ class _PayLine(NamedTuple):
 
 
 def pay_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
-    """funded -> paying: one transfer per line not held, created in this transaction and submitted
-    in chunks after commit. Each line's idempotency key is fixed (payroll:<batch>:<line>), so paying
-    cannot happen twice for a line even if this is called again."""
+    """funded -> paying, and the union's dues and funds transfers; the lines' transfers are made
+    after commit by a task, PAY_CHUNK lines a transaction (`make_line_transfers`), each chunk paid by
+    the workers as soon as it is committed. The clerk's request returns at once; the batch page shows
+    the progress. Each line's idempotency key is fixed (payroll:<batch>:<line>), so a line cannot be
+    paid twice however often this or the task runs."""
     with transaction.atomic():
         batch = _locked(batch_id)
         _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
         batch.start_paying()
         batch.paying_at = now
-        # Plain tuples, not model instances: a run may have 100,000 lines.
-        lines = [
-            _PayLine(*row) for row in batch.lines.filter(held=False, transfer__isnull=True).order_by("line_no")
-            .values_list("pk", "line_no", "wallet_id", "name", "resident_id", "net_fen", "wallet_type", "wallet_class")
-        ]
-        ids = _create_line_transfers(batch, [(line, 1) for line in lines], actor=user.username, now=now)
         union_ids = union.remit_for_payroll(batch=batch, actor=user.username, now=now)
         batch.save()
         _trace(batch, "payroll.batch.paying", actor=user.username, now=now, amount_fen=batch.total_net_fen,
-               transfers=len(ids), union_transfers=len(union_ids))
+               lines=batch.payable_count, union_transfers=len(union_ids))
+        _queue_line_transfers(batch_id, actor=user.username)
     return batch
+
+
+def _queue_line_transfers(batch_id: int, *, actor: str) -> None:
+    from payroll.tasks import make_line_transfers_task
+
+    transaction.on_commit(partial(make_line_transfers_task.apply_async, kwargs={"batch_id": batch_id, "actor": actor}))
+
+
+def make_line_transfers(*, batch_id: int, actor: str, now: datetime) -> int:
+    """First transfers for the lines of a paying, unpaused batch that have none yet (not held, not
+    returned), PAY_CHUNK lines a transaction, each chunk handed to the workers on commit, so paying
+    starts while the rest are made. Stops when the batch is paused (resume calls this again).
+    Resumable and safe to run twice at once: each chunk takes the batch's lock and picks only lines
+    that have no transfer. Returns how many transfers it made."""
+    made, after_line_no = 0, 0
+    while True:
+        with transaction.atomic():
+            batch = _locked(batch_id)
+            if batch.state != B.PAYING or batch.paused:
+                return made
+            lines = [
+                _PayLine(*row) for row in batch.lines.filter(
+                    held=False, returned=False, transfer__isnull=True, line_no__gt=after_line_no,
+                ).order_by("line_no").values_list(
+                    "pk", "line_no", "wallet_id", "name", "resident_id", "net_fen", "wallet_type", "wallet_class",
+                )[:PAY_CHUNK]
+            ]
+            if lines:
+                made += len(_create_line_transfers(batch, [(line, 1) for line in lines], actor=actor, now=now))
+            if len(lines) < PAY_CHUNK:  # the last chunk: marked made in its own transaction
+                if not batch.lines.filter(held=False, returned=False, transfer__isnull=True).exists():
+                    batch.transfers_made_at = now
+                    batch.save(update_fields=["transfers_made_at"])
+                return made
+            # The next chunk starts after this one: the lines before it got their transfers in earlier
+            # transactions, so the tenth chunk does not step over the nine before it again.
+            after_line_no = lines[-1].line_no
 
 
 @dataclass(frozen=True)
@@ -441,7 +477,9 @@ def line_progress(*, batch: PayrollBatch) -> LineProgress:
 
     settled = Q(transfer__state=TransferState.SETTLED)
     failed = Q(transfer__state__in=[TransferState.FAILED, TransferState.CANCELLED], returned=False)
-    still_open = Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
+    # Being paid: the line's transfer waits for an outcome, or the line waits for its transfer.
+    still_open = (Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
+                  | Q(transfer__isnull=True, held=False, returned=False))
     totals = batch.lines.aggregate(
         n_paid=Count("pk", filter=settled), fen_paid=Sum("net_fen", filter=settled),
         n_failed=Count("pk", filter=failed), n_open=Count("pk", filter=still_open),
@@ -455,9 +493,9 @@ def finish_batch_if_done(*, batch_id: int, now: datetime) -> PayrollBatch:
     """paying -> paid (every line paid) or partially_paid (some failed, held or returned), once no line's
     transfer is still open. Safe to call as often as you like (the periodic task and the progress
     poll do): while a transfer of the run is open it answers from the outbox, without the batch's lock
-    or an aggregate over every line."""
+    or an aggregate over every line, and so it does while lines still wait for their transfers."""
     batch = PayrollBatch.objects.get(pk=batch_id)
-    if batch.state == B.PAYING and has_open_transfers(batch_ref=batch.batch_ref):
+    if batch.state == B.PAYING and (batch.transfers_made_at is None or has_open_transfers(batch_ref=batch.batch_ref)):
         return batch
     with transaction.atomic():
         batch = _locked(batch_id)
@@ -478,10 +516,16 @@ def finish_batch_if_done(*, batch_id: int, now: datetime) -> PayrollBatch:
 
 
 def finish_paying_batches(*, now: datetime) -> int:
-    """Move every paying batch whose lines are all decided on (the periodic task)."""
+    """The periodic task: move every paying batch whose lines are all decided on; where lines may
+    still wait for their transfers (the task making them died), run it again."""
     finished = 0
     for batch_id in PayrollBatch.objects.filter(state=B.PAYING).values_list("pk", flat=True):
-        finished += finish_batch_if_done(batch_id=batch_id, now=now).state != B.PAYING
+        batch = finish_batch_if_done(batch_id=batch_id, now=now)
+        if batch.state != B.PAYING:
+            finished += 1
+        elif batch.transfers_made_at is None and not batch.paused:
+            with transaction.atomic():
+                _queue_line_transfers(batch_id, actor="system")
     return finished
 
 
@@ -514,6 +558,7 @@ def resume_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
         released = release_transfers(transfer_ids=_open_transfer_ids(batch), actor=user.username, now=now)
         batch.paused = False
         batch.save()
+        _queue_line_transfers(batch_id, actor=user.username)  # lines paused before their transfers were made
         _trace(batch, "payroll.batch.resumed", actor=user.username, now=now, released=released)
     return batch
 

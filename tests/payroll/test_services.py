@@ -197,6 +197,52 @@ def test_pause_holds_unsent_transfers_and_resume_pays_them(employer, monkeypatch
     assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
 
 
+def test_transfers_are_made_a_chunk_a_transaction_after_the_pay_call(employer, monkeypatch):
+    rows = staff(employer, 5)
+    batch = approved_and_funded(employer, rows)
+    monkeypatch.setattr(services, "PAY_CHUNK", 2)
+    queued = []  # the broker: the task making the lines' transfers runs when we say so
+    monkeypatch.setattr(services, "_queue_line_transfers", lambda batch_id, actor: queued.append((batch_id, actor)))
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    assert queued == [(batch.pk, employer.operator_user.username)]
+    assert not Transfer.objects.filter(batch_ref=batch.batch_ref).exists()
+    progress = services.line_progress(batch=batch)
+    assert (progress.open, progress.paid) == (5, 0)  # lines waiting for their transfers are being paid
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAYING
+    assert services.make_line_transfers(batch_id=batch.pk, actor="system", now=timezone.now()) == 5
+    assert services.make_line_transfers(batch_id=batch.pk, actor="system", now=timezone.now()) == 0  # nothing twice
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+    assert Transfer.objects.filter(batch_ref=batch.batch_ref).count() == 5
+
+
+def test_lines_left_without_transfers_are_made_by_the_periodic_task(employer, monkeypatch):
+    """The task making the transfers died (or was never delivered): the periodic task makes them."""
+    rows = staff(employer, 3)
+    batch = approved_and_funded(employer, rows)
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "_queue_line_transfers", lambda batch_id, actor: None)  # lost
+        services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    assert services.finish_paying_batches(now=timezone.now()) == 0  # queues the task; eager: it pays
+    assert services.finish_paying_batches(now=timezone.now()) == 1
+    for row in rows:
+        assert employer.sandbox.admin.balance(wallet_id=row[3]) == builders.net_fen(row)
+    assert check_ledger().problems == []
+
+
+def test_a_batch_paused_before_its_transfers_are_made_makes_them_on_resume(employer, monkeypatch):
+    rows = staff(employer, 3)
+    batch = approved_and_funded(employer, rows)
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "_queue_line_transfers", lambda batch_id, actor: None)  # not delivered yet
+        services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    services.pause_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
+    assert services.make_line_transfers(batch_id=batch.pk, actor="system", now=timezone.now()) == 0  # paused
+    assert services.finish_paying_batches(now=timezone.now()) == 0
+    assert not Transfer.objects.filter(batch_ref=batch.batch_ref).exists()
+    services.resume_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+
+
 def test_worker_killed_while_paying_never_pays_a_line_twice(employer, worker_dies_after_operator_applies):
     from treasury.services import transfers as transfer_services
 
