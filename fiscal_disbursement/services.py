@@ -672,8 +672,7 @@ def _register_payee_wallets(rows: list[tuple]) -> dict[int, int]:
     # The import verified every wallet with the operator and kept its type and class on the line:
     # registration takes those instead of asking again (lines imported before that are asked).
     known_checks = {
-        w: WalletCheck(wallet_id=w, exists=True, active=True, holder_name_matches=True, wallet_type=wallet_type,
-                       wallet_class=wallet_class)
+        w: WalletCheck.passed(wallet_id=w, wallet_type=wallet_type, wallet_class=wallet_class)
         for _, w, _, kind, _, wallet_type, wallet_class in rows if kind == "resident" and wallet_type
     }
     wallet_pks = ensure_personal_wallets(holders=people, known_checks=known_checks) if people else {}

@@ -359,8 +359,8 @@ def _create_line_transfers(batch: PayrollBatch, attempts: list[tuple], *, actor:
     # The import verified every wallet and kept its type and class on the line: registration takes
     # those instead of asking the operator again (lines imported before that are asked).
     known_checks = {
-        line.wallet_id: WalletCheck(wallet_id=line.wallet_id, exists=True, active=True, holder_name_matches=True,
-                                    wallet_type=line.wallet_type, wallet_class=line.wallet_class)
+        line.wallet_id: WalletCheck.passed(wallet_id=line.wallet_id, wallet_type=line.wallet_type,
+                                           wallet_class=line.wallet_class)
         for line in lines if line.wallet_type
     }
     wallet_pks = ensure_personal_wallets(holders=[(line.wallet_id, line.name, line.resident_id) for line in lines],

@@ -109,6 +109,12 @@ class WalletCheck:
     wallet_type: str = ""  # WT01 personal, WT09 corporate, ...
     wallet_class: int | None = None  # 1-4 for personal wallets
 
+    @classmethod
+    def passed(cls, *, wallet_id: str, wallet_type: str, wallet_class: int | None) -> "WalletCheck":
+        """A check that passed earlier and was recorded (a payee file's import keeps type and class)."""
+        return cls(wallet_id=wallet_id, exists=True, active=True, holder_name_matches=True, wallet_type=wallet_type,
+                   wallet_class=wallet_class)
+
 
 @dataclass(frozen=True)
 class WalletBalance:
