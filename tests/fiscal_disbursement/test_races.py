@@ -1,15 +1,14 @@
 """Integration (PostgreSQL row locks): two approvals of requests against one quota at the same moment
 never reserve more than the quota holds; the same voucher sent by two deliveries at once is reserved
 once and paid once."""
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from fiscal_disbursement import services
 from fiscal_disbursement.models import PaymentRequest, Quota
 from fiscal_disbursement.models import RequestState as R
+from tests.concurrency import at_once
 from tests.fiscal_disbursement.helpers import QUOTA_ID, payee_rows, refreshed, submitted
 from treasury.models import Transfer
 
@@ -22,34 +21,12 @@ def _needs_postgresql():
         pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://... (see .ci/run)")
 
 
-def _at_once(*calls):
-    """Run the calls in threads released together; return their results or exceptions."""
-    barrier = threading.Barrier(len(calls))
-    outcomes = [None] * len(calls)
-
-    def run(index, call):
-        try:
-            barrier.wait()
-            outcomes[index] = call()
-        except Exception as error:  # noqa: BLE001 - the outcome is what the test looks at
-            outcomes[index] = error
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return outcomes
-
-
 def test_concurrent_approvals_never_overdraw_the_quota(finance):
     # Two requests of 600,000 yuan each against a quota of 1,000,000: only one can be reserved.
     first = submitted(finance, payee_rows(finance, 2), amount_yuan="300000.00")
     second = submitted(finance, payee_rows(finance, 2), amount_yuan="300000.00")
     finance.budget.admin.set_fault("fault", operation="SubmitVoucher", count=2)  # keep both at approved
-    outcomes = _at_once(
+    outcomes = at_once(
         lambda: services.approve_request(request_id=first.pk, user=finance.approver, now=timezone.now()),
         lambda: services.approve_request(request_id=second.pk, user=finance.approver2, now=timezone.now()),
     )
@@ -66,7 +43,7 @@ def test_one_voucher_delivered_twice_at_once_is_reserved_and_paid_once(finance):
     services.approve_request(request_id=request.pk, user=finance.approver, now=timezone.now())
     assert refreshed(request).state == R.APPROVED
 
-    _at_once(*[lambda: services.send_voucher(request_id=request.pk, now=timezone.now())] * 2)
+    at_once(*[lambda: services.send_voucher(request_id=request.pk, now=timezone.now())] * 2)
     services.start_paying(request_id=request.pk, now=timezone.now())
     request = PaymentRequest.objects.get(pk=request.pk)
     assert request.state == R.REPORTED
