@@ -56,6 +56,9 @@ class LedgerAccountAdmin(admin.ModelAdmin):
     # The posting service keeps balances with the entries, in one transaction.
     readonly_fields = ["balance_fen", "updated_at"]
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # accounts are kept for ever (a trigger refuses it on PostgreSQL: treasury migration 0005)
+
 
 class LedgerEntryInline(admin.TabularInline):
     model = LedgerEntry
