@@ -242,7 +242,11 @@ class TaxDeduction(ConcurrentTransitionMixin, models.Model):
             models.UniqueConstraint(fields=["tax_org_code", "entrust_date", "tra_no"], name="tax_deduction_key_unique"),
             models.CheckConstraint(name="tax_deduction_amount_positive", condition=models.Q(amount_fen__gt=0)),
         ]
-        indexes = [models.Index(fields=["package", "state"])]
+        indexes = [
+            models.Index(fields=["package", "state"]),
+            # resolve_unknown_deductions looks for these every minute; they are few, the table is large.
+            models.Index(fields=["id"], name="tax_deduction_unknown", condition=models.Q(state="unknown")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tax_org_code}/{self.entrust_date:%Y%m%d}/{self.tra_no} {self.state}"
