@@ -23,7 +23,7 @@ from social_security.models import (
 from tax.api import ACTION_ERRORS, ERRORS, OPERATOR_ERRORS, TaxRoles, _error
 from tax.reconciliation.api import ReconciliationErrorsMixin, RunNowSerializer
 from tax.reconciliation.case_api import (
-    CaseActionsMixin, CorrectionSerializerBase, InvestigateSerializer, RejectCorrectionSerializer, choice,
+    CaseActionsMixin, CorrectionSerializerBase, case_action_schemas, choice,
 )
 from tax.reconciliation.models import CaseState
 from tax.reconciliation.views import acts
@@ -189,12 +189,7 @@ def _case_action_schema(summary: str, request=None):
                        responses={200: SocialDiscrepancyCaseSerializer(many=True), **ERRORS}),
     retrieve=extend_schema(summary="One case with its history and corrections", tags=TAGS,
                            responses={200: SocialDiscrepancyCaseSerializer, **ERRORS}),
-    investigate=_case_action_schema("Take an open case into investigation", InvestigateSerializer),
-    propose_correction=_case_action_schema("Propose a correcting transfer (another tax staff member approves it)",
-                                           SocialProposeCorrectionSerializer),
-    approve_correction=_case_action_schema(
-        "Approve a proposed correction: the transfer is made through the transfer core"),
-    reject_correction=_case_action_schema("Reject a proposed correction with a reason", RejectCorrectionSerializer),
+    **case_action_schemas(tags=TAGS, case_serializer=SocialDiscrepancyCaseSerializer, propose_serializer=SocialProposeCorrectionSerializer),
 )
 class SocialDiscrepancyCaseViewSet(CaseActionsMixin, ReconciliationErrorsMixin, viewsets.ReadOnlyModelViewSet):
     authentication_classes = API_AUTHENTICATION

@@ -19,7 +19,7 @@ from treasury.services.transfers import OperatorRejected
 
 from . import corrections, selectors, services
 from .case_api import (
-    CaseActionsMixin, CorrectionSerializerBase, InvestigateSerializer, RejectCorrectionSerializer, choice,
+    CaseActionsMixin, CorrectionSerializerBase, case_action_schemas, choice,
 )
 from .models import (
     CaseCorrection, CaseState, CorrectionKind, DiscrepancyCase, Outcome, ReconciliationResult, ReconciliationRun,
@@ -213,12 +213,7 @@ def _case_action_schema(summary: str, request=None):
                        responses={200: DiscrepancyCaseSerializer(many=True), **ERRORS}),
     retrieve=extend_schema(summary="One discrepancy case with its history", tags=TAGS,
                            responses={200: DiscrepancyCaseSerializer, **ERRORS}),
-    investigate=_case_action_schema("Take an open case into investigation", InvestigateSerializer),
-    propose_correction=_case_action_schema("Propose a correcting transfer (another tax staff member approves it)",
-                                           ProposeCorrectionSerializer),
-    approve_correction=_case_action_schema(
-        "Approve a proposed correction: the transfer is made through the transfer core"),
-    reject_correction=_case_action_schema("Reject a proposed correction with a reason", RejectCorrectionSerializer),
+    **case_action_schemas(tags=TAGS, case_serializer=DiscrepancyCaseSerializer, propose_serializer=ProposeCorrectionSerializer),
 )
 class DiscrepancyCaseViewSet(CaseActionsMixin, ReconciliationErrorsMixin, viewsets.ReadOnlyModelViewSet):
     authentication_classes = API_AUTHENTICATION

@@ -5,12 +5,13 @@ approve and reject a correction. Resolve stays in each module: tax takes a corre
 from __future__ import annotations
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from tax.api import _error
+from tax.api import ACTION_ERRORS, _error
 from treasury.identifiers import mask_wallet_id
 
 from .views import acts
@@ -116,3 +117,18 @@ class CaseActionsMixin:
         self.reject_service(correction_id=self._correction(case, correction_id).pk, user=request.user,
                             reason=data.validated_data["reason"], now=timezone.now())
         return self._detail(case.pk)
+
+
+def case_action_schemas(*, tags: list[str], case_serializer, propose_serializer) -> dict:
+    """OpenAPI schemas of CaseActionsMixin's four actions, for a viewset's extend_schema_view(**...)."""
+    def schema(summary: str, request=None):
+        return extend_schema(summary=summary, tags=tags, request=request,
+                             responses={200: case_serializer, **ACTION_ERRORS})
+
+    return {
+        "investigate": schema("Take an open case into investigation", InvestigateSerializer),
+        "propose_correction": schema("Propose a correcting transfer (another tax staff member approves it)",
+                                     propose_serializer),
+        "approve_correction": schema("Approve a proposed correction: the transfer is made through the transfer core"),
+        "reject_correction": schema("Reject a proposed correction with a reason", RejectCorrectionSerializer),
+    }
