@@ -1,11 +1,12 @@
 """Benchmark: transfers end to end on PostgreSQL, beside a COPY baseline measured in the same run.
 
-    python bench/transfers.py [--n 100000] [--workers 2] [--chunk 1000]
+    python bench/transfers.py [--n 100000] [--workers 2] [--chunk 1000] [--create-batch 10000]
 
-End to end means: create (outbox rows + trace events, one transaction), submit in chunks of
-`--chunk` to the sandbox operator over HTTP (a separate process), settle, post double entries,
-trace every state change, then prove it: every transfer settled, `ledger_check` clean.
-Chunks are processed by `--workers` processes, as Celery workers would (one task per chunk).
+End to end means: create (outbox rows + trace events, `--create-batch` transfers a transaction), submit
+in chunks of `--chunk` to the sandbox operator over HTTP (a separate process), settle, post double
+entries, trace every state change, then prove it: every transfer settled, `ledger_check` clean.
+Chunks are processed by `--workers` processes, as Celery workers would (one task per chunk), each
+batch's chunks as soon as the batch is committed (the outbox's after-commit hand-over).
 Receipts are left out (bench/receipts.py measures them).
 
 The baseline is psycopg COPY of the same number of rows (the transfer columns) into a bare table.
