@@ -251,7 +251,8 @@ class PayeeKind(models.TextChoices):
 
 
 class PaymentLine(models.Model):
-    request = models.ForeignKey(PaymentRequest, on_delete=models.CASCADE, related_name="lines")
+    # No index of its own: the (request, line_no) constraint's index starts with it.
+    request = models.ForeignKey(PaymentRequest, on_delete=models.CASCADE, related_name="lines", db_index=False)
     line_no = models.PositiveIntegerField()  # as the clerk sees it in the payee file
     payee_name = models.CharField(max_length=200)
     id_kind = models.CharField(max_length=8, choices=PayeeKind.choices)
@@ -264,7 +265,8 @@ class PaymentLine(models.Model):
     returned = models.BooleanField("已退回 (returned)", default=False)  # given up: released back to the quota
     return_reason = models.CharField(max_length=255, blank=True)
     report_no = models.CharField(max_length=48, blank=True)  # the result report that carried this line
-    payee_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    payee_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                     db_index=False)  # indexed where set (Meta): a new line has none
     # What the operator said of the wallet when the file was imported (type WT01/WT09..., class 1-4):
     # paying registers the payee's wallet from these instead of asking the operator a second time.
     wallet_type = models.CharField(max_length=8, blank=True)
@@ -278,6 +280,8 @@ class PaymentLine(models.Model):
             models.UniqueConstraint(fields=["request", "line_no"], name="fiscal_line_once"),
             models.CheckConstraint(name="fiscal_line_amount_positive", condition=models.Q(amount_fen__gt=0)),
         ]
+        indexes = [models.Index(fields=["payee_wallet"], name="fiscal_line_payee_wallet",
+                                condition=models.Q(payee_wallet__isnull=False))]
 
     @property
     def tracking_id(self) -> str:

@@ -129,7 +129,8 @@ class PayrollBatch(ConcurrentTransitionMixin, models.Model):
 
 
 class PayrollLine(models.Model):
-    batch = models.ForeignKey(PayrollBatch, on_delete=models.CASCADE, related_name="lines")
+    # No index of its own: the (batch, line_no) constraint's index starts with it.
+    batch = models.ForeignKey(PayrollBatch, on_delete=models.CASCADE, related_name="lines", db_index=False)
     line_no = models.PositiveIntegerField()  # as the employer sees it in the file
     employee_no = models.CharField(max_length=40)
     name = models.CharField(max_length=100)
@@ -148,7 +149,8 @@ class PayrollLine(models.Model):
     # registers the payee's wallet from these instead of asking the operator again.
     wallet_type = models.CharField(max_length=8, blank=True)
     wallet_class = models.PositiveSmallIntegerField(null=True, blank=True)
-    payee_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    payee_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                     db_index=False)  # indexed where set (Meta): a new line has none
     transfer = models.OneToOneField(
         "treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT, related_name="payroll_line"
     )
@@ -159,6 +161,8 @@ class PayrollLine(models.Model):
             models.UniqueConstraint(fields=["batch", "line_no"], name="payroll_line_once"),
             models.CheckConstraint(name="payroll_line_net_positive", condition=models.Q(net_fen__gt=0)),
         ]
+        indexes = [models.Index(fields=["payee_wallet"], name="payroll_line_payee_wallet",
+                                condition=models.Q(payee_wallet__isnull=False))]
 
 
 
