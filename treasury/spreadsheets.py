@@ -259,9 +259,9 @@ class ResidentIdChecker:
 # Duplicate detection in bounded memory
 # ---------------------------------------------------------------------------------------------
 def resident_id_key(number: str) -> int:
-    """A valid 18-character resident ID as an exact SeenTable key (below 1.1 * 10^18, fits in 63 bits)."""
-    check = number[17]
-    return int(number[:17]) * 11 + (10 if check == "X" else int(check))
+    """A valid 18-character resident ID as an exact SeenTable key (below 1.1 * 10^18, fits in 63 bits):
+    the number itself, or 10^18 plus its first 17 digits when the check character is X."""
+    return int(number) if number[17] != "X" else 10**18 + int(number[:17])
 
 
 def wallet_id_key(wallet_id: str) -> int:
