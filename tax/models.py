@@ -209,10 +209,12 @@ class TaxDeduction(ConcurrentTransitionMixin, models.Model):
     tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
     entrust_date = models.DateField("委托日期 (entrust date)")
     tra_no = models.CharField("交易流水号 (transaction number)", max_length=24)
+    # Indexes (Meta): package by the (package, state) one; agreement and transfer only where set,
+    # as a batch item is received without them.
     package = models.ForeignKey(DeductionPackage, null=True, blank=True, on_delete=models.PROTECT,
-                                related_name="deductions")
+                                related_name="deductions", db_index=False)
     agreement = models.ForeignKey(TaxAgreement, null=True, blank=True, on_delete=models.PROTECT,
-                                  related_name="deductions")
+                                  related_name="deductions", db_index=False)
     pay_acct = models.CharField("缴款钱包 (payer wallet id)", max_length=32)
     pay_op_bk_code = models.CharField("运营机构行号 (operator bank code)", max_length=12, blank=True)
     hand_org_name = models.CharField("缴款户名 (wallet holder name)", max_length=200, blank=True)
@@ -231,7 +233,7 @@ class TaxDeduction(ConcurrentTransitionMixin, models.Model):
     add_word = models.CharField("附言 (note)", max_length=255, blank=True)
     tax_date = models.DateField("扣税日期 (tax date)", null=True, blank=True)
     transfer = models.ForeignKey("treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT,
-                                 related_name="+")
+                                 related_name="+", db_index=False)
     created_at = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
 
@@ -246,6 +248,8 @@ class TaxDeduction(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["package", "state"]),
             # resolve_unknown_deductions looks for these every minute; they are few, the table is large.
             models.Index(fields=["id"], name="tax_deduction_unknown", condition=models.Q(state="unknown")),
+            models.Index(fields=["agreement"], name="tax_deduction_agreement", condition=models.Q(agreement__isnull=False)),
+            models.Index(fields=["transfer"], name="tax_deduction_transfer", condition=models.Q(transfer__isnull=False)),
         ]
 
     def __str__(self) -> str:
