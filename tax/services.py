@@ -14,7 +14,6 @@ chunks; their result (2102) is an outbox sent until the tax system acknowledges 
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict
@@ -24,6 +23,7 @@ from functools import partial
 from types import SimpleNamespace
 from typing import NamedTuple
 
+import orjson
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, connection, transaction
@@ -795,10 +795,13 @@ def _insert_items(package: DeductionPackage, message: BatchDeduction, *, now: da
     rows `_deduction_row` makes, without a model instance per item."""
     entrust_date = connection.ops.adapt_datefield_value(message.entrust_date)
     created_at = bulk.datetime_param(now)
-    rows = [(DeductionKind.BATCH.value, message.tax_org_code, entrust_date, item.tra_no, package.pk, item.pay_acct,
+    # Read once, not per item: an enum member read costs about a microsecond. orjson: a fifth of json.dumps's time.
+    batch, received, tax_org_code, package_pk = DeductionKind.BATCH.value, D.RECEIVED.value, message.tax_org_code, package.pk
+    treasury_code = package.treasury_code
+    rows = [(batch, tax_org_code, entrust_date, item.tra_no, package_pk, item.pay_acct,
              item.pay_op_bk_code, item.hand_org_name, item.tax_pay_name, "", item.protocol_no, item.amount_fen,
-             item.tax_vou_no, json.dumps(_tax_types_json(item)), item.budget_type, item.budget_level_code,
-             item.remark[:140], package.treasury_code, D.RECEIVED.value, "", "", created_at)
+             item.tax_vou_no, orjson.dumps(_tax_types_json(item)).decode(), item.budget_type,
+             item.budget_level_code, item.remark[:140], treasury_code, received, "", "", created_at)
             for item in message.items]
     # The unique (tax authority, entrust date, serial) constraint refuses a serial used before.
     with connection.wrap_database_errors:  # COPY's errors as Django's (IntegrityError ...)

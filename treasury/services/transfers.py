@@ -228,6 +228,7 @@ def create_transfers(
 
     new_items = [t for t in transfers if t.idempotency_key not in existing]
     conditions_json = _conditions_json_of(new_items)
+    pending = S.PENDING.value  # read once: an enum member read costs about a microsecond, per row
     with transaction.atomic():
         new_ids = bulk.allocate_ids(Transfer._meta.db_table, len(new_items))
         created_at = bulk.datetime_param(now)
@@ -236,7 +237,7 @@ def create_transfers(
             columns=_TRANSFER_COLUMNS,
             rows=(  # a generator: COPY stores rows while later ones are made
                 (pk, t.idempotency_key, t.payer_id, t.payee_id, t.amount_fen, t.purpose_code, t.memo, t.source_type_id,
-                 t.source_id, t.source_ref, organization_id, batch_ref, conditions_json[id(t.conditions)], S.PENDING,
+                 t.source_id, t.source_ref, organization_id, batch_ref, conditions_json[id(t.conditions)], pending,
                  "", "", "", 0, hold, actor, created_at)
                 for pk, t in zip(new_ids, new_items)
             ),
@@ -244,7 +245,7 @@ def create_transfers(
         bulk.insert_rows(table=TransferOutbox._meta.db_table, columns=["transfer_id", "batch_ref"],
                          rows=[(pk, batch_ref) for pk in new_ids])
         _trace(
-            [Row(pk, t.idempotency_key, t.amount_fen, batch_ref, t.source_ref, S.PENDING) for pk, t in zip(new_ids, new_items)],
+            [Row(pk, t.idempotency_key, t.amount_fen, batch_ref, t.source_ref, pending) for pk, t in zip(new_ids, new_items)],
             kind="transfer.created",
             actor=actor,
             now=now,
