@@ -15,14 +15,16 @@ class LedgerAccount(models.Model):
         CLEARING = "clearing", "清算账户 (clearing account)"
         EXTERNAL = "external", "外部资金 (money from outside the ledger)"
 
-    code = models.CharField("账户代码 (account code)", max_length=64, unique=True)
+    # Unique by a constraint and organization indexed only where set (Meta): see Person.resident_id.
+    code = models.CharField("账户代码 (account code)", max_length=64)
     name = models.CharField("名称 (name)", max_length=200)
     kind = models.CharField("类别 (kind)", max_length=32, choices=Kind.choices)
     wallet = models.OneToOneField(
         "treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_account"
     )
     organization = models.ForeignKey(
-        "treasury.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_accounts"
+        "treasury.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_accounts",
+        db_index=False,
     )
     # Kept by the posting service in the same transaction as the entries; never set by hand.
     balance_fen = models.BigIntegerField("余额 (balance, fen)", default=0)
@@ -30,6 +32,9 @@ class LedgerAccount(models.Model):
 
     class Meta:
         verbose_name = "账户 (ledger account)"
+        constraints = [models.UniqueConstraint(fields=["code"], name="ledger_account_code_unique")]
+        indexes = [models.Index(fields=["organization"], name="ledger_account_organization",
+                                condition=models.Q(organization__isnull=False))]
 
     def __str__(self) -> str:
         return f"{self.code} {self.name}"

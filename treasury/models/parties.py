@@ -40,10 +40,11 @@ class Organization(models.Model):
 
 class Person(models.Model):
     name = models.CharField("姓名 (name)", max_length=100)
+    # Unique by a constraint (Meta), not unique=True: that would add a LIKE-pattern index nobody uses,
+    # paid on every insert (payroll registers a whole file's payees at once).
     resident_id = models.CharField(
         "公民身份号码 (resident ID number)",
         max_length=18,
-        unique=True,
         validators=[identifiers.validate_resident_id_field],
     )
     mobile = models.CharField("手机 (mobile)", max_length=20, blank=True)
@@ -52,6 +53,7 @@ class Person(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = "个人 (person)"
+        constraints = [models.UniqueConstraint(fields=["resident_id"], name="person_resident_id_unique")]
 
     def __str__(self) -> str:
         return f"{identifiers.mask_name(self.name)} {identifiers.mask_resident_id(self.resident_id)}"
@@ -70,9 +72,8 @@ class Wallet(models.Model):
         FROZEN = "frozen", "冻结 (frozen)"
         CLOSED = "closed", "注销 (closed)"
 
-    wallet_id = models.CharField(
-        "钱包编号 (wallet id)", max_length=16, unique=True, validators=[identifiers.validate_wallet_id_field]
-    )
+    # Unique by a constraint (Meta), as Person.resident_id; holders indexed only where set (Meta).
+    wallet_id = models.CharField("钱包编号 (wallet id)", max_length=16, validators=[identifiers.validate_wallet_id_field])
     wallet_type = models.CharField("钱包类型 (type)", max_length=4, choices=Type.choices)
     # 1-4 for personal wallets (strength of identity); corporate limits are agreed with the operator.
     wallet_class = models.PositiveSmallIntegerField("钱包等级 (class)", null=True, blank=True)
@@ -80,16 +81,23 @@ class Wallet(models.Model):
         Organization, on_delete=models.PROTECT, related_name="operated_wallets", verbose_name="运营机构 (operator)"
     )
     holder_org = models.ForeignKey(
-        Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="wallets"
+        Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="wallets", db_index=False
     )
-    holder_person = models.ForeignKey(Person, null=True, blank=True, on_delete=models.PROTECT, related_name="wallets")
+    holder_person = models.ForeignKey(Person, null=True, blank=True, on_delete=models.PROTECT, related_name="wallets",
+                                      db_index=False)
     holder_name = models.CharField("户名 (holder name)", max_length=200)
     status = models.CharField("状态 (status)", max_length=10, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name = "数字人民币钱包 (e-CNY wallet)"
+        indexes = [
+            models.Index(fields=["holder_org"], name="wallet_holder_org", condition=models.Q(holder_org__isnull=False)),
+            models.Index(fields=["holder_person"], name="wallet_holder_person",
+                         condition=models.Q(holder_person__isnull=False)),
+        ]
         constraints = [
+            models.UniqueConstraint(fields=["wallet_id"], name="wallet_id_unique"),
             models.CheckConstraint(
                 name="wallet_exactly_one_holder",
                 condition=(
