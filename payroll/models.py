@@ -149,8 +149,6 @@ class PayrollLine(models.Model):
     # registers the payee's wallet from these instead of asking the operator again.
     wallet_type = models.CharField(max_length=8, blank=True)
     wallet_class = models.PositiveSmallIntegerField(null=True, blank=True)
-    payee_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
-                                     db_index=False)  # indexed where set (Meta): a new line has none
     transfer = models.OneToOneField(
         "treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT, related_name="payroll_line"
     )
@@ -161,8 +159,6 @@ class PayrollLine(models.Model):
             models.UniqueConstraint(fields=["batch", "line_no"], name="payroll_line_once"),
             models.CheckConstraint(name="payroll_line_net_positive", condition=models.Q(net_fen__gt=0)),
         ]
-        indexes = [models.Index(fields=["payee_wallet"], name="payroll_line_payee_wallet",
-                                condition=models.Q(payee_wallet__isnull=False))]
 
 
 

@@ -378,11 +378,11 @@ def _create_line_transfers(batch: PayrollBatch, attempts: list[tuple], *, actor:
             for line, attempt in attempts
         ],
     )
+    # The payee's wallet is the transfer's (line.transfer.payee): not kept on the line a second time.
     bulk.update_rows(
         table=PayrollLine._meta.db_table,
-        columns=[("transfer_id", "bigint"), ("payee_wallet_id", "bigint"), ("attempts", "integer")],
-        rows=[(line.pk, transfer_id, wallet_pks[line.wallet_id], attempt)
-              for (line, attempt), transfer_id in zip(attempts, ids)],
+        columns=[("transfer_id", "bigint"), ("attempts", "integer")],
+        rows=[(line.pk, transfer_id, attempt) for (line, attempt), transfer_id in zip(attempts, ids)],
         set_sql="held = %s, hold_reason = ''",
         set_params=[False],
     )

@@ -75,7 +75,7 @@ class Payroll:
             batch=self.batch, line_no=i, employee_no=f"E{i:05d}", name=name, resident_id=resident_id,
             wallet_id=payee.wallet_id, components=dict(components), deductions=dict(deductions),
             gross_fen=sum(components.values()), net_fen=net, held=held, hold_reason=hold_reason,
-            payee_wallet=payee, transfer=transfer,
+            transfer=transfer,
         )
 
 

@@ -60,7 +60,7 @@ def test_paying_registers_payees_from_the_imports_wallet_checks(employer, monkey
     batch = services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
     assert batch.state == BatchState.PAID
     line.refresh_from_db()
-    assert (line.payee_wallet.wallet_type, line.payee_wallet.wallet_class) == ("WT01", 2)
+    assert (line.transfer.payee.wallet_type, line.transfer.payee.wallet_class) == ("WT01", 2)
 
 
 def test_operator_refusals_reject_the_file_with_every_line_named(employer):
