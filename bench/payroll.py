@@ -6,8 +6,8 @@ Upload means: parse and check every line (IDs, amounts, totals), store the lines
 holder name with the sandbox operator over HTTP (one call per 1,000). Persist is what storing adds to
 the upload: the same import, timed first with its line rows thrown away instead of stored, subtracted.
 Pay means: register the payees' wallets, create one transfer per line (outbox), submit them in chunks to
-the operator, settle, post, trace. The chunks are paid by `--workers` Celery worker processes on Redis (queue "treasury"), as in production;
-`--workers 0` runs them eagerly in this process, one after another.
+the operator, settle, post, trace. The chunks are paid by `--workers` Celery worker processes on Redis
+(queues "treasury" and "payroll"), as in production; `--workers 0` runs them eagerly in this process.
 Baselines: Python's csv module reading the same file without any check, and psycopg COPY of the same rows:
 the stored lines read back and copied, from Python tuples as the import writes them, into a bare table of
 the payroll line table's columns (no index, key or check: the floor of storing exactly these rows).
@@ -193,7 +193,8 @@ def main():
             dry = services.import_payroll_file(employer=employer, user=clerk, filename="bench.csv", data=data,
                                                now=timezone.now())
         dry_seconds = time.perf_counter() - started
-        services.cancel_batch(batch_id=dry.pk, user=clerk, reason="benchmark: import without storing", now=timezone.now())
+        services.cancel_batch(batch_id=dry.pk, user=clerk, reason="benchmark: import without storing",
+                              now=timezone.now())
 
         started = time.perf_counter()
         batch = services.import_payroll_file(employer=employer, user=clerk, filename="bench.csv", data=data,

@@ -265,8 +265,9 @@ class PaymentLine(models.Model):
     returned = models.BooleanField("已退回 (returned)", default=False)  # given up: released back to the quota
     return_reason = models.CharField(max_length=255, blank=True)
     report_no = models.CharField(max_length=48, blank=True)  # the result report that carried this line
-    payee_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
-                                     db_index=False)  # indexed where set (Meta): a new line has none
+    # Indexed where set (Meta): a new line has none.
+    payee_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+", db_index=False)
     # What the operator said of the wallet when the file was imported (type WT01/WT09..., class 1-4):
     # paying registers the payee's wallet from these instead of asking the operator a second time.
     wallet_type = models.CharField(max_length=8, blank=True)

@@ -189,7 +189,8 @@ def _case_action_schema(summary: str, request=None):
                        responses={200: SocialDiscrepancyCaseSerializer(many=True), **ERRORS}),
     retrieve=extend_schema(summary="One case with its history and corrections", tags=TAGS,
                            responses={200: SocialDiscrepancyCaseSerializer, **ERRORS}),
-    **case_action_schemas(tags=TAGS, case_serializer=SocialDiscrepancyCaseSerializer, propose_serializer=SocialProposeCorrectionSerializer),
+    **case_action_schemas(tags=TAGS, case_serializer=SocialDiscrepancyCaseSerializer,
+                          propose_serializer=SocialProposeCorrectionSerializer),
 )
 class SocialDiscrepancyCaseViewSet(CaseActionsMixin, ReconciliationErrorsMixin, viewsets.ReadOnlyModelViewSet):
     authentication_classes = API_AUTHENTICATION

@@ -248,8 +248,10 @@ class TaxDeduction(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["package", "state"]),
             # resolve_unknown_deductions looks for these every minute; they are few, the table is large.
             models.Index(fields=["id"], name="tax_deduction_unknown", condition=models.Q(state="unknown")),
-            models.Index(fields=["agreement"], name="tax_deduction_agreement", condition=models.Q(agreement__isnull=False)),
-            models.Index(fields=["transfer"], name="tax_deduction_transfer", condition=models.Q(transfer__isnull=False)),
+            models.Index(fields=["agreement"], name="tax_deduction_agreement",
+                         condition=models.Q(agreement__isnull=False)),
+            models.Index(fields=["transfer"], name="tax_deduction_transfer",
+                         condition=models.Q(transfer__isnull=False)),
         ]
 
     def __str__(self) -> str:

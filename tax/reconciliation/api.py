@@ -213,7 +213,8 @@ def _case_action_schema(summary: str, request=None):
                        responses={200: DiscrepancyCaseSerializer(many=True), **ERRORS}),
     retrieve=extend_schema(summary="One discrepancy case with its history", tags=TAGS,
                            responses={200: DiscrepancyCaseSerializer, **ERRORS}),
-    **case_action_schemas(tags=TAGS, case_serializer=DiscrepancyCaseSerializer, propose_serializer=ProposeCorrectionSerializer),
+    **case_action_schemas(tags=TAGS, case_serializer=DiscrepancyCaseSerializer,
+                          propose_serializer=ProposeCorrectionSerializer),
 )
 class DiscrepancyCaseViewSet(CaseActionsMixin, ReconciliationErrorsMixin, viewsets.ReadOnlyModelViewSet):
     authentication_classes = API_AUTHENTICATION
