@@ -996,9 +996,11 @@ def _create_reports(request: PaymentRequest, *, now: datetime) -> None:
         assignments += [(pk, report_no) for pk, _, _ in chunk]
     bulk.update_rows(table=PaymentLine._meta.db_table, columns=[("report_no", "text")], rows=assignments)
     _trace(request, "fiscal.request.reporting", actor="system", now=now, reports=len(assignments) and n - first + 1)
-    from .tasks import send_reports_task
+    from .tasks import send_report_task
 
-    transaction.on_commit(partial(send_reports_task.apply_async, kwargs={"request_id": request.pk}))
+    # One task a report: with two workers, one report is being built while the budget system reads another.
+    for report_id in request.reports.filter(state=ResultReport.State.PENDING).order_by("pk").values_list("pk", flat=True):
+        transaction.on_commit(partial(send_report_task.apply_async, kwargs={"report_id": report_id}))
 
 
 def build_report(report: ResultReport) -> PaymentReport:
@@ -1019,23 +1021,25 @@ def build_report(report: ResultReport) -> PaymentReport:
     )
 
 
-def send_reports(*, request_id: int, now: datetime) -> PaymentRequest:
-    """Send a request's pending result reports (each under its own number, so a resend is harmless);
-    when all are acknowledged, reporting -> reported. No lock is held while the budget system answers."""
-    for report in ResultReport.objects.select_related("request").filter(
-            request_id=request_id, state=ResultReport.State.PENDING).order_by("pk"):
-        try:
-            ack = _budget().report_payment(build_report(report))
-        except BudgetError as error:
-            ResultReport.objects.filter(pk=report.pk).update(attempts=F("attempts") + 1, error=str(error)[:255])
-            if isinstance(error, BudgetUnavailable):
-                break  # try the rest later, in order
-            continue
-        ResultReport.objects.filter(pk=report.pk, state=ResultReport.State.PENDING).update(
-            attempts=F("attempts") + 1, acknowledged_at=now,
-            state=ResultReport.State.ACKNOWLEDGED if ack.accepted else ResultReport.State.REFUSED,
-            error="" if ack.accepted else f"{ack.code}: {ack.message}"[:255],
-        )
+def _send_report(report: ResultReport, *, now: datetime) -> bool:
+    """Send one pending report and record the answer; False when the budget system could not be reached
+    (nothing is known: the report stays pending and is sent again under its number)."""
+    try:
+        ack = _budget().report_payment(build_report(report))
+    except BudgetError as error:
+        ResultReport.objects.filter(pk=report.pk).update(attempts=F("attempts") + 1, error=str(error)[:255])
+        return not isinstance(error, BudgetUnavailable)
+    ResultReport.objects.filter(pk=report.pk, state=ResultReport.State.PENDING).update(
+        attempts=F("attempts") + 1, acknowledged_at=now,
+        state=ResultReport.State.ACKNOWLEDGED if ack.accepted else ResultReport.State.REFUSED,
+        error="" if ack.accepted else f"{ack.code}: {ack.message}"[:255],
+    )
+    return True
+
+
+def _finish_reporting_if_acknowledged(request_id: int, *, now: datetime) -> PaymentRequest:
+    """reporting -> reported once every report is acknowledged. Under the request's lock, after the
+    caller's own report was recorded: of two reports acknowledged at once, the later check sees both."""
     with transaction.atomic():
         request = _locked(request_id)
         if request.state == R.REPORTING and not request.reports.exclude(state=ResultReport.State.ACKNOWLEDGED).exists():
@@ -1045,6 +1049,25 @@ def send_reports(*, request_id: int, now: datetime) -> PaymentRequest:
             _trace(request, "fiscal.request.reported", actor="budget-system", now=now, amount_fen=request.paid_fen,
                    reports=request.reports.count(), returned_fen=request.returned_fen)
     return request
+
+
+def send_report(*, report_id: int, now: datetime) -> PaymentRequest:
+    """Send one result report if it is still pending (under its own number, so a resend is harmless), then
+    move its request to reported if that was the last. No lock is held while the budget system answers."""
+    report = ResultReport.objects.select_related("request").get(pk=report_id)
+    if report.state == ResultReport.State.PENDING:
+        _send_report(report, now=now)
+    return _finish_reporting_if_acknowledged(report.request_id, now=now)
+
+
+def send_reports(*, request_id: int, now: datetime) -> PaymentRequest:
+    """Send a request's pending result reports in order (the periodic task's resend), stopping at the first
+    the budget system could not be reached for; when all are acknowledged, reporting -> reported."""
+    for report in ResultReport.objects.select_related("request").filter(
+            request_id=request_id, state=ResultReport.State.PENDING).order_by("pk"):
+        if not _send_report(report, now=now):
+            break  # try the rest later, in order
+    return _finish_reporting_if_acknowledged(request_id, now=now)
 
 
 def reconcile_request(*, request_id: int, now: datetime, user=None) -> PaymentRequest:

@@ -10,9 +10,9 @@ def send_voucher_task(*, request_id: int) -> str:
     return services.send_voucher(request_id=request_id, now=timezone.now()).state
 
 
-@shared_task(name="fiscal_disbursement.send_reports", acks_late=True, reject_on_worker_lost=True)
-def send_reports_task(*, request_id: int) -> str:
-    return services.send_reports(request_id=request_id, now=timezone.now()).state
+@shared_task(name="fiscal_disbursement.send_report", acks_late=True, reject_on_worker_lost=True)
+def send_report_task(*, report_id: int) -> str:
+    return services.send_report(report_id=report_id, now=timezone.now()).state
 
 
 @shared_task(name="fiscal_disbursement.resend_pending", acks_late=True, reject_on_worker_lost=True)

@@ -289,6 +289,27 @@ def test_sending_the_voucher_and_finishing_twice_changes_nothing(finance):
     assert_quota_agrees(finance, consumed_fen=2_000_00)
 
 
+def test_each_report_is_its_own_task_and_the_last_acknowledgement_finishes_reporting(finance, monkeypatch):
+    monkeypatch.setattr(services, "REPORT_CHUNK", 2)
+    # The second report's first delivery meets a SOAP fault: it stays pending, the others go through.
+    finance.budget.admin.set_fault("fault", operation="ReportPayment", count=1)
+    request = refreshed(approved(finance, payee_rows(finance, 5)))
+    reports = list(request.reports.order_by("report_no"))
+    assert [r.line_count for r in reports] == [2, 2, 1]
+    assert [r.state for r in reports] == [ResultReport.State.PENDING, ResultReport.State.ACKNOWLEDGED,
+                                          ResultReport.State.ACKNOWLEDGED]
+    assert request.state == R.REPORTING and "injected fault" in reports[0].error
+
+    # Sending an acknowledged report again sends nothing and finishes nothing.
+    assert services.send_report(report_id=reports[1].pk, now=now()).state == R.REPORTING
+    assert finance.budget.admin.quota(quota_id=QUOTA_ID)["reserved_fen"] == 2_000_00
+
+    request = services.send_report(report_id=reports[0].pk, now=now())
+    assert request.state == R.REPORTED
+    assert [r.attempts for r in request.reports.order_by("report_no")] == [2, 1, 1]
+    assert_quota_agrees(finance, consumed_fen=5_000_00)
+
+
 def test_authorised_payment_leaves_the_budget_units_zero_balance_account(finance):
     rows = payee_rows(finance, 2)
     request = refreshed(approved(finance, rows, pay_type="2", quota_id=UNIT_QUOTA_ID, amount_yuan="500.00"))
