@@ -790,16 +790,18 @@ def start_paying(*, request_id: int, now: datetime, user=None) -> PaymentRequest
                    lines=request.line_count, voucher_no=request.voucher_no)
     if request.state != R.PAYING:
         return request
-    after_line_no = 0
-    while (after_line_no := _create_next_transfers(request_id, actor=actor, now=now,
-                                                   after_line_no=after_line_no)) is not None:
-        pass
+    # The first chunk is at most one operator batch: the workers start paying while the larger ones are made.
+    after_line_no, limit = 0, min(settings.TRANSFER_CHUNK_SIZE, PAY_CHUNK)
+    while (after_line_no := _create_next_transfers(request_id, actor=actor, now=now, after_line_no=after_line_no,
+                                                   limit=limit)) is not None:
+        limit = PAY_CHUNK
     # With Celery eager the transfers were paid at each commit; with workers this returns at once.
     return finish_request_if_done(request_id=request_id, now=now)
 
 
-def _create_next_transfers(request_id: int, *, actor: str, now: datetime, after_line_no: int = 0) -> int | None:
-    """First payments for up to PAY_CHUNK lines that have none yet, in one transaction; returns the last
+def _create_next_transfers(request_id: int, *, actor: str, now: datetime, after_line_no: int = 0,
+                           limit: int = PAY_CHUNK) -> int | None:
+    """First payments for up to `limit` lines that have none yet, in one transaction; returns the last
     line number handled, None when no line was left.
 
     One query reads everything the chunk needs, from `after_line_no` on (the caller passes the last
@@ -815,7 +817,7 @@ def _create_next_transfers(request_id: int, *, actor: str, now: datetime, after_
                 f"payee_wallet_id, amount_fen, memo FROM {PaymentLine._meta.db_table} "
                 "WHERE request_id = %s AND line_no > %s AND transfer_id IS NULL AND NOT returned "
                 "ORDER BY line_no LIMIT %s",
-                [request.pk, after_line_no, PAY_CHUNK])
+                [request.pk, after_line_no, limit])
             rows = cursor.fetchall()
         if not rows:
             return None
