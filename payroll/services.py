@@ -431,7 +431,8 @@ def make_line_transfers(*, batch_id: int, actor: str, now: datetime) -> int:
     starts while the rest are made. Stops when the batch is paused (resume calls this again).
     Resumable and safe to run twice at once: each chunk takes the batch's lock and picks only lines
     that have no transfer. Returns how many transfers it made."""
-    made, after_line_no = 0, 0
+    # The first chunk is at most one operator batch: the workers start paying while the larger ones are made.
+    made, after_line_no, limit = 0, 0, min(settings.TRANSFER_CHUNK_SIZE, PAY_CHUNK)
     while True:
         with transaction.atomic():
             batch = _locked(batch_id)
@@ -442,18 +443,18 @@ def make_line_transfers(*, batch_id: int, actor: str, now: datetime) -> int:
                     held=False, returned=False, transfer__isnull=True, line_no__gt=after_line_no,
                 ).order_by("line_no").values_list(
                     "pk", "line_no", "wallet_id", "name", "resident_id", "net_fen", "wallet_type", "wallet_class",
-                )[:PAY_CHUNK]
+                )[:limit]
             ]
             if lines:
                 made += len(_create_line_transfers(batch, [(line, 1) for line in lines], actor=actor, now=now))
-            if len(lines) < PAY_CHUNK:  # the last chunk: marked made in its own transaction
+            if len(lines) < limit:  # the last chunk: marked made in its own transaction
                 if not batch.lines.filter(held=False, returned=False, transfer__isnull=True).exists():
                     batch.transfers_made_at = now
                     batch.save(update_fields=["transfers_made_at"])
                 return made
             # The next chunk starts after this one: the lines before it got their transfers in earlier
             # transactions, so the tenth chunk does not step over the nine before it again.
-            after_line_no = lines[-1].line_no
+            after_line_no, limit = lines[-1].line_no, PAY_CHUNK
 
 
 @dataclass(frozen=True)
