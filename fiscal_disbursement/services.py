@@ -1001,7 +1001,8 @@ def _create_reports(request: PaymentRequest, *, now: datetime) -> None:
     from .tasks import send_report_task
 
     # One task a report: with two workers, one report is being built while the budget system reads another.
-    for report_id in request.reports.filter(state=ResultReport.State.PENDING).order_by("pk").values_list("pk", flat=True):
+    pending = request.reports.filter(state=ResultReport.State.PENDING).order_by("pk")
+    for report_id in pending.values_list("pk", flat=True):
         transaction.on_commit(partial(send_report_task.apply_async, kwargs={"report_id": report_id}))
 
 
