@@ -760,8 +760,9 @@ def _create_line_transfers(request: PaymentRequest, attempts: list[tuple[int, in
 
 
 def start_paying(*, request_id: int, now: datetime, user=None) -> PaymentRequest:
-    """voucher_issued -> paying, then one transfer per line, created PAY_CHUNK lines at a time, each chunk
-    committed and handed to the workers at once, so paying starts while the rest are still being made.
+    """voucher_issued -> paying, then one transfer per line, created PAY_CHUNK lines at a time (the first
+    chunk one operator batch), each chunk committed and handed to the workers at once, so paying starts
+    while the rest are still being made.
 
     Runs after the voucher is acknowledged (and again from the clerk's button and the periodic task);
     first checks that the payer's zero-balance account holds the total, otherwise the request waits with
@@ -799,8 +800,8 @@ def start_paying(*, request_id: int, now: datetime, user=None) -> PaymentRequest
     return finish_request_if_done(request_id=request_id, now=now)
 
 
-def _create_next_transfers(request_id: int, *, actor: str, now: datetime, after_line_no: int = 0,
-                           limit: int = PAY_CHUNK) -> int | None:
+def _create_next_transfers(request_id: int, *, actor: str, now: datetime, after_line_no: int,
+                           limit: int) -> int | None:
     """First payments for up to `limit` lines that have none yet, in one transaction; returns the last
     line number handled, None when no line was left.
 

@@ -427,8 +427,8 @@ def _queue_line_transfers(batch_id: int, *, actor: str) -> None:
 
 def make_line_transfers(*, batch_id: int, actor: str, now: datetime) -> int:
     """First transfers for the lines of a paying, unpaused batch that have none yet (not held, not
-    returned), PAY_CHUNK lines a transaction, each chunk handed to the workers on commit, so paying
-    starts while the rest are made. Stops when the batch is paused (resume calls this again).
+    returned), PAY_CHUNK lines a transaction (the first one operator batch), each chunk handed to the
+    workers on commit, so paying starts while the rest are made. Stops when the batch is paused (resume calls this again).
     Resumable and safe to run twice at once: each chunk takes the batch's lock and picks only lines
     that have no transfer. Returns how many transfers it made."""
     # The first chunk is at most one operator batch: the workers start paying while the larger ones are made.
