@@ -26,7 +26,9 @@ OPERATOR_CODE = "300"
 OPERATOR_BANK_CODE = "300100000001"
 TAX_ORG_CODE = "13701000000"
 TREASURY_CODE = "3701000000"
-ENTRUST_DATE = dt.date(2026, 11, 26)
+# Today in the service's time zone: the day the tests' deductions are booked at the operator, so the day
+# whose statement and check messages the reconciliation tests compare (a fixed date broke them the next day).
+ENTRUST_DATE = timezone.localdate()
 _serial = itertools.count(1)
 
 
