@@ -1,10 +1,21 @@
 """The Celery app. Without CELERY_BROKER_URL, tasks run eagerly in-process (development, `make demo`)."""
 import os
 
-from celery import Celery
+from celery import Celery, signals
+from django import db
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("ecny_service")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def close_old_connections(sender=None, **kwargs):
+    """The fixup keeps a worker's connections between tasks (CELERY_DB_REUSE_MAX); close those that are
+    broken or older than CONN_MAX_AGE, as Django does around a request. Not for eager tasks: they run inside
+    the caller's request or transaction."""
+    if not getattr(sender.request, "is_eager", False):
+        db.close_old_connections()

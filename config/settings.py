@@ -202,6 +202,11 @@ CELERY_TASK_ROUTES = {
     "social_security.*": {"queue": "social"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "treasury"
+# Celery's Django fixup closes the database connections before and after every task unless this is set
+# (Celery 5.5 and later): every task paid for a new PostgreSQL backend, whose catalog caches start cold.
+# A worker process keeps its connection for this many tasks; config/celery.py still closes it after a task
+# when it is broken or older than DATABASE_CONN_MAX_AGE, as Django does after a request.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_BEAT_SCHEDULE = {
     "recover-unconfirmed-transfers": {
         "task": "treasury.recover_unconfirmed_transfers",

@@ -172,12 +172,17 @@ def _reset_connection_pool():
     kombu_pools.reset()
 
 
+WORKER_APPLICATION_NAME = "ecny-test-worker"
+
+
 class Worker:
     def __init__(self, *, broker_url, sandbox_url, media_root):
         db = connection.settings_dict
         self.env = {
             **os.environ,
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            # Named, so that a test can tell the worker's PostgreSQL backends from its own.
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+                            f"?application_name={WORKER_APPLICATION_NAME}",
             "CELERY_BROKER_URL": broker_url,
             "ECNY_OPERATOR_URL": sandbox_url,
             "ECNY_OPERATOR_TIMEOUT_SECONDS": "30",
@@ -267,3 +272,25 @@ def test_worker_killed_mid_chunk_never_pays_twice_and_loses_nothing(world, celer
     _wait_for(lambda: not Transfer.objects.filter(pk__in=ids).exclude(state=TransferState.SETTLED).exists(),
               seconds=120, what="every transfer settled after the kill")
     _assert_paid_exactly_once(world, ids, before)
+
+
+def test_a_worker_process_keeps_its_database_connection_from_task_to_task(world, celery_to_broker, worker_factory,
+                                                                           settings):
+    """Celery's Django fixup would close the connection before and after every task, so that each task
+    started a new PostgreSQL backend; CELERY_DB_REUSE_MAX keeps it. 30 chunk tasks on 2 pool processes."""
+    settings.TRANSFER_CHUNK_SIZE = 100
+    worker_factory()
+    with transaction.atomic():
+        ids = create_transfers(organization_id=world.employer.pk, batch_ref="reuse", transfers=_items(world, 3000, "reuse"),
+                               actor="t", now=timezone.now())
+    backends = set()
+
+    def settled():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [WORKER_APPLICATION_NAME])
+            backends.update(row[0] for row in cursor.fetchall())
+        return not Transfer.objects.filter(pk__in=ids).exclude(state=TransferState.SETTLED).exists()
+
+    _wait_for(settled, seconds=120, what="3,000 transfers settled in 30 tasks")
+    settled()
+    assert 1 <= len(backends) <= 2, backends  # one per pool process at most, not one per task
