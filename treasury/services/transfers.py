@@ -618,11 +618,13 @@ def _post(transfer_ids: list[int], *, kind: str, now: datetime) -> None:
     posted_at = bulk.datetime_param(now)
     with connection.cursor() as cursor:
         if bulk.is_postgresql():
-            # Lock the touched accounts in primary-key order before changing balances.
+            # Lock the touched accounts in primary-key order before changing balances. The wallets as
+            # an array: asked as `wallet_id IN (SELECT ...)` the planner hashed them and read every
+            # account (25 ms a chunk at 100,000 accounts, 4 ms through the wallet index).
             cursor.execute(
-                "SELECT a.id FROM treasury_ledgeraccount a WHERE a.wallet_id IN ("
+                "SELECT a.id FROM treasury_ledgeraccount a WHERE a.wallet_id = ANY(ARRAY("
                 f"SELECT payer_id FROM treasury_transfer WHERE {where} UNION "
-                f"SELECT payee_id FROM treasury_transfer WHERE {where}) ORDER BY a.id FOR UPDATE",
+                f"SELECT payee_id FROM treasury_transfer WHERE {where})) ORDER BY a.id FOR UPDATE",
                 ids + ids,
             )
             # Both sides and the balances in one statement: the entries inserted are summed per
