@@ -822,13 +822,17 @@ def _repeat_package_ack(existing: DeductionPackage, message: BatchDeduction) -> 
     return Acknowledgement(ori_msg_id=message.head.msg_id, result=existing.ack_result, add_word=existing.ack_add_word)
 
 
+def _text_array(values) -> str:
+    """A PostgreSQL text[] literal, sent as one text parameter where psycopg would quote a list parameter
+    element by element in Python (several microseconds each)."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
 def _text_values(values):
-    """Strings for an `__in` lookup. On PostgreSQL one array literal sent as one text parameter, where
-    psycopg would quote a thousand parameters one by one in Python (several microseconds each)."""
+    """Strings for an `__in` lookup: on PostgreSQL one array parameter (`_text_array`)."""
     if not bulk.is_postgresql():
         return list(values)
-    literal = "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
-    return RawSQL("SELECT unnest(%s::text[])", [literal])
+    return RawSQL("SELECT unnest(%s::text[])", [_text_array(values)])
 
 
 def _package_problem(message: BatchDeduction) -> str:
@@ -845,11 +849,25 @@ def _package_problem(message: BatchDeduction) -> str:
     tra_nos = [i.tra_no for i in message.items]
     if len(set(tra_nos)) != len(tra_nos):
         return "包内交易流水号重复 (a serial repeats in the package)"
-    taken = TaxDeduction.objects.filter(tax_org_code=message.tax_org_code, entrust_date=message.entrust_date,
-                                        tra_no__in=_text_values(tra_nos)).exists()
-    if taken:
+    if _serials_taken(tax_org_code=message.tax_org_code, entrust_date=message.entrust_date, tra_nos=tra_nos):
         return "包内交易流水号已被使用 (a serial of this package was used before)"
     return ""
+
+
+def _serials_taken(*, tax_org_code: str, entrust_date: date, tra_nos: list[str]) -> bool:
+    """Whether a deduction of this tax authority and entrust date has one of these serials already. On
+    PostgreSQL one probe of the (tax authority, entrust date, serial) key per serial: asked as
+    `tra_no IN (...)` or `= ANY(...)` the planner walks every deduction of the day instead (at 100,000 a
+    day 30 ms a package against 3 ms, and growing with the day)."""
+    if not bulk.is_postgresql():
+        return TaxDeduction.objects.filter(tax_org_code=tax_org_code, entrust_date=entrust_date,
+                                           tra_no__in=tra_nos).exists()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM unnest(%s::text[]) AS s(tra_no), LATERAL (SELECT 1 FROM {TaxDeduction._meta.db_table} d "
+            "WHERE d.tax_org_code = %s AND d.entrust_date = %s AND d.tra_no = s.tra_no LIMIT 1) AS taken LIMIT 1",
+            [_text_array(tra_nos), tax_org_code, entrust_date])
+        return cursor.fetchone() is not None
 
 
 def process_package(*, package_id: int, now: datetime) -> dict[str, int]:
