@@ -822,17 +822,11 @@ def _repeat_package_ack(existing: DeductionPackage, message: BatchDeduction) -> 
     return Acknowledgement(ori_msg_id=message.head.msg_id, result=existing.ack_result, add_word=existing.ack_add_word)
 
 
-def _text_array(values) -> str:
-    """A PostgreSQL text[] literal, sent as one text parameter where psycopg would quote a list parameter
-    element by element in Python (several microseconds each)."""
-    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
-
-
 def _text_values(values):
-    """Strings for an `__in` lookup: on PostgreSQL one array parameter (`_text_array`)."""
+    """Strings for an `__in` lookup: on PostgreSQL one array parameter (`bulk.array_literal`)."""
     if not bulk.is_postgresql():
         return list(values)
-    return RawSQL("SELECT unnest(%s::text[])", [_text_array(values)])
+    return RawSQL("SELECT unnest(%s::text[])", [bulk.array_literal(values)])
 
 
 def _package_problem(message: BatchDeduction) -> str:
@@ -866,7 +860,7 @@ def _serials_taken(*, tax_org_code: str, entrust_date: date, tra_nos: list[str])
         cursor.execute(
             f"SELECT 1 FROM unnest(%s::text[]) AS s(tra_no), LATERAL (SELECT 1 FROM {TaxDeduction._meta.db_table} d "
             "WHERE d.tax_org_code = %s AND d.entrust_date = %s AND d.tra_no = s.tra_no LIMIT 1) AS taken LIMIT 1",
-            [_text_array(tra_nos), tax_org_code, entrust_date])
+            [bulk.array_literal(tra_nos), tax_org_code, entrust_date])
         return cursor.fetchone() is not None
 
 
