@@ -631,7 +631,8 @@ def _post(transfer_ids: list[int], *, kind: str, now: datetime) -> None:
                 ids + ids,
             )
             accounts = cursor.fetchall()
-            account_ids, wallet_ids = bulk.array_literal(a[0] for a in accounts), bulk.array_literal(a[1] for a in accounts)
+            account_ids = bulk.array_literal(a[0] for a in accounts)
+            wallet_ids = bulk.array_literal(a[1] for a in accounts)
             cursor.execute("SELECT id FROM treasury_ledgeraccount WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
                            [account_ids])
             # Both sides and the balances in one statement: the entries inserted are summed per
