@@ -257,6 +257,15 @@ def test_transfers_accounts_and_entries_are_kept_by_the_database(world):
     assert_ledger_ok()
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL planner setting")
+def test_connections_tell_the_planner_random_reads_are_cheap():
+    # Set on every connection (config/settings.py): with PostgreSQL's default of 4 the bulk paths'
+    # chunk updates by id were planned as hash joins over the whole table.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW random_page_cost")
+        assert float(cursor.fetchone()[0]) == 1.1
+
+
 def test_domain_facing_wallet_checks_and_balance(world):
     from treasury.services.wallets import operator_balance, verify_wallets
 
