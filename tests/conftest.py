@@ -8,6 +8,15 @@ def _media_in_tmp(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Most tests make users with a password: PBKDF2's rounds cost 0.3 s a user, a sixth of the suite (the
+    social-security world alone makes seven). Production keeps Django's hashers; PBKDF2 stays second here so
+    a password stored with it still checks."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
+                                 "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+
+
 @pytest.fixture
 def ledger_tamper(db):
     """Switch off the PostgreSQL triggers that keep transfers, ledger accounts and entries (treasury

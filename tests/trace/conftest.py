@@ -20,11 +20,6 @@ T0 = datetime(2026, 3, 2, 1, 30, tzinfo=dt_timezone.utc)  # 09:30 in Shanghai
 
 
 @pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def signing_key(settings, tmp_path):
     """A fresh service key per test, never the development key under var/."""
     settings.SERVICE_SIGNING_KEY_FILE = tmp_path / "keys" / "service-ed25519.pem"
