@@ -138,9 +138,11 @@ else:
     # SSD or a working set in memory 1.1 is the usual figure. At 4 the bulk paths' updates of a few
     # thousand rows by id (a chunk's payroll lines, its transfers) were planned as a hash join over the
     # whole table (payroll line update: 111 -> 56 ms a 5,000-line chunk; see README, "Speed").
-    random_page_cost = float(os.environ.get("DATABASE_RANDOM_PAGE_COST", "1.1"))
-    options = DATABASES["default"].setdefault("OPTIONS", {})
-    options["options"] = f"{options.get('options', '')} -c random_page_cost={random_page_cost}".strip()
+    # Empty: not sent (a pooler such as PgBouncer refuses startup options; set it on the database instead).
+    random_page_cost = os.environ.get("DATABASE_RANDOM_PAGE_COST", "1.1").strip()
+    if random_page_cost:
+        options = DATABASES["default"].setdefault("OPTIONS", {})
+        options["options"] = f"{options.get('options', '')} -c random_page_cost={float(random_page_cost)}".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
