@@ -547,7 +547,10 @@ def _apply_all_settled(by_key: dict[str, TransferResult], *, now: datetime) -> i
                 "FROM l, unnest(%s::text[], %s::text[], %s::timestamptz[]) AS v(key, operator_txn_id, settled_at) "
                 "WHERE t.id = l.id AND t.idempotency_key = v.key "
                 f"RETURNING {', '.join('t.' + c.strip() for c in _ROW_COLUMNS.split(','))}), "
-                "d AS (DELETE FROM treasury_transferoutbox o USING u WHERE o.transfer_id = u.id) "
+                # By an array, not joined to u: the outbox is a queue, often empty when its statistics are
+                # taken, and then planned as one row; joined, a full outbox was walked once per settled
+                # row (370 ms a chunk with 100,000 transfers waiting).
+                "d AS (DELETE FROM treasury_transferoutbox WHERE transfer_id = ANY(ARRAY(SELECT id FROM u))) "
                 f"SELECT {_ROW_COLUMNS} FROM u ORDER BY id",
                 [bulk.array_literal(keys), bulk.array_literal(waiting), S.SETTLED, adapt(now), bulk.array_literal(keys),
                  bulk.array_literal([by_key[k].operator_txn_id or "" for k in keys]),
