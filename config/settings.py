@@ -137,7 +137,7 @@ else:
     # The planner's price of reading a page at random. PostgreSQL's default, 4, is a spinning disk's; for
     # SSD or a working set in memory 1.1 is the usual figure. At 4 the bulk paths' updates of a few
     # thousand rows by id (a chunk's payroll lines, its transfers) were planned as a hash join over the
-    # whole table (payroll line update: 111 -> 56 ms a 5,000-line chunk; see README, "Speed").
+    # whole table (payroll line update: 111 -> 56 ms a 5,000-line chunk; README, "Performance").
     # Empty: not sent (a pooler such as PgBouncer refuses startup options; set it on the database instead).
     random_page_cost = os.environ.get("DATABASE_RANDOM_PAGE_COST", "1.1").strip()
     if random_page_cost:
