@@ -4,6 +4,7 @@ Development defaults (no environment at all): SQLite in var/, Celery eager, sand
 127.0.0.1:8701, a development signing key created under var/keys on first use.
 """
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -141,8 +142,10 @@ else:
     # Empty: not sent (a pooler such as PgBouncer refuses startup options; set it on the database instead).
     random_page_cost = os.environ.get("DATABASE_RANDOM_PAGE_COST", "1.1").strip()
     if random_page_cost:
+        if not re.fullmatch(r"\d+(\.\d+)?", random_page_cost):  # passed to the server as text: digits only
+            raise ImproperlyConfigured(f"DATABASE_RANDOM_PAGE_COST must be a number such as 1.1, not {random_page_cost!r}")
         options = DATABASES["default"].setdefault("OPTIONS", {})
-        options["options"] = f"{options.get('options', '')} -c random_page_cost={float(random_page_cost)}".strip()
+        options["options"] = f"{options.get('options', '')} -c random_page_cost={random_page_cost}".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
