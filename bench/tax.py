@@ -10,8 +10,9 @@ workers on Redis (queue "tax": one task per package, which pays its transfers at
 decides its items; postings, trace), while tax.services.finish_packages runs once a second in the polling
 loop as the beat would (every 30 s in service), until every package is done. Then it proves it: every item
 settled once, `ledger_check` clean. Before the timed day the same taxpayers are deducted for the day before
-(not timed) and the tables analyzed, as a database in service has earlier days and statistics on them. Besides the rate it prints the CPU the run used (workers, operator, this process, PostgreSQL
-backends), which other load on the machine hardly changes.
+(not timed) and the tables analyzed, as a database in service has earlier days and statistics on them.
+Besides the rate it prints the CPU the run used (workers, operator, this process, PostgreSQL backends),
+which other load on the machine hardly changes.
 The 2102 results are not sent anywhere: the TIPS client points at a closed port (TIPS_RETRIES=0, a
 short TIPS_TIMEOUT_SECONDS), so each result stays pending in the outbox; nothing is stubbed.
 Baseline, same run: psycopg COPY of the same number of rows (bench/transfers.py copy_baseline).
@@ -314,10 +315,11 @@ def batch(items: int, workers_count: int, give_up_after: int, operator_pid: int)
         # transfers and trace, and statistics on them (ANALYZE here, autovacuum in service). On tables
         # emptied a moment ago the planner takes a package's 1,000 deductions for one row and walks a whole
         # index to find them.
-        deduct(build_packages(payers, treasury, CHECK_DATE - dt.timedelta(days=1), first_msg=1))
+        day_before = build_packages(payers, treasury, CHECK_DATE - dt.timedelta(days=1))
+        deduct(day_before)
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
-        packages = build_packages(payers, treasury, CHECK_DATE, first_msg=len(payers) + 1)
+        packages = build_packages(payers, treasury, CHECK_DATE, first_msg=len(day_before) + 1)
         print(f"set up {items:,} taxpayers with wallets and active agreements and deducted the day before, "
               f"{len(packages)} packages built in {time.perf_counter() - started:.1f} s (not timed)")
 

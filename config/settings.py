@@ -143,7 +143,8 @@ else:
     random_page_cost = os.environ.get("DATABASE_RANDOM_PAGE_COST", "1.1").strip()
     if random_page_cost:
         if not re.fullmatch(r"\d+(\.\d+)?", random_page_cost):  # passed to the server as text: digits only
-            raise ImproperlyConfigured(f"DATABASE_RANDOM_PAGE_COST must be a number such as 1.1, not {random_page_cost!r}")
+            raise ImproperlyConfigured(
+                f"DATABASE_RANDOM_PAGE_COST must be a number such as 1.1, not {random_page_cost!r}")
         options = DATABASES["default"].setdefault("OPTIONS", {})
         options["options"] = f"{options.get('options', '')} -c random_page_cost={random_page_cost}".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
