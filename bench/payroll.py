@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-import transfers as transfer_bench  # noqa: E402  (sets DATABASE_URL, RECEIPTS_AUTO_ISSUE=0)
+import transfers as transfer_bench  # noqa: E402  (production settings; DATABASE_URL, RECEIPTS_AUTO_ISSUE=0)
 
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/8")
 

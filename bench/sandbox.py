@@ -18,6 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
+import production  # noqa: F401  (DJANGO_DEBUG=0, throwaway secrets; bench/ is on sys.path)
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 

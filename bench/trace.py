@@ -17,6 +17,8 @@ import time
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
+import production  # noqa: F401  (DJANGO_DEBUG=0, throwaway secrets; bench/ is on sys.path)
+
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

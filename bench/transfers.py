@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import production  # noqa: E402,F401  (DJANGO_DEBUG=0, throwaway secrets)
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ecny_bench")
 os.environ["DATABASE_URL"] = DATABASE_URL
 os.environ["RECEIPTS_AUTO_ISSUE"] = "0"

@@ -6,6 +6,7 @@ reply) once the `stopping` event it was built with is set.
 """
 from __future__ import annotations
 
+import gc
 import socket
 import subprocess
 import threading
@@ -25,6 +26,7 @@ def create_server(app, *, host: str, port: int, threads: int, ident: str, **opti
 
 def run_until_interrupted(server, *, app) -> None:
     """Run `server` until interrupted (blocking), then close the app's storage."""
+    gc.freeze()  # what is loaded by now lives as long as the process: no collection walks it again
     try:
         server.run()
     finally:
