@@ -24,7 +24,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Max, Min, Q, Sum
 
 from adapters.budget.interface import (
     BudgetError,
@@ -791,41 +791,44 @@ def start_paying(*, request_id: int, now: datetime, user=None) -> PaymentRequest
                    lines=request.line_count, voucher_no=request.voucher_no)
     if request.state != R.PAYING:
         return request
-    # The first chunk is at most one operator batch: the workers start paying while the larger ones are made.
-    after_line_no, limit = 0, min(settings.TRANSFER_CHUNK_SIZE, PAY_CHUNK)
-    while (after_line_no := _create_next_transfers(request_id, actor=actor, now=now, after_line_no=after_line_no,
-                                                   limit=limit)) is not None:
-        limit = PAY_CHUNK
+    # The first range is one operator batch: the workers start paying while the larger ones are made.
+    numbers = PaymentLine.objects.filter(request_id=request_id).aggregate(first=Min("line_no"), last=Max("line_no"))
+    after_line_no, last_line_no = (numbers["first"] or 1) - 1, numbers["last"] or 0
+    span = min(settings.TRANSFER_CHUNK_SIZE, PAY_CHUNK)
+    while after_line_no < last_line_no and _create_next_transfers(
+            request_id, actor=actor, now=now, line_numbers=(after_line_no, after_line_no + span)):
+        after_line_no, span = after_line_no + span, PAY_CHUNK
     # With Celery eager the transfers were paid at each commit; with workers this returns at once.
     return finish_request_if_done(request_id=request_id, now=now)
 
 
-def _create_next_transfers(request_id: int, *, actor: str, now: datetime, after_line_no: int,
-                           limit: int) -> int | None:
-    """First payments for up to `limit` lines that have none yet, in one transaction; returns the last
-    line number handled, None when no line was left.
+def _create_next_transfers(request_id: int, *, actor: str, now: datetime, line_numbers: tuple[int, int]) -> bool:
+    """First payments for the lines numbered after line_numbers[0] up to line_numbers[1] that have none
+    yet, in one transaction. False when the request is no longer paying.
 
-    One query reads everything the chunk needs, from `after_line_no` on (the caller passes the last
-    chunk's end: the lines before it got their transfers in its own earlier transactions), so making
-    the tenth chunk does not step over the nine before it again."""
+    One query reads everything the chunk needs. A range of line numbers, not "the next N lines": bounded
+    by the request's index whatever the planner believes (a new request is not in the table's statistics
+    until it is analyzed, and "the next 5,000" was then planned as a read of every line left and a sort).
+    The caller moves the range on: the lines before it got their transfers in earlier transactions, so
+    making the tenth chunk does not step over the nine before it again."""
     with transaction.atomic():
         request = _locked(request_id)
         if request.state != R.PAYING:
-            return None
+            return False
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT id, line_no, wallet_id, payee_name, id_kind, id_number, wallet_type, wallet_class, "
                 f"payee_wallet_id, amount_fen, memo FROM {PaymentLine._meta.db_table} "
-                "WHERE request_id = %s AND line_no > %s AND transfer_id IS NULL AND NOT returned "
-                "ORDER BY line_no LIMIT %s",
-                [request.pk, after_line_no, limit])
+                "WHERE request_id = %s AND line_no > %s AND line_no <= %s AND transfer_id IS NULL AND NOT returned "
+                "ORDER BY line_no",
+                [request.pk, *line_numbers])
             rows = cursor.fetchall()
         if not rows:
-            return None
+            return True
         wallets = _register_payee_wallets([row[:1] + row[2:8] for row in rows if row[8] is None])
         _create_line_transfers(request, [(row[0], 1) for row in rows], actor=actor, now=now, payee_wallets=wallets,
                                line_rows=[(row[0], row[1], row[8], row[9], row[10]) for row in rows])
-        return rows[-1][1]
+        return True
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,28 @@ def test_transfers_are_made_a_chunk_a_transaction_after_the_pay_call(employer, m
     assert Transfer.objects.filter(batch_ref=batch.batch_ref).count() == 5
 
 
+def test_chunks_are_ranges_of_line_numbers_and_numbers_without_lines_stop_nothing(employer, monkeypatch):
+    """A chunk is a range of PAY_CHUNK line numbers (bounded by the batch's index whatever the planner
+    believes about the batch); ranges holding no line (blank rows, a header block) are passed over."""
+    from payroll.models import PayrollLine
+
+    rows = staff(employer, 5)
+    batch = approved_and_funded(employer, rows)
+    for line, number in zip(batch.lines.order_by("line_no"), [2, 3, 40, 41, 90]):  # gaps wider than a chunk
+        PayrollLine.objects.filter(pk=line.pk).update(line_no=number)
+    monkeypatch.setattr(services, "PAY_CHUNK", 2)
+    monkeypatch.setattr(services, "_queue_line_transfers", lambda batch_id, actor: None)  # made below
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    chunks = []
+    make_chunk = services._create_line_transfers
+    monkeypatch.setattr(services, "_create_line_transfers",
+                        lambda batch, attempts, **kwargs: chunks.append([line.line_no for line, _ in attempts])
+                        or make_chunk(batch, attempts, **kwargs))
+    assert services.make_line_transfers(batch_id=batch.pk, actor="system", now=timezone.now()) == 5
+    assert chunks == [[2, 3], [40, 41], [90]]
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+
+
 def test_lines_left_without_transfers_are_made_by_the_periodic_task(employer, monkeypatch):
     """The task making the transfers died (or was never delivered): the periodic task makes them."""
     rows = staff(employer, 3)

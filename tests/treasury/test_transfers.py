@@ -5,6 +5,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from adapters.ecny.interface import Conditions, RefusalCode
+from tests import factories as f
 from tests.treasury.conftest import open_wallet
 from demo.world import make_resident_id
 from treasury.errors import IdempotencyConflict, InvalidTransfers, TransferNotReversible
@@ -241,6 +242,19 @@ def test_ledger_check_finds_entries_and_outbox_rows_naming_missing_rows(world, l
     assert "outbox row 777777 names transfer 777777, which does not exist" in problems
 
 
+def test_ledger_check_finds_transfers_naming_missing_wallets_organizations_and_types(world):
+    """Transfers name their wallets, organization and source type without foreign-key constraints
+    (treasury migration 0009): the check stands in for them."""
+    ids = world.pay([100_00, 200_00])
+    Transfer.objects.filter(pk=ids[0]).update(payee_id=666_666, source_type_id=444_444)
+    Transfer.objects.filter(pk=ids[1]).update(payer_id=666_667, organization_id=555_555)
+    problems = check_ledger().problems
+    assert f"transfer {ids[0]} names wallet 666666, which does not exist" in problems
+    assert f"transfer {ids[0]} names content type 444444, which does not exist" in problems
+    assert f"transfer {ids[1]} names wallet 666667, which does not exist" in problems
+    assert f"transfer {ids[1]} names organization 555555, which does not exist" in problems
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the guarding triggers exist on PostgreSQL only")
 def test_transfers_accounts_and_entries_are_kept_by_the_database(world):
     ids = world.pay([100_00])
@@ -254,6 +268,34 @@ def test_transfers_accounts_and_entries_are_kept_by_the_database(world):
     ):
         with pytest.raises(DatabaseError, match="not allowed"), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, params)
+    assert_ledger_ok()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the guarding triggers exist on PostgreSQL only")
+def test_wallets_organizations_and_types_a_transfer_names_are_kept_by_the_database(world):
+    from django.contrib.contenttypes.models import ContentType
+
+    from treasury.models import Organization
+
+    ids = world.pay([100_00])
+    transfer = Transfer.objects.get(pk=ids[0])
+    source_type = ContentType.objects.get_for_model(Organization)  # any type will do as a source here
+    Transfer.objects.filter(pk=transfer.pk).update(source_type=source_type, source_id=1)
+    # Raw SQL: the ORM's on_delete=PROTECT would refuse before the database is asked.
+    for sql, params in (
+        ("DELETE FROM treasury_wallet WHERE id = %s", [transfer.payer_id]),
+        ("DELETE FROM treasury_wallet WHERE id = %s", [transfer.payee_id]),
+        ("DELETE FROM treasury_organization WHERE id = %s", [transfer.organization_id]),
+        ("DELETE FROM django_content_type WHERE id = %s", [source_type.pk]),
+    ):
+        with pytest.raises(DatabaseError, match="named by a transfer"), transaction.atomic(), \
+                connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    # A row no transfer names can still go.
+    unused = f.make_organization()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM treasury_organization WHERE id = %s", [unused.pk])
+    assert not Organization.objects.filter(pk=unused.pk).exists()
     assert_ledger_ok()
 
 

@@ -33,21 +33,27 @@ S = TransferState
 
 class Transfer(ConcurrentTransitionMixin, models.Model):
     idempotency_key = models.CharField("幂等键 (idempotency key)", max_length=80)  # unique: see Meta
-    payer = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="outgoing_transfers")
-    payee = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="incoming_transfers")
+    # No foreign-key constraints to wallets, organizations and content types (migration 0009): triggers on
+    # those tables refuse to delete a row a transfer names, and `ledger_check` looks for missing ones.
+    payer = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="outgoing_transfers",
+                              db_constraint=False)
+    payee = models.ForeignKey("treasury.Wallet", on_delete=models.PROTECT, related_name="incoming_transfers",
+                              db_constraint=False)
     amount_fen = models.BigIntegerField("金额 (amount, fen)")
     purpose_code = models.CharField("用途代码 (purpose code)", max_length=16, blank=True)
     memo = models.CharField("附言 (memo)", max_length=140, blank=True)
     # The source document: a payroll line, a voucher line, a tax deduction, a refund, a premium.
     # (db_index off where a composite index below already leads with the column: every index
     # costs each of a transfer's state changes.)
-    source_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.PROTECT, db_index=False)
+    source_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.PROTECT, db_index=False,
+                                    db_constraint=False)
     source_id = models.BigIntegerField(null=True, blank=True)
     source = GenericForeignKey("source_type", "source_id")
     source_ref = models.CharField("来源单据 (source document reference)", max_length=120, blank=True)
     # The organization on whose behalf the transfer runs (scopes who may see it).
     organization = models.ForeignKey(
-        "treasury.Organization", on_delete=models.PROTECT, related_name="transfers", db_index=False
+        "treasury.Organization", on_delete=models.PROTECT, related_name="transfers", db_index=False,
+        db_constraint=False,
     )
     # Transfers created together (one domain run) share a batch ref; it is also their trace stream.
     batch_ref = models.CharField("批次 (batch reference)", max_length=80)

@@ -67,10 +67,19 @@ def check_ledger() -> LedgerReport:
                 f"transfer {transfer_id}: {kind} entry of {entry_amount} fen for a transfer of {amount} fen"
             )
 
-        # Entries and outbox rows have no foreign-key constraints (migration 0005): each must name a row
-        # that exists.
+        # Entries and outbox rows have no foreign-key constraints (migration 0005), nor have transfers to
+        # the wallets, organizations and content types they name (0009): each must name a row that exists.
         cursor.execute(
-            "SELECT 'entry', e.id, 'transfer', e.transfer_id FROM treasury_ledgerentry e "
+            "SELECT 'transfer', t.id, 'wallet', t.payer_id FROM treasury_transfer t "
+            "WHERE NOT EXISTS (SELECT 1 FROM treasury_wallet w WHERE w.id = t.payer_id) "
+            "UNION ALL SELECT 'transfer', t.id, 'wallet', t.payee_id FROM treasury_transfer t "
+            "WHERE NOT EXISTS (SELECT 1 FROM treasury_wallet w WHERE w.id = t.payee_id) "
+            "UNION ALL SELECT 'transfer', t.id, 'organization', t.organization_id FROM treasury_transfer t "
+            "WHERE NOT EXISTS (SELECT 1 FROM treasury_organization o WHERE o.id = t.organization_id) "
+            "UNION ALL SELECT 'transfer', t.id, 'content type', t.source_type_id FROM treasury_transfer t "
+            "WHERE t.source_type_id IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM django_content_type c WHERE c.id = t.source_type_id) "
+            "UNION ALL SELECT 'entry', e.id, 'transfer', e.transfer_id FROM treasury_ledgerentry e "
             "WHERE NOT EXISTS (SELECT 1 FROM treasury_transfer t WHERE t.id = e.transfer_id) "
             "UNION ALL SELECT 'entry', e.id, 'account', e.account_id FROM treasury_ledgerentry e "
             "WHERE NOT EXISTS (SELECT 1 FROM treasury_ledgeraccount a WHERE a.id = e.account_id) "
