@@ -302,7 +302,8 @@ class TreasuryEntry(models.Model):
     """入库 (treasury entry): a settled deduction's money by tax type and budget level, split between
     central and local budgets by the revenue-sharing table (settings.TAX_REVENUE_SHARING)."""
 
-    deduction = models.ForeignKey(TaxDeduction, on_delete=models.PROTECT, related_name="entries")
+    deduction = models.ForeignKey(TaxDeduction, on_delete=models.PROTECT, related_name="entries",
+                                  db_index=False)  # the unique constraint below leads with it
     entry_date = models.DateField("入库日期 (entry date)")
     treasury_code = models.CharField("国库代码 (treasury code)", max_length=10, blank=True)
     tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
