@@ -157,6 +157,12 @@ class PaymentRequest(ConcurrentTransitionMixin, models.Model):
         """The transfer core's batch reference and the trace stream of this request."""
         return f"fiscal-{self.pk}"
 
+    @staticmethod
+    def pk_of_batch_ref(batch_ref: str) -> int | None:
+        """The request whose `batch_ref` this is; None for any other reference."""
+        prefix, _, pk = batch_ref.partition("-")
+        return int(pk) if prefix == "fiscal" and pk.isdigit() else None
+
     @property
     def bill_no(self) -> str:
         """The payment application number (BillNo) the budget system sees."""

@@ -908,6 +908,13 @@ def finish_request_if_done(*, request_id: int, now: datetime) -> PaymentRequest:
     return request
 
 
+def finish_request_when_decided(*, batch_ref: str, now: datetime, **kwargs) -> None:
+    """Receiver of the transfer core's `batch_decided`: the request's last transfer was just decided."""
+    request_id = PaymentRequest.pk_of_batch_ref(batch_ref)
+    if request_id is not None:
+        finish_request_if_done(request_id=request_id, now=now)
+
+
 def finish_paying_requests(*, now: datetime) -> int:
     """The periodic task: every paying request whose lines are all decided moves on."""
     finished = 0

@@ -83,6 +83,12 @@ class PayrollBatch(ConcurrentTransitionMixin, models.Model):
         """The transfer core's batch reference (and trace stream) of this batch's payments."""
         return f"payroll-{self.pk}"
 
+    @staticmethod
+    def pk_of_batch_ref(batch_ref: str) -> int | None:
+        """The batch whose `batch_ref` this is; None for any other reference."""
+        prefix, _, pk = batch_ref.partition("-")
+        return int(pk) if prefix == "payroll" and pk.isdigit() else None
+
     @transition(field=state, source=B.UPLOADED, target=B.VALIDATED)
     def validate(self):
         pass

@@ -457,11 +457,17 @@ def make_line_transfers(*, batch_id: int, actor: str, now: datetime) -> int:
             if lines:
                 made += len(_create_line_transfers(batch, [(line, 1) for line in lines], actor=actor, now=now))
             after_line_no, span = after_line_no + span, PAY_CHUNK
-            if after_line_no >= last_line_no:  # the last chunk: marked made in its own transaction
-                if not batch.lines.filter(held=False, returned=False, transfer__isnull=True).exists():
-                    batch.transfers_made_at = now
-                    batch.save(update_fields=["transfers_made_at"])
+            if after_line_no < last_line_no:
+                continue
+            # The last chunk: marked made in its own transaction.
+            if batch.lines.filter(held=False, returned=False, transfer__isnull=True).exists():
                 return made
+            batch.transfers_made_at = now
+            batch.save(update_fields=["transfers_made_at"])
+        # Every transfer may have been decided before the batch was marked made (the transfer core's
+        # `batch_decided` then found it still making): it moves on now, not at the next sweep.
+        finish_batch_if_done(batch_id=batch_id, now=now)
+        return made
 
 
 @dataclass(frozen=True)
@@ -521,6 +527,13 @@ def finish_batch_if_done(*, batch_id: int, now: datetime) -> PayrollBatch:
         _trace(batch, f"payroll.batch.{batch.state}", actor="system", now=now, amount_fen=progress.paid_fen,
                paid=progress.paid, failed=progress.failed, held=progress.held, returned=progress.returned)
     return batch
+
+
+def finish_batch_when_decided(*, batch_ref: str, now: datetime, **kwargs) -> None:
+    """Receiver of the transfer core's `batch_decided`: the batch's last transfer was just decided."""
+    batch_id = PayrollBatch.pk_of_batch_ref(batch_ref)
+    if batch_id is not None:
+        finish_batch_if_done(batch_id=batch_id, now=now)
 
 
 def finish_paying_batches(*, now: datetime) -> int:

@@ -27,6 +27,7 @@ from tests.fiscal_disbursement.helpers import (
 from treasury.access import roles
 from treasury.access.errors import AccessDenied, MakerCheckerViolation
 from treasury.models import Transfer, TransferState
+from treasury.services import transfers as transfer_services
 from treasury.services.ledger import check_ledger
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -362,6 +363,22 @@ def test_trace_runs_from_quota_to_wallet(finance):
                  "fiscal.request.paying", "fiscal.quota.consumed", "fiscal.request.reported"):
         assert kind in kinds
     assert PaymentRequest.objects.get(pk=request.pk).lines.filter(transfer__state=TransferState.SETTLED).count() == 2
+
+
+def test_the_answer_deciding_the_last_transfer_moves_the_request_on_without_a_sweep(finance, monkeypatch):
+    """With workers the chunks are paid after the transfers are made: the operator's answer deciding the
+    request's last transfer moves it on (paid, then reported), without waiting for the periodic sweep."""
+    monkeypatch.setattr(services, "PAY_CHUNK", 2)
+    chunks = []  # the broker: the submit tasks run when we say so
+    monkeypatch.setattr(transfer_services, "enqueue_submission", chunks.append)
+    approved(finance, payee_rows(finance, 3))
+    request = PaymentRequest.objects.get()
+    assert request.state == R.PAYING and [len(chunk) for chunk in chunks] == [2, 1]
+    transfer_services.submit_transfer_chunk(transfer_ids=chunks[0], now=now())
+    assert refreshed(request).state == R.PAYING
+    transfer_services.submit_transfer_chunk(transfer_ids=chunks[1], now=now())
+    assert refreshed(request).state == R.REPORTED
+    assert_quota_agrees(finance, consumed_fen=3_000_00)
 
 
 def test_paying_resumes_where_a_dead_task_stopped_making_transfers(finance, monkeypatch):

@@ -237,6 +237,25 @@ def test_chunks_are_ranges_of_line_numbers_and_numbers_without_lines_stop_nothin
     assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
 
 
+def test_the_answer_deciding_the_last_transfer_moves_the_batch_on_without_a_sweep(employer, monkeypatch):
+    """With workers the chunks are paid while and after the transfers are made: the operator's answer that
+    decides the batch's last transfer moves it on (the transfer core's batch_decided), no sweep needed."""
+    from treasury.services import transfers as transfer_services
+
+    rows = staff(employer, 5)
+    batch = approved_and_funded(employer, rows)
+    monkeypatch.setattr(services, "PAY_CHUNK", 2)
+    chunks = []  # the broker: the submit tasks run when we say so
+    monkeypatch.setattr(transfer_services, "enqueue_submission", chunks.append)
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())  # eager: made
+    assert [len(chunk) for chunk in chunks] == [2, 2, 1]
+    for chunk in chunks[:-1]:
+        transfer_services.submit_transfer_chunk(transfer_ids=chunk, now=timezone.now())
+        assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.PAYING
+    transfer_services.submit_transfer_chunk(transfer_ids=chunks[-1], now=timezone.now())
+    assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.PAID
+
+
 def test_lines_left_without_transfers_are_made_by_the_periodic_task(employer, monkeypatch):
     """The task making the transfers died (or was never delivered): the periodic task makes them."""
     rows = staff(employer, 3)
@@ -245,7 +264,8 @@ def test_lines_left_without_transfers_are_made_by_the_periodic_task(employer, mo
         patched.setattr(services, "_queue_line_transfers", lambda batch_id, actor: None)  # lost
         services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
     assert services.finish_paying_batches(now=timezone.now()) == 0  # queues the task; eager: it pays
-    assert services.finish_paying_batches(now=timezone.now()) == 1
+    # ... and the task that made the last transfers moved the batch on, without waiting for the next sweep.
+    assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.PAID
     for row in rows:
         assert employer.sandbox.admin.balance(wallet_id=row[3]) == builders.net_fen(row)
     assert check_ledger().problems == []
@@ -277,7 +297,8 @@ def test_worker_killed_while_paying_never_pays_a_line_twice(employer, worker_die
     assert batch.state == BatchState.PAYING
     assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAYING
     transfer_services.recover_unconfirmed_transfers(now=timezone.now() + timezone.timedelta(minutes=5))
-    assert services.finish_paying_batches(now=timezone.now()) == 1
+    # The recovery decided the last transfers: the batch moved on at once (no sweep needed).
+    assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.PAID
     for row in rows:
         assert employer.sandbox.admin.balance(wallet_id=row[3]) == builders.net_fen(row)
     assert check_ledger().problems == []

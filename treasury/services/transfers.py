@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.dispatch import Signal
 
 from adapters.ecny.interface import (
     Conditions,
@@ -154,6 +155,23 @@ def has_open_transfers(*, batch_ref: str) -> bool:
 
     One index probe into the outbox, no lock: cheap enough to poll while a run is paid."""
     return TransferOutbox.objects.filter(batch_ref=batch_ref).exists()
+
+
+# Sent after commit when the operator's answers left a batch with no open transfer (none pending, submitted
+# or unknown), with `batch_ref` and `now`: domains connect to move their run on at once (paid, partially
+# paid...) instead of at their next periodic sweep, which still runs, so a lost signal costs only that wait.
+batch_decided = Signal()
+
+
+def _announce_decided(batch_refs: set[str], now: datetime) -> None:
+    for batch_ref in sorted(batch_refs):
+        if has_open_transfers(batch_ref=batch_ref):
+            continue
+        # A receiver's failure must not undo or repeat the money part, which has committed: logged, and the
+        # domain's sweep moves the run on later.
+        for receiver, result in batch_decided.send_robust(sender=Transfer, batch_ref=batch_ref, now=now):
+            if isinstance(result, Exception):
+                logger.error("moving batch %s on after its last transfer: %r", batch_ref, result)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,6 +524,9 @@ def apply_operator_results(*, results: list[TransferResult], now: datetime) -> d
                    data_for=lambda t: {"code": by_key[t.idempotency_key].code,
                                        "message": by_key[t.idempotency_key].message})
             counts["failed"] = len(to_fail)
+        decided_refs = {t.batch_ref for t, _ in to_settle + to_fail}
+        if decided_refs:
+            transaction.on_commit(partial(_announce_decided, decided_refs, now))
         if to_requeue:
             ids = [t.pk for t in to_requeue]
             _set_state(ids, state=Transfer.target_of(Transfer.requeue))
@@ -566,6 +587,7 @@ def _apply_all_settled(by_key: dict[str, TransferResult], *, now: datetime) -> i
         _post(settled_ids, kind=LedgerEntry.Kind.SETTLEMENT, now=now)
         if settings.RECEIPTS_AUTO_ISSUE:
             _enqueue_receipts(settled_ids)
+        transaction.on_commit(partial(_announce_decided, {t.batch_ref for t in rows}, now))
     return len(rows)
 
 
