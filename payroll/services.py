@@ -428,10 +428,11 @@ def _queue_line_transfers(batch_id: int, *, actor: str) -> None:
 
 def make_line_transfers(*, batch_id: int, actor: str, now: datetime) -> int:
     """First transfers for the lines of a paying, unpaused batch that have none yet (not held, not
-    returned), PAY_CHUNK lines a transaction (the first one operator batch), each chunk handed to the
-    workers on commit, so paying starts while the rest are made. Stops when the batch is paused (resume calls this again).
-    Resumable and safe to run twice at once: each chunk takes the batch's lock and picks only lines
-    that have no transfer. Returns how many transfers it made."""
+    returned), a range of PAY_CHUNK line numbers a transaction (the first one operator batch), each chunk
+    handed to the workers on commit, so paying starts while the rest are made. Stops when the batch is
+    paused (resume calls this again); when every line has its transfer, marks the batch made and finishes
+    it if its transfers are all decided already. Resumable and safe to run twice at once: each chunk takes
+    the batch's lock and picks only lines that have no transfer. Returns how many transfers it made."""
     numbers = PayrollLine.objects.filter(batch_id=batch_id).aggregate(first=Min("line_no"), last=Max("line_no"))
     # A chunk is a range of line numbers, not "the next PAY_CHUNK lines": bounded by the batch's index
     # whatever the planner believes. A new batch is not in the table's statistics until it is analyzed, and
@@ -459,7 +460,7 @@ def make_line_transfers(*, batch_id: int, actor: str, now: datetime) -> int:
             after_line_no, span = after_line_no + span, PAY_CHUNK
             if after_line_no < last_line_no:
                 continue
-            # The last chunk: marked made in its own transaction.
+            # The last range: the batch is marked made in the same transaction, unless a line still waits.
             if batch.lines.filter(held=False, returned=False, transfer__isnull=True).exists():
                 return made
             batch.transfers_made_at = now
