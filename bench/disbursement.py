@@ -101,7 +101,7 @@ def main():
     from adapters.ecny.sandbox.admin import SandboxAdminClient
     from config.celery import app as celery_app
     from fiscal_disbursement import services
-    from fiscal_disbursement.models import Quota
+    from fiscal_disbursement.models import Quota, RequestState
     from tests import factories as f
     from treasury.access import roles
     from treasury.models import LedgerAccount, Organization, TransferState, Wallet
@@ -152,7 +152,7 @@ def main():
         assert request.problem_count == 0, request.problems[:5]
         services.submit_request(request_id=request.pk, user=clerk, now=timezone.now())
         request = services.approve_request(request_id=request.pk, user=approvers[0], now=timezone.now())
-        if request.state != "approved":  # a large run needs a second approver
+        if request.state != RequestState.APPROVED:  # a large run needs a second approver
             services.approve_request(request_id=request.pk, user=approvers[1], now=timezone.now())
         approved = time.perf_counter()
         marks, cpu = {}, {}
