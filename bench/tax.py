@@ -11,8 +11,8 @@ decides its items; postings, trace), while tax.services.finish_packages runs onc
 loop as the beat would (every 30 s in service), until every package is done. Then it proves it: every item
 settled once, `ledger_check` clean. Before the timed day the same taxpayers are deducted for the day before
 (not timed) and the tables analyzed, as a database in service has earlier days and statistics on them.
-Besides the rate it prints the CPU the run used (workers, operator, this process, PostgreSQL backends),
-which other load on the machine hardly changes.
+Besides the rate it prints the CPU the machine used while timed: the workers, the operator, this
+process, and the rest (PostgreSQL's backends, however many came and went; on a quiet machine).
 The 2102 results are not sent anywhere: the TIPS client points at a closed port (TIPS_RETRIES=0, a
 short TIPS_TIMEOUT_SECONDS), so each result stays pending in the outbox; nothing is stubbed.
 Baseline, same run: psycopg COPY of the same number of rows (bench/transfers.py copy_baseline).
@@ -221,35 +221,6 @@ def build_packages(payers, treasury, day: dt.date, first_msg: int = 1) -> list:
     return packages
 
 
-def cpu_seconds(workers_pid: int, operator_pid: int) -> dict[str, float]:
-    """CPU seconds used so far by the Celery workers (main process and pool), the sandbox operator, this
-    process and the PostgreSQL backends of the benchmark's database (a backend that already quit is missed)."""
-    from django.db import connection
-
-    def tree(pid):
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as children:
-                return [pid] + [p for child in children.read().split() for p in tree(int(child))]
-        except OSError:
-            return []
-
-    def used(pids):
-        total = 0.0
-        for pid in pids:
-            try:
-                total += transfer_bench.process_cpu_seconds(pid)
-            except OSError:
-                pass
-        return total
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-        backends = [row[0] for row in cursor.fetchall()]
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"workers": used(tree(workers_pid)), "operator": used([operator_pid]),
-            "this process": usage.ru_utime + usage.ru_stime, "PostgreSQL": used(backends)}
-
-
 def batch(items: int, workers_count: int, give_up_after: int, operator_pid: int) -> bool:
     from django.core.management import call_command
     from django.db import connection
@@ -323,9 +294,10 @@ def batch(items: int, workers_count: int, give_up_after: int, operator_pid: int)
         print(f"set up {items:,} taxpayers with wallets and active agreements and deducted the day before, "
               f"{len(packages)} packages built in {time.perf_counter() - started:.1f} s (not timed)")
 
-        cpu_before = cpu_seconds(workers.pid, operator_pid)
+        processes = {"workers": workers.pid, "operator": operator_pid}
+        cpu_before = transfer_bench.cpu_snapshot(processes)
         started, received, finished = deduct(packages)
-        cpu = {name: used - cpu_before.get(name, 0) for name, used in cpu_seconds(workers.pid, operator_pid).items()}
+        cpu_after = transfer_bench.cpu_snapshot(processes)
     finally:
         workers.terminate()
         workers.wait()
@@ -339,9 +311,9 @@ def batch(items: int, workers_count: int, give_up_after: int, operator_pid: int)
     print(f"  project:  {items / total:>9,.0f} items/s end to end ({total:.2f} s); target >= 10,000 items/s")
     print(f"  baseline: {items / copy_baseline:>9,.0f} rows/s psycopg COPY of the same number of rows "
           f"({copy_baseline:.2f} s); ratio {total / copy_baseline:.1f}x")
-    print(f"  CPU used while timed: {sum(cpu.values()):.1f} s ({sum(cpu.values()) / items * 1000:.2f} s per 1,000 items; "
-          + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items())
-          + "): unlike the rate, hardly changed by other load on the machine")
+    machine_cpu = cpu_after["machine"] - cpu_before["machine"]
+    print(f"  CPU used while timed: {machine_cpu:.1f} s ({machine_cpu / items * 1000:.2f} s per 1,000 items; "
+          f"{transfer_bench.cpu_spent(cpu_before, cpu_after)})")
     print(f"  peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
     succeeded = TaxDeduction.objects.filter(state="succeeded", entrust_date=CHECK_DATE).count()
     # The day's deductions were stored after the day before's: ids from the day's first on.
