@@ -71,6 +71,7 @@ from .models import (
     TaxDeduction,
     TaxpayerKind,
     TreasuryEntry,
+    UnresolvedDeduction,
 )
 from .models import AgreementState as A
 from .models import DeductionState as D
@@ -633,6 +634,7 @@ def _record_real_time_outcome(*, deduction_id: int, transfer: Transfer, now: dat
             deduction.mark_unknown()
             deduction.result_code, deduction.add_word = ResultCode.TIMEOUT, RESULT_NOTES[ResultCode.TIMEOUT]
             deduction.save()
+            UnresolvedDeduction.objects.create(deduction=deduction, created_at=now)  # for resolve_unknown_deductions
             _trace(deduction.stream_key, DEDUCTION, deduction.pk, "tax.deduction.outcome_unknown", actor="system",
                    now=now, amount_fen=deduction.amount_fen, source_ref=deduction.tra_no,
                    data={"transfer": transfer.pk, "transfer_state": transfer.state})
@@ -692,11 +694,11 @@ def resolve_unknown_deductions(*, now: datetime) -> dict[str, int]:
     """Settle what was answered 94999: asks the operator about open transfers first (the transfer
     core's recovery), then a real-time or own deduction whose debit settled is reversed (冲正) and one
     whose debit never happened is failed; a transfer the operator never saw is cancelled so it is not
-    sent late. Batch items are decided when their package finishes. Safe to run repeatedly.
+    sent late. Batch items are decided when their package finishes. Safe to run repeatedly. The deductions
+    answered 94999 are listed in UnresolvedDeduction until they are settled here.
     """
     counts = defaultdict(int)
-    unknown = list(TaxDeduction.objects.filter(state=D.UNKNOWN).exclude(kind=DeductionKind.BATCH)
-                   .values_list("pk", "transfer_id"))
+    unknown = list(UnresolvedDeduction.objects.order_by("pk").values_list("pk", "deduction__transfer_id"))
     if not unknown:
         return {}
     transfer_services.recover_unconfirmed_transfers(now=now)
@@ -719,6 +721,7 @@ def resolve_unknown_deductions(*, now: datetime) -> dict[str, int]:
         with transaction.atomic():
             deduction = _locked_deduction(deduction_id)
             if deduction.state != D.UNKNOWN:
+                UnresolvedDeduction.objects.filter(pk=deduction_id).delete()
                 continue
             if transfer.state == TransferState.REVERSED:
                 deduction.reverse()
@@ -733,6 +736,7 @@ def resolve_unknown_deductions(*, now: datetime) -> dict[str, int]:
                 continue
             deduction.decided_at = now
             deduction.save()
+            UnresolvedDeduction.objects.filter(pk=deduction_id).delete()
             _trace(deduction.stream_key, DEDUCTION, deduction.pk, kind, actor="system", now=now,
                    amount_fen=deduction.amount_fen, source_ref=deduction.tra_no, data={"transfer": transfer_id})
             counts[deduction.state] += 1
@@ -784,10 +788,10 @@ def receive_batch(*, message: BatchDeduction, now: datetime) -> Acknowledgement:
     return ack(package.ack_result, package.ack_add_word)
 
 
-_ITEM_COLUMNS = ["kind", "tax_org_code", "entrust_date", "tra_no", "package_id", "pay_acct", "pay_op_bk_code",
-                 "hand_org_name", "tax_pay_name", "taxpayer_id", "protocol_no", "amount_fen", "tax_vou_no",
-                 "tax_types", "budget_type", "budget_level_code", "remark", "treasury_code", "state", "result_code",
-                 "add_word", "created_at"]
+_ITEM_COLUMNS = ["kind", "tax_org_code", "entrust_date", "tra_no", "package_id", "agreement_id", "pay_acct",
+                 "pay_op_bk_code", "hand_org_name", "tax_pay_name", "taxpayer_id", "protocol_no", "amount_fen",
+                 "tax_vou_no", "tax_types", "budget_type", "budget_level_code", "remark", "treasury_code", "state",
+                 "result_code", "add_word", "created_at"]
 
 
 def _insert_items(package: DeductionPackage, message: BatchDeduction, *, now: datetime) -> None:
@@ -799,14 +803,29 @@ def _insert_items(package: DeductionPackage, message: BatchDeduction, *, now: da
     # types where json.dumps took 2.8 µs (timeit).
     batch, received = DeductionKind.BATCH.value, D.RECEIVED.value
     tax_org_code, package_pk, treasury_code = message.tax_org_code, package.pk, package.treasury_code
-    rows = [(batch, tax_org_code, entrust_date, item.tra_no, package_pk, item.pay_acct,
-             item.pay_op_bk_code, item.hand_org_name, item.tax_pay_name, "", item.protocol_no, item.amount_fen,
+    # The agreement each item names (its number and wallet), in whatever state: stored now, so that marking
+    # the item deducting changes no indexed column and is made in place (tax 0008). Whether the agreement
+    # is active is checked when the item is deducted.
+    agreements = _agreements_named(tax_org_code, message.items)
+    rows = [(batch, tax_org_code, entrust_date, item.tra_no, package_pk,
+             agreements.get((item.pay_acct, item.protocol_no)), item.pay_acct, item.pay_op_bk_code, item.hand_org_name, item.tax_pay_name, "", item.protocol_no, item.amount_fen,
              item.tax_vou_no, orjson.dumps(_tax_types_json(item)).decode(), item.budget_type,
              item.budget_level_code, item.remark[:140], treasury_code, received, "", "", created_at)
             for item in message.items]
     # The unique (tax authority, entrust date, serial) constraint refuses a serial used before.
     with connection.wrap_database_errors:  # COPY's errors as Django's (IntegrityError ...)
         bulk.insert_rows(table=TaxDeduction._meta.db_table, columns=_ITEM_COLUMNS, rows=rows)
+
+
+def _agreements_named(tax_org_code: str, items) -> dict[tuple[str, str], int]:
+    """{(wallet id, agreement number): agreement id} of the agreements these items name, in one query (the
+    number is unique per tax authority, an index)."""
+    return {
+        (wallet_id, protocol_no): pk
+        for pk, wallet_id, protocol_no in TaxAgreement.objects.filter(
+            tax_org_code=tax_org_code, protocol_no__in=_text_values({i.protocol_no for i in items}),
+        ).values_list("pk", "wallet__wallet_id", "protocol_no")
+    }
 
 
 def _enqueue_process(package_id: int) -> None:

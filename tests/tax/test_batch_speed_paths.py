@@ -211,3 +211,27 @@ def test_a_result_the_tax_system_never_takes_is_resent_less_and_less_often(tax, 
     assert len(tips_outbox.sent) == 2
     package = DeductionPackage.objects.get()
     assert package.result_pending and package.result_attempts == 10 and "unreachable" in package.result_error
+
+
+@pytest.mark.integration
+def test_an_items_two_updates_are_made_in_place(tax, tips_outbox):
+    """No index names what deducting and deciding an item change, and the table's pages keep room
+    (tax 0008): PostgreSQL makes both updates in place (HOT), writing no index entry."""
+    if connection.vendor != "postgresql":
+        pytest.skip("HOT updates are PostgreSQL's: run with DATABASE_URL=postgres://... (see .ci/run)")
+
+    def updates() -> tuple[int, int]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_force_next_flush()")  # this backend's counts, flushed when it idles
+            cursor.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = %s",
+                           [TaxDeduction._meta.db_table])
+            return cursor.fetchone()
+
+    _, _, message = funded_package(tax, 20)
+    before = updates()
+    TaxHandler().receive_batch(message)
+    after = updates()
+
+    assert DeductionPackage.objects.get().succ_num == 20
+    updated, in_place = after[0] - before[0], after[1] - before[1]
+    assert updated >= 40 and in_place == updated

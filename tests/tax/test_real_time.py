@@ -4,7 +4,7 @@ from django.utils import timezone
 from adapters.tips.interface import ResultCode
 from tax import selectors, services
 from tax.handlers import TaxHandler
-from tax.models import DeductionState, TaxDeduction, TreasuryEntry
+from tax.models import DeductionState, TaxDeduction, TreasuryEntry, UnresolvedDeduction
 from tests.tax.helpers import real_time
 from treasury.models import LedgerEntry, Transfer, TransferState
 from treasury.services.ledger import check_ledger
@@ -108,6 +108,8 @@ def test_unknown_outcome_is_94999_then_reversed_after_recovery(tax, settings, fa
     result = services.deduct_real_time(message=message, now=timezone.now())
     assert result.result == ResultCode.TIMEOUT
     assert TaxDeduction.objects.get().state == DeductionState.UNKNOWN
+    # Listed for the sweep, which reads that short list rather than every deduction.
+    assert list(UnresolvedDeduction.objects.values_list("deduction_id", flat=True)) == [TaxDeduction.objects.get().pk]
     assert tax.balance(payer.wallet_id) == 600_00  # the operator did debit
     # Asked again meanwhile: still unknown, no second debit.
     assert services.deduct_real_time(message=message, now=timezone.now()).result == ResultCode.TIMEOUT
@@ -120,6 +122,7 @@ def test_unknown_outcome_is_94999_then_reversed_after_recovery(tax, settings, fa
     assert tax.balance(tax.treasury_wallet.wallet_id) == 0
     assert TreasuryEntry.objects.count() == 0
     assert LedgerEntry.objects.filter(kind="reversal").count() == 2
+    assert not UnresolvedDeduction.objects.exists()
     assert services.resolve_unknown_deductions(now=timezone.now()) == {}
     assert services.deduct_real_time(message=message, now=timezone.now()).result == ResultCode.TIMEOUT
     assert tax.balance(payer.wallet_id) == 1_000_00
