@@ -13,8 +13,9 @@ settled once, `ledger_check` clean. Before the timed day the same taxpayers are 
 (not timed) and the tables analyzed, as a database in service has earlier days and statistics on them.
 Besides the rate it prints the CPU the machine used while timed: the workers, the operator, this
 process, and the rest (PostgreSQL's backends, however many came and went; on a quiet machine).
-The 2102 results are not sent anywhere: the TIPS client points at a closed port (TIPS_RETRIES=0, a
-short TIPS_TIMEOUT_SECONDS), so each result stays pending in the outbox; nothing is stubbed.
+Each package's 2102 result goes over SOAP to the sandbox tax system (`manage.py run_tips_sandbox`, its own
+process, as the tax system would be), which verifies it and acknowledges it: the timed part ends when every
+package is done and its result acknowledged.
 Baseline, same run: psycopg COPY of the same number of rows (bench/transfers.py copy_baseline).
 Target on a 2-core machine: at least 10,000 items/s.
 
@@ -33,6 +34,7 @@ import argparse
 import datetime as dt
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -221,7 +223,30 @@ def build_packages(payers, treasury, day: dt.date, first_msg: int = 1) -> list:
     return packages
 
 
-def batch(items: int, workers_count: int, give_up_after: int, operator_pid: int) -> bool:
+def start_tips_sandbox(storage: str) -> tuple[subprocess.Popen, str, str]:
+    """The sandbox tax system on a free port, with its own key pair in `storage`: (process, url, the file of its
+    public key, which the service verifies its answers with)."""
+    port = transfer_bench.free_port()
+    public_key = os.path.join(storage, "tips-sandbox.pub.pem")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "run_tips_sandbox", "--host", "127.0.0.1", "--port", str(port),
+         "--storage", os.path.join(storage, "tips.sqlite3"), "--key-file", os.path.join(storage, "tips-sandbox.pem")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "DATABASE_URL": "sqlite:///:memory:", "TIPS_PEER_PUBLIC_KEY_FILE": public_key},
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            if os.path.exists(public_key):
+                return proc, f"http://127.0.0.1:{port}/", public_key
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("sandbox tax system did not start")
+
+
+def batch(items: int, workers_count: int, give_up_after: int, operator_pid: int, tips_pid: int) -> bool:
     from django.core.management import call_command
     from django.db import connection
     from django.db.models import Count
@@ -272,7 +297,7 @@ def batch(items: int, workers_count: int, give_up_after: int, operator_pid: int)
                 assert ack.result == "90000", ack
             received = swept = time.perf_counter()
             while True:  # the workers deduct and finish packages; the beat's sweep runs here too, once a second
-                if not DeductionPackage.objects.exclude(state="done").exists():
+                if not DeductionPackage.objects.exclude(state="done", result_acknowledged=True).exists():
                     return started, received, time.perf_counter()
                 if time.perf_counter() - swept >= 1:
                     services.finish_packages(now=timezone.now())
@@ -294,7 +319,7 @@ def batch(items: int, workers_count: int, give_up_after: int, operator_pid: int)
         print(f"set up {items:,} taxpayers with wallets and active agreements and deducted the day before, "
               f"{len(packages)} packages built in {time.perf_counter() - started:.1f} s (not timed)")
 
-        processes = {"workers": workers.pid, "operator": operator_pid}
+        processes = {"workers": workers.pid, "operator": operator_pid, "tax system": tips_pid}
         cpu_before = transfer_bench.cpu_snapshot(processes)
         started, received, finished = deduct(packages)
         cpu_after = transfer_bench.cpu_snapshot(processes)
@@ -304,10 +329,11 @@ def batch(items: int, workers_count: int, give_up_after: int, operator_pid: int)
     copy_baseline = transfer_bench.copy_baseline(items)
     total = finished - started
     print(f"tax batch deduction of {items:,} items in {len(packages)} packages of {PACKAGE_ITEMS:,}, received to "
-          f"done (PostgreSQL, sandbox operator over HTTP, {workers_count} Celery workers on Redis)")
+          f"result acknowledged (PostgreSQL, sandbox operator over HTTP, sandbox tax system over SOAP, "
+          f"{workers_count} Celery workers on Redis)")
     print(f"  receive (3102 -> 9121, stored):       {received - started:6.2f} s "
           f"({items / (received - started):,.0f} items/s)")
-    print(f"  deduct, settle, post, trace, finish:  {finished - received:6.2f} s")
+    print(f"  deduct, settle, post, trace, finish, 2102 acknowledged:  {finished - received:6.2f} s")
     print(f"  project:  {items / total:>9,.0f} items/s end to end ({total:.2f} s); target >= 10,000 items/s")
     print(f"  baseline: {items / copy_baseline:>9,.0f} rows/s psycopg COPY of the same number of rows "
           f"({copy_baseline:.2f} s); ratio {total / copy_baseline:.1f}x")
@@ -322,12 +348,13 @@ def batch(items: int, workers_count: int, give_up_after: int, operator_pid: int)
                                       source_id__gte=first_today)
     settled_count = settled.count()
     settled_once = settled.values("source_id").distinct().count()
-    pending = DeductionPackage.objects.filter(result_pending=True).count()
+    acknowledged = DeductionPackage.objects.filter(result_acknowledged=True, entrust_date=CHECK_DATE).count()
     problems = check_ledger().problems
     print(f"  check:    {succeeded:,} items succeeded, {settled_count:,} transfers settled "
-          f"({settled_once:,} distinct items), {pending} results pending in the outbox (no tax system), "
+          f"({settled_once:,} distinct items), {acknowledged} of {len(packages)} results acknowledged, "
           f"{len(problems)} ledger problems")
-    return succeeded == items and settled_count == items and settled_once == items and not problems
+    return (succeeded == items and settled_count == items and settled_once == items and not problems
+            and acknowledged == len(packages))
 
 
 def main():
@@ -339,26 +366,26 @@ def main():
     parser.add_argument("--records", type=int, default=1_000_000, help="reconciliation records per side")
     args = parser.parse_args()
     ensure_database()
-    storage = ecny = None
+    storage = ecny = tips = None
     if args.part in ("batch", "all"):
         storage = tempfile.mkdtemp(prefix="bench-tax-")
         ecny, ecny_url = transfer_bench.start_sandbox(os.path.join(storage, "operator.sqlite3"))
-        os.environ.update(ECNY_OPERATOR_URL=ecny_url, CELERY_BROKER_URL=BROKER_URL,
-                          TIPS_SYSTEM_URL=f"http://127.0.0.1:{transfer_bench.free_port()}/",
-                          TIPS_RETRIES="0", TIPS_TIMEOUT_SECONDS="1")
-        # Each unsent 2102 logs "unreachable" at INFO (expected here, see above): 200 lines that bury the figures.
-        os.environ.setdefault("LOG_LEVEL", "WARNING")
+        tips, tips_url, tips_public_key = start_tips_sandbox(storage)
+        os.environ.update(ECNY_OPERATOR_URL=ecny_url, CELERY_BROKER_URL=BROKER_URL, TIPS_SYSTEM_URL=tips_url,
+                          TIPS_PEER_PUBLIC_KEY_FILE=tips_public_key)
+        os.environ.setdefault("LOG_LEVEL", "WARNING")  # a line per message sent would bury the figures
     import django
 
     django.setup()
     ok = True
     try:
         if ecny is not None:
-            ok = batch(args.items, args.workers, args.give_up_after, ecny.pid)
+            ok = batch(args.items, args.workers, args.give_up_after, ecny.pid, tips.pid)
     finally:
-        if ecny is not None:
-            ecny.terminate()
-            ecny.wait()
+        for process in (ecny, tips):
+            if process is not None:
+                process.terminate()
+                process.wait()
     if args.part in ("reconcile", "all"):
         reconcile(args.records)
     if not ok:
