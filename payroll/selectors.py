@@ -104,7 +104,10 @@ def progress(*, batch: PayrollBatch) -> Progress | None:
         return None
     settled = Q(transfer__state=TransferState.SETTLED)
     failed = Q(transfer__state__in=[TransferState.FAILED, TransferState.CANCELLED], returned=False)
-    still_open = Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
+    # Being paid: the line's transfer waits for an outcome, or the line still waits for its transfer (the
+    # task makes them a chunk at a time), as services.line_progress counts them.
+    still_open = (Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
+                  | Q(transfer__isnull=True, held=False, returned=False))
     sent = settled | failed | still_open
     t = batch.lines.aggregate(
         n=Count("pk", filter=sent), fen=Sum("net_fen", filter=sent),

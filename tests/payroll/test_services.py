@@ -4,7 +4,7 @@ Against the sandbox operator over real HTTP; money through the transfer core."""
 import pytest
 from django.utils import timezone
 
-from payroll import services
+from payroll import selectors, services
 from payroll.models import BatchState, PayrollBatch
 from payroll.services import PayrollError
 from tests import factories as f
@@ -269,6 +269,34 @@ def test_lines_left_without_transfers_are_made_by_the_periodic_task(employer, mo
     for row in rows:
         assert employer.sandbox.admin.balance(wallet_id=row[3]) == builders.net_fen(row)
     assert check_ledger().problems == []
+
+
+def test_progress_counts_lines_still_waiting_for_their_transfers(employer, monkeypatch, settings):
+    """The task making the transfers stopped after its first chunk: the page and the API show the lines
+    without a transfer as still to pay, not a finished batch."""
+    rows = staff(employer, 5)
+    batch = approved_and_funded(employer, rows)
+    monkeypatch.setattr(services, "_queue_line_transfers", lambda batch_id, actor: None)
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    monkeypatch.setattr(services, "PAY_CHUNK", 2)
+    settings.TRANSFER_CHUNK_SIZE = 2
+    make_chunk = services._create_line_transfers
+    made = []
+
+    def first_chunk_only(*args, **kwargs):
+        if made:
+            raise RuntimeError("the task's worker died")
+        made.append(make_chunk(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(services, "_create_line_transfers", first_chunk_only)
+    with pytest.raises(RuntimeError):
+        services.make_line_transfers(batch_id=batch.pk, actor="system", now=timezone.now())
+
+    progress = selectors.progress(batch=PayrollBatch.objects.get(pk=batch.pk))
+    assert (progress.count, progress.paid_count, progress.open_count) == (5, 2, 3)
+    assert progress.open_fen == sum(builders.net_fen(r) for r in rows[2:])
+    assert not progress.done and progress.percent == 40
 
 
 def test_a_batch_paused_before_its_transfers_are_made_makes_them_on_resume(employer, monkeypatch):
