@@ -19,6 +19,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from adapters.ecny.interface import OperatorUnavailable
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin
 from treasury.access.errors import AccessDenied
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
@@ -189,7 +190,7 @@ class BatchFilterSerializer(serializers.Serializer):
 
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
-ACTION_ERRORS = {**ERRORS, 409: ErrorSerializer}
+ACTION_ERRORS = {**ERRORS, 409: ErrorSerializer, 503: ErrorSerializer}
 TAGS = ["payroll"]
 
 
@@ -200,6 +201,11 @@ def _refusal(exc: Exception) -> Response:
                         status=status.HTTP_409_CONFLICT)
     if isinstance(exc, AccessDenied):
         return Response({"code": exc.code, "message": str(exc)}, status=status.HTTP_403_FORBIDDEN)
+    if isinstance(exc, OperatorUnavailable):
+        return Response({"code": "operator_unavailable",
+                         "message": f"暂时无法联系运营机构，未做任何记录，请稍后再试 (the e-CNY operator cannot be reached; "
+                                    f"nothing was recorded, try again later): {exc}"},
+                        status=status.HTTP_503_SERVICE_UNAVAILABLE)
     code = getattr(exc, "code", "refused")
     conflicts = ("insufficient_funds", "duplicate_file", "batch_not_paying", "archive_not_ready")
     http_status = status.HTTP_409_CONFLICT if code in conflicts else status.HTTP_400_BAD_REQUEST
@@ -264,7 +270,7 @@ class PayrollBatchViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
                 employer=employer, user=request.user, filename=uploaded.name, data=uploaded.read(),
                 now=timezone.now(), hold_invalid_lines=data.validated_data["hold_invalid_lines"],
             )
-        except (services.PayrollError, PayrollFileRefused, AccessDenied) as exc:
+        except (services.PayrollError, PayrollFileRefused, AccessDenied, OperatorUnavailable) as exc:
             return _refusal(exc)
         return self._detail(batch, status.HTTP_201_CREATED)
 
@@ -318,7 +324,8 @@ class PayrollBatchViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
         batch = self.get_object()  # 404 for another employer's batch, before anything else
         try:
             service(batch_id=batch.pk, user=self.request.user, now=timezone.now(), **extra)
-        except (services.PayrollError, AccessDenied, TransitionNotAllowed, ConcurrentTransition) as exc:
+        except (services.PayrollError, AccessDenied, TransitionNotAllowed, ConcurrentTransition,
+                OperatorUnavailable) as exc:
             return _refusal(exc)
         return self._detail(batch)
 

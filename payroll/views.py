@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
+from adapters.ecny.interface import OperatorUnavailable
 from treasury.access import roles
 from treasury.access.decorators import role_required, writable_required
 from treasury.access.errors import AccessDenied
@@ -43,6 +44,9 @@ REPORT_TYPES = {
 def _refusal_message(exc: Exception) -> str:
     if isinstance(exc, (TransitionNotAllowed, ConcurrentTransition)):
         return _("This action is not possible in the batch's current state. The page shows what it is now.")
+    if isinstance(exc, OperatorUnavailable):
+        return _("The e-CNY operator cannot be reached just now; nothing was recorded. Please try again in a "
+                 "moment (%(detail)s).") % {"detail": exc}
     return str(exc)
 
 
@@ -70,8 +74,8 @@ def upload(request):
                     employer=employer, user=request.user, filename=uploaded.name, data=uploaded.read(),
                     now=timezone.now(), hold_invalid_lines=form.cleaned_data["hold_invalid_lines"],
                 )
-            except (services.PayrollError, PayrollFileRefused, AccessDenied) as exc:
-                form.add_error("file", str(exc))
+            except (services.PayrollError, PayrollFileRefused, AccessDenied, OperatorUnavailable) as exc:
+                form.add_error("file", _refusal_message(exc))
             else:
                 if batch.state == B.REJECTED:
                     messages.error(request, _(
@@ -268,7 +272,8 @@ def batch_action(request, batch_id: int, action: str):
             services.close_batch(**kwargs)
         else:
             raise Http404("unknown action")
-    except (services.PayrollError, AccessDenied, TransitionNotAllowed, ConcurrentTransition) as exc:
+    except (services.PayrollError, AccessDenied, TransitionNotAllowed, ConcurrentTransition,
+            OperatorUnavailable) as exc:
         messages.error(request, _refusal_message(exc))
     else:
         text = _SUCCESS[action]
@@ -307,7 +312,8 @@ def batch_lines_action(request, batch_id: int):
                 return redirect("payroll:batch-detail", batch_id=batch.pk)
             services.return_lines(batch_id=batch.pk, line_ids=line_ids, user=request.user, reason=reason,
                                   now=timezone.now())
-    except (services.PayrollError, AccessDenied, TransitionNotAllowed, ConcurrentTransition) as exc:
+    except (services.PayrollError, AccessDenied, TransitionNotAllowed, ConcurrentTransition,
+            OperatorUnavailable) as exc:
         messages.error(request, _refusal_message(exc))
     else:
         if what == RETRY:

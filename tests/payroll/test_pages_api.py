@@ -121,6 +121,36 @@ def test_refusals_are_messages_not_errors(employer):
     assert response.status_code == 400 and response.context["form"].errors["file"]
 
 
+def test_an_unreachable_operator_is_a_clear_try_again_not_an_error(employer, monkeypatch):
+    from adapters.ecny.interface import OperatorUnavailable
+    from treasury.services import wallets
+
+    batch = upload(employer, staff(employer, 2))
+    now = timezone.now()
+    services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
+    services.approve_batch(batch_id=batch.pk, user=employer.approver, now=now)
+
+    class Unreachable:
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                raise OperatorUnavailable("connection refused")
+            return call
+
+    monkeypatch.setattr(wallets, "_operator", lambda: Unreachable())
+    batches_before = PayrollBatch.objects.count()
+
+    response = post_upload(logged_in(employer.operator_user), csv_file(staff(employer, 2, start=30)))
+    assert response.status_code == 400
+    assert "请稍后再试" in " ".join(response.context["form"].errors["file"])  # try again later
+    response = action(logged_in(employer.approver), batch.pk, "fund")
+    assert response.status_code == 200 and any("请稍后再试" in m for m in messages_of(response))
+    response = api_as(employer.approver).post(f"/api/v1/payroll/batches/{batch.pk}/fund/")
+    assert response.status_code == 503 and response.json()["code"] == "operator_unavailable"
+
+    assert PayrollBatch.objects.count() == batches_before  # the refused upload stored nothing
+    assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.APPROVED
+
+
 def test_maker_checker_refusal_is_shown_clearly(employer):
     batch = upload(employer, staff(employer, 2))
     services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
