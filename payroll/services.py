@@ -170,8 +170,20 @@ def _store_upload(data: bytes, sha256: str, filename: str) -> str:
     return relative
 
 
-def _problem(line: int, column: str, code: str, message: str) -> dict:
-    return {"line": line, "column": column, "code": code, "message": message}
+def _problem(line: int, column: str, code: str, message: str, *, of_file: bool = False) -> dict:
+    """A problem as a batch keeps it; `of_file` marks the file's own (its header block, columns, control totals,
+    employer), which holding lines cannot cure."""
+    problem = {"line": line, "column": column, "code": code, "message": message}
+    if of_file:
+        problem["file"] = True
+    return problem
+
+
+def problem_line_count(batch: PayrollBatch) -> tuple[int, bool]:
+    """(data lines with at least one problem, whether that is exact): the batch keeps a bounded list of problems,
+    so past its end the count is a lower bound."""
+    lines = {p["line"] for p in batch.problems if not p.get("file")}
+    return len(lines), len(batch.problems) >= batch.problem_count
 
 
 def import_payroll_file(*, employer: Organization, user, filename: str, data: bytes, now: datetime,
@@ -182,7 +194,9 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data: by
       in bulk (one call per 1,000 lines); a net beyond the payee wallet class's balance cap is a problem.
     - A file with problems becomes a REJECTED batch that keeps only the upload and its problems,
       unless `hold_invalid_lines`: then the valid lines are kept (lines the operator refused are
-      held) and the rest is reported.
+      held) and the rest is reported. Problems of the file itself (another employer, no valid pay period,
+      a missing column or header item, control totals that do not match the lines) and a file with no line
+      to pay are rejected either way: holding lines cannot cure them.
     - The same file for the same employer is refused while its earlier batch is not rejected or cancelled.
 
     Raises:
@@ -209,17 +223,22 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data: by
                 buffer = _LineBuffer(batch=batch, write=write)
                 parsed = parsing.parse_payroll_file(data=data, filename=filename, line_sink=buffer.add)
                 buffer.flush()
-            problems = [_problem(p.line, p.column, p.code, p.message) for p in parsed.problems]
+            # Rows up to the column header row are the header block and the column titles: the file's own.
+            problems = [_problem(p.line, p.column, p.code, p.message, of_file=p.line <= (parsed.header_row or 0))
+                        for p in parsed.problems]
             if parsed.header.employer_uscc and parsed.header.employer_uscc != employer.uscc:
                 problems.insert(0, _problem(0, "单位统一社会信用代码", "employer_mismatch",
-                                            "文件中的单位与当前单位不一致 (the file names another employer)"))
+                                            "文件中的单位与当前单位不一致 (the file names another employer)", of_file=True))
             problems += buffer.problems
+            if hold_invalid_lines and not buffer.payable_count and not any(p.get("file") for p in problems):
+                problems.append(_problem(0, "", "no_payable_line",
+                                         "文件中没有可支付的明细 (no line of the file can be paid)", of_file=True))
             batch.period = parsed.header.period or ""
             batch.file_format = parsed.file_format
             batch.line_total = parsed.line_total
             batch.problem_count = parsed.problem_count + (len(problems) - len(parsed.problems))
             batch.problems = problems
-            if batch.problem_count and not hold_invalid_lines:
+            if batch.problem_count and (not hold_invalid_lines or any(p.get("file") for p in problems)):
                 raise _Rejected()
             batch.payable_count, batch.held_count = buffer.payable_count, buffer.held_count
             batch.total_net_fen, batch.total_gross_fen = buffer.total_net_fen, buffer.total_gross_fen

@@ -84,6 +84,33 @@ def test_hold_invalid_lines_pays_the_rest(employer):
     assert batch.total_net_fen == sum(builders.net_fen(r) for r in rows[:4])
 
 
+@pytest.mark.parametrize("header, code", [
+    ({"uscc": f.make_uscc()}, "employer_mismatch"),
+    ({"period": "2025-13"}, "period_format"),
+    ({"line_count": 7}, "line_count_mismatch"),
+    ({"total_net": 1}, "total_net_mismatch"),
+])
+def test_paying_the_valid_lines_does_not_cure_a_problem_of_the_file(employer, header, code):
+    """Holding invalid lines is for lines: another employer's file, no valid pay period or control totals that
+    do not match the lines reject the file whatever the employer chose, and nothing but the upload is kept."""
+    rows = staff(employer, 3)
+    batch = services.import_payroll_file(
+        employer=employer.org, user=employer.operator_user, filename="工资.csv", now=timezone.now(),
+        data=builders.to_csv(builders.payroll_rows(rows, **header)), hold_invalid_lines=True)
+    assert batch.state == BatchState.REJECTED and batch.lines.count() == 0
+    assert code in {p["code"] for p in batch.problems}
+
+
+def test_paying_the_valid_lines_of_a_file_without_any_is_refused(employer):
+    rows = [list(r) for r in staff(employer, 2)]
+    for row in rows:
+        row[2] = row[2][:-1] + ("0" if row[2][-1] != "0" else "1")  # a wrong check digit on every line
+    batch = upload(employer, rows, hold_invalid_lines=True)
+    assert batch.state == BatchState.REJECTED and batch.lines.count() == 0
+    assert batch.problems[-1]["code"] == "no_payable_line"
+    assert services.problem_line_count(batch) == (2, True)
+
+
 def test_same_file_twice_is_refused(employer):
     rows = staff(employer, 3)
     upload(employer, rows)
@@ -347,7 +374,11 @@ def test_payroll_import_command(employer, tmp_path, capsys):
     bad.write_bytes(builders.to_csv(builders.payroll_rows(bad_rows)))
     with pytest.raises(CommandError, match="rejected"):
         call_command("payroll_import", str(bad), "--employer", employer.org.uscc, "--period", "2025-06")
-    assert "line " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "rejected: 2 lines in the file, 1 valid, 1 rejected (1 problems)" in out and "line " in out
+    # The same rejected file said to be for another month: a clear refusal, not a traceback.
+    with pytest.raises(CommandError, match="the file is for 2025-06, not 2025-07"):
+        call_command("payroll_import", str(bad), "--employer", employer.org.uscc, "--period", "2025-07")
 
 
 def test_close_only_when_nothing_is_left_undecided(employer):

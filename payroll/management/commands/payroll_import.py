@@ -1,7 +1,7 @@
 """`manage.py payroll_import FILE --employer USCC --period YYYY-MM [--user NAME] [--hold-invalid]`.
 
 Prints the batch id and a summary (lines valid, held, rejected, total) for scripted use; exit 1 when
-the file is rejected or refused.
+the file is rejected or refused, or is for another period than --period (a validated batch is then cancelled).
 """
 from pathlib import Path
 
@@ -43,14 +43,27 @@ class Command(BaseCommand):
         except (PayrollFileRefused, services.PayrollError) as exc:
             raise CommandError(f"refused ({exc.code}): {exc}")
         if batch.period and batch.period != options["period"]:
-            services.cancel_batch(batch_id=batch.pk, user=user, now=timezone.now(),
-                                  reason=f"period {batch.period} in the file, {options['period']} expected")
-            raise CommandError(f"batch {batch.pk}: the file is for {batch.period}, not {options['period']}; cancelled")
-        self.stdout.write(
-            f"batch {batch.pk} {batch.state}: {batch.line_total} lines in the file, {batch.payable_count} valid, "
-            f"{batch.held_count} held, {batch.problem_count} problems; total net {format_yuan(batch.total_net_fen)}"
-        )
+            if batch.state == BatchState.VALIDATED:
+                services.cancel_batch(batch_id=batch.pk, user=user, now=timezone.now(),
+                                      reason=f"period {batch.period} in the file, {options['period']} expected")
+            raise CommandError(f"batch {batch.pk} ({batch.state}): the file is for {batch.period}, not "
+                               f"{options['period']}" + ("; cancelled" if batch.state == BatchState.VALIDATED else ""))
+        self.stdout.write(f"batch {batch.pk} {batch.state}: {self._summary(batch)}")
         for problem in batch.problems[:20]:
             self.stdout.write(f"  line {problem['line']} {problem['column']}: {problem['message']}")
         if batch.state == BatchState.REJECTED:
             raise CommandError(f"batch {batch.pk} rejected: fix the lines above and import again")
+
+    @staticmethod
+    def _summary(batch) -> str:
+        """Lines valid, held and rejected, and the total to pay. A rejected batch keeps no line: its valid lines are
+        the file's lines without a problem (at most, when more problems were found than the batch keeps)."""
+        if batch.state == BatchState.REJECTED:
+            rejected, exact = services.problem_line_count(batch)
+            bound = "" if exact else "at most "
+            return (f"{batch.line_total} lines in the file, {bound}{batch.line_total - rejected} valid, "
+                    f"{'' if exact else 'at least '}{rejected} rejected ({batch.problem_count} problems); "
+                    "nothing to pay until the file is fixed")
+        rejected = batch.line_total - batch.payable_count - batch.held_count
+        return (f"{batch.line_total} lines in the file, {batch.payable_count} valid, {batch.held_count} held, "
+                f"{rejected} rejected ({batch.problem_count} problems); total net {format_yuan(batch.total_net_fen)}")
