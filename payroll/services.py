@@ -622,9 +622,26 @@ def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> P
     so a retry is a new payment attempt, never a resend of the failed one. Held lines are checked with the
     operator again first.
 
+    A line held since the upload was not in the total the approver approved: paying it is an approval of its
+    own, so only an approver who did not prepare the batch may (maker-checker). Either way the corporate
+    wallet must hold what the retried lines pay, asked of the operator as funding does.
+
     Raises:
-        PayrollError: a line is neither held nor failed, or its wallet still fails the operator's check.
+        PayrollError: a line is neither held nor failed, its wallet still fails the operator's check, or
+            insufficient_funds.
+        MakerCheckerViolation, AccessDenied: a line never approved, retried by its preparer or a non-approver.
     """
+    batch = PayrollBatch.objects.get(pk=batch_id)
+    _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
+    lines = _lines_to_act_on(batch, line_ids)
+    if any(line.held and line.attempts == 0 for line in lines):
+        ensure_can_approve(approver=user, prepared_by_id=batch.prepared_by_id, approver_roles=(roles.EMPLOYER_APPROVER,))
+    needed = sum(line.net_fen for line in lines)
+    balance = operator_balance(wallet=batch.payer_wallet)  # outside the transaction: no lock while asking
+    if balance.balance_fen < needed:
+        raise PayrollError(
+            f"对公钱包余额不足：现有 {format_yuan(balance.balance_fen)}，重试需要 {format_yuan(needed)} "
+            f"(insufficient funds in the corporate wallet for the lines to retry)", "insufficient_funds")
     with transaction.atomic():
         batch = _locked(batch_id)
         _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))

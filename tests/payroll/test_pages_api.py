@@ -434,6 +434,9 @@ def test_retry_return_close_and_summary_receipt_through_the_api(employer):
 
     employer.sandbox.admin.open_wallet(wallet_id=rows[3][3], wallet_type="WT01", wallet_class=2, holder_name=rows[3][1])
     response = api.post(f"{url}/retry/", {"line_ids": [held.pk]}, format="json")
+    # Held since the upload, the line was never approved: the preparer may not pay it, an approver may.
+    assert response.status_code == 403 and response.json()["code"] == "not_an_approver"
+    response = api_as(employer.approver).post(f"{url}/retry/", {"line_ids": [held.pk]}, format="json")
     assert response.status_code == 200 and response.json()["state"] == "partially_paid"  # the failed line is left
     response = api.post(f"{url}/return/", {"line_ids": [failed.pk], "reason": "改用银行转账"}, format="json")
     assert response.status_code == 200

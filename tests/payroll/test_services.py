@@ -181,7 +181,17 @@ def test_failed_and_held_lines_can_be_retried_or_returned(employer):
     with pytest.raises(PayrollError) as caught:
         services.retry_lines(batch_id=batch.pk, line_ids=[failed_line.pk], user=employer.operator_user, now=timezone.now())
     assert caught.value.code == "wallet_inactive"
-    services.retry_lines(batch_id=batch.pk, line_ids=[held_line.pk], user=employer.operator_user, now=timezone.now())
+    # The held line was never in the approved total: paying it needs an approver who did not prepare the batch,
+    # even one who holds both roles.
+    with pytest.raises(AccessDenied):
+        services.retry_lines(batch_id=batch.pk, line_ids=[held_line.pk], user=employer.operator_user,
+                             now=timezone.now())
+    employer.operator_user.groups.add(*employer.approver.groups.all())
+    del employer.operator_user._role_names
+    with pytest.raises(MakerCheckerViolation):
+        services.retry_lines(batch_id=batch.pk, line_ids=[held_line.pk], user=employer.operator_user,
+                             now=timezone.now())
+    services.retry_lines(batch_id=batch.pk, line_ids=[held_line.pk], user=employer.approver, now=timezone.now())
     held_line.refresh_from_db()
     assert held_line.transfer.state == TransferState.SETTLED and held_line.attempts == 1
     services.return_lines(batch_id=batch.pk, line_ids=[failed_line.pk], user=employer.operator_user,
@@ -190,6 +200,25 @@ def test_failed_and_held_lines_can_be_retried_or_returned(employer):
     assert batch.state == BatchState.PARTIALLY_PAID  # one line was returned, not paid
     assert services.line_progress(batch=batch).paid == 3
     assert check_ledger().problems == []
+
+
+def test_a_retry_needs_the_money_in_the_corporate_wallet(employer):
+    rows = staff(employer, 2)
+    batch = approved_and_funded(employer, rows)
+    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="frozen")
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="active")
+    line = batch.lines.get(wallet_id=rows[0][3])
+    # The corporate wallet's money went elsewhere meanwhile: 1 yuan is left.
+    employer.sandbox.admin.reset()
+    employer.sandbox.admin.open_wallet(wallet_id=employer.wallet.wallet_id, wallet_type="WT09",
+                                       holder_name=employer.org.name, balance_fen=1_00)
+    with pytest.raises(PayrollError) as caught:
+        services.retry_lines(batch_id=batch.pk, line_ids=[line.pk], user=employer.operator_user, now=timezone.now())
+    assert caught.value.code == "insufficient_funds"
+    line.refresh_from_db()
+    assert line.attempts == 1 and line.transfer.state == TransferState.FAILED  # nothing was sent
 
 
 def test_retry_after_failure_uses_a_new_key_and_pays_once(employer):
