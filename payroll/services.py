@@ -345,28 +345,46 @@ def approve_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
 
 
 def fund_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
-    """approved -> funded, once the employer's corporate wallet holds the batch's total.
+    """approved -> funded, once the employer's corporate wallet holds the batch's total beyond what the
+    wallet's other runs were funded for and have not paid yet (a run funded is money set aside: two runs
+    cannot both be funded with the same yuan).
 
     Raises:
-        PayrollError: insufficient_funds, saying how much is there and how much is needed.
+        PayrollError: insufficient_funds, saying how much is there, set aside and needed.
     """
     batch = PayrollBatch.objects.get(pk=batch_id)
     _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
     balance = operator_balance(wallet=batch.payer_wallet)  # outside the transaction: no lock while asking
     needed = batch.total_net_fen + union.union_remittance_fen(batch=batch)
-    if balance.balance_fen < needed:
-        raise PayrollError(
-            f"对公钱包余额不足：现有 {format_yuan(balance.balance_fen)}，需要 {format_yuan(needed)}（实发工资及工会费） "
-            f"(insufficient funds in the corporate wallet for net pay and union fees)",
-            "insufficient_funds",
-        )
     with transaction.atomic():
+        # The wallet's row is the lock that orders funding of its runs: the second of two at once sees the first.
+        Wallet.objects.select_for_update().filter(pk=batch.payer_wallet_id).first()
+        set_aside = _set_aside_fen(payer_wallet_id=batch.payer_wallet_id, but=batch_id)
+        if balance.balance_fen - set_aside < needed:
+            raise PayrollError(
+                f"对公钱包余额不足：现有 {format_yuan(balance.balance_fen)}，其中 {format_yuan(set_aside)} 已留给其他已备款"
+                f"未发完的批次，需要 {format_yuan(needed)}（实发工资及工会费） (insufficient funds in the corporate wallet "
+                f"for net pay and union fees, beyond what other funded runs still have to pay)",
+                "insufficient_funds",
+            )
         batch = _locked(batch_id)
         batch.fund()
         batch.save()
         _trace(batch, "payroll.batch.funded", actor=user.username, now=now, amount_fen=batch.total_net_fen,
                wallet_balance_fen=balance.balance_fen)
     return batch
+
+
+def _set_aside_fen(*, payer_wallet_id: int, but: int) -> int:
+    """What the wallet's other runs were funded for and have not paid yet: a funded run's net pay and union
+    money; a paying run's lines not paid yet (its union money went at the pay call)."""
+    set_aside = 0
+    for other in PayrollBatch.objects.filter(payer_wallet_id=payer_wallet_id, state__in=[B.FUNDED, B.PAYING]).exclude(pk=but):
+        if other.state == B.FUNDED:
+            set_aside += other.total_net_fen + union.union_remittance_fen(batch=other)
+        else:
+            set_aside += other.total_net_fen - line_progress(batch=other).paid_fen
+    return set_aside
 
 
 def _create_line_transfers(batch: PayrollBatch, attempts: list[tuple], *, actor: str, now: datetime) -> list[int]:

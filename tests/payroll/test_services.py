@@ -13,6 +13,7 @@ from tests.payroll.helpers import approved_and_funded, csv_file, staff, upload
 from treasury.access import roles
 from treasury.access.errors import AccessDenied, MakerCheckerViolation
 from treasury.models import Transfer, TransferState
+from treasury.money import format_yuan
 from treasury.services.ledger import check_ledger
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -146,6 +147,31 @@ def test_insufficient_funds_stops_before_paying(employer):
         services.fund_batch(batch_id=batch.pk, user=employer.approver, now=now)
     assert caught.value.code == "insufficient_funds" and "¥1.00" in str(caught.value)
     assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.APPROVED
+
+
+def test_a_funded_run_sets_its_money_aside_from_the_next(employer):
+    """Two runs of one corporate wallet cannot both be funded with the same yuan: the second sees what the first
+    still has to pay, until the first has paid it."""
+    employer.sandbox.admin.reset()
+    employer.sandbox.admin.open_wallet(wallet_id=employer.wallet.wallet_id, wallet_type="WT09",
+                                       holder_name=employer.org.name, balance_fen=10_000_00)
+    first = approved_and_funded(employer, staff(employer, 1))
+    second = upload(employer, staff(employer, 1, start=50))
+    assert first.total_net_fen + second.total_net_fen > 10_000_00 >= second.total_net_fen
+    now = timezone.now()
+    services.submit_batch(batch_id=second.pk, user=employer.operator_user, now=now)
+    services.approve_batch(batch_id=second.pk, user=employer.approver, now=now)
+    with pytest.raises(PayrollError) as caught:
+        services.fund_batch(batch_id=second.pk, user=employer.approver, now=now)
+    assert caught.value.code == "insufficient_funds" and format_yuan(first.total_net_fen) in str(caught.value)
+
+    services.pay_batch(batch_id=first.pk, user=employer.operator_user, now=now)  # paid in full: nothing set aside
+    assert PayrollBatch.objects.get(pk=first.pk).state == BatchState.PAID
+    with pytest.raises(PayrollError) as caught:  # and the wallet now holds less than the second run needs
+        services.fund_batch(batch_id=second.pk, user=employer.approver, now=now)
+    assert caught.value.code == "insufficient_funds" and "¥0.00 已留给" in str(caught.value)
+    employer.sandbox.admin.fund(wallet_id=employer.wallet.wallet_id, amount_fen=second.total_net_fen)
+    assert services.fund_batch(batch_id=second.pk, user=employer.approver, now=now).state == BatchState.FUNDED
 
 
 def test_cancel_needs_a_reason_and_happens_before_paying(employer):
