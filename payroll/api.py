@@ -5,7 +5,7 @@ does not exist). Actions call one service each; a refusal answers JSON `{"code",
 403 for access (role, maker-checker, auditors), 409 for a move the batch's state does not allow,
 400 for a refused file or request.
 """
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse
 from django.urls import reverse
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
@@ -267,7 +267,7 @@ class PayrollBatchViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
         uploaded = data.validated_data["file"]
         try:
             batch = services.import_payroll_file(
-                employer=employer, user=request.user, filename=uploaded.name, data=uploaded.read(),
+                employer=employer, user=request.user, filename=uploaded.name, data=uploaded,
                 now=timezone.now(), hold_invalid_lines=data.validated_data["hold_invalid_lines"],
             )
         except (services.PayrollError, PayrollFileRefused, AccessDenied, OperatorUnavailable) as exc:
@@ -314,9 +314,8 @@ class PayrollBatchViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
         fmt = request.query_params.get("fmt", "csv")
         if fmt not in REPORT_TYPES:
             return Response({"code": "invalid", "message": "fmt must be csv or xlsx"}, status=status.HTTP_400_BAD_REQUEST)
-        response = HttpResponse(services.error_report(batch=batch, fmt=fmt), content_type=REPORT_TYPES[fmt])
-        response["Content-Disposition"] = f'attachment; filename="payroll-{batch.pk}-errors.{fmt}"'
-        return response
+        return FileResponse(services.error_report(batch=batch, fmt=fmt), as_attachment=True,
+                            filename=f"payroll-{batch.pk}-errors.{fmt}", content_type=REPORT_TYPES[fmt])
 
     # --- the workflow ----------------------------------------------------------------------------
 

@@ -7,7 +7,10 @@ after locking (django-fsm transitions raise on an illegal move) and writes a tra
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -160,14 +163,37 @@ def _corporate_wallet(employer: Organization) -> Wallet:
     return wallet
 
 
-def _store_upload(data: bytes, sha256: str, filename: str) -> str:
-    suffix = Path(filename).suffix.lower()[:6]
-    relative = f"payroll/uploads/{sha256}{suffix}"
-    path = Path(settings.MEDIA_ROOT) / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        path.write_bytes(data)
-    return relative
+_COPY_CHUNK = 1024 * 1024
+
+
+def _store_upload(data, filename: str) -> tuple[str, str]:
+    """Store an upload under MEDIA_ROOT, named by its content: (sha256, path under MEDIA_ROOT).
+
+    `data` is bytes or a binary file object, copied a chunk at a time while it is hashed: a file of a million
+    lines is never held in memory whole. Refused past the parser's size limit while copying.
+    """
+    uploads = Path(settings.MEDIA_ROOT) / "payroll" / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    digest, size = hashlib.sha256(), 0
+    with tempfile.NamedTemporaryFile(dir=uploads, prefix=".upload-", delete=False) as spool:
+        try:
+            while chunk := stream.read(_COPY_CHUNK):
+                size += len(chunk)
+                if size > parsing.DEFAULT_MAX_BYTES:
+                    raise parsing.PayrollFileRefused(
+                        f"文件超过大小上限 {parsing.DEFAULT_MAX_BYTES // (1024 * 1024)} MB "
+                        f"(file is larger than the {parsing.DEFAULT_MAX_BYTES // (1024 * 1024)} MB limit)",
+                        "file_too_large")
+                digest.update(chunk)
+                spool.write(chunk)
+        except BaseException:
+            Path(spool.name).unlink(missing_ok=True)
+            raise
+    sha256 = digest.hexdigest()
+    relative = f"payroll/uploads/{sha256}{Path(filename).suffix.lower()[:6]}"
+    os.replace(spool.name, Path(settings.MEDIA_ROOT) / relative)  # the same content: the same file
+    return sha256, relative
 
 
 def _problem(line: int, column: str, code: str, message: str, *, of_file: bool = False) -> dict:
@@ -186,9 +212,12 @@ def problem_line_count(batch: PayrollBatch) -> tuple[int, bool]:
     return len(lines), len(batch.problems) >= batch.problem_count
 
 
-def import_payroll_file(*, employer: Organization, user, filename: str, data: bytes, now: datetime,
+def import_payroll_file(*, employer: Organization, user, filename: str, data, now: datetime,
                         hold_invalid_lines: bool = False) -> PayrollBatch:
     """Check a payroll file line by line and record it as a batch.
+
+    `data`: the file's bytes, or a binary file object (an upload, an open file). It is stored a chunk at a
+    time and parsed from the stored copy as it is read: memory does not grow with the file.
 
     - Every problem of every line is collected; the operator checks every wallet and holder name
       in bulk (one call per 1,000 lines); a net beyond the payee wallet class's balance cap is a problem.
@@ -206,13 +235,12 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data: by
     """
     _ensure_employer_user(user, employer, role_names=(roles.EMPLOYER_OPERATOR,))
     payer_wallet = _corporate_wallet(employer)
-    sha256 = hashlib.sha256(data).hexdigest()
+    sha256, upload_path = _store_upload(data, filename)
     earlier = PayrollBatch.objects.filter(employer=employer, file_sha256=sha256).exclude(
         state__in=[B.REJECTED, B.CANCELLED]).first()
     if earlier:
         raise PayrollError(f"该文件已上传为批次 {earlier.pk} (this file was already uploaded as batch {earlier.pk})",
                            "duplicate_file")
-    upload_path = _store_upload(data, sha256, filename)
     common = dict(employer=employer, payer_wallet=payer_wallet, filename=filename[:255], file_sha256=sha256,
                   upload_path=upload_path, prepared_by=user, created_at=now)
     try:
@@ -221,7 +249,8 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data: by
             # One COPY for the whole file: PostgreSQL stores the lines while the next ones are parsed.
             with bulk.row_stream(table=PayrollLine._meta.db_table, columns=_LINE_COLUMNS) as write:
                 buffer = _LineBuffer(batch=batch, write=write)
-                parsed = parsing.parse_payroll_file(data=data, filename=filename, line_sink=buffer.add)
+                with (Path(settings.MEDIA_ROOT) / upload_path).open("rb") as stored:  # read as it is parsed
+                    parsed = parsing.parse_payroll_file(data=stored, filename=filename, line_sink=buffer.add)
                 buffer.flush()
             # Rows up to the column header row are the header block and the column titles: the file's own.
             problems = [_problem(p.line, p.column, p.code, p.message, of_file=p.line <= (parsed.header_row or 0))
@@ -304,13 +333,17 @@ def _update_totals(batch: PayrollBatch) -> None:
     batch.total_net_fen, batch.total_gross_fen = totals["net"] or 0, totals["gross"] or 0
 
 
-def error_report(*, batch: PayrollBatch, fmt: str = "csv") -> bytes:
-    """The uploaded file with an error column, ready to fix and upload again."""
-    data = (Path(settings.MEDIA_ROOT) / batch.upload_path).read_bytes()
+def error_report(*, batch: PayrollBatch, fmt: str = "csv"):
+    """The uploaded file with an error column, ready to fix and upload again: a binary file object at its start
+    (in memory up to a few MB, on disk beyond), read from the stored upload row by row."""
     problems = [parsing.LineProblem(p["line"], p["column"], p["code"], p["message"]) for p in batch.problems]
-    return parsing.write_error_report(
-        problems=problems, original_rows=parsing.iter_original_rows(data=data, filename=batch.filename), fmt=fmt
-    )
+    report = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
+    with (Path(settings.MEDIA_ROOT) / batch.upload_path).open("rb") as stored:
+        parsing.write_error_report(
+            problems=problems, original_rows=parsing.iter_original_rows(data=stored, filename=batch.filename), fmt=fmt,
+            out=report)
+    report.seek(0)
+    return report
 
 
 # ---------------------------------------------------------------------------------------------

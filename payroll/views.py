@@ -71,7 +71,7 @@ def upload(request):
             uploaded = form.cleaned_data["file"]
             try:
                 batch = services.import_payroll_file(
-                    employer=employer, user=request.user, filename=uploaded.name, data=uploaded.read(),
+                    employer=employer, user=request.user, filename=uploaded.name, data=uploaded,
                     now=timezone.now(), hold_invalid_lines=form.cleaned_data["hold_invalid_lines"],
                 )
             except (services.PayrollError, PayrollFileRefused, AccessDenied, OperatorUnavailable) as exc:
@@ -219,10 +219,8 @@ def error_report(request, batch_id: int, fmt: str):
     batch = selectors.batch_get(user=request.user, batch_id=batch_id)
     if fmt not in REPORT_TYPES:
         raise Http404("unknown format")
-    data = services.error_report(batch=batch, fmt=fmt)
-    response = HttpResponse(data, content_type=REPORT_TYPES[fmt])
-    response["Content-Disposition"] = f'attachment; filename="payroll-{batch.pk}-errors.{fmt}"'
-    return response
+    return FileResponse(services.error_report(batch=batch, fmt=fmt), as_attachment=True,
+                        filename=f"payroll-{batch.pk}-errors.{fmt}", content_type=REPORT_TYPES[fmt])
 
 
 _PAID_ALL = gettext_lazy("Every line is paid.")

@@ -71,8 +71,8 @@ def test_upload_report_fix_approve_fund_pay_through_pages(employer):
     assert "姓名与钱包户名不一致" in html and 'data-code="holder_mismatch"' in html
     assert any("问题" in m or "problem" in m for m in messages_of(response))
     report = operator.get(reverse("payroll:error-report", args=[batch.pk, "csv"]))
-    assert report.status_code == 200 and "姓名与钱包户名不一致" in report.content.decode("utf-8-sig")
-    assert operator.get(reverse("payroll:error-report", args=[batch.pk, "xlsx"])).content[:2] == b"PK"
+    assert report.status_code == 200 and "姓名与钱包户名不一致" in b"".join(report.streaming_content).decode("utf-8-sig")
+    assert b"".join(operator.get(reverse("payroll:error-report", args=[batch.pk, "xlsx"])).streaming_content)[:2] == b"PK"
 
     # The fixed file.
     response = post_upload(operator, csv_file(rows))
@@ -182,7 +182,7 @@ def test_upload_approve_pay_through_the_api(employer):
     rejected = response.json()
     assert rejected["state"] == "rejected" and rejected["problems"][0]["code"] == "holder_mismatch"
     report = operator.get(f"/api/v1/payroll/batches/{rejected['id']}/error-report/", {"fmt": "csv"})
-    assert report.status_code == 200 and "姓名与钱包户名不一致" in report.content.decode("utf-8-sig")
+    assert report.status_code == 200 and "姓名与钱包户名不一致" in b"".join(report.streaming_content).decode("utf-8-sig")
 
     response = operator.post("/api/v1/payroll/batches/upload/", {"file": _named(csv_file(rows), "b.csv")},
                              format="multipart")

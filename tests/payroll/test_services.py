@@ -73,7 +73,7 @@ def test_operator_refusals_reject_the_file_with_every_line_named(employer):
     assert batch.lines.count() == 0  # a rejected file keeps nothing but its upload and report
     codes = sorted((p["code"], p["line"] - batch.problems[0]["line"]) for p in batch.problems)
     assert [c for c, _ in codes] == ["holder_mismatch", "wallet_inactive", "wallet_unknown"]
-    report = services.error_report(batch=batch).decode("utf-8-sig")
+    report = services.error_report(batch=batch).read().decode("utf-8-sig")
     assert "运营机构查无此钱包" in report and "姓名与钱包户名不一致" in report
 
 
@@ -110,6 +110,28 @@ def test_paying_the_valid_lines_of_a_file_without_any_is_refused(employer):
     assert batch.state == BatchState.REJECTED and batch.lines.count() == 0
     assert batch.problems[-1]["code"] == "no_payable_line"
     assert services.problem_line_count(batch) == (2, True)
+
+
+def test_an_upload_is_read_a_chunk_at_a_time_never_whole(employer):
+    """The service stores an upload as it reads it and parses the stored copy: a file of a million lines is
+    never held in memory whole (the parser's own memory is tested in test_parsing)."""
+    import io
+
+    class ChunkedOnly(io.BytesIO):
+        largest = 0
+
+        def read(self, size=-1):
+            assert size is not None and 0 < size <= 1024 * 1024, "the whole upload was read at once"
+            ChunkedOnly.largest = max(ChunkedOnly.largest, size)
+            return super().read(size)
+
+    rows = staff(employer, 3)
+    batch = services.import_payroll_file(employer=employer.org, user=employer.operator_user, filename="工资.csv",
+                                         data=ChunkedOnly(csv_file(rows)), now=timezone.now())
+    assert batch.state == BatchState.VALIDATED and batch.payable_count == 3 and ChunkedOnly.largest > 0
+    with pytest.raises(PayrollError) as caught:  # the same content again, as bytes this time
+        upload(employer, rows)
+    assert caught.value.code == "duplicate_file"
 
 
 def test_same_file_twice_is_refused(employer):

@@ -37,9 +37,11 @@ class Command(BaseCommand):
             raise CommandError("no employer operator of this employer to prepare the batch (use --user)")
         path = Path(options["file"])
         try:
-            batch = services.import_payroll_file(employer=employer, user=user, filename=path.name,
-                                                 data=path.read_bytes(), now=timezone.now(),
-                                                 hold_invalid_lines=options["hold_invalid"])
+            with path.open("rb") as file:  # read a chunk at a time, never whole
+                batch = services.import_payroll_file(employer=employer, user=user, filename=path.name, data=file,
+                                                     now=timezone.now(), hold_invalid_lines=options["hold_invalid"])
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc}")
         except (PayrollFileRefused, services.PayrollError) as exc:
             raise CommandError(f"refused ({exc.code}): {exc}")
         if batch.period and batch.period != options["period"]:
