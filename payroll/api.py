@@ -5,6 +5,8 @@ does not exist). Actions call one service each; a refusal answers JSON `{"code",
 403 for access (role, maker-checker, auditors), 409 for a move the batch's state does not allow,
 400 for a refused file or request.
 """
+import io
+
 from django.http import FileResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -283,6 +285,33 @@ class PayrollBatchViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
         batch = self.get_object()
         page = self.paginate_queryset(selectors.batch_lines(batch=batch))
         return self.get_paginated_response(PayrollLineSerializer(page, many=True).data)
+
+    @extend_schema(summary="One employee's payslip (PDF)", tags=TAGS,
+                   responses={(200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY), **ERRORS})
+    @action(detail=True, methods=["get"], url_path=r"lines/(?P<line_no>\d+)/payslip", url_name="payslip",
+            pagination_class=None)
+    def payslip(self, request, pk=None, line_no=None):
+        from . import payslips
+
+        line = selectors.batch_line(batch=self.get_object(), line_no=line_no)  # 404 for another employer's
+        pdf = payslips.payslip_pdf(line=line, now=timezone.now())
+        return FileResponse(io.BytesIO(pdf), filename=payslips.payslip_filename(line=line),
+                            content_type="application/pdf")
+
+    @extend_schema(summary="The blank payroll template, with the Chinese headers and a header block", tags=TAGS,
+                   parameters=[OpenApiParameter("fmt", OpenApiTypes.STR, enum=list(REPORT_TYPES), default="csv")],
+                   responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="CSV or XLSX file"),
+                              **ERRORS})
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def template(self, request):
+        from . import templates_files
+
+        fmt = request.query_params.get("fmt", "csv")
+        if fmt not in REPORT_TYPES:
+            return Response({"code": "invalid", "message": "fmt must be csv or xlsx"}, status=status.HTTP_400_BAD_REQUEST)
+        data = templates_files.template_csv() if fmt == "csv" else templates_files.template_xlsx()
+        return FileResponse(io.BytesIO(data), as_attachment=True, filename=f"payroll-template.{fmt}",
+                            content_type=REPORT_TYPES[fmt])
 
     @extend_schema(summary="Payment progress: lines and amounts paid, failed and left", tags=TAGS,
                    responses={200: ProgressSerializer, **ERRORS})

@@ -317,6 +317,24 @@ def test_payslips_open_for_the_employer_and_nobody_else(employer):
     assert outsider.get(url).status_code == 404
     assert outsider.get(download).status_code == 404
     assert operator.get(reverse("payroll:payslip", args=[batch.pk, 999])).status_code == 404
+    # The same payslip through the API, for the employer and nobody else.
+    api_url = f"/api/v1/payroll/batches/{batch.pk}/lines/{line_no}/payslip/"
+    pdf = api_as(employer.operator_user).get(api_url)
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
+    assert b"".join(pdf.streaming_content)[:5] == b"%PDF-"
+    outsider_api = api_as(f.make_user(role=roles.EMPLOYER_OPERATOR, organization=f.make_organization(name="丙")))
+    assert outsider_api.get(api_url).status_code == 404
+    assert api_as(employer.operator_user).get(f"/api/v1/payroll/batches/{batch.pk}/lines/999/payslip/").status_code == 404
+
+
+def test_the_template_downloads_from_the_api_in_both_formats(employer):
+    api = api_as(employer.operator_user)
+    csv_template = api.get("/api/v1/payroll/batches/template/?fmt=csv")
+    assert csv_template.status_code == 200
+    assert "工资所属期" in b"".join(csv_template.streaming_content).decode("utf-8-sig")
+    xlsx_template = api.get("/api/v1/payroll/batches/template/?fmt=xlsx")
+    assert xlsx_template.status_code == 200 and b"".join(xlsx_template.streaming_content)[:2] == b"PK"
+    assert api.get("/api/v1/payroll/batches/template/?fmt=pdf").json()["code"] == "invalid"
 
 
 # ---------------------------------------------------------------------------------------------
