@@ -70,10 +70,34 @@ def test_monthly_call_collects_once_and_lists_arrears(employer, grassroots):
         employer.sandbox.admin.fund(wallet_id=row[3], amount_fen=100_00)
     calls = union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now())
     assert len(calls) == 3
-    assert union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now()) == []
+    # Calling again collects nothing twice: only the failed one is tried again (and fails again: no money).
+    again = union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now())
+    assert [(c.member_id, c.attempts) for c in again] == [(paying[2].pk, 2)]
     expected = union.dues_fen(base_fen=paying[0].dues_base_fen, rate_bp=50)
     assert employer.sandbox.admin.balance(wallet_id=rows[0][3]) == 100_00 - expected
     owed = union.arrears(union_id=grassroots.pk, periods=["2025-07"])
     assert sorted((a.member.employee_no, a.reason.split(" ")[0]) for a in owed) == [
         (rows[2][0], "扣款失败"), (rows[3][0], "未缴")]
     assert "INSUFFICIENT_BALANCE" in owed[0].reason or "INSUFFICIENT_BALANCE" in owed[1].reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_call_is_collected_by_a_later_call_under_a_new_key(employer, grassroots):
+    rows = staff(employer, 2)
+    first, second = members_for(grassroots, rows)
+    employer.sandbox.admin.fund(wallet_id=rows[0][3], amount_fen=100_00)
+    union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now())
+    failed = DuesCall.objects.get(member=second)
+    assert failed.transfer.state == TransferState.FAILED  # an empty wallet
+    employer.sandbox.admin.fund(wallet_id=rows[1][3], amount_fen=100_00)
+    again = union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now())
+    assert [c.pk for c in again] == [failed.pk]  # the paid member is not charged twice
+    call = DuesCall.objects.select_related("transfer").get(pk=failed.pk)
+    expected = union.dues_fen(base_fen=second.dues_base_fen, rate_bp=50)
+    assert (call.attempts, call.amount_fen, call.transfer.state) == (2, expected, TransferState.SETTLED)
+    assert call.transfer.idempotency_key == f"dues:{grassroots.pk}:2025-07:{second.pk}:2"
+    assert employer.sandbox.admin.balance(wallet_id=rows[1][3]) == 100_00 - expected
+    assert union.arrears(union_id=grassroots.pk, periods=["2025-07"]) == []
+    # Paid now: a third call collects nothing.
+    assert union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now()) == []
+    assert check_ledger().problems == []
