@@ -27,6 +27,7 @@ from .models import DuesCall, PayrollBatch, PayrollLine, UnionMember, UnionSetti
 PURPOSE_DUES = "UNION_DUES"
 PURPOSE_FUNDS = "UNION_FUNDS"
 TEN_YUAN_FEN = 1000
+FAILED_STATES = (TransferState.FAILED, TransferState.CANCELLED)
 
 
 def dues_fen(*, base_fen: int, rate_bp: int) -> int:
@@ -118,33 +119,52 @@ def union_remittance_fen(*, batch: PayrollBatch) -> int:
 
 
 def issue_dues_call(*, union_id: int, period: str, actor: str, now: datetime) -> list[DuesCall]:
-    """The union's monthly call: each active member with a standing authorisation and no dues for
-    `period` yet pays dues on their declared base from their own wallet. Idempotent per member and month."""
+    """The union's monthly call: each active member with a standing authorisation pays dues on their
+    declared base from their own wallet, if they have no dues for `period` yet or their earlier call's
+    payment failed (a new attempt: a new transfer under its own key dues:<union>:<month>:<member>:<n>).
+    Dues paid or in flight, and dues withheld in a payroll run, are never called again. One transaction,
+    under the union's lock; idempotent per member, month and attempt. Returns the calls made or retried."""
     with transaction.atomic():
         settings = UnionSettings.objects.select_for_update().get(pk=union_id)
-        already = set(settings.dues_calls.filter(period=period).values_list("member_id", flat=True))
-        members = [m for m in settings.members.filter(active=True, standing_authorisation=True) if m.pk not in already]
-        owed = [(m, dues_fen(base_fen=m.dues_base_fen, rate_bp=settings.dues_rate_bp)) for m in members]
-        owed = [(m, amount) for m, amount in owed if amount > 0]
+        earlier = {c.member_id: c for c in settings.dues_calls.filter(period=period).select_related("transfer")}
+        owed = []
+        for member in settings.members.filter(active=True, standing_authorisation=True).order_by("pk"):
+            call = earlier.get(member.pk)
+            # A failed payroll remittance is the employer's to pay: the member was already charged.
+            if call is not None and not (call.source == DuesCall.Source.CALL and call.transfer
+                                         and call.transfer.state in FAILED_STATES):
+                continue
+            amount = dues_fen(base_fen=member.dues_base_fen, rate_bp=settings.dues_rate_bp)
+            if amount > 0:
+                owed.append((member, call, amount))
         if not owed:
             return []
         try:
-            wallet_pks = ensure_personal_wallets(holders=[(m.wallet_id, m.name, m.resident_id) for m, _ in owed])
+            wallet_pks = ensure_personal_wallets(holders=[(m.wallet_id, m.name, m.resident_id) for m, _, _ in owed])
         except ValueError as exc:
             from .services import PayrollError
 
             raise PayrollError(str(exc), "wallet_unknown")
-        calls = DuesCall.objects.bulk_create([
+        fresh = DuesCall.objects.bulk_create([
             DuesCall(union=settings, member=m, period=period, amount_fen=amount, source=DuesCall.Source.CALL,
                      created_at=now)
-            for m, amount in owed
+            for m, call, amount in owed if call is None
         ])
+        retried = []
+        for member, call, amount in owed:
+            if call is not None:
+                call.attempts += 1
+                call.amount_fen = amount  # on today's rate and base
+                retried.append(call)
+        calls = fresh + retried
         call_type = ContentType.objects.get_for_model(DuesCall)
         ids = create_transfers(
             organization_id=settings.union_id, batch_ref=f"union-{settings.pk}-dues-{period}", actor=actor, now=now,
             transfers=[
                 NewTransfer(payer_id=wallet_pks[call.member.wallet_id], payee_id=settings.wallet_id,
-                            amount_fen=call.amount_fen, idempotency_key=f"dues:{settings.pk}:{period}:{call.member_id}",
+                            amount_fen=call.amount_fen,
+                            idempotency_key=f"dues:{settings.pk}:{period}:{call.member_id}"
+                                            + (f":{call.attempts}" if call.attempts > 1 else ""),
                             purpose_code=PURPOSE_DUES, memo=f"{period} 会费", source_type_id=call_type.pk,
                             source_id=call.pk, source_ref=f"union {settings.pk} dues {period} member {call.member_id}")
                 for call in calls
@@ -152,7 +172,7 @@ def issue_dues_call(*, union_id: int, period: str, actor: str, now: datetime) ->
         )
         for call, transfer_id in zip(calls, ids):
             call.transfer_id = transfer_id
-        DuesCall.objects.bulk_update(calls, ["transfer"])
+        DuesCall.objects.bulk_update(calls, ["transfer", "attempts", "amount_fen"])
     return calls
 
 
@@ -175,7 +195,7 @@ def arrears(*, union_id: int, periods: list[str]) -> list[Arrear]:
             if call is None:
                 owed.append(Arrear(member, period, dues_fen(base_fen=member.dues_base_fen, rate_bp=settings.dues_rate_bp),
                                    "未缴 (not paid)"))
-            elif call.transfer and call.transfer.state in (TransferState.FAILED, TransferState.CANCELLED):
+            elif call.transfer and call.transfer.state in FAILED_STATES:
                 owed.append(Arrear(member, period, call.amount_fen,
                                    f"扣款失败 (payment failed): {call.transfer.failure_code}"))
     return owed
