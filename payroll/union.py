@@ -18,10 +18,15 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Sum
 
+from treasury.access import roles
+from treasury.access.errors import AccessDenied
+from treasury.access.scoping import user_organization
 from treasury.models import TransferState
 from treasury.services.transfers import NewTransfer, create_transfers
 from treasury.services.wallets import ensure_personal_wallets
+from treasury.trace.services import EventSpec, append_events
 
+from .parsing import PAY_COMPONENTS
 from .models import DuesCall, PayrollBatch, PayrollLine, UnionMember, UnionSettings
 
 PURPOSE_DUES = "UNION_DUES"
@@ -199,3 +204,104 @@ def arrears(*, union_id: int, periods: list[str]) -> list[Arrear]:
                 owed.append(Arrear(member, period, call.amount_fen,
                                    f"扣款失败 (payment failed): {call.transfer.failure_code}"))
     return owed
+
+
+# ---------------------------------------------------------------------------------------------
+# The union's rules (rates, dues base, split), set by the union's own staff
+# ---------------------------------------------------------------------------------------------
+
+MAX_DUES_RATE_BP = 200  # 2%: the national rule is 0.5%; a higher figure is a typing error
+MAX_FUNDS_RATE_BP = 200  # 2% of the gross payroll (工会法 第四十二条)
+RULE_FIELDS = ("dues_rate_bp", "dues_base_components", "funds_rate_bp", "grassroots_share_bp", "dues_in_payroll")
+
+
+class RulesRefused(Exception):
+    """The rules were not changed; `problems` maps each field to its reason (中文 (English))."""
+
+    code = "rules_invalid"
+
+    def __init__(self, problems: dict[str, str]):
+        super().__init__("; ".join(problems.values()))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class UnionRules:
+    """What the union sets: rates and shares as percentages with at most two decimals (basis points inside)."""
+
+    dues_rate_percent: Decimal
+    dues_base_components: tuple[str, ...]
+    funds_rate_percent: Decimal
+    grassroots_share_percent: Decimal
+    dues_in_payroll: bool
+
+
+def may_change_rules(*, user, union: UnionSettings) -> bool:
+    """The union's own operators and approvers: the employer pays the dues and funds, so it does not set them."""
+    org = user_organization(user)
+    return (not roles.is_read_only(user) and roles.has_role(user, roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER)
+            and org is not None and org.pk == union.union_id)
+
+
+def _basis_points(value, *, field: str, label: str, low_bp: int, high_bp: int, problems: dict) -> int:
+    """A percentage (e.g. "0.5") as basis points, refused outside [low, high] or with more than two decimals."""
+    try:
+        bp = Decimal(str(value).strip().rstrip("%")) * 100
+    except ArithmeticError:
+        bp = None
+    if bp is None or not bp.is_finite() or bp != bp.to_integral_value():
+        problems[field] = f"{label}应为最多两位小数的百分比 ({label}: a percentage with at most two decimals)"
+        return 0
+    if not low_bp <= bp <= high_bp:
+        problems[field] = (f"{label}应在 {Decimal(low_bp) / 100:f}% 至 {Decimal(high_bp) / 100:f}% 之间 "
+                           f"({label}: between {Decimal(low_bp) / 100:f}% and {Decimal(high_bp) / 100:f}%)")
+        return 0
+    return int(bp)
+
+
+def change_rules(*, union_id: int, user, rules: UnionRules, now: datetime) -> UnionSettings:
+    """Set a union's dues rate (0.01%-2%), dues base (pay components), funds rate (0.01%-2%), the grassroots
+    share of the funds (0-100%) and whether dues are deducted in the payroll run. Applies to payroll runs paid
+    and calls made from now on. One transaction under the union's lock; what changed is a trace event
+    (`payroll.union.rules_changed` on `union-<id>-rules`, each field before and after); no change, no event.
+
+    Raises:
+        AccessDenied: role_required (not an operator or approver of this union).
+        RulesRefused: each wrong field with its reason.
+    """
+    problems: dict[str, str] = {}
+    wanted = {
+        "dues_rate_bp": _basis_points(rules.dues_rate_percent, field="dues_rate_bp", label="会费比例 (dues rate)",
+                                      low_bp=1, high_bp=MAX_DUES_RATE_BP, problems=problems),
+        "funds_rate_bp": _basis_points(rules.funds_rate_percent, field="funds_rate_bp", label="经费比例 (funds rate)",
+                                       low_bp=1, high_bp=MAX_FUNDS_RATE_BP, problems=problems),
+        "grassroots_share_bp": _basis_points(rules.grassroots_share_percent, field="grassroots_share_bp",
+                                             label="基层留成 (grassroots share)", low_bp=0, high_bp=10000,
+                                             problems=problems),
+        # Kept in the fixed order of the components, whatever order they were ticked in.
+        "dues_base_components": [c for c in PAY_COMPONENTS if c in rules.dues_base_components],
+        "dues_in_payroll": bool(rules.dues_in_payroll),
+    }
+    unknown = set(rules.dues_base_components) - set(PAY_COMPONENTS)
+    if unknown or not rules.dues_base_components:
+        problems["dues_base_components"] = (
+            f"会费基数应由工资项目组成：{', '.join(PAY_COMPONENTS)} (the dues base: one or more of these pay components)")
+    with transaction.atomic():
+        settings = UnionSettings.objects.select_for_update().get(pk=union_id)
+        if not may_change_rules(user=user, union=settings):
+            raise AccessDenied("只有本工会的经办、审批人员可以修改工会规则 (only the union's own operators and approvers "
+                               "change its rules)", code="role_required")
+        if problems:
+            raise RulesRefused(problems)
+        before = {name: getattr(settings, name) for name in RULE_FIELDS}
+        before["dues_base_components"] = settings.base_components  # empty means the basic wage
+        changed = {name: [before[name], value] for name, value in wanted.items() if before[name] != value}
+        if not changed:
+            return settings
+        for name, (_, value) in changed.items():
+            setattr(settings, name, value)
+        settings.save(update_fields=list(changed))
+        append_events(stream_key=f"union-{settings.pk}-rules", now=now, events=[EventSpec(
+            kind="payroll.union.rules_changed", subject_type="payroll.union", subject_id=str(settings.pk),
+            actor=user.username, source_ref=f"union {settings.pk}", data=changed)])
+    return settings
