@@ -402,7 +402,7 @@ class _PayLine(NamedTuple):
 
 
 def pay_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
-    """funded -> paying, and the union's dues and funds transfers; the lines' transfers are made
+    """funded -> paying; the lines' transfers are made
     after commit by a task, PAY_CHUNK lines a transaction (`make_line_transfers`), each chunk paid by
     the workers as soon as it is committed. The clerk's request returns at once; the batch page shows
     the progress. Each line's idempotency key is fixed (payroll:<batch>:<line>), so a line cannot be
@@ -412,10 +412,10 @@ def pay_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
         _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
         batch.start_paying()
         batch.paying_at = now
-        union_ids = union.remit_for_payroll(batch=batch, actor=user.username, now=now)
+        # The unions' dues and funds are remitted as lines are paid (union.remit_when_decided), not here.
         batch.save()
         _trace(batch, "payroll.batch.paying", actor=user.username, now=now, amount_fen=batch.total_net_fen,
-               lines=batch.payable_count, union_transfers=len(union_ids))
+               lines=batch.payable_count)
         _queue_line_transfers(batch_id, actor=user.username)
     return batch
 

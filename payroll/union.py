@@ -2,10 +2,11 @@
 
 - Dues (会费): rate x dues base, the base counted in whole 10 yuan (the part below 10 yuan is not
   counted), rounded half up to the fen. In the payroll run the employer withholds them from the
-  salary (the file's union-dues column) and remits each member's dues to the union's wallet; or
-  the union collects them monthly from members' wallets under their standing authorisation.
-- Funds (工会经费): 2% of the run's gross payroll, split between the grassroots union (its share)
-  and the higher-level union (the rest, so no fen is lost), remitted with the payroll run.
+  salary (the file's union-dues column) and remits each member's dues to the union's wallet once the
+  member's salary is paid; or the union collects them monthly from members' wallets under their
+  standing authorisation.
+- Funds (工会经费): 2% of the gross pay the run has paid, split between the grassroots union (its share)
+  and the higher-level union (the rest, so no fen is lost), remitted as the run's lines are paid.
 Every remittance is a transfer of its own, so each member and each union gets its receipt.
 """
 from __future__ import annotations
@@ -16,12 +17,12 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from treasury.access import roles
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import user_organization
-from treasury.models import TransferState
+from treasury.models import Transfer, TransferState
 from treasury.services.transfers import NewTransfer, create_transfers
 from treasury.services.wallets import ensure_personal_wallets
 from treasury.trace.services import EventSpec, append_events
@@ -59,53 +60,72 @@ def member_dues_base_fen(*, settings: UnionSettings, line: PayrollLine) -> int:
     return sum(line.components.get(name, 0) for name in settings.base_components)
 
 
-def remit_for_payroll(*, batch: PayrollBatch, actor: str, now: datetime) -> list[int]:
-    """Inside the paying transaction: the run's union dues (each member's, as withheld in the file) and
-    union funds (split) go from the employer's wallet to the unions' wallets. Returns the transfer ids.
-    Idempotent per batch: keys are fixed (union:<batch>:dues:<line>, union:<batch>:funds:...)."""
-    settings = UnionSettings.objects.filter(employer=batch.employer).select_related("wallet").first()
-    if settings is None:
-        return []
-    paid_this_month = set(settings.dues_calls.filter(period=batch.period).values_list("member_id", flat=True))
-    members = {m.resident_id: m for m in settings.members.filter(active=True) if m.pk not in paid_this_month}
-    lines = batch.lines.filter(held=False, returned=False)
-    line_type = ContentType.objects.get_for_model(PayrollLine)
-    batch_type = ContentType.objects.get_for_model(PayrollBatch)
-    batch_ref = f"{batch.batch_ref}-union"
-    items, calls = [], []
-    if settings.dues_in_payroll:
-        member_lines = lines.filter(resident_id__in=list(members)).order_by("line_no").values_list(
-            "pk", "line_no", "resident_id", "deductions")
-        for line_pk, line_no, resident_id, deductions in member_lines:
-            amount = deductions.get("union_dues", 0)
-            if amount <= 0:
-                continue
-            items.append(NewTransfer(
-                payer_id=batch.payer_wallet_id, payee_id=settings.wallet_id, amount_fen=amount,
-                idempotency_key=f"union:{batch.pk}:dues:{line_no}", purpose_code=PURPOSE_DUES,
-                memo=f"{batch.period} 会费", source_type_id=line_type.pk, source_id=line_pk,
-                source_ref=f"{batch.batch_ref} line {line_no} union dues",
-            ))
-            calls.append(DuesCall(union=settings, member=members[resident_id], period=batch.period,
-                                  amount_fen=amount, source=DuesCall.Source.PAYROLL, created_at=now))
-    split = funds_split(gross_fen=lines.aggregate(total=Sum("gross_fen"))["total"] or 0,
-                        funds_rate_bp=settings.funds_rate_bp,
-                        grassroots_share_bp=settings.grassroots_share_bp)
-    for part, wallet_id, amount in (("grassroots", settings.wallet_id, split.grassroots_fen),
-                                    ("higher", settings.higher_union_wallet_id, split.higher_fen)):
-        if amount > 0:
-            items.append(NewTransfer(
-                payer_id=batch.payer_wallet_id, payee_id=wallet_id, amount_fen=amount,
-                idempotency_key=f"union:{batch.pk}:funds:{part}", purpose_code=PURPOSE_FUNDS,
-                memo=f"{batch.period} 工会经费", source_type_id=batch_type.pk, source_id=batch.pk,
-                source_ref=f"{batch.batch_ref} union funds ({part})",
-            ))
-    ids = create_transfers(organization_id=batch.employer_id, batch_ref=batch_ref, transfers=items, actor=actor,
-                           now=now)
-    for call, transfer_id in zip(calls, ids):
-        call.transfer_id = transfer_id
-    DuesCall.objects.bulk_create(calls, ignore_conflicts=True)
+def remit_for_payroll(*, batch_id: int, actor: str, now: datetime) -> list[int]:
+    """The unions' part of what a payroll run has actually paid, from the employer's wallet: for each line
+    whose salary transfer has settled, the member's dues as withheld in the file (once per member and month,
+    key union:<batch>:dues:<line>), and the union funds topped up to funds_split(gross of the settled lines)
+    less what was already remitted and not failed, part by part, each top-up a transfer of its own
+    (union:<batch>:funds:<part>, then :<n>). So a line paid later (a held or failed line retried) adds its
+    dues and funds when it is paid, a line never paid (returned) remits nothing, and nothing is remitted
+    twice, however often this runs. One transaction under the batch's and the union's locks.
+    Returns the ids of the transfers made."""
+    with transaction.atomic():
+        batch = PayrollBatch.objects.select_for_update().get(pk=batch_id)
+        settings = UnionSettings.objects.select_for_update().filter(employer=batch.employer_id).first()
+        if settings is None:
+            return []
+        paid = batch.lines.filter(transfer__state=TransferState.SETTLED)
+        line_type = ContentType.objects.get_for_model(PayrollLine)
+        batch_type = ContentType.objects.get_for_model(PayrollBatch)
+        batch_ref = f"{batch.batch_ref}-union"
+        items, calls = [], []
+        if settings.dues_in_payroll:
+            had_dues = set(settings.dues_calls.filter(period=batch.period).values_list("member_id", flat=True))
+            members = {m.resident_id: m for m in settings.members.filter(active=True) if m.pk not in had_dues}
+            member_lines = paid.filter(resident_id__in=list(members)).order_by("line_no").values_list(
+                "pk", "line_no", "resident_id", "deductions")
+            for line_pk, line_no, resident_id, deductions in member_lines:
+                amount = deductions.get("union_dues", 0)
+                if amount <= 0:
+                    continue
+                items.append(NewTransfer(
+                    payer_id=batch.payer_wallet_id, payee_id=settings.wallet_id, amount_fen=amount,
+                    idempotency_key=f"union:{batch.pk}:dues:{line_no}", purpose_code=PURPOSE_DUES,
+                    memo=f"{batch.period} 会费", source_type_id=line_type.pk, source_id=line_pk,
+                    source_ref=f"{batch.batch_ref} line {line_no} union dues",
+                ))
+                calls.append(DuesCall(union=settings, member=members[resident_id], period=batch.period,
+                                      amount_fen=amount, source=DuesCall.Source.PAYROLL, created_at=now))
+        due = funds_split(gross_fen=paid.aggregate(total=Sum("gross_fen"))["total"] or 0,
+                          funds_rate_bp=settings.funds_rate_bp, grassroots_share_bp=settings.grassroots_share_bp)
+        funds = Transfer.objects.filter(batch_ref=batch_ref, purpose_code=PURPOSE_FUNDS)
+        for part, wallet_id, part_due in (("grassroots", settings.wallet_id, due.grassroots_fen),
+                                          ("higher", settings.higher_union_wallet_id, due.higher_fen)):
+            key = f"union:{batch.pk}:funds:{part}"
+            earlier = funds.filter(Q(idempotency_key=key) | Q(idempotency_key__startswith=f"{key}:"))
+            remitted = earlier.exclude(state__in=FAILED_STATES).aggregate(total=Sum("amount_fen"))["total"] or 0
+            if part_due > remitted:
+                attempt = earlier.count() + 1
+                items.append(NewTransfer(
+                    payer_id=batch.payer_wallet_id, payee_id=wallet_id, amount_fen=part_due - remitted,
+                    idempotency_key=key + (f":{attempt}" if attempt > 1 else ""), purpose_code=PURPOSE_FUNDS,
+                    memo=f"{batch.period} 工会经费", source_type_id=batch_type.pk, source_id=batch.pk,
+                    source_ref=f"{batch.batch_ref} union funds ({part})",
+                ))
+        ids = create_transfers(organization_id=batch.employer_id, batch_ref=batch_ref, transfers=items, actor=actor,
+                               now=now)
+        for call, transfer_id in zip(calls, ids):
+            call.transfer_id = transfer_id
+        DuesCall.objects.bulk_create(calls)
     return ids
+
+
+def remit_when_decided(*, batch_ref: str, now: datetime, **kwargs) -> None:
+    """Receiver of the transfer core's `batch_decided`: a payroll run's open transfers are all decided, so
+    the lines just paid get their union dues and funds (a retried line's decision sends it again)."""
+    batch_id = PayrollBatch.pk_of_batch_ref(batch_ref)
+    if batch_id is not None:
+        remit_for_payroll(batch_id=batch_id, actor="system", now=now)
 
 
 def union_remittance_fen(*, batch: PayrollBatch) -> int:
