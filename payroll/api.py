@@ -629,6 +629,22 @@ class DuesCallResultSerializer(serializers.Serializer):
     calls = DuesCallSerializer(many=True)
 
 
+class UnionRulesRequestSerializer(serializers.Serializer):
+    # Percentages as strings: the service refuses more than two decimals or an out-of-range figure by name.
+    dues_rate_percent = serializers.CharField(max_length=12, help_text='members\' dues rate, e.g. "0.5" (0.01-2)')
+    dues_base_components = serializers.ListField(
+        child=serializers.CharField(max_length=20), allow_empty=True, max_length=10,
+        help_text="pay components the dues base counts: basic_wage, allowances, subsidies, bonus, other_pay")
+    funds_rate_percent = serializers.CharField(max_length=12, help_text='union funds rate, e.g. "2" (0.01-2)')
+    grassroots_share_percent = serializers.CharField(max_length=12,
+                                                     help_text='share of the funds this union keeps, e.g. "60" (0-100)')
+    dues_in_payroll = serializers.BooleanField(help_text="dues deducted in the payroll run (else: the monthly call)")
+
+
+class RulesErrorSerializer(ErrorSerializer):
+    problems = serializers.DictField(child=serializers.CharField(), help_text="each refused field and its reason")
+
+
 def _periods(request) -> list[str] | Response:
     """`?periods=YYYY-MM,...` (default: this month and the two before), or a 400 answer."""
     raw = request.query_params.get("periods", "").strip()
@@ -711,3 +727,29 @@ class UnionViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
         body = DuesCallResultSerializer({"period": period, "created": len(calls),
                                          "amount_fen": sum(c.amount_fen for c in calls), "calls": fresh}).data
         return Response(body, status=status.HTTP_201_CREATED if calls else status.HTTP_200_OK)
+
+    @extend_schema(summary="Change the union's rules: dues rate and base, funds rate, grassroots share (the union's "
+                           "own operators and approvers; each change traced)", tags=UNION_TAGS,
+                   request=UnionRulesRequestSerializer,
+                   responses={200: UnionSerializer, **ERRORS, 400: RulesErrorSerializer})
+    @action(detail=True, methods=["put"], url_path="rules", url_name="rules", pagination_class=None)
+    def rules(self, request, pk=None):
+        union = self.get_object()  # 404 before anything else
+        data = UnionRulesRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            union = union_rules.change_rules(
+                union_id=union.pk, user=request.user, now=timezone.now(),
+                rules=union_rules.UnionRules(
+                    dues_rate_percent=values["dues_rate_percent"],
+                    dues_base_components=tuple(values["dues_base_components"]),
+                    funds_rate_percent=values["funds_rate_percent"],
+                    grassroots_share_percent=values["grassroots_share_percent"],
+                    dues_in_payroll=values["dues_in_payroll"]))
+        except AccessDenied as exc:
+            return _refusal(exc)
+        except union_rules.RulesRefused as exc:
+            return Response({"code": exc.code, "message": str(exc), "problems": exc.problems},
+                            status=status.HTTP_400_BAD_REQUEST)
+        return Response(UnionSerializer(selectors.union_get(user=request.user, union_id=union.pk)).data)

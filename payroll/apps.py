@@ -11,3 +11,7 @@ class PayrollConfig(AppConfig):
         from .services import finish_batch_when_decided
 
         batch_decided.connect(finish_batch_when_decided, dispatch_uid="payroll.finish_batch_when_decided")
+        # The unions' dues and funds follow the salaries actually paid (payroll.union.remit_for_payroll).
+        from .union import remit_when_decided
+
+        batch_decided.connect(remit_when_decided, dispatch_uid="payroll.union.remit_when_decided")

@@ -166,3 +166,26 @@ class MemberImportForm(forms.Form):
         if uploaded.size > MAX_FILE_BYTES:  # before reading it into memory
             raise forms.ValidationError("文件不能超过 5 MB (the file must be at most 5 MB)")
         return uploaded
+
+
+# ---------------------------------------------------------------------------------------------
+# The union's rules
+# ---------------------------------------------------------------------------------------------
+
+PAY_COMPONENT_LABELS = {
+    "basic_wage": "基本工资 (basic wage)", "allowances": "津贴 (allowances)", "subsidies": "补贴 (subsidies)",
+    "bonus": "奖金 (bonus)", "other_pay": "其他应发 (other pay)",
+}
+
+
+class UnionRulesForm(forms.Form):
+    """Percentages as people type them; ranges are checked by `union.change_rules`."""
+
+    dues_rate_percent = forms.DecimalField(label="会费比例 % (dues rate, %)", max_digits=5, decimal_places=2)
+    dues_base_components = forms.MultipleChoiceField(
+        label="会费基数 (dues base)", choices=list(PAY_COMPONENT_LABELS.items()), widget=forms.CheckboxSelectMultiple)
+    funds_rate_percent = forms.DecimalField(label="工会经费比例 % (union funds rate, % of gross payroll)", max_digits=5,
+                                            decimal_places=2)
+    grassroots_share_percent = forms.DecimalField(label="基层工会留成 % (grassroots union's share of the funds, %)",
+                                                  max_digits=5, decimal_places=2)
+    dues_in_payroll = forms.BooleanField(label="会费随工资代扣 (dues deducted in the payroll run)", required=False)

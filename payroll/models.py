@@ -277,8 +277,11 @@ class DuesCall(models.Model):
     period = models.CharField(max_length=7)
     amount_fen = models.BigIntegerField()
     source = models.CharField(max_length=8, choices=Source.choices)
+    # The current payment; a monthly call whose payment failed is collected again by a later call, a
+    # new transfer under a new key (the failed ones stay, their source is this row).
     transfer = models.OneToOneField("treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT,
                                     related_name="dues_call")
+    attempts = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField()
 
     class Meta:

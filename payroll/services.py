@@ -409,14 +409,12 @@ def fund_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
 
 
 def _set_aside_fen(*, payer_wallet_id: int, but: int) -> int:
-    """What the wallet's other runs were funded for and have not paid yet: a funded run's net pay and union
-    money; a paying run's lines not paid yet (its union money went at the pay call)."""
+    """What the wallet's other runs were funded for and have not paid yet: their net pay not paid yet and their
+    union money (counted whole while a run pays, though it goes out as its lines are paid: on the safe side)."""
     set_aside = 0
     for other in PayrollBatch.objects.filter(payer_wallet_id=payer_wallet_id, state__in=[B.FUNDED, B.PAYING]).exclude(pk=but):
-        if other.state == B.FUNDED:
-            set_aside += other.total_net_fen + union.union_remittance_fen(batch=other)
-        else:
-            set_aside += other.total_net_fen - line_progress(batch=other).paid_fen
+        paid_fen = line_progress(batch=other).paid_fen if other.state == B.PAYING else 0
+        set_aside += other.total_net_fen - paid_fen + union.union_remittance_fen(batch=other)
     return set_aside
 
 
@@ -472,7 +470,7 @@ class _PayLine(NamedTuple):
 
 
 def pay_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
-    """funded -> paying, and the union's dues and funds transfers; the lines' transfers are made
+    """funded -> paying; the lines' transfers are made
     after commit by a task, PAY_CHUNK lines a transaction (`make_line_transfers`), each chunk paid by
     the workers as soon as it is committed. The clerk's request returns at once; the batch page shows
     the progress. Each line's idempotency key is fixed (payroll:<batch>:<line>), so a line cannot be
@@ -482,10 +480,10 @@ def pay_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
         _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
         batch.start_paying()
         batch.paying_at = now
-        union_ids = union.remit_for_payroll(batch=batch, actor=user.username, now=now)
+        # The unions' dues and funds are remitted as lines are paid (union.remit_when_decided), not here.
         batch.save()
         _trace(batch, "payroll.batch.paying", actor=user.username, now=now, amount_fen=batch.total_net_fen,
-               lines=batch.payable_count, union_transfers=len(union_ids))
+               lines=batch.payable_count)
         _queue_line_transfers(batch_id, actor=user.username)
     return batch
 

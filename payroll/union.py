@@ -2,10 +2,11 @@
 
 - Dues (会费): rate x dues base, the base counted in whole 10 yuan (the part below 10 yuan is not
   counted), rounded half up to the fen. In the payroll run the employer withholds them from the
-  salary (the file's union-dues column) and remits each member's dues to the union's wallet; or
-  the union collects them monthly from members' wallets under their standing authorisation.
-- Funds (工会经费): 2% of the run's gross payroll, split between the grassroots union (its share)
-  and the higher-level union (the rest, so no fen is lost), remitted with the payroll run.
+  salary (the file's union-dues column) and remits each member's dues to the union's wallet once the
+  member's salary is paid; or the union collects them monthly from members' wallets under their
+  standing authorisation.
+- Funds (工会经费): 2% of the gross pay the run has paid, split between the grassroots union (its share)
+  and the higher-level union (the rest, so no fen is lost), remitted as the run's lines are paid.
 Every remittance is a transfer of its own, so each member and each union gets its receipt.
 """
 from __future__ import annotations
@@ -16,17 +17,23 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
-from treasury.models import TransferState
+from treasury.access import roles
+from treasury.access.errors import AccessDenied
+from treasury.access.scoping import user_organization
+from treasury.models import Transfer, TransferState
 from treasury.services.transfers import NewTransfer, create_transfers
 from treasury.services.wallets import ensure_personal_wallets
+from treasury.trace.services import EventSpec, append_events
 
+from .parsing import PAY_COMPONENTS
 from .models import DuesCall, PayrollBatch, PayrollLine, UnionMember, UnionSettings
 
 PURPOSE_DUES = "UNION_DUES"
 PURPOSE_FUNDS = "UNION_FUNDS"
 TEN_YUAN_FEN = 1000
+FAILED_STATES = (TransferState.FAILED, TransferState.CANCELLED)
 
 
 def dues_fen(*, base_fen: int, rate_bp: int) -> int:
@@ -53,53 +60,72 @@ def member_dues_base_fen(*, settings: UnionSettings, line: PayrollLine) -> int:
     return sum(line.components.get(name, 0) for name in settings.base_components)
 
 
-def remit_for_payroll(*, batch: PayrollBatch, actor: str, now: datetime) -> list[int]:
-    """Inside the paying transaction: the run's union dues (each member's, as withheld in the file) and
-    union funds (split) go from the employer's wallet to the unions' wallets. Returns the transfer ids.
-    Idempotent per batch: keys are fixed (union:<batch>:dues:<line>, union:<batch>:funds:...)."""
-    settings = UnionSettings.objects.filter(employer=batch.employer).select_related("wallet").first()
-    if settings is None:
-        return []
-    paid_this_month = set(settings.dues_calls.filter(period=batch.period).values_list("member_id", flat=True))
-    members = {m.resident_id: m for m in settings.members.filter(active=True) if m.pk not in paid_this_month}
-    lines = batch.lines.filter(held=False, returned=False)
-    line_type = ContentType.objects.get_for_model(PayrollLine)
-    batch_type = ContentType.objects.get_for_model(PayrollBatch)
-    batch_ref = f"{batch.batch_ref}-union"
-    items, calls = [], []
-    if settings.dues_in_payroll:
-        member_lines = lines.filter(resident_id__in=list(members)).order_by("line_no").values_list(
-            "pk", "line_no", "resident_id", "deductions")
-        for line_pk, line_no, resident_id, deductions in member_lines:
-            amount = deductions.get("union_dues", 0)
-            if amount <= 0:
-                continue
-            items.append(NewTransfer(
-                payer_id=batch.payer_wallet_id, payee_id=settings.wallet_id, amount_fen=amount,
-                idempotency_key=f"union:{batch.pk}:dues:{line_no}", purpose_code=PURPOSE_DUES,
-                memo=f"{batch.period} 会费", source_type_id=line_type.pk, source_id=line_pk,
-                source_ref=f"{batch.batch_ref} line {line_no} union dues",
-            ))
-            calls.append(DuesCall(union=settings, member=members[resident_id], period=batch.period,
-                                  amount_fen=amount, source=DuesCall.Source.PAYROLL, created_at=now))
-    split = funds_split(gross_fen=lines.aggregate(total=Sum("gross_fen"))["total"] or 0,
-                        funds_rate_bp=settings.funds_rate_bp,
-                        grassroots_share_bp=settings.grassroots_share_bp)
-    for part, wallet_id, amount in (("grassroots", settings.wallet_id, split.grassroots_fen),
-                                    ("higher", settings.higher_union_wallet_id, split.higher_fen)):
-        if amount > 0:
-            items.append(NewTransfer(
-                payer_id=batch.payer_wallet_id, payee_id=wallet_id, amount_fen=amount,
-                idempotency_key=f"union:{batch.pk}:funds:{part}", purpose_code=PURPOSE_FUNDS,
-                memo=f"{batch.period} 工会经费", source_type_id=batch_type.pk, source_id=batch.pk,
-                source_ref=f"{batch.batch_ref} union funds ({part})",
-            ))
-    ids = create_transfers(organization_id=batch.employer_id, batch_ref=batch_ref, transfers=items, actor=actor,
-                           now=now)
-    for call, transfer_id in zip(calls, ids):
-        call.transfer_id = transfer_id
-    DuesCall.objects.bulk_create(calls, ignore_conflicts=True)
+def remit_for_payroll(*, batch_id: int, actor: str, now: datetime) -> list[int]:
+    """The unions' part of what a payroll run has actually paid, from the employer's wallet: for each line
+    whose salary transfer has settled, the member's dues as withheld in the file (once per member and month,
+    key union:<batch>:dues:<line>), and the union funds topped up to funds_split(gross of the settled lines)
+    less what was already remitted and not failed, part by part, each top-up a transfer of its own
+    (union:<batch>:funds:<part>, then :<n>). So a line paid later (a held or failed line retried) adds its
+    dues and funds when it is paid, a line never paid (returned) remits nothing, and nothing is remitted
+    twice, however often this runs. One transaction under the batch's and the union's locks.
+    Returns the ids of the transfers made."""
+    with transaction.atomic():
+        batch = PayrollBatch.objects.select_for_update().get(pk=batch_id)
+        settings = UnionSettings.objects.select_for_update().filter(employer=batch.employer_id).first()
+        if settings is None:
+            return []
+        paid = batch.lines.filter(transfer__state=TransferState.SETTLED)
+        line_type = ContentType.objects.get_for_model(PayrollLine)
+        batch_type = ContentType.objects.get_for_model(PayrollBatch)
+        batch_ref = f"{batch.batch_ref}-union"
+        items, calls = [], []
+        if settings.dues_in_payroll:
+            had_dues = set(settings.dues_calls.filter(period=batch.period).values_list("member_id", flat=True))
+            members = {m.resident_id: m for m in settings.members.filter(active=True) if m.pk not in had_dues}
+            member_lines = paid.filter(resident_id__in=list(members)).order_by("line_no").values_list(
+                "pk", "line_no", "resident_id", "deductions")
+            for line_pk, line_no, resident_id, deductions in member_lines:
+                amount = deductions.get("union_dues", 0)
+                if amount <= 0:
+                    continue
+                items.append(NewTransfer(
+                    payer_id=batch.payer_wallet_id, payee_id=settings.wallet_id, amount_fen=amount,
+                    idempotency_key=f"union:{batch.pk}:dues:{line_no}", purpose_code=PURPOSE_DUES,
+                    memo=f"{batch.period} 会费", source_type_id=line_type.pk, source_id=line_pk,
+                    source_ref=f"{batch.batch_ref} line {line_no} union dues",
+                ))
+                calls.append(DuesCall(union=settings, member=members[resident_id], period=batch.period,
+                                      amount_fen=amount, source=DuesCall.Source.PAYROLL, created_at=now))
+        due = funds_split(gross_fen=paid.aggregate(total=Sum("gross_fen"))["total"] or 0,
+                          funds_rate_bp=settings.funds_rate_bp, grassroots_share_bp=settings.grassroots_share_bp)
+        funds = Transfer.objects.filter(batch_ref=batch_ref, purpose_code=PURPOSE_FUNDS)
+        for part, wallet_id, part_due in (("grassroots", settings.wallet_id, due.grassroots_fen),
+                                          ("higher", settings.higher_union_wallet_id, due.higher_fen)):
+            key = f"union:{batch.pk}:funds:{part}"
+            earlier = funds.filter(Q(idempotency_key=key) | Q(idempotency_key__startswith=f"{key}:"))
+            remitted = earlier.exclude(state__in=FAILED_STATES).aggregate(total=Sum("amount_fen"))["total"] or 0
+            if part_due > remitted:
+                attempt = earlier.count() + 1
+                items.append(NewTransfer(
+                    payer_id=batch.payer_wallet_id, payee_id=wallet_id, amount_fen=part_due - remitted,
+                    idempotency_key=key + (f":{attempt}" if attempt > 1 else ""), purpose_code=PURPOSE_FUNDS,
+                    memo=f"{batch.period} 工会经费", source_type_id=batch_type.pk, source_id=batch.pk,
+                    source_ref=f"{batch.batch_ref} union funds ({part})",
+                ))
+        ids = create_transfers(organization_id=batch.employer_id, batch_ref=batch_ref, transfers=items, actor=actor,
+                               now=now)
+        for call, transfer_id in zip(calls, ids):
+            call.transfer_id = transfer_id
+        DuesCall.objects.bulk_create(calls)
     return ids
+
+
+def remit_when_decided(*, batch_ref: str, now: datetime, **kwargs) -> None:
+    """Receiver of the transfer core's `batch_decided`: a payroll run's open transfers are all decided, so
+    the lines just paid get their union dues and funds (a retried line's decision sends it again)."""
+    batch_id = PayrollBatch.pk_of_batch_ref(batch_ref)
+    if batch_id is not None:
+        remit_for_payroll(batch_id=batch_id, actor="system", now=now)
 
 
 def union_remittance_fen(*, batch: PayrollBatch) -> int:
@@ -118,33 +144,52 @@ def union_remittance_fen(*, batch: PayrollBatch) -> int:
 
 
 def issue_dues_call(*, union_id: int, period: str, actor: str, now: datetime) -> list[DuesCall]:
-    """The union's monthly call: each active member with a standing authorisation and no dues for
-    `period` yet pays dues on their declared base from their own wallet. Idempotent per member and month."""
+    """The union's monthly call: each active member with a standing authorisation pays dues on their
+    declared base from their own wallet, if they have no dues for `period` yet or their earlier call's
+    payment failed (a new attempt: a new transfer under its own key dues:<union>:<month>:<member>:<n>).
+    Dues paid or in flight, and dues withheld in a payroll run, are never called again. One transaction,
+    under the union's lock; idempotent per member, month and attempt. Returns the calls made or retried."""
     with transaction.atomic():
         settings = UnionSettings.objects.select_for_update().get(pk=union_id)
-        already = set(settings.dues_calls.filter(period=period).values_list("member_id", flat=True))
-        members = [m for m in settings.members.filter(active=True, standing_authorisation=True) if m.pk not in already]
-        owed = [(m, dues_fen(base_fen=m.dues_base_fen, rate_bp=settings.dues_rate_bp)) for m in members]
-        owed = [(m, amount) for m, amount in owed if amount > 0]
+        earlier = {c.member_id: c for c in settings.dues_calls.filter(period=period).select_related("transfer")}
+        owed = []
+        for member in settings.members.filter(active=True, standing_authorisation=True).order_by("pk"):
+            call = earlier.get(member.pk)
+            # A failed payroll remittance is the employer's to pay: the member was already charged.
+            if call is not None and not (call.source == DuesCall.Source.CALL and call.transfer
+                                         and call.transfer.state in FAILED_STATES):
+                continue
+            amount = dues_fen(base_fen=member.dues_base_fen, rate_bp=settings.dues_rate_bp)
+            if amount > 0:
+                owed.append((member, call, amount))
         if not owed:
             return []
         try:
-            wallet_pks = ensure_personal_wallets(holders=[(m.wallet_id, m.name, m.resident_id) for m, _ in owed])
+            wallet_pks = ensure_personal_wallets(holders=[(m.wallet_id, m.name, m.resident_id) for m, _, _ in owed])
         except ValueError as exc:
             from .services import PayrollError
 
             raise PayrollError(str(exc), "wallet_unknown")
-        calls = DuesCall.objects.bulk_create([
+        fresh = DuesCall.objects.bulk_create([
             DuesCall(union=settings, member=m, period=period, amount_fen=amount, source=DuesCall.Source.CALL,
                      created_at=now)
-            for m, amount in owed
+            for m, call, amount in owed if call is None
         ])
+        retried = []
+        for member, call, amount in owed:
+            if call is not None:
+                call.attempts += 1
+                call.amount_fen = amount  # on today's rate and base
+                retried.append(call)
+        calls = fresh + retried
         call_type = ContentType.objects.get_for_model(DuesCall)
         ids = create_transfers(
             organization_id=settings.union_id, batch_ref=f"union-{settings.pk}-dues-{period}", actor=actor, now=now,
             transfers=[
                 NewTransfer(payer_id=wallet_pks[call.member.wallet_id], payee_id=settings.wallet_id,
-                            amount_fen=call.amount_fen, idempotency_key=f"dues:{settings.pk}:{period}:{call.member_id}",
+                            amount_fen=call.amount_fen,
+                            idempotency_key=f"dues:{settings.pk}:{period}:{call.member_id}"
+                                            + (f":{call.attempts}" if call.attempts > 1 else ""),
                             purpose_code=PURPOSE_DUES, memo=f"{period} 会费", source_type_id=call_type.pk,
                             source_id=call.pk, source_ref=f"union {settings.pk} dues {period} member {call.member_id}")
                 for call in calls
@@ -152,7 +197,7 @@ def issue_dues_call(*, union_id: int, period: str, actor: str, now: datetime) ->
         )
         for call, transfer_id in zip(calls, ids):
             call.transfer_id = transfer_id
-        DuesCall.objects.bulk_update(calls, ["transfer"])
+        DuesCall.objects.bulk_update(calls, ["transfer", "attempts", "amount_fen"])
     return calls
 
 
@@ -175,7 +220,108 @@ def arrears(*, union_id: int, periods: list[str]) -> list[Arrear]:
             if call is None:
                 owed.append(Arrear(member, period, dues_fen(base_fen=member.dues_base_fen, rate_bp=settings.dues_rate_bp),
                                    "未缴 (not paid)"))
-            elif call.transfer and call.transfer.state in (TransferState.FAILED, TransferState.CANCELLED):
+            elif call.transfer and call.transfer.state in FAILED_STATES:
                 owed.append(Arrear(member, period, call.amount_fen,
                                    f"扣款失败 (payment failed): {call.transfer.failure_code}"))
     return owed
+
+
+# ---------------------------------------------------------------------------------------------
+# The union's rules (rates, dues base, split), set by the union's own staff
+# ---------------------------------------------------------------------------------------------
+
+MAX_DUES_RATE_BP = 200  # 2%: the national rule is 0.5%; a higher figure is a typing error
+MAX_FUNDS_RATE_BP = 200  # 2% of the gross payroll (工会法 第四十二条)
+RULE_FIELDS = ("dues_rate_bp", "dues_base_components", "funds_rate_bp", "grassroots_share_bp", "dues_in_payroll")
+
+
+class RulesRefused(Exception):
+    """The rules were not changed; `problems` maps each field to its reason (中文 (English))."""
+
+    code = "rules_invalid"
+
+    def __init__(self, problems: dict[str, str]):
+        super().__init__("; ".join(problems.values()))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class UnionRules:
+    """What the union sets: rates and shares as percentages with at most two decimals (basis points inside)."""
+
+    dues_rate_percent: Decimal
+    dues_base_components: tuple[str, ...]
+    funds_rate_percent: Decimal
+    grassroots_share_percent: Decimal
+    dues_in_payroll: bool
+
+
+def may_change_rules(*, user, union: UnionSettings) -> bool:
+    """The union's own operators and approvers: the employer pays the dues and funds, so it does not set them."""
+    org = user_organization(user)
+    return (not roles.is_read_only(user) and roles.has_role(user, roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER)
+            and org is not None and org.pk == union.union_id)
+
+
+def _basis_points(value, *, field: str, label: str, low_bp: int, high_bp: int, problems: dict) -> int:
+    """A percentage (e.g. "0.5") as basis points, refused outside [low, high] or with more than two decimals."""
+    try:
+        bp = Decimal(str(value).strip().rstrip("%")) * 100
+    except ArithmeticError:
+        bp = None
+    if bp is None or not bp.is_finite() or bp != bp.to_integral_value():
+        problems[field] = f"{label}应为最多两位小数的百分比 ({label}: a percentage with at most two decimals)"
+        return 0
+    if not low_bp <= bp <= high_bp:
+        problems[field] = (f"{label}应在 {Decimal(low_bp) / 100:f}% 至 {Decimal(high_bp) / 100:f}% 之间 "
+                           f"({label}: between {Decimal(low_bp) / 100:f}% and {Decimal(high_bp) / 100:f}%)")
+        return 0
+    return int(bp)
+
+
+def change_rules(*, union_id: int, user, rules: UnionRules, now: datetime) -> UnionSettings:
+    """Set a union's dues rate (0.01%-2%), dues base (pay components), funds rate (0.01%-2%), the grassroots
+    share of the funds (0-100%) and whether dues are deducted in the payroll run. Applies to payroll runs paid
+    and calls made from now on. One transaction under the union's lock; what changed is a trace event
+    (`payroll.union.rules_changed` on `union-<id>-rules`, each field before and after); no change, no event.
+
+    Raises:
+        AccessDenied: role_required (not an operator or approver of this union).
+        RulesRefused: each wrong field with its reason.
+    """
+    problems: dict[str, str] = {}
+    wanted = {
+        "dues_rate_bp": _basis_points(rules.dues_rate_percent, field="dues_rate_bp", label="会费比例 (dues rate)",
+                                      low_bp=1, high_bp=MAX_DUES_RATE_BP, problems=problems),
+        "funds_rate_bp": _basis_points(rules.funds_rate_percent, field="funds_rate_bp", label="经费比例 (funds rate)",
+                                       low_bp=1, high_bp=MAX_FUNDS_RATE_BP, problems=problems),
+        "grassroots_share_bp": _basis_points(rules.grassroots_share_percent, field="grassroots_share_bp",
+                                             label="基层留成 (grassroots share)", low_bp=0, high_bp=10000,
+                                             problems=problems),
+        # Kept in the fixed order of the components, whatever order they were ticked in.
+        "dues_base_components": [c for c in PAY_COMPONENTS if c in rules.dues_base_components],
+        "dues_in_payroll": bool(rules.dues_in_payroll),
+    }
+    unknown = set(rules.dues_base_components) - set(PAY_COMPONENTS)
+    if unknown or not rules.dues_base_components:
+        problems["dues_base_components"] = (
+            f"会费基数应由工资项目组成：{', '.join(PAY_COMPONENTS)} (the dues base: one or more of these pay components)")
+    with transaction.atomic():
+        settings = UnionSettings.objects.select_for_update().get(pk=union_id)
+        if not may_change_rules(user=user, union=settings):
+            raise AccessDenied("只有本工会的经办、审批人员可以修改工会规则 (only the union's own operators and approvers "
+                               "change its rules)", code="role_required")
+        if problems:
+            raise RulesRefused(problems)
+        before = {name: getattr(settings, name) for name in RULE_FIELDS}
+        before["dues_base_components"] = settings.base_components  # empty means the basic wage
+        changed = {name: [before[name], value] for name, value in wanted.items() if before[name] != value}
+        if not changed:
+            return settings
+        for name, (_, value) in changed.items():
+            setattr(settings, name, value)
+        settings.save(update_fields=list(changed))
+        append_events(stream_key=f"union-{settings.pk}-rules", now=now, events=[EventSpec(
+            kind="payroll.union.rules_changed", subject_type="payroll.union", subject_id=str(settings.pk),
+            actor=user.username, source_ref=f"union {settings.pk}", data=changed)])
+    return settings

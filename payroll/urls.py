@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import union_views, views
 
 app_name = "payroll"
 urlpatterns = [
@@ -10,6 +10,7 @@ urlpatterns = [
     path("approvals/", views.approval_queue, name="approval-queue"),
     path("unions/", views.union_list, name="union-list"),
     path("unions/<int:union_id>/", views.union_detail, name="union-detail"),
+    path("unions/<int:union_id>/rules/", union_views.union_rules_page, name="union-rules"),
     path("unions/<int:union_id>/dues-calls/", views.union_dues_call, name="union-dues-call"),
     path("unions/<int:union_id>/members/", views.union_members, name="union-members"),
     path("unions/<int:union_id>/members/add/", views.union_member_add, name="union-member-add"),

@@ -70,10 +70,87 @@ def test_monthly_call_collects_once_and_lists_arrears(employer, grassroots):
         employer.sandbox.admin.fund(wallet_id=row[3], amount_fen=100_00)
     calls = union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now())
     assert len(calls) == 3
-    assert union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now()) == []
+    # Calling again collects nothing twice: only the failed one is tried again (and fails again: no money).
+    again = union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now())
+    assert [(c.member_id, c.attempts) for c in again] == [(paying[2].pk, 2)]
     expected = union.dues_fen(base_fen=paying[0].dues_base_fen, rate_bp=50)
     assert employer.sandbox.admin.balance(wallet_id=rows[0][3]) == 100_00 - expected
     owed = union.arrears(union_id=grassroots.pk, periods=["2025-07"])
     assert sorted((a.member.employee_no, a.reason.split(" ")[0]) for a in owed) == [
         (rows[2][0], "扣款失败"), (rows[3][0], "未缴")]
     assert "INSUFFICIENT_BALANCE" in owed[0].reason or "INSUFFICIENT_BALANCE" in owed[1].reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_call_is_collected_by_a_later_call_under_a_new_key(employer, grassroots):
+    rows = staff(employer, 2)
+    first, second = members_for(grassroots, rows)
+    employer.sandbox.admin.fund(wallet_id=rows[0][3], amount_fen=100_00)
+    union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now())
+    failed = DuesCall.objects.get(member=second)
+    assert failed.transfer.state == TransferState.FAILED  # an empty wallet
+    employer.sandbox.admin.fund(wallet_id=rows[1][3], amount_fen=100_00)
+    again = union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now())
+    assert [c.pk for c in again] == [failed.pk]  # the paid member is not charged twice
+    call = DuesCall.objects.select_related("transfer").get(pk=failed.pk)
+    expected = union.dues_fen(base_fen=second.dues_base_fen, rate_bp=50)
+    assert (call.attempts, call.amount_fen, call.transfer.state) == (2, expected, TransferState.SETTLED)
+    assert call.transfer.idempotency_key == f"dues:{grassroots.pk}:2025-07:{second.pk}:2"
+    assert employer.sandbox.admin.balance(wallet_id=rows[1][3]) == 100_00 - expected
+    assert union.arrears(union_id=grassroots.pk, periods=["2025-07"]) == []
+    # Paid now: a third call collects nothing.
+    assert union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now()) == []
+    assert check_ledger().problems == []
+
+
+def union_money(batch, purpose):
+    return sum(Transfer.objects.filter(batch_ref=f"{batch.batch_ref}-union", purpose_code=purpose,
+                                       state=TransferState.SETTLED).values_list("amount_fen", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_held_line_paid_later_adds_its_dues_and_funds_once(employer, grassroots):
+    rows = staff(employer, 3, skip=(2,))  # the third wallet is unknown at upload: the line is held
+    members_for(grassroots, rows)
+    batch = approved_and_funded(employer, rows, hold_invalid_lines=True)
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    first_gross = sum(batch.lines.filter(held=False).values_list("gross_fen", flat=True))
+    assert union_money(batch, union.PURPOSE_FUNDS) == union.funds_split(
+        gross_fen=first_gross, funds_rate_bp=200, grassroots_share_bp=6_000).total_fen
+    assert union_money(batch, union.PURPOSE_DUES) == 2 * 2_500
+
+    employer.sandbox.admin.open_wallet(wallet_id=rows[2][3], wallet_type="WT01", wallet_class=2, holder_name=rows[2][1])
+    held = batch.lines.get(held=True)
+    services.retry_lines(batch_id=batch.pk, line_ids=[held.pk], user=employer.operator_user, now=timezone.now())
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+    gross = sum(batch.lines.values_list("gross_fen", flat=True))
+    split = union.funds_split(gross_fen=gross, funds_rate_bp=200, grassroots_share_bp=6_000)
+    admin = employer.sandbox.admin
+    assert admin.balance(wallet_id=grassroots.wallet.wallet_id) == 3 * 2_500 + split.grassroots_fen
+    assert admin.balance(wallet_id=grassroots.higher_union_wallet.wallet_id) == split.higher_fen
+    keys = set(Transfer.objects.filter(purpose_code=union.PURPOSE_FUNDS).values_list("idempotency_key", flat=True))
+    assert keys == {f"union:{batch.pk}:funds:grassroots", f"union:{batch.pk}:funds:higher",
+                    f"union:{batch.pk}:funds:grassroots:2", f"union:{batch.pk}:funds:higher:2"}
+    # Run again (a second delivery, the sweep): nothing more.
+    assert union.remit_for_payroll(batch_id=batch.pk, actor="x", now=timezone.now()) == []
+    assert check_ledger().problems == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_returned_line_remits_no_dues_and_no_funds(employer, grassroots):
+    rows = staff(employer, 2)
+    members_for(grassroots, rows)
+    batch = approved_and_funded(employer, rows)
+    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="frozen")  # after the checks: the payment fails
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    batch = services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+    failed = batch.lines.get(wallet_id=rows[0][3])
+    assert failed.transfer.state == TransferState.FAILED
+    services.return_lines(batch_id=batch.pk, line_ids=[failed.pk], user=employer.operator_user, reason="现金发放",
+                          now=timezone.now())
+    paid = batch.lines.get(wallet_id=rows[1][3])
+    split = union.funds_split(gross_fen=paid.gross_fen, funds_rate_bp=200, grassroots_share_bp=6_000)
+    assert union_money(batch, union.PURPOSE_DUES) == paid.deductions["union_dues"]
+    assert union_money(batch, union.PURPOSE_FUNDS) == split.total_fen
+    assert list(DuesCall.objects.values_list("member__wallet_id", flat=True)) == [rows[1][3]]
+    assert union.remit_for_payroll(batch_id=batch.pk, actor="x", now=timezone.now()) == []

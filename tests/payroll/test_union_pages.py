@@ -87,9 +87,10 @@ def test_a_second_call_by_page_collects_nothing(employer, grassroots, union_worl
     call_by_page(operator, grassroots, this_month())
     balance = employer.sandbox.admin.balance(wallet_id=grassroots.wallet.wallet_id)
     assert balance > 0
+    # Only the call that failed (an empty wallet) is tried again, and fails again; nobody pays twice.
     response = call_by_page(logged_in(union_user), grassroots, this_month())
-    assert any(f"{this_month()} 无需收取" in m for m in messages_of(response)), messages_of(response)
-    assert DuesCall.objects.count() == 3
+    assert any(f"已向 1 名会员收取 {this_month()} 会费" in m for m in messages_of(response)), messages_of(response)
+    assert DuesCall.objects.count() == 3 and DuesCall.objects.get(member=members[2]).attempts == 2
     assert employer.sandbox.admin.balance(wallet_id=grassroots.wallet.wallet_id) == balance
 
 
@@ -124,7 +125,9 @@ def test_dues_call_by_api_collects_once(employer, grassroots, union_world):
     assert body["amount_fen"] == sum(c.amount_fen for c in DuesCall.objects.all())
     assert {c["state"] for c in body["calls"]} == {"settled", "failed"}
     again = api.post(f"{url}/dues-calls/", {"period": this_month()}, format="json")
-    assert again.status_code == 200 and again.json()["created"] == 0 and again.json()["calls"] == []
+    # The failed call (an empty wallet) is tried again; the paid ones are not.
+    assert again.status_code == 201 and again.json()["created"] == 1
+    assert [(c["member_id"], c["state"]) for c in again.json()["calls"]] == [(members[2].pk, "failed")]
     assert DuesCall.objects.count() == 3
 
     listed = api.get("/api/v1/payroll/unions/").json()
