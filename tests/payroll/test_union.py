@@ -121,7 +121,7 @@ def test_a_held_line_paid_later_adds_its_dues_and_funds_once(employer, grassroot
 
     employer.sandbox.admin.open_wallet(wallet_id=rows[2][3], wallet_type="WT01", wallet_class=2, holder_name=rows[2][1])
     held = batch.lines.get(held=True)
-    services.retry_lines(batch_id=batch.pk, line_ids=[held.pk], user=employer.operator_user, now=timezone.now())
+    services.retry_lines(batch_id=batch.pk, line_ids=[held.pk], user=employer.approver, now=timezone.now())
     assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
     gross = sum(batch.lines.values_list("gross_fen", flat=True))
     split = union.funds_split(gross_fen=gross, funds_rate_bp=200, grassroots_share_bp=6_000)
