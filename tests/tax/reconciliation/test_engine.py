@@ -147,4 +147,32 @@ def test_the_command_refuses_a_bad_date(db):
 def test_request_ids_of_tax_transfers_give_the_serial_key():
     assert services.parse_request_id("tax:13701000000:20261126:00000042") == ("13701000000", dt.date(2026, 11, 26),
                                                                              "00000042")
+    assert services.parse_request_id("tax:13701000000:20261126:00000042:reversal") == (
+        "13701000000", dt.date(2026, 11, 26), "00000042")  # a reversal counts against the original serial
     assert services.parse_request_id("payroll:1:2") == ("", None, "")
+
+
+def test_a_reversed_deduction_nets_off_at_the_operator_and_is_consistent(day):
+    """The reversal (冲正) is booked under `<original key>:reversal`: its debit nets the original credit off, so a
+    deduction settled, reversed and not listed by the tax system is consistent (both failed), not a discrepancy."""
+    from adapters.tips.interface import Reversal
+    from tax.models import DeductionState
+    from tests.tax.helpers import head
+    from tests.tax.reconciliation.conftest import check_lines
+
+    reversed_ = day["dropped"]
+    reply = TaxHandler().reverse_deduction(Reversal(
+        head=head("1021"), tax_org_code=TAX_ORG_CODE, entrust_date=ENTRUST_DATE, cancel_no="00000001",
+        ori_entrust_date=ENTRUST_DATE, ori_tra_no=reversed_.tra_no))
+    assert reply.cancel_answer == "0"
+    reversed_.refresh_from_db()
+    assert reversed_.state == DeductionState.REVERSED
+    paid = [d for name, d in day.items() if name not in ("dropped", "ours_failed", "both_failed")]
+    TaxHandler().receive_check_detail(check_detail(check_lines(paid)))
+    run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(),
+                             statement_rows=services.fetch_statement(check_date=timezone.localdate()))
+    result = ReconciliationResult.objects.get(run=run, tra_no=reversed_.tra_no)
+    assert (result.outcome, result.operator_count, result.operator_amount_fen) == (Outcome.BOTH_FAILED, 1, 0)
+    assert run.discrepancy_count == 0 and run.matched_count == 6
+    assert services.check_result(run=run).result == "0"
+    assert not DiscrepancyCase.objects.exists()
