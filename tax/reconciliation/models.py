@@ -72,7 +72,8 @@ class CheckPackage(models.Model):
 
     class Meta:
         verbose_name = "对账明细包 (check package, 3111)"
-        constraints = [models.UniqueConstraint(fields=["check_date", "chk_acct_ord", "cur_pack_no"],
+        # Each treasury (payee bank) sends its own check of the day, numbered on its own.
+        constraints = [models.UniqueConstraint(fields=["check_date", "payee_bank_no", "chk_acct_ord", "cur_pack_no"],
                                                name="tax_recon_package_unique")]
 
 

@@ -66,9 +66,9 @@ def receive_check_detail(*, message: CheckDetail, now: dt.datetime) -> Acknowled
         return ack(ResultCode.PARSE_ERROR, "笔数或金额与明细不符 (AllNum/AllAmt do not match the lines)")
     with transaction.atomic():
         package, created = CheckPackage.objects.get_or_create(
-            check_date=message.chk_date, chk_acct_ord=message.chk_acct_ord, cur_pack_no=message.cur_pack_no,
-            defaults=dict(pay_bk_code=message.pay_bk_code, payee_bank_no=message.payee_bank_no,
-                          chk_acct_type=message.chk_acct_type, all_num=message.all_num,
+            check_date=message.chk_date, payee_bank_no=message.payee_bank_no, chk_acct_ord=message.chk_acct_ord,
+            cur_pack_no=message.cur_pack_no,
+            defaults=dict(pay_bk_code=message.pay_bk_code, chk_acct_type=message.chk_acct_type, all_num=message.all_num,
                           all_amount_fen=message.all_amount_fen, child_pack_num=message.child_pack_num,
                           msg_id=message.head.msg_id, received_at=now))
         if not created:
@@ -88,14 +88,17 @@ def receive_check_detail(*, message: CheckDetail, now: dt.datetime) -> Acknowled
 
 
 def complete_packages(*, check_date: dt.date) -> list[int] | None:
-    """Ids of the day's check packages of its latest check order when all ChildPackNum have arrived."""
-    packages = list(CheckPackage.objects.filter(check_date=check_date).order_by("-chk_acct_ord", "cur_pack_no"))
-    if not packages:
+    """Ids of the day's check packages: of each payee bank (treasury) that sent a check, its latest check
+    order; None until every one of those has all its ChildPackNum packages."""
+    latest = {}
+    for p in CheckPackage.objects.filter(check_date=check_date).order_by("payee_bank_no", "-chk_acct_ord"):
+        if p.payee_bank_no not in latest or latest[p.payee_bank_no][0].chk_acct_ord == p.chk_acct_ord:
+            latest.setdefault(p.payee_bank_no, []).append(p)
+    if not latest:
         return None
-    latest = [p for p in packages if p.chk_acct_ord == packages[0].chk_acct_ord]
-    if len({p.cur_pack_no for p in latest}) < latest[0].child_pack_num:
+    if any(len({p.cur_pack_no for p in packages}) < packages[0].child_pack_num for packages in latest.values()):
         return None
-    return [p.pk for p in latest]
+    return [p.pk for packages in latest.values() for p in packages]
 
 
 # ---------------------------------------------------------------------------------------------

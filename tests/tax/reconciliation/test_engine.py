@@ -176,3 +176,29 @@ def test_a_reversed_deduction_nets_off_at_the_operator_and_is_consistent(day):
     assert run.discrepancy_count == 0 and run.matched_count == 6
     assert services.check_result(run=run).result == "0"
     assert not DiscrepancyCase.objects.exists()
+
+
+def test_each_treasury_sends_its_own_check_and_the_day_waits_for_every_one(day):
+    """Check packages are numbered per payee bank (treasury): a second treasury's 3111 with the same check order and
+    package number is stored, and the day is reconciled over the latest check of every payee bank once each is
+    complete."""
+    import dataclasses
+
+    from tax.reconciliation.models import CheckPackage
+    from tests.tax.helpers import head
+    from tests.tax.reconciliation.conftest import check_lines
+
+    paid = [d for name, d in day.items() if name not in ("ours_failed", "both_failed")]
+    first, second = check_lines(paid[:3]), check_lines(paid[3:])
+    TaxHandler().receive_check_detail(check_detail(first))
+    other = "011370200002"
+    ack = TaxHandler().receive_check_detail(dataclasses.replace(
+        check_detail(second[:2], child_pack_num=2), payee_bank_no=other, head=head("3111")))
+    assert ack.result == ResultCode.SUCCESS and CheckPackage.objects.count() == 2
+    statement = services.fetch_statement(check_date=timezone.localdate())
+    run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(), statement_rows=statement)
+    assert run.state == RunState.WAITING  # the second treasury's check has one package of two
+    TaxHandler().receive_check_detail(dataclasses.replace(
+        check_detail(second[2:], child_pack_num=2, cur_pack_no=2), payee_bank_no=other, head=head("3111")))
+    run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(), statement_rows=statement)
+    assert run.state == RunState.DONE and run.matched_count == 7 and run.discrepancy_count == 0
