@@ -233,10 +233,10 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
         SELECT l.tax_org_code, l.entrust_date, l.tra_no FROM {LINE_TABLE} l
         WHERE l.run_id = %s AND l.tra_no <> '' AND l.entrust_date <> %s{org_l}
     ), d AS (
-        SELECT d.id, d.tax_org_code, d.entrust_date, d.tra_no, d.state, d.amount_fen FROM tax_taxdeduction d
+        SELECT d.id, d.tax_org_code, d.entrust_date, d.tra_no, d.kind, d.state, d.amount_fen FROM tax_taxdeduction d
         WHERE d.entrust_date = %s{org_d}
         UNION ALL
-        SELECT d.id, d.tax_org_code, d.entrust_date, d.tra_no, d.state, d.amount_fen
+        SELECT d.id, d.tax_org_code, d.entrust_date, d.tra_no, d.kind, d.state, d.amount_fen
         FROM off_day JOIN tax_taxdeduction d
           ON d.tax_org_code = off_day.org AND d.entrust_date = off_day.day AND d.tra_no = off_day.tra
     ), e AS (
@@ -250,22 +250,24 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
         WHERE t.state = 'settled' AND (d.entrust_date = %s OR dc.check_date = %s) GROUP BY c.deduction_id
     ), src AS (
         SELECT r.tax_org_code AS org, r.entrust_date AS day, r.tra_no AS tra, 1 AS t_n, r.amount_fen AS t_amt,
-               CAST(NULL AS bigint) AS d_id, CAST(NULL AS varchar(16)) AS d_state, CAST(NULL AS bigint) AS d_amt,
+               CAST(NULL AS bigint) AS d_id, CAST(NULL AS varchar(16)) AS d_kind,
+               CAST(NULL AS varchar(16)) AS d_state, CAST(NULL AS bigint) AS d_amt,
                CAST(NULL AS bigint) AS d_corr, CAST(NULL AS bigint) AS entered, CAST(NULL AS integer) AS p_n,
                CAST(NULL AS bigint) AS p_net
         FROM {RECORD_TABLE} r WHERE {packages_sql}{org_r}
         UNION ALL
-        SELECT d.tax_org_code, d.entrust_date, d.tra_no, NULL, NULL, d.id, d.state, d.amount_fen, cr.corr, e.entered,
-               NULL, NULL
+        SELECT d.tax_org_code, d.entrust_date, d.tra_no, NULL, NULL, d.id, d.kind, d.state, d.amount_fen, cr.corr,
+               e.entered, NULL, NULL
         FROM d LEFT JOIN e ON e.deduction_id = d.id LEFT JOIN cr ON cr.deduction_id = d.id
         UNION ALL
-        SELECT l.tax_org_code, l.entrust_date, l.tra_no, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        SELECT l.tax_org_code, l.entrust_date, l.tra_no, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                CASE WHEN l.direction = 'credit' AND l.kind = 'transfer'
                     AND SUBSTR(l.request_id, 1, 8) <> 'taxcorr:' THEN 1 ELSE 0 END,
                CASE WHEN l.direction = 'credit' THEN l.amount_fen ELSE -l.amount_fen END
         FROM {LINE_TABLE} l WHERE l.run_id = %s AND l.tra_no <> ''{org_l}
     ), k AS (
-        SELECT org, day, tra, SUM(t_n) AS t_n, MIN(t_amt) AS t_amt, MAX(d_id) AS d_id, MAX(d_state) AS d_state,
+        SELECT org, day, tra, SUM(t_n) AS t_n, MIN(t_amt) AS t_amt, MAX(d_id) AS d_id, MAX(d_kind) AS d_kind,
+               MAX(d_state) AS d_state,
                MAX(d_amt) AS d_amt, MAX(d_corr) AS d_corr, MAX(entered) AS entered, SUM(p_n) AS p_n,
                SUM(p_net) AS p_net
         FROM src GROUP BY org, day, tra
@@ -282,10 +284,12 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
             WHEN d_state IN {undecided} THEN 'ours_undecided'
             WHEN held = 0 AND t_n IS NULL AND COALESCE(p_net, 0) = 0 THEN 'both_failed'
             WHEN held = 0 THEN 'ours_failed'
-            WHEN t_n IS NULL THEN 'missing_tax'
+            -- an own payment (at the counter, no agreement) is not in the tax system's check: operator only
+            WHEN t_n IS NULL AND d_kind <> 'own' THEN 'missing_tax'
             WHEN COALESCE(p_n, 0) = 0 AND d_corr IS NULL THEN 'missing_operator'
-            WHEN t_amt <> held OR COALESCE(p_net, 0) <> held OR COALESCE(entered, d_amt) <> d_amt
+            WHEN COALESCE(t_amt, held) <> held OR COALESCE(p_net, 0) <> held OR COALESCE(entered, d_amt) <> d_amt
                 THEN 'amount_mismatch'
+            WHEN t_n IS NULL THEN 'own_matched'
             ELSE 'matched'
         END AS outcome
         FROM h
