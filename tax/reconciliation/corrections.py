@@ -109,13 +109,18 @@ def approve_correction(*, correction_id: int, user, now: dt.datetime) -> CaseCor
         AccessDenied: not staff of the case's tax authority, or no approving role.
         MakerCheckerViolation: the approver proposed it.
         TransitionNotAllowed: not waiting for approval.
-        ReconciliationError: the transfer core refused the transfer (`transfer_refused`); nothing changed.
+        ReconciliationError: the case is no longer open or investigating (`invalid_state`), the transfer core
+            refused the transfer (`transfer_refused`); nothing changed.
     """
     with transaction.atomic():
         correction = CaseCorrection.objects.select_for_update().get(pk=correction_id)
         case = DiscrepancyCase.objects.select_for_update().get(pk=correction.case_id)
         tax_services.ensure_tax_staff(user, tax_org_code=case.tax_org_code)
         ensure_can_approve(approver=user, prepared_by_id=correction.proposed_by_id, approver_roles=APPROVER_ROLES)
+        # A case resolved since the proposal was settled without this money: moving it now would undo that.
+        if case.state not in (CaseState.OPEN, CaseState.INVESTIGATING):
+            raise ReconciliationError("差异已解决，不能再批准更正 (the case is resolved: the correction cannot be "
+                                      "approved)", code="invalid_state")
         correction.approve()
         treasury = correction.payer if correction.kind == CorrectionKind.REFUND else correction.payee
         refund = correction.kind == CorrectionKind.REFUND

@@ -72,7 +72,8 @@ class CheckPackage(models.Model):
 
     class Meta:
         verbose_name = "对账明细包 (check package, 3111)"
-        constraints = [models.UniqueConstraint(fields=["check_date", "chk_acct_ord", "cur_pack_no"],
+        # Each treasury (payee bank) sends its own check of the day, numbered on its own.
+        constraints = [models.UniqueConstraint(fields=["check_date", "payee_bank_no", "chk_acct_ord", "cur_pack_no"],
                                                name="tax_recon_package_unique")]
 
 
@@ -121,6 +122,9 @@ class StatementLine(models.Model):
 
 class Outcome(models.TextChoices):
     MATCHED = "matched", "相符 (matched)"
+    # An own payment (自行缴税) is not in the tax system's check (3111 lists agreement debits): matched with the
+    # operator and our entries only, and counted apart from the three-way matches.
+    OWN_MATCHED = "own_matched", "自行缴税与运营机构相符 (own payment, matched with the operator)"
     BOTH_FAILED = "both_failed", "双方均失败 (both failed)"
     AMOUNT_MISMATCH = "amount_mismatch", "金额不符 (amount mismatch)"
     MISSING_OURS = "missing_ours", "本方无记录 (missing in ours)"
@@ -132,7 +136,7 @@ class Outcome(models.TextChoices):
     DUPLICATE_OPERATOR = "duplicate_operator", "运营机构重复 (duplicate in the operator statement)"
 
 
-CONSISTENT_OUTCOMES = (Outcome.MATCHED, Outcome.BOTH_FAILED)
+CONSISTENT_OUTCOMES = (Outcome.MATCHED, Outcome.OWN_MATCHED, Outcome.BOTH_FAILED)
 DISCREPANCY_OUTCOMES = tuple(o for o in Outcome if o not in CONSISTENT_OUTCOMES)
 
 

@@ -9,7 +9,14 @@ from django.http import Http404
 from tax.models import TaxDeduction
 from tax.selectors import _tax_org_codes
 
-from .models import DiscrepancyCase, Outcome, ReconciliationResult, ReconciliationRun, ReconciliationTotal
+from .models import (
+    CONSISTENT_OUTCOMES,
+    DiscrepancyCase,
+    Outcome,
+    ReconciliationResult,
+    ReconciliationRun,
+    ReconciliationTotal,
+)
 
 
 def visible_runs(user):
@@ -63,7 +70,7 @@ def run_totals(*, user, run_ids: list[int]) -> dict[int, dict]:
                 "operator_fen": int(row["operator_fen"] or 0)}
         t["outcomes"].append(item)
         t["count"] += item["count"]
-        if row["outcome"] not in (Outcome.MATCHED, Outcome.BOTH_FAILED):
+        if row["outcome"] not in CONSISTENT_OUTCOMES:
             t["discrepancies"] += item["count"]
         for key in ("tax_fen", "ours_fen", "operator_fen"):
             t[key] += item[key]

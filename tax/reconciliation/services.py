@@ -12,15 +12,17 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from adapters.tips.interface import Acknowledgement, CheckDetail, CheckResult, ResultCode
 from tax.services import ensure_tax_staff
 from treasury import bulk
-from treasury.models import LedgerAccount
+from treasury.models import LedgerAccount, Transfer, TransferState
 
 from .models import (
     DISCREPANCY_OUTCOMES,
+    CaseCorrection,
     CaseState,
     CheckPackage,
     CheckRecord,
@@ -39,6 +41,8 @@ CASE_TABLE = DiscrepancyCase._meta.db_table
 RECORD_TABLE = CheckRecord._meta.db_table
 LINE_TABLE = StatementLine._meta.db_table
 PACKAGE_TABLE = CheckPackage._meta.db_table
+CORRECTION_TABLE = CaseCorrection._meta.db_table
+TRANSFER_TABLE = Transfer._meta.db_table
 
 
 class ReconciliationError(Exception):
@@ -62,9 +66,9 @@ def receive_check_detail(*, message: CheckDetail, now: dt.datetime) -> Acknowled
         return ack(ResultCode.PARSE_ERROR, "笔数或金额与明细不符 (AllNum/AllAmt do not match the lines)")
     with transaction.atomic():
         package, created = CheckPackage.objects.get_or_create(
-            check_date=message.chk_date, chk_acct_ord=message.chk_acct_ord, cur_pack_no=message.cur_pack_no,
-            defaults=dict(pay_bk_code=message.pay_bk_code, payee_bank_no=message.payee_bank_no,
-                          chk_acct_type=message.chk_acct_type, all_num=message.all_num,
+            check_date=message.chk_date, payee_bank_no=message.payee_bank_no, chk_acct_ord=message.chk_acct_ord,
+            cur_pack_no=message.cur_pack_no,
+            defaults=dict(pay_bk_code=message.pay_bk_code, chk_acct_type=message.chk_acct_type, all_num=message.all_num,
                           all_amount_fen=message.all_amount_fen, child_pack_num=message.child_pack_num,
                           msg_id=message.head.msg_id, received_at=now))
         if not created:
@@ -84,14 +88,17 @@ def receive_check_detail(*, message: CheckDetail, now: dt.datetime) -> Acknowled
 
 
 def complete_packages(*, check_date: dt.date) -> list[int] | None:
-    """Ids of the day's check packages of its latest check order when all ChildPackNum have arrived."""
-    packages = list(CheckPackage.objects.filter(check_date=check_date).order_by("-chk_acct_ord", "cur_pack_no"))
-    if not packages:
+    """Ids of the day's check packages: of each payee bank (treasury) that sent a check, its latest check
+    order; None until every one of those has all its ChildPackNum packages."""
+    latest = {}
+    for p in CheckPackage.objects.filter(check_date=check_date).order_by("payee_bank_no", "-chk_acct_ord"):
+        if p.payee_bank_no not in latest or latest[p.payee_bank_no][0].chk_acct_ord == p.chk_acct_ord:
+            latest.setdefault(p.payee_bank_no, []).append(p)
+    if not latest:
         return None
-    latest = [p for p in packages if p.chk_acct_ord == packages[0].chk_acct_ord]
-    if len({p.cur_pack_no for p in latest}) < latest[0].child_pack_num:
+    if any(len({p.cur_pack_no for p in packages}) < packages[0].child_pack_num for packages in latest.values()):
         return None
-    return [p.pk for p in latest]
+    return [p.pk for packages in latest.values() for p in packages]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,8 +107,13 @@ def complete_packages(*, check_date: dt.date) -> list[int] | None:
 
 
 def parse_request_id(request_id: str) -> tuple[str, dt.date | None, str]:
-    """The serial key of a tax transfer's idempotency key `tax:<org>:<YYYYMMDD>:<TraNo>`, else empty."""
+    """The serial key of a tax transfer's idempotency key `tax:<org>:<YYYYMMDD>:<TraNo>`, else empty.
+
+    A reversal (冲正) is booked under `<original key>:reversal` (treasury reverse_transfer): it belongs to the
+    original serial, where its debit nets the original credit off."""
     parts = request_id.split(":")
+    if len(parts) == 5 and parts[4] == "reversal":
+        parts = parts[:4]
     if len(parts) != 4 or parts[0] != "tax":
         return "", None, ""
     try:
@@ -116,16 +128,38 @@ def treasury_wallets():
                                                            wallet__isnull=False).select_related("wallet")]
 
 
+def run_corrections(*, check_date: dt.date) -> dict[str, tuple]:
+    """The settled correcting transfers (`taxcorr:<id>`) a run of the check date counts: those of its own
+    deductions and of its cases. {request id: (org, entrust date, TraNo, the day the operator booked it)}."""
+    from tax.services import local_date
+
+    rows = (CaseCorrection.objects.filter(transfer__state=TransferState.SETTLED)
+            .filter(Q(deduction__entrust_date=check_date) | Q(case__check_date=check_date))
+            .values_list("pk", "deduction__tax_org_code", "deduction__entrust_date", "deduction__tra_no",
+                         "transfer__settled_at"))
+    return {f"taxcorr:{pk}": (org, day, tra_no, local_date(settled_at)) for pk, org, day, tra_no, settled_at in rows}
+
+
 def fetch_statement(*, check_date: dt.date) -> list[tuple]:
-    """The operator's statement lines of every treasury wallet for the day, as rows (without run id)."""
+    """The operator's statement lines of every treasury wallet for the day, as rows (without run id), and
+    the lines of the run's settled corrections from the days they were booked on (often a later day): a
+    correction's money belongs to the serial of its case."""
     from treasury.services.wallets import operator_statement
 
+    corrections = run_corrections(check_date=check_date)
     rows = []
     for wallet in treasury_wallets():
-        for line in operator_statement(wallet=wallet, day=check_date):
-            org, day, tra_no = parse_request_id(line.request_id)
-            rows.append((wallet.wallet_id, line.operator_txn_id, line.request_id, bulk.datetime_param(line.booked_at),
-                         line.direction, line.kind, line.amount_fen, org, day, tra_no))
+        for day in sorted({check_date, *(c[3] for c in corrections.values())}):
+            for line in operator_statement(wallet=wallet, day=day):
+                if line.request_id in corrections:
+                    org, entrust_date, tra_no, _ = corrections[line.request_id]
+                elif day == check_date:
+                    org, entrust_date, tra_no = parse_request_id(line.request_id)
+                else:
+                    continue
+                rows.append((wallet.wallet_id, line.operator_txn_id, line.request_id,
+                             bulk.datetime_param(line.booked_at), line.direction, line.kind, line.amount_fen, org,
+                             entrust_date, tra_no))
     return rows
 
 
@@ -199,47 +233,66 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
         SELECT l.tax_org_code, l.entrust_date, l.tra_no FROM {LINE_TABLE} l
         WHERE l.run_id = %s AND l.tra_no <> '' AND l.entrust_date <> %s{org_l}
     ), d AS (
-        SELECT d.id, d.tax_org_code, d.entrust_date, d.tra_no, d.state, d.amount_fen FROM tax_taxdeduction d
+        SELECT d.id, d.tax_org_code, d.entrust_date, d.tra_no, d.kind, d.state, d.amount_fen FROM tax_taxdeduction d
         WHERE d.entrust_date = %s{org_d}
         UNION ALL
-        SELECT d.id, d.tax_org_code, d.entrust_date, d.tra_no, d.state, d.amount_fen
+        SELECT d.id, d.tax_org_code, d.entrust_date, d.tra_no, d.kind, d.state, d.amount_fen
         FROM off_day JOIN tax_taxdeduction d
           ON d.tax_org_code = off_day.org AND d.entrust_date = off_day.day AND d.tra_no = off_day.tra
     ), e AS (
         SELECT e.deduction_id, SUM(e.amount_fen) AS entered
         FROM tax_treasuryentry e JOIN d ON e.deduction_id = d.id GROUP BY e.deduction_id
+    ), cr AS (
+        -- settled correcting transfers of the run (collect +, refund -), the same ones fetch_statement fetched
+        SELECT c.deduction_id, SUM(CASE WHEN c.kind = 'collect' THEN c.amount_fen ELSE -c.amount_fen END) AS corr
+        FROM {CORRECTION_TABLE} c JOIN d ON c.deduction_id = d.id JOIN {CASE_TABLE} dc ON dc.id = c.case_id
+          JOIN {TRANSFER_TABLE} t ON t.id = c.transfer_id
+        WHERE t.state = 'settled' AND (d.entrust_date = %s OR dc.check_date = %s) GROUP BY c.deduction_id
     ), src AS (
         SELECT r.tax_org_code AS org, r.entrust_date AS day, r.tra_no AS tra, 1 AS t_n, r.amount_fen AS t_amt,
-               CAST(NULL AS bigint) AS d_id, CAST(NULL AS varchar(16)) AS d_state, CAST(NULL AS bigint) AS d_amt,
-               CAST(NULL AS bigint) AS entered, CAST(NULL AS integer) AS p_n, CAST(NULL AS bigint) AS p_net
+               CAST(NULL AS bigint) AS d_id, CAST(NULL AS varchar(16)) AS d_kind,
+               CAST(NULL AS varchar(16)) AS d_state, CAST(NULL AS bigint) AS d_amt,
+               CAST(NULL AS bigint) AS d_corr, CAST(NULL AS bigint) AS entered, CAST(NULL AS integer) AS p_n,
+               CAST(NULL AS bigint) AS p_net
         FROM {RECORD_TABLE} r WHERE {packages_sql}{org_r}
         UNION ALL
-        SELECT d.tax_org_code, d.entrust_date, d.tra_no, NULL, NULL, d.id, d.state, d.amount_fen, e.entered, NULL, NULL
-        FROM d LEFT JOIN e ON e.deduction_id = d.id
+        SELECT d.tax_org_code, d.entrust_date, d.tra_no, NULL, NULL, d.id, d.kind, d.state, d.amount_fen, cr.corr,
+               e.entered, NULL, NULL
+        FROM d LEFT JOIN e ON e.deduction_id = d.id LEFT JOIN cr ON cr.deduction_id = d.id
         UNION ALL
-        SELECT l.tax_org_code, l.entrust_date, l.tra_no, NULL, NULL, NULL, NULL, NULL, NULL,
-               CASE WHEN l.direction = 'credit' AND l.kind = 'transfer' THEN 1 ELSE 0 END,
+        SELECT l.tax_org_code, l.entrust_date, l.tra_no, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               CASE WHEN l.direction = 'credit' AND l.kind = 'transfer'
+                    AND SUBSTR(l.request_id, 1, 8) <> 'taxcorr:' THEN 1 ELSE 0 END,
                CASE WHEN l.direction = 'credit' THEN l.amount_fen ELSE -l.amount_fen END
         FROM {LINE_TABLE} l WHERE l.run_id = %s AND l.tra_no <> ''{org_l}
     ), k AS (
-        SELECT org, day, tra, SUM(t_n) AS t_n, MIN(t_amt) AS t_amt, MAX(d_id) AS d_id, MAX(d_state) AS d_state,
-               MAX(d_amt) AS d_amt, MAX(entered) AS entered, SUM(p_n) AS p_n, SUM(p_net) AS p_net
+        SELECT org, day, tra, SUM(t_n) AS t_n, MIN(t_amt) AS t_amt, MAX(d_id) AS d_id, MAX(d_kind) AS d_kind,
+               MAX(d_state) AS d_state,
+               MAX(d_amt) AS d_amt, MAX(d_corr) AS d_corr, MAX(entered) AS entered, SUM(p_n) AS p_n,
+               SUM(p_net) AS p_net
         FROM src GROUP BY org, day, tra
+    ), h AS (
+        -- held: what we hold for the serial, the deduction's debit if it succeeded plus its settled corrections
+        SELECT k.*, CASE WHEN d_state = 'succeeded' THEN d_amt ELSE 0 END + COALESCE(d_corr, 0) AS held FROM k
     ), c AS (
-        SELECT org, day, tra, t_n, t_amt, d_id, d_state, d_amt, entered, p_n, p_net,
+        SELECT org, day, tra, t_n, t_amt, d_id, d_state, CASE WHEN d_corr IS NULL THEN d_amt ELSE held END AS d_amt,
+               entered, p_n, p_net,
         CASE
             WHEN COALESCE(t_n, 0) > 1 THEN 'duplicate_tax'
             WHEN COALESCE(p_n, 0) > 1 THEN 'duplicate_operator'
             WHEN d_id IS NULL THEN 'missing_ours'
             WHEN d_state IN {undecided} THEN 'ours_undecided'
-            WHEN d_state <> 'succeeded' AND t_n IS NULL AND COALESCE(p_net, 0) = 0 THEN 'both_failed'
-            WHEN d_state <> 'succeeded' THEN 'ours_failed'
-            WHEN t_n IS NULL THEN 'missing_tax'
-            WHEN COALESCE(p_n, 0) = 0 THEN 'missing_operator'
-            WHEN t_amt <> d_amt OR p_net <> d_amt OR COALESCE(entered, d_amt) <> d_amt THEN 'amount_mismatch'
+            WHEN held = 0 AND t_n IS NULL AND COALESCE(p_net, 0) = 0 THEN 'both_failed'
+            WHEN held = 0 THEN 'ours_failed'
+            -- an own payment (at the counter, no agreement) is not in the tax system's check: operator only
+            WHEN t_n IS NULL AND d_kind <> 'own' THEN 'missing_tax'
+            WHEN COALESCE(p_n, 0) = 0 AND d_corr IS NULL THEN 'missing_operator'
+            WHEN COALESCE(t_amt, held) <> held OR COALESCE(p_net, 0) <> held OR COALESCE(entered, d_amt) <> d_amt
+                THEN 'amount_mismatch'
+            WHEN t_n IS NULL THEN 'own_matched'
             ELSE 'matched'
         END AS outcome
-        FROM k
+        FROM h
     )
     """
     insert_results = f"""
@@ -254,7 +307,7 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
     SELECT %s, org, outcome, COUNT(*), COALESCE(SUM(t_amt), 0), COALESCE(SUM(d_amt), 0), COALESCE(SUM(p_net), 0)
     FROM c GROUP BY org, outcome"""
     params = [*packages_params, check_date, *org_p, run_id, check_date, *org_p, check_date, *org_p,
-              *packages_params, *org_p, run_id, *org_p]
+              check_date, check_date, *packages_params, *org_p, run_id, *org_p]
     with connection.cursor() as cursor:
         if bulk.is_postgresql():
             # One large hash aggregate: give it memory for this transaction, skip JIT compilation, and keep the

@@ -147,3 +147,65 @@ def test_the_case_page_and_the_api_propose_approve_and_reject(cases, tax, day):
     api.force_authenticate(tax.other_staff)
     assert api.post(f"{url}/corrections/", {"kind": "collect", "amount_fen": 1, "reason": "x"},
                     format="json").status_code == 404
+
+
+def test_a_rerun_counts_settled_corrections_against_the_serial_of_their_case(cases, tax, day):
+    """The correcting transfer (`taxcorr:<id>`) belongs to its case's serial: on our side (what we hold for the
+    serial) and in the operator's statement; the shortfall collected matches, the over-debit returned in full
+    is consistent (nothing held, nothing net, not listed)."""
+    from tax.reconciliation.models import ReconciliationResult
+
+    for outcome, kind, amount_fen in [(Outcome.AMOUNT_MISMATCH, "collect", 1), (Outcome.MISSING_TAX, "refund", 300_00)]:
+        proposed = corrections.propose_correction(case_id=cases[outcome].pk, user=tax.staff, kind=kind,
+                                                  amount_fen=amount_fen, reason="核实 (checked)", now=timezone.now())
+        corrections.approve_correction(correction_id=proposed.pk, user=tax.checker, now=timezone.now())
+    run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(), statement_rows=planted_statement(day))
+    results = {r.tra_no: r for r in ReconciliationResult.objects.filter(run=run)}
+    assert day["amount"].tra_no not in results  # matched: 200.01 at the tax system, held by us, net at the operator
+    refunded = results[day["dropped"].tra_no]
+    assert (refunded.outcome, refunded.ours_amount_fen, refunded.operator_amount_fen) == (Outcome.BOTH_FAILED, 0, 0)
+    assert run.matched_count == 3 and run.discrepancy_count == 5
+    assert run.totals[Outcome.MATCHED] == {"count": 3, "tax_fen": 350_01, "ours_fen": 350_01, "operator_fen": 350_01}
+
+
+def test_a_correction_of_a_case_resolved_meanwhile_is_not_approved(cases, tax, day):
+    case = cases[Outcome.AMOUNT_MISMATCH]
+    proposed = corrections.propose_correction(case_id=case.pk, user=tax.staff, kind="collect", amount_fen=1,
+                                              reason="少扣 1 分 (1 fen short)", now=timezone.now())
+    services.resolve_case(case_id=case.pk, user=tax.staff, reason="已线下处理 (settled otherwise)", now=timezone.now())
+    before, transfers = tax.balance(day["amount"].pay_acct), Transfer.objects.count()
+    with pytest.raises(services.ReconciliationError) as refused:
+        corrections.approve_correction(correction_id=proposed.pk, user=tax.checker, now=timezone.now())
+    assert refused.value.code == "invalid_state"
+    assert tax.balance(day["amount"].pay_acct) == before and Transfer.objects.count() == transfers
+    assert CaseCorrection.objects.get(pk=proposed.pk).state == CorrectionState.PROPOSED
+
+
+def test_a_correction_booked_on_a_later_day_is_fetched_for_the_day_of_its_case(cases, tax, day, monkeypatch):
+    import dataclasses
+    import datetime as dt
+
+    from tax.reconciliation.models import ReconciliationResult
+    from treasury.services import wallets
+
+    proposed = corrections.propose_correction(case_id=cases[Outcome.AMOUNT_MISMATCH].pk, user=tax.staff,
+                                              kind="collect", amount_fen=1, reason="少扣 1 分", now=timezone.now())
+    approved = corrections.approve_correction(correction_id=proposed.pk, user=tax.checker, now=timezone.now())
+    transfer = Transfer.objects.get(pk=approved.transfer_id)
+    Transfer.objects.filter(pk=transfer.pk).update(settled_at=transfer.settled_at + dt.timedelta(days=1))
+    today, key = timezone.localdate(), f"taxcorr:{approved.pk}"
+    real = wallets.operator_statement
+
+    def booked_next_day(*, wallet, day):  # the operator booked the correction on the following business day
+        lines = real(wallet=wallet, day=today)
+        if day == today:
+            return [line for line in lines if line.request_id != key]
+        return [dataclasses.replace(line, booked_at=line.booked_at + dt.timedelta(days=1))
+                for line in lines if line.request_id == key]
+
+    monkeypatch.setattr(wallets, "operator_statement", booked_next_day)
+    run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now())
+    assert not ReconciliationResult.objects.filter(run=run, tra_no=day["amount"].tra_no).exists()  # matched
+    # the next day's own statement carries the line, but it belongs to its case's day, not to the next day's serials
+    (line,) = services.fetch_statement(check_date=today + dt.timedelta(days=1))
+    assert line[2] == key and line[-1] == ""

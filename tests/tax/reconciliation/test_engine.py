@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from adapters.tips.interface import ResultCode
 from tax.handlers import TaxHandler
+from tax.models import TaxDeduction
 from tax.reconciliation import services
 from tax.reconciliation.models import (
     CaseState,
@@ -147,4 +148,87 @@ def test_the_command_refuses_a_bad_date(db):
 def test_request_ids_of_tax_transfers_give_the_serial_key():
     assert services.parse_request_id("tax:13701000000:20261126:00000042") == ("13701000000", dt.date(2026, 11, 26),
                                                                              "00000042")
+    assert services.parse_request_id("tax:13701000000:20261126:00000042:reversal") == (
+        "13701000000", dt.date(2026, 11, 26), "00000042")  # a reversal counts against the original serial
     assert services.parse_request_id("payroll:1:2") == ("", None, "")
+
+
+def test_a_reversed_deduction_nets_off_at_the_operator_and_is_consistent(day):
+    """The reversal (冲正) is booked under `<original key>:reversal`: its debit nets the original credit off, so a
+    deduction settled, reversed and not listed by the tax system is consistent (both failed), not a discrepancy."""
+    from adapters.tips.interface import Reversal
+    from tax.models import DeductionState
+    from tests.tax.helpers import head
+    from tests.tax.reconciliation.conftest import check_lines
+
+    reversed_ = day["dropped"]
+    reply = TaxHandler().reverse_deduction(Reversal(
+        head=head("1021"), tax_org_code=TAX_ORG_CODE, entrust_date=ENTRUST_DATE, cancel_no="00000001",
+        ori_entrust_date=ENTRUST_DATE, ori_tra_no=reversed_.tra_no))
+    assert reply.cancel_answer == "0"
+    reversed_.refresh_from_db()
+    assert reversed_.state == DeductionState.REVERSED
+    paid = [d for name, d in day.items() if name not in ("dropped", "ours_failed", "both_failed")]
+    TaxHandler().receive_check_detail(check_detail(check_lines(paid)))
+    run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(),
+                             statement_rows=services.fetch_statement(check_date=timezone.localdate()))
+    result = ReconciliationResult.objects.get(run=run, tra_no=reversed_.tra_no)
+    assert (result.outcome, result.operator_count, result.operator_amount_fen) == (Outcome.BOTH_FAILED, 1, 0)
+    assert run.discrepancy_count == 0 and run.matched_count == 6
+    assert services.check_result(run=run).result == "0"
+    assert not DiscrepancyCase.objects.exists()
+
+
+def test_each_treasury_sends_its_own_check_and_the_day_waits_for_every_one(day):
+    """Check packages are numbered per payee bank (treasury): a second treasury's 3111 with the same check order and
+    package number is stored, and the day is reconciled over the latest check of every payee bank once each is
+    complete."""
+    import dataclasses
+
+    from tax.reconciliation.models import CheckPackage
+    from tests.tax.helpers import head
+    from tests.tax.reconciliation.conftest import check_lines
+
+    paid = [d for name, d in day.items() if name not in ("ours_failed", "both_failed")]
+    first, second = check_lines(paid[:3]), check_lines(paid[3:])
+    TaxHandler().receive_check_detail(check_detail(first))
+    other = "011370200002"
+    ack = TaxHandler().receive_check_detail(dataclasses.replace(
+        check_detail(second[:2], child_pack_num=2), payee_bank_no=other, head=head("3111")))
+    assert ack.result == ResultCode.SUCCESS and CheckPackage.objects.count() == 2
+    statement = services.fetch_statement(check_date=timezone.localdate())
+    run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(), statement_rows=statement)
+    assert run.state == RunState.WAITING  # the second treasury's check has one package of two
+    TaxHandler().receive_check_detail(dataclasses.replace(
+        check_detail(second[2:], child_pack_num=2, cur_pack_no=2), payee_bank_no=other, head=head("3111")))
+    run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(), statement_rows=statement)
+    assert run.state == RunState.DONE and run.matched_count == 7 and run.discrepancy_count == 0
+
+
+def test_an_own_payment_is_matched_with_the_operator_only_and_counted_apart(tax):
+    """An own payment (at the counter, no agreement) never goes through the tax system's deduction messages, so its
+    3111 does not list it: it is matched with the operator's statement, not made a missing_tax case."""
+    from tax import services as tax_services
+    from tests.tax.helpers import real_time
+    from tests.tax.reconciliation.conftest import check_lines
+
+    payer = tax.taxpayer(balance_fen=1_000_00)
+    agreement = tax.signed_and_verified(payer)
+    message = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=100_00)
+    TaxHandler().deduct_real_time(message)
+    person = tax.taxpayer(personal=True, balance_fen=2_000_00)
+    own = tax_services.pay_own_tax(wallet_id=person.wallet_id, taxpayer_id=person.taxpayer_id,
+                                   taxpayer_name=person.name, tax_org_code=TAX_ORG_CODE, tax_vou_no="320261100001",
+                                   amount_fen=500_00, now=timezone.now())
+    assert own.entrust_date == ENTRUST_DATE
+    TaxHandler().receive_check_detail(check_detail(check_lines([TaxDeduction.objects.get(tra_no=message.item.tra_no)])))
+    statement = services.fetch_statement(check_date=timezone.localdate())
+    run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(), statement_rows=statement)
+    assert outcomes(run) == {own.tra_no: Outcome.OWN_MATCHED}
+    assert run.totals[Outcome.OWN_MATCHED] == {"count": 1, "tax_fen": 0, "ours_fen": 500_00, "operator_fen": 500_00}
+    assert (run.matched_count, run.discrepancy_count, services.check_result(run=run).result) == (1, 0, "0")
+    assert not DiscrepancyCase.objects.exists()
+    # the operator side still counts: an own payment missing from the statement is a discrepancy
+    run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(),
+                             statement_rows=[r for r in statement if r[-1] != own.tra_no])
+    assert outcomes(run) == {own.tra_no: Outcome.MISSING_OPERATOR}
