@@ -256,9 +256,16 @@ def _operator_bank_code(wallet: Wallet) -> str:
     return wallet.operator.code
 
 
-def _wallet_for(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, personal: bool, check) -> Wallet:
-    """The registered wallet, registering it if new; its recorded holder must be the taxpayer."""
+def _wallet_for(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, personal: bool, check,
+                register: bool = True) -> Wallet:
+    """The registered wallet, registering it if new and `register`; its recorded holder must be the taxpayer."""
     wallet = Wallet.objects.select_related("holder_person", "holder_org").filter(wallet_id=wallet_id).first()
+    if wallet is None and not register:
+        # The operator checks only the holder's name: registering here would bind the wallet to whatever
+        # ID was typed, and its real holder could then never sign an agreement for it.
+        raise TaxError("本系统未登记该钱包的持有人身份，无法核对纳税人证件号码；请先签订三方协议 "
+                       "(the wallet's holder is not on record here, so the taxpayer's ID cannot be checked; "
+                       "sign an agreement for the wallet first)", "holder_unverified")
     if wallet is None:
         if personal:
             ensure_personal_wallets(holders=[(wallet_id, taxpayer_name, taxpayer_id)], known_checks={wallet_id: check})
@@ -646,22 +653,35 @@ def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org
                 budget_level_code: str = "3", now: datetime) -> TaxDeduction:
     """An individual pays a tax voucher from a personal wallet, without an agreement. Debited at once
     like a real-time deduction. Idempotent on (tax authority, voucher number): paying the same voucher
-    again returns the first payment.
+    again with the same wallet, taxpayer and amount returns the first payment.
+
+    The wallet must already be registered here with the taxpayer as its holder (an agreement, a payroll
+    or another domain registered it): the operator confirms only the holder's name, so the ID typed at
+    the counter is checked against the holder on record and never used to register a wallet.
 
     Raises:
         TaxError: bad id or amount, the wallet is not the taxpayer's personal wallet (`holder_mismatch`,
-            `not_personal`, `wallet_not_found`), no treasury account (`no_treasury`).
+            `not_personal`, `wallet_not_found`), its holder is not on record here (`holder_unverified`),
+            the voucher was paid with another wallet, taxpayer or amount (`idempotency_conflict`), no
+            treasury account (`no_treasury`).
         OperatorUnavailable: the operator could not be asked to check the wallet; nothing recorded.
     """
     if type(amount_fen) is not int or amount_fen <= 0:
         raise TaxError("金额必须为正整数分 (amount must be a positive whole number of fen)", "amount")
     if not tax_vou_no.strip():
         raise TaxError("税票号码必填 (tax voucher number required)", "tax_vou_no")
+    taxpayer_id, _ = _taxpayer(taxpayer_id, personal=True)
+    try:
+        wallet_id = identifiers.validate_wallet_id(wallet_id)
+    except identifiers.InvalidIdentifier as exc:
+        raise TaxError(str(exc), exc.code)
     tra_no = f"V{tax_vou_no.strip()}"[:24]
     existing = TaxDeduction.objects.filter(kind=DeductionKind.OWN, tax_org_code=tax_org_code, tra_no=tra_no).first()
     if existing is not None:
+        if (existing.pay_acct, existing.taxpayer_id, existing.amount_fen) != (wallet_id, taxpayer_id, amount_fen):
+            raise TaxError("该税票已用其他钱包、纳税人或金额缴过 (this tax voucher was already paid with another "
+                           "wallet, taxpayer or amount)", "idempotency_conflict")
         return existing
-    taxpayer_id, _ = _taxpayer(taxpayer_id, personal=True)
     (check,) = verify_wallets(pairs=[(wallet_id, taxpayer_name)])
     if not check.exists:
         raise TaxError("运营机构查无此钱包 (the operator does not know this wallet)", "wallet_not_found")
@@ -674,7 +694,7 @@ def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org
         raise TaxError("收款国库账户未登记 (no treasury single account)", "no_treasury")
     with transaction.atomic():
         wallet = _wallet_for(wallet_id=wallet_id, taxpayer_id=taxpayer_id, taxpayer_name=taxpayer_name,
-                             personal=True, check=check)
+                             personal=True, check=check, register=False)
         item = DeductionItem(tra_no=tra_no, pay_op_bk_code=wallet.operator.code, pay_acct=wallet_id,
                              hand_org_name=taxpayer_name, amount_fen=amount_fen, tax_vou_no=tax_vou_no,
                              tax_pay_name=taxpayer_name, protocol_no="", tax_types=tuple(tax_types),
