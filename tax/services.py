@@ -1506,7 +1506,7 @@ def finish_refund_order(*, order_id: int, now: datetime) -> RefundOrder:
             return order
         waiting = list(Refund.objects.select_for_update(of=("self",)).select_related("transfer")
                        .filter(order=order, state=RS.PAYING).order_by("pk"))
-        decided = []
+        decided, settled = [], []
         for r in waiting:
             t = r.transfer
             if t.state not in (TransferState.SETTLED, TransferState.FAILED, TransferState.CANCELLED):
@@ -1514,6 +1514,7 @@ def finish_refund_order(*, order_id: int, now: datetime) -> RefundOrder:
             if t.state == TransferState.SETTLED:
                 code, note = ResultCode.SUCCESS, REFUND_NOTES[ResultCode.SUCCESS]
                 r.succeed()
+                settled.append((r, local_date(t.settled_at or now)))
             else:
                 code = REFUND_REFUSAL_TO_RESULT.get(t.failure_code, ResultCode.OTHER_FAILURE)
                 note = f"{REFUND_NOTES[code]}: {t.failure_message}" if t.failure_message else REFUND_NOTES[code]
@@ -1521,6 +1522,7 @@ def finish_refund_order(*, order_id: int, now: datetime) -> RefundOrder:
             r.result_code, r.add_word, r.decided_at = code, note[:255], now
             decided.append(r)
         Refund.objects.bulk_update(decided, ["state", "result_code", "add_word", "decided_at"])
+        _record_refund_entries(settled, order=order)
         if decided:
             _trace(order.stream_key, REFUND, order.pk, "tax.refund.items_decided", actor="operator", now=now,
                    data={"paid": sum(r.state == RS.PAID for r in decided),
@@ -1537,6 +1539,33 @@ def finish_refund_order(*, order_id: int, now: datetime) -> RefundOrder:
                data={"succ_num": order.succ_num, "all_num": order.all_num})
         transaction.on_commit(partial(send_refund_result, order_id=order.pk, now=now))
     return order
+
+
+def _record_refund_entries(settled: list[tuple[Refund, date]], *, order: RefundOrder) -> None:
+    """Each paid refund's negative treasury entry, dated the day its transfer settled, in one insert in the
+    caller's transaction (a unique constraint refuses entering a refund twice). The 1104 names no tax type:
+    the refunded voucher's, when its deduction was entered under one, decides the central and local shares
+    as it did for the deduction; otherwise the budget level does (`split_revenue`)."""
+    if not settled:
+        return
+    types = defaultdict(set)
+    for vou_no, project_id, name in (TreasuryEntry.objects.filter(
+            deduction__tax_org_code=order.tax_org_code, reverses=False,
+            deduction__tax_vou_no__in={r.ori_tax_vou_no for r, _ in settled if r.ori_tax_vou_no})
+            .values_list("deduction__tax_vou_no", "project_id", "tax_type_name").distinct()):
+        types[vou_no].add((project_id, name))
+    treasury_code = order.treasury_wallet.holder_org.code or ""
+    entries = []
+    for r, entry_date in settled:
+        found = types.get(r.ori_tax_vou_no, ())
+        project_id, name = next(iter(found)) if len(found) == 1 else (r.budget_subject_code[:20], "")
+        central, local = split_revenue(amount_fen=r.amount_fen, tax_type_name=name, budget_level_code=r.budget_level_code)
+        entries.append(TreasuryEntry(
+            refund=r, entry_date=entry_date, tax_org_code=r.tax_org_code,
+            treasury_code=r.draw_back_tre_code or treasury_code, project_id=project_id, tax_type_name=name,
+            budget_type=r.budget_type, budget_level_code=r.budget_level_code, amount_fen=-r.amount_fen,
+            central_fen=-central, local_fen=-local))
+    TreasuryEntry.objects.bulk_create(entries, batch_size=1000)
 
 
 def refund_result(*, order: RefundOrder) -> RefundResult:
