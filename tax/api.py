@@ -39,8 +39,8 @@ from .views import refund_actions, refund_order_get, visible_refund_orders
 AGREEMENT_STATE_HELP = "agreement state: " + ", ".join(AgreementState.values)
 DEDUCTION_STATE_HELP = "deduction state: " + ", ".join(DeductionState.values)
 PACKAGE_STATE_HELP = "package state: " + ", ".join(PackageState.values)
-# Refusals about the agreement's state rather than the request.
-CONFLICT_CODES = {"already_signed", "protocol_taken"}
+# Refusals about the agreement's or the voucher's state rather than the request.
+CONFLICT_CODES = {"already_signed", "protocol_taken", "idempotency_conflict"}
 
 TaxRoles = roles_permission(*selectors.READ_ROLES)
 

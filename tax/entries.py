@@ -3,7 +3,8 @@
 `entry_details` builds, for an entry date, one `TreasuryEntryDetail` per tax authority and treasury (split in
 packages of at most 1,000 lines: ChildPackNum / CurPackNo), one line per treasury entry (budget type and
 level, the tax type's project id as the budget subject, the amount, negative for an entry reversed, and the
-deduction's tax voucher). `send_entry_details` sends each through the TIPS client and records it in
+deduction's tax voucher). A paid refund's negative entry is not a line: the tax system ordered the refund
+(1104) and has its result (2104). `send_entry_details` sends each through the TIPS client and records it in
 `EntryDetailPackage`; a package acknowledged before with the same count and amount is not sent again, one
 whose content changed (a reversal dated that day) is. Run by hand with `python manage.py send_tax_entries
 --date YYYY-MM-DD` or the Celery task `tax_reconciliation.send_entry_details` (yesterday by default).
@@ -27,7 +28,7 @@ _SUBJECT = re.compile(r"[0-9A-Za-z]{1,30}")
 def entry_details(*, entry_date: date) -> list[TreasuryEntryDetail]:
     """The day's 3139 packages, by (tax authority, treasury), in a stable order."""
     groups = defaultdict(list)
-    rows = (TreasuryEntry.objects.filter(entry_date=entry_date).exclude(treasury_code="")
+    rows = (TreasuryEntry.objects.filter(entry_date=entry_date, refund__isnull=True).exclude(treasury_code="")
             .order_by("tax_org_code", "treasury_code", "pk")
             .values_list("tax_org_code", "treasury_code", "budget_type", "budget_level_code", "project_id", "amount_fen",
                          "deduction__tax_vou_no"))

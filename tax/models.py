@@ -310,10 +310,13 @@ class UnresolvedDeduction(models.Model):
 
 class TreasuryEntry(models.Model):
     """入库 (treasury entry): a settled deduction's money by tax type and budget level, split between
-    central and local budgets by the revenue-sharing table (settings.TAX_REVENUE_SHARING)."""
+    central and local budgets by the revenue-sharing table (settings.TAX_REVENUE_SHARING); or, negative,
+    a paid refund's (退库) money leaving the treasury."""
 
-    deduction = models.ForeignKey(TaxDeduction, on_delete=models.PROTECT, related_name="entries",
-                                  db_index=False)  # the unique constraint below leads with it
+    deduction = models.ForeignKey(TaxDeduction, null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="entries", db_index=False)  # the unique constraint below leads with it
+    refund = models.ForeignKey("Refund", null=True, blank=True, on_delete=models.PROTECT, related_name="entries",
+                               db_index=False)  # the unique constraint below is its index
     entry_date = models.DateField("入库日期 (entry date)")
     treasury_code = models.CharField("国库代码 (treasury code)", max_length=10, blank=True)
     tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
@@ -333,6 +336,12 @@ class TreasuryEntry(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["deduction", "project_id", "tax_type_name", "reverses"],
                                     name="tax_entry_once"),
+            # A refund is entered once, as one entry, when its transfer settles.
+            models.UniqueConstraint(fields=["refund"], condition=models.Q(refund__isnull=False),
+                                    name="tax_entry_refund_once"),
+            models.CheckConstraint(name="tax_entry_deduction_or_refund",
+                                   condition=models.Q(deduction__isnull=False, refund__isnull=True)
+                                   | models.Q(deduction__isnull=True, refund__isnull=False)),
             models.CheckConstraint(name="tax_entry_split_adds_up",
                                    condition=models.Q(amount_fen=models.F("central_fen") + models.F("local_fen"))),
         ]

@@ -256,9 +256,16 @@ def _operator_bank_code(wallet: Wallet) -> str:
     return wallet.operator.code
 
 
-def _wallet_for(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, personal: bool, check) -> Wallet:
-    """The registered wallet, registering it if new; its recorded holder must be the taxpayer."""
+def _wallet_for(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, personal: bool, check,
+                register: bool = True) -> Wallet:
+    """The registered wallet, registering it if new and `register`; its recorded holder must be the taxpayer."""
     wallet = Wallet.objects.select_related("holder_person", "holder_org").filter(wallet_id=wallet_id).first()
+    if wallet is None and not register:
+        # The operator checks only the holder's name: registering here would bind the wallet to whatever
+        # ID was typed, and its real holder could then never sign an agreement for it.
+        raise TaxError("本系统未登记该钱包的持有人身份，无法核对纳税人证件号码；请先签订三方协议 "
+                       "(the wallet's holder is not on record here, so the taxpayer's ID cannot be checked; "
+                       "sign an agreement for the wallet first)", "holder_unverified")
     if wallet is None:
         if personal:
             ensure_personal_wallets(holders=[(wallet_id, taxpayer_name, taxpayer_id)], known_checks={wallet_id: check})
@@ -646,22 +653,35 @@ def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org
                 budget_level_code: str = "3", now: datetime) -> TaxDeduction:
     """An individual pays a tax voucher from a personal wallet, without an agreement. Debited at once
     like a real-time deduction. Idempotent on (tax authority, voucher number): paying the same voucher
-    again returns the first payment.
+    again with the same wallet, taxpayer and amount returns the first payment.
+
+    The wallet must already be registered here with the taxpayer as its holder (an agreement, a payroll
+    or another domain registered it): the operator confirms only the holder's name, so the ID typed at
+    the counter is checked against the holder on record and never used to register a wallet.
 
     Raises:
         TaxError: bad id or amount, the wallet is not the taxpayer's personal wallet (`holder_mismatch`,
-            `not_personal`, `wallet_not_found`), no treasury account (`no_treasury`).
+            `not_personal`, `wallet_not_found`), its holder is not on record here (`holder_unverified`),
+            the voucher was paid with another wallet, taxpayer or amount (`idempotency_conflict`), no
+            treasury account (`no_treasury`).
         OperatorUnavailable: the operator could not be asked to check the wallet; nothing recorded.
     """
     if type(amount_fen) is not int or amount_fen <= 0:
         raise TaxError("金额必须为正整数分 (amount must be a positive whole number of fen)", "amount")
     if not tax_vou_no.strip():
         raise TaxError("税票号码必填 (tax voucher number required)", "tax_vou_no")
+    taxpayer_id, _ = _taxpayer(taxpayer_id, personal=True)
+    try:
+        wallet_id = identifiers.validate_wallet_id(wallet_id)
+    except identifiers.InvalidIdentifier as exc:
+        raise TaxError(str(exc), exc.code)
     tra_no = f"V{tax_vou_no.strip()}"[:24]
     existing = TaxDeduction.objects.filter(kind=DeductionKind.OWN, tax_org_code=tax_org_code, tra_no=tra_no).first()
     if existing is not None:
+        if (existing.pay_acct, existing.taxpayer_id, existing.amount_fen) != (wallet_id, taxpayer_id, amount_fen):
+            raise TaxError("该税票已用其他钱包、纳税人或金额缴过 (this tax voucher was already paid with another "
+                           "wallet, taxpayer or amount)", "idempotency_conflict")
         return existing
-    taxpayer_id, _ = _taxpayer(taxpayer_id, personal=True)
     (check,) = verify_wallets(pairs=[(wallet_id, taxpayer_name)])
     if not check.exists:
         raise TaxError("运营机构查无此钱包 (the operator does not know this wallet)", "wallet_not_found")
@@ -674,7 +694,7 @@ def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org
         raise TaxError("收款国库账户未登记 (no treasury single account)", "no_treasury")
     with transaction.atomic():
         wallet = _wallet_for(wallet_id=wallet_id, taxpayer_id=taxpayer_id, taxpayer_name=taxpayer_name,
-                             personal=True, check=check)
+                             personal=True, check=check, register=False)
         item = DeductionItem(tra_no=tra_no, pay_op_bk_code=wallet.operator.code, pay_acct=wallet_id,
                              hand_org_name=taxpayer_name, amount_fen=amount_fen, tax_vou_no=tax_vou_no,
                              tax_pay_name=taxpayer_name, protocol_no="", tax_types=tuple(tax_types),
@@ -1486,7 +1506,7 @@ def finish_refund_order(*, order_id: int, now: datetime) -> RefundOrder:
             return order
         waiting = list(Refund.objects.select_for_update(of=("self",)).select_related("transfer")
                        .filter(order=order, state=RS.PAYING).order_by("pk"))
-        decided = []
+        decided, settled = [], []
         for r in waiting:
             t = r.transfer
             if t.state not in (TransferState.SETTLED, TransferState.FAILED, TransferState.CANCELLED):
@@ -1494,6 +1514,7 @@ def finish_refund_order(*, order_id: int, now: datetime) -> RefundOrder:
             if t.state == TransferState.SETTLED:
                 code, note = ResultCode.SUCCESS, REFUND_NOTES[ResultCode.SUCCESS]
                 r.succeed()
+                settled.append((r, local_date(t.settled_at or now)))
             else:
                 code = REFUND_REFUSAL_TO_RESULT.get(t.failure_code, ResultCode.OTHER_FAILURE)
                 note = f"{REFUND_NOTES[code]}: {t.failure_message}" if t.failure_message else REFUND_NOTES[code]
@@ -1501,6 +1522,7 @@ def finish_refund_order(*, order_id: int, now: datetime) -> RefundOrder:
             r.result_code, r.add_word, r.decided_at = code, note[:255], now
             decided.append(r)
         Refund.objects.bulk_update(decided, ["state", "result_code", "add_word", "decided_at"])
+        _record_refund_entries(settled, order=order)
         if decided:
             _trace(order.stream_key, REFUND, order.pk, "tax.refund.items_decided", actor="operator", now=now,
                    data={"paid": sum(r.state == RS.PAID for r in decided),
@@ -1517,6 +1539,33 @@ def finish_refund_order(*, order_id: int, now: datetime) -> RefundOrder:
                data={"succ_num": order.succ_num, "all_num": order.all_num})
         transaction.on_commit(partial(send_refund_result, order_id=order.pk, now=now))
     return order
+
+
+def _record_refund_entries(settled: list[tuple[Refund, date]], *, order: RefundOrder) -> None:
+    """Each paid refund's negative treasury entry, dated the day its transfer settled, in one insert in the
+    caller's transaction (a unique constraint refuses entering a refund twice). The 1104 names no tax type:
+    the refunded voucher's, when its deduction was entered under one, decides the central and local shares
+    as it did for the deduction; otherwise the budget level does (`split_revenue`)."""
+    if not settled:
+        return
+    types = defaultdict(set)
+    for vou_no, project_id, name in (TreasuryEntry.objects.filter(
+            deduction__tax_org_code=order.tax_org_code, reverses=False,
+            deduction__tax_vou_no__in={r.ori_tax_vou_no for r, _ in settled if r.ori_tax_vou_no})
+            .values_list("deduction__tax_vou_no", "project_id", "tax_type_name").distinct()):
+        types[vou_no].add((project_id, name))
+    treasury_code = order.treasury_wallet.holder_org.code or ""
+    entries = []
+    for r, entry_date in settled:
+        found = types.get(r.ori_tax_vou_no, ())
+        project_id, name = next(iter(found)) if len(found) == 1 else (r.budget_subject_code[:20], "")
+        central, local = split_revenue(amount_fen=r.amount_fen, tax_type_name=name, budget_level_code=r.budget_level_code)
+        entries.append(TreasuryEntry(
+            refund=r, entry_date=entry_date, tax_org_code=r.tax_org_code,
+            treasury_code=r.draw_back_tre_code or treasury_code, project_id=project_id, tax_type_name=name,
+            budget_type=r.budget_type, budget_level_code=r.budget_level_code, amount_fen=-r.amount_fen,
+            central_fen=-central, local_fen=-local))
+    TreasuryEntry.objects.bulk_create(entries, batch_size=1000)
 
 
 def refund_result(*, order: RefundOrder) -> RefundResult:

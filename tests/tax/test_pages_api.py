@@ -344,6 +344,7 @@ def test_a_package_still_being_deducted_is_polled_until_done(tax, tips_outbox, m
 
 def test_an_individual_pays_own_tax_at_the_counter(tax):
     person = tax.taxpayer(personal=True, balance_fen=2_000_00, name="李小明")
+    tax.sign(person)  # the wallet's holder on record, against which the typed ID is checked
     client = logged_in(tax.staff)
     data = {"tax_org_code": TAX_ORG_CODE, "taxpayer_id": person.taxpayer_id, "taxpayer_name": person.name,
             "wallet_id": person.wallet_id, "tax_vou_no": "310000000000000001", "amount": "321.50",

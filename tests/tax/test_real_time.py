@@ -131,6 +131,7 @@ def test_unknown_outcome_is_94999_then_reversed_after_recovery(tax, settings, fa
 
 def test_an_individual_pays_own_tax_once(tax):
     payer = tax.taxpayer(personal=True, balance_fen=2_000_00)
+    tax.sign(payer)  # the wallet's holder on record, against which the typed ID is checked
     deduction = services.pay_own_tax(wallet_id=payer.wallet_id, taxpayer_id=payer.taxpayer_id,
                                      taxpayer_name=payer.name, tax_org_code="13701000000",
                                      tax_vou_no="320261100001", amount_fen=500_00, now=timezone.now())
