@@ -1,7 +1,12 @@
 """Payroll in a real browser: an employer operator uploads a file with errors, reads the report and
-downloads it, uploads the fixed file and submits it; a second employer user approves, funds and pays;
-the progress shows every line paid; a payslip opens; all payslips are prepared and downloaded as a zip.
+downloads it, fixes the downloaded report and drops it on the upload page, and submits it; a second employer
+user approves, funds and pays; the operator's first answer is lost, so the page shows the run paying with
+every line left, then, as the recovery settles them, its progress moves to every line paid without a reload
+by the user; a payslip opens; all payslips are prepared and downloaded as a zip.
 Celery runs eagerly: paying, and building the zip, finish in the request."""
+import base64
+import csv
+import io
 import os
 import re
 import zipfile
@@ -56,7 +61,37 @@ def _upload(page, base_url, name, data: bytes):
     page.wait_for_url(re.compile(rf"{re.escape(base_url)}/payroll/\d+/$"))
 
 
-def test_upload_fix_approve_pay_and_open_a_payslip(employer, live_server, chromium_browser, browser_page, tmp_path):
+def _drop(page, base_url, name, data: bytes):
+    """Upload by dragging the file onto the page's drop zone (a drop event carrying the file)."""
+    page.goto(f"{base_url}/payroll/upload/")
+    dropped = page.evaluate_handle(
+        """([name, encoded]) => {
+            const bytes = Uint8Array.from(atob(encoded), c => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, {type: "text/csv"}));
+            return transfer;
+        }""", [name, base64.b64encode(data).decode()])
+    page.dispatch_event("[data-testid=dropzone]", "drop", {"dataTransfer": dropped})
+    assert page.locator("[data-testid=chosen-file]").inner_text() == name
+    page.click("[data-testid=upload-submit]")
+    page.wait_for_url(re.compile(rf"{re.escape(base_url)}/payroll/\d+/$"))
+
+
+def _fixed(report_path, *, wrong_name: str, right_name: str, right_total: str) -> bytes:
+    """The downloaded error report, fixed as a clerk would: the holder's name and the declared total."""
+    with open(report_path, encoding="utf-8-sig", newline="") as report:
+        rows = list(csv.reader(report))
+    for row in rows:
+        if row and row[0] == "实发合计":
+            row[1] = right_total
+        row[:] = [right_name if cell == wrong_name else cell for cell in row]
+    out = io.StringIO(newline="")
+    csv.writer(out).writerows(rows)
+    return out.getvalue().encode("utf-8-sig")
+
+
+def test_upload_fix_approve_pay_and_open_a_payslip(employer, live_server, chromium_browser, browser_page, tmp_path,
+                                                    ecny_sandbox):
     page, base = browser_page, live_server.url
     rows = employer["rows"]
     _log_in(page, base, employer["operator"].username)
@@ -80,8 +115,10 @@ def test_upload_fix_approve_pay_and_open_a_payslip(employer, live_server, chromi
     downloaded = download_info.value.path()
     assert "姓名与钱包户名不一致" in open(downloaded, encoding="utf-8-sig").read()
 
-    # 2. The fixed file, submitted for approval.
-    _upload(page, base, "工资.csv", builders.to_csv(builders.payroll_rows(rows)))
+    # 2. The downloaded report, fixed and dropped on the upload page (its error column is ignored), submitted.
+    total = sum(builders.net_fen(r) for r in rows)
+    _drop(page, base, "工资-已改.csv",
+          _fixed(downloaded, wrong_name="李四", right_name=rows[1][1], right_total=f"{total // 100}.{total % 100:02d}"))
     assert page.locator("[data-testid=batch-state]").get_attribute("data-state") == "validated"
     assert page.locator("[data-testid=payable-count]").inner_text() == str(STAFF)
     assert page.locator("table[data-testid=lines] tbody tr").count() == STAFF
@@ -91,7 +128,12 @@ def test_upload_fix_approve_pay_and_open_a_payslip(employer, live_server, chromi
     assert page.locator("button[data-action=approve]").count() == 0  # the preparer cannot approve
     batch = PayrollBatch.objects.get(state=BatchState.SUBMITTED)
 
-    # 3. A second employer user approves, funds and pays.
+    # 3. A second employer user approves, funds and pays. The operator applies the first payments but its answer
+    # is lost: the run stays paying and the page shows what is left until the recovery asks the operator.
+    from django.utils import timezone
+
+    from treasury.services.transfers import recover_unconfirmed_transfers
+
     context = chromium_browser.new_context(locale="zh-CN", viewport={"width": 1366, "height": 900})
     context.set_default_timeout(15_000)
     approver = context.new_page()
@@ -100,12 +142,19 @@ def test_upload_fix_approve_pay_and_open_a_payslip(employer, live_server, chromi
         approver.goto(f"{base}/payroll/approvals/")
         approver.click(f"tr[data-batch='{batch.pk}'] a")
         approver.wait_for_url(f"{base}/payroll/{batch.pk}/")
-        for action, state in (("approve", "approved"), ("fund", "funded"), ("pay", None)):
+        for action, state in (("approve", "approved"), ("fund", "funded")):
             approver.click(f"button[data-action={action}]")
             approver.wait_for_load_state()
-            if state:
-                assert approver.locator("[data-testid=batch-state]").get_attribute("data-state") == state
-        approver.wait_for_selector("[data-testid=batch-state][data-state=paid]")
+            assert approver.locator("[data-testid=batch-state]").get_attribute("data-state") == state
+        ecny_sandbox.admin.set_fault("error_after_apply", count=1)
+        approver.click("button[data-action=pay]")
+        approver.wait_for_load_state()
+        assert approver.locator("[data-testid=batch-state]").get_attribute("data-state") == "paying"
+        progress = approver.locator("[data-testid=progress]")
+        assert progress.locator("[data-testid=open-count]").inner_text() == str(STAFF)
+        assert progress.locator("[data-testid=paid-count]").inner_text() == "0"
+        recover_unconfirmed_transfers(now=timezone.now(), older_than_seconds=0)  # as the periodic task does
+        approver.wait_for_selector("[data-testid=batch-state][data-state=paid]")  # the page polls, then reloads
         progress = approver.locator("[data-testid=progress]")
         assert progress.locator("[data-testid=paid-count]").inner_text() == str(STAFF)
         assert progress.locator("[data-testid=open-count]").inner_text() == "0"
