@@ -259,6 +259,16 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data, no
                 problems.insert(0, _problem(0, "单位统一社会信用代码", "employer_mismatch",
                                             "文件中的单位与当前单位不一致 (the file names another employer)", of_file=True))
             problems += buffer.problems
+            # Union dues the union could not take (no member, already paid, collected by call): held like the
+            # lines the operator refused, so no yuan withheld for the union stays with the employer.
+            dues_refused = union.payroll_dues_problems(batch=batch, period=parsed.header.period or "")
+            problems += [_problem(line_no, "工会会费", code, message) for line_no, code, message in dues_refused]
+            if dues_refused and hold_invalid_lines:
+                batch.lines.filter(line_no__in=[line_no for line_no, _, _ in dues_refused]).update(
+                    held=True, hold_reason=dues_refused[0][2][:255])
+                _update_totals(batch)
+                buffer.payable_count, buffer.held_count = batch.payable_count, batch.held_count
+                buffer.total_net_fen, buffer.total_gross_fen = batch.total_net_fen, batch.total_gross_fen
             if hold_invalid_lines and not buffer.payable_count and not any(p.get("file") for p in problems):
                 problems.append(_problem(0, "", "no_payable_line",
                                          "文件中没有可支付的明细 (no line of the file can be paid)", of_file=True))

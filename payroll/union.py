@@ -60,6 +60,37 @@ def member_dues_base_fen(*, settings: UnionSettings, line: PayrollLine) -> int:
     return sum(line.components.get(name, 0) for name in settings.base_components)
 
 
+def payroll_dues_problems(*, batch: PayrollBatch, period: str) -> list[tuple[int, str, str]]:
+    """(line number, code, message) for each stored line of a payroll file whose withheld union dues the union
+    could not take, so the upload reports them and they are never kept by the employer: withheld while the
+    union collects its dues by monthly call, from someone who is not an active member, or from a member who
+    already has dues for the month. Nothing when the employer has no union here."""
+    settings = UnionSettings.objects.filter(employer=batch.employer_id).first()
+    if settings is None:
+        return []
+    withheld = [(line_no, resident_id) for line_no, resident_id, deductions
+                in batch.lines.order_by("line_no").values_list("line_no", "resident_id", "deductions")
+                if deductions.get("union_dues", 0) > 0]
+    if not withheld:
+        return []
+    if not settings.dues_in_payroll:
+        return [(line_no, "dues_by_call", "工会按月收取会费，工资中不应代扣 (the union collects its dues by monthly call: "
+                 "do not withhold them in the payroll)") for line_no, _ in withheld]
+    members = dict(settings.members.filter(active=True, resident_id__in=[rid for _, rid in withheld])
+                   .values_list("resident_id", "pk"))
+    had_dues = set(settings.dues_calls.filter(period=period, member_id__in=members.values())
+                   .values_list("member_id", flat=True))
+    problems = []
+    for line_no, resident_id in withheld:
+        if resident_id not in members:
+            problems.append((line_no, "dues_not_member", "代扣了工会会费，但此人不是工会会员 (union dues withheld from "
+                             "someone who is not a union member)"))
+        elif members[resident_id] in had_dues:
+            problems.append((line_no, "dues_already_paid", f"此会员{period}的会费已收取或正在收取 (this member's dues "
+                             f"for {period} are already paid or being collected)"))
+    return problems
+
+
 def remit_for_payroll(*, batch_id: int, actor: str, now: datetime) -> list[int]:
     """The unions' part of what a payroll run has actually paid, from the employer's wallet: for each line
     whose salary transfer has settled, the member's dues as withheld in the file (once per member and month,

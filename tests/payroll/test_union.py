@@ -5,7 +5,7 @@ from django.utils import timezone
 from payroll import services, union
 from payroll.models import BatchState, DuesCall, UnionMember
 from tests.payroll import builders
-from tests.payroll.helpers import approved_and_funded, staff
+from tests.payroll.helpers import approved_and_funded, staff, upload
 from treasury.models import Transfer, TransferState
 from treasury.services.ledger import check_ledger
 
@@ -42,9 +42,18 @@ def members_for(settings, rows, *, authorised=True):
 
 
 @pytest.mark.django_db(transaction=True)
+def without_dues(row: list[str]) -> list[str]:
+    """The row with no union dues withheld (column 13), its net that much higher."""
+    row = list(row)
+    net = builders.net_fen(row) + builders.net_fen(["", row[13]])
+    row[13], row[15] = "0.00", f"{net // 100}.{net % 100:02d}"
+    return row
+
+
 def test_payroll_run_remits_dues_and_funds_to_the_fen(employer, grassroots):
     rows = staff(employer, 6)
-    members_for(grassroots, rows[:4])  # two of the six are not members
+    members_for(grassroots, rows[:4])  # two of the six are not members: nothing withheld from them
+    rows[4:] = [without_dues(r) for r in rows[4:]]
     batch = approved_and_funded(employer, rows)
     services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
     assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
@@ -154,3 +163,30 @@ def test_a_returned_line_remits_no_dues_and_no_funds(employer, grassroots):
     assert union_money(batch, union.PURPOSE_FUNDS) == split.total_fen
     assert list(DuesCall.objects.values_list("member__wallet_id", flat=True)) == [rows[1][3]]
     assert union.remit_for_payroll(batch_id=batch.pk, actor="x", now=timezone.now()) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dues_the_union_could_not_take_are_reported_at_upload_and_never_kept(employer, grassroots):
+    """Dues withheld from someone who is not a member, or from a member whose month is already paid: the file
+    is rejected with the line named; paying the valid lines holds those lines; dues withheld while the union
+    collects by call are refused the same way."""
+    rows = staff(employer, 3)
+    members = members_for(grassroots, rows[:2])
+    DuesCall.objects.create(union=grassroots, member=members[1], period="2025-06", amount_fen=2_500,
+                            source=DuesCall.Source.CALL, created_at=timezone.now())
+    batch = upload(employer, rows)
+    assert batch.state == BatchState.REJECTED
+    codes = {(p["code"], p["column"]) for p in batch.problems}
+    assert codes == {("dues_already_paid", "工会会费"), ("dues_not_member", "工会会费")}
+
+    held = upload(employer, rows, hold_invalid_lines=True)
+    assert held.state == BatchState.VALIDATED and (held.payable_count, held.held_count) == (1, 2)
+    assert held.total_net_fen == builders.net_fen(rows[0])
+    assert set(held.lines.filter(held=True).values_list("resident_id", flat=True)) == {rows[1][2], rows[2][2]}
+
+    grassroots.dues_in_payroll = False
+    grassroots.save()
+    refused = upload(employer, [rows[0]])
+    assert refused.state == BatchState.REJECTED and refused.problems[0]["code"] == "dues_by_call"
+    accepted = upload(employer, [without_dues(rows[0])])
+    assert accepted.state == BatchState.VALIDATED
