@@ -36,7 +36,9 @@ def reconciliation_exception_handler(exc, context):
         return _error("invalid_state", "差异当前状态不允许此操作 (the case's state does not allow this)",
                       status.HTTP_409_CONFLICT)
     if isinstance(exc, services.ReconciliationError):
-        return _error(exc.code, str(exc), status.HTTP_400_BAD_REQUEST)
+        # A refusal about the case's state (resolved meanwhile) is a conflict, like a move the state does not allow.
+        conflict = exc.code == "invalid_state"
+        return _error(exc.code, str(exc), status.HTTP_409_CONFLICT if conflict else status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, OperatorRejected):
         return _error("operator_rejected", str(exc), status.HTTP_503_SERVICE_UNAVAILABLE)
     return tax_exception_handler(exc, context)

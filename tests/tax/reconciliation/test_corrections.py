@@ -177,6 +177,12 @@ def test_a_correction_of_a_case_resolved_meanwhile_is_not_approved(cases, tax, d
     with pytest.raises(services.ReconciliationError) as refused:
         corrections.approve_correction(correction_id=proposed.pk, user=tax.checker, now=timezone.now())
     assert refused.value.code == "invalid_state"
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(tax.checker)
+    response = api.post(f"/api/v1/tax/reconciliation/cases/{case.pk}/corrections/{proposed.pk}/approve/", format="json")
+    assert response.status_code == 409 and response.json()["code"] == "invalid_state"
     assert tax.balance(day["amount"].pay_acct) == before and Transfer.objects.count() == transfers
     assert CaseCorrection.objects.get(pk=proposed.pk).state == CorrectionState.PROPOSED
 

@@ -217,6 +217,7 @@ def test_an_own_payment_is_matched_with_the_operator_only_and_counted_apart(tax)
     message = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=100_00)
     TaxHandler().deduct_real_time(message)
     person = tax.taxpayer(personal=True, balance_fen=2_000_00)
+    tax.sign(person)  # an own payment needs the wallet's holder on record here
     own = tax_services.pay_own_tax(wallet_id=person.wallet_id, taxpayer_id=person.taxpayer_id,
                                    taxpayer_name=person.name, tax_org_code=TAX_ORG_CODE, tax_vou_no="320261100001",
                                    amount_fen=500_00, now=timezone.now())
