@@ -401,6 +401,9 @@ class RefundOrder(ConcurrentTransitionMixin, models.Model):
     result_acknowledged = models.BooleanField("结果已确认 (result acknowledged)", default=False)
     result_attempts = models.PositiveIntegerField("发送次数 (result send attempts)", default=0)
     result_error = models.CharField("发送错误 (last send error)", max_length=255, blank=True)
+    # The tax system refused the 2104 (a fault or a refusing reply): it waits for a person, not for the sweep.
+    result_fault_code = models.CharField("对方拒绝代码 (refusal code)", max_length=10, blank=True)
+    result_tried_at = models.DateTimeField("最近发送 (last send attempt)", null=True, blank=True)
     received_at = models.DateTimeField()
     done_at = models.DateTimeField(null=True, blank=True)
     result_sent_at = models.DateTimeField(null=True, blank=True)

@@ -1217,6 +1217,15 @@ def send_package_result(*, package_id: int, now: datetime) -> DeductionPackage:
     return package
 
 
+def _due_for_resend(last_attempt: datetime | None, attempts: int, *, now: datetime, first_after_seconds: int = 20,
+                    at_most_every_seconds: int = 600) -> bool:
+    """Whether a result not acknowledged is due again: `first_after_seconds` after its last attempt, then twice
+    as long after each attempt that failed, up to `at_most_every_seconds`, so a tax system down for hours is not
+    sent everything every time."""
+    wait = min(first_after_seconds * 2 ** max(attempts - 1, 0), at_most_every_seconds)
+    return last_attempt is None or last_attempt <= now - timedelta(seconds=wait)
+
+
 def finish_packages(*, now: datetime, resume_after_seconds: int = 60, resend_after_seconds: int = 20,
                     resend_at_most_every_seconds: int = 600) -> dict[str, int]:
     """The periodic sweep: finish deducting packages with items whose transfers were decided (also late, by
@@ -1246,8 +1255,8 @@ def finish_packages(*, now: datetime, resume_after_seconds: int = 60, resend_aft
         state=P.DONE, result_pending=True, result_fault_code="")
     for package_id, sent_at, attempts in pending.order_by("pk").values_list("pk", "result_sent_at",
                                                                              "result_attempts"):
-        wait = min(resend_after_seconds * 2 ** max(attempts - 1, 0), resend_at_most_every_seconds)
-        if sent_at is not None and sent_at > now - timedelta(seconds=wait):
+        if not _due_for_resend(sent_at, attempts, now=now, first_after_seconds=resend_after_seconds,
+                               at_most_every_seconds=resend_at_most_every_seconds):
             continue
         if send_package_result(package_id=package_id, now=now).result_acknowledged:
             counts["results_acknowledged"] += 1
@@ -1590,22 +1599,24 @@ def send_refund_result(*, order_id: int, now: datetime) -> RefundOrder:
     order = RefundOrder.objects.get(pk=order_id)
     if not order.result_pending:
         return order
-    error, acknowledged = "", False
+    error, fault_code, acknowledged = "", "", False
     try:
         reply = _tips().send_refund_result(refund_result(order=order))
         acknowledged = reply.result in (ResultCode.SUCCESS, ResultCode.DUPLICATE)
         if not acknowledged:
-            error = f"{reply.result} {reply.add_word}"
+            error, fault_code = f"{reply.result} {reply.add_word}", reply.result
     except TipsUnavailable as exc:
         error = f"税务系统暂不可达，稍后重发 (unreachable, will resend): {exc}"
     except TipsFault as exc:
-        error = f"税务系统拒收 (refused): {exc}"
+        error, fault_code = f"税务系统拒收 (refused): {exc}", exc.code or "fault"
     with transaction.atomic():
         order = _locked_refund_order(order_id)
         if not order.result_pending:
             return order
         order.result_attempts += 1
         order.result_error = error[:255]
+        order.result_fault_code = fault_code[:10]
+        order.result_tried_at = now
         if acknowledged:
             order.result_pending, order.result_acknowledged, order.result_sent_at = False, True, now
         order.save()
@@ -1622,7 +1633,11 @@ def finish_refund_orders(*, now: datetime) -> dict[str, int]:
     for order_id in RefundOrder.objects.filter(state=RO.PAYING).values_list("pk", flat=True):
         if finish_refund_order(order_id=order_id, now=now).state == RO.DONE:
             counts["finished"] += 1
-    for order_id in RefundOrder.objects.filter(result_pending=True).values_list("pk", flat=True):
+    # As for packages' 2102: a refused result waits for a person, the others are resent with a growing wait.
+    pending = RefundOrder.objects.filter(result_pending=True, result_fault_code="")
+    for order_id, tried_at, attempts in pending.order_by("pk").values_list("pk", "result_tried_at", "result_attempts"):
+        if not _due_for_resend(tried_at, attempts, now=now):
+            continue
         if send_refund_result(order_id=order_id, now=now).result_acknowledged:
             counts["results_acknowledged"] += 1
     return dict(counts)

@@ -1,5 +1,6 @@
 """Refunds from the treasury (退库, 1104): received, reviewed, approved by a second person, paid to the
 taxpayers' wallets at the sandbox operator, answered with a refund result."""
+import datetime as dt
 import itertools
 from dataclasses import replace
 
@@ -202,8 +203,34 @@ def test_an_unreachable_tax_system_leaves_the_result_pending_until_the_sweep_sen
     assert refund_order.state == RefundOrderState.DONE and refund_order.result_pending
     assert "connection refused" in refund_order.result_error and refund_order.result_attempts == 1
     monkeypatch.setattr(services, "_tips", lambda: tax.outbox)
-    assert services.finish_refund_orders(now=timezone.now()) == {"results_acknowledged": 1}
+    assert services.finish_refund_orders(now=timezone.now()) == {}  # too soon after the last attempt
+    later = timezone.now() + dt.timedelta(seconds=21)
+    assert services.finish_refund_orders(now=later) == {"results_acknowledged": 1}
     assert len(tax.outbox.sent) == 1
+
+
+def test_a_result_the_tax_system_refused_waits_for_a_person_not_the_sweep(refunds, monkeypatch):
+    from adapters.tips.interface import TipsFault
+
+    tax = refunds
+    sent = []
+
+    class Refusing:
+        def send_refund_result(self, result):
+            sent.append(result)
+            raise TipsFault("92004 schema", code="92004")
+
+    monkeypatch.setattr(services, "_tips", lambda: Refusing())
+    payer = tax.taxpayer(balance_fen=0)
+    services.receive_refund_order(message=order([refund_item(payer, amount_fen=10_00)]), now=timezone.now())
+    refund_order = RefundOrder.objects.get()
+    services.review_refund_order(order_id=refund_order.pk, user=tax.staff, now=timezone.now())
+    services.approve_refund_order(order_id=refund_order.pk, user=tax.approver, now=timezone.now())
+    refund_order.refresh_from_db()
+    assert refund_order.result_pending and refund_order.result_fault_code == "92004" and len(sent) == 1
+    for minutes in (1, 10, 60):  # the sweep runs every 30 s in service: it never sends the refused result again
+        services.finish_refund_orders(now=timezone.now() + dt.timedelta(minutes=minutes))
+    assert len(sent) == 1
 
 
 API = "/api/v1/tax/refunds"
