@@ -21,13 +21,13 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from adapters.ecny.interface import OperatorUnavailable
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin
 from treasury.access.errors import AccessDenied
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
 from treasury.access.scoping import user_organization
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.money import fen_to_yuan_str
+from treasury.services.transfers import OperatorUnavailable
 
 from . import selectors, services
 from . import union as union_rules

@@ -16,12 +16,12 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
-from adapters.ecny.interface import OperatorUnavailable
 from treasury.access import roles
 from treasury.access.decorators import role_required, writable_required
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.money import fen_to_yuan_str, format_yuan, yuan_to_fen
+from treasury.services.transfers import OperatorUnavailable
 
 from . import members, selectors, services, templates_files
 from .models import ArchiveState
