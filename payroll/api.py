@@ -739,14 +739,8 @@ class UnionViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         try:
-            union = union_rules.change_rules(
-                union_id=union.pk, user=request.user, now=timezone.now(),
-                rules=union_rules.UnionRules(
-                    dues_rate_percent=values["dues_rate_percent"],
-                    dues_base_components=tuple(values["dues_base_components"]),
-                    funds_rate_percent=values["funds_rate_percent"],
-                    grassroots_share_percent=values["grassroots_share_percent"],
-                    dues_in_payroll=values["dues_in_payroll"]))
+            union = union_rules.change_rules(union_id=union.pk, user=request.user, now=timezone.now(),
+                                             rules=union_rules.UnionRules.of(values))
         except AccessDenied as exc:
             return _refusal(exc)
         except union_rules.RulesRefused as exc:

@@ -286,6 +286,15 @@ class UnionRules:
     grassroots_share_percent: Decimal
     dues_in_payroll: bool
 
+    @classmethod
+    def of(cls, values: dict) -> "UnionRules":
+        """From a form's or a serializer's validated values (the field names are these)."""
+        return cls(dues_rate_percent=values["dues_rate_percent"],
+                   dues_base_components=tuple(values["dues_base_components"]),
+                   funds_rate_percent=values["funds_rate_percent"],
+                   grassroots_share_percent=values["grassroots_share_percent"],
+                   dues_in_payroll=values["dues_in_payroll"])
+
 
 def may_change_rules(*, user, union: UnionSettings) -> bool:
     """The union's own operators and approvers: the employer pays the dues and funds, so it does not set them."""

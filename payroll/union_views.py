@@ -46,12 +46,7 @@ def union_rules_page(request, union_id: int):
             data = form.cleaned_data
             try:
                 union_rules.change_rules(union_id=union.pk, user=request.user, now=timezone.now(),
-                                         rules=union_rules.UnionRules(
-                                             dues_rate_percent=data["dues_rate_percent"],
-                                             dues_base_components=tuple(data["dues_base_components"]),
-                                             funds_rate_percent=data["funds_rate_percent"],
-                                             grassroots_share_percent=data["grassroots_share_percent"],
-                                             dues_in_payroll=data["dues_in_payroll"]))
+                                         rules=union_rules.UnionRules.of(data))
             except union_rules.RulesRefused as exc:
                 for field, message in exc.problems.items():
                     form.add_error(FORM_FIELDS[field], message)

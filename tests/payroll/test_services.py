@@ -250,14 +250,20 @@ def test_failed_and_held_lines_can_be_retried_or_returned(employer):
     assert check_ledger().problems == []
 
 
-def test_a_retry_needs_the_money_in_the_corporate_wallet(employer):
+def with_a_failed_line(employer):
+    """A run of two lines whose first failed (its wallet frozen while paying, active again since): (rows, batch,
+    the failed line)."""
     rows = staff(employer, 2)
     batch = approved_and_funded(employer, rows)
     employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="frozen")
     services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
     services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
     employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="active")
-    line = batch.lines.get(wallet_id=rows[0][3])
+    return rows, batch, batch.lines.get(wallet_id=rows[0][3])
+
+
+def test_a_retry_needs_the_money_in_the_corporate_wallet(employer):
+    rows, batch, line = with_a_failed_line(employer)
     # The corporate wallet's money went elsewhere meanwhile: 1 yuan is left.
     employer.sandbox.admin.reset()
     employer.sandbox.admin.open_wallet(wallet_id=employer.wallet.wallet_id, wallet_type="WT09",
@@ -270,13 +276,7 @@ def test_a_retry_needs_the_money_in_the_corporate_wallet(employer):
 
 
 def test_retry_after_failure_uses_a_new_key_and_pays_once(employer):
-    rows = staff(employer, 2)
-    batch = approved_and_funded(employer, rows)
-    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="frozen")
-    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
-    services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
-    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="active")
-    line = batch.lines.get(wallet_id=rows[0][3])
+    rows, batch, line = with_a_failed_line(employer)
     services.retry_lines(batch_id=batch.pk, line_ids=[line.pk], user=employer.operator_user, now=timezone.now())
     line.refresh_from_db()
     assert line.transfer.idempotency_key == f"payroll:{batch.pk}:{line.line_no}:2"
