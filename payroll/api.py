@@ -17,6 +17,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -609,6 +610,38 @@ class UnionDetailSerializer(UnionSerializer):
         return DuesCallSerializer(selectors.dues_calls(union=obj, periods=self.context["periods"]), many=True).data
 
 
+class MemberRequestSerializer(serializers.Serializer):
+    """A member as the union's operator types it; the resident ID only when adding (it never changes)."""
+
+    employee_no = serializers.CharField(required=False, allow_blank=True, default="")
+    name = serializers.CharField()
+    resident_id = serializers.CharField(required=False, allow_blank=True, default="")
+    wallet_id = serializers.CharField()
+    dues_base_fen = serializers.IntegerField(min_value=0, default=0, help_text="fixed dues base in fen (0: from pay)")
+    standing_authorisation = serializers.BooleanField(default=False)
+
+    def details(self):
+        from .members import MemberDetails
+
+        return MemberDetails(**self.validated_data)
+
+
+class MemberProblemSerializer(serializers.Serializer):
+    line = serializers.IntegerField(help_text="the file's line (header = 1); 0 for one member")
+    field = serializers.CharField()
+    column = serializers.CharField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class MembersErrorSerializer(ErrorSerializer):
+    problems = MemberProblemSerializer(many=True)
+
+
+class MembersImportSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="CSV in the members template's columns (UTF-8 or GBK)")
+
+
 class ArrearSerializer(serializers.Serializer):
     member_id = serializers.IntegerField(source="member.pk")
     employee_no = serializers.CharField(source="member.employee_no")
@@ -727,6 +760,82 @@ class UnionViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
         body = DuesCallResultSerializer({"period": period, "created": len(calls),
                                          "amount_fen": sum(c.amount_fen for c in calls), "calls": fresh}).data
         return Response(body, status=status.HTTP_201_CREATED if calls else status.HTTP_200_OK)
+
+    # --- members: the union's or its employer's operators; others read them in the union's detail ---------
+
+    def _member(self, union, member_id) -> UnionMember:
+        member = union.members.filter(pk=member_id).first()
+        if member is None:
+            raise NotFound("member not found")
+        return member
+
+    def _members_run(self, call) -> Response:
+        from .members import MembersRefused
+
+        try:
+            return call()
+        except AccessDenied as exc:
+            return _refusal(exc)
+        except MembersRefused as exc:
+            problems = [{"line": p.line, "field": p.field, "column": p.column, "code": p.code, "message": p.message}
+                        for p in exc.problems]
+            return Response({"code": exc.code, "message": str(exc), "problems": problems},
+                            status=status.HTTP_400_BAD_REQUEST)
+
+    @extend_schema(summary="Add a member (identifiers checked, the wallet with the operator; traced)", tags=UNION_TAGS,
+                   request=MemberRequestSerializer,
+                   responses={201: UnionMemberSerializer, **ERRORS, 400: MembersErrorSerializer})
+    @action(detail=True, methods=["post"], url_path="members", url_name="members", pagination_class=None)
+    def add_member(self, request, pk=None):
+        from . import members
+
+        union = self.get_object()  # 404 before anything else
+        data = MemberRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self._members_run(lambda: Response(UnionMemberSerializer(members.add_member(
+            union_id=union.pk, user=request.user, details=data.details(), now=timezone.now())).data,
+            status=status.HTTP_201_CREATED))
+
+    @extend_schema(summary="Change a member: name, employee number, wallet, dues base, authorisation (not the "
+                           "resident ID; traced)", tags=UNION_TAGS, request=MemberRequestSerializer,
+                   responses={200: UnionMemberSerializer, **ERRORS, 400: MembersErrorSerializer})
+    @action(detail=True, methods=["put"], url_path=r"members/(?P<member_id>\d+)", url_name="member",
+            pagination_class=None)
+    def change_member(self, request, pk=None, member_id=None):
+        from . import members
+
+        member = self._member(self.get_object(), member_id)
+        data = MemberRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self._members_run(lambda: Response(UnionMemberSerializer(members.update_member(
+            member_id=member.pk, user=request.user, details=data.details(), now=timezone.now())).data))
+
+    @extend_schema(summary="Deactivate a member (no more dues) or reactivate one; doing it twice changes nothing",
+                   operation_id="v1_payroll_unions_members_active", tags=UNION_TAGS, request=None,
+                   responses={200: UnionMemberSerializer, **ERRORS})
+    @action(detail=True, methods=["post"], url_path=r"members/(?P<member_id>\d+)/(?P<move>deactivate|reactivate)",
+            url_name="member-active", pagination_class=None)
+    def member_active(self, request, pk=None, member_id=None, move=None):
+        from . import members
+
+        member = self._member(self.get_object(), member_id)
+        return self._members_run(lambda: Response(UnionMemberSerializer(members.set_member_active(
+            member_id=member.pk, user=request.user, active=move == "reactivate", now=timezone.now())).data))
+
+    @extend_schema(summary="Import members from CSV (the template's columns): all or nothing, every problem by line "
+                           "and column", tags=UNION_TAGS, request={"multipart/form-data": MembersImportSerializer},
+                   responses={201: UnionMemberSerializer(many=True), **ERRORS, 400: MembersErrorSerializer})
+    @action(detail=True, methods=["post"], url_path="members/import", url_name="members-import",
+            parser_classes=[MultiPartParser, FormParser], pagination_class=None)
+    def import_members(self, request, pk=None):
+        from . import members
+
+        union = self.get_object()
+        data = MembersImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self._members_run(lambda: Response(UnionMemberSerializer(members.import_members(
+            union_id=union.pk, user=request.user, data=data.validated_data["file"].read(), now=timezone.now()),
+            many=True).data, status=status.HTTP_201_CREATED))
 
     @extend_schema(summary="Change the union's rules: dues rate and base, funds rate, grassroots share (the union's "
                            "own operators and approvers; each change traced)", tags=UNION_TAGS,

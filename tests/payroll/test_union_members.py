@@ -286,3 +286,45 @@ def test_the_unions_own_operator_edits_and_every_form_needs_csrf(employer, grass
     assert UnionMember.objects.get().active is False
     for name in ("add", "import", "edit"):
         assert 'name="csrfmiddlewaretoken"' in strict.get(urls[name]).content.decode(), name
+
+
+# ---------------------------------------------------------------------------------------------
+# The same through the API
+# ---------------------------------------------------------------------------------------------
+
+
+def test_members_through_the_api_for_the_unions_operators_only(employer, grassroots):
+    from tests.payroll.test_pages_api import api_as
+
+    rows = staff(employer, 3)
+    api = api_as(employer.operator_user)
+    url = f"/api/v1/payroll/unions/{grassroots.pk}/members/"
+    body = {"employee_no": rows[0][0], "name": rows[0][1], "resident_id": rows[0][2], "wallet_id": rows[0][3],
+            "dues_base_fen": 800_000, "standing_authorisation": True}
+
+    refused = api.post(url, {**body, "wallet_id": UNKNOWN_WALLET}, format="json")
+    assert refused.status_code == 400 and refused.json()["code"] == "member_invalid"
+    assert [(p["field"], p["code"]) for p in refused.json()["problems"]] == [("wallet_id", "wallet_unknown")]
+    added = api.post(url, body, format="json")
+    assert added.status_code == 201 and added.json()["resident_id"] != rows[0][2]  # masked
+    member = UnionMember.objects.get()
+    assert (member.resident_id, member.dues_base_fen, member.standing_authorisation) == (rows[0][2], 800_000, True)
+
+    changed = api.put(f"{url}{member.pk}/", {**body, "employee_no": "E-100", "dues_base_fen": 900_050}, format="json")
+    assert changed.status_code == 200 and changed.json()["employee_no"] == "E-100"
+    assert api.post(f"{url}{member.pk}/deactivate/").json()["active"] is False
+    assert api.post(f"{url}{member.pk}/reactivate/").json()["active"] is True
+    assert api.put(f"{url}999999/", body, format="json").status_code == 404
+
+    imported = api.post(f"{url}import/", {"file": SimpleUploadedFile(
+        "会员.csv", members_csv([csv_line(rows[1]), csv_line(rows[2])]), content_type="text/csv")}, format="multipart")
+    assert imported.status_code == 201 and len(imported.json()) == 2
+    assert UnionMember.objects.count() == 3
+    assert [e.kind.rsplit(".", 1)[1] for e in member_events(grassroots)] == [
+        "added", "changed", "deactivated", "reactivated", "added", "added"]
+
+    # The employer's approvers read members but do not change them; another employer's users see no union.
+    approver = api_as(employer.approver)
+    assert approver.post(url, body, format="json").json()["code"] == "role_required"
+    outsider = api_as(f.make_user(role=roles.EMPLOYER_OPERATOR, organization=f.make_organization(name="丁")))
+    assert outsider.post(url, body, format="json").status_code == 404
