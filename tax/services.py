@@ -422,17 +422,21 @@ def result_of(deduction: TaxDeduction) -> DeductionResult:
 
 def treasury_wallet(*, treasury: TreasuryAccount | None = None, treasury_code: str = "") -> Wallet | None:
     """The treasury single account (国库单一账户) wallet to credit: the message's PayeeAcct when it is one,
-    else the one of the treasury with that code, else the only one there is."""
+    else the one of the treasury with that code; the only one there is only when nothing names a treasury.
+    None when what is named is not registered here: the money must not go to another treasury."""
     accounts = LedgerAccount.objects.filter(kind=LedgerAccount.Kind.TREASURY_SINGLE, wallet__isnull=False)
     if treasury is not None and treasury.payee_acct:
         found = accounts.filter(wallet__wallet_id=treasury.payee_acct).select_related("wallet").first()
         if found:
             return found.wallet
         treasury_code = treasury_code or treasury.payee_org_code
+    named = bool(treasury_code) or (treasury is not None and bool(treasury.payee_acct))
     if treasury_code:
         found = accounts.filter(wallet__holder_org__code=treasury_code).select_related("wallet").first()
         if found:
             return found.wallet
+    if named:
+        return None
     found = list(accounts.select_related("wallet")[:2])
     return found[0].wallet if len(found) == 1 else None
 

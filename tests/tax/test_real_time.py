@@ -54,6 +54,25 @@ def test_the_same_serial_twice_debits_once_and_answers_the_same(tax):
     assert_ledger_ok()
 
 
+def test_a_treasury_not_registered_here_is_refused_not_credited_to_another(tax):
+    """The only treasury registered here is not where money for another treasury goes."""
+    from dataclasses import replace
+
+    payer = tax.taxpayer(balance_fen=1_000_00)
+    agreement = tax.signed_and_verified(payer)
+    message = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=300_00)
+    elsewhere = replace(message, treasury=replace(message.treasury, payee_org_code="3201000000",
+                                                  payee_acct="0010000000009999"))
+    answer = services.deduct_real_time(message=elsewhere, now=timezone.now())
+    assert answer.result != ResultCode.SUCCESS and "国库" in answer.add_word
+    assert tax.balance(payer.wallet_id) == 1_000_00 and not Transfer.objects.exists()
+    # Named by its code alone (an account number not on record), the registered treasury is credited.
+    fresh = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=300_00)
+    by_code = replace(fresh, treasury=replace(fresh.treasury, payee_acct="0010000000009999"))
+    assert services.deduct_real_time(message=by_code, now=timezone.now()).result == ResultCode.SUCCESS
+    assert tax.balance(tax.treasury_wallet.wallet_id) == 300_00
+
+
 def test_no_verified_active_agreement_is_24009(tax):
     payer = tax.taxpayer()
     pending = tax.sign(payer)

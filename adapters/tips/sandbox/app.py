@@ -84,8 +84,8 @@ MAX_ADMIN_BODY_BYTES = 1024 * 1024
 XML = "text/xml; charset=utf-8"
 TAX_ORG_CODE = "13201000000"  # the sandbox's tax authority
 PAY_BANK_CODE = "001000000000"  # the e-CNY operator / clearing bank in the sandbox
-TREASURY = TreasuryAccount(payee_bank_no="011100000003", payee_org_code="3201000000", payee_acct="0010000000009999",
-                           payee_name="国家金库南京市中心支库", pay_bk_code=PAY_BANK_CODE, handle_type="0")
+TREASURY = TreasuryAccount(payee_bank_no="011100000003", payee_org_code="3701000000", payee_acct="0010000000009999",
+                           payee_name="国家金库济南市中心支库", pay_bk_code=PAY_BANK_CODE, handle_type="0")
 _LOST_REPLY_PAGE = b"<html><body><h1>502 Bad Gateway</h1><p>upstream closed the connection</p></body></html>"
 
 
