@@ -49,17 +49,18 @@ def employee_no(wallet: Wallet) -> str:
 
 
 def payroll_csv(*, employer: Organization, period: str, staff: list[Wallet], spoil: dict | None = None,
-                variant: int = 0) -> bytes:
+                variant: int = 0, union_members: frozenset[str] = frozenset()) -> bytes:
     """A payroll file of `staff` as an employer's payroll office would export it; `spoil` maps a row
     index to {column index: wrong value} to show the error report; `variant` (0-99) changes the
-    bonuses by that many fen, so each demo run uploads a file of its own."""
+    bonuses by that many fen, so each demo run uploads a file of its own. Union dues are withheld from
+    `union_members` (resident IDs) only, as the upload checks."""
     rows = []
     for index, wallet in enumerate(staff):
         basic = 6_000_00 + 113_00 * (index % 9) + index
         allowances, subsidies, bonus = 500_00, 300_00, 1_000_00 * (index % 3 == 0) + variant
         gross = basic + allowances + subsidies + bonus
         social, housing, tax = gross * 10 // 100, gross * 12 // 100, 45_00 + index
-        dues = union_dues_fen(base_fen=basic, rate_bp=50)
+        dues = union_dues_fen(base_fen=basic, rate_bp=50) if wallet.holder_person.resident_id in union_members else 0
         net = gross - social - housing - tax - dues
         amounts = [basic, allowances, subsidies, bonus, 0, gross, social, housing, tax, dues, 0, net]
         row = [employee_no(wallet), wallet.holder_name, wallet.holder_person.resident_id, wallet.wallet_id]

@@ -31,6 +31,7 @@ from fiscal_disbursement import documents as fiscal_documents
 from fiscal_disbursement import services as fiscal
 from fiscal_disbursement.models import Quota
 from payroll import services as payroll
+from payroll.models import UnionMember
 from treasury.models import Transfer, TransferState
 from treasury.money import format_yuan
 from treasury.receipts.models import Receipt
@@ -99,18 +100,24 @@ class Command(BaseCommand):
         period = timezone.localdate().strftime("%Y-%m")
         employer_a = world.orgs["employer_a"]
         clerk, approver = (get_user_model().objects.get(username=name) for name in ("emp_a_op", "emp_a_ap"))
-        spoiled = payroll_csv(employer=employer_a, period=period, staff=world.employees_a,
+        # Dues are withheld from members whose dues for the month are not paid yet (a demo run again in the
+        # same month is a second run of that month's payroll).
+        members = frozenset(UnionMember.objects.filter(union__employer=employer_a, active=True)
+                            .exclude(dues_calls__period=period).values_list("resident_id", flat=True))
+        spoiled = payroll_csv(employer=employer_a, period=period, staff=world.employees_a, union_members=members,
                               spoil={2: {2: "37010219700312003X"}, 4: {15: "1.00"}}, variant=int(run_id) % 100)
         rejected = payroll.import_payroll_file(employer=employer_a, user=clerk, filename=f"工资{run_id}.csv",
                                                data=spoiled, now=timezone.now())
         report = Path(settings.MEDIA_ROOT) / "demo" / f"payroll-{rejected.pk}-errors.csv"
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_bytes(payroll.error_report(batch=rejected))
+        with payroll.error_report(batch=rejected) as source, report.open("wb") as target:
+            shutil.copyfileobj(source, target)
         say(f"1. payroll file for {period} uploaded by emp_a_op: {rejected.state}, {rejected.problem_count} problems")
         for problem in rejected.problems:
             say(f"   line {problem['line']} {problem['column']}: {problem['message']}")
         say(f"   error report to fix and upload again: {report}")
-        fixed = payroll_csv(employer=employer_a, period=period, staff=world.employees_a, variant=int(run_id) % 100)
+        fixed = payroll_csv(employer=employer_a, period=period, staff=world.employees_a, union_members=members,
+                            variant=int(run_id) % 100)
         batch = payroll.import_payroll_file(employer=employer_a, user=clerk, filename=f"工资{run_id}-fixed.csv",
                                             data=fixed, now=timezone.now(), hold_invalid_lines=True)
         say(f"   fixed file: batch {batch.pk} {batch.state}, {batch.payable_count} lines to pay "
