@@ -196,7 +196,7 @@ def load_demo_world(*, employees_a: int = 40, employees_b: int = 10, password: s
             user.is_superuser = role == roles.ADMIN
             user.save()
             world.passwords[username] = password
-            user.groups.add(Group.objects.get(name=role))
+            user.groups.add(Group.objects.get_or_create(name=role)[0])  # made by access 0002; again after a flush
             Membership.objects.update_or_create(user=user, defaults={"organization": world.orgs[org_key]})
         for username, serial in INDIVIDUALS:
             wallet = person_wallet(serial)
@@ -204,7 +204,7 @@ def load_demo_world(*, employees_a: int = 40, employees_b: int = 10, password: s
             user.set_password(password)
             user.save()
             world.passwords[username] = password
-            user.groups.add(Group.objects.get(name=roles.INDIVIDUAL))
+            user.groups.add(Group.objects.get_or_create(name=roles.INDIVIDUAL)[0])
             PersonalAccount.objects.update_or_create(user=user, defaults={"person": wallet.holder_person})
             world.individuals[username] = wallet
         # Premiums of the sample city (370100, loaded with the rules), employers' and flexible payers', are
