@@ -98,16 +98,21 @@ def batch_line(*, batch: PayrollBatch, line_no) -> PayrollLine:
         raise Http404("payroll line not found")
 
 
+# Where a line stands, by its current transfer: one definition for the page's progress and the run's finishing
+# (services.line_progress), which had drifted apart.
+LINE_PAID = Q(transfer__state=TransferState.SETTLED)
+LINE_FAILED = Q(transfer__state__in=[TransferState.FAILED, TransferState.CANCELLED], returned=False)
+# Being paid: the line's transfer waits for an outcome, or the line still waits for its transfer (the task
+# makes them a chunk at a time).
+LINE_OPEN = (Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
+             | Q(transfer__isnull=True, held=False, returned=False))
+
+
 def progress(*, batch: PayrollBatch) -> Progress | None:
     """Paid, failed and open lines and amounts of a batch that has started paying (None before), in one query."""
     if batch.state not in PAYING_OR_LATER:
         return None
-    settled = Q(transfer__state=TransferState.SETTLED)
-    failed = Q(transfer__state__in=[TransferState.FAILED, TransferState.CANCELLED], returned=False)
-    # Being paid: the line's transfer waits for an outcome, or the line still waits for its transfer (the
-    # task makes them a chunk at a time), as services.line_progress counts them.
-    still_open = (Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
-                  | Q(transfer__isnull=True, held=False, returned=False))
+    settled, failed, still_open = LINE_PAID, LINE_FAILED, LINE_OPEN
     sent = settled | failed | still_open
     t = batch.lines.aggregate(
         n=Count("pk", filter=sent), fen=Sum("net_fen", filter=sent),

@@ -35,7 +35,7 @@ from treasury.services.transfers import (
 from treasury.services.wallets import WalletCheck, ensure_personal_wallets, operator_balance, verify_wallets
 from treasury.trace.services import EventSpec, append_events
 
-from treasury import bulk
+from treasury import bulk, spreadsheets
 from treasury.money import format_yuan
 
 from . import parsing, union
@@ -181,10 +181,7 @@ def _store_upload(data, filename: str) -> tuple[str, str]:
             while chunk := stream.read(_COPY_CHUNK):
                 size += len(chunk)
                 if size > parsing.DEFAULT_MAX_BYTES:
-                    raise parsing.PayrollFileRefused(
-                        f"文件超过大小上限 {parsing.DEFAULT_MAX_BYTES // (1024 * 1024)} MB "
-                        f"(file is larger than the {parsing.DEFAULT_MAX_BYTES // (1024 * 1024)} MB limit)",
-                        "file_too_large")
+                    raise spreadsheets.refuse_oversized(parsing.DEFAULT_MAX_BYTES)  # the parser's own refusal
                 digest.update(chunk)
                 spool.write(chunk)
         except BaseException:
@@ -568,11 +565,8 @@ class LineProgress:
 def line_progress(*, batch: PayrollBatch) -> LineProgress:
     from django.db.models import Count, Q, Sum
 
-    settled = Q(transfer__state=TransferState.SETTLED)
-    failed = Q(transfer__state__in=[TransferState.FAILED, TransferState.CANCELLED], returned=False)
-    # Being paid: the line's transfer waits for an outcome, or the line waits for its transfer.
-    still_open = (Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
-                  | Q(transfer__isnull=True, held=False, returned=False))
+    from .selectors import LINE_FAILED as failed, LINE_OPEN as still_open, LINE_PAID as settled
+
     totals = batch.lines.aggregate(
         n_paid=Count("pk", filter=settled), fen_paid=Sum("net_fen", filter=settled),
         n_failed=Count("pk", filter=failed), n_open=Count("pk", filter=still_open),

@@ -326,7 +326,7 @@ class SeenTable:
 # ---------------------------------------------------------------------------------------------
 # Reading bytes: size limit while reading, content hash of exactly what was read
 # ---------------------------------------------------------------------------------------------
-def _refuse_oversized(limit: int) -> SpreadsheetRefused:
+def refuse_oversized(limit: int) -> SpreadsheetRefused:
     return SpreadsheetRefused(
         f"文件超过大小上限 {limit // (1024 * 1024)} MB (file is larger than the {limit // (1024 * 1024)} MB limit)",
         "file_too_large",
@@ -349,7 +349,7 @@ class _MeteredReader(io.RawIOBase):
         buffer[:n] = data
         self.size += n
         if self.size > self._limit:
-            raise _refuse_oversized(self._limit)
+            raise refuse_oversized(self._limit)
         self.sha256.update(data)
         return n
 
@@ -358,7 +358,7 @@ def _open_seekable(data, *, max_bytes: int) -> tuple[io.BufferedIOBase, int | No
     """Bytes or a file-like object -> (a seekable binary stream, its size), refusing oversized input up front."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         if len(data) > max_bytes:
-            raise _refuse_oversized(max_bytes)
+            raise refuse_oversized(max_bytes)
         return io.BytesIO(bytes(data)), len(data)
     stream = data
     size = getattr(data, "size", None)
@@ -372,14 +372,14 @@ def _open_seekable(data, *, max_bytes: int) -> tuple[io.BufferedIOBase, int | No
         except (OSError, ValueError):
             seekable = False
     if size is not None and size > max_bytes:
-        raise _refuse_oversized(max_bytes)
+        raise refuse_oversized(max_bytes)
     if not seekable:  # spool once (limit enforced while copying) so the file can be read twice
         spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)
         copied = 0
         while chunk := stream.read(_CHUNK):
             copied += len(chunk)
             if copied > max_bytes:
-                raise _refuse_oversized(max_bytes)
+                raise refuse_oversized(max_bytes)
             spool.write(chunk)
         spool.seek(0)
         return spool, copied
@@ -520,7 +520,7 @@ class SpreadsheetFile:
             while chunk := self.stream.read(_CHUNK):
                 read += len(chunk)
                 if read > self.max_bytes:
-                    raise _refuse_oversized(self.max_bytes)
+                    raise refuse_oversized(self.max_bytes)
                 decoder.decode(chunk)
             decoder.decode(b"", final=True)
             return True
