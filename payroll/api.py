@@ -65,12 +65,16 @@ class PayrollBatchSerializer(serializers.ModelSerializer):
     prepared_by = serializers.CharField(source="prepared_by.username", read_only=True)
     approved_by = serializers.CharField(source="approved_by.username", read_only=True, allow_null=True, default=None)
     total_net_yuan = serializers.SerializerMethodField(help_text='total net pay in yuan as a decimal string')
+    warning_count = serializers.IntegerField(
+        read_only=True, help_text="lines with at least one warning (list them: lines/?with_warnings=true); "
+                                  "a warning never stops paying")
 
     class Meta:
         model = PayrollBatch
         fields = [
             "id", "batch_ref", "employer", "period", "filename", "file_format", "state", "line_total",
-            "payable_count", "held_count", "problem_count", "total_net_fen", "total_net_yuan", "total_gross_fen",
+            "payable_count", "held_count", "problem_count", "warning_count", "total_net_fen", "total_net_yuan",
+            "total_gross_fen",
             "prepared_by", "approved_by", "cancel_reason", "created_at", "submitted_at", "approved_at", "paying_at",
             "finished_at",
         ]
@@ -103,12 +107,16 @@ class PayrollLineSerializer(serializers.ModelSerializer):
     )
     transfer_id = serializers.IntegerField(read_only=True, allow_null=True)
     failure_message = serializers.SerializerMethodField()
+    warnings = serializers.ListField(
+        child=serializers.CharField(), read_only=True,
+        help_text="what the upload noticed on the line without refusing it, each 中文 (English): a resident ID's "
+                  "unknown region, union dues other than the union's rules give; the line is paid as the file says")
 
     class Meta:
         model = PayrollLine
         fields = [
             "line_no", "employee_no", "name", "resident_id", "wallet_id", "components", "deductions", "gross_fen",
-            "net_fen", "held", "hold_reason", "state", "transfer_id", "failure_message",
+            "net_fen", "held", "hold_reason", "state", "transfer_id", "failure_message", "warnings",
         ]
         read_only_fields = fields
 
@@ -185,6 +193,10 @@ class PayslipArchiveSerializer(serializers.ModelSerializer):
         if obj.state != ArchiveState.READY or not obj.file_path:
             return None
         return reverse("api-payroll-batch-payslip-archive-download", kwargs={"pk": obj.batch_id, "archive_id": obj.pk})
+
+
+class LineFilterSerializer(serializers.Serializer):
+    with_warnings = serializers.BooleanField(required=False, default=False)
 
 
 class BatchFilterSerializer(serializers.Serializer):
@@ -280,11 +292,15 @@ class PayrollBatchViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
     # --- reading --------------------------------------------------------------------------------
 
     @extend_schema(summary="The lines of a batch (names, IDs and wallets masked)", tags=TAGS,
+                   parameters=[OpenApiParameter("with_warnings", OpenApiTypes.BOOL,
+                                                description="only the lines with at least one warning")],
                    responses={200: PayrollLineSerializer(many=True), **ERRORS})
     @action(detail=True, methods=["get"])
     def lines(self, request, pk=None):
         batch = self.get_object()
-        page = self.paginate_queryset(selectors.batch_lines(batch=batch))
+        filters = LineFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        page = self.paginate_queryset(selectors.batch_lines(batch=batch, **filters.validated_data))
         return self.get_paginated_response(PayrollLineSerializer(page, many=True).data)
 
     @extend_schema(summary="One employee's payslip (PDF)", tags=TAGS,

@@ -47,6 +47,9 @@ class PayrollBatch(ConcurrentTransitionMixin, models.Model):
     total_gross_fen = models.BigIntegerField(default=0)
     problem_count = models.PositiveIntegerField(default=0)
     problems = models.JSONField(default=list)  # [{line, column, code, message}], bounded
+    # Lines stored with at least one warning (PayrollLine.warnings), counted at upload: the page and the API
+    # show it without counting a 100,000-line batch's lines. Warnings never stop paying.
+    warning_count = models.PositiveIntegerField("有提示的明细数 (lines with warnings)", default=0)
     state = FSMField(default=B.UPLOADED, choices=B.choices, protected=True)
     prepared_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     approved_by = models.ForeignKey(

@@ -57,9 +57,11 @@ def batch_get(*, user, batch_id) -> PayrollBatch:
         raise Http404("payroll batch not found")
 
 
-def batch_lines(*, batch: PayrollBatch) -> QuerySet[PayrollLine]:
-    """The lines of a batch already checked by `batch_get`, in file order, with their transfers."""
-    return batch.lines.select_related("transfer").order_by("line_no")
+def batch_lines(*, batch: PayrollBatch, with_warnings: bool = False) -> QuerySet[PayrollLine]:
+    """The lines of a batch already checked by `batch_get`, in file order, with their transfers; with
+    `with_warnings`, only the lines that carry a warning (`batch.warning_count` of them)."""
+    lines = batch.lines.select_related("transfer").order_by("line_no")
+    return lines.exclude(warnings=[]) if with_warnings else lines
 
 
 @dataclass(frozen=True)

@@ -122,8 +122,19 @@ class _LineBuffer:
     held_count: int = 0
     total_net_fen: int = 0
     total_gross_fen: int = 0
+    # Withheld union dues against the union's rules (None: no union here, or its dues are not in the payroll).
+    dues: union.PayrollDuesCheck | None = None
+    warning_count: int = 0  # lines stored with at least one warning
 
     def add(self, line: parsing.PayrollLine) -> None:
+        warnings = line.warnings
+        dues = self.dues
+        if dues is not None and line.resident_id in dues.members:
+            dues_warning = dues.warning(line)
+            if dues_warning:
+                warnings = (*warnings, dues_warning)  # last: _drop_last_warnings relies on it
+        if warnings:
+            self.warning_count += 1
         # The JSON of the components and deductions is formatted directly (fixed keys, integer values):
         # json.dumps three times a line was a third of storing a 100,000-line file.
         self.pending.append((
@@ -133,7 +144,7 @@ class _LineBuffer:
             _DEDUCTIONS_JSON % (line.social_insurance_fen, line.housing_fund_fen, line.income_tax_fen,
                                 line.union_dues_fen, line.other_deductions_fen),
             line.gross_fen, line.net_fen,
-            json.dumps(list(line.warnings), ensure_ascii=False) if line.warnings else "[]", False, "", False, 0,
+            json.dumps(list(warnings), ensure_ascii=False) if warnings else "[]", False, "", False, 0,
             "", None,  # the wallet's type and class: _check_wallets fills them in
         ))
         if len(self.pending) >= LINE_INSERT_CHUNK:
@@ -244,11 +255,16 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data, no
         with transaction.atomic():
             batch = PayrollBatch.objects.create(period="", file_format="", **common)
             # One COPY for the whole file: PostgreSQL stores the lines while the next ones are parsed.
+            dues_check = union.PayrollDuesCheck.for_employer(employer_id=employer.pk)  # before the COPY opens
             with bulk.row_stream(table=PayrollLine._meta.db_table, columns=_LINE_COLUMNS) as write:
-                buffer = _LineBuffer(batch=batch, write=write)
+                buffer = _LineBuffer(batch=batch, write=write, dues=dues_check)
                 with (Path(settings.MEDIA_ROOT) / upload_path).open("rb") as stored:  # read as it is parsed
                     parsed = parsing.parse_payroll_file(data=stored, filename=filename, line_sink=buffer.add)
                 buffer.flush()
+            if dues_check is not None:
+                # Members whose month is paid already owe nothing in this file: their dues warnings go.
+                paid_already = dues_check.lines_paid_already(period=parsed.header.period or "")
+                buffer.warning_count -= _drop_last_warnings(batch, paid_already)
             # Rows up to the column header row are the header block and the column titles: the file's own.
             problems = [_problem(p.line, p.column, p.code, p.message, of_file=p.line <= (parsed.header_row or 0))
                         for p in parsed.problems]
@@ -278,10 +294,12 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data, no
                 raise _Rejected()
             batch.payable_count, batch.held_count = buffer.payable_count, buffer.held_count
             batch.total_net_fen, batch.total_gross_fen = buffer.total_net_fen, buffer.total_gross_fen
+            batch.warning_count = buffer.warning_count
             batch.validate()
             batch.save()
             _trace(batch, "payroll.batch.validated", actor=user.username, now=now, amount_fen=batch.total_net_fen,
-                   lines=batch.payable_count, held=batch.held_count, problems=batch.problem_count)
+                   lines=batch.payable_count, held=batch.held_count, problems=batch.problem_count,
+                   warnings=batch.warning_count)
             return batch
     except _Rejected:
         pass
@@ -294,6 +312,20 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data, no
         rejected.save()
         _trace(rejected, "payroll.batch.rejected", actor=user.username, now=now, problems=rejected.problem_count)
     return rejected
+
+
+def _drop_last_warnings(batch: PayrollBatch, line_nos: list[int]) -> int:
+    """Remove the last warning of these stored lines (the one `_LineBuffer.add` appended), 1,000 lines a query;
+    returns how many lines are left without any warning."""
+    cleared = 0
+    for start in range(0, len(line_nos), 1000):
+        rows = list(batch.lines.filter(line_no__in=line_nos[start : start + 1000]).values_list("pk", "warnings"))
+        only = [pk for pk, warnings in rows if len(warnings) <= 1]
+        cleared += batch.lines.filter(pk__in=only).update(warnings=[])
+        for pk, warnings in rows:
+            if len(warnings) > 1:
+                batch.lines.filter(pk=pk).update(warnings=warnings[:-1])
+    return cleared
 
 
 def _check_wallets(rows: list[tuple], problems: list[dict]) -> dict[int, str]:

@@ -23,6 +23,7 @@ from treasury.access import roles
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import user_organization
 from treasury.models import Transfer, TransferState
+from treasury.money import fen_to_yuan_str
 from treasury.services.transfers import NewTransfer, create_transfers
 from treasury.services.wallets import ensure_personal_wallets
 from treasury.trace.services import EventSpec, append_events
@@ -58,6 +59,94 @@ def funds_split(*, gross_fen: int, funds_rate_bp: int, grassroots_share_bp: int)
 
 def member_dues_base_fen(*, settings: UnionSettings, line: PayrollLine) -> int:
     return sum(line.components.get(name, 0) for name in settings.base_components)
+
+
+def _percent_text(basis_points: int) -> str:
+    """50 -> "0.5" (a rate as people write it, without the % sign)."""
+    return f"{(Decimal(basis_points) / 100).normalize():f}"
+
+
+class PayrollDuesCheck:
+    """Withheld union dues of a payroll file against the union's rules, line by line as the file is read.
+
+    For an active member of a union whose dues are deducted in the payroll run, the dues of a line should be
+    `dues_fen` of the line's dues base (the sum of its pay components in the union's `base_components`).
+    Any other amount, none withheld included, is a *warning* on the line, not a problem: the employer may
+    have its reasons (a cap, half a month) and the dues are remitted as the file says.
+
+    One query for the members (`for_employer`), none a line: the import stores lines through one COPY that
+    nothing else may interrupt. Members whose dues for the month are already paid or being collected are
+    known only once the file's period is read, so their lines are picked out afterwards
+    (`lines_paid_already`) and the caller drops the warning it stored for them."""
+
+    # Expected dues by counted base: a payroll repeats its pay grades. Bounded like the parser's amount cache.
+    _CACHE_SIZE = 65_536
+
+    def __init__(self, *, settings: UnionSettings, members: set[str]):
+        self.settings = settings
+        self.members = members  # resident IDs of the active members
+        self.rate_bp = settings.dues_rate_bp
+        self.rate_text = _percent_text(settings.dues_rate_bp)
+        self.base_fields = tuple(name + "_fen" for name in settings.base_components)
+        self.warned: dict[str, int] = {}  # resident ID -> line number, for the lines given a dues warning
+        self._expected: dict[int, int] = {}
+
+    @classmethod
+    def for_employer(cls, *, employer_id: int) -> "PayrollDuesCheck | None":
+        """The check for an employer's payroll files; None when it has no union here, the union collects its
+        dues by monthly call, or it has no active member (then there is nothing to compare)."""
+        settings = UnionSettings.objects.filter(employer=employer_id).first()
+        if settings is None or not settings.dues_in_payroll:
+            return None
+        members = set(settings.members.filter(active=True).values_list("resident_id", flat=True))
+        return cls(settings=settings, members=members) if members else None
+
+    def base_fen(self, line) -> int:
+        """The line's dues base: the sum of its pay components that make the union's base."""
+        return sum(getattr(line, name) for name in self.base_fields)
+
+    def expected_fen(self, base_fen: int) -> int:
+        """The union's dues on a base (`dues_fen`: whole 10 yuan counted, ROUND_HALF_UP to the fen)."""
+        counted = base_fen - base_fen % TEN_YUAN_FEN
+        expected = self._expected.get(counted)
+        if expected is None:
+            expected = dues_fen(base_fen=counted, rate_bp=self.rate_bp)
+            if len(self._expected) < self._CACHE_SIZE:
+                self._expected[counted] = expected
+        return expected
+
+    def warning(self, line) -> str | None:
+        """The warning for a parsed line (`parsing.PayrollLine`) whose withheld dues are not the union's, or None
+        (not a member, or the dues are right). Chinese first, English in parentheses, amounts in yuan."""
+        if line.resident_id not in self.members:
+            return None
+        base = self.base_fen(line)
+        expected = self.expected_fen(base)
+        actual = line.union_dues_fen
+        if actual == expected:
+            return None
+        self.warned[line.resident_id] = line.line
+        counted = base - base % TEN_YUAN_FEN
+        how_zh = f"会费基数{fen_to_yuan_str(counted)}元的{self.rate_text}%"
+        how_en = f"{self.rate_text}% of the dues base {fen_to_yuan_str(counted)} yuan"
+        if counted != base:
+            how_zh += "，不足10元部分不计"
+            how_en += ", the part below 10 yuan not counted"
+        should = fen_to_yuan_str(expected)
+        if actual == 0:
+            return (f"未代扣工会会费，按工会规定应为{should}元（{how_zh}） (no union dues withheld; the union's rules "
+                    f"give {should} yuan: {how_en})")
+        return (f"代扣工会会费{fen_to_yuan_str(actual)}元，按工会规定应为{should}元（{how_zh}） (union dues withheld "
+                f"{fen_to_yuan_str(actual)} yuan; the union's rules give {should} yuan: {how_en})")
+
+    def lines_paid_already(self, *, period: str) -> list[int]:
+        """Line numbers given a dues warning whose member already has dues for `period` (paid or in flight, by
+        a payroll run or a call): nothing is due from them in this file (dues withheld there are the upload's
+        `dues_already_paid` problem), so the warning does not apply. One query, only when a line was warned."""
+        if not self.warned or not period:
+            return []
+        paid = self.settings.dues_calls.filter(period=period).values_list("member__resident_id", flat=True)
+        return sorted(self.warned[resident_id] for resident_id in set(paid) if resident_id in self.warned)
 
 
 def payroll_dues_problems(*, batch: PayrollBatch, period: str) -> list[tuple[int, str, str]]:

@@ -34,6 +34,7 @@ from .parsing import PayrollFileRefused
 
 BATCHES_PER_PAGE = 50
 LINES_PER_PAGE = 100
+WARNINGS_PER_PAGE = 50
 EMPLOYER_ROLES = (roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER, roles.AUDITOR)
 REPORT_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -88,6 +89,10 @@ def upload(request):
                 else:
                     messages.success(request, _("The file is correct: %(payable)s line(s), %(total)s in all.") % {
                         "payable": batch.payable_count, "total": format_yuan(batch.total_net_fen)})
+                if batch.warning_count:
+                    messages.warning(request, _(
+                        "%(count)s line(s) have warnings: see them on the batch page. A warning does not stop "
+                        "paying.") % {"count": batch.warning_count})
                 return redirect("payroll:batch-detail", batch_id=batch.pk)
     return render(request, "payroll/upload.html", {"form": form}, status=status)
 
@@ -156,6 +161,19 @@ def _finish_if_paying(batch):
     return batch
 
 
+class _CountedPaginator(Paginator):
+    """Pages of a list whose length is known already (a batch keeps its `warning_count`): no COUNT over the
+    lines of a 100,000-line batch on each page view."""
+
+    def __init__(self, object_list, per_page, *, count: int):
+        super().__init__(object_list, per_page)
+        self._known_count = count
+
+    @property
+    def count(self) -> int:
+        return self._known_count
+
+
 def _progress_data(batch) -> dict:
     progress = selectors.progress(batch=batch)
     data = {"batch_id": batch.pk, "state": batch.state, "state_label": str(BATCH_STATE_LABELS[batch.state]),
@@ -188,9 +206,21 @@ def batch_detail(request, batch_id: int):
     lines_editable = selectors.can_act_on_lines(user=request.user, batch=batch)
     for line in page.object_list:
         line.actionable = lines_editable and selectors.line_is_actionable(line)
+    warned_page = None
+    if batch.warning_count:
+        warned_page = _CountedPaginator(selectors.batch_lines(batch=batch, with_warnings=True), WARNINGS_PER_PAGE,
+                                        count=batch.warning_count).get_page(request.GET.get("warnings_page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    lines_query = query.urlencode()  # the lines' pages keep the warnings' page, and the other way round
+    query = request.GET.copy()
+    query.pop("warnings_page", None)
     return render(request, "payroll/batch_detail.html", {
         "batch": batch,
         "page": page,
+        "lines_query": lines_query,
+        "warned_page": warned_page,
+        "warnings_query": query.urlencode(),
         "lines_editable": lines_editable and any(line.actionable for line in page.object_list),
         "summary_receipt": selectors.summary_receipt(batch=batch),
         "can_issue_summary_receipt": selectors.can_issue_summary_receipt(user=request.user, batch=batch),

@@ -1,6 +1,6 @@
 """`manage.py payroll_import FILE --employer USCC --period YYYY-MM [--user NAME] [--hold-invalid]`.
 
-Prints the batch id and a summary (lines valid, held, rejected, total) for scripted use; exit 1 when
+Prints the batch id and a summary (lines valid, held, rejected, with warnings, total) for scripted use; exit 1 when
 the file is rejected or refused, or is for another period than --period (a validated batch is then cancelled).
 """
 from pathlib import Path
@@ -58,8 +58,9 @@ class Command(BaseCommand):
 
     @staticmethod
     def _summary(batch) -> str:
-        """Lines valid, held and rejected, and the total to pay. A rejected batch keeps no line: its valid lines are
-        the file's lines without a problem (at most, when more problems were found than the batch keeps)."""
+        """Lines valid, held, rejected and with warnings (which do not stop paying: they are listed on the batch page
+        and in the API), and the total to pay. A rejected batch keeps no line: its valid lines are the file's lines
+        without a problem (at most, when more problems were found than the batch keeps)."""
         if batch.state == BatchState.REJECTED:
             rejected, exact = services.problem_line_count(batch)
             bound = "" if exact else "at most "
@@ -68,4 +69,5 @@ class Command(BaseCommand):
                     "nothing to pay until the file is fixed")
         rejected = batch.line_total - batch.payable_count - batch.held_count
         return (f"{batch.line_total} lines in the file, {batch.payable_count} valid, {batch.held_count} held, "
-                f"{rejected} rejected ({batch.problem_count} problems); total net {format_yuan(batch.total_net_fen)}")
+                f"{rejected} rejected ({batch.problem_count} problems), {batch.warning_count} with warnings; "
+                f"total net {format_yuan(batch.total_net_fen)}")
