@@ -25,6 +25,7 @@ from treasury.spreadsheets import (
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
     FORMULA_START,
     BadValue,
+    DigitsLost,
     LineChecker,
     LineProblem,
     ParsedSheet,
@@ -34,6 +35,7 @@ from treasury.spreadsheets import (
     amount_to_fen,
     check_file,
     compact_text,
+    in_scientific_notation,
     header_key,
     iter_original_rows,
     normalize_text,
@@ -261,12 +263,17 @@ class _LineChecker(LineChecker):
 
         id_number = compact_text(cells[i_id]).upper() if i_id >= 0 else ""
         id_kind, warnings, id_ok = "", (), False
-        if id_number:
+        if id_number and type(cells[i_id]) is DigitsLost:
+            self.lost_digits(line, "id_number")
+        elif id_number:
             try:
                 id_kind, id_number, warnings = self.read_id(id_number, expected_kind)
                 id_ok = True
             except InvalidIdentifier as exc:
-                add(line, labels["id_number"], exc.code, str(exc))
+                if in_scientific_notation(id_number):
+                    self.lost_digits(line, "id_number")
+                else:
+                    add(line, labels["id_number"], exc.code, str(exc))
             if id_ok and expected_kind is not None and id_kind != expected_kind:
                 add(line, labels["category"], "category_mismatch", _CATEGORY_MISMATCH[expected_kind])
         elif i_id >= 0:

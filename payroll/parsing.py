@@ -30,6 +30,7 @@ from treasury.spreadsheets import (
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
     FORMULA_START,
     BadValue,
+    DigitsLost,
     LineChecker,
     LineProblem,
     ParsedSheet,
@@ -39,6 +40,7 @@ from treasury.spreadsheets import (
     amount_to_fen,
     check_file,
     compact_text,
+    in_scientific_notation,
     iter_original_rows,
     normalize_text,
     read_line_count,
@@ -309,11 +311,17 @@ class _LineChecker(LineChecker):
         resident_id = compact_text(cells[i_resident]) if i_resident >= 0 else ""
         resident_ok = False
         if resident_id:
-            try:
-                resident_id, warnings = self.check_resident_id(resident_id)
-                resident_ok = True
-            except InvalidIdentifier as exc:
-                add(line, labels["resident_id"], exc.code, str(exc))
+            if type(cells[i_resident]) is DigitsLost:
+                self.lost_digits(line, "resident_id")
+            else:
+                try:
+                    resident_id, warnings = self.check_resident_id(resident_id)
+                    resident_ok = True
+                except InvalidIdentifier as exc:
+                    if in_scientific_notation(resident_id):
+                        self.lost_digits(line, "resident_id")
+                    else:
+                        add(line, labels["resident_id"], exc.code, str(exc))
         elif i_resident >= 0:
             add(line, labels["resident_id"], "required")
 

@@ -27,6 +27,7 @@ from treasury.spreadsheets import (
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
     FORMULA_START,
     BadValue,
+    DigitsLost,
     LineChecker,
     LineProblem,
     ParsedSheet,
@@ -36,6 +37,7 @@ from treasury.spreadsheets import (
     amount_to_fen,
     check_file,
     compact_text,
+    in_scientific_notation,
     normalize_text,
     read_line_count,
     resident_id_key,
@@ -144,11 +146,16 @@ class _LineChecker(LineChecker):
         raw_id = compact_text(cells[i_id]) if i_id >= 0 else ""
         if not raw_id:
             problems.add(line, labels["resident_id"], "required")
+        elif type(cells[i_id]) is DigitsLost:
+            self.lost_digits(line, "resident_id")
         else:
             try:
                 resident_id, warnings = self.check_resident_id(raw_id)
             except InvalidIdentifier as exc:
-                problems.add(line, labels["resident_id"], exc.code, str(exc))
+                if in_scientific_notation(raw_id):
+                    self.lost_digits(line, "resident_id")
+                else:
+                    problems.add(line, labels["resident_id"], exc.code, str(exc))
             else:
                 earlier = self.seen_ids.add(resident_id_key(resident_id), line)
                 if earlier is not None:

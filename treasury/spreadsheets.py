@@ -607,6 +607,23 @@ def _column_letter(index: int) -> str:
     return letters
 
 
+class DigitsLost(str):
+    """The text of an XLSX number cell of 16 or more digits. Spreadsheet programs keep 15 significant digits
+    of a number, so a resident ID or wallet id typed into a cell not formatted as text has other last digits
+    once the file is saved (110101199001010015 becomes 110101199001010000), and may even be another valid
+    number: such a cell is never read as an identifier (`LineChecker.lost_digits`)."""
+
+
+_LOST_DIGITS_FROM = 10**15
+# "1.10101E+17": how a spreadsheet program saves a long number in a General cell to CSV.
+_SCIENTIFIC = re.compile(r"[+-]?\d+(\.\d*)?E\+?\d+", re.IGNORECASE)
+
+
+def in_scientific_notation(text: str) -> bool:
+    """Whether an identifier that failed its check is a number saved as "1.10101E+17" (`LineChecker.lost_digits`)."""
+    return _SCIENTIFIC.fullmatch(text) is not None
+
+
 def _xlsx_text(value, line: int, index: int) -> str:
     """An XLSX cell value to the text a user would see; exact for numbers (repr, never float maths)."""
     if value is None:
@@ -617,12 +634,12 @@ def _xlsx_text(value, line: int, index: int) -> str:
             raise _refuse_formula(line, index)
         return value
     if kind is int:
-        return str(value)
+        return str(value) if -_LOST_DIGITS_FROM < value < _LOST_DIGITS_FROM else DigitsLost(value)
     if kind is float:
         text = format(Decimal(repr(value)), "f")
         if "." in text:
             text = text.rstrip("0").rstrip(".")
-        return text
+        return text if -_LOST_DIGITS_FROM < value < _LOST_DIGITS_FROM else DigitsLost(text)
     if kind is bool:
         return "TRUE" if value else "FALSE"
     if isinstance(value, datetime.datetime):
@@ -880,17 +897,33 @@ class LineChecker:
         once the problem (blank, invalid) is added. The foundation checks it unless it is plainly 16 digits."""
         wallet_id = compact_text(cells[index]) if index >= 0 else ""
         if wallet_id:
+            if type(cells[index]) is DigitsLost:
+                self.lost_digits(line, "wallet_id")
+                return None
             if len(wallet_id) == 16 and wallet_id.isascii() and wallet_id.isdigit():
                 return wallet_id
             try:
                 return validate_wallet_id(wallet_id)
             except InvalidIdentifier as exc:
-                self.problems.add(line, self.labels["wallet_id"], exc.code, str(exc))
+                if in_scientific_notation(wallet_id):
+                    self.lost_digits(line, "wallet_id")
+                else:
+                    self.problems.add(line, self.labels["wallet_id"], exc.code, str(exc))
                 return None
         if index >= 0:
             self.problems.add(line, self.labels["wallet_id"], "required")
             return None
         return ""
+
+    def lost_digits(self, line: int, field: str) -> None:
+        """The identifier in `field` was stored as a number (`DigitsLost`, or saved to CSV as "1.10101E+17"):
+        its last digits are not the ones typed, so the line is refused with how to fix the file."""
+        self.problems.add(
+            line, self.labels[field], "number_lost_digits",
+            "此单元格被表格软件存成了数字，只保留15位有效数字，后几位已不是原来录入的数字：请把该列设为“文本”格式，重新录入后再上传 "
+            "(the spreadsheet program stored this cell as a number, which keeps 15 significant digits, so its last "
+            "digits are no longer the ones typed: format the column as text, enter the numbers again and upload)",
+        )
 
     def check_duplicate_wallet(self, line: int, wallet_id: str) -> None:
         """The first line with a wallet stays valid; each later one names it."""

@@ -110,6 +110,19 @@ def test_xlsx_reads_amounts_exactly(rows):
     assert parsed.lines[2].id_number == resident_id(2)
 
 
+def test_ids_and_wallets_stored_as_numbers_are_refused_with_how_to_fix_them(rows):
+    """A spreadsheet program keeps 15 significant digits of a number: an ID or wallet cell holding a number of
+    16 or more digits (XLSX), or saved to CSV as "1.10101E+17", is refused, never read as an identifier."""
+    all_rows = payee_rows(rows)
+    all_rows[FIRST_LINE - 1][COL["证件号码"]] = float(rows[0][COL["证件号码"]])
+    all_rows[FIRST_LINE][COL["钱包编号"]] = int(rows[1][COL["钱包编号"]])
+    parsed = parse(to_xlsx(all_rows), filename="payees.xlsx")
+    assert problems_of(parsed) == [(FIRST_LINE, "证件号码", "number_lost_digits"),
+                                   (FIRST_LINE + 1, "钱包编号", "number_lost_digits")]
+    rows[0][COL["证件号码"]] = "1.10101E+17"
+    assert (FIRST_LINE, "证件号码", "number_lost_digits") in problems_of(parse(to_csv(payee_rows(rows))))
+
+
 def test_templates_parse_without_problems():
     for data, name in ((template_csv(), "t.csv"), (template_xlsx(), "t.xlsx")):
         parsed = parse(data, filename=name)

@@ -69,6 +69,32 @@ def test_xlsx_reads_numbers_exactly(rows):
     assert (line.basic_wage_fen, line.gross_fen, line.income_tax_fen, line.net_fen) == (800010, 880010, 2550, 777210)
 
 
+def test_ids_a_spreadsheet_program_stored_as_numbers_are_refused_with_how_to_fix_them(rows):
+    """Typed into a General cell, an 18-digit ID keeps 15 significant digits (110101199001010015 is saved as
+    1.10101199001010E+17, read back 110101199001010000), and a 16-digit wallet id may turn into another valid
+    one: a number cell of 16 or more digits is never read as an identifier, whatever its check digit says."""
+    all_rows = payroll_rows(rows)
+    first, second = FIRST_LINE - 1, FIRST_LINE  # 0-based rows of the first two lines
+    all_rows[first][COL["身份证号"]] = float(rows[0][COL["身份证号"]])  # as Excel keeps it: a float
+    all_rows[second][COL["数字人民币钱包"]] = int(rows[1][COL["数字人民币钱包"]])  # exact, still a number
+    parsed = parse(to_xlsx(all_rows), filename="payroll.xlsx")
+    assert problems_of(parsed) == [(FIRST_LINE, "身份证号", "number_lost_digits"),
+                                   (FIRST_LINE + 1, "数字人民币钱包", "number_lost_digits")]
+    assert "设为“文本”格式" in parsed.problems[0].message and "format the column as text" in parsed.problems[0].message
+    assert [line.line for line in parsed.lines] == [FIRST_LINE + 2]  # the text cells of the third line are fine
+
+
+def test_ids_saved_to_csv_in_scientific_notation_are_named_as_such(rows):
+    rows[0][COL["身份证号"]] = "1.10101E+17"
+    rows[1][COL["数字人民币钱包"]] = "1E+15"
+    rows[2][COL["身份证号"]] = "11010119900101001"  # 17 digits: an ordinary format error, not a number
+    parsed = parse(to_csv(payroll_rows(rows)))
+    codes = problems_of(parsed)
+    assert (FIRST_LINE, "身份证号", "number_lost_digits") in codes
+    assert (FIRST_LINE + 1, "数字人民币钱包", "number_lost_digits") in codes
+    assert [c for c in codes if c[0] == FIRST_LINE + 2][0][2] != "number_lost_digits"
+
+
 def test_xlsx_float_with_more_than_two_decimals_is_refused_not_rounded(rows):
     rows[1][COL["津贴"]] = "500.005"
     parsed = parse(to_xlsx(payroll_rows(rows)), filename="payroll.xlsx")

@@ -249,3 +249,23 @@ def test_reconciliation_moves_matched_payments_on_and_reports_the_rest(world, fa
     assert list(run.results.exclude(outcome="matched").values_list("outcome", flat=True)) == ["not_acknowledged"]
     run = reconcile_day(check_date=day, now=now(), statement_rows=[])
     assert list(run.results.exclude(outcome="matched").values_list("outcome", flat=True)) == ["missing_operator"]
+
+
+def test_a_resident_id_a_spreadsheet_program_stored_as_a_number_is_refused_with_how_to_fix_it():
+    """15 significant digits are all a spreadsheet number keeps: the ID's last digits are gone."""
+    import io
+
+    from openpyxl import load_workbook
+
+    from social_security import parsing
+
+    workbook = load_workbook(io.BytesIO(parsing.template_xlsx()))
+    sheet = workbook.worksheets[0]
+    id_cells = [row[1] for row in sheet.iter_rows() if isinstance(row[1].value, str) and row[1].value[:17].isdigit()
+                and len(row[1].value) == 18]
+    id_cells[0].value = float(id_cells[0].value)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    parsed = parsing.parse_declaration_file(buffer.getvalue(), filename="declaration.xlsx")
+    assert [(p.line, p.code) for p in parsed.problems] == [(id_cells[0].row, "number_lost_digits")]
+    assert len(parsed.lines) == len(id_cells) - 1
