@@ -909,17 +909,19 @@ def _serials_taken(*, tax_org_code: str, entrust_date: date, tra_nos: list[str])
 
 def process_package(*, package_id: int, now: datetime) -> dict[str, int]:
     """Deduct a received package's items, TAX_BATCH_CHUNK_SIZE at a time, then finish it if every item is
-    decided. Per chunk: one transaction records its transfers (one create_transfers call) and marks its
-    items. With no lock held, the transfers go to the operator from this task, not through another task:
-    one batch call (`submit_transfer_chunk`) per TRANSFER_CHUNK_SIZE transfers. Items refused here (no
-    active agreement) are decided at once with 24009. Returns the items debiting and refused by this run.
+    decided. Per chunk: one transaction records its transfers (one create_transfers call, claimed by this
+    task) and marks its items. With no lock held, the transfers go to the operator from this task, not
+    through another task: one batch call (`send_claimed_transfers`) per TRANSFER_CHUNK_SIZE transfers. Items
+    refused here (no active agreement) are decided at once with 24009. Returns the items debiting and refused by this run.
 
-    Safe to run again or concurrently: items that already have a transfer or a result are skipped, the
-    transfer core claims each transfer for one sender only, and transfers a killed run left pending are
-    sent by the next run (or by the core's sweep of stranded transfers).
+    Safe to run again or concurrently: items that already have a transfer or a result are skipped, and each
+    transfer is created claimed by one run. Transfers a killed run left unsent are asked of the operator by
+    the core's recovery, which puts those it never saw back to pending; the next run (or the core's sweep of
+    stranded transfers) claims and sends those.
     """
     counts = defaultdict(int)
-    to_submit = _pending_transfer_ids(package_id)  # left pending by a run that was killed
+    _submit(_pending_transfer_ids(package_id), now=now)  # left pending by a run that was killed
+    to_send = []
     treasury = content_type_id = None
     while True:
         with transaction.atomic():
@@ -942,13 +944,13 @@ def process_package(*, package_id: int, now: datetime) -> dict[str, int]:
                                                        content_type_id=content_type_id, now=now)
         for name, count in chunk_counts.items():
             counts[name] += count
-        to_submit += transfer_ids
-        if len(to_submit) >= settings.TRANSFER_CHUNK_SIZE:  # full operator batches, not one per chunk
-            _submit(to_submit, now=now)
-            to_submit = []
+        to_send += transfer_ids
+        if len(to_send) >= settings.TRANSFER_CHUNK_SIZE:  # full operator batches, not one per chunk
+            _send(to_send, now=now)
+            to_send = []
         if len(chunk) < settings.TAX_BATCH_CHUNK_SIZE:  # that was the last (items only come with the package)
             break
-    _submit(to_submit, now=now)
+    _send(to_send, now=now)
     finish_package(package_id=package_id, now=now)
     return dict(counts)
 
@@ -975,10 +977,17 @@ def _pending_transfer_ids(package_id: int) -> list[int]:
 
 
 def _submit(transfer_ids: list[int], *, now: datetime) -> None:
-    """Send transfers to the operator, one batch call per TRANSFER_CHUNK_SIZE. An unknown outcome is the
-    transfer core's to resolve (recovery); the items wait for it."""
+    """Claim pending transfers and send them to the operator, one batch call per TRANSFER_CHUNK_SIZE. An
+    unknown outcome is the transfer core's to resolve (recovery); the items wait for it."""
     for start in range(0, len(transfer_ids), settings.TRANSFER_CHUNK_SIZE):
         transfer_services.submit_transfer_chunk(
+            transfer_ids=transfer_ids[start:start + settings.TRANSFER_CHUNK_SIZE], now=now)
+
+
+def _send(transfer_ids: list[int], *, now: datetime) -> None:
+    """`_submit` for the transfers this run created claimed (`_deduct_chunk`): sent as they are."""
+    for start in range(0, len(transfer_ids), settings.TRANSFER_CHUNK_SIZE):
+        transfer_services.send_claimed_transfers(
             transfer_ids=transfer_ids[start:start + settings.TRANSFER_CHUNK_SIZE], now=now)
 
 
@@ -1019,7 +1028,7 @@ def _deduct_chunk(package: DeductionPackage, chunk: list[_BatchItem], *, treasur
                             source_ref=f"tax package {package.pack_no} {d.tra_no}")
                 for d, a in to_debit
             ],
-            actor="tips", now=now, enqueue=False,  # submitted by this task after commit (process_package)
+            actor="tips", now=now, claimed=True,  # sent by this task after commit (process_package)
         )
     # The moves of TaxDeduction.start / .refuse, set-based: the items were selected in state received
     # under row locks, the only source of both transitions.

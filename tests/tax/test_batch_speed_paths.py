@@ -6,6 +6,7 @@ import datetime as dt
 import threading
 
 import pytest
+from django.conf import settings
 from django.db import connection, connections
 from django.utils import timezone
 
@@ -71,14 +72,20 @@ def test_a_run_killed_before_sending_leaves_its_transfers_to_the_next_run(tax, t
         raise SystemExit("worker killed")
 
     with monkeypatch.context() as m:
-        m.setattr(transfer_services, "submit_transfer_chunk", killed)
+        m.setattr(transfer_services, "send_claimed_transfers", killed)
         with pytest.raises(SystemExit):
             services.process_package(package_id=package.pk, now=timezone.now())
-    assert set(Transfer.objects.values_list("state", flat=True)) == {TransferState.PENDING}
+    # Created claimed by the killed run: submitted, never sent.
+    assert set(Transfer.objects.values_list("state", flat=True)) == {TransferState.SUBMITTED}
     assert set(TaxDeduction.objects.values_list("state", flat=True)) == {DeductionState.DEDUCTING}
     assert services.finish_packages(now=timezone.now()) == {}  # nothing decided yet, nothing to resume
+    # Too young for recovery: still theirs to send.
+    assert transfer_services.recover_unconfirmed_transfers(now=timezone.now()) == {}
+    later = timezone.now() + dt.timedelta(seconds=settings.TRANSFER_RECOVERY_AFTER_SECONDS + 1)
+    # The operator never saw them: back to pending and sent again by the core (at once here: Celery is eager).
+    assert transfer_services.recover_unconfirmed_transfers(now=later)["requeued"] == 3
 
-    assert services.process_package(package_id=package.pk, now=timezone.now()) == {}  # sends what was left
+    assert services.process_package(package_id=package.pk, now=timezone.now()) == {}  # finishes the package
     package.refresh_from_db()
     assert package.state == PackageState.DONE and package.succ_num == 3
     assert Transfer.objects.filter(state=TransferState.SETTLED).count() == 3

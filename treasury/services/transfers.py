@@ -3,7 +3,9 @@
 Domain code calls `create_transfers` inside its own transaction (the transactional outbox): the
 transfers are rows in state `pending`, and after commit one Celery task per chunk submits them
 to the operator in one batch call (`submit_transfer_chunk`). The operator dedupes on each
-transfer's idempotency key, so a chunk sent twice is applied once.
+transfer's idempotency key, so a chunk sent twice is applied once. A caller that sends its transfers
+itself right after commit (a tax package's task) creates them already claimed (`claimed=True`, then
+`send_claimed_transfers`): one statement and one trace event fewer per transfer.
 
 Outcomes:
 - the operator answers: settled rows get their postings and trace events in one transaction;
@@ -188,6 +190,7 @@ def create_transfers(
     now: datetime,
     hold: bool = False,
     enqueue: bool = True,
+    claimed: bool = False,
 ) -> list[int]:
     """Record transfers as `pending` in the caller's transaction; submit them after commit.
 
@@ -196,6 +199,11 @@ def create_transfers(
     With `hold=True` the transfers wait for `release_transfers` (a paused run). With `enqueue=False`
     no task is queued: the caller submits them itself after commit (`submit_transfer_chunk`), e.g. to
     answer a real-time request in the same call; the outbox sweeper still sends any it leaves behind.
+    With `claimed=True` (implies no task) the new transfers are recorded `submitted`, claimed by the
+    caller, who sends them right after commit with `send_claimed_transfers`: no claiming statement and
+    no `transfer.submitted` event (their `transfer.created` event says `"submitted": true`). If the
+    caller dies before sending, recovery asks the operator after TRANSFER_RECOVERY_AFTER_SECONDS, and a
+    key it never saw goes back to `pending` and is sent again, as for any claimed transfer.
 
     Returns the transfer ids in the order of `transfers`.
 
@@ -225,6 +233,8 @@ def create_transfers(
         elif t.idempotency_key in seen_keys:
             problems.append((index, "idempotency_key", "同一请求中幂等键重复 (key repeated in the same request)"))
         seen_keys.add(t.idempotency_key)
+    if hold and claimed:
+        problems.append((0, "held", "已认领的转账不能暂缓 (a claimed transfer cannot be held)"))
     if problems:
         raise InvalidTransfers(problems)
 
@@ -246,33 +256,37 @@ def create_transfers(
 
     new_items = [t for t in transfers if t.idempotency_key not in existing]
     conditions_json = _conditions_json_of(new_items)
-    pending = S.PENDING.value  # read once, not twice a row (an enum member read is a descriptor call)
+    # Read once, not twice a row (an enum member read is a descriptor call).
+    state = (S.SUBMITTED if claimed else S.PENDING).value
+    attempts = 1 if claimed else 0
     with transaction.atomic():
         new_ids = bulk.allocate_ids(Transfer._meta.db_table, len(new_items))
         created_at = bulk.datetime_param(now)
+        submitted_at = created_at if claimed else None
         bulk.insert_rows(
             table=Transfer._meta.db_table,
             columns=_TRANSFER_COLUMNS,
             rows=(  # a generator: COPY stores rows while later ones are made
                 (pk, t.idempotency_key, t.payer_id, t.payee_id, t.amount_fen, t.purpose_code, t.memo, t.source_type_id,
-                 t.source_id, t.source_ref, organization_id, batch_ref, conditions_json[id(t.conditions)], pending,
-                 "", "", "", 0, hold, actor, created_at)
+                 t.source_id, t.source_ref, organization_id, batch_ref, conditions_json[id(t.conditions)], state,
+                 "", "", "", attempts, hold, actor, created_at, submitted_at)
                 for pk, t in zip(new_ids, new_items)
             ),
         )
         bulk.insert_rows(table=TransferOutbox._meta.db_table, columns=["transfer_id", "batch_ref"],
                          rows=[(pk, batch_ref) for pk in new_ids])
         _trace(
-            [Row(pk, t.idempotency_key, t.amount_fen, batch_ref, t.source_ref, pending)
+            [Row(pk, t.idempotency_key, t.amount_fen, batch_ref, t.source_ref, state)
              for pk, t in zip(new_ids, new_items)],
             kind="transfer.created",
             actor=actor,
             now=now,
-            data_for=lambda row, items=dict(zip(new_ids, new_items)): _created_data(items[row.pk], wallets, conditions_json),
+            data_for=lambda row, items=dict(zip(new_ids, new_items)): _created_data(
+                items[row.pk], wallets, conditions_json, claimed=claimed),
         )
     created_ids = {t.idempotency_key: pk for pk, t in zip(new_ids, new_items)}
     ids = [created_ids.get(t.idempotency_key) or existing[t.idempotency_key]["pk"] for t in transfers]
-    if enqueue and not hold:
+    if enqueue and not hold and not claimed:
         enqueue_submission(new_ids)
     return ids
 
@@ -280,7 +294,7 @@ def create_transfers(
 _TRANSFER_COLUMNS = [
     "id", "idempotency_key", "payer_id", "payee_id", "amount_fen", "purpose_code", "memo", "source_type_id",
     "source_id", "source_ref", "organization_id", "batch_ref", "conditions", "state", "operator_txn_id",
-    "failure_code", "failure_message", "submit_attempts", "held", "created_by", "created_at",
+    "failure_code", "failure_message", "submit_attempts", "held", "created_by", "created_at", "submitted_at",
 ]
 
 
@@ -295,7 +309,7 @@ def _wallets(pks) -> dict[int, tuple[str, str]]:
         return {pk: (wallet_id, status) for pk, wallet_id, status in cursor.fetchall()}
 
 
-def _created_data(t: NewTransfer, wallets: dict, conditions_json: dict) -> dict:
+def _created_data(t: NewTransfer, wallets: dict, conditions_json: dict, *, claimed: bool) -> dict:
     data = {
         "key": t.idempotency_key,
         "payer": wallets[t.payer_id][0],
@@ -304,6 +318,8 @@ def _created_data(t: NewTransfer, wallets: dict, conditions_json: dict) -> dict:
     }
     if conditions_json[id(t.conditions)]:
         data["conditions"] = t.conditions.to_json()
+    if claimed:
+        data["submitted"] = True  # created claimed: no transfer.submitted event follows
     return data
 
 
@@ -423,8 +439,32 @@ def submit_transfer_chunk(*, transfer_ids: list[int], now: datetime) -> ChunkOut
         claimed = _claim(transfer_ids, now)
         if not claimed:
             return ChunkOutcome()
-        rows = [Row(*c[:6]) for c in claimed]
-        _trace(rows, kind="transfer.submitted", actor="system", now=now)
+        _trace([Row(*c[:6]) for c in claimed], kind="transfer.submitted", actor="system", now=now)
+    return _send(claimed, now=now)
+
+
+def send_claimed_transfers(*, transfer_ids: list[int], now: datetime) -> ChunkOutcome:
+    """Send transfers made with `create_transfers(claimed=True)` to the operator in one batch call, after the
+    commit that recorded them, and record the answers as `submit_transfer_chunk` does. Those no longer
+    `submitted` (recovery moved them on meanwhile) are left alone; sending one twice is harmless, as the
+    operator dedupes on its key."""
+    if not transfer_ids:
+        return ChunkOutcome()
+    where, params = bulk.in_clause("id", transfer_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_ROW_COLUMNS}, payer_id, payee_id, purpose_code, memo, conditions FROM treasury_transfer "
+            f"WHERE {where} AND state = %s ORDER BY id",
+            [*params, S.SUBMITTED],
+        )
+        claimed = cursor.fetchall()
+    return _send(claimed, now=now) if claimed else ChunkOutcome()
+
+
+def _send(claimed: list[tuple], *, now: datetime) -> ChunkOutcome:
+    """One operator batch call for claimed rows (`_ROW_COLUMNS`, payer, payee, purpose, memo, conditions),
+    with no lock or transaction open, then the answers recorded."""
+    rows = [Row(*c[:6]) for c in claimed]
     wallet_pks = {c[6] for c in claimed} | {c[7] for c in claimed}
     wallet_ids = {pk: wallet_id for pk, (wallet_id, _) in _wallets(wallet_pks).items()}
     instructions = [
