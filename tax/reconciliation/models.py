@@ -126,6 +126,9 @@ class Outcome(models.TextChoices):
     # operator and our entries only, and counted apart from the three-way matches.
     OWN_MATCHED = "own_matched", "自行缴税与运营机构相符 (own payment, matched with the operator)"
     BOTH_FAILED = "both_failed", "双方均失败 (both failed)"
+    # A deduction of an earlier day reversed (冲正) on the run's day: the day's operator debit and our negative
+    # entries agree, and the tax system (which asked for it, or was told 94999) does not list it that day.
+    REVERSED = "reversed", "冲正与运营机构相符 (reversal of an earlier day, matched with the operator)"
     AMOUNT_MISMATCH = "amount_mismatch", "金额不符 (amount mismatch)"
     MISSING_OURS = "missing_ours", "本方无记录 (missing in ours)"
     OURS_FAILED = "ours_failed", "税务成功本方失败 (tax system paid, ours failed)"
@@ -136,7 +139,7 @@ class Outcome(models.TextChoices):
     DUPLICATE_OPERATOR = "duplicate_operator", "运营机构重复 (duplicate in the operator statement)"
 
 
-CONSISTENT_OUTCOMES = (Outcome.MATCHED, Outcome.OWN_MATCHED, Outcome.BOTH_FAILED)
+CONSISTENT_OUTCOMES = (Outcome.MATCHED, Outcome.OWN_MATCHED, Outcome.BOTH_FAILED, Outcome.REVERSED)
 DISCREPANCY_OUTCOMES = tuple(o for o in Outcome if o not in CONSISTENT_OUTCOMES)
 
 
