@@ -8,8 +8,9 @@ Three sources for one check date, matched on the serial key (tax org code, entru
 - the operator's statement of the treasury wallet for the day (`StatementLine`, fetched per run).
 
 A run writes one `ReconciliationResult` per serial that is not matched (a matched serial is only
-counted, in the run's `ReconciliationTotal`s per tax authority and outcome) with an `Outcome`. Every outcome other than
-matched / both failed opens a `DiscrepancyCase` (open -> investigating -> resolved with a reason).
+counted, in the run's `ReconciliationTotal`s per tax authority and outcome) with an `Outcome`. Every outcome
+other than the consistent ones (matched, own payment matched, both failed, a reversal of an earlier day) opens
+a `DiscrepancyCase` (open -> investigating -> resolved with a reason).
 Re-running a date replaces the run's results and statement lines; cases and their history stay.
 Records are never edited to make them agree: a correction is a transfer made through the treasury,
 linked from the case.

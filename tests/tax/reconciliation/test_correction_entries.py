@@ -6,18 +6,18 @@ import dataclasses
 import datetime as dt
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from adapters.tips.interface import TaxTypeItem
 from tax import entries, selectors
-from tax import services as tax_services
 from tax.handlers import TaxHandler
 from tax.models import TaxDeduction, TreasuryEntry
 from tax.reconciliation import corrections, services
 from tax.reconciliation.models import DiscrepancyCase, Outcome, ReconciliationResult
 from tests import factories as f
-from tests.tax.reconciliation.conftest import ENTRUST_DATE, check_detail, check_lines
 from tests.tax.helpers import real_time
+from tests.tax.reconciliation.conftest import ENTRUST_DATE, check_detail, check_lines
 from treasury.access import roles
 from treasury.models import Transfer
 from treasury.services import transfers as transfer_services
@@ -121,8 +121,6 @@ def test_a_correction_is_entered_once_however_often_its_settlement_is_told(tax, 
     assert len(entered(correction)) == 1
     assert report(tax)[(VAT, "3")] == (300_01, 150_01, 150_00)
     # and the database refuses a second set
-    from django.db import IntegrityError, transaction
-
     with pytest.raises(IntegrityError), transaction.atomic():
         TreasuryEntry.objects.bulk_create(corrections.correction_entries(correction, now=now))
 
