@@ -242,6 +242,9 @@ CELERY_BEAT_SCHEDULE = {
     "tax-finish-refund-orders-and-send-results": {"task": "tax.finish_refund_orders", "schedule": 30.0},
     # Yesterday's three-way reconciliation (对账), after the tax system's check detail (3111) has come in.
     "tax-reconcile-yesterday": {"task": "tax_reconciliation.reconcile_yesterday", "schedule": crontab(hour=6, minute=0)},
+    # Treasury entries of settled correcting transfers of reconciliation cases, when the transfer core's
+    # announcement was lost (it books them at once otherwise).
+    "tax-book-correction-entries": {"task": "tax_reconciliation.book_correction_entries", "schedule": 60.0},
     # Yesterday's treasury entry detail (3139) to the tax system; a package already acknowledged is not resent.
     "tax-send-entry-details": {"task": "tax_reconciliation.send_entry_details", "schedule": crontab(hour=5, minute=30)},
     # Flexible-employment premiums: payments whose transfer has an outcome now are finished; the months owed

@@ -4,7 +4,8 @@
 packages of at most 1,000 lines: ChildPackNum / CurPackNo), one line per treasury entry (budget type and
 level, the tax type's project id as the budget subject, the amount, negative for an entry reversed, and the
 deduction's tax voucher). A paid refund's negative entry is not a line: the tax system ordered the refund
-(1104) and has its result (2104). `send_entry_details` sends each through the TIPS client and records it in
+(1104) and has its result (2104). A reconciliation correction's entry is (positive collected, negative paid
+back, under the corrected deduction's voucher): the tax system did not order it. `send_entry_details` sends each through the TIPS client and records it in
 `EntryDetailPackage`; a package acknowledged before with the same count and amount is not sent again, one
 whose content changed (a reversal dated that day) is. Run by hand with `python manage.py send_tax_entries
 --date YYYY-MM-DD` or the Celery task `tax_reconciliation.send_entry_details` (yesterday by default).
@@ -14,6 +15,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from datetime import date, datetime
+
+from django.db.models.functions import Coalesce
 
 from adapters.tips.interface import EntryLine, ResultCode, TipsFault, TipsUnavailable, TreasuryEntryDetail
 
@@ -31,7 +34,7 @@ def entry_details(*, entry_date: date) -> list[TreasuryEntryDetail]:
     rows = (TreasuryEntry.objects.filter(entry_date=entry_date, refund__isnull=True).exclude(treasury_code="")
             .order_by("tax_org_code", "treasury_code", "pk")
             .values_list("tax_org_code", "treasury_code", "budget_type", "budget_level_code", "project_id", "amount_fen",
-                         "deduction__tax_vou_no"))
+                         Coalesce("deduction__tax_vou_no", "correction__deduction__tax_vou_no")))
     for org, tre, budget_type, level, project_id, amount, vou_no in rows:
         groups[org, tre].append(EntryLine(
             budget_type=budget_type, budget_level_code=level, amount_fen=amount,

@@ -311,12 +311,18 @@ class UnresolvedDeduction(models.Model):
 class TreasuryEntry(models.Model):
     """入库 (treasury entry): a settled deduction's money by tax type and budget level, split between
     central and local budgets by the revenue-sharing table (settings.TAX_REVENUE_SHARING); or, negative,
-    a paid refund's (退库) money leaving the treasury."""
+    a paid refund's (退库) money leaving the treasury; or a settled correcting transfer of a reconciliation
+    case (positive when collected into the treasury, negative when paid back out of it), under the tax types
+    and budget level of the deduction the case is about."""
 
     deduction = models.ForeignKey(TaxDeduction, null=True, blank=True, on_delete=models.PROTECT,
                                   related_name="entries", db_index=False)  # the unique constraint below leads with it
     refund = models.ForeignKey("Refund", null=True, blank=True, on_delete=models.PROTECT, related_name="entries",
                                db_index=False)  # the unique constraint below is its index
+    # Entered when the correction's transfer settles (tax_reconciliation.corrections.book_correction_entries).
+    correction = models.ForeignKey("tax_reconciliation.CaseCorrection", null=True, blank=True,
+                                   on_delete=models.PROTECT, related_name="entries",
+                                   db_index=False)  # the unique constraint below is its index
     entry_date = models.DateField("入库日期 (entry date)")
     treasury_code = models.CharField("国库代码 (treasury code)", max_length=10, blank=True)
     tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
@@ -339,13 +345,23 @@ class TreasuryEntry(models.Model):
             # A refund is entered once, as one entry, when its transfer settles.
             models.UniqueConstraint(fields=["refund"], condition=models.Q(refund__isnull=False),
                                     name="tax_entry_refund_once"),
-            models.CheckConstraint(name="tax_entry_deduction_or_refund",
-                                   condition=models.Q(deduction__isnull=False, refund__isnull=True)
-                                   | models.Q(deduction__isnull=True, refund__isnull=False)),
+            # A correction is entered once, one entry per tax type, when its transfer settles.
+            models.UniqueConstraint(fields=["correction", "project_id", "tax_type_name"],
+                                    condition=models.Q(correction__isnull=False), name="tax_entry_correction_once"),
+            models.CheckConstraint(name="tax_entry_of_one_source",
+                                   condition=models.Q(deduction__isnull=False, refund__isnull=True,
+                                                      correction__isnull=True)
+                                   | models.Q(deduction__isnull=True, refund__isnull=False, correction__isnull=True)
+                                   | models.Q(deduction__isnull=True, refund__isnull=True,
+                                              correction__isnull=False)),
             models.CheckConstraint(name="tax_entry_split_adds_up",
                                    condition=models.Q(amount_fen=models.F("central_fen") + models.F("local_fen"))),
         ]
-        indexes = [models.Index(fields=["entry_date", "tax_org_code"])]
+        indexes = [
+            models.Index(fields=["entry_date", "tax_org_code"]),
+            # The reconciliation of a day finds the reversals entered that day (few) without reading its entries.
+            models.Index(fields=["entry_date"], condition=models.Q(reverses=True), name="tax_entry_reversal_date"),
+        ]
 
 
 # ---------------------------------------------------------------------------------------------

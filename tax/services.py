@@ -490,6 +490,19 @@ def split_revenue(*, amount_fen: int, tax_type_name: str, budget_level_code: str
     return central, amount_fen - central
 
 
+def entry_parts(*, tax_types: list, amount_fen: int) -> list[tuple[str, str, int]]:
+    """The (project id, tax type name, fen) parts a deduction is entered under: its tax types (TaxTypeList)
+    merged by project and name; the whole amount under no type (or the only type's name) when they do not
+    add up to it."""
+    parts = [(t.get("project_id", ""), t.get("tax_type_name", ""), int(t["amount_fen"])) for t in tax_types]
+    if not parts or sum(p[2] for p in parts) != amount_fen:
+        parts = [("", parts[0][1] if len(parts) == 1 else "", amount_fen)]
+    merged = defaultdict(int)
+    for project_id, name, amount in parts:
+        merged[(project_id, name)] += amount
+    return [(project_id, name, amount) for (project_id, name), amount in merged.items()]
+
+
 def _record_entries(deductions: list, *, entry_date: date) -> None:
     """Treasury entries of settled deductions, by tax type (the whole amount when no tax types came), in
     one bulk insert in the caller's transaction. `deductions` are TaxDeduction rows or anything with their
@@ -497,13 +510,7 @@ def _record_entries(deductions: list, *, entry_date: date) -> None:
     rows = []
     day = connection.ops.adapt_datefield_value(entry_date)
     for d in deductions:
-        parts = [(t.get("project_id", ""), t.get("tax_type_name", ""), int(t["amount_fen"])) for t in d.tax_types]
-        if not parts or sum(p[2] for p in parts) != d.amount_fen:
-            parts = [("", parts[0][1] if len(parts) == 1 else "", d.amount_fen)]
-        merged = defaultdict(int)
-        for project_id, name, amount in parts:
-            merged[(project_id, name)] += amount
-        for (project_id, name), amount in merged.items():
+        for project_id, name, amount in entry_parts(tax_types=d.tax_types, amount_fen=d.amount_fen):
             central, local = split_revenue(amount_fen=amount, tax_type_name=name, budget_level_code=d.budget_level_code)
             rows.append((d.pk, day, d.treasury_code, d.tax_org_code, project_id, name, d.budget_type,
                          d.budget_level_code, amount, central, local))

@@ -8,6 +8,13 @@ transaction (submitted by the transfer core after commit; idempotency key `taxco
 to the case (`correcting_transfer`) and writes the case's history and trace stream `tax-recon-case-<id>`.
 The case is resolved separately, with a reason, once the transfer settled; re-running the day then shows
 the sources agreeing or not, and sends a changed 2111.
+
+When the transfer settles, `book_correction_entries` books its treasury entry (入库): positive for money
+collected into the treasury, negative for money paid back out of it, under the tax types, budget type and
+level of the deduction the case is about, dated the day the transfer settled; once per correction (a unique
+constraint and the correction's row lock). It runs when the transfer core announces the case's transfer
+decided (`batch_decided`), at the start of every reconciliation run, before each day's entry detail (3139),
+and in the sweep `tax_reconciliation.book_correction_entries`: a lost announcement costs a minute's wait.
 """
 from __future__ import annotations
 
@@ -15,13 +22,14 @@ import datetime as dt
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 
 from tax import services as tax_services
-from tax.models import AgreementState, TaxDeduction
+from tax.models import AgreementState, TaxDeduction, TreasuryEntry
 from treasury.access import roles
 from treasury.access.makerchecker import ensure_can_approve
 from treasury.errors import InvalidTransfers
-from treasury.models import Wallet
+from treasury.models import TransferState, Wallet
 from treasury.services.transfers import NewTransfer, create_transfers
 
 from .models import CaseCorrection, CaseState, CorrectionKind, CorrectionState, DiscrepancyCase
@@ -29,6 +37,7 @@ from .services import ReconciliationError, _actor
 
 APPROVER_ROLES = (roles.TAX_STAFF, roles.ADMIN)
 CORRECTION = "tax.reconciliation.correction"
+CASE_STREAM_PREFIX = "tax-recon-case-"  # a correction's transfer batch is its case's stream (`stream_key`)
 
 
 def _trace(correction: CaseCorrection, kind: str, *, user, now: dt.datetime, data: dict | None = None) -> None:
@@ -180,3 +189,88 @@ def correction_actions(correction: CaseCorrection, user) -> list[str]:
     if user.pk == correction.proposed_by_id:
         return ["reject"]
     return ["approve", "reject"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Treasury entries (入库) of settled corrections
+# ---------------------------------------------------------------------------------------------
+
+
+def apportion(amount_fen: int, parts: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """`amount_fen` shared over (project id, tax type name, fen) parts in proportion to their amounts: each
+    share rounded down (ROUND_DOWN, integer division), then the fen left over given one each to the parts
+    with the largest remainders (the earlier part first on a tie), so the shares add up exactly. Parts whose
+    share is 0 are left out."""
+    if len(parts) == 1:
+        return [(parts[0][0], parts[0][1], amount_fen)]
+    total = sum(part[2] for part in parts)
+    if total <= 0 or any(part[2] < 0 for part in parts):
+        return [("", "", amount_fen)]
+    shares = [amount_fen * part[2] // total for part in parts]
+    remainders = [amount_fen * part[2] % total for part in parts]
+    for i in sorted(range(len(parts)), key=lambda i: (-remainders[i], i))[:amount_fen - sum(shares)]:
+        shares[i] += 1
+    return [(project_id, name, share) for (project_id, name, _), share in zip(parts, shares) if share]
+
+
+def correction_entries(correction: CaseCorrection, *, now: dt.datetime) -> list[TreasuryEntry]:
+    """The treasury entries of a settled correction (not saved): its amount apportioned over the tax types of
+    the deduction the case is about, split central/local as that deduction was (`split_revenue`), with its
+    budget type and level; positive for a collection, negative for money paid back; dated the day the
+    transfer settled."""
+    deduction = correction.deduction
+    collect = correction.kind == CorrectionKind.COLLECT
+    sign = 1 if collect else -1
+    treasury = correction.payee if collect else correction.payer
+    treasury_code = deduction.treasury_code or (treasury.holder_org.code if treasury.holder_org_id else "")
+    day = tax_services.local_date(correction.transfer.settled_at or now)
+    entries = []
+    parts = tax_services.entry_parts(tax_types=deduction.tax_types, amount_fen=deduction.amount_fen)
+    for project_id, name, amount in apportion(correction.amount_fen, parts):
+        central, local = tax_services.split_revenue(amount_fen=amount, tax_type_name=name,
+                                                    budget_level_code=deduction.budget_level_code)
+        entries.append(TreasuryEntry(
+            correction=correction, entry_date=day, treasury_code=treasury_code, tax_org_code=deduction.tax_org_code,
+            project_id=project_id, tax_type_name=name, budget_type=deduction.budget_type,
+            budget_level_code=deduction.budget_level_code, amount_fen=sign * amount, central_fen=sign * central,
+            local_fen=sign * local))
+    return entries
+
+
+def unentered_corrections():
+    """Corrections whose transfer settled and that have no treasury entry yet."""
+    return (CaseCorrection.objects.filter(state=CorrectionState.APPROVED, transfer__state=TransferState.SETTLED)
+            .exclude(Exists(TreasuryEntry.objects.filter(correction=OuterRef("pk")))))
+
+
+def book_correction_entries(*, now: dt.datetime, case_id: int | None = None) -> int:
+    """Book the treasury entries of settled corrections not entered yet (of one case, or all); returns how
+    many corrections were entered. Idempotent: each correction is entered under its row lock after checking
+    it has no entry, and a unique constraint refuses a second set; a second call, a second announcement of
+    the transfer or operator results applied again enter nothing more. One transaction per correction."""
+    pending = unentered_corrections()
+    if case_id is not None:
+        pending = pending.filter(case_id=case_id)
+    booked = 0
+    for correction_id in pending.order_by("pk").values_list("pk", flat=True):
+        try:
+            with transaction.atomic():
+                correction = (CaseCorrection.objects.select_for_update(of=("self",))
+                              .select_related("deduction", "transfer", "payer__holder_org", "payee__holder_org")
+                              .get(pk=correction_id))
+                if correction.entries.exists():
+                    continue
+                entries = TreasuryEntry.objects.bulk_create(correction_entries(correction, now=now))
+                _trace(correction, "tax.reconciliation.correction.entered", user=None, now=now,
+                       data={"entry_date": entries[0].entry_date.isoformat(),
+                             "amount_fen": sum(e.amount_fen for e in entries)})
+        except IntegrityError:  # entered at the same moment by another caller
+            continue
+        booked += 1
+    return booked
+
+
+def book_entries_when_settled(sender, *, batch_ref: str, now: dt.datetime, **kwargs) -> None:
+    """Receiver of the transfer core's `batch_decided`: a case's correcting transfer was just decided."""
+    if batch_ref.startswith(CASE_STREAM_PREFIX) and batch_ref[len(CASE_STREAM_PREFIX):].isdigit():
+        book_correction_entries(case_id=int(batch_ref[len(CASE_STREAM_PREFIX):]), now=now)

@@ -8,8 +8,9 @@ Three sources for one check date, matched on the serial key (tax org code, entru
 - the operator's statement of the treasury wallet for the day (`StatementLine`, fetched per run).
 
 A run writes one `ReconciliationResult` per serial that is not matched (a matched serial is only
-counted, in the run's `ReconciliationTotal`s per tax authority and outcome) with an `Outcome`. Every outcome other than
-matched / both failed opens a `DiscrepancyCase` (open -> investigating -> resolved with a reason).
+counted, in the run's `ReconciliationTotal`s per tax authority and outcome) with an `Outcome`. Every outcome
+other than the consistent ones (matched, own payment matched, both failed, a reversal of an earlier day) opens
+a `DiscrepancyCase` (open -> investigating -> resolved with a reason).
 Re-running a date replaces the run's results and statement lines; cases and their history stay.
 Records are never edited to make them agree: a correction is a transfer made through the treasury,
 linked from the case.
@@ -126,6 +127,9 @@ class Outcome(models.TextChoices):
     # operator and our entries only, and counted apart from the three-way matches.
     OWN_MATCHED = "own_matched", "自行缴税与运营机构相符 (own payment, matched with the operator)"
     BOTH_FAILED = "both_failed", "双方均失败 (both failed)"
+    # A deduction of an earlier day reversed (冲正) on the run's day: the day's operator debit and our negative
+    # entries agree, and the tax system (which asked for it, or was told 94999) does not list it that day.
+    REVERSED = "reversed", "冲正与运营机构相符 (reversal of an earlier day, matched with the operator)"
     AMOUNT_MISMATCH = "amount_mismatch", "金额不符 (amount mismatch)"
     MISSING_OURS = "missing_ours", "本方无记录 (missing in ours)"
     OURS_FAILED = "ours_failed", "税务成功本方失败 (tax system paid, ours failed)"
@@ -136,7 +140,7 @@ class Outcome(models.TextChoices):
     DUPLICATE_OPERATOR = "duplicate_operator", "运营机构重复 (duplicate in the operator statement)"
 
 
-CONSISTENT_OUTCOMES = (Outcome.MATCHED, Outcome.OWN_MATCHED, Outcome.BOTH_FAILED)
+CONSISTENT_OUTCOMES = (Outcome.MATCHED, Outcome.OWN_MATCHED, Outcome.BOTH_FAILED, Outcome.REVERSED)
 DISCREPANCY_OUTCOMES = tuple(o for o in Outcome if o not in CONSISTENT_OUTCOMES)
 
 

@@ -173,6 +173,7 @@ def reconcile(*, check_date: dt.date, tax_org_code: str = "", now: dt.datetime,
 
     Idempotent: a re-run replaces the run's statement lines and results in one transaction; cases
     found again are the same cases (their state and history stay), new discrepancies open new cases.
+    Settled corrections not entered yet get their treasury entries first (`book_correction_entries`).
     Waits (state waiting, nothing matched) until every check package of the day has arrived.
 
     Raises:
@@ -185,6 +186,11 @@ def reconcile(*, check_date: dt.date, tax_org_code: str = "", now: dt.datetime,
             state=RunState.WAITING, note="税务对账明细未收齐 (check detail not complete)")
         run.refresh_from_db()
         return run
+    from .corrections import book_correction_entries
+
+    # A correction whose transfer settled is entered before our entries are compared (when the transfer core's
+    # announcement was lost and the sweep has not run yet).
+    book_correction_entries(now=now)
     if statement_rows is None:
         statement_rows = fetch_statement(check_date=check_date)  # no lock or transaction held while calling out
     with transaction.atomic():
@@ -217,7 +223,9 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
     aggregate: a full outer join of the three without sorting them. Run inside a transaction.
 
     Our side is every deduction of the check date, plus those of other entrust dates that the tax
-    system's records or the operator's statement name.
+    system's records or the operator's statement name, or whose reversal we entered on the check date. It is
+    taken as it stood at the end of the check date: a deduction reversed (冲正) on a later day still held its
+    debit, and its reversal is the later day's (outcome `reversed`).
     """
     org = tax_org_code
     org_r, org_l, org_d = ((" AND r.tax_org_code = %s", " AND l.tax_org_code = %s", " AND d.tax_org_code = %s")
@@ -232,6 +240,11 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
         UNION
         SELECT l.tax_org_code, l.entrust_date, l.tra_no FROM {LINE_TABLE} l
         WHERE l.run_id = %s AND l.tra_no <> '' AND l.entrust_date <> %s{org_l}
+        UNION
+        -- reversals (冲正) we entered on the check date of deductions of earlier days
+        SELECT d.tax_org_code, d.entrust_date, d.tra_no FROM tax_treasuryentry e
+          JOIN tax_taxdeduction d ON d.id = e.deduction_id
+        WHERE e.reverses AND e.entry_date = %s AND d.entrust_date <> %s{org_d}
     ), d AS (
         SELECT d.id, d.tax_org_code, d.entrust_date, d.tra_no, d.kind, d.state, d.amount_fen FROM tax_taxdeduction d
         WHERE d.entrust_date = %s{org_d}
@@ -240,59 +253,83 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
         FROM off_day JOIN tax_taxdeduction d
           ON d.tax_org_code = off_day.org AND d.entrust_date = off_day.day AND d.tra_no = off_day.tra
     ), e AS (
-        SELECT e.deduction_id, SUM(e.amount_fen) AS entered
+        -- our entries of the deduction as of the check date: a reversal (冲正) entered on a later day is not in
+        -- them yet (the deduction still held its debit that day); one entered on the check date is that day's
+        SELECT e.deduction_id,
+               SUM(CASE WHEN e.reverses AND e.entry_date > %s THEN 0 ELSE e.amount_fen END) AS entered,
+               SUM(CASE WHEN e.reverses AND e.entry_date > %s THEN 1 ELSE 0 END) AS rev_later,
+               SUM(CASE WHEN e.entry_date = %s THEN e.amount_fen ELSE 0 END) AS day_entered
         FROM tax_treasuryentry e JOIN d ON e.deduction_id = d.id GROUP BY e.deduction_id
     ), cr AS (
-        -- settled correcting transfers of the run (collect +, refund -), the same ones fetch_statement fetched
-        SELECT c.deduction_id, SUM(CASE WHEN c.kind = 'collect' THEN c.amount_fen ELSE -c.amount_fen END) AS corr
+        -- settled correcting transfers of the run (collect +, refund -), the same ones fetch_statement fetched,
+        -- and their treasury entries
+        SELECT c.deduction_id, SUM(CASE WHEN c.kind = 'collect' THEN c.amount_fen ELSE -c.amount_fen END) AS corr,
+               SUM(ce.entered) AS corr_entered
         FROM {CORRECTION_TABLE} c JOIN d ON c.deduction_id = d.id JOIN {CASE_TABLE} dc ON dc.id = c.case_id
           JOIN {TRANSFER_TABLE} t ON t.id = c.transfer_id
+          LEFT JOIN (SELECT correction_id, SUM(amount_fen) AS entered FROM tax_treasuryentry
+                     WHERE correction_id IS NOT NULL GROUP BY correction_id) ce ON ce.correction_id = c.id
         WHERE t.state = 'settled' AND (d.entrust_date = %s OR dc.check_date = %s) GROUP BY c.deduction_id
     ), src AS (
         SELECT r.tax_org_code AS org, r.entrust_date AS day, r.tra_no AS tra, 1 AS t_n, r.amount_fen AS t_amt,
                CAST(NULL AS bigint) AS d_id, CAST(NULL AS varchar(16)) AS d_kind,
                CAST(NULL AS varchar(16)) AS d_state, CAST(NULL AS bigint) AS d_amt,
-               CAST(NULL AS bigint) AS d_corr, CAST(NULL AS bigint) AS entered, CAST(NULL AS integer) AS p_n,
-               CAST(NULL AS bigint) AS p_net
+               CAST(NULL AS bigint) AS d_corr, CAST(NULL AS bigint) AS entered, CAST(NULL AS integer) AS rev_later,
+               CAST(NULL AS bigint) AS day_entered, CAST(NULL AS integer) AS p_n, CAST(NULL AS bigint) AS p_net
         FROM {RECORD_TABLE} r WHERE {packages_sql}{org_r}
         UNION ALL
         SELECT d.tax_org_code, d.entrust_date, d.tra_no, NULL, NULL, d.id, d.kind, d.state, d.amount_fen, cr.corr,
-               e.entered, NULL, NULL
+               CASE WHEN e.entered IS NULL AND cr.corr_entered IS NULL THEN NULL
+                    ELSE COALESCE(e.entered, 0) + COALESCE(cr.corr_entered, 0) END,
+               e.rev_later, e.day_entered, NULL, NULL
         FROM d LEFT JOIN e ON e.deduction_id = d.id LEFT JOIN cr ON cr.deduction_id = d.id
         UNION ALL
-        SELECT l.tax_org_code, l.entrust_date, l.tra_no, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        SELECT l.tax_org_code, l.entrust_date, l.tra_no, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                CASE WHEN l.direction = 'credit' AND l.kind = 'transfer'
                     AND SUBSTR(l.request_id, 1, 8) <> 'taxcorr:' THEN 1 ELSE 0 END,
                CASE WHEN l.direction = 'credit' THEN l.amount_fen ELSE -l.amount_fen END
         FROM {LINE_TABLE} l WHERE l.run_id = %s AND l.tra_no <> ''{org_l}
     ), k AS (
         SELECT org, day, tra, SUM(t_n) AS t_n, MIN(t_amt) AS t_amt, MAX(d_id) AS d_id, MAX(d_kind) AS d_kind,
-               MAX(d_state) AS d_state,
-               MAX(d_amt) AS d_amt, MAX(d_corr) AS d_corr, MAX(entered) AS entered, SUM(p_n) AS p_n,
-               SUM(p_net) AS p_net
+               MAX(d_state) AS d_state, MAX(d_amt) AS d_amt, MAX(d_corr) AS d_corr, MAX(entered) AS entered,
+               MAX(rev_later) AS rev_later, MAX(day_entered) AS day_entered, SUM(p_n) AS p_n, SUM(p_net) AS p_net
         FROM src GROUP BY org, day, tra
     ), h AS (
-        -- held: what we hold for the serial, the deduction's debit if it succeeded plus its settled corrections
-        SELECT k.*, CASE WHEN d_state = 'succeeded' THEN d_amt ELSE 0 END + COALESCE(d_corr, 0) AS held FROM k
+        -- held: what we hold for the serial at the end of the check date, the deduction's debit if it succeeded
+        -- (or was reversed on a later day) plus its settled corrections
+        SELECT k.*, CASE WHEN d_state = 'succeeded' OR (d_state = 'reversed' AND rev_later > 0) THEN d_amt ELSE 0 END
+                    + COALESCE(d_corr, 0) AS held FROM k
     ), c AS (
-        SELECT org, day, tra, t_n, t_amt, d_id, d_state, CASE WHEN d_corr IS NULL THEN d_amt ELSE held END AS d_amt,
-               entered, p_n, p_net,
+        SELECT h.*,
         CASE
             WHEN COALESCE(t_n, 0) > 1 THEN 'duplicate_tax'
             WHEN COALESCE(p_n, 0) > 1 THEN 'duplicate_operator'
             WHEN d_id IS NULL THEN 'missing_ours'
             WHEN d_state IN {undecided} THEN 'ours_undecided'
+            -- the reversal, booked on the check date, of a debit credited on an earlier day: the operator's debit
+            -- of the day and our entries of the day (the negatives; none if the debit was never entered) agree
+            WHEN d_state = 'reversed' AND held = 0 AND d_corr IS NULL AND t_n IS NULL AND COALESCE(p_n, 0) = 0
+                 AND p_net = -d_amt AND COALESCE(day_entered, -d_amt) = -d_amt THEN 'reversed'
+            -- ... entered on the check date, and no reversal of the day at the operator
+            WHEN d_state = 'reversed' AND held = 0 AND d_corr IS NULL AND COALESCE(p_n, 0) = 0
+                 AND COALESCE(p_net, 0) = 0 AND COALESCE(day_entered, 0) <> 0 THEN 'missing_operator'
             WHEN held = 0 AND t_n IS NULL AND COALESCE(p_net, 0) = 0 THEN 'both_failed'
             WHEN held = 0 THEN 'ours_failed'
             -- an own payment (at the counter, no agreement) is not in the tax system's check: operator only
             WHEN t_n IS NULL AND d_kind <> 'own' THEN 'missing_tax'
             WHEN COALESCE(p_n, 0) = 0 AND d_corr IS NULL THEN 'missing_operator'
-            WHEN COALESCE(t_amt, held) <> held OR COALESCE(p_net, 0) <> held OR COALESCE(entered, d_amt) <> d_amt
+            WHEN COALESCE(t_amt, held) <> held OR COALESCE(p_net, 0) <> held OR COALESCE(entered, held) <> held
                 THEN 'amount_mismatch'
             WHEN t_n IS NULL THEN 'own_matched'
             ELSE 'matched'
         END AS outcome
         FROM h
+    ), o AS (
+        -- our amount: the debit; what we hold for a corrected serial; the money returned for a reversal
+        SELECT org, day, tra, t_n, t_amt, d_id, d_state, outcome, p_n, p_net,
+               CASE WHEN outcome = 'reversed' THEN -d_amt WHEN d_corr IS NULL THEN d_amt ELSE held END AS d_amt,
+               CASE WHEN outcome = 'reversed' THEN day_entered ELSE entered END AS entered
+        FROM c
     )
     """
     insert_results = f"""
@@ -300,14 +337,15 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
         ours_state, ours_amount_fen, entered_amount_fen, operator_count, operator_amount_fen, deduction_id)
     SELECT %s, org, day, tra, outcome, COALESCE(t_n, 0), t_amt, COALESCE(d_state, ''), d_amt, entered,
         COALESCE(p_n, 0), p_net, d_id
-    FROM c WHERE outcome <> 'matched'"""
+    FROM o WHERE outcome <> 'matched'"""
     insert_totals = f"""
     INSERT INTO {TOTAL_TABLE} (run_id, tax_org_code, outcome, count, tax_amount_fen, ours_amount_fen,
         operator_amount_fen)
     SELECT %s, org, outcome, COUNT(*), COALESCE(SUM(t_amt), 0), COALESCE(SUM(d_amt), 0), COALESCE(SUM(p_net), 0)
-    FROM c GROUP BY org, outcome"""
-    params = [*packages_params, check_date, *org_p, run_id, check_date, *org_p, check_date, *org_p,
-              check_date, check_date, *packages_params, *org_p, run_id, *org_p]
+    FROM o GROUP BY org, outcome"""
+    params = [*packages_params, check_date, *org_p, run_id, check_date, *org_p, check_date, check_date, *org_p,
+              check_date, *org_p, check_date, check_date, check_date, check_date, check_date, *packages_params, *org_p,
+              run_id, *org_p]
     with connection.cursor() as cursor:
         if bulk.is_postgresql():
             # One large hash aggregate: give it memory for this transaction, skip JIT compilation, and keep the

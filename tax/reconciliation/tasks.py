@@ -39,6 +39,17 @@ def send_entry_details_task(*, entry_date: str = "") -> dict:
     """The day's treasury entry detail (3139) to the tax system: yesterday's unless a date is given."""
     from tax import entries
 
+    from .corrections import book_correction_entries
+
     now = timezone.now()
     day = dt.date.fromisoformat(entry_date) if entry_date else local_date(now) - dt.timedelta(days=1)
+    book_correction_entries(now=now)  # a correction settled that day is a line of its detail
     return entries.send_entry_details(entry_date=day, now=now)
+
+
+@shared_task(name="tax_reconciliation.book_correction_entries", acks_late=True, reject_on_worker_lost=True)
+def book_correction_entries_task() -> int:
+    """The sweep: treasury entries of settled corrections whose transfer's announcement was lost."""
+    from .corrections import book_correction_entries
+
+    return book_correction_entries(now=timezone.now())

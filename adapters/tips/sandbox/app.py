@@ -617,7 +617,8 @@ class TipsSandboxApp:
         out = self._reply_json(doc, valid, head)
         if "cancel_answer" in out:
             self.ledger.record_reversal({"tax_org_code": tax_org_code, "ori_entrust_date": ori_date, "ori_tra_no": tra_no,
-                                         "cancel_no": cancel_no, "cancel_answer": out["cancel_answer"],
+                                         "cancel_no": cancel_no, "cancel_date": m.date_text(today),
+                                         "cancel_answer": out["cancel_answer"],
                                          "result": out["result"], "add_word": out["add_word"]})
         return 200, {**out, "cancel_no": cancel_no, "tax_org_code": tax_org_code, "ori_entrust_date": ori_date,
                      "ori_tra_no": tra_no}

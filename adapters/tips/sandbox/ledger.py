@@ -126,6 +126,7 @@ CREATE TABLE IF NOT EXISTS reversals (
     ori_entrust_date TEXT NOT NULL,
     ori_tra_no TEXT NOT NULL,
     cancel_no TEXT NOT NULL,
+    cancel_date TEXT NOT NULL DEFAULT '',  -- the 1021's EntrustDate; '' in files written before it was kept
     cancel_answer TEXT NOT NULL,
     result TEXT NOT NULL,
     add_word TEXT NOT NULL,
@@ -269,13 +270,17 @@ class RefundLedger:
     def record_reversal(self, row: dict) -> None:
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO reversals (tax_org_code, ori_entrust_date, ori_tra_no, cancel_no,"
-                         " cancel_answer, result, add_word) VALUES (:tax_org_code, :ori_entrust_date, :ori_tra_no,"
-                         " :cancel_no, :cancel_answer, :result, :add_word)", row)
+                         " cancel_date, cancel_answer, result, add_word) VALUES (:tax_org_code, :ori_entrust_date,"
+                         " :ori_tra_no, :cancel_no, :cancel_date, :cancel_answer, :result, :add_word)",
+                         {"cancel_date": "", **row})
 
 
 class TipsLedger(SqliteStore, RefundLedger):
     def __init__(self, *, storage_path: str):
         super().__init__(storage_path=storage_path, schema=_SCHEMA)
+        with self._write() as conn:  # a file written before reversals kept their own date
+            if "cancel_date" not in {row[1] for row in conn.execute("PRAGMA table_info(reversals)")}:
+                conn.execute("ALTER TABLE reversals ADD COLUMN cancel_date TEXT NOT NULL DEFAULT ''")
 
     def next_number(self, name: str) -> str:
         """The next 8-digit number of a series (TraNo, PackNo, VCNo)."""
@@ -403,8 +408,9 @@ class TipsLedger(SqliteStore, RefundLedger):
                 conn.row_factory = None
 
     def paid_deductions(self, entrust_date: str) -> list[dict]:
-        """What the tax system holds as paid on a day: the real-time deductions answered 90000 and the package
-        items whose 2102 line said 90000, with their agreement's codes and taxpayer name."""
+        """What the tax system holds as paid on a day, as it stood at the end of that day: the real-time
+        deductions answered 90000 and the package items whose 2102 line said 90000, with their agreement's codes
+        and taxpayer name; less those reversed (1021 answered 0) that day, not those reversed on a later day."""
         with self._read() as conn:
             conn.row_factory = _dict_row
             try:
@@ -413,7 +419,8 @@ class TipsLedger(SqliteStore, RefundLedger):
                     " JOIN agreements a ON a.protocol_no = d.protocol_no JOIN taxpayers t USING (tax_pay_code)"
                     " WHERE d.entrust_date = ? AND NOT EXISTS (SELECT 1 FROM reversals v WHERE v.cancel_answer = '0'"
                     " AND v.tax_org_code = d.tax_org_code AND v.ori_entrust_date = d.entrust_date"
-                    " AND v.ori_tra_no = d.tra_no) ORDER BY d.tax_org_code, d.tra_no", (entrust_date,)).fetchall()
+                    " AND v.ori_tra_no = d.tra_no AND (v.cancel_date = '' OR v.cancel_date <= d.entrust_date))"
+                    " ORDER BY d.tax_org_code, d.tra_no", (entrust_date,)).fetchall()
                 results = conn.execute("SELECT ori_tax_org_code, ori_pack_no, lines FROM results"
                                        " WHERE ori_entrust_date = ?", (entrust_date,)).fetchall()
             finally:

@@ -52,7 +52,8 @@ def test_a_shortfall_is_collected_under_the_agreement_after_a_second_persons_app
     assert [h["note"][:4] for h in case.history] == ["提出更正", "批准更正"]
     kinds = list(TraceEvent.objects.filter(stream_key=f"tax-recon-case-{case.pk}").order_by("seq")
                  .values_list("kind", flat=True))
-    assert kinds == ["tax.reconciliation.correction.proposed", "tax.reconciliation.correction.approved"]
+    assert kinds == ["tax.reconciliation.correction.proposed", "tax.reconciliation.correction.approved",
+                     "tax.reconciliation.correction.entered"]  # entered when the transfer settled
     assert TaxDeduction.objects.get(pk=deduction.pk).amount_fen == 200_00  # the record itself is never edited
     with pytest.raises(TransitionNotAllowed):
         corrections.approve_correction(correction_id=proposed.pk, user=tax.checker, now=timezone.now())

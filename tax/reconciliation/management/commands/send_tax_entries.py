@@ -17,5 +17,9 @@ class Command(BaseCommand):
             entry_date = dt.date.fromisoformat(options["date"])
         except ValueError as exc:
             raise CommandError(f"--date must be YYYY-MM-DD: {exc}") from exc
-        counts = entries.send_entry_details(entry_date=entry_date, now=timezone.now())
+        from tax.reconciliation.corrections import book_correction_entries
+
+        now = timezone.now()
+        book_correction_entries(now=now)  # a correction settled that day is a line of its detail
+        counts = entries.send_entry_details(entry_date=entry_date, now=now)
         self.stdout.write(f"{entry_date}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no entries"))
