@@ -30,7 +30,8 @@ from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import Organization, Wallet
 from treasury.models import Transfer, TransferState
 from treasury.services.transfers import (
-    NewTransfer, create_transfers, has_open_transfers, hold_pending_transfers, release_transfers,
+    NewTransfer, create_transfers, has_open_transfers, hold_claimed_transfers, hold_pending_transfers,
+    release_transfers, send_claimed_transfers, submission_chunks,
 )
 from treasury.services.wallets import WalletCheck, ensure_personal_wallets, operator_balance, verify_wallets
 from treasury.trace.services import EventSpec, append_events
@@ -457,8 +458,11 @@ def _set_aside_fen(*, payer_wallet_id: int, but: int) -> int:
     return set_aside
 
 
-def _create_line_transfers(batch: PayrollBatch, attempts: list[tuple], *, actor: str, now: datetime) -> list[int]:
+def _create_line_transfers(batch: PayrollBatch, attempts: list[tuple], *, actor: str, now: datetime,
+                           claimed: bool = False) -> list[int]:
     """One transfer per (line, attempt number) and the lines pointed at them, in the caller's transaction.
+    With `claimed`, the transfers are created claimed and the caller queues `pay_chunk` for them on commit;
+    otherwise the transfer core sends them.
 
     The idempotency key names the attempt: payroll:<batch>:<line> for the first, :<n> after it, so a
     retry is a new payment and a repeated call for the same attempt is the same payment.
@@ -475,7 +479,7 @@ def _create_line_transfers(batch: PayrollBatch, attempts: list[tuple], *, actor:
                                          known_checks=known_checks)
     line_type = ContentType.objects.get_for_model(PayrollLine)
     ids = create_transfers(
-        organization_id=batch.employer_id, batch_ref=batch.batch_ref, actor=actor, now=now,
+        organization_id=batch.employer_id, batch_ref=batch.batch_ref, actor=actor, now=now, claimed=claimed,
         transfers=[
             NewTransfer(
                 payer_id=batch.payer_wallet_id, payee_id=wallet_pks[line.wallet_id], amount_fen=line.net_fen,
@@ -563,7 +567,9 @@ def make_line_transfers(*, batch_id: int, actor: str, now: datetime) -> int:
                 )
             ]
             if lines:
-                made += len(_create_line_transfers(batch, [(line, 1) for line in lines], actor=actor, now=now))
+                ids = _create_line_transfers(batch, [(line, 1) for line in lines], actor=actor, now=now, claimed=True)
+                _queue_pay_chunks(batch_id, ids)
+                made += len(ids)
             after_line_no, span = after_line_no + span, PAY_CHUNK
             if after_line_no < last_line_no:
                 continue
@@ -576,6 +582,23 @@ def make_line_transfers(*, batch_id: int, actor: str, now: datetime) -> int:
         # `batch_decided` then found it still making): it moves on now, not at the next sweep.
         finish_batch_if_done(batch_id=batch_id, now=now)
         return made
+
+
+def _queue_pay_chunks(batch_id: int, transfer_ids: list[int]) -> None:
+    from payroll.tasks import pay_chunk_task
+
+    for chunk in submission_chunks(transfer_ids):
+        transaction.on_commit(partial(pay_chunk_task.apply_async, kwargs={"batch_id": batch_id, "transfer_ids": chunk}))
+
+
+def pay_chunk(*, batch_id: int, transfer_ids: list[int], now: datetime) -> None:
+    """Send one chunk of the run's transfers (made claimed by `make_line_transfers`) to the operator, unless
+    the run was paused meanwhile: then they are held, as pausing holds the transfers not yet sent, and
+    resuming releases them. A pause that comes while the chunk is sent finds it in flight: it finishes."""
+    if PayrollBatch.objects.filter(pk=batch_id, paused=True).exists():
+        hold_claimed_transfers(transfer_ids=transfer_ids, actor="system", now=now)
+    else:
+        send_claimed_transfers(transfer_ids=transfer_ids, now=now)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 from celery import shared_task
+from django.db import OperationalError
 from django.utils import timezone
 
 from payroll import payslips, services
@@ -19,3 +20,10 @@ def build_payslip_archive_task(*, archive_id: int) -> None:
 def make_line_transfers_task(*, batch_id: int, actor: str) -> int:
     """Idempotent: lines that got their transfer are skipped; keys are fixed per line."""
     return services.make_line_transfers(batch_id=batch_id, actor=actor, now=timezone.now())
+
+
+@shared_task(name="payroll.pay_chunk", acks_late=True, reject_on_worker_lost=True,
+             autoretry_for=(OperationalError,), retry_backoff=True, max_retries=8)  # as the core's submit task
+def pay_chunk_task(*, batch_id: int, transfer_ids: list[int]) -> None:
+    """Safe to deliver twice: only transfers still claimed are sent or held; the operator dedupes on keys."""
+    services.pay_chunk(batch_id=batch_id, transfer_ids=transfer_ids, now=timezone.now())

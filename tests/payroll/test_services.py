@@ -285,17 +285,20 @@ def test_retry_after_failure_uses_a_new_key_and_pays_once(employer):
 
 
 def test_pause_holds_unsent_transfers_and_resume_pays_them(employer, monkeypatch):
-    from treasury.tasks import submit_transfer_chunk_task
+    from payroll.tasks import pay_chunk_task
 
     rows = staff(employer, 3)
     batch = approved_and_funded(employer, rows)
     queued = []  # the broker: nothing runs until we say so
-    monkeypatch.setattr(submit_transfer_chunk_task, "apply_async", lambda kwargs: queued.append(kwargs))
+    monkeypatch.setattr(pay_chunk_task, "apply_async", lambda kwargs: queued.append(kwargs))
     services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    transfers = Transfer.objects.filter(batch_ref=batch.batch_ref)
+    assert set(transfers.values_list("state", flat=True)) == {"submitted"}  # made claimed, not sent yet
     services.pause_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
-    for kwargs in queued:  # the queued chunk arrives while paused: held transfers are not sent
-        submit_transfer_chunk_task.apply(kwargs=kwargs)
-    assert set(Transfer.objects.filter(batch_ref=batch.batch_ref).values_list("state", flat=True)) == {"pending"}
+    for kwargs in queued:  # the queued chunk arrives while paused: its transfers are held, not sent
+        pay_chunk_task.apply(kwargs=kwargs)
+    assert set(transfers.values_list("state", "held")) == {("pending", True)}
+    assert employer.sandbox.admin.balance(wallet_id=rows[0][3]) == 0
     monkeypatch.undo()
     services.resume_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
     assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
@@ -344,19 +347,17 @@ def test_chunks_are_ranges_of_line_numbers_and_numbers_without_lines_stop_nothin
 def test_the_answer_deciding_the_last_transfer_moves_the_batch_on_without_a_sweep(employer, monkeypatch):
     """With workers the chunks are paid while and after the transfers are made: the operator's answer that
     decides the batch's last transfer moves it on (the transfer core's batch_decided), no sweep needed."""
-    from treasury.services import transfers as transfer_services
-
     rows = staff(employer, 5)
     batch = approved_and_funded(employer, rows)
     monkeypatch.setattr(services, "PAY_CHUNK", 2)
-    chunks = []  # the broker: the submit tasks run when we say so
-    monkeypatch.setattr(transfer_services, "enqueue_submission", chunks.append)
+    chunks = []  # the broker: the chunks are paid when we say so
+    monkeypatch.setattr(services, "_queue_pay_chunks", lambda batch_id, transfer_ids: chunks.append(transfer_ids))
     services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())  # eager: made
     assert [len(chunk) for chunk in chunks] == [2, 2, 1]
     for chunk in chunks[:-1]:
-        transfer_services.submit_transfer_chunk(transfer_ids=chunk, now=timezone.now())
+        services.pay_chunk(batch_id=batch.pk, transfer_ids=chunk, now=timezone.now())
         assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.PAYING
-    transfer_services.submit_transfer_chunk(transfer_ids=chunks[-1], now=timezone.now())
+    services.pay_chunk(batch_id=batch.pk, transfer_ids=chunks[-1], now=timezone.now())
     assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.PAID
 
 

@@ -384,6 +384,25 @@ def hold_pending_transfers(*, transfer_ids: list[int], actor: str, now: datetime
     return held
 
 
+def hold_claimed_transfers(*, transfer_ids: list[int], actor: str, now: datetime) -> int:
+    """Claimed transfers (`create_transfers(claimed=True)`) whose sender will not send them after all (their
+    run was paused before it did): back to pending and held, for `release_transfers`. Returns how many.
+
+    Only rows still `submitted` change. Should one have been sent already (its task delivered twice), the
+    operator's answer to that call is not recorded; once released it is sent again under the same key, and
+    the operator answers with what it applied: paid once either way.
+    """
+    with transaction.atomic():
+        rows = _lock_rows("id", transfer_ids, [S.SUBMITTED])
+        if rows:
+            where, params = bulk.in_clause("id", [r.pk for r in rows])
+            with connection.cursor() as cursor:
+                cursor.execute(f"UPDATE treasury_transfer SET state = %s, held = %s WHERE {where}",
+                               [Transfer.target_of(Transfer.requeue), True, *params])
+        _trace(rows, kind="transfer.held", actor=actor, now=now, data={"reason": "run paused before sending"})
+    return len(rows)
+
+
 def cancel_pending_transfers(*, transfer_ids: list[int], reason: str, actor: str, now: datetime) -> list[int]:
     """Cancel transfers that have not been sent to the operator. Returns the ids cancelled.
 
