@@ -3,29 +3,22 @@
 Needs DATABASE_URL pointing at PostgreSQL (the test database is created from it) and, for the
 worker tests, INTEGRATION_BROKER_URL (redis://... or amqp://...). `.ci/run` sets both.
 """
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from kombu import pools as kombu_pools
-
-from config.celery import app as celery_app
 from treasury.models import LedgerEntry, Transfer, TransferState
 from treasury.services import transfers as transfer_services
 from treasury.services.ledger import check_ledger
 from treasury.services.transfers import NewTransfer, create_transfers
+from tests.workers import WORKER_APPLICATION_NAME, wait_for
+from tests.workers import broker_url, celery_to_broker, worker_factory  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -143,106 +136,13 @@ def test_settled_answers_applied_again_or_concurrently_settle_and_post_once(worl
 # --- a real Celery worker -------------------------------------------------------------------
 
 
-@pytest.fixture
-def broker_url():
-    url = os.environ.get("INTEGRATION_BROKER_URL")
-    if not url:
-        pytest.skip("needs a broker: set INTEGRATION_BROKER_URL=redis://127.0.0.1:6379/14 (see .ci/run)")
-    return url
-
-
-@pytest.fixture
-def celery_to_broker(broker_url):
-    """Send tasks to the real broker from this process (tests otherwise run Celery eagerly)."""
-    old_eager, old_url = celery_app.conf.task_always_eager, celery_app.conf.broker_url
-    celery_app.conf.update(task_always_eager=False, broker_url=broker_url)
-    _reset_connection_pool()
-    celery_app.control.purge()  # nothing left over from an earlier run
-    yield
-    _reset_connection_pool()
-    celery_app.conf.update(task_always_eager=old_eager, broker_url=old_url)
-
-
-def _reset_connection_pool():
-    # The app keeps one producer pool per broker URL it first saw; drop it so the next send uses the new URL.
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-        celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-    kombu_pools.reset()
-
-
-WORKER_APPLICATION_NAME = "ecny-test-worker"
-
-
-class Worker:
-    def __init__(self, *, broker_url, sandbox_url, media_root):
-        db = connection.settings_dict
-        self.env = {
-            **os.environ,
-            # Named, so that a test can tell the worker's PostgreSQL backends from its own.
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-                            f"?application_name={WORKER_APPLICATION_NAME}",
-            "CELERY_BROKER_URL": broker_url,
-            "ECNY_OPERATOR_URL": sandbox_url,
-            "ECNY_OPERATOR_TIMEOUT_SECONDS": "30",
-            "MEDIA_ROOT": str(media_root),
-            "SERVICE_SIGNING_KEY_FILE": str(settings.SERVICE_SIGNING_KEY_FILE),
-        }
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "treasury", "--concurrency", "2",
-             "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
-            cwd=ROOT, env=self.env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        return self
-
-    def kill(self):
-        """SIGKILL the whole worker (main process and its pool children): no cleanup, no acks."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@pytest.fixture
-def worker_factory(broker_url, ecny_sandbox, tmp_path):
-    workers = []
-
-    def make():
-        worker = Worker(broker_url=broker_url, sandbox_url=ecny_sandbox.url, media_root=tmp_path / "media").start()
-        workers.append(worker)
-        return worker
-
-    yield make
-    for worker in workers:
-        worker.stop()
-
-
-def _wait_for(predicate, *, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-
-
 def test_real_worker_settles_chunks_from_the_broker(world, celery_to_broker, worker_factory):
     before = world.operator_balance(world.payer)
     worker_factory()
     with transaction.atomic():  # the outbox: tasks are queued only when this commits
         ids = create_transfers(organization_id=world.employer.pk, batch_ref="worker", transfers=_items(world, 3000, "worker"),
                                actor="t", now=timezone.now())
-    _wait_for(lambda: not Transfer.objects.filter(pk__in=ids).exclude(state=TransferState.SETTLED).exists(),
+    wait_for(lambda: not Transfer.objects.filter(pk__in=ids).exclude(state=TransferState.SETTLED).exists(),
               seconds=120, what="3,000 transfers settled by the worker")
     _assert_paid_exactly_once(world, ids, before)
 
@@ -255,7 +155,7 @@ def test_worker_killed_mid_chunk_never_pays_twice_and_loses_nothing(world, celer
     with transaction.atomic():
         ids = create_transfers(organization_id=world.employer.pk, batch_ref="killed", transfers=_items(world, 3000, "killed"),
                                actor="t", now=timezone.now())
-    _wait_for(lambda: Transfer.objects.filter(pk__in=ids, state=TransferState.SUBMITTED).exists(),
+    wait_for(lambda: Transfer.objects.filter(pk__in=ids, state=TransferState.SUBMITTED).exists(),
               seconds=60, what="a chunk claimed by the worker")
     time.sleep(0.5)
     first.kill()
@@ -269,7 +169,7 @@ def test_worker_killed_mid_chunk_never_pays_twice_and_loses_nothing(world, celer
     later = timezone.now() + timezone.timedelta(minutes=10)
     transfer_services.recover_unconfirmed_transfers(now=later)
     transfer_services.submit_stranded_pending_transfers(now=later)
-    _wait_for(lambda: not Transfer.objects.filter(pk__in=ids).exclude(state=TransferState.SETTLED).exists(),
+    wait_for(lambda: not Transfer.objects.filter(pk__in=ids).exclude(state=TransferState.SETTLED).exists(),
               seconds=120, what="every transfer settled after the kill")
     _assert_paid_exactly_once(world, ids, before)
 
@@ -291,6 +191,6 @@ def test_a_worker_process_keeps_its_database_connection_from_task_to_task(world,
             backends.update(row[0] for row in cursor.fetchall())
         return not Transfer.objects.filter(pk__in=ids).exclude(state=TransferState.SETTLED).exists()
 
-    _wait_for(settled, seconds=120, what="3,000 transfers settled in 30 tasks")
+    wait_for(settled, seconds=120, what="3,000 transfers settled in 30 tasks")
     settled()
     assert 1 <= len(backends) <= 2, backends  # one per pool process at most, not one per task

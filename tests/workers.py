@@ -1,0 +1,117 @@
+"""A real Celery worker on a real broker, for the integration tests that kill one: the fixtures and helpers.
+
+Needs INTEGRATION_BROKER_URL (redis://... or amqp://...) and PostgreSQL (the worker is another process, so it
+must share the test database). `.ci/run` sets both. Import the fixtures into the test module that uses them.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from kombu import pools as kombu_pools
+
+from config.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def broker_url():
+    url = os.environ.get("INTEGRATION_BROKER_URL")
+    if not url:
+        pytest.skip("needs a broker: set INTEGRATION_BROKER_URL=redis://127.0.0.1:6379/14 (see .ci/run)")
+    return url
+
+
+@pytest.fixture
+def celery_to_broker(broker_url):
+    """Send tasks to the real broker from this process (tests otherwise run Celery eagerly)."""
+    old_eager, old_url = celery_app.conf.task_always_eager, celery_app.conf.broker_url
+    celery_app.conf.update(task_always_eager=False, broker_url=broker_url)
+    _reset_connection_pool()
+    celery_app.control.purge()  # nothing left over from an earlier run
+    yield
+    _reset_connection_pool()
+    celery_app.conf.update(task_always_eager=old_eager, broker_url=old_url)
+
+
+def _reset_connection_pool():
+    # The app keeps one producer pool per broker URL it first saw; drop it so the next send uses the new URL.
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+        celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    kombu_pools.reset()
+
+
+WORKER_APPLICATION_NAME = "ecny-test-worker"
+
+
+class Worker:
+    """`celery worker` in its own process group, consuming `queues` (comma-separated), with 2 pool processes."""
+
+    def __init__(self, *, broker_url, sandbox_url, media_root, queues="treasury"):
+        self.queues = queues
+        db = connection.settings_dict
+        self.env = {
+            **os.environ,
+            # Named, so that a test can tell the worker's PostgreSQL backends from its own.
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+                            f"?application_name={WORKER_APPLICATION_NAME}",
+            "CELERY_BROKER_URL": broker_url,
+            "ECNY_OPERATOR_URL": sandbox_url,
+            "ECNY_OPERATOR_TIMEOUT_SECONDS": "30",
+            "MEDIA_ROOT": str(media_root),
+            "SERVICE_SIGNING_KEY_FILE": str(settings.SERVICE_SIGNING_KEY_FILE),
+        }
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", self.queues, "--concurrency", "2",
+             "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
+            cwd=ROOT, env=self.env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        return self
+
+    def kill(self):
+        """SIGKILL the whole worker (main process and its pool children): no cleanup, no acks."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def worker_factory(broker_url, ecny_sandbox, tmp_path):
+    workers = []
+
+    def make(queues="treasury"):
+        worker = Worker(broker_url=broker_url, sandbox_url=ecny_sandbox.url, media_root=tmp_path / "media",
+                        queues=queues).start()
+        workers.append(worker)
+        return worker
+
+    yield make
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(predicate, *, seconds, what):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
