@@ -299,17 +299,24 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
         -- (or was reversed on a later day) plus its settled corrections
         SELECT k.*, CASE WHEN d_state = 'succeeded' OR (d_state = 'reversed' AND rev_later > 0) THEN d_amt ELSE 0 END
                     + COALESCE(d_corr, 0) AS held FROM k
+    ), r AS (
+        -- the reversal, booked on the check date, of a debit credited on an earlier day: the operator's debit of the
+        -- day and our entries of the day (the negatives; none if the debit was never entered) agree. A column of its
+        -- own, not a test of the outcome below: each reference to the outcome's CASE evaluates it again.
+        SELECT h.*, (d_state = 'reversed' AND held = 0 AND d_corr IS NULL AND t_n IS NULL AND COALESCE(p_n, 0) = 0
+                     AND p_net = -d_amt AND COALESCE(day_entered, -d_amt) = -d_amt) AS rev
+        FROM h
     ), c AS (
-        SELECT h.*,
+        -- our amount: the debit; what we hold for a corrected serial; the money returned for a reversal
+        SELECT org, day, tra, t_n, t_amt, d_id, d_state, p_n, p_net,
+               CASE WHEN rev THEN -d_amt WHEN d_corr IS NULL THEN d_amt ELSE held END AS d_amt,
+               CASE WHEN rev THEN day_entered ELSE entered END AS entered,
         CASE
             WHEN COALESCE(t_n, 0) > 1 THEN 'duplicate_tax'
             WHEN COALESCE(p_n, 0) > 1 THEN 'duplicate_operator'
             WHEN d_id IS NULL THEN 'missing_ours'
             WHEN d_state IN {undecided} THEN 'ours_undecided'
-            -- the reversal, booked on the check date, of a debit credited on an earlier day: the operator's debit
-            -- of the day and our entries of the day (the negatives; none if the debit was never entered) agree
-            WHEN d_state = 'reversed' AND held = 0 AND d_corr IS NULL AND t_n IS NULL AND COALESCE(p_n, 0) = 0
-                 AND p_net = -d_amt AND COALESCE(day_entered, -d_amt) = -d_amt THEN 'reversed'
+            WHEN rev THEN 'reversed'
             -- ... entered on the check date, and no reversal of the day at the operator
             WHEN d_state = 'reversed' AND held = 0 AND d_corr IS NULL AND COALESCE(p_n, 0) = 0
                  AND COALESCE(p_net, 0) = 0 AND COALESCE(day_entered, 0) <> 0 THEN 'missing_operator'
@@ -323,13 +330,7 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
             WHEN t_n IS NULL THEN 'own_matched'
             ELSE 'matched'
         END AS outcome
-        FROM h
-    ), o AS (
-        -- our amount: the debit; what we hold for a corrected serial; the money returned for a reversal
-        SELECT org, day, tra, t_n, t_amt, d_id, d_state, outcome, p_n, p_net,
-               CASE WHEN outcome = 'reversed' THEN -d_amt WHEN d_corr IS NULL THEN d_amt ELSE held END AS d_amt,
-               CASE WHEN outcome = 'reversed' THEN day_entered ELSE entered END AS entered
-        FROM c
+        FROM r
     )
     """
     insert_results = f"""
@@ -337,12 +338,12 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
         ours_state, ours_amount_fen, entered_amount_fen, operator_count, operator_amount_fen, deduction_id)
     SELECT %s, org, day, tra, outcome, COALESCE(t_n, 0), t_amt, COALESCE(d_state, ''), d_amt, entered,
         COALESCE(p_n, 0), p_net, d_id
-    FROM o WHERE outcome <> 'matched'"""
+    FROM c WHERE outcome <> 'matched'"""
     insert_totals = f"""
     INSERT INTO {TOTAL_TABLE} (run_id, tax_org_code, outcome, count, tax_amount_fen, ours_amount_fen,
         operator_amount_fen)
     SELECT %s, org, outcome, COUNT(*), COALESCE(SUM(t_amt), 0), COALESCE(SUM(d_amt), 0), COALESCE(SUM(p_net), 0)
-    FROM o GROUP BY org, outcome"""
+    FROM c GROUP BY org, outcome"""
     params = [*packages_params, check_date, *org_p, run_id, check_date, *org_p, check_date, check_date, *org_p,
               check_date, *org_p, check_date, check_date, check_date, check_date, check_date, *packages_params, *org_p,
               run_id, *org_p]
