@@ -9,7 +9,6 @@ import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -19,6 +18,7 @@ from adapters.ecny.interface import Conditions
 from fiscal_disbursement import services
 from fiscal_disbursement.models import PaymentLine, PaymentRequest, Quota
 from fiscal_disbursement.models import RequestState as R
+from tests.clients import api_as, logged_in
 from tests import factories as f
 from tests.fiscal_disbursement.helpers import (
     QUOTA_ID,
@@ -39,18 +39,6 @@ API = "/api/v1/fiscal"
 # ---------------------------------------------------------------------------------------------
 # Page and API helpers (fixtures for the service tests live in conftest.py)
 # ---------------------------------------------------------------------------------------------
-
-
-def logged_in(user, **kwargs) -> Client:
-    client = Client(**kwargs)
-    client.force_login(user)
-    return client
-
-
-def api_as(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def messages_of(response) -> list[str]:

@@ -3,13 +3,12 @@ never a hold), counted on the batch, shown on the batch page, in the API and by 
 import re
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from payroll import parsing, services, union
 from payroll.models import BatchState, DuesCall, PayrollBatch, UnionMember, UnionSettings
+from tests.clients import api_as, logged_in
 from tests import factories as f
 from tests.payroll import builders
 from tests.payroll.helpers import csv_file, staff, upload
@@ -196,18 +195,6 @@ def test_the_unions_rules_decide_the_expected_dues(employer, grassroots):
 # ---------------------------------------------------------------------------------------------
 # Shown: the batch page, the API, the command
 # ---------------------------------------------------------------------------------------------
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def api_as(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def warnings_panel(html: str) -> str:

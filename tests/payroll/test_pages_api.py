@@ -7,10 +7,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from payroll import services
 from payroll.models import BatchState, PayrollBatch
+from tests.clients import api_as, logged_in
 from tests import factories as f
 from tests.payroll import builders
 from tests.payroll.helpers import csv_file, staff, upload
@@ -18,16 +18,6 @@ from treasury.access import roles
 from treasury.models import Transfer, TransferState
 
 pytestmark = pytest.mark.django_db(transaction=True)
-def logged_in(user, **kwargs) -> Client:
-    client = Client(**kwargs)
-    client.force_login(user)
-    return client
-
-
-def api_as(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def messages_of(response) -> list[str]:

@@ -5,32 +5,18 @@ from __future__ import annotations
 
 import io
 
-import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from payroll.models import PayrollBatch, PayrollLine
 from social_security import parsing, services
 from social_security.models import Declaration, DeclarationState as S
+from tests.clients import api_as, logged_in
 from tests import factories as f
 from tests.social_security.test_declarations import ROWS
 from treasury.access import roles
 
 API = "/api/v1/social/declarations/"
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def api_as(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def csv_file(lines, *, period="2026-03", uscc=None) -> io.BytesIO:

@@ -16,6 +16,7 @@ from adapters.tips.interface import ResultCode
 from tax import services
 from tax.handlers import TaxHandler
 from tax.models import AgreementState, DeductionKind, DeductionPackage, DeductionState, PackageState, TaxAgreement, TaxDeduction
+from tests.clients import api_as, logged_in
 from tests import factories as f
 from tests.tax.helpers import ENTRUST_DATE, TAX_ORG_CODE, batch, item, real_time, verification
 from treasury.access import roles
@@ -25,18 +26,6 @@ from treasury.models import Organization
 API = "/api/v1/tax"
 READ_PAGES = ["tax:agreement-list", "tax:deduction-list", "tax:package-list", "tax:entry-report"]
 STAFF_PAGES = ["tax:agreement-sign", "tax:own-tax"]
-
-
-def logged_in(user, **kwargs) -> Client:
-    client = Client(**kwargs)
-    client.force_login(user)
-    return client
-
-
-def api_as(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def messages_of(response) -> list[str]:

@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 

@@ -5,32 +5,19 @@ are not shown), auditors and administrators read only."""
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from tax.handlers import TaxHandler
 from tax.reconciliation import services
 from tax.reconciliation.models import CaseState, DiscrepancyCase, Outcome, ReconciliationRun, RunState
+from tests.clients import api_as, logged_in
 from tests import factories as f
 from tests.tax.reconciliation.conftest import ENTRUST_DATE, TAX_ORG_CODE, check_detail, planted_lines, planted_statement
 from treasury.access import roles
 from treasury.identifiers import mask_wallet_id
 
 API = "/api/v1/tax/reconciliation"
-
-
-def logged_in(user, **kwargs) -> Client:
-    client = Client(**kwargs)
-    client.force_login(user)
-    return client
-
-
-def api_as(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture
