@@ -79,8 +79,10 @@ def test_celery_task_is_registered_by_its_scheduled_name(two_streams, settings):
 
     assert trace_checkpoint_task.name == "treasury.trace_checkpoint"
     assert settings.CELERY_BEAT_SCHEDULE["trace-checkpoint"]["task"] in app.tasks
-    assert trace_checkpoint_task.apply().get() == 1
-    assert trace_checkpoint_task.apply().get() is None  # run twice: nothing new to sign
+    # get(disable_sync_subtasks=False): Celery's no-join-inside-a-task guard is one flag for the whole process,
+    # set while the live server's thread runs an eager task for a sandbox's call.
+    assert trace_checkpoint_task.apply().get(disable_sync_subtasks=False) == 1
+    assert trace_checkpoint_task.apply().get(disable_sync_subtasks=False) is None  # run twice: nothing new to sign
 
 
 # --- Merkle tree ------------------------------------------------------------------------------------
