@@ -10,6 +10,7 @@ PostgreSQL (treasury.bulk.insert_rows).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -395,14 +396,58 @@ def outcome_totals(*, run_id: int) -> dict:
                 for outcome, n, t, o, p in cursor.fetchall()}
 
 
-def check_result(*, run: ReconciliationRun) -> CheckResult:
-    """2111 for a done run: "0" when every serial agrees, "1" when any differs."""
-    package = CheckPackage.objects.filter(check_date=run.check_date).order_by("-chk_acct_ord").first()
-    differs = run.discrepancy_count > 0
-    return CheckResult(ori_pay_bank_no=package.pay_bk_code if package else "", ori_chk_date=run.check_date,
-                       ori_chk_acct_ord=package.chk_acct_ord if package else "",
-                       ori_payee_bank_no=package.payee_bank_no if package else "", result="1" if differs else "0",
-                       add_word=f"差异 {run.discrepancy_count} 笔 (discrepancies)" if differs else "")
+def check_results(*, run: ReconciliationRun) -> list[CheckResult]:
+    """The 2111s of a done run, one per payee bank (treasury) whose check detail arrived for the day, each naming
+    that bank's latest package: "0" when none of the run's discrepancies is that bank's, "1" and how many when
+    some are (`discrepancies_by_payee_bank`)."""
+    latest = {}
+    for package in CheckPackage.objects.filter(check_date=run.check_date).order_by("chk_acct_ord", "cur_pack_no"):
+        latest[package.payee_bank_no] = package
+    if len(latest) == 1:  # the usual day: every discrepancy is the one bank's
+        counts = {bank: run.discrepancy_count for bank in latest}
+    else:
+        counts = discrepancies_by_payee_bank(run=run, banks=list(latest))
+    return [CheckResult(ori_pay_bank_no=package.pay_bk_code, ori_chk_date=run.check_date,
+                        ori_chk_acct_ord=package.chk_acct_ord, ori_payee_bank_no=bank,
+                        result="1" if counts[bank] else "0",
+                        add_word=f"差异 {counts[bank]} 笔 (discrepancies)" if counts[bank] else "")
+            for bank, package in sorted(latest.items())]
+
+
+def discrepancies_by_payee_bank(*, run: ReconciliationRun, banks: list[str]) -> dict[str, int]:
+    """{payee bank: discrepancies of the run that are its}. A serial the tax system lists is the bank's whose
+    package lists it. One it does not list (ours or the operator's only) is the bank's that the day's records
+    show for its deduction's treasury: the records of a bank's packages name deductions, and deductions keep
+    their treasury code (a treasury is paid through one payee bank). One with no deduction, or of a treasury
+    none of the day's records names, is counted for every bank: a difference nobody can place is reported
+    everywhere rather than nowhere."""
+    kinds_sql, kinds_params = bulk.in_clause("x.outcome", [str(o) for o in DISCREPANCY_OUTCOMES])
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            WITH rp AS (
+                SELECT r.tax_org_code, r.entrust_date, r.tra_no, p.payee_bank_no FROM {RECORD_TABLE} r
+                JOIN {PACKAGE_TABLE} p ON p.id = r.package_id WHERE p.check_date = %s
+            ), tb AS (
+                SELECT DISTINCT d.treasury_code, rp.payee_bank_no FROM rp JOIN tax_taxdeduction d
+                  ON d.tax_org_code = rp.tax_org_code AND d.entrust_date = rp.entrust_date AND d.tra_no = rp.tra_no
+            )
+            SELECT x.id, COALESCE(rp.payee_bank_no, tb.payee_bank_no) FROM {RESULT_TABLE} x
+            LEFT JOIN rp ON rp.tax_org_code = x.tax_org_code AND rp.entrust_date = x.entrust_date
+              AND rp.tra_no = x.tra_no
+            LEFT JOIN tax_taxdeduction d ON d.id = x.deduction_id AND rp.payee_bank_no IS NULL
+            LEFT JOIN tb ON tb.treasury_code = d.treasury_code
+            WHERE x.run_id = %s AND {kinds_sql}
+        """, [run.check_date, run.pk, *kinds_params])
+        banks_of: dict[int, set[str]] = {}
+        for result_id, bank in cursor.fetchall():
+            banks_of.setdefault(result_id, set())
+            if bank is not None:
+                banks_of[result_id].add(bank)
+    counts = dict.fromkeys(banks, 0)
+    for placed in banks_of.values():
+        for bank in (placed & counts.keys()) or counts.keys():
+            counts[bank] += 1
+    return counts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,34 +532,45 @@ def reconcile_now(*, check_date: dt.date, tax_org_code: str = "") -> Reconciliat
 
 
 def send_check_result(*, run_id: int, now: dt.datetime) -> ReconciliationRun:
-    """Send a done all-authority run's 2111 to the tax system and record what it acknowledged. Nothing is
-    locked while sending. A run whose acknowledged 2111 says what the run says now is left alone (a second
-    delivery of the task sends nothing); a re-run whose answer changed (a correction made, a record arrived)
-    sends the new 2111. A failure stays in the run's note for the next run."""
+    """Send a done all-authority run's 2111s (one per payee bank, `check_results`) to the tax system and record
+    what it acknowledged. Nothing is locked while sending. A run whose acknowledged 2111s say what the run says
+    now is left alone (a second delivery of the task sends nothing); a re-run whose answer changed (a correction
+    made, a record arrived) sends them again: the tax system answers 94051 to a bank's unchanged one and takes
+    the changed. A failure stays in the run's note for the next run."""
     from adapters.tips.interface import TipsFault, TipsUnavailable
     from tax.services import _tips
 
     run = ReconciliationRun.objects.get(pk=run_id)
     if run.state != RunState.DONE or run.tax_org_code:
         return run
-    if not CheckPackage.objects.filter(check_date=run.check_date).exists():
+    answers = check_results(run=run)
+    if not answers:
         return run
-    answer = check_result(run=run)
-    text = f"{answer.result} {answer.add_word}".strip()[:255]
+    text = _replies_text(answers)
     if run.reply_sent_at is not None and run.reply_sent_text == text:
         return run
-    note = ""
-    try:
-        reply = _tips().send_check_result(answer)
-        if reply.result not in (ResultCode.SUCCESS, ResultCode.DUPLICATE):
-            note = f"2111 未被接收 (not accepted): {reply.result} {reply.add_word}"
-    except TipsUnavailable as exc:
-        note = f"2111 税务系统暂不可达 (tax system unreachable): {exc}"
-    except TipsFault as exc:
-        note = f"2111 税务系统拒收 (refused): {exc}"
-    if note:
-        ReconciliationRun.objects.filter(pk=run.pk).update(note=note[:255])
+    notes = []
+    for answer in answers:
+        try:
+            reply = _tips().send_check_result(answer)
+            if reply.result not in (ResultCode.SUCCESS, ResultCode.DUPLICATE):
+                notes.append(f"2111 未被接收 (not accepted) {answer.ori_payee_bank_no}: {reply.result} {reply.add_word}")
+        except TipsUnavailable as exc:
+            notes.append(f"2111 税务系统暂不可达 (tax system unreachable): {exc}")
+        except TipsFault as exc:
+            notes.append(f"2111 税务系统拒收 (refused) {answer.ori_payee_bank_no}: {exc}")
+    if notes:
+        ReconciliationRun.objects.filter(pk=run.pk).update(note="; ".join(notes)[:255])
     else:
         ReconciliationRun.objects.filter(pk=run.pk).update(reply_sent_at=now, reply_sent_text=text)
     run.refresh_from_db()
     return run
+
+
+def _replies_text(answers: list[CheckResult]) -> str:
+    """What the run's 2111s said, to tell a changed answer: Result and AddWord of the one bank, or of each bank
+    after its number; a digest of them when that would not fit the column."""
+    if len(answers) == 1:
+        return f"{answers[0].result} {answers[0].add_word}".strip()[:255]
+    text = "; ".join(f"{a.ori_payee_bank_no} {a.result} {a.add_word}".strip() for a in answers)
+    return text if len(text) <= 255 else "sha256 " + hashlib.sha256(text.encode()).hexdigest()

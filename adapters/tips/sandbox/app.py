@@ -221,7 +221,8 @@ class TipsSandboxApp:
         if head.msg_no == m.CHECK_RESULT:
             answer = m.read_check_result(doc)
             row = {"ori_pay_bank_no": answer.ori_pay_bank_no, "ori_chk_date": m.date_text(answer.ori_chk_date),
-                   "ori_chk_acct_ord": answer.ori_chk_acct_ord, "result": answer.result, "add_word": answer.add_word}
+                   "ori_chk_acct_ord": answer.ori_chk_acct_ord, "ori_payee_bank_no": answer.ori_payee_bank_no,
+                   "result": answer.result, "add_word": answer.add_word}
             return self.ledger.store_check_result(msg_id=head.msg_id, result=row,
                                                   reply_for=lambda code, note: self._generic(
                                                       doc, code, note, bad_signature=bad_signature))

@@ -73,15 +73,18 @@ CREATE TABLE IF NOT EXISTS results (
     received_at TEXT NOT NULL,
     PRIMARY KEY (ori_tax_org_code, ori_entrust_date, ori_pack_no)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS check_results (
+-- One 2111 per check detail answered: a day's check comes a package set per payee bank (treasury). (Files of
+-- older sandboxes keep a table check_results without the payee bank; it is no longer read.)
+CREATE TABLE IF NOT EXISTS check_replies (
     ori_pay_bank_no TEXT NOT NULL,
     ori_chk_date TEXT NOT NULL,
     ori_chk_acct_ord TEXT NOT NULL,
+    ori_payee_bank_no TEXT NOT NULL,
     msg_id TEXT NOT NULL,
     result TEXT NOT NULL,  -- 0 every record agrees, 1 some differ
     add_word TEXT NOT NULL,
     received_at TEXT NOT NULL,
-    PRIMARY KEY (ori_pay_bank_no, ori_chk_date, ori_chk_acct_ord)
+    PRIMARY KEY (ori_pay_bank_no, ori_chk_date, ori_chk_acct_ord, ori_payee_bank_no)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS refund_orders (
     tax_org_code TEXT NOT NULL,
@@ -371,28 +374,29 @@ class TipsLedger(SqliteStore, RefundLedger):
             return reply
 
     def store_check_result(self, *, msg_id: str, result: dict, reply_for: Callable[[str, str], bytes]) -> bytes:
-        """Store a 2111 (deduped on MsgID, then on the check key: a second answer for the same check date and
-        order saying the same is answered 94051; one saying something else replaces it, as a corrected
+        """Store a 2111 (deduped on MsgID, then on the check key: a second answer for the same check date, order
+        and payee bank saying the same is answered 94051; one saying something else replaces it, as a corrected
         answer after a re-run, and is answered 90000). Returns the reply bytes."""
         with self._write() as conn:
             row = conn.execute("SELECT reply FROM received WHERE msg_id = ?", (msg_id,)).fetchone()
             if row is not None:
                 conn.execute("UPDATE received SET deliveries = deliveries + 1 WHERE msg_id = ?", (msg_id,))
                 return bytes(row[0])
-            key = (result["ori_pay_bank_no"], result["ori_chk_date"], result["ori_chk_acct_ord"])
-            exists = conn.execute("SELECT msg_id, result, add_word FROM check_results WHERE ori_pay_bank_no = ? AND"
-                                  " ori_chk_date = ? AND ori_chk_acct_ord = ?", key).fetchone()
+            key = (result["ori_pay_bank_no"], result["ori_chk_date"], result["ori_chk_acct_ord"],
+                   result["ori_payee_bank_no"])
+            exists = conn.execute("SELECT msg_id, result, add_word FROM check_replies WHERE ori_pay_bank_no = ? AND"
+                                  " ori_chk_date = ? AND ori_chk_acct_ord = ? AND ori_payee_bank_no = ?", key).fetchone()
             if exists and (exists[1], exists[2]) == (result["result"], result["add_word"]):
                 reply = reply_for("94051", f"result of this check already received (MsgID {exists[0]})")
             elif exists:
-                conn.execute("UPDATE check_results SET msg_id = ?, result = ?, add_word = ?, received_at = ? WHERE"
-                             " ori_pay_bank_no = ? AND ori_chk_date = ? AND ori_chk_acct_ord = ?",
+                conn.execute("UPDATE check_replies SET msg_id = ?, result = ?, add_word = ?, received_at = ? WHERE"
+                             " ori_pay_bank_no = ? AND ori_chk_date = ? AND ori_chk_acct_ord = ? AND ori_payee_bank_no = ?",
                              (msg_id, result["result"], result["add_word"],
                               dt.datetime.now(dt.timezone.utc).isoformat(), *key))
                 reply = reply_for("90000", "更正的对账结果已接收 (corrected answer received)")
             else:
-                conn.execute("INSERT INTO check_results (ori_pay_bank_no, ori_chk_date, ori_chk_acct_ord, msg_id, result,"
-                             " add_word, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                conn.execute("INSERT INTO check_replies (ori_pay_bank_no, ori_chk_date, ori_chk_acct_ord, ori_payee_bank_no,"
+                             " msg_id, result, add_word, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                              (*key, msg_id, result["result"], result["add_word"],
                               dt.datetime.now(dt.timezone.utc).isoformat()))
                 reply = reply_for("90000", "")
@@ -403,7 +407,7 @@ class TipsLedger(SqliteStore, RefundLedger):
         with self._read() as conn:
             conn.row_factory = _dict_row
             try:
-                return conn.execute("SELECT * FROM check_results ORDER BY received_at").fetchall()
+                return conn.execute("SELECT * FROM check_replies ORDER BY received_at").fetchall()
             finally:
                 conn.row_factory = None
 
@@ -455,7 +459,7 @@ class TipsLedger(SqliteStore, RefundLedger):
 
     def reset(self) -> None:
         with self._write() as conn:
-            for table in ("results", "check_results", "received", "deductions", "packages", "agreements", "taxpayers",
+            for table in ("results", "check_replies", "received", "deductions", "packages", "agreements", "taxpayers",
                           "counters", "refund_orders", "refund_results", "reversals", "entry_details"):
                 conn.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
 

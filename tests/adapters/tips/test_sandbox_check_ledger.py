@@ -46,3 +46,22 @@ def test_a_file_written_before_reversals_kept_their_date_is_read_as_before(tmp_p
     ledger.record_reversal(reversal("00000002", NEXT))
     # the undated reversal still leaves its deduction out, as before
     assert [row["tra_no"] for row in ledger.paid_deductions(D)] == ["00000001", "00000002"]
+
+
+def test_2111s_for_two_payee_banks_of_one_check_are_both_kept(tmp_path):
+    """A day's check comes per payee bank; each bank's 2111 is its own, even under the same check order."""
+    ledger = TipsLedger(storage_path=str(tmp_path / "tips.sqlite3"))
+
+    def reply_for(code, note):
+        return f"{code} {note}".encode()
+
+    def answer(payee_bank, result):
+        return {"ori_pay_bank_no": "300100000001", "ori_chk_date": D, "ori_chk_acct_ord": "0001",
+                "ori_payee_bank_no": payee_bank, "result": result, "add_word": ""}
+
+    assert ledger.store_check_result(msg_id="1" * 20, result=answer("011370100001", "0"), reply_for=reply_for) == b"90000 "
+    assert ledger.store_check_result(msg_id="2" * 20, result=answer("011370200002", "1"), reply_for=reply_for) == b"90000 "
+    assert ledger.store_check_result(msg_id="3" * 20, result=answer("011370200002", "1"),
+                                     reply_for=reply_for).startswith(b"94051")  # the same answer again
+    kept = {(r["ori_payee_bank_no"], r["result"]) for r in ledger.check_results()}
+    assert kept == {("011370100001", "0"), ("011370200002", "1")}

@@ -64,7 +64,7 @@ def test_every_planted_discrepancy_is_found_and_classified(day):
                                                       if o not in (Outcome.MATCHED, Outcome.BOTH_FAILED))
     assert {c.state for c in cases} == {CaseState.OPEN}
     assert ReconciliationResult.objects.filter(run=run, case__isnull=False).count() == 7
-    assert services.check_result(run=run).result == "1"
+    assert services.check_results(run=run)[0].result == "1"
     assert sum(v["count"] for v in run.totals.values()) == len(outcomes(run)) + run.matched_count
 
 
@@ -78,7 +78,7 @@ def test_a_clean_day_matches_and_answers_0(day):
     assert run.discrepancy_count == 0 and run.matched_count == 7
     assert set(outcomes(run).values()) == {Outcome.BOTH_FAILED}  # matched serials have no result row
     assert run.totals[Outcome.MATCHED]["count"] == 7
-    assert services.check_result(run=run).result == "0"
+    assert services.check_results(run=run)[0].result == "0"
     assert not DiscrepancyCase.objects.exists()
 
 
@@ -175,7 +175,7 @@ def test_a_reversed_deduction_nets_off_at_the_operator_and_is_consistent(day):
     result = ReconciliationResult.objects.get(run=run, tra_no=reversed_.tra_no)
     assert (result.outcome, result.operator_count, result.operator_amount_fen) == (Outcome.BOTH_FAILED, 1, 0)
     assert run.discrepancy_count == 0 and run.matched_count == 6
-    assert services.check_result(run=run).result == "0"
+    assert services.check_results(run=run)[0].result == "0"
     assert not DiscrepancyCase.objects.exists()
 
 
@@ -227,7 +227,7 @@ def test_an_own_payment_is_matched_with_the_operator_only_and_counted_apart(tax)
     run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(), statement_rows=statement)
     assert outcomes(run) == {own.tra_no: Outcome.OWN_MATCHED}
     assert run.totals[Outcome.OWN_MATCHED] == {"count": 1, "tax_fen": 0, "ours_fen": 500_00, "operator_fen": 500_00}
-    assert (run.matched_count, run.discrepancy_count, services.check_result(run=run).result) == (1, 0, "0")
+    assert (run.matched_count, run.discrepancy_count, services.check_results(run=run)[0].result) == (1, 0, "0")
     assert not DiscrepancyCase.objects.exists()
     # the operator side still counts: an own payment missing from the statement is a discrepancy
     run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now(),

@@ -1,0 +1,64 @@
+"""A day's check detail comes as a package set per payee bank (one per treasury); each is answered with its own
+2111 (MsgReturn2111 names OriPayeeBankNo), which reports that bank's discrepancies only."""
+import dataclasses
+
+import pytest
+from django.utils import timezone
+
+from tax.handlers import TaxHandler
+from tax.models import DeductionState, TaxDeduction
+from tax.reconciliation import services
+from tax.reconciliation.models import ReconciliationRun
+from tests.tax.helpers import real_time
+from tests.tax.reconciliation.conftest import ENTRUST_DATE, check_detail, check_lines
+
+BANK_A, BANK_B = "011370100001", "011370200002"
+TREASURY_B = "3702000000"  # a second treasury (a district sub-treasury), paid through bank B
+
+
+@pytest.fixture
+def two_treasuries(tax):
+    """Four deductions: a1 and a2 of the first treasury, b1 and b2 of the second (their treasury code set here:
+    the reconciliation reads only the code)."""
+    deductions = {}
+    for name, amount in (("a1", 100_00), ("a2", 200_00), ("b1", 300_00), ("b2", 400_00)):
+        payer = tax.taxpayer(balance_fen=1_000_00)
+        agreement = tax.signed_and_verified(payer)
+        message = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=amount)
+        TaxHandler().deduct_real_time(message)
+        deductions[name] = TaxDeduction.objects.get(tra_no=message.item.tra_no)
+        assert deductions[name].state == DeductionState.SUCCEEDED
+    TaxDeduction.objects.filter(pk__in=[deductions["b1"].pk, deductions["b2"].pk]).update(treasury_code=TREASURY_B)
+    return deductions
+
+
+def test_each_payee_bank_is_answered_with_its_own_discrepancies(two_treasuries, check_result_outbox):
+    d = two_treasuries
+    bank_a = check_detail(check_lines([d["a1"], d["a2"]]))
+    b_lines = [dataclasses.replace(line, amount_fen=line.amount_fen + 1) for line in check_lines([d["b1"]])]
+    bank_b = dataclasses.replace(check_detail(b_lines), payee_bank_no=BANK_B)
+    TaxHandler().receive_check_detail(bank_a)
+    TaxHandler().receive_check_detail(bank_b)  # the day is reconciled again, and answered per bank
+
+    run = ReconciliationRun.objects.get(check_date=ENTRUST_DATE, tax_org_code="")
+    assert run.discrepancy_count == 2  # b1's amount differs; b2 is not listed by the tax system
+    answers = {a.ori_payee_bank_no: (a.result, a.add_word) for a in services.check_results(run=run)}
+    # b2 is nobody's listed serial: its treasury's deductions are listed by bank B, so it is bank B's.
+    assert answers == {BANK_A: ("0", ""), BANK_B: ("1", "差异 2 笔 (discrepancies)")}
+    assert [(a.ori_payee_bank_no, a.result) for a in check_result_outbox[-2:]] == [(BANK_A, "0"), (BANK_B, "1")]
+    assert run.reply_sent_text == f"{BANK_A} 0; {BANK_B} 1 差异 2 笔 (discrepancies)"
+
+    sent = len(check_result_outbox)
+    services.send_check_result(run_id=run.pk, now=timezone.now())  # the same answers: nothing sent again
+    assert len(check_result_outbox) == sent
+
+
+def test_a_difference_no_bank_can_be_placed_is_reported_to_every_bank(two_treasuries, check_result_outbox):
+    d = two_treasuries
+    TaxDeduction.objects.filter(pk=d["b2"].pk).update(treasury_code="3709990000")  # a treasury nobody lists
+    TaxHandler().receive_check_detail(check_detail(check_lines([d["a1"], d["a2"]])))
+    TaxHandler().receive_check_detail(dataclasses.replace(check_detail(check_lines([d["b1"]])), payee_bank_no=BANK_B))
+
+    run = ReconciliationRun.objects.get(check_date=ENTRUST_DATE, tax_org_code="")
+    assert run.discrepancy_count == 1  # b2, not listed
+    assert [(a.ori_payee_bank_no, a.result) for a in services.check_results(run=run)] == [(BANK_A, "1"), (BANK_B, "1")]
