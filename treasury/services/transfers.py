@@ -429,6 +429,10 @@ class ChunkOutcome:
     unknown: int = 0
 
 
+# What sending a claimed row needs (`_send`): the `Row` columns, then the instruction's.
+_SEND_COLUMNS = f"{_ROW_COLUMNS}, payer_id, payee_id, purpose_code, memo, conditions"
+
+
 def _claim(transfer_ids: list[int], now: datetime) -> list[tuple]:
     """pending -> submitted for the unheld pending rows among `transfer_ids`, in one statement.
 
@@ -442,7 +446,7 @@ def _claim(transfer_ids: list[int], now: datetime) -> list[tuple]:
             "UPDATE treasury_transfer SET state = %s, submitted_at = %s, submit_attempts = submit_attempts + 1 "
             f"WHERE id IN (SELECT id FROM treasury_transfer WHERE {where} AND state = %s AND NOT held "
             f"ORDER BY id{lock}) "
-            f"RETURNING {_ROW_COLUMNS}, payer_id, payee_id, purpose_code, memo, conditions",
+            f"RETURNING {_SEND_COLUMNS}",
             [S.SUBMITTED, bulk.datetime_param(now), *params, S.PENDING],
         )
         return sorted(cursor.fetchall())
@@ -472,7 +476,7 @@ def send_claimed_transfers(*, transfer_ids: list[int], now: datetime) -> ChunkOu
     where, params = bulk.in_clause("id", transfer_ids)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {_ROW_COLUMNS}, payer_id, payee_id, purpose_code, memo, conditions FROM treasury_transfer "
+            f"SELECT {_SEND_COLUMNS} FROM treasury_transfer "
             f"WHERE {where} AND state = %s ORDER BY id",
             [*params, S.SUBMITTED],
         )
@@ -481,8 +485,8 @@ def send_claimed_transfers(*, transfer_ids: list[int], now: datetime) -> ChunkOu
 
 
 def _send(claimed: list[tuple], *, now: datetime) -> ChunkOutcome:
-    """One operator batch call for claimed rows (`_ROW_COLUMNS`, payer, payee, purpose, memo, conditions),
-    with no lock or transaction open, then the answers recorded."""
+    """One operator batch call for claimed rows (`_SEND_COLUMNS`), with no lock or transaction open, then the
+    answers recorded."""
     rows = [Row(*c[:6]) for c in claimed]
     wallet_pks = {c[6] for c in claimed} | {c[7] for c in claimed}
     wallet_ids = {pk: wallet_id for pk, (wallet_id, _) in _wallets(wallet_pks).items()}
