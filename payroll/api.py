@@ -524,12 +524,6 @@ UNION_TAGS = ["payroll unions"]
 ARREARS_MONTHS = 3
 
 
-def _percent(basis_points: int) -> str:
-    from decimal import Decimal
-
-    return f"{(Decimal(basis_points) / 100).normalize():f}"
-
-
 class UnionMemberSerializer(serializers.ModelSerializer):
     """A member as the union's page shows it: resident ID and wallet masked."""
 
@@ -594,13 +588,13 @@ class UnionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_dues_rate_percent(self, obj: UnionSettings) -> str:
-        return _percent(obj.dues_rate_bp)
+        return union_rules.percent_text(obj.dues_rate_bp)
 
     def get_funds_rate_percent(self, obj: UnionSettings) -> str:
-        return _percent(obj.funds_rate_bp)
+        return union_rules.percent_text(obj.funds_rate_bp)
 
     def get_grassroots_share_percent(self, obj: UnionSettings) -> str:
-        return _percent(obj.grassroots_share_bp)
+        return union_rules.percent_text(obj.grassroots_share_bp)
 
     def get_wallet_id(self, obj: UnionSettings) -> str:
         return mask_wallet_id(obj.wallet.wallet_id)

@@ -14,7 +14,7 @@ from django_fsm import can_proceed
 
 from treasury.access import roles
 from treasury.access.scoping import sees_all_organizations, user_organization
-from treasury.models import TransferState
+from treasury.models import UNPAID_STATES, TransferState
 
 from .models import BatchState as B
 from .models import DuesCall, PayrollBatch, PayrollLine, PayslipArchive, UnionMember, UnionSettings
@@ -103,7 +103,7 @@ def batch_line(*, batch: PayrollBatch, line_no) -> PayrollLine:
 # Where a line stands, by its current transfer: one definition for the page's progress and the run's finishing
 # (services.line_progress), which had drifted apart.
 LINE_PAID = Q(transfer__state=TransferState.SETTLED)
-LINE_FAILED = Q(transfer__state__in=[TransferState.FAILED, TransferState.CANCELLED], returned=False)
+LINE_FAILED = Q(transfer__state__in=UNPAID_STATES, returned=False)
 # Being paid: the line's transfer waits for an outcome, or the line still waits for its transfer (the task
 # makes them a chunk at a time).
 LINE_OPEN = (Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
@@ -207,7 +207,6 @@ def batch_actions(*, user, batch: PayrollBatch) -> BatchActions:
 
 # A line can be retried or returned while the batch pays or after a partial payment.
 LINE_ACTION_STATES = (B.PAYING, B.PARTIALLY_PAID)
-_FAILED_TRANSFER_STATES = (TransferState.FAILED, TransferState.CANCELLED)
 # States in which a batch has (or can be given) its summary receipt.
 SUMMARY_RECEIPT_STATES = (B.PAID, B.PARTIALLY_PAID, B.CLOSED)
 
@@ -216,7 +215,7 @@ def line_is_actionable(line: PayrollLine) -> bool:
     """Held, or its current payment failed; and not returned (what `services.retry_lines` accepts)."""
     if line.returned:
         return False
-    return line.held or (line.transfer_id is not None and line.transfer.state in _FAILED_TRANSFER_STATES)
+    return line.held or (line.transfer_id is not None and line.transfer.state in UNPAID_STATES)
 
 
 def _may_change(user, batch: PayrollBatch) -> bool:
@@ -358,7 +357,7 @@ class DuesMonth:
 def dues_months(*, union: UnionSettings) -> list[DuesMonth]:
     """Each month's dues in one row: how many, how much, and how many paid, failed or still open."""
     paid = Q(transfer__state=TransferState.SETTLED)
-    failed = Q(transfer__state__in=_FAILED_TRANSFER_STATES)
+    failed = Q(transfer__state__in=UNPAID_STATES)
     still_open = Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
     rows = (
         union.dues_calls.values("period")

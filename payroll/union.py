@@ -22,7 +22,7 @@ from django.db.models import Q, Sum
 from treasury.access import roles
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import user_organization
-from treasury.models import Transfer, TransferState
+from treasury.models import UNPAID_STATES, Transfer, TransferState
 from treasury.money import fen_to_yuan_str
 from treasury.services.transfers import NewTransfer, create_transfers
 from treasury.services.wallets import ensure_personal_wallets
@@ -34,7 +34,6 @@ from .models import DuesCall, PayrollBatch, PayrollLine, UnionMember, UnionSetti
 PURPOSE_DUES = "UNION_DUES"
 PURPOSE_FUNDS = "UNION_FUNDS"
 TEN_YUAN_FEN = 1000
-FAILED_STATES = (TransferState.FAILED, TransferState.CANCELLED)
 
 
 def dues_fen(*, base_fen: int, rate_bp: int) -> int:
@@ -57,11 +56,7 @@ def funds_split(*, gross_fen: int, funds_rate_bp: int, grassroots_share_bp: int)
     return FundsSplit(total_fen=total, grassroots_fen=grassroots, higher_fen=total - grassroots)
 
 
-def member_dues_base_fen(*, settings: UnionSettings, line: PayrollLine) -> int:
-    return sum(line.components.get(name, 0) for name in settings.base_components)
-
-
-def _percent_text(basis_points: int) -> str:
+def percent_text(basis_points: int) -> str:
     """50 -> "0.5" (a rate as people write it, without the % sign)."""
     return f"{(Decimal(basis_points) / 100).normalize():f}"
 
@@ -86,7 +81,7 @@ class PayrollDuesCheck:
         self.settings = settings
         self.members = members  # resident IDs of the active members
         self.rate_bp = settings.dues_rate_bp
-        self.rate_text = _percent_text(settings.dues_rate_bp)
+        self.rate_text = percent_text(settings.dues_rate_bp)
         self.base_fields = tuple(name + "_fen" for name in settings.base_components)
         self.warned: dict[str, int] = {}  # resident ID -> line number, for the lines given a dues warning
         self._expected: dict[int, int] = {}
@@ -223,7 +218,7 @@ def remit_for_payroll(*, batch_id: int, actor: str, now: datetime) -> list[int]:
                                           ("higher", settings.higher_union_wallet_id, due.higher_fen)):
             key = f"union:{batch.pk}:funds:{part}"
             earlier = funds.filter(Q(idempotency_key=key) | Q(idempotency_key__startswith=f"{key}:"))
-            remitted = earlier.exclude(state__in=FAILED_STATES).aggregate(total=Sum("amount_fen"))["total"] or 0
+            remitted = earlier.exclude(state__in=UNPAID_STATES).aggregate(total=Sum("amount_fen"))["total"] or 0
             if part_due > remitted:
                 attempt = earlier.count() + 1
                 items.append(NewTransfer(
@@ -277,7 +272,7 @@ def issue_dues_call(*, union_id: int, period: str, actor: str, now: datetime) ->
             call = earlier.get(member.pk)
             # A failed payroll remittance is the employer's to pay: the member was already charged.
             if call is not None and not (call.source == DuesCall.Source.CALL and call.transfer
-                                         and call.transfer.state in FAILED_STATES):
+                                         and call.transfer.state in UNPAID_STATES):
                 continue
             amount = dues_fen(base_fen=member.dues_base_fen, rate_bp=settings.dues_rate_bp)
             if amount > 0:
@@ -340,7 +335,7 @@ def arrears(*, union_id: int, periods: list[str]) -> list[Arrear]:
             if call is None:
                 owed.append(Arrear(member, period, dues_fen(base_fen=member.dues_base_fen, rate_bp=settings.dues_rate_bp),
                                    "未缴 (not paid)"))
-            elif call.transfer and call.transfer.state in FAILED_STATES:
+            elif call.transfer and call.transfer.state in UNPAID_STATES:
                 owed.append(Arrear(member, period, call.amount_fen,
                                    f"扣款失败 (payment failed): {call.transfer.failure_code}"))
     return owed

@@ -526,9 +526,9 @@ def _union_page(request, union, form, status=200):
 
 def _percent(basis_points: int) -> str:
     """Basis points as a percentage for people: 50 -> 0.5%, 6000 -> 60%."""
-    from decimal import Decimal
+    from . import union as union_rules
 
-    return f"{(Decimal(basis_points) / 100).normalize():f}%"
+    return f"{union_rules.percent_text(basis_points)}%"
 
 
 def _union_rules(union) -> dict:

@@ -1,6 +1,6 @@
 from .ledger import LedgerAccount, LedgerEntry
 from .parties import Organization, Person, Wallet
-from .transfers import Transfer, TransferOutbox, TransferState
+from .transfers import UNPAID_STATES, Transfer, TransferOutbox, TransferState
 
 __all__ = [
     "LedgerAccount",
@@ -10,5 +10,6 @@ __all__ = [
     "Transfer",
     "TransferOutbox",
     "TransferState",
+    "UNPAID_STATES",
     "Wallet",
 ]

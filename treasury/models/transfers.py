@@ -29,6 +29,8 @@ class TransferState(models.TextChoices):
 
 
 S = TransferState
+# Final states in which no money moved: a domain may pay the line again under a new key.
+UNPAID_STATES = (S.FAILED, S.CANCELLED)
 
 
 class Transfer(ConcurrentTransitionMixin, models.Model):
