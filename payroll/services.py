@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -278,8 +279,11 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data, no
             dues_refused = union.payroll_dues_problems(batch=batch, period=parsed.header.period or "")
             problems += [_problem(line_no, "工会会费", code, message) for line_no, code, message in dues_refused]
             if dues_refused and hold_invalid_lines:
-                batch.lines.filter(line_no__in=[line_no for line_no, _, _ in dues_refused]).update(
-                    held=True, hold_reason=dues_refused[0][2][:255])
+                by_reason = defaultdict(list)  # one update a reason (not member, already paid...), each line its own
+                for line_no, _, message in dues_refused:
+                    by_reason[message[:255]].append(line_no)
+                for reason, line_nos in by_reason.items():
+                    batch.lines.filter(line_no__in=line_nos).update(held=True, hold_reason=reason)
                 _update_totals(batch)
                 buffer.payable_count, buffer.held_count = batch.payable_count, batch.held_count
                 buffer.total_net_fen, buffer.total_gross_fen = batch.total_net_fen, batch.total_gross_fen

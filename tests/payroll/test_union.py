@@ -183,6 +183,9 @@ def test_dues_the_union_could_not_take_are_reported_at_upload_and_never_kept(emp
     assert held.state == BatchState.VALIDATED and (held.payable_count, held.held_count) == (1, 2)
     assert held.total_net_fen == builders.net_fen(rows[0])
     assert set(held.lines.filter(held=True).values_list("resident_id", flat=True)) == {rows[1][2], rows[2][2]}
+    reasons = dict(held.lines.filter(held=True).values_list("resident_id", "hold_reason"))
+    assert "已收取" in reasons[rows[1][2]]  # each held line says its own reason
+    assert "不是工会会员" in reasons[rows[2][2]]
 
     grassroots.dues_in_payroll = False
     grassroots.save()
