@@ -42,7 +42,7 @@ from treasury.money import format_yuan
 
 from . import parsing, union
 from .models import BatchState as B
-from .models import PayrollBatch, PayrollLine
+from .models import PayrollBatch, PayrollLine, UnionSettings
 
 LINE_INSERT_CHUNK = 5000
 PAY_CHUNK = 5000  # lines whose transfers are made in one transaction (then paid while the next are made)
@@ -127,6 +127,9 @@ class _LineBuffer:
     # Withheld union dues against the union's rules (None: no union here, or its dues are not in the payroll).
     dues: union.PayrollDuesCheck | None = None
     warning_count: int = 0  # lines stored with at least one warning
+    # (line number, resident ID) of the lines withholding union dues, for `union.payroll_dues_problems`; None
+    # when the employer has no union here (nothing to check).
+    dues_withheld: list | None = None
 
     def add(self, line: parsing.PayrollLine) -> None:
         warnings = line.warnings
@@ -137,6 +140,8 @@ class _LineBuffer:
                 warnings = (*warnings, dues_warning)  # last: _drop_last_warnings relies on it
         if warnings:
             self.warning_count += 1
+        if line.union_dues_fen and self.dues_withheld is not None:
+            self.dues_withheld.append((line.line, line.resident_id))
         # The JSON of the components and deductions is formatted directly (fixed keys, integer values):
         # json.dumps three times a line was a third of storing a 100,000-line file.
         self.pending.append((
@@ -257,9 +262,11 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data, no
         with transaction.atomic():
             batch = PayrollBatch.objects.create(period="", file_format="", **common)
             # One COPY for the whole file: PostgreSQL stores the lines while the next ones are parsed.
-            dues_check = union.PayrollDuesCheck.for_employer(employer_id=employer.pk)  # before the COPY opens
+            union_settings = UnionSettings.objects.filter(employer=employer).first()  # before the COPY opens
+            dues_check = union.PayrollDuesCheck.for_union(union_settings)
             with bulk.row_stream(table=PayrollLine._meta.db_table, columns=_LINE_COLUMNS) as write:
-                buffer = _LineBuffer(batch=batch, write=write, dues=dues_check)
+                buffer = _LineBuffer(batch=batch, write=write, dues=dues_check,
+                                     dues_withheld=None if union_settings is None else [])
                 with (Path(settings.MEDIA_ROOT) / upload_path).open("rb") as stored:  # read as it is parsed
                     parsed = parsing.parse_payroll_file(data=stored, filename=filename, line_sink=buffer.add)
                 buffer.flush()
@@ -276,7 +283,8 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data, no
             problems += buffer.problems
             # Union dues the union could not take (no member, already paid, collected by call): held like the
             # lines the operator refused, so no yuan withheld for the union stays with the employer.
-            dues_refused = union.payroll_dues_problems(batch=batch, period=parsed.header.period or "")
+            dues_refused = union.payroll_dues_problems(settings=union_settings, withheld=buffer.dues_withheld,
+                                                       period=parsed.header.period or "")
             problems += [_problem(line_no, "工会会费", code, message) for line_no, code, message in dues_refused]
             if dues_refused and hold_invalid_lines:
                 by_reason = defaultdict(list)  # one update a reason (not member, already paid...), each line its own

@@ -69,7 +69,7 @@ class PayrollDuesCheck:
     Any other amount, none withheld included, is a *warning* on the line, not a problem: the employer may
     have its reasons (a cap, half a month) and the dues are remitted as the file says.
 
-    One query for the members (`for_employer`), none a line: the import stores lines through one COPY that
+    One query for the members (`for_union`), none a line: the import stores lines through one COPY that
     nothing else may interrupt. Members whose dues for the month are already paid or being collected are
     known only once the file's period is read, so their lines are picked out afterwards
     (`lines_paid_already`) and the caller drops the warning it stored for them."""
@@ -87,10 +87,9 @@ class PayrollDuesCheck:
         self._expected: dict[int, int] = {}
 
     @classmethod
-    def for_employer(cls, *, employer_id: int) -> "PayrollDuesCheck | None":
-        """The check for an employer's payroll files; None when it has no union here, the union collects its
-        dues by monthly call, or it has no active member (then there is nothing to compare)."""
-        settings = UnionSettings.objects.filter(employer=employer_id).first()
+    def for_union(cls, settings: UnionSettings | None) -> "PayrollDuesCheck | None":
+        """The check for the payroll files of an employer with this union; None when it has no union here, the
+        union collects its dues by monthly call, or it has no active member (then there is nothing to compare)."""
         if settings is None or not settings.dues_in_payroll:
             return None
         members = set(settings.members.filter(active=True).values_list("resident_id", flat=True))
@@ -144,18 +143,14 @@ class PayrollDuesCheck:
         return sorted(self.warned[resident_id] for resident_id in set(paid) if resident_id in self.warned)
 
 
-def payroll_dues_problems(*, batch: PayrollBatch, period: str) -> list[tuple[int, str, str]]:
+def payroll_dues_problems(*, settings: UnionSettings | None, withheld: list[tuple[int, str]],
+                          period: str) -> list[tuple[int, str, str]]:
     """(line number, code, message) for each stored line of a payroll file whose withheld union dues the union
     could not take, so the upload reports them and they are never kept by the employer: withheld while the
     union collects its dues by monthly call, from someone who is not an active member, or from a member who
-    already has dues for the month. Nothing when the employer has no union here."""
-    settings = UnionSettings.objects.filter(employer=batch.employer_id).first()
-    if settings is None:
-        return []
-    withheld = [(line_no, resident_id) for line_no, resident_id, deductions
-                in batch.lines.order_by("line_no").values_list("line_no", "resident_id", "deductions")
-                if deductions.get("union_dues", 0) > 0]
-    if not withheld:
+    already has dues for the month. `withheld`: (line number, resident ID) of the stored lines withholding dues,
+    in line order, as the upload stored them. Nothing when the employer has no union here."""
+    if settings is None or not withheld:
         return []
     if not settings.dues_in_payroll:
         return [(line_no, "dues_by_call", "工会按月收取会费，工资中不应代扣 (the union collects its dues by monthly call: "
