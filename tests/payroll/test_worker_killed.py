@@ -42,6 +42,9 @@ def test_a_worker_killed_while_paying_a_run_pays_every_line_once(employer, celer
     assert transfers.filter(state=TransferState.SUBMITTED).exists()  # the kill really interrupted the run
     time.sleep(3.5)  # the operator finishes applying the calls the dead worker made
     employer.sandbox.admin.set_fault("latency_ms", value=0)
+    # The kill came inside an operator call: the operator moved more money than the service recorded as paid.
+    moved = payer_before - employer.sandbox.admin.balance(wallet_id=employer.wallet.wallet_id)
+    assert moved > sum(transfers.filter(state=TransferState.SETTLED).values_list("amount_fen", flat=True))
 
     # A new worker, and the periodic jobs as beat runs them (later: the claimed transfers are old by then).
     worker_factory(queues="payroll,treasury")
