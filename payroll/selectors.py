@@ -369,14 +369,3 @@ def dues_months(*, union: UnionSettings) -> list[DuesMonth]:
     return [DuesMonth(period=r["period"], count=r["n"], amount_fen=r["fen"] or 0, paid_count=r["n_paid"],
                       paid_fen=r["fen_paid"] or 0, failed_count=r["n_failed"], open_count=r["n_open"])
             for r in rows]
-
-
-def receipt_numbers_visible(*, user, calls) -> set[str]:
-    """Receipt numbers among these calls' payments that the receipts app lets this user download
-    (a monthly call is the union's payment: its receipt is the union's, not the employer's)."""
-    from treasury.receipts.selectors import visible_receipts
-
-    numbers = [c.transfer.receipt.number for c in calls if c.transfer_id and hasattr(c.transfer, "receipt")]
-    if not numbers:
-        return set()
-    return set(visible_receipts(user).filter(number__in=numbers).values_list("number", flat=True))

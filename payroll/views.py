@@ -21,6 +21,7 @@ from treasury.access.decorators import role_required, writable_required
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.money import fen_to_yuan_str, format_yuan, yuan_to_fen
+from treasury.receipts.selectors import downloadable_receipt_numbers
 from treasury.services.transfers import OperatorUnavailable
 
 from . import members, selectors, services, templates_files
@@ -500,7 +501,7 @@ def _union_page(request, union, form, status=200):
     if shown not in {m.period for m in months}:
         shown = months[0].period if months else ""
     calls = list(selectors.dues_calls(union=union, periods=[shown])) if shown else []
-    downloadable = selectors.receipt_numbers_visible(user=request.user, calls=calls)
+    downloadable = downloadable_receipt_numbers(user=request.user, rows=calls)  # the union's receipts
     for call in calls:
         call.state_value = call.transfer.state if call.transfer_id else "not_paid"
         receipt = getattr(call.transfer, "receipt", None) if call.transfer_id else None

@@ -31,6 +31,7 @@ from treasury.access.errors import AccessDenied
 from treasury.access.scoping import user_organization
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.money import format_yuan
+from treasury.receipts.selectors import downloadable_receipt_numbers
 from treasury.services.transfers import OperatorUnavailable
 
 from . import selectors, services
@@ -463,7 +464,7 @@ def refund_detail(request, order_id: int):
     order = refund_order_get(user=request.user, order_id=order_id)
     page = Paginator(order.refunds.select_related("transfer", "transfer__receipt").order_by("pk"),
                      REFUNDS_PER_PAGE).get_page(request.GET.get("page"))
-    downloadable = _receipt_numbers_visible(user=request.user, refunds=page.object_list)
+    downloadable = downloadable_receipt_numbers(user=request.user, rows=page.object_list)
     for r in page.object_list:
         r.shown_payee = mask_name(r.payee_name) if _is_person_id(r.taxpayer_id) else r.payee_name
         r.shown_wallet = mask_wallet_id(r.payee_acct) if _is_person_id(r.taxpayer_id) else r.payee_acct
@@ -472,17 +473,6 @@ def refund_detail(request, order_id: int):
     return render(request, "tax/refund_detail.html", {
         "order": order, "page": page, "actions": refund_actions(user=request.user, order=order),
         "reason_form": ReasonForm()})
-
-
-def _receipt_numbers_visible(*, user, refunds) -> set[str]:
-    """Numbers of the paid refunds' receipts (issued by the transfer core once a transfer settles) that the
-    receipts app lets this user download."""
-    from treasury.receipts.selectors import visible_receipts
-
-    numbers = [r.transfer.receipt.number for r in refunds if r.transfer_id and hasattr(r.transfer, "receipt")]
-    if not numbers:
-        return set()
-    return set(visible_receipts(user).filter(number__in=numbers).values_list("number", flat=True))
 
 
 @require_POST

@@ -25,3 +25,12 @@ def receipt_by_code(*, number: str, code: str) -> Receipt | None:
     if receipt is None or not hmac.compare_digest(receipt.verification_code, (code or "").strip().upper()):
         return None
     return receipt
+
+
+def downloadable_receipt_numbers(*, user, rows) -> set[str]:
+    """Numbers of the receipts of these rows' transfers (any rows with a `transfer`, e.g. payroll dues calls,
+    tax refunds; a receipt is issued once a transfer settles) that this user may download."""
+    numbers = [r.transfer.receipt.number for r in rows if r.transfer_id and hasattr(r.transfer, "receipt")]
+    if not numbers:
+        return set()
+    return set(visible_receipts(user).filter(number__in=numbers).values_list("number", flat=True))
