@@ -953,11 +953,11 @@ def process_package(*, package_id: int, now: datetime) -> dict[str, int]:
             counts[name] += count
         to_send += transfer_ids
         if len(to_send) >= settings.TRANSFER_CHUNK_SIZE:  # full operator batches, not one per chunk
-            _send(to_send, now=now)
+            _submit(to_send, now=now, claimed=True)
             to_send = []
         if len(chunk) < settings.TAX_BATCH_CHUNK_SIZE:  # that was the last (items only come with the package)
             break
-    _send(to_send, now=now)
+    _submit(to_send, now=now, claimed=True)
     finish_package(package_id=package_id, now=now)
     return dict(counts)
 
@@ -983,19 +983,13 @@ def _pending_transfer_ids(package_id: int) -> list[int]:
                 .order_by("transfer_id").values_list("transfer_id", flat=True))
 
 
-def _submit(transfer_ids: list[int], *, now: datetime) -> None:
-    """Claim pending transfers and send them to the operator, one batch call per TRANSFER_CHUNK_SIZE. An
-    unknown outcome is the transfer core's to resolve (recovery); the items wait for it."""
+def _submit(transfer_ids: list[int], *, now: datetime, claimed: bool = False) -> None:
+    """Send transfers to the operator, one batch call per TRANSFER_CHUNK_SIZE: pending ones claimed first, or
+    with `claimed` those this run created claimed (`_deduct_chunk`) as they are. An unknown outcome is the
+    transfer core's to resolve (recovery); the items wait for it."""
+    send = transfer_services.send_claimed_transfers if claimed else transfer_services.submit_transfer_chunk
     for start in range(0, len(transfer_ids), settings.TRANSFER_CHUNK_SIZE):
-        transfer_services.submit_transfer_chunk(
-            transfer_ids=transfer_ids[start:start + settings.TRANSFER_CHUNK_SIZE], now=now)
-
-
-def _send(transfer_ids: list[int], *, now: datetime) -> None:
-    """`_submit` for the transfers this run created claimed (`_deduct_chunk`): sent as they are."""
-    for start in range(0, len(transfer_ids), settings.TRANSFER_CHUNK_SIZE):
-        transfer_services.send_claimed_transfers(
-            transfer_ids=transfer_ids[start:start + settings.TRANSFER_CHUNK_SIZE], now=now)
+        send(transfer_ids=transfer_ids[start:start + settings.TRANSFER_CHUNK_SIZE], now=now)
 
 
 def _deduct_chunk(package: DeductionPackage, chunk: list[_BatchItem], *, treasury: Wallet | None,

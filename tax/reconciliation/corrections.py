@@ -32,12 +32,11 @@ from treasury.errors import InvalidTransfers
 from treasury.models import TransferState, Wallet
 from treasury.services.transfers import NewTransfer, create_transfers
 
-from .models import CaseCorrection, CaseState, CorrectionKind, CorrectionState, DiscrepancyCase
+from .models import CASE_STREAM_PREFIX, CaseCorrection, CaseState, CorrectionKind, CorrectionState, DiscrepancyCase
 from .services import ReconciliationError, _actor
 
 APPROVER_ROLES = (roles.TAX_STAFF, roles.ADMIN)
 CORRECTION = "tax.reconciliation.correction"
-CASE_STREAM_PREFIX = "tax-recon-case-"  # a correction's transfer batch is its case's stream (`stream_key`)
 
 
 def _trace(correction: CaseCorrection, kind: str, *, user, now: dt.datetime, data: dict | None = None) -> None:

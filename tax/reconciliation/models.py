@@ -270,6 +270,10 @@ class CorrectionState(models.TextChoices):
     REJECTED = "rejected", "已拒绝 (rejected)"
 
 
+# A correction's transfers are the batch, and its events the trace stream, of its case: "tax-recon-case-<id>".
+CASE_STREAM_PREFIX = "tax-recon-case-"
+
+
 class CaseCorrection(ConcurrentTransitionMixin, models.Model):
     """A correcting transfer for a case: proposed by one tax staff member (the maker), approved by another
     (the checker), whose approval creates the transfer through the treasury's transfer services in the
@@ -311,7 +315,7 @@ class CaseCorrection(ConcurrentTransitionMixin, models.Model):
 
     @property
     def stream_key(self) -> str:
-        return f"tax-recon-case-{self.case_id}"
+        return f"{CASE_STREAM_PREFIX}{self.case_id}"
 
     @transition(field=state, source=CorrectionState.PROPOSED, target=CorrectionState.APPROVED)
     def approve(self):

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from adapters.tips.interface import Acknowledgement, CheckDetail, CheckResult, ResultCode
-from tax.services import ensure_tax_staff
+from tax.services import ensure_tax_staff, local_date
 from treasury import bulk
 from treasury.models import LedgerAccount, Transfer, TransferState
 
@@ -132,8 +132,6 @@ def treasury_wallets():
 def run_corrections(*, check_date: dt.date) -> dict[str, tuple]:
     """The settled correcting transfers (`taxcorr:<id>`) a run of the check date counts: those of its own
     deductions and of its cases. {request id: (org, entrust date, TraNo, the day the operator booked it)}."""
-    from tax.services import local_date
-
     rows = (CaseCorrection.objects.filter(transfer__state=TransferState.SETTLED)
             .filter(Q(deduction__entrust_date=check_date) | Q(case__check_date=check_date))
             .values_list("pk", "deduction__tax_org_code", "deduction__entrust_date", "deduction__tra_no",

@@ -3,6 +3,8 @@ refund, split between central and local budgets as the refunded deduction was, e
 transfer settles; the daily entry report nets it, the 3139 entry detail leaves it to the 2104."""
 from dataclasses import replace
 
+import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from tax import entries, selectors, services
@@ -50,6 +52,10 @@ def test_a_paid_refund_is_a_negative_entry_split_like_its_deduction(refunds):
     services.finish_refund_order(order_id=refund_order.pk, now=timezone.now())
     services.finish_refund_orders(now=timezone.now())
     assert TreasuryEntry.objects.filter(refund__isnull=False).count() == 2
+    # ... and the database refuses entering a paid refund a second time.
+    paid = [(refund, ENTRUST_DATE) for refund in refund_order.refunds.all()]
+    with pytest.raises(IntegrityError), transaction.atomic():
+        services._record_refund_entries(paid, order=refund_order)
     (detail,) = entries.entry_details(entry_date=ENTRUST_DATE)
     assert (detail.all_num, detail.all_amount_fen) == (1, 1_000_01)
 
