@@ -103,6 +103,13 @@ def test_amounts_must_have_two_decimals(bad):
 
 def test_dates_are_yyyymmdd():
     assert m.date_text(dt.date(2026, 3, 2)) == "20260302" and m.read_date("20260302") == dt.date(2026, 3, 2)
+    assert m.date_text(dt.date(999, 1, 5)) == "09990105"
+
+
+@pytest.mark.parametrize("bad", ["2026-03-02", "2026W101", "20260230", "2026032", "202603021", "２０２６０３０２"])
+def test_only_eight_digits_of_a_real_date_are_a_date(bad):
+    with pytest.raises(ValueError):
+        m.read_date(bad)
 
 
 def test_a_message_that_would_not_validate_is_refused_before_sending():
