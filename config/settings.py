@@ -266,7 +266,7 @@ DISBURSEMENT_SECOND_APPROVAL_FEN = env_int("DISBURSEMENT_SECOND_APPROVAL_FEN", 1
 # Tax (三方协议, TIPS). An agreement the tax system verified (9114) becomes active at once; staff suspend it.
 TAX_AGREEMENT_ACTIVATE_ON_VERIFY = env_bool("TAX_AGREEMENT_ACTIVATE_ON_VERIFY", True)
 TAX_BATCH_MAX_ITEMS = env_int("TAX_BATCH_MAX_ITEMS", 1000)  # items a 3102 package may carry
-TAX_BATCH_CHUNK_SIZE = env_int("TAX_BATCH_CHUNK_SIZE", 500)  # items per create_transfers call
+TAX_BATCH_CHUNK_SIZE = env_int("TAX_BATCH_CHUNK_SIZE", 1000)  # items per create_transfers call: a whole package
 # Our bank/operator code in TIPS messages (PayBkCode of 2102), 12 digits.
 TAX_PAY_BANK_CODE = os.environ.get("TAX_PAY_BANK_CODE", "001000000000")
 # Revenue sharing for the entry report (central %, local %) by tax type name; other tax types go wholly to

@@ -212,10 +212,13 @@ class TaxDeduction(ConcurrentTransitionMixin, models.Model):
     # Indexes (Meta): package; agreement only where set. No index names the columns a batch item's two
     # updates change (state, transfer, results), so with the table's free space (fillfactor, tax 0008)
     # both are made in place (HOT): no entry in any index, where each wrote one into every index.
+    # Package, agreement and transfer carry no foreign-key constraint (tax 0012: one check per batch item
+    # each, at commit); triggers refuse deleting a package or agreement a deduction names, as the
+    # constraints did, and transfers are never deleted.
     package = models.ForeignKey(DeductionPackage, null=True, blank=True, on_delete=models.PROTECT,
-                                related_name="deductions", db_index=False)
+                                related_name="deductions", db_index=False, db_constraint=False)
     agreement = models.ForeignKey(TaxAgreement, null=True, blank=True, on_delete=models.PROTECT,
-                                  related_name="deductions", db_index=False)
+                                  related_name="deductions", db_index=False, db_constraint=False)
     pay_acct = models.CharField("缴款钱包 (payer wallet id)", max_length=32)
     pay_op_bk_code = models.CharField("运营机构行号 (operator bank code)", max_length=12, blank=True)
     hand_org_name = models.CharField("缴款户名 (wallet holder name)", max_length=200, blank=True)
@@ -234,7 +237,7 @@ class TaxDeduction(ConcurrentTransitionMixin, models.Model):
     add_word = models.CharField("附言 (note)", max_length=255, blank=True)
     tax_date = models.DateField("扣税日期 (tax date)", null=True, blank=True)
     transfer = models.ForeignKey("treasury.Transfer", null=True, blank=True, on_delete=models.PROTECT,
-                                 related_name="+", db_index=False)
+                                 related_name="+", db_index=False, db_constraint=False)
     created_at = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
 
@@ -315,8 +318,10 @@ class TreasuryEntry(models.Model):
     case (positive when collected into the treasury, negative when paid back out of it), under the tax types
     and budget level of the deduction the case is about."""
 
+    # No foreign-key constraint (tax 0012); a trigger refuses deleting a deduction an entry names.
     deduction = models.ForeignKey(TaxDeduction, null=True, blank=True, on_delete=models.PROTECT,
-                                  related_name="entries", db_index=False)  # the unique constraint below leads with it
+                                  related_name="entries", db_index=False,  # the unique constraint below leads with it
+                                  db_constraint=False)
     refund = models.ForeignKey("Refund", null=True, blank=True, on_delete=models.PROTECT, related_name="entries",
                                db_index=False)  # the unique constraint below is its index
     # Entered when the correction's transfer settles (tax_reconciliation.corrections.book_correction_entries).

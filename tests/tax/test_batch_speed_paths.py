@@ -242,3 +242,30 @@ def test_an_items_two_updates_are_made_in_place(tax, tips_outbox):
     assert DeductionPackage.objects.get().succ_num == 20
     updated, in_place = after[0] - before[0], after[1] - before[1]
     assert updated >= 40 and in_place == updated
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the guarding triggers exist on PostgreSQL only")
+def test_what_deductions_and_entries_name_is_kept_by_the_database(tax, tips_outbox):
+    """Deductions name their package, agreement and transfer, and treasury entries their deduction, without
+    foreign-key constraints (tax 0012); the database still refuses to delete any row so named."""
+    from django.db import DatabaseError, transaction
+
+    _, _, message = funded_package(tax, 1)
+    TaxHandler().receive_batch(message)
+    deduction = TaxDeduction.objects.get()
+    assert deduction.state == DeductionState.SUCCEEDED and TreasuryEntry.objects.filter(deduction=deduction).exists()
+    # Raw SQL: the ORM's on_delete=PROTECT would refuse before the database is asked.
+    for sql, params, named_by in (
+        ("DELETE FROM tax_deductionpackage WHERE id = %s", [deduction.package_id], "tax_taxdeduction"),
+        ("DELETE FROM tax_taxagreement WHERE id = %s", [deduction.agreement_id], "tax_taxdeduction"),
+        ("DELETE FROM tax_taxdeduction WHERE id = %s", [deduction.pk], "tax_treasuryentry"),
+        ("DELETE FROM treasury_transfer WHERE id = %s", [deduction.transfer_id], ""),
+    ):
+        with pytest.raises(DatabaseError, match=f"{named_by}.*not allowed" if named_by else "not allowed"), \
+                transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    # An agreement no deduction names can still go.
+    unused = tax.signed_and_verified(tax.taxpayer(balance_fen=0))
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM tax_taxagreement WHERE id = %s", [unused.pk])
+    assert not type(unused).objects.filter(pk=unused.pk).exists()
