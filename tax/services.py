@@ -1243,8 +1243,8 @@ def _due_for_resend(last_attempt: datetime | None, attempts: int, *, now: dateti
 def finish_packages(*, now: datetime, resume_after_seconds: int = 60, resend_after_seconds: int = 20,
                     resend_at_most_every_seconds: int = 600) -> dict[str, int]:
     """The periodic sweep: finish deducting packages with items whose transfers were decided (also late, by
-    the transfer core's recovery), resend results not yet acknowledged (those the tax system refused stay
-    for a person), and resume packages received more than `resume_after_seconds` ago whose items are not
+    the transfer core's recovery), send results not yet acknowledged (those the tax system refused stay
+    for a person; one not tried yet is left to its task for `resend_after_seconds` after the package is done), and resume packages received more than `resume_after_seconds` ago whose items are not
     all taken yet (their task never ran, or its worker died); younger ones are left to their own task.
     A result is resent `resend_after_seconds` after its last attempt, then twice as long after each
     attempt that failed, up to `resend_at_most_every_seconds`: a tax system that is down for hours is
@@ -1264,8 +1264,11 @@ def finish_packages(*, now: datetime, resume_after_seconds: int = 60, resend_aft
     for package_id in decidable.order_by("pk").values_list("pk", flat=True):
         if finish_package(package_id=package_id, now=now).state == P.DONE:
             counts["finished"] += 1
+    # A result never tried is its task's (queued when the package was done) for as long as a resend waits:
+    # sent by both at once, the tax system got it twice.
     pending = DeductionPackage.objects.filter(
-        Q(result_sent_at__isnull=True) | Q(result_sent_at__lt=now - timedelta(seconds=resend_after_seconds)),
+        Q(result_sent_at__isnull=True, done_at__lt=now - timedelta(seconds=resend_after_seconds))
+        | Q(result_sent_at__lt=now - timedelta(seconds=resend_after_seconds)),
         state=P.DONE, result_pending=True, result_fault_code="")
     for package_id, sent_at, attempts in pending.order_by("pk").values_list("pk", "result_sent_at",
                                                                              "result_attempts"):

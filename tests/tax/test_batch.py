@@ -108,6 +108,22 @@ def test_the_result_is_resent_until_acknowledged(tax, tips_outbox):
     assert len(tips_outbox.sent) == 3
 
 
+def test_the_sweep_leaves_a_result_never_tried_to_its_task_for_a_while(tax, tips_outbox, monkeypatch):
+    """Sent by the sweep and the package's own task at once, the tax system got a result twice; the sweep takes
+    an untried result only when its task has had as long as a resend waits (the task was lost)."""
+    monkeypatch.setattr(services, "_enqueue_send_result", lambda package_id: None)  # queued, not run yet
+    payer = tax.taxpayer(balance_fen=1_000_00)
+    agreement = tax.signed_and_verified(payer)
+    services.receive_batch(message=batch(tax, [item(payer=payer, protocol_no=agreement.protocol_no, amount_fen=10_00)]),
+                           now=timezone.now())
+    package = DeductionPackage.objects.get()
+    assert package.state == PackageState.DONE and package.result_pending and package.result_attempts == 0
+    assert services.finish_packages(now=package.done_at + dt.timedelta(seconds=19)) == {}
+    assert tips_outbox.sent == []
+    assert services.finish_packages(now=package.done_at + dt.timedelta(seconds=21)) == {"results_acknowledged": 1}
+    assert len(tips_outbox.sent) == 1
+
+
 def test_an_unknown_item_waits_for_recovery_before_the_package_is_answered(tax, tips_outbox, settings):
     payer = tax.taxpayer(balance_fen=1_000_00)
     agreement = tax.signed_and_verified(payer)
