@@ -131,27 +131,36 @@ def treasury_wallets():
 
 def run_corrections(*, check_date: dt.date) -> dict[str, tuple]:
     """The settled correcting transfers (`taxcorr:<id>`) a run of the check date counts: those of its own
-    deductions and of its cases. {request id: (org, entrust date, TraNo, the day the operator booked it)}."""
+    deductions and of its cases. {request id: (org, entrust date, TraNo, the day the operator booked it, the pks
+    of its payer and payee wallets)}."""
     rows = (CaseCorrection.objects.filter(transfer__state=TransferState.SETTLED)
             .filter(Q(deduction__entrust_date=check_date) | Q(case__check_date=check_date))
             .values_list("pk", "deduction__tax_org_code", "deduction__entrust_date", "deduction__tra_no",
-                         "transfer__settled_at"))
-    return {f"taxcorr:{pk}": (org, day, tra_no, local_date(settled_at)) for pk, org, day, tra_no, settled_at in rows}
+                         "transfer__settled_at", "payer_id", "payee_id"))
+    return {f"taxcorr:{pk}": (org, day, tra_no, local_date(settled_at), (payer_id, payee_id))
+            for pk, org, day, tra_no, settled_at, payer_id, payee_id in rows}
 
 
 def fetch_statement(*, check_date: dt.date) -> list[tuple]:
     """The operator's statement lines of every treasury wallet for the day, as rows (without run id), and
     the lines of the run's settled corrections from the days they were booked on (often a later day): a
-    correction's money belongs to the serial of its case."""
+    correction's money belongs to the serial of its case. A treasury wallet's statement of another day is
+    asked for only when one of the corrections was booked on it that day."""
     from treasury.services.wallets import operator_statement
 
     corrections = run_corrections(check_date=check_date)
+    # wallet pk: the days corrections were booked on it (a correction's treasury wallet is its payer or its
+    # payee; only treasury wallets are asked for statements)
+    booked_days: dict[int, set[dt.date]] = {}
+    for *_, day, wallet_pks in corrections.values():
+        for wallet_pk in wallet_pks:
+            booked_days.setdefault(wallet_pk, set()).add(day)
     rows = []
     for wallet in treasury_wallets():
-        for day in sorted({check_date, *(c[3] for c in corrections.values())}):
+        for day in sorted({check_date, *booked_days.get(wallet.pk, ())}):
             for line in operator_statement(wallet=wallet, day=day):
                 if line.request_id in corrections:
-                    org, entrust_date, tra_no, _ = corrections[line.request_id]
+                    org, entrust_date, tra_no, *_ = corrections[line.request_id]
                 elif day == check_date:
                     org, entrust_date, tra_no = parse_request_id(line.request_id)
                 else:
