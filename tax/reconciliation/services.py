@@ -131,27 +131,36 @@ def treasury_wallets():
 
 def run_corrections(*, check_date: dt.date) -> dict[str, tuple]:
     """The settled correcting transfers (`taxcorr:<id>`) a run of the check date counts: those of its own
-    deductions and of its cases. {request id: (org, entrust date, TraNo, the day the operator booked it)}."""
+    deductions and of its cases. {request id: (org, entrust date, TraNo, the day the operator booked it, the pks
+    of its payer and payee wallets)}."""
     rows = (CaseCorrection.objects.filter(transfer__state=TransferState.SETTLED)
             .filter(Q(deduction__entrust_date=check_date) | Q(case__check_date=check_date))
             .values_list("pk", "deduction__tax_org_code", "deduction__entrust_date", "deduction__tra_no",
-                         "transfer__settled_at"))
-    return {f"taxcorr:{pk}": (org, day, tra_no, local_date(settled_at)) for pk, org, day, tra_no, settled_at in rows}
+                         "transfer__settled_at", "payer_id", "payee_id"))
+    return {f"taxcorr:{pk}": (org, day, tra_no, local_date(settled_at), (payer_id, payee_id))
+            for pk, org, day, tra_no, settled_at, payer_id, payee_id in rows}
 
 
 def fetch_statement(*, check_date: dt.date) -> list[tuple]:
     """The operator's statement lines of every treasury wallet for the day, as rows (without run id), and
     the lines of the run's settled corrections from the days they were booked on (often a later day): a
-    correction's money belongs to the serial of its case."""
+    correction's money belongs to the serial of its case. A treasury wallet's statement of another day is
+    asked for only when one of the corrections was booked on it that day."""
     from treasury.services.wallets import operator_statement
 
     corrections = run_corrections(check_date=check_date)
+    # wallet pk: the days corrections were booked on it (a correction's treasury wallet is its payer or its
+    # payee; only treasury wallets are asked for statements)
+    booked_days: dict[int, set[dt.date]] = {}
+    for *_, day, wallet_pks in corrections.values():
+        for wallet_pk in wallet_pks:
+            booked_days.setdefault(wallet_pk, set()).add(day)
     rows = []
     for wallet in treasury_wallets():
-        for day in sorted({check_date, *(c[3] for c in corrections.values())}):
+        for day in sorted({check_date, *booked_days.get(wallet.pk, ())}):
             for line in operator_statement(wallet=wallet, day=day):
                 if line.request_id in corrections:
-                    org, entrust_date, tra_no, _ = corrections[line.request_id]
+                    org, entrust_date, tra_no, *_ = corrections[line.request_id]
                 elif day == check_date:
                     org, entrust_date, tra_no = parse_request_id(line.request_id)
                 else:
@@ -397,14 +406,19 @@ def outcome_totals(*, run_id: int) -> dict:
 def check_results(*, run: ReconciliationRun) -> list[CheckResult]:
     """The 2111s of a done run, one per payee bank (treasury) whose check detail arrived for the day, each naming
     that bank's latest package: "0" when none of the run's discrepancies is that bank's, "1" and how many when
-    some are (`discrepancies_by_payee_bank`)."""
+    some are (`discrepancies_by_payee_bank`). The packages are those a run of the day matches
+    (`complete_packages`): none while a bank's newer check is still arriving (the day is run again once it has
+    arrived)."""
+    package_ids = complete_packages(check_date=run.check_date)
+    if package_ids is None:
+        return []
     latest = {}
-    for package in CheckPackage.objects.filter(check_date=run.check_date).order_by("chk_acct_ord", "cur_pack_no"):
+    for package in CheckPackage.objects.filter(pk__in=package_ids).order_by("cur_pack_no"):
         latest[package.payee_bank_no] = package
     if len(latest) == 1:  # the usual day: every discrepancy is the one bank's
         counts = {bank: run.discrepancy_count for bank in latest}
     else:
-        counts = discrepancies_by_payee_bank(run=run, banks=list(latest))
+        counts = discrepancies_by_payee_bank(run=run, banks=list(latest), package_ids=package_ids)
     return [CheckResult(ori_pay_bank_no=package.pay_bk_code, ori_chk_date=run.check_date,
                         ori_chk_acct_ord=package.chk_acct_ord, ori_payee_bank_no=bank,
                         result="1" if counts[bank] else "0",
@@ -412,19 +426,21 @@ def check_results(*, run: ReconciliationRun) -> list[CheckResult]:
             for bank, package in sorted(latest.items())]
 
 
-def discrepancies_by_payee_bank(*, run: ReconciliationRun, banks: list[str]) -> dict[str, int]:
-    """{payee bank: discrepancies of the run that are its}. A serial the tax system lists is the bank's whose
-    package lists it. One it does not list (ours or the operator's only) is the bank's that the day's records
-    show for its deduction's treasury: the records of a bank's packages name deductions, and deductions keep
-    their treasury code (a treasury is paid through one payee bank). One with no deduction, or of a treasury
-    none of the day's records names, is counted for every bank: a difference nobody can place is reported
-    everywhere rather than nowhere."""
+def discrepancies_by_payee_bank(*, run: ReconciliationRun, banks: list[str],
+                                package_ids: list[int]) -> dict[str, int]:
+    """{payee bank: discrepancies of the run that are its}, read from the records of the packages matched
+    (`package_ids`). A serial the tax system lists is the bank's whose package lists it. One it does not list
+    (ours or the operator's only) is the bank's whose records show its deduction's treasury: the records of a
+    bank's packages name deductions, and deductions keep their treasury code (a treasury is paid through one
+    payee bank). One with no deduction, or of a treasury none of those records names, is counted for every
+    bank: a difference nobody can place is reported everywhere rather than nowhere."""
     kinds_sql, kinds_params = bulk.in_clause("x.outcome", [str(o) for o in DISCREPANCY_OUTCOMES])
+    packages_sql, packages_params = bulk.in_clause("r.package_id", package_ids)
     with connection.cursor() as cursor:
         cursor.execute(f"""
             WITH rp AS (
                 SELECT r.tax_org_code, r.entrust_date, r.tra_no, p.payee_bank_no FROM {RECORD_TABLE} r
-                JOIN {PACKAGE_TABLE} p ON p.id = r.package_id WHERE p.check_date = %s
+                JOIN {PACKAGE_TABLE} p ON p.id = r.package_id WHERE {packages_sql}
             ), tb AS (
                 SELECT DISTINCT d.treasury_code, rp.payee_bank_no FROM rp JOIN tax_taxdeduction d
                   ON d.tax_org_code = rp.tax_org_code AND d.entrust_date = rp.entrust_date AND d.tra_no = rp.tra_no
@@ -435,7 +451,7 @@ def discrepancies_by_payee_bank(*, run: ReconciliationRun, banks: list[str]) -> 
             LEFT JOIN tax_taxdeduction d ON d.id = x.deduction_id AND rp.payee_bank_no IS NULL
             LEFT JOIN tb ON tb.treasury_code = d.treasury_code
             WHERE x.run_id = %s AND {kinds_sql}
-        """, [run.check_date, run.pk, *kinds_params])
+        """, [*packages_params, run.pk, *kinds_params])
         banks_of: dict[int, set[str]] = {}
         for result_id, bank in cursor.fetchall():
             banks_of.setdefault(result_id, set())

@@ -62,3 +62,23 @@ def test_a_difference_no_bank_can_be_placed_is_reported_to_every_bank(two_treasu
     run = ReconciliationRun.objects.get(check_date=ENTRUST_DATE, tax_org_code="")
     assert run.discrepancy_count == 1  # b2, not listed
     assert [(a.ori_payee_bank_no, a.result) for a in services.check_results(run=run)] == [(BANK_A, "1"), (BANK_B, "1")]
+
+
+def test_a_bank_that_sends_the_day_again_is_answered_from_its_latest_package_only(two_treasuries, check_result_outbox):
+    d = two_treasuries
+    # Bank A's first check lists b1 (a serial of the second treasury) by mistake; its second check does not.
+    TaxHandler().receive_check_detail(check_detail(check_lines([d["a1"], d["a2"], d["b1"]])))
+    TaxHandler().receive_check_detail(dataclasses.replace(check_detail(check_lines([d["b2"]])), payee_bank_no=BANK_B))
+    run = ReconciliationRun.objects.get(check_date=ENTRUST_DATE, tax_org_code="")
+    first, second = (check_detail(check_lines([d[name]]), chk_acct_ord="0002", child_pack_num=2, cur_pack_no=n)
+                     for n, name in ((1, "a1"), (2, "a2")))
+    TaxHandler().receive_check_detail(first)
+    assert services.check_results(run=run) == []  # nothing to answer while bank A's second check is arriving
+    TaxHandler().receive_check_detail(second)
+
+    run.refresh_from_db()
+    assert run.discrepancy_count == 1  # b1, listed by nobody's latest package
+    answers = [(a.ori_payee_bank_no, a.ori_chk_acct_ord, a.result) for a in services.check_results(run=run)]
+    # b1 is bank B's by its treasury: bank A's first package, which listed it, no longer places it.
+    assert answers == [(BANK_A, "0002", "0"), (BANK_B, "0001", "1")]
+    assert [(a.ori_payee_bank_no, a.ori_chk_acct_ord, a.result) for a in check_result_outbox[-2:]] == answers

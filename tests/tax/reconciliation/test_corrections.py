@@ -193,17 +193,26 @@ def test_a_correction_booked_on_a_later_day_is_fetched_for_the_day_of_its_case(c
     import datetime as dt
 
     from tax.reconciliation.models import ReconciliationResult
+    from tests.tax.helpers import OPERATOR_CODE
+    from treasury.models import LedgerAccount, Organization, Wallet
     from treasury.services import wallets
 
+    district = f.make_organization(org_type=Organization.Type.TREASURY, name="国家金库示范市区支库", code="3702000000")
+    other_treasury = wallets.register_wallet(
+        wallet_id=f.make_wallet_id(operator_code=OPERATOR_CODE), wallet_type=Wallet.Type.CORPORATE,
+        operator=tax.treasury_wallet.operator, holder_org=district, holder_name=district.name,
+        account_kind=LedgerAccount.Kind.TREASURY_SINGLE)
+    tax.ecny.admin.open_wallet(wallet_id=other_treasury.wallet_id, wallet_type="WT09", holder_name=district.name)
     proposed = corrections.propose_correction(case_id=cases[Outcome.AMOUNT_MISMATCH].pk, user=tax.staff,
                                               kind="collect", amount_fen=1, reason="少扣 1 分", now=timezone.now())
     approved = corrections.approve_correction(correction_id=proposed.pk, user=tax.checker, now=timezone.now())
     transfer = Transfer.objects.get(pk=approved.transfer_id)
     Transfer.objects.filter(pk=transfer.pk).update(settled_at=transfer.settled_at + dt.timedelta(days=1))
     today, key = timezone.localdate(), f"taxcorr:{approved.pk}"
-    real = wallets.operator_statement
+    real, asked = wallets.operator_statement, []
 
     def booked_next_day(*, wallet, day):  # the operator booked the correction on the following business day
+        asked.append((wallet.wallet_id, day))
         lines = real(wallet=wallet, day=today)
         if day == today:
             return [line for line in lines if line.request_id != key]
@@ -213,6 +222,9 @@ def test_a_correction_booked_on_a_later_day_is_fetched_for_the_day_of_its_case(c
     monkeypatch.setattr(wallets, "operator_statement", booked_next_day)
     run = services.reconcile(check_date=ENTRUST_DATE, now=timezone.now())
     assert not ReconciliationResult.objects.filter(run=run, tra_no=day["amount"].tra_no).exists()  # matched
+    # the check date of every treasury wallet, the next day only of the one the correction was booked on
+    assert sorted(asked) == sorted([(tax.treasury_wallet.wallet_id, today), (other_treasury.wallet_id, today),
+                                    (tax.treasury_wallet.wallet_id, today + dt.timedelta(days=1))])
     # the next day's own statement carries the line, but it belongs to its case's day, not to the next day's serials
     (line,) = services.fetch_statement(check_date=today + dt.timedelta(days=1))
     assert line[2] == key and line[-1] == ""
