@@ -582,9 +582,11 @@ def send_check_result(*, run_id: int, now: dt.datetime) -> ReconciliationRun:
 
 
 def _replies_text(answers: list[CheckResult]) -> str:
-    """What the run's 2111s said, to tell a changed answer: Result and AddWord of the one bank, or of each bank
-    after its number; a digest of them when that would not fit the column."""
+    """What the run's 2111s said, to tell a changed answer: the check order answered, Result and AddWord of the
+    one bank, or of each bank after its number; a digest of them when that would not fit the column. The order is
+    part of it: a bank that sent its check again (a new order) gets its own 2111 even when the answer is the same."""
     if len(answers) == 1:
-        return f"{answers[0].result} {answers[0].add_word}".strip()[:255]
-    text = "; ".join(f"{a.ori_payee_bank_no} {a.result} {a.add_word}".strip() for a in answers)
+        a = answers[0]
+        return f"{a.ori_chk_acct_ord} {a.result} {a.add_word}".strip()[:255]
+    text = "; ".join(f"{a.ori_payee_bank_no} {a.ori_chk_acct_ord} {a.result} {a.add_word}".strip() for a in answers)
     return text if len(text) <= 255 else "sha256 " + hashlib.sha256(text.encode()).hexdigest()

@@ -154,7 +154,7 @@ def test_re_running_a_day_resends_the_2111_only_when_it_changed(tax, tips_sandbo
     assert answer["result"] == "0"
     run = ReconciliationRun.objects.get(check_date=day, tax_org_code="")
     sent_at = run.reply_sent_at
-    assert sent_at is not None and run.reply_sent_text == "0"
+    assert sent_at is not None and run.reply_sent_text == f"{answer['ori_chk_acct_ord']} 0"
 
     out = StringIO()
     call_command("reconcile_tax", "--date", day.isoformat(), stdout=out)  # nothing changed: nothing sent
@@ -164,6 +164,6 @@ def test_re_running_a_day_resends_the_2111_only_when_it_changed(tax, tips_sandbo
     tips_sandbox.admin.send_reversal(tra_no=second["tra_no"])  # after the check detail: the day now differs
     call_command("reconcile_tax", "--date", day.isoformat(), stdout=out)
     run.refresh_from_db()
-    assert run.reply_sent_at > sent_at and run.reply_sent_text.startswith("1 ") and "2111 sent" in out.getvalue()
+    assert run.reply_sent_at > sent_at and run.reply_sent_text.startswith(f"{answer['ori_chk_acct_ord']} 1 ") and "2111 sent" in out.getvalue()
     (answer,) = tips_sandbox.admin.check_results()  # the sandbox keeps the corrected answer
     assert answer["result"] == "1"

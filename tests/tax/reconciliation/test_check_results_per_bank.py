@@ -46,7 +46,7 @@ def test_each_payee_bank_is_answered_with_its_own_discrepancies(two_treasuries, 
     # b2 is nobody's listed serial: its treasury's deductions are listed by bank B, so it is bank B's.
     assert answers == {BANK_A: ("0", ""), BANK_B: ("1", "差异 2 笔 (discrepancies)")}
     assert [(a.ori_payee_bank_no, a.result) for a in check_result_outbox[-2:]] == [(BANK_A, "0"), (BANK_B, "1")]
-    assert run.reply_sent_text == f"{BANK_A} 0; {BANK_B} 1 差异 2 笔 (discrepancies)"
+    assert run.reply_sent_text == f"{BANK_A} 0001 0; {BANK_B} 0001 1 差异 2 笔 (discrepancies)"
 
     sent = len(check_result_outbox)
     services.send_check_result(run_id=run.pk, now=timezone.now())  # the same answers: nothing sent again
@@ -82,3 +82,13 @@ def test_a_bank_that_sends_the_day_again_is_answered_from_its_latest_package_onl
     # b1 is bank B's by its treasury: bank A's first package, which listed it, no longer places it.
     assert answers == [(BANK_A, "0002", "0"), (BANK_B, "0001", "1")]
     assert [(a.ori_payee_bank_no, a.ori_chk_acct_ord, a.result) for a in check_result_outbox[-2:]] == answers
+
+
+def test_a_check_sent_again_under_a_new_order_gets_its_own_2111_even_when_the_answer_is_the_same(
+        two_treasuries, check_result_outbox):
+    d = two_treasuries
+    lines = check_lines([d[name] for name in ("a1", "a2", "b1", "b2")])
+    TaxHandler().receive_check_detail(check_detail(lines))
+    assert [(a.ori_chk_acct_ord, a.result) for a in check_result_outbox] == [("0001", "0")]
+    TaxHandler().receive_check_detail(check_detail(lines, chk_acct_ord="0002"))  # the same day, sent again
+    assert [(a.ori_chk_acct_ord, a.result) for a in check_result_outbox] == [("0001", "0"), ("0002", "0")]
