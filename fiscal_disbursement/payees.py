@@ -25,7 +25,6 @@ from treasury.spreadsheets import (
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
     FORMULA_START,
     BadValue,
-    DigitsLost,
     LineChecker,
     LineProblem,
     ParsedSheet,
@@ -35,7 +34,6 @@ from treasury.spreadsheets import (
     amount_to_fen,
     check_file,
     compact_text,
-    in_scientific_notation,
     header_key,
     iter_original_rows,
     normalize_text,
@@ -227,6 +225,7 @@ class _LineChecker(LineChecker):
     def read_id(self, number: str, expected_kind: str | None) -> tuple[str, str, tuple[str, ...]]:
         """-> (kind, number, warnings). An 18-digit number can look like both kinds: the category's
         kind is tried first, else a resident ID. Raises InvalidIdentifier (the first kind's reason)."""
+        number = number.upper()
         kinds = (USCC, RESIDENT) if expected_kind == USCC else (RESIDENT, USCC)
         first_error = None
         for kind in kinds:
@@ -261,23 +260,11 @@ class _LineChecker(LineChecker):
             if expected_kind is None:
                 add(line, labels["category"], "category_format")
 
-        id_number = compact_text(cells[i_id]).upper() if i_id >= 0 else ""
-        id_kind, warnings, id_ok = "", (), False
-        if id_number and type(cells[i_id]) is DigitsLost:
-            self.lost_digits(line, "id_number")
-        elif id_number:
-            try:
-                id_kind, id_number, warnings = self.read_id(id_number, expected_kind)
-                id_ok = True
-            except InvalidIdentifier as exc:
-                if in_scientific_notation(id_number):
-                    self.lost_digits(line, "id_number")
-                else:
-                    add(line, labels["id_number"], exc.code, str(exc))
-            if id_ok and expected_kind is not None and id_kind != expected_kind:
-                add(line, labels["category"], "category_mismatch", _CATEGORY_MISMATCH[expected_kind])
-        elif i_id >= 0:
-            add(line, labels["id_number"], "required")
+        payee_id = self.read_identifier(line, cells, i_id, "id_number", self.read_id, expected_kind)
+        id_ok = bool(payee_id)
+        id_kind, id_number, warnings = payee_id or ("", "", ())
+        if id_ok and expected_kind is not None and id_kind != expected_kind:
+            add(line, labels["category"], "category_mismatch", _CATEGORY_MISMATCH[expected_kind])
 
         wallet_id = self.read_wallet(line, cells, i_wallet)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 
 from treasury import spreadsheets
-from treasury.identifiers import InvalidIdentifier, validate_uscc
+from treasury.identifiers import validate_uscc
 from treasury.money import fen_to_yuan_str
 from treasury.spreadsheets import (
     DEFAULT_MAX_BYTES,
@@ -30,7 +30,6 @@ from treasury.spreadsheets import (
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
     FORMULA_START,
     BadValue,
-    DigitsLost,
     LineChecker,
     LineProblem,
     ParsedSheet,
@@ -40,7 +39,6 @@ from treasury.spreadsheets import (
     amount_to_fen,
     check_file,
     compact_text,
-    in_scientific_notation,
     iter_original_rows,
     normalize_text,
     read_line_count,
@@ -307,23 +305,9 @@ class _LineChecker(LineChecker):
         elif i_name >= 0:
             add(line, labels["name"], "required")
 
-        warnings: tuple[str, ...] = ()
-        resident_id = compact_text(cells[i_resident]) if i_resident >= 0 else ""
-        resident_ok = False
-        if resident_id:
-            if type(cells[i_resident]) is DigitsLost:
-                self.lost_digits(line, "resident_id")
-            else:
-                try:
-                    resident_id, warnings = self.check_resident_id(resident_id)
-                    resident_ok = True
-                except InvalidIdentifier as exc:
-                    if in_scientific_notation(resident_id):
-                        self.lost_digits(line, "resident_id")
-                    else:
-                        add(line, labels["resident_id"], exc.code, str(exc))
-        elif i_resident >= 0:
-            add(line, labels["resident_id"], "required")
+        resident = self.read_identifier(line, cells, i_resident, "resident_id", self.check_resident_id)
+        resident_ok = bool(resident)
+        resident_id, warnings = resident or ("", ())
 
         wallet_id = self.read_wallet(line, cells, i_wallet)
 

@@ -19,7 +19,6 @@ import re
 from dataclasses import dataclass
 
 from treasury import spreadsheets
-from treasury.identifiers import InvalidIdentifier
 from treasury.spreadsheets import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_COMPRESSION_RATIO,
@@ -27,7 +26,6 @@ from treasury.spreadsheets import (
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
     FORMULA_START,
     BadValue,
-    DigitsLost,
     LineChecker,
     LineProblem,
     ParsedSheet,
@@ -37,7 +35,6 @@ from treasury.spreadsheets import (
     amount_to_fen,
     check_file,
     compact_text,
-    in_scientific_notation,
     normalize_text,
     read_line_count,
     resident_id_key,
@@ -142,25 +139,13 @@ class _LineChecker(LineChecker):
         elif len(name) > NAME_MAX_CHARS or name.startswith(FORMULA_START):
             problems.add(line, labels["name"], "name_format")
 
-        resident_id, warnings = "", ()
-        raw_id = compact_text(cells[i_id]) if i_id >= 0 else ""
-        if not raw_id:
-            problems.add(line, labels["resident_id"], "required")
-        elif type(cells[i_id]) is DigitsLost:
-            self.lost_digits(line, "resident_id")
-        else:
-            try:
-                resident_id, warnings = self.check_resident_id(raw_id)
-            except InvalidIdentifier as exc:
-                if in_scientific_notation(raw_id):
-                    self.lost_digits(line, "resident_id")
-                else:
-                    problems.add(line, labels["resident_id"], exc.code, str(exc))
-            else:
-                earlier = self.seen_ids.add(resident_id_key(resident_id), line)
-                if earlier is not None:
-                    problems.add(line, labels["resident_id"], "duplicate_resident_id",
-                                 f"身份证号与第{earlier}行重复 (resident ID repeats line {earlier})")
+        resident = self.read_identifier(line, cells, i_id, "resident_id", self.check_resident_id)
+        resident_id, warnings = resident or ("", ())
+        if resident:
+            earlier = self.seen_ids.add(resident_id_key(resident_id), line)
+            if earlier is not None:
+                problems.add(line, labels["resident_id"], "duplicate_resident_id",
+                             f"身份证号与第{earlier}行重复 (resident ID repeats line {earlier})")
 
         base = 0
         raw_base = cells[i_base] if i_base >= 0 else ""

@@ -611,7 +611,7 @@ class DigitsLost(str):
     """The text of an XLSX number cell of 16 or more digits. Spreadsheet programs keep 15 significant digits
     of a number, so a resident ID or wallet id typed into a cell not formatted as text has other last digits
     once the file is saved (110101199001010015 becomes 110101199001010000), and may even be another valid
-    number: such a cell is never read as an identifier (`LineChecker.lost_digits`)."""
+    number: such a cell is never read as an identifier (`LineChecker.read_identifier`)."""
 
 
 _LOST_DIGITS_FROM = 10**15
@@ -620,7 +620,8 @@ _SCIENTIFIC = re.compile(r"[+-]?\d+(\.\d*)?E\+?\d+", re.IGNORECASE)
 
 
 def in_scientific_notation(text: str) -> bool:
-    """Whether an identifier that failed its check is a number saved as "1.10101E+17" (`LineChecker.lost_digits`)."""
+    """Whether an identifier that failed its check is a number saved as "1.10101E+17"
+    (`LineChecker.read_identifier`)."""
     return _SCIENTIFIC.fullmatch(text) is not None
 
 
@@ -892,28 +893,36 @@ class LineChecker:
     def check(self, line: int, cells: list[str]) -> None:
         raise NotImplementedError
 
-    def read_wallet(self, line: int, cells: list[str], index: int) -> str | None:
-        """The wallet id in the line's `wallet_id` column ("" if the file has no such column), or None
-        once the problem (blank, invalid) is added. The foundation checks it unless it is plainly 16 digits."""
-        wallet_id = compact_text(cells[index]) if index >= 0 else ""
-        if wallet_id:
+    def read_identifier(self, line: int, cells: list[str], index: int, field: str,
+                        check: Callable[..., object], *args) -> object:
+        """The identifier in the line's `field` column as `check(text, *args)` returns it ("" if the file has no
+        such column), or None once the problem is added: blank, a number cell that lost digits (`DigitsLost`), or
+        what `check` raised (InvalidIdentifier), named as lost digits when the text is in scientific notation."""
+        text = compact_text(cells[index]) if index >= 0 else ""
+        if text:
             if type(cells[index]) is DigitsLost:
-                self.lost_digits(line, "wallet_id")
+                self.lost_digits(line, field)
                 return None
-            if len(wallet_id) == 16 and wallet_id.isascii() and wallet_id.isdigit():
-                return wallet_id
             try:
-                return validate_wallet_id(wallet_id)
+                return check(text, *args)
             except InvalidIdentifier as exc:
-                if in_scientific_notation(wallet_id):
-                    self.lost_digits(line, "wallet_id")
+                if in_scientific_notation(text):
+                    self.lost_digits(line, field)
                 else:
-                    self.problems.add(line, self.labels["wallet_id"], exc.code, str(exc))
+                    self.problems.add(line, self.labels[field], exc.code, str(exc))
                 return None
         if index >= 0:
-            self.problems.add(line, self.labels["wallet_id"], "required")
+            self.problems.add(line, self.labels[field], "required")
             return None
         return ""
+
+    def read_wallet(self, line: int, cells: list[str], index: int) -> str | None:
+        """The wallet id in the line's `wallet_id` column as `read_identifier` reads it. A text cell of plainly
+        16 digits, the common case, is one as it stands (a number cell of 16 digits is a `DigitsLost`, not a str)."""
+        cell = cells[index] if index >= 0 else ""
+        if type(cell) is str and len(cell) == 16 and cell.isascii() and cell.isdigit():
+            return cell
+        return self.read_identifier(line, cells, index, "wallet_id", validate_wallet_id)
 
     def lost_digits(self, line: int, field: str) -> None:
         """The identifier in `field` was stored as a number (`DigitsLost`, or saved to CSV as "1.10101E+17"):
