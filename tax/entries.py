@@ -18,7 +18,7 @@ from datetime import date, datetime
 
 from django.db.models.functions import Coalesce
 
-from adapters.tips.interface import EntryLine, ResultCode, TipsFault, TipsUnavailable, TreasuryEntryDetail
+from adapters.tips.interface import EntryLine, TreasuryEntryDetail
 
 from . import services
 from .models import EntryDetailPackage, TreasuryEntry
@@ -64,15 +64,7 @@ def send_entry_details(*, entry_date: date, now: datetime) -> dict[str, int]:
                                                     package.child_pack_num) == content:
             counts["unchanged"] += 1
             continue
-        error, acknowledged = "", False
-        try:
-            reply = services._tips().send_entry_detail(detail)
-            acknowledged = reply.result in (ResultCode.SUCCESS, ResultCode.DUPLICATE)
-            error = "" if acknowledged else f"{reply.result} {reply.add_word}"
-        except TipsUnavailable as exc:
-            error = f"税务系统暂不可达，稍后重发 (unreachable, will resend): {exc}"
-        except TipsFault as exc:
-            error = f"税务系统拒收 (refused): {exc}"
+        acknowledged, error, _ = services.send_to_tips(lambda: services._tips().send_entry_detail(detail))
         package, _ = EntryDetailPackage.objects.get_or_create(
             **key, defaults=dict(child_pack_num=detail.child_pack_num, all_num=detail.all_num,
                                  all_amount_fen=detail.all_amount_fen))

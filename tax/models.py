@@ -209,9 +209,10 @@ class TaxDeduction(ConcurrentTransitionMixin, models.Model):
     tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
     entrust_date = models.DateField("委托日期 (entrust date)")
     tra_no = models.CharField("交易流水号 (transaction number)", max_length=24)
-    # Indexes (Meta): package; agreement only where set. No index names the columns a batch item's two
-    # updates change (state, transfer, results), so with the table's free space (fillfactor, tax 0008)
-    # both are made in place (HOT): no entry in any index, where each wrote one into every index.
+    # Indexes (Meta): package; agreement only where set; (tax authority, voucher) where there is one. No
+    # index names the columns a batch item's two updates change (state, transfer, results), so with the
+    # table's free space (fillfactor, tax 0008) both are made in place (HOT): no entry in any index, where
+    # each wrote one into every index.
     # Package, agreement and transfer carry no foreign-key constraint (tax 0012: one check per batch item
     # each, at commit); triggers refuse deleting a package or agreement a deduction names, as the
     # constraints did, and transfers are never deleted.
@@ -253,6 +254,9 @@ class TaxDeduction(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["package"], name="tax_deduction_package"),
             models.Index(fields=["agreement"], name="tax_deduction_agreement",
                          condition=models.Q(agreement__isnull=False)),
+            # The deduction a paid refund's voucher (OriTaxVouNo) names, for its tax type (_record_refund_entries).
+            models.Index(fields=["tax_org_code", "tax_vou_no"], name="tax_deduction_voucher",
+                         condition=~models.Q(tax_vou_no="")),
         ]
 
     def __str__(self) -> str:
