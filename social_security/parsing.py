@@ -133,8 +133,11 @@ class _LineChecker(LineChecker):
         before = problems.count
         i_name, i_id, i_base = self.column_index
 
+        # A column the header lacks is one problem of the header row (column_missing), not one of every line.
         name = normalize_text(cells[i_name]) if i_name >= 0 else ""
-        if not name:
+        if i_name < 0:
+            pass
+        elif not name:
             problems.add(line, labels["name"], "required")
         elif len(name) > NAME_MAX_CHARS or name.startswith(FORMULA_START):
             problems.add(line, labels["name"], "name_format")
@@ -149,7 +152,9 @@ class _LineChecker(LineChecker):
 
         base = 0
         raw_base = cells[i_base] if i_base >= 0 else ""
-        if not raw_base or raw_base.isspace():
+        if i_base < 0:
+            pass
+        elif not raw_base or raw_base.isspace():
             problems.add(line, labels["base"], "required")
         else:
             try:

@@ -269,3 +269,16 @@ def test_a_resident_id_a_spreadsheet_program_stored_as_a_number_is_refused_with_
     parsed = parsing.parse_declaration_file(buffer.getvalue(), filename="declaration.xlsx")
     assert [(p.line, p.code) for p in parsed.problems] == [(id_cells[0].row, "number_lost_digits")]
     assert len(parsed.lines) == len(id_cells) - 1
+
+
+@pytest.mark.parametrize("header", ["姓名,身份证号,name", "name,姓名,缴费基数", "姓名,name,缴费基数"])
+def test_a_header_lacking_a_column_is_one_problem_of_its_row_not_a_crash(header):
+    """A column named twice (in Chinese and English) leaves another missing: the file is refused with the
+    missing column named once, on the header row."""
+    from social_security import parsing
+
+    data = (f"单位统一社会信用代码,91350100M000100Y43\n费款所属期,2026-03\n人数,1\n\n{header}\n"
+            "张三,110101199003071233,8000.00\n").encode()
+    parsed = parsing.parse_declaration_file(data, filename="declaration.csv")
+    assert [p.code for p in parsed.problems] == ["column_duplicate", "column_missing"]
+    assert {p.line for p in parsed.problems} == {5}
