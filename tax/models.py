@@ -210,9 +210,9 @@ class TaxDeduction(ConcurrentTransitionMixin, models.Model):
     entrust_date = models.DateField("委托日期 (entrust date)")
     tra_no = models.CharField("交易流水号 (transaction number)", max_length=24)
     # Indexes (Meta): package; agreement only where set; (tax authority, voucher) where there is one. No
-    # index names the columns a batch item's two updates change (state, transfer, results), so with the
-    # table's free space (fillfactor, tax 0008) both are made in place (HOT): no entry in any index, where
-    # each wrote one into every index.
+    # index names the columns a batch item's two updates change (state, transfer, result code and note,
+    # decided_at, tax_date), so with the table's free space (fillfactor, tax 0008) both are made in place
+    # (HOT): no entry in any index, where each wrote one into every index.
     # Package, agreement and transfer carry no foreign-key constraint (tax 0012: one check per batch item
     # each, at commit); triggers refuse deleting a package or agreement a deduction names, as the
     # constraints did, and transfers are never deleted.
