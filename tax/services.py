@@ -155,9 +155,17 @@ def local_date(now: datetime) -> date:
 
 def _trace(stream_key: str, subject_type: str, subject_id, kind: str, *, actor: str, now: datetime,
            amount_fen: int | None = None, source_ref: str = "", data: dict | None = None) -> None:
-    append_events(stream_key=stream_key, now=now, events=[EventSpec(
-        kind=kind, subject_type=subject_type, subject_id=str(subject_id), actor=actor, amount_fen=amount_fen,
-        source_ref=source_ref, data=data or {})])
+    append_events(stream_key=stream_key, now=now, events=[_event(subject_type, subject_id, kind, actor=actor,
+                                                                 amount_fen=amount_fen, source_ref=source_ref,
+                                                                 data=data)])
+
+
+def _event(subject_type: str, subject_id, kind: str, *, actor: str, amount_fen: int | None = None,
+           source_ref: str = "", data: dict | None = None) -> EventSpec:
+    """One event for `append_events`: a package's events of one transaction go in one append (the stream head
+    is locked, read and moved once, not once an event)."""
+    return EventSpec(kind=kind, subject_type=subject_type, subject_id=str(subject_id), actor=actor,
+                     amount_fen=amount_fen, source_ref=source_ref, data=data or {})
 
 
 def _locked_agreement(agreement_id: int) -> TaxAgreement:
@@ -948,29 +956,33 @@ def process_package(*, package_id: int, now: datetime) -> dict[str, int]:
     while True:
         with transaction.atomic():
             package = _locked_package(package_id)  # one chunk at a time per package
+            events = []
             if package.state == P.RECEIVED:
                 package.start_deducting()
                 package.save()
-                _trace(package.stream_key, PACKAGE, package.pk, "tax.package.deducting", actor="system", now=now)
+                events.append(_event(PACKAGE, package.pk, "tax.package.deducting", actor="system"))
             elif package.state != P.DEDUCTING:
                 return {}
             chunk = [_BatchItem(*row) for row in
                      TaxDeduction.objects.select_for_update().filter(package_id=package_id, state=D.RECEIVED)
                      .order_by("pk").values_list(*_BatchItem._fields)[: settings.TAX_BATCH_CHUNK_SIZE]]
             if not chunk:
+                append_events(stream_key=package.stream_key, events=events, now=now)  # none, as a rule
                 break
             if content_type_id is None:
                 treasury = package.treasury_wallet or treasury_wallet(treasury_code=package.treasury_code)
                 content_type_id = ContentType.objects.get_for_model(TaxDeduction).pk
-            chunk_counts, transfer_ids = _deduct_chunk(package, chunk, treasury=treasury,
-                                                       content_type_id=content_type_id, now=now)
+            chunk_counts, transfer_ids, chunk_event = _deduct_chunk(package, chunk, treasury=treasury,
+                                                                    content_type_id=content_type_id, now=now)
+            append_events(stream_key=package.stream_key, events=events + [chunk_event], now=now)
         for name, count in chunk_counts.items():
             counts[name] += count
         to_send += transfer_ids
         if len(to_send) >= settings.TRANSFER_CHUNK_SIZE:  # full operator batches, not one per chunk
             _submit(to_send, now=now, claimed=True)
             to_send = []
-        if len(chunk) < settings.TAX_BATCH_CHUNK_SIZE:  # that was the last (items only come with the package)
+        # That was the last (items only come with the package): fewer than a chunk's worth, or all of them.
+        if len(chunk) < settings.TAX_BATCH_CHUNK_SIZE or len(chunk) == package.all_num:
             break
     _submit(to_send, now=now, claimed=True)
     finish_package(package_id=package_id, now=now)
@@ -1008,10 +1020,10 @@ def _submit(transfer_ids: list[int], *, now: datetime, claimed: bool = False) ->
 
 
 def _deduct_chunk(package: DeductionPackage, chunk: list[_BatchItem], *, treasury: Wallet | None,
-                  content_type_id: int, now: datetime) -> tuple[dict[str, int], list[int]]:
+                  content_type_id: int, now: datetime) -> tuple[dict[str, int], list[int], EventSpec]:
     """Refuse the items that cannot be debited and record a transfer for each of the others, in the
     caller's transaction: one agreement query, one create_transfers call, one UPDATE of the items.
-    Returns the counts and the transfer ids to submit."""
+    Returns the counts, the transfer ids to submit and the chunk's trace event (the caller appends it)."""
     # By agreement number: unique per tax authority (an index), so the query reads only the chunk's
     # agreements; the wallet must match too (the key below).
     agreements = {
@@ -1056,10 +1068,10 @@ def _deduct_chunk(package: DeductionPackage, chunk: list[_BatchItem], *, treasur
     for (code, note), refused_ids in refusals.items():
         _move_items(package_id=package.pk, ids=refused_ids, state=D.FAILED, result_code=code, add_word=note,
                     decided_at=now)
-    _trace(package.stream_key, PACKAGE, package.pk, "tax.package.chunk", actor="system", now=now,
-           data={"debiting": len(to_debit), "refused": len(refused),
-                 "refused_items": [d.tra_no for d, _, _ in refused][:100]})
-    return {"debiting": len(to_debit), "refused": len(refused)}, ids
+    event = _event(PACKAGE, package.pk, "tax.package.chunk", actor="system",
+                   data={"debiting": len(to_debit), "refused": len(refused),
+                         "refused_items": [d.tra_no for d, _, _ in refused][:100]})
+    return {"debiting": len(to_debit), "refused": len(refused)}, ids, event
 
 
 def _start_items(*, package_id: int, rows: list[tuple[int, int, int]]) -> None:
@@ -1147,22 +1159,23 @@ def finish_package(*, package_id: int, now: datetime) -> DeductionPackage:
             _move_items(package_id=package_id, ids=ids, state=D.SUCCEEDED if success else D.FAILED,
                         result_code=code, add_word=note, decided_at=now, tax_date=tax_date if success else None)
         _record_entries(succeeded, entry_date=tax_date)
-        if decided:
-            _trace(package.stream_key, PACKAGE, package.pk, "tax.package.items_decided", actor="operator", now=now,
-                   data={"succeeded": len(succeeded), "failed": len(decided) - len(succeeded)})
+        events = [_event(PACKAGE, package.pk, "tax.package.items_decided", actor="operator",
+                         data={"succeeded": len(succeeded), "failed": len(decided) - len(succeeded)})] if decided else []
         totals = TaxDeduction.objects.filter(package_id=package_id).aggregate(
             undecided=Count("pk", filter=~Q(state__in=DECIDED_DEDUCTION_STATES)),
             n=Count("pk", filter=Q(state=D.SUCCEEDED)), fen=Sum("amount_fen", filter=Q(state=D.SUCCEEDED)))
         if totals["undecided"]:
+            if events:
+                append_events(stream_key=package.stream_key, events=events, now=now)
             return package
         package.succ_num, package.succ_amount_fen = totals["n"], totals["fen"] or 0
         package.finish()
         package.done_at = now
         package.result_pending = True
         package.save()
-        _trace(package.stream_key, PACKAGE, package.pk, "tax.package.done", actor="system", now=now,
-               amount_fen=package.succ_amount_fen, source_ref=package.pack_no,
-               data={"succ_num": package.succ_num, "all_num": package.all_num})
+        events.append(_event(PACKAGE, package.pk, "tax.package.done", actor="system", amount_fen=package.succ_amount_fen,
+                             source_ref=package.pack_no, data={"succ_num": package.succ_num, "all_num": package.all_num}))
+        append_events(stream_key=package.stream_key, events=events, now=now)
         transaction.on_commit(partial(_enqueue_send_result, package.pk))
     return package
 
