@@ -862,7 +862,7 @@ def _insert_items(package: DeductionPackage, message: BatchDeduction, *, now: da
     # is active is checked when the item is deducted.
     agreements = _agreements_named(tax_org_code, message.items)
     rows = [(batch, tax_org_code, entrust_date, item.tra_no, package_pk,
-             agreements.get((item.pay_acct, item.protocol_no)), item.pay_acct, item.pay_op_bk_code, item.hand_org_name, item.tax_pay_name, "", item.protocol_no, item.amount_fen,
+             agreements.get((item.pay_acct, item.protocol_no), (None,))[0], item.pay_acct, item.pay_op_bk_code, item.hand_org_name, item.tax_pay_name, "", item.protocol_no, item.amount_fen,
              item.tax_vou_no, orjson.dumps(_tax_types_json(item)).decode(), item.budget_type,
              item.budget_level_code, item.remark[:140], treasury_code, received, "", "", created_at)
             for item in message.items]
@@ -871,14 +871,18 @@ def _insert_items(package: DeductionPackage, message: BatchDeduction, *, now: da
         bulk.insert_rows(table=TaxDeduction._meta.db_table, columns=_ITEM_COLUMNS, rows=rows)
 
 
-def _agreements_named(tax_org_code: str, items) -> dict[tuple[str, str], int]:
-    """{(wallet id, agreement number): agreement id} of the agreements these items name, in one query (the
-    number is unique per tax authority, an index)."""
+def _agreements_named(tax_org_code: str, items, *, active_only: bool = False) -> dict[tuple[str, str], tuple]:
+    """{(wallet id, agreement number): (agreement id, wallet pk, wallet status)} of the agreements these items
+    name (in any state, or only active ones), in one query: the number is unique per tax authority (an index),
+    and the wallet must match too (the key)."""
+    agreements = TaxAgreement.objects.filter(
+        tax_org_code=tax_org_code, protocol_no__in=_text_values({i.protocol_no for i in items}))
+    if active_only:
+        agreements = agreements.filter(state=A.ACTIVE)
     return {
-        (wallet_id, protocol_no): pk
-        for pk, wallet_id, protocol_no in TaxAgreement.objects.filter(
-            tax_org_code=tax_org_code, protocol_no__in=_text_values({i.protocol_no for i in items}),
-        ).values_list("pk", "wallet__wallet_id", "protocol_no")
+        (wallet_id, protocol_no): (pk, wallet_pk, status)
+        for pk, wallet_pk, wallet_id, protocol_no, status in agreements.order_by().values_list(
+            "pk", "wallet_id", "wallet__wallet_id", "protocol_no", "wallet__status")
     }
 
 
@@ -964,7 +968,7 @@ def process_package(*, package_id: int, now: datetime) -> dict[str, int]:
             elif package.state != P.DEDUCTING:
                 return {}
             chunk = [_BatchItem(*row) for row in
-                     TaxDeduction.objects.select_for_update().filter(package_id=package_id, state=D.RECEIVED)
+                     TaxDeduction.objects.select_for_update(of=("self",)).filter(package_id=package_id, state=D.RECEIVED)
                      .order_by("pk").values_list(*_BatchItem._fields)[: settings.TAX_BATCH_CHUNK_SIZE]]
             if not chunk:
                 append_events(stream_key=package.stream_key, events=events, now=now)  # none, as a rule
@@ -1000,6 +1004,12 @@ class _BatchItem(NamedTuple):
     protocol_no: str
     amount_fen: int
     tax_vou_no: str
+    # The agreement the item named when it was received (`_insert_items`), read with it: one join, not a
+    # second query by agreement number.
+    agreement_id: int | None
+    agreement__state: str | None
+    agreement__wallet_id: int | None
+    agreement__wallet__status: str | None
 
     idempotency_key = TaxDeduction.idempotency_key  # the model's own key, computed from the same fields
 
@@ -1024,18 +1034,17 @@ def _deduct_chunk(package: DeductionPackage, chunk: list[_BatchItem], *, treasur
     """Refuse the items that cannot be debited and record a transfer for each of the others, in the
     caller's transaction: one agreement query, one create_transfers call, one UPDATE of the items.
     Returns the counts, the transfer ids to submit and the chunk's trace event (the caller appends it)."""
-    # By agreement number: unique per tax authority (an index), so the query reads only the chunk's
-    # agreements; the wallet must match too (the key below).
-    agreements = {
-        (wallet_id, protocol_no): (agreement_id, wallet_pk, status)
-        for agreement_id, wallet_pk, wallet_id, protocol_no, status in TaxAgreement.objects.filter(
-            tax_org_code=package.tax_org_code, protocol_no__in=_text_values({d.protocol_no for d in chunk}),
-            state=A.ACTIVE,
-        ).values_list("pk", "wallet_id", "wallet__wallet_id", "protocol_no", "wallet__status")
-    }
+    # An item received before its agreement was signed names none yet: looked up by number now.
+    unnamed = [d for d in chunk if d.agreement_id is None]
+    signed_since = _agreements_named(package.tax_org_code, unnamed, active_only=True) if unnamed else {}
     to_debit, refused = [], []
     for d in chunk:
-        agreement = agreements.get((d.pay_acct, d.protocol_no))
+        if d.agreement_id is None:
+            agreement = signed_since.get((d.pay_acct, d.protocol_no))
+        elif d.agreement__state == A.ACTIVE:
+            agreement = (d.agreement_id, d.agreement__wallet_id, d.agreement__wallet__status)
+        else:
+            agreement = None
         if treasury is None:
             refused.append((d, ResultCode.OTHER_FAILURE, "收款国库账户未登记 (no treasury single account)"))
         elif agreement is None:

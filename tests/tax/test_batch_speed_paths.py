@@ -269,3 +269,29 @@ def test_what_deductions_and_entries_name_is_kept_by_the_database(tax, tips_outb
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM tax_taxagreement WHERE id = %s", [unused.pk])
     assert not type(unused).objects.filter(pk=unused.pk).exists()
+
+
+def test_the_agreement_is_checked_when_an_item_is_deducted_not_when_it_was_received(tax, tips_outbox, monkeypatch):
+    """An item names its agreement from receipt on (read with the item when it is deducted); what counts is
+    the agreement's state at deduction: one signed after the package came is used, one suspended since is not."""
+    from tests.tax.helpers import verification
+
+    not_processed(monkeypatch)
+    late_payer, suspended_payer = tax.taxpayer(balance_fen=1_000_00), tax.taxpayer(balance_fen=1_000_00)
+    suspended = tax.signed_and_verified(suspended_payer)
+    message = batch(tax, [item(payer=late_payer, protocol_no="PLATE0001", amount_fen=10_00),
+                          item(payer=suspended_payer, protocol_no=suspended.protocol_no, amount_fen=20_00)])
+    TaxHandler().receive_batch(message)
+    late_item, suspended_item = TaxDeduction.objects.order_by("pk")
+    assert (late_item.agreement_id, suspended_item.agreement_id) == (None, suspended.pk)
+
+    late = tax.sign(late_payer, protocol_no="PLATE0001")
+    assert services.handle_agreement_verification(message=verification(late), now=timezone.now()).vc_result == "0"
+    services.suspend_agreement(agreement_id=suspended.pk, user=tax.staff, reason="纳税人申请暂停", now=timezone.now())
+    services.process_package(package_id=DeductionPackage.objects.get().pk, now=timezone.now())
+
+    late_item.refresh_from_db()
+    suspended_item.refresh_from_db()
+    assert (late_item.state, late_item.agreement_id) == (DeductionState.SUCCEEDED, late.pk)
+    assert (suspended_item.state, suspended_item.result_code) == (DeductionState.FAILED, ResultCode.NOT_SIGNED)
+    assert tax.balance(late_payer.wallet_id) == 990_00 and tax.balance(suspended_payer.wallet_id) == 1_000_00
