@@ -24,9 +24,18 @@ sent after it is done and again until the tax system acknowledges it.
 State changes happen only through the transitions (`protected=True`); services lock, call them and
 trace around them.
 """
+from functools import lru_cache
+
 from django.conf import settings
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+
+@lru_cache(maxsize=64)
+def _compact_date(day) -> str:
+    """2026-11-26 -> '20261126'. Once per date, not per key: a package's 1,000 keys share one entrust date, and
+    strftime took a microsecond a key."""
+    return day.strftime("%Y%m%d")
 
 
 class AgreementState(models.TextChoices):
@@ -268,7 +277,7 @@ class TaxDeduction(ConcurrentTransitionMixin, models.Model):
 
     @property
     def idempotency_key(self) -> str:
-        return f"tax:{self.tax_org_code}:{self.entrust_date:%Y%m%d}:{self.tra_no}"
+        return f"tax:{self.tax_org_code}:{_compact_date(self.entrust_date)}:{self.tra_no}"
 
     @transition(field=state, source=D.RECEIVED, target=D.DEDUCTING)
     def start(self):
@@ -525,7 +534,7 @@ class Refund(ConcurrentTransitionMixin, models.Model):
 
     @property
     def idempotency_key(self) -> str:
-        return f"taxrefund:{self.tax_org_code}:{self.entrust_date:%Y%m%d}:{self.pack_no}:{self.tra_no}"
+        return f"taxrefund:{self.tax_org_code}:{_compact_date(self.entrust_date)}:{self.pack_no}:{self.tra_no}"
 
     @transition(field=state, source=R.RECEIVED, target=R.PAYING)
     def start(self):

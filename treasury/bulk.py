@@ -46,7 +46,7 @@ def array_literal(values) -> str | None:
         elif isinstance(v, str):
             parts.append(_quoted(v))
         elif isinstance(v, (dt.datetime, dt.date)):  # a naive datetime would be read in the session's zone
-            parts.append(_quoted(v.isoformat()))
+            parts.append(f'"{v.isoformat()}"')  # nothing in an ISO date or time needs escaping
         else:
             return None
     return "{" + ",".join(parts) + "}"
