@@ -399,3 +399,18 @@ def test_empty_data_and_null_amount_round_trip(db):
     append("S-E", [EventSpec(kind="k", subject_type="x.y", subject_id="2", amount_fen=0,
                              data={"名字": "张*", "nested": {"b": [1, 2], "a": True}})])
     assert verify_trace().ok
+
+
+def test_event_data_is_hashed_as_json_dumps_writes_it():
+    """The text an event's hash covers is json.dumps(data, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False), whatever encoder writes it: a stored chain stays verifiable."""
+    import json
+
+    from treasury.trace.services import encode_event_data
+
+    for data in ({"operator_txn_id": "EC0000000001"},
+                 {"key": "tax:13701000000:20261126:00000001", "payer": "3000000000000001", "submitted": True},
+                 {"b": "引号\" 反斜杠\\ 控制\u001f\n", "a": None, "c": [1, {"z": -2, "y": 10 ** 20}], "d": False},
+                 {"u": "\u2028é"}, {"amount": 1.5}, {}):
+        assert encode_event_data(data) == (json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                                           if data else "{}")

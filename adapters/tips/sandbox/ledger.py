@@ -13,6 +13,8 @@ import datetime as dt
 import json
 from typing import Callable
 
+import orjson
+
 from adapters.sandbox_common.ledger import SqliteStore
 
 _SCHEMA = """
@@ -163,7 +165,7 @@ class RefundLedger:
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO refund_orders (tax_org_code, entrust_date, pack_no, msg_id, message)"
                          " VALUES (?, ?, ?, ?, ?)", (order["tax_org_code"], order["entrust_date"], order["pack_no"],
-                                                     order["msg_id"], json.dumps(order, ensure_ascii=False)))
+                                                     order["msg_id"], orjson.dumps(order).decode()))
 
     def set_refund_ack(self, *, tax_org_code: str, entrust_date: str, pack_no: str, result: str, add_word: str) -> None:
         with self._write() as conn:
@@ -198,7 +200,7 @@ class RefundLedger:
                     " add_word, all_num, all_amount_fen, succ_num, succ_amount_fen, lines, received_at) VALUES"
                     " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*key, msg_id, result["result"], result["add_word"], result["all_num"], result["all_amount_fen"],
-                     result["succ_num"], result["succ_amount_fen"], json.dumps(result["lines"], ensure_ascii=False),
+                     result["succ_num"], result["succ_amount_fen"], orjson.dumps(result["lines"]).decode(),
                      dt.datetime.now(dt.timezone.utc).isoformat()))
                 reply = reply_for("90000", "")
             conn.execute("INSERT INTO received (msg_id, msg_no, reply) VALUES (?, '2104', ?)", (msg_id, reply))
@@ -253,7 +255,7 @@ class RefundLedger:
                 " msg_id, all_num, all_amount_fen, lines, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (detail["tax_org_code"], detail["tre_code"], detail["in_tre_date"], detail["cur_pack_no"],
                  detail["child_pack_num"], msg_id, detail["all_num"], detail["all_amount_fen"],
-                 json.dumps(detail["lines"], ensure_ascii=False), dt.datetime.now(dt.timezone.utc).isoformat()))
+                 orjson.dumps(detail["lines"]).decode(), dt.datetime.now(dt.timezone.utc).isoformat()))
             reply = reply_for("90000", "")
             conn.execute("INSERT INTO received (msg_id, msg_no, reply) VALUES (?, '3139', ?)", (msg_id, reply))
             return reply
@@ -367,7 +369,7 @@ class TipsLedger(SqliteStore, RefundLedger):
                     " ?, ?, ?, ?, ?)",
                     (result["ori_tax_org_code"], result["ori_entrust_date"], result["ori_pack_no"], msg_id,
                      result["result"], result["add_word"], result["all_num"], result["all_amount_fen"],
-                     result["succ_num"], result["succ_amount_fen"], json.dumps(result["lines"], ensure_ascii=False),
+                     result["succ_num"], result["succ_amount_fen"], orjson.dumps(result["lines"]).decode(),
                      dt.datetime.now(dt.timezone.utc).isoformat()))
                 reply = reply_for("90000", "")
             conn.execute("INSERT INTO received (msg_id, msg_no, reply) VALUES (?, '2102', ?)", (msg_id, reply))
