@@ -32,9 +32,9 @@ def array_literal(values) -> str | None:
     if all(type(v) is int for v in values):
         return "{" + ",".join(map(str, values)) + "}"
     if all(type(v) is str for v in values):
-        joined = '","'.join(values)
-        if "\\" not in joined and '"' not in joined:  # nothing to escape: quote them all at once
-            return '{"' + joined + '"}' if values else "{}"
+        plain = "".join(values)  # (tested before quoting: the '","' between them holds quotes of its own)
+        if "\\" not in plain and '"' not in plain:  # nothing to escape: quote them all at once
+            return '{"' + '","'.join(values) + '"}' if values else "{}"
     parts = []
     for v in values:
         if v is None:
