@@ -537,7 +537,7 @@ def _record_entries(deductions: list, *, entry_date: date) -> None:
     one bulk insert in the caller's transaction. `deductions` are TaxDeduction rows or anything with their
     pk, tax_org_code, treasury_code, amount_fen, tax_types, budget_type and budget_level_code."""
     rows = []
-    day = connection.ops.adapt_datefield_value(entry_date)
+    day = bulk.copy_time(entry_date)
     for d in deductions:
         for project_id, name, amount in entry_parts(tax_types=d.tax_types, amount_fen=d.amount_fen):
             central, local = split_revenue(amount_fen=amount, tax_type_name=name, budget_level_code=d.budget_level_code)
@@ -857,8 +857,8 @@ _ITEM_COLUMNS = ["kind", "tax_org_code", "entrust_date", "tra_no", "package_id",
 def _insert_items(package: DeductionPackage, message: BatchDeduction, *, now: datetime) -> None:
     """A package's items as received deductions, in one bulk insert (COPY on PostgreSQL): the same
     rows `_deduction_row` makes, without a model instance per item."""
-    entrust_date = connection.ops.adapt_datefield_value(message.entrust_date)
-    created_at = bulk.datetime_param(now)
+    entrust_date = bulk.copy_time(message.entrust_date)
+    created_at = bulk.copy_time(now)
     # Read once, not per item (an enum member read is a descriptor call). orjson: 0.35 µs an item's tax
     # types where json.dumps took 2.8 µs (timeit).
     batch, received = DeductionKind.BATCH.value, D.RECEIVED.value

@@ -70,6 +70,20 @@ def datetime_param(value):
     return connection.ops.adapt_datetimefield_value(value)
 
 
+def copy_time(value):
+    """A timezone-aware datetime, or a date, as a value in the rows of `insert_rows`: on PostgreSQL its ISO
+    text, which COPY reads as the column's type. Made once by the caller for every row of a chunk: psycopg
+    writes a datetime object into each row at 0.8 µs a value and a str at next to nothing (2 µs of the
+    2.2 µs a transfer's row took). Elsewhere as the backend stores it."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:  # its text would be read in the session's time zone
+            raise ValueError("copy_time needs a timezone-aware datetime")
+        return value.isoformat() if is_postgresql() else connection.ops.adapt_datetimefield_value(value)
+    return value.isoformat() if is_postgresql() else connection.ops.adapt_datefield_value(value)
+
+
 def allocate_ids(table: str, count: int) -> list[int]:
     """Reserve `count` primary keys of `table` for rows inserted with explicit ids.
 

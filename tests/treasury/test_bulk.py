@@ -22,3 +22,18 @@ def test_plain_strings_are_quoted_all_at_once(monkeypatch):
     keys = [f"tax:13701000000:20261127:{n:08d}" for n in range(1000)]
     assert bulk.array_literal(keys) == '{"' + '","'.join(keys) + '"}'
     assert quoted == []
+
+
+def test_a_copied_time_is_the_same_moment_and_a_naive_one_is_refused():
+    import pytest
+    from django.db import connection
+
+    moment = dt.datetime(2026, 11, 27, 14, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        bulk.copy_time(moment.replace(tzinfo=None))
+    assert bulk.copy_time(None) is None
+    if connection.vendor == "postgresql":
+        assert bulk.copy_time(moment) == "2026-11-27T14:00:00.123456+08:00"
+        assert bulk.copy_time(dt.date(2026, 11, 27)) == "2026-11-27"
+    else:
+        assert bulk.copy_time(moment) == bulk.datetime_param(moment)

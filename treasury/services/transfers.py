@@ -261,7 +261,7 @@ def create_transfers(
     attempts = 1 if claimed else 0
     with transaction.atomic():
         new_ids = bulk.allocate_ids(Transfer._meta.db_table, len(new_items))
-        created_at = bulk.datetime_param(now)
+        created_at = bulk.copy_time(now)
         submitted_at = created_at if claimed else None
         bulk.insert_rows(
             table=Transfer._meta.db_table,

@@ -118,7 +118,7 @@ def ensure_personal_wallets(
     # payees registers in seconds, not minutes.
     from django.utils import timezone
 
-    created_at = bulk.datetime_param(timezone.now())
+    created_at = bulk.copy_time(timezone.now())
     people = _pks_by("resident_id", Person._meta.db_table, list({wanted[w][1] for w in missing}))
     new_people = sorted({wanted[w][1]: wanted[w][0] for w in missing if wanted[w][1] not in people}.items())
     person_ids = bulk.allocate_ids(Person._meta.db_table, len(new_people))

@@ -104,6 +104,7 @@ def append_event_rows(*, stream_key: str, rows: list[tuple], now: datetime) -> i
     stream_pk, seq, prev = _lock_stream_head(stream_key, stored_at)
     # The same bytes as _canonical(), in one f-string per event ("\x1f" between the fields).
     occurred = now.isoformat(timespec="microseconds")
+    stored_row = bulk.copy_time(now)  # the same moment, written once for every row
     head = [seq, prev]
 
     def chained():
@@ -118,7 +119,7 @@ def append_event_rows(*, stream_key: str, rows: list[tuple], now: datetime) -> i
                 f"{stream_key}\x1f{seq}\x1f{kind}\x1f{subject_type}\x1f{subject_id}\x1f{source_ref}\x1f{actor}\x1f"
                 f"{amount}\x1f{occurred}\x1f{data_json}\x1f{prev}".encode()
             ).hexdigest()
-            yield (stream_key, seq, kind, subject_type, subject_id, source_ref, actor, amount_fen, data_json, stored_at,
+            yield (stream_key, seq, kind, subject_type, subject_id, source_ref, actor, amount_fen, data_json, stored_row,
                    prev, digest)
             prev = digest
         head[:] = [seq, prev]
