@@ -1245,11 +1245,7 @@ def send_package_result(*, package_id: int, now: datetime) -> DeductionPackage:
     if package.state != P.DONE or not package.result_pending:
         return package
     result = batch_result(package=package, now=now)
-    try:
-        acknowledged, error, fault_code = send_to_tips(lambda: _tips().send_batch_result(result))
-    except ImportError as exc:  # the TIPS adapter is not installed in this deployment yet
-        acknowledged, fault_code = False, ""
-        error = f"未配置税务系统接口，稍后重发 (no TIPS client configured, will resend): {exc}"
+    acknowledged, error, fault_code = send_to_tips(lambda: _tips().send_batch_result(result))
     with transaction.atomic():
         package = _locked_package(package_id)
         if not package.result_pending:
