@@ -1277,7 +1277,8 @@ def finish_packages(*, now: datetime, resume_after_seconds: int = 60, resend_aft
                     resend_at_most_every_seconds: int = 600) -> dict[str, int]:
     """The periodic sweep: finish deducting packages with items whose transfers were decided (also late, by
     the transfer core's recovery), send results not yet acknowledged (those the tax system refused stay
-    for a person; one not tried yet is left to its task for `resend_after_seconds` after the package is done), and resume packages received more than `resume_after_seconds` ago whose items are not
+    for a person; one not tried yet is left to its task for `resend_after_seconds` after the package is
+    done), and resume packages received more than `resume_after_seconds` ago whose items are not
     all taken yet (their task never ran, or its worker died); younger ones are left to their own task.
     A result is resent `resend_after_seconds` after its last attempt, then twice as long after each
     attempt that failed, up to `resend_at_most_every_seconds`: a tax system that is down for hours is

@@ -18,6 +18,15 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture
+def needs_postgresql():
+    """Skips a test of row locks, races or real workers on SQLite (`pytest.mark.usefixtures("needs_postgresql")`)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://... (see .ci/run)")
+
+
+@pytest.fixture
 def ledger_tamper(db):
     """Switch off the PostgreSQL triggers that keep transfers, ledger accounts and entries (treasury
     migration 0005) for the rest of the test, as someone with the database owner's rights could, and on

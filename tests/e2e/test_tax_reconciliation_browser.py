@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 
 from tax.handlers import TaxHandler
-from tax.models import DeductionState, TaxDeduction
+from tax.models import DeductionState
 from tax.reconciliation.models import CaseState, DiscrepancyCase, Outcome
 from tests import factories as f
 from tests.tax.conftest import tax  # noqa: F401  (the tax authority, its staff and the treasury wallet)
-from tests.tax.helpers import ENTRUST_DATE, real_time
-from tests.tax.reconciliation.conftest import check_detail, check_lines
+from tests.tax.helpers import ENTRUST_DATE
+from tests.tax.reconciliation.conftest import check_detail, check_lines, deduct_each
 
 pytestmark = [pytest.mark.e2e]
 
@@ -46,14 +46,9 @@ def check_result_outbox(monkeypatch):
 def planted_day(tax):  # noqa: F811
     """Four deductions through the sandbox operator; the tax system's check detail drops one, changes the
     amount of another and adds a serial we never saw."""
-    deductions = {}
-    for name, amount in [("matched", 100_00), ("matched2", 80_00), ("amount", 200_00), ("dropped", 300_00)]:
-        payer = tax.taxpayer(balance_fen=1_000_00)
-        agreement = tax.signed_and_verified(payer)
-        message = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=amount)
-        TaxHandler().deduct_real_time(message)
-        deductions[name] = TaxDeduction.objects.get(tra_no=message.item.tra_no)
-        assert deductions[name].state == DeductionState.SUCCEEDED
+    deductions = deduct_each(tax, [(name, 1_000_00, amount) for name, amount in
+                                   [("matched", 100_00), ("matched2", 80_00), ("amount", 200_00), ("dropped", 300_00)]])
+    assert {d.state for d in deductions.values()} == {DeductionState.SUCCEEDED}
     lines = check_lines([d for name, d in deductions.items() if name != "dropped"])
     lines = [dataclasses.replace(line, amount_fen=line.amount_fen + 5_00)
              if line.ori_tra_no == deductions["amount"].tra_no else line for line in lines]

@@ -2,7 +2,6 @@
 never reserve more than the quota holds; the same voucher sent by two deliveries at once is reserved
 once and paid once."""
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from fiscal_disbursement import services
@@ -12,13 +11,9 @@ from tests.concurrency import at_once
 from tests.fiscal_disbursement.helpers import QUOTA_ID, payee_rows, refreshed, submitted
 from treasury.models import Transfer
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("needs_postgresql")]
 
-
-@pytest.fixture(autouse=True)
-def _needs_postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://... (see .ci/run)")
 
 
 def test_concurrent_approvals_never_overdraw_the_quota(finance):

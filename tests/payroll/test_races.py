@@ -1,7 +1,6 @@
 """Integration (PostgreSQL row locks): the task making a run's transfers delivered twice at once, and a
 pause racing it, never make a line's transfer twice nor pay a line twice."""
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from payroll import services
@@ -12,13 +11,9 @@ from tests.payroll.helpers import approved_and_funded, staff
 from treasury.models import Transfer
 from treasury.services.ledger import check_ledger
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("needs_postgresql")]
 
-
-@pytest.fixture(autouse=True)
-def _needs_postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://... (see .ci/run)")
 
 
 @pytest.fixture

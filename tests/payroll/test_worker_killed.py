@@ -5,7 +5,6 @@ transfer core's periodic jobs."""
 import time
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from payroll import services
@@ -17,13 +16,9 @@ from treasury.models import LedgerEntry, Transfer, TransferState
 from treasury.services import transfers as transfer_services
 from treasury.services.ledger import check_ledger
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("needs_postgresql")]
 
-
-@pytest.fixture(autouse=True)
-def _needs_postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://... (see .ci/run)")
 
 
 def test_a_worker_killed_while_paying_a_run_pays_every_line_once(employer, celery_to_broker, worker_factory):

@@ -17,13 +17,9 @@ from treasury.services.transfers import NewTransfer, create_transfers
 from tests.workers import WORKER_APPLICATION_NAME, wait_for
 from tests.workers import broker_url, celery_to_broker, worker_factory  # noqa: F401 (fixtures)
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("needs_postgresql")]
 
-
-@pytest.fixture(autouse=True)
-def _needs_postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://... (see .ci/run)")
 
 
 def _items(world, n, batch_ref):

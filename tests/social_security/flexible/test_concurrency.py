@@ -3,7 +3,7 @@ are debited once; both requests get the same payment."""
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from social_security.flexible import services
 from social_security.flexible.models import Payment, PaymentState
@@ -11,13 +11,8 @@ from tests.social_security.flexible.conftest import NOW
 from treasury.models import Transfer
 from treasury.services.ledger import check_ledger
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("needs_postgresql")]
 
-
-@pytest.fixture(autouse=True)
-def _needs_postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://... (see .ci/run)")
 
 
 def test_two_requests_paying_the_same_months_at_once_debit_once(flex):

@@ -23,19 +23,26 @@ def check_detail(lines, *, child_pack_num=1, cur_pack_no=1, chk_acct_ord="0001")
                        child_pack_num=child_pack_num, cur_pack_no=cur_pack_no, lines=tuple(lines))
 
 
-@pytest.fixture
-def day(tax):
-    """Nine real-time deductions through the sandbox operator: seven succeed, two fail (no money)."""
+def deduct_each(tax, wanted) -> dict[str, TaxDeduction]:
+    """{name: deduction} of one real-time deduction per (name, payer's balance, amount), each by a new taxpayer
+    with a verified agreement, through the sandbox operator."""
     deductions = {}
-    for name, balance, amount in [("matched", 500_00, 100_00), ("amount", 500_00, 200_00), ("dropped", 500_00, 300_00),
-                                  ("dup_tax", 500_00, 400_00), ("dup_operator", 500_00, 150_00),
-                                  ("no_operator", 500_00, 250_00), ("matched2", 500_00, 50_00),
-                                  ("ours_failed", 10_00, 100_00), ("both_failed", 10_00, 100_00)]:
+    for name, balance, amount in wanted:
         payer = tax.taxpayer(balance_fen=balance)
         agreement = tax.signed_and_verified(payer)
         message = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=amount)
         TaxHandler().deduct_real_time(message)
         deductions[name] = TaxDeduction.objects.get(tra_no=message.item.tra_no)
+    return deductions
+
+
+@pytest.fixture
+def day(tax):
+    """Nine real-time deductions through the sandbox operator: seven succeed, two fail (no money)."""
+    deductions = deduct_each(tax, [
+        ("matched", 500_00, 100_00), ("amount", 500_00, 200_00), ("dropped", 500_00, 300_00),
+        ("dup_tax", 500_00, 400_00), ("dup_operator", 500_00, 150_00), ("no_operator", 500_00, 250_00),
+        ("matched2", 500_00, 50_00), ("ours_failed", 10_00, 100_00), ("both_failed", 10_00, 100_00)])
     assert deductions["ours_failed"].state == DeductionState.FAILED
     assert deductions["matched"].state == DeductionState.SUCCEEDED
     return deductions

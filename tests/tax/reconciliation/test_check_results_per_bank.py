@@ -9,8 +9,7 @@ from tax.handlers import TaxHandler
 from tax.models import DeductionState, TaxDeduction
 from tax.reconciliation import services
 from tax.reconciliation.models import ReconciliationRun
-from tests.tax.helpers import real_time
-from tests.tax.reconciliation.conftest import ENTRUST_DATE, check_detail, check_lines
+from tests.tax.reconciliation.conftest import ENTRUST_DATE, check_detail, check_lines, deduct_each
 
 BANK_A, BANK_B = "011370100001", "011370200002"
 TREASURY_B = "3702000000"  # a second treasury (a district sub-treasury), paid through bank B
@@ -20,14 +19,9 @@ TREASURY_B = "3702000000"  # a second treasury (a district sub-treasury), paid t
 def two_treasuries(tax):
     """Four deductions: a1 and a2 of the first treasury, b1 and b2 of the second (their treasury code set here:
     the reconciliation reads only the code)."""
-    deductions = {}
-    for name, amount in (("a1", 100_00), ("a2", 200_00), ("b1", 300_00), ("b2", 400_00)):
-        payer = tax.taxpayer(balance_fen=1_000_00)
-        agreement = tax.signed_and_verified(payer)
-        message = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=amount)
-        TaxHandler().deduct_real_time(message)
-        deductions[name] = TaxDeduction.objects.get(tra_no=message.item.tra_no)
-        assert deductions[name].state == DeductionState.SUCCEEDED
+    deductions = deduct_each(tax, [(name, 1_000_00, amount)
+                                   for name, amount in (("a1", 100_00), ("a2", 200_00), ("b1", 300_00), ("b2", 400_00))])
+    assert {d.state for d in deductions.values()} == {DeductionState.SUCCEEDED}
     TaxDeduction.objects.filter(pk__in=[deductions["b1"].pk, deductions["b2"].pk]).update(treasury_code=TREASURY_B)
     return deductions
 
