@@ -3,7 +3,7 @@ foreign-key constraints; triggers keep what the constraints guarded.
 
 Each constraint was checked once per inserted or updated row at commit, an index probe and a row lock
 each (the lock writes the referenced row's header: every agreement's page was dirtied once a day by its
-deduction): four checks per batch item. Without them `bench/tax.py --part batch` used 1.2-1.7 fewer
+deduction): four checks per batch item. Without them `bench/tax.py --part batch` used 0.7 and 1.7 fewer
 PostgreSQL CPU-seconds per 100,000 items (tax/README.md, Performance). What they promised still holds:
 - the rows are written only by the tax services, which read or create what they name in the same
   transaction (the package stored with its items, the agreement looked up by number, the transfer made by
