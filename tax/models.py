@@ -134,8 +134,10 @@ class PackageState(models.TextChoices):
 P = PackageState
 
 
-class DeductionPackage(ConcurrentTransitionMixin, models.Model):
-    """批量扣税包 (batch deduction package, 3102), at most 1,000 items; its result (2102) is an outbox."""
+class ReceivedPackage(ConcurrentTransitionMixin, models.Model):
+    """What the tax system sends as a package (a 3102 batch, a 1104 refund order): its head, our
+    acknowledgement (9121 / 9120), its outcome, and its result message (2102 / 2104) as an outbox: pending
+    once the package is done, sent until the tax system acknowledges it."""
 
     tax_authority = models.ForeignKey("treasury.Organization", null=True, blank=True, on_delete=models.PROTECT,
                                       related_name="+", verbose_name="税务机关 (tax authority)")
@@ -143,37 +145,45 @@ class DeductionPackage(ConcurrentTransitionMixin, models.Model):
     entrust_date = models.DateField("委托日期 (entrust date)")
     pack_no = models.CharField("包流水号 (package number)", max_length=20)
     msg_id = models.CharField("报文标识号 (message id)", max_length=20, blank=True)
+    return_term = models.PositiveSmallIntegerField("回执期限 (reply deadline, days)", default=0)
     all_num = models.PositiveIntegerField("总笔数 (item count)")
     all_amount_fen = models.BigIntegerField("总金额 (total, fen)")
-    return_term = models.PositiveSmallIntegerField("回执期限 (reply deadline, days)", default=0)
-    treasury_code = models.CharField("国库代码 (treasury code)", max_length=10, blank=True)
-    treasury_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT,
-                                        related_name="+", verbose_name="收款国库钱包 (treasury wallet)")
-    state = FSMField("状态 (state)", default=P.RECEIVING, choices=P.choices, protected=True)
     ack_result = models.CharField("回执结果 (acknowledgement result)", max_length=5, default="90000")
     ack_add_word = models.CharField("回执附言 (acknowledgement note)", max_length=255, blank=True)
     succ_num = models.PositiveIntegerField("成功笔数 (succeeded items)", default=0)
     succ_amount_fen = models.BigIntegerField("成功金额 (succeeded amount, fen)", default=0)
-    # The 2102 result outbox: pending while done and not acknowledged.
-    result_pending = models.BooleanField("回执待发送 (result waiting to be sent)", default=False)
-    result_acknowledged = models.BooleanField("回执已确认 (result acknowledged)", default=False)
+    result_pending = models.BooleanField("结果待发送 (result waiting to be sent)", default=False)
+    result_acknowledged = models.BooleanField("结果已确认 (result acknowledged)", default=False)
     result_attempts = models.PositiveIntegerField("发送次数 (result send attempts)", default=0)
     result_error = models.CharField("发送错误 (last send error)", max_length=255, blank=True)
+    # The tax system refused the result (a fault or a refusing reply): it waits for a person, not for the sweep.
     result_fault_code = models.CharField("对方拒绝代码 (refusal code)", max_length=10, blank=True)
     received_at = models.DateTimeField()
     done_at = models.DateTimeField(null=True, blank=True)
     result_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name = "批量扣税包 (batch deduction package)"
+        abstract = True
         ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.tax_org_code}/{self.entrust_date:%Y%m%d}/{self.pack_no} {self.state}"
+
+
+class DeductionPackage(ReceivedPackage):
+    """批量扣税包 (batch deduction package, 3102), at most 1,000 items; its result (2102) is an outbox."""
+
+    treasury_code = models.CharField("国库代码 (treasury code)", max_length=10, blank=True)
+    treasury_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="+", verbose_name="收款国库钱包 (treasury wallet)")
+    state = FSMField("状态 (state)", default=P.RECEIVING, choices=P.choices, protected=True)
+
+    class Meta(ReceivedPackage.Meta):
+        verbose_name = "批量扣税包 (batch deduction package)"
         constraints = [
             models.UniqueConstraint(fields=["tax_org_code", "entrust_date", "pack_no"], name="tax_package_unique"),
             models.CheckConstraint(name="tax_package_amount_not_negative", condition=models.Q(all_amount_fen__gte=0)),
         ]
-
-    def __str__(self) -> str:
-        return f"{self.tax_org_code}/{self.entrust_date:%Y%m%d}/{self.pack_no} {self.state}"
 
     @property
     def stream_key(self) -> str:
@@ -398,28 +408,17 @@ class RefundOrderState(models.TextChoices):
 RO = RefundOrderState
 
 
-class RefundOrder(ConcurrentTransitionMixin, models.Model):
+class RefundOrder(ReceivedPackage):
     """退库包 (refund order, 1104): paid only after two different tax staff of the authority acted on it.
 
     Maker-checker: the first staff member reviews it (`reviewed_by`, the maker); a different staff
     member approves it (`approved_by`, the checker), and the approval pays it in the same transaction.
-    Either may reject it with a reason before it is paid. Its result is an outbox like 2102's.
+    Either may reject it with a reason before it is paid. Its result (2104) is an outbox like 2102's.
     """
 
-    tax_authority = models.ForeignKey("treasury.Organization", null=True, blank=True, on_delete=models.PROTECT,
-                                      related_name="+", verbose_name="税务机关 (tax authority)")
-    tax_org_code = models.CharField("征收机关代码 (tax authority code)", max_length=12)
-    entrust_date = models.DateField("委托日期 (entrust date)")
-    pack_no = models.CharField("包流水号 (package number)", max_length=20)
-    msg_id = models.CharField("报文标识号 (message id)", max_length=20, blank=True)
-    return_term = models.PositiveSmallIntegerField("回执期限 (reply deadline, days)", default=0)
-    all_num = models.PositiveIntegerField("总笔数 (item count)")
-    all_amount_fen = models.BigIntegerField("总金额 (total, fen)")
     treasury_wallet = models.ForeignKey("treasury.Wallet", null=True, blank=True, on_delete=models.PROTECT,
                                         related_name="+", verbose_name="付款国库钱包 (treasury wallet)")
     state = FSMField("状态 (state)", default=RO.RECEIVED, choices=RO.choices, protected=True)
-    ack_result = models.CharField("回执结果 (acknowledgement result)", max_length=5, default="90000")
-    ack_add_word = models.CharField("回执附言 (acknowledgement note)", max_length=255, blank=True)
     reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                                     verbose_name="复核人 (reviewed by)")
     reviewed_at = models.DateTimeField(null=True, blank=True)
@@ -429,29 +428,14 @@ class RefundOrder(ConcurrentTransitionMixin, models.Model):
     rejected_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                                     verbose_name="拒绝人 (rejected by)")
     reject_reason = models.CharField("拒绝原因 (reason)", max_length=255, blank=True)
-    succ_num = models.PositiveIntegerField("成功笔数 (succeeded items)", default=0)
-    succ_amount_fen = models.BigIntegerField("成功金额 (succeeded amount, fen)", default=0)
-    result_pending = models.BooleanField("结果待发送 (result waiting to be sent)", default=False)
-    result_acknowledged = models.BooleanField("结果已确认 (result acknowledged)", default=False)
-    result_attempts = models.PositiveIntegerField("发送次数 (result send attempts)", default=0)
-    result_error = models.CharField("发送错误 (last send error)", max_length=255, blank=True)
-    # The tax system refused the 2104 (a fault or a refusing reply): it waits for a person, not for the sweep.
-    result_fault_code = models.CharField("对方拒绝代码 (refusal code)", max_length=10, blank=True)
     result_tried_at = models.DateTimeField("最近发送 (last send attempt)", null=True, blank=True)
-    received_at = models.DateTimeField()
-    done_at = models.DateTimeField(null=True, blank=True)
-    result_sent_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(ReceivedPackage.Meta):
         verbose_name = "退库包 (refund order)"
-        ordering = ["-received_at"]
         constraints = [
             models.UniqueConstraint(fields=["tax_org_code", "entrust_date", "pack_no"], name="tax_refund_order_unique"),
             models.CheckConstraint(name="tax_refund_order_amount_positive", condition=models.Q(all_amount_fen__gt=0)),
         ]
-
-    def __str__(self) -> str:
-        return f"{self.tax_org_code}/{self.entrust_date:%Y%m%d}/{self.pack_no} {self.state}"
 
     @property
     def stream_key(self) -> str:

@@ -859,8 +859,9 @@ def _insert_items(package: DeductionPackage, message: BatchDeduction, *, now: da
     rows `_deduction_row` makes, without a model instance per item."""
     entrust_date = bulk.copy_time(message.entrust_date)
     created_at = bulk.copy_time(now)
-    # Read once, not per item (an enum member read is a descriptor call). orjson: 0.35 µs an item's tax
-    # types where json.dumps took 2.8 µs (timeit).
+    # Read once, not per item (an enum member read is a descriptor call). An item's tax types go to orjson as
+    # they are: it writes a dataclass as an object of its fields in order, dates as ISO text, the same JSON
+    # as `_tax_types_json` (a test holds them equal) in a quarter of the time (0.7 µs against 2.8, timeit).
     batch, received = DeductionKind.BATCH.value, D.RECEIVED.value
     tax_org_code, package_pk, treasury_code = message.tax_org_code, package.pk, package.treasury_code
     # The agreement each item names (its number and wallet), in whatever state: stored now, so that marking
@@ -869,7 +870,7 @@ def _insert_items(package: DeductionPackage, message: BatchDeduction, *, now: da
     agreements = _agreements_named(tax_org_code, message.items)
     rows = [(batch, tax_org_code, entrust_date, item.tra_no, package_pk,
              agreements.get((item.pay_acct, item.protocol_no), (None,))[0], item.pay_acct, item.pay_op_bk_code, item.hand_org_name, item.tax_pay_name, "", item.protocol_no, item.amount_fen,
-             item.tax_vou_no, orjson.dumps(_tax_types_json(item)).decode(), item.budget_type,
+             item.tax_vou_no, orjson.dumps(item.tax_types).decode(), item.budget_type,
              item.budget_level_code, item.remark[:140], treasury_code, received, "", "", created_at)
             for item in message.items]
     # The unique (tax authority, entrust date, serial) constraint refuses a serial used before.
@@ -912,9 +913,11 @@ def _text_values(values):
     return RawSQL("SELECT unnest(%s::text[])", [bulk.array_literal(values)])
 
 
-def _package_problem(message: BatchDeduction) -> str:
-    if len(message.items) > settings.TAX_BATCH_MAX_ITEMS:
-        return f"包内笔数超过{settings.TAX_BATCH_MAX_ITEMS} (more than {settings.TAX_BATCH_MAX_ITEMS} items)"
+def _items_problem(message: BatchDeduction | RefundOrderMessage, *, max_items: int) -> str:
+    """Why a package (3102) or refund order (1104) is refused as a whole, as the tax system is told: too many
+    or no items, counts or totals that do not match its items, a serial repeated in it. "" when none."""
+    if len(message.items) > max_items:
+        return f"包内笔数超过{max_items} (more than {max_items} items)"
     if not message.items:
         return "包内无明细 (no items)"
     if message.all_num != len(message.items):
@@ -926,9 +929,15 @@ def _package_problem(message: BatchDeduction) -> str:
     tra_nos = [i.tra_no for i in message.items]
     if len(set(tra_nos)) != len(tra_nos):
         return "包内交易流水号重复 (a serial repeats in the package)"
-    if _serials_taken(tax_org_code=message.tax_org_code, entrust_date=message.entrust_date, tra_nos=tra_nos):
-        return "包内交易流水号已被使用 (a serial of this package was used before)"
     return ""
+
+
+def _package_problem(message: BatchDeduction) -> str:
+    problem = _items_problem(message, max_items=settings.TAX_BATCH_MAX_ITEMS)
+    if not problem and _serials_taken(tax_org_code=message.tax_org_code, entrust_date=message.entrust_date,
+                                      tra_nos=[i.tra_no for i in message.items]):
+        problem = "包内交易流水号已被使用 (a serial of this package was used before)"
+    return problem
 
 
 def _serials_taken(*, tax_org_code: str, entrust_date: date, tra_nos: list[str]) -> bool:
@@ -1358,7 +1367,7 @@ def receive_refund_order(*, message: RefundOrderMessage, now: datetime) -> Ackno
     existing = RefundOrder.objects.filter(**key).first()
     if existing is not None:
         return _repeat_refund_ack(existing, message)
-    problem = _refund_order_problem(message)
+    problem = _items_problem(message, max_items=REFUND_MAX_ITEMS)
     if problem:
         return ack(PACKAGE_REFUSED, problem)
     treasury = treasury_wallet(treasury_code=message.items[0].draw_back_tre_code)
@@ -1419,23 +1428,6 @@ def _repeat_refund_ack(existing: RefundOrder, message: RefundOrderMessage) -> Ac
         return Acknowledgement(ori_msg_id=message.head.msg_id, result=ResultCode.DUPLICATE,
                                add_word="包流水号重复且内容不同 (package number used for another refund order)")
     return Acknowledgement(ori_msg_id=message.head.msg_id, result=existing.ack_result, add_word=existing.ack_add_word)
-
-
-def _refund_order_problem(message: RefundOrderMessage) -> str:
-    if len(message.items) > REFUND_MAX_ITEMS:
-        return f"包内笔数超过{REFUND_MAX_ITEMS} (more than {REFUND_MAX_ITEMS} items)"
-    if not message.items:
-        return "包内无明细 (no items)"
-    if message.all_num != len(message.items):
-        return f"总笔数{message.all_num}与明细{len(message.items)}笔不符 (AllNum does not match the items)"
-    if any(type(i.amount_fen) is not int or i.amount_fen <= 0 for i in message.items):
-        return "明细金额必须为正 (item amounts must be positive)"
-    if message.all_amount_fen != sum(i.amount_fen for i in message.items):
-        return "总金额与明细合计不符 (AllAmt does not match the items)"
-    tra_nos = [i.tra_no for i in message.items]
-    if len(set(tra_nos)) != len(tra_nos):
-        return "包内交易流水号重复 (a serial repeats in the package)"
-    return ""
 
 
 def _check_payees(items: tuple[RefundItem, ...]) -> dict:

@@ -50,6 +50,7 @@ def test_refused_and_debited_items_of_one_chunk_get_their_own_results(tax, tips_
         assert d.transfer.idempotency_key == d.idempotency_key and d.decided_at is not None
         assert d.tax_types == [{"project_id": "101010", "tax_type_name": "增值税", "tax_start_date": "2026-10-01",
                                 "tax_end_date": "2026-10-31", "amount_fen": sent.amount_fen}]
+        assert d.tax_types == services._tax_types_json(sent)  # the bulk path stores what a single deduction does
     for d in items[5:]:
         assert (d.state, d.result_code, d.agreement_id, d.transfer_id) == (
             DeductionState.FAILED, ResultCode.NOT_SIGNED, None, None)
