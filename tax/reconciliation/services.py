@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from functools import partial
 
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from adapters.tips.interface import Acknowledgement, CheckDetail, CheckResult, ResultCode
-from tax.services import ensure_tax_staff, local_date
+from tax.services import ensure_tax_staff, local_date, send_to_tips
 from treasury import bulk
 from treasury.models import LedgerAccount, Transfer, TransferState
 
@@ -550,9 +551,9 @@ def send_check_result(*, run_id: int, now: dt.datetime) -> ReconciliationRun:
     what it acknowledged. Nothing is locked while sending. A run whose acknowledged 2111s say what the run says
     now is left alone (a second delivery of the task sends nothing); a re-run whose answer changed (a correction
     made, a record arrived) sends them again: the tax system answers 94051 to a bank's unchanged one and takes
-    the changed. A failure stays in the run's note for the next run."""
-    from adapters.tips.interface import TipsFault, TipsUnavailable
-    from tax.services import _tips
+    the changed. A bank's 2111 not acknowledged is named in the run's note, and all are sent again by the next
+    run; once all are acknowledged the note is cleared."""
+    from tax.services import _tips  # looked up when sent: tests and settings replace the client
 
     run = ReconciliationRun.objects.get(pk=run_id)
     if run.state != RunState.DONE or run.tax_org_code:
@@ -565,18 +566,13 @@ def send_check_result(*, run_id: int, now: dt.datetime) -> ReconciliationRun:
         return run
     notes = []
     for answer in answers:
-        try:
-            reply = _tips().send_check_result(answer)
-            if reply.result not in (ResultCode.SUCCESS, ResultCode.DUPLICATE):
-                notes.append(f"2111 未被接收 (not accepted) {answer.ori_payee_bank_no}: {reply.result} {reply.add_word}")
-        except TipsUnavailable as exc:
-            notes.append(f"2111 税务系统暂不可达 (tax system unreachable): {exc}")
-        except TipsFault as exc:
-            notes.append(f"2111 税务系统拒收 (refused) {answer.ori_payee_bank_no}: {exc}")
+        acknowledged, error, _fault_code = send_to_tips(partial(_tips().send_check_result, answer))
+        if not acknowledged:
+            notes.append(f"2111 {answer.ori_payee_bank_no}: {error}")
     if notes:
         ReconciliationRun.objects.filter(pk=run.pk).update(note="; ".join(notes)[:255])
     else:
-        ReconciliationRun.objects.filter(pk=run.pk).update(reply_sent_at=now, reply_sent_text=text)
+        ReconciliationRun.objects.filter(pk=run.pk).update(reply_sent_at=now, reply_sent_text=text, note="")
     run.refresh_from_db()
     return run
 

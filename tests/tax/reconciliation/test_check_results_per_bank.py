@@ -86,3 +86,36 @@ def test_a_check_sent_again_under_a_new_order_gets_its_own_2111_even_when_the_an
     assert [(a.ori_chk_acct_ord, a.result) for a in check_result_outbox] == [("0001", "0")]
     TaxHandler().receive_check_detail(check_detail(lines, chk_acct_ord="0002"))  # the same day, sent again
     assert [(a.ori_chk_acct_ord, a.result) for a in check_result_outbox] == [("0001", "0"), ("0002", "0")]
+
+
+def test_a_2111_the_tax_system_did_not_take_is_noted_and_every_bank_is_answered_again(two_treasuries, monkeypatch):
+    from adapters.tips.interface import Acknowledgement, TipsUnavailable
+    from tax import services as tax_services
+
+    sent = []
+
+    class TaxSystem:
+        down = True  # bank A's 2111 finds the tax system unreachable; bank B's is refused with a result code
+
+        def send_check_result(self, result):
+            sent.append(result.ori_payee_bank_no)
+            if self.down and result.ori_payee_bank_no == BANK_A:
+                raise TipsUnavailable("connection refused")
+            return Acknowledgement(ori_msg_id="0" * 20, result="94999" if self.down else "90000", add_word="busy")
+
+    tax_system = TaxSystem()
+    monkeypatch.setattr(tax_services, "_tips", lambda: tax_system)
+    d = two_treasuries
+    TaxHandler().receive_check_detail(check_detail(check_lines([d["a1"], d["a2"]])))
+    TaxHandler().receive_check_detail(dataclasses.replace(check_detail(check_lines([d["b1"], d["b2"]])),
+                                                          payee_bank_no=BANK_B))
+    run = ReconciliationRun.objects.get(check_date=ENTRUST_DATE, tax_org_code="")
+    assert sent[-2:] == [BANK_A, BANK_B]
+    assert run.reply_sent_at is None
+    assert run.note.startswith(f"2111 {BANK_A}: 税务系统暂不可达") and f"2111 {BANK_B}: 94999 busy" in run.note
+
+    tax_system.down = False
+    run = services.send_check_result(run_id=run.pk, now=timezone.now())  # as the next run does
+    assert sent[-2:] == [BANK_A, BANK_B]  # both again: the tax system answers 94051 to one it already has
+    assert run.reply_sent_at is not None and run.note == ""
+    assert run.reply_sent_text == f"{BANK_A} 0001 0; {BANK_B} 0001 0"
