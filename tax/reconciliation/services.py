@@ -261,14 +261,6 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
         SELECT d.id, d.tax_org_code, d.entrust_date, d.tra_no, d.kind, d.state, d.amount_fen
         FROM off_day JOIN tax_taxdeduction d
           ON d.tax_org_code = off_day.org AND d.entrust_date = off_day.day AND d.tra_no = off_day.tra
-    ), e AS (
-        -- our entries of the deduction as of the check date: a reversal (冲正) entered on a later day is not in
-        -- them yet (the deduction still held its debit that day); one entered on the check date is that day's
-        SELECT e.deduction_id,
-               SUM(CASE WHEN e.reverses AND e.entry_date > %s THEN 0 ELSE e.amount_fen END) AS entered,
-               SUM(CASE WHEN e.reverses AND e.entry_date > %s THEN 1 ELSE 0 END) AS rev_later,
-               SUM(CASE WHEN e.entry_date = %s THEN e.amount_fen ELSE 0 END) AS day_entered
-        FROM tax_treasuryentry e JOIN d ON e.deduction_id = d.id GROUP BY e.deduction_id
     ), cr AS (
         -- settled correcting transfers of the run (collect +, refund -), the same ones fetch_statement fetched,
         -- and their treasury entries
@@ -284,30 +276,40 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
                CAST(NULL AS bigint) AS d_id, CAST(NULL AS varchar(16)) AS d_kind,
                CAST(NULL AS varchar(16)) AS d_state, CAST(NULL AS bigint) AS d_amt,
                CAST(NULL AS bigint) AS d_corr, CAST(NULL AS bigint) AS entered, CAST(NULL AS integer) AS rev_later,
-               CAST(NULL AS bigint) AS day_entered, CAST(NULL AS integer) AS p_n, CAST(NULL AS bigint) AS p_net
+               CAST(NULL AS bigint) AS day_entered, CAST(NULL AS integer) AS p_n, CAST(NULL AS bigint) AS p_net,
+               CAST(NULL AS bigint) AS corr_entered
         FROM {RECORD_TABLE} r WHERE {packages_sql}{org_r}
         UNION ALL
+        -- a deduction once per treasury entry of it (once if none): the entries are summed with the rest below,
+        -- not grouped by deduction first (a second hash aggregate of a million groups). As of the check date: a
+        -- reversal (冲正) entered on a later day is not in them yet (the deduction still held its debit that day);
+        -- one entered on the check date is that day's. With no entry the three are NULL.
         SELECT d.tax_org_code, d.entrust_date, d.tra_no, NULL, NULL, d.id, d.kind, d.state, d.amount_fen, cr.corr,
-               CASE WHEN e.entered IS NULL AND cr.corr_entered IS NULL THEN NULL
-                    ELSE COALESCE(e.entered, 0) + COALESCE(cr.corr_entered, 0) END,
-               e.rev_later, e.day_entered, NULL, NULL
-        FROM d LEFT JOIN e ON e.deduction_id = d.id LEFT JOIN cr ON cr.deduction_id = d.id
+               CASE WHEN e.reverses AND e.entry_date > %s THEN 0 ELSE e.amount_fen END,
+               CASE WHEN e.deduction_id IS NULL THEN NULL WHEN e.reverses AND e.entry_date > %s THEN 1 ELSE 0 END,
+               CASE WHEN e.deduction_id IS NULL THEN NULL WHEN e.entry_date = %s THEN e.amount_fen ELSE 0 END,
+               NULL, NULL, cr.corr_entered
+        FROM d LEFT JOIN tax_treasuryentry e ON e.deduction_id = d.id LEFT JOIN cr ON cr.deduction_id = d.id
         UNION ALL
         SELECT l.tax_org_code, l.entrust_date, l.tra_no, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                CASE WHEN l.direction = 'credit' AND l.kind = 'transfer'
                     AND SUBSTR(l.request_id, 1, 8) <> 'taxcorr:' THEN 1 ELSE 0 END,
-               CASE WHEN l.direction = 'credit' THEN l.amount_fen ELSE -l.amount_fen END
+               CASE WHEN l.direction = 'credit' THEN l.amount_fen ELSE -l.amount_fen END, NULL
         FROM {LINE_TABLE} l WHERE l.run_id = %s AND l.tra_no <> ''{org_l}
     ), k AS (
         SELECT org, day, tra, SUM(t_n) AS t_n, MIN(t_amt) AS t_amt, MAX(d_id) AS d_id, MAX(d_kind) AS d_kind,
-               MAX(d_state) AS d_state, MAX(d_amt) AS d_amt, MAX(d_corr) AS d_corr, MAX(entered) AS entered,
-               MAX(rev_later) AS rev_later, MAX(day_entered) AS day_entered, SUM(p_n) AS p_n, SUM(p_net) AS p_net
+               MAX(d_state) AS d_state, MAX(d_amt) AS d_amt, MAX(d_corr) AS d_corr, SUM(entered) AS entries,
+               MAX(corr_entered) AS corr_entered, SUM(rev_later) AS rev_later, SUM(day_entered) AS day_entered,
+               SUM(p_n) AS p_n, SUM(p_net) AS p_net
         FROM src GROUP BY org, day, tra
     ), h AS (
         -- held: what we hold for the serial at the end of the check date, the deduction's debit if it succeeded
-        -- (or was reversed on a later day) plus its settled corrections
+        -- (or was reversed on a later day) plus its settled corrections; entered: its entries and its corrections'
         SELECT k.*, CASE WHEN d_state = 'succeeded' OR (d_state = 'reversed' AND rev_later > 0) THEN d_amt ELSE 0 END
-                    + COALESCE(d_corr, 0) AS held FROM k
+                    + COALESCE(d_corr, 0) AS held,
+               CASE WHEN entries IS NULL AND corr_entered IS NULL THEN NULL
+                    ELSE COALESCE(entries, 0) + COALESCE(corr_entered, 0) END AS entered
+        FROM k
     ), r AS (
         -- the reversal, booked on the check date, of a debit credited on an earlier day: the operator's debit of the
         -- day and our entries of the day (the negatives; none if the debit was never entered) agree. A column of its
@@ -353,9 +355,10 @@ def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: l
         operator_amount_fen)
     SELECT %s, org, outcome, COUNT(*), COALESCE(SUM(t_amt), 0), COALESCE(SUM(d_amt), 0), COALESCE(SUM(p_net), 0)
     FROM c GROUP BY org, outcome"""
-    params = [*packages_params, check_date, *org_p, run_id, check_date, *org_p, check_date, check_date, *org_p,
-              check_date, *org_p, check_date, check_date, check_date, check_date, check_date, *packages_params, *org_p,
-              run_id, *org_p]
+    params = [*packages_params, check_date, *org_p, run_id, check_date, *org_p, check_date, check_date, *org_p,  # off_day
+              check_date, *org_p,  # d
+              check_date, check_date,  # cr
+              *packages_params, *org_p, check_date, check_date, check_date, run_id, *org_p]  # src
     with connection.cursor() as cursor:
         if bulk.is_postgresql():
             # One large hash aggregate: give it memory for this transaction, skip JIT compilation, and keep the
