@@ -127,10 +127,23 @@ def deduction_totals(qs) -> dict:
 
 
 def deduction_get(*, user, deduction_id: int) -> TaxDeduction:
-    deduction = visible_deductions(user).filter(pk=deduction_id).first()
+    deduction = (visible_deductions(user).select_related("package", "agreement", "transfer")
+                 .filter(pk=deduction_id).first())
     if deduction is None:
         raise Http404("no such deduction")
     return deduction
+
+
+def deduction_history(deduction: TaxDeduction) -> list[TraceEvent]:
+    """The events of the deduction's stream, oldest first: a real-time deduction's or an own payment's own
+    (received, debiting, succeeded, reversed ...); a batch item's are its package's (received, each chunk, items
+    decided, done, result acknowledged), which tell its story with the others'."""
+    return list(TraceEvent.objects.filter(stream_key=deduction.stream_key).order_by("seq"))
+
+
+def deduction_entries(deduction: TaxDeduction) -> list[TreasuryEntry]:
+    """The deduction's treasury entries (入库) by tax type, and the negative ones of its reversal if any."""
+    return list(deduction.entries.order_by("entry_date", "reverses", "project_id", "pk"))
 
 
 def package_list(*, user, state: str = ""):

@@ -286,6 +286,29 @@ def deduction_list(request):
 @require_safe
 @login_required
 @role_required(*READ_ROLES)
+def deduction_detail(request, deduction_id: int):
+    """One deduction from its source to the treasury: what the tax system asked, the agreement and package, the
+    transfer that moved the money (its page has the ledger entries, the trace and the receipt), the treasury
+    entries by tax type and budget level, reversals, and its own trace events."""
+    deduction = selectors.deduction_get(user=request.user, deduction_id=deduction_id)
+    deduction.shown = shown_deduction(deduction)
+    entries = selectors.deduction_entries(deduction)
+    for entry in entries:
+        entry.budget_level_label = BUDGET_LEVELS.get(entry.budget_level_code, entry.budget_level_code)
+    receipt = getattr(deduction.transfer, "receipt", None) if deduction.transfer_id else None
+    return render(request, "tax/deduction_detail.html", {
+        "deduction": deduction, "entries": entries, "history": selectors.deduction_history(deduction),
+        "reversals": list(deduction.reversals.order_by("received_at", "pk")),
+        "budget_type_label": BUDGET_TYPES.get(deduction.budget_type, deduction.budget_type),
+        "budget_level_label": BUDGET_LEVELS.get(deduction.budget_level_code, deduction.budget_level_code),
+        "receipt_number": receipt.number if receipt and receipt.number in downloadable_receipt_numbers(
+            user=request.user, rows=[deduction]) else "",
+    })
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
 def package_list(request):
     state = request.GET.get("state", "")
     if state not in PackageState.values:

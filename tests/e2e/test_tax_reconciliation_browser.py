@@ -1,7 +1,8 @@
 """Tax reconciliation in a real browser: deductions made through the services against the sandbox operator,
 the tax system's check detail (3111) with three planted discrepancies (a deduction it does not hold, one
 at another amount, a serial we never saw); tax staff run the day's reconciliation from the page, see the
-discrepancies with their totals, open one and resolve it with a reason."""
+discrepancies with their totals, open one and resolve it with a reason, then open the deduction behind it and follow
+its transfer to the trace."""
 import dataclasses
 
 import pytest
@@ -102,3 +103,14 @@ def test_staff_run_the_days_reconciliation_see_the_discrepancies_and_resolve_one
     # 4. The cases list shows the others still open.
     page.goto(f"{base}/tax/reconciliation/cases/?state=open")
     assert page.locator("[data-testid=cases] tbody tr").count() == 2
+
+    # 5. The deduction behind the case, from the deductions list: its page leads on to the transfer's trace.
+    deduction = planted_day["amount"]
+    page.goto(f"{base}/tax/deductions/")
+    page.click(f"tr[data-deduction='{deduction.pk}'] a[href='/tax/deductions/{deduction.pk}/']")
+    page.wait_for_url(f"{base}/tax/deductions/{deduction.pk}/")
+    assert page.locator("[data-testid=deduction-state]").get_attribute("data-state") == DeductionState.SUCCEEDED
+    assert page.locator("[data-testid=entries] tbody tr").count() == 1
+    assert deduction.pay_acct not in page.content()  # masked here too
+    page.click("[data-testid=trace-link]")
+    page.wait_for_url(f"{base}/trace/transfer/{deduction.transfer_id}/")

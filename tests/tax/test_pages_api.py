@@ -307,10 +307,46 @@ def test_package_pages_show_progress_and_the_2102_status(tax, tips_outbox):
     assert api.get(f"{API}/packages/{package.pk}/progress/").json()["succ_amount_fen"] == 100_00
     assert api.get(f"{API}/packages/{package.pk}/").json()["result_acknowledged"] is True
     assert api.get(f"{API}/deductions/", {"package": package.pk}).json()["count"] == 2
+    item_page = client.get(reverse("tax:deduction-detail", args=[
+        TaxDeduction.objects.get(package=package, result_code="24007").pk])).content.decode()
+    # a batch item's story is its package's stream; refused for want of money, it has no entries
+    assert 'data-testid="stream-link"' in item_page and 'data-kind="tax.package.items_decided"' in item_page
+    assert "尚未入库 (nothing entered)" in item_page and 'data-state="failed"' in item_page
     assert client.get(reverse("tax:deduction-list"), {"result_code": "24007"}).context["totals"]["count"] == 1
     other = logged_in(tax.other_staff)
     assert other.get(reverse("tax:package-detail", args=[package.pk])).status_code == 404
     assert other.get(reverse("tax:package-progress", args=[package.pk])).status_code == 404
+
+
+def test_a_deduction_page_follows_the_money_from_the_request_to_the_wallet(tax, people):
+    person = tax.taxpayer(personal=True, name="李四光", balance_fen=5_000_00)
+    agreement = tax.signed_and_verified(person)
+    message = real_time(tax, payer=person, protocol_no=agreement.protocol_no, amount_fen=1_234_56)
+    assert services.deduct_real_time(message=message, now=timezone.now()).result == ResultCode.SUCCESS
+    deduction = TaxDeduction.objects.get(tra_no=message.item.tra_no)
+    url = reverse("tax:deduction-detail", args=[deduction.pk])
+
+    client = logged_in(tax.staff)
+    assert url in client.get(reverse("tax:deduction-list")).content.decode()  # the serial links to it
+    html = client.get(url).content.decode()
+    assert 'data-state="succeeded"' in html and "¥1,234.56" in html and message.item.tax_vou_no in html
+    assert mask_name("李四光") in html and "李四光" not in html  # a person: masked, as in the lists
+    assert mask_wallet_id(person.wallet_id) in html and person.wallet_id not in html
+    assert reverse("tax:agreement-detail", args=[agreement.pk]) in html
+    transfer_url, trace_url = reverse("transfer-detail", args=[deduction.transfer_id]), reverse(
+        "trace:transfer", args=[deduction.transfer_id])
+    assert transfer_url in html and trace_url in html
+    assert client.get(transfer_url).status_code == 200 and client.get(trace_url).status_code == 200
+    receipt = deduction.transfer.receipt  # issued once it settled
+    assert reverse("receipts:download", args=[receipt.number]) in html
+    # entered as VAT at city level, half central and half local
+    assert re.search(r'data-testid="entries">.*增值税.*¥1,234\.56.*¥617\.28.*¥617\.28', html, re.S)
+    assert [kind for kind in re.findall(r'<tr data-kind="([a-z_.]+)"', html)] == [
+        "tax.deduction.received", "tax.deduction.debiting", "tax.deduction.succeeded"]
+
+    assert logged_in(people["auditor"]).get(url).status_code == 200
+    assert logged_in(people["employer"]).get(url).status_code == 403
+    assert logged_in(tax.other_staff).get(url).status_code == 404
 
 
 def test_a_package_still_being_deducted_is_polled_until_done(tax, tips_outbox, monkeypatch):
