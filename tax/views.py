@@ -328,7 +328,8 @@ def package_detail(request, package_id: int):
                      DEDUCTIONS_PER_PAGE).get_page(request.GET.get("page"))
     _describe_deductions(page.object_list)
     return render(request, "tax/package_detail.html", {
-        "package": package, "page": page, "progress": package_progress_data(package)})
+        "package": package, "page": page, "progress": package_progress_data(package),
+        "stop_requests": list(package.stop_requests.order_by("received_at", "pk"))})
 
 
 @require_safe

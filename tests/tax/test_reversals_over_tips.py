@@ -1,8 +1,11 @@
 """Reversals (冲正, 1021 -> 2021) and stop payments (止付, 1123 -> 2123) over the real TIPS endpoint: the
 sandbox tax system sends signed requests to the live service; money goes back only through the transfer
 core, and a stopped item is never debited."""
+import re
+
 import pytest
 from django.db.models import Sum
+from django.urls import reverse
 from django.utils import timezone
 
 from adapters.tips.interface import ResultCode
@@ -11,6 +14,7 @@ from tax import reversals, services
 from tax.models import (
     DeductionPackage, DeductionState, PackageState, StopPaymentRequest, TaxDeduction, TaxReversal, TreasuryEntry,
 )
+from tests.clients import logged_in
 from tests.tax.helpers import OPERATOR_BANK_CODE, TAX_ORG_CODE
 from treasury.models import Transfer, TransferState
 from treasury.services.ledger import check_ledger
@@ -56,6 +60,11 @@ def test_a_settled_deduction_is_reversed_once_through_the_transfer_core(tax, tip
     assert (again["cancel_answer"], again["result"]) == ("0", ResultCode.SUCCESS) and "already" in again["add_word"]
     assert tax.balance(payer.wallet_id) == 10_000_00
     assert check_ledger().problems == []
+    html = logged_in(tax.staff).get(reverse("tax:deduction-detail", args=[deduction.pk])).content.decode()
+    # the deduction's page: reversed, its entry and the negative one, both requests, the reversal in its history
+    assert 'data-state="reversed"' in html and html.count('data-reverses="1"') == 1
+    assert html.count('data-answer="0"') == 2 and "重复缴款 (paid twice)" in html
+    assert 'data-kind="tax.deduction.reversed"' in html
 
 
 def test_the_same_reversal_request_gets_the_same_answer(tax, tips_sandbox, verified):
@@ -125,6 +134,10 @@ def test_stop_payment_of_an_item_then_the_package_before_deduction(tax, tips_san
     assert (result["succ_num"], result["succ_amount_fen"]) == (0, 0)
     assert {line["result"] for line in result["lines"]} == {ResultCode.ALREADY_STOPPED}
     assert StopPaymentRequest.objects.count() == 3
+    html = logged_in(tax.staff).get(reverse("tax:package-detail", args=[package.pk])).content.decode()
+    # the package's page lists the three requests: the item, the rest of the package, the one that came too late
+    assert re.findall(r'data-testid="stop-num">(\d+) ', html) == ["1", "2", "0"]
+    assert "纳税人已缴 (paid already)" in html and "整包 (the whole package)" in html
 
 
 def test_stop_payment_after_deduction_reports_the_items_as_deducted(tax, tips_sandbox, verified):
