@@ -169,6 +169,57 @@ class TaxDeductionSerializer(serializers.ModelSerializer):
         return fen_to_yuan_str(obj.amount_fen)
 
 
+class DeductionEntrySerializer(serializers.Serializer):
+    entry_date = serializers.DateField()
+    project_id = serializers.CharField()
+    tax_type_name = serializers.CharField()
+    budget_type = serializers.CharField(help_text="1 in budget, 2 outside")
+    budget_level_code = serializers.CharField(help_text="0 shared, 1 central, 2 province, 3 city, 4 county, 5 township")
+    amount_fen = serializers.IntegerField(help_text="negative for the entry of a reversal")
+    central_fen = serializers.IntegerField()
+    local_fen = serializers.IntegerField()
+    reverses = serializers.BooleanField(help_text="the entry of a reversal (冲正)")
+
+
+class DeductionReversalSerializer(serializers.Serializer):
+    cancel_no = serializers.CharField()
+    entrust_date = serializers.DateField()
+    cancel_reason = serializers.CharField()
+    cancel_answer = serializers.CharField(help_text="0 reversed, 1 not")
+    result_code = serializers.CharField()
+    add_word = serializers.CharField()
+    received_at = serializers.DateTimeField()
+
+
+class TaxDeductionDetailSerializer(TaxDeductionSerializer):
+    """One deduction as its page shows it: besides the list's fields, its treasury entries, the reversal requests
+    (1021) made of it, and the events of its trace stream (a batch item's are its package's)."""
+
+    transfer_state = serializers.SerializerMethodField(help_text="the state of the transfer that moved the money")
+    entries = serializers.SerializerMethodField(help_text="treasury entries (入库) by tax type and budget level")
+    reversals = serializers.SerializerMethodField(help_text="reversal requests (1021) of this deduction")
+    history = serializers.SerializerMethodField(help_text="the deduction's trace events, oldest first")
+
+    class Meta(TaxDeductionSerializer.Meta):
+        fields = TaxDeductionSerializer.Meta.fields + ["transfer_state", "entries", "reversals", "history"]
+        read_only_fields = fields
+
+    def get_transfer_state(self, obj: TaxDeduction) -> str:
+        return obj.transfer.state if obj.transfer_id else ""
+
+    @extend_schema_field(DeductionEntrySerializer(many=True))
+    def get_entries(self, obj: TaxDeduction) -> list[dict]:
+        return DeductionEntrySerializer(selectors.deduction_entries(obj), many=True).data
+
+    @extend_schema_field(DeductionReversalSerializer(many=True))
+    def get_reversals(self, obj: TaxDeduction) -> list[dict]:
+        return DeductionReversalSerializer(obj.reversals.order_by("received_at", "pk"), many=True).data
+
+    @extend_schema_field(TaxHistoryEventSerializer(many=True))
+    def get_history(self, obj: TaxDeduction) -> list[dict]:
+        return TaxHistoryEventSerializer(selectors.deduction_history(obj), many=True).data
+
+
 class DeductionFilterSerializer(serializers.Serializer):
     date_from = serializers.DateField(required=False)
     date_to = serializers.DateField(required=False)
@@ -361,15 +412,17 @@ class TaxAgreementViewSet(TaxErrorsMixin, viewsets.ReadOnlyModelViewSet):
         ],
         responses={200: TaxDeductionSerializer(many=True), **ERRORS},
     ),
-    retrieve=extend_schema(summary="One deduction with its result", tags=TAGS,
-                           responses={200: TaxDeductionSerializer, **ERRORS}),
+    retrieve=extend_schema(summary="One deduction with its result, treasury entries, reversal requests and history",
+                           tags=TAGS, responses={200: TaxDeductionDetailSerializer, **ERRORS}),
 )
 class TaxDeductionViewSet(TaxErrorsMixin, viewsets.ReadOnlyModelViewSet):
     authentication_classes = API_AUTHENTICATION
     permission_classes = [ReadOnlyForAuditors, TaxRoles]
     lookup_value_regex = r"\d+"
     queryset = TaxDeduction.objects.none()
-    serializer_class = TaxDeductionSerializer
+
+    def get_serializer_class(self):
+        return TaxDeductionSerializer if self.action == "list" else TaxDeductionDetailSerializer
 
     def get_queryset(self):
         if self.action == "list":

@@ -348,6 +348,14 @@ def test_a_deduction_page_follows_the_money_from_the_request_to_the_wallet(tax, 
     assert logged_in(people["employer"]).get(url).status_code == 403
     assert logged_in(tax.other_staff).get(url).status_code == 404
 
+    body = api_as(tax.staff).get(f"{API}/deductions/{deduction.pk}/").json()  # the API says what the page shows
+    assert (body["transfer_id"], body["transfer_state"], body["reversals"]) == (deduction.transfer_id, "settled", [])
+    assert [(e["tax_type_name"], e["amount_fen"], e["central_fen"], e["local_fen"], e["reverses"])
+            for e in body["entries"]] == [("增值税", 1_234_56, 617_28, 617_28, False)]
+    assert [e["kind"] for e in body["history"]] == [
+        "tax.deduction.received", "tax.deduction.debiting", "tax.deduction.succeeded"]
+    assert "history" not in api_as(tax.staff).get(f"{API}/deductions/").json()["results"][0]  # the list stays lean
+
 
 def test_a_package_still_being_deducted_is_polled_until_done(tax, tips_outbox, monkeypatch):
     payer = tax.taxpayer(balance_fen=1_000_00)

@@ -14,7 +14,7 @@ from tax import reversals, services
 from tax.models import (
     DeductionPackage, DeductionState, PackageState, StopPaymentRequest, TaxDeduction, TaxReversal, TreasuryEntry,
 )
-from tests.clients import logged_in
+from tests.clients import api_as, logged_in
 from tests.tax.helpers import OPERATOR_BANK_CODE, TAX_ORG_CODE
 from treasury.models import Transfer, TransferState
 from treasury.services.ledger import check_ledger
@@ -65,6 +65,9 @@ def test_a_settled_deduction_is_reversed_once_through_the_transfer_core(tax, tip
     assert 'data-state="reversed"' in html and html.count('data-reverses="1"') == 1
     assert html.count('data-answer="0"') == 2 and "重复缴款 (paid twice)" in html
     assert 'data-kind="tax.deduction.reversed"' in html
+    body = api_as(tax.staff).get(f"/api/v1/tax/deductions/{deduction.pk}/").json()
+    assert [r["cancel_answer"] for r in body["reversals"]] == ["0", "0"] and body["transfer_state"] == "reversed"
+    assert sorted(e["amount_fen"] for e in body["entries"]) == [-1_000_00, 1_000_00]
 
 
 def test_the_same_reversal_request_gets_the_same_answer(tax, tips_sandbox, verified):
