@@ -242,6 +242,8 @@ CELERY_BEAT_SCHEDULE = {
     "tax-finish-refund-orders-and-send-results": {"task": "tax.finish_refund_orders", "schedule": 30.0},
     # Yesterday's three-way reconciliation (对账), after the tax system's check detail (3111) has come in.
     "tax-reconcile-yesterday": {"task": "tax_reconciliation.reconcile_yesterday", "schedule": crontab(hour=6, minute=0)},
+    # 2111s the tax system did not take (unreachable, a fault) sent again until it acknowledges them.
+    "tax-resend-check-results": {"task": "tax_reconciliation.resend_check_results", "schedule": crontab(minute="*/10")},
     # Treasury entries of settled correcting transfers of reconciliation cases, when the transfer core's
     # announcement was lost (it books them at once otherwise).
     "tax-book-correction-entries": {"task": "tax_reconciliation.book_correction_entries", "schedule": 60.0},

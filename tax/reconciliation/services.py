@@ -555,7 +555,7 @@ def send_check_result(*, run_id: int, now: dt.datetime) -> ReconciliationRun:
     now is left alone (a second delivery of the task sends nothing); a re-run whose answer changed (a correction
     made, a record arrived) sends them again: the tax system answers 94051 to a bank's unchanged one and takes
     the changed. A bank's 2111 not acknowledged is named in the run's note, and all are sent again by the next
-    run; once all are acknowledged the note is cleared."""
+    run or the periodic resend (`resend_check_results`); once all are acknowledged the note is cleared."""
     from tax.services import _tips  # looked up when sent: tests and settings replace the client
 
     run = ReconciliationRun.objects.get(pk=run_id)
@@ -578,6 +578,21 @@ def send_check_result(*, run_id: int, now: dt.datetime) -> ReconciliationRun:
         ReconciliationRun.objects.filter(pk=run.pk).update(reply_sent_at=now, reply_sent_text=text, note="")
     run.refresh_from_db()
     return run
+
+
+def resend_check_results(*, now: dt.datetime, within_days: int = 7) -> int:
+    """The periodic resend of 2111s (beat `tax-resend-check-results`): done all-authority runs of the last
+    `within_days` check dates whose 2111s were never all acknowledged, or whose last send failed (its note names
+    the bank), go through `send_check_result` again; a run with nothing to answer yet sends nothing. Without it a
+    day whose 2111 met an unreachable tax system at the morning's run would wait for someone to run it again.
+    Returns how many runs were tried."""
+    since = local_date(now) - dt.timedelta(days=within_days)
+    run_ids = list(ReconciliationRun.objects.filter(
+        Q(reply_sent_at__isnull=True) | Q(note__startswith="2111 "),
+        state=RunState.DONE, tax_org_code="", check_date__gte=since).order_by("check_date").values_list("pk", flat=True))
+    for run_id in run_ids:
+        send_check_result(run_id=run_id, now=now)
+    return len(run_ids)
 
 
 def _replies_text(answers: list[CheckResult]) -> str:

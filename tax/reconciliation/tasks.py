@@ -25,6 +25,12 @@ def send_check_result_task(*, run_id: int) -> int:
     return services.send_check_result(run_id=run_id, now=timezone.now()).pk
 
 
+@shared_task(name="tax_reconciliation.resend_check_results", acks_late=True, reject_on_worker_lost=True)
+def resend_check_results_task() -> int:
+    """2111s not yet acknowledged, sent again (beat, every ten minutes)."""
+    return services.resend_check_results(now=timezone.now())
+
+
 @shared_task(name="tax_reconciliation.reconcile_yesterday", acks_late=True, reject_on_worker_lost=True)
 def reconcile_yesterday_task() -> int:
     now = timezone.now()

@@ -1,6 +1,7 @@
 """A day's check detail comes as a package set per payee bank (one per treasury); each is answered with its own
 2111 (MsgReturn2111 names OriPayeeBankNo), which reports that bank's discrepancies only."""
 import dataclasses
+import datetime as dt
 
 import pytest
 from django.utils import timezone
@@ -114,8 +115,18 @@ def test_a_2111_the_tax_system_did_not_take_is_noted_and_every_bank_is_answered_
     assert run.reply_sent_at is None
     assert run.note.startswith(f"2111 {BANK_A}: 税务系统暂不可达") and f"2111 {BANK_B}: 94999 busy" in run.note
 
+    before = len(sent)
+    assert services.resend_check_results(now=timezone.now()) == 1  # the periodic resend: still down
+    assert sent[before:] == [BANK_A, BANK_B]
+
     tax_system.down = False
-    run = services.send_check_result(run_id=run.pk, now=timezone.now())  # as the next run does
+    assert services.resend_check_results(now=timezone.now()) == 1
     assert sent[-2:] == [BANK_A, BANK_B]  # both again: the tax system answers 94051 to one it already has
+    run.refresh_from_db()
     assert run.reply_sent_at is not None and run.note == ""
     assert run.reply_sent_text == f"{BANK_A} 0001 0; {BANK_B} 0001 0"
+    before = len(sent)
+    assert services.resend_check_results(now=timezone.now()) == 0 and len(sent) == before  # acknowledged: left alone
+    later = timezone.now() + dt.timedelta(days=8)
+    ReconciliationRun.objects.filter(pk=run.pk).update(reply_sent_at=None)
+    assert services.resend_check_results(now=later) == 0  # a week on, a day is not answered unasked
