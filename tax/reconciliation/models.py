@@ -44,6 +44,9 @@ class ReconciliationRun(models.Model):
     reply_sent_at = models.DateTimeField(null=True, blank=True)
     # The 2111 the tax system last acknowledged (Result and AddWord): a re-run whose answer differs sends again.
     reply_sent_text = models.CharField("已确认的2111 (2111 acknowledged)", max_length=255, blank=True)
+    # The tax system refused a 2111 (a fault or a refusing result): the run waits for a person (who runs the day
+    # again), not for the periodic resend, as a refused 2102 or 2104 does.
+    reply_fault_code = models.CharField("2111 拒收代码 (refusal code)", max_length=10, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -567,15 +567,18 @@ def send_check_result(*, run_id: int, now: dt.datetime) -> ReconciliationRun:
     text = _replies_text(answers)
     if run.reply_sent_at is not None and run.reply_sent_text == text:
         return run
-    notes = []
+    notes, fault_codes = [], []
     for answer in answers:
-        acknowledged, error, _fault_code = send_to_tips(partial(_tips().send_check_result, answer))
+        acknowledged, error, fault_code = send_to_tips(partial(_tips().send_check_result, answer))
         if not acknowledged:
             notes.append(f"2111 {answer.ori_payee_bank_no}: {error}")
+            fault_codes.append(fault_code)
     if notes:
-        ReconciliationRun.objects.filter(pk=run.pk).update(note="; ".join(notes)[:255])
+        ReconciliationRun.objects.filter(pk=run.pk).update(
+            note="; ".join(notes)[:255], reply_fault_code=next((code for code in fault_codes if code), ""))
     else:
-        ReconciliationRun.objects.filter(pk=run.pk).update(reply_sent_at=now, reply_sent_text=text, note="")
+        ReconciliationRun.objects.filter(pk=run.pk).update(reply_sent_at=now, reply_sent_text=text, note="",
+                                                           reply_fault_code="")
     run.refresh_from_db()
     return run
 
@@ -584,12 +587,14 @@ def resend_check_results(*, now: dt.datetime, within_days: int = 7) -> int:
     """The periodic resend of 2111s (beat `tax-resend-check-results`): done all-authority runs of the last
     `within_days` check dates whose 2111s were never all acknowledged, or whose last send failed (its note names
     the bank), go through `send_check_result` again; a run with nothing to answer yet sends nothing. Without it a
-    day whose 2111 met an unreachable tax system at the morning's run would wait for someone to run it again.
-    Returns how many runs were tried."""
+    day whose 2111 met an unreachable tax system at the morning's run would wait for someone to run it again. A
+    run whose 2111 the tax system refused is left to a person (`reply_fault_code`). Returns how many runs were
+    tried."""
     since = local_date(now) - dt.timedelta(days=within_days)
     run_ids = list(ReconciliationRun.objects.filter(
         Q(reply_sent_at__isnull=True) | Q(note__startswith="2111 "),
-        state=RunState.DONE, tax_org_code="", check_date__gte=since).order_by("check_date").values_list("pk", flat=True))
+        state=RunState.DONE, tax_org_code="", reply_fault_code="", check_date__gte=since)
+        .order_by("check_date").values_list("pk", flat=True))
     for run_id in run_ids:
         send_check_result(run_id=run_id, now=now)
     return len(run_ids)

@@ -96,13 +96,16 @@ def test_a_2111_the_tax_system_did_not_take_is_noted_and_every_bank_is_answered_
     sent = []
 
     class TaxSystem:
-        down = True  # bank A's 2111 finds the tax system unreachable; bank B's is refused with a result code
+        down = {BANK_A}  # these banks' 2111s find the tax system unreachable
+        refusing = {BANK_B}  # these are refused with a result code
 
         def send_check_result(self, result):
-            sent.append(result.ori_payee_bank_no)
-            if self.down and result.ori_payee_bank_no == BANK_A:
+            bank = result.ori_payee_bank_no
+            sent.append(bank)
+            if bank in self.down:
                 raise TipsUnavailable("connection refused")
-            return Acknowledgement(ori_msg_id="0" * 20, result="94999" if self.down else "90000", add_word="busy")
+            return Acknowledgement(ori_msg_id="0" * 20, result="94999" if bank in self.refusing else "90000",
+                                   add_word="busy")
 
     tax_system = TaxSystem()
     monkeypatch.setattr(tax_services, "_tips", lambda: tax_system)
@@ -112,21 +115,25 @@ def test_a_2111_the_tax_system_did_not_take_is_noted_and_every_bank_is_answered_
                                                           payee_bank_no=BANK_B))
     run = ReconciliationRun.objects.get(check_date=ENTRUST_DATE, tax_org_code="")
     assert sent[-2:] == [BANK_A, BANK_B]
-    assert run.reply_sent_at is None
+    assert run.reply_sent_at is None and run.reply_fault_code == "94999"
     assert run.note.startswith(f"2111 {BANK_A}: 税务系统暂不可达") and f"2111 {BANK_B}: 94999 busy" in run.note
-
     before = len(sent)
-    assert services.resend_check_results(now=timezone.now()) == 1  # the periodic resend: still down
+    assert services.resend_check_results(now=timezone.now()) == 0 and len(sent) == before  # refused: for a person
+
+    tax_system.refusing = set()
+    run = services.send_check_result(run_id=run.pk, now=timezone.now())  # a person runs the day again
+    assert sent[-2:] == [BANK_A, BANK_B]  # both again: the tax system answers 94051 to one it already has
+    assert run.reply_sent_at is None and run.reply_fault_code == "" and run.note.startswith(f"2111 {BANK_A}: ")
+    before = len(sent)
+    assert services.resend_check_results(now=timezone.now()) == 1  # the periodic resend: still unreachable
     assert sent[before:] == [BANK_A, BANK_B]
 
-    tax_system.down = False
+    tax_system.down = set()
     assert services.resend_check_results(now=timezone.now()) == 1
-    assert sent[-2:] == [BANK_A, BANK_B]  # both again: the tax system answers 94051 to one it already has
     run.refresh_from_db()
     assert run.reply_sent_at is not None and run.note == ""
     assert run.reply_sent_text == f"{BANK_A} 0001 0; {BANK_B} 0001 0"
     before = len(sent)
     assert services.resend_check_results(now=timezone.now()) == 0 and len(sent) == before  # acknowledged: left alone
-    later = timezone.now() + dt.timedelta(days=8)
     ReconciliationRun.objects.filter(pk=run.pk).update(reply_sent_at=None)
-    assert services.resend_check_results(now=later) == 0  # a week on, a day is not answered unasked
+    assert services.resend_check_results(now=timezone.now() + dt.timedelta(days=8)) == 0  # a week on: not unasked
