@@ -56,9 +56,12 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(label="原因 (reason)", max_length=255)
 
 
-class DeductionFilterForm(forms.Form):
+class EntrustDatesForm(forms.Form):
     date_from = forms.DateField(label="委托日期自 (entrust date from)", required=False, widget=DATE)
     date_to = forms.DateField(label="至 (to)", required=False, widget=DATE)
+
+
+class DeductionFilterForm(EntrustDatesForm):
     result_code = forms.ChoiceField(label="处理结果 (result code)", required=False, choices=RESULT_CODE_CHOICES)
     kind = forms.ChoiceField(label="类别 (kind)", required=False,
                              choices=[("", "全部 (any)")] + list(DeductionKind.choices))

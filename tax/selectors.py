@@ -11,7 +11,7 @@ from treasury.access import roles
 from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.trace.models import TraceEvent
 
-from .models import DeductionPackage, TaxAgreement, TaxDeduction, TreasuryEntry
+from .models import DeductionPackage, StopPaymentRequest, TaxAgreement, TaxDeduction, TaxReversal, TreasuryEntry
 from .models import AgreementState as A
 
 # Who reads the tax pages and API (administrators always pass); only tax staff act.
@@ -41,6 +41,26 @@ def visible_deductions(user):
 
 def visible_packages(user):
     return _scoped(DeductionPackage.objects.all(), user)
+
+
+def _entrusted_between(qs, date_from: date | None, date_to: date | None):
+    if date_from:
+        qs = qs.filter(entrust_date__gte=date_from)
+    if date_to:
+        qs = qs.filter(entrust_date__lte=date_to)
+    return qs
+
+
+def reversal_list(*, user, date_from: date | None = None, date_to: date | None = None):
+    """Reversal requests (1021) with their answers, newest first, by the date of the request."""
+    qs = _scoped(TaxReversal.objects.select_related("deduction"), user)
+    return _entrusted_between(qs, date_from, date_to).order_by("-received_at", "-pk")
+
+
+def stop_payment_list(*, user, date_from: date | None = None, date_to: date | None = None):
+    """Stop-payment requests (1123) with what each stopped, newest first, by the date of the request."""
+    qs = _scoped(StopPaymentRequest.objects.select_related("package"), user)
+    return _entrusted_between(qs, date_from, date_to).order_by("-received_at", "-pk")
 
 
 def daily_entry_report(*, entry_date: date, user) -> list[dict]:

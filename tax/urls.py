@@ -10,6 +10,7 @@ urlpatterns = [
     path("agreements/<int:agreement_id>/<str:action>/", views.agreement_action, name="agreement-action"),
     path("deductions/", views.deduction_list, name="deduction-list"),
     path("deductions/<int:deduction_id>/", views.deduction_detail, name="deduction-detail"),
+    path("reversals/", views.reversal_list, name="reversal-list"),
     path("packages/", views.package_list, name="package-list"),
     path("packages/<int:package_id>/", views.package_detail, name="package-detail"),
     path("packages/<int:package_id>/progress/", views.package_progress, name="package-progress"),

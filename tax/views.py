@@ -36,8 +36,8 @@ from treasury.services.transfers import OperatorUnavailable
 
 from . import selectors, services
 from .forms import (
-    AGREEMENT_ACTIONS, REASON_ACTIONS, AgreementFilterForm, DeductionFilterForm, EntryReportForm, OwnTaxForm,
-    ReasonForm, SignAgreementForm,
+    AGREEMENT_ACTIONS, REASON_ACTIONS, AgreementFilterForm, DeductionFilterForm, EntrustDatesForm, EntryReportForm,
+    OwnTaxForm, ReasonForm, SignAgreementForm,
 )
 from .models import DeductionKind, DeductionState, PackageState, TaxpayerKind
 from .models import RefundOrder, RefundOrderState, RefundState
@@ -304,6 +304,26 @@ def deduction_detail(request, deduction_id: int):
         "receipt_number": receipt.number if receipt and receipt.number in downloadable_receipt_numbers(
             user=request.user, rows=[deduction]) else "",
     })
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def reversal_list(request):
+    """Reversal requests (1021) and stop-payment requests (1123) of the tax system, with their answers: two
+    lists, each paged on its own, filtered by the date of the request."""
+    form = EntrustDatesForm(request.GET or None)
+    dates = form.cleaned_data if form.is_valid() else {}
+    dates = {"date_from": dates.get("date_from"), "date_to": dates.get("date_to")}
+    reversals = Paginator(selectors.reversal_list(user=request.user, **dates),
+                          DEDUCTIONS_PER_PAGE).get_page(request.GET.get("page"))
+    stops = Paginator(selectors.stop_payment_list(user=request.user, **dates),
+                      PACKAGES_PER_PAGE).get_page(request.GET.get("stops_page"))
+    query = request.GET.copy()
+    for param in ("page", "stops_page"):  # paging one list starts the other over
+        query.pop(param, None)
+    return render(request, "tax/reversal_list.html", {
+        "form": form, "page": reversals, "stops": stops, "filter_query": query.urlencode()})
 
 
 @require_safe

@@ -12,7 +12,7 @@ FISCAL = {"fiscal_quotas", "fiscal_requests", "fiscal_returns", "fiscal_daily_re
 FISCAL_APPROVALS = {"fiscal_approvals"}
 TAX_READ = {"tax_agreements", "tax_deductions", "tax_packages", "tax_entry_report",
             "tax_reconciliation"}  # auditors read these
-TAX_READ |= {"tax_refunds"}  # 退库 (refunds): tax staff act, auditors read
+TAX_READ |= {"tax_refunds", "tax_reversals"}  # 退库 (refunds): tax staff act, auditors read; 冲正与止付: read
 TAX = TAX_READ | {"tax_own"}
 PAYROLL = {"payroll_batches", "payroll_upload", "payroll_unions"}
 AUDIT = {"ledger", "trace_verify"}

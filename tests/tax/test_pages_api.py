@@ -24,7 +24,7 @@ from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.models import Organization
 
 API = "/api/v1/tax"
-READ_PAGES = ["tax:agreement-list", "tax:deduction-list", "tax:package-list", "tax:entry-report"]
+READ_PAGES = ["tax:agreement-list", "tax:deduction-list", "tax:package-list", "tax:entry-report", "tax:reversal-list"]
 STAFF_PAGES = ["tax:agreement-sign", "tax:own-tax"]
 
 

@@ -65,6 +65,11 @@ def test_a_settled_deduction_is_reversed_once_through_the_transfer_core(tax, tip
     assert 'data-state="reversed"' in html and html.count('data-reverses="1"') == 1
     assert html.count('data-answer="0"') == 2 and "重复缴款 (paid twice)" in html
     assert 'data-kind="tax.deduction.reversed"' in html
+    listed = logged_in(tax.staff).get(reverse("tax:reversal-list"), {"date_from": deduction.entrust_date}).content.decode()
+    # the list of reversal requests: both, answered "reversed", each leading to the deduction's page
+    assert listed.count('data-answer="0"') == 2
+    assert listed.count(reverse("tax:deduction-detail", args=[deduction.pk])) == 2
+    assert 'data-answer' not in logged_in(tax.other_staff).get(reverse("tax:reversal-list")).content.decode()
     body = api_as(tax.staff).get(f"/api/v1/tax/deductions/{deduction.pk}/").json()
     assert [r["cancel_answer"] for r in body["reversals"]] == ["0", "0"] and body["transfer_state"] == "reversed"
     assert sorted(e["amount_fen"] for e in body["entries"]) == [-1_000_00, 1_000_00]
@@ -141,6 +146,9 @@ def test_stop_payment_of_an_item_then_the_package_before_deduction(tax, tips_san
     # the package's page lists the three requests: the item, the rest of the package, the one that came too late
     assert re.findall(r'data-testid="stop-num">(\d+) ', html) == ["1", "2", "0"]
     assert "纳税人已缴 (paid already)" in html and "整包 (the whole package)" in html
+    listed = logged_in(tax.staff).get(reverse("tax:reversal-list")).content.decode()
+    assert re.findall(r'data-testid="stop-num">(\d+) ', listed) == ["0", "2", "1"]  # newest first
+    assert reverse("tax:package-detail", args=[package.pk]) in listed
 
 
 def test_stop_payment_after_deduction_reports_the_items_as_deducted(tax, tips_sandbox, verified):

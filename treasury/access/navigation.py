@@ -75,6 +75,9 @@ ENTRIES: list[NavEntry] = [
              url_name="tax:deduction-list"),
     NavEntry("tax_packages", "批量扣税包 (batch packages)", SECTION_TAX, TAX + (R.AUDITOR,),
              url_name="tax:package-list"),
+    # The tax system's reversal (1021) and stop-payment (1123) requests and how they were answered.
+    NavEntry("tax_reversals", "冲正与止付 (reversals and stop payments)", SECTION_TAX, TAX + (R.AUDITOR,),
+             url_name="tax:reversal-list"),
     # Refunds from the treasury (退库): tax staff review and approve them (two people); auditors read them.
     NavEntry("tax_refunds", "退库 (refunds)", SECTION_TAX, TAX + (R.AUDITOR,), url_name="tax:refund-list"),
     NavEntry("tax_entry_report", "入库日报 (daily treasury entries)", SECTION_TAX, TAX + (R.AUDITOR,),
