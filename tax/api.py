@@ -17,7 +17,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view,
 )
-from rest_framework import serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,7 +30,7 @@ from treasury.services.transfers import OperatorUnavailable
 
 from . import selectors, services
 from .models import AgreementState, DeductionKind, DeductionPackage, DeductionState, PackageState, TaxAgreement
-from .models import Refund, RefundOrder, RefundOrderState, RefundState, TaxDeduction
+from .models import Refund, RefundOrder, RefundOrderState, RefundState, StopPaymentRequest, TaxDeduction, TaxReversal
 from .views import entry_report_csv, entry_report_data, package_progress_data, pay_own_tax, shown_agreement
 from .views import shown_deduction
 from .views import refund_actions, refund_order_get, visible_refund_orders
@@ -181,14 +181,33 @@ class DeductionEntrySerializer(serializers.Serializer):
     reverses = serializers.BooleanField(help_text="the entry of a reversal (冲正)")
 
 
-class DeductionReversalSerializer(serializers.Serializer):
-    cancel_no = serializers.CharField()
-    entrust_date = serializers.DateField()
-    cancel_reason = serializers.CharField()
-    cancel_answer = serializers.CharField(help_text="0 reversed, 1 not")
-    result_code = serializers.CharField()
-    add_word = serializers.CharField()
-    received_at = serializers.DateTimeField()
+class ReversalRequestSerializer(serializers.ModelSerializer):
+    """A reversal request (1021) and the answer given (2021)."""
+
+    cancel_answer = serializers.CharField(read_only=True, help_text="0 reversed, 1 not")
+    deduction_id = serializers.IntegerField(read_only=True, allow_null=True, help_text="the deduction it reversed")
+
+    class Meta:
+        model = TaxReversal
+        fields = ["id", "tax_org_code", "entrust_date", "cancel_no", "ori_entrust_date", "ori_tra_no", "cancel_reason",
+                  "deduction_id", "cancel_answer", "result_code", "add_word", "received_at"]
+        read_only_fields = fields
+
+
+class StopPaymentSerializer(serializers.ModelSerializer):
+    """A stop-payment request (1123) and the answer given (2123)."""
+
+    ori_tra_no = serializers.CharField(read_only=True, help_text="the item stopped; blank for the whole package")
+    package_id = serializers.IntegerField(read_only=True, allow_null=True)
+    stop_num = serializers.IntegerField(read_only=True, help_text="items stopped by this request")
+    done_num = serializers.IntegerField(read_only=True, help_text="items already decided, left as they were")
+
+    class Meta:
+        model = StopPaymentRequest
+        fields = ["id", "tax_org_code", "entrust_date", "stop_no", "ori_entrust_date", "ori_pack_no", "ori_tra_no",
+                  "stop_reason", "package_id", "stop_num", "stop_amount_fen", "done_num", "result_code", "add_word",
+                  "received_at"]
+        read_only_fields = fields
 
 
 class TaxDeductionDetailSerializer(TaxDeductionSerializer):
@@ -211,18 +230,21 @@ class TaxDeductionDetailSerializer(TaxDeductionSerializer):
     def get_entries(self, obj: TaxDeduction) -> list[dict]:
         return DeductionEntrySerializer(selectors.deduction_entries(obj), many=True).data
 
-    @extend_schema_field(DeductionReversalSerializer(many=True))
+    @extend_schema_field(ReversalRequestSerializer(many=True))
     def get_reversals(self, obj: TaxDeduction) -> list[dict]:
-        return DeductionReversalSerializer(obj.reversals.order_by("received_at", "pk"), many=True).data
+        return ReversalRequestSerializer(obj.reversals.order_by("received_at", "pk"), many=True).data
 
     @extend_schema_field(TaxHistoryEventSerializer(many=True))
     def get_history(self, obj: TaxDeduction) -> list[dict]:
         return TaxHistoryEventSerializer(selectors.deduction_history(obj), many=True).data
 
 
-class DeductionFilterSerializer(serializers.Serializer):
+class EntrustDatesSerializer(serializers.Serializer):
     date_from = serializers.DateField(required=False)
     date_to = serializers.DateField(required=False)
+
+
+class DeductionFilterSerializer(EntrustDatesSerializer):
     result_code = serializers.CharField(required=False, max_length=5)
     kind = serializers.ChoiceField(choices=DeductionKind.values, required=False)
     taxpayer = serializers.CharField(required=False, max_length=200)
@@ -437,6 +459,41 @@ class TaxDeductionViewSet(TaxErrorsMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_object(self) -> TaxDeduction:
         return selectors.deduction_get(user=self.request.user, deduction_id=self.kwargs["pk"])
+
+
+ENTRUST_DATES = [OpenApiParameter("date_from", OpenApiTypes.DATE, description="the request's entrust date from"),
+                 OpenApiParameter("date_to", OpenApiTypes.DATE, description="the request's entrust date to")]
+
+
+class _EntrustDatesListViewSet(TaxErrorsMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """A read-only list of the tax system's requests the caller may see, filtered by their entrust date."""
+
+    authentication_classes = API_AUTHENTICATION
+    permission_classes = [ReadOnlyForAuditors, TaxRoles]
+    selector = None  # staticmethod(selectors.reversal_list), ...
+
+    def get_queryset(self):
+        filters = EntrustDatesSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return self.selector(user=self.request.user, **filters.validated_data)
+
+
+@extend_schema_view(list=extend_schema(
+    summary="Reversal requests (1021) with their answers (2021), newest first", tags=TAGS, parameters=ENTRUST_DATES,
+    responses={200: ReversalRequestSerializer(many=True), **ERRORS}))
+class TaxReversalViewSet(_EntrustDatesListViewSet):
+    queryset = TaxReversal.objects.none()
+    serializer_class = ReversalRequestSerializer
+    selector = staticmethod(selectors.reversal_list)
+
+
+@extend_schema_view(list=extend_schema(
+    summary="Stop-payment requests (1123) with their answers (2123), newest first", tags=TAGS,
+    parameters=ENTRUST_DATES, responses={200: StopPaymentSerializer(many=True), **ERRORS}))
+class StopPaymentViewSet(_EntrustDatesListViewSet):
+    queryset = StopPaymentRequest.objects.none()
+    serializer_class = StopPaymentSerializer
+    selector = staticmethod(selectors.stop_payment_list)
 
 
 @extend_schema_view(

@@ -8,6 +8,8 @@ router = SimpleRouter()
 router.register("tax/agreements", api.TaxAgreementViewSet, basename="api-tax-agreement")
 router.register("tax/deductions", api.TaxDeductionViewSet, basename="api-tax-deduction")
 router.register("tax/packages", api.DeductionPackageViewSet, basename="api-tax-package")
+router.register("tax/reversals", api.TaxReversalViewSet, basename="api-tax-reversal")
+router.register("tax/stop-payments", api.StopPaymentViewSet, basename="api-tax-stop-payment")
 router.register("tax/refunds", api.RefundOrderViewSet, basename="api-tax-refund")
 router.register("tax/reconciliation/runs", reconciliation_api.ReconciliationRunViewSet,
                 basename="api-tax-reconciliation-run")

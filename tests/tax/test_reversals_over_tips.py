@@ -70,6 +70,10 @@ def test_a_settled_deduction_is_reversed_once_through_the_transfer_core(tax, tip
     assert listed.count('data-answer="0"') == 2
     assert listed.count(reverse("tax:deduction-detail", args=[deduction.pk])) == 2
     assert 'data-answer' not in logged_in(tax.other_staff).get(reverse("tax:reversal-list")).content.decode()
+    api_list = api_as(tax.staff).get("/api/v1/tax/reversals/", {"date_to": deduction.entrust_date}).json()
+    assert [(r["deduction_id"], r["cancel_answer"]) for r in api_list["results"]] == [(deduction.pk, "0")] * 2
+    assert api_as(tax.other_staff).get("/api/v1/tax/reversals/").json()["count"] == 0
+    assert api_as(tax.staff).get("/api/v1/tax/reversals/", {"date_from": "x"}).status_code == 400
     body = api_as(tax.staff).get(f"/api/v1/tax/deductions/{deduction.pk}/").json()
     assert [r["cancel_answer"] for r in body["reversals"]] == ["0", "0"] and body["transfer_state"] == "reversed"
     assert sorted(e["amount_fen"] for e in body["entries"]) == [-1_000_00, 1_000_00]
@@ -149,6 +153,9 @@ def test_stop_payment_of_an_item_then_the_package_before_deduction(tax, tips_san
     listed = logged_in(tax.staff).get(reverse("tax:reversal-list")).content.decode()
     assert re.findall(r'data-testid="stop-num">(\d+) ', listed) == ["0", "2", "1"]  # newest first
     assert reverse("tax:package-detail", args=[package.pk]) in listed
+    stops = api_as(tax.staff).get("/api/v1/tax/stop-payments/").json()["results"]
+    assert [(r["package_id"], r["stop_num"], r["done_num"], r["ori_tra_no"]) for r in stops] == [
+        (package.pk, 0, 3, ""), (package.pk, 2, 1, ""), (package.pk, 1, 0, first)]
 
 
 def test_stop_payment_after_deduction_reports_the_items_as_deducted(tax, tips_sandbox, verified):
