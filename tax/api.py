@@ -169,15 +169,21 @@ class TaxDeductionSerializer(serializers.ModelSerializer):
         return fen_to_yuan_str(obj.amount_fen)
 
 
-class DeductionEntrySerializer(serializers.Serializer):
-    entry_date = serializers.DateField()
-    project_id = serializers.CharField()
+class EntryReportRowSerializer(serializers.Serializer):
     tax_type_name = serializers.CharField()
     budget_type = serializers.CharField(help_text="1 in budget, 2 outside")
     budget_level_code = serializers.CharField(help_text="0 shared, 1 central, 2 province, 3 city, 4 county, 5 township")
-    amount_fen = serializers.IntegerField(help_text="negative for the entry of a reversal")
+    amount_fen = serializers.IntegerField()
     central_fen = serializers.IntegerField()
     local_fen = serializers.IntegerField()
+
+
+class DeductionEntrySerializer(EntryReportRowSerializer):
+    """One treasury entry of a deduction: a row of the entry report, dated, under its project (negative amounts for
+    the entries of a reversal)."""
+
+    entry_date = serializers.DateField()
+    project_id = serializers.CharField()
     reverses = serializers.BooleanField(help_text="the entry of a reversal (冲正)")
 
 
@@ -283,15 +289,6 @@ class PackageProgressSerializer(serializers.Serializer):
     percent = serializers.IntegerField()
     result_acknowledged = serializers.BooleanField(help_text="the tax system acknowledged the 2102 result")
     finished = serializers.BooleanField(help_text="the package is done")
-
-
-class EntryReportRowSerializer(serializers.Serializer):
-    tax_type_name = serializers.CharField()
-    budget_type = serializers.CharField(help_text="1 in budget, 2 outside")
-    budget_level_code = serializers.CharField(help_text="0 shared, 1 central, 2 province, 3 city, 4 county, 5 township")
-    amount_fen = serializers.IntegerField()
-    central_fen = serializers.IntegerField()
-    local_fen = serializers.IntegerField()
 
 
 class EntryReportSerializer(serializers.Serializer):
