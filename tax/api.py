@@ -238,7 +238,7 @@ class TaxDeductionDetailSerializer(TaxDeductionSerializer):
 
     @extend_schema_field(ReversalRequestSerializer(many=True))
     def get_reversals(self, obj: TaxDeduction) -> list[dict]:
-        return ReversalRequestSerializer(obj.reversals.order_by("received_at", "pk"), many=True).data
+        return ReversalRequestSerializer(selectors.deduction_reversals(obj), many=True).data
 
     @extend_schema_field(TaxHistoryEventSerializer(many=True))
     def get_history(self, obj: TaxDeduction) -> list[dict]:
@@ -418,12 +418,15 @@ class TaxAgreementViewSet(TaxErrorsMixin, viewsets.ReadOnlyModelViewSet):
 # ---------------------------------------------------------------------------------------------
 
 
+ENTRUST_DATES = [OpenApiParameter("date_from", OpenApiTypes.DATE, description="entrust date from"),
+                 OpenApiParameter("date_to", OpenApiTypes.DATE, description="entrust date to")]
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="Deductions (real-time, batch items, own payments) the caller may see, newest first", tags=TAGS,
         parameters=[
-            OpenApiParameter("date_from", OpenApiTypes.DATE, description="entrust date from"),
-            OpenApiParameter("date_to", OpenApiTypes.DATE, description="entrust date to"),
+            *ENTRUST_DATES,
             OpenApiParameter("result_code", OpenApiTypes.STR, description="TIPS result code, e.g. 90000, 24007"),
             OpenApiParameter("kind", OpenApiTypes.STR, enum=DeductionKind.values),
             OpenApiParameter("taxpayer", OpenApiTypes.STR, description="taxpayer id or part of the name"),
@@ -456,10 +459,6 @@ class TaxDeductionViewSet(TaxErrorsMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_object(self) -> TaxDeduction:
         return selectors.deduction_get(user=self.request.user, deduction_id=self.kwargs["pk"])
-
-
-ENTRUST_DATES = [OpenApiParameter("date_from", OpenApiTypes.DATE, description="the request's entrust date from"),
-                 OpenApiParameter("date_to", OpenApiTypes.DATE, description="the request's entrust date to")]
 
 
 class _EntrustDatesListViewSet(TaxErrorsMixin, mixins.ListModelMixin, viewsets.GenericViewSet):

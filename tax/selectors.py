@@ -161,6 +161,11 @@ def deduction_history(deduction: TaxDeduction) -> list[TraceEvent]:
     return list(TraceEvent.objects.filter(stream_key=deduction.stream_key).order_by("seq"))
 
 
+def deduction_reversals(deduction: TaxDeduction) -> list[TaxReversal]:
+    """The reversal requests (1021) made of the deduction and their answers, oldest first."""
+    return list(deduction.reversals.order_by("received_at", "pk"))
+
+
 def deduction_entries(deduction: TaxDeduction) -> list[TreasuryEntry]:
     """The deduction's treasury entries (入库) by tax type, and the negative ones of its reversal if any."""
     return list(deduction.entries.order_by("entry_date", "reverses", "project_id", "pk"))

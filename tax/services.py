@@ -1047,7 +1047,8 @@ def _submit(transfer_ids: list[int], *, now: datetime, claimed: bool = False) ->
 def _deduct_chunk(package: DeductionPackage, chunk: list[_BatchItem], *, treasury: Wallet | None,
                   content_type_id: int, now: datetime) -> tuple[dict[str, int], list[int], EventSpec]:
     """Refuse the items that cannot be debited and record a transfer for each of the others, in the
-    caller's transaction: one agreement query, one create_transfers call, one UPDATE of the items.
+    caller's transaction: one create_transfers call, one UPDATE of the items, and an agreement query only for
+    items received before their agreement was signed (the others' came with them).
     Returns the counts, the transfer ids to submit and the chunk's trace event (the caller appends it)."""
     # An item received before its agreement was signed names none yet: looked up by number now.
     unnamed = [d for d in chunk if d.agreement_id is None]

@@ -45,6 +45,8 @@ from .models import RefundOrder, RefundOrderState, RefundState
 AGREEMENTS_PER_PAGE = 50
 DEDUCTIONS_PER_PAGE = 100
 PACKAGES_PER_PAGE = 50
+REVERSALS_PER_PAGE = 100
+STOP_PAYMENTS_PER_PAGE = 50
 READ_ROLES = selectors.READ_ROLES
 BUDGET_LEVELS = {"0": "共享 (shared)", "1": "中央 (central)", "2": "省 (province)", "3": "市 (city)",
                  "4": "县 (county)", "5": "乡 (township)"}
@@ -298,7 +300,7 @@ def deduction_detail(request, deduction_id: int):
     receipt = getattr(deduction.transfer, "receipt", None) if deduction.transfer_id else None
     return render(request, "tax/deduction_detail.html", {
         "deduction": deduction, "entries": entries, "history": selectors.deduction_history(deduction),
-        "reversals": list(deduction.reversals.order_by("received_at", "pk")),
+        "reversals": selectors.deduction_reversals(deduction),
         "budget_type_label": BUDGET_TYPES.get(deduction.budget_type, deduction.budget_type),
         "budget_level_label": BUDGET_LEVELS.get(deduction.budget_level_code, deduction.budget_level_code),
         "receipt_number": receipt.number if receipt and receipt.number in downloadable_receipt_numbers(
@@ -316,9 +318,9 @@ def reversal_list(request):
     dates = form.cleaned_data if form.is_valid() else {}
     dates = {"date_from": dates.get("date_from"), "date_to": dates.get("date_to")}
     reversals = Paginator(selectors.reversal_list(user=request.user, **dates),
-                          DEDUCTIONS_PER_PAGE).get_page(request.GET.get("page"))
+                          REVERSALS_PER_PAGE).get_page(request.GET.get("page"))
     stops = Paginator(selectors.stop_payment_list(user=request.user, **dates),
-                      PACKAGES_PER_PAGE).get_page(request.GET.get("stops_page"))
+                      STOP_PAYMENTS_PER_PAGE).get_page(request.GET.get("stops_page"))
     query = request.GET.copy()
     for param in ("page", "stops_page"):  # paging one list starts the other over
         query.pop(param, None)

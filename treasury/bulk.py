@@ -80,7 +80,7 @@ def copy_time(value):
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:  # its text would be read in the session's time zone
             raise ValueError("copy_time needs a timezone-aware datetime")
-        return value.isoformat() if is_postgresql() else connection.ops.adapt_datetimefield_value(value)
+        return value.isoformat() if is_postgresql() else datetime_param(value)
     return value.isoformat() if is_postgresql() else connection.ops.adapt_datefield_value(value)
 
 

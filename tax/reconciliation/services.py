@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from functools import partial
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -569,7 +568,7 @@ def send_check_result(*, run_id: int, now: dt.datetime) -> ReconciliationRun:
         return run
     notes, fault_codes = [], []
     for answer in answers:
-        acknowledged, error, fault_code = send_to_tips(partial(_tips().send_check_result, answer))
+        acknowledged, error, fault_code = send_to_tips(lambda: _tips().send_check_result(answer))
         if not acknowledged:
             notes.append(f"2111 {answer.ori_payee_bank_no}: {error}")
             fault_codes.append(fault_code)

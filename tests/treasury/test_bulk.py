@@ -1,6 +1,9 @@
 """Array literals for PostgreSQL array parameters (treasury.bulk.array_literal)."""
 import datetime as dt
 
+import pytest
+from django.db import connection
+
 from treasury import bulk
 
 
@@ -25,9 +28,6 @@ def test_plain_strings_are_quoted_all_at_once(monkeypatch):
 
 
 def test_a_copied_time_is_the_same_moment_and_a_naive_one_is_refused():
-    import pytest
-    from django.db import connection
-
     moment = dt.datetime(2026, 11, 27, 14, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=8)))
     with pytest.raises(ValueError, match="timezone-aware"):
         bulk.copy_time(moment.replace(tzinfo=None))
