@@ -55,7 +55,7 @@ WORKER_APPLICATION_NAME = "ecny-test-worker"
 class Worker:
     """`celery worker` in its own process group, consuming `queues` (comma-separated), with 2 pool processes."""
 
-    def __init__(self, *, broker_url, sandbox_url, media_root, queues="treasury"):
+    def __init__(self, *, broker_url, sandbox_url, media_root, queues="treasury", env=None):
         self.queues = queues
         db = connection.settings_dict
         self.env = {
@@ -68,6 +68,7 @@ class Worker:
             "ECNY_OPERATOR_TIMEOUT_SECONDS": "30",
             "MEDIA_ROOT": str(media_root),
             "SERVICE_SIGNING_KEY_FILE": str(settings.SERVICE_SIGNING_KEY_FILE),
+            **(env or {}),  # a test's own settings for the worker (chunk sizes, the tax system's address...)
         }
         self.proc = None
 
@@ -97,9 +98,9 @@ class Worker:
 def worker_factory(broker_url, ecny_sandbox, tmp_path):
     workers = []
 
-    def make(queues="treasury"):
+    def make(queues="treasury", **env):
         worker = Worker(broker_url=broker_url, sandbox_url=ecny_sandbox.url, media_root=tmp_path / "media",
-                        queues=queues).start()
+                        queues=queues, env=env).start()
         workers.append(worker)
         return worker
 
