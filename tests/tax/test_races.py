@@ -67,3 +67,4 @@ def test_two_approvers_at_once_pay_a_refund_order_once(refunds):
     assert [tax.balance(p.wallet_id) for p in payers] == [50_00] * 3
     assert len(tax.outbox.sent) == 1
     assert check_ledger().problems == []
+
