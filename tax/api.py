@@ -19,6 +19,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -41,6 +42,7 @@ DEDUCTION_STATE_HELP = "deduction state: " + ", ".join(DeductionState.values)
 PACKAGE_STATE_HELP = "package state: " + ", ".join(PackageState.values)
 # Refusals about the agreement's or the voucher's state rather than the request.
 CONFLICT_CODES = {"already_signed", "protocol_taken", "idempotency_conflict"}
+FORBIDDEN_CODES = {"individual_required", "not_your_wallet"}
 
 TaxRoles = roles_permission(*selectors.READ_ROLES)
 
@@ -55,7 +57,8 @@ def tax_exception_handler(exc, context):
         return _error("invalid_state", "协议当前状态不允许此操作 (the agreement's state does not allow this)",
                       status.HTTP_409_CONFLICT)
     if isinstance(exc, services.TaxError):
-        http_status = status.HTTP_409_CONFLICT if exc.code in CONFLICT_CODES else status.HTTP_400_BAD_REQUEST
+        http_status = (status.HTTP_409_CONFLICT if exc.code in CONFLICT_CODES
+                       else status.HTTP_403_FORBIDDEN if exc.code in FORBIDDEN_CODES else status.HTTP_400_BAD_REQUEST)
         return _error(exc.code, str(exc), http_status)
     if isinstance(exc, OperatorUnavailable):
         return _error("operator_unavailable", f"暂时无法联系运营机构，未做任何记录 (the operator cannot be reached; "
@@ -308,6 +311,14 @@ class OwnTaxSerializer(serializers.Serializer):
     taxpayer_id = serializers.CharField(max_length=20, help_text="the individual's resident ID")
     taxpayer_name = serializers.CharField(max_length=200)
     wallet_id = serializers.CharField(max_length=32, help_text="the individual's personal wallet id")
+    tax_vou_no = serializers.CharField(max_length=20, help_text="税票号码; the same voucher is never debited twice")
+    amount_fen = serializers.IntegerField(min_value=1)
+    tax_type_name = serializers.CharField(max_length=60, required=False, default="个人所得税")
+
+
+class MyTaxSerializer(serializers.Serializer):
+    wallet_id = serializers.CharField(max_length=32, help_text="one of your personal wallets registered here")
+    tax_org_code = serializers.CharField(max_length=12, help_text="the voucher's tax authority")
     tax_vou_no = serializers.CharField(max_length=20, help_text="税票号码; the same voucher is never debited twice")
     amount_fen = serializers.IntegerField(min_value=1)
     tax_type_name = serializers.CharField(max_length=60, required=False, default="个人所得税")
@@ -575,6 +586,32 @@ class OwnTaxPaymentView(TaxErrorsMixin, APIView):
         data = OwnTaxSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         deduction = pay_own_tax(user=request.user, data=data.validated_data, now=timezone.now())
+        return Response(TaxDeductionSerializer(deduction).data, status=status.HTTP_201_CREATED)
+
+
+class MyTaxPaymentsView(TaxErrorsMixin, ListAPIView):
+    """An individual's own taxes (self-service): what was paid from their wallets or under their agreements,
+    and paying a voucher from one of their own wallets."""
+
+    authentication_classes = API_AUTHENTICATION
+    permission_classes = [roles_permission(roles.INDIVIDUAL)]
+    serializer_class = TaxDeductionSerializer
+
+    def get_queryset(self):
+        return selectors.my_deductions(self.request.user)
+
+    @extend_schema(summary="Your taxes: paid from your wallets or deducted under your agreements, newest first",
+                   tags=TAGS, responses={200: TaxDeductionSerializer(many=True), **ERRORS})
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(summary="Pay a tax voucher from one of your own personal wallets registered here (idempotent on "
+                           "the voucher number)", tags=TAGS, request=MyTaxSerializer,
+                   responses={201: TaxDeductionSerializer, **OPERATOR_ERRORS})
+    def post(self, request):
+        data = MyTaxSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        deduction = services.pay_my_tax(user=request.user, now=timezone.now(), **data.validated_data)
         return Response(TaxDeductionSerializer(deduction).data, status=status.HTTP_201_CREATED)
 
 

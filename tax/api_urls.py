@@ -20,4 +20,5 @@ urlpatterns = router.urls + [
     path("tax/entry-report/", api.EntryReportView.as_view(), name="api-tax-entry-report"),
     path("tax/entry-report/csv/", api.EntryReportCsvView.as_view(), name="api-tax-entry-report-csv"),
     path("tax/own-payments/", api.OwnTaxPaymentView.as_view(), name="api-tax-own-payment"),
+    path("tax/my-payments/", api.MyTaxPaymentsView.as_view(), name="api-tax-my-payments"),
 ]

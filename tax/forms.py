@@ -72,6 +72,35 @@ class EntryReportForm(forms.Form):
     day = forms.DateField(label="入库日期 (entry date)", required=False, widget=DATE)
 
 
+def _amount_fen(text: str) -> int:
+    """A positive amount typed in yuan, as fen."""
+    try:
+        fen = yuan_to_fen(text.strip())
+    except (ValueError, ArithmeticError, TypeError):
+        raise forms.ValidationError("金额格式应如 123.45 (an amount like 123.45)")
+    if fen <= 0:
+        raise forms.ValidationError("金额必须大于零 (the amount must be more than zero)")
+    return fen
+
+
+class MyTaxForm(forms.Form):
+    """A tax voucher the signed-in individual pays from one of their own personal wallets (self-service)."""
+
+    wallet_id = forms.ChoiceField(label="付款钱包 (pay from wallet)")
+    tax_org_code = forms.ChoiceField(label="征收机关 (tax authority)")
+    tax_vou_no = forms.CharField(label="税票号码 (tax voucher number)", max_length=20)
+    amount = forms.CharField(label="金额（元） (amount, yuan)", max_length=20)
+    tax_type_name = forms.CharField(label="税种 (tax type)", max_length=60, initial="个人所得税", required=False)
+
+    def __init__(self, *args, wallets: list[tuple[str, str]], authorities: list[tuple[str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["wallet_id"].choices = wallets
+        self.fields["tax_org_code"].choices = authorities
+
+    def clean_amount(self):
+        return _amount_fen(self.cleaned_data["amount"])
+
+
 class OwnTaxForm(forms.Form):
     """A tax voucher an individual pays from a personal wallet, entered at the tax hall's counter."""
 
@@ -84,10 +113,4 @@ class OwnTaxForm(forms.Form):
     tax_type_name = forms.CharField(label="税种 (tax type)", max_length=60, initial="个人所得税")
 
     def clean_amount(self):
-        try:
-            fen = yuan_to_fen(self.cleaned_data["amount"].strip())
-        except (ValueError, ArithmeticError, TypeError):
-            raise forms.ValidationError("金额格式应如 123.45 (an amount like 123.45)")
-        if fen <= 0:
-            raise forms.ValidationError("金额必须大于零 (the amount must be more than zero)")
-        return fen
+        return _amount_fen(self.cleaned_data["amount"])

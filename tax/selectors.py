@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from datetime import date
 
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, Q, Sum
 from django.http import Http404
 
 from treasury.access import roles
 from treasury.access.scoping import sees_all_organizations, user_organization
+from treasury.models import Organization, Transfer
 from treasury.trace.models import TraceEvent
 
 from .models import DeductionPackage, StopPaymentRequest, TaxAgreement, TaxDeduction, TaxReversal, TreasuryEntry
 from .models import AgreementState as A
+from .services import my_wallets
 
 # Who reads the tax pages and API (administrators always pass); only tax staff act.
 READ_ROLES = (roles.TAX_STAFF, roles.AUDITOR)
@@ -135,6 +138,28 @@ def deduction_list(*, user, date_from: date | None = None, date_to: date | None 
     if package_id is not None:
         qs = qs.filter(package_id=package_id)
     return qs.order_by("-created_at", "-pk")
+
+
+def tax_authorities() -> list[tuple[str, str]]:
+    """(code, name) of every tax authority with a code, by code: where an individual's voucher can be paid."""
+    return list(Organization.objects.filter(org_type=Organization.Type.TAX_AUTHORITY).exclude(code="")
+                .order_by("code").values_list("code", "name"))
+
+
+def my_deductions(user):
+    """The signed-in individual's taxes, newest first: paid from their wallets here (own payments and
+    deductions), and deducted or refused under their agreements. Found through indexes (the transfers'
+    payer, the deductions' agreement), not by walking the deductions; an own payment refused before its
+    transfer was made (a frozen wallet) is not among them. Nobody else's: empty for other users."""
+    wallets = list(my_wallets(user).values_list("pk", flat=True))
+    if not wallets:
+        return TaxDeduction.objects.none()
+    paid = Transfer.objects.filter(payer_id__in=wallets, source_type=ContentType.objects.get_for_model(TaxDeduction))
+    ids = set(paid.values_list("source_id", flat=True))
+    ids |= set(TaxDeduction.objects.filter(
+        agreement_id__in=TaxAgreement.objects.filter(wallet_id__in=wallets).values("pk")).values_list("pk", flat=True))
+    return (TaxDeduction.objects.filter(pk__in=ids).select_related("transfer__receipt")
+            .order_by("-created_at", "-pk"))
 
 
 def deduction_totals(qs) -> dict:

@@ -46,6 +46,7 @@ from adapters.tips.interface import (
     RefundOrder as RefundOrderMessage,
     RefundResult,
     ResultCode,
+    TaxTypeItem,
     TipsFault,
     TipsUnavailable,
     TreasuryAccount,
@@ -54,7 +55,7 @@ from treasury import bulk, identifiers
 from treasury.access import roles
 from treasury.access.errors import AccessDenied
 from treasury.access.makerchecker import ensure_can_approve
-from treasury.access.scoping import user_organization
+from treasury.access.scoping import user_organization, user_person
 from treasury.errors import InvalidTransfers, TransferNotReversible
 from treasury.models import LedgerAccount, Organization, Transfer, TransferState, Wallet
 from treasury.services import transfers as transfer_services
@@ -688,6 +689,9 @@ def _record_real_time_outcome(*, deduction_id: int, transfer: Transfer, now: dat
     return result_of(deduction)
 
 
+PERSONAL_WALLET_TYPES = (Wallet.Type.PERSONAL, Wallet.Type.PERSONAL_SUB, Wallet.Type.HARDWARE)
+
+
 def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org_code: str, tax_vou_no: str,
                 amount_fen: int, tax_types: tuple = (), treasury_code: str = "", budget_type: str = "1",
                 budget_level_code: str = "3", now: datetime) -> TaxDeduction:
@@ -725,7 +729,7 @@ def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org
     (check,) = verify_wallets(pairs=[(wallet_id, taxpayer_name)])
     if not check.exists:
         raise TaxError("运营机构查无此钱包 (the operator does not know this wallet)", "wallet_not_found")
-    if check.wallet_type not in (Wallet.Type.PERSONAL, Wallet.Type.PERSONAL_SUB, Wallet.Type.HARDWARE):
+    if check.wallet_type not in PERSONAL_WALLET_TYPES:
         raise TaxError("只能使用个人钱包缴税 (a personal wallet is needed)", "not_personal")
     if not check.holder_name_matches:
         raise TaxError("钱包户名与纳税人不符 (the wallet is held by someone else)", "holder_mismatch")
@@ -748,6 +752,52 @@ def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org
     _debit_now(deduction_id=deduction.pk, agreement=None, wallet=wallet, treasury=treasury, now=now)
     deduction.refresh_from_db()
     return deduction
+
+
+
+def own_tax_types(*, tax_type_name: str, amount_fen: int, on: date) -> tuple[TaxTypeItem, ...]:
+    """The one tax type a voucher paid by an individual names (none when no name was given), for today."""
+    if not tax_type_name:
+        return ()
+    return (TaxTypeItem(project_id="", tax_type_name=tax_type_name, tax_start_date=on, tax_end_date=on,
+                        amount_fen=amount_fen),)
+
+
+def my_wallets(user):
+    """The personal wallets registered here under the signed-in individual (none for anyone else)."""
+    person = user_person(user) if roles.has_role(user, roles.INDIVIDUAL) else None
+    if person is None:
+        return Wallet.objects.none()
+    return Wallet.objects.filter(holder_person=person, wallet_type__in=PERSONAL_WALLET_TYPES).order_by("wallet_id")
+
+
+def pay_my_tax(*, user, wallet_id: str, tax_org_code: str, tax_vou_no: str, amount_fen: int,
+               tax_type_name: str = "", now: datetime) -> TaxDeduction:
+    """The signed-in individual pays a tax voucher from one of their own personal wallets (self-service):
+    `pay_own_tax` with the taxpayer taken from the user's person, not typed.
+
+    Only a wallet already registered here under that person can pay (an agreement, a payroll or an
+    enrolment registered it): the operator confirms only a holder's name, so a wallet is never bound to a
+    person on a name here either.
+
+    Raises:
+        TaxError: `individual_required` (no individual's account), `not_your_wallet`,
+            `unknown_tax_authority`, and those of `pay_own_tax`.
+        OperatorUnavailable: as `pay_own_tax`.
+    """
+    person = user_person(user) if roles.has_role(user, roles.INDIVIDUAL) else None
+    if person is None:
+        raise TaxError("需以个人身份登录 (sign in as an individual)", "individual_required")
+    wallet_id = (wallet_id or "").strip()
+    if not my_wallets(user).filter(wallet_id=wallet_id).exists():
+        raise TaxError("只能从本人已登记的个人钱包缴税 (pay from your own personal wallet registered here)",
+                       "not_your_wallet")
+    if _tax_authority(tax_org_code) is None:
+        raise TaxError(f"征收机关 {tax_org_code} 不存在 (no such tax authority)", "unknown_tax_authority")
+    return pay_own_tax(wallet_id=wallet_id, taxpayer_id=person.resident_id, taxpayer_name=person.name,
+                       tax_org_code=tax_org_code, tax_vou_no=tax_vou_no, amount_fen=amount_fen,
+                       tax_types=own_tax_types(tax_type_name=tax_type_name, amount_fen=amount_fen,
+                                               on=local_date(now)), now=now)
 
 
 def resolve_unknown_deductions(*, now: datetime) -> dict[str, int]:

@@ -17,6 +17,7 @@ urlpatterns = [
     path("entries/", views.entry_report, name="entry-report"),
     path("entries/report.csv", views.entry_report_download, name="entry-report-csv"),
     path("own-tax/", views.own_tax, name="own-tax"),
+    path("mine/", views.my_tax, name="mine"),
     path("refunds/", views.refund_list, name="refund-list"),
     path("refunds/<int:order_id>/", views.refund_detail, name="refund-detail"),
     path("refunds/<int:order_id>/<str:action>/", views.refund_action, name="refund-action"),

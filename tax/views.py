@@ -23,7 +23,6 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
-from adapters.tips.interface import TaxTypeItem
 from treasury import identifiers
 from treasury.access import roles
 from treasury.access.decorators import role_required, writable_required
@@ -37,7 +36,7 @@ from treasury.services.transfers import OperatorUnavailable
 from . import selectors, services
 from .forms import (
     AGREEMENT_ACTIONS, REASON_ACTIONS, AgreementFilterForm, DeductionFilterForm, EntrustDatesForm, EntryReportForm,
-    OwnTaxForm, ReasonForm, SignAgreementForm,
+    MyTaxForm, OwnTaxForm, ReasonForm, SignAgreementForm,
 )
 from .models import DeductionKind, DeductionState, PackageState, TaxpayerKind
 from .models import RefundOrder, RefundOrderState, RefundState
@@ -411,13 +410,21 @@ def pay_own_tax(*, user, data: dict, now) -> object:
         AccessDenied, TaxError, OperatorUnavailable.
     """
     services.ensure_tax_staff(user, tax_org_code=data["tax_org_code"])
-    today = timezone.localdate(now)
-    tax_types = (TaxTypeItem(project_id="", tax_type_name=data["tax_type_name"], tax_start_date=today,
-                             tax_end_date=today, amount_fen=data["amount_fen"]),) if data.get("tax_type_name") else ()
+    tax_types = services.own_tax_types(tax_type_name=data.get("tax_type_name", ""), amount_fen=data["amount_fen"],
+                                       on=services.local_date(now))
     return services.pay_own_tax(
         wallet_id=data["wallet_id"].strip(), taxpayer_id=data["taxpayer_id"].strip(),
         taxpayer_name=data["taxpayer_name"].strip(), tax_org_code=data["tax_org_code"],
         tax_vou_no=data["tax_vou_no"].strip(), amount_fen=data["amount_fen"], tax_types=tax_types, now=now)
+
+
+def _say_paid(request, deduction) -> None:
+    """Whether a voucher paid from a personal wallet was debited, as a message on the next page."""
+    text = f"税票 {deduction.tax_vou_no}: {format_yuan(deduction.amount_fen)} · {deduction.result_code} {deduction.add_word}"
+    if deduction.state == DeductionState.SUCCEEDED:
+        messages.success(request, f"缴税成功 (paid) · {text}")
+    else:
+        messages.error(request, f"缴税未成功 (not paid) · {text}")
 
 
 @require_http_methods(["GET", "POST"])
@@ -436,14 +443,52 @@ def own_tax(request):
             except (services.TaxError, AccessDenied, OperatorUnavailable) as exc:
                 form.add_error(None, refusal_message(exc))
             else:
-                text = (f"税票 {deduction.tax_vou_no}: {format_yuan(deduction.amount_fen)} · {deduction.result_code} "
-                        f"{deduction.add_word}")
-                if deduction.state == DeductionState.SUCCEEDED:
-                    messages.success(request, f"缴税成功 (paid) · {text}")
-                else:
-                    messages.error(request, f"缴税未成功 (not paid) · {text}")
+                _say_paid(request, deduction)
                 return redirect(f"{reverse('tax:deduction-list')}?{urlencode({'kind': DeductionKind.OWN})}")
     return render(request, "tax/own_tax_form.html", {"form": form}, status=status)
+
+
+# ---------------------------------------------------------------------------------------------
+# An individual's own taxes (self-service): pay a voucher from one's own wallet, see what one paid
+# ---------------------------------------------------------------------------------------------
+
+MY_TAXES_PER_PAGE = 50
+
+
+def _my_tax_form(request, data=None) -> MyTaxForm:
+    wallets = [(w.wallet_id, f"{mask_wallet_id(w.wallet_id)} · {w.get_wallet_type_display()}")
+               for w in services.my_wallets(request.user)]
+    authorities = [(code, f"{name} ({code})") for code, name in selectors.tax_authorities()]
+    return MyTaxForm(data, wallets=wallets, authorities=authorities)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@role_required(roles.INDIVIDUAL)
+def my_tax(request):
+    """我的纳税: the signed-in individual pays a tax voucher from one of their own personal wallets registered
+    here, and sees the taxes paid from their wallets or under their agreements, with receipts."""
+    form = _my_tax_form(request, request.POST or None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                deduction = services.pay_my_tax(
+                    user=request.user, wallet_id=data["wallet_id"], tax_org_code=data["tax_org_code"],
+                    tax_vou_no=data["tax_vou_no"].strip(), amount_fen=data["amount"],
+                    tax_type_name=data["tax_type_name"].strip(), now=timezone.now())
+            except (services.TaxError, OperatorUnavailable) as exc:
+                form.add_error(None, refusal_message(exc))
+            else:
+                _say_paid(request, deduction)
+                return redirect("tax:mine")
+    page = Paginator(selectors.my_deductions(request.user), MY_TAXES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "tax/my_tax.html", {
+        "form": form, "page": page, "has_wallet": bool(form.fields["wallet_id"].choices),
+        "receipts": downloadable_receipt_numbers(user=request.user, rows=page.object_list),
+    }, status=status)
 
 
 # ---------------------------------------------------------------------------------------------

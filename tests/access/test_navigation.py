@@ -51,7 +51,7 @@ def test_each_role_sees_its_navigation(client, role):
 
 
 @pytest.mark.django_db
-def test_an_individual_sees_the_common_pages_and_their_own_premiums(client):
+def test_an_individual_sees_the_common_pages_and_their_own_premiums_and_taxes(client):
     """A person logged in as themselves (no organization; not in EXPECTED, whose roles all have one)."""
     from treasury.access.models import PersonalAccount
 
@@ -59,7 +59,7 @@ def test_an_individual_sees_the_common_pages_and_their_own_premiums(client):
     user.groups.add(Group.objects.get(name="individual"))
     PersonalAccount.objects.create(user=user, person=f.make_person())
     client.force_login(user)
-    assert _nav_keys(client.get("/").content.decode()) == COMMON | {"social_flexible_mine"}
+    assert _nav_keys(client.get("/").content.decode()) == COMMON | {"social_flexible_mine", "tax_mine"}
 
 
 @pytest.mark.django_db

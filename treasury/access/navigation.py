@@ -84,6 +84,8 @@ ENTRIES: list[NavEntry] = [
              url_name="tax:entry-report"),
     # A tax an individual pays from a personal wallet, taken at the tax hall's counter by tax staff.
     NavEntry("tax_own", "个人自行缴税 (an individual pays a tax)", SECTION_TAX, TAX, url_name="tax:own-tax"),
+    # An individual pays their own tax vouchers from their own wallets and sees what they paid.
+    NavEntry("tax_mine", "我的纳税 (my tax)", SECTION_TAX, INDIVIDUAL, url_name="tax:mine"),
     # Daily three-way reconciliation (对账) with its discrepancy cases; auditors read it.
     NavEntry("tax_reconciliation", _("Reconciliation"), SECTION_TAX, TAX + (R.AUDITOR,), url_name="tax:reconciliation"),
     # Every TIPS message in and out (财税库银横向联网), with its signature check and result code.
