@@ -667,6 +667,22 @@ class RefundOrderDetailSerializer(RefundOrderSerializer):
     retrieve=extend_schema(summary="One refund order with its items and their results", tags=TAGS,
                            responses={200: RefundOrderDetailSerializer, **ERRORS}),
 )
+class MyRefundsView(TaxErrorsMixin, ListAPIView):
+    """The tax refunds (退库) paid or to be paid into an individual's own wallets."""
+
+    authentication_classes = API_AUTHENTICATION
+    permission_classes = [roles_permission(roles.INDIVIDUAL)]
+    serializer_class = RefundSerializer
+
+    def get_queryset(self):
+        return selectors.my_refunds(self.request.user)
+
+    @extend_schema(summary="Your tax refunds, newest first", tags=TAGS,
+                   responses={200: RefundSerializer(many=True), **ERRORS})
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
 class RefundOrderViewSet(TaxErrorsMixin, viewsets.ReadOnlyModelViewSet):
     authentication_classes = API_AUTHENTICATION
     permission_classes = [ReadOnlyForAuditors, TaxRoles]

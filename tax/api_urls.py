@@ -21,4 +21,5 @@ urlpatterns = router.urls + [
     path("tax/entry-report/csv/", api.EntryReportCsvView.as_view(), name="api-tax-entry-report-csv"),
     path("tax/own-payments/", api.OwnTaxPaymentView.as_view(), name="api-tax-own-payment"),
     path("tax/my-payments/", api.MyTaxPaymentsView.as_view(), name="api-tax-my-payments"),
+    path("tax/my-refunds/", api.MyRefundsView.as_view(), name="api-tax-my-refunds"),
 ]

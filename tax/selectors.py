@@ -13,7 +13,7 @@ from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import Organization, Transfer
 from treasury.trace.models import TraceEvent
 
-from .models import DeductionPackage, StopPaymentRequest, TaxAgreement, TaxDeduction, TaxReversal, TreasuryEntry
+from .models import DeductionPackage, Refund, StopPaymentRequest, TaxAgreement, TaxDeduction, TaxReversal, TreasuryEntry
 from .models import AgreementState as A
 from .services import my_wallets
 
@@ -159,6 +159,13 @@ def my_deductions(user):
     ids |= set(TaxDeduction.objects.filter(
         agreement_id__in=TaxAgreement.objects.filter(wallet_id__in=wallets).values("pk")).values_list("pk", flat=True))
     return (TaxDeduction.objects.filter(pk__in=ids).select_related("transfer__receipt")
+            .order_by("-created_at", "-pk"))
+
+
+def my_refunds(user):
+    """The tax refunds (退库) paid or to be paid into the signed-in individual's wallets, newest first (through
+    the refunds' payee-wallet index). Empty for other users."""
+    return (Refund.objects.filter(payee_wallet__in=my_wallets(user).values("pk")).select_related("transfer__receipt")
             .order_by("-created_at", "-pk"))
 
 

@@ -453,6 +453,7 @@ def own_tax(request):
 # ---------------------------------------------------------------------------------------------
 
 MY_TAXES_PER_PAGE = 50
+MY_REFUNDS_SHOWN = 20  # the latest: a person is refunded a few times a year
 
 
 def _my_tax_form(request, data=None) -> MyTaxForm:
@@ -467,7 +468,8 @@ def _my_tax_form(request, data=None) -> MyTaxForm:
 @role_required(roles.INDIVIDUAL)
 def my_tax(request):
     """我的纳税: the signed-in individual pays a tax voucher from one of their own personal wallets registered
-    here, and sees the taxes paid from their wallets or under their agreements, with receipts."""
+    here, and sees the taxes paid from their wallets or under their agreements and the refunds paid to them,
+    with receipts."""
     form = _my_tax_form(request, request.POST or None)
     status = 200
     if request.method == "POST":
@@ -485,9 +487,10 @@ def my_tax(request):
                 _say_paid(request, deduction)
                 return redirect("tax:mine")
     page = Paginator(selectors.my_deductions(request.user), MY_TAXES_PER_PAGE).get_page(request.GET.get("page"))
+    refunds = list(selectors.my_refunds(request.user)[:MY_REFUNDS_SHOWN])
     return render(request, "tax/my_tax.html", {
-        "form": form, "page": page, "has_wallet": bool(form.fields["wallet_id"].choices),
-        "receipts": downloadable_receipt_numbers(user=request.user, rows=page.object_list),
+        "form": form, "page": page, "has_wallet": bool(form.fields["wallet_id"].choices), "refunds": refunds,
+        "receipts": downloadable_receipt_numbers(user=request.user, rows=[*page.object_list, *refunds]),
     }, status=status)
 
 

@@ -1,6 +1,6 @@
 """An individual's own taxes (self-service, 我的纳税): signed in, they pay a tax voucher from one of their own
 personal wallets registered here (the taxpayer is their person, never typed) and see the taxes paid from their
-wallets or under their agreements, with receipts. Against the sandbox operator."""
+wallets or under their agreements and the refunds paid to them, with receipts. Against the sandbox operator."""
 from __future__ import annotations
 
 import pytest
@@ -11,10 +11,11 @@ from django.utils import timezone
 from adapters.tips.interface import ResultCode
 from tax import services
 from tax.handlers import TaxHandler
-from tax.models import DeductionKind, DeductionState, TaxDeduction
+from tax.models import DeductionKind, DeductionState, Refund, RefundOrder, TaxDeduction
 from tests import factories as f
 from tests.clients import api_as, logged_in
 from tests.tax.helpers import TAX_ORG_CODE, real_time
+from tests.tax.test_refunds import order, refund_item, refunds  # noqa: F401 (the fixture)
 from treasury.access import roles
 from treasury.access.models import PersonalAccount
 from treasury.models import Person
@@ -111,3 +112,22 @@ def test_an_individual_with_no_wallet_here_is_told_how_one_is_registered(tax):
     page = logged_in(user).get(reverse("tax:mine")).content.decode()
     assert 'data-testid="no-wallet"' in page and 'data-testid="my-tax-form"' not in page
     assert "暂无缴税记录" in page
+
+
+def test_refunds_paid_into_their_wallet_are_theirs_to_see(refunds):  # noqa: F811
+    tax = refunds
+    payer, _, user = individual(tax, balance_fen=0)
+    other, _, other_user = individual(tax, balance_fen=0)
+    services.receive_refund_order(message=order([refund_item(payer, amount_fen=88_00)]), now=timezone.now())
+    refund_order = RefundOrder.objects.get()
+    services.review_refund_order(order_id=refund_order.pk, user=tax.staff, now=timezone.now())
+    services.approve_refund_order(order_id=refund_order.pk, user=tax.approver, now=timezone.now())
+    assert tax.balance(payer.wallet_id) == 88_00
+    refund = Refund.objects.get()
+    page = logged_in(user).get(reverse("tax:mine")).content.decode()
+    assert f'data-refund="{refund.pk}"' in page and 'data-state="paid"' in page and "¥88.00" in page
+    assert [r["amount_fen"] for r in api_as(user).get("/api/v1/tax/my-refunds/").json()["results"]] == [88_00]
+    assert f'data-refund="{refund.pk}"' not in logged_in(other_user).get(reverse("tax:mine")).content.decode()
+    assert api_as(other_user).get("/api/v1/tax/my-refunds/").json()["results"] == []
+    assert api_as(tax.staff).get("/api/v1/tax/my-refunds/").status_code == 403
+    assert tax.balance(other.wallet_id) == 0
