@@ -20,3 +20,4 @@ def test_the_demo_runs_end_to_end_and_proves_itself(tmp_path):
     assert "1. payroll file for" in text and "rejected" in text
     assert "39 lines paid" in text and "1 held" in text  # every line but the frozen wallet's
     assert "ledger OK" in text and "trace OK" in text and "verifies: True" in text
+    assert "my tax: flex paid tax voucher" in text and "90000" in text  # an individual's own tax, self-service

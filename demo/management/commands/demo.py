@@ -6,7 +6,7 @@ mistakes rejected with its error report, the fixed file approved by a second per
 dues and funds with it, a frozen wallet's line held); an earmarked subsidy disbursed from a budget
 quota (voucher over SOAP, a payee refused by the smart contract and returned, results reported,
 reconciled); a run whose reply is lost (recovered by idempotency key), a reversal; a flexible-employment
-individual pays an overdue month of premiums with its late fee. Then it proves the books: ledger check, trace checkpoint and
+individual pays an overdue month of premiums with its late fee and a tax voucher from the same wallet. Then it proves the books: ledger check, trace checkpoint and
 verification, receipts verified from their files.
 """
 import shutil
@@ -37,7 +37,7 @@ from treasury.money import format_yuan
 from treasury.receipts.models import Receipt
 from treasury.receipts.services import issue_batch_receipt, receipt_file, verify_receipt_pdf
 from treasury.services import transfers as transfer_services
-from treasury.services.transfers import NewTransfer, create_transfers
+from treasury.services.transfers import NewTransfer, OperatorUnavailable, create_transfers
 
 
 class Command(BaseCommand):
@@ -254,6 +254,17 @@ class Command(BaseCommand):
                     f"late fee today {format_yuan(fee)} (log in as flex to pay it and download the statement)")
         except flexible.FlexibleError as exc:
             say(f"5. flexible employment: not run ({exc})")
+        # The same person pays a personal income tax voucher from the same wallet, as on the "my tax" page.
+        from tax import services as tax_services
+
+        try:
+            tax = tax_services.pay_my_tax(user=user, wallet_id=wallet.wallet_id, tax_org_code=world.orgs["tax"].code,
+                                          tax_vou_no=f"3{timezone.localdate(now):%Y%m%d}000001", amount_fen=128_00,
+                                          tax_type_name="个人所得税", now=now)
+            say(f"   my tax: flex paid tax voucher {tax.tax_vou_no} ({format_yuan(tax.amount_fen)}) from the same "
+                f"wallet: {tax.result_code} {tax.add_word} (/tax/mine/)")
+        except (tax_services.TaxError, OperatorUnavailable) as exc:
+            say(f"   my tax: not paid ({exc})")
         say()
 
     def _employer_declaration(self, world, payroll_batch):
@@ -317,7 +328,7 @@ class Command(BaseCommand):
             # then today's payments of both halves are reconciled with the operator's statement.
             from social_security.flexible.services import notify_pending_payments
             from social_security.reconciliation import reconcile_day
-            from treasury.services.transfers import OperatorRejected, OperatorUnavailable
+            from treasury.services.transfers import OperatorRejected
 
             notified = notify_pending_payments(now=timezone.now())
             try:
