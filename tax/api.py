@@ -658,15 +658,6 @@ class RefundOrderDetailSerializer(RefundOrderSerializer):
         return refund_actions(user=self.context["request"].user, order=obj)
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="Refund orders (1104) the caller may see, newest first", tags=TAGS,
-        parameters=[OpenApiParameter("state", OpenApiTypes.STR, enum=RefundOrderState.values)],
-        responses={200: RefundOrderSerializer(many=True), **ERRORS},
-    ),
-    retrieve=extend_schema(summary="One refund order with its items and their results", tags=TAGS,
-                           responses={200: RefundOrderDetailSerializer, **ERRORS}),
-)
 class MyRefundsView(TaxErrorsMixin, ListAPIView):
     """The tax refunds (退库) paid or to be paid into an individual's own wallets."""
 
@@ -683,6 +674,15 @@ class MyRefundsView(TaxErrorsMixin, ListAPIView):
         return super().get(request, *args, **kwargs)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        summary="Refund orders (1104) the caller may see, newest first", tags=TAGS,
+        parameters=[OpenApiParameter("state", OpenApiTypes.STR, enum=RefundOrderState.values)],
+        responses={200: RefundOrderSerializer(many=True), **ERRORS},
+    ),
+    retrieve=extend_schema(summary="One refund order with its items and their results", tags=TAGS,
+                           responses={200: RefundOrderDetailSerializer, **ERRORS}),
+)
 class RefundOrderViewSet(TaxErrorsMixin, viewsets.ReadOnlyModelViewSet):
     authentication_classes = API_AUTHENTICATION
     permission_classes = [ReadOnlyForAuditors, TaxRoles]
