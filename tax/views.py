@@ -488,6 +488,9 @@ def my_tax(request):
                 return redirect("tax:mine")
     page = Paginator(selectors.my_deductions(request.user), MY_TAXES_PER_PAGE).get_page(request.GET.get("page"))
     refunds = list(selectors.my_refunds(request.user)[:MY_REFUNDS_SHOWN])
+    authorities = dict(selectors.tax_authorities())
+    for row in [*page.object_list, *refunds]:
+        row.authority_name = authorities.get(row.tax_org_code, "")
     return render(request, "tax/my_tax.html", {
         "form": form, "page": page, "has_wallet": bool(form.fields["wallet_id"].choices), "refunds": refunds,
         "receipts": downloadable_receipt_numbers(user=request.user, rows=[*page.object_list, *refunds]),

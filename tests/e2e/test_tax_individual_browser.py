@@ -41,6 +41,7 @@ def test_an_individual_pays_a_tax_voucher_and_downloads_the_receipt(
     assert deduction.state == DeductionState.SUCCEEDED and tax.balance(payer.wallet_id) == 1_000_00 - 256_80
     row = page.locator(f"[data-testid=my-taxes] tr[data-deduction='{deduction.pk}']")
     assert row.get_attribute("data-state") == "succeeded" and "¥256.80" in row.inner_text()
+    assert tax.authority.name in row.inner_text()  # the tax authority by its name
 
     with page.expect_download() as download_info:
         row.locator("[data-testid=receipt-link]").click()
