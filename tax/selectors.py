@@ -122,11 +122,7 @@ def agreement_actions(*, user, agreement: TaxAgreement) -> list[str]:
 
 def deduction_list(*, user, date_from: date | None = None, date_to: date | None = None, result_code: str = "",
                    kind: str = "", taxpayer: str = "", package_id: int | None = None):
-    qs = visible_deductions(user).select_related("package", "agreement")
-    if date_from:
-        qs = qs.filter(entrust_date__gte=date_from)
-    if date_to:
-        qs = qs.filter(entrust_date__lte=date_to)
+    qs = _entrusted_between(visible_deductions(user).select_related("package", "agreement"), date_from, date_to)
     if result_code:
         qs = qs.filter(result_code=result_code)
     if kind:

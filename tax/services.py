@@ -55,7 +55,7 @@ from treasury import bulk, identifiers
 from treasury.access import roles
 from treasury.access.errors import AccessDenied
 from treasury.access.makerchecker import ensure_can_approve
-from treasury.access.scoping import user_organization, user_person
+from treasury.access.scoping import individual_person, user_organization
 from treasury.errors import InvalidTransfers, TransferNotReversible
 from treasury.models import LedgerAccount, Organization, Transfer, TransferState, Wallet
 from treasury.services import transfers as transfer_services
@@ -754,7 +754,6 @@ def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org
     return deduction
 
 
-
 def own_tax_types(*, tax_type_name: str, amount_fen: int, on: date) -> tuple[TaxTypeItem, ...]:
     """The one tax type a voucher paid by an individual names (none when no name was given), for today."""
     if not tax_type_name:
@@ -765,7 +764,7 @@ def own_tax_types(*, tax_type_name: str, amount_fen: int, on: date) -> tuple[Tax
 
 def my_wallets(user):
     """The personal wallets registered here under the signed-in individual (none for anyone else)."""
-    person = user_person(user) if roles.has_role(user, roles.INDIVIDUAL) else None
+    person = individual_person(user)
     if person is None:
         return Wallet.objects.none()
     return Wallet.objects.filter(holder_person=person, wallet_type__in=PERSONAL_WALLET_TYPES).order_by("wallet_id")
@@ -785,7 +784,7 @@ def pay_my_tax(*, user, wallet_id: str, tax_org_code: str, tax_vou_no: str, amou
             `unknown_tax_authority`, and those of `pay_own_tax`.
         OperatorUnavailable: as `pay_own_tax`.
     """
-    person = user_person(user) if roles.has_role(user, roles.INDIVIDUAL) else None
+    person = individual_person(user)
     if person is None:
         raise TaxError("需以个人身份登录 (sign in as an individual)", "individual_required")
     wallet_id = (wallet_id or "").strip()

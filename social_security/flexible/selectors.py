@@ -6,7 +6,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.http import Http404
 
 from treasury.access import roles
-from treasury.access.scoping import sees_all_organizations, user_organization, user_person
+from treasury.access.scoping import individual_person, sees_all_organizations, user_organization, user_person
 
 from .models import Enrolment, Payment, Period, PeriodState
 
@@ -14,7 +14,7 @@ STAFF_ROLES = (roles.TAX_STAFF, roles.AUDITOR, roles.ADMIN)
 
 
 def is_individual(user) -> bool:
-    return roles.has_role(user, roles.INDIVIDUAL) and user_person(user) is not None
+    return individual_person(user) is not None
 
 
 def visible_enrolments(user) -> QuerySet[Enrolment]:

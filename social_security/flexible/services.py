@@ -31,8 +31,7 @@ from django.utils import timezone
 
 from social_security import rules as social_rules
 from social_security.models import FundAccount, InsuranceType, Region
-from treasury.access import roles
-from treasury.access.scoping import user_person
+from treasury.access.scoping import individual_person
 from treasury.errors import InvalidTransfers
 from treasury.models import Person, Transfer, TransferState, Wallet
 from treasury.services import transfers as transfer_services
@@ -180,8 +179,8 @@ def late_fee_for(*, period: Period, on: date) -> tuple[int, int]:
 
 
 def person_of(user) -> Person:
-    person = user_person(user)
-    if person is None or not roles.has_role(user, roles.INDIVIDUAL):
+    person = individual_person(user)
+    if person is None:
         raise FlexibleError("只有本人可以办理 (only the insured person may do this)", "individual_required")
     return person
 

@@ -6,7 +6,7 @@ from django.db.models import Q
 
 from treasury.models import Organization, Person, Transfer, Wallet
 
-from .roles import CROSS_ORGANIZATION_ROLES, has_role
+from .roles import CROSS_ORGANIZATION_ROLES, INDIVIDUAL, has_role
 
 
 def user_organization(user) -> Organization | None:
@@ -18,6 +18,11 @@ def user_person(user) -> Person | None:
     """The person a user stands for (role `individual`, linked by `PersonalAccount`), else None."""
     account = getattr(user, "personal_account", None) if getattr(user, "is_authenticated", False) else None
     return account.person if account else None
+
+
+def individual_person(user) -> Person | None:
+    """The person a user acting for themselves stands for: role `individual` and a linked person, else None."""
+    return user_person(user) if has_role(user, INDIVIDUAL) else None
 
 
 def sees_all_organizations(user) -> bool:
