@@ -19,7 +19,6 @@ Needs PostgreSQL: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432
 """
 import argparse
 import datetime as dt
-import os
 import shutil
 import sys
 import tempfile

@@ -76,7 +76,7 @@ def load(n: int, run_id: int, package_id: int) -> None:
 
     day = CHECK_DATE.isoformat()
     with connection.cursor() as c:
-        c.execute(f"""INSERT INTO tax_taxdeduction (kind, tax_org_code, entrust_date, tra_no, pay_acct, pay_op_bk_code,
+        c.execute("""INSERT INTO tax_taxdeduction (kind, tax_org_code, entrust_date, tra_no, pay_acct, pay_op_bk_code,
             hand_org_name, tax_pay_name, taxpayer_id, protocol_no, amount_fen, tax_vou_no, tax_types, budget_type,
             budget_level_code, remark, treasury_code, state, result_code, add_word, tax_date, created_at, decided_at)
             SELECT 'batch', %s, %s, lpad(i::text, 8, '0'), '3000000000000001', '300100000001', '', '', '', 'P', 1000 + i %% 5000,

@@ -47,7 +47,7 @@ def test_agreement_signed_verified_by_tips_then_a_deduction_shows_in_lists_and_r
     state = page.locator("[data-testid=agreement-state]")
     state.wait_for()
     assert state.get_attribute("data-state") == AgreementState.PENDING
-    agreement = TaxAgreement.objects.get()
+    assert TaxAgreement.objects.get().wallet.wallet_id == payer.wallet_id  # one agreement, on the wallet named
 
     # 2. The tax system verifies it (9114 -> 9115, signed both ways); the agreement becomes active.
     answer = tips_sandbox.admin.register_agreement(

@@ -226,7 +226,7 @@ def test_pages_reports_and_api_are_scoped_to_the_staff_members_authority(day, cl
     auditor = f.make_user(role=roles.AUDITOR)
     client.force_login(auditor)
     assert client.get(reverse("social:reconciliation-case", args=[case.pk])).status_code == 200
-    assert client.post(f"/api/v1/social/reconciliation/runs/", {"check_date": day.date.isoformat()},
+    assert client.post("/api/v1/social/reconciliation/runs/", {"check_date": day.date.isoformat()},
                        content_type="application/json").status_code == 403
     client.force_login(day.world.operator_user)
     assert client.get(reverse("social:reconciliation")).status_code == 403
