@@ -107,3 +107,13 @@ def test_the_reconciliation_entry_links_to_the_runs_page():
                                                              current_path="/tax/reconciliation/cases/")}
     entry = links["tax_reconciliation"]
     assert entry.url == "/tax/reconciliation/" and not entry.coming and entry.active
+
+
+@pytest.mark.django_db
+def test_only_the_most_specific_entry_is_active():
+    # The agreements' page is /tax/, a prefix of every tax page: on the deductions page only their entry is.
+    user = f.make_user(role="tax_staff")
+    for path, key in [("/tax/deductions/12/", "tax_deductions"), ("/tax/agreements/3/", "tax_agreements"),
+                      ("/tax/reconciliation/cases/", "tax_reconciliation")]:
+        active = [link.key for link in navigation.nav_links(user, current_path=path) if link.active]
+        assert active == [key], (path, active)

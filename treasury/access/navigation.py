@@ -136,12 +136,14 @@ def visible_entries(user) -> list[NavEntry]:
 
 
 def nav_links(user, *, current_path: str = "") -> list[NavLink]:
-    links = []
-    for entry in visible_entries(user):
-        url = _resolve(entry)
-        active = bool(url) and (current_path == url if url == "/" else current_path.startswith(url))
-        links.append(NavLink(entry.key, str(entry.label), str(entry.section), url, active))
-    return links
+    """The user's entries; the one whose address is the longest prefix of the current path is active
+    (on /tax/deductions/ that is "/tax/deductions/", not the agreements' "/tax/")."""
+    entries = [(entry, _resolve(entry)) for entry in visible_entries(user)]
+    matching = [url for _, url in entries
+                if url and (current_path == url if url == "/" else current_path.startswith(url))]
+    active_url = max(matching, key=len, default=None)
+    return [NavLink(entry.key, str(entry.label), str(entry.section), url, bool(url) and url == active_url)
+            for entry, url in entries]
 
 
 def nav_sections(user, *, current_path: str = "") -> list[tuple[str, list[NavLink]]]:
