@@ -117,6 +117,7 @@ USERS = [
     ("clerk", roles.FINANCE_CLERK, "finance"),
     ("approver", roles.FINANCE_APPROVER, "finance"),
     ("tax", roles.TAX_STAFF, "tax"),
+    ("tax_ap", roles.TAX_STAFF, "tax"),  # approves the refunds `tax` reviews (maker-checker)
     ("emp_a_op", roles.EMPLOYER_OPERATOR, "employer_a"),
     ("emp_a_ap", roles.EMPLOYER_APPROVER, "employer_a"),
     ("emp_b_op", roles.EMPLOYER_OPERATOR, "employer_b"),

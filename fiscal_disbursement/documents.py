@@ -22,13 +22,15 @@ from reportlab.pdfgen import canvas as rl_canvas
 from treasury.identifiers import mask_resident_id, mask_wallet_id
 from treasury.models import TransferState
 from treasury.money import fen_to_capitals, fen_to_yuan_str, format_yuan
-from treasury.receipts.pdf import Attachment, PageText, attach_files, register_fonts
+from treasury.receipts.pdf import Attachment, PageText, attach_files, register_fonts, text_width
 
 from .models import PaymentLine, PaymentRequest, PayType
 
 VOUCHER_PRINTED_LINES = 2000
 _LINES_PER_PAGE = 48
 _MARGIN = 40
+_SMALLEST_SIZE = 5.5  # a cell's text is set no smaller than this to fit its column
+_WIDEST_GLYPH = 1.02  # ems: Helvetica's widest (@); a CJK glyph is 1
 
 
 class _Pages:
@@ -55,8 +57,16 @@ class _Pages:
         self.y = self.height - _MARGIN - 28
 
     def row(self, cells: list[tuple[float, str]], *, size: float = 8.5, gap: float = 13.0) -> None:
-        for x, value in cells:
-            self.text.put(_MARGIN + x, self.y, value, size)
+        """Cells at their x; a text too long for the room before the next cell is set smaller to fit
+        (measured only when it could be too long, at `_WIDEST_GLYPH` ems a character)."""
+        for i, (x, value) in enumerate(cells):
+            cell_size = size
+            room = (cells[i + 1][0] if i + 1 < len(cells) else self.width - 2 * _MARGIN) - x - 4
+            if len(value) * size * _WIDEST_GLYPH > room:
+                width = text_width(value, size)
+                if width > room:
+                    cell_size = max(_SMALLEST_SIZE, size * room / width)
+            self.text.put(_MARGIN + x, self.y, value, cell_size)
         self.y -= gap
 
     def rule(self) -> None:

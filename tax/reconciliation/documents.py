@@ -98,7 +98,7 @@ def run_pdf(*, user, run) -> bytes:
         title=f"税款对账报告 (tax reconciliation) {run.check_date:%Y-%m-%d}", subject="tax reconciliation report",
         facts=[("征收机关 Tax authority", run.tax_org_code or "全部 all"), ("状态 State", run.get_state_display()),
                ("生成时间 Generated", f"{timezone.localtime():%Y-%m-%d %H:%M}")],
-        total_columns=[0, 190, 240, 320, 400], total_header=["结果 outcome", "笔数", "税务方(元)", "本方(元)", "运营机构(元)"],
+        total_columns=[0, 250, 295, 370, 445], total_header=["结果 outcome", "笔数", "税务方(元)", "本方(元)", "运营机构(元)"],
         total_rows=[[item["label"], str(item["count"]), fen_to_yuan_str(item["tax_fen"]),
                      fen_to_yuan_str(item["ours_fen"]), fen_to_yuan_str(item["operator_fen"])]
                     for item in totals["outcomes"]],

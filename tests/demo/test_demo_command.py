@@ -21,3 +21,10 @@ def test_the_demo_runs_end_to_end_and_proves_itself(tmp_path):
     assert "39 lines paid" in text and "1 held" in text  # every line but the frozen wallet's
     assert "ledger OK" in text and "trace OK" in text and "verifies: True" in text
     assert "my tax: flex paid tax voucher" in text and "90000" in text  # an individual's own tax, self-service
+    # 7. Tax over the TIPS channel: an agreement verified, a real-time and a batch deduction, a refund approved by a
+    # second person, the day reconciled with the planted discrepancy found and its case resolved.
+    assert "the tax system verified it (9114 -> 9115): active" in text
+    assert "real-time deduction (3001)" in text and "result (2102) 3 succeeded" in text
+    assert "approved by tax_ap" in text and "result (2104) 90000" in text
+    assert "discrepancies 1: " in text and "resolved by tax with a reason: 已解决 (resolved)" in text
+    assert "unreachable" not in done.stderr + text  # the tax system is up for every step that calls it

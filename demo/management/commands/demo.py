@@ -6,8 +6,11 @@ mistakes rejected with its error report, the fixed file approved by a second per
 dues and funds with it, a frozen wallet's line held); an earmarked subsidy disbursed from a budget
 quota (voucher over SOAP, a payee refused by the smart contract and returned, results reported,
 reconciled); a run whose reply is lost (recovered by idempotency key), a reversal; a flexible-employment
-individual pays an overdue month of premiums with its late fee and a tax voucher from the same wallet. Then it proves the books: ledger check, trace checkpoint and
-verification, receipts verified from their files.
+individual pays an overdue month of premiums with its late fee and a tax voucher from the same wallet; an
+employer declares its social-insurance premiums; tax under a three-party agreement (real-time and batch
+deductions, a refund approved by a second person, the day's three-way reconciliation and its case), with the
+sandbox tax system calling this service served over HTTP (demo/tax_system.py). Then it proves the books:
+ledger check, trace checkpoint and verification, receipts verified from their files.
 """
 import shutil
 import tempfile
@@ -26,6 +29,7 @@ from adapters.budget.sandbox.server import start_in_thread as start_budget_sandb
 from adapters.ecny.client import get_operator_client
 from adapters.ecny.interface import Conditions
 from adapters.ecny.sandbox.server import start_in_thread
+from demo.tax_system import tax_system_up
 from demo.world import load_demo_world, payee_csv, payroll_csv
 from fiscal_disbursement import documents as fiscal_documents
 from fiscal_disbursement import services as fiscal
@@ -200,8 +204,10 @@ class Command(BaseCommand):
                                            now=timezone.now())
         say(f"4. reversal: transfer {paid.pk} ({format_yuan(paid.amount_fen)}) reversed; money back with the employer")
         say()
-        self._flexible_premiums(world, admin)
-        self._employer_declaration(world, payroll_batch)
+        with tax_system_up() as tips:  # steps 5-7 talk to the sandbox tax system, and it to this service
+            self._flexible_premiums(world, admin)
+            self._employer_declaration(world, payroll_batch, tips)
+            self._tax(world, tips)
 
         batch_receipt = issue_batch_receipt(batch_ref=payroll_batch, now=timezone.now())
         say("== proofs ==")
@@ -221,7 +227,7 @@ class Command(BaseCommand):
         for username, password in world.passwords.items():
             say(f"    {username:10} password {password}")
         if not world.passwords:
-            say("    clerk, approver, tax, emp_a_op, emp_a_ap, emp_b_op, auditor, admin, flex (passwords printed on the first run)")
+            say("    clerk, approver, tax, tax_ap, emp_a_op, emp_a_ap, emp_b_op, auditor, admin, flex (passwords printed on the first run)")
 
     def _flexible_premiums(self, world, admin):
         """5. A flexible-employment individual enrols from three months back, pays the oldest (overdue) month with
@@ -267,33 +273,19 @@ class Command(BaseCommand):
             say(f"   my tax: not paid ({exc})")
         say()
 
-    def _employer_declaration(self, world, payroll_batch):
+    def _employer_declaration(self, world, payroll_batch, tips):
         """6. Employer A declares the month's social-insurance premiums from its payroll run: the sandbox tax system
         confirms it over the TIPS channel (5101 -> 5102), a second person pays it under the three-party agreement."""
-        from adapters.tips import signing
-        from adapters.tips.client import get_tips_client
         from adapters.tips.interface import AgreementVerification
-        from adapters.tips.sandbox.server import start_in_thread as start_tips_sandbox
         from social_security import services as social
         from social_security.models import Declaration, FundAccount, Region
         from tax import services as tax_services
         from tax.models import AgreementState, TaxAgreement
-        from treasury.keys import public_key_pem
 
         say, users = self.say, get_user_model().objects
         employer, wallet = world.orgs["employer_a"], world.wallets["employer_a"]
         FundAccount.objects.get_or_create(region=Region.objects.get(code="370100"),
                                           defaults={"tax_authority": world.orgs["tax"], "wallet": world.wallets["social"]})
-        keys = Path(tempfile.mkdtemp(prefix="demo-tips-"))
-        (keys / "service.pub.pem").write_text(public_key_pem())
-        settings.TIPS_PEER_PUBLIC_KEY_FILE = keys / "tips.pub.pem"
-        tips = start_tips_sandbox(storage_path=str(keys / "tips.sqlite3"), key_file=keys / "tips.pem",
-                                  public_key_file=settings.TIPS_PEER_PUBLIC_KEY_FILE,
-                                  service_public_key_file=keys / "service.pub.pem", service_url="http://127.0.0.1:9/",
-                                  node_code=settings.TIPS_PEER_NODE_CODE, service_node_code=settings.TIPS_NODE_CODE)
-        settings.TIPS_SYSTEM_URL = tips.url
-        signing.peer_public_key.cache_clear()
-        get_tips_client.cache_clear()
         try:
             tax_code = world.orgs["tax"].code
             if not TaxAgreement.objects.filter(taxpayer_id=employer.uscc, tax_org_code=tax_code,
@@ -324,25 +316,102 @@ class Command(BaseCommand):
                 f"individual {format_yuan(declaration.individual_total_fen)}; {differ} payroll withholdings differ)")
             say(f"   the tax system confirmed it (voucher {declaration.voucher_no or '-'}); emp_a_ap paid it: "
                 f"{declaration.state}")
-            # Step 5's flexible payment could not be notified before the tax system was up: the sweep sends it now;
-            # then today's payments of both halves are reconciled with the operator's statement.
-            from social_security.flexible.services import notify_pending_payments
+            # Today's payments of both halves (step 5's flexible premium, this declaration) are reconciled with
+            # the operator's statement; the tax system was told of the flexible payment (5104) when it was paid.
             from social_security.reconciliation import reconcile_day
             from treasury.services.transfers import OperatorRejected
 
-            notified = notify_pending_payments(now=timezone.now())
             try:
                 run = reconcile_day(check_date=timezone.localdate(), now=timezone.now())
-                say(f"   flexible payment notices (5104) sent: {notified}; today reconciled: matched {run.matched_count}, "
-                    f"discrepancies {run.discrepancy_count} (tax: /social/reconciliation/)")
+                notices = len(tips.admin.social_flexible_payments())
+                say(f"   the tax system holds {notices} flexible payment notice(s) (5104); today reconciled: matched "
+                    f"{run.matched_count}, discrepancies {run.discrepancy_count} (tax: /social/reconciliation/)")
             except (OperatorUnavailable, OperatorRejected) as exc:
                 say(f"   reconciliation not run: {exc}")
         except (social.SocialError, tax_services.TaxError) as exc:
             say(f"6. social insurance: not run ({exc})")
-        finally:
-            tips.stop()
-            get_tips_client.cache_clear()
-            shutil.rmtree(keys, ignore_errors=True)
+        say()
+
+    def _tax(self, world, tips):
+        """7. Tax under a three-party agreement, every message over the TIPS channel: tax staff sign employer B's
+        agreement and the tax system verifies it (9114 -> 9115); the tax system deducts a VAT in real time
+        (3001 -> 2001) and a package of three (3102 -> 9121, then the service's 2102); it orders a refund (1104)
+        that `tax` reviews and `tax_ap` approves (the preparer may not), paid from the treasury (2104 back); the
+        day's check message (3111), with one serial planted missing, is reconciled three ways and the
+        discrepancy becomes a case that `tax` investigates and resolves with a reason."""
+        from tax import services as tax_services
+        from tax.models import RefundOrder, TaxAgreement
+        from tax.reconciliation import documents as reconciliation_documents
+        from tax.reconciliation import services as reconciliation
+        from tax.reconciliation.models import DiscrepancyCase, ReconciliationRun
+        from treasury.access.errors import MakerCheckerViolation
+
+        say, users = self.say, get_user_model().objects
+        staff, second = users.get(username="tax"), users.get(username="tax_ap")
+        tax_code, today = world.orgs["tax"].code, timezone.localdate()
+        employer, wallet = world.orgs["employer_b"], world.wallets["employer_b"]
+        if ReconciliationRun.objects.filter(check_date=today, tax_org_code="").exists():
+            # The sandbox tax system starts afresh each run and would number today's serials from 1 again.
+            say("7. tax: run once a day; today's is on /tax/deductions/ and /tax/reconciliation/")
+            return
+        protocol_no = f"TAX-{employer.uscc}"
+        agreement = TaxAgreement.objects.filter(tax_org_code=tax_code, protocol_no=protocol_no).first()
+        if agreement is None:
+            agreement = tax_services.sign_agreement(
+                user=staff, tax_org_code=tax_code, taxpayer_id=employer.uscc, taxpayer_name=employer.name,
+                wallet_id=wallet.wallet_id, protocol_no=protocol_no, signed_date=today, now=timezone.now())
+        tips.admin.register_agreement(
+            tax_pay_code=employer.uscc, tax_pay_name=employer.name, pay_acct=wallet.wallet_id, protocol_no=protocol_no,
+            hand_org_name=employer.name, tax_org_code=tax_code, pay_op_bk_code=agreement.pay_op_bk_code.ljust(12, "0"),
+            pay_bk_code="001000000000")
+        agreement.refresh_from_db()
+        say(f"7. tax: tax signed employer B's three-party agreement {protocol_no}; the tax system verified it "
+            f"(9114 -> 9115): {agreement.state}")
+
+        deduction = tips.admin.send_deduction(protocol_no=protocol_no, amount_fen=3_456_78)
+        say(f"   real-time deduction (3001) {deduction['tra_no']}: {deduction['result']} {deduction['add_word']}, "
+            f"{format_yuan(3_456_78)} VAT from the company's wallet into the treasury")
+        package = tips.admin.send_package(protocol_no=protocol_no, count=3, amount_fen=500_00)
+        (result,) = [r for r in tips.admin.results() if r["ori_pack_no"] == package["pack_no"]]
+        say(f"   batch package (3102) {package['pack_no']} of {package['all_num']}: acknowledged {package['result']}, "
+            f"deducted, result (2102) {result['succ_num']} succeeded, {format_yuan(result['succ_amount_fen'])}")
+
+        ack = tips.admin.send_refund_order(
+            items=[{"tax_pay_code": employer.uscc, "tax_pay_name": employer.name, "payee_acct": wallet.wallet_id,
+                    "amount_fen": 120_00}],
+            draw_back_tre_code=world.orgs["treasury"].code, tax_org_code=tax_code)
+        order = RefundOrder.objects.get(tax_org_code=tax_code, pack_no=ack["pack_no"])
+        tax_services.review_refund_order(order_id=order.pk, user=staff, now=timezone.now())
+        try:
+            tax_services.approve_refund_order(order_id=order.pk, user=staff, now=timezone.now())
+        except MakerCheckerViolation as exc:
+            refused = str(exc)
+        tax_services.approve_refund_order(order_id=order.pk, user=second, now=timezone.now())
+        order.refresh_from_db()
+        (refund_result,) = [r for r in tips.admin.refund_results() if r["ori_pack_no"] == ack["pack_no"]]
+        say(f"   refund order (1104) {order.pack_no}: reviewed by tax, who may not approve it ({refused}); "
+            f"approved by tax_ap, paid {format_yuan(order.all_amount_fen)} from the treasury: {order.state}, "
+            f"result (2104) {refund_result['result']}")
+
+        dropped = package["tra_nos"][0]
+        tips.admin.send_check_detail(today, plant={"drop": [dropped]})
+        run = ReconciliationRun.objects.filter(check_date=today, tax_org_code="").latest("pk")
+        cases = DiscrepancyCase.objects.filter(check_date=today).order_by("pk")
+        say(f"   the day's check message (3111), serial {dropped} planted missing: reconciled three ways, "
+            f"matched {run.matched_count}, discrepancies {run.discrepancy_count}: "
+            f"{', '.join(f'{c.tra_no} {c.get_outcome_display()}' for c in cases)}")
+        case = cases.filter(tra_no=dropped).first()
+        if case is not None:
+            reconciliation.investigate_case(case_id=case.pk, user=staff, note="向税务局核实 (asked the tax office)",
+                                            now=timezone.now())
+            case = reconciliation.resolve_case(
+                case_id=case.pk, user=staff, now=timezone.now(),
+                reason="税务方对账文件漏报，已确认入库 (the tax system's file left it out; its entry is confirmed)")
+            say(f"   case {case.pk} ({case.tra_no}) investigated and resolved by tax with a reason: "
+                f"{case.get_state_display()}")
+        report = Path(settings.MEDIA_ROOT) / "demo" / f"tax-reconciliation-{today:%Y%m%d}.pdf"
+        report.write_bytes(reconciliation_documents.run_pdf(user=staff, run=run))
+        say(f"   reconciliation report: {report} (pages: /tax/reconciliation/, log in as tax)")
         say()
 
     def _pay(self, org, batch_ref, payer, payees, amounts, *, purpose, actor, conditions=None, payee=None):
