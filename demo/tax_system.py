@@ -10,7 +10,6 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from django.conf import settings
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler, get_internal_wsgi_application
 
 
@@ -36,33 +35,14 @@ def serving_service():
 
 @contextmanager
 def tax_system_up():
-    """The sandbox tax system, with its own key pair, sending to this service served over HTTP; the
-    service's TIPS settings point at it until the block ends. Yields the sandbox's handle (`.admin`)."""
-    from adapters.tips import signing
-    from adapters.tips.client import get_tips_client
-    from adapters.tips.sandbox.server import start_in_thread
-    from treasury.keys import public_key_pem
+    """The sandbox tax system, with its own key pair, sending to this service served over HTTP, for the
+    duration of the block. Yields the sandbox's handle (`.admin`)."""
+    from adapters.tips.sandbox.local import tips_sandbox_for
 
-    keys = Path(tempfile.mkdtemp(prefix="demo-tips-"))
-    (keys / "service.pub.pem").write_text(public_key_pem())
-    saved = {name: getattr(settings, name) for name in ("TIPS_SYSTEM_URL", "TIPS_PEER_PUBLIC_KEY_FILE")}
-    with serving_service() as service_url:
-        settings.TIPS_PEER_PUBLIC_KEY_FILE = keys / "tips.pub.pem"
-        tips = start_in_thread(storage_path=str(keys / "tips.sqlite3"), key_file=keys / "tips.pem",
-                               public_key_file=settings.TIPS_PEER_PUBLIC_KEY_FILE,
-                               service_public_key_file=keys / "service.pub.pem",
-                               service_url=f"{service_url}/tips/soap/", node_code=settings.TIPS_PEER_NODE_CODE,
-                               service_node_code=settings.TIPS_NODE_CODE, max_bytes=settings.TIPS_MESSAGE_MAX_BYTES)
-        settings.TIPS_SYSTEM_URL = tips.url
-        signing.peer_public_key.cache_clear()
-        get_tips_client.cache_clear()
-        try:
+    directory = Path(tempfile.mkdtemp(prefix="demo-tips-"))
+    try:
+        with serving_service() as service_url, tips_sandbox_for(service_url=f"{service_url}/tips/soap/",
+                                                               directory=directory) as tips:
             yield tips
-        finally:
-            tips.stop()
-            tips.app.close()
-            for name, value in saved.items():
-                setattr(settings, name, value)
-            signing.peer_public_key.cache_clear()
-            get_tips_client.cache_clear()
-            shutil.rmtree(keys, ignore_errors=True)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

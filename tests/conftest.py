@@ -101,31 +101,12 @@ def tips_sandbox(settings, tmp_path, live_server):
     sandbox's public key), node codes; clears the TIPS client and key caches. `tips_sandbox.admin` is a
     TipsSandboxAdminClient. Uses pytest-django's `live_server`, so the test runs with a transactional database.
     """
-    from adapters.tips import signing
-    from adapters.tips.client import get_tips_client
-    from adapters.tips.sandbox.server import start_in_thread
-    from treasury.keys import public_key_pem
+    from adapters.tips.sandbox.local import tips_sandbox_for
 
-    service_key = tmp_path / "tips-service.pub.pem"
-    service_key.write_text(public_key_pem())
     settings.TIPS_NODE_CODE = "100000000001"
     settings.TIPS_PEER_NODE_CODE = "100000000002"
-    settings.TIPS_PEER_PUBLIC_KEY_FILE = tmp_path / "tips-sandbox.pub.pem"
-    handle = start_in_thread(storage_path=str(tmp_path / "tips-sandbox.sqlite3"),
-                             key_file=tmp_path / "tips-sandbox.pem", public_key_file=settings.TIPS_PEER_PUBLIC_KEY_FILE,
-                             service_public_key_file=service_key, service_url=f"{live_server.url}/tips/soap/",
-                             node_code=settings.TIPS_PEER_NODE_CODE, service_node_code=settings.TIPS_NODE_CODE,
-                             max_bytes=settings.TIPS_MESSAGE_MAX_BYTES)
-    settings.TIPS_SYSTEM_URL = handle.url
-    signing.peer_public_key.cache_clear()
-    get_tips_client.cache_clear()
-    try:
+    with tips_sandbox_for(service_url=f"{live_server.url}/tips/soap/", directory=tmp_path) as handle:
         yield handle
-    finally:
-        handle.stop()
-        handle.app.close()
-        signing.peer_public_key.cache_clear()
-        get_tips_client.cache_clear()
 
 
 @pytest.fixture
