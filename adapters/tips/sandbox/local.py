@@ -27,8 +27,9 @@ def tips_sandbox_for(*, service_url: str, directory: Path):
     service_key.write_text(public_key_pem())
     saved = {name: getattr(settings, name) for name in ("TIPS_SYSTEM_URL", "TIPS_PEER_PUBLIC_KEY_FILE")}
     settings.TIPS_PEER_PUBLIC_KEY_FILE = directory / "tips-sandbox.pub.pem"
-    handle = start_in_thread(storage_path=str(directory / "tips-sandbox.sqlite3"), key_file=directory / "tips-sandbox.pem",
-                             public_key_file=settings.TIPS_PEER_PUBLIC_KEY_FILE, service_public_key_file=service_key,
+    handle = start_in_thread(storage_path=str(directory / "tips-sandbox.sqlite3"),
+                             key_file=directory / "tips-sandbox.pem", public_key_file=settings.TIPS_PEER_PUBLIC_KEY_FILE,
+                             service_public_key_file=service_key,
                              service_url=service_url, node_code=settings.TIPS_PEER_NODE_CODE,
                              service_node_code=settings.TIPS_NODE_CODE, max_bytes=settings.TIPS_MESSAGE_MAX_BYTES)
     settings.TIPS_SYSTEM_URL = handle.url

@@ -278,7 +278,7 @@ class Command(BaseCommand):
         confirms it over the TIPS channel (5101 -> 5102), a second person pays it under the three-party agreement."""
         from adapters.tips.interface import AgreementVerification
         from social_security import services as social
-        from social_security.models import Declaration, FundAccount, Region
+        from social_security.models import Declaration, DeclarationState, FundAccount, Region
         from tax import services as tax_services
         from tax.models import AgreementState, TaxAgreement
 
@@ -300,7 +300,11 @@ class Command(BaseCommand):
                     pay_op_bk_code=agreement.pay_op_bk_code.ljust(12, "0"), pay_bk_code="001000000000",
                     pay_acct=wallet.wallet_id, hand_org_name=wallet.holder_name, protocol_no=agreement.protocol_no))
             batch_id = int(payroll_batch.split("-")[-1])  # "payroll-<id>"
-            declaration = Declaration.objects.filter(payroll_batch_id=batch_id).first()
+            # One declaration a month: a demo run again in the same month shows the one it made before.
+            period = timezone.localdate().strftime("%Y-%m")
+            declaration = (Declaration.objects.filter(payroll_batch_id=batch_id).first()
+                           or Declaration.objects.filter(employer=employer, period=period)
+                           .exclude(state=DeclarationState.CANCELLED).first())
             if declaration is None:
                 declaration = social.declaration_from_payroll(
                     user=users.get(username="emp_a_op"), payroll_batch_id=batch_id, region_code="370100",
