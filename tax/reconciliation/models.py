@@ -15,6 +15,9 @@ Re-running a date replaces the run's results and statement lines; cases and thei
 Records are never edited to make them agree: a correction is a transfer made through the treasury,
 linked from the case.
 """
+import datetime as dt
+from typing import NamedTuple
+
 from django.conf import settings
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
@@ -175,6 +178,13 @@ class ReconciliationResult(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "tax_org_code", "entrust_date", "tra_no"],
                                                name="tax_recon_result_once")]
 
+    @property
+    def ours_state_label(self) -> str:
+        """Our deduction's state as the pages show it (the CSV and the API keep the code)."""
+        from tax.models import DeductionState
+
+        return DeductionState(self.ours_state).label if self.ours_state in DeductionState.values else self.ours_state
+
 
 class ReconciliationTotal(models.Model):
     """Count and sums of one outcome of one tax authority in a run, over every serial (matched ones
@@ -203,6 +213,13 @@ class CaseState(models.TextChoices):
 C = CaseState
 
 
+class CaseMove(NamedTuple):
+    at: dt.datetime
+    to: str
+    by: str
+    note: str
+
+
 class CaseWorkflow(ConcurrentTransitionMixin, models.Model):
     """What every discrepancy case has, whatever it is keyed on: open -> investigating -> resolved (a reason
     required), who moved it and when, a history of each move, and the correcting transfer a resolution links.
@@ -224,6 +241,14 @@ class CaseWorkflow(ConcurrentTransitionMixin, models.Model):
 
     class Meta:
         abstract = True
+
+    @property
+    def history_rows(self) -> list[CaseMove]:
+        """The history as the pages show it: each move's moment as a datetime (stored as ISO text, shown in
+        the local time zone) and the state it led to by its label."""
+        labels = dict(C.choices)
+        return [CaseMove(at=dt.datetime.fromisoformat(move["at"]), to=labels.get(move["to"], move["to"]),
+                         by=move.get("by", ""), note=move.get("note", "")) for move in self.history]
 
     # field by name: the transitions then belong to each concrete model's own copy of the field
     @transition(field="state", source=C.OPEN, target=C.INVESTIGATING)

@@ -64,6 +64,13 @@ def test_cases_investigate_and_resolve_with_a_reason(run, day, tax):
     case.refresh_from_db()
     assert case.state == CaseState.RESOLVED and case.reason == "tax system corrected its record"
     assert case.resolved_by == tax.staff.username
+    # The history in local time (Beijing, as the footer says) with the states by their labels; our side's
+    # deduction state by its label too.
+    html = client.get(reverse("tax:reconciliation-case", args=[case.pk])).content.decode()
+    resolved_at = timezone.localtime(case.resolved_at)
+    assert f"{resolved_at:%Y-%m-%d %H:%M:%S}" in html and case.resolved_at.isoformat() not in html
+    assert "调查中 (investigating)" in html and "已解决 (resolved)" in html
+    assert "扣款成功 (succeeded)" in html and ">succeeded " not in html
 
 
 def test_posts_need_the_csrf_token(run, tax):
