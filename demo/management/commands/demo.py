@@ -20,7 +20,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
@@ -348,6 +348,7 @@ class Command(BaseCommand):
         from tax.reconciliation import documents as reconciliation_documents
         from tax.reconciliation import services as reconciliation
         from tax.reconciliation.models import DiscrepancyCase, ReconciliationRun
+        from adapters.tips.sandbox.admin import TipsSandboxAdminError
         from treasury.access.errors import MakerCheckerViolation
 
         say, users = self.say, get_user_model().objects
@@ -358,64 +359,71 @@ class Command(BaseCommand):
             # The sandbox tax system starts afresh each run and would number today's serials from 1 again.
             say("7. tax: run once a day; today's is on /tax/deductions/ and /tax/reconciliation/")
             return
-        protocol_no = f"TAX-{employer.uscc}"
-        agreement = TaxAgreement.objects.filter(tax_org_code=tax_code, protocol_no=protocol_no).first()
-        if agreement is None:
-            agreement = tax_services.sign_agreement(
-                user=staff, tax_org_code=tax_code, taxpayer_id=employer.uscc, taxpayer_name=employer.name,
-                wallet_id=wallet.wallet_id, protocol_no=protocol_no, signed_date=today, now=timezone.now())
-        tips.admin.register_agreement(
-            tax_pay_code=employer.uscc, tax_pay_name=employer.name, pay_acct=wallet.wallet_id, protocol_no=protocol_no,
-            hand_org_name=employer.name, tax_org_code=tax_code, pay_op_bk_code=agreement.pay_op_bk_code.ljust(12, "0"),
-            pay_bk_code="001000000000")
-        agreement.refresh_from_db()
-        say(f"7. tax: tax signed employer B's three-party agreement {protocol_no}; the tax system verified it "
-            f"(9114 -> 9115): {agreement.state}")
-
-        deduction = tips.admin.send_deduction(protocol_no=protocol_no, amount_fen=3_456_78)
-        say(f"   real-time deduction (3001) {deduction['tra_no']}: {deduction['result']} {deduction['add_word']}, "
-            f"{format_yuan(3_456_78)} VAT from the company's wallet into the treasury")
-        package = tips.admin.send_package(protocol_no=protocol_no, count=3, amount_fen=500_00)
-        (result,) = [r for r in tips.admin.results() if r["ori_pack_no"] == package["pack_no"]]
-        say(f"   batch package (3102) {package['pack_no']} of {package['all_num']}: acknowledged {package['result']}, "
-            f"deducted, result (2102) {result['succ_num']} succeeded, {format_yuan(result['succ_amount_fen'])}")
-
-        ack = tips.admin.send_refund_order(
-            items=[{"tax_pay_code": employer.uscc, "tax_pay_name": employer.name, "payee_acct": wallet.wallet_id,
-                    "amount_fen": 120_00}],
-            draw_back_tre_code=world.orgs["treasury"].code, tax_org_code=tax_code)
-        order = RefundOrder.objects.get(tax_org_code=tax_code, pack_no=ack["pack_no"])
-        tax_services.review_refund_order(order_id=order.pk, user=staff, now=timezone.now())
         try:
-            tax_services.approve_refund_order(order_id=order.pk, user=staff, now=timezone.now())
-        except MakerCheckerViolation as exc:
-            refused = str(exc)
-        tax_services.approve_refund_order(order_id=order.pk, user=second, now=timezone.now())
-        order.refresh_from_db()
-        (refund_result,) = [r for r in tips.admin.refund_results() if r["ori_pack_no"] == ack["pack_no"]]
-        say(f"   refund order (1104) {order.pack_no}: reviewed by tax, who may not approve it ({refused}); "
-            f"approved by tax_ap, paid {format_yuan(order.all_amount_fen)} from the treasury: {order.state}, "
-            f"result (2104) {refund_result['result']}")
+            protocol_no = f"TAX-{employer.uscc}"
+            agreement = TaxAgreement.objects.filter(tax_org_code=tax_code, protocol_no=protocol_no).first()
+            if agreement is None:
+                agreement = tax_services.sign_agreement(
+                    user=staff, tax_org_code=tax_code, taxpayer_id=employer.uscc, taxpayer_name=employer.name,
+                    wallet_id=wallet.wallet_id, protocol_no=protocol_no, signed_date=today, now=timezone.now())
+            tips.admin.register_agreement(
+                tax_pay_code=employer.uscc, tax_pay_name=employer.name, pay_acct=wallet.wallet_id,
+                protocol_no=protocol_no, hand_org_name=employer.name, tax_org_code=tax_code,
+                pay_op_bk_code=agreement.pay_op_bk_code.ljust(12, "0"), pay_bk_code="001000000000")
+            agreement.refresh_from_db()
+            say(f"7. tax: tax signed employer B's three-party agreement {protocol_no}; the tax system verified it "
+                f"(9114 -> 9115): {agreement.state}")
 
-        dropped = package["tra_nos"][0]
-        tips.admin.send_check_detail(today, plant={"drop": [dropped]})
-        run = ReconciliationRun.objects.filter(check_date=today, tax_org_code="").latest("pk")
-        cases = DiscrepancyCase.objects.filter(check_date=today).order_by("pk")
-        say(f"   the day's check message (3111), serial {dropped} planted missing: reconciled three ways, "
-            f"matched {run.matched_count}, discrepancies {run.discrepancy_count}: "
-            f"{', '.join(f'{c.tra_no} {c.get_outcome_display()}' for c in cases)}")
-        case = cases.filter(tra_no=dropped).first()
-        if case is not None:
-            reconciliation.investigate_case(case_id=case.pk, user=staff, note="向税务局核实 (asked the tax office)",
-                                            now=timezone.now())
-            case = reconciliation.resolve_case(
-                case_id=case.pk, user=staff, now=timezone.now(),
-                reason="税务方对账文件漏报，已确认入库 (the tax system's file left it out; its entry is confirmed)")
-            say(f"   case {case.pk} ({case.tra_no}) investigated and resolved by tax with a reason: "
-                f"{case.get_state_display()}")
-        report = Path(settings.MEDIA_ROOT) / "demo" / f"tax-reconciliation-{today:%Y%m%d}.pdf"
-        report.write_bytes(reconciliation_documents.run_pdf(user=staff, run=run))
-        say(f"   reconciliation report: {report} (pages: /tax/reconciliation/, log in as tax)")
+            deduction = tips.admin.send_deduction(protocol_no=protocol_no, amount_fen=3_456_78)
+            say(f"   real-time deduction (3001) {deduction['tra_no']}: {deduction['result']} {deduction['add_word']}, "
+                f"{format_yuan(3_456_78)} VAT from the company's wallet into the treasury")
+            package = tips.admin.send_package(protocol_no=protocol_no, count=3, amount_fen=500_00)
+            (result,) = [r for r in tips.admin.results() if r["ori_pack_no"] == package["pack_no"]]
+            say(f"   batch package (3102) {package['pack_no']} of {package['all_num']}: acknowledged "
+                f"{package['result']}, deducted, result (2102) {result['succ_num']} succeeded, "
+                f"{format_yuan(result['succ_amount_fen'])}")
+
+            ack = tips.admin.send_refund_order(
+                items=[{"tax_pay_code": employer.uscc, "tax_pay_name": employer.name, "payee_acct": wallet.wallet_id,
+                        "amount_fen": 120_00}],
+                draw_back_tre_code=world.orgs["treasury"].code, tax_org_code=tax_code)
+            order = RefundOrder.objects.get(tax_org_code=tax_code, pack_no=ack["pack_no"])
+            tax_services.review_refund_order(order_id=order.pk, user=staff, now=timezone.now())
+            try:
+                tax_services.approve_refund_order(order_id=order.pk, user=staff, now=timezone.now())
+            except MakerCheckerViolation as exc:
+                refused = str(exc)
+            else:
+                raise CommandError("maker-checker let the reviewer of a refund order approve it too")
+            tax_services.approve_refund_order(order_id=order.pk, user=second, now=timezone.now())
+            order.refresh_from_db()
+            (refund_result,) = [r for r in tips.admin.refund_results() if r["ori_pack_no"] == ack["pack_no"]]
+            say(f"   refund order (1104) {order.pack_no}: reviewed by tax, who may not approve it ({refused}); "
+                f"approved by tax_ap, paid {format_yuan(order.all_amount_fen)} from the treasury: {order.state}, "
+                f"result (2104) {refund_result['result']}")
+
+            dropped = package["tra_nos"][0]
+            tips.admin.send_check_detail(today, plant={"drop": [dropped]})
+            run = ReconciliationRun.objects.filter(check_date=today, tax_org_code="").latest("pk")
+            cases = DiscrepancyCase.objects.filter(check_date=today).order_by("pk")
+            say(f"   the day's check message (3111), serial {dropped} planted missing: reconciled three ways, "
+                f"matched {run.matched_count}, discrepancies {run.discrepancy_count}: "
+                f"{', '.join(f'{c.tra_no} {c.get_outcome_display()}' for c in cases)}")
+            case = cases.filter(tra_no=dropped).first()
+            if case is not None:
+                reconciliation.investigate_case(case_id=case.pk, user=staff, note="向税务局核实 (asked the tax office)",
+                                                now=timezone.now())
+                case = reconciliation.resolve_case(
+                    case_id=case.pk, user=staff, now=timezone.now(),
+                    reason="税务方对账文件漏报，已确认入库 (the tax system's file left it out; its entry is confirmed)")
+                say(f"   case {case.pk} ({case.tra_no}) investigated and resolved by tax with a reason: "
+                    f"{case.get_state_display()}")
+            report = Path(settings.MEDIA_ROOT) / "demo" / f"tax-reconciliation-{today:%Y%m%d}.pdf"
+            report.write_bytes(reconciliation_documents.run_pdf(user=staff, run=run))
+            say(f"   reconciliation report: {report} (pages: /tax/reconciliation/, log in as tax)")
+        except (tax_services.TaxError, reconciliation.ReconciliationError, TipsSandboxAdminError,
+                OperatorUnavailable) as exc:
+            say(f"7. tax: not run ({exc})")
         say()
 
     def _pay(self, org, batch_ref, payer, payees, amounts, *, purpose, actor, conditions=None, payee=None):
