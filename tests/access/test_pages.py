@@ -111,3 +111,15 @@ def test_pages_refuse_anonymous_visitors(client, clerk, wallet):
     for url in ("/", "/transfers/", f"/transfers/{transfer.pk}/"):
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith("/login/?next="), url
+
+
+def test_detail_shows_smart_contract_conditions_readably(client, clerk, wallet):
+    # An earmarked payment's conditions as the operator applies them, the deadline in Beijing time (the JSON
+    # keeps it as UTC ISO text).
+    conditions = {"payee_category": "WT01", "purposes": ["SUBSIDY"], "allowed_payees": [],
+                  "expires_at": "2026-12-27T16:30:00+00:00"}
+    transfer = f.make_transfer(payer=wallet, state="settled", conditions=conditions)
+    client.force_login(clerk)
+    html = client.get(f"/transfers/{transfer.pk}/").content.decode()
+    assert 'data-testid="conditions"' in html and "(WT01)" in html and "SUBSIDY" in html
+    assert "2026-12-28 00:30" in html and "expires_at" not in html and "2026-12-27T16:30" not in html

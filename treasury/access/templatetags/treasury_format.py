@@ -3,6 +3,8 @@
 
     {% load treasury_format %}  {{ t.amount_fen|yuan }}  {{ t.amount_fen|capitals }}  {{ w.wallet_id|mask_wallet }}
 """
+from datetime import datetime
+
 from django import template
 
 from treasury import identifiers, money
@@ -52,3 +54,12 @@ def role_label(role):
     from treasury.access.roles import ROLE_LABELS
 
     return ROLE_LABELS.get(str(role), role)
+
+
+@register.filter
+def iso_datetime(text):
+    """ISO 8601 text, as a JSON field keeps a moment, as a datetime: `|date` then shows it in local time."""
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except (TypeError, ValueError):
+        return None
