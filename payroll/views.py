@@ -98,6 +98,11 @@ def upload(request):
     return render(request, "payroll/upload.html", {"form": form}, status=status)
 
 
+def _can_upload(user) -> bool:
+    """Whether the upload page (employers' payroll operators, not read-only roles) is for this user."""
+    return roles.has_role(user, roles.EMPLOYER_OPERATOR) and not roles.is_read_only(user)
+
+
 @require_safe
 @login_required
 def template_download(request, fmt: str):
@@ -137,7 +142,7 @@ def batch_list(request):
     query.pop("page", None)
     return render(request, "payroll/batch_list.html", {
         "form": form, "page": page, "filter_query": query.urlencode(),
-        "can_upload": roles.has_role(request.user, roles.EMPLOYER_OPERATOR) and not roles.is_read_only(request.user),
+        "can_upload": _can_upload(request.user),
     })
 
 
@@ -231,6 +236,7 @@ def batch_detail(request, batch_id: int):
         "progress": _progress_data(batch) if batch.state in selectors.PAYING_OR_LATER else None,
         "payslip_archive": _archive_data(batch, selectors.latest_payslip_archive(batch=batch)),
         "total_net_yuan": fen_to_yuan_str(batch.total_net_fen),
+        "can_upload": _can_upload(request.user),
     })
 
 

@@ -59,6 +59,9 @@ def test_upload_report_fix_approve_fund_pay_through_pages(employer):
     assert batch.state == BatchState.REJECTED
     html = response.content.decode()
     assert "姓名与钱包户名不一致" in html and 'data-code="holder_mismatch"' in html
+    assert 'data-testid="upload-fixed"' in html  # the operator uploads the fixed file; the approver cannot
+    approver_page = logged_in(employer.approver).get(reverse("payroll:batch-detail", args=[batch.pk]))
+    assert 'data-testid="upload-fixed"' not in approver_page.content.decode()
     assert any("问题" in m or "problem" in m for m in messages_of(response))
     report = operator.get(reverse("payroll:error-report", args=[batch.pk, "csv"]))
     assert report.status_code == 200 and "姓名与钱包户名不一致" in b"".join(report.streaming_content).decode("utf-8-sig")
