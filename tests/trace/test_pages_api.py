@@ -171,3 +171,19 @@ def test_api_schema_lists_trace_endpoints(world, api_as):
     schema = api_as(world.admin).get("/api/schema/", HTTP_ACCEPT="application/json").content.decode()
     for path in ("/api/v1/trace/transfers/{transfer_id}/", "/api/v1/trace/verify/", "/api/v1/trace/documents/{ref}/"):
         assert path in schema
+
+
+def test_event_data_with_an_items_key_and_nested_values_shows_as_json(world, as_user):
+    # A template looping over `data.items` got the value of a key named "items" (an int) and failed with a 500.
+    from django.db import transaction
+
+    from treasury.trace.services import EventSpec, append_events
+
+    with transaction.atomic():
+        append_events(stream_key="BATCH-A", now=T0 + timedelta(seconds=5), events=[EventSpec(
+            kind="payroll.batch.paid", subject_type="payroll.batch", subject_id="1", actor="system",
+            source_ref="payroll.batch:1", data={"items": 3, "conditions": {"purposes": ["工资"], "signed": True}})])
+    page = as_user(world.auditor).get("/trace/document/BATCH-A/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "items: 3" in html and "conditions: {&quot;purposes&quot;: [&quot;工资&quot;], &quot;signed&quot;: true}" in html

@@ -14,6 +14,7 @@ verified by `verification.verify_trace`.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,6 +60,13 @@ class TimelineEvent:
     hash: str
     chain_status: str
     checkpointed: bool  # a signed checkpoint covers it
+
+    @property
+    def details(self) -> list[tuple[str, str]]:
+        """The data as pages show it: (key, value) in stored order, a value that is not text as its JSON.
+        (A template looping over `data.items` would get the value of a key named "items" instead.)"""
+        return [(key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+                for key, value in self.data.items()]
 
     @property
     def transfer_id(self) -> int | None:
