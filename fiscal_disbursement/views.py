@@ -587,6 +587,9 @@ def daily_report(request):
     """What a bureau paid and had returned on one day, by functional and economic classification."""
     from . import documents
 
+    if not request.GET and not selectors.report_organizations(request.user).exists():
+        # No finance bureau yet (a new installation, an auditor before any bureau is registered): say so.
+        return render(request, "fiscal/daily_report.html", {"day": timezone.localdate(), "organization": None})
     form, day, organization = _report_day_and_organization(request)
     report = documents.daily_report(organization=organization, day=day)
     query = urlencode({"day": day.isoformat(), "organization": organization.pk})

@@ -38,7 +38,7 @@ def world(transactional_db):
         "employer_operator": f.make_user(role="employer_operator", organization=employer_a),
         "employer_approver": f.make_user(role="employer_approver", organization=employer_a),
         "auditor": f.make_user(role="auditor"),
-        "admin": f.make_user(role="admin"),
+        "admin": f.make_user(role="admin", is_staff=True),  # administrators use the admin site too
     }
     own_batch = {
         "finance_clerk": "FIN-001",

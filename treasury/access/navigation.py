@@ -26,6 +26,7 @@ class NavEntry:
     roles: tuple[str, ...] | None = EVERYONE  # None: every signed-in user
     url_name: str = ""  # preferred: a URL name, resolved at request time
     path: str = ""  # fallback: a fixed path (pages whose URL names belong to another app)
+    staff_only: bool = False  # Django's admin site, which lets in staff users only
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,9 @@ ENTRIES: list[NavEntry] = [
     NavEntry("tips_messages", "TIPS 报文日志 (TIPS message log)", SECTION_TAX, TAX + (R.AUDITOR,),
              url_name="tips:messages"),
     NavEntry("payroll_batches", _("Payroll runs"), SECTION_PAYROLL, EMPLOYER, url_name="payroll:batch-list"),
-    NavEntry("payroll_upload", _("Upload payroll file"), SECTION_PAYROLL, EMPLOYER, url_name="payroll:upload"),
+    # Uploading is the payroll operator's (the approver checks what was uploaded, maker-checker).
+    NavEntry("payroll_upload", _("Upload payroll file"), SECTION_PAYROLL, (R.EMPLOYER_OPERATOR, R.ADMIN),
+             url_name="payroll:upload"),
     # The union's own users hold employer roles; auditors read it.
     NavEntry("payroll_unions", _("Union"), SECTION_PAYROLL, EMPLOYER + (R.AUDITOR,), url_name="payroll:union-list"),
     # Every SOAP exchange with the budget-management system (预算管理一体化系统), attempt by attempt.
@@ -114,7 +117,8 @@ ENTRIES: list[NavEntry] = [
     NavEntry("trace_verify", _("Trace integrity"), SECTION_AUDIT, AUDIT, url_name="trace:verify"),
     NavEntry("receipt_verify", _("Verify a receipt"), SECTION_VERIFY, url_name="receipts:verify"),
     # Django admin: reference data (organizations, wallets, accounts) and users with their memberships.
-    NavEntry("reference_data", _("Reference data and users"), SECTION_SYSTEM, (R.ADMIN,), url_name="admin:index"),
+    NavEntry("reference_data", _("Reference data and users"), SECTION_SYSTEM, (R.ADMIN,), url_name="admin:index",
+             staff_only=True),
 ]
 
 
@@ -132,7 +136,8 @@ def visible_entries(user) -> list[NavEntry]:
     if not getattr(user, "is_authenticated", False):
         return []
     held = user_roles(user)
-    return [e for e in ENTRIES if e.roles is EVERYONE or held & set(e.roles)]
+    return [e for e in ENTRIES
+            if (e.roles is EVERYONE or held & set(e.roles)) and (user.is_staff or not e.staff_only)]
 
 
 def nav_links(user, *, current_path: str = "") -> list[NavLink]:
