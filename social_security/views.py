@@ -18,8 +18,10 @@ from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
 from treasury.access import roles
 from treasury.access.decorators import role_required, writable_required
+from treasury.access.scoping import visible_transfers
 from treasury.access.errors import AccessDenied
 from treasury.identifiers import mask_name, mask_resident_id
+from treasury.receipts.selectors import visible_receipts
 from treasury.errors import InvalidTransfers
 
 from . import parsing, selectors, services
@@ -119,9 +121,16 @@ def declaration_detail(request, declaration_id: int):
         line.shown_name = line.name if full else mask_name(line.name)
         line.shown_id = line.resident_id if full else mask_resident_id(line.resident_id)
     actions = selectors.declaration_actions(user=request.user, declaration=declaration)
+    # The paying transfer and its receipt are the employer's: linked only for whoever may open them (tax staff
+    # read the declaration, not the employer's transfers).
+    receipt_number = selectors.receipt_number(declaration=declaration)
+    if receipt_number and not visible_receipts(request.user).filter(number=receipt_number).exists():
+        receipt_number = ""
+    transfer_visible = bool(declaration.transfer_id) and visible_transfers(request.user).filter(
+        pk=declaration.transfer_id).exists()
     return render(request, "social_security/declaration_detail.html", {
         "declaration": declaration, "page": page, "actions": actions, "line_form": LineForm(),
-        "reason_form": ReasonForm(), "receipt_number": selectors.receipt_number(declaration=declaration),
+        "reason_form": ReasonForm(), "receipt_number": receipt_number, "transfer_visible": transfer_visible,
         "withheld_differences": services.withheld_differences(declaration=declaration).count(),
         "agreement": services.active_agreement(declaration=declaration) if actions.pay else None})
 

@@ -15,6 +15,7 @@ from tests.clients import api_as, logged_in
 from tests import factories as f
 from tests.social_security.test_declarations import ROWS
 from treasury.access import roles
+from treasury.models import Organization, Wallet
 
 API = "/api/v1/social/declarations/"
 
@@ -94,6 +95,24 @@ def test_import_then_declare_and_pay_by_page(world, fake_tips):
     assert declaration.voucher_no in detail and 'data-testid="receipt-link"' in detail
     number = services_receipt(declaration)
     assert approver.get(reverse("receipts:download", args=[number])).status_code == 200
+    # Whoever reads the declaration gets a link to its transfer and receipt exactly when they may open them
+    # (tax staff read every declaration of their authority; whose transfers they see depends on the wallets).
+    for user in (world.approver, world.tax_staff):
+        client = logged_in(user)
+        detail = client.get(reverse("social:declaration-detail", args=[declaration.pk])).content.decode()
+        assert f"#{declaration.transfer_id}" in detail
+        opens = client.get(reverse("transfer-detail", args=[declaration.transfer_id])).status_code == 200
+        assert ('data-testid="transfer-link"' in detail) == opens, user
+        downloads = client.get(reverse("receipts:download", args=[number])).status_code == 200
+        assert ('data-testid="receipt-link"' in detail) == downloads, user
+    # Where the fund's wallet is the social-insurance agency's (as in the demo), the transfer is not the tax
+    # authority's to open: the page names it without a link.
+    agency = f.make_organization(org_type=Organization.Type.SOCIAL_INSURANCE_AGENCY, name="社会保险事业中心")
+    Wallet.objects.filter(pk=world.fund_wallet.pk).update(holder_org=agency)
+    staff = logged_in(world.tax_staff)
+    detail = staff.get(reverse("social:declaration-detail", args=[declaration.pk])).content.decode()
+    assert staff.get(reverse("transfer-detail", args=[declaration.transfer_id])).status_code == 404
+    assert f"#{declaration.transfer_id}" in detail and 'data-testid="transfer-link"' not in detail
 
 
 def services_receipt(declaration) -> str:
