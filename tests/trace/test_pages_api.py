@@ -187,3 +187,19 @@ def test_event_data_with_an_items_key_and_nested_values_shows_as_json(world, as_
     assert page.status_code == 200
     html = page.content.decode()
     assert "items: 3" in html and "conditions: {&quot;purposes&quot;: [&quot;工资&quot;], &quot;signed&quot;: true}" in html
+
+
+def test_a_transfer_events_partitioned_stream_links_to_its_batch(world, as_user):
+    # The core writes a transfer's events to "<batch>#<partition>"; there is no document of that name.
+    from django.db import transaction
+
+    from treasury.trace.services import EventSpec, append_events
+
+    t = world.transfer_a
+    with transaction.atomic():
+        append_events(stream_key="BATCH-A#0", now=T0 + timedelta(seconds=6), events=[EventSpec(
+            kind="transfer.receipt_issued", subject_type="treasury.transfer", subject_id=str(t.pk), actor="system",
+            amount_fen=t.amount_fen, source_ref=t.source_ref)])
+    html = as_user(world.user_a).get(f"/trace/transfer/{t.pk}/").content.decode()
+    assert 'href="/trace/document/BATCH-A/">BATCH-A#0</a>' in html
+    assert as_user(world.user_a).get("/trace/document/BATCH-A/").status_code == 200

@@ -56,6 +56,8 @@ TRACE_PARTITION_SIZE = 1000
 def transfer_stream_key(*, batch_ref: str, transfer_id: int) -> str:
     """The trace stream of a transfer's events: its batch, partitioned by id."""
     return f"{batch_ref}#{transfer_id // TRACE_PARTITION_SIZE}"
+
+
 MAX_KEY_LENGTH = Transfer._meta.get_field("idempotency_key").max_length
 _NO_CONDITIONS = Conditions()
 

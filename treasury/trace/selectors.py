@@ -69,6 +69,14 @@ class TimelineEvent:
                 for key, value in self.data.items()]
 
     @property
+    def stream_document(self) -> str:
+        """The document or batch the stream is about, to link to: a transfer's stream is its batch's,
+        partitioned by id ("<batch>#<n>", `transfer_stream_key`)."""
+        if self.subject_type == TRANSFER_SUBJECT and "#" in self.stream_key:
+            return self.stream_key.rsplit("#", 1)[0]
+        return self.stream_key
+
+    @property
     def transfer_id(self) -> int | None:
         if self.subject_type == TRANSFER_SUBJECT and self.subject_id.isdigit():
             return int(self.subject_id)
