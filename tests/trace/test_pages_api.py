@@ -203,3 +203,25 @@ def test_a_transfer_events_partitioned_stream_links_to_its_batch(world, as_user)
     html = as_user(world.user_a).get(f"/trace/transfer/{t.pk}/").content.decode()
     assert 'href="/trace/document/BATCH-A/">BATCH-A#0</a>' in html
     assert as_user(world.user_a).get("/trace/document/BATCH-A/").status_code == 200
+
+
+def test_a_document_named_inside_a_batch_opens_for_whoever_ran_the_batch(world, as_user):
+    # A tax package's number is the source ref of the package's own events, in the stream of the batch its
+    # transfers belong to. Numbers repeat (another authority, another day): only the user's batches count.
+    from django.db import transaction
+
+    from treasury.trace.services import EventSpec, append_events
+
+    def package_event(stream):
+        with transaction.atomic():
+            append_events(stream_key=stream, now=T0 + timedelta(seconds=7), events=[EventSpec(
+                kind="tax.package.done", subject_type="tax.deductionpackage", subject_id=stream, actor="system",
+                source_ref="00000001", data={"stream": stream})])
+
+    package_event("BATCH-A")
+    package_event("BATCH-B")
+    page = as_user(world.user_a).get("/trace/document/00000001/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "stream: BATCH-A" in html and "stream: BATCH-B" not in html
+    assert as_user(world.nobody).get("/trace/document/00000001/").status_code == 404

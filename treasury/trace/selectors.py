@@ -205,6 +205,13 @@ def document_path(*, user, ref: str) -> TracePath:
     condition = Q(subject_type=TRANSFER_SUBJECT, subject_id__in=[str(t.pk) for t in listed])
     if path.shows_documents:
         condition |= _document_events(refs=[ref])
+    else:
+        # A document named inside a batch (a tax package's number on the package's events): its events in
+        # the streams of batches the user's organization ran, and no other stream's (numbers repeat).
+        streams = _streams_run_by(user, ref)
+        if streams:
+            path.shows_documents = True
+            condition |= Q(source_ref=ref, stream_key__in=streams) & ~Q(subject_type=TRANSFER_SUBJECT)
     _fill_events(path, TraceEvent.objects.filter(condition))
     if not listed and not path.events:
         raise Http404("document not found")
@@ -254,6 +261,17 @@ def _sees_documents(user, transfers) -> bool:
         return True
     org = user_organization(user)
     return org is not None and any(t.organization_id == org.pk for t in transfers)
+
+
+def _streams_run_by(user, ref: str) -> list[str]:
+    """The streams holding document events with this source ref whose batch the user's organization ran."""
+    org = user_organization(user)
+    if org is None:
+        return []
+    streams = list(TraceEvent.objects.filter(source_ref=ref).exclude(subject_type=TRANSFER_SUBJECT)
+                   .order_by().values_list("stream_key", flat=True).distinct()[:100])
+    ran = visible_transfers(user).filter(organization=org, batch_ref__in=streams)
+    return sorted(set(ran.values_list("batch_ref", flat=True)))
 
 
 def _document_events(*, refs) -> Q:
