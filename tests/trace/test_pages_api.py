@@ -182,11 +182,12 @@ def test_event_data_with_an_items_key_and_nested_values_shows_as_json(world, as_
     with transaction.atomic():
         append_events(stream_key="BATCH-A", now=T0 + timedelta(seconds=5), events=[EventSpec(
             kind="payroll.batch.paid", subject_type="payroll.batch", subject_id="1", actor="system",
-            source_ref="payroll.batch:1", data={"items": 3, "conditions": {"purposes": ["工资"], "signed": True}})])
+            source_ref="payroll.batch:1", data={"items": 3, "signed": True, "conditions": {"purposes": ["工资"]}})])
     page = as_user(world.auditor).get("/trace/document/BATCH-A/")
     assert page.status_code == 200
     html = page.content.decode()
-    assert "items: 3" in html and "conditions: {&quot;purposes&quot;: [&quot;工资&quot;], &quot;signed&quot;: true}" in html
+    assert "items: 3" in html and "signed: true" in html  # one key a nested value: jsonb orders keys its own way
+    assert "conditions: {&quot;purposes&quot;: [&quot;工资&quot;]}" in html
 
 
 def test_a_transfer_events_partitioned_stream_links_to_its_batch(world, as_user):
