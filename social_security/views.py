@@ -18,8 +18,8 @@ from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
 from treasury.access import roles
 from treasury.access.decorators import role_required, writable_required
-from treasury.access.scoping import visible_transfers
 from treasury.access.errors import AccessDenied
+from treasury.access.scoping import visible_transfers
 from treasury.identifiers import mask_name, mask_resident_id
 from treasury.receipts.selectors import visible_receipts
 from treasury.errors import InvalidTransfers

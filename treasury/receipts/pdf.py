@@ -85,9 +85,9 @@ def _is_latin(text: str) -> bool:
     return _NOT_LATIN.search(text) is None
 
 
-def text_width(text: str, size: float, *, bold: bool = False) -> float:
-    """How wide `PageText.put` draws `text` at `size`, in points."""
-    font = (LATIN_BOLD_FONT if bold else LATIN_FONT) if _is_latin(text) else CJK_FONT
+def text_width(text: str, size: float) -> float:
+    """How wide `PageText.put` draws `text` (not bold) at `size`, in points."""
+    font = LATIN_FONT if _is_latin(text) else CJK_FONT
     return pdfmetrics.stringWidth(text, font, size)
 
 

@@ -58,6 +58,11 @@ def transfer_stream_key(*, batch_ref: str, transfer_id: int) -> str:
     return f"{batch_ref}#{transfer_id // TRACE_PARTITION_SIZE}"
 
 
+def batch_of_transfer_stream(stream_key: str) -> str:
+    """The batch a transfer's trace stream (`transfer_stream_key`) belongs to."""
+    return stream_key.rsplit("#", 1)[0]
+
+
 MAX_KEY_LENGTH = Transfer._meta.get_field("idempotency_key").max_length
 _NO_CONDITIONS = Conditions()
 

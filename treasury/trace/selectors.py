@@ -73,7 +73,9 @@ class TimelineEvent:
         """The document or batch the stream is about, to link to: a transfer's stream is its batch's,
         partitioned by id ("<batch>#<n>", `transfer_stream_key`)."""
         if self.subject_type == TRANSFER_SUBJECT and "#" in self.stream_key:
-            return self.stream_key.rsplit("#", 1)[0]
+            from treasury.services.transfers import batch_of_transfer_stream
+
+            return batch_of_transfer_stream(self.stream_key)
         return self.stream_key
 
     @property
@@ -271,7 +273,7 @@ def _streams_run_by(user, ref: str) -> list[str]:
     streams = list(TraceEvent.objects.filter(source_ref=ref).exclude(subject_type=TRANSFER_SUBJECT)
                    .order_by().values_list("stream_key", flat=True).distinct()[:100])
     ran = visible_transfers(user).filter(organization=org, batch_ref__in=streams)
-    return sorted(set(ran.values_list("batch_ref", flat=True)))
+    return list(ran.order_by("batch_ref").values_list("batch_ref", flat=True).distinct())  # a batch, not its transfers
 
 
 def _document_events(*, refs) -> Q:
