@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from tax.models import AgreementState, TaxAgreement
 from tests import factories as f
-from tests.tax.conftest import tax  # noqa: F401  (the tax authority, its staff and the treasury wallet)
+from tests.tax.conftest import on_entrust_date, tax  # noqa: F401  (clock on ENTRUST_DATE; authority, staff, treasury)
 from tests.tax.helpers import TAX_ORG_CODE
 
 pytestmark = [pytest.mark.e2e]

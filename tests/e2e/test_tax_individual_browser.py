@@ -8,7 +8,7 @@ import pytest
 
 from tax.models import DeductionState, TaxDeduction
 from tests import factories as f
-from tests.tax.conftest import tax  # noqa: F401  (the tax authority, its staff and the treasury wallet)
+from tests.tax.conftest import on_entrust_date, tax  # noqa: F401  (clock on ENTRUST_DATE; authority, staff, treasury)
 from tests.tax.test_my_tax import individual
 
 pytestmark = [pytest.mark.e2e]

@@ -11,7 +11,7 @@ from tax.handlers import TaxHandler
 from tax.models import DeductionState
 from tax.reconciliation.models import CaseState, DiscrepancyCase, Outcome
 from tests import factories as f
-from tests.tax.conftest import tax  # noqa: F401  (the tax authority, its staff and the treasury wallet)
+from tests.tax.conftest import on_entrust_date, tax  # noqa: F401  (clock on ENTRUST_DATE; authority, staff, treasury)
 from tests.tax.helpers import ENTRUST_DATE
 from tests.tax.reconciliation.conftest import check_detail, check_lines, deduct_each
 

@@ -1,10 +1,19 @@
 import pytest
+import time_machine
 
 from tests import factories as f
-from tests.tax.helpers import OPERATOR_CODE, TAX_ORG_CODE, TREASURY_CODE, Tax
+from tests.tax.helpers import ENTRUST_NOON, OPERATOR_CODE, TAX_ORG_CODE, TREASURY_CODE, Tax
 from treasury.access import roles
 from treasury.models import LedgerAccount, Organization, Wallet
 from treasury.services.wallets import register_wallet
+
+
+@pytest.fixture(autouse=True)
+def on_entrust_date():
+    """Every tax test runs on ENTRUST_DATE, from its noon on (see tests.tax.helpers.ENTRUST_NOON). The sandboxes
+    and the live server are threads of this process, so they see the same clock."""
+    with time_machine.travel(ENTRUST_NOON, tick=True):
+        yield
 
 
 @pytest.fixture

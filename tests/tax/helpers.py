@@ -29,6 +29,10 @@ TREASURY_CODE = "3701000000"
 # Today in the service's time zone: the day the tests' deductions are booked at the operator, so the day
 # whose statement and check messages the reconciliation tests compare (a fixed date broke them the next day).
 ENTRUST_DATE = timezone.localdate()
+# The tax tests run with the clock moved to noon of that day and ticking from there (the `on_entrust_date`
+# fixture): a run that crosses midnight in the service's time zone would otherwise book later tests' deductions,
+# entries and statements on the next day while they compare ENTRUST_DATE's.
+ENTRUST_NOON = dt.datetime.combine(ENTRUST_DATE, dt.time(12), tzinfo=timezone.get_default_timezone())
 _serial = itertools.count(1)
 
 
