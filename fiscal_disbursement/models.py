@@ -256,6 +256,11 @@ class PayeeKind(models.TextChoices):
     ORGANIZATION = "uscc", "单位 (organization)"
 
 
+# The warnings a line gets when the request's earmark conditions do not admit its payee (the operator will
+# refuse it); any other warning is a text shown as it is (a resident ID's region unknown in its birth year).
+EARMARK_WARNINGS = ("earmark_category", "earmark_payee")
+
+
 class PaymentLine(models.Model):
     # No index of its own: the (request, line_no) constraint's index starts with it.
     request = models.ForeignKey(PaymentRequest, on_delete=models.CASCADE, related_name="lines", db_index=False)
@@ -294,6 +299,14 @@ class PaymentLine(models.Model):
     def tracking_id(self) -> str:
         """业务追溯识别码: how the budget system and this service name the same payment."""
         return f"{self.request.bill_no}{self.line_no:06d}"
+
+    @property
+    def earmark_warned(self) -> bool:
+        return any(w in EARMARK_WARNINGS for w in self.warnings)
+
+    @property
+    def other_warnings(self) -> list[str]:
+        return [w for w in self.warnings if w not in EARMARK_WARNINGS]
 
 
 class ResultReport(models.Model):

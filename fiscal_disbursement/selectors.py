@@ -22,7 +22,7 @@ from treasury.access import roles
 from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import Organization, TransferState
 
-from .models import PaymentLine, PaymentRequest, Quota
+from .models import EARMARK_WARNINGS, PaymentLine, PaymentRequest, Quota
 from .models import RequestState as R
 
 FINANCE_ROLES = (roles.FINANCE_CLERK, roles.FINANCE_APPROVER)
@@ -188,6 +188,12 @@ def line_state(line: PaymentLine) -> str:
 def line_is_actionable(line: PaymentLine) -> bool:
     """Its current payment failed and it was not returned (what retry_lines and return_lines accept)."""
     return not line.returned and line.transfer_id is not None and line.transfer.state in _FAILED
+
+
+def earmark_warned_count(*, request: PaymentRequest) -> int:
+    """Lines the earmark conditions will have the operator refuse (warned when the file was read)."""
+    return sum(any(w in EARMARK_WARNINGS for w in warnings)
+               for warnings in request.lines.exclude(warnings=[]).values_list("warnings", flat=True))
 
 
 def line_refusal(line: PaymentLine) -> str:

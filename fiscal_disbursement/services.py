@@ -390,7 +390,9 @@ def _check_wallets(rows: list[tuple], conditions: Conditions, problems: list[dic
                 warning = "earmark_category"
             elif conditions.allowed_payees and wallet_id not in conditions.allowed_payees:
                 warning = "earmark_payee"
-            checked.append((*row[:8], json.dumps([warning]) if warning else row[8], *row[9:],
+            # Beside the payee's own warnings (a resident ID's unknown region), not instead of them.
+            warnings = json.dumps([*json.loads(row[8]), warning], ensure_ascii=False) if warning else row[8]
+            checked.append((*row[:8], warnings, *row[9:],
                             (check.wallet_type or "")[:8] if check.exists else "", check.wallet_class))
     return checked
 

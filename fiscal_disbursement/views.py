@@ -157,7 +157,7 @@ def _report_upload(request, payment_request) -> None:
     else:
         messages.success(request, _("The payee file is correct: %(lines)s payee(s), %(total)s in all.") % {
             "lines": payment_request.line_count, "total": format_yuan(payment_request.total_fen)})
-        warned = payment_request.lines.exclude(warnings=[]).count()
+        warned = selectors.earmark_warned_count(request=payment_request)
         if warned:
             messages.warning(request, _(
                 "%(count)s payee(s) do not meet the earmark conditions: the operator will refuse them and they "

@@ -15,12 +15,13 @@ from rest_framework.test import APIClient
 
 from adapters.budget.interface import BudgetFault, BudgetUnavailable
 from adapters.ecny.interface import Conditions
-from fiscal_disbursement import services
+from fiscal_disbursement import selectors, services
 from fiscal_disbursement.models import PaymentLine, PaymentRequest, Quota
 from fiscal_disbursement.models import RequestState as R
 from tests.clients import api_as, logged_in
 from tests import factories as f
 from tests.fiscal_disbursement.helpers import (
+    OPERATOR_CODE,
     QUOTA_ID,
     UNIT_QUOTA_ID,
     draft,
@@ -184,6 +185,28 @@ def test_prepare_fix_submit_approve_pay_report_and_reconcile_through_pages(finan
     assert any("对账" in m or "Reconciled" in m for m in messages_of(response))
     assert clerk.get(reverse("fiscal:request_list"), {"state": "reconciled"}).content.decode().count(
         f'data-request="{request.pk}"') == 1
+
+
+def test_a_payee_warned_twice_keeps_both_warnings_and_only_earmark_ones_say_the_operator_will_refuse(finance):
+    """A payee whose ID's region is unknown and whom the earmark does not admit shows both warnings; one with
+    only the unknown region is not said to be refused."""
+    foreigner = ["外籍受助人", "932682198501010017", f.make_wallet_id(operator_code=OPERATOR_CODE)]  # region 93
+    admitted = ["外籍受助人乙", "932682198501010025", f.make_wallet_id(operator_code=OPERATOR_CODE)]
+    for name, _, wallet_id in (foreigner, admitted):
+        finance.ecny.admin.open_wallet(wallet_id=wallet_id, wallet_type="WT01", wallet_class=2, holder_name=name)
+    company = organization_payee(finance)
+    request = draft(finance, [foreigner, admitted, company],
+                    conditions=Conditions(payee_category="WT01", allowed_payees=(admitted[2], company[2])))
+    assert request.problem_count == 0, request.problems
+    by_line = dict(request.lines.values_list("line_no", "warnings"))
+    assert len(by_line[2]) == 2 and "region" in by_line[2][0] and by_line[2][1] == "earmark_payee"
+    assert len(by_line[3]) == 1 and "region" in by_line[3][0]
+    assert by_line[4] == ["earmark_category"]
+    assert selectors.earmark_warned_count(request=request) == 2
+
+    page = logged_in(finance.clerk).get(detail_url(request.pk)).content.decode()
+    assert page.count('data-testid="line-warning"') == 2  # the foreigner not admitted and the company
+    assert page.count('data-testid="payee-warning"') == 2 and "region" in page
 
 
 def test_an_earmark_refusal_appears_in_returns_and_is_confirmed_returned(finance):
