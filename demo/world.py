@@ -6,8 +6,10 @@ sandbox operator's admin API opens and funds wallets, as an operator's back offi
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
@@ -48,18 +50,37 @@ def employee_no(wallet: Wallet) -> str:
     return f"E{int(wallet.wallet_id[-6:]):05d}"
 
 
+def employee_social_share(*, region_code: str, period: str) -> Callable[[int], int]:
+    """What a payroll office withholds for social insurance from a gross salary: the employee's share as the
+    region's rules for the month compute it (the base clamped to floor..ceiling), so a declaration made from
+    the run finds the withholdings right. 10% of gross where the region has no rules loaded."""
+    from social_security import rules
+
+    try:
+        month_rules = rules.rules_for(region=region_code, on=dt.date.fromisoformat(f"{period}-01"))
+    except rules.RulesNotFound:
+        return lambda gross: gross * 10 // 100
+    return lambda gross: rules.premiums(base_fen=rules.clamp_base(base_fen=gross, rules=month_rules)[0],
+                                        rules=month_rules).individual_fen
+
+
 def payroll_csv(*, employer: Organization, period: str, staff: list[Wallet], spoil: dict | None = None,
-                variant: int = 0, union_members: frozenset[str] = frozenset()) -> bytes:
+                variant: int = 0, union_members: frozenset[str] = frozenset(),
+                social_share: Callable[[int], int] = lambda gross: gross * 10 // 100,
+                social_slips: dict[int, int] | None = None) -> bytes:
     """A payroll file of `staff` as an employer's payroll office would export it; `spoil` maps a row
     index to {column index: wrong value} to show the error report; `variant` (0-99) changes the
     bonuses by that many fen, so each demo run uploads a file of its own. Union dues are withheld from
-    `union_members` (resident IDs) only, as the upload checks."""
+    `union_members` (resident IDs) only, as the upload checks. Social insurance withheld is
+    `social_share(gross)`, off by `social_slips[row index]` fen on the rows named there (a slip the file itself
+    cannot show: its sums still add up)."""
     rows = []
     for index, wallet in enumerate(staff):
         basic = 6_000_00 + 113_00 * (index % 9) + index
         allowances, subsidies, bonus = 500_00, 300_00, 1_000_00 * (index % 3 == 0) + variant
         gross = basic + allowances + subsidies + bonus
-        social, housing, tax = gross * 10 // 100, gross * 12 // 100, 45_00 + index
+        social = social_share(gross) + (social_slips or {}).get(index, 0)
+        housing, tax = gross * 12 // 100, 45_00 + index
         dues = union_dues_fen(base_fen=basic, rate_bp=50) if wallet.holder_person.resident_id in union_members else 0
         net = gross - social - housing - tax - dues
         amounts = [basic, allowances, subsidies, bonus, 0, gross, social, housing, tax, dues, 0, net]

@@ -21,6 +21,11 @@ def test_the_demo_runs_end_to_end_and_proves_itself(tmp_path):
     assert "39 lines paid" in text and "1 held" in text  # every line but the frozen wallet's
     assert "ledger OK" in text and "trace OK" in text and "verifies: True" in text
     assert "my tax: flex paid tax voucher" in text and "90000" in text  # an individual's own tax, self-service
+    # 2. The payee file's warnings line by line: two IDs of an unknown region, one payee the earmark refuses.
+    assert text.count("   warned: line ") == 3 and "line 10 收款钱包不符合专款专用条件" in text
+    # 6. The payroll run withheld social insurance as the rules compute it but for the one planted slip.
+    assert "   payroll line 15 withheld " in text and text.count(" withheld ¥") == 1
+    assert "today reconciled: matched 2, discrepancies 0" in text
     # 7. Tax over the TIPS channel: an agreement verified, a real-time and a batch deduction, a refund approved by a
     # second person, the day reconciled with the planted discrepancy found and its case resolved.
     assert "the tax system verified it (9114 -> 9115): active" in text
@@ -28,3 +33,4 @@ def test_the_demo_runs_end_to_end_and_proves_itself(tmp_path):
     assert "approved by tax_ap" in text and "result (2104) 90000" in text
     assert "discrepancies 1: " in text and "resolved by tax with a reason: 已解决 (resolved)" in text
     assert "unreachable" not in done.stderr + text  # the tax system is up for every step that calls it
+    assert "celery.app.trace" not in done.stderr  # no line of Celery's between the demo's

@@ -12,6 +12,7 @@ deductions, a refund approved by a second person, the day's three-way reconcilia
 sandbox tax system calling this service served over HTTP (demo/tax_system.py). Then it proves the books:
 ledger check, trace checkpoint and verification, receipts verified from their files.
 """
+import logging
 import shutil
 import tempfile
 from collections import Counter
@@ -30,7 +31,7 @@ from adapters.ecny.client import get_operator_client
 from adapters.ecny.interface import Conditions
 from adapters.ecny.sandbox.server import start_in_thread
 from demo.tax_system import tax_system_up
-from demo.world import load_demo_world, payee_csv, payroll_csv
+from demo.world import employee_social_share, load_demo_world, payee_csv, payroll_csv
 from fiscal_disbursement import documents as fiscal_documents
 from fiscal_disbursement import services as fiscal
 from fiscal_disbursement.models import Quota
@@ -51,6 +52,9 @@ class Command(BaseCommand):
         parser.add_argument("--keep-sandbox", action="store_true", help="keep the sandbox running (Ctrl-C to stop)")
 
     def handle(self, *args, **options):
+        # The demo tells what happened; Celery's line for every eager task that succeeded would come between
+        # its lines (a task that fails is still logged).
+        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         run_id = timezone.now().strftime("%Y%m%d%H%M%S")
         storage_dir = Path(tempfile.mkdtemp(prefix="demo-sandbox-"))
         sandbox = start_in_thread(storage_path=str(storage_dir / "sandbox.sqlite3"),
@@ -108,8 +112,12 @@ class Command(BaseCommand):
         # same month is a second run of that month's payroll).
         members = frozenset(UnionMember.objects.filter(union__employer=employer_a, active=True)
                             .exclude(dues_calls__period=period).values_list("resident_id", flat=True))
+        # Social insurance withheld as the city's rules compute it, but for one slip on the ninth employee
+        # (¥10.00 too little) that the declaration made from this run (step 6) finds.
+        social_share = employee_social_share(region_code="370100", period=period)
         spoiled = payroll_csv(employer=employer_a, period=period, staff=world.employees_a, union_members=members,
-                              spoil={2: {2: "37010219700312003X"}, 4: {15: "1.00"}}, variant=int(run_id) % 100)
+                              spoil={2: {2: "37010219700312003X"}, 4: {15: "1.00"}}, variant=int(run_id) % 100,
+                              social_share=social_share)
         rejected = payroll.import_payroll_file(employer=employer_a, user=clerk, filename=f"工资{run_id}.csv",
                                                data=spoiled, now=timezone.now())
         report = Path(settings.MEDIA_ROOT) / "demo" / f"payroll-{rejected.pk}-errors.csv"
@@ -121,7 +129,7 @@ class Command(BaseCommand):
             say(f"   line {problem['line']} {problem['column']}: {problem['message']}")
         say(f"   error report to fix and upload again: {report}")
         fixed = payroll_csv(employer=employer_a, period=period, staff=world.employees_a, union_members=members,
-                            variant=int(run_id) % 100)
+                            variant=int(run_id) % 100, social_share=social_share, social_slips={8: -10_00})
         batch = payroll.import_payroll_file(employer=employer_a, user=clerk, filename=f"工资{run_id}-fixed.csv",
                                             data=fixed, now=timezone.now(), hold_invalid_lines=True)
         say(f"   fixed file: batch {batch.pk} {batch.state}, {batch.payable_count} lines to pay "
@@ -157,8 +165,11 @@ class Command(BaseCommand):
             data=payee_csv(payees, amount_fen=800_00, memo="生活补助"),
         )
         say(f"2. subsidy request {request.bill_no} by clerk on quota {quota_id}: {request.line_count} payees, "
-            f"{format_yuan(request.total_fen)}; warnings: "
-            f"{list(request.lines.exclude(warnings=[]).values_list('line_no', 'warnings'))}")
+            f"{format_yuan(request.total_fen)}")
+        for line in request.lines.exclude(warnings=[]).order_by("line_no"):
+            notes = line.other_warnings + (["收款钱包不符合专款专用条件，运营机构将拒付 (not admitted by the earmark "
+                                            "conditions: the operator will refuse it)"] if line.earmark_warned else [])
+            say(f"   warned: line {line.line_no} {'; '.join(notes)}")
         fiscal.submit_request(request_id=request.pk, user=finance_clerk, now=timezone.now())
         fiscal.approve_request(request_id=request.pk, user=finance_approver, now=timezone.now())  # maker-checker
         request.refresh_from_db()
@@ -305,6 +316,7 @@ class Command(BaseCommand):
             declaration = (Declaration.objects.filter(payroll_batch_id=batch_id).first()
                            or Declaration.objects.filter(employer=employer, period=period)
                            .exclude(state=DeclarationState.CANCELLED).first())
+            made_earlier = declaration is not None
             if declaration is None:
                 declaration = social.declaration_from_payroll(
                     user=users.get(username="emp_a_op"), payroll_batch_id=batch_id, region_code="370100",
@@ -314,10 +326,13 @@ class Command(BaseCommand):
                                        now=timezone.now())
                 social.finish_paying_declarations(now=timezone.now())
             declaration.refresh_from_db()
-            differ = social.withheld_differences(declaration=declaration).count()
+            differ = list(social.withheld_differences(declaration=declaration).select_related("payroll_line"))
             say(f"6. social insurance: emp_a_op declared {declaration.period} from the payroll run "
                 f"({declaration.line_count} persons, employer {format_yuan(declaration.employer_total_fen)}, "
-                f"individual {format_yuan(declaration.individual_total_fen)}; {differ} payroll withholdings differ)")
+                f"individual {format_yuan(declaration.individual_total_fen)})")
+            for line in differ:
+                say(f"   payroll line {line.payroll_line.line_no} withheld {format_yuan(line.payroll_withheld_fen)} "
+                    f"of the employee's {format_yuan(line.individual_fen)}: marked on the declaration's page")
             say(f"   the tax system confirmed it (voucher {declaration.voucher_no or '-'}); emp_a_ap paid it: "
                 f"{declaration.state}")
             # Today's payments of both halves (step 5's flexible premium, this declaration) are reconciled with
@@ -330,6 +345,9 @@ class Command(BaseCommand):
                 notices = len(tips.admin.social_flexible_payments())
                 say(f"   the tax system holds {notices} flexible payment notice(s) (5104); today reconciled: matched "
                     f"{run.matched_count}, discrepancies {run.discrepancy_count} (tax: /social/reconciliation/)")
+                if made_earlier and run.discrepancy_count:
+                    say("   (the sandbox operator starts empty every demo run: its statement lacks the payments of "
+                        "today's earlier runs, which our books hold)")
             except (OperatorUnavailable, OperatorRejected) as exc:
                 say(f"   reconciliation not run: {exc}")
         except (social.SocialError, tax_services.TaxError) as exc:
