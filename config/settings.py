@@ -53,6 +53,12 @@ CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS",
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
+# A signed-in session ends after DJANGO_SESSION_IDLE_MINUTES without a request (30 by default) and when the
+# browser closes: these pages move public money and salaries, and a desk left signed in is an open till. Every
+# request moves the end on (a page polling a run's progress keeps its session while it is watched).
+SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_IDLE_MINUTES", 30) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 X_FRAME_OPTIONS = "DENY"
 # Behind a TLS-terminating proxy in production: turn these on there (DJANGO_SSL_REDIRECT=1, DJANGO_HSTS_SECONDS=...).
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
