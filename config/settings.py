@@ -160,6 +160,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# The sign-in lock (treasury/access/login_lock.py): this many failed sign-ins for a username within this many
+# minutes lock it for the rest of those minutes, on the sign-in page and the API's token call.
+AUTHENTICATION_BACKENDS = ["treasury.access.login_lock.LockingModelBackend"]
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCK_MINUTES = env_int("LOGIN_LOCK_MINUTES", 15)
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
 
-from .models import Membership, PersonalAccount
+from .models import LoginFailure, Membership, PersonalAccount
 
 
 class MembershipInline(admin.StackedInline):
@@ -38,3 +38,18 @@ class UserWithMembershipAdmin(UserAdmin):
     def organization(self, obj):
         membership = getattr(obj, "membership", None)
         return membership.organization if membership else "—"
+
+
+@admin.register(LoginFailure)
+class LoginFailureAdmin(admin.ModelAdmin):
+    """Failed sign-ins that count toward the sign-in lock; deleting a user's unlocks them (login_lock.py)."""
+
+    list_display = ["username", "at", "ip"]
+    search_fields = ["username"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,12 +1,15 @@
 """Who am I, and a token for API clients."""
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .api_errors import ErrorSerializer, JsonErrorsMixin
+from .forms import lock_message
+from .login_lock import locked_until
 from .permissions import API_AUTHENTICATION, ReadOnlyForAuditors
 from .roles import user_roles, is_read_only
 from .scoping import sees_all_organizations, user_organization
@@ -59,8 +62,13 @@ class TokenObtainView(JsonErrorsMixin, ObtainAuthToken):
         tags=["access"],
         request=inline_serializer("TokenRequest", {"username": serializers.CharField(),
                                                    "password": serializers.CharField(style={"input_type": "password"})}),
-        responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()}), 400: ErrorSerializer},
+        responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()}), 400: ErrorSerializer,
+                   429: ErrorSerializer},
         auth=[],
     )
     def post(self, request, *args, **kwargs):
+        username = request.data.get("username") if hasattr(request.data, "get") else None
+        until = locked_until(str(username), now=timezone.now()) if username else None
+        if until:  # refused by the backend anyway; this says so, and when to try again
+            raise exceptions.Throttled(wait=(until - timezone.now()).total_seconds(), detail=lock_message(until))
         return super().post(request, *args, **kwargs)

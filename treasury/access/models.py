@@ -27,3 +27,19 @@ class PersonalAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} = {self.person}"
+
+
+class LoginFailure(models.Model):
+    """A failed sign-in for a username, on the sign-in page or the API's token call, kept while it counts toward
+    the sign-in lock (treasury/access/login_lock.py). A successful sign-in deletes the username's failures."""
+
+    username = models.CharField(max_length=150)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "登录失败 (failed sign-in)"
+        indexes = [models.Index(fields=["username", "at"], name="login_failure_username_at")]
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.at:%Y-%m-%d %H:%M:%S} {self.ip or ''}"

@@ -3,8 +3,10 @@ from django.urls import path
 
 from treasury import views as treasury_views
 
+from .forms import SignInForm
+
 urlpatterns = [
     path("", treasury_views.dashboard, name="dashboard"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=SignInForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

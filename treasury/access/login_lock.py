@@ -1,0 +1,58 @@
+"""The sign-in lock: after LOGIN_FAILURE_LIMIT failed sign-ins for one username within LOGIN_LOCK_MINUTES, every
+further attempt for it, right password or not, is refused until the oldest of those failures is that old. The
+sign-in page and the API's token call both authenticate through `LockingModelBackend`, so both are locked; the
+page and the token call say until when. The lock is per username, existing or not, so it tells nobody whether a
+username exists. Attempts refused while locked are not counted (the lock ends on time, whoever keeps trying);
+a successful sign-in clears the username's failures. Staff administrators see failures in the admin site and
+unlock a user by deleting theirs.
+"""
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.signals import user_login_failed
+from django.core.exceptions import PermissionDenied
+from django.dispatch import receiver
+from django.utils import timezone
+
+from .models import LoginFailure
+
+logger = logging.getLogger(__name__)
+
+
+def locked_until(username: str, *, now: datetime) -> datetime | None:
+    """When the lock on `username` ends, or None if it is not locked."""
+    limit, window = settings.LOGIN_FAILURE_LIMIT, timedelta(minutes=settings.LOGIN_LOCK_MINUTES)
+    recent = list(LoginFailure.objects.filter(username=username, at__gt=now - window)
+                  .order_by("-at").values_list("at", flat=True)[:limit])
+    return recent[-1] + window if len(recent) >= limit else None
+
+
+class LockingModelBackend(ModelBackend):
+    """Django's username and password check, refused while the username is locked."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        username = username if username is not None else kwargs.get("username")
+        if username and locked_until(username, now=timezone.now()):
+            raise PermissionDenied  # authenticate() tries no other backend and sends user_login_failed
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is not None and username:
+            LoginFailure.objects.filter(username=username).delete()
+        return user
+
+
+@receiver(user_login_failed)
+def record_failure(sender, credentials, request=None, **kwargs):
+    username = (credentials or {}).get("username")
+    if not username:
+        return
+    now = timezone.now()
+    if locked_until(username, now=now):
+        return  # refused while locked: not counted
+    LoginFailure.objects.filter(username=username, at__lte=now - timedelta(minutes=settings.LOGIN_LOCK_MINUTES)).delete()
+    ip = request.META.get("REMOTE_ADDR") if request is not None else None
+    LoginFailure.objects.create(username=username[:150], ip=ip or None, at=now)
+    if locked_until(username, now=now):
+        logger.warning("sign-in locked for %s after %d failures in %d minutes (last from %s)", username,
+                       settings.LOGIN_FAILURE_LIMIT, settings.LOGIN_LOCK_MINUTES, ip or "-")
