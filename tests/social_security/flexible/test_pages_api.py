@@ -276,9 +276,9 @@ def test_opening_the_pages_writes_no_months(client, flex):
 
     who = flex.individual()
     enrolment = flex.enrol(who, start=dt.date(2026, 11, 1))
-    client.force_login(who.user)
     later = dt.datetime(2026, 12, 2, 10, tzinfo=NOW.tzinfo)
     with mock.patch("django.utils.timezone.now", return_value=later):
+        client.force_login(who.user)  # then: a session idle since today would have ended by December
         for name in ("social_flexible:mine", "social_flexible:payments"):
             assert client.get(reverse(name)).status_code == 200
         assert client.get(f"/api/v1/social/flexible/enrolments/{enrolment.pk}/periods/").status_code == 200
