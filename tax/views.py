@@ -29,7 +29,7 @@ from treasury.access.decorators import role_required, writable_required
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import user_organization
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
-from treasury.money import format_yuan
+from treasury.money import fen_to_yuan_str, format_yuan
 from treasury.receipts.selectors import downloadable_receipt_numbers
 from treasury.services.transfers import OperatorUnavailable
 
@@ -159,10 +159,9 @@ def entry_report_csv(report: dict) -> bytes:
     day = report["day"].isoformat()
     for row in report["rows"]:
         writer.writerow([day, row["tax_type_name"], row["budget_type"], row["budget_level_code"],
-                         f"{row['amount_fen'] / 100:.2f}", f"{row['central_fen'] / 100:.2f}",
-                         f"{row['local_fen'] / 100:.2f}"])
-    writer.writerow([day, "合计 total", "", "", f"{report['amount_fen'] / 100:.2f}",
-                     f"{report['central_fen'] / 100:.2f}", f"{report['local_fen'] / 100:.2f}"])
+                         *(fen_to_yuan_str(row[k]) for k in ("amount_fen", "central_fen", "local_fen"))])
+    writer.writerow([day, "合计 total", "", "",
+                     *(fen_to_yuan_str(report[k]) for k in ("amount_fen", "central_fen", "local_fen"))])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 

@@ -34,6 +34,7 @@ from social_security.models import FundAccount, InsuranceType, Region
 from treasury.access.scoping import individual_person
 from treasury.errors import InvalidTransfers
 from treasury.models import Person, Transfer, TransferState, Wallet
+from treasury.money import format_yuan
 from treasury.services import transfers as transfer_services
 from treasury.services.transfers import NewTransfer, OperatorUnavailable, create_transfers
 from treasury.services.wallets import ensure_personal_wallets, verify_wallets
@@ -403,12 +404,12 @@ def class_limit_problem(wallet: Wallet, amount_fen: int) -> str:
     limits = settings.WALLET_CLASS_LIMITS.get(wallet.wallet_class) or {}
     single, daily = limits.get("single_fen"), limits.get("daily_fen")
     if single is not None and amount_fen > single:
-        return (f"{wallet.wallet_class}类钱包单笔限额 {single // 100} 元，本次应缴 {amount_fen / 100:.2f} 元：请少缴几个月或升级钱包 "
-                f"(a class {wallet.wallet_class} wallet pays at most {single // 100} yuan at a time: pay fewer months "
-                f"or upgrade the wallet)")
+        return (f"{wallet.wallet_class}类钱包单笔限额 {format_yuan(single)}，本次应缴 {format_yuan(amount_fen)}：请少缴几个月或"
+                f"升级钱包 (a class {wallet.wallet_class} wallet pays at most {format_yuan(single)} at a time: pay fewer "
+                f"months or upgrade the wallet)")
     if daily is not None and amount_fen > daily:
-        return (f"{wallet.wallet_class}类钱包日累计限额 {daily // 100} 元 (a class {wallet.wallet_class} wallet pays at "
-                f"most {daily // 100} yuan a day)")
+        return (f"{wallet.wallet_class}类钱包日累计限额 {format_yuan(daily)} (a class {wallet.wallet_class} wallet pays at "
+                f"most {format_yuan(daily)} a day)")
     return ""
 
 

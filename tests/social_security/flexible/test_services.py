@@ -191,7 +191,7 @@ def test_a_class_4_wallet_paying_a_year_is_refused_before_any_transfer(flex):
     with pytest.raises(services.FlexibleError) as refused:
         services.pay(user=who.user, enrolment_id=enrolment.pk, period_ids=ids, now=at(dt.date(2026, 1, 20)))
     assert refused.value.code == "class_limit"
-    assert "2000" in str(refused.value)
+    assert "¥2,000.00" in str(refused.value)
     assert not Payment.objects.exists() and not Transfer.objects.exists()
     assert Period.objects.filter(state=PeriodState.DUE).count() == 12
     assert flex.balance(who.wallet_id) == 9_000_00
@@ -315,3 +315,13 @@ def test_a_payment_makes_the_months_owed_since_the_nightly_task_before_it_picks(
         services.pay(user=who.user, enrolment_id=enrolment.pk, period_ids=[dec.pk + 1000], now=dec_2)
     assert refused.value.code == "not_due"
     assert services.pay(user=who.user, enrolment_id=enrolment.pk, period_ids=[dec.pk], now=dec_2).state == PaymentState.PAID
+
+
+def test_a_wallet_class_limit_is_named_in_yuan_and_fen():
+    from treasury.models import Wallet
+
+    wallet = Wallet(wallet_class=3)  # single payment at most ¥5,000.00, ¥10,000.00 a day
+    assert services.class_limit_problem(wallet, 5_000_00) == ""
+    single = services.class_limit_problem(wallet, 6_786_01)
+    assert "单笔限额 ¥5,000.00，本次应缴 ¥6,786.01" in single and "at most ¥5,000.00 at a time" in single
+    assert services.class_limit_problem(Wallet(wallet_class=1), 1_000_000_00) == ""  # class 1: no limit
