@@ -10,6 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tests import factories as f
+from tests.concurrency import at_once
 from treasury.access.models import LoginFailure
 
 WRONG = "not-the-password"
@@ -24,6 +25,8 @@ def _fail(username: str, times: int) -> None:
     for _ in range(times):
         response = _sign_in(client, username, WRONG)
         assert response.status_code == 200 and "_auth_user_id" not in client.session
+        counted = LoginFailure.objects.filter(username=username).count()
+        assert ("登录失败次数过多" in response.content.decode()) == (counted >= 5)  # the fifth says it locked
 
 
 @pytest.mark.django_db
@@ -70,3 +73,18 @@ def test_a_username_that_does_not_exist_locks_the_same_way():
     _fail("nobody-here", 5)
     page = _sign_in(Client(), "nobody-here", WRONG).content.decode()
     assert "登录失败次数过多" in page  # the same answer as for a real user: it tells nobody who exists
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("needs_postgresql")
+def test_guesses_sent_at_once_are_counted_one_by_one():
+    """Twenty wrong passwords at the same moment: five are tried and counted, the fifth locks, the other fifteen
+    find the lock."""
+    user = f.make_user(role="tax_staff")
+
+    def guess():
+        return _sign_in(Client(), user.username, WRONG).content.decode()
+
+    pages = at_once(*[guess] * 20)
+    assert sum("登录失败次数过多" in page for page in pages) == 16  # the fifth failure and the fifteen after it
+    assert LoginFailure.objects.filter(username=user.username).count() == 5

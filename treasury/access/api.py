@@ -67,8 +67,13 @@ class TokenObtainView(JsonErrorsMixin, ObtainAuthToken):
         auth=[],
     )
     def post(self, request, *args, **kwargs):
-        username = request.data.get("username") if hasattr(request.data, "get") else None
-        until = locked_until(str(username), now=timezone.now()) if username else None
-        if until:  # refused by the backend anyway; this says so, and when to try again
-            raise exceptions.Throttled(wait=(until - timezone.now()).total_seconds(), detail=lock_message(until))
-        return super().post(request, *args, **kwargs)
+        try:
+            return super().post(request, *args, **kwargs)
+        except exceptions.ValidationError:
+            # Locked (login_lock), by this attempt or before it: say so, and when to try again.
+            username = request.data.get("username") if hasattr(request.data, "get") else None
+            until = locked_until(str(username), now=timezone.now()) if username else None
+            if until:
+                raise exceptions.Throttled(wait=(until - timezone.now()).total_seconds(),
+                                           detail=lock_message(until)) from None
+            raise

@@ -5,6 +5,3 @@ class AccessConfig(AppConfig):
     name = "treasury.access"
     label = "access"
     verbose_name = "用户与权限 (users and roles)"
-
-    def ready(self):
-        from . import login_lock  # noqa: F401  (connects the failed sign-in receiver)

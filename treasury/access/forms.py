@@ -12,11 +12,15 @@ def lock_message(until) -> str:
 
 
 class SignInForm(AuthenticationForm):
-    """Django's sign-in form, saying so when the username is locked (login_lock) instead of "wrong password"."""
+    """Django's sign-in form, saying so when the username is locked (login_lock), by this attempt or before it,
+    instead of "wrong password"."""
 
     def clean(self):
-        username = self.cleaned_data.get("username")
-        until = locked_until(username, now=timezone.now()) if username else None
-        if until:
-            raise ValidationError(lock_message(until), code="locked")
-        return super().clean()
+        try:
+            return super().clean()
+        except ValidationError:
+            username = self.cleaned_data.get("username")
+            until = locked_until(username, now=timezone.now()) if username else None
+            if until:
+                raise ValidationError(lock_message(until), code="locked") from None
+            raise

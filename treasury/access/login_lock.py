@@ -5,15 +5,17 @@ page and the token call say until when. The lock is per username, existing or no
 username exists. Attempts refused while locked are not counted (the lock ends on time, whoever keeps trying);
 a successful sign-in clears the username's failures. Staff administrators see failures in the admin site and
 unlock a user by deleting theirs.
+
+Attempts for one username are taken one at a time (a PostgreSQL advisory lock held from the check to the record):
+otherwise guesses sent in parallel would all pass the check before any of them is counted.
 """
 import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied
-from django.dispatch import receiver
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import LoginFailure
@@ -30,27 +32,30 @@ def locked_until(username: str, *, now: datetime) -> datetime | None:
 
 
 class LockingModelBackend(ModelBackend):
-    """Django's username and password check, refused while the username is locked."""
+    """Django's username and password check, refused while the username is locked; a failure is counted."""
 
     def authenticate(self, request, username=None, password=None, **kwargs):
         username = username if username is not None else kwargs.get("username")
-        if username and locked_until(username, now=timezone.now()):
-            raise PermissionDenied  # authenticate() tries no other backend and sends user_login_failed
-        user = super().authenticate(request, username=username, password=password, **kwargs)
-        if user is not None and username:
-            LoginFailure.objects.filter(username=username).delete()
-        return user
+        if not username:
+            return super().authenticate(request, username=username, password=password, **kwargs)
+        with transaction.atomic():
+            if connection.vendor == "postgresql":  # SQLite runs one writing transaction at a time anyway
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"sign-in:{username}"])
+            now = timezone.now()
+            if locked_until(username, now=now):
+                raise PermissionDenied  # authenticate() tries no other backend; the attempt is not counted
+            user = super().authenticate(request, username=username, password=password, **kwargs)
+            if user is None:
+                _count_failure(username, request, now=now)
+            else:
+                LoginFailure.objects.filter(username=username).delete()
+            return user
 
 
-@receiver(user_login_failed)
-def record_failure(sender, credentials, request=None, **kwargs):
-    username = (credentials or {}).get("username")
-    if not username:
-        return
-    now = timezone.now()
-    if locked_until(username, now=now):
-        return  # refused while locked: not counted
-    LoginFailure.objects.filter(username=username, at__lte=now - timedelta(minutes=settings.LOGIN_LOCK_MINUTES)).delete()
+def _count_failure(username: str, request, *, now: datetime) -> None:
+    window = timedelta(minutes=settings.LOGIN_LOCK_MINUTES)
+    LoginFailure.objects.filter(username=username, at__lte=now - window).delete()  # no longer counted
     ip = request.META.get("REMOTE_ADDR") if request is not None else None
     LoginFailure.objects.create(username=username[:150], ip=ip or None, at=now)
     if locked_until(username, now=now):
