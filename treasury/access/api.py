@@ -8,8 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .api_errors import ErrorSerializer, JsonErrorsMixin
-from .forms import lock_message
-from .login_lock import locked_until
+from .login_lock import lock_message, locked_until
 from .permissions import API_AUTHENTICATION, ReadOnlyForAuditors
 from .roles import user_roles, is_read_only
 from .scoping import sees_all_organizations, user_organization

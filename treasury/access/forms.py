@@ -1,14 +1,8 @@
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
 
-from .login_lock import locked_until
-
-
-def lock_message(until) -> str:
-    return _("Too many failed sign-ins for this user: try again after %(time)s.") % {
-        "time": timezone.localtime(until).strftime("%H:%M")}
+from .login_lock import lock_message, locked_until
 
 
 class SignInForm(AuthenticationForm):

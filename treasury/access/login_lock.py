@@ -17,6 +17,7 @@ from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .models import LoginFailure
 
@@ -29,6 +30,12 @@ def locked_until(username: str, *, now: datetime) -> datetime | None:
     recent = list(LoginFailure.objects.filter(username=username, at__gt=now - window)
                   .order_by("-at").values_list("at", flat=True)[:limit])
     return recent[-1] + window if len(recent) >= limit else None
+
+
+def lock_message(until: datetime) -> str:
+    """What the sign-in page and the token call answer while locked."""
+    return _("Too many failed sign-ins for this user: try again after %(time)s.") % {
+        "time": timezone.localtime(until).strftime("%H:%M")}
 
 
 class LockingModelBackend(ModelBackend):
