@@ -53,20 +53,16 @@ def employee_no(wallet: Wallet) -> str:
 def employee_social_share(*, region_code: str, period: str) -> Callable[[int], int]:
     """What a payroll office withholds for social insurance from a gross salary: the employee's share as the
     region's rules for the month compute it (the base clamped to floor..ceiling), so a declaration made from
-    the run finds the withholdings right. 10% of gross where the region has no rules loaded."""
+    the run finds the withholdings right."""
     from social_security import rules
 
-    try:
-        month_rules = rules.rules_for(region=region_code, on=dt.date.fromisoformat(f"{period}-01"))
-    except rules.RulesNotFound:
-        return lambda gross: gross * 10 // 100
+    month_rules = rules.rules_for(region=region_code, on=dt.date.fromisoformat(f"{period}-01"))
     return lambda gross: rules.premiums(base_fen=rules.clamp_base(base_fen=gross, rules=month_rules)[0],
                                         rules=month_rules).individual_fen
 
 
 def payroll_csv(*, employer: Organization, period: str, staff: list[Wallet], spoil: dict | None = None,
-                variant: int = 0, union_members: frozenset[str] = frozenset(),
-                social_share: Callable[[int], int] = lambda gross: gross * 10 // 100,
+                social_share: Callable[[int], int], variant: int = 0, union_members: frozenset[str] = frozenset(),
                 social_slips: dict[int, int] | None = None) -> bytes:
     """A payroll file of `staff` as an employer's payroll office would export it; `spoil` maps a row
     index to {column index: wrong value} to show the error report; `variant` (0-99) changes the

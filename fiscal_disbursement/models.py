@@ -261,6 +261,10 @@ class PayeeKind(models.TextChoices):
 EARMARK_WARNINGS = ("earmark_category", "earmark_payee")
 
 
+def earmark_warned(warnings: list[str]) -> bool:
+    return any(w in EARMARK_WARNINGS for w in warnings)
+
+
 class PaymentLine(models.Model):
     # No index of its own: the (request, line_no) constraint's index starts with it.
     request = models.ForeignKey(PaymentRequest, on_delete=models.CASCADE, related_name="lines", db_index=False)
@@ -302,7 +306,7 @@ class PaymentLine(models.Model):
 
     @property
     def earmark_warned(self) -> bool:
-        return any(w in EARMARK_WARNINGS for w in self.warnings)
+        return earmark_warned(self.warnings)
 
     @property
     def other_warnings(self) -> list[str]:

@@ -22,7 +22,7 @@ from treasury.access import roles
 from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import Organization, TransferState
 
-from .models import EARMARK_WARNINGS, PaymentLine, PaymentRequest, Quota
+from .models import PaymentLine, PaymentRequest, Quota, earmark_warned
 from .models import RequestState as R
 
 FINANCE_ROLES = (roles.FINANCE_CLERK, roles.FINANCE_APPROVER)
@@ -192,8 +192,7 @@ def line_is_actionable(line: PaymentLine) -> bool:
 
 def earmark_warned_count(*, request: PaymentRequest) -> int:
     """Lines the earmark conditions will have the operator refuse (warned when the file was read)."""
-    return sum(any(w in EARMARK_WARNINGS for w in warnings)
-               for warnings in request.lines.exclude(warnings=[]).values_list("warnings", flat=True))
+    return sum(map(earmark_warned, request.lines.exclude(warnings=[]).values_list("warnings", flat=True)))
 
 
 def line_refusal(line: PaymentLine) -> str:

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .api_errors import ErrorSerializer, JsonErrorsMixin
-from .login_lock import lock_message, locked_until
+from .login_lock import current_lock, lock_message
 from .permissions import API_AUTHENTICATION, ReadOnlyForAuditors
 from .roles import user_roles, is_read_only
 from .scoping import sees_all_organizations, user_organization
@@ -70,8 +70,7 @@ class TokenObtainView(JsonErrorsMixin, ObtainAuthToken):
             return super().post(request, *args, **kwargs)
         except exceptions.ValidationError:
             # Locked (login_lock), by this attempt or before it: say so, and when to try again.
-            username = request.data.get("username") if hasattr(request.data, "get") else None
-            until = locked_until(str(username), now=timezone.now()) if username else None
+            until = current_lock(request.data.get("username") if hasattr(request.data, "get") else None)
             if until:
                 raise exceptions.Throttled(wait=(until - timezone.now()).total_seconds(),
                                            detail=lock_message(until)) from None

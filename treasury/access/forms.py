@@ -1,8 +1,7 @@
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
-from .login_lock import lock_message, locked_until
+from .login_lock import current_lock, lock_message
 
 
 class SignInForm(AuthenticationForm):
@@ -13,8 +12,7 @@ class SignInForm(AuthenticationForm):
         try:
             return super().clean()
         except ValidationError:
-            username = self.cleaned_data.get("username")
-            until = locked_until(username, now=timezone.now()) if username else None
+            until = current_lock(self.cleaned_data.get("username"))
             if until:
                 raise ValidationError(lock_message(until), code="locked") from None
             raise

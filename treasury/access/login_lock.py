@@ -32,6 +32,11 @@ def locked_until(username: str, *, now: datetime) -> datetime | None:
     return recent[-1] + window if len(recent) >= limit else None
 
 
+def current_lock(username) -> datetime | None:
+    """When the lock on `username` (as a form or a request body gave it, maybe empty) ends, if it is locked now."""
+    return locked_until(str(username), now=timezone.now()) if username else None
+
+
 def lock_message(until: datetime) -> str:
     """What the sign-in page and the token call answer while locked."""
     return _("Too many failed sign-ins for this user: try again after %(time)s.") % {
