@@ -82,10 +82,6 @@ def quota_get(*, user, quota_id) -> Quota:
         raise Http404("quota not found")
 
 
-def quota_years(*, user) -> list[int]:
-    return list(visible_quotas(user).order_by("-fiscal_year").values_list("fiscal_year", flat=True).distinct())
-
-
 def quotas_for_request(*, user) -> QuerySet[Quota]:
     """Quotas a new request can draw on: something available, newest year first."""
     return visible_quotas(user).order_by("-fiscal_year", "quota_id")
