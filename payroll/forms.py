@@ -122,11 +122,11 @@ class DuesCallForm(forms.Form):
 # Union members
 # ---------------------------------------------------------------------------------------------
 
-MEMBER_STATES = {"": "全部 (all)", "active": "在册 (active)", "inactive": "已停用 (deactivated)"}
+MEMBER_STATES = {"": _("All"), "active": _("Active"), "inactive": _("Deactivated")}
 
 
 class MemberSearchForm(forms.Form):
-    q = forms.CharField(label="姓名或工号 (name or employee no.)", required=False, max_length=64)
+    q = forms.CharField(label=_("Name or employee no."), required=False, max_length=64)
     state = forms.ChoiceField(label=_("State"), required=False, choices=list(MEMBER_STATES.items()))
 
     def active(self) -> bool | None:
@@ -141,13 +141,13 @@ class UnionMemberForm(forms.Form):
     employee_no = forms.CharField(label=_("Employee no."), required=False, max_length=32)
     name = forms.CharField(label=_("Name"), max_length=64)
     resident_id = forms.CharField(label=_("Resident ID"), max_length=20)
-    wallet_id = forms.CharField(label="数字人民币钱包编号 (e-CNY wallet id)", max_length=20,
+    wallet_id = forms.CharField(label=_("e-CNY wallet id"), max_length=20,
                                 widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}))
-    dues_base = forms.DecimalField(label="会费基数（元） (dues base, yuan)", min_value=0, max_digits=12, decimal_places=2,
+    dues_base = forms.DecimalField(label=_("Dues base (yuan)"), min_value=0, max_digits=12, decimal_places=2,
                                    initial=0)
-    standing_authorisation = forms.BooleanField(label=_("Standing authorisation"), required=False,
-                                                help_text="会员同意工会每月从其钱包收取会费 (the member lets the union "
-                                                          "collect dues from their wallet each month)")
+    standing_authorisation = forms.BooleanField(
+        label=_("Standing authorisation"), required=False,
+        help_text=_("The member lets the union collect dues from their wallet each month."))
 
     def __init__(self, *args, adding: bool, **kwargs):
         super().__init__(*args, **kwargs)
@@ -156,7 +156,7 @@ class UnionMemberForm(forms.Form):
 
 
 class MemberImportForm(forms.Form):
-    file = forms.FileField(label="会员名单 CSV (member list, CSV)",
+    file = forms.FileField(label=_("Member list (CSV)"),
                            widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}))
 
     def clean_file(self):
@@ -164,7 +164,7 @@ class MemberImportForm(forms.Form):
 
         uploaded = self.cleaned_data["file"]
         if uploaded.size > MAX_FILE_BYTES:  # before reading it into memory
-            raise forms.ValidationError("文件不能超过 5 MB (the file must be at most 5 MB)")
+            raise forms.ValidationError(_("The file must be at most 5 MB."))
         return uploaded
 
 
@@ -173,19 +173,19 @@ class MemberImportForm(forms.Form):
 # ---------------------------------------------------------------------------------------------
 
 PAY_COMPONENT_LABELS = {
-    "basic_wage": "基本工资 (basic wage)", "allowances": "津贴 (allowances)", "subsidies": "补贴 (subsidies)",
-    "bonus": "奖金 (bonus)", "other_pay": "其他应发 (other pay)",
+    "basic_wage": _("Basic wage"), "allowances": _("Allowances"), "subsidies": _("Subsidies"),
+    "bonus": _("Bonus"), "other_pay": _("Other pay"),
 }
 
 
 class UnionRulesForm(forms.Form):
     """Percentages as people type them; ranges are checked by `union.change_rules`."""
 
-    dues_rate_percent = forms.DecimalField(label="会费比例 % (dues rate, %)", max_digits=5, decimal_places=2)
+    dues_rate_percent = forms.DecimalField(label=_("Dues rate (%)"), max_digits=5, decimal_places=2)
     dues_base_components = forms.MultipleChoiceField(
-        label="会费基数 (dues base)", choices=list(PAY_COMPONENT_LABELS.items()), widget=forms.CheckboxSelectMultiple)
-    funds_rate_percent = forms.DecimalField(label="工会经费比例 % (union funds rate, % of gross payroll)", max_digits=5,
+        label=_("Dues base"), choices=list(PAY_COMPONENT_LABELS.items()), widget=forms.CheckboxSelectMultiple)
+    funds_rate_percent = forms.DecimalField(label=_("Union funds rate (% of gross payroll)"), max_digits=5,
                                             decimal_places=2)
-    grassroots_share_percent = forms.DecimalField(label="基层工会留成 % (grassroots union's share of the funds, %)",
+    grassroots_share_percent = forms.DecimalField(label=_("Grassroots union's share of the funds (%)"),
                                                   max_digits=5, decimal_places=2)
-    dues_in_payroll = forms.BooleanField(label="会费随工资代扣 (dues deducted in the payroll run)", required=False)
+    dues_in_payroll = forms.BooleanField(label=_("Dues deducted in the payroll run"), required=False)

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from treasury.access.decorators import writable_required
@@ -51,7 +52,7 @@ def union_rules_page(request, union_id: int):
                 for field, message in exc.problems.items():
                     form.add_error(FORM_FIELDS[field], message)
             else:
-                messages.success(request, "工会规则已保存 (the union's rules are saved)")
+                messages.success(request, _("The union's rules are saved."))
                 return redirect("payroll:union-detail", union_id=union.pk)
         status = 400
     return render(request, "payroll/union_rules.html", {"union": union, "form": form, "can_change": can_change},

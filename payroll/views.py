@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
@@ -433,12 +434,12 @@ def payslips_request(request, batch_id: int):
     else:
         archive = selectors.payslip_archive_get(batch=batch, archive_id=archive.pk)  # as the task left it
         if archive.state == ArchiveState.READY:
-            messages.success(request, "工资条已生成，可以下载 (the payslips are ready to download)")
+            messages.success(request, _("The payslips are ready to download."))
         elif archive.state == ArchiveState.FAILED:
             messages.error(request, archive.error)
         else:
-            messages.info(request, "工资条正在生成，完成后即可下载 (the payslips are being prepared; the download "
-                                   "appears here when they are ready)")
+            messages.info(request, _("The payslips are being prepared; the download appears here when they are "
+                                     "ready."))
     return redirect(reverse("payroll:batch-detail", kwargs={"batch_id": batch.pk}) + "#payslips")
 
 
@@ -642,7 +643,7 @@ def union_member_add(request, union_id: int):
             except members.MembersRefused as exc:
                 _show_problems(form, exc)
             else:
-                messages.success(request, f"已添加会员 {member.name} (member added)")
+                messages.success(request, _("Member %(name)s added.") % {"name": member.name})
                 return redirect("payroll:union-members", union_id=union.pk)
         return render(request, "payroll/union_member_form.html", {"union": union, "form": form}, status=400)
     return render(request, "payroll/union_member_form.html", {"union": union, "form": form})
@@ -666,7 +667,7 @@ def union_member_edit(request, union_id: int, member_id: int):
             except members.MembersRefused as exc:
                 _show_problems(form, exc)
             else:
-                messages.success(request, f"已保存会员 {form.cleaned_data['name']} 的信息 (member saved)")
+                messages.success(request, _("Member %(name)s saved.") % {"name": form.cleaned_data["name"]})
                 return redirect("payroll:union-members", union_id=union.pk)
         status = 400
     else:
@@ -685,10 +686,10 @@ def union_member_active(request, union_id: int, member_id: int):
     active = request.POST.get("active") == "1"
     members.set_member_active(member_id=member.pk, user=request.user, active=active, now=timezone.now())
     if active:
-        messages.success(request, f"会员 {member.name} 已恢复在册 (member reactivated)")
+        messages.success(request, _("Member %(name)s is active again.") % {"name": member.name})
     else:
-        messages.success(request, f"会员 {member.name} 已停用：不再收取会费，会费记录保留 (member deactivated: no more "
-                                  f"dues are taken, their dues history stays)")
+        messages.success(request, _("Member %(name)s deactivated: no more dues are taken, their dues history "
+                                    "stays.") % {"name": member.name})
     query = QueryDict(request.POST.get("query", "")).urlencode()  # back to the same search and page
     return redirect(reverse("payroll:union-members", kwargs={"union_id": union.pk}) + (f"?{query}" if query else ""))
 
@@ -710,10 +711,13 @@ def union_members_import(request, union_id: int):
             except members.MembersRefused as exc:
                 problems, problem_count = exc.problems[:members.MAX_PROBLEMS_SHOWN], len(exc.problems)
             else:
-                messages.success(request, f"已导入 {len(added)} 名会员 ({len(added)} member(s) imported)")
+                count = len(added)
+                messages.success(request, ngettext("%(count)s member imported.", "%(count)s members imported.",
+                                                   count) % {"count": count})
                 return redirect("payroll:union-members", union_id=union.pk)
     return render(request, "payroll/union_members_import.html", {
         "union": union, "form": form, "problems": problems, "problem_count": problem_count,
+        "columns": ", ".join(header for _field, header in members.COLUMNS),  # the file's own headers, as they are
     }, status=status)
 
 

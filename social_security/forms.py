@@ -1,10 +1,11 @@
 """Forms of the declaration pages."""
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from social_security.models import DeclarationState, Region
 from treasury.money import InvalidAmount, yuan_to_fen
 
-PERIOD_HELP = "YYYY-MM，如 2026-03 (e.g. 2026-03)"
+PERIOD_HELP = _("YYYY-MM, e.g. 2026-03")
 
 
 def _regions():
@@ -14,15 +15,14 @@ def _regions():
 class NewDeclarationForm(forms.Form):
     """A new declaration: how its lines come in (entered one by one, a file, or a payroll batch)."""
 
-    SOURCES = [("entered", "页面录入 (enter on the page)"), ("imported", "导入文件 (import CSV/XLSX)"),
-               ("payroll", "取自工资表 (from a payroll batch)")]
-    region = forms.ChoiceField(label="参保地 (region)", choices=())
-    period = forms.RegexField(label="费款所属期 (period)", regex=r"^\d{4}-(0[1-9]|1[0-2])$", help_text=PERIOD_HELP,
-                              error_messages={"invalid": "费款所属期应为YYYY-MM (period must be YYYY-MM)"}, required=False)
-    source = forms.ChoiceField(label="明细来源 (lines from)", choices=SOURCES, widget=forms.RadioSelect,
-                               initial="entered")
-    file = forms.FileField(label="申报文件 (file)", required=False)
-    payroll_batch = forms.ChoiceField(label="工资批次 (payroll batch)", required=False, choices=())
+    SOURCES = [("entered", _("Enter on the page")), ("imported", _("Import a file (CSV/XLSX)")),
+               ("payroll", _("From a payroll batch"))]
+    region = forms.ChoiceField(label=_("Insurance region"), choices=())
+    period = forms.RegexField(label=_("Contribution period"), regex=r"^\d{4}-(0[1-9]|1[0-2])$", help_text=PERIOD_HELP,
+                              error_messages={"invalid": _("The period must be YYYY-MM.")}, required=False)
+    source = forms.ChoiceField(label=_("Lines from"), choices=SOURCES, widget=forms.RadioSelect, initial="entered")
+    file = forms.FileField(label=_("Declaration file"), required=False)
+    payroll_batch = forms.ChoiceField(label=_("Payroll batch"), required=False, choices=())
 
     def __init__(self, *args, payroll_choices=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -33,18 +33,18 @@ class NewDeclarationForm(forms.Form):
         data = super().clean()
         source = data.get("source")
         if source == "imported" and not data.get("file"):
-            self.add_error("file", "请选择文件 (choose a file)")
+            self.add_error("file", _("Choose a file."))
         if source == "payroll" and not data.get("payroll_batch"):
-            self.add_error("payroll_batch", "请选择工资批次 (choose a payroll batch)")
+            self.add_error("payroll_batch", _("Choose a payroll batch."))
         if source in ("entered", "imported") and not data.get("period"):
-            self.add_error("period", "必填 (required)")
+            self.add_error("period", _("Required."))
         return data
 
 
 class LineForm(forms.Form):
-    name = forms.CharField(label="姓名 (name)", max_length=100)
-    resident_id = forms.CharField(label="身份证号 (resident ID)", max_length=18)
-    base = forms.CharField(label="缴费基数(元) (base, yuan)", max_length=20)
+    name = forms.CharField(label=_("Name"), max_length=100)
+    resident_id = forms.CharField(label=_("Resident ID"), max_length=18)
+    base = forms.CharField(label=_("Base (yuan)"), max_length=20)
 
     def clean_base(self):
         try:
@@ -54,10 +54,10 @@ class LineForm(forms.Form):
 
 
 class ReasonForm(forms.Form):
-    reason = forms.CharField(label="原因 (reason)", max_length=255)
+    reason = forms.CharField(label=_("Reason"), max_length=255)
 
 
 class FilterForm(forms.Form):
-    state = forms.ChoiceField(label="状态 (state)", required=False,
-                              choices=[("", "全部 (any)")] + list(DeclarationState.choices))
-    period = forms.CharField(label="所属期 (period)", required=False, max_length=7)
+    state = forms.ChoiceField(label=_("State"), required=False,
+                              choices=[("", _("All"))] + list(DeclarationState.choices))
+    period = forms.CharField(label=_("Period"), required=False, max_length=7)

@@ -15,6 +15,8 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST, require_safe
 from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
@@ -35,22 +37,25 @@ from treasury.access.decorators import role_required
 from treasury.access.errors import AccessDenied
 from treasury.services.transfers import OperatorRejected, OperatorUnavailable
 
-ANY = [("", "全部 (any)")]
+ANY = [("", gettext_lazy("All"))]
 
 
 class ResultFilterForm(forms.Form):
-    outcome = forms.ChoiceField(label="结果 (outcome)", required=False, choices=ANY + list(ReconciliationOutcome.choices))
-    source = forms.ChoiceField(label="来源 (source)", required=False, choices=ANY + list(ReconciliationSource.choices))
+    outcome = forms.ChoiceField(label=gettext_lazy("Outcome"), required=False,
+                                choices=ANY + list(ReconciliationOutcome.choices))
+    source = forms.ChoiceField(label=gettext_lazy("Source"), required=False,
+                               choices=ANY + list(ReconciliationSource.choices))
 
 
 class SocialCaseFilterForm(CaseFilterForm):
-    source = forms.ChoiceField(label="来源 (source)", required=False, choices=ANY + list(ReconciliationSource.choices))
-    outcome = forms.ChoiceField(label="差异类型 (kind)", required=False,
+    source = forms.ChoiceField(label=gettext_lazy("Source"), required=False,
+                               choices=ANY + list(ReconciliationSource.choices))
+    outcome = forms.ChoiceField(label=gettext_lazy("Discrepancy kind"), required=False,
                                 choices=ANY + [c for c in ReconciliationOutcome.choices if c[0] != "matched"])
 
 
 class SocialCorrectionForm(CorrectionForm):
-    kind = forms.ChoiceField(label="更正方式 (kind)", choices=CorrectionKind.choices)
+    kind = forms.ChoiceField(label=gettext_lazy("Correction kind"), choices=CorrectionKind.choices)
 
 
 def _cleaned(form) -> dict:
@@ -74,15 +79,15 @@ def run_now(request):
     """Reconcile a check date now (the day's run covers every authority; each sees their own)."""
     form = RunNowForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "请填写对账日期 (please give a check date)")
+        messages.error(request, _("Please give a check date."))
         return redirect("social:reconciliation")
     try:
         run = reconciliation.reconcile_now(check_date=form.cleaned_data["check_date"])
     except (OperatorUnavailable, OperatorRejected) as exc:
-        messages.error(request, f"暂时无法取得运营机构对账单，未做任何改动 (the operator statement could not be "
-                                f"fetched; nothing changed): {exc}")
+        messages.error(request, _("The operator's statement could not be fetched; nothing changed: %(error)s")
+                       % {"error": exc})
         return redirect("social:reconciliation")
-    messages.success(request, "对账完成 (reconciled)")
+    messages.success(request, _("Reconciled."))
     return redirect("social:reconciliation-run", run_id=run.pk)
 
 
@@ -153,8 +158,7 @@ def case_detail(request, case_id: int):
 
 def _refused(request, exc) -> None:
     if isinstance(exc, (TransitionNotAllowed, ConcurrentTransition)):
-        messages.error(request, "当前状态不允许此操作，页面显示的是最新状态 (the state does not allow this; the page "
-                                "shows what it is now)")
+        messages.error(request, _("The state does not allow this; the page shows what it is now."))
     else:
         messages.error(request, str(exc))
 
@@ -174,12 +178,12 @@ def case_action(request, case_id: int, action: str):
             form = InvestigateForm(request.POST)
             reconciliation.investigate_case(case_id=case.pk, user=request.user,
                                             note=_cleaned(form).get("note", ""), now=now)
-            messages.success(request, "差异已转入调查 (the case is being investigated)")
+            messages.success(request, _("The case is being investigated."))
         elif action == "resolve":
             form = ResolveForm(request.POST)
             reconciliation.resolve_case(case_id=case.pk, user=request.user, reason=_cleaned(form).get("reason", ""),
                                         now=now)
-            messages.success(request, "差异已解决 (the case is resolved)")
+            messages.success(request, _("The case is resolved."))
         elif action == "propose":
             form = SocialCorrectionForm(request.POST)
             if not form.is_valid():
@@ -188,7 +192,7 @@ def case_action(request, case_id: int, action: str):
             reconciliation.propose_correction(case_id=case.pk, user=request.user, kind=form.cleaned_data["kind"],
                                               amount_fen=form.cleaned_data["amount"],
                                               reason=form.cleaned_data["reason"], now=now)
-            messages.success(request, "更正已提出，待另一位税务人员审批 (proposed; another tax staff member approves it)")
+            messages.success(request, _("Correction proposed; another tax staff member approves it."))
         else:
             raise Http404("no such action")
     except REFUSALS as exc:
@@ -208,12 +212,12 @@ def correction_decide(request, case_id: int, correction_id: int, decision: str):
     try:
         if decision == "approve":
             done = reconciliation.approve_correction(correction_id=correction.pk, user=request.user, now=now)
-            messages.success(request, f"已批准，更正转账 {done.transfer_id} 已提交 (approved; transfer submitted)")
+            messages.success(request, _("Approved; correcting transfer %(id)s submitted.") % {"id": done.transfer_id})
         else:
             form = RejectCorrectionForm(request.POST)
             reconciliation.reject_correction(correction_id=correction.pk, user=request.user,
                                              reason=_cleaned(form).get("reason", ""), now=now)
-            messages.success(request, "更正已拒绝 (the correction is rejected)")
+            messages.success(request, _("The correction is rejected."))
     except REFUSALS as exc:
         _refused(request, exc)
     return redirect("social:reconciliation-case", case_id=case.pk)

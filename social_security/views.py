@@ -13,6 +13,8 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
@@ -31,10 +33,10 @@ PER_PAGE = 50
 LINES_PER_PAGE = 100
 READ_ROLES = selectors.READ_ROLES
 _DONE = {
-    "declare": "已申报，等待税务系统确认 (declared; waiting for the tax system's confirmation)",
-    "pay": "已发起缴费 (payment started)",
-    "reopen": "已退回草稿，可修改 (back to draft for a fix)",
-    "cancel": "申报已作废 (declaration cancelled)",
+    "declare": gettext_lazy("Declared; waiting for the tax system's confirmation."),
+    "pay": gettext_lazy("Payment started."),
+    "reopen": gettext_lazy("Back to draft: it can be changed."),
+    "cancel": gettext_lazy("The declaration is cancelled."),
 }
 
 
@@ -89,7 +91,7 @@ def declaration_new(request):
         except (services.SocialError, AccessDenied) as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, f"已建申报草稿 {declaration.declaration_no} (draft created)")
+            messages.success(request, _("Draft declaration %(no)s created.") % {"no": declaration.declaration_no})
             return redirect("social:declaration-detail", declaration_id=declaration.pk)
     return render(request, "social_security/declaration_new.html", {"form": form, "problems": problems[:500],
                                                                     "problem_count": len(problems)})
@@ -154,7 +156,7 @@ def declaration_add_line(request, declaration_id: int):
     except (services.SocialError, AccessDenied) as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, "已添加 (line added)")
+        messages.success(request, _("Line added."))
     return redirect("social:declaration-detail", declaration_id=declaration.pk)
 
 
@@ -169,7 +171,7 @@ def declaration_remove_line(request, declaration_id: int, line_id: int):
     except (services.SocialError, AccessDenied) as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, "已删除 (line removed)")
+        messages.success(request, _("Line removed."))
     return redirect("social:declaration-detail", declaration_id=declaration.pk)
 
 
@@ -186,7 +188,7 @@ def declaration_action(request, declaration_id: int, action: str):
     if action == "cancel":
         form = ReasonForm(request.POST)
         if not form.is_valid():
-            messages.error(request, "请填写作废原因 (please give a reason)")
+            messages.error(request, _("Please give the reason for cancelling the declaration."))
             return redirect("social:declaration-detail", declaration_id=declaration.pk)
         kwargs["reason"] = form.cleaned_data["reason"]
     service = {"declare": services.declare, "pay": services.pay_declaration, "reopen": services.reopen_declaration,
@@ -194,8 +196,7 @@ def declaration_action(request, declaration_id: int, action: str):
     try:
         service(**kwargs)
     except (TransitionNotAllowed, ConcurrentTransition):
-        messages.error(request, "申报当前状态不允许此操作，页面显示的是最新状态 (the declaration's state does not allow "
-                                "this; the page shows what it is now)")
+        messages.error(request, _("The declaration's state does not allow this; the page shows what it is now."))
     except (services.SocialError, AccessDenied, InvalidTransfers) as exc:
         messages.error(request, str(exc))
     else:

@@ -20,6 +20,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
@@ -51,10 +53,10 @@ BUDGET_LEVELS = {"0": "共享 (shared)", "1": "中央 (central)", "2": "省 (pro
                  "4": "县 (county)", "5": "乡 (township)"}
 BUDGET_TYPES = {"1": "预算内 (in budget)", "2": "预算外 (outside budget)"}
 _ACTION_DONE = {
-    "activate": "协议已启用 (the agreement is active)",
-    "suspend": "协议已暂停 (the agreement is suspended)",
-    "resume": "协议已恢复 (the agreement is active again)",
-    "revoke": "协议已撤销 (the agreement is revoked)",
+    "activate": gettext_lazy("The agreement is active."),
+    "suspend": gettext_lazy("The agreement is suspended."),
+    "resume": gettext_lazy("The agreement is active again."),
+    "revoke": gettext_lazy("The agreement is revoked."),
 }
 _SERVICES = {
     "activate": services.activate_agreement, "suspend": services.suspend_agreement,
@@ -63,12 +65,12 @@ _SERVICES = {
 
 
 def refusal_message(exc: Exception) -> str:
+    """What the page says when a service refuses (its own text is the API's too, so it stays as it is)."""
     if isinstance(exc, (TransitionNotAllowed, ConcurrentTransition)):
-        return "协议当前状态不允许此操作，页面显示的是最新状态 (the agreement's state does not allow this; the page " \
-               "shows what it is now)"
+        return _("The agreement's state does not allow this; the page shows what it is now.")
     if isinstance(exc, OperatorUnavailable):
-        return f"暂时无法联系运营机构，未做任何记录，请稍后再试 (the operator cannot be reached now; nothing was " \
-               f"recorded, try again later): {exc}"
+        return _("The operator cannot be reached; nothing was recorded. Please try again later: %(error)s") % {
+            "error": exc}
     return str(exc)
 
 
@@ -211,8 +213,8 @@ def agreement_sign(request):
             except (services.TaxError, AccessDenied, OperatorUnavailable) as exc:
                 form.add_error(None, refusal_message(exc))
             else:
-                messages.success(request, f"协议 {agreement.protocol_no} 已签订，等待税务机关验证 (signed; waiting for "
-                                          f"the tax system's verification)")
+                messages.success(request, _("Agreement %(number)s signed; waiting for the tax system's "
+                                            "verification.") % {"number": agreement.protocol_no})
                 return redirect("tax:agreement-detail", agreement_id=agreement.pk)
     return render(request, "tax/agreement_form.html", {"form": form}, status=status)
 
@@ -245,7 +247,7 @@ def agreement_action(request, agreement_id: int, action: str):
     if action in REASON_ACTIONS:
         form = ReasonForm(request.POST)
         if not form.is_valid():
-            messages.error(request, "请填写原因 (please give a reason)")
+            messages.error(request, _("Please give a reason."))
             return redirect("tax:agreement-detail", agreement_id=agreement.pk)
         kwargs["reason"] = form.cleaned_data["reason"]
     try:
@@ -419,11 +421,12 @@ def pay_own_tax(*, user, data: dict, now) -> object:
 
 def _say_paid(request, deduction) -> None:
     """Whether a voucher paid from a personal wallet was debited, as a message on the next page."""
-    text = f"税票 {deduction.tax_vou_no}: {format_yuan(deduction.amount_fen)} · {deduction.result_code} {deduction.add_word}"
+    values = {"voucher": deduction.tax_vou_no, "amount": format_yuan(deduction.amount_fen),
+              "result": f"{deduction.result_code} {deduction.add_word}"}  # the result code and its note are data
     if deduction.state == DeductionState.SUCCEEDED:
-        messages.success(request, f"缴税成功 (paid) · {text}")
+        messages.success(request, _("Tax paid · voucher %(voucher)s: %(amount)s · %(result)s") % values)
     else:
-        messages.error(request, f"缴税未成功 (not paid) · {text}")
+        messages.error(request, _("Tax not paid · voucher %(voucher)s: %(amount)s · %(result)s") % values)
 
 
 @require_http_methods(["GET", "POST"])
@@ -504,9 +507,9 @@ REFUND_ORDERS_PER_PAGE = 50
 REFUNDS_PER_PAGE = 100
 REFUND_ACTIONS = ("review", "approve", "reject")
 _REFUND_DONE = {
-    "review": "已复核，待另一人审批 (reviewed; another staff member approves it)",
-    "approve": "已审批，退付已提交 (approved; the refunds are being paid)",
-    "reject": "已拒绝 (rejected)",
+    "review": gettext_lazy("Reviewed; another staff member approves it."),
+    "approve": gettext_lazy("Approved; the refunds are being paid."),
+    "reject": gettext_lazy("Rejected."),
 }
 
 
@@ -584,7 +587,7 @@ def refund_action(request, order_id: int, action: str):
     if action == "reject":
         form = ReasonForm(request.POST)
         if not form.is_valid():
-            messages.error(request, "请填写原因 (please give a reason)")
+            messages.error(request, _("Please give a reason."))
             return redirect("tax:refund-detail", order_id=order.pk)
         kwargs["reason"] = form.cleaned_data["reason"]
     service = {"review": services.review_refund_order, "approve": services.approve_refund_order,
@@ -592,8 +595,7 @@ def refund_action(request, order_id: int, action: str):
     try:
         service(**kwargs)
     except (TransitionNotAllowed, ConcurrentTransition):
-        messages.error(request, "退库包当前状态不允许此操作，页面显示的是最新状态 (the refund order's state does not "
-                                "allow this; the page shows what it is now)")
+        messages.error(request, _("The refund order's state does not allow this; the page shows what it is now."))
     except (services.TaxError, AccessDenied) as exc:
         messages.error(request, str(exc))
     else:

@@ -1,12 +1,13 @@
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from adapters.budget.messages import OPERATIONS
 from adapters.budget.models import BudgetMessage
 
 
 class MessageFilterForm(forms.Form):
-    operation = forms.ChoiceField(label="操作 (operation)", required=False,
-                                  choices=[("", "全部 (all)")] + [(op, op) for op in OPERATIONS])
-    key = forms.CharField(label="凭证号/报告号 (voucher or report number)", required=False, max_length=128)
-    outcome = forms.ChoiceField(label="结果 (outcome)", required=False,
-                                choices=[("", "全部 (all)")] + list(BudgetMessage.Outcome.choices))
+    operation = forms.ChoiceField(label=_("Operation"), required=False,
+                                  choices=[("", _("All"))] + [(op, op) for op in OPERATIONS])
+    key = forms.CharField(label=_("Voucher or report number"), required=False, max_length=128)
+    outcome = forms.ChoiceField(label=_("Outcome"), required=False,
+                                choices=[("", _("All"))] + list(BudgetMessage.Outcome.choices))

@@ -1,10 +1,11 @@
-"""Forms of the flexible-employment pages. Labels are bilingual (中文 first, English in brackets); the services
-check everything again and give the refusal a person reads."""
+"""Forms of the flexible-employment pages (labels translated: English msgids, Chinese in the app's catalog); the
+services check everything again and give the refusal a person reads."""
 from __future__ import annotations
 
 from datetime import date
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from social_security.models import FundAccount
 
@@ -22,13 +23,13 @@ def level_choices(levels) -> list[tuple[int, str]]:
 
 
 class EnrolForm(forms.Form):
-    region = forms.ChoiceField(label="统筹地区 (region)")
-    base_level = forms.TypedChoiceField(label="缴费档次 (base level, % of the local average wage)", coerce=int,
+    region = forms.ChoiceField(label=_("Pooling region"))
+    base_level = forms.TypedChoiceField(label=_("Base level (percent of the local average wage)"), coerce=int,
                                         choices=LEVEL_CHOICES, initial=100)
-    frequency = forms.ChoiceField(label="缴费方式 (payment frequency)", choices=Frequency.choices)
-    wallet_id = forms.CharField(label="本人个人钱包 (your personal wallet id)", max_length=16,
-                                help_text="16 位钱包编号；须为本人实名的个人钱包 (16 digits; a personal wallet in your name)")
-    start_month = forms.CharField(label="起缴月份 (first month owed)", max_length=7,
+    frequency = forms.ChoiceField(label=_("Payment frequency"), choices=Frequency.choices)
+    wallet_id = forms.CharField(label=_("Your personal wallet id"), max_length=16,
+                                help_text=_("16 digits; a personal wallet in your own name"))
+    start_month = forms.CharField(label=_("First month owed"), max_length=7,
                                   widget=forms.TextInput(attrs={"type": "month", "placeholder": "YYYY-MM"}))
 
     def __init__(self, *args, levels=None, **kwargs):
@@ -43,8 +44,8 @@ class EnrolForm(forms.Form):
 
 
 class ChangeForm(forms.Form):
-    base_level = forms.TypedChoiceField(label="缴费档次 (base level)", coerce=int, choices=LEVEL_CHOICES)
-    frequency = forms.ChoiceField(label="缴费方式 (payment frequency)", choices=Frequency.choices)
+    base_level = forms.TypedChoiceField(label=_("Base level"), coerce=int, choices=LEVEL_CHOICES)
+    frequency = forms.ChoiceField(label=_("Payment frequency"), choices=Frequency.choices)
 
     def __init__(self, *args, levels=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -53,9 +54,9 @@ class ChangeForm(forms.Form):
 
 
 class StaffFilterForm(forms.Form):
-    region = forms.CharField(label="地区代码 (region code)", required=False, max_length=6)
-    q = forms.CharField(label="姓名或身份号码 (name or resident ID)", required=False, max_length=40)
-    arrears = forms.BooleanField(label="仅欠费 (in arrears only)", required=False)
+    region = forms.CharField(label=_("Region code"), required=False, max_length=6)
+    q = forms.CharField(label=_("Name or resident ID"), required=False, max_length=40)
+    arrears = forms.BooleanField(label=_("In arrears only"), required=False)
 
 
 def _month(text: str) -> date:
@@ -63,4 +64,4 @@ def _month(text: str) -> date:
         year, month = (int(part) for part in text.strip().split("-")[:2])
         return date(year, month, 1)
     except (ValueError, TypeError):
-        raise forms.ValidationError("请填写年月，如 2026-09 (a month like 2026-09)") from None
+        raise forms.ValidationError(_("Enter a month like 2026-09.")) from None

@@ -15,6 +15,7 @@ from django.db.models import Count, Q, Sum
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
@@ -35,9 +36,10 @@ ENROLMENTS_PER_PAGE = 50
 
 def _refusal(exc: Exception) -> str:
     if isinstance(exc, OperatorUnavailable):
-        return f"暂时无法联系运营机构，未做任何记录，请稍后再试 (the operator cannot be reached; nothing was recorded): {exc}"
+        return _("The operator cannot be reached; nothing was recorded. Please try again later: %(error)s") % {
+            "error": exc}
     if isinstance(exc, (TransitionNotAllowed, ConcurrentTransition)):
-        return "状态已变化，页面显示的是最新状态 (the state changed; the page shows what it is now)"
+        return _("The state changed; the page shows what it is now.")
     return str(exc)
 
 
@@ -114,7 +116,7 @@ def enrol(request):
         except (services.FlexibleError, OperatorUnavailable) as exc:
             form.add_error(None, _refusal(exc))
         else:
-            messages.success(request, "参保登记成功 (enrolled)")
+            messages.success(request, _("Enrolled."))
             return redirect("social_flexible:mine")
     return render(request, "social_security/flexible/enrol.html", {"form": form}, status=400)
 
@@ -134,7 +136,7 @@ def change(request):
     enrolment = _own_enrolment(request)
     form = ChangeForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "请选择档次和缴费方式 (choose a level and a frequency)")
+        messages.error(request, _("Choose a base level and a payment frequency."))
         return redirect("social_flexible:mine")
     try:
         result = services.change_base(user=request.user, enrolment_id=enrolment.pk, now=timezone.now(),
@@ -142,8 +144,9 @@ def change(request):
     except services.FlexibleError as exc:
         messages.error(request, _refusal(exc))
     else:
-        messages.success(request, f"已变更，自 {result.effective_month:%Y-%m} 起按 {result.base_level}% 档次、"
-                                  f"{result.get_frequency_display()} 缴费 (changed from {result.effective_month:%Y-%m})")
+        messages.success(request, _("Changed: from %(month)s you pay at the %(level)s%% level, %(frequency)s.") % {
+            "month": f"{result.effective_month:%Y-%m}", "level": result.base_level,
+            "frequency": result.get_frequency_display()})
     return redirect("social_flexible:mine")
 
 
@@ -168,13 +171,15 @@ def pay(request):
         except (services.FlexibleError, OperatorUnavailable, TransitionNotAllowed, ConcurrentTransition) as exc:
             messages.error(request, _refusal(exc))
             return redirect("social_flexible:mine")
-        text = f"{format_yuan(payment.amount_fen)}（其中滞纳金 {format_yuan(payment.late_fee_fen)} late fees）"
+        amounts = {"amount": format_yuan(payment.amount_fen), "late_fees": format_yuan(payment.late_fee_fen)}
         if payment.state == PaymentState.PAID:
-            messages.success(request, f"缴费成功 (paid) · {text}")
+            messages.success(request, _("Paid: %(amount)s, late fees %(late_fees)s included.") % amounts)
         elif payment.state == PaymentState.FAILED:
-            messages.error(request, f"缴费未成功，月份已恢复待缴 (not paid; the months are due again) · {payment.failure_reason}")
+            messages.error(request, _("Not paid; the months are due again: %(reason)s") % {
+                "reason": payment.failure_reason})
         else:
-            messages.warning(request, f"缴费结果待确认，请勿重复缴纳 (outcome not known yet; do not pay again) · {text}")
+            messages.warning(request, _("The outcome is not known yet; do not pay again: %(amount)s, late fees "
+                                        "%(late_fees)s included.") % amounts)
         return redirect("social_flexible:payments")
     try:
         through = int(request.GET.get("through", ""))
@@ -183,7 +188,7 @@ def pay(request):
     ids = [p.pk for p in payable]
     chosen = payable[: ids.index(through) + 1] if through in ids else []
     if not chosen:
-        messages.error(request, "没有可缴的月份 (nothing to pay)")
+        messages.error(request, _("Nothing to pay."))
         return redirect("social_flexible:mine")
     priced = services.quote(periods=chosen, now=now)
     limit_problem = services.class_limit_problem(enrolment.wallet, priced.amount_fen)

@@ -12,6 +12,8 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST, require_safe
 from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
@@ -78,20 +80,20 @@ def run_now(request):
     """Reconcile a check date now, for the user's tax authority."""
     form = RunNowForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "请填写对账日期 (please give a check date)")
+        messages.error(request, _("Please give a check date."))
         return redirect("tax:reconciliation")
     code = staff_tax_org_code(request.user)
     try:
         run = services.reconcile(check_date=form.cleaned_data["check_date"], tax_org_code=code, now=timezone.now())
     except (OperatorUnavailable, OperatorRejected) as exc:
-        messages.error(request, f"暂时无法取得运营机构对账单，未做任何改动 (the operator statement could not be "
-                                f"fetched; nothing changed): {exc}")
+        messages.error(request, _("The operator's statement could not be fetched; nothing changed: %(error)s") % {
+            "error": exc})
         return redirect("tax:reconciliation")
     if run.state == "waiting":
-        messages.warning(request, run.note or "税务对账明细未收齐 (check detail not complete)")
+        messages.warning(request, run.note or _("The tax system's check detail is not complete."))  # the note is data
     else:
-        messages.success(request, f"对账完成：差异 {run.discrepancy_count} 笔 (reconciled: {run.discrepancy_count} "
-                                  f"discrepancies)")
+        messages.success(request, ngettext("Reconciled: %(count)s discrepancy.", "Reconciled: %(count)s discrepancies.",
+                                           run.discrepancy_count) % {"count": run.discrepancy_count})
     return redirect("tax:reconciliation-run", run_id=run.pk)
 
 
@@ -168,18 +170,17 @@ def _case_action(request, case_id: int, action: str):
             form = InvestigateForm(request.POST)
             note = form.cleaned_data["note"] if form.is_valid() else ""
             services.investigate_case(case_id=case.pk, user=request.user, note=note, now=timezone.now())
-            messages.success(request, "差异已转入调查 (the case is being investigated)")
+            messages.success(request, _("The case is being investigated."))
         else:
             form = ResolveForm(request.POST)
             if not form.is_valid():
-                messages.error(request, "请填写处理说明 (a reason is required)")
+                messages.error(request, _("Please give the resolution reason."))
                 return redirect("tax:reconciliation-case", case_id=case.pk)
             services.resolve_case(case_id=case.pk, user=request.user, reason=form.cleaned_data["reason"],
                                   now=timezone.now())
-            messages.success(request, "差异已解决 (the case is resolved)")
+            messages.success(request, _("The case is resolved."))
     except (TransitionNotAllowed, ConcurrentTransition):
-        messages.error(request, "差异当前状态不允许此操作，页面显示的是最新状态 (the case's state does not allow this; "
-                                "the page shows what it is now)")
+        messages.error(request, _("The case's state does not allow this; the page shows what it is now."))
     except (services.ReconciliationError, AccessDenied) as exc:
         messages.error(request, str(exc))
     return redirect("tax:reconciliation-case", case_id=case.pk)
@@ -216,7 +217,7 @@ def case_correction_propose(request, case_id: int):
         corrections.propose_correction(case_id=case.pk, user=request.user, kind=form.cleaned_data["kind"],
                                        amount_fen=form.cleaned_data["amount"], reason=form.cleaned_data["reason"],
                                        now=timezone.now())
-        messages.success(request, "更正已提出，待另一位税务人员审批 (proposed; another tax staff member approves it)")
+        messages.success(request, _("Correction proposed; another tax staff member approves it."))
     except (services.ReconciliationError, AccessDenied) as exc:
         messages.error(request, str(exc))
     return redirect("tax:reconciliation-case", case_id=case.pk)
@@ -233,18 +234,17 @@ def case_correction_decide(request, case_id: int, correction_id: int, decision: 
     try:
         if decision == "approve":
             done = corrections.approve_correction(correction_id=correction.pk, user=request.user, now=timezone.now())
-            messages.success(request, f"已批准，更正转账 {done.transfer_id} 已提交 (approved; transfer {done.transfer_id} "
-                                      f"submitted)")
+            messages.success(request, _("Approved; correcting transfer %(id)s submitted.") % {"id": done.transfer_id})
         else:
             form = RejectCorrectionForm(request.POST)
             if not form.is_valid():
-                messages.error(request, "请填写拒绝原因 (a reason is required)")
+                messages.error(request, _("Please give a reason for rejecting."))
                 return redirect("tax:reconciliation-case", case_id=case.pk)
             corrections.reject_correction(correction_id=correction.pk, user=request.user,
                                           reason=form.cleaned_data["reason"], now=timezone.now())
-            messages.success(request, "更正已拒绝 (the correction is rejected)")
+            messages.success(request, _("The correction is rejected."))
     except (TransitionNotAllowed, ConcurrentTransition):
-        messages.error(request, "更正当前状态不允许此操作 (the correction's state does not allow this)")
+        messages.error(request, _("The correction's state does not allow this."))
     except (services.ReconciliationError, AccessDenied) as exc:
         messages.error(request, str(exc))
     return redirect("tax:reconciliation-case", case_id=case.pk)

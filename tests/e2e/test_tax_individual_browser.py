@@ -36,7 +36,7 @@ def test_an_individual_pays_a_tax_voucher_and_downloads_the_receipt(
     page.fill("#id_amount", "256.80")
     page.click("[data-testid=my-tax-submit]")
     page.wait_for_url(f"{base}/tax/mine/")
-    assert "缴税成功 (paid)" in page.locator(".messages").inner_text()
+    assert "缴税成功 · 税票 320261100077" in page.locator(".messages").inner_text()
     deduction = TaxDeduction.objects.get()
     assert deduction.state == DeductionState.SUCCEEDED and tax.balance(payer.wallet_id) == 1_000_00 - 256_80
     row = page.locator(f"[data-testid=my-taxes] tr[data-deduction='{deduction.pk}']")

@@ -202,7 +202,7 @@ def test_a_declaration_uses_the_employers_class(world):
     assert declaration.employer_total_fen == 191200 + 111852 + 559260 - (1600 + 936 + 4680) + (7200 + 4212 + 21060)
     assert declaration.individual_total_fen == 82400 + 48204 + 241020
     text = page(world, declaration)
-    assert "4 类 (class 4)" in text and "默认" not in text
+    assert 'data-testid="risk-class" data-class="4">4 类' in text and 'data-testid="risk-class-default"' not in text
     api = APIClient()
     api.force_authenticate(world.operator_user)
     body = api.get(f"/api/v1/social/declarations/{declaration.pk}/").json()
@@ -213,7 +213,7 @@ def test_with_no_class_set_the_declaration_is_class_1_and_says_so(world):
     declaration = prepare(world, rows=ROWS[:1])
     assert (declaration.work_injury_class, declaration.work_injury_class_set) == (1, False)
     assert declaration.lines.get().work_injury_employer_fen == 1600   # 8,000.00 x 0.2%
-    assert "未设置，默认一类 (none set: class 1 by default)" in page(world, declaration)
+    assert 'data-testid="risk-class-default">未设置，默认一类<' in page(world, declaration)
 
 
 def test_the_employers_class_changes_mid_year(world):

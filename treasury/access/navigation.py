@@ -46,7 +46,7 @@ SECTION_OVERVIEW = _("Overview")
 SECTION_FISCAL = _("Fiscal disbursement")
 SECTION_TAX = _("Tax")
 SECTION_PAYROLL = _("Payroll")
-SECTION_SOCIAL = "社会保险 (social insurance)"  # no catalogue entry yet: bilingual like the newer entries
+SECTION_SOCIAL = _("Social insurance")
 SECTION_AUDIT = _("Audit")
 SECTION_VERIFY = _("Verification")
 SECTION_SYSTEM = _("System")
@@ -74,23 +74,23 @@ ENTRIES: list[NavEntry] = [
              url_name="tax:agreement-list"),
     NavEntry("tax_deductions", _("Deductions and refunds"), SECTION_TAX, TAX + (R.AUDITOR,),
              url_name="tax:deduction-list"),
-    NavEntry("tax_packages", "批量扣税包 (batch packages)", SECTION_TAX, TAX + (R.AUDITOR,),
+    NavEntry("tax_packages", _("Batch packages"), SECTION_TAX, TAX + (R.AUDITOR,),
              url_name="tax:package-list"),
     # The tax system's reversal (1021) and stop-payment (1123) requests and how they were answered.
-    NavEntry("tax_reversals", "冲正与止付 (reversals and stop payments)", SECTION_TAX, TAX + (R.AUDITOR,),
+    NavEntry("tax_reversals", _("Reversals and stop payments"), SECTION_TAX, TAX + (R.AUDITOR,),
              url_name="tax:reversal-list"),
     # Refunds from the treasury (退库): tax staff review and approve them (two people); auditors read them.
-    NavEntry("tax_refunds", "退库 (refunds)", SECTION_TAX, TAX + (R.AUDITOR,), url_name="tax:refund-list"),
-    NavEntry("tax_entry_report", "入库日报 (daily treasury entries)", SECTION_TAX, TAX + (R.AUDITOR,),
+    NavEntry("tax_refunds", _("Refunds"), SECTION_TAX, TAX + (R.AUDITOR,), url_name="tax:refund-list"),
+    NavEntry("tax_entry_report", _("Daily treasury entries"), SECTION_TAX, TAX + (R.AUDITOR,),
              url_name="tax:entry-report"),
     # A tax an individual pays from a personal wallet, taken at the tax hall's counter by tax staff.
-    NavEntry("tax_own", "个人自行缴税 (an individual pays a tax)", SECTION_TAX, TAX, url_name="tax:own-tax"),
+    NavEntry("tax_own", _("An individual pays a tax"), SECTION_TAX, TAX, url_name="tax:own-tax"),
     # An individual pays their own tax vouchers from their own wallets and sees what they paid.
-    NavEntry("tax_mine", "我的纳税 (my tax)", SECTION_TAX, INDIVIDUAL, url_name="tax:mine"),
+    NavEntry("tax_mine", _("My tax"), SECTION_TAX, INDIVIDUAL, url_name="tax:mine"),
     # Daily three-way reconciliation (对账) with its discrepancy cases; auditors read it.
     NavEntry("tax_reconciliation", _("Reconciliation"), SECTION_TAX, TAX + (R.AUDITOR,), url_name="tax:reconciliation"),
     # Every TIPS message in and out (财税库银横向联网), with its signature check and result code.
-    NavEntry("tips_messages", "TIPS 报文日志 (TIPS message log)", SECTION_TAX, TAX + (R.AUDITOR,),
+    NavEntry("tips_messages", _("TIPS message log"), SECTION_TAX, TAX + (R.AUDITOR,),
              url_name="tips:messages"),
     NavEntry("payroll_batches", _("Payroll runs"), SECTION_PAYROLL, EMPLOYER, url_name="payroll:batch-list"),
     # Uploading is the payroll operator's (the approver checks what was uploaded, maker-checker).
@@ -99,19 +99,19 @@ ENTRIES: list[NavEntry] = [
     # The union's own users hold employer roles; auditors read it.
     NavEntry("payroll_unions", _("Union"), SECTION_PAYROLL, EMPLOYER + (R.AUDITOR,), url_name="payroll:union-list"),
     # Every SOAP exchange with the budget-management system (预算管理一体化系统), attempt by attempt.
-    NavEntry("budget_messages", "报文日志 (message log)", SECTION_FISCAL, FINANCE + (R.AUDITOR,),
+    NavEntry("budget_messages", _("Message log"), SECTION_FISCAL, FINANCE + (R.AUDITOR,),
              url_name="budget:messages"),
     # Flexible-employment individuals (灵活就业) pay their own premiums; tax staff see their authority's.
-    NavEntry("social_flexible_mine", "我的社保缴费 (my social insurance)", SECTION_SOCIAL, INDIVIDUAL,
+    NavEntry("social_flexible_mine", _("My social insurance"), SECTION_SOCIAL, INDIVIDUAL,
              url_name="social_flexible:mine"),
-    NavEntry("social_flexible_enrolments", "灵活就业参保 (flexible-employment enrolments)", SECTION_SOCIAL,
+    NavEntry("social_flexible_enrolments", _("Flexible-employment enrolments"), SECTION_SOCIAL,
              TAX + (R.AUDITOR,), url_name="social_flexible:staff-list"),
     # Employers' monthly declarations (社保费申报): employers prepare, declare and pay; tax staff read their
     # authority's; auditors read all.
-    NavEntry("social_declarations", "社保费申报 (premium declarations)", SECTION_SOCIAL, EMPLOYER + TAX + (R.AUDITOR,),
+    NavEntry("social_declarations", _("Premium declarations"), SECTION_SOCIAL, EMPLOYER + TAX + (R.AUDITOR,),
              url_name="social:declaration-list"),
     # Reconciliation of both halves' payments (社保费对账): tax staff work their authority's cases; auditors read.
-    NavEntry("social_reconciliation", "社保费对账 (premium reconciliation)", SECTION_SOCIAL, TAX + (R.AUDITOR,),
+    NavEntry("social_reconciliation", _("Premium reconciliation"), SECTION_SOCIAL, TAX + (R.AUDITOR,),
              url_name="social:reconciliation"),
     NavEntry("ledger", _("Ledger"), SECTION_AUDIT, AUDIT, url_name="ledger-account-list"),
     NavEntry("trace_verify", _("Trace integrity"), SECTION_AUDIT, AUDIT, url_name="trace:verify"),

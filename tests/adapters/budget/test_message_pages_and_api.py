@@ -112,3 +112,25 @@ def test_a_real_exchange_is_logged_and_shown(client, budget_sandbox, settings):
     page = client.get(f"/budget/messages/{message.pk}/").content.decode()
     assert "QUOTA_NOT_FOUND" in page and "&lt;Accepted&gt;false&lt;/Accepted&gt;" in page
     assert settings.BUDGET_SYSTEM_API_KEY not in page
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_pages_follow_the_language(client, language):
+    """The page's own words follow the language switch; operations, keys, codes and bodies are data and stay."""
+    first = log(outcome="unavailable", http_status=None, error_text="no answer")
+    log(attempt=2)
+    client.force_login(f.make_user(role="finance_clerk"))
+    client.cookies["django_language"] = language
+    listed = client.get("/budget/messages/").content.decode()
+    detail = client.get(f"/budget/messages/{first.pk}/").content.decode()
+    empty = client.get("/budget/messages/?key=NOTHING").content.decode()
+    chrome = [(listed, "<h1>Message log</h1>", "<h1>报文日志</h1>"), (listed, "2 messages", "2 条报文"),
+              (listed, "Budget-management system (SOAP)", "预算管理一体化系统 (SOAP)"),
+              (listed, "Voucher or report number", "凭证号/报告号"), (listed, "Request / response size", "请求/应答字节"),
+              (empty, "No messages match.", "没有符合条件的报文。"),
+              (detail, "Every attempt under this key:", "同一业务键的全部尝试："), (detail, "Request message", "请求报文"),
+              (detail, "No response received.", "没有应答。"), (detail, "Download (", "下载（")]
+    for page, en, zh in chrome:
+        assert (en if language == "en" else zh) in page
+        assert (zh if language == "en" else en) not in page
+    assert "QueryVoucherStatus" in detail and "no answer" in detail

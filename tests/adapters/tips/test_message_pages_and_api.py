@@ -69,3 +69,24 @@ def test_large_bodies_are_compressed_and_come_back_whole(client):
     assert body_bytes(TipsMessage.objects.get(pk=message.pk)) == data
     client.force_login(f.make_user(role="tax_staff"))
     assert client.get(f"/tips/messages/{message.pk}/body.xml").content == data
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_pages_follow_the_language(client, language):
+    """The page's own words follow the language switch; codes, keys and the body are data and stay."""
+    request = log(signature_valid=False)
+    log(direction="out", msg_no="2001", msg_id="20260302000000000001", msg_ref=request.msg_id, key=request.key)
+    client.force_login(f.make_user(role="tax_staff"))
+    client.cookies["django_language"] = language
+    listed = client.get("/tips/messages/").content.decode()
+    detail = client.get(f"/tips/messages/{request.pk}/").content.decode()
+    empty = client.get("/tips/messages/?result=00000").content.decode()
+    chrome = [(listed, "TIPS message log", "TIPS 报文日志"), (listed, "2 messages", "2 条报文"),
+              (listed, "Business key", "业务键"), (listed, "Result code", "处理码"), (listed, ">Invalid<", ">无效<"),
+              (listed, "Message no.", "报文编号"), (empty, "No messages match.", "没有符合条件的报文。"),
+              (detail, "Messages of the same exchange:", "同一交换的报文："), (detail, "Peer node", "对方节点"),
+              (detail, "Message body", ">报文<"), (detail, "Download (", "下载（")]
+    for page, en, zh in chrome:
+        assert (en if language == "en" else zh) in page
+        assert (zh if language == "en" else en) not in page
+    assert "90000" in detail and "&lt;RealHead3001&gt;" in detail

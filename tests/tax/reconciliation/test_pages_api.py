@@ -57,7 +57,7 @@ def test_cases_investigate_and_resolve_with_a_reason(run, day, tax):
     case.refresh_from_db()
     assert case.state == CaseState.INVESTIGATING
     response = client.post(reverse("tax:reconciliation-case-resolve", args=[case.pk]), {"reason": "  "}, follow=True)
-    assert "a reason is required" in response.content.decode()
+    assert "请填写处理说明。" in response.content.decode()
     case.refresh_from_db()
     assert case.state == CaseState.INVESTIGATING
     client.post(reverse("tax:reconciliation-case-resolve", args=[case.pk]), {"reason": "tax system corrected its record"})
