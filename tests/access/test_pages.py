@@ -123,3 +123,11 @@ def test_detail_shows_smart_contract_conditions_readably(client, clerk, wallet):
     html = client.get(f"/transfers/{transfer.pk}/").content.decode()
     assert 'data-testid="conditions"' in html and "(WT01)" in html and "SUBSIDY" in html
     assert "2026-12-28 00:30" in html and "expires_at" not in html and "2026-12-27T16:30" not in html
+
+
+def test_pages_name_their_icon_and_favicon_ico_leads_to_it(client, clerk):
+    client.force_login(clerk)
+    page = client.get("/").content.decode()
+    assert 'rel="icon" href="/static/img/favicon.svg"' in page
+    answer = client.get("/favicon.ico")
+    assert answer.status_code == 301 and answer["Location"] == "/static/img/favicon.svg"
