@@ -248,6 +248,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 120.0,
     },
     "trace-checkpoint": {"task": "treasury.trace_checkpoint", "schedule": crontab(minute="*/10")},
+    "access-forget-old-login-failures": {"task": "access.forget_old_login_failures", "schedule": crontab(minute=17)},
     "payroll-finish-paying-batches": {"task": "payroll.finish_paying_batches", "schedule": 30.0},
     "fiscal-finish-paying-requests": {"task": "fiscal_disbursement.finish_paying_requests", "schedule": 30.0},
     "fiscal-resend-vouchers-and-reports": {"task": "fiscal_disbursement.resend_pending", "schedule": 60.0},

@@ -88,3 +88,14 @@ def test_guesses_sent_at_once_are_counted_one_by_one():
     pages = at_once(*[guess] * 20)
     assert sum("登录失败次数过多" in page for page in pages) == 16  # the fifth failure and the fifteen after it
     assert LoginFailure.objects.filter(username=user.username).count() == 5
+
+
+@pytest.mark.django_db
+def test_the_hourly_sweep_forgets_failures_that_no_longer_count():
+    from treasury.access.tasks import forget_old_login_failures_task
+
+    now = timezone.now()
+    LoginFailure.objects.create(username="gone-quiet", at=now - dt.timedelta(minutes=16))
+    LoginFailure.objects.create(username="still-counting", at=now - dt.timedelta(minutes=14))
+    assert forget_old_login_failures_task.apply().get() == 1
+    assert list(LoginFailure.objects.values_list("username", flat=True)) == ["still-counting"]

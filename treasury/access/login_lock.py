@@ -65,6 +65,14 @@ class LockingModelBackend(ModelBackend):
             return user
 
 
+def forget_old_failures(*, now: datetime) -> int:
+    """Delete the failures that no longer count, of every username (a failure for a username nobody tries again
+    would otherwise stay for good); the hourly beat runs it. Returns how many went."""
+    window = timedelta(minutes=settings.LOGIN_LOCK_MINUTES)
+    deleted, _ = LoginFailure.objects.filter(at__lte=now - window).delete()
+    return deleted
+
+
 def _count_failure(username: str, request, *, now: datetime) -> None:
     window = timedelta(minutes=settings.LOGIN_LOCK_MINUTES)
     LoginFailure.objects.filter(username=username, at__lte=now - window).delete()  # no longer counted
