@@ -68,6 +68,18 @@ def test_staff_run_the_days_reconciliation_see_the_discrepancies_and_resolve_one
     page.click("nav.sidenav a[data-nav=tax_reconciliation]")
     page.wait_for_url(f"{base}/tax/reconciliation/")
     page.fill("#id_check_date", ENTRUST_DATE.isoformat())
+    # The run works inside the request: after the first click the button says it is working and a second click
+    # sends nothing. (Watched with a listener after the page's own that keeps the form from leaving.)
+    button = page.locator("[data-testid=run-now] button[type=submit]")
+    page.evaluate("""() => { window.submits = [];
+        document.querySelector('[data-testid=run-now]').addEventListener('submit', event => {
+            window.submits.push(event.defaultPrevented); event.preventDefault(); }); }""")
+    button.click()
+    button.click()
+    assert page.evaluate("window.submits") == [False, True]  # sent once; the second refused by the page
+    assert button.get_attribute("aria-busy") == "true" and "正在对账" in button.inner_text()
+    page.reload()
+    page.fill("#id_check_date", ENTRUST_DATE.isoformat())
     page.click("[data-testid=run-now] button[type=submit]")
     page.wait_for_url(f"{base}/tax/reconciliation/runs/**")
     assert page.locator("[data-testid=run-state]").get_attribute("data-state") == "done"
