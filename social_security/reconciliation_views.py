@@ -25,6 +25,7 @@ from social_security.models import CorrectionKind, ReconciliationOutcome, Reconc
 from tax.reconciliation.forms import (
     CaseFilterForm, CorrectionForm, InvestigateForm, RejectCorrectionForm, ResolveForm, RunNowForm,
 )
+from tax.forms import ALL
 from tax.reconciliation.models import CaseState
 from tax.reconciliation.page_helpers import (
     CASES_PER_PAGE, RESULTS_PER_PAGE, correction_of, download, run_list_page, shown_corrections,
@@ -37,7 +38,7 @@ from treasury.access.decorators import role_required
 from treasury.access.errors import AccessDenied
 from treasury.services.transfers import OperatorRejected, OperatorUnavailable
 
-ANY = [("", gettext_lazy("All"))]
+ANY = [ALL]
 
 
 class ResultFilterForm(forms.Form):
