@@ -13,7 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from tax.api import ACTION_ERRORS, ERRORS, OPERATOR_ERRORS, TaxErrorsMixin, TaxRoles, _error, tax_exception_handler
+from tax.api import ACTION_ERRORS, ERRORS, TaxErrorsMixin, TaxRoles, _error, tax_exception_handler
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
 from treasury.services.transfers import OperatorRejected
 
@@ -78,7 +78,9 @@ class ReconciliationRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = ReconciliationRun
         fields = ["id", "check_date", "tax_org_code", "state", "runs", "note", "reply_result", "reply_sent_at",
-                  "started_at", "finished_at", "totals"]
+                  "started_at", "finished_at", "step", "step_at", "requested_by", "requested_at", "failure", "totals"]
+        extra_kwargs = {"step": {"help_text": "queued, fetching or matching while a run works; empty otherwise"},
+                        "failure": {"help_text": "why the last attempt stopped early; empty after a finished run"}}
 
     @extend_schema_field(RunTotalsSerializer)
     def get_totals(self, obj: ReconciliationRun) -> dict:
@@ -180,16 +182,20 @@ class ReconciliationRunViewSet(ReconciliationErrorsMixin, viewsets.ReadOnlyModel
         data = ReconciliationRunSerializer(page, many=True, context={"request": request, "totals": totals}).data
         return self.get_paginated_response(data)
 
-    @extend_schema(summary="Reconcile a check date now, for the caller's tax authority (tax staff)", tags=TAGS,
-                   request=RunNowSerializer, responses={201: ReconciliationRunSerializer, **OPERATOR_ERRORS})
+    @extend_schema(summary="Queue the reconciliation of a check date for the caller's tax authority (tax staff)",
+                   description="202: the run as it is now. A worker reconciles it; GET the run until `step` is empty "
+                               "(then `state` and the totals are the new run's, or `failure` says why it stopped). "
+                               "A date already queued or under way is not queued again.",
+                   tags=TAGS, request=RunNowSerializer, responses={202: ReconciliationRunSerializer, **ERRORS})
     def create(self, request):
         self.ensure_acts()
         data = RunNowSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        run = services.reconcile(check_date=data.validated_data["check_date"],
-                                 tax_org_code=staff_tax_org_code(request.user), now=timezone.now())
+        run, _ = services.request_run(check_date=data.validated_data["check_date"],
+                                      tax_org_code=staff_tax_org_code(request.user), user=request.user,
+                                      now=timezone.now())
         return Response(ReconciliationRunSerializer(run, context={"request": request}).data,
-                        status=status.HTTP_201_CREATED)
+                        status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(summary="A run's result rows, by outcome; personal data masked", tags=TAGS,
                    parameters=[OpenApiParameter("outcome", OpenApiTypes.STR, enum=Outcome.values)],

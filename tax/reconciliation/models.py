@@ -28,6 +28,21 @@ class RunState(models.TextChoices):
     DONE = "done", "已完成 (done)"
 
 
+class RunStep(models.TextChoices):
+    """Where a run being worked on is (empty when none is): the progress its page shows. A step is committed
+    before its work starts, so another connection sees it; matching and opening cases are one transaction."""
+
+    IDLE = "", "—"
+    QUEUED = "queued", "已排队 (queued)"
+    FETCHING = "fetching", "获取运营机构对账单 (fetching the operator's statement)"
+    MATCHING = "matching", "核对并立案 (matching and opening cases)"
+
+
+# A step older than this is taken as stalled (its worker died and the task was not delivered again yet): asking
+# for the run again queues it anew. Matching a million records a side takes seconds, not minutes.
+STALLED_AFTER = dt.timedelta(minutes=15)
+
+
 class ReconciliationRun(models.Model):
     """One reconciliation of a check date; `tax_org_code` empty means every tax authority."""
 
@@ -52,6 +67,14 @@ class ReconciliationRun(models.Model):
     reply_fault_code = models.CharField("2111 拒收代码 (refusal code)", max_length=10, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Progress of the work under way, by wall-clock time (a person watches it), and who last asked for it.
+    step = models.CharField("进度 (step)", max_length=16, choices=RunStep.choices, blank=True)
+    step_at = models.DateTimeField(null=True, blank=True)
+    requested_by = models.CharField("请求人 (requested by)", max_length=150, blank=True)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    # Why the last attempt stopped before matching (the operator's statement could not be fetched); the results
+    # of the run before it stay. Cleared when a run finishes.
+    failure = models.CharField("上次失败 (last failure)", max_length=255, blank=True)
 
     class Meta:
         verbose_name = "对账批次 (reconciliation run)"
@@ -60,6 +83,10 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.check_date:%Y%m%d}/{self.tax_org_code or '*'} {self.state}"
+
+    def in_progress(self, now: dt.datetime) -> bool:
+        """Work on the run is queued or under way, and not stalled."""
+        return bool(self.step) and self.step_at is not None and now - self.step_at < STALLED_AFTER
 
 
 class CheckPackage(models.Model):

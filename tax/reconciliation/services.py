@@ -20,6 +20,7 @@ from adapters.tips.interface import Acknowledgement, CheckDetail, CheckResult, R
 from tax.services import ensure_tax_staff, local_date, send_to_tips
 from treasury import bulk
 from treasury.models import LedgerAccount, Transfer, TransferState
+from treasury.services.transfers import OperatorRejected, OperatorUnavailable
 
 from .models import (
     DISCREPANCY_OUTCOMES,
@@ -33,7 +34,9 @@ from .models import (
     ReconciliationRun,
     ReconciliationTotal,
     RunState,
+    RunStep,
     StatementLine,
+    STALLED_AFTER,
 )
 
 RESULT_TABLE = ReconciliationResult._meta.db_table
@@ -183,46 +186,96 @@ def reconcile(*, check_date: dt.date, tax_org_code: str = "", now: dt.datetime,
     found again are the same cases (their state and history stay), new discrepancies open new cases.
     Settled corrections not entered yet get their treasury entries first (`book_correction_entries`).
     Waits (state waiting, nothing matched) until every check package of the day has arrived.
+    The run's `step` says how far it is (committed before each step, for its page); it is empty again when the
+    run ends, and `failure` says why when it ended early.
 
     Raises:
-        OperatorUnavailable / OperatorRejected: the statement could not be fetched (nothing changed).
+        OperatorUnavailable / OperatorRejected: the statement could not be fetched (nothing changed but
+            the run's `failure`).
     """
     package_ids = complete_packages(check_date=check_date)
     run, _ = ReconciliationRun.objects.get_or_create(check_date=check_date, tax_org_code=tax_org_code)
     if package_ids is None:
         ReconciliationRun.objects.filter(pk=run.pk).update(
-            state=RunState.WAITING, note="税务对账明细未收齐 (check detail not complete)")
+            state=RunState.WAITING, note="税务对账明细未收齐 (check detail not complete)", step=RunStep.IDLE,
+            failure="")
         run.refresh_from_db()
         return run
     from .corrections import book_correction_entries
 
-    # A correction whose transfer settled is entered before our entries are compared (when the transfer core's
-    # announcement was lost and the sweep has not run yet).
-    book_correction_entries(now=now)
-    if statement_rows is None:
-        statement_rows = fetch_statement(check_date=check_date)  # no lock or transaction held while calling out
-    with transaction.atomic():
-        run = ReconciliationRun.objects.select_for_update().get(pk=run.pk)
-        with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {RESULT_TABLE} WHERE run_id = %s", [run.pk])
-            cursor.execute(f"DELETE FROM {TOTAL_TABLE} WHERE run_id = %s", [run.pk])
-            cursor.execute(f"DELETE FROM {LINE_TABLE} WHERE run_id = %s", [run.pk])
-        bulk.insert_rows(table=LINE_TABLE, columns=["run_id", *LINE_COLUMNS],
-                         rows=[(run.pk, *row) for row in statement_rows])
-        match(run_id=run.pk, check_date=check_date, tax_org_code=tax_org_code, package_ids=package_ids)
-        open_cases(run_id=run.pk, check_date=check_date, now=now)
-        totals = outcome_totals(run_id=run.pk)
-        discrepancies = sum(v["count"] for k, v in totals.items() if k in DISCREPANCY_OUTCOMES)
-        ReconciliationRun.objects.filter(pk=run.pk).update(
-            state=RunState.DONE, totals=totals, note="",
-            matched_count=totals.get(Outcome.MATCHED, {}).get("count", 0), discrepancy_count=discrepancies,
-            tax_amount_fen=sum(v["tax_fen"] for v in totals.values()),
-            ours_amount_fen=sum(v["ours_fen"] for v in totals.values()),
-            operator_amount_fen=sum(v["operator_fen"] for v in totals.values()),
-            runs=run.runs + 1, reply_result="1" if discrepancies else "0",
-            started_at=run.started_at or now, finished_at=now)
+    # Not queued by a person (the beat, the day's last 3111, the command): the page names nobody as asking.
+    asked_by = {} if run.step == RunStep.QUEUED else {"requested_by": "", "requested_at": None}
+    try:
+        _set_step(run, RunStep.FETCHING, **asked_by)
+        # A correction whose transfer settled is entered before our entries are compared (when the transfer
+        # core's announcement was lost and the sweep has not run yet).
+        book_correction_entries(now=now)
+        if statement_rows is None:
+            statement_rows = fetch_statement(check_date=check_date)  # no lock or transaction held while calling out
+        _set_step(run, RunStep.MATCHING)
+        with transaction.atomic():
+            run = ReconciliationRun.objects.select_for_update().get(pk=run.pk)
+            with connection.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {RESULT_TABLE} WHERE run_id = %s", [run.pk])
+                cursor.execute(f"DELETE FROM {TOTAL_TABLE} WHERE run_id = %s", [run.pk])
+                cursor.execute(f"DELETE FROM {LINE_TABLE} WHERE run_id = %s", [run.pk])
+            bulk.insert_rows(table=LINE_TABLE, columns=["run_id", *LINE_COLUMNS],
+                             rows=[(run.pk, *row) for row in statement_rows])
+            match(run_id=run.pk, check_date=check_date, tax_org_code=tax_org_code, package_ids=package_ids)
+            open_cases(run_id=run.pk, check_date=check_date, now=now)
+            totals = outcome_totals(run_id=run.pk)
+            discrepancies = sum(v["count"] for k, v in totals.items() if k in DISCREPANCY_OUTCOMES)
+            ReconciliationRun.objects.filter(pk=run.pk).update(
+                state=RunState.DONE, totals=totals, note="",
+                matched_count=totals.get(Outcome.MATCHED, {}).get("count", 0), discrepancy_count=discrepancies,
+                tax_amount_fen=sum(v["tax_fen"] for v in totals.values()),
+                ours_amount_fen=sum(v["ours_fen"] for v in totals.values()),
+                operator_amount_fen=sum(v["operator_fen"] for v in totals.values()),
+                runs=run.runs + 1, reply_result="1" if discrepancies else "0",
+                started_at=run.started_at or now, finished_at=now, step=RunStep.IDLE, failure="")
+    except (OperatorUnavailable, OperatorRejected) as exc:
+        _stopped(run, failure=f"运营机构对账单获取失败 (the operator's statement could not be fetched): {exc}")
+        raise
+    except Exception:
+        _stopped(run, failure="内部错误，已记入日志 (an internal error stopped the run; it is logged)")
+        raise
     run.refresh_from_db()
     return run
+
+
+def _set_step(run: ReconciliationRun, step: str, **fields) -> None:
+    """Committed at once outside a transaction (the run's page polls it); the wall clock, as a person reads it."""
+    ReconciliationRun.objects.filter(pk=run.pk).update(step=step, step_at=timezone.now(), **fields)
+
+
+def _stopped(run: ReconciliationRun, *, failure: str) -> None:
+    """The run ended early: no step left shown as under way, and why. Its earlier results stay as they were."""
+    if not transaction.get_connection().needs_rollback:
+        ReconciliationRun.objects.filter(pk=run.pk).update(step=RunStep.IDLE, failure=failure[:255])
+
+
+def request_run(*, check_date: dt.date, tax_org_code: str, user, now: dt.datetime) -> tuple[ReconciliationRun, bool]:
+    """A person asks for a check date to be reconciled (the page's "run now", the API): the run is queued for a
+    worker (`tax_reconciliation.reconcile`) and its page shows how far it is. Returns (run, queued): not queued
+    again while the date is queued or under way (unless that work stalled, `STALLED_AFTER`).
+
+    Raises:
+        AccessDenied: not staff of the tax authority (`ensure_tax_staff`).
+    """
+    ensure_tax_staff(user, tax_org_code=tax_org_code)
+    run, _ = ReconciliationRun.objects.get_or_create(check_date=check_date, tax_org_code=tax_org_code)
+    idle = Q(step=RunStep.IDLE) | Q(step_at__isnull=True) | Q(step_at__lt=now - STALLED_AFTER)
+    with transaction.atomic():
+        # One conditional update: of two people asking at once, one queues the run.
+        queued = ReconciliationRun.objects.filter(idle, pk=run.pk).update(
+            step=RunStep.QUEUED, step_at=now, requested_by=_actor(user), requested_at=now, failure="")
+        if queued:
+            from .tasks import reconcile_task
+
+            transaction.on_commit(lambda: reconcile_task.apply_async(kwargs={
+                "check_date": check_date.isoformat(), "tax_org_code": tax_org_code, "requested": True}))
+    run.refresh_from_db()
+    return run, bool(queued)
 
 
 def match(*, run_id: int, check_date: dt.date, tax_org_code: str, package_ids: list[int]) -> None:
@@ -539,10 +592,6 @@ def resolve_case(*, case_id: int, user, reason: str, now: dt.datetime,
         ensure_tax_staff(user, tax_org_code=case.tax_org_code)
         resolve(case, user=user, reason=reason, now=now, correcting_transfer_id=correcting_transfer_id)
     return case
-
-
-def reconcile_now(*, check_date: dt.date, tax_org_code: str = "") -> ReconciliationRun:
-    return reconcile(check_date=check_date, tax_org_code=tax_org_code, now=timezone.now())
 
 
 # ---------------------------------------------------------------------------------------------

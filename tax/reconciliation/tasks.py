@@ -1,19 +1,32 @@
 """Celery tasks of tax reconciliation: a few lines each, calling a service. All idempotent."""
 import datetime as dt
+import logging
 
 from celery import shared_task
 from django.utils import timezone
 
 from tax.services import local_date
+from treasury.services.transfers import OperatorRejected, OperatorUnavailable
 
 from . import services
 from .models import RunState
 
+logger = logging.getLogger(__name__)
+
 
 @shared_task(name="tax_reconciliation.reconcile", acks_late=True, reject_on_worker_lost=True)
-def reconcile_task(*, check_date: str, tax_org_code: str = "") -> int:
-    run = services.reconcile(check_date=dt.date.fromisoformat(check_date), tax_org_code=tax_org_code,
-                             now=timezone.now())
+def reconcile_task(*, check_date: str, tax_org_code: str = "", requested: bool = False) -> int | None:
+    """`requested`: a person asked for it (`services.request_run`) and watches the run's page, which shows why it
+    stopped when the operator's statement could not be fetched; they ask again. Otherwise that is an error here."""
+    try:
+        run = services.reconcile(check_date=dt.date.fromisoformat(check_date), tax_org_code=tax_org_code,
+                                 now=timezone.now())
+    except (OperatorUnavailable, OperatorRejected) as exc:
+        if not requested:
+            raise
+        logger.warning("reconciliation of %s (%s) asked for by a person stopped: %s", check_date,
+                       tax_org_code or "all", exc)
+        return None
     if run.state == RunState.DONE and not run.tax_org_code:
         send_check_result_task.apply_async(kwargs={"run_id": run.pk})
     return run.pk

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.run_list, name="reconciliation"),
     path("run/", views.run_now, name="reconciliation-run-now"),
     path("runs/<int:run_id>/", views.run_detail, name="reconciliation-run"),
+    path("runs/<int:run_id>/progress/", views.run_progress, name="reconciliation-run-progress"),
     path("runs/<int:run_id>/report.csv", views.run_report_csv, name="reconciliation-run-csv"),
     path("runs/<int:run_id>/report.pdf", views.run_report_pdf, name="reconciliation-run-pdf"),
     path("cases/", views.case_list, name="reconciliation-cases"),

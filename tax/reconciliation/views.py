@@ -1,5 +1,6 @@
 """Reconciliation pages (对账): runs by check date with totals per outcome, a run's result rows by outcome,
-discrepancy cases with investigate / resolve, a "run now" form, CSV and PDF reports of a run.
+discrepancy cases with investigate / resolve, a "run now" form (queues the run; its page shows the progress),
+CSV and PDF reports of a run.
 
 Tax staff act (on their own tax authority's cases); auditors and administrators read. Reads come from
 `selectors` (scoped: another authority's case is a 404); each action calls one service.
@@ -10,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -22,13 +24,12 @@ from treasury.access import roles
 from treasury.access.decorators import role_required
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import user_organization
-from treasury.services.transfers import OperatorRejected, OperatorUnavailable
 
 from . import corrections, documents, selectors, services
 from .forms import (
     CaseFilterForm, CorrectionForm, InvestigateForm, OutcomeFilterForm, RejectCorrectionForm, ResolveForm, RunNowForm,
 )
-from .models import CaseState, Outcome
+from .models import CaseState, Outcome, RunStep
 from .page_helpers import (
     CASES_PER_PAGE, RESULTS_PER_PAGE, correction_of, download, run_list_page, shown_corrections,
 )
@@ -77,24 +78,57 @@ def run_list(request):
 @role_required(roles.TAX_STAFF)
 @staff_only
 def run_now(request):
-    """Reconcile a check date now, for the user's tax authority."""
+    """Queue the reconciliation of a check date for the user's tax authority; its page shows the progress."""
     form = RunNowForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("Please give a check date."))
         return redirect("tax:reconciliation")
-    code = staff_tax_org_code(request.user)
     try:
-        run = services.reconcile(check_date=form.cleaned_data["check_date"], tax_org_code=code, now=timezone.now())
-    except (OperatorUnavailable, OperatorRejected) as exc:
-        messages.error(request, _("The operator's statement could not be fetched; nothing changed: %(error)s") % {
-            "error": exc})
-        return redirect("tax:reconciliation")
-    if run.state == "waiting":
+        run, queued = services.request_run(check_date=form.cleaned_data["check_date"],
+                                           tax_org_code=staff_tax_org_code(request.user), user=request.user,
+                                           now=timezone.now())
+    except AccessDenied as exc:
+        raise PermissionDenied(str(exc)) from exc
+    if not queued:
+        messages.info(request, _("This check date is already being reconciled; this page shows how far it is."))
+    elif run.step:
+        messages.success(request, _("Queued: this page shows how far the reconciliation is."))
+    elif run.failure:  # a worker in this process (Celery eager) already tried
+        messages.error(request, run.failure)  # the failure is data (bilingual)
+    elif run.state == "waiting":
         messages.warning(request, run.note or _("The tax system's check detail is not complete."))  # the note is data
     else:
         messages.success(request, ngettext("Reconciled: %(count)s discrepancy.", "Reconciled: %(count)s discrepancies.",
                                            run.discrepancy_count) % {"count": run.discrepancy_count})
     return redirect("tax:reconciliation-run", run_id=run.pk)
+
+
+def run_progress_data(run) -> dict:
+    """How far a run is, for its page's progress panel and the JSON it polls."""
+    now = timezone.now()
+    steps = [RunStep.QUEUED, RunStep.FETCHING, RunStep.MATCHING]
+    current = steps.index(run.step) if run.step in steps else -1
+    return {
+        "run_id": run.pk, "state": run.state, "state_label": str(run.get_state_display()),
+        "in_progress": run.in_progress(now), "stalled": bool(run.step) and not run.in_progress(now),
+        "step": run.step, "step_label": str(run.get_step_display()) if run.step else "",
+        "step_number": current + 1, "step_count": len(steps),
+        "steps": [{"step": step.value, "label": str(step.label), "done": i < current, "current": i == current}
+                  for i, step in enumerate(steps)],
+        "step_at": run.step_at.isoformat() if run.step_at else None,
+        "seconds": int((now - run.step_at).total_seconds()) if run.step and run.step_at else None,
+        "requested_by": run.requested_by, "requested_at": run.requested_at.isoformat() if run.requested_at else None,
+        "failure": run.failure,
+    }
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def run_progress(request, run_id: int):
+    """JSON: how far a run is (the run page polls it while the run is queued or under way)."""
+    run = selectors.run_get(user=request.user, run_id=run_id)
+    return JsonResponse(run_progress_data(run))
 
 
 @require_safe
@@ -110,7 +144,8 @@ def run_detail(request, run_id: int):
     return render(request, "tax/reconciliation/run_detail.html", {
         "run": run, "page": page, "form": form, "outcome": outcome, "outcomes": Outcome.choices,
         "totals": selectors.run_totals(user=request.user, run_ids=[run.pk])[run.pk],
-        "filter_query": _filter_query(request)})
+        "progress": run_progress_data(run), "can_act": acts(request.user), "run_now_form": RunNowForm(
+            initial={"check_date": run.check_date}), "filter_query": _filter_query(request)})
 
 
 @require_safe

@@ -126,3 +126,38 @@ def test_staff_run_the_days_reconciliation_see_the_discrepancies_and_resolve_one
     assert deduction.pay_acct not in page.content()  # masked here too
     page.click("[data-testid=trace-link]")
     page.wait_for_url(f"{base}/trace/transfer/{deduction.transfer_id}/")
+
+
+def test_a_queued_run_shows_its_steps_and_the_page_shows_the_new_figures_when_it_ends(
+        tax, planted_day, live_server, chromium_browser, browser_page, monkeypatch):  # noqa: F811
+    """With a worker apart from the web process (here: the test, which runs the queued task when it chooses),
+    "run now" queues the day and the run's page follows it: the steps as the worker reaches them, then the
+    run's figures without a reload by hand."""
+    from tax.reconciliation import tasks
+    from tax.reconciliation.models import ReconciliationRun, RunStep
+
+    queued = []
+    monkeypatch.setattr(tasks.reconcile_task, "apply_async", lambda kwargs: queued.append(kwargs))
+    page, base = browser_page, live_server.url
+    _log_in(page, base, tax.staff.username)
+    page.goto(f"{base}/tax/reconciliation/")
+    page.fill("#id_check_date", ENTRUST_DATE.isoformat())
+    page.click("[data-testid=run-now] button[type=submit]")
+    page.wait_for_url(f"{base}/tax/reconciliation/runs/**")
+    progress = page.locator("[data-testid=run-progress]")
+    assert progress.locator("[aria-current=step]").get_attribute("data-step") == RunStep.QUEUED
+    assert page.locator("[data-testid=run-step]").get_attribute("data-step") == RunStep.QUEUED
+    assert len(queued) == 1
+
+    # The worker takes it: the page moves on to the step it reached, by itself.
+    run = ReconciliationRun.objects.get(check_date=ENTRUST_DATE, tax_org_code=tax.authority.code)
+    ReconciliationRun.objects.filter(pk=run.pk).update(step=RunStep.MATCHING)
+    page.wait_for_function("document.querySelector('[aria-current=step]').dataset.step === 'matching'")
+    assert progress.locator(".run-step-done").count() == 2
+    assert page.locator("[data-testid=run-step]").inner_text().startswith("核对并立案")
+
+    # It ends: the page shows the run's figures.
+    tasks.reconcile_task(**queued[0])
+    page.wait_for_selector("[data-testid=run-state][data-state=done]")
+    assert page.locator("[data-testid=run-progress]").count() == 0
+    assert page.locator("[data-testid=discrepancy-total]").inner_text() == "3"
