@@ -37,11 +37,15 @@ def chromium_browser():
 
 @pytest.fixture
 def browser_page(chromium_browser):
-    """A fresh browser context (no cookies) whose browser asks for Chinese, like most of our users."""
+    """A fresh browser context (no cookies) whose browser asks for Chinese, like most of our users. A script
+    error on any page the test opened fails the test (a page's own scripts: progress, busy buttons...)."""
     context = chromium_browser.new_context(locale="zh-CN", viewport={"width": 1366, "height": 900})
     context.set_default_timeout(15_000)
     page = context.new_page()
+    script_errors = []
+    page.on("pageerror", lambda error: script_errors.append(f"{page.url}: {error}"))
     try:
         yield page
     finally:
         context.close()
+    assert not script_errors, f"script errors on the pages: {script_errors}"

@@ -87,3 +87,38 @@ def test_agreement_signed_verified_by_tips_then_a_deduction_shows_in_lists_and_r
     assert page.locator("[data-testid=report-amount]").inner_text() == "¥1,234.56"
     assert page.locator("[data-testid=report-central]").inner_text() == "¥617.28"
     assert page.locator("[data-testid=report-local]").inner_text() == "¥617.28"
+
+
+def test_a_batch_packages_page_follows_its_deduction_until_done(tax, live_server, chromium_browser, browser_page,  # noqa: F811
+                                                                 monkeypatch):
+    """A 3102 package received and waiting for its worker: its page shows nothing decided yet, follows the
+    deduction as the worker (here the test, when it chooses) runs, and shows the package done with its figures."""
+    from adapters.tips.interface import Acknowledgement
+    from tax import services
+    from tax.models import DeductionPackage, PackageState
+    from tax.tasks import process_package_task
+    from tests.tax.helpers import batch, item
+
+    class TaxSystem:  # the 2102 goes here (tests/tax covers the real exchange)
+        def send_batch_result(self, result):
+            return Acknowledgement(ori_msg_id="0" * 20, result="90000")
+
+    monkeypatch.setattr(services, "_tips", lambda: TaxSystem())
+    queued = []
+    monkeypatch.setattr(process_package_task, "apply_async", lambda kwargs: queued.append(kwargs))
+    payers = [tax.taxpayer(balance_fen=100_00) for _ in range(3)]
+    items = [item(payer=p, protocol_no=tax.signed_and_verified(p).protocol_no, amount_fen=10_00 + i)
+             for i, p in enumerate(payers)]
+    assert services.receive_batch(message=batch(tax, items), now=timezone.now()).result == "90000"
+    package = DeductionPackage.objects.get()
+    assert queued == [{"package_id": package.pk}]
+
+    page, base = browser_page, live_server.url
+    _log_in(page, base, tax.staff.username)
+    page.goto(f"{base}/tax/packages/{package.pk}/")
+    assert page.locator("[data-testid=decided-count]").inner_text() == "0"
+    assert page.locator("[data-testid=total-count]").inner_text() == "3"
+    services.process_package(package_id=package.pk, now=timezone.now())  # as the worker does
+    page.wait_for_selector(f"[data-testid=package-state][data-state={PackageState.DONE}]")
+    assert page.locator("[data-testid=succeeded-count]").inner_text() == "3"
+    assert page.locator("[data-testid=decided-count]").inner_text() == "3"

@@ -1,0 +1,22 @@
+/* Following long work on a page (a payment run, a tax package, payslips, a reconciliation): every `everyMs` the
+   page asks `url` for JSON and hands it to `show`, which updates the figures; when `show` returns true the work is
+   over and the page reloads to show its final state. A failed request (a restart, a dropped connection) is tried
+   again a little later. */
+window.followProgress = function (url, show, everyMs) {
+  var every = everyMs || 1500;
+  function poll() {
+    fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+      .then(function (response) { return response.json(); })
+      .then(function (data) {
+        if (show(data)) { window.location.reload(); } else { window.setTimeout(poll, every); }
+      })
+      .catch(function () { window.setTimeout(poll, 2 * every); });
+  }
+  window.setTimeout(poll, every);
+};
+
+/* The text of the element marked data-testid=`id` inside `root`, when there is one. */
+window.followProgress.setText = function (root, id, value) {
+  var element = root.querySelector("[data-testid=" + id + "]");
+  if (element) { element.textContent = value; }
+};
