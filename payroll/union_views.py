@@ -42,7 +42,8 @@ def union_rules_page(request, union_id: int):
     status = 200
     if request.method == "POST":
         if not can_change:
-            raise PermissionDenied("only the union's own operators and approvers change its rules")
+            raise PermissionDenied("仅工会本单位的经办人、复核人可修改规则 (only the union's own operators and approvers "
+                                   "change its rules)")
         if form.is_valid():
             data = form.cleaned_data
             try:

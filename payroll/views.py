@@ -559,7 +559,8 @@ def union_dues_call(request, union_id: int):
 
     union = selectors.union_get(user=request.user, union_id=union_id)  # 404 before anything else
     if not selectors.can_issue_dues_call(user=request.user, union=union):
-        raise PermissionDenied("only the union's or the employer's operators and approvers call dues")
+        raise PermissionDenied("仅工会或用人单位的经办人、复核人可发起会费征收 (only the union's or the employer's "
+                               "operators and approvers call dues)")
     form = DuesCallForm(request.POST, current_period=period_of(_business_date()))
     if not form.is_valid():
         return _union_page(request, union, form, status=400)
@@ -611,7 +612,8 @@ def _union_for_editing(request, union_id: int):
     """The union (404 if the user may not see it), if the user may change its members (else 403)."""
     union = selectors.union_get(user=request.user, union_id=union_id)
     if not members.may_edit_members(user=request.user, union=union):
-        raise PermissionDenied("only the union's or the employer's operators manage members")
+        raise PermissionDenied("仅工会或用人单位的经办人可管理会员 (only the union's or the employer's operators "
+                               "manage members)")
     return union
 
 

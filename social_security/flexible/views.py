@@ -45,7 +45,7 @@ def _refusal(exc: Exception) -> str:
 
 def _individual(request):
     if not selectors.is_individual(request.user):
-        raise PermissionDenied("individual role required")
+        raise PermissionDenied("此页面仅供个人用户使用 (this page is for individuals)")
 
 
 def period_rows(enrolment: Enrolment, *, now) -> list[dict]:

@@ -47,3 +47,12 @@ def test_a_server_error_page_needs_no_request_context():
         response = defaults.server_error(RequestFactory().get("/"))
     assert response.status_code == 500
     assert "出错了" in _error_page(response, "500")
+
+
+@pytest.mark.django_db
+def test_the_403_page_says_why_when_the_refusal_gives_a_reason(client):
+    client.force_login(f.make_user(role="admin"))  # admin passes every role check; this page is an individual's own
+    page = _error_page(client.get("/social/flexible/"), "403")
+    assert 'data-testid="error-reason"' in page and "此页面仅供个人用户使用 (this page is for individuals)" in page
+    client.force_login(f.make_user(role="tax_staff"))
+    assert 'data-testid="error-reason"' not in _error_page(client.get("/payroll/"), "403")  # the role alone says it

@@ -24,7 +24,7 @@ def role_required(*roles: str):
         @wraps(view)
         def wrapped(request, *args, **kwargs):
             if not request.user.is_authenticated or not has_role(request.user, *roles, "admin"):
-                raise PermissionDenied("role required")
+                raise PermissionDenied()  # the 403 page says it: the role does not give this page
             return view(request, *args, **kwargs)
 
         return wrapped
