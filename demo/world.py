@@ -180,7 +180,8 @@ def load_demo_world(*, employees_a: int = 40, employees_b: int = 10, password: s
             if existing:
                 return existing
             name = SURNAMES[serial % len(SURNAMES)] + GIVEN[(serial * 7) % len(GIVEN)]
-            resident_id = make_resident_id("370102", f"19{70 + serial % 30:02d}0{1 + serial % 9}1{serial % 9}", serial)
+            # Born 1983-2002: the district code 370102 exists from 1983 (an earlier birth would be warned about).
+            resident_id = make_resident_id("370102", f"{1983 + serial % 20}0{1 + serial % 9}1{serial % 9}", serial)
             person, _ = register_person(name=name, resident_id=resident_id)
             # Mostly class 2; every tenth a class 4 (anonymous, small limits) to show limit refusals.
             wallet_class = 4 if serial % 10 == 0 else 2
