@@ -201,6 +201,14 @@ def line_refusal(line: PaymentLine) -> str:
     return transfer.failure_message or transfer.failure_code or ""
 
 
+def return_note(line: PaymentLine) -> str:
+    """The clerk's reason for returning the line: the stored reason (what the budget system is told) starts with
+    the operator's refusal, which the page shows on its own (`line_refusal`)."""
+    refusal = (line.transfer.failure_message or line.transfer.failure_code) if line.transfer_id else ""
+    prefix = f"{refusal}; " if refusal else ""
+    return line.return_reason.removeprefix(prefix) if prefix else line.return_reason
+
+
 def returns_to_handle(*, user) -> QuerySet[PaymentLine]:
     """Failed lines (not retried, not returned) of the user's requests whose paying has ended:
     what a clerk retries or confirms as returned, grouped by request."""

@@ -291,6 +291,7 @@ def _describe_line(line) -> None:
     line.state_value = selectors.line_state(line)
     line.state_text = LINE_STATE_LABELS.get(line.state_value, line.state_value)
     line.refusal = selectors.line_refusal(line)
+    line.return_note = selectors.return_note(line) if line.returned else ""
     line.receipt_number = selectors.settled_receipt_number(line)
     person = line.id_kind == PayeeKind.PERSON
     line.shown_name = mask_name(line.payee_name) if person else line.payee_name

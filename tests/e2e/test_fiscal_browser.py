@@ -150,7 +150,9 @@ def test_earmarked_subsidy_paid_refused_line_returned_and_traced(bureau, live_se
     assert _state(page) == "reported"
     assert page.locator("[data-testid=returned-count]").inner_text() == "1"
     assert page.locator("table[data-testid=lines] .state-settled").count() == PEOPLE
-    assert "不符合专款专用条件" in page.locator("[data-testid=return-reason]").inner_text()
+    # The operator's refusal once, then the clerk's reason (stored together for the budget system).
+    assert page.locator("[data-testid=return-reason]").inner_text() == "退回原因：收款人为对公钱包，不符合专款专用条件"
+    assert "CONDITION_PAYEE_CATEGORY" in page.locator("table[data-testid=lines] [data-testid=refusal]").inner_text()
     shot = tmp_path / "fiscal-request.png"
     page.screenshot(path=str(shot), full_page=True)
 

@@ -360,14 +360,14 @@ def test_progress_while_paying_is_polled_and_moves_the_request_on_when_done(fina
     assert state_of(request.pk) == R.PAYING
     clerk = logged_in(finance.clerk)
     page = clerk.get(detail_url(request.pk)).content.decode()
-    assert reverse("fiscal:request_progress", args=[request.pk]) in page and "fetch(panel.dataset.progressUrl" in page
+    assert reverse("fiscal:request_progress", args=[request.pk]) in page and "followProgress(panel.dataset.progressUrl" in page
     held = clerk.get(reverse("fiscal:request_progress", args=[request.pk])).json()
     assert held == {**held, "state": "paying", "finished": False, "paid": 2, "open": 0, "done": True}
     monkeypatch.undo()
     moved = clerk.get(reverse("fiscal:request_progress", args=[request.pk])).json()
     assert moved == {**moved, "state": "reported", "finished": True, "paid": 2}
     page = clerk.get(detail_url(request.pk)).content.decode()
-    assert "fetch(panel.dataset.progressUrl" not in page
+    assert "followProgress(panel.dataset.progressUrl" not in page
 
 
 def test_paying_waits_for_a_short_payer_account_and_starts_from_the_button(finance):
