@@ -4,6 +4,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from treasury import views as treasury_views
+
 api_v1 = [
     path("", include("treasury.api_urls")),
     path("", include("treasury.trace.api_urls")),
@@ -28,6 +30,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("transfers/", include("treasury.urls")),
+    path("ledger/", treasury_views.ledger_account_list, name="ledger-account-list"),
+    path("ledger/<int:account_id>/", treasury_views.ledger_account_detail, name="ledger-account-detail"),
+    path("ledger/<int:account_id>/entries.csv", treasury_views.ledger_account_csv, name="ledger-account-csv"),
     path("trace/", include("treasury.trace.urls")),
     path("receipts/", include("treasury.receipts.urls")),
     path("payroll/", include("payroll.urls")),

@@ -14,7 +14,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.http import Http404
 
 from treasury.access.scoping import visible_transfers, visible_wallets
-from treasury.models import LedgerEntry, Transfer, TransferState
+from treasury.models import LedgerAccount, LedgerEntry, Transfer, TransferState
 
 S = TransferState
 # States where the money's fate is not settled by the system alone: someone has to look.
@@ -118,3 +118,88 @@ def dashboard_summary(*, user, day: dt.date, attention_limit: int = 20) -> Dashb
         attention=list(attention_qs[:attention_limit]),
         attention_count=attention_qs.count(),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The ledger, for auditors and administrators (every organization's accounts)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KindTotal:
+    kind: str
+    label: str
+    count: int
+    balance_fen: int
+
+
+def ledger_accounts(*, kind: str = "", search: str = "") -> QuerySet[LedgerAccount]:
+    """Ledger accounts by kind and code, optionally of one kind or matching a code, name or wallet id."""
+    qs = LedgerAccount.objects.select_related("wallet", "organization")
+    if kind:
+        qs = qs.filter(kind=kind)
+    if search := search.strip():
+        qs = qs.filter(Q(code__icontains=search) | Q(name__icontains=search) | Q(wallet__wallet_id=search))
+    return qs.order_by("kind", "code")
+
+
+def ledger_totals_by_kind() -> list[KindTotal]:
+    """Accounts and balances per kind (every kind, in the model's order); all balances together are zero
+    when every posting balances."""
+    rows = {r["kind"]: r for r in LedgerAccount.objects.values("kind").annotate(
+        n=Count("pk"), fen=Sum("balance_fen")).order_by()}
+    return [KindTotal(kind=value, label=str(label), count=rows[value]["n"], balance_fen=rows[value]["fen"] or 0)
+            for value, label in LedgerAccount.Kind.choices if value in rows]
+
+
+def ledger_account_get(*, account_id: int) -> LedgerAccount:
+    """Raises Http404: no such account."""
+    try:
+        return LedgerAccount.objects.select_related("wallet", "organization").get(pk=account_id)
+    except (LedgerAccount.DoesNotExist, ValueError, TypeError):
+        raise Http404("ledger account not found")
+
+
+def ledger_entries(*, account: LedgerAccount, posted_from: dt.date | None = None,
+                   posted_to: dt.date | None = None) -> QuerySet[LedgerEntry]:
+    """An account's entries, newest first (the (account, posted_at) index), optionally within business days."""
+    qs = LedgerEntry.objects.filter(account=account).select_related("transfer")
+    if posted_from is not None:
+        qs = qs.filter(posted_at__gte=business_day_bounds(day=posted_from)[0])
+    if posted_to is not None:
+        qs = qs.filter(posted_at__lt=business_day_bounds(day=posted_to)[1])
+    return qs.order_by("-posted_at", "-pk")
+
+
+def with_balance_after(*, account: LedgerAccount, entries: list[LedgerEntry]) -> list[LedgerEntry]:
+    """Each entry of a page (newest first, as `ledger_entries` orders them) with `balance_after_fen`: the
+    account's balance right after it was posted. The balance now less every entry posted after the page's
+    first: one sum over the index, however long the account's history."""
+    if not entries:
+        return entries
+    first = entries[0]
+    later = LedgerEntry.objects.filter(account=account).filter(
+        Q(posted_at__gt=first.posted_at) | Q(posted_at=first.posted_at, pk__gt=first.pk)).aggregate(
+        fen=Sum("amount_fen"))["fen"] or 0
+    balance = account.balance_fen - later
+    for entry in entries:
+        entry.balance_after_fen = balance
+        balance -= entry.amount_fen
+    return entries
+
+
+def ledger_export_rows(*, account: LedgerAccount, posted_from: dt.date | None = None,
+                       posted_to: dt.date | None = None):
+    """An account's entries oldest first, each as (posted_at, transfer id, kind, amount fen, balance after
+    fen, batch, source document), for the CSV: the balance before the first row is the sum of every entry
+    before the range, then it runs. Read 2,000 at a time (an account may hold millions of entries)."""
+    entries = ledger_entries(account=account, posted_from=posted_from, posted_to=posted_to).order_by("posted_at", "pk")
+    balance = 0
+    if posted_from is not None:
+        balance = LedgerEntry.objects.filter(account=account, posted_at__lt=business_day_bounds(day=posted_from)[0]
+                                             ).aggregate(fen=Sum("amount_fen"))["fen"] or 0
+    columns = ("posted_at", "transfer_id", "kind", "amount_fen", "transfer__batch_ref", "transfer__source_ref")
+    for posted_at, transfer_id, kind, amount_fen, batch_ref, source_ref in entries.values_list(*columns).iterator(
+            chunk_size=2000):
+        balance += amount_fen
+        yield posted_at, transfer_id, kind, amount_fen, balance, batch_ref, source_ref

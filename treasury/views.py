@@ -1,13 +1,16 @@
-"""Pages of the treasury core: the dashboard, the transfers list and a transfer's detail.
+"""Pages of the treasury core: the dashboard, the transfers list and a transfer's detail, and for auditors the
+ledger (accounts with their balances and the ledger check, an account's entries, their CSV).
 
 Views read the request and the clock, ask `treasury.selectors` (already scoped to the user's
 organization) and render; they hold no business rules.
 """
+import csv
 import datetime as dt
 
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -15,9 +18,16 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_safe
 
 from treasury import selectors
+from treasury.access import roles
+from treasury.access.decorators import role_required
 from treasury.access.labels import transfer_state_choices
+from treasury.models import LedgerAccount, LedgerEntry
+from treasury.money import fen_to_yuan_str
+from treasury.services.ledger import check_ledger
 
 TRANSFERS_PER_PAGE = 50
+ACCOUNTS_PER_PAGE = 50
+ENTRIES_PER_PAGE = 50
 
 
 class TransferFilterForm(forms.Form):
@@ -26,6 +36,13 @@ class TransferFilterForm(forms.Form):
     )
     created_date = forms.DateField(label=_("Date"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     batch_ref = forms.CharField(label=_("Batch"), required=False, max_length=80)
+
+
+def _filter_query(request) -> str:
+    """The page's query without its page number, for the pagination links."""
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
 
 
 def _parse_day(text: str | None) -> dt.date | None:
@@ -55,13 +72,8 @@ def transfer_list(request):
         batch_ref=filters.get("batch_ref", ""),
     )
     page = Paginator(transfers, TRANSFERS_PER_PAGE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    return render(
-        request,
-        "treasury/transfer_list.html",
-        {"form": form, "page": page, "filter_query": query.urlencode()},
-    )
+    return render(request, "treasury/transfer_list.html",
+                  {"form": form, "page": page, "filter_query": _filter_query(request)})
 
 
 @require_safe
@@ -78,5 +90,86 @@ def transfer_detail(request, transfer_id: int):
             "receipt": receipt,
             "receipt_url": reverse("receipts:download", kwargs={"number": receipt.number}) if receipt else None,
             "trace_url": reverse("trace:transfer", kwargs={"transfer_id": transfer.pk}),
+            "can_read_ledger": roles.has_role(request.user, roles.AUDITOR, roles.ADMIN),
         },
     )
+
+
+class LedgerFilterForm(forms.Form):
+    kind = forms.ChoiceField(label=_("Kind"), required=False, choices=[("", _("All kinds")), *LedgerAccount.Kind.choices])
+    q = forms.CharField(label=_("Code, name or wallet id"), required=False, max_length=64)
+
+
+class EntryFilterForm(forms.Form):
+    posted_from = forms.DateField(label=_("Posted from"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    posted_to = forms.DateField(label=_("to"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+
+
+@require_safe
+@login_required
+@role_required(roles.AUDITOR)
+def ledger_account_list(request):
+    """Every ledger account with its balance, the balances per kind, and the ledger check on request (it reads
+    every entry: set-based SQL, seconds at millions of entries, so not on every visit)."""
+    form = LedgerFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    accounts = selectors.ledger_accounts(kind=filters.get("kind", ""), search=filters.get("q", ""))
+    totals = selectors.ledger_totals_by_kind()
+    return render(request, "treasury/ledger_account_list.html", {
+        "form": form, "page": Paginator(accounts, ACCOUNTS_PER_PAGE).get_page(request.GET.get("page")),
+        "totals": totals, "total_balance_fen": sum(t.balance_fen for t in totals),
+        "report": check_ledger() if request.GET.get("check") == "1" else None, "report_time": timezone.now(),
+        "filter_query": _filter_query(request)})
+
+
+@require_safe
+@login_required
+@role_required(roles.AUDITOR)
+def ledger_account_detail(request, account_id: int):
+    """An account's entries, newest first, each with the balance right after it."""
+    account = selectors.ledger_account_get(account_id=account_id)
+    form = EntryFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    entries = selectors.ledger_entries(account=account, posted_from=filters.get("posted_from"),
+                                       posted_to=filters.get("posted_to"))
+    page = Paginator(entries, ENTRIES_PER_PAGE).get_page(request.GET.get("page"))
+    selectors.with_balance_after(account=account, entries=page.object_list)
+    return render(request, "treasury/ledger_account_detail.html", {
+        "account": account, "form": form, "page": page, "filter_query": _filter_query(request)})
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for csv.writer in a streaming response."""
+
+    def write(self, value):
+        return value
+
+
+LEDGER_CSV_HEADER = ["记账时间 posted at", "转账 transfer", "类别 kind", "金额(元) amount", "记账后余额(元) balance after",
+                     "批次 batch", "来源单据 source document"]
+
+
+@require_safe
+@login_required
+@role_required(roles.AUDITOR)
+def ledger_account_csv(request, account_id: int):
+    """An account's entries in the chosen days as CSV, oldest first with the running balance, streamed."""
+    account = selectors.ledger_account_get(account_id=account_id)
+    form = EntryFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    kinds = dict(LedgerEntry.Kind.choices)
+    writer = csv.writer(_Echo())
+
+    def lines():
+        yield "\ufeff" + writer.writerow(LEDGER_CSV_HEADER)  # a BOM: spreadsheet programs read the Chinese right
+        for posted_at, transfer_id, kind, amount, balance, batch, source in selectors.ledger_export_rows(
+                account=account, posted_from=filters.get("posted_from"), posted_to=filters.get("posted_to")):
+            yield writer.writerow([f"{timezone.localtime(posted_at):%Y-%m-%d %H:%M:%S}", transfer_id,
+                                   kinds.get(kind, kind), fen_to_yuan_str(amount), fen_to_yuan_str(balance), batch,
+                                   source])
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    # Named by the account's number here, not its code, which holds the whole wallet id (pages mask it).
+    response["Content-Disposition"] = f'attachment; filename="ledger-account-{account.pk}.csv"'
+    return response

@@ -1,14 +1,13 @@
 """The navigation, in one place: who sees which entry.
 
-A later issue adds its pages by giving its entry a `url_name` that resolves (or adding a new
-entry here). An entry whose `url_name` does not resolve yet is shown as "coming", so the menu
-already tells each role what it will get, without dead links.
+A domain adds its pages by adding an entry here with the `url_name` of its page; every entry's page exists
+(tests/access/test_navigation.py resolves each).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
@@ -34,12 +33,8 @@ class NavLink:
     key: str
     label: str
     section: str
-    url: str | None  # None: the page is not there yet
+    url: str
     active: bool
-
-    @property
-    def coming(self) -> bool:
-        return self.url is None
 
 
 SECTION_OVERVIEW = _("Overview")
@@ -122,13 +117,8 @@ ENTRIES: list[NavEntry] = [
 ]
 
 
-def _resolve(entry: NavEntry) -> str | None:
-    if entry.url_name:
-        try:
-            return reverse(entry.url_name)
-        except NoReverseMatch:
-            return None
-    return entry.path or None
+def _resolve(entry: NavEntry) -> str:
+    return reverse(entry.url_name) if entry.url_name else entry.path
 
 
 def visible_entries(user) -> list[NavEntry]:
@@ -144,10 +134,9 @@ def nav_links(user, *, current_path: str = "") -> list[NavLink]:
     """The user's entries; the one whose address is the longest prefix of the current path is active
     (on /tax/deductions/ that is "/tax/deductions/", not the agreements' "/tax/")."""
     entries = [(entry, _resolve(entry)) for entry in visible_entries(user)]
-    matching = [url for _, url in entries
-                if url and (current_path == url if url == "/" else current_path.startswith(url))]
+    matching = [url for _, url in entries if (current_path == url if url == "/" else current_path.startswith(url))]
     active_url = max(matching, key=len, default=None)
-    return [NavLink(entry.key, str(entry.label), str(entry.section), url, bool(url) and url == active_url)
+    return [NavLink(entry.key, str(entry.label), str(entry.section), url, url == active_url)
             for entry, url in entries]
 
 

@@ -1,0 +1,142 @@
+"""The ledger pages, for auditors and administrators: every account with its balance, the balances per kind
+(together zero), the ledger check on request (and its finding when a balance is tampered with), an account's
+entries newest first with the balance after each, in a range of days, and as CSV oldest first with the running
+balance. People's names and wallet ids are masked as on every page; other roles get 403."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from tests import factories as f
+from tests.clients import logged_in
+from tests.tax.test_page_languages import assert_chinese, assert_english, page
+from treasury.access import roles
+from treasury.models import LedgerAccount, LedgerEntry
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the transfers settle after their commit, as in service
+
+
+@pytest.fixture
+def auditor(db):
+    return f.make_user(role=roles.AUDITOR)
+
+
+@pytest.fixture
+def paid(world):
+    """Three salaries from the employer's wallet, and a second payment to the first payee."""
+    world.pay([100_00, 250_50, 3_00], batch_ref="salaries")
+    world.pay([40_00], batch_ref="bonus", payees=world.payees[:1])
+    return world
+
+
+def test_the_ledger_lists_every_account_with_balances_per_kind_that_sum_to_zero(paid, auditor):
+    client = logged_in(auditor)
+    client.cookies["django_language"] = "en"
+    response = client.get(reverse("ledger-account-list"))
+    html = response.content.decode()
+    totals = {t.kind: t.balance_fen for t in response.context["totals"]}
+    assert sum(totals.values()) == 0 and response.context["total_balance_fen"] == 0
+    assert totals[LedgerAccount.Kind.WALLET] == 0  # payer and payees are all wallets here
+    payer = LedgerAccount.objects.get(wallet=paid.payer)
+    assert payer.balance_fen == -393_50
+    assert f'data-account="{payer.pk}"' in html and "-¥393.50" in html
+    first = paid.payees[0]
+    assert first.holder_name not in html and first.masked_holder_name in html  # a person's name masked
+    assert first.wallet_id not in html and first.masked_wallet_id in html
+    assert 'data-testid="check-result"' not in html  # the check reads every entry: only when asked
+
+    by_kind = client.get(reverse("ledger-account-list"), {"kind": LedgerAccount.Kind.TREASURY_SINGLE}).content.decode()
+    assert f'data-account="{payer.pk}"' not in by_kind and "No accounts match." in by_kind
+    found = client.get(reverse("ledger-account-list"), {"q": first.wallet_id}).context["page"].object_list
+    assert [a.pk for a in found] == [first.ledger_account.pk]
+
+
+def test_the_ledger_check_on_request_and_what_it_finds(paid, auditor, ledger_tamper):
+    client = logged_in(auditor)
+    client.cookies["django_language"] = "en"
+    html = client.get(reverse("ledger-account-list"), {"check": "1"}).content.decode()
+    assert 'data-testid="check-result" data-ok="true"' in html
+    assert "Balanced: 8 entries of 4 transfers over 6 accounts" in html
+    account = LedgerAccount.objects.get(wallet=paid.payees[1])
+    LedgerAccount.objects.filter(pk=account.pk).update(balance_fen=account.balance_fen + 1)  # by hand, in the database
+    html = client.get(reverse("ledger-account-list"), {"check": "1"}).content.decode()
+    assert 'data-testid="check-result" data-ok="false"' in html
+    assert f"account {account.pk} ({account.code}): balance 25051 fen but its entries sum to 25050 fen" in html
+
+
+def test_an_accounts_entries_newest_first_with_the_balance_after_each(paid, auditor):
+    client = logged_in(auditor)
+    account = LedgerAccount.objects.get(wallet=paid.payees[0])
+    response = client.get(reverse("ledger-account-detail", args=[account.pk]))
+    rows = response.context["page"].object_list
+    assert [(e.amount_fen, e.balance_after_fen) for e in rows] == [(40_00, 140_00), (100_00, 100_00)]
+    html = response.content.decode()
+    assert paid.payees[0].holder_name not in html and paid.payees[0].wallet_id not in html
+    assert "salaries line 1" in html and f'href="{reverse("transfer-detail", args=[rows[1].transfer_id])}"' in html
+    # and back: a transfer's entries lead an auditor to their accounts
+    transfer_page = client.get(reverse("transfer-detail", args=[rows[1].transfer_id])).content.decode()
+    assert f'href="{reverse("ledger-account-detail", args=[account.pk])}" data-testid="ledger-account"' in transfer_page
+
+    # The balance after each entry of a later page counts the entries of the pages before it.
+    payer = LedgerAccount.objects.get(wallet=paid.payer)
+    from treasury import views
+    views.ENTRIES_PER_PAGE, before = 2, views.ENTRIES_PER_PAGE
+    try:
+        second = client.get(reverse("ledger-account-detail", args=[payer.pk]), {"page": 2}).context["page"]
+    finally:
+        views.ENTRIES_PER_PAGE = before
+    # Newest first: the bonus, then the salaries (settled together) by id downwards: -40, -3 | -250.50, -100.
+    assert [(e.amount_fen, e.balance_after_fen) for e in second.object_list] == [(-250_50, -350_50), (-100_00, -100_00)]
+
+    today = timezone.localdate()
+    empty = client.get(reverse("ledger-account-detail", args=[account.pk]),
+                       {"posted_to": (today - timezone.timedelta(days=1)).isoformat()})
+    assert list(empty.context["page"].object_list) == []
+    assert client.get(reverse("ledger-account-detail", args=[999999])).status_code == 404
+
+
+def test_an_accounts_entries_as_csv_oldest_first_with_the_running_balance(paid, auditor):
+    client = logged_in(auditor)
+    account = LedgerAccount.objects.get(wallet=paid.payer)
+    response = client.get(reverse("ledger-account-csv", args=[account.pk]))
+    assert response["Content-Type"].startswith("text/csv")
+    assert response["Content-Disposition"] == f'attachment; filename="ledger-account-{account.pk}.csv"'
+    text = b"".join(response.streaming_content).decode("utf-8")
+    assert text.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    assert rows[0][0] == "记账时间 posted at"
+    assert [(r[3], r[4]) for r in rows[1:]] == [
+        ("-100.00", "-100.00"), ("-250.50", "-350.50"), ("-3.00", "-353.50"), ("-40.00", "-393.50")]
+    assert rows[1][2] == "结算 (settlement)" and rows[1][5] == "salaries" and rows[4][6] == "bonus line 1"
+    # From a day on: the balance before it is carried in.
+    tomorrow = (timezone.localdate() + timezone.timedelta(days=1)).isoformat()
+    later = b"".join(client.get(reverse("ledger-account-csv", args=[account.pk]),
+                                {"posted_from": tomorrow}).streaming_content).decode()
+    assert len(later.strip().splitlines()) == 1  # the header only
+    assert LedgerEntry.objects.filter(account=account).count() == 4
+
+
+def test_only_auditors_and_administrators_read_the_ledger(paid):
+    account = paid.payer.ledger_account
+    urls = [reverse("ledger-account-list"), reverse("ledger-account-detail", args=[account.pk]),
+            reverse("ledger-account-csv", args=[account.pk])]
+    for role in (roles.TAX_STAFF, roles.FINANCE_CLERK, roles.EMPLOYER_OPERATOR, roles.INDIVIDUAL):
+        client = logged_in(f.make_user(role=role, organization=paid.employer if role.startswith("employer") else None))
+        assert [client.get(url).status_code for url in urls] == [403, 403, 403], role
+    admin = logged_in(f.make_user(role=roles.ADMIN))
+    assert [admin.get(url).status_code for url in urls] == [200, 200, 200]
+
+
+def test_the_ledger_pages_follow_the_language(paid, auditor):
+    client = logged_in(auditor)
+    account = paid.payer.ledger_account
+    for url in (reverse("ledger-account-list") + "?check=1", reverse("ledger-account-detail", args=[account.pk])):
+        english = page(client, url, "en")
+        assert_english(english, url)
+        chinese = page(client, url, "zh-hans")
+        assert_chinese(chinese, url)
+    assert "总账" in page(client, reverse("ledger-account-list"), "zh-hans")
