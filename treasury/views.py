@@ -123,16 +123,21 @@ def ledger_account_list(request):
         "filter_query": _filter_query(request)})
 
 
+def _account_and_days(request, account_id: int):
+    """The account (404 if none), the days form, and the days it chose as `ledger_entries` takes them."""
+    account = selectors.ledger_account_get(account_id=account_id)
+    form = EntryFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    return account, form, {"posted_from": filters.get("posted_from"), "posted_to": filters.get("posted_to")}
+
+
 @require_safe
 @login_required
 @role_required(roles.AUDITOR)
 def ledger_account_detail(request, account_id: int):
     """An account's entries, newest first, each with the balance right after it."""
-    account = selectors.ledger_account_get(account_id=account_id)
-    form = EntryFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
-    entries = selectors.ledger_entries(account=account, posted_from=filters.get("posted_from"),
-                                       posted_to=filters.get("posted_to"))
+    account, form, days = _account_and_days(request, account_id)
+    entries = selectors.ledger_entries(account=account, **days)
     page = Paginator(entries, ENTRIES_PER_PAGE).get_page(request.GET.get("page"))
     selectors.with_balance_after(account=account, entries=page.object_list)
     return render(request, "treasury/ledger_account_detail.html", {
@@ -155,16 +160,14 @@ LEDGER_CSV_HEADER = ["记账时间 posted at", "转账 transfer", "类别 kind",
 @role_required(roles.AUDITOR)
 def ledger_account_csv(request, account_id: int):
     """An account's entries in the chosen days as CSV, oldest first with the running balance, streamed."""
-    account = selectors.ledger_account_get(account_id=account_id)
-    form = EntryFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
+    account, _, days = _account_and_days(request, account_id)
     kinds = dict(LedgerEntry.Kind.choices)
     writer = csv.writer(_Echo())
 
     def lines():
         yield "\ufeff" + writer.writerow(LEDGER_CSV_HEADER)  # a BOM: spreadsheet programs read the Chinese right
         for posted_at, transfer_id, kind, amount, balance, batch, source in selectors.ledger_export_rows(
-                account=account, posted_from=filters.get("posted_from"), posted_to=filters.get("posted_to")):
+                account=account, **days):
             yield writer.writerow([f"{timezone.localtime(posted_at):%Y-%m-%d %H:%M:%S}", transfer_id,
                                    kinds.get(kind, kind), fen_to_yuan_str(amount), fen_to_yuan_str(balance), batch,
                                    source])
