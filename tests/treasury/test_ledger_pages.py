@@ -16,6 +16,7 @@ from tests.clients import logged_in
 from tests.tax.test_page_languages import assert_chinese, assert_english, page
 from treasury.access import roles
 from treasury.models import LedgerAccount, LedgerEntry
+from treasury.money import yuan_to_fen
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the transfers settle after their commit, as in service
 
@@ -81,16 +82,20 @@ def test_an_accounts_entries_newest_first_with_the_balance_after_each(paid, audi
     transfer_page = client.get(reverse("transfer-detail", args=[rows[1].transfer_id])).content.decode()
     assert f'href="{reverse("ledger-account-detail", args=[account.pk])}" data-testid="ledger-account"' in transfer_page
 
-    # The balance after each entry of a later page counts the entries of the pages before it.
+    # The balance after each entry of a later page counts the entries of the pages before it. (The salaries
+    # settled in one statement share their posting time; among them the entries' ids order them.)
     payer = LedgerAccount.objects.get(wallet=paid.payer)
     from treasury import views
     views.ENTRIES_PER_PAGE, before = 2, views.ENTRIES_PER_PAGE
     try:
-        second = client.get(reverse("ledger-account-detail", args=[payer.pk]), {"page": 2}).context["page"]
+        pages = [client.get(reverse("ledger-account-detail", args=[payer.pk]), {"page": n}).context["page"]
+                 for n in (1, 2)]
     finally:
         views.ENTRIES_PER_PAGE = before
-    # Newest first: the bonus, then the salaries (settled together) by id downwards: -40, -3 | -250.50, -100.
-    assert [(e.amount_fen, e.balance_after_fen) for e in second.object_list] == [(-250_50, -350_50), (-100_00, -100_00)]
+    rows = [(e.amount_fen, e.balance_after_fen) for p in pages for e in p.object_list]
+    assert rows[0] == (-40_00, -393_50) and sorted(a for a, _ in rows) == [-250_50, -100_00, -40_00, -3_00]
+    assert all(after - amount == next_after for (amount, after), (_, next_after) in zip(rows, rows[1:]))
+    assert rows[-1][0] == rows[-1][1]  # the oldest entry: the balance after it is its own amount
 
     today = timezone.localdate()
     empty = client.get(reverse("ledger-account-detail", args=[account.pk]),
@@ -109,8 +114,12 @@ def test_an_accounts_entries_as_csv_oldest_first_with_the_running_balance(paid, 
     assert text.startswith("\ufeff")
     rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
     assert rows[0][0] == "记账时间 posted at"
-    assert [(r[3], r[4]) for r in rows[1:]] == [
-        ("-100.00", "-100.00"), ("-250.50", "-350.50"), ("-3.00", "-353.50"), ("-40.00", "-393.50")]
+    fen = [(yuan_to_fen(r[3], allow_negative=True), yuan_to_fen(r[4], allow_negative=True)) for r in rows[1:]]
+    assert sorted(a for a, _ in fen) == [-250_50, -100_00, -40_00, -3_00] and fen[-1] == (-40_00, -393_50)
+    running = 0
+    for amount, after in fen:  # oldest first, the balance running
+        running += amount
+        assert after == running
     assert rows[1][2] == "结算 (settlement)" and rows[1][5] == "salaries" and rows[4][6] == "bonus line 1"
     # From a day on: the balance before it is carried in.
     tomorrow = (timezone.localdate() + timezone.timedelta(days=1)).isoformat()
