@@ -211,6 +211,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DuesCallSourceEnum": "payroll.models.DuesCall.Source",
         "DeclarationSourceEnum": "social_security.models.DeclarationSource",
+        "LedgerAccountKindEnum": "treasury.models.LedgerAccount.Kind",
+        "LedgerEntryKindEnum": "treasury.models.LedgerEntry.Kind",
     },
 }
 

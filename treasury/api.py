@@ -1,4 +1,5 @@
-"""REST API of the treasury core: transfers and wallets, read-only, scoped to the caller's organization.
+"""REST API of the treasury core: transfers and wallets, read-only, scoped to the caller's organization; and for
+auditors and administrators the ledger (accounts with balances, an account's entries with the balance after each).
 
 Querysets come from `treasury.selectors` (which start from `treasury.access.scoping`): another
 organization's transfer answers 404, exactly like one that does not exist.
@@ -7,13 +8,15 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
 
 from treasury import identifiers, selectors
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin
 from treasury.access.labels import transfer_state_choices
-from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
+from treasury.access import roles
+from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
 from treasury.money import fen_to_yuan_str
-from treasury.models import LedgerEntry, Transfer, TransferState, Wallet
+from treasury.models import LedgerAccount, LedgerEntry, Transfer, TransferState, Wallet
 
 
 class WalletRefSerializer(serializers.ModelSerializer):
@@ -160,3 +163,85 @@ class WalletViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return selectors.wallet_list(user=self.request.user).select_related("ledger_account")
+
+
+# ---------------------------------------------------------------------------------------------
+# The ledger (auditors and administrators)
+# ---------------------------------------------------------------------------------------------
+
+
+class LedgerAccountSerializer(serializers.ModelSerializer):
+    code = serializers.SerializerMethodField(help_text="the account's code; a wallet's id masked in it")
+    name = serializers.SerializerMethodField(help_text="the holder's name, masked for a person")
+    organization = OrganizationRefSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = LedgerAccount
+        fields = ["id", "code", "name", "kind", "organization", "balance_fen", "updated_at"]
+        read_only_fields = fields
+
+    def get_code(self, obj: LedgerAccount) -> str:
+        return f"wallet:{obj.wallet.masked_wallet_id}" if obj.wallet_id is not None else obj.code
+
+    def get_name(self, obj: LedgerAccount) -> str:
+        return obj.wallet.masked_holder_name if obj.wallet_id is not None else obj.name
+
+
+class LedgerAccountEntrySerializer(serializers.ModelSerializer):
+    batch_ref = serializers.CharField(source="transfer.batch_ref", read_only=True)
+    source_ref = serializers.CharField(source="transfer.source_ref", read_only=True)
+    balance_after_fen = serializers.IntegerField(read_only=True, help_text="the account's balance right after it")
+
+    class Meta:
+        model = LedgerEntry
+        fields = ["id", "transfer_id", "kind", "amount_fen", "balance_after_fen", "posted_at", "batch_ref", "source_ref"]
+        read_only_fields = fields
+
+
+class LedgerAccountFilterSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=LedgerAccount.Kind.values, required=False)
+    search = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+
+class EntryDaysSerializer(serializers.Serializer):
+    posted_from = serializers.DateField(required=False)
+    posted_to = serializers.DateField(required=False)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Ledger accounts with their balances (auditors, administrators)", tags=["ledger"],
+                       parameters=[OpenApiParameter("kind", OpenApiTypes.STR, enum=LedgerAccount.Kind.values),
+                                   OpenApiParameter("search", OpenApiTypes.STR,
+                                                    description="part of a code or name, or a whole wallet id")],
+                       responses={200: LedgerAccountSerializer(many=True), **ERRORS}),
+    retrieve=extend_schema(summary="One ledger account", tags=["ledger"],
+                           responses={200: LedgerAccountSerializer, **ERRORS}),
+)
+class LedgerAccountViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
+    authentication_classes = API_AUTHENTICATION
+    permission_classes = [roles_permission(roles.AUDITOR)]
+    serializer_class = LedgerAccountSerializer
+    lookup_value_regex = r"\d+"
+    queryset = LedgerAccount.objects.none()
+
+    def get_queryset(self):
+        filters = LedgerAccountFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return selectors.ledger_accounts(kind=filters.validated_data.get("kind", ""),
+                                         search=filters.validated_data.get("search", ""))
+
+    def get_object(self) -> LedgerAccount:
+        return selectors.ledger_account_get(account_id=self.kwargs["pk"])
+
+    @extend_schema(summary="An account's entries, newest first, each with the balance after it", tags=["ledger"],
+                   parameters=[OpenApiParameter("posted_from", OpenApiTypes.DATE),
+                               OpenApiParameter("posted_to", OpenApiTypes.DATE)],
+                   responses={200: LedgerAccountEntrySerializer(many=True), **ERRORS})
+    @action(detail=True, methods=["get"])
+    def entries(self, request, pk=None):
+        account = self.get_object()
+        days = EntryDaysSerializer(data=request.query_params)
+        days.is_valid(raise_exception=True)
+        page = self.paginate_queryset(selectors.ledger_entries(account=account, **days.validated_data))
+        selectors.with_balance_after(account=account, entries=page)
+        return self.get_paginated_response(LedgerAccountEntrySerializer(page, many=True).data)

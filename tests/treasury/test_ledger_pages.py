@@ -149,3 +149,24 @@ def test_the_ledger_pages_follow_the_language(paid, auditor):
         chinese = page(client, url, "zh-hans")
         assert_chinese(chinese, url)
     assert "总账" in page(client, reverse("ledger-account-list"), "zh-hans")
+
+
+def test_the_ledger_in_the_api(paid, auditor):
+    from tests.clients import api_as
+
+    api = api_as(auditor)
+    payer = LedgerAccount.objects.get(wallet=paid.payer)
+    first = LedgerAccount.objects.get(wallet=paid.payees[0])
+    accounts = api.get("/api/v1/ledger/accounts/").json()
+    assert accounts["count"] == 6 and sum(a["balance_fen"] for a in accounts["results"]) == 0
+    shown = next(a for a in accounts["results"] if a["id"] == first.pk)
+    assert shown["name"] == paid.payees[0].masked_holder_name and paid.payees[0].wallet_id not in shown["code"]
+    assert api.get("/api/v1/ledger/accounts/", {"search": paid.payees[0].wallet_id}).json()["count"] == 1
+    assert api.get("/api/v1/ledger/accounts/", {"kind": "nonsense"}).status_code == 400
+    entries = api.get(f"/api/v1/ledger/accounts/{payer.pk}/entries/", {"limit": 2, "offset": 2}).json()
+    assert entries["count"] == 4 and len(entries["results"]) == 2
+    oldest = entries["results"][-1]
+    assert oldest["balance_after_fen"] == oldest["amount_fen"]  # nothing before the oldest entry
+    assert api.get(f"/api/v1/ledger/accounts/{payer.pk}/entries/", {"posted_from": "x"}).status_code == 400
+    assert api.get("/api/v1/ledger/accounts/999999/").status_code == 404
+    assert api_as(f.make_user(role=roles.TAX_STAFF)).get("/api/v1/ledger/accounts/").status_code == 403
