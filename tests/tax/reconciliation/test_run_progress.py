@@ -163,3 +163,14 @@ def test_progress_is_scoped_and_only_staff_ask(checked_day, tax, queue):
     assert logged_in(auditor).post(reverse("tax:reconciliation-run-now"),
                                    {"check_date": ENTRUST_DATE.isoformat()}).status_code == 403
     assert len(queue) == 1
+
+
+def test_of_several_people_asking_at_once_one_queues_the_run(checked_day, tax, queue, needs_postgresql):
+    from tests.concurrency import at_once
+
+    ask = [lambda: services.request_run(check_date=ENTRUST_DATE, tax_org_code=TAX_ORG_CODE, user=tax.staff,
+                                        now=timezone.now())[1] for _ in range(5)]
+    outcomes = at_once(*ask)
+    assert sorted(outcomes, key=str) == [False, False, False, False, True], outcomes
+    assert len(queue) == 1
+    assert ReconciliationRun.objects.filter(check_date=ENTRUST_DATE, tax_org_code=TAX_ORG_CODE).count() == 1
