@@ -205,8 +205,7 @@ def return_note(line: PaymentLine) -> str:
     """The clerk's reason for returning the line: the stored reason (what the budget system is told) starts with
     the operator's refusal, which the page shows on its own (`line_refusal`)."""
     refusal = (line.transfer.failure_message or line.transfer.failure_code) if line.transfer_id else ""
-    prefix = f"{refusal}; " if refusal else ""
-    return line.return_reason.removeprefix(prefix) if prefix else line.return_reason
+    return line.return_reason.removeprefix(f"{refusal}; ") if refusal else line.return_reason
 
 
 def returns_to_handle(*, user) -> QuerySet[PaymentLine]:

@@ -30,6 +30,7 @@ from treasury.access.decorators import role_required, writable_required
 from treasury.access.errors import AccessDenied
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.money import format_yuan
+from treasury.views import filter_query
 
 from . import selectors, services
 from .forms import (
@@ -77,12 +78,6 @@ def _label_all(requests):
     return requests
 
 
-def _filter_query(request) -> str:
-    query = request.GET.copy()
-    query.pop("page", None)
-    return query.urlencode()
-
-
 # ---------------------------------------------------------------------------------------------
 # Quotas (指标)
 # ---------------------------------------------------------------------------------------------
@@ -99,7 +94,7 @@ def quota_list(request):
                                   classification=filters.get("classification") or "", search=filters.get("q") or "")
     page = Paginator(quotas, QUOTAS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "fiscal/quota_list.html", {
-        "form": form, "page": page, "filter_query": _filter_query(request),
+        "form": form, "page": page, "filter_query": filter_query(request),
         "sync_form": QuotaSyncForm(initial={"fiscal_year": timezone.localdate().year}),
         "can_sync": selectors.may_sync_quotas(request.user),
         "can_create": selectors.may_create_requests(request.user),
@@ -143,7 +138,7 @@ def request_list(request):
     page = Paginator(requests, REQUESTS_PER_PAGE).get_page(request.GET.get("page"))
     _label_all(page.object_list)
     return render(request, "fiscal/request_list.html", {
-        "form": form, "page": page, "filter_query": _filter_query(request),
+        "form": form, "page": page, "filter_query": filter_query(request),
         "can_create": selectors.may_create_requests(request.user),
     })
 

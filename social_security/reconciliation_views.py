@@ -32,11 +32,11 @@ from tax.reconciliation.page_helpers import (
 )
 from tax.reconciliation.services import ReconciliationError
 from tax.reconciliation.views import acts, staff_only
-from tax.views import _filter_query
 from treasury.access import roles
 from treasury.access.decorators import role_required
 from treasury.access.errors import AccessDenied
 from treasury.services.transfers import OperatorRejected, OperatorUnavailable
+from treasury.views import filter_query
 
 ANY = [ALL]
 
@@ -105,7 +105,7 @@ def run_detail(request, run_id: int):
     return render(request, "social_security/reconciliation/run_detail.html", {
         "run": run, "page": page, "form": form,
         "totals": selectors.run_totals(user=request.user, run_ids=[run.pk])[run.pk],
-        "filter_query": _filter_query(request)})
+        "filter_query": filter_query(request)})
 
 
 @require_safe
@@ -136,7 +136,7 @@ def case_list(request):
                                 source=data.get("source") or "", outcome=data.get("outcome") or "")
     page = Paginator(cases, CASES_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "social_security/reconciliation/case_list.html", {
-        "page": page, "form": form, "filter_query": _filter_query(request)})
+        "page": page, "form": form, "filter_query": filter_query(request)})
 
 
 @require_safe

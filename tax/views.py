@@ -34,6 +34,7 @@ from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.money import fen_to_yuan_str, format_yuan
 from treasury.receipts.selectors import downloadable_receipt_numbers
 from treasury.services.transfers import OperatorUnavailable
+from treasury.views import filter_query
 
 from . import selectors, services
 from .forms import (
@@ -72,12 +73,6 @@ def refusal_message(exc: Exception) -> str:
         return _("The operator cannot be reached; nothing was recorded. Please try again later: %(error)s") % {
             "error": exc}
     return str(exc)
-
-
-def _filter_query(request) -> str:
-    query = request.GET.copy()
-    query.pop("page", None)
-    return query.urlencode()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +183,7 @@ def agreement_list(request):
     page = Paginator(agreements, AGREEMENTS_PER_PAGE).get_page(request.GET.get("page"))
     _describe_agreements(page.object_list)
     return render(request, "tax/agreement_list.html", {
-        "form": form, "page": page, "filter_query": _filter_query(request),
+        "form": form, "page": page, "filter_query": filter_query(request),
         "can_sign": roles.has_role(request.user, roles.TAX_STAFF, roles.ADMIN) and not roles.is_read_only(request.user),
     })
 
@@ -280,7 +275,7 @@ def deduction_list(request):
     page = Paginator(deductions, DEDUCTIONS_PER_PAGE).get_page(request.GET.get("page"))
     _describe_deductions(page.object_list)
     return render(request, "tax/deduction_list.html", {
-        "form": form, "page": page, "filter_query": _filter_query(request),
+        "form": form, "page": page, "filter_query": filter_query(request),
         "totals": selectors.deduction_totals(deductions),
     })
 
@@ -338,7 +333,7 @@ def package_list(request):
     page = Paginator(selectors.package_list(user=request.user, state=state),
                      PACKAGES_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "tax/package_list.html", {
-        "page": page, "state": state, "states": PackageState.choices, "filter_query": _filter_query(request)})
+        "page": page, "state": state, "states": PackageState.choices, "filter_query": filter_query(request)})
 
 
 @require_safe
@@ -553,7 +548,7 @@ def refund_list(request):
         orders = orders.filter(state=state)
     page = Paginator(orders, REFUND_ORDERS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "tax/refund_list.html", {
-        "page": page, "state": state, "states": RefundOrderState.choices, "filter_query": _filter_query(request)})
+        "page": page, "state": state, "states": RefundOrderState.choices, "filter_query": filter_query(request)})
 
 
 @require_safe

@@ -38,8 +38,8 @@ class TransferFilterForm(forms.Form):
     batch_ref = forms.CharField(label=_("Batch"), required=False, max_length=80)
 
 
-def _filter_query(request) -> str:
-    """The page's query without its page number, for the pagination links."""
+def filter_query(request) -> str:
+    """The page's query without its page number, for the pagination links (every list page's)."""
     query = request.GET.copy()
     query.pop("page", None)
     return query.urlencode()
@@ -73,7 +73,7 @@ def transfer_list(request):
     )
     page = Paginator(transfers, TRANSFERS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "treasury/transfer_list.html",
-                  {"form": form, "page": page, "filter_query": _filter_query(request)})
+                  {"form": form, "page": page, "filter_query": filter_query(request)})
 
 
 @require_safe
@@ -105,7 +105,6 @@ class EntryFilterForm(forms.Form):
     posted_to = forms.DateField(label=_("to"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
 
-
 @require_safe
 @login_required
 @role_required(roles.AUDITOR)
@@ -120,7 +119,7 @@ def ledger_account_list(request):
         "form": form, "page": Paginator(accounts, ACCOUNTS_PER_PAGE).get_page(request.GET.get("page")),
         "totals": totals, "total_balance_fen": sum(t.balance_fen for t in totals),
         "report": check_ledger() if request.GET.get("check") == "1" else None, "report_time": timezone.now(),
-        "filter_query": _filter_query(request)})
+        "filter_query": filter_query(request)})
 
 
 def _account_and_days(request, account_id: int):
@@ -141,7 +140,7 @@ def ledger_account_detail(request, account_id: int):
     page = Paginator(entries, ENTRIES_PER_PAGE).get_page(request.GET.get("page"))
     selectors.with_balance_after(account=account, entries=page.object_list)
     return render(request, "treasury/ledger_account_detail.html", {
-        "account": account, "form": form, "page": page, "filter_query": _filter_query(request)})
+        "account": account, "form": form, "page": page, "filter_query": filter_query(request)})
 
 
 class _Echo:

@@ -20,3 +20,12 @@ window.followProgress.setText = function (root, id, value) {
   var element = root.querySelector("[data-testid=" + id + "]");
   if (element) { element.textContent = value; }
 };
+
+/* The progress bar inside `root`: `percent` done for screen readers, the paid (or succeeded) and failed parts
+   drawn as shares of `total`. */
+window.followProgress.setBar = function (root, percent, paid, failed, total) {
+  var bar = root.querySelector(".progress-bar");
+  bar.setAttribute("aria-valuenow", percent);
+  bar.querySelector(".progress-paid").style.width = (total ? 100 * paid / total : 0) + "%";
+  bar.querySelector(".progress-failed").style.width = (total ? 100 * failed / total : 0) + "%";
+};

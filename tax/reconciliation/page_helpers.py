@@ -8,8 +8,8 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from tax.views import _filter_query
 from treasury.identifiers import mask_wallet_id
+from treasury.views import filter_query
 
 from .forms import RunNowForm
 
@@ -26,7 +26,7 @@ def run_list_page(request, *, template: str, runs, run_totals, can_act: bool) ->
         run.shown_totals = totals[run.pk]
     return render(request, template, {
         "page": page, "form": RunNowForm(initial={"check_date": timezone.localdate()}),
-        "can_act": can_act, "filter_query": _filter_query(request)})
+        "can_act": can_act, "filter_query": filter_query(request)})
 
 
 def download(content: bytes, *, content_type: str, filename: str) -> HttpResponse:

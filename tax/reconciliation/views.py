@@ -19,11 +19,12 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST, require_safe
 from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
-from tax.views import READ_ROLES, _filter_query, shown_deduction
+from tax.views import READ_ROLES, shown_deduction
 from treasury.access import roles
 from treasury.access.decorators import role_required
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import user_organization
+from treasury.views import filter_query
 
 from . import corrections, documents, selectors, services
 from .forms import (
@@ -108,9 +109,10 @@ def run_progress_data(run) -> dict:
     now = timezone.now()
     steps = [RunStep.QUEUED, RunStep.FETCHING, RunStep.MATCHING]
     current = steps.index(run.step) if run.step in steps else -1
+    in_progress = run.in_progress(now)
     return {
         "run_id": run.pk, "state": run.state, "state_label": str(run.get_state_display()),
-        "in_progress": run.in_progress(now), "stalled": bool(run.step) and not run.in_progress(now),
+        "in_progress": in_progress, "stalled": bool(run.step) and not in_progress,
         "step": run.step, "step_label": str(run.get_step_display()) if run.step else "",
         "step_number": current + 1, "step_count": len(steps),
         "steps": [{"step": step.value, "label": str(step.label), "done": i < current, "current": i == current}
@@ -144,8 +146,7 @@ def run_detail(request, run_id: int):
     return render(request, "tax/reconciliation/run_detail.html", {
         "run": run, "page": page, "form": form, "outcome": outcome, "outcomes": Outcome.choices,
         "totals": selectors.run_totals(user=request.user, run_ids=[run.pk])[run.pk],
-        "progress": run_progress_data(run), "can_act": acts(request.user), "run_now_form": RunNowForm(
-            initial={"check_date": run.check_date}), "filter_query": _filter_query(request)})
+        "progress": run_progress_data(run), "can_act": acts(request.user), "filter_query": filter_query(request)})
 
 
 @require_safe
@@ -176,7 +177,7 @@ def case_list(request):
                                          check_date=data.get("check_date")),
                      CASES_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "tax/reconciliation/case_list.html", {
-        "page": page, "form": form, "filter_query": _filter_query(request)})
+        "page": page, "form": form, "filter_query": filter_query(request)})
 
 
 @require_safe

@@ -133,18 +133,18 @@ def test_a_statement_that_could_not_be_fetched_is_shown_on_the_run_whose_figures
     assert (run.state, run.runs, run.failure) == (RunState.DONE, 2, "")
 
 
-def test_a_run_not_asked_for_by_a_person_names_nobody(checked_day, tax, queue):
+def test_a_run_not_asked_for_by_a_person_names_nobody(checked_day, tax, queue, monkeypatch):
     services.request_run(check_date=ENTRUST_DATE, tax_org_code=TAX_ORG_CODE, user=tax.staff, now=timezone.now())
     tasks.reconcile_task(**queue[0])
     seen = []
     fetch = services.fetch_statement
-    services.fetch_statement = lambda **kwargs: seen.append(
-        ReconciliationRun.objects.values_list("requested_by", flat=True).get(tax_org_code=TAX_ORG_CODE)) or fetch(
-        **kwargs)
-    try:
-        tasks.reconcile_task(check_date=ENTRUST_DATE.isoformat(), tax_org_code=TAX_ORG_CODE)  # the beat, say
-    finally:
-        services.fetch_statement = fetch
+
+    def fetching(**kwargs):
+        seen.append(ReconciliationRun.objects.values_list("requested_by", flat=True).get(tax_org_code=TAX_ORG_CODE))
+        return fetch(**kwargs)
+
+    monkeypatch.setattr(services, "fetch_statement", fetching)
+    tasks.reconcile_task(check_date=ENTRUST_DATE.isoformat(), tax_org_code=TAX_ORG_CODE)  # the beat, say
     assert seen == [""]
 
 
