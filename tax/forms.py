@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from treasury.money import yuan_to_fen
 
-from .models import AgreementState, DeductionKind
+from .models import AgreementState, DeductionKind, PackageState, RefundOrderState
 
 ALL = ("", _("All"))
 RESULT_CODE_CHOICES = [
@@ -34,6 +34,14 @@ class AgreementFilterForm(forms.Form):
     taxpayer = forms.CharField(label=_("Taxpayer ID"), required=False, max_length=20)
     q = forms.CharField(label=_("Search"), required=False, max_length=100,
                         help_text=_("Agreement number or taxpayer name"))
+
+
+class PackageFilterForm(forms.Form):
+    state = forms.ChoiceField(label=_("State"), required=False, choices=[ALL] + list(PackageState.choices))
+
+
+class RefundFilterForm(forms.Form):
+    state = forms.ChoiceField(label=_("State"), required=False, choices=[ALL] + list(RefundOrderState.choices))
 
 
 class SignAgreementForm(forms.Form):

@@ -39,7 +39,7 @@ from treasury.views import filter_query
 from . import selectors, services
 from .forms import (
     AGREEMENT_ACTIONS, REASON_ACTIONS, AgreementFilterForm, DeductionFilterForm, EntrustDatesForm, EntryReportForm,
-    MyTaxForm, OwnTaxForm, ReasonForm, SignAgreementForm,
+    MyTaxForm, OwnTaxForm, PackageFilterForm, ReasonForm, RefundFilterForm, SignAgreementForm,
 )
 from .models import DeductionKind, DeductionState, PackageState, TaxpayerKind
 from .models import RefundOrder, RefundOrderState, RefundState
@@ -327,13 +327,11 @@ def reversal_list(request):
 @login_required
 @role_required(*READ_ROLES)
 def package_list(request):
-    state = request.GET.get("state", "")
-    if state not in PackageState.values:
-        state = ""
+    form = PackageFilterForm(request.GET or None)
+    state = form.cleaned_data["state"] if form.is_valid() else ""
     page = Paginator(selectors.package_list(user=request.user, state=state),
                      PACKAGES_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "tax/package_list.html", {
-        "page": page, "state": state, "states": PackageState.choices, "filter_query": filter_query(request)})
+    return render(request, "tax/package_list.html", {"page": page, "form": form, "filter_query": filter_query(request)})
 
 
 @require_safe
@@ -540,15 +538,12 @@ def refund_actions(*, user, order) -> list[str]:
 @login_required
 @role_required(*READ_ROLES)
 def refund_list(request):
-    state = request.GET.get("state", "")
-    if state not in RefundOrderState.values:
-        state = ""
+    form = RefundFilterForm(request.GET or None)
     orders = visible_refund_orders(request.user)
-    if state:
-        orders = orders.filter(state=state)
+    if form.is_valid() and form.cleaned_data["state"]:
+        orders = orders.filter(state=form.cleaned_data["state"])
     page = Paginator(orders, REFUND_ORDERS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "tax/refund_list.html", {
-        "page": page, "state": state, "states": RefundOrderState.choices, "filter_query": filter_query(request)})
+    return render(request, "tax/refund_list.html", {"page": page, "form": form, "filter_query": filter_query(request)})
 
 
 @require_safe

@@ -30,7 +30,7 @@ from . import corrections, documents, selectors, services
 from .forms import (
     CaseFilterForm, CorrectionForm, InvestigateForm, OutcomeFilterForm, RejectCorrectionForm, ResolveForm, RunNowForm,
 )
-from .models import CaseState, Outcome, RunStep
+from .models import CaseState, RunStep
 from .page_helpers import (
     CASES_PER_PAGE, RESULTS_PER_PAGE, correction_of, download, run_list_page, shown_corrections,
 )
@@ -144,7 +144,7 @@ def run_detail(request, run_id: int):
                      RESULTS_PER_PAGE).get_page(request.GET.get("page"))
     describe_results(page.object_list)
     return render(request, "tax/reconciliation/run_detail.html", {
-        "run": run, "page": page, "form": form, "outcome": outcome, "outcomes": Outcome.choices,
+        "run": run, "page": page, "form": form,
         "totals": selectors.run_totals(user=request.user, run_ids=[run.pk])[run.pk],
         "progress": run_progress_data(run), "can_act": acts(request.user), "filter_query": filter_query(request)})
 
