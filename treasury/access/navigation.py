@@ -5,7 +5,7 @@ A domain adds its pages by adding an entry here with the `url_name` of its page;
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.urls import reverse
 from django.utils.functional import Promise
@@ -23,8 +23,7 @@ class NavEntry:
     label: str | Promise
     section: str | Promise
     roles: tuple[str, ...] | None = EVERYONE  # None: every signed-in user
-    url_name: str = ""  # preferred: a URL name, resolved at request time
-    path: str = ""  # fallback: a fixed path (pages whose URL names belong to another app)
+    url_name: str = field(kw_only=True)  # resolved at request time
     staff_only: bool = False  # Django's admin site, which lets in staff users only
 
 
@@ -118,7 +117,7 @@ ENTRIES: list[NavEntry] = [
 
 
 def _resolve(entry: NavEntry) -> str:
-    return reverse(entry.url_name) if entry.url_name else entry.path
+    return reverse(entry.url_name)
 
 
 def visible_entries(user) -> list[NavEntry]:
