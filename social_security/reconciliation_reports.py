@@ -6,7 +6,8 @@ from django.utils import timezone
 
 from social_security import selectors
 from social_security.models import ReconciliationOutcome, ReconciliationSource
-from tax.reconciliation.documents import PDF_PRINTED_LINES, csv_bytes, report_pdf
+from tax.reconciliation.documents import PDF_PRINTED_LINES, report_pdf
+from treasury.exports import csv_bytes, yuan
 from treasury.money import fen_to_yuan_str
 
 CSV_HEADER = ["来源 source", "征收机关 tax_authority", "请求幂等键 request_id", "申报/缴费编号 document_no",
@@ -18,9 +19,9 @@ def _yuan(fen) -> str:
     return "" if fen is None else fen_to_yuan_str(fen)
 
 
-def result_row(r) -> list[str]:
+def result_row(r) -> list:
     return [r.source, r.tax_authority.code if r.tax_authority_id else "", r.request_id, r.document_no, r.outcome,
-            _yuan(r.ours_fen), _yuan(r.expected_fen), _yuan(r.operator_fen), str(r.operator_count),
+            yuan(r.ours_fen), yuan(r.expected_fen), yuan(r.operator_fen), str(r.operator_count),
             "1" if r.acknowledged else "0", str(r.case_id or ""), r.case.state if r.case_id else ""]
 
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("agreements/<int:agreement_id>/", views.agreement_detail, name="agreement-detail"),
     path("agreements/<int:agreement_id>/<str:action>/", views.agreement_action, name="agreement-action"),
     path("deductions/", views.deduction_list, name="deduction-list"),
+    path("deductions/deductions.csv", views.deduction_csv, name="deduction-csv"),
     path("deductions/<int:deduction_id>/", views.deduction_detail, name="deduction-detail"),
     path("reversals/", views.reversal_list, name="reversal-list"),
     path("packages/", views.package_list, name="package-list"),

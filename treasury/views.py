@@ -4,13 +4,11 @@ ledger (accounts with their balances and the ledger check, an account's entries,
 Views read the request and the clock, ask `treasury.selectors` (already scoped to the user's
 organization) and render; they hold no business rules.
 """
-import csv
 import datetime as dt
 
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -21,8 +19,8 @@ from treasury import selectors
 from treasury.access import roles
 from treasury.access.decorators import role_required
 from treasury.access.labels import transfer_state_choices
+from treasury.exports import csv_download, yuan
 from treasury.models import LedgerAccount, LedgerEntry
-from treasury.money import fen_to_yuan_str
 from treasury.services.ledger import check_ledger
 
 TRANSFERS_PER_PAGE = 50
@@ -143,13 +141,6 @@ def ledger_account_detail(request, account_id: int):
         "account": account, "form": form, "page": page, "filter_query": filter_query(request)})
 
 
-class _Echo:
-    """A file-like object whose write returns the line, for csv.writer in a streaming response."""
-
-    def write(self, value):
-        return value
-
-
 LEDGER_CSV_HEADER = ["记账时间 posted at", "转账 transfer", "类别 kind", "金额(元) amount", "记账后余额(元) balance after",
                      "批次 batch", "来源单据 source document"]
 
@@ -161,17 +152,9 @@ def ledger_account_csv(request, account_id: int):
     """An account's entries in the chosen days as CSV, oldest first with the running balance, streamed."""
     account, _, days = _account_and_days(request, account_id)
     kinds = dict(LedgerEntry.Kind.choices)
-    writer = csv.writer(_Echo())
-
-    def lines():
-        yield "\ufeff" + writer.writerow(LEDGER_CSV_HEADER)  # a BOM: spreadsheet programs read the Chinese right
-        for posted_at, transfer_id, kind, amount, balance, batch, source in selectors.ledger_export_rows(
-                account=account, **days):
-            yield writer.writerow([f"{timezone.localtime(posted_at):%Y-%m-%d %H:%M:%S}", transfer_id,
-                                   kinds.get(kind, kind), fen_to_yuan_str(amount), fen_to_yuan_str(balance), batch,
-                                   source])
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    rows = ([f"{timezone.localtime(posted_at):%Y-%m-%d %H:%M:%S}", transfer_id, kinds.get(kind, kind), yuan(amount),
+             yuan(balance), batch, source]
+            for posted_at, transfer_id, kind, amount, balance, batch, source in selectors.ledger_export_rows(
+                account=account, **days))
     # Named by the account's number here, not its code, which holds the whole wallet id (pages mask it).
-    response["Content-Disposition"] = f'attachment; filename="ledger-account-{account.pk}.csv"'
-    return response
+    return csv_download(filename=f"ledger-account-{account.pk}.csv", header=LEDGER_CSV_HEADER, rows=rows)

@@ -3,12 +3,10 @@ serials have no row) and PDF (totals per outcome and
 the discrepancies), with personal data masked as on the pages."""
 from __future__ import annotations
 
-import csv
-import io
-
 from django.utils import timezone
 
 from fiscal_disbursement.documents import _Pages
+from treasury.exports import csv_bytes, yuan
 from treasury.money import fen_to_yuan_str
 
 from . import selectors
@@ -22,29 +20,16 @@ CSV_HEADER = ["征收机关代码 tax_org_code", "委托日期 entrust_date", "�
 
 
 def _yuan(fen) -> str:
+    """An amount as the PDF prints it ("" for none)."""
     return "" if fen is None else fen_to_yuan_str(fen)
 
 
-def result_row(result) -> list[str]:
+def result_row(result) -> list:
     case = result.case
     return [result.tax_org_code, result.entrust_date.isoformat(), result.tra_no, result.outcome,
-            _yuan(result.tax_amount_fen), result.ours_state, _yuan(result.ours_amount_fen),
-            _yuan(result.entered_amount_fen), _yuan(result.operator_amount_fen), str(result.tax_count),
+            yuan(result.tax_amount_fen), result.ours_state, yuan(result.ours_amount_fen),
+            yuan(result.entered_amount_fen), yuan(result.operator_amount_fen), str(result.tax_count),
             str(result.operator_count), str(case.pk) if case else "", case.state if case else ""]
-
-
-def csv_bytes(*, header: list[str], rows, trailer: list[str] | None = None) -> bytes:
-    """A report as CSV: UTF-8 with a BOM (spreadsheet programs read Chinese headers right), the header, every
-    row (an iterable, written as it comes), then an optional last line. Shared with social insurance."""
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(row)
-    if trailer:
-        writer.writerow(trailer)
-    return out.getvalue().encode("utf-8")
 
 
 def report_pdf(*, title: str, subject: str, facts: list[tuple[str, str]], total_columns: list[int],

@@ -4,6 +4,8 @@ state changes by page and API; scoping (another tax authority's agreement is a 4
 nothing), auditors read-only, CSRF, error payloads with codes. Against the sandbox operator."""
 from __future__ import annotations
 
+import csv
+import io
 import re
 
 import pytest
@@ -402,3 +404,44 @@ def test_an_individual_pays_own_tax_at_the_counter(tax):
     assert refused.status_code == 403 and refused.json()["code"] == "access_denied"
     report = api_as(tax.staff).get(f"{API}/entry-report/").json()
     assert report["amount_fen"] == 321_50 and report["rows"][0]["tax_type_name"] == "个人所得税"
+
+
+def test_the_deductions_the_filters_select_as_csv_masked_scoped_and_formula_safe(tax, people):
+    person = tax.taxpayer(personal=True, name="李四光")
+    company = tax.taxpayer(name="=HYPERLINK(\"http://x.example\")有限公司")
+    poor = tax.taxpayer(balance_fen=1_00)
+    serials = {}
+    for payer, amount_fen in ((person, 1_234_56), (company, 10_00), (poor, 50_00)):
+        agreement = tax.signed_and_verified(payer)
+        message = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=amount_fen)
+        serials[payer.name] = message.item.tra_no
+        services.deduct_real_time(message=message, now=timezone.now())
+
+    client = logged_in(tax.staff)
+    response = client.get(reverse("tax:deduction-csv"), {"result_code": ResultCode.SUCCESS})
+    assert response.status_code == 200 and response.streaming
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert re.fullmatch(r'attachment; filename="tax-deductions-\d{8}\.csv"', response["Content-Disposition"])
+    text = b"".join(response.streaming_content).decode("utf-8")
+    assert text.startswith("\ufeff")  # spreadsheet programs read the Chinese headers right
+    header, *rows = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    assert header[:2] == ["委托日期 entrust date", "交易流水号 serial"]
+    by_serial = {row[1]: dict(zip(header, row)) for row in rows}
+    assert set(by_serial) == {serials[person.name], serials[company.name]}  # the refused one is filtered out
+    mine = by_serial[serials[person.name]]
+    assert mine["金额(元) amount"] == "1234.56" and mine["处理结果 result"] == ResultCode.SUCCESS
+    assert mine["纳税人 taxpayer"] == mask_name("李四光") and mine["纳税人识别号 taxpayer ID"] == mask_resident_id(
+        person.taxpayer_id)
+    assert mine["付款钱包 payer wallet"] == mask_wallet_id(person.wallet_id) and person.wallet_id not in text
+    assert mine["转账 transfer"] == str(TaxDeduction.objects.get(tra_no=serials[person.name]).transfer_id)
+    # A name from the tax system that a spreadsheet would run as a formula is written as text.
+    assert by_serial[serials[company.name]]["纳税人 taxpayer"] == "'" + company.name
+
+    everything = b"".join(client.get(reverse("tax:deduction-csv")).streaming_content).decode("utf-8")
+    assert serials[poor.name] in everything
+    other = b"".join(logged_in(tax.other_staff).get(reverse("tax:deduction-csv")).streaming_content).decode("utf-8")
+    assert len(other.strip().splitlines()) == 1  # another tax authority's staff: the header alone
+    assert logged_in(people["auditor"]).get(reverse("tax:deduction-csv")).status_code == 200
+    assert logged_in(people["employer"]).get(reverse("tax:deduction-csv")).status_code == 403
+    page = client.get(reverse("tax:deduction-list"), {"result_code": ResultCode.SUCCESS}).content.decode()
+    assert f'{reverse("tax:deduction-csv")}?result_code={ResultCode.SUCCESS}' in page  # the page links its CSV
