@@ -33,7 +33,7 @@ from . import selectors, services
 from .models import AgreementState, DeductionKind, DeductionPackage, DeductionState, PackageState, TaxAgreement
 from .models import Refund, RefundOrder, RefundOrderState, RefundState, StopPaymentRequest, TaxDeduction, TaxReversal
 from .views import entry_report_csv, entry_report_data, package_progress_data, pay_own_tax, shown_agreement
-from .views import shown_deduction
+from .views import deductions_csv, shown_deduction
 from .views import refund_actions, refund_order_get, visible_refund_orders
 
 # Plain strings in the schema: enums here would clash with other apps' enum names.
@@ -431,18 +431,19 @@ class TaxAgreementViewSet(TaxErrorsMixin, viewsets.ReadOnlyModelViewSet):
 
 ENTRUST_DATES = [OpenApiParameter("date_from", OpenApiTypes.DATE, description="entrust date from"),
                  OpenApiParameter("date_to", OpenApiTypes.DATE, description="entrust date to")]
+DEDUCTION_FILTERS = [
+    *ENTRUST_DATES,
+    OpenApiParameter("result_code", OpenApiTypes.STR, description="TIPS result code, e.g. 90000, 24007"),
+    OpenApiParameter("kind", OpenApiTypes.STR, enum=DeductionKind.values),
+    OpenApiParameter("taxpayer", OpenApiTypes.STR, description="taxpayer id or part of the name"),
+    OpenApiParameter("package", OpenApiTypes.INT, description="only this package's items"),
+]
 
 
 @extend_schema_view(
     list=extend_schema(
         summary="Deductions (real-time, batch items, own payments) the caller may see, newest first", tags=TAGS,
-        parameters=[
-            *ENTRUST_DATES,
-            OpenApiParameter("result_code", OpenApiTypes.STR, description="TIPS result code, e.g. 90000, 24007"),
-            OpenApiParameter("kind", OpenApiTypes.STR, enum=DeductionKind.values),
-            OpenApiParameter("taxpayer", OpenApiTypes.STR, description="taxpayer id or part of the name"),
-            OpenApiParameter("package", OpenApiTypes.INT, description="only this package's items"),
-        ],
+        parameters=DEDUCTION_FILTERS,
         responses={200: TaxDeductionSerializer(many=True), **ERRORS},
     ),
     retrieve=extend_schema(summary="One deduction with its result, treasury entries, reversal requests and history",
@@ -459,17 +460,27 @@ class TaxDeductionViewSet(TaxErrorsMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         if self.action == "list":
-            filters = DeductionFilterSerializer(data=self.request.query_params)
-            filters.is_valid(raise_exception=True)
-            data = filters.validated_data
-            return selectors.deduction_list(
-                user=self.request.user, date_from=data.get("date_from"), date_to=data.get("date_to"),
-                result_code=data.get("result_code", ""), kind=data.get("kind", ""),
-                taxpayer=data.get("taxpayer", ""), package_id=data.get("package"))
+            return self._filtered()
         return selectors.visible_deductions(self.request.user)
+
+    def _filtered(self):
+        filters = DeductionFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        return selectors.deduction_list(
+            user=self.request.user, date_from=data.get("date_from"), date_to=data.get("date_to"),
+            result_code=data.get("result_code", ""), kind=data.get("kind", ""), taxpayer=data.get("taxpayer", ""),
+            package_id=data.get("package"))
 
     def get_object(self) -> TaxDeduction:
         return selectors.deduction_get(user=self.request.user, deduction_id=self.kwargs["pk"])
+
+    @extend_schema(summary="Every deduction the list's filters select, as CSV (UTF-8 with BOM, streamed, masked as in "
+                           "the list)", tags=TAGS, parameters=DEDUCTION_FILTERS,
+                   responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="CSV"), **ERRORS})
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def csv(self, request):
+        return deductions_csv(self._filtered())
 
 
 class _EntrustDatesListViewSet(TaxErrorsMixin, mixins.ListModelMixin, viewsets.GenericViewSet):

@@ -284,14 +284,9 @@ DEDUCTION_CSV_HEADER = [
     "状态 state", "处理结果 result", "附言 note", "转账 transfer", "收到时间 received", "完成时间 decided"]
 
 
-@require_safe
-@login_required
-@role_required(*READ_ROLES)
-def deduction_csv(request):
-    """The deductions the list's filters select, every page of them, as CSV (streamed; newest first as on the
-    page), personal data masked as the page masks it."""
-    form = DeductionFilterForm(request.GET or None)
-    deductions = selectors.deduction_list(user=request.user, **deduction_filters(form))
+def deductions_csv(deductions):
+    """Deductions as a CSV download (the page's and the API's): every one of the query, streamed in its order,
+    personal data masked as the pages mask it."""
     kinds, states = dict(DeductionKind.choices), dict(DeductionState.choices)
 
     def rows():
@@ -300,10 +295,20 @@ def deduction_csv(request):
             yield [d.entrust_date.isoformat(), d.tra_no, d.tax_org_code, kinds.get(d.kind, d.kind),
                    d.package.pack_no if d.package_id else "", shown["tax_pay_name"], shown["taxpayer_id"],
                    d.protocol_no, shown["pay_acct"], d.tax_vou_no, yuan(d.amount_fen), states.get(d.state, d.state),
-                   d.result_code, d.add_word, d.transfer_id or "", _local_time(d.created_at), _local_time(d.decided_at)]
+                   d.result_code, d.add_word, d.transfer_id or "", _local_time(d.created_at),
+                   _local_time(d.decided_at)]
 
     return csv_download(filename=f"tax-deductions-{timezone.localdate():%Y%m%d}.csv", header=DEDUCTION_CSV_HEADER,
                         rows=rows())
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def deduction_csv(request):
+    """The deductions the list's filters select, every page of them (newest first as on the page)."""
+    form = DeductionFilterForm(request.GET or None)
+    return deductions_csv(selectors.deduction_list(user=request.user, **deduction_filters(form)))
 
 
 def _local_time(moment) -> str:

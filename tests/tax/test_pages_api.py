@@ -445,3 +445,11 @@ def test_the_deductions_the_filters_select_as_csv_masked_scoped_and_formula_safe
     assert logged_in(people["employer"]).get(reverse("tax:deduction-csv")).status_code == 403
     page = client.get(reverse("tax:deduction-list"), {"result_code": ResultCode.SUCCESS}).content.decode()
     assert f'{reverse("tax:deduction-csv")}?result_code={ResultCode.SUCCESS}' in page  # the page links its CSV
+    # The same file from the API, with the list's filters; a bad filter is a 400 that names it.
+    api = api_as(tax.staff)
+    from_api = api.get(f"{API}/deductions/csv/", {"result_code": ResultCode.SUCCESS})
+    assert from_api.status_code == 200 and from_api["Content-Type"] == "text/csv; charset=utf-8"
+    assert b"".join(from_api.streaming_content).decode("utf-8") == text
+    refused = api.get(f"{API}/deductions/csv/", {"date_from": "2026-13-01"})
+    assert refused.status_code == 400 and "date_from" in refused.json()["details"]
+    assert api_as(people["employer"]).get(f"{API}/deductions/csv/").status_code == 403

@@ -74,7 +74,8 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class JsonErrorsMixin:
-    """Use the JSON error format on this view, whatever the project setting says."""
+    # The JSON error format on this view, whatever the project setting says. (A comment, not a docstring: the
+    # OpenAPI schema takes a view's docstring, inherited ones too, as each operation's description.)
 
     def get_exception_handler(self):
         return api_exception_handler
