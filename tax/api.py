@@ -33,7 +33,7 @@ from . import selectors, services
 from .models import AgreementState, DeductionKind, DeductionPackage, DeductionState, PackageState, TaxAgreement
 from .models import Refund, RefundOrder, RefundOrderState, RefundState, StopPaymentRequest, TaxDeduction, TaxReversal
 from .views import entry_report_csv, entry_report_data, package_progress_data, pay_own_tax, shown_agreement
-from .views import deductions_csv, shown_deduction
+from .views import agreements_csv, deductions_csv, shown_deduction
 from .views import refund_actions, refund_order_get, visible_refund_orders
 
 # Plain strings in the schema: enums here would clash with other apps' enum names.
@@ -340,14 +340,17 @@ def _action_schema(summary: str, request=None):
                          responses={200: TaxAgreementDetailSerializer, **ACTION_ERRORS})
 
 
+AGREEMENT_FILTERS = [
+    OpenApiParameter("state", OpenApiTypes.STR, enum=AgreementState.values, description="only this state"),
+    OpenApiParameter("taxpayer", OpenApiTypes.STR, description="taxpayer id"),
+    OpenApiParameter("q", OpenApiTypes.STR, description="agreement number, taxpayer name or wallet id"),
+]
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="Three-party agreements the caller may see, newest first", tags=TAGS,
-        parameters=[
-            OpenApiParameter("state", OpenApiTypes.STR, enum=AgreementState.values, description="only this state"),
-            OpenApiParameter("taxpayer", OpenApiTypes.STR, description="taxpayer id"),
-            OpenApiParameter("q", OpenApiTypes.STR, description="agreement number, taxpayer name or wallet id"),
-        ],
+        parameters=AGREEMENT_FILTERS,
         responses={200: TaxAgreementSerializer(many=True), **ERRORS},
     ),
     retrieve=extend_schema(summary="One agreement with its history and the actions the caller may take", tags=TAGS,
@@ -364,15 +367,25 @@ class TaxAgreementViewSet(TaxErrorsMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         if self.action == "list":
-            filters = AgreementFilterSerializer(data=self.request.query_params)
-            filters.is_valid(raise_exception=True)
-            data = filters.validated_data
-            return selectors.agreement_list(user=self.request.user, state=data.get("state", ""),
-                                            taxpayer=data.get("taxpayer", ""), search=data.get("q", ""))
+            return self._filtered()
         return selectors.visible_agreements(self.request.user)
+
+    def _filtered(self):
+        filters = AgreementFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        return selectors.agreement_list(user=self.request.user, state=data.get("state", ""),
+                                        taxpayer=data.get("taxpayer", ""), search=data.get("q", ""))
 
     def get_object(self) -> TaxAgreement:
         return selectors.agreement_get(user=self.request.user, agreement_id=self.kwargs["pk"])
+
+    @extend_schema(summary="Every agreement the list's filters select, as CSV (UTF-8 with BOM, streamed, masked as "
+                           "in the list)", tags=TAGS, parameters=AGREEMENT_FILTERS,
+                   responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="CSV"), **ERRORS})
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def csv(self, request):
+        return agreements_csv(self._filtered())
 
     def _detail(self, agreement_id: int, http_status=status.HTTP_200_OK) -> Response:
         fresh = selectors.agreement_get(user=self.request.user, agreement_id=agreement_id)

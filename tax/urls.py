@@ -5,6 +5,7 @@ from . import views
 app_name = "tax"
 urlpatterns = [
     path("", views.agreement_list, name="agreement-list"),
+    path("agreements.csv", views.agreement_csv, name="agreement-csv"),
     path("agreements/new/", views.agreement_sign, name="agreement-sign"),
     path("agreements/<int:agreement_id>/", views.agreement_detail, name="agreement-detail"),
     path("agreements/<int:agreement_id>/<str:action>/", views.agreement_action, name="agreement-action"),

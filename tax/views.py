@@ -40,7 +40,7 @@ from .forms import (
     AGREEMENT_ACTIONS, REASON_ACTIONS, AgreementFilterForm, DeductionFilterForm, EntrustDatesForm, EntryReportForm,
     MyTaxForm, OwnTaxForm, PackageFilterForm, ReasonForm, RefundFilterForm, SignAgreementForm,
 )
-from .models import DeductionKind, DeductionState, PackageState, TaxpayerKind
+from .models import AgreementState, DeductionKind, DeductionState, PackageState, TaxpayerKind
 from .models import RefundOrder, RefundOrderState, RefundState
 
 AGREEMENTS_PER_PAGE = 50
@@ -184,6 +184,40 @@ def agreement_list(request):
         "form": form, "page": page, "filter_query": filter_query(request),
         "can_sign": roles.has_role(request.user, roles.TAX_STAFF, roles.ADMIN) and not roles.is_read_only(request.user),
     })
+
+
+AGREEMENT_CSV_HEADER = [
+    "协议书号 agreement", "征收机关 tax authority", "纳税人类别 taxpayer kind", "纳税人 taxpayer", "纳税人识别号 taxpayer ID",
+    "付款钱包 payer wallet", "运营机构行号 operator bank", "签约日期 signed date", "状态 state", "原因 reason",
+    "最近验证结果 last verification", "登记时间 registered", "生效时间 activated", "撤销时间 revoked"]
+
+
+def agreements_csv(agreements):
+    """Agreements as a CSV download (the page's and the API's): every one of the query, streamed in its order,
+    masked as the pages mask them."""
+    kinds, states = dict(TaxpayerKind.choices), dict(AgreementState.choices)
+
+    def rows():
+        for a in agreements.iterator(chunk_size=2000):
+            shown = shown_agreement(a)
+            yield [a.protocol_no, a.tax_org_code, kinds.get(a.taxpayer_kind, a.taxpayer_kind), shown["taxpayer_name"],
+                   shown["taxpayer_id"], shown["wallet_id"], a.pay_op_bk_code, a.signed_date.isoformat(),
+                   states.get(a.state, a.state), a.state_reason, a.last_verification_result,
+                   _local_time(a.created_at), _local_time(a.activated_at), _local_time(a.revoked_at)]
+
+    return csv_download(filename=f"tax-agreements-{timezone.localdate():%Y%m%d}.csv", header=AGREEMENT_CSV_HEADER,
+                        rows=rows())
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def agreement_csv(request):
+    """The agreements the list's filters select, every page of them (newest first as on the page)."""
+    form = AgreementFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    return agreements_csv(selectors.agreement_list(user=request.user, state=filters.get("state") or "",
+                                                   taxpayer=filters.get("taxpayer") or "", search=filters.get("q") or ""))
 
 
 @require_http_methods(["GET", "POST"])

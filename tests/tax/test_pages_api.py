@@ -26,7 +26,8 @@ from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.models import Organization
 
 API = "/api/v1/tax"
-READ_PAGES = ["tax:agreement-list", "tax:deduction-list", "tax:package-list", "tax:entry-report", "tax:reversal-list"]
+READ_PAGES = ["tax:agreement-list", "tax:deduction-list", "tax:package-list", "tax:entry-report", "tax:reversal-list",
+              "tax:agreement-csv", "tax:deduction-csv"]
 STAFF_PAGES = ["tax:agreement-sign", "tax:own-tax"]
 
 
@@ -171,6 +172,24 @@ def test_a_persons_agreement_is_masked_in_lists(tax):
     assert mask_resident_id(person.taxpayer_id) in html and person.taxpayer_id not in html
     body = api_as(tax.staff).get(f"{API}/agreements/{agreement.pk}/").json()
     assert (body["taxpayer_name"], body["taxpayer_id"]) == (mask_name("张三丰"), mask_resident_id(person.taxpayer_id))
+    # and in the list's CSV, which holds every agreement the filters select
+    company = tax.sign(tax.taxpayer(name="示范导出有限公司"))
+    other_staff_file = logged_in(tax.other_staff).get(reverse("tax:agreement-csv"))
+    assert len(b"".join(other_staff_file.streaming_content).decode("utf-8").strip().splitlines()) == 1  # header only
+    response = logged_in(tax.staff).get(reverse("tax:agreement-csv"), {"q": agreement.protocol_no})
+    assert re.fullmatch(r'attachment; filename="tax-agreements-\d{8}\.csv"', response["Content-Disposition"])
+    text = b"".join(response.streaming_content).decode("utf-8")
+    header, *rows = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    assert [row[0] for row in rows] == [agreement.protocol_no]  # the search applies; the company's is not there
+    row = dict(zip(header, rows[0]))
+    assert row["纳税人 taxpayer"] == mask_name("张三丰") and "张三丰" not in text
+    assert row["纳税人识别号 taxpayer ID"] == mask_resident_id(person.taxpayer_id) and person.taxpayer_id not in text
+    assert row["付款钱包 payer wallet"] == mask_wallet_id(person.wallet_id) and person.wallet_id not in text
+    assert row["状态 state"] == str(AgreementState(agreement.state).label)
+    everything = b"".join(logged_in(tax.staff).get(reverse("tax:agreement-csv")).streaming_content).decode("utf-8")
+    assert company.protocol_no in everything and "示范导出有限公司" in everything  # an organization's name is not masked
+    from_api = api_as(tax.staff).get(f"{API}/agreements/csv/", {"q": agreement.protocol_no})
+    assert from_api.status_code == 200 and b"".join(from_api.streaming_content).decode("utf-8") == text
 
 
 def test_pages_render_per_role(tax, people):
