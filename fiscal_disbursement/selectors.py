@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from django_fsm import can_proceed
 
 from treasury.access import roles
 from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import Organization, TransferState
+from treasury.waiting import Waiting
 
 from .models import PaymentLine, PaymentRequest, Quota, earmark_warned
 from .models import RequestState as R
@@ -335,3 +338,30 @@ def report_organization(*, user, organization_id=None) -> Organization:
     if first is None:
         raise Http404("no finance bureau")
     return first
+
+
+def waiting_for(user) -> list[Waiting]:
+    """For approvers, submitted requests they neither prepared nor approved first (maker-checker); for clerks,
+    requests sent back to them for changes and vouchers the budget system refused (treasury.waiting)."""
+    approver = roles.has_role(user, roles.FINANCE_APPROVER)
+    clerk = roles.has_role(user, *_CLERK)
+    if roles.is_read_only(user) or not (approver or clerk):
+        return []
+    requests = visible_requests(user)
+    url = reverse("fiscal:request_list")
+    items = []
+    if approver:
+        to_approve = (requests.filter(state=R.SUBMITTED).exclude(prepared_by=user)
+                      .exclude(first_approved_by=user).count())
+        items.append(Waiting("fiscal_to_approve", _("Payment requests to approve"), to_approve,
+                             f"{url}?state={R.SUBMITTED}"))
+    if clerk:
+        counts = requests.aggregate(returned=Count("pk", filter=Q(state=R.REJECTED)),
+                                    refused=Count("pk", filter=Q(state=R.VOUCHER_REFUSED)))
+        items += [
+            Waiting("fiscal_returned", _("Payment requests returned for changes"), counts["returned"],
+                    f"{url}?state={R.REJECTED}"),
+            Waiting("fiscal_voucher_refused", _("Payment vouchers the budget system refused"), counts["refused"],
+                    f"{url}?state={R.VOUCHER_REFUSED}"),
+        ]
+    return items

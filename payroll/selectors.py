@@ -10,11 +10,14 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.http import Http404
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from django_fsm import can_proceed
 
 from treasury.access import roles
 from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import UNPAID_STATES, TransferState
+from treasury.waiting import Waiting
 
 from .models import BatchState as B
 from .models import DuesCall, PayrollBatch, PayrollLine, PayslipArchive, UnionMember, UnionSettings
@@ -369,3 +372,27 @@ def dues_months(*, union: UnionSettings) -> list[DuesMonth]:
     return [DuesMonth(period=r["period"], count=r["n"], amount_fen=r["fen"] or 0, paid_count=r["n_paid"],
                       paid_fen=r["fen_paid"] or 0, failed_count=r["n_failed"], open_count=r["n_open"])
             for r in rows]
+
+
+def waiting_for(user) -> list[Waiting]:
+    """For the employer's operators, checked runs to submit and approved runs to fund; for its approvers, runs
+    submitted by someone else (maker-checker; treasury.waiting)."""
+    operator = roles.has_role(user, roles.EMPLOYER_OPERATOR)
+    approver = roles.has_role(user, roles.EMPLOYER_APPROVER)
+    if roles.is_read_only(user) or not (operator or approver):
+        return []
+    counts = visible_batches(user).aggregate(
+        to_submit=Count("pk", filter=Q(state=B.VALIDATED)),
+        to_approve=Count("pk", filter=Q(state=B.SUBMITTED) & ~Q(prepared_by=user)),
+        to_fund=Count("pk", filter=Q(state=B.APPROVED)))
+    url = reverse("payroll:batch-list")
+    items = []
+    if operator:
+        items.append(Waiting("payroll_to_submit", _("Payroll runs checked, to submit"), counts["to_submit"],
+                             f"{url}?state={B.VALIDATED}"))
+    if approver:
+        items.append(Waiting("payroll_to_approve", _("Payroll runs to approve"), counts["to_approve"],
+                             f"{url}?state={B.SUBMITTED}"))
+    items.append(Waiting("payroll_to_fund", _("Payroll runs approved, funds to check"), counts["to_fund"],
+                         f"{url}?state={B.APPROVED}"))
+    return items

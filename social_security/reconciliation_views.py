@@ -133,7 +133,8 @@ def case_list(request):
     form = SocialCaseFilterForm(request.GET or None)
     data = _cleaned(form)
     cases = selectors.case_list(user=request.user, state=data.get("state") or "", check_date=data.get("check_date"),
-                                source=data.get("source") or "", outcome=data.get("outcome") or "")
+                                source=data.get("source") or "", outcome=data.get("outcome") or "",
+                                correction_proposed=bool(data.get("correction_proposed")))
     page = Paginator(cases, CASES_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "social_security/reconciliation/case_list.html", {
         "page": page, "form": form, "filter_query": filter_query(request)})

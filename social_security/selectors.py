@@ -11,12 +11,15 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 from django.http import Http404
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from django_fsm import can_proceed
 
 from social_security.models import Declaration, DeclarationLine
 from social_security.models import DeclarationState as S
 from treasury.access import roles
 from treasury.access.scoping import sees_all_organizations, user_organization
+from treasury.waiting import Waiting
 
 EMPLOYER_ROLES = (roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER)
 READ_ROLES = EMPLOYER_ROLES + (roles.TAX_STAFF, roles.AUDITOR, roles.ADMIN)
@@ -193,7 +196,8 @@ def run_results(*, user, run, outcome: str = "", source: str = ""):
     return qs.order_by("source", "request_id")
 
 
-def case_list(*, user, state: str = "", check_date=None, source: str = "", outcome: str = ""):
+def case_list(*, user, state: str = "", check_date=None, source: str = "", outcome: str = "",
+              correction_proposed: bool = False):
     qs = visible_cases(user)
     if state:
         qs = qs.filter(state=state)
@@ -203,6 +207,8 @@ def case_list(*, user, state: str = "", check_date=None, source: str = "", outco
         qs = qs.filter(source=source)
     if outcome:
         qs = qs.filter(outcome=outcome)
+    if correction_proposed:  # a case has one proposed correction at most (a constraint): no row twice
+        qs = qs.filter(corrections__state="proposed")
     return qs.order_by("-check_date", "request_id")
 
 
@@ -214,3 +220,22 @@ def case_get(*, user, case_id):
         return visible_cases(user).get(pk=int(case_id))
     except (SocialDiscrepancyCase.DoesNotExist, ValueError, TypeError):
         raise Http404("no such case")
+
+
+def waiting_for(user) -> list[Waiting]:
+    """Premium discrepancy cases still open, and those with a correction waiting for approval by someone other
+    than the person who proposed it (maker-checker; treasury.waiting)."""
+    from social_security.models import SocialCaseCorrection
+
+    if roles.is_read_only(user) or not roles.has_role(user, roles.TAX_STAFF, roles.ADMIN):
+        return []
+    cases = visible_cases(user)
+    open_cases = cases.filter(state="open").count()
+    to_approve = (SocialCaseCorrection.objects.filter(state="proposed", case__in=cases)
+                  .exclude(proposed_by=user).count())
+    url = reverse("social:reconciliation-cases")
+    return [
+        Waiting("social_cases_open", _("Premium discrepancy cases to take up"), open_cases, f"{url}?state=open"),
+        Waiting("social_corrections_to_approve", _("Premium corrections to approve"), to_approve,
+                f"{url}?correction_proposed=on"),
+    ]

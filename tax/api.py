@@ -34,7 +34,7 @@ from .models import AgreementState, DeductionKind, DeductionPackage, DeductionSt
 from .models import Refund, RefundOrder, RefundOrderState, RefundState, StopPaymentRequest, TaxDeduction, TaxReversal
 from .views import entry_report_csv, entry_report_data, package_progress_data, pay_own_tax, shown_agreement
 from .views import agreements_csv, deductions_csv, shown_deduction
-from .views import refund_actions, refund_order_get, visible_refund_orders
+from .views import refund_actions, refund_order_get
 
 # Plain strings in the schema: enums here would clash with other apps' enum names.
 AGREEMENT_STATE_HELP = "agreement state: " + ", ".join(AgreementState.values)
@@ -720,7 +720,7 @@ class RefundOrderViewSet(TaxErrorsMixin, viewsets.ReadOnlyModelViewSet):
         state = self.request.query_params.get("state", "") if self.action == "list" else ""
         if state and state not in RefundOrderState.values:
             raise serializers.ValidationError({"state": [REFUND_STATE_HELP]})
-        qs = visible_refund_orders(self.request.user)
+        qs = selectors.visible_refund_orders(self.request.user)
         return qs.filter(state=state) if state else qs
 
     def get_object(self) -> RefundOrder:

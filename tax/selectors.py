@@ -7,14 +7,18 @@ from datetime import date
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, Q, Sum
 from django.http import Http404
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 from treasury.access import roles
 from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import Organization, Transfer
 from treasury.trace.models import TraceEvent
+from treasury.waiting import Waiting
 
-from .models import DeductionPackage, Refund, StopPaymentRequest, TaxAgreement, TaxDeduction, TaxReversal, TreasuryEntry
+from .models import DeductionPackage, Refund, RefundOrder, StopPaymentRequest, TaxAgreement, TaxDeduction, TaxReversal, TreasuryEntry
 from .models import AgreementState as A
+from .models import RefundOrderState as RO
 from .services import my_wallets
 
 # Who reads the tax pages and API (administrators always pass); only tax staff act.
@@ -36,6 +40,10 @@ def _scoped(qs, user):
 
 def visible_agreements(user):
     return _scoped(TaxAgreement.objects.select_related("wallet"), user)
+
+
+def visible_refund_orders(user):
+    return _scoped(RefundOrder.objects.all(), user)
 
 
 def visible_deductions(user):
@@ -215,3 +223,22 @@ def package_get(*, user, package_id: int) -> DeductionPackage:
 
 def entry_report_totals(rows: list[dict]) -> dict:
     return {key: sum(row[key] for row in rows) for key in ("amount_fen", "central_fen", "local_fen")}
+
+
+def waiting_for(user) -> list[Waiting]:
+    """Refund orders to review, and to approve (not those the user reviewed: maker-checker), and agreements
+    the tax system verified that wait to be put in force (treasury.waiting)."""
+    if roles.is_read_only(user) or not roles.has_role(user, roles.TAX_STAFF, roles.ADMIN):
+        return []
+    orders = visible_refund_orders(user).aggregate(
+        to_review=Count("pk", filter=Q(state=RO.RECEIVED)),
+        to_approve=Count("pk", filter=Q(state=RO.REVIEWED) & ~Q(reviewed_by=user)))
+    refunds, agreements = reverse("tax:refund-list"), reverse("tax:agreement-list")
+    return [
+        Waiting("tax_refunds_to_review", _("Refund orders to review"), orders["to_review"],
+                f"{refunds}?state={RO.RECEIVED}"),
+        Waiting("tax_refunds_to_approve", _("Refund orders to approve"), orders["to_approve"],
+                f"{refunds}?state={RO.REVIEWED}"),
+        Waiting("tax_agreements_to_activate", _("Agreements verified, to put in force"),
+                visible_agreements(user).filter(state=A.VERIFIED).count(), f"{agreements}?state={A.VERIFIED}"),
+    ]

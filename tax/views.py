@@ -41,7 +41,7 @@ from .forms import (
     MyTaxForm, OwnTaxForm, PackageFilterForm, ReasonForm, RefundFilterForm, SignAgreementForm,
 )
 from .models import AgreementState, DeductionKind, DeductionState, PackageState, TaxpayerKind
-from .models import RefundOrder, RefundOrderState, RefundState
+from .models import RefundOrderState, RefundState
 
 AGREEMENTS_PER_PAGE = 50
 DEDUCTIONS_PER_PAGE = 100
@@ -575,13 +575,8 @@ _REFUND_DONE = {
 }
 
 
-def visible_refund_orders(user):
-    """Refund orders of the user's tax authority (auditors and administrators: every authority)."""
-    return selectors._scoped(RefundOrder.objects.all(), user)
-
-
 def refund_order_get(*, user, order_id: int):
-    order = visible_refund_orders(user).filter(pk=order_id).first()
+    order = selectors.visible_refund_orders(user).filter(pk=order_id).first()
     if order is None:
         raise Http404("no such refund order")
     return order
@@ -608,7 +603,7 @@ def refund_actions(*, user, order) -> list[str]:
 @role_required(*READ_ROLES)
 def refund_list(request):
     form = RefundFilterForm(request.GET or None)
-    orders = visible_refund_orders(request.user)
+    orders = selectors.visible_refund_orders(request.user)
     if form.is_valid() and form.cleaned_data["state"]:
         orders = orders.filter(state=form.cleaned_data["state"])
     page = Paginator(orders, REFUND_ORDERS_PER_PAGE).get_page(request.GET.get("page"))

@@ -22,6 +22,7 @@ from treasury.access.labels import transfer_state_choices
 from treasury.exports import csv_download, yuan
 from treasury.models import LedgerAccount, LedgerEntry
 from treasury.services.ledger import check_ledger
+from treasury.waiting import waiting_for
 
 TRANSFERS_PER_PAGE = 50
 ACCOUNTS_PER_PAGE = 50
@@ -55,7 +56,8 @@ def _parse_day(text: str | None) -> dt.date | None:
 def dashboard(request):
     day = _parse_day(request.GET.get("day")) or timezone.localdate()
     summary = selectors.dashboard_summary(user=request.user, day=day)
-    return render(request, "treasury/dashboard.html", {"summary": summary, "is_today": day == timezone.localdate()})
+    return render(request, "treasury/dashboard.html", {
+        "summary": summary, "is_today": day == timezone.localdate(), "waiting": waiting_for(request.user)})
 
 
 @require_safe

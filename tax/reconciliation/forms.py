@@ -21,6 +21,7 @@ class OutcomeFilterForm(forms.Form):
 class CaseFilterForm(forms.Form):
     state = forms.ChoiceField(label=_("State"), required=False, choices=[ALL] + list(CaseState.choices))
     check_date = forms.DateField(label=_("Check date"), required=False, widget=DATE)
+    correction_proposed = forms.BooleanField(label=_("A correction waits for approval"), required=False)
 
 
 class InvestigateForm(forms.Form):

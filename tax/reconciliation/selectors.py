@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from django.db.models import Q, Sum
 from django.http import Http404
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 from tax.models import TaxDeduction
 from tax.selectors import _tax_org_codes
+from treasury.access import roles
+from treasury.waiting import Waiting
 
 from .models import (
     CONSISTENT_OUTCOMES,
+    CaseCorrection,
+    CaseState,
+    CorrectionState,
     DiscrepancyCase,
     Outcome,
     ReconciliationResult,
@@ -88,12 +95,14 @@ def visible_cases(user):
     return _scoped(DiscrepancyCase.objects.all(), user)
 
 
-def case_list(*, user, state: str = "", check_date=None):
+def case_list(*, user, state: str = "", check_date=None, correction_proposed: bool = False):
     qs = visible_cases(user)
     if state:
         qs = qs.filter(state=state)
     if check_date:
         qs = qs.filter(check_date=check_date)
+    if correction_proposed:  # a case has one proposed correction at most (a constraint): no row twice
+        qs = qs.filter(corrections__state=CorrectionState.PROPOSED)
     return qs.order_by("-check_date", "tra_no", "pk")
 
 
@@ -106,3 +115,20 @@ def case_get(*, user, case_id: int) -> DiscrepancyCase:
 
 def case_results(*, user, case: DiscrepancyCase):
     return _scoped(ReconciliationResult.objects.filter(case=case), user).select_related("run").order_by("-run__check_date")
+
+
+def waiting_for(user) -> list[Waiting]:
+    """Discrepancy cases still open, and those with a correction waiting for approval by someone other than
+    the person who proposed it (maker-checker; treasury.waiting)."""
+    if roles.is_read_only(user) or not roles.has_role(user, roles.TAX_STAFF, roles.ADMIN):
+        return []
+    cases = visible_cases(user)
+    open_cases = cases.filter(state=CaseState.OPEN).count()
+    to_approve = (CaseCorrection.objects.filter(state=CorrectionState.PROPOSED, case__in=cases)
+                  .exclude(proposed_by=user).count())
+    url = reverse("tax:reconciliation-cases")
+    return [
+        Waiting("tax_cases_open", _("Tax discrepancy cases to take up"), open_cases, f"{url}?state={CaseState.OPEN}"),
+        Waiting("tax_corrections_to_approve", _("Tax corrections to approve"), to_approve,
+                f"{url}?correction_proposed=on"),
+    ]

@@ -174,7 +174,8 @@ def case_list(request):
     form = CaseFilterForm(request.GET or None)
     data = form.cleaned_data if form.is_valid() else {}
     page = Paginator(selectors.case_list(user=request.user, state=data.get("state") or "",
-                                         check_date=data.get("check_date")),
+                                         check_date=data.get("check_date"),
+                                         correction_proposed=bool(data.get("correction_proposed"))),
                      CASES_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "tax/reconciliation/case_list.html", {
         "page": page, "form": form, "filter_query": filter_query(request)})

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from payroll import union
-from payroll.models import DuesCall, UnionSettings
+from payroll.models import UnionSettings
 from tests import factories as f
 from tests.payroll.helpers import staff
 from tests.payroll.test_pages_api import api_as, logged_in

@@ -13,10 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed
 
-from social_security import reconciliation, services
+from social_security import reconciliation, selectors, services
 from social_security.flexible import services as flexible
 from social_security.flexible.models import Payment, PaymentState
-from social_security.models import Declaration, ReconciliationResult, SocialCaseCorrection, SocialDiscrepancyCase
+from social_security.models import Declaration, SocialDiscrepancyCase
 from social_security.models import DeclarationState as S
 from tax.reconciliation.services import ReconciliationError
 from tests import factories as f
@@ -24,7 +24,8 @@ from tests.social_security.flexible.conftest import make_individual
 from tests.social_security.test_declarations import confirmed
 from treasury.access import roles
 from treasury.access.errors import MakerCheckerViolation
-from treasury.models import Transfer, TransferState
+from treasury.models import Transfer
+from treasury.waiting import waiting_for
 
 
 def now():
@@ -129,12 +130,18 @@ def test_other_lines_of_the_fund_wallet_are_not_ours_to_reconcile(day):
     assert set(day.outcomes(run)) == {day.decl_key, day.flex_key}
 
 
+def social_waiting(user) -> dict[str, int]:
+    """What waits for the user on the dashboard, of premium reconciliation."""
+    return {item.key: item.count for item in waiting_for(user) if item.key.startswith("social_")}
+
+
 def test_a_case_is_worked_and_a_refund_needs_a_second_person(day, settings):
     rows = day.statement()
     rows.append((day.flex_key, "credit", day.payment.amount_fen, "transfer", day.fund))  # collected twice
     reconciliation.reconcile_day(check_date=day.date, now=now(), statement_rows=rows)
     case = SocialDiscrepancyCase.objects.get(outcome="duplicate_operator")
     staff, other_staff = day.world.tax_staff, f.make_user(role=roles.TAX_STAFF, organization=day.world.authority)
+    assert social_waiting(staff) == {"social_cases_open": 1} and social_waiting(day.world.other_tax_staff) == {}
     with pytest.raises(Exception) as denied:
         reconciliation.investigate_case(case_id=case.pk, user=day.world.other_tax_staff, now=now())
     assert type(denied.value).__name__ == "AccessDenied"
@@ -145,6 +152,9 @@ def test_a_case_is_worked_and_a_refund_needs_a_second_person(day, settings):
     assert refused.value.code == "not_signed"  # a flexible payer is never debited by staff
     correction = reconciliation.propose_correction(case_id=case.pk, user=staff, kind="refund",
                                                    amount_fen=day.payment.amount_fen, reason="退还重复扣款", now=now())
+    # the proposer waits for someone else; that person sees the correction waiting (and, listed, that case)
+    assert social_waiting(staff) == {} and social_waiting(other_staff) == {"social_corrections_to_approve": 1}
+    assert [c.pk for c in selectors.case_list(user=other_staff, correction_proposed=True)] == [case.pk]
     with pytest.raises(ReconciliationError) as pending:
         reconciliation.propose_correction(case_id=case.pk, user=other_staff, kind="refund", amount_fen=1,
                                           reason="again", now=now())

@@ -287,3 +287,32 @@ def test_pages_and_api_review_approve_and_reject(refunds, client):
     other = APIClient()
     other.force_authenticate(tax.other_staff)
     assert other.get(f"{API}/{first.pk}/").status_code == 404 and other.get(f"{API}/").json()["results"] == []
+
+
+def test_refund_orders_and_agreements_wait_on_the_dashboard_for_the_staff_who_may_act(refunds, settings):
+    from django.urls import reverse
+
+    from tests.clients import logged_in
+    from treasury.waiting import waiting_for
+
+    def waiting(user) -> dict[str, int]:
+        return {item.key: item.count for item in waiting_for(user)}
+
+    tax = refunds
+    services.receive_refund_order(message=order([refund_item(tax.taxpayer(balance_fen=0), amount_fen=100_00)]),
+                                  now=timezone.now())
+    refund_order = RefundOrder.objects.get()
+    assert waiting(tax.staff) == waiting(tax.approver) == {"tax_refunds_to_review": 1}
+    services.review_refund_order(order_id=refund_order.pk, user=tax.staff, now=timezone.now())
+    assert waiting(tax.staff) == {}  # the reviewer does not approve (maker-checker)
+    assert waiting(tax.approver) == {"tax_refunds_to_approve": 1}
+    html = logged_in(tax.approver).get(reverse("dashboard")).content.decode()
+    assert f'href="{reverse("tax:refund-list")}?state={RefundOrderState.REVIEWED}"' in html
+    assert waiting(tax.other_staff) == {}  # another tax authority's order
+    services.approve_refund_order(order_id=refund_order.pk, user=tax.approver, now=timezone.now())
+    assert waiting(tax.approver) == {}
+
+    settings.TAX_AGREEMENT_ACTIVATE_ON_VERIFY = False  # verified agreements wait for a person to put them in force
+    agreement = tax.signed_and_verified(tax.taxpayer())
+    assert agreement.state == "verified" and waiting(tax.staff) == {"tax_agreements_to_activate": 1}
+    assert waiting(tax.other_staff) == {}

@@ -228,3 +228,31 @@ def test_a_correction_booked_on_a_later_day_is_fetched_for_the_day_of_its_case(c
     # the next day's own statement carries the line, but it belongs to its case's day, not to the next day's serials
     (line,) = services.fetch_statement(check_date=today + dt.timedelta(days=1))
     assert line[2] == key and line[-1] == ""
+
+
+def test_open_cases_and_corrections_wait_on_the_dashboard_for_the_staff_who_may_act(cases, tax):
+    from django.urls import reverse
+
+    from tests.clients import logged_in
+    from treasury.waiting import waiting_for
+
+    def waiting(user) -> dict[str, int]:
+        return {item.key: item.count for item in waiting_for(user) if item.key.startswith("tax_")}
+
+    open_count = len(cases)
+    assert waiting(tax.staff) == {"tax_cases_open": open_count}
+    case = cases[Outcome.MISSING_TAX]
+    services.investigate_case(case_id=case.pk, user=tax.staff, note="", now=timezone.now())
+    corrections.propose_correction(case_id=case.pk, user=tax.staff, kind="refund", amount_fen=300_00,
+                                   reason="税务系统无此税票 (no such voucher)", now=timezone.now())
+    assert waiting(tax.staff) == {"tax_cases_open": open_count - 1}  # the proposer does not approve
+    assert waiting(tax.checker) == {"tax_cases_open": open_count - 1, "tax_corrections_to_approve": 1}
+    assert waiting(tax.other_staff) == {}  # another tax authority's cases
+    assert waiting(f.make_user(role=roles.AUDITOR)) == {}
+
+    client = logged_in(tax.checker)
+    html = client.get(reverse("dashboard")).content.decode()
+    link = f'{reverse("tax:reconciliation-cases")}?correction_proposed=on'
+    assert 'data-waiting="tax_corrections_to_approve"' in html and f'href="{link}"' in html
+    listed = client.get(link).content.decode()  # the list the count links to shows that case alone
+    assert f'data-case="{case.pk}"' in listed and listed.count("data-case=") == 1
