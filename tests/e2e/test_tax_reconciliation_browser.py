@@ -112,8 +112,12 @@ def test_staff_run_the_days_reconciliation_see_the_discrepancies_and_resolve_one
     case = DiscrepancyCase.objects.get(outcome=Outcome.AMOUNT_MISMATCH, tra_no=planted_day["amount"].tra_no)
     assert case.state == CaseState.RESOLVED and case.resolved_by == tax.staff.username
 
-    # 4. The cases list shows the others still open.
-    page.goto(f"{base}/tax/reconciliation/cases/?state=open")
+    # 4. The dashboard says two cases wait to be taken up; its link lists them.
+    page.click("nav.sidenav a[data-nav=dashboard]")
+    waiting = page.locator("[data-waiting=tax_cases_open]")
+    assert waiting.locator(".count").inner_text() == "2"
+    waiting.locator("a").click()
+    page.wait_for_url(f"{base}/tax/reconciliation/cases/?state=open")
     assert page.locator("[data-testid=cases] tbody tr").count() == 2
 
     # 5. The deduction behind the case, from the deductions list: its page leads on to the transfer's trace.
