@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -223,12 +223,41 @@ def case_get(*, user, case_id):
 
 
 def waiting_for(user) -> list[Waiting]:
-    """Premium discrepancy cases still open, and those with a correction waiting for approval by someone other
-    than the person who proposed it (maker-checker; treasury.waiting)."""
+    """For the employer's approvers, declarations someone else prepared, to declare and, once the tax system
+    confirmed them, to pay; for its operators, declarations sent back; for tax staff, premium discrepancy cases
+    still open and corrections waiting for approval by someone other than their proposer (maker-checker;
+    treasury.waiting)."""
+    if roles.is_read_only(user):
+        return []
+    if roles.has_role(user, *EMPLOYER_ROLES):
+        return _declarations_waiting_for(user)
+    if roles.has_role(user, roles.TAX_STAFF, roles.ADMIN):
+        return _cases_waiting_for(user)
+    return []
+
+
+def _declarations_waiting_for(user) -> list[Waiting]:
+    declarations = visible_declarations(user)
+    url = reverse("social:declaration-list")
+    items = []
+    if roles.has_role(user, roles.EMPLOYER_APPROVER):
+        others = declarations.exclude(prepared_by=user).aggregate(
+            to_declare=Count("pk", filter=Q(state=S.DRAFT)), to_pay=Count("pk", filter=Q(state=S.CONFIRMED)))
+        items += [
+            Waiting("social_to_declare", _("Premium declarations to declare"), others["to_declare"],
+                    f"{url}?state={S.DRAFT}"),
+            Waiting("social_to_pay", _("Premium declarations confirmed, to pay"), others["to_pay"],
+                    f"{url}?state={S.CONFIRMED}"),
+        ]
+    if roles.has_role(user, roles.EMPLOYER_OPERATOR):
+        items.append(Waiting("social_sent_back", _("Premium declarations sent back"),
+                             declarations.filter(state=S.REJECTED).count(), f"{url}?state={S.REJECTED}"))
+    return items
+
+
+def _cases_waiting_for(user) -> list[Waiting]:
     from social_security.models import SocialCaseCorrection
 
-    if roles.is_read_only(user) or not roles.has_role(user, roles.TAX_STAFF, roles.ADMIN):
-        return []
     cases = visible_cases(user)
     open_cases = cases.filter(state="open").count()
     to_approve = (SocialCaseCorrection.objects.filter(state="proposed", case__in=cases)

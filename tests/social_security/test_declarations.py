@@ -282,3 +282,22 @@ def test_a_header_lacking_a_column_is_one_problem_of_its_row_not_a_crash(header)
     parsed = parsing.parse_declaration_file(data, filename="declaration.csv")
     assert [p.code for p in parsed.problems] == ["column_duplicate", "column_missing"]
     assert {p.line for p in parsed.problems} == {5}
+
+
+def test_each_step_of_a_declaration_waits_on_the_dashboard_for_the_person_who_takes_it(world, fake_tips):
+    from treasury.waiting import waiting_for
+
+    def waiting(user) -> dict[str, int]:
+        return {item.key: item.count for item in waiting_for(user)}
+
+    fake_tips.refuse_next.append("人数与参保登记不符 (persons differ from registration)")
+    declaration = prepare(world)
+    assert waiting(world.approver) == {"social_to_declare": 1} and waiting(world.operator_user) == {}
+    assert waiting(world.other_approver) == {}  # another employer's
+    services.declare(declaration_id=declaration.pk, user=world.approver, now=now())
+    assert waiting(world.operator_user) == {"social_sent_back": 1} and waiting(world.approver) == {}
+    services.reopen_declaration(declaration_id=declaration.pk, user=world.operator_user, now=now())
+    services.declare(declaration_id=declaration.pk, user=world.approver, now=now())
+    assert waiting(world.approver) == waiting(world.second_approver) == {"social_to_pay": 1}
+    Declaration.objects.filter(pk=declaration.pk).update(prepared_by=world.approver)
+    assert waiting(world.approver) == {} and waiting(world.second_approver) == {"social_to_pay": 1}  # not one's own
