@@ -32,5 +32,6 @@ def test_the_demo_runs_end_to_end_and_proves_itself(tmp_path):
     assert "real-time deduction (3001)" in text and "result (2102) 3 succeeded" in text
     assert "approved by tax_ap" in text and "result (2104) 90000" in text
     assert "discrepancies 1: " in text and "resolved by tax with a reason: 已解决 (resolved)" in text
+    assert "8. left waiting: the " in text and "submitted by emp_a_op" in text  # the dashboard has something to say
     assert "unreachable" not in done.stderr + text  # the tax system is up for every step that calls it
     assert "celery.app.trace" not in done.stderr  # no line of Celery's between the demo's

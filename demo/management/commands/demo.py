@@ -12,6 +12,7 @@ deductions, a refund approved by a second person, the day's three-way reconcilia
 sandbox tax system calling this service served over HTTP (demo/tax_system.py). Then it proves the books:
 ledger check, trace checkpoint and verification, receipts verified from their files.
 """
+import datetime as dt
 import logging
 import shutil
 import tempfile
@@ -219,6 +220,19 @@ class Command(BaseCommand):
             self._flexible_premiums(world, admin)
             self._employer_declaration(world, payroll_batch, tips)
             self._tax(world, tips)
+
+        # 8. Left for a person: next month's payroll, uploaded and submitted, waits for a second person.
+        next_period = (timezone.localdate().replace(day=28) + dt.timedelta(days=4)).strftime("%Y-%m")
+        upcoming = payroll.import_payroll_file(
+            employer=employer_a, user=clerk, filename=f"工资{run_id}-{next_period}.csv", now=timezone.now(),
+            hold_invalid_lines=True,
+            data=payroll_csv(employer=employer_a, period=next_period, staff=world.employees_a,
+                             variant=int(run_id) % 100,
+                             social_share=employee_social_share(region_code="370100", period=next_period)))
+        payroll.submit_batch(batch_id=upcoming.pk, user=clerk, now=timezone.now())
+        say(f"8. left waiting: the {next_period} payroll run (batch {upcoming.pk}) submitted by emp_a_op; "
+            f"emp_a_ap's dashboard lists it under \"Waiting for you\"")
+        say()
 
         batch_receipt = issue_batch_receipt(batch_ref=payroll_batch, now=timezone.now())
         say("== proofs ==")
