@@ -24,6 +24,7 @@ from tests.fiscal_disbursement.helpers import (
     OPERATOR_CODE,
     QUOTA_ID,
     UNIT_QUOTA_ID,
+    approved,
     draft,
     organization_payee,
     payee_csv,
@@ -654,3 +655,15 @@ def test_api_reject_rework_cancel_and_error_codes(finance):
     answer = clerk.post(f"{url}/payees/", {"file": upload(payee_csv([]))}, format="multipart")
     assert answer.status_code == 409 and answer.json()["code"] == "not_draft"
     assert clerk.get(f"{API}/requests/999999/").status_code == 404
+
+
+def test_the_quota_stream_a_trace_links_to_opens_for_the_bureau_that_drew_on_it(finance, other_bureau):
+    request = approved(finance, payee_rows(finance, 1))
+    quota_stream = reverse("trace:document", args=[f"quota:{QUOTA_ID}"])
+    clerk = logged_in(finance.clerk)
+    assert quota_stream in clerk.get(reverse("trace:batch", args=[request.batch_ref])).content.decode()
+    page = clerk.get(quota_stream)  # the quota's movements that name this bureau's requests
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count("data-event-id=") >= 2 and f"quota:{QUOTA_ID}" in html and request.batch_ref in html
+    assert logged_in(other_bureau["clerk"]).get(quota_stream).status_code == 404  # none of its requests drew on it

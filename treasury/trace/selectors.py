@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import reduce
 from operator import or_
 
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
 from django.http import Http404
 
 from treasury import identifiers
@@ -214,6 +214,12 @@ def document_path(*, user, ref: str) -> TracePath:
         if streams:
             path.shows_documents = True
             condition |= Q(source_ref=ref, stream_key__in=streams) & ~Q(subject_type=TRANSFER_SUBJECT)
+        # The stream of a record several organizations draw on (a budget quota's): its events that name a
+        # batch the user's organization ran, and none of another's.
+        mine = _events_naming_batches_run_by(user, stream=ref)
+        if mine.exists():
+            path.shows_documents = True
+            condition |= Q(pk__in=mine.values("pk"))
     _fill_events(path, TraceEvent.objects.filter(condition))
     if not listed and not path.events:
         raise Http404("document not found")
@@ -274,6 +280,17 @@ def _streams_run_by(user, ref: str) -> list[str]:
                    .order_by().values_list("stream_key", flat=True).distinct()[:100])
     ran = visible_transfers(user).filter(organization=org, batch_ref__in=streams)
     return list(ran.order_by("batch_ref").values_list("batch_ref", flat=True).distinct())  # a batch, not its transfers
+
+
+def _events_naming_batches_run_by(user, *, stream: str):
+    """Document events of a stream whose source ref is a batch the user's organization ran (one index probe
+    into the transfers' batch index per event of the stream)."""
+    org = user_organization(user)
+    if org is None:
+        return TraceEvent.objects.none()
+    ran = visible_transfers(user).filter(organization=org, batch_ref=OuterRef("source_ref"))
+    return (TraceEvent.objects.filter(stream_key=stream).exclude(source_ref="")
+            .exclude(subject_type=TRANSFER_SUBJECT).filter(Exists(ran)))
 
 
 def _document_events(*, refs) -> Q:
