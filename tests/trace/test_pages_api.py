@@ -39,7 +39,7 @@ def test_transfer_trace_page_shows_timeline_in_shanghai_time_masked(world, as_us
     page = as_user(world.user_a).get(f"/trace/transfer/{world.transfer_a.pk}/", HTTP_ACCEPT_LANGUAGE="en")
     assert page.status_code == 200
     html = page.content.decode()
-    assert "2026-03-02 09:30:01" in html  # created at 01:30:01 UTC
+    assert "2026-03-02<br>" in html and ">09:30:01<" in html  # created at 01:30:01 UTC
     assert "¥12,345.67" in html
     assert "1010********0003" in html and "张*丰" in html
     assert "张三丰" not in html
