@@ -257,14 +257,8 @@ def _declarations_waiting_for(user) -> list[Waiting]:
 
 def _cases_waiting_for(user) -> list[Waiting]:
     from social_security.models import SocialCaseCorrection
+    from tax.reconciliation.selectors import cases_waiting_for
 
-    cases = visible_cases(user)
-    open_cases = cases.filter(state="open").count()
-    to_approve = (SocialCaseCorrection.objects.filter(state="proposed", case__in=cases)
-                  .exclude(proposed_by=user).count())
-    url = reverse("social:reconciliation-cases")
-    return [
-        Waiting("social_cases_open", _("Premium discrepancy cases to take up"), open_cases, f"{url}?state=open"),
-        Waiting("social_corrections_to_approve", _("Premium corrections to approve"), to_approve,
-                f"{url}?correction_proposed=on"),
-    ]
+    return cases_waiting_for(user, cases=visible_cases(user), corrections=SocialCaseCorrection.objects,
+                             url=reverse("social:reconciliation-cases"), key="social",
+                             labels=(_("Premium discrepancy cases to take up"), _("Premium corrections to approve")))

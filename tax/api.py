@@ -10,7 +10,6 @@ operator cannot be asked.
 """
 from __future__ import annotations
 
-from django.http import HttpResponse
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 from drf_spectacular.types import OpenApiTypes
@@ -592,11 +591,7 @@ class EntryReportCsvView(TaxErrorsMixin, APIView):
                    parameters=REPORT_PARAMETERS,
                    responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="CSV"), **ERRORS})
     def get(self, request):
-        day = _report_day(request)
-        response = HttpResponse(entry_report_csv(entry_report_data(user=request.user, day=day)),
-                                content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="tax-entries-{day:%Y%m%d}.csv"'
-        return response
+        return entry_report_csv(user=request.user, day=_report_day(request))
 
 
 class OwnTaxPaymentView(TaxErrorsMixin, APIView):

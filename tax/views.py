@@ -150,7 +150,15 @@ def entry_report_data(*, user, day: dt.date) -> dict:
     return {"day": day, "rows": rows, **selectors.entry_report_totals(rows)}
 
 
-def entry_report_csv(report: dict) -> bytes:
+def entry_report_csv(*, user, day: dt.date) -> HttpResponse:
+    """The day's entry report as a CSV attachment (the page's and the API's)."""
+    response = HttpResponse(_entry_report_bytes(entry_report_data(user=user, day=day)),
+                            content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="tax-entries-{day:%Y%m%d}.csv"'
+    return response
+
+
+def _entry_report_bytes(report: dict) -> bytes:
     day = report["day"].isoformat()
     return csv_bytes(
         header=["入库日期 entry date", "税种 tax type", "预算种类 budget type", "预算级次 budget level", "金额 amount",
@@ -170,14 +178,17 @@ def _own_tax_org_code(user) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def agreement_filters(form) -> dict:
+    data = form.cleaned_data if form.is_valid() else {}
+    return {"state": data.get("state") or "", "taxpayer": data.get("taxpayer") or "", "search": data.get("q") or ""}
+
+
 @require_safe
 @login_required
 @role_required(*READ_ROLES)
 def agreement_list(request):
     form = AgreementFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
-    agreements = selectors.agreement_list(user=request.user, state=filters.get("state") or "",
-                                          taxpayer=filters.get("taxpayer") or "", search=filters.get("q") or "")
+    agreements = selectors.agreement_list(user=request.user, **agreement_filters(form))
     page = Paginator(agreements, AGREEMENTS_PER_PAGE).get_page(request.GET.get("page"))
     _describe_agreements(page.object_list)
     return render(request, "tax/agreement_list.html", {
@@ -215,9 +226,7 @@ def agreements_csv(agreements):
 def agreement_csv(request):
     """The agreements the list's filters select, every page of them (newest first as on the page)."""
     form = AgreementFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
-    return agreements_csv(selectors.agreement_list(user=request.user, state=filters.get("state") or "",
-                                                   taxpayer=filters.get("taxpayer") or "", search=filters.get("q") or ""))
+    return agreements_csv(selectors.agreement_list(user=request.user, **agreement_filters(form)))
 
 
 @require_http_methods(["GET", "POST"])
@@ -453,11 +462,7 @@ def entry_report(request):
 @login_required
 @role_required(*READ_ROLES)
 def entry_report_download(request):
-    day = _report_day(request)
-    response = HttpResponse(entry_report_csv(entry_report_data(user=request.user, day=day)),
-                            content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="tax-entries-{day:%Y%m%d}.csv"'
-    return response
+    return entry_report_csv(user=request.user, day=_report_day(request))
 
 
 # ---------------------------------------------------------------------------------------------

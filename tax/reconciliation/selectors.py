@@ -118,17 +118,22 @@ def case_results(*, user, case: DiscrepancyCase):
 
 
 def waiting_for(user) -> list[Waiting]:
-    """Discrepancy cases still open, and those with a correction waiting for approval by someone other than
-    the person who proposed it (maker-checker; treasury.waiting)."""
+    """Tax discrepancy cases to take up and corrections to approve (treasury.waiting)."""
     if roles.is_read_only(user) or not roles.has_role(user, roles.TAX_STAFF, roles.ADMIN):
         return []
-    cases = visible_cases(user)
-    open_cases = cases.filter(state=CaseState.OPEN).count()
-    to_approve = (CaseCorrection.objects.filter(state=CorrectionState.PROPOSED, case__in=cases)
+    return cases_waiting_for(user, cases=visible_cases(user), corrections=CaseCorrection.objects,
+                             url=reverse("tax:reconciliation-cases"), key="tax",
+                             labels=(_("Tax discrepancy cases to take up"), _("Tax corrections to approve")))
+
+
+def cases_waiting_for(user, *, cases, corrections, url: str, key: str, labels) -> list[Waiting]:
+    """What a case workflow has waiting (tax and premium reconciliation alike): the cases still open, and the
+    corrections of those cases waiting for approval by someone other than their proposer (maker-checker)."""
+    open_label, approve_label = labels
+    to_approve = (corrections.filter(state=CorrectionState.PROPOSED, case__in=cases)
                   .exclude(proposed_by=user).count())
-    url = reverse("tax:reconciliation-cases")
     return [
-        Waiting("tax_cases_open", _("Tax discrepancy cases to take up"), open_cases, f"{url}?state={CaseState.OPEN}"),
-        Waiting("tax_corrections_to_approve", _("Tax corrections to approve"), to_approve,
-                f"{url}?correction_proposed=on"),
+        Waiting(f"{key}_cases_open", open_label, cases.filter(state=CaseState.OPEN).count(),
+                f"{url}?state={CaseState.OPEN}"),
+        Waiting(f"{key}_corrections_to_approve", approve_label, to_approve, f"{url}?correction_proposed=on"),
     ]
