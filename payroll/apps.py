@@ -1,8 +1,31 @@
 from django.apps import AppConfig
+from django.utils.translation import pgettext_lazy
 
 
 class PayrollConfig(AppConfig):
     name = "payroll"
+    # What trace pages call this domain's events (treasury.trace.labels).
+    trace_event_labels = {
+        "payroll.batch.validated": pgettext_lazy("trace event", "Payroll file checked"),
+        "payroll.batch.rejected": pgettext_lazy("trace event", "Payroll file rejected"),
+        "payroll.batch.submitted": pgettext_lazy("trace event", "Payroll run submitted"),
+        "payroll.batch.approved": pgettext_lazy("trace event", "Payroll run approved"),
+        "payroll.batch.funded": pgettext_lazy("trace event", "Payroll run funded"),
+        "payroll.batch.paying": pgettext_lazy("trace event", "Paying salaries"),
+        "payroll.batch.paused": pgettext_lazy("trace event", "Payroll run paused"),
+        "payroll.batch.resumed": pgettext_lazy("trace event", "Payroll run resumed"),
+        "payroll.batch.paid": pgettext_lazy("trace event", "All salaries paid"),
+        "payroll.batch.partially_paid": pgettext_lazy("trace event", "Salaries partly paid"),
+        "payroll.batch.retried": pgettext_lazy("trace event", "Failed salaries sent again"),
+        "payroll.batch.lines_returned": pgettext_lazy("trace event", "Failed salaries given up"),
+        "payroll.batch.closed": pgettext_lazy("trace event", "Payroll run closed"),
+        "payroll.batch.cancelled": pgettext_lazy("trace event", "Payroll run cancelled"),
+        "payroll.union.rules_changed": pgettext_lazy("trace event", "Union rules changed"),
+        "payroll.union_member.added": pgettext_lazy("trace event", "Union member added"),
+        "payroll.union_member.changed": pgettext_lazy("trace event", "Union member changed"),
+        "payroll.union_member.deactivated": pgettext_lazy("trace event", "Union member deactivated"),
+        "payroll.union_member.reactivated": pgettext_lazy("trace event", "Union member reactivated"),
+    }
 
     def ready(self):
         # A payroll batch moves on as soon as its last transfer is decided (the periodic sweep stays as a net).

@@ -1,5 +1,41 @@
 from django.apps import AppConfig
+from django.utils.translation import pgettext_lazy
 
 
 class TaxConfig(AppConfig):
     name = "tax"
+    # What trace pages call this domain's events (treasury.trace.labels).
+    trace_event_labels = {
+        "tax.agreement.signed": pgettext_lazy("trace event", "Agreement signed"),
+        "tax.agreement.verification_passed": pgettext_lazy("trace event", "Agreement verification passed"),
+        "tax.agreement.verification_failed": pgettext_lazy("trace event", "Agreement verification failed"),
+        "tax.agreement.verified": pgettext_lazy("trace event", "Agreement verified"),
+        "tax.agreement.activated": pgettext_lazy("trace event", "Agreement in force"),
+        "tax.agreement.suspended": pgettext_lazy("trace event", "Agreement suspended"),
+        "tax.agreement.resumed": pgettext_lazy("trace event", "Agreement resumed"),
+        "tax.agreement.revoked": pgettext_lazy("trace event", "Agreement revoked"),
+        "tax.deduction.received": pgettext_lazy("trace event", "Deduction received"),
+        "tax.deduction.refused": pgettext_lazy("trace event", "Deduction refused"),
+        "tax.deduction.debiting": pgettext_lazy("trace event", "Debiting the taxpayer"),
+        "tax.deduction.succeeded": pgettext_lazy("trace event", "Tax deducted"),
+        "tax.deduction.failed": pgettext_lazy("trace event", "Deduction failed"),
+        "tax.deduction.outcome_unknown": pgettext_lazy("trace event", "Deduction outcome unknown"),
+        "tax.deduction.reversed": pgettext_lazy("trace event", "Deduction reversed"),
+        "tax.package.received": pgettext_lazy("trace event", "Batch package received"),
+        "tax.package.deducting": pgettext_lazy("trace event", "Deducting the package"),
+        "tax.package.chunk": pgettext_lazy("trace event", "Package items sent for debit"),
+        "tax.package.stopped": pgettext_lazy("trace event", "Package items stopped"),
+        "tax.package.items_decided": pgettext_lazy("trace event", "Package items decided"),
+        "tax.package.done": pgettext_lazy("trace event", "Package done"),
+        "tax.package.result_acknowledged": pgettext_lazy("trace event", "Package result acknowledged"),
+        "tax.package.result_not_acknowledged": pgettext_lazy("trace event", "Package result not acknowledged yet"),
+        "tax.refund.received": pgettext_lazy("trace event", "Refund order received"),
+        "tax.refund.reviewed": pgettext_lazy("trace event", "Refund order reviewed"),
+        "tax.refund.approved": pgettext_lazy("trace event", "Refund order approved"),
+        "tax.refund.rejected": pgettext_lazy("trace event", "Refund order rejected"),
+        "tax.refund.paying": pgettext_lazy("trace event", "Paying refunds"),
+        "tax.refund.items_decided": pgettext_lazy("trace event", "Refunds decided"),
+        "tax.refund.done": pgettext_lazy("trace event", "Refund order done"),
+        "tax.refund.result_acknowledged": pgettext_lazy("trace event", "Refund result acknowledged"),
+        "tax.refund.result_pending": pgettext_lazy("trace event", "Refund result not acknowledged yet"),
+    }

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import pgettext_lazy
 
 
 class FlexibleEmploymentConfig(AppConfig):
@@ -6,3 +7,13 @@ class FlexibleEmploymentConfig(AppConfig):
     name = "social_security.flexible"
     label = "social_flexible"
     verbose_name = "灵活就业社保缴费 (flexible-employment premiums)"
+    # What trace pages call this domain's events (treasury.trace.labels).
+    trace_event_labels = {
+        "social.flexible.enrolled": pgettext_lazy("trace event", "Enrolled"),
+        "social.flexible.changed": pgettext_lazy("trace event", "Enrolment changed"),
+        "social.flexible.paying": pgettext_lazy("trace event", "Paying premiums"),
+        "social.flexible.paid": pgettext_lazy("trace event", "Premiums paid"),
+        "social.flexible.failed": pgettext_lazy("trace event", "Premium payment failed"),
+        "social.flexible.payment_notified": pgettext_lazy("trace event", "Payment notice sent to the tax system"),
+        "social.flexible.reconciled": pgettext_lazy("trace event", "Premiums reconciled"),
+    }

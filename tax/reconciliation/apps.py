@@ -1,10 +1,18 @@
 from django.apps import AppConfig
+from django.utils.translation import pgettext_lazy
 
 
 class TaxReconciliationConfig(AppConfig):
     name = "tax.reconciliation"
     label = "tax_reconciliation"
     verbose_name = "税务对账 (tax reconciliation)"
+    # What trace pages call this domain's events (treasury.trace.labels).
+    trace_event_labels = {
+        "tax.reconciliation.correction.proposed": pgettext_lazy("trace event", "Correction proposed"),
+        "tax.reconciliation.correction.approved": pgettext_lazy("trace event", "Correction approved"),
+        "tax.reconciliation.correction.rejected": pgettext_lazy("trace event", "Correction rejected"),
+        "tax.reconciliation.correction.entered": pgettext_lazy("trace event", "Correction entered in the treasury"),
+    }
 
     def ready(self):
         from treasury.services.transfers import batch_decided

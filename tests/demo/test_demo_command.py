@@ -2,9 +2,13 @@
 process of its own with its own VAR_DIR (a fresh SQLite database, media, keys), against its own sandboxes, and
 ends with its proofs (ledger, trace, receipts). A change that breaks a step of it fails this test."""
 import os
+import sqlite3
+from contextlib import closing
 import subprocess
 import sys
 from pathlib import Path
+
+from treasury.trace.labels import event_labels
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,3 +39,7 @@ def test_the_demo_runs_end_to_end_and_proves_itself(tmp_path):
     assert "8. left waiting: the " in text and "submitted by emp_a_op" in text  # the dashboard has something to say
     assert "unreachable" not in done.stderr + text  # the tax system is up for every step that calls it
     assert "celery.app.trace" not in done.stderr  # no line of Celery's between the demo's
+    # Every kind of event the whole demo traced is named in words on the trace pages (treasury.trace.labels).
+    with closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
+        kinds = {kind for (kind,) in db.execute("SELECT DISTINCT kind FROM trace_traceevent")}
+    assert len(kinds) > 50 and not kinds - set(event_labels())

@@ -30,6 +30,7 @@ from treasury.identifiers import InvalidIdentifier, validate_wallet_id
 from treasury.logmask import mask_text
 from treasury.models import Transfer, Wallet
 
+from . import labels
 from .models import TRANSFER_SUBJECT, TraceCheckpointHead, TraceEvent
 from .services import GENESIS_HASH, canonical_event_bytes
 
@@ -60,6 +61,14 @@ class TimelineEvent:
     hash: str
     chain_status: str
     checkpointed: bool  # a signed checkpoint covers it
+
+    @property
+    def kind_label(self) -> str:
+        return labels.event_label(self.kind)
+
+    @property
+    def actor_label(self) -> str:
+        return labels.actor_label(self.actor)
 
     @property
     def details(self) -> list[tuple[str, str]]:

@@ -1,25 +1,14 @@
-"""Labels for trace pages: event kinds and chain status in the page's language.
+"""Labels for trace pages: event kinds, actors and chain status in the page's language (kinds and actors:
+`treasury.trace.labels`).
 
-    {% load trace_format %}  {{ event.kind|event_label }}  {{ event.chain_status|chain_label }}
+    {% load trace_format %}  {{ event.kind|event_label }}  {{ event.actor|actor_label }}  {{ event.chain_status|chain_label }}
 """
 from django import template
 from django.utils.translation import gettext_lazy as _
 
-from treasury.trace import selectors
+from treasury.trace import labels, selectors
 
 register = template.Library()
-
-EVENT_LABELS = {
-    "transfer.created": _("Transfer created"),
-    "transfer.submitted": _("Submitted to the operator"),
-    "transfer.outcome_unknown": _("Outcome unknown"),
-    "transfer.settled": _("Settled"),
-    "transfer.failed": _("Failed"),
-    "transfer.requeued": _("Queued again"),
-    "transfer.cancelled": _("Cancelled"),
-    "transfer.returned": _("Returned"),
-    "transfer.reversed": _("Reversed"),
-}
 
 CHAIN_LABELS = {
     selectors.CHAIN_OK: _("intact"),
@@ -31,8 +20,12 @@ CHAIN_LABELS = {
 
 @register.filter
 def event_label(kind):
-    """A known event kind in words; any other (a domain's own) shown as it is."""
-    return EVENT_LABELS.get(str(kind), kind)
+    return labels.event_label(str(kind))
+
+
+@register.filter
+def actor_label(actor):
+    return labels.actor_label(str(actor))
 
 
 @register.filter

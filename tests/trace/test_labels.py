@@ -1,0 +1,54 @@
+"""Trace events and actors read in words, in the page's language: the kind stays what is stored and hashed."""
+import re
+
+import pytest
+from django.utils import translation
+
+from treasury.trace.labels import ACTOR_LABELS, actor_label, event_label, event_labels
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def test_every_domain_names_its_events_in_both_languages():
+    labels = event_labels()
+    for kind in ("transfer.settled", "receipt.issued", "fiscal.quota.reserved", "payroll.batch.approved",
+                 "tax.refund.approved", "tax.reconciliation.correction.proposed", "social.declaration.paid",
+                 "social.flexible.paid"):
+        assert kind in labels, kind
+    with translation.override("zh-hans"):
+        untranslated = {kind: str(label) for kind, label in labels.items() if not CJK.search(str(label))}
+        assert not untranslated
+        assert all(CJK.search(str(label)) for label in ACTOR_LABELS.values())
+    with translation.override("en"):
+        assert not [str(label) for label in labels.values() if CJK.search(str(label))]
+
+
+def test_a_label_is_its_own_word_not_a_page_word_of_the_same_english():
+    with translation.override("zh-hans"):
+        # "Paid" on pages is 已发放 or 已支付; each domain's paid event says what was paid.
+        assert event_label("payroll.batch.paid") == "工资已全部发放"
+        assert event_label("social.declaration.paid") == "社保费已缴纳"
+        assert event_label("fiscal.request.paid") == "已全部支付"
+        assert event_label("tax.refund.approved") == "退库申请已批准"
+        assert actor_label("tips") == "税务系统" and actor_label("operator") == "数字人民币运营机构"
+    with translation.override("en"):
+        assert event_label("tax.refund.approved") == "Refund order approved"
+        assert actor_label("system") == "the service"
+
+
+def test_a_kind_or_actor_nobody_names_shows_as_written():
+    assert event_label("someone.else.happened") == "someone.else.happened"
+    assert actor_label("clerk_a") == "clerk_a"
+
+
+@pytest.mark.django_db
+def test_trace_page_and_api_give_the_words_and_keep_the_kind(world, client):
+    client.force_login(world.user_a)
+    html = client.get(f"/trace/transfer/{world.transfer_a.pk}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert '<span title="transfer.settled">转账已结算</span>' in html
+    assert '<span title="payroll.batch.approved">工资发放已审批</span>' in html
+    assert ">数字人民币运营机构</small>" in html  # the operator settled it
+    api = client.get(f"/api/v1/trace/transfers/{world.transfer_a.pk}/", HTTP_ACCEPT_LANGUAGE="zh-hans").json()
+    settled = next(e for e in api["events"] if e["kind"] == "transfer.settled")
+    assert settled["kind_label"] == "转账已结算" and settled["actor"] == "operator"
+    assert settled["actor_label"] == "数字人民币运营机构"
