@@ -32,6 +32,10 @@ class FiscalDisbursementConfig(AppConfig):
         "fiscal.quota.consumed": pgettext_lazy("trace event", "Quota used"),
         "fiscal.quota.released": pgettext_lazy("trace event", "Quota released"),
     }
+    trace_subjects = {
+        "fiscal.request": (pgettext_lazy("trace subject", "Payment request"), "fiscal:request_detail"),
+        "fiscal.quota": (pgettext_lazy("trace subject", "Budget quota"), None),
+    }
 
     def ready(self):
         # A fiscal request moves on as soon as its last transfer is decided (the periodic sweep stays as a net).

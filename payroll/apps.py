@@ -26,6 +26,11 @@ class PayrollConfig(AppConfig):
         "payroll.union_member.deactivated": pgettext_lazy("trace event", "Union member deactivated"),
         "payroll.union_member.reactivated": pgettext_lazy("trace event", "Union member reactivated"),
     }
+    trace_subjects = {
+        "payroll.batch": (pgettext_lazy("trace subject", "Payroll run"), "payroll:batch-detail"),
+        "payroll.union": (pgettext_lazy("trace subject", "Union"), "payroll:union-detail"),
+        "payroll.union_member": (pgettext_lazy("trace subject", "Union member"), None),
+    }
 
     def ready(self):
         # A payroll batch moves on as soon as its last transfer is decided (the periodic sweep stays as a net).

@@ -21,3 +21,7 @@ class SocialSecurityConfig(AppConfig):
         "social.declaration.reconciled": pgettext_lazy("trace event", "Premiums reconciled"),
         "social.reconciliation.correction.approved": pgettext_lazy("trace event", "Correction approved"),
     }
+    trace_subjects = {
+        "social.declaration": (pgettext_lazy("trace subject", "Premium declaration"), "social:declaration-detail"),
+        "social.reconciliation.correction": (pgettext_lazy("trace subject", "Reconciliation correction"), None),
+    }

@@ -39,3 +39,9 @@ class TaxConfig(AppConfig):
         "tax.refund.result_acknowledged": pgettext_lazy("trace event", "Refund result acknowledged"),
         "tax.refund.result_pending": pgettext_lazy("trace event", "Refund result not acknowledged yet"),
     }
+    trace_subjects = {
+        "tax.agreement": (pgettext_lazy("trace subject", "Three-party agreement"), "tax:agreement-detail"),
+        "tax.deduction": (pgettext_lazy("trace subject", "Tax deduction"), "tax:deduction-detail"),
+        "tax.package": (pgettext_lazy("trace subject", "Batch package"), "tax:package-detail"),
+        "tax.refund": (pgettext_lazy("trace subject", "Refund order"), "tax:refund-detail"),
+    }

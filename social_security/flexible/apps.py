@@ -17,3 +17,7 @@ class FlexibleEmploymentConfig(AppConfig):
         "social.flexible.payment_notified": pgettext_lazy("trace event", "Payment notice sent to the tax system"),
         "social.flexible.reconciled": pgettext_lazy("trace event", "Premiums reconciled"),
     }
+    trace_subjects = {
+        "social.flexible.enrolment": (pgettext_lazy("trace subject", "Flexible-employment enrolment"), None),
+        "social.flexible.payment": (pgettext_lazy("trace subject", "Flexible-employment payment"), None),
+    }

@@ -13,6 +13,9 @@ class TaxReconciliationConfig(AppConfig):
         "tax.reconciliation.correction.rejected": pgettext_lazy("trace event", "Correction rejected"),
         "tax.reconciliation.correction.entered": pgettext_lazy("trace event", "Correction entered in the treasury"),
     }
+    trace_subjects = {
+        "tax.reconciliation.correction": (pgettext_lazy("trace subject", "Reconciliation correction"), None),
+    }
 
     def ready(self):
         from treasury.services.transfers import batch_decided

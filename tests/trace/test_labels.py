@@ -4,7 +4,8 @@ import re
 import pytest
 from django.utils import translation
 
-from treasury.trace.labels import ACTOR_LABELS, actor_label, event_label, event_labels
+from treasury.trace.labels import (ACTOR_LABELS, actor_label, event_label, event_labels, subject_label, subject_url,
+                                   subjects)
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -19,6 +20,7 @@ def test_every_domain_names_its_events_in_both_languages():
         untranslated = {kind: str(label) for kind, label in labels.items() if not CJK.search(str(label))}
         assert not untranslated
         assert all(CJK.search(str(label)) for label in ACTOR_LABELS.values())
+        assert all(CJK.search(str(label)) for label, _ in subjects().values())
     with translation.override("en"):
         assert not [str(label) for label in labels.values() if CJK.search(str(label))]
 
@@ -39,6 +41,15 @@ def test_a_label_is_its_own_word_not_a_page_word_of_the_same_english():
 def test_a_kind_or_actor_nobody_names_shows_as_written():
     assert event_label("someone.else.happened") == "someone.else.happened"
     assert actor_label("clerk_a") == "clerk_a"
+    assert subject_label("someone.else") == "someone.else" and subject_url("someone.else", "1") == ""
+
+
+def test_a_subject_links_to_its_page_where_it_has_one():
+    with translation.override("zh-hans"):
+        assert subject_label("tax.package") == "批量扣税包"
+    assert subject_url("tax.package", "7") == "/tax/packages/7/"
+    assert subject_url("payroll.batch", "3") == "/payroll/3/"
+    assert subject_url("fiscal.quota", "ZB2026-101001-001") == ""  # a quota has no page of its own
 
 
 @pytest.mark.django_db
@@ -48,7 +59,9 @@ def test_trace_page_and_api_give_the_words_and_keep_the_kind(world, client):
     assert '<span title="transfer.settled">转账已结算</span>' in html
     assert '<span title="payroll.batch.approved">工资发放已审批</span>' in html
     assert ">数字人民币运营机构</small>" in html  # the operator settled it
+    assert '<a href="/payroll/1/" title="payroll.batch">工资发放批次 1</a>' in html
     api = client.get(f"/api/v1/trace/transfers/{world.transfer_a.pk}/", HTTP_ACCEPT_LANGUAGE="zh-hans").json()
     settled = next(e for e in api["events"] if e["kind"] == "transfer.settled")
     assert settled["kind_label"] == "转账已结算" and settled["actor"] == "operator"
     assert settled["actor_label"] == "数字人民币运营机构"
+    assert api["events"][0]["subject_label"] == "工资发放批次"

@@ -34,6 +34,7 @@ class TimelineEventSerializer(serializers.Serializer):
     kind_label = serializers.CharField(help_text="the kind in words, in the request's language (Accept-Language)")
     subject_type = serializers.CharField()
     subject_id = serializers.CharField()
+    subject_label = serializers.CharField(help_text="what the subject type is, in the request's language")
     transfer_id = serializers.IntegerField(allow_null=True, help_text="set when the event is about a transfer")
     source_ref = serializers.CharField()
     actor = serializers.CharField(help_text='a username, or "system", "operator", "tips", "budget-system"')

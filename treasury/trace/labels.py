@@ -1,13 +1,16 @@
-"""What the trace's events and actors are called on pages and in the API, in the reader's language.
+"""What the trace's events, actors and subjects are called on pages and in the API, in the reader's language.
 
 An event's `kind` ("tax.refund.approved") is what the trace stores and hashes; people read its label ("Refund order
 approved", 退库申请已批准). The treasury core names its own kinds here (transfers, receipts); each domain names its
-kinds in its AppConfig (`trace_event_labels`), so the core imports no domain. A kind nobody names is shown as it is
-written. Labels carry the context "trace event" ("trace actor"), so that "Paid" here is not a page's "Paid".
+kinds in its AppConfig (`trace_event_labels`), and the documents its events are about (`trace_subjects`: a label,
+and the URL name of one's page by id where there is one), so the core imports no domain. A kind nobody names is
+shown as it is written. Labels carry the contexts "trace event", "trace actor" and "trace subject", so that
+"Paid" here is not a page's "Paid".
 """
 from functools import cache
 
 from django.apps import apps
+from django.urls import reverse
 from django.utils.translation import pgettext_lazy
 
 CORE_EVENT_LABELS = {
@@ -36,6 +39,11 @@ ACTOR_LABELS = {
 }
 
 
+CORE_SUBJECTS = {
+    "receipts.batch": (pgettext_lazy("trace subject", "Summary receipt"), None),
+}
+
+
 @cache
 def event_labels() -> dict:
     """Every named kind: the core's and each installed app's `trace_event_labels`."""
@@ -51,3 +59,25 @@ def event_label(kind: str) -> str:
 
 def actor_label(actor: str) -> str:
     return str(ACTOR_LABELS.get(actor, actor))
+
+
+@cache
+def subjects() -> dict:
+    """{subject type: (label, URL name of its page by id or None)}: the core's and each app's `trace_subjects`."""
+    found = dict(CORE_SUBJECTS)
+    for config in apps.get_app_configs():
+        found.update(getattr(config, "trace_subjects", {}))
+    return found
+
+
+def subject_label(subject_type: str) -> str:
+    known = subjects().get(subject_type)
+    return str(known[0]) if known else subject_type
+
+
+def subject_url(subject_type: str, subject_id: str) -> str:
+    """The subject's page, or "" (no page, or an id that is not one). The page itself decides who may see it."""
+    known = subjects().get(subject_type)
+    if not known or not known[1] or not str(subject_id).isdigit():
+        return ""
+    return reverse(known[1], args=[int(subject_id)])

@@ -71,6 +71,14 @@ class TimelineEvent:
         return labels.actor_label(self.actor)
 
     @property
+    def subject_label(self) -> str:
+        return labels.subject_label(self.subject_type)
+
+    @property
+    def subject_url(self) -> str:
+        return labels.subject_url(self.subject_type, self.subject_id)
+
+    @property
     def details(self) -> list[tuple[str, str]]:
         """The data as pages show it: (key, value) in stored order, a value that is not text as its JSON.
         (A template looping over `data.items` would get the value of a key named "items" instead.)"""
