@@ -339,8 +339,10 @@ def batch(items: int, workers_count: int, give_up_after: int, operator_pid: int,
     print(f"  baseline: {items / copy_baseline:>9,.0f} rows/s psycopg COPY of the same number of rows "
           f"({copy_baseline:.2f} s); ratio {total / copy_baseline:.1f}x")
     machine_cpu = cpu_after["machine"] - cpu_before["machine"]
-    print(f"  CPU used while timed: {machine_cpu:.1f} s ({machine_cpu / items * 1000:.2f} s per 1,000 items; "
-          f"{transfer_bench.cpu_spent(cpu_before, cpu_after)})")
+    available = os.cpu_count() * total
+    # The cores' share busy says whether less CPU an item, or more parallel work, would make it faster.
+    print(f"  CPU used while timed: {machine_cpu:.1f} s of {available:.1f} s available ({machine_cpu / available:.0%} "
+          f"busy; {machine_cpu / items * 1000:.2f} s per 1,000 items; {transfer_bench.cpu_spent(cpu_before, cpu_after)})")
     print(f"  peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
     succeeded = TaxDeduction.objects.filter(state="succeeded", entrust_date=CHECK_DATE).count()
     # The day's deductions were stored after the day before's: ids from the day's first on.
