@@ -16,76 +16,15 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
-from reportlab.lib.pagesizes import A4
-from reportlab.pdfgen import canvas as rl_canvas
 
 from treasury.identifiers import mask_resident_id, mask_wallet_id
 from treasury.models import TransferState
 from treasury.money import fen_to_capitals, fen_to_yuan_str, format_yuan
-from treasury.receipts.pdf import Attachment, PageText, attach_files, register_fonts, text_width
+from treasury.receipts.pdf import REPORT_MARGIN, Attachment, ReportPages
 
 from .models import PaymentLine, PaymentRequest, PayType
 
 VOUCHER_PRINTED_LINES = 2000
-_LINES_PER_PAGE = 48
-_MARGIN = 40
-_SMALLEST_SIZE = 5.5  # a cell's text is set no smaller than this to fit its column
-_WIDEST_GLYPH = 1.02  # ems: Helvetica's widest (@); a CJK glyph is 1
-
-
-class _Pages:
-    """A4 pages of text rows, a header repeated on each page."""
-
-    def __init__(self, *, title: str, subject: str):
-        register_fonts()
-        self.buffer = io.BytesIO()
-        self.c = rl_canvas.Canvas(self.buffer, pagesize=A4, pageCompression=1)
-        self.c.setTitle(title)
-        self.c.setSubject(subject)
-        self.width, self.height = A4
-        self.page_no = 0
-        self.text = None
-        self.y = 0.0
-
-    def new_page(self, heading: str) -> None:
-        if self.text is not None:
-            self.finish_page()
-        self.page_no += 1
-        self.text = PageText(self.c)
-        self.text.put(_MARGIN, self.height - _MARGIN, heading, 14)
-        self.text.put(self.width - _MARGIN - 40, self.height - _MARGIN, f"{self.page_no}", 9)
-        self.y = self.height - _MARGIN - 28
-
-    def row(self, cells: list[tuple[float, str]], *, size: float = 8.5, gap: float = 13.0) -> None:
-        """Cells at their x; a text too long for the room before the next cell is set smaller to fit
-        (measured only when it could be too long, at `_WIDEST_GLYPH` ems a character)."""
-        for i, (x, value) in enumerate(cells):
-            cell_size = size
-            room = (cells[i + 1][0] if i + 1 < len(cells) else self.width - 2 * _MARGIN) - x - 4
-            if len(value) * size * _WIDEST_GLYPH > room:
-                width = text_width(value, size)
-                if width > room:
-                    cell_size = max(_SMALLEST_SIZE, size * room / width)
-            self.text.put(_MARGIN + x, self.y, value, cell_size)
-        self.y -= gap
-
-    def rule(self) -> None:
-        self.c.setLineWidth(0.3)
-        self.c.line(_MARGIN, self.y + 9, self.width - _MARGIN, self.y + 9)
-
-    def finish_page(self) -> None:
-        self.c.drawText(self.text.obj)
-        self.c.showPage()
-        self.text = None
-
-    def close(self, attachments: list[Attachment] = ()) -> bytes:
-        if self.text is not None:
-            self.c.drawText(self.text.obj)
-        if attachments:
-            attach_files(self.c, list(attachments))
-        self.c.showPage()
-        self.c.save()
-        return self.buffer.getvalue()
 
 
 def _mask_id(kind: str, number: str) -> str:
@@ -96,7 +35,7 @@ def render_voucher_pdf(*, request: PaymentRequest) -> bytes:
     """The payment voucher of an approved request: its header, totals in figures and capitals, and the
     detail lines (personal data masked), with every line attached as CSV."""
     quota = request.quota
-    pages = _Pages(title=f"支付凭证 {request.voucher_no or request.bill_no}", subject="payment voucher")
+    pages = ReportPages(title=f"支付凭证 {request.voucher_no or request.bill_no}", subject="payment voucher")
     kind = "财政直接支付凭证" if request.pay_type == PayType.DIRECT else "财政授权支付凭证"
     pages.new_page(f"{kind} (payment voucher)")
     header = [
@@ -141,7 +80,7 @@ def render_voucher_pdf(*, request: PaymentRequest) -> bytes:
                  fen_to_yuan_str(amount)]
         writer.writerow(cells)
         if printed < VOUCHER_PRINTED_LINES:
-            if pages.y < _MARGIN + 20:
+            if pages.y < REPORT_MARGIN + 20:
                 pages.new_page(f"{kind} {request.voucher_no} (续 continued)")
                 pages.row(columns, size=8.5)
                 pages.rule()
@@ -230,7 +169,7 @@ def daily_report(*, organization, day: dt.date) -> DailyReport:
 
 def render_daily_report_pdf(*, organization, day: dt.date) -> bytes:
     report = daily_report(organization=organization, day=day)
-    pages = _Pages(title=f"财政资金支付日报 {day:%Y-%m-%d}", subject="daily disbursement report")
+    pages = ReportPages(title=f"财政资金支付日报 {day:%Y-%m-%d}", subject="daily disbursement report")
     pages.new_page(f"财政资金支付日报 (daily disbursement report) {day:%Y-%m-%d}")
     pages.row([(0, "单位 Organization"), (110, report.organization_name)], size=9, gap=15)
     pages.row([(0, "生成时间 Generated"), (110, f"{timezone.localtime():%Y-%m-%d %H:%M}")], size=9, gap=20)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from fiscal_disbursement.documents import _Pages
 from treasury.exports import csv_bytes, yuan
 from treasury.money import fen_to_yuan_str
+from treasury.receipts.pdf import ReportPages
 
 from . import selectors
 from .models import CONSISTENT_OUTCOMES, Outcome
@@ -38,7 +38,7 @@ def report_pdf(*, title: str, subject: str, facts: list[tuple[str, str]], total_
     """A reconciliation report as PDF: facts, totals per outcome with a total line, then up to
     PDF_PRINTED_LINES discrepancy rows (the header repeated on each page) and how many more the CSV has.
     Shared with social insurance."""
-    pages = _Pages(title=title, subject=subject)
+    pages = ReportPages(title=title, subject=subject)
     pages.new_page(title)
     for i, (label, value) in enumerate(facts):
         pages.row([(0, label), (120, value)], size=9, gap=20 if i == len(facts) - 1 else 15)

@@ -431,20 +431,3 @@ def test_the_import_keeps_each_wallets_check_and_paying_does_not_ask_again(finan
     assert sorted((w.wallet_type, w.wallet_class) for w in wallets) == [("WT01", 3)] * 3
     assert all(line.payee_wallet_id and line.transfer_id for line in request.lines.all())
     assert check_ledger().problems == []
-
-
-def test_a_report_cell_too_long_for_its_column_is_set_smaller_to_fit():
-    from fiscal_disbursement import documents
-    from treasury.receipts.pdf import text_width
-
-    pages = documents._Pages(title="t", subject="s")
-    pages.new_page("t")
-    drawn = []
-    pages.text.put = lambda x, y, text, size: drawn.append((x, text, size))
-    label = "自行缴税与运营机构相符 (own payment, matched with the operator)"
-    pages.row([(0, label), (200, "1"), (250, "128.00")])
-    (_, _, size), (_, _, one), (_, _, amount) = drawn
-    assert size < 8.5 and text_width(label, size) <= 200 - 4
-    assert one == amount == 8.5  # short texts keep the row's size
-    pages.row([(0, label), (300, "1")])
-    assert drawn[-2][2] == 8.5  # room enough: unchanged

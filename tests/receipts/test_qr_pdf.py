@@ -75,3 +75,17 @@ def test_rendered_page_text_and_attachments():
         assert expected in text
     assert reader.attachments["receipt.json"] == [b'{"a":1}']
     assert reader.attachments["receipt.sig.json"] == [b'{"s":2}']
+
+
+def test_a_report_cell_too_long_for_its_column_is_set_smaller_to_fit():
+    pages = pdf.ReportPages(title="t", subject="s")
+    pages.new_page("t")
+    drawn = []
+    pages.text.put = lambda x, y, text, size: drawn.append((x, text, size))
+    label = "自行缴税与运营机构相符 (own payment, matched with the operator)"
+    pages.row([(0, label), (200, "1"), (250, "128.00")])
+    (_, _, size), (_, _, one), (_, _, amount) = drawn
+    assert size < 8.5 and pdf.text_width(label, size) <= 200 - 4
+    assert one == amount == 8.5  # short texts keep the row's size
+    pages.row([(0, label), (300, "1")])
+    assert drawn[-2][2] == 8.5  # room enough: unchanged

@@ -1,4 +1,5 @@
-"""One-page receipt PDFs (电子回单) with reportlab; no database, no signing key.
+"""One-page receipt PDFs (电子回单) with reportlab, and the A4 report pages (`ReportPages`) vouchers and daily
+and reconciliation reports are drawn on; no database, no signing key.
 
 Fonts: Chinese text uses reportlab's built-in CID font STSong-Light (Adobe-GB1, UniGB-UCS2-H). It needs
 no font file, so a fresh machine with only Python and PyPI renders it, and pypdf (like any
@@ -22,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from reportlab import rl_config
-from reportlab.lib.pagesizes import A5, landscape
+from reportlab.lib.pagesizes import A4, A5, landscape
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfbase.pdfdoc import PDFArray, PDFDictionary, PDFName, PDFStream, PDFString
@@ -37,6 +38,10 @@ LATIN_FONT = "Helvetica"
 LATIN_BOLD_FONT = "Helvetica-Bold"
 PAGE_SIZE = landscape(A5)  # 595 x 420 pt, the usual bank e-receipt format
 QR_MASK = 2  # any of 0-7 is valid; fixed for speed (see module docstring)
+
+REPORT_MARGIN = 40  # points around an A4 report page's text
+_SMALLEST_SIZE = 5.5  # a report cell's text is set no smaller than this to fit its column
+_WIDEST_GLYPH = 1.02  # ems: Helvetica's widest (@); a CJK glyph is 1
 
 PAYLOAD_ATTACHMENT = "receipt.json"
 SIGNATURE_ATTACHMENT = "receipt.sig.json"
@@ -223,3 +228,59 @@ def render_receipt(page: ReceiptPage) -> bytes:
     c.showPage()
     c.save()
     return buffer.getvalue()
+
+
+class ReportPages:
+    """A4 pages of text rows for reports and vouchers: a heading and the page number on each, rows of cells at
+    their x, rules. The caller starts a page when `y` runs low (and repeats its table header there)."""
+
+    def __init__(self, *, title: str, subject: str):
+        register_fonts()
+        self.buffer = io.BytesIO()
+        self.c = rl_canvas.Canvas(self.buffer, pagesize=A4, pageCompression=1)
+        self.c.setTitle(title)
+        self.c.setSubject(subject)
+        self.width, self.height = A4
+        self.page_no = 0
+        self.text = None
+        self.y = 0.0
+
+    def new_page(self, heading: str) -> None:
+        if self.text is not None:
+            self.finish_page()
+        self.page_no += 1
+        self.text = PageText(self.c)
+        self.text.put(REPORT_MARGIN, self.height - REPORT_MARGIN, heading, 14)
+        self.text.put(self.width - REPORT_MARGIN - 40, self.height - REPORT_MARGIN, f"{self.page_no}", 9)
+        self.y = self.height - REPORT_MARGIN - 28
+
+    def row(self, cells: list[tuple[float, str]], *, size: float = 8.5, gap: float = 13.0) -> None:
+        """Cells at their x; a text too long for the room before the next cell is set smaller to fit
+        (measured only when it could be too long, at `_WIDEST_GLYPH` ems a character)."""
+        for i, (x, value) in enumerate(cells):
+            cell_size = size
+            room = (cells[i + 1][0] if i + 1 < len(cells) else self.width - 2 * REPORT_MARGIN) - x - 4
+            if len(value) * size * _WIDEST_GLYPH > room:
+                width = text_width(value, size)
+                if width > room:
+                    cell_size = max(_SMALLEST_SIZE, size * room / width)
+            self.text.put(REPORT_MARGIN + x, self.y, value, cell_size)
+        self.y -= gap
+
+    def rule(self) -> None:
+        self.c.setLineWidth(0.3)
+        self.c.line(REPORT_MARGIN, self.y + 9, self.width - REPORT_MARGIN, self.y + 9)
+
+    def finish_page(self) -> None:
+        self.c.drawText(self.text.obj)
+        self.c.showPage()
+        self.text = None
+
+    def close(self, attachments: list[Attachment] = ()) -> bytes:
+        if self.text is not None:
+            self.c.drawText(self.text.obj)
+        if attachments:
+            attach_files(self.c, list(attachments))
+        self.c.showPage()
+        self.c.save()
+        return self.buffer.getvalue()
