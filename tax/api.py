@@ -31,7 +31,8 @@ from treasury.services.transfers import OperatorUnavailable
 from . import selectors, services
 from .models import AgreementState, DeductionKind, DeductionPackage, DeductionState, PackageState, TaxAgreement
 from .models import Refund, RefundOrder, RefundOrderState, RefundState, StopPaymentRequest, TaxDeduction, TaxReversal
-from .views import entry_report_csv, entry_report_data, package_progress_data, pay_own_tax, shown_agreement
+from .views import (entry_report_csv, entry_report_data, entry_report_pdf, package_progress_data, pay_own_tax,
+                    shown_agreement)
 from .views import agreements_csv, deductions_csv, shown_deduction
 from .views import refund_actions, refund_order_get
 
@@ -592,6 +593,18 @@ class EntryReportCsvView(TaxErrorsMixin, APIView):
                    responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="CSV"), **ERRORS})
     def get(self, request):
         return entry_report_csv(user=request.user, day=_report_day(request))
+
+
+class EntryReportPdfView(TaxErrorsMixin, APIView):
+    authentication_classes = API_AUTHENTICATION
+    permission_classes = [ReadOnlyForAuditors, TaxRoles]
+
+    @extend_schema(summary="The daily treasury entry report as PDF (totals in figures and capitals)", tags=TAGS,
+                   parameters=REPORT_PARAMETERS,
+                   responses={(200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, description="PDF"),
+                              **ERRORS})
+    def get(self, request):
+        return entry_report_pdf(user=request.user, day=_report_day(request))
 
 
 class OwnTaxPaymentView(TaxErrorsMixin, APIView):

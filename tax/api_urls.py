@@ -19,6 +19,7 @@ router.register("tax/reconciliation/cases", reconciliation_api.DiscrepancyCaseVi
 urlpatterns = router.urls + [
     path("tax/entry-report/", api.EntryReportView.as_view(), name="api-tax-entry-report"),
     path("tax/entry-report/csv/", api.EntryReportCsvView.as_view(), name="api-tax-entry-report-csv"),
+    path("tax/entry-report/pdf/", api.EntryReportPdfView.as_view(), name="api-tax-entry-report-pdf"),
     path("tax/own-payments/", api.OwnTaxPaymentView.as_view(), name="api-tax-own-payment"),
     path("tax/my-payments/", api.MyTaxPaymentsView.as_view(), name="api-tax-my-payments"),
     path("tax/my-refunds/", api.MyRefundsView.as_view(), name="api-tax-my-refunds"),

@@ -18,6 +18,7 @@ urlpatterns = [
     path("packages/<int:package_id>/progress/", views.package_progress, name="package-progress"),
     path("entries/", views.entry_report, name="entry-report"),
     path("entries/report.csv", views.entry_report_download, name="entry-report-csv"),
+    path("entries/report.pdf", views.entry_report_pdf_download, name="entry-report-pdf"),
     path("own-tax/", views.own_tax, name="own-tax"),
     path("mine/", views.my_tax, name="mine"),
     path("refunds/", views.refund_list, name="refund-list"),

@@ -27,7 +27,7 @@ from treasury import identifiers
 from treasury.access import roles
 from treasury.access.decorators import role_required, writable_required
 from treasury.access.errors import AccessDenied
-from treasury.access.scoping import user_organization
+from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.exports import csv_bytes, csv_download, yuan
 from treasury.money import format_yuan
@@ -35,7 +35,7 @@ from treasury.receipts.selectors import downloadable_receipt_numbers
 from treasury.services.transfers import OperatorUnavailable
 from treasury.views import filter_query
 
-from . import selectors, services
+from . import documents, selectors, services
 from .forms import (
     AGREEMENT_ACTIONS, REASON_ACTIONS, AgreementFilterForm, DeductionFilterForm, EntrustDatesForm, EntryReportForm,
     MyTaxForm, OwnTaxForm, PackageFilterForm, ReasonForm, RefundFilterForm, SignAgreementForm,
@@ -155,6 +155,17 @@ def entry_report_csv(*, user, day: dt.date) -> HttpResponse:
     response = HttpResponse(_entry_report_bytes(entry_report_data(user=user, day=day)),
                             content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="tax-entries-{day:%Y%m%d}.csv"'
+    return response
+
+
+def entry_report_pdf(*, user, day: dt.date) -> HttpResponse:
+    """The day's entry report as a PDF attachment (the page's and the API's), for the user's tax authority."""
+    org = user_organization(user)
+    authority = ("全部 all" if sees_all_organizations(user) or org is None
+                 else f"{org.name} ({org.code})" if org.code else org.name)
+    response = HttpResponse(documents.entry_report_pdf(entry_report_data(user=user, day=day), authority=authority),
+                            content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="tax-entries-{day:%Y%m%d}.pdf"'
     return response
 
 
@@ -454,6 +465,7 @@ def entry_report(request):
     return render(request, "tax/entry_report.html", {
         "report": entry_report_data(user=request.user, day=day), "day": day,
         "csv_url": f"{reverse('tax:entry-report-csv')}?{urlencode({'day': day.isoformat()})}",
+        "pdf_url": f"{reverse('tax:entry-report-pdf')}?{urlencode({'day': day.isoformat()})}",
         "previous_day": (day - dt.timedelta(days=1)).isoformat(), "next_day": (day + dt.timedelta(days=1)).isoformat(),
     })
 
@@ -463,6 +475,13 @@ def entry_report(request):
 @role_required(*READ_ROLES)
 def entry_report_download(request):
     return entry_report_csv(user=request.user, day=_report_day(request))
+
+
+@require_safe
+@login_required
+@role_required(*READ_ROLES)
+def entry_report_pdf_download(request):
+    return entry_report_pdf(user=request.user, day=_report_day(request))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -103,6 +103,12 @@ def test_sign_by_api_verify_deduct_and_see_it_everywhere(tax):
     assert csv_response.status_code == 200 and csv_response["Content-Type"].startswith("text/csv")
     text = csv_response.content.decode("utf-8-sig")
     assert "增值税" in text and "1234.56" in text and "617.28" in text
+    pdf_response = api.get(f"{API}/entry-report/pdf/", {"day": timezone.localdate().isoformat()})
+    assert pdf_response.status_code == 200 and pdf_response["Content-Type"] == "application/pdf"
+    pdf_text = _pdf_text(pdf_response.content)
+    assert "国库入库日报" in pdf_text and timezone.localdate().isoformat() in pdf_text
+    assert "增值税" in pdf_text and "1234.56" in pdf_text and "617.28" in pdf_text
+    assert "壹仟贰佰叁拾肆元伍角陆分" in pdf_text and TAX_ORG_CODE in pdf_text  # in capitals; whose entries
 
     client = logged_in(tax.staff)
     page = client.get(reverse("tax:deduction-list"), {"result_code": "90000"}).content.decode()
@@ -111,6 +117,8 @@ def test_sign_by_api_verify_deduct_and_see_it_everywhere(tax):
     assert payer.name in page  # an organization's name is not masked; a person's is (below)
     report_page = client.get(reverse("tax:entry-report"), {"day": timezone.localdate().isoformat()}).content.decode()
     assert "增值税" in report_page and "¥617.28" in report_page and "¥1,234.56" in report_page
+    pdf_link = re.search(r'href="([^"]+)" data-testid="report-pdf"', report_page).group(1).replace("&amp;", "&")
+    assert "1234.56" in _pdf_text(client.get(pdf_link).content)
     detail_page = client.get(reverse("tax:agreement-detail", args=[agreement.pk])).content.decode()
     assert 'data-kind="tax.agreement.activated"' in detail_page and message.item.tra_no in detail_page
 
@@ -232,6 +240,8 @@ def test_another_tax_authority_sees_nothing_and_acts_on_nothing(tax):
     deduction = TaxDeduction.objects.get()
     assert api.get(f"{API}/deductions/{deduction.pk}/").status_code == 404
     assert api.get(f"{API}/entry-report/").json()["rows"] == []
+    other_pdf = _pdf_text(api.get(f"{API}/entry-report/pdf/").content)
+    assert "本日无入库" in other_pdf and "增值税" not in other_pdf
     # Signing for another authority's code is refused too.
     refused = api.post(f"{API}/agreements/", sign_data(tax.taxpayer(), "P-OTHER"), format="json")
     assert refused.status_code == 403 and refused.json()["code"] == "access_denied"
@@ -472,3 +482,9 @@ def test_the_deductions_the_filters_select_as_csv_masked_scoped_and_formula_safe
     refused = api.get(f"{API}/deductions/csv/", {"date_from": "2026-13-01"})
     assert refused.status_code == 400 and "date_from" in refused.json()["details"]
     assert api_as(people["employer"]).get(f"{API}/deductions/csv/").status_code == 403
+
+
+def _pdf_text(content: bytes) -> str:
+    from pypdf import PdfReader
+
+    return "".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
