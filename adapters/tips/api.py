@@ -20,9 +20,11 @@ DIRECTIONS = [value for value, _ in TipsMessage.Direction.choices]
 
 class TipsMessageSerializer(serializers.ModelSerializer):
     direction = serializers.CharField(help_text="in (received by the service) or out (sent by it)")
+    msg_name = serializers.CharField(read_only=True, help_text="what the message number is, in the request's language")
+
     class Meta:
         model = TipsMessage
-        fields = ["id", "direction", "msg_no", "msg_id", "msg_ref", "key", "peer", "signature_valid", "result",
+        fields = ["id", "direction", "msg_no", "msg_name", "msg_id", "msg_ref", "key", "peer", "signature_valid", "result",
                   "error_text", "http_status", "duration_ms", "attempt", "body_size", "created_at"]
         read_only_fields = fields
 

@@ -10,6 +10,34 @@ message pages read them; lists show none of it.
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import pgettext_lazy
+
+# What each message number is, for the message pages (the numbers themselves: adapters.tips.messages). In a
+# translation context of their own: a page's "Refund order" may be a document, not a message.
+MESSAGE_NAMES = {
+    "9114": pgettext_lazy("TIPS message", "Agreement verification"),
+    "9115": pgettext_lazy("TIPS message", "Agreement verification reply"),
+    "3001": pgettext_lazy("TIPS message", "Real-time deduction"),
+    "2001": pgettext_lazy("TIPS message", "Real-time deduction reply"),
+    "3102": pgettext_lazy("TIPS message", "Batch deduction package"),
+    "9121": pgettext_lazy("TIPS message", "Package acknowledgement"),
+    "2102": pgettext_lazy("TIPS message", "Batch deduction result"),
+    "9120": pgettext_lazy("TIPS message", "Generic reply"),
+    "9005": pgettext_lazy("TIPS message", "Connectivity test"),
+    "3111": pgettext_lazy("TIPS message", "Check detail"),
+    "2111": pgettext_lazy("TIPS message", "Check result"),
+    "3139": pgettext_lazy("TIPS message", "Treasury entry detail"),
+    "1104": pgettext_lazy("TIPS message", "Refund order"),
+    "2104": pgettext_lazy("TIPS message", "Refund result"),
+    "1021": pgettext_lazy("TIPS message", "Reversal request"),
+    "2021": pgettext_lazy("TIPS message", "Reversal reply"),
+    "1123": pgettext_lazy("TIPS message", "Stop payment request"),
+    "2123": pgettext_lazy("TIPS message", "Stop payment reply"),
+    "5101": pgettext_lazy("TIPS message", "Premium declaration"),
+    "5102": pgettext_lazy("TIPS message", "Premium declaration reply"),
+    "5103": pgettext_lazy("TIPS message", "Premium payment notice"),
+    "5104": pgettext_lazy("TIPS message", "Flexible-employment payment notice"),
+}
 
 
 class TipsMessage(models.Model):
@@ -56,3 +84,7 @@ class TipsMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_direction_display()} {self.msg_no or '?'} {self.msg_id or '-'} {self.result}"
+
+    @property
+    def msg_name(self) -> str:
+        return str(MESSAGE_NAMES.get(self.msg_no, ""))

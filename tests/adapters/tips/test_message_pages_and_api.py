@@ -48,6 +48,7 @@ def test_list_filters(client):
     api = client.get("/api/v1/tips/messages/?direction=out").json()
     rows = api["results"] if isinstance(api, dict) else api
     assert [row["msg_no"] for row in rows] == ["2001"] and "body_xml" not in rows[0]
+    assert rows[0]["msg_name"] == "实时扣税回执"  # in the default language
     assert client.get("/api/v1/tips/messages/?msg_no=12").status_code == 400
 
 
@@ -85,8 +86,21 @@ def test_pages_follow_the_language(client, language):
               (listed, "Business key", "业务键"), (listed, "Result code", "处理码"), (listed, ">Invalid<", ">无效<"),
               (listed, "Message no.", "报文编号"), (empty, "No messages match.", "没有符合条件的报文。"),
               (detail, "Messages of the same exchange:", "同一交换的报文："), (detail, "Peer node", "对方节点"),
-              (detail, "Message body", ">报文<"), (detail, "Download (", "下载（")]
+              (detail, "Message body", ">报文<"), (detail, "Download (", "下载（"),
+              (listed, "</span> Real-time deduction reply<", "</span> 实时扣税回执<"),  # what each number is
+              (detail, "3001 Real-time deduction <", "3001 实时扣税 <"), (listed, ">2102 Batch deduction result<",
+                                                                      ">2102 批量扣税结果<")]
     for page, en, zh in chrome:
         assert (en if language == "en" else zh) in page
         assert (zh if language == "en" else en) not in page
     assert "90000" in detail and "&lt;RealHead3001&gt;" in detail
+
+
+def test_every_message_number_is_named_in_both_languages():
+    from django.utils import translation
+
+    from adapters.tips.models import MESSAGE_NAMES
+
+    assert set(MESSAGE_NAMES) == set(m.MESSAGE_NUMBERS)
+    with translation.override("zh-hans"):
+        assert all(any("\u4e00" <= ch <= "\u9fff" for ch in str(name)) for name in MESSAGE_NAMES.values())
