@@ -27,6 +27,7 @@ from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin, api_exc
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
 from treasury.money import fen_to_yuan_str
 from treasury.services.transfers import OperatorUnavailable
+from treasury.trace.labels import actor_label, event_label
 
 from . import selectors, services
 from .models import AgreementState, DeductionKind, DeductionPackage, DeductionState, PackageState, TaxAgreement
@@ -106,9 +107,17 @@ class TaxAgreementSerializer(serializers.ModelSerializer):
 class TaxHistoryEventSerializer(serializers.Serializer):
     seq = serializers.IntegerField()
     kind = serializers.CharField()
+    kind_label = serializers.SerializerMethodField(help_text="the kind in words, in the request's language")
     actor = serializers.CharField()
+    actor_label = serializers.SerializerMethodField(help_text="the actor in words where it is not a person")
     occurred_at = serializers.DateTimeField()
     data = serializers.DictField()
+
+    def get_kind_label(self, obj) -> str:
+        return event_label(obj.kind)
+
+    def get_actor_label(self, obj) -> str:
+        return actor_label(obj.actor)
 
 
 class TaxAgreementDetailSerializer(TaxAgreementSerializer):

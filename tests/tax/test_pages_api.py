@@ -83,6 +83,7 @@ def test_sign_by_api_verify_deduct_and_see_it_everywhere(tax):
         "tax.agreement.signed", "tax.agreement.verification_passed", "tax.agreement.verified",
         "tax.agreement.activated"]
     assert detail["available_actions"] == ["suspend", "revoke"]
+    assert (detail["history"][-1]["kind_label"], detail["history"][-1]["actor_label"]) == ("协议已生效", "税务系统")
 
     message = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=1_234_56)
     assert services.deduct_real_time(message=message, now=timezone.now()).result == ResultCode.SUCCESS
