@@ -103,10 +103,10 @@ def test_staff_run_the_days_reconciliation_see_the_discrepancies_and_resolve_one
     assert page.locator("[data-testid=case-state]").get_attribute("data-state") == CaseState.OPEN
     page.fill("#investigate-note", "asked the tax system for its record")
     page.click("[data-action=investigate]")
-    page.wait_for_function("document.querySelector('[data-testid=case-state]').dataset.state === 'investigating'")
+    page.wait_for_function("document.querySelector('[data-testid=case-state]')?.dataset.state === 'investigating'")
     page.fill("#resolve-reason", "税务方已更正金额 (the tax system corrected the amount)")
     page.click("[data-action=resolve]")
-    page.wait_for_function("document.querySelector('[data-testid=case-state]').dataset.state === 'resolved'")
+    page.wait_for_function("document.querySelector('[data-testid=case-state]')?.dataset.state === 'resolved'")
     assert "税务方已更正金额" in page.locator("[data-testid=case-reason]").inner_text()
     assert page.locator("[data-testid=case-actions]").count() == 0
     case = DiscrepancyCase.objects.get(outcome=Outcome.AMOUNT_MISMATCH, tra_no=planted_day["amount"].tra_no)
@@ -156,7 +156,7 @@ def test_a_queued_run_shows_its_steps_and_the_page_shows_the_new_figures_when_it
     # The worker takes it: the page moves on to the step it reached, by itself.
     run = ReconciliationRun.objects.get(check_date=ENTRUST_DATE, tax_org_code=tax.authority.code)
     ReconciliationRun.objects.filter(pk=run.pk).update(step=RunStep.MATCHING)
-    page.wait_for_function("document.querySelector('[aria-current=step]').dataset.step === 'matching'")
+    page.wait_for_function("document.querySelector('[aria-current=step]')?.dataset.step === 'matching'")
     assert progress.locator(".run-step-done").count() == 2
     assert page.locator("[data-testid=run-step]").inner_text().startswith("核对并立案")
 
