@@ -7,6 +7,7 @@ import re
 from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from treasury.identifiers import InvalidIdentifier, validate_wallet_id
 from treasury.services.transfers import Conditions  # the transfer core's name for e-CNY earmark conditions
@@ -22,32 +23,32 @@ REQUEST_STATE_LABELS = {
     R.APPROVED: _("Approved, voucher being sent"),
     R.VOUCHER_REFUSED: _("Voucher refused"),
     R.VOUCHER_ISSUED: _("Voucher accepted"),
-    R.PAYING: _("Paying"),
-    R.PAID: _("Paid"),
-    R.PARTIALLY_PAID: _("Partially paid"),
+    R.PAYING: pgettext_lazy("fiscal", "Paying"),
+    R.PAID: pgettext_lazy("fiscal", "Paid"),
+    R.PARTIALLY_PAID: pgettext_lazy("fiscal", "Partially paid"),
     R.FAILED: _("Payment failed"),
     R.REPORTING: _("Reporting results"),
     R.REPORTED: _("Results reported"),
     R.RECONCILED: _("Reconciled"),
-    R.CANCELLED: _("Cancelled"),
+    R.CANCELLED: pgettext_lazy("fiscal", "Cancelled"),
 }
 
 LINE_STATE_LABELS = {
     "returned_line": _("Returned"),
-    "not_paid": _("Not paid yet"),
-    "pending": _("Pending"),
-    "submitted": _("Paying"),
+    "not_paid": pgettext_lazy("fiscal", "Not paid yet"),
+    "pending": pgettext_lazy("fiscal", "Pending"),
+    "submitted": pgettext_lazy("fiscal", "Paying"),
     "unknown": _("Outcome unknown"),
-    "settled": _("Paid"),
+    "settled": pgettext_lazy("fiscal", "Paid"),
     "failed": _("Refused"),
     "returned": _("Returned by the operator"),
     "reversed": _("Reversed"),
-    "cancelled": _("Cancelled"),
+    "cancelled": pgettext_lazy("fiscal", "Cancelled"),
 }
 
 LINE_FILTER_LABELS = {
     "all": _("All"),
-    "paid": _("Paid"),
+    "paid": pgettext_lazy("fiscal", "Paid"),
     "failed": _("Failed"),
     "returned": _("Returned"),
     "open": _("Being paid"),
@@ -130,7 +131,7 @@ class RequestForm(ConditionsFields):
 
     quota = forms.ChoiceField(label=_("Budget quota"))
     pay_type = forms.ChoiceField(label=_("Payment type"), choices=list(PAY_TYPE_LABELS.items()))
-    title = forms.CharField(label=_("Purpose"), max_length=140, widget=forms.TextInput(attrs={"size": 50}),
+    title = forms.CharField(label=pgettext_lazy("fiscal", "Purpose"), max_length=140, widget=forms.TextInput(attrs={"size": 50}),
                             help_text=_("What the money is for, as the voucher and receipts show it."))
     purpose_code = forms.CharField(label=_("Purpose code"), max_length=16, initial="SUBSIDY",
                                    help_text=_("The payments' purpose code, e.g. SUBSIDY."))

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.utils.translation import pgettext
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
@@ -550,7 +551,7 @@ def request_lines_action(request, request_id: int):
         messages.error(request, refusal_message(exc))
     else:
         if what == RETRY:
-            messages.success(request, _("%(count)s line(s) sent to pay again.") % {"count": len(line_ids)})
+            messages.success(request, pgettext("fiscal", "%(count)s line(s) sent to pay again.") % {"count": len(line_ids)})
         else:
             messages.success(request, _(
                 "%(count)s line(s) confirmed as returned; their amount is released on the quota and reported to the "

@@ -65,3 +65,18 @@ def test_compiled_catalog_matches_its_source(po, tmp_path):
     committed = po.with_suffix(".mo")
     assert committed.exists(), f"{committed.relative_to(ROOT)} is missing: run msgfmt"
     assert catalog(committed) == catalog(compiled), f"{committed.relative_to(ROOT)} is stale: run msgfmt"
+
+
+def test_a_message_reads_the_same_in_every_catalog():
+    """Django merges the catalogs, the project's first, then the apps' in INSTALLED_APPS order: a msgid one catalog
+    translates otherwise than another shows the first's translation everywhere, and the other never. Where a
+    domain needs its own word ("Paid": 已发放 for salaries, 已支付 for a fiscal payment) it says so with a context
+    (`{% translate "Paid" context "fiscal" %}`, `pgettext`)."""
+    translations = {}
+    for po in CATALOGS:
+        with po.with_suffix(".mo").open("rb") as mo:
+            for msgid, msgstr in gettext.GNUTranslations(mo)._catalog.items():
+                if msgid and msgstr:
+                    translations.setdefault(msgid, {})[str(po.relative_to(ROOT))] = msgstr
+    differing = {msgid: found for msgid, found in translations.items() if len(set(found.values())) > 1}
+    assert not differing, differing
