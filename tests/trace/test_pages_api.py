@@ -182,12 +182,14 @@ def test_event_data_with_an_items_key_and_nested_values_shows_as_json(world, as_
     with transaction.atomic():
         append_events(stream_key="BATCH-A", now=T0 + timedelta(seconds=5), events=[EventSpec(
             kind="payroll.batch.paid", subject_type="payroll.batch", subject_id="1", actor="system",
-            source_ref="payroll.batch:1", data={"items": 3, "signed": True, "conditions": {"purposes": ["工资"]}})])
+            source_ref="payroll.batch:1", data={"items": 3, "signed": True, "conditions": {"purposes": ["工资"]},
+                                                "wallet_balance_fen": 500_000_00})])
     page = as_user(world.auditor).get("/trace/document/BATCH-A/")
     assert page.status_code == 200
     html = page.content.decode()
     assert "items: 3" in html and "signed: true" in html  # one key a nested value: jsonb orders keys its own way
     assert "conditions: {&quot;purposes&quot;: [&quot;工资&quot;]}" in html
+    assert "wallet_balance: ¥500,000.00" in html  # an amount in fen reads in yuan
 
 
 def test_a_transfer_events_partitioned_stream_links_to_its_batch(world, as_user):

@@ -29,6 +29,7 @@ from treasury.access.scoping import sees_all_organizations, user_organization, v
 from treasury.identifiers import InvalidIdentifier, validate_wallet_id
 from treasury.logmask import mask_text
 from treasury.models import Transfer, Wallet
+from treasury.money import format_yuan
 
 from . import labels
 from .models import TRANSFER_SUBJECT, TraceCheckpointHead, TraceEvent
@@ -42,6 +43,12 @@ CHAIN_OK = "ok"  # content matches its hash and it links to its predecessor
 CHAIN_ALTERED = "altered"  # content does not match its hash
 CHAIN_BROKEN = "broken"  # does not link to the stored event before it
 CHAIN_GAP = "gap"  # the event before it is missing
+
+
+def _detail(key: str, value) -> tuple[str, str]:
+    if key.endswith("_fen") and type(value) is int:
+        return key.removesuffix("_fen"), format_yuan(value)
+    return key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,10 @@ class TimelineEvent:
 
     @property
     def details(self) -> list[tuple[str, str]]:
-        """The data as pages show it: (key, value) in stored order, a value that is not text as its JSON.
-        (A template looping over `data.items` would get the value of a key named "items" instead.)"""
-        return [(key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
-                for key, value in self.data.items()]
+        """The data as pages show it: (key, value) in stored order, an amount in fen (a key ending in `_fen`) in
+        yuan under the key without it, any other value that is not text as its JSON. (A template looping over
+        `data.items` would get the value of a key named "items" instead.)"""
+        return [_detail(key, value) for key, value in self.data.items()]
 
     @property
     def stream_document(self) -> str:
