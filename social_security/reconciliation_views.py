@@ -28,13 +28,14 @@ from tax.reconciliation.forms import (
 from tax.forms import ALL
 from tax.reconciliation.models import CaseState
 from tax.reconciliation.page_helpers import (
-    CASES_PER_PAGE, RESULTS_PER_PAGE, correction_of, download, run_list_page, shown_corrections,
+    CASES_PER_PAGE, RESULTS_PER_PAGE, correction_of, run_list_page, shown_corrections,
 )
 from tax.reconciliation.services import ReconciliationError
 from tax.reconciliation.views import acts, staff_only
 from treasury.access import roles
 from treasury.access.decorators import role_required
 from treasury.access.errors import AccessDenied
+from treasury.exports import download
 from treasury.services.transfers import OperatorRejected, OperatorUnavailable
 from treasury.views import filter_query
 

@@ -29,7 +29,7 @@ from treasury.access.decorators import role_required, writable_required
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
-from treasury.exports import csv_bytes, csv_download, yuan
+from treasury.exports import csv_bytes, csv_download, download, yuan
 from treasury.money import format_yuan
 from treasury.receipts.selectors import downloadable_receipt_numbers
 from treasury.services.transfers import OperatorUnavailable
@@ -152,10 +152,8 @@ def entry_report_data(*, user, day: dt.date) -> dict:
 
 def entry_report_csv(*, user, day: dt.date) -> HttpResponse:
     """The day's entry report as a CSV attachment (the page's and the API's)."""
-    response = HttpResponse(_entry_report_bytes(entry_report_data(user=user, day=day)),
-                            content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="tax-entries-{day:%Y%m%d}.csv"'
-    return response
+    return download(_entry_report_bytes(entry_report_data(user=user, day=day)), content_type="text/csv; charset=utf-8",
+                    filename=f"tax-entries-{day:%Y%m%d}.csv")
 
 
 def entry_report_pdf(*, user, day: dt.date) -> HttpResponse:
@@ -163,10 +161,8 @@ def entry_report_pdf(*, user, day: dt.date) -> HttpResponse:
     org = user_organization(user)
     authority = ("全部 all" if sees_all_organizations(user) or org is None
                  else f"{org.name} ({org.code})" if org.code else org.name)
-    response = HttpResponse(documents.entry_report_pdf(entry_report_data(user=user, day=day), authority=authority),
-                            content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="tax-entries-{day:%Y%m%d}.pdf"'
-    return response
+    return download(documents.entry_report_pdf(entry_report_data(user=user, day=day), authority=authority),
+                    content_type="application/pdf", filename=f"tax-entries-{day:%Y%m%d}.pdf")
 
 
 def _entry_report_bytes(report: dict) -> bytes:

@@ -12,7 +12,7 @@ import csv
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 
 from .spreadsheets import csv_safe
 
@@ -41,6 +41,13 @@ def csv_lines(*, header: list[str], rows: Iterable[list], trailer: list | None =
 
 def csv_bytes(*, header: list[str], rows: Iterable[list], trailer: list | None = None) -> bytes:
     return "".join(csv_lines(header=header, rows=rows, trailer=trailer)).encode("utf-8")
+
+
+def download(content: bytes, *, content_type: str, filename: str) -> HttpResponse:
+    """Bytes made whole (a report's CSV or PDF) as an attachment."""
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 def csv_download(*, filename: str, header: list[str], rows: Iterable[list]) -> StreamingHttpResponse:

@@ -29,12 +29,6 @@ def run_list_page(request, *, template: str, runs, run_totals, can_act: bool) ->
         "can_act": can_act, "filter_query": filter_query(request)})
 
 
-def download(content: bytes, *, content_type: str, filename: str) -> HttpResponse:
-    response = HttpResponse(content, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
 def correction_of(case, correction_id: int):
     """One of the case's corrections; a 404 for another case's or none."""
     correction = case.corrections.filter(pk=correction_id).first()

@@ -24,6 +24,7 @@ from treasury.access import roles
 from treasury.access.decorators import role_required
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import user_organization
+from treasury.exports import download
 from treasury.views import filter_query
 
 from . import corrections, documents, selectors, services
@@ -32,7 +33,7 @@ from .forms import (
 )
 from .models import CaseState, RunStep
 from .page_helpers import (
-    CASES_PER_PAGE, RESULTS_PER_PAGE, correction_of, download, run_list_page, shown_corrections,
+    CASES_PER_PAGE, RESULTS_PER_PAGE, correction_of, run_list_page, shown_corrections,
 )
 
 

@@ -38,19 +38,23 @@ ACTOR_LABELS = {
     "taxpayer": pgettext_lazy("trace actor", "the taxpayer"),
 }
 
-
 CORE_SUBJECTS = {
     "receipts.batch": (pgettext_lazy("trace subject", "Summary receipt"), None),
 }
 
 
+def _with_apps(core: dict, attribute: str) -> dict:
+    """`core` and, over it, each installed app's AppConfig `attribute` (a dict)."""
+    merged = dict(core)
+    for config in apps.get_app_configs():
+        merged.update(getattr(config, attribute, {}))
+    return merged
+
+
 @cache
 def event_labels() -> dict:
     """Every named kind: the core's and each installed app's `trace_event_labels`."""
-    labels = dict(CORE_EVENT_LABELS)
-    for config in apps.get_app_configs():
-        labels.update(getattr(config, "trace_event_labels", {}))
-    return labels
+    return _with_apps(CORE_EVENT_LABELS, "trace_event_labels")
 
 
 def event_label(kind: str) -> str:
@@ -64,10 +68,7 @@ def actor_label(actor: str) -> str:
 @cache
 def subjects() -> dict:
     """{subject type: (label, URL name of its page by id or None)}: the core's and each app's `trace_subjects`."""
-    found = dict(CORE_SUBJECTS)
-    for config in apps.get_app_configs():
-        found.update(getattr(config, "trace_subjects", {}))
-    return found
+    return _with_apps(CORE_SUBJECTS, "trace_subjects")
 
 
 def subject_label(subject_type: str) -> str:
