@@ -36,6 +36,22 @@ class FiscalDisbursementConfig(AppConfig):
         "fiscal.request": (pgettext_lazy("trace subject", "Payment request"), "fiscal:request_detail"),
         "fiscal.quota": (pgettext_lazy("trace subject", "Budget quota"), None),
     }
+    # What trace pages call the keys of this domain's event details (treasury.trace.labels).
+    trace_detail_labels = {
+        "quota": pgettext_lazy("trace detail", "Quota"),
+        "reserved_fen": pgettext_lazy("trace detail", "Reserved"),
+        "consumed_fen": pgettext_lazy("trace detail", "Spent"),
+        "available_fen": pgettext_lazy("trace detail", "Available"),
+        "file_sha256": pgettext_lazy("trace detail", "File digest (SHA-256)"),
+        "filename": pgettext_lazy("trace detail", "File"),
+        "sha256": pgettext_lazy("trace detail", "Digest (SHA-256)"),
+        "ack_id": pgettext_lazy("trace detail", "Acknowledgement id"),
+        "duplicate": pgettext_lazy("trace detail", "Sent before"),
+        "reports": pgettext_lazy("trace detail", "Reports"),
+        "returned_fen": pgettext_lazy("trace detail", "Returned amount"),
+        "ours": pgettext_lazy("trace detail", "Our figures"),
+        "theirs": pgettext_lazy("trace detail", "Budget system's figures"),
+    }
 
     def ready(self):
         # A fiscal request moves on as soon as its last transfer is decided (the periodic sweep stays as a net).

@@ -31,6 +31,19 @@ class PayrollConfig(AppConfig):
         "payroll.union": (pgettext_lazy("trace subject", "Union"), "payroll:union-detail"),
         "payroll.union_member": (pgettext_lazy("trace subject", "Union member"), None),
     }
+    # What trace pages call the keys of this domain's event details (treasury.trace.labels).
+    trace_detail_labels = {
+        "held": pgettext_lazy("trace detail", "Held"),
+        "released": pgettext_lazy("trace detail", "Released"),
+        "warnings": pgettext_lazy("trace detail", "Warnings"),
+        "wallet_balance_fen": pgettext_lazy("trace detail", "Wallet balance"),
+        "name": pgettext_lazy("trace detail", "Name"),
+        "wallet_id": pgettext_lazy("trace detail", "Wallet"),
+        "dues_base_fen": pgettext_lazy("trace detail", "Dues base"),
+        "standing_authorisation": pgettext_lazy("trace detail", "Standing authorisation"),
+        "employee_no": pgettext_lazy("trace detail", "Employee no."),
+        "resident_id": pgettext_lazy("trace detail", "Resident ID"),
+    }
 
     def ready(self):
         # A payroll batch moves on as soon as its last transfer is decided (the periodic sweep stays as a net).

@@ -25,3 +25,11 @@ class SocialSecurityConfig(AppConfig):
         "social.declaration": (pgettext_lazy("trace subject", "Premium declaration"), "social:declaration-detail"),
         "social.reconciliation.correction": (pgettext_lazy("trace subject", "Reconciliation correction"), None),
     }
+    # What trace pages call the keys of this domain's event details (treasury.trace.labels).
+    trace_detail_labels = {
+        "period": pgettext_lazy("trace detail", "Period"),
+        "source": pgettext_lazy("trace detail", "Source"),
+        "line": pgettext_lazy("trace detail", "Line"),
+        "line_id": pgettext_lazy("trace detail", "Line id"),
+        "check_date": pgettext_lazy("trace detail", "Check date"),
+    }

@@ -45,3 +45,26 @@ class TaxConfig(AppConfig):
         "tax.package": (pgettext_lazy("trace subject", "Batch package"), "tax:package-detail"),
         "tax.refund": (pgettext_lazy("trace subject", "Refund order"), "tax:refund-detail"),
     }
+    # What trace pages call the keys of this domain's event details (treasury.trace.labels).
+    trace_detail_labels = {
+        "tax_org_code": pgettext_lazy("trace detail", "Tax authority code"),
+        "taxpayer": pgettext_lazy("trace detail", "Taxpayer"),
+        "vc_no": pgettext_lazy("trace detail", "Verification serial"),
+        "msg_id": pgettext_lazy("trace detail", "Message id"),
+        "tax_vou_no": pgettext_lazy("trace detail", "Tax voucher number"),
+        "pay_acct": pgettext_lazy("trace detail", "Payer account"),
+        "treasury": pgettext_lazy("trace detail", "Treasury wallet"),
+        "items": pgettext_lazy("trace detail", "Items"),
+        "all_num": pgettext_lazy("trace detail", "Items in all"),
+        "succ_num": pgettext_lazy("trace detail", "Succeeded in all"),
+        "debiting": pgettext_lazy("trace detail", "Being debited"),
+        "refused": pgettext_lazy("trace detail", "Refused"),
+        "refused_items": pgettext_lazy("trace detail", "Refused items"),
+        "succeeded": pgettext_lazy("trace detail", "Succeeded"),
+        "paying": pgettext_lazy("trace detail", "Being paid"),
+        "error": pgettext_lazy("trace detail", "Error"),
+        "reviewed_by": pgettext_lazy("trace detail", "Reviewed by (user id)"),
+        "cancel_no": pgettext_lazy("trace detail", "Reversal number"),
+        "stop_no": pgettext_lazy("trace detail", "Stop number"),
+        "stopped": pgettext_lazy("trace detail", "Stopped"),
+    }

@@ -21,3 +21,13 @@ class FlexibleEmploymentConfig(AppConfig):
         "social.flexible.enrolment": (pgettext_lazy("trace subject", "Flexible-employment enrolment"), None),
         "social.flexible.payment": (pgettext_lazy("trace subject", "Flexible-employment payment"), None),
     }
+    # What trace pages call the keys of this domain's event details (treasury.trace.labels).
+    trace_detail_labels = {
+        "region": pgettext_lazy("trace detail", "Region"),
+        "level": pgettext_lazy("trace detail", "Base level"),
+        "frequency": pgettext_lazy("trace detail", "Frequency"),
+        "start_month": pgettext_lazy("trace detail", "First month"),
+        "effective_month": pgettext_lazy("trace detail", "Effective from"),
+        "months": pgettext_lazy("trace detail", "Months"),
+        "late_fee_fen": pgettext_lazy("trace detail", "Late fee"),
+    }

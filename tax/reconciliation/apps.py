@@ -16,6 +16,12 @@ class TaxReconciliationConfig(AppConfig):
     trace_subjects = {
         "tax.reconciliation.correction": (pgettext_lazy("trace subject", "Reconciliation correction"), None),
     }
+    # What trace pages call the keys of this domain's event details (treasury.trace.labels).
+    trace_detail_labels = {
+        "proposed_by": pgettext_lazy("trace detail", "Proposed by (user id)"),
+        "entry_date": pgettext_lazy("trace detail", "Entry date"),
+        "amount_fen": pgettext_lazy("trace detail", "Amount"),
+    }
 
     def ready(self):
         from treasury.services.transfers import batch_decided

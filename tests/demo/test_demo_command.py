@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from treasury.trace.labels import event_labels
+from treasury.trace.labels import detail_labels, event_labels
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,10 @@ def test_the_demo_runs_end_to_end_and_proves_itself(tmp_path):
     assert "8. left waiting: the " in text and "submitted by emp_a_op" in text  # the dashboard has something to say
     assert "unreachable" not in done.stderr + text  # the tax system is up for every step that calls it
     assert "celery.app.trace" not in done.stderr  # no line of Celery's between the demo's
-    # Every kind of event the whole demo traced is named in words on the trace pages (treasury.trace.labels).
+    # Every kind of event the whole demo traced, and every key of their details, is named in words on the trace
+    # pages (treasury.trace.labels).
     with closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
         kinds = {kind for (kind,) in db.execute("SELECT DISTINCT kind FROM trace_traceevent")}
+        keys = {key for (key,) in db.execute("SELECT DISTINCT j.key FROM trace_traceevent, json_each(data) AS j")}
     assert len(kinds) > 50 and not kinds - set(event_labels())
+    assert len(keys) > 50 and not keys - set(detail_labels())

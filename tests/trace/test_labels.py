@@ -1,11 +1,12 @@
-"""Trace events and actors read in words, in the page's language: the kind stays what is stored and hashed."""
+"""Trace events, actors and details read in words, in the page's language: the kind and keys stay what is stored and
+hashed."""
 import re
 
 import pytest
 from django.utils import translation
 
-from treasury.trace.labels import (ACTOR_LABELS, actor_label, event_label, event_labels, subject_label, subject_url,
-                                   subjects)
+from treasury.trace.labels import (ACTOR_LABELS, actor_label, detail_label, detail_labels, event_label, event_labels,
+                                   subject_label, subject_url, subjects)
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -64,4 +65,45 @@ def test_trace_page_and_api_give_the_words_and_keep_the_kind(world, client):
     settled = next(e for e in api["events"] if e["kind"] == "transfer.settled")
     assert settled["kind_label"] == "转账已结算" and settled["actor"] == "operator"
     assert settled["actor_label"] == "数字人民币运营机构"
+    assert settled["details"][0] == {"key": "key", "label": "幂等键", "value": "PAY-A-0001"}
+    assert '<span class="muted" title="payee">收款钱包</span>' in html
     assert api["events"][0]["subject_label"] == "工资发放批次"
+
+
+def test_every_detail_key_is_named_in_both_languages():
+    named = detail_labels()
+    for key in ("operator_txn_id", "payer", "reason", "succ_num", "tax_vou_no", "proposed_by", "reserved_fen",
+                "wallet_balance_fen", "standing_authorisation", "period", "late_fee_fen"):
+        assert key in named, key
+    with translation.override("zh-hans"):
+        assert not {key: str(label) for key, label in named.items() if not CJK.search(str(label))}
+        assert detail_label("succ_num") == "成功总笔数" and detail_label("operator_txn_id") == "运营机构交易流水号"
+    with translation.override("en"):
+        assert not [str(label) for label in named.values() if CJK.search(str(label))]
+        assert detail_label("someone_elses_key") == "someone_elses_key"
+
+
+def _details(data: dict) -> list:
+    from datetime import datetime, timezone
+
+    from treasury.trace.selectors import CHAIN_OK, TimelineEvent
+
+    event = TimelineEvent(id=1, stream_key="s", seq=1, kind="k", subject_type="t", subject_id="1", source_ref="",
+                          actor="system", amount_fen=None, data=data, occurred_at=datetime.now(timezone.utc),
+                          prev_hash="", hash="", chain_status=CHAIN_OK, checkpointed=False)
+    return [(d.key, d.label, d.value) for d in event.details]
+
+
+def test_a_detail_value_reads_in_words_in_stored_order():
+    data = {"succ_num": 3, "wallet_balance_fen": 500_000_00, "submitted": True, "duplicate": False,
+            "refused_items": ["00000007", "00000009"], "error": "", "reason": None, "refused": 0,
+            "conditions": {"purposes": ["SALARY"]}, "fen": 5}
+    with translation.override("zh-hans"):
+        assert _details(data) == [
+            ("succ_num", "成功总笔数", "3"), ("wallet_balance_fen", "钱包余额", "¥500,000.00"),
+            ("submitted", "创建即发送", "是"), ("duplicate", "曾经发送", "否"),
+            ("refused_items", "被拒明细", "00000007, 00000009"), ("error", "错误", "—"), ("reason", "原因", "—"),
+            ("refused", "拒绝笔数", "0"), ("conditions", "智能合约条件", '{"purposes": ["SALARY"]}'), ("fen", "fen", "5"),
+        ]
+    with translation.override("en"):
+        assert _details({"submitted": True, "paid": 39})[0] == ("submitted", "Sent when created", "yes")

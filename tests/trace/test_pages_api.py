@@ -184,12 +184,14 @@ def test_event_data_with_an_items_key_and_nested_values_shows_as_json(world, as_
             kind="payroll.batch.paid", subject_type="payroll.batch", subject_id="1", actor="system",
             source_ref="payroll.batch:1", data={"items": 3, "signed": True, "conditions": {"purposes": ["工资"]},
                                                 "wallet_balance_fen": 500_000_00})])
-    page = as_user(world.auditor).get("/trace/document/BATCH-A/")
+    page = as_user(world.auditor).get("/trace/document/BATCH-A/", HTTP_ACCEPT_LANGUAGE="en")
     assert page.status_code == 200
     html = page.content.decode()
-    assert "items: 3" in html and "signed: true" in html  # one key a nested value: jsonb orders keys its own way
-    assert "conditions: {&quot;purposes&quot;: [&quot;工资&quot;]}" in html
-    assert "wallet_balance: ¥500,000.00" in html  # an amount in fen reads in yuan
+    # Each key in words with the stored key as its title (a key nobody names as written), the value in words.
+    assert '<span class="muted" title="items">Items</span> <span class="mono">3</span>' in html
+    assert '<span class="muted" title="signed">signed</span> <span class="mono">yes</span>' in html
+    assert 'title="conditions">Smart-contract conditions</span> <span class="mono">{&quot;purposes&quot;: [&quot;工资&quot;]}' in html
+    assert 'title="wallet_balance_fen">Wallet balance</span> <span class="mono">¥500,000.00</span>' in html
 
 
 def test_a_transfer_events_partitioned_stream_links_to_its_batch(world, as_user):
@@ -226,5 +228,5 @@ def test_a_document_named_inside_a_batch_opens_for_whoever_ran_the_batch(world, 
     page = as_user(world.user_a).get("/trace/document/00000001/")
     assert page.status_code == 200
     html = page.content.decode()
-    assert "stream: BATCH-A" in html and "stream: BATCH-B" not in html
+    assert 'title="stream">stream</span> <span class="mono">BATCH-A<' in html and "BATCH-B<" not in html
     assert as_user(world.nobody).get("/trace/document/00000001/").status_code == 404

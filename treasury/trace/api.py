@@ -26,6 +26,12 @@ ERRORS = {
 }
 
 
+class EventDetailSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="the key as stored in the event's data")
+    label = serializers.CharField(help_text="the key in words, in the request's language")
+    value = serializers.CharField(help_text="the value in words: amounts in yuan, yes / no, lists joined")
+
+
 class TimelineEventSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     stream_key = serializers.CharField(help_text="the hash chain this event belongs to (a batch or a document)")
@@ -41,6 +47,7 @@ class TimelineEventSerializer(serializers.Serializer):
     actor_label = serializers.CharField(help_text="the actor in words where it is not a person")
     amount_fen = serializers.IntegerField(allow_null=True)
     data = serializers.DictField(help_text="event details, personal data masked")
+    details = EventDetailSerializer(many=True, help_text="the same details as the page shows them, in stored order")
     occurred_at = serializers.DateTimeField()
     prev_hash = serializers.CharField()
     hash = serializers.CharField()

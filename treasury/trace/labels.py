@@ -3,9 +3,11 @@
 An event's `kind` ("tax.refund.approved") is what the trace stores and hashes; people read its label ("Refund order
 approved", 退库申请已批准). The treasury core names its own kinds here (transfers, receipts); each domain names its
 kinds in its AppConfig (`trace_event_labels`), and the documents its events are about (`trace_subjects`: a label,
-and the URL name of one's page by id where there is one), so the core imports no domain. A kind nobody names is
-shown as it is written. Labels carry the contexts "trace event", "trace actor" and "trace subject", so that
-"Paid" here is not a page's "Paid".
+and the URL name of one's page by id where there is one), and the keys of its events' details
+(`trace_detail_labels`: "succ_num" reads 成功总笔数), so the core imports no domain. The core names the keys it
+writes itself and those two or more domains write. A kind or key nobody names is shown as it is written. Labels
+carry the contexts "trace event", "trace actor", "trace subject" and "trace detail", so that "Paid" here is not a
+page's "Paid".
 """
 from functools import cache
 
@@ -36,6 +38,37 @@ ACTOR_LABELS = {
     "tax_system": pgettext_lazy("trace actor", "tax system"),
     "budget-system": pgettext_lazy("trace actor", "budget system"),
     "taxpayer": pgettext_lazy("trace actor", "the taxpayer"),
+}
+
+CORE_DETAIL_LABELS = {
+    # What the core writes: transfers and receipts.
+    "key": pgettext_lazy("trace detail", "Idempotency key"),
+    "payer": pgettext_lazy("trace detail", "Payer wallet"),
+    "payee": pgettext_lazy("trace detail", "Payee wallet"),
+    "purpose": pgettext_lazy("trace detail", "Purpose"),
+    "conditions": pgettext_lazy("trace detail", "Smart-contract conditions"),
+    "submitted": pgettext_lazy("trace detail", "Sent when created"),
+    "operator_txn_id": pgettext_lazy("trace detail", "Operator transaction number"),
+    "code": pgettext_lazy("trace detail", "Result code"),
+    "message": pgettext_lazy("trace detail", "Message"),
+    "reason": pgettext_lazy("trace detail", "Reason"),
+    "kind": pgettext_lazy("trace detail", "Kind"),
+    "receipt_number": pgettext_lazy("trace detail", "Receipt number"),
+    "pdf_sha256": pgettext_lazy("trace detail", "PDF digest (SHA-256)"),
+    # What two or more domains write.
+    "transfer": pgettext_lazy("trace detail", "Transfer"),
+    "transfer_state": pgettext_lazy("trace detail", "Transfer state"),
+    "wallet": pgettext_lazy("trace detail", "Wallet"),
+    "result": pgettext_lazy("trace detail", "Result"),
+    "note": pgettext_lazy("trace detail", "Note"),
+    "attempt": pgettext_lazy("trace detail", "Attempts"),
+    "lines": pgettext_lazy("trace detail", "Lines"),
+    "paid": pgettext_lazy("trace detail", "Paid"),
+    "failed": pgettext_lazy("trace detail", "Failed"),
+    "returned": pgettext_lazy("trace detail", "Returned"),
+    "problems": pgettext_lazy("trace detail", "Problems"),
+    "protocol_no": pgettext_lazy("trace detail", "Agreement number"),
+    "voucher_no": pgettext_lazy("trace detail", "Voucher number"),
 }
 
 CORE_SUBJECTS = {
@@ -69,6 +102,16 @@ def actor_label(actor: str) -> str:
 def subjects() -> dict:
     """{subject type: (label, URL name of its page by id or None)}: the core's and each app's `trace_subjects`."""
     return _with_apps(CORE_SUBJECTS, "trace_subjects")
+
+
+@cache
+def detail_labels() -> dict:
+    """Every named detail key: the core's and each installed app's `trace_detail_labels`."""
+    return _with_apps(CORE_DETAIL_LABELS, "trace_detail_labels")
+
+
+def detail_label(key: str) -> str:
+    return str(detail_labels().get(key, key))
 
 
 def subject_label(subject_type: str) -> str:

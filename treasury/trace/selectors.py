@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import reduce
 from operator import or_
+from typing import NamedTuple
 
 from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
 from django.http import Http404
+from django.utils.translation import pgettext
 
 from treasury import identifiers
 from treasury.access.scoping import sees_all_organizations, user_organization, visible_transfers, visible_wallets
@@ -45,10 +47,24 @@ CHAIN_BROKEN = "broken"  # does not link to the stored event before it
 CHAIN_GAP = "gap"  # the event before it is missing
 
 
-def _detail(key: str, value) -> tuple[str, str]:
+class EventDetail(NamedTuple):
+    """One entry of an event's data as pages show it: the stored key, its label, the value in words."""
+
+    key: str
+    label: str
+    value: str
+
+
+def _detail_value(key: str, value) -> str:
     if key.endswith("_fen") and type(value) is int:
-        return key.removesuffix("_fen"), format_yuan(value)
-    return key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        return format_yuan(value)
+    if isinstance(value, bool):
+        return pgettext("trace detail", "yes") if value else pgettext("trace detail", "no")
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, list) and not any(isinstance(v, (list, dict)) for v in value):
+        return ", ".join(str(v) for v in value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -86,11 +102,12 @@ class TimelineEvent:
         return labels.subject_url(self.subject_type, self.subject_id)
 
     @property
-    def details(self) -> list[tuple[str, str]]:
-        """The data as pages show it: (key, value) in stored order, an amount in fen (a key ending in `_fen`) in
-        yuan under the key without it, any other value that is not text as its JSON. (A template looping over
-        `data.items` would get the value of a key named "items" instead.)"""
-        return [_detail(key, value) for key, value in self.data.items()]
+    def details(self) -> list[EventDetail]:
+        """The data as pages show it, in stored order: each key with its label (`labels.detail_label`), an
+        amount in fen (a key ending in `_fen`) in yuan, yes / no, a list of serials joined, nothing as a dash,
+        anything else that is not text as its JSON. (A template looping over `data.items` would get the value of
+        a key named "items" instead.)"""
+        return [EventDetail(key, labels.detail_label(key), _detail_value(key, value)) for key, value in self.data.items()]
 
     @property
     def stream_document(self) -> str:
