@@ -125,14 +125,6 @@ class PayrollLine:
     net_fen: int
     warnings: tuple[str, ...] = ()
 
-    @property
-    def components_fen(self) -> dict[str, int]:
-        return {name: getattr(self, name + "_fen") for name in PAY_COMPONENTS}
-
-    @property
-    def deductions_fen(self) -> dict[str, int]:
-        return {name: getattr(self, name + "_fen") for name in DEDUCTIONS}
-
 
 @dataclass
 class PayrollHeader:

@@ -445,13 +445,6 @@ class Declaration(ConcurrentTransitionMixin, models.Model):
         return f"social.declaration:{self.pk}"
 
     @property
-    def rules_date(self):
-        from datetime import date
-
-        year, month = self.period.split("-")
-        return date(int(year), int(month), 1)
-
-    @property
     def declaration_no(self) -> str:
         """The number the authority knows it by (DeclNo in 5101): 'S' and 11 digits of the id."""
         return f"S{self.pk:011d}"
