@@ -27,7 +27,9 @@ from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin, api_exc
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
 from treasury.money import fen_to_yuan_str
 from treasury.services.transfers import OperatorUnavailable
+from treasury.trace.api import EventDetailSerializer
 from treasury.trace.labels import actor_label, event_label
+from treasury.trace.selectors import event_details, mask_data
 
 from . import selectors, services
 from .models import AgreementState, DeductionKind, DeductionPackage, DeductionState, PackageState, TaxAgreement
@@ -111,13 +113,22 @@ class TaxHistoryEventSerializer(serializers.Serializer):
     actor = serializers.CharField()
     actor_label = serializers.SerializerMethodField(help_text="the actor in words where it is not a person")
     occurred_at = serializers.DateTimeField()
-    data = serializers.DictField()
+    data = serializers.SerializerMethodField(help_text="event details, personal data masked (as the trace API)")
+    details = serializers.SerializerMethodField(help_text="the same details in words, in stored order")
 
     def get_kind_label(self, obj) -> str:
         return event_label(obj.kind)
 
     def get_actor_label(self, obj) -> str:
         return actor_label(obj.actor)
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_data(self, obj) -> dict:
+        return mask_data(obj.data)
+
+    @extend_schema_field(EventDetailSerializer(many=True))
+    def get_details(self, obj) -> list[dict]:
+        return EventDetailSerializer(event_details(obj.data), many=True).data
 
 
 class TaxAgreementDetailSerializer(TaxAgreementSerializer):

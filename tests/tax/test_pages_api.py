@@ -489,3 +489,25 @@ def _pdf_text(content: bytes) -> str:
     from pypdf import PdfReader
 
     return "".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
+
+
+def test_a_persons_history_reads_in_words_and_shows_no_wallet_whole(tax):
+    # The trace keeps a wallet id whole; the agreement and deduction histories show it masked, as the trace API does.
+    person = tax.taxpayer(personal=True, name="张三丰", balance_fen=5_000_00)
+    agreement = tax.signed_and_verified(person)
+    message = real_time(tax, payer=person, protocol_no=agreement.protocol_no, amount_fen=1_234_56)
+    assert services.deduct_real_time(message=message, now=timezone.now()).result == ResultCode.SUCCESS
+    deduction = TaxDeduction.objects.get(tra_no=message.item.tra_no)
+    for url in (f"{API}/agreements/{agreement.pk}/", f"{API}/deductions/{deduction.pk}/"):
+        response = api_as(tax.staff).get(url, HTTP_ACCEPT_LANGUAGE="zh-hans")
+        assert person.wallet_id not in response.content.decode() and person.taxpayer_id not in response.content.decode()
+    history = response.json()["history"]
+    debiting = next(e for e in history if e["kind"] == "tax.deduction.debiting")
+    assert debiting["data"]["payer"] == mask_wallet_id(person.wallet_id)
+    assert {"key": "payer", "label": "付款钱包", "value": mask_wallet_id(person.wallet_id)} in debiting["details"]
+    client = logged_in(tax.staff)
+    for url in (reverse("tax:agreement-detail", args=[agreement.pk]), reverse("tax:deduction-detail", args=[deduction.pk])):
+        html = client.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+        assert person.wallet_id not in html and person.taxpayer_id not in html
+    assert f'<span class="muted" title="payer">付款钱包</span> <span class="mono">{mask_wallet_id(person.wallet_id)}</span>' in html
+    assert '<span class="muted" title="result">结果</span> <span class="mono">90000</span>' in html

@@ -67,6 +67,12 @@ def _detail_value(key: str, value) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def event_details(data: dict) -> list[EventDetail]:
+    """An event's data as pages and the API show it (`TimelineEvent.details`): personal data masked (`mask_data`),
+    each key with its label, each value in words."""
+    return [EventDetail(key, labels.detail_label(key), _detail_value(key, value)) for key, value in mask_data(data).items()]
+
+
 @dataclass(frozen=True)
 class TimelineEvent:
     id: int
@@ -107,7 +113,7 @@ class TimelineEvent:
         amount in fen (a key ending in `_fen`) in yuan, yes / no, a list of serials joined, nothing as a dash,
         anything else that is not text as its JSON. (A template looping over `data.items` would get the value of
         a key named "items" instead.)"""
-        return [EventDetail(key, labels.detail_label(key), _detail_value(key, value)) for key, value in self.data.items()]
+        return event_details(self.data)
 
     @property
     def stream_document(self) -> str:

@@ -2,6 +2,7 @@
 `treasury.trace.labels`).
 
     {% load trace_format %}  {{ event.kind|event_label }}  {{ event.actor|actor_label }}  {{ event.chain_status|chain_label }}
+    {% for detail in event.data|event_details %}{{ detail.label }} {{ detail.value }}{% endfor %}
 """
 from django import template
 from django.utils.translation import gettext_lazy as _
@@ -26,6 +27,12 @@ def event_label(kind):
 @register.filter
 def actor_label(actor):
     return labels.actor_label(str(actor))
+
+
+@register.filter
+def event_details(data):
+    """A stored event's data, masked and in words (`selectors.event_details`)."""
+    return selectors.event_details(data or {})
 
 
 @register.filter
