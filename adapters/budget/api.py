@@ -11,6 +11,7 @@ from adapters.budget import messagelog, selectors
 from adapters.budget.messages import OPERATIONS
 from adapters.budget.models import BudgetMessage
 from adapters.budget.views import MESSAGE_ROLES
+from adapters.xml.display import mask_personal
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin
 from treasury.access.permissions import API_AUTHENTICATION, roles_permission
 
@@ -29,9 +30,9 @@ class BudgetMessageSerializer(serializers.ModelSerializer):
 
 
 class BudgetMessageDetailSerializer(BudgetMessageSerializer):
-    request_xml = serializers.SerializerMethodField(help_text="the request as sent (UTF-8 text)")
+    request_xml = serializers.SerializerMethodField(help_text="the request as sent (UTF-8 text), payees' names and wallets masked")
     request_truncated = serializers.SerializerMethodField()
-    response_xml = serializers.SerializerMethodField(help_text="the response as received (UTF-8 text); empty if none")
+    response_xml = serializers.SerializerMethodField(help_text="the response as received (UTF-8 text), masked as the request; empty if none")
     response_truncated = serializers.SerializerMethodField()
 
     class Meta(BudgetMessageSerializer.Meta):
@@ -41,7 +42,9 @@ class BudgetMessageDetailSerializer(BudgetMessageSerializer):
 
     @staticmethod
     def _text(data: bytes) -> str:
-        return data[:BODY_MAX_BYTES].decode("utf-8", errors="replace")
+        """As text, payees' names and wallets masked (the page's download, for auditors and administrators, is
+        the exchange as it travelled)."""
+        return mask_personal(data[:BODY_MAX_BYTES].decode("utf-8", errors="replace"), messagelog.PERSONAL)
 
     def get_request_xml(self, obj: BudgetMessage) -> str:
         return self._text(messagelog.request_bytes(obj))

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import zlib
 
-from lxml import etree
-
 from adapters.budget.models import BudgetMessage
-from adapters.xml import XmlRefused, parse
+from adapters.xml.display import PersonalElements, shown_xml
 
 COMPRESS_ABOVE_BYTES = 4096
 # The detail page pretty-prints at most this much of a body; the download link gives all of it.
@@ -55,15 +53,15 @@ def response_bytes(message: BudgetMessage) -> bytes:
     return body_bytes(message.response_body, message.response_encoding)
 
 
-def pretty_xml(data: bytes, *, max_bytes: int = DISPLAY_MAX_BYTES) -> tuple[str, bool]:
-    """(text to show, cut short?). XML is re-indented; anything else (an HTML error page, a cut-off
-    reply) is shown as text. Bodies above `max_bytes` are shown up to that size, unindented."""
-    if not data:
-        return "", False
-    if len(data) > max_bytes:
-        return data[:max_bytes].decode("utf-8", errors="replace"), True
-    try:
-        root = parse(data, max_bytes=max_bytes)  # hardened: a stored hostile reply stays inert
-    except XmlRefused:
-        return data.decode("utf-8", errors="replace"), False
-    return etree.tostring(root, pretty_print=True, encoding="unicode"), False
+# What the log's pages and API mask (adapters.xml.display): payees' wallets and names, free text. The download keeps
+# the message as it travelled.
+PERSONAL = PersonalElements(
+    accounts=frozenset({"PayeeAcctNo", "PayAcctNo"}),
+    names=frozenset({"PayeeAcctName", "PayAcctName"}),
+    ids=frozenset({"Message", "PaySummaryName", "Purpose"}),
+)
+
+
+def shown_body(data: bytes, *, max_bytes: int = DISPLAY_MAX_BYTES) -> tuple[str, bool]:
+    """(text to show, cut short?): re-indented, personal data masked."""
+    return shown_xml(data, max_bytes=max_bytes, personal=PERSONAL)

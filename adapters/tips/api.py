@@ -11,6 +11,7 @@ from adapters.tips import messagelog, selectors
 from adapters.tips.messages import MESSAGE_NUMBERS
 from adapters.tips.models import TipsMessage
 from adapters.tips.views import MESSAGE_ROLES
+from adapters.xml.display import mask_personal
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin
 from treasury.access.permissions import API_AUTHENTICATION, roles_permission
 
@@ -30,7 +31,9 @@ class TipsMessageSerializer(serializers.ModelSerializer):
 
 
 class TipsMessageDetailSerializer(TipsMessageSerializer):
-    body_xml = serializers.SerializerMethodField(help_text="the message as it travelled, as text")
+    body_xml = serializers.SerializerMethodField(
+        help_text="the message as text, names, wallets and ID numbers masked (the page's download, for auditors and "
+                  "administrators, is the message as it travelled)")
     body_truncated = serializers.SerializerMethodField()
 
     class Meta(TipsMessageSerializer.Meta):
@@ -40,7 +43,7 @@ class TipsMessageDetailSerializer(TipsMessageSerializer):
     def get_body_xml(self, obj: TipsMessage) -> str:
         data = messagelog.body_bytes(obj)[:BODY_MAX_BYTES]
         encoding = "gbk" if b'encoding="GBK"' in data[:100] else "utf-8"
-        return data.decode(encoding, errors="replace")
+        return mask_personal(data.decode(encoding, errors="replace"), messagelog.PERSONAL)
 
     def get_body_truncated(self, obj: TipsMessage) -> bool:
         return obj.body_size > BODY_MAX_BYTES

@@ -7,10 +7,8 @@ from __future__ import annotations
 import logging
 import zlib
 
-from lxml import etree
-
 from adapters.tips.models import TipsMessage
-from adapters.xml import XmlRefused, parse
+from adapters.xml.display import PersonalElements, shown_xml
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +44,15 @@ def body_bytes(message: TipsMessage) -> bytes:
     return zlib.decompress(data) if message.body_encoding == TipsMessage.Encoding.ZLIB else data
 
 
-def pretty_xml(data: bytes, *, max_bytes: int = DISPLAY_MAX_BYTES) -> tuple[str, bool]:
-    """(text to show, cut short?). XML re-indented (GBK or UTF-8 decoded per its declaration); anything else
-    shown as text."""
-    if not data:
-        return "", False
-    if len(data) > max_bytes:
-        return data[:max_bytes].decode("utf-8", errors="replace"), True
-    try:
-        root = parse(data, max_bytes=max_bytes)  # hardened: a stored hostile body stays inert
-    except XmlRefused:
-        return data.decode("utf-8", errors="replace"), False
-    return etree.tostring(root, pretty_print=True, encoding="unicode"), False
+# What the log's pages and API mask (adapters.xml.display): wallets, taxpayers' and payers' names and codes, free
+# text. The download keeps the message as it travelled.
+PERSONAL = PersonalElements(
+    accounts=frozenset({"PayAcct", "PayeeAcct"}),
+    names=frozenset({"TaxPayName", "HandOrgName", "PayeeName", "PayerName"}),
+    ids=frozenset({"TaxPayCode", "PayerCode", "PayerID", "AddWord", "XAddWord", "Remark", "CancelReason", "StopReason"}),
+)
+
+
+def shown_body(data: bytes, *, max_bytes: int = DISPLAY_MAX_BYTES) -> tuple[str, bool]:
+    """(text to show, cut short?): re-indented, personal data masked."""
+    return shown_xml(data, max_bytes=max_bytes, personal=PERSONAL)

@@ -1,7 +1,8 @@
 """The TIPS endpoint (/tips/soap/, its WSDL at ?wsdl) and the pages of the TIPS message log (报文日志).
 
 The endpoint is thin: it reads at most TIPS_MESSAGE_MAX_BYTES and hands the bytes to
-`adapters.tips.inbound.handle_soap`. The pages are for tax staff, auditors and administrators; nobody
+`adapters.tips.inbound.handle_soap`. The pages are for tax staff, auditors and administrators, bodies shown with
+personal data masked; the message as it travelled is a download for auditors and administrators. Nobody
 changes the log.
 """
 from django.conf import settings
@@ -20,6 +21,8 @@ from treasury.access import roles
 from treasury.access.decorators import role_required
 
 MESSAGE_ROLES = (roles.TAX_STAFF, roles.AUDITOR, roles.ADMIN)
+# The message as it travelled (personal data whole, the bytes its signature covers): for those who verify it.
+RAW_BODY_ROLES = (roles.AUDITOR, roles.ADMIN)
 MESSAGES_PER_PAGE = 50
 _XML = "text/xml; charset=utf-8"
 
@@ -79,18 +82,19 @@ def _message(message_id: int) -> TipsMessage:
 @role_required(*MESSAGE_ROLES)
 def message_detail(request, message_id: int):
     message = _message(message_id)
-    text, cut = messagelog.pretty_xml(messagelog.body_bytes(message))
+    text, cut = messagelog.shown_body(messagelog.body_bytes(message))
     return render(request, "tips/message_detail.html", {
         "message": message, "related": selectors.related_to(message=message), "body_text": text, "body_cut": cut,
         "display_max_kib": messagelog.DISPLAY_MAX_BYTES // 1024,
+        "may_download": roles.has_role(request.user, *RAW_BODY_ROLES),
     })
 
 
 @require_safe
 @login_required
-@role_required(*MESSAGE_ROLES)
+@role_required(*RAW_BODY_ROLES)
 def message_body(request, message_id: int):
-    """The message as it travelled (a download, never rendered)."""
+    """The message as it travelled (a download, never rendered), for auditors and administrators."""
     message = _message(message_id)
     response = HttpResponse(messagelog.body_bytes(message), content_type="application/octet-stream")
     response["Content-Disposition"] = f'attachment; filename="tips-{message.pk}-{message.msg_no or "raw"}.xml"'

@@ -1,4 +1,5 @@
-"""The message log's pages and REST API: who sees them, filters, pagination, bodies shown whole."""
+"""The message log's pages and REST API: who sees them, filters, pagination, bodies shown with payees' names and
+wallets masked, the whole exchange for auditors."""
 import pytest
 
 from adapters.budget.messagelog import record_message, request_bytes
@@ -21,14 +22,37 @@ def log(**changes) -> BudgetMessage:
     return BudgetMessage.objects.latest("id")
 
 
-@pytest.mark.parametrize("role, status", [("finance_clerk", 200), ("finance_approver", 200), ("auditor", 200),
-                                          ("admin", 200), ("employer_operator", 403), ("tax_staff", 403)])
-def test_pages_are_for_finance_roles_and_auditors(client, role, status):
+@pytest.mark.parametrize("role, status, download", [
+    ("finance_clerk", 200, 403), ("finance_approver", 200, 403), ("auditor", 200, 200), ("admin", 200, 200),
+    ("employer_operator", 403, 403), ("tax_staff", 403, 403)])
+def test_pages_are_for_finance_roles_and_auditors(client, role, status, download):
     message = log()
     client.force_login(f.make_user(role=role))
     assert client.get("/budget/messages/").status_code == status
     assert client.get(f"/budget/messages/{message.pk}/").status_code == status
     assert client.get(f"/api/v1/budget/messages/{message.pk}/").status_code == status
+    assert client.get(f"/budget/messages/{message.pk}/request.xml").status_code == download  # as it travelled
+
+
+def test_a_vouchers_payees_are_shown_masked_and_downloaded_whole_by_auditors(client):
+    from dataclasses import replace
+
+    from adapters.budget import messages as m
+
+    v = voucher(amounts=(100_00,))
+    v = replace(v, details=(replace(v.details[0], payee_name="张三丰", payee_acct_no="0011000000000077"),))
+    body = m.submit_voucher_body(v)
+    message = log(operation="SubmitVoucher", key="V-MASK", request_body=body)
+    client.force_login(f.make_user(role="finance_clerk"))
+    page = client.get(f"/budget/messages/{message.pk}/").content.decode()
+    shown = client.get(f"/api/v1/budget/messages/{message.pk}/").json()["request_xml"]
+    for text in (page, shown):
+        assert "张三丰" not in text and "张*丰" in text
+        assert "0011000000000077" not in text and "0011********0077" in text
+    assert 'data-testid="request-download"' not in page
+    client.force_login(f.make_user(role="auditor"))
+    assert 'data-testid="request-download"' in client.get(f"/budget/messages/{message.pk}/").content.decode()
+    assert client.get(f"/budget/messages/{message.pk}/request.xml").content == body
 
 
 def test_anonymous_is_sent_to_login(client):
@@ -129,7 +153,8 @@ def test_pages_follow_the_language(client, language):
               (listed, "Voucher or report number", "凭证号/报告号"), (listed, "Request / response size", "请求/应答字节"),
               (empty, "No messages match.", "没有符合条件的报文。"),
               (detail, "Every attempt under this key:", "同一业务键的全部尝试："), (detail, "Request message", "请求报文"),
-              (detail, "No response received.", "没有应答。"), (detail, "Download (", "下载（")]
+              (detail, "No response received.", "没有应答。"),
+              (detail, "Names, wallets and ID numbers are masked;", "姓名、钱包和证件号码已脱敏；")]
     for page, en, zh in chrome:
         assert (en if language == "en" else zh) in page
         assert (zh if language == "en" else en) not in page

@@ -1,4 +1,5 @@
-"""The TIPS message log's pages and REST API: who sees them, filters, bodies (GBK too), compression."""
+"""The TIPS message log's pages and REST API: who sees them, filters, bodies (GBK too) with personal data masked, the
+whole message for auditors, compression."""
 import pytest
 
 from adapters.tips import messages as m
@@ -19,14 +20,14 @@ def log(**changes) -> TipsMessage:
     return record_message(**entry)
 
 
-@pytest.mark.parametrize("role, status", [("tax_staff", 200), ("auditor", 200), ("admin", 200),
-                                          ("finance_clerk", 403), ("employer_operator", 403)])
-def test_pages_and_api_are_for_tax_staff_auditors_and_admins(client, role, status):
+@pytest.mark.parametrize("role, status, download", [("tax_staff", 200, 403), ("auditor", 200, 200), ("admin", 200, 200),
+                                                    ("finance_clerk", 403, 403), ("employer_operator", 403, 403)])
+def test_pages_and_api_are_for_tax_staff_auditors_and_admins(client, role, status, download):
     message = log()
     client.force_login(f.make_user(role=role))
     assert client.get("/tips/messages/").status_code == status
     assert client.get(f"/tips/messages/{message.pk}/").status_code == status
-    assert client.get(f"/tips/messages/{message.pk}/body.xml").status_code == status
+    assert client.get(f"/tips/messages/{message.pk}/body.xml").status_code == download  # the message as it travelled
     assert client.get("/api/v1/tips/messages/").status_code == status
     assert client.get(f"/api/v1/tips/messages/{message.pk}/").status_code == status
 
@@ -57,10 +58,33 @@ def test_detail_shows_the_gbk_body_pretty_and_links_the_reply(client):
     reply = log(direction="out", msg_no="2001", msg_id="20260302000000000001", msg_ref=request.msg_id, key=request.key)
     client.force_login(f.make_user(role="auditor"))
     page = client.get(f"/tips/messages/{request.pk}/").content.decode()
-    assert "南京某某科技有限公司" in page and "&lt;RealHead3001&gt;" in page
+    assert "&lt;RealHead3001&gt;" in page and "&lt;TaxVouNo&gt;" in page
     assert f"/tips/messages/{reply.pk}/" in page
     detail = client.get(f"/api/v1/tips/messages/{request.pk}/").json()
-    assert "南京某某科技有限公司" in detail["body_xml"] and detail["signature_valid"] is True
+    assert "&lt;RealHead3001&gt;" not in detail["body_xml"] and "<RealHead3001>" in detail["body_xml"]
+    assert detail["signature_valid"] is True
+
+
+@pytest.mark.parametrize("role", ["tax_staff", "auditor"])
+def test_the_body_is_shown_with_names_wallets_and_ids_masked_and_downloaded_whole_by_auditors(client, role):
+    message = real_time(tax_pay_name="张三丰", hand_org_name="张三丰", remark="代缴 11010519491231002X",
+                        pay_acct="0010000000000077")
+    entry = log(body=m.real_time_document(message=message, encoding="GBK"))
+    client.force_login(f.make_user(role=role))
+    page = client.get(f"/tips/messages/{entry.pk}/").content.decode()
+    shown = client.get(f"/api/v1/tips/messages/{entry.pk}/").json()["body_xml"]
+    for text in (page, shown):
+        assert "张三丰" not in text and "张*丰" in text
+        assert "11010519491231002X" not in text and "110***********002X" in text
+        assert "0010000000000077" not in text and "0010********0077" in text
+        assert message.item.tax_vou_no in text and message.item.tra_no in text  # not personal: shown as they are
+    assert 'data-testid="masked-note"' in page
+    download = client.get(f"/tips/messages/{entry.pk}/body.xml")
+    if role == "auditor":
+        assert download.content == body_bytes(entry) and "张三丰".encode("gbk") in download.content
+        assert 'data-testid="body-download"' in page
+    else:
+        assert download.status_code == 403 and 'data-testid="body-download"' not in page
 
 
 def test_large_bodies_are_compressed_and_come_back_whole(client):
@@ -68,7 +92,7 @@ def test_large_bodies_are_compressed_and_come_back_whole(client):
     message = log(body=data, msg_no="3102")
     assert message.body_encoding == "zlib" and len(bytes(message.body)) < len(data) // 3
     assert body_bytes(TipsMessage.objects.get(pk=message.pk)) == data
-    client.force_login(f.make_user(role="tax_staff"))
+    client.force_login(f.make_user(role="auditor"))
     assert client.get(f"/tips/messages/{message.pk}/body.xml").content == data
 
 
@@ -86,7 +110,8 @@ def test_pages_follow_the_language(client, language):
               (listed, "Business key", "业务键"), (listed, "Result code", "处理码"), (listed, ">Invalid<", ">无效<"),
               (listed, "Message no.", "报文编号"), (empty, "No messages match.", "没有符合条件的报文。"),
               (detail, "Messages of the same exchange:", "同一交换的报文："), (detail, "Peer node", "对方节点"),
-              (detail, "Message body", ">报文<"), (detail, "Download (", "下载（"),
+              (detail, "Message body", ">报文<"),
+              (detail, "Names, wallets and ID numbers are masked;", "姓名、钱包和证件号码已脱敏；"),
               (listed, "</span> Real-time deduction reply<", "</span> 实时扣税回执<"),  # what each number is
               (detail, "3001 Real-time deduction <", "3001 实时扣税 <"), (listed, ">2102 Batch deduction result<",
                                                                       ">2102 批量扣税结果<")]
