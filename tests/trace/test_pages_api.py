@@ -57,8 +57,19 @@ def test_other_organizations_trace_is_404(world, as_user, url):
 
 def test_wallet_page_and_scoping(world, as_user):
     client = as_user(world.user_a)
-    assert client.get(f"/trace/wallet/{world.staff_wallet.wallet_id}/").status_code == 200
-    assert as_user(world.nobody).get(f"/trace/wallet/{world.staff_wallet.wallet_id}/").status_code == 404
+    assert client.get(f"/trace/wallet/{world.staff_wallet.pk}/").status_code == 200
+    assert as_user(world.nobody).get(f"/trace/wallet/{world.staff_wallet.pk}/").status_code == 404
+    assert client.get("/trace/wallet/999999/").status_code == 404
+
+
+def test_no_link_or_page_shows_a_wallet_id_whole(world, as_user):
+    # Pages show wallet ids masked and link to a wallet's trace by its row, so no id is in an address either.
+    client = as_user(world.user_a)
+    for url in (f"/trace/transfer/{world.transfer_a.pk}/", "/trace/document/BATCH-A/",
+                f"/trace/wallet/{world.staff_wallet.pk}/", f"/trace/wallet/{world.wallet_a.pk}/"):
+        html = client.get(url).content.decode()
+        assert world.staff_wallet.wallet_id not in html and world.wallet_a.wallet_id not in html, url
+    assert f'href="/trace/wallet/{world.staff_wallet.pk}/"' in client.get("/trace/document/BATCH-A/").content.decode()
 
 
 def test_pages_need_login(world, client):
@@ -71,7 +82,7 @@ def test_search_redirects_to_what_the_user_may_see(world, as_user):
     assert client.get("/trace/", {"q": "PAY-A-0001"})["Location"] == f"/trace/transfer/{world.transfer_a.pk}/"
     assert client.get("/trace/", {"q": "BATCH-A"})["Location"] == "/trace/document/BATCH-A/"
     assert client.get("/trace/", {"q": world.staff_wallet.wallet_id})["Location"] == (
-        f"/trace/wallet/{world.staff_wallet.wallet_id}/")
+        f"/trace/wallet/{world.staff_wallet.pk}/")
     not_found = client.get("/trace/", {"q": "PAY-B-0001"})
     assert not_found.status_code == 200 and b'data-testid="trace-not-found"' in not_found.content
     assert client.get("/trace/").status_code == 200

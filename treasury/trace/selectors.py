@@ -138,9 +138,11 @@ class TracedTransfer:
     idempotency_key: str
     state: str
     amount_fen: int
-    payer_wallet_id: str  # full id: links to the wallet's trace; pages show it masked
+    payer_wallet_id: str  # full id, for the API (masked there too); pages show it masked
+    payer_wallet_pk: int  # pages link to the wallet's trace by it, so no wallet id is in a link
     payer_name: str  # masked for persons
     payee_wallet_id: str
+    payee_wallet_pk: int
     payee_name: str
     organization: str
     batch_ref: str
@@ -160,6 +162,7 @@ class TracedTransfer:
 @dataclass(frozen=True)
 class PayeeTotal:
     wallet_id: str
+    wallet_pk: int  # pages link by it (TracedTransfer.payer_wallet_pk)
     name: str  # masked for persons
     transfer_count: int
     amount_fen: int
@@ -235,6 +238,22 @@ def wallet_path(*, user, wallet_id: str) -> TracePath:
     _fill_events(path, TraceEvent.objects.filter(
         subject_type=TRANSFER_SUBJECT, subject_id__in=[str(t.pk) for t in listed]))
     return path
+
+
+def wallet_id_of(wallet_pk: int) -> str:
+    """The wallet id behind a wallet page's number (pages link to a wallet by its row, not its id).
+
+    Raises:
+        Http404: no such wallet.
+    """
+    wallet_id = Wallet.objects.filter(pk=wallet_pk).values_list("wallet_id", flat=True).first()
+    if wallet_id is None:
+        raise Http404("wallet not found")
+    return wallet_id
+
+
+def wallet_pk_of(wallet_id: str) -> int:
+    return Wallet.objects.values_list("pk", flat=True).get(wallet_id=wallet_id)
 
 
 def document_path(*, user, ref: str) -> TracePath:
@@ -360,12 +379,12 @@ def _list_transfers(path: TracePath, transfers) -> list[Transfer]:
 def _payees(transfers) -> list[PayeeTotal]:
     """Where the money went: one line per payee wallet, largest amount first."""
     rows = (
-        transfers.values("payee__wallet_id", "payee__holder_name", "payee__wallet_type")
+        transfers.values("payee_id", "payee__wallet_id", "payee__holder_name", "payee__wallet_type")
         .annotate(amount=Sum("amount_fen"), count=Count("pk"))
         .order_by("-amount", "payee__wallet_id")[:TRANSFER_LIMIT]
     )
     return [
-        PayeeTotal(wallet_id=row["payee__wallet_id"],
+        PayeeTotal(wallet_id=row["payee__wallet_id"], wallet_pk=row["payee_id"],
                    name=_holder_name(row["payee__holder_name"], row["payee__wallet_type"]),
                    transfer_count=row["count"], amount_fen=row["amount"] or 0)
         for row in rows
@@ -380,8 +399,8 @@ def _holder_name(name: str, wallet_type: str) -> str:
 def _traced(t: Transfer) -> TracedTransfer:
     return TracedTransfer(
         id=t.pk, idempotency_key=t.idempotency_key, state=t.state, amount_fen=t.amount_fen,
-        payer_wallet_id=t.payer.wallet_id, payer_name=t.payer.masked_holder_name,
-        payee_wallet_id=t.payee.wallet_id, payee_name=t.payee.masked_holder_name,
+        payer_wallet_id=t.payer.wallet_id, payer_wallet_pk=t.payer_id, payer_name=t.payer.masked_holder_name,
+        payee_wallet_id=t.payee.wallet_id, payee_wallet_pk=t.payee_id, payee_name=t.payee.masked_holder_name,
         organization=t.organization.name, batch_ref=t.batch_ref, source_ref=t.source_ref,
         created_at=t.created_at, settled_at=t.settled_at,
     )

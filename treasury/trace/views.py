@@ -20,8 +20,8 @@ from .verification import verify_trace
 def _url_for(kind: str, key: str) -> str:
     if kind == "transfer":
         return reverse("trace:transfer", kwargs={"transfer_id": int(key)})
-    if kind == "wallet":
-        return reverse("trace:wallet", kwargs={"wallet_id": key})
+    if kind == "wallet":  # the page's address names the wallet's row, not its id (personal data)
+        return reverse("trace:wallet", kwargs={"wallet_pk": selectors.wallet_pk_of(key)})
     return reverse("trace:document", kwargs={"ref": key})
 
 
@@ -45,8 +45,8 @@ def transfer_trace(request, transfer_id: int):
 
 @require_safe
 @login_required
-def wallet_trace(request, wallet_id: str):
-    path = selectors.wallet_path(user=request.user, wallet_id=wallet_id)
+def wallet_trace(request, wallet_pk: int):
+    path = selectors.wallet_path(user=request.user, wallet_id=selectors.wallet_id_of(wallet_pk))
     return render(request, "trace/path.html", {"path": path})
 
 
