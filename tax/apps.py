@@ -63,7 +63,7 @@ class TaxConfig(AppConfig):
         "succeeded": pgettext_lazy("trace detail", "Succeeded"),
         "paying": pgettext_lazy("trace detail", "Being paid"),
         "error": pgettext_lazy("trace detail", "Error"),
-        "reviewed_by": pgettext_lazy("trace detail", "Reviewed by (user id)"),
+        "reviewed_by": pgettext_lazy("trace detail", "Reviewed by"),
         "cancel_no": pgettext_lazy("trace detail", "Reversal number"),
         "stop_no": pgettext_lazy("trace detail", "Stop number"),
         "stopped": pgettext_lazy("trace detail", "Stopped"),

@@ -18,7 +18,7 @@ class TaxReconciliationConfig(AppConfig):
     }
     # What trace pages call the keys of this domain's event details (treasury.trace.labels).
     trace_detail_labels = {
-        "proposed_by": pgettext_lazy("trace detail", "Proposed by (user id)"),
+        "proposed_by": pgettext_lazy("trace detail", "Proposed by"),
         "entry_date": pgettext_lazy("trace detail", "Entry date"),
         "amount_fen": pgettext_lazy("trace detail", "Amount"),
     }

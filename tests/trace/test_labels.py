@@ -107,3 +107,13 @@ def test_a_detail_value_reads_in_words_in_stored_order():
         ]
     with translation.override("en"):
         assert _details({"submitted": True, "paid": 39})[0] == ("submitted", "Sent when created", "yes")
+
+
+@pytest.mark.django_db
+def test_a_person_named_by_id_in_the_details_reads_as_their_username():
+    from tests import factories as f
+
+    reviewer = f.make_user(role="tax_staff")
+    with translation.override("zh-hans"):
+        assert _details({"reviewed_by": reviewer.pk, "proposed_by": 999_999}) == [
+            ("reviewed_by", "复核人", reviewer.username), ("proposed_by", "提出人", "999999")]  # a user since removed

@@ -22,6 +22,7 @@ from functools import reduce
 from operator import or_
 from typing import NamedTuple
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
 from django.http import Http404
 from django.utils.translation import pgettext
@@ -55,9 +56,11 @@ class EventDetail(NamedTuple):
     value: str
 
 
-def _detail_value(key: str, value) -> str:
+def _detail_value(key: str, value, usernames: dict[int, str]) -> str:
     if key.endswith("_fen") and type(value) is int:
         return format_yuan(value)
+    if key.endswith("_by") and type(value) is int:
+        return usernames.get(value, str(value))
     if isinstance(value, bool):
         return pgettext("trace detail", "yes") if value else pgettext("trace detail", "no")
     if value is None or value == "" or value == []:
@@ -69,8 +72,11 @@ def _detail_value(key: str, value) -> str:
 
 def event_details(data: dict) -> list[EventDetail]:
     """An event's data as pages and the API show it (`TimelineEvent.details`): personal data masked (`mask_data`),
-    each key with its label, each value in words."""
-    return [EventDetail(key, labels.detail_label(key), _detail_value(key, value)) for key, value in mask_data(data).items()]
+    each key with its label, each value in words (a person named by id, `reviewed_by`, by username)."""
+    user_ids = [value for key, value in data.items() if key.endswith("_by") and type(value) is int]
+    usernames = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username")) if user_ids else {}
+    return [EventDetail(key, labels.detail_label(key), _detail_value(key, value, usernames))
+            for key, value in mask_data(data).items()]
 
 
 @dataclass(frozen=True)
