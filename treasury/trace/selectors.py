@@ -71,8 +71,10 @@ def _detail_value(key: str, value, usernames: dict[int, str]) -> str:
 
 
 def event_details(data: dict) -> list[EventDetail]:
-    """An event's data as pages and the API show it (`TimelineEvent.details`): personal data masked (`mask_data`),
-    each key with its label, each value in words (a person named by id, `reviewed_by`, by username)."""
+    """An event's data as pages and the API show it, in stored order: personal data masked (`mask_data`), each key
+    with its label (`labels.detail_label`), each value in words: an amount in fen (a key ending in `_fen`) in yuan,
+    a person named by id (`reviewed_by`) by username, yes / no, a list of serials joined, nothing as a dash,
+    anything else that is not text as its JSON."""
     user_ids = [value for key, value in data.items() if key.endswith("_by") and type(value) is int]
     usernames = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username")) if user_ids else {}
     return [EventDetail(key, labels.detail_label(key), _detail_value(key, value, usernames))
@@ -115,10 +117,8 @@ class TimelineEvent:
 
     @property
     def details(self) -> list[EventDetail]:
-        """The data as pages show it, in stored order: each key with its label (`labels.detail_label`), an
-        amount in fen (a key ending in `_fen`) in yuan, yes / no, a list of serials joined, nothing as a dash,
-        anything else that is not text as its JSON. (A template looping over `data.items` would get the value of
-        a key named "items" instead.)"""
+        """The data as pages show it (`event_details`). (A template looping over `data.items` would get the value
+        of a key named "items" instead.)"""
         return event_details(self.data)
 
     @property
