@@ -3,6 +3,7 @@ services, so the admin shows them and never edits them."""
 from django.contrib import admin
 
 from treasury import identifiers
+from treasury.logmask import mask_text
 from treasury.models import LedgerAccount, LedgerEntry, Organization, Person, Transfer, Wallet
 
 
@@ -49,12 +50,22 @@ class WalletAdmin(admin.ModelAdmin):
 
 @admin.register(LedgerAccount)
 class LedgerAccountAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "kind", "organization", "balance_fen", "updated_at"]
+    # A wallet's account is coded "wallet:<wallet id>" and named after its holder: listed masked, as wallets are.
+    list_display = ["masked_code", "masked_name", "kind", "organization", "balance_fen", "updated_at"]
+    list_select_related = ["wallet", "organization"]
     list_filter = ["kind"]
-    search_fields = ["code", "name"]
+    search_fields = ["=code", "name"]  # whole codes only: no partial wallet-id fishing
     raw_id_fields = ["wallet", "organization"]
     # The posting service keeps balances with the entries, in one transaction.
     readonly_fields = ["balance_fen", "updated_at"]
+
+    @admin.display(description="代码 (code)", ordering="code")
+    def masked_code(self, obj):
+        return mask_text(obj.code)
+
+    @admin.display(description="名称 (name)", ordering="name")
+    def masked_name(self, obj):
+        return identifiers.mask_name(obj.name) if obj.wallet_id and obj.wallet.is_personal else obj.name
 
     def has_delete_permission(self, request, obj=None):
         return False  # accounts are kept for ever (a trigger refuses it on PostgreSQL: treasury migration 0005)

@@ -46,3 +46,15 @@ def test_user_page_edits_membership_inline(superuser_client):
     html = superuser_client.get(f"/admin/auth/user/{user.pk}/change/").content.decode()
     assert 'name="membership-0-organization"' in html
     assert user.membership.organization.name in superuser_client.get("/admin/auth/user/").content.decode()
+
+
+def test_ledger_account_list_masks_a_persons_wallet_and_name(superuser_client):
+    wallet = f.make_wallet(holder_person=f.make_person(name="赵云龙"))
+    account = wallet.ledger_account
+    html = superuser_client.get("/admin/treasury/ledgeraccount/").content.decode()
+    assert wallet.wallet_id not in html and f"wallet:{wallet.masked_wallet_id}" in html
+    assert account.name not in html and "赵*龙" in html
+    found = superuser_client.get("/admin/treasury/ledgeraccount/", {"q": account.code}).content.decode()
+    assert f"/admin/treasury/ledgeraccount/{account.pk}/change/" in found  # found by its whole code
+    assert f"/admin/treasury/ledgeraccount/{account.pk}/change/" not in superuser_client.get(
+        "/admin/treasury/ledgeraccount/", {"q": wallet.wallet_id[:8]}).content.decode()  # not by a part of it

@@ -1,6 +1,7 @@
 """`make demo` is one of the README's two commands: here it runs as there (migrate, then `manage.py demo`), in a
 process of its own with its own VAR_DIR (a fresh SQLite database, media, keys), against its own sandboxes, and
 ends with its proofs (ledger, trace, receipts). A change that breaks a step of it fails this test."""
+import json
 import os
 import sqlite3
 from contextlib import closing
@@ -46,3 +47,11 @@ def test_the_demo_runs_end_to_end_and_proves_itself(tmp_path):
         keys = {key for (key,) in db.execute("SELECT DISTINCT j.key FROM trace_traceevent, json_each(data) AS j")}
     assert len(kinds) > 50 and not kinds - set(event_labels())
     assert len(keys) > 50 and not keys - set(detail_labels())
+    # Every demo user follows every link and API answer they can reach (tests/demo/crawl_roles.py): no page fails,
+    # and nobody sees personal data whole that their role sees masked, nor the other employer's.
+    crawled = subprocess.run([sys.executable, str(ROOT / "tests" / "demo" / "crawl_roles.py")], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert crawled.returncode == 0, crawled.stderr[-3000:]
+    found = json.loads(crawled.stdout)
+    assert found["failed"] == [] and found["whole"] == []
+    assert all(count > 30 for count in found["pages"].values()), found["pages"]
