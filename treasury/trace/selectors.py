@@ -75,10 +75,15 @@ def event_details(data: dict) -> list[EventDetail]:
     with its label (`labels.detail_label`), each value in words: an amount in fen (a key ending in `_fen`) in yuan,
     a person named by id (`reviewed_by`) by username, yes / no, a list of serials joined, nothing as a dash,
     anything else that is not text as its JSON."""
-    user_ids = [value for key, value in data.items() if key.endswith("_by") and type(value) is int]
+    return _details_of(mask_data(data))
+
+
+def _details_of(masked: dict) -> list[EventDetail]:
+    """`event_details` of data already masked (a `TimelineEvent`'s)."""
+    user_ids = [value for key, value in masked.items() if key.endswith("_by") and type(value) is int]
     usernames = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username")) if user_ids else {}
     return [EventDetail(key, labels.detail_label(key), _detail_value(key, value, usernames))
-            for key, value in mask_data(data).items()]
+            for key, value in masked.items()]
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,7 @@ class TimelineEvent:
     def details(self) -> list[EventDetail]:
         """The data as pages show it (`event_details`). (A template looping over `data.items` would get the value
         of a key named "items" instead.)"""
-        return event_details(self.data)
+        return _details_of(self.data)  # masked when the event was read
 
     @property
     def stream_document(self) -> str:
@@ -224,15 +229,16 @@ def transfer_path(*, user, transfer_id: int) -> TracePath:
     return path
 
 
-def wallet_path(*, user, wallet_id: str) -> TracePath:
-    """The transfers into and out of a wallet the user may see, newest first, with their events.
+def wallet_path(*, user, wallet_id: str = "", wallet_pk: int | None = None) -> TracePath:
+    """The transfers into and out of a wallet the user may see, newest first, with their events. The wallet by its
+    id (the API, the search box) or by its row (`wallet_pk`: the pages' links, which carry no wallet id).
 
     Raises:
         Http404: no such wallet, or none of its transfers is visible to the user.
     """
     try:
-        wallet_id = validate_wallet_id(wallet_id)
-        wallet = Wallet.objects.get(wallet_id=wallet_id)
+        wallet = (Wallet.objects.get(pk=wallet_pk) if wallet_pk is not None
+                  else Wallet.objects.get(wallet_id=validate_wallet_id(wallet_id)))
     except (InvalidIdentifier, Wallet.DoesNotExist):
         raise Http404("wallet not found")
     transfers = visible_transfers(user).filter(Q(payer=wallet) | Q(payee=wallet))
@@ -244,18 +250,6 @@ def wallet_path(*, user, wallet_id: str) -> TracePath:
     _fill_events(path, TraceEvent.objects.filter(
         subject_type=TRANSFER_SUBJECT, subject_id__in=[str(t.pk) for t in listed]))
     return path
-
-
-def wallet_id_of(wallet_pk: int) -> str:
-    """The wallet id behind a wallet page's number (pages link to a wallet by its row, not its id).
-
-    Raises:
-        Http404: no such wallet.
-    """
-    wallet_id = Wallet.objects.filter(pk=wallet_pk).values_list("wallet_id", flat=True).first()
-    if wallet_id is None:
-        raise Http404("wallet not found")
-    return wallet_id
 
 
 def wallet_pk_of(wallet_id: str) -> int:

@@ -46,7 +46,7 @@ def transfer_trace(request, transfer_id: int):
 @require_safe
 @login_required
 def wallet_trace(request, wallet_pk: int):
-    path = selectors.wallet_path(user=request.user, wallet_id=selectors.wallet_id_of(wallet_pk))
+    path = selectors.wallet_path(user=request.user, wallet_pk=wallet_pk)
     return render(request, "trace/path.html", {"path": path})
 
 
