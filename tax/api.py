@@ -34,9 +34,10 @@ from treasury.trace.selectors import event_details, mask_data
 from . import selectors, services
 from .models import AgreementState, DeductionKind, DeductionPackage, DeductionState, PackageState, TaxAgreement
 from .models import Refund, RefundOrder, RefundOrderState, RefundState, StopPaymentRequest, TaxDeduction, TaxReversal
+from .services import MAX_AMOUNT_FEN
 from .views import (entry_report_csv, entry_report_data, entry_report_pdf, package_progress_data, pay_own_tax,
                     shown_agreement)
-from .views import agreements_csv, deductions_csv, shown_deduction
+from .views import agreements_csv, deductions_csv, shown_deduction, shown_refund
 from .views import refund_actions, refund_order_get
 
 # Plain strings in the schema: enums here would clash with other apps' enum names.
@@ -332,7 +333,7 @@ class OwnTaxSerializer(serializers.Serializer):
     taxpayer_name = serializers.CharField(max_length=200)
     wallet_id = serializers.CharField(max_length=32, help_text="the individual's personal wallet id")
     tax_vou_no = serializers.CharField(max_length=20, help_text="税票号码; the same voucher is never debited twice")
-    amount_fen = serializers.IntegerField(min_value=1)
+    amount_fen = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT_FEN)
     tax_type_name = serializers.CharField(max_length=60, required=False, default="个人所得税")
 
 
@@ -340,7 +341,7 @@ class MyTaxSerializer(serializers.Serializer):
     wallet_id = serializers.CharField(max_length=32, help_text="one of your personal wallets registered here")
     tax_org_code = serializers.CharField(max_length=12, help_text="the voucher's tax authority")
     tax_vou_no = serializers.CharField(max_length=20, help_text="税票号码; the same voucher is never debited twice")
-    amount_fen = serializers.IntegerField(min_value=1)
+    amount_fen = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT_FEN)
     tax_type_name = serializers.CharField(max_length=60, required=False, default="个人所得税")
 
 
@@ -676,12 +677,29 @@ REFUND_STATE_HELP = "refund order state: " + ", ".join(RefundOrderState.values)
 
 class RefundSerializer(serializers.ModelSerializer):
     state = serializers.CharField(help_text="refund item state: " + ", ".join(RefundState.values))
+    # A person's name, ID and wallet masked, as on the refund page (an organization's shown whole).
+    taxpayer_id = serializers.SerializerMethodField()
+    tax_pay_name = serializers.SerializerMethodField()
+    payee_acct = serializers.SerializerMethodField()
+    payee_name = serializers.SerializerMethodField()
 
     class Meta:
         model = Refund
         fields = ["id", "tra_no", "draw_back_vou_no", "ori_tax_vou_no", "taxpayer_id", "tax_pay_name", "payee_acct",
                   "payee_name", "amount_fen", "bill_date", "budget_type", "budget_subject_code", "budget_level_code",
                   "state", "result_code", "add_word", "transfer", "decided_at"]
+
+    def get_taxpayer_id(self, obj: Refund) -> str:
+        return shown_refund(obj)["taxpayer_id"]
+
+    def get_tax_pay_name(self, obj: Refund) -> str:
+        return shown_refund(obj)["tax_pay_name"]
+
+    def get_payee_acct(self, obj: Refund) -> str:
+        return shown_refund(obj)["payee_acct"]
+
+    def get_payee_name(self, obj: Refund) -> str:
+        return shown_refund(obj)["payee_name"]
 
 
 class RefundOrderSerializer(serializers.ModelSerializer):

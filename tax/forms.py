@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from treasury.money import yuan_to_fen
 
 from .models import AgreementState, DeductionKind, PackageState, RefundOrderState
+from .services import MAX_AMOUNT_FEN
 
 ALL = ("", _("All"))
 RESULT_CODE_CHOICES = [
@@ -87,6 +88,8 @@ def amount_fen(text: str) -> int:
         raise forms.ValidationError(_("Enter an amount like 123.45."))
     if fen <= 0:
         raise forms.ValidationError(_("The amount must be more than zero."))
+    if fen > MAX_AMOUNT_FEN:
+        raise forms.ValidationError(_("The amount is more than a tax message can carry."))
     return fen
 
 

@@ -35,6 +35,7 @@ from treasury.services import transfers as transfer_services
 from treasury.services.transfers import OperatorUnavailable
 
 from . import services
+from .reconciliation.corrections import refunded_by_corrections
 from .models import DeductionKind, DeductionPackage, StopPaymentRequest, TaxDeduction, TaxReversal, TreasuryEntry
 from .models import DeductionState as D
 from .models import PackageState as P
@@ -74,6 +75,10 @@ def reverse_deduction(*, message: Reversal, now: datetime) -> ReversalReply:
         return keep(REVERSED, ResultCode.SUCCESS, "原交易未扣款，无需冲正 (nothing was debited)")
     if deduction.state == D.REVERSED:
         return keep(REVERSED, ResultCode.SUCCESS, "原交易已冲正 (already reversed)")
+    if refunded_by_corrections(deduction):  # reversing the whole debit would pay that part back twice
+        return keep(NOT_REVERSED, ResultCode.OTHER_FAILURE,
+                    "已由对账更正退还部分或全部款项，不能整笔冲正 (a reconciliation correction already refunded money of "
+                    "this deduction: it cannot be reversed whole)")
     try:
         transfer_services.reverse_transfer(
             transfer_id=deduction.transfer_id, actor="tips", now=now,

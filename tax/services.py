@@ -114,6 +114,7 @@ RESULT_NOTES = {
 # A package refused as a whole (too many items, totals not matching the items, repeated numbers).
 PACKAGE_REFUSED = ResultCode.PARSE_ERROR
 PURPOSE_CODE = "TAX"
+MAX_AMOUNT_FEN = 10**17 - 1  # the most a TIPS amount carries (15 digits of yuan, 2 of fen)
 
 
 class TaxError(Exception):
@@ -569,6 +570,11 @@ def deduct_real_time(*, message: RealTimeDeduction, now: datetime) -> DeductionR
     happened.
     """
     item = message.item
+    if type(item.amount_fen) is not int or item.amount_fen <= 0:  # the schema's Amount allows 0.00 and a minus
+        return DeductionResult(
+            ori_tax_org_code=message.tax_org_code, ori_entrust_date=message.entrust_date, ori_tra_no=item.tra_no,
+            tax_vou_no=item.tax_vou_no, amount_fen=item.amount_fen, result=ResultCode.OTHER_FAILURE,
+            add_word="扣税金额必须为正 (the amount must be positive)")
     key = dict(tax_org_code=message.tax_org_code, entrust_date=message.entrust_date, tra_no=item.tra_no)
     existing = TaxDeduction.objects.filter(**key).first()
     if existing is not None:
@@ -690,6 +696,7 @@ def _record_real_time_outcome(*, deduction_id: int, transfer: Transfer, now: dat
 
 
 PERSONAL_WALLET_TYPES = (Wallet.Type.PERSONAL, Wallet.Type.PERSONAL_SUB, Wallet.Type.HARDWARE)
+UNPAID_DEDUCTION_STATES = (D.FAILED, D.REVERSED)  # nothing debited, or the debit given back
 
 
 def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org_code: str, tax_vou_no: str,
@@ -697,7 +704,9 @@ def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org
                 budget_level_code: str = "3", now: datetime) -> TaxDeduction:
     """An individual pays a tax voucher from a personal wallet, without an agreement. Debited at once
     like a real-time deduction. Idempotent on (tax authority, voucher number): paying the same voucher
-    again with the same wallet, taxpayer and amount returns the first payment.
+    again with the same wallet, taxpayer and amount returns the payment made or under way. An attempt that
+    paid nothing (failed: not enough money, a frozen wallet; or reversed) does not use the voucher up: the
+    next one is a new attempt with a serial of its own ("V<voucher>/2", ...), with any wallet.
 
     The wallet must already be registered here with the taxpayer as its holder (an agreement, a payroll
     or another domain registered it): the operator confirms only the holder's name, so the ID typed at
@@ -719,13 +728,14 @@ def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org
         wallet_id = identifiers.validate_wallet_id(wallet_id)
     except identifiers.InvalidIdentifier as exc:
         raise TaxError(str(exc), exc.code)
-    tra_no = f"V{tax_vou_no.strip()}"[:24]
-    existing = TaxDeduction.objects.filter(kind=DeductionKind.OWN, tax_org_code=tax_org_code, tra_no=tra_no).first()
-    if existing is not None:
-        if (existing.pay_acct, existing.taxpayer_id, existing.amount_fen) != (wallet_id, taxpayer_id, amount_fen):
-            raise TaxError("该税票已用其他钱包、纳税人或金额缴过 (this tax voucher was already paid with another "
-                           "wallet, taxpayer or amount)", "idempotency_conflict")
-        return existing
+    # The voucher's serial: "V<voucher>", then "V<voucher>/2", ... for each attempt after one that paid nothing.
+    serial = f"V{tax_vou_no.strip()}"[:21]
+    attempts = TaxDeduction.objects.filter(kind=DeductionKind.OWN, tax_org_code=tax_org_code).filter(
+        Q(tra_no=serial) | Q(tra_no__startswith=f"{serial}/"))
+    latest = attempts.order_by("-pk").first()
+    if latest is not None and latest.state not in UNPAID_DEDUCTION_STATES:  # paid, or being paid
+        return _same_payment(latest, wallet_id=wallet_id, taxpayer_id=taxpayer_id, amount_fen=amount_fen)
+    tra_no = serial if latest is None else f"{serial}/{attempts.count() + 1}"
     (check,) = verify_wallets(pairs=[(wallet_id, taxpayer_name)])
     if not check.exists:
         raise TaxError("运营机构查无此钱包 (the operator does not know this wallet)", "wallet_not_found")
@@ -746,12 +756,26 @@ def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org
         deduction = _deduction_row(kind=DeductionKind.OWN, tax_org_code=tax_org_code, entrust_date=local_date(now),
                                    item=item, treasury_code=treasury_code or (treasury.holder_org.code or ""), now=now)
         deduction.taxpayer_id = taxpayer_id
-        deduction.save()
+        try:
+            with transaction.atomic():
+                deduction.save()
+        except IntegrityError:  # the same voucher paid at the same moment (a second click): that payment stands
+            return _same_payment(TaxDeduction.objects.get(tax_org_code=tax_org_code, entrust_date=deduction.entrust_date,
+                                                          tra_no=tra_no),
+                                 wallet_id=wallet_id, taxpayer_id=taxpayer_id, amount_fen=amount_fen)
         _trace(deduction.stream_key, DEDUCTION, deduction.pk, "tax.deduction.received", actor="taxpayer", now=now,
                amount_fen=amount_fen, source_ref=tra_no, data={"tax_vou_no": tax_vou_no, "pay_acct": wallet_id})
     _debit_now(deduction_id=deduction.pk, agreement=None, wallet=wallet, treasury=treasury, now=now)
     deduction.refresh_from_db()
     return deduction
+
+
+def _same_payment(existing: TaxDeduction, *, wallet_id: str, taxpayer_id: str, amount_fen: int) -> TaxDeduction:
+    """The voucher's payment asked for again: the same one, or a conflict if the details differ."""
+    if (existing.pay_acct, existing.taxpayer_id, existing.amount_fen) != (wallet_id, taxpayer_id, amount_fen):
+        raise TaxError("该税票已用其他钱包、纳税人或金额缴过 (this tax voucher was already paid with another "
+                       "wallet, taxpayer or amount)", "idempotency_conflict")
+    return existing
 
 
 def own_tax_types(*, tax_type_name: str, amount_fen: int, on: date) -> tuple[TaxTypeItem, ...]:

@@ -114,6 +114,18 @@ def shown_deduction(deduction) -> dict:
     }
 
 
+def shown_refund(refund) -> dict:
+    """A refund's taxpayer and payee as pages and the API show them: a person's name, ID and wallet masked (an
+    organization's payee wallet is its account, shown whole as on the voucher)."""
+    person = _is_person_id(refund.taxpayer_id)
+    return {
+        "tax_pay_name": mask_name(refund.tax_pay_name) if person else refund.tax_pay_name,
+        "taxpayer_id": mask_resident_id(refund.taxpayer_id) if person else refund.taxpayer_id,
+        "payee_name": mask_name(refund.payee_name) if person else refund.payee_name,
+        "payee_acct": mask_wallet_id(refund.payee_acct) if person else refund.payee_acct,
+    }
+
+
 def _describe_agreements(agreements):
     for agreement in agreements:
         agreement.shown = shown_agreement(agreement)
@@ -641,8 +653,7 @@ def refund_detail(request, order_id: int):
                      REFUNDS_PER_PAGE).get_page(request.GET.get("page"))
     downloadable = downloadable_receipt_numbers(user=request.user, rows=page.object_list)
     for r in page.object_list:
-        r.shown_payee = mask_name(r.payee_name) if _is_person_id(r.taxpayer_id) else r.payee_name
-        r.shown_wallet = mask_wallet_id(r.payee_acct) if _is_person_id(r.taxpayer_id) else r.payee_acct
+        r.shown = shown_refund(r)
         receipt = getattr(r.transfer, "receipt", None) if r.state == RefundState.PAID else None
         r.receipt_number = receipt.number if receipt and receipt.number in downloadable else ""
     return render(request, "tax/refund_detail.html", {

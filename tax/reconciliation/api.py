@@ -14,6 +14,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from tax.api import ACTION_ERRORS, ERRORS, TaxErrorsMixin, TaxRoles, _error, tax_exception_handler
+from tax.services import MAX_AMOUNT_FEN
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
 from treasury.services.transfers import OperatorRejected
 
@@ -147,14 +148,14 @@ class ProposeCorrectionSerializer(serializers.Serializer):
     # A plain string (the service refuses others with `invalid_kind`): a choice field would collide with the
     # other `kind` enums of the schema.
     kind = serializers.CharField(max_length=10, help_text="correction kind: " + ", ".join(CorrectionKind.values))
-    amount_fen = serializers.IntegerField(min_value=1)
+    amount_fen = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT_FEN)
     reason = serializers.CharField(max_length=255)
 
 
 class ResolveSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=1000)
     correcting_transfer = serializers.IntegerField(required=False, allow_null=True, default=None,
-                                                   help_text="id of the correcting transfer made through the treasury")
+                                                   help_text="id of the transfer of one of the case's approved corrections")
 
 
 @extend_schema_view(

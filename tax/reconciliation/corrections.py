@@ -25,7 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
 from tax import services as tax_services
-from tax.models import AgreementState, TaxDeduction, TreasuryEntry
+from tax.models import AgreementState, DeductionState, TaxDeduction, TreasuryEntry
 from treasury.access import roles
 from treasury.access.makerchecker import ensure_can_approve
 from treasury.errors import InvalidTransfers
@@ -37,6 +37,9 @@ from .services import ReconciliationError, _actor
 
 APPROVER_ROLES = (roles.TAX_STAFF, roles.ADMIN)
 CORRECTION = "tax.reconciliation.correction"
+# An approved correction's money moved, or is on its way: its transfer did not end without paying, or with the
+# money back.
+_NOT_MOVED = (TransferState.FAILED, TransferState.CANCELLED, TransferState.RETURNED, TransferState.REVERSED)
 
 
 def _trace(correction: CaseCorrection, kind: str, *, user, now: dt.datetime, data: dict | None = None) -> None:
@@ -63,9 +66,9 @@ def propose_correction(*, case_id: int, user, kind: str, amount_fen: int, reason
     reason = (reason or "").strip()
     if not reason:
         raise ReconciliationError("请填写原因 (a reason is required)", code="reason_required")
-    if type(amount_fen) is not int or amount_fen <= 0:
-        raise ReconciliationError("金额必须为正整数（分） (the amount must be a positive number of fen)",
-                                  code="invalid_amount")
+    if type(amount_fen) is not int or not 0 < amount_fen <= tax_services.MAX_AMOUNT_FEN:
+        raise ReconciliationError("金额必须为正整数（分），不超过TIPS金额上限 (the amount must be a positive number of "
+                                  "fen a TIPS amount can carry)", code="invalid_amount")
     if kind not in CorrectionKind.values:
         raise ReconciliationError(f"未知的更正方式 (unknown kind) {kind!r}", code="invalid_kind")
     try:
@@ -75,6 +78,8 @@ def propose_correction(*, case_id: int, user, kind: str, amount_fen: int, reason
             if case.state == CaseState.RESOLVED:
                 raise ReconciliationError("差异已解决 (the case is resolved)", code="invalid_state")
             deduction, payer, payee = _parties(case, kind)
+            if kind == CorrectionKind.REFUND:
+                _ensure_held(deduction, amount_fen)
             correction = CaseCorrection.objects.create(
                 case=case, kind=kind, amount_fen=amount_fen, reason=reason[:255], deduction=deduction, payer=payer,
                 payee=payee, proposed_by=user, proposed_at=now)
@@ -109,6 +114,33 @@ def _parties(case: DiscrepancyCase, kind: str) -> tuple[TaxDeduction, Wallet, Wa
     return deduction, treasury, taxpayer
 
 
+def _moved_corrections(deduction: TaxDeduction):
+    """(kind, fen) of the deduction's approved corrections whose money moved or is on its way."""
+    return (CaseCorrection.objects.filter(deduction=deduction, state=CorrectionState.APPROVED)
+            .exclude(transfer__state__in=_NOT_MOVED).values_list("kind", "amount_fen"))
+
+
+def held_fen(deduction: TaxDeduction) -> int:
+    """What the treasury holds for a deduction's serial: its debit while it stands (not failed, not reversed),
+    plus the collections and minus the refunds of approved corrections whose money moved or is on its way."""
+    held = deduction.amount_fen if deduction.state == DeductionState.SUCCEEDED else 0
+    return held + sum(fen if kind == CorrectionKind.COLLECT else -fen for kind, fen in _moved_corrections(deduction))
+
+
+def refunded_by_corrections(deduction: TaxDeduction) -> bool:
+    """Has a correction paid (or is it paying) money of this deduction back? Then it is not reversed whole."""
+    return any(kind == CorrectionKind.REFUND for kind, _ in _moved_corrections(deduction))
+
+
+def _ensure_held(deduction: TaxDeduction, amount_fen: int) -> None:
+    """A refund pays back only what the treasury holds for the serial: not a debit reversed at the tax
+    system's request (1021), nor one an earlier correction already returned."""
+    held = held_fen(deduction)
+    if amount_fen > held:
+        raise ReconciliationError(f"退还金额超过国库就此流水持有的 {held} 分 (the refund exceeds the {held} fen the "
+                                  "treasury holds for this serial: reversed, or already refunded)", code="exceeds_held")
+
+
 def approve_correction(*, correction_id: int, user, now: dt.datetime) -> CaseCorrection:
     """The checker's step: approve and, in the same transaction, create the transfer (submitted after commit)
     and link it to the case.
@@ -117,18 +149,26 @@ def approve_correction(*, correction_id: int, user, now: dt.datetime) -> CaseCor
         AccessDenied: not staff of the case's tax authority, or no approving role.
         MakerCheckerViolation: the approver proposed it.
         TransitionNotAllowed: not waiting for approval.
-        ReconciliationError: the case is no longer open or investigating (`invalid_state`), the transfer core
-            refused the transfer (`transfer_refused`); nothing changed.
+        ReconciliationError: the case is no longer open or investigating (`invalid_state`), a collection's
+            agreement is no longer active (`not_signed`), a refund exceeds what the treasury still holds for the
+            serial (`exceeds_held`), the transfer core refused the transfer (`transfer_refused`); nothing changed.
     """
     with transaction.atomic():
         correction = CaseCorrection.objects.select_for_update().get(pk=correction_id)
         case = DiscrepancyCase.objects.select_for_update().get(pk=correction.case_id)
+        # The deduction's lock orders this approval with a reversal (1021) and with corrections of other cases
+        # of the same serial, so what `held_fen` reads stays true until commit.
+        deduction = tax_services._locked_deduction(correction.deduction_id)
         tax_services.ensure_tax_staff(user, tax_org_code=case.tax_org_code)
         ensure_can_approve(approver=user, prepared_by_id=correction.proposed_by_id, approver_roles=APPROVER_ROLES)
         # A case resolved since the proposal was settled without this money: moving it now would undo that.
         if case.state not in (CaseState.OPEN, CaseState.INVESTIGATING):
             raise ReconciliationError("差异已解决，不能再批准更正 (the case is resolved: the correction cannot be "
                                       "approved)", code="invalid_state")
+        # What held at the proposal may not hold now: the agreement revoked, the debit reversed or refunded.
+        _parties(case, correction.kind)
+        if correction.kind == CorrectionKind.REFUND:
+            _ensure_held(deduction, correction.amount_fen)
         correction.approve()
         treasury = correction.payer if correction.kind == CorrectionKind.REFUND else correction.payee
         refund = correction.kind == CorrectionKind.REFUND

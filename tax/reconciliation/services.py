@@ -582,7 +582,8 @@ def resolve_case(*, case_id: int, user, reason: str, now: dt.datetime,
 
     Raises:
         AccessDenied: not staff of the case's tax authority.
-        ReconciliationError: no reason given (code "reason_required").
+        ReconciliationError: no reason given (code "reason_required"); a correcting transfer that is not one of
+            the case's approved corrections (`invalid_transfer`).
         django_fsm.TransitionNotAllowed: the case is already resolved.
     """
     if not (reason or "").strip():
@@ -590,6 +591,9 @@ def resolve_case(*, case_id: int, user, reason: str, now: dt.datetime,
     with transaction.atomic():
         case = _locked_case(case_id)
         ensure_tax_staff(user, tax_org_code=case.tax_org_code)
+        if correcting_transfer_id is not None and not case.corrections.filter(transfer_id=correcting_transfer_id).exists():
+            raise ReconciliationError("更正转账须为本差异已批准更正的转账 (the correcting transfer must be the transfer "
+                                      "of one of this case's approved corrections)", code="invalid_transfer")
         resolve(case, user=user, reason=reason, now=now, correcting_transfer_id=correcting_transfer_id)
     return case
 

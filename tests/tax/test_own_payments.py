@@ -59,6 +59,26 @@ def test_the_same_voucher_with_other_details_is_a_conflict(tax):
     assert (tax.balance(person.wallet_id), tax.balance(other.wallet_id)) == (1_500_00, 2_000_00)
 
 
+def test_a_voucher_an_attempt_paid_nothing_of_is_paid_by_the_next(tax):
+    """Not enough money the first time (24007, nothing debited): the voucher is not used up. The next attempt,
+    from the same wallet once it has the money or from another of the person's, is debited under a serial of its
+    own; after that the voucher is paid and asking again returns that payment."""
+    person = tax.taxpayer(personal=True, balance_fen=100_00)
+    tax.sign(person)
+    first = pay(person)
+    assert (first.state, first.result_code, first.tra_no) == (DeductionState.FAILED, "24007", "V320261100001")
+    tax.ecny.admin.fund(wallet_id=person.wallet_id, amount_fen=1_000_00)
+
+    second = pay(person)
+    assert (second.state, second.tra_no) == (DeductionState.SUCCEEDED, "V320261100001/2")
+    assert pay(person).pk == second.pk
+    with pytest.raises(services.TaxError) as exc:
+        pay(person, amount_fen=1_00)
+    assert exc.value.code == "idempotency_conflict"
+    assert tax.balance(person.wallet_id) == 1_100_00 - 500_00
+    assert pay(person, tax_vou_no="32026110000").tra_no == "V32026110000"  # a voucher that is a prefix: its own
+
+
 def test_page_and_api_show_the_voucher_conflict(tax):
     person = tax.taxpayer(personal=True, balance_fen=2_000_00)
     tax.sign(person)

@@ -13,9 +13,10 @@ from tax.handlers import TaxHandler
 from tests.clients import logged_in
 from tests.crawl import crawl
 from tests.tax.helpers import batch, item, real_time
+from tests.tax.test_refunds import order, refund_item
 
 API_LISTS = ["tax/agreements/", "tax/agreements/csv/", "tax/deductions/", "tax/deductions/csv/", "tax/packages/",
-             "tax/reconciliation/runs/", "tax/entry-report/", "tips/messages/", "transfers/"]
+             "tax/refunds/", "tax/reconciliation/runs/", "tax/entry-report/", "tips/messages/", "transfers/"]
 
 
 def test_tax_staff_never_see_a_taxpayers_name_id_or_wallet_whole(tax, tips_outbox):
@@ -25,6 +26,7 @@ def test_tax_staff_never_see_a_taxpayers_name_id_or_wallet_whole(tax, tips_outbo
     assert services.deduct_real_time(message=message, now=timezone.now()).result == ResultCode.SUCCESS
     package = batch(tax, [item(payer=person, protocol_no=agreement.protocol_no, amount_fen=100_00)])
     assert TaxHandler().receive_batch(package).result == ResultCode.SUCCESS
+    assert TaxHandler().receive_refund_order(order([refund_item(person, amount_fen=50_00)])).result == ResultCode.SUCCESS
     # The messages as the tax system sent them, in the log, as the SOAP endpoint records them.
     treasury = replace(message.treasury, pay_bk_code="001000000000")
     for document, msg_no in ((m.real_time_document(message=replace(message, treasury=treasury)), "3001"),
@@ -38,7 +40,7 @@ def test_tax_staff_never_see_a_taxpayers_name_id_or_wallet_whole(tax, tips_outbo
 
     assert len(bodies) > 40
     reached = " ".join(bodies)
-    for page in ("/tax/deductions/", "/tips/messages/", "/tax/agreements/", "/trace/transfer/", "/api/v1/tax/deductions/"):
+    for page in ("/tax/deductions/", "/tax/refunds/", "/api/v1/tax/refunds/", "/tips/messages/", "/tax/agreements/", "/trace/transfer/", "/api/v1/tax/deductions/"):
         assert page in reached, page  # the crawl got where the person's data is
     shown = " ".join(bodies.values())
     assert person.name[0] + "**" + person.name[-1] in shown  # and found them there, masked

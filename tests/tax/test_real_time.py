@@ -89,6 +89,19 @@ def test_no_verified_active_agreement_is_24009(tax):
     assert TaxDeduction.objects.filter(state=DeductionState.FAILED).count() == 2
 
 
+@pytest.mark.parametrize("amount_fen", [0, -100_00])
+def test_no_or_a_negative_amount_is_refused_and_nothing_kept(tax, amount_fen):
+    """The schema's Amount allows 0.00 and a minus sign: such a 3001 gets a 2001 refusal, not a fault that would
+    have the tax system send it again and again."""
+    payer = tax.taxpayer()
+    agreement = tax.signed_and_verified(payer)
+    result = TaxHandler().deduct_real_time(real_time(tax, payer=payer, protocol_no=agreement.protocol_no,
+                                                     amount_fen=amount_fen))
+    assert (result.result, result.amount_fen) == (ResultCode.OTHER_FAILURE, amount_fen)
+    assert "positive" in result.add_word
+    assert not TaxDeduction.objects.exists() and Transfer.objects.count() == 0
+
+
 @pytest.mark.parametrize("case, code", [
     ("poor", ResultCode.INSUFFICIENT_BALANCE),
     ("frozen", ResultCode.ACCOUNT_FROZEN),

@@ -84,6 +84,10 @@ def test_an_over_debit_is_returned_from_the_treasury_and_a_rejected_correction_m
     transfer = Transfer.objects.get(pk=approved.transfer_id)
     assert (transfer.payer_id, transfer.state) == (tax.treasury_wallet.pk, TransferState.SETTLED)
     assert check_ledger().problems == []
+    with pytest.raises(services.ReconciliationError) as twice:  # the treasury holds nothing more of that serial
+        corrections.propose_correction(case_id=case.pk, user=tax.checker, kind="refund", amount_fen=1, reason="again",
+                                       now=timezone.now())
+    assert twice.value.code == "exceeds_held" and tax.balance(payer) == before + 300_00
 
 
 def test_what_cannot_be_corrected_by_a_transfer_is_refused(cases, tax):
@@ -95,6 +99,8 @@ def test_what_cannot_be_corrected_by_a_transfer_is_refused(cases, tax):
 
     assert propose(cases[Outcome.MISSING_OURS]) == "no_deduction"  # the unknown serial: no deduction of ours
     assert propose(cases[Outcome.MISSING_TAX], amount_fen=0) == "invalid_amount"
+    assert propose(cases[Outcome.MISSING_TAX], amount_fen=10**19) == "invalid_amount"  # beyond any TIPS amount
+    assert propose(cases[Outcome.MISSING_TAX], amount_fen=300_01) == "exceeds_held"  # 300.00 was debited
     assert propose(cases[Outcome.MISSING_TAX], reason="") == "reason_required"
     assert propose(cases[Outcome.MISSING_TAX], kind="gift") == "invalid_kind"
     with pytest.raises(AccessDenied):
@@ -186,6 +192,74 @@ def test_a_correction_of_a_case_resolved_meanwhile_is_not_approved(cases, tax, d
     assert response.status_code == 409 and response.json()["code"] == "invalid_state"
     assert tax.balance(day["amount"].pay_acct) == before and Transfer.objects.count() == transfers
     assert CaseCorrection.objects.get(pk=proposed.pk).state == CorrectionState.PROPOSED
+
+
+def test_what_held_at_the_proposal_is_checked_again_at_the_approval(cases, tax, day):
+    """Between the maker and the checker the agreement may be revoked, or the debit reversed at the tax system's
+    request (1021): the approval then moves nothing."""
+    from adapters.tips.interface import Reversal
+    from tax import services as tax_services
+    from tests.tax.helpers import head
+
+    collect = corrections.propose_correction(case_id=cases[Outcome.AMOUNT_MISMATCH].pk, user=tax.staff, kind="collect",
+                                             amount_fen=1, reason="少扣 1 分 (1 fen short)", now=timezone.now())
+    refund = corrections.propose_correction(case_id=cases[Outcome.MISSING_TAX].pk, user=tax.staff, kind="refund",
+                                            amount_fen=300_00, reason="多扣 (over-debit)", now=timezone.now())
+    tax_services.revoke_agreement(agreement_id=day["amount"].agreement_id, user=tax.staff, reason="taxpayer withdrew",
+                                  now=timezone.now())
+    dropped = day["dropped"]
+    tax.ecny.admin.fund(wallet_id=tax.treasury_wallet.wallet_id, amount_fen=10_000_00)
+    reply = TaxHandler().reverse_deduction(Reversal(
+        head=head("1021"), tax_org_code=dropped.tax_org_code, entrust_date=ENTRUST_DATE, cancel_no="00000001",
+        ori_entrust_date=dropped.entrust_date, ori_tra_no=dropped.tra_no, cancel_reason="wrong voucher"))
+    assert reply.cancel_answer == "0"  # the 300.00 went back to the taxpayer once
+    balances = (tax.balance(day["amount"].pay_acct), tax.balance(dropped.pay_acct))
+    transfers = Transfer.objects.count()
+
+    for correction, code in ((collect, "not_signed"), (refund, "exceeds_held")):
+        with pytest.raises(services.ReconciliationError) as refused:
+            corrections.approve_correction(correction_id=correction.pk, user=tax.checker, now=timezone.now())
+        assert refused.value.code == code
+    assert (tax.balance(day["amount"].pay_acct), tax.balance(dropped.pay_acct)) == balances
+    assert Transfer.objects.count() == transfers
+    assert set(CaseCorrection.objects.values_list("state", flat=True)) == {CorrectionState.PROPOSED}
+
+
+def test_a_debit_a_correction_refunded_is_not_reversed_whole(cases, tax, day):
+    """The other order: once a correction paid money of a deduction back, the tax system's 1021 for it is refused
+    (reversing the whole debit would pay that money back twice)."""
+    from adapters.tips.interface import Reversal
+    from tests.tax.helpers import head
+
+    dropped = day["dropped"]
+    refund = corrections.propose_correction(case_id=cases[Outcome.MISSING_TAX].pk, user=tax.staff, kind="refund",
+                                            amount_fen=100_00, reason="部分多扣 (part over-debited)", now=timezone.now())
+    corrections.approve_correction(correction_id=refund.pk, user=tax.checker, now=timezone.now())
+    before = tax.balance(dropped.pay_acct)
+    reply = TaxHandler().reverse_deduction(Reversal(
+        head=head("1021"), tax_org_code=dropped.tax_org_code, entrust_date=ENTRUST_DATE, cancel_no="00000002",
+        ori_entrust_date=dropped.entrust_date, ori_tra_no=dropped.tra_no, cancel_reason="wrong voucher"))
+    assert reply.cancel_answer == "1" and "对账更正" in reply.add_word
+    assert tax.balance(dropped.pay_acct) == before
+    assert TaxDeduction.objects.get(pk=dropped.pk).state == "succeeded"
+
+
+def test_the_api_refuses_an_amount_or_a_correcting_transfer_it_cannot_take(cases, tax):
+    from rest_framework.test import APIClient
+
+    case = cases[Outcome.MISSING_TAX]
+    api = APIClient()
+    api.force_authenticate(tax.staff)
+    too_much = api.post(f"/api/v1/tax/reconciliation/cases/{case.pk}/corrections/",
+                        {"kind": "refund", "amount_fen": 10**19, "reason": "typo"}, format="json")
+    assert too_much.status_code == 400 and "amount_fen" in too_much.json()["details"]
+    other = Transfer.objects.first()  # a transfer, but not one of this case's corrections
+    for transfer_id in (987654, other.pk):
+        response = api.post(f"/api/v1/tax/reconciliation/cases/{case.pk}/resolve/",
+                            {"reason": "checked", "correcting_transfer": transfer_id}, format="json")
+        assert (response.status_code, response.json()["code"]) == (400, "invalid_transfer")
+    case.refresh_from_db()
+    assert case.state == "open" and not CaseCorrection.objects.exists()
 
 
 def test_a_correction_booked_on_a_later_day_is_fetched_for_the_day_of_its_case(cases, tax, day, monkeypatch):
