@@ -40,7 +40,7 @@ from treasury.trace.services import EventSpec, append_events
 from treasury import bulk, spreadsheets
 from treasury.money import format_yuan
 
-from . import parsing, union
+from . import parsing, selectors, union
 from .models import BatchState as B
 from .models import PayrollBatch, PayrollLine, UnionSettings
 
@@ -738,6 +738,19 @@ def _lines_to_act_on(batch: PayrollBatch, line_ids: list[int]) -> list[PayrollLi
     return lines
 
 
+def _ensure_union_takes_dues(batch: PayrollBatch, lines: list[PayrollLine]) -> None:
+    """Refuse the first line whose withheld union dues the union could not take now: `remit_for_payroll` would
+    remit nothing for it, so paying it would leave those dues with the employer."""
+    withheld = [(line.line_no, line.resident_id) for line in lines if line.deductions.get("union_dues", 0)]
+    if not withheld:
+        return
+    settings = UnionSettings.objects.filter(employer=batch.employer_id).first()
+    problems = union.payroll_dues_problems(settings=settings, withheld=withheld, period=batch.period)
+    if problems:
+        line_no, code, message = problems[0]
+        raise PayrollError(f"第{line_no}行: {message}", code)
+
+
 def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> PayrollBatch:
     """Pay held or failed lines again: each gets a new transfer under a new key (payroll:<batch>:<line>:<attempt>),
     so a retry is a new payment attempt, never a resend of the failed one. Held lines are checked with the
@@ -747,9 +760,12 @@ def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> P
     own, so only an approver who did not prepare the batch may (maker-checker). Either way the corporate
     wallet must hold what the retried lines pay, asked of the operator as funding does.
 
+    A line withholding union dues is checked as the upload checked it (`union.payroll_dues_problems`, with
+    the members and dues of this moment): paid while the union cannot take its dues, they would stay with the employer.
+
     Raises:
-        PayrollError: a line is neither held nor failed, its wallet still fails the operator's check, or
-            insufficient_funds.
+        PayrollError: a line is neither held nor failed, the union cannot take its dues (dues_not_member,
+            dues_already_paid, dues_by_call), its wallet still fails the operator's check, or insufficient_funds.
         MakerCheckerViolation, AccessDenied: a line never approved, retried by its preparer or a non-approver.
     """
     batch = PayrollBatch.objects.get(pk=batch_id)
@@ -767,6 +783,7 @@ def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> P
         batch = _locked(batch_id)
         _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
         lines = _lines_to_act_on(batch, line_ids)
+        _ensure_union_takes_dues(batch, lines)
         checks = verify_wallets(pairs=[(line.wallet_id, line.name) for line in lines])
         for line, check in zip(lines, checks):
             problem = _wallet_problem(check, line.net_fen, settings.WALLET_CLASS_LIMITS)
@@ -786,12 +803,20 @@ def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> P
 
 
 def return_lines(*, batch_id: int, line_ids: list[int], user, reason: str, now: datetime) -> PayrollBatch:
-    """Give up on held or failed lines (退回): they will not be paid by this service; the reason is kept."""
+    """Give up on held or failed lines (退回) of a paying or partially paid batch: they will not be paid by this
+    service; the reason is kept. Before paying, the lines are still those the approver is to approve.
+
+    Raises:
+        PayrollError: reason_required, not_paying, line_not_retryable, unknown_lines.
+    """
     if not reason.strip():
         raise PayrollError("请填写退回原因 (a reason is required)", "reason_required")
     with transaction.atomic():
         batch = _locked(batch_id)
         _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
+        if batch.state not in selectors.LINE_ACTION_STATES:
+            raise PayrollError("只能在发放中或部分发放后退回 (return lines only while paying or after a partial payment)",
+                               "not_paying")
         lines = _lines_to_act_on(batch, line_ids)
         PayrollLine.objects.filter(pk__in=[l.pk for l in lines]).update(returned=True, hold_reason=reason.strip()[:255])
         _trace(batch, "payroll.batch.lines_returned", actor=user.username, now=now,

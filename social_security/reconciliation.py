@@ -41,6 +41,7 @@ from social_security.models import (
     ReconciliationSource, SocialCaseCorrection, SocialDiscrepancyCase,
 )
 from social_security.models import DeclarationState as S
+from tax.models import AgreementState, TaxAgreement
 from tax.reconciliation import services as case_flow
 from tax.reconciliation.models import CaseState, CorrectionState
 from tax.reconciliation.services import ReconciliationError
@@ -263,6 +264,21 @@ def _document_wallets(case: SocialDiscrepancyCase):
     return None, None, None
 
 
+def _ensure_agreement_in_force(declaration: Declaration | None) -> None:
+    """A collection debits the employer's wallet under the three-party agreement its declaration was paid under:
+    only while that agreement is active (revoked or suspended, it no longer allows a debit). The agreement's row
+    is locked, as revoking it locks it, so a revocation at the same moment is seen or waits.
+
+    Raises ReconciliationError `not_signed`."""
+    if declaration is None or declaration.agreement_id is None:
+        raise ReconciliationError("补收只适用于有三方协议的单位申报 (collect needs an employer's declaration "
+                                  "under an agreement)", code="not_signed")
+    agreement = TaxAgreement.objects.select_for_update().get(pk=declaration.agreement_id)
+    if agreement.state != AgreementState.ACTIVE:
+        raise ReconciliationError("单位的三方协议已不在有效状态，不能补收 (the employer's three-party agreement is no "
+                                  "longer active: nothing can be collected under it)", code="not_signed")
+
+
 def propose_correction(*, case_id: int, user, kind: str, amount_fen: int, reason: str,
                        now: dt.datetime) -> SocialCaseCorrection:
     """The maker's step: a correcting transfer for another staff member to approve. Nothing moves yet.
@@ -272,7 +288,7 @@ def propose_correction(*, case_id: int, user, kind: str, amount_fen: int, reason
 
     Raises AccessDenied, ReconciliationError: `reason_required`, `invalid_amount`, `invalid_kind`,
     `invalid_state` (resolved), `no_payment` (no payment of ours behind the case), `not_signed` (collect
-    without a declaration under an agreement), `correction_pending`.
+    without a declaration under an agreement that is still active), `correction_pending`.
     """
     reason = (reason or "").strip()
     if not reason:
@@ -291,9 +307,8 @@ def propose_correction(*, case_id: int, user, kind: str, amount_fen: int, reason
         if payer_wallet is None:
             raise ReconciliationError("此差异没有本方缴费记录，无法以转账更正 (no payment of ours behind this case)",
                                       code="no_payment")
-        if kind == CorrectionKind.COLLECT and (declaration is None or declaration.agreement_id is None):
-            raise ReconciliationError("补收只适用于有三方协议的单位申报 (collect needs an employer's declaration "
-                                      "under an agreement)", code="not_signed")
+        if kind == CorrectionKind.COLLECT:
+            _ensure_agreement_in_force(declaration)
         payer, payee = (fund_wallet, payer_wallet) if kind == CorrectionKind.REFUND else (payer_wallet, fund_wallet)
         try:
             with transaction.atomic():
@@ -314,13 +329,20 @@ def approve_correction(*, correction_id: int, user, now: dt.datetime) -> SocialC
     after commit) and linked as the case's correcting transfer.
 
     Raises AccessDenied / MakerCheckerViolation, django_fsm.TransitionNotAllowed (decided already),
-    ReconciliationError (`transfer_refused`)."""
+    ReconciliationError: `invalid_state` (the case is no longer open or investigating), `not_signed` (a
+    collection whose agreement is no longer active), `transfer_refused`."""
     with transaction.atomic():
         correction = (SocialCaseCorrection.objects.select_for_update(of=("self",))
                       .select_related("case__tax_authority").get(pk=correction_id))
         case = _locked_case(correction.case_id)
         _ensure_staff(user, case)
         ensure_can_approve(approver=user, prepared_by_id=correction.proposed_by_id, approver_roles=APPROVER_ROLES)
+        # A case resolved since the proposal was settled without this money: moving it now would undo that.
+        if case.state not in (CaseState.OPEN, CaseState.INVESTIGATING):
+            raise ReconciliationError("差异已解决，不能再批准更正 (the case is resolved: the correction cannot be "
+                                      "approved)", code="invalid_state")
+        if correction.kind == CorrectionKind.COLLECT:
+            _ensure_agreement_in_force(_document_wallets(case)[2])  # suspended or revoked since the proposal
         correction.approve()
         try:
             (transfer_id,) = create_transfers(
@@ -347,7 +369,8 @@ def approve_correction(*, correction_id: int, user, now: dt.datetime) -> SocialC
 
 
 def reject_correction(*, correction_id: int, user, reason: str, now: dt.datetime) -> SocialCaseCorrection:
-    """The checker rejects a proposed correction with a reason; nothing moves.
+    """The checker rejects a proposed correction with a reason; nothing moves. Also once its case is resolved
+    (unlike approving): nothing else could ever decide the correction, and rejecting it moves no money.
 
     Raises AccessDenied / MakerCheckerViolation, ReconciliationError (`reason_required`),
     django_fsm.TransitionNotAllowed (decided already)."""
@@ -368,7 +391,10 @@ def reject_correction(*, correction_id: int, user, reason: str, now: dt.datetime
 
 
 def correction_actions(correction: SocialCaseCorrection, user) -> list[str]:
-    """What the user may do with a correction: approve / reject, if proposed by someone else."""
+    """What the user may do with a correction: approve / reject, if proposed by someone else; only reject once
+    its case is resolved (`approve_correction` refuses then)."""
     if correction.state != CorrectionState.PROPOSED or correction.proposed_by_id == user.pk:
         return []
+    if correction.case.state == CaseState.RESOLVED:
+        return ["reject"]
     return ["approve", "reject"]

@@ -22,18 +22,19 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from social_security import rules as social_rules
 from social_security.models import FundAccount, InsuranceType, Region
 from treasury.access.scoping import individual_person
 from treasury.errors import InvalidTransfers
-from treasury.models import Person, Transfer, TransferState, Wallet
+from treasury.models import UNPAID_STATES, Person, Transfer, TransferState, Wallet
 from treasury.money import format_yuan
 from treasury.services import transfers as transfer_services
 from treasury.services.transfers import NewTransfer, OperatorUnavailable, create_transfers
@@ -400,16 +401,27 @@ def check_selection(enrolment: Enrolment, due: list[Period], period_ids: list[in
     return chosen
 
 
-def class_limit_problem(wallet: Wallet, amount_fen: int) -> str:
+def wallet_paid_today_fen(*, wallet: Wallet, now: datetime) -> int:
+    """What the service has paid or is paying from the wallet on the day of `now` (Asia/Shanghai): its transfers
+    made that day, settled or in flight (not failed or cancelled; settled and returned since counts too, as the
+    operator's daily total does not go down). One query on the transfers' payer index."""
+    start = timezone.make_aware(datetime.combine(local_date(now), datetime.min.time()))
+    return (Transfer.objects.filter(payer=wallet, created_at__gte=start, created_at__lt=start + timedelta(days=1))
+            .exclude(state__in=UNPAID_STATES).aggregate(total=Sum("amount_fen"))["total"] or 0)
+
+
+def class_limit_problem(wallet: Wallet, amount_fen: int, *, paid_today_fen: int) -> str:
+    """Why the wallet's class refuses paying `amount_fen` now (`paid_today_fen` already paid today), or ""."""
     limits = settings.WALLET_CLASS_LIMITS.get(wallet.wallet_class) or {}
     single, daily = limits.get("single_fen"), limits.get("daily_fen")
     if single is not None and amount_fen > single:
         return (f"{wallet.wallet_class}类钱包单笔限额 {format_yuan(single)}，本次应缴 {format_yuan(amount_fen)}：请少缴几个月或"
                 f"升级钱包 (a class {wallet.wallet_class} wallet pays at most {format_yuan(single)} at a time: pay fewer "
                 f"months or upgrade the wallet)")
-    if daily is not None and amount_fen > daily:
-        return (f"{wallet.wallet_class}类钱包日累计限额 {format_yuan(daily)} (a class {wallet.wallet_class} wallet pays at "
-                f"most {format_yuan(daily)} a day)")
+    if daily is not None and paid_today_fen + amount_fen > daily:
+        return (f"{wallet.wallet_class}类钱包日累计限额 {format_yuan(daily)}，今日已付 {format_yuan(paid_today_fen)}，本次应缴 "
+                f"{format_yuan(amount_fen)}：请明天再缴或少缴几个月 (a class {wallet.wallet_class} wallet pays at most "
+                f"{format_yuan(daily)} a day, {format_yuan(paid_today_fen)} paid today: pay tomorrow or pay fewer months)")
     return ""
 
 
@@ -420,7 +432,7 @@ def pay(*, user, enrolment_id: int, period_ids: list[int], now: datetime) -> Pay
 
     Idempotent: asking again for months already being paid (or paid) by one payment returns that payment;
     nothing is debited twice. A wallet whose class limit the amount exceeds is refused before anything is
-    written.
+    written, the day's limit counting what the wallet already paid or is paying today.
 
     Raises:
         FlexibleError: `individual_required`, `not_found`, `no_periods`, `not_due`, `not_in_order`,
@@ -444,7 +456,10 @@ def pay(*, user, enrolment_id: int, period_ids: list[int], now: datetime) -> Pay
         wallet = enrolment.wallet
         if wallet.status != Wallet.Status.ACTIVE:
             raise FlexibleError("钱包已冻结或注销 (the wallet is frozen or closed)", "wallet_inactive")
-        problem = class_limit_problem(wallet, priced.amount_fen)
+        # Under the enrolment's lock: the wallet is its person's, who has one enrolment, so another payment from
+        # the wallet waits here and then counts this one.
+        problem = class_limit_problem(wallet, priced.amount_fen,
+                                      paid_today_fen=wallet_paid_today_fen(wallet=wallet, now=now))
         if problem:
             raise FlexibleError(problem, "class_limit")
         payment = Payment.objects.create(

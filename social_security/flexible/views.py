@@ -191,7 +191,8 @@ def pay(request):
         messages.error(request, _("Nothing to pay."))
         return redirect("social_flexible:mine")
     priced = services.quote(periods=chosen, now=now)
-    limit_problem = services.class_limit_problem(enrolment.wallet, priced.amount_fen)
+    paid_today = services.wallet_paid_today_fen(wallet=enrolment.wallet, now=now)
+    limit_problem = services.class_limit_problem(enrolment.wallet, priced.amount_fen, paid_today_fen=paid_today)
     return render(request, "social_security/flexible/pay.html",
                   {"enrolment": enrolment, "quote": priced, "limit_problem": limit_problem})
 

@@ -465,6 +465,8 @@ def test_retry_return_close_and_summary_receipt_through_the_api(employer):
     assert closed.status_code == 200 and closed.json()["state"] == "closed"
     assert api.post(f"{url}/close/").status_code == 409
     assert api.post(f"{url}/retry/", {"line_ids": [failed.pk]}, format="json").status_code == 400
+    response = api.post(f"{url}/return/", {"line_ids": [failed.pk], "reason": "x"}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "not_paying"
 
 
 def test_summary_receipt_waits_for_the_batch_to_be_paid(employer):

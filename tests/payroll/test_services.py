@@ -15,6 +15,7 @@ from treasury.access.errors import AccessDenied, MakerCheckerViolation
 from treasury.models import Transfer, TransferState
 from treasury.money import format_yuan
 from treasury.services.ledger import check_ledger
+from treasury.trace.models import TraceEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 def test_a_clean_file_is_paid_end_to_end(employer):
@@ -248,6 +249,24 @@ def test_failed_and_held_lines_can_be_retried_or_returned(employer):
     assert batch.state == BatchState.PARTIALLY_PAID  # one line was returned, not paid
     assert services.line_progress(batch=batch).paid == 3
     assert check_ledger().problems == []
+
+
+def test_lines_are_returned_only_while_the_batch_pays(employer):
+    """Before paying, the held lines are part of what the approver is about to approve: returning them is
+    refused, nothing is marked or traced."""
+    rows = staff(employer, 3, skip=(2,))  # line 3's wallet is unknown at the operator: held at upload
+    batch = upload(employer, rows, hold_invalid_lines=True)
+    assert batch.state == BatchState.VALIDATED and batch.held_count == 1
+    held = batch.lines.get(held=True)
+
+    with pytest.raises(PayrollError) as refused:
+        services.return_lines(batch_id=batch.pk, line_ids=[held.pk], user=employer.operator_user,
+                              reason="改用银行转账", now=timezone.now())
+    assert refused.value.code == "not_paying"
+    held.refresh_from_db()
+    assert not held.returned and held.hold_reason
+    assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.VALIDATED
+    assert not TraceEvent.objects.filter(stream_key=batch.batch_ref, kind="payroll.batch.lines_returned").exists()
 
 
 def with_a_failed_line(employer):

@@ -193,3 +193,34 @@ def test_dues_the_union_could_not_take_are_reported_at_upload_and_never_kept(emp
     assert refused.state == BatchState.REJECTED and refused.problems[0]["code"] == "dues_by_call"
     accepted = upload(employer, [without_dues(rows[0])])
     assert accepted.state == BatchState.VALIDATED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_line_held_for_its_dues_is_retried_only_once_the_union_can_take_them(employer, grassroots):
+    """A retry checks a line's withheld dues again, as the upload did: while the union cannot take them (here the
+    person is not a member) the line is refused and nothing is sent, since remitting nothing would leave the
+    25.00 yuan with the employer; once the person has joined, the retry pays the line and the dues go on."""
+    rows = staff(employer, 2)
+    members_for(grassroots, rows[:1])  # the second person is not a member, yet the file withholds 25.00 of dues
+    batch = approved_and_funded(employer, rows, hold_invalid_lines=True)
+    held = batch.lines.get(held=True)
+    assert "不是工会会员" in held.hold_reason
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PARTIALLY_PAID
+    admin = employer.sandbox.admin
+    union_before = admin.balance(wallet_id=grassroots.wallet.wallet_id)
+
+    with pytest.raises(services.PayrollError) as refused:
+        services.retry_lines(batch_id=batch.pk, line_ids=[held.pk], user=employer.approver, now=timezone.now())
+    assert refused.value.code == "dues_not_member" and f"第{held.line_no}行" in str(refused.value)
+    held.refresh_from_db()
+    assert held.held and held.transfer_id is None
+    assert admin.balance(wallet_id=rows[1][3]) == 0
+    assert admin.balance(wallet_id=grassroots.wallet.wallet_id) == union_before
+
+    members_for(grassroots, rows[1:])
+    services.retry_lines(batch_id=batch.pk, line_ids=[held.pk], user=employer.approver, now=timezone.now())
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+    assert admin.balance(wallet_id=rows[1][3]) == builders.net_fen(rows[1])
+    assert union_money(batch, union.PURPOSE_DUES) == 2 * 2_500
+    assert check_ledger().problems == []

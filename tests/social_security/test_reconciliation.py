@@ -18,6 +18,7 @@ from social_security.flexible import services as flexible
 from social_security.flexible.models import Payment, PaymentState
 from social_security.models import Declaration, SocialDiscrepancyCase
 from social_security.models import DeclarationState as S
+from tax import services as tax_services
 from tax.reconciliation.services import ReconciliationError
 from tests import factories as f
 from tests.social_security.flexible.conftest import make_individual
@@ -178,6 +179,62 @@ def test_a_case_is_worked_and_a_refund_needs_a_second_person(day, settings):
     with pytest.raises(ReconciliationError):
         reconciliation.propose_correction(case_id=case.pk, user=staff, kind="refund", amount_fen=1, reason="x",
                                           now=now())
+
+
+def test_a_correction_is_not_approved_once_its_case_is_resolved(day):
+    """A case resolved after a refund was proposed was settled without that money: approving it now would pay it
+    out all the same, so it is refused; rejecting it, which moves nothing, still closes it off."""
+    rows = day.statement()
+    rows.append((day.flex_key, "credit", day.payment.amount_fen, "transfer", day.fund))  # collected twice
+    reconciliation.reconcile_day(check_date=day.date, now=now(), statement_rows=rows)
+    case = SocialDiscrepancyCase.objects.get(outcome="duplicate_operator")
+    staff, other_staff = day.world.tax_staff, f.make_user(role=roles.TAX_STAFF, organization=day.world.authority)
+    correction = reconciliation.propose_correction(case_id=case.pk, user=staff, kind="refund",
+                                                   amount_fen=day.payment.amount_fen, reason="退还重复扣款", now=now())
+    assert reconciliation.correction_actions(correction, other_staff) == ["approve", "reject"]
+    reconciliation.resolve_case(case_id=case.pk, user=staff, reason="运营机构已自行冲正 (the operator reversed it)",
+                                now=now())
+
+    with pytest.raises(ReconciliationError) as refused:
+        reconciliation.approve_correction(correction_id=correction.pk, user=other_staff, now=now())
+    assert refused.value.code == "invalid_state"
+    assert not Transfer.objects.filter(idempotency_key=f"socialcorr:{correction.pk}").exists()
+    correction.refresh_from_db()
+    assert correction.state == "proposed" and reconciliation.correction_actions(correction, other_staff) == ["reject"]
+    rejected = reconciliation.reject_correction(correction_id=correction.pk, user=other_staff, reason="差异已解决",
+                                                now=now())
+    assert rejected.state == "rejected" and rejected.transfer_id is None
+
+
+def test_a_collection_needs_the_agreement_in_force_when_proposed_and_when_approved(day):
+    """Collecting debits the employer's wallet under the three-party agreement its declaration was paid under:
+    not while that agreement is suspended (approving waits for it to resume), never once it is revoked."""
+    rows = day.statement(**{day.decl_key: day.declaration.total_fen - 100})  # the operator credited 1 yuan less
+    reconciliation.reconcile_day(check_date=day.date, now=now(), statement_rows=rows)
+    case = SocialDiscrepancyCase.objects.get(request_id=day.decl_key, outcome="amount_mismatch")
+    staff, other_staff = day.world.tax_staff, f.make_user(role=roles.TAX_STAFF, organization=day.world.authority)
+    agreement_id = day.declaration.agreement_id
+    correction = reconciliation.propose_correction(case_id=case.pk, user=staff, kind="collect", amount_fen=100,
+                                                   reason="补收差额", now=now())
+
+    tax_services.suspend_agreement(agreement_id=agreement_id, user=staff, reason="核查 (checking)", now=now())
+    with pytest.raises(ReconciliationError) as refused:
+        reconciliation.approve_correction(correction_id=correction.pk, user=other_staff, now=now())
+    assert refused.value.code == "not_signed"
+    assert not Transfer.objects.filter(idempotency_key=f"socialcorr:{correction.pk}").exists()
+    tax_services.resume_agreement(agreement_id=agreement_id, user=staff, reason="核查完毕 (checked)", now=now())
+    reconciliation.approve_correction(correction_id=correction.pk, user=other_staff, now=now())
+    transfer = Transfer.objects.get(idempotency_key=f"socialcorr:{correction.pk}")
+    assert (transfer.payer_id, transfer.payee_id, transfer.amount_fen) == (
+        day.declaration.payer_wallet_id, day.fund, 100)
+
+    tax_services.revoke_agreement(agreement_id=agreement_id, user=staff,
+                                  reason="纳税人解约 (the taxpayer ended the agreement)", now=now())
+    with pytest.raises(ReconciliationError) as refused:
+        reconciliation.propose_correction(case_id=case.pk, user=staff, kind="collect", amount_fen=100,
+                                          reason="再补收", now=now())
+    assert refused.value.code == "not_signed"
+    assert case.corrections.count() == 1
 
 
 def test_reconcile_social_command_reports_both_halves(day, capsys):

@@ -245,6 +245,39 @@ def test_an_unknown_outcome_stays_paying_until_recovery_and_never_pays_twice(fle
     assert_ledger_ok()
 
 
+def test_the_daily_limit_counts_what_the_wallet_paid_that_day(flex):
+    """A class-4 wallet pays at most 2,000 yuan at a time and 5,000 a day. Paying one month (1,357.20 yuan) at a
+    time, the fourth payment of the day (5,428.80 in all) is refused before anything is written, not sent for the
+    operator to refuse; the next day it is paid."""
+    who = flex.individual(wallet_class=4, balance_fen=9_000_00)
+    enrolment = flex.enrol(who, level=60, frequency="yearly", start=dt.date(2026, 1, 1))
+    months = periods(enrolment)
+    assert months[0].total_fen == 135720
+    jan_20 = at(dt.date(2026, 1, 20), hour=23)
+    flex.ecny.admin.set_clock(at=jan_20)  # the operator's day is the service's
+    for month in months[:3]:  # 4,071.60 yuan: within the day's 5,000
+        paid = services.pay(user=who.user, enrolment_id=enrolment.pk, period_ids=[month.pk], now=jan_20)
+        assert paid.state == PaymentState.PAID
+    assert services.wallet_paid_today_fen(wallet=enrolment.wallet, now=jan_20) == 3 * 135720
+
+    with pytest.raises(services.FlexibleError) as refused:
+        services.pay(user=who.user, enrolment_id=enrolment.pk, period_ids=[months[3].pk], now=jan_20)
+    assert refused.value.code == "class_limit"
+    assert "日累计限额 ¥5,000.00，今日已付 ¥4,071.60" in str(refused.value)
+    assert (Payment.objects.count(), Transfer.objects.count()) == (3, 3)
+    months[3].refresh_from_db()
+    assert months[3].state == PeriodState.DUE and months[3].last_failure == ""
+    assert flex.balance(who.wallet_id) == 9_000_00 - 3 * 135720
+
+    # An hour later it is 21 January in Shanghai (still the 20th in UTC): a new day's limit.
+    jan_21 = at(dt.date(2026, 1, 21), hour=0)
+    flex.ecny.admin.set_clock(at=jan_21)
+    assert services.wallet_paid_today_fen(wallet=enrolment.wallet, now=jan_21) == 0
+    paid = services.pay(user=who.user, enrolment_id=enrolment.pk, period_ids=[months[3].pk], now=jan_21)
+    assert paid.state == PaymentState.PAID
+    assert_ledger_ok()
+
+
 def test_an_error_before_the_operator_applies_is_sent_again_under_the_same_key(flex, settings):
     from treasury.services.transfers import recover_unconfirmed_transfers, submit_stranded_pending_transfers
 
@@ -321,7 +354,9 @@ def test_a_wallet_class_limit_is_named_in_yuan_and_fen():
     from treasury.models import Wallet
 
     wallet = Wallet(wallet_class=3)  # single payment at most ¥5,000.00, ¥10,000.00 a day
-    assert services.class_limit_problem(wallet, 5_000_00) == ""
-    single = services.class_limit_problem(wallet, 6_786_01)
+    assert services.class_limit_problem(wallet, 5_000_00, paid_today_fen=5_000_00) == ""
+    single = services.class_limit_problem(wallet, 6_786_01, paid_today_fen=0)
     assert "单笔限额 ¥5,000.00，本次应缴 ¥6,786.01" in single and "at most ¥5,000.00 at a time" in single
-    assert services.class_limit_problem(Wallet(wallet_class=1), 1_000_000_00) == ""  # class 1: no limit
+    daily = services.class_limit_problem(wallet, 5_000_00, paid_today_fen=5_000_01)
+    assert "日累计限额 ¥10,000.00，今日已付 ¥5,000.01" in daily and "at most ¥10,000.00 a day" in daily
+    assert services.class_limit_problem(Wallet(wallet_class=1), 1_000_000_00, paid_today_fen=1) == ""  # no limit
