@@ -525,8 +525,9 @@ ARREARS_MONTHS = 3
 
 
 class UnionMemberSerializer(serializers.ModelSerializer):
-    """A member as the union's page shows it: resident ID and wallet masked."""
+    """A member as the union's page shows it: name, resident ID and wallet masked (as payroll lines are)."""
 
+    name = serializers.SerializerMethodField()
     resident_id = serializers.SerializerMethodField()
     wallet_id = serializers.SerializerMethodField()
 
@@ -535,6 +536,9 @@ class UnionMemberSerializer(serializers.ModelSerializer):
         fields = ["id", "employee_no", "name", "resident_id", "wallet_id", "standing_authorisation", "dues_base_fen",
                   "active"]
         read_only_fields = fields
+
+    def get_name(self, obj: UnionMember) -> str:
+        return mask_name(obj.name)
 
     def get_resident_id(self, obj: UnionMember) -> str:
         return mask_resident_id(obj.resident_id)
@@ -546,7 +550,7 @@ class UnionMemberSerializer(serializers.ModelSerializer):
 class DuesCallSerializer(serializers.ModelSerializer):
     member_id = serializers.IntegerField(read_only=True)
     employee_no = serializers.CharField(source="member.employee_no", read_only=True)
-    name = serializers.CharField(source="member.name", read_only=True)
+    name = serializers.SerializerMethodField(help_text="the member's name, masked")
     state = serializers.SerializerMethodField(help_text="the payment's state (transfer state), or not_paid")
     transfer_id = serializers.IntegerField(read_only=True, allow_null=True)
     failure_message = serializers.SerializerMethodField()
@@ -557,6 +561,9 @@ class DuesCallSerializer(serializers.ModelSerializer):
         fields = ["id", "member_id", "employee_no", "name", "period", "amount_fen", "source", "state", "transfer_id",
                   "failure_message", "receipt_number", "created_at"]
         read_only_fields = fields
+
+    def get_name(self, obj: DuesCall) -> str:
+        return mask_name(obj.member.name)
 
     def get_state(self, obj: DuesCall) -> str:
         return obj.transfer.state if obj.transfer_id else "not_paid"
@@ -655,10 +662,13 @@ class MembersImportSerializer(serializers.Serializer):
 class ArrearSerializer(serializers.Serializer):
     member_id = serializers.IntegerField(source="member.pk")
     employee_no = serializers.CharField(source="member.employee_no")
-    name = serializers.CharField(source="member.name")
+    name = serializers.SerializerMethodField(help_text="the member's name, masked")
     period = serializers.CharField()
     amount_fen = serializers.IntegerField()
     reason = serializers.CharField()
+
+    def get_name(self, obj) -> str:
+        return mask_name(obj.member.name)
 
 
 class DuesCallRequestSerializer(serializers.Serializer):

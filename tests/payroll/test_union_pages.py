@@ -1,5 +1,5 @@
-"""The union page and API as the union's and the employer's users meet them: members (IDs and wallets
-masked), rules as percentages, dues by month with payment state and receipt, arrears, the monthly
+"""The union page and API as the union's and the employer's users meet them: members (names, IDs and
+wallets masked, as payroll lines are), rules as percentages, dues by month with payment state and receipt, arrears, the monthly
 dues call (collected once, however often it is asked for), and scoping (anyone else gets 404).
 Against the sandbox operator over real HTTP; Celery runs eagerly, so a call is paid in the request."""
 import pytest
@@ -51,7 +51,7 @@ def test_union_page_shows_members_rules_calls_and_arrears(employer, grassroots, 
     html = page.get(url).content.decode()
     for member in members:
         assert f'data-member="{member.pk}"' in html
-        assert member.resident_id not in html and member.wallet_id not in html  # masked
+        assert member.name not in html and member.resident_id not in html and member.wallet_id not in html  # masked
     assert 'data-testid="dues-rate">0.5%' in html and 'data-testid="funds-rate">2%' in html
     assert "60%" in html and "40%" in html
     assert 'data-action="dues-call"' in html and f'value="{this_month()}"' in html
@@ -136,7 +136,8 @@ def test_dues_call_by_api_collects_once(employer, grassroots, union_world):
     assert (detail["dues_rate_percent"], detail["funds_rate_percent"], detail["grassroots_share_percent"]) == (
         "0.5", "2", "60")
     assert len(detail["members"]) == 4
-    assert all("*" in m["resident_id"] and "*" in m["wallet_id"] for m in detail["members"])
+    assert all("*" in m["name"] and "*" in m["resident_id"] and "*" in m["wallet_id"] for m in detail["members"])
+    assert all("*" in c["name"] for c in detail["calls"])
     assert {m["resident_id"] for m in detail["members"]}.isdisjoint({r[2] for r in rows})
     assert len(detail["calls"]) == 3
     paid = next(c for c in detail["calls"] if c["state"] == "settled")
@@ -145,6 +146,7 @@ def test_dues_call_by_api_collects_once(employer, grassroots, union_world):
 
     arrears = api.get(f"{url}/arrears/", {"periods": this_month()}).json()
     assert sorted(a["member_id"] for a in arrears) == sorted(m.pk for m in members[2:])
+    assert {a["name"] for a in arrears}.isdisjoint({m.name for m in members})  # masked
     default = api.get(f"{url}/arrears/").json()  # this month and the two before
     assert {a["period"] for a in default} == set(recent_periods(timezone.localdate(), 3))
     assert api.get(f"{url}/arrears/", {"periods": "2025-13"}).status_code == 400
