@@ -28,6 +28,8 @@ from adapters.budget.interface import BudgetError, BudgetFault, BudgetUnavailabl
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin, api_exception_handler
 from treasury.access.errors import AccessDenied
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
+from treasury.api import ConditionsSerializer
+from treasury.business_days import BusinessDaySerializerField
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.money import fen_to_yuan_str
 
@@ -112,13 +114,6 @@ class FiscalProblemSerializer(serializers.Serializer):
     column = serializers.CharField()
     code = serializers.CharField()
     message = serializers.CharField()
-
-
-class ConditionsSerializer(serializers.Serializer):
-    allowed_payees = serializers.ListField(child=serializers.CharField(), help_text="wallet ids; empty: any payee")
-    payee_category = serializers.CharField(help_text="WT01 personal, WT09 corporate; empty: any")
-    purposes = serializers.ListField(child=serializers.CharField(), help_text="purpose codes; empty: any")
-    expires_at = serializers.DateTimeField(allow_null=True, help_text="spend-by time")
 
 
 class AttachmentSerializer(serializers.ModelSerializer):
@@ -221,7 +216,8 @@ class FiscalProgressSerializer(serializers.Serializer):
     total = serializers.IntegerField(required=False)
     paid = serializers.IntegerField(required=False)
     paid_fen = serializers.IntegerField(required=False)
-    failed = serializers.IntegerField(required=False, help_text="refused lines not yet retried or returned")
+    failed = serializers.IntegerField(
+        required=False, help_text="lines refused, or whose money came back, not yet retried or returned")
     open = serializers.IntegerField(required=False, help_text="lines being paid")
     returned = serializers.IntegerField(required=False)
     returned_fen = serializers.IntegerField(required=False)
@@ -303,7 +299,7 @@ class DailyReportSerializer(serializers.Serializer):
 
 
 class DailyReportQuerySerializer(serializers.Serializer):
-    day = serializers.DateField(required=False)
+    day = BusinessDaySerializerField(required=False)
     organization = serializers.IntegerField(required=False, min_value=1)
 
 

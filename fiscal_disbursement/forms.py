@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from treasury.business_days import BusinessDayField
 from treasury.identifiers import InvalidIdentifier, validate_wallet_id
 from treasury.services.transfers import Conditions  # the transfer core's name for e-CNY earmark conditions
 
@@ -85,7 +86,7 @@ class ConditionsFields(forms.Form):
     allowed_payees = forms.CharField(
         label=_("Allowed payee wallet ids"), required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 40}),
         help_text=_("One 16-digit wallet id per line. Empty: any payee."))
-    spend_by_date = forms.DateField(label=_("Spend by"), required=False,
+    spend_by_date = BusinessDayField(label=_("Spend by"), required=False,
                                     widget=forms.DateInput(attrs={"type": "date"}),
                                     help_text=_("The payments are refused after the end of this day."))
 
@@ -204,7 +205,7 @@ class ReasonForm(forms.Form):
 
 
 class DailyReportForm(forms.Form):
-    day = forms.DateField(label=_("Date"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    day = BusinessDayField(label=_("Date"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     organization = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
 

@@ -25,7 +25,7 @@ from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import Organization, TransferState
 from treasury.waiting import Waiting
 
-from .models import PaymentLine, PaymentRequest, Quota, earmark_warned
+from .models import LINE_NOT_PAID_STATES, PaymentLine, PaymentRequest, Quota, earmark_warned
 from .models import RequestState as R
 
 FINANCE_ROLES = (roles.FINANCE_CLERK, roles.FINANCE_APPROVER)
@@ -36,7 +36,6 @@ PAYING_OR_LATER = (R.PAYING, R.PAID, R.PARTIALLY_PAID, R.FAILED, R.REPORTING, R.
 # Failed lines can be retried or returned once paying has ended with failures.
 LINE_ACTION_STATES = (R.PARTIALLY_PAID, R.FAILED)
 ATTACHMENT_STATES = (R.DRAFT, R.SUBMITTED, R.REJECTED)
-_FAILED = (TransferState.FAILED, TransferState.CANCELLED)
 _OPEN = (TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN)
 
 
@@ -161,7 +160,7 @@ LINE_FILTERS = ("all", "paid", "failed", "returned", "open")
 def _line_filter(status: str) -> Q | None:
     return {
         "paid": Q(returned=False, transfer__state=TransferState.SETTLED),
-        "failed": Q(returned=False, transfer__state__in=_FAILED),
+        "failed": Q(returned=False, transfer__state__in=LINE_NOT_PAID_STATES),
         "returned": Q(returned=True),
         "open": Q(returned=False, transfer__state__in=_OPEN),
     }.get(status)
@@ -186,7 +185,7 @@ def line_state(line: PaymentLine) -> str:
 
 def line_is_actionable(line: PaymentLine) -> bool:
     """Its current payment failed and it was not returned (what retry_lines and return_lines accept)."""
-    return not line.returned and line.transfer_id is not None and line.transfer.state in _FAILED
+    return not line.returned and line.transfer_id is not None and line.transfer.state in LINE_NOT_PAID_STATES
 
 
 def earmark_warned_count(*, request: PaymentRequest) -> int:
@@ -195,10 +194,13 @@ def earmark_warned_count(*, request: PaymentRequest) -> int:
 
 
 def line_refusal(line: PaymentLine) -> str:
-    """The operator's refusal of the line's current payment (e.g. an earmark condition), if any."""
-    if line.transfer_id is None or line.transfer.state not in _FAILED:
+    """The operator's refusal of the line's current payment (e.g. an earmark condition), if any; for a payment
+    whose money came back, that it was returned or reversed."""
+    if line.transfer_id is None or line.transfer.state not in LINE_NOT_PAID_STATES:
         return ""
     transfer = line.transfer
+    if transfer.state in (TransferState.RETURNED, TransferState.REVERSED):
+        return TransferState(transfer.state).label
     if transfer.failure_message and transfer.failure_code:
         return f"{transfer.failure_code}: {transfer.failure_message}"
     return transfer.failure_message or transfer.failure_code or ""
@@ -215,7 +217,7 @@ def returns_to_handle(*, user) -> QuerySet[PaymentLine]:
     """Failed lines (not retried, not returned) of the user's requests whose paying has ended:
     what a clerk retries or confirms as returned, grouped by request."""
     return (PaymentLine.objects.filter(request__in=visible_requests(user).filter(state__in=LINE_ACTION_STATES),
-                                       returned=False, transfer__state__in=_FAILED)
+                                       returned=False, transfer__state__in=LINE_NOT_PAID_STATES)
             .select_related("request", "request__organization", "transfer")
             .order_by("-request__created_at", "request_id", "line_no"))
 
@@ -278,7 +280,8 @@ def request_actions(*, user, request: PaymentRequest) -> RequestActions:
             continue
         if not can_proceed(getattr(request, _ACTION_TRANSITIONS[action])):
             continue
-        if action == SUBMIT and (request.problem_count or not request.line_count):
+        if action == SUBMIT and (request.problem_count or not request.line_count
+                                 or user.pk != request.prepared_by_id):
             continue
         if action == APPROVE and user.pk in (request.prepared_by_id, request.first_approved_by_id):
             awaiting = True
@@ -287,7 +290,8 @@ def request_actions(*, user, request: PaymentRequest) -> RequestActions:
     return RequestActions(
         available=tuple(available),
         awaiting_other_approver=awaiting,
-        can_edit_payees=request.state == R.DRAFT and may_change(user, request, *_CLERK),
+        can_edit_payees=(request.state == R.DRAFT and user.pk == request.prepared_by_id
+                         and may_change(user, request, *_CLERK)),
         can_add_attachments=request.state in ATTACHMENT_STATES and may_change(user, request, *_CLERK),
         can_act_on_lines=request.state in LINE_ACTION_STATES and may_change(user, request, *_CLERK),
     )

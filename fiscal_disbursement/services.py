@@ -56,7 +56,16 @@ from treasury.services.wallets import (
 from treasury.trace.services import EventSpec, append_events
 
 from . import payees
-from .models import RESERVING_STATES, PaymentLine, PaymentRequest, PayType, Quota, RequestAttachment, ResultReport
+from .models import (
+    LINE_NOT_PAID_STATES,
+    RESERVING_STATES,
+    PaymentLine,
+    PaymentRequest,
+    PayType,
+    Quota,
+    RequestAttachment,
+    ResultReport,
+)
 from .models import RequestState as R
 
 logger = logging.getLogger(__name__)
@@ -100,6 +109,14 @@ def _ensure_finance_user(user, request_or_org, *, role_names: tuple[str, ...]) -
         raise AccessDenied("不能操作其他机构的支付申请 (this request belongs to another organization)", code="not_found")
     if not roles.has_role(user, *role_names):
         raise AccessDenied("没有此操作的权限 (your role cannot do this)", code="role_required")
+
+
+def _ensure_preparer(user, request: PaymentRequest, message: str) -> None:
+    """Maker-checker: one person makes a request (creates it, loads its payees, submits it), the one
+    `approve_request` refuses. Another clerk who also approves could otherwise choose where the money goes
+    on someone else's draft and approve it alone."""
+    if user.pk != request.prepared_by_id:
+        raise AccessDenied(message, code="not_preparer")
 
 
 def _locked(request_id: int) -> PaymentRequest:
@@ -243,10 +260,14 @@ def create_request(*, user, quota_id: str, pay_type: str, title: str, now: datet
 
     Raises:
         DisbursementError: unknown quota, payment type not allowed by the quota, no payer wallet.
-        AccessDenied: the user is not a finance clerk.
+        AccessDenied: the user is not a finance clerk, or belongs to no organization (`no_organization`: an
+            administrator acts on any bureau's requests, but a new one is prepared for the preparer's own).
     """
     organization = user_organization(user)
     _ensure_finance_user(user, organization, role_names=CLERK_ROLES)
+    if organization is None:
+        raise AccessDenied("没有所属财政局，不能准备支付申请 (you belong to no finance bureau to prepare a request for)",
+                           code="no_organization")
     quota = Quota.objects.filter(quota_id=quota_id).first()
     if quota is None:
         raise DisbursementError(f"指标 {quota_id} 不存在，请先同步指标 (unknown quota; synchronise quotas first)",
@@ -316,9 +337,12 @@ def load_payee_file(*, request_id: int, user, filename: str, data: bytes, now: d
     one call per 1,000 lines); if there is any, the draft keeps no line, only the problems and the
     upload (for the error report). Otherwise the lines replace the previous ones.
 
+    Only the preparer loads payees (`_ensure_preparer`).
+
     Raises:
         payees.PayeeFileRefused: not a payee spreadsheet at all (too large, zip bomb, formulas ...).
         DisbursementError: the request is not a draft.
+        AccessDenied: not a clerk of the request's bureau, or not its preparer (`not_preparer`).
     """
     sha256 = hashlib.sha256(data).hexdigest()
     upload_path = _store_file(data, sha256, filename, "uploads")
@@ -326,6 +350,7 @@ def load_payee_file(*, request_id: int, user, filename: str, data: bytes, now: d
         with transaction.atomic():
             request = _locked(request_id)
             _ensure_finance_user(user, request, role_names=CLERK_ROLES)
+            _ensure_preparer(user, request, "只有经办人可以更换收款人 (only whoever prepared the request may change its payees)")
             if request.state != R.DRAFT:
                 raise DisbursementError("只有草稿可以更换收款人 (payees can be changed only in a draft)", "not_draft")
             request.lines.all().delete()
@@ -446,10 +471,16 @@ def add_attachment(*, request_id: int, user, filename: str, data: bytes, now: da
 
 
 def submit_request(*, request_id: int, user, now: datetime) -> PaymentRequest:
-    """draft -> submitted, when it has payees and no problems."""
+    """draft -> submitted by its preparer, when it has payees and no problems.
+
+    Raises:
+        AccessDenied: not a clerk of the request's bureau, or not its preparer (`not_preparer`).
+        DisbursementError: payees_not_ready.
+    """
     with transaction.atomic():
         request = _locked(request_id)
         _ensure_finance_user(user, request, role_names=CLERK_ROLES)
+        _ensure_preparer(user, request, "只有经办人可以提交支付申请 (only whoever prepared the request may submit it)")
         if request.problem_count or not request.line_count:
             raise DisbursementError("请先上传无错误的收款人文件 (upload a payee file without problems first)",
                                     "payees_not_ready")
@@ -840,7 +871,7 @@ class LineProgress:
     total: int
     paid: int
     paid_fen: int
-    failed: int  # the current attempt failed; not yet retried or returned
+    failed: int  # the current attempt failed or its money came back; not yet retried or returned
     open: int  # being paid
     returned: int
     returned_fen: int
@@ -856,8 +887,10 @@ class LineProgress:
 
 
 def line_progress(*, request: PaymentRequest) -> LineProgress:
+    """Every line counted once: paid + failed + open + returned == total (a transfer's state is one of
+    settled, LINE_NOT_PAID_STATES or open)."""
     settled = Q(transfer__state=TransferState.SETTLED, returned=False)
-    failed = Q(transfer__state__in=[TransferState.FAILED, TransferState.CANCELLED], returned=False)
+    failed = Q(transfer__state__in=LINE_NOT_PAID_STATES, returned=False)
     still_open = (Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
                   | Q(transfer__isnull=True)) & Q(returned=False)
     totals = request.lines.aggregate(
@@ -931,7 +964,7 @@ def _failed_lines(request: PaymentRequest, line_ids: list[int]) -> list[PaymentL
         raise DisbursementError("有明细不属于此申请或已退回 (some lines are not in this request or were returned)",
                                 "unknown_lines")
     for line in lines:
-        if line.transfer is None or line.transfer.state not in (TransferState.FAILED, TransferState.CANCELLED):
+        if line.transfer is None or line.transfer.state not in LINE_NOT_PAID_STATES:
             raise DisbursementError(f"第{line.line_no}行未失败 (line {line.line_no} has not failed)", "line_not_failed")
     return lines
 

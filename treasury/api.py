@@ -15,6 +15,7 @@ from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin
 from treasury.access.labels import transfer_state_choices
 from treasury.access import roles
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
+from treasury.business_days import BusinessDaySerializerField
 from treasury.money import fen_to_yuan_str
 from treasury.models import LedgerAccount, LedgerEntry, Transfer, TransferState, Wallet
 
@@ -36,12 +37,31 @@ class OrganizationRefSerializer(serializers.Serializer):
     org_type = serializers.CharField()
 
 
+class MaskedWalletIdField(serializers.CharField):
+    """A wallet id as lists show it: first 4 and last 4 digits."""
+
+    def to_representation(self, value) -> str:
+        return identifiers.mask_wallet_id(value)
+
+
+class ConditionsSerializer(serializers.Serializer):
+    """A payment's smart-contract conditions (Conditions.to_json()), the allowed payees' wallet ids masked as
+    every wallet id of another party is: the pages show only how many there are."""
+
+    allowed_payees = serializers.ListField(child=MaskedWalletIdField(),
+                                           help_text="wallet ids, masked; empty: any payee")
+    payee_category = serializers.CharField(help_text="WT01 personal, WT09 corporate; empty: any")
+    purposes = serializers.ListField(child=serializers.CharField(), help_text="purpose codes; empty: any")
+    expires_at = serializers.DateTimeField(allow_null=True, help_text="spend-by time")
+
+
 class TransferSerializer(serializers.ModelSerializer):
     state = serializers.ChoiceField(choices=transfer_state_choices(), read_only=True)
     amount_yuan = serializers.SerializerMethodField(help_text='amount in yuan as a decimal string, e.g. "1234.56"')
     payer = WalletRefSerializer(read_only=True)
     payee = WalletRefSerializer(read_only=True)
     organization = OrganizationRefSerializer(read_only=True)
+    conditions = ConditionsSerializer(read_only=True, allow_null=True)
     trace_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -114,7 +134,7 @@ class TransferFilterSerializer(serializers.Serializer):
     """Query parameters of the transfer list (validated: a wrong value is a 400, not an empty list)."""
 
     state = serializers.ChoiceField(choices=TransferState.values, required=False)
-    created_date = serializers.DateField(required=False)
+    created_date = BusinessDaySerializerField(required=False)
     batch_ref = serializers.CharField(required=False, allow_blank=True, max_length=80)
 
 
@@ -204,8 +224,8 @@ class LedgerAccountFilterSerializer(serializers.Serializer):
 
 
 class EntryDaysSerializer(serializers.Serializer):
-    posted_from = serializers.DateField(required=False)
-    posted_to = serializers.DateField(required=False)
+    posted_from = BusinessDaySerializerField(required=False)
+    posted_to = BusinessDaySerializerField(required=False)
 
 
 @extend_schema_view(

@@ -4,8 +4,6 @@ ledger (accounts with their balances and the ledger check, an account's entries,
 Views read the request and the clock, ask `treasury.selectors` (already scoped to the user's
 organization) and render; they hold no business rules.
 """
-import datetime as dt
-
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -19,6 +17,7 @@ from treasury import selectors
 from treasury.access import roles
 from treasury.access.decorators import role_required
 from treasury.access.labels import transfer_state_choices
+from treasury.business_days import BusinessDayField
 from treasury.exports import csv_download, yuan
 from treasury.models import LedgerAccount, LedgerEntry
 from treasury.services.ledger import check_ledger
@@ -33,7 +32,7 @@ class TransferFilterForm(forms.Form):
     state = forms.ChoiceField(
         label=_("State"), required=False, choices=[("", _("All states"))] + transfer_state_choices()
     )
-    created_date = forms.DateField(label=_("Date"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    created_date = BusinessDayField(label=_("Date"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     batch_ref = forms.CharField(label=_("Batch"), required=False, max_length=80)
 
 
@@ -44,17 +43,16 @@ def filter_query(request) -> str:
     return query.urlencode()
 
 
-def _parse_day(text: str | None) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(text) if text else None
-    except ValueError:
-        return None
+class DayForm(forms.Form):
+    day = BusinessDayField(required=False)
 
 
 @require_safe
 @login_required
 def dashboard(request):
-    day = _parse_day(request.GET.get("day")) or timezone.localdate()
+    # A day that is not one (or out of range) shows today, as the page has no field to say so in.
+    form = DayForm(request.GET)
+    day = (form.cleaned_data["day"] if form.is_valid() else None) or timezone.localdate()
     summary = selectors.dashboard_summary(user=request.user, day=day)
     return render(request, "treasury/dashboard.html", {
         "summary": summary, "is_today": day == timezone.localdate(), "waiting": waiting_for(request.user)})
@@ -101,8 +99,9 @@ class LedgerFilterForm(forms.Form):
 
 
 class EntryFilterForm(forms.Form):
-    posted_from = forms.DateField(label=_("Posted from"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    posted_to = forms.DateField(label=_("to"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    posted_from = BusinessDayField(label=_("Posted from"), required=False,
+                                   widget=forms.DateInput(attrs={"type": "date"}))
+    posted_to = BusinessDayField(label=_("to"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
 
 @require_safe

@@ -32,6 +32,7 @@ from tests.fiscal_disbursement.helpers import (
     submitted,
 )
 from treasury.access import roles
+from treasury.identifiers import mask_wallet_id
 from treasury.models import Organization
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -625,6 +626,43 @@ def test_create_fix_submit_approve_and_pay_through_the_api(finance):
     quota = clerk.get(f"{API}/quotas/", {"q": QUOTA_ID}).json()["results"][0]
     assert (quota["consumed_fen"], quota["reserved_fen"]) == (3_000_00, 0)
     assert (quota["budget_used_fen"], quota["budget_reserved_fen"]) == (3_000_00, 0)  # both sides agree
+
+
+def test_the_request_api_masks_the_allowed_payees_wallet_ids(finance):
+    """The earmark's allowed payees are persons' wallets: the page counts them, the lines mask every wallet id,
+    and so does the request in the API."""
+    rows = payee_rows(finance, 2)
+    request = draft(finance, rows, conditions=Conditions(allowed_payees=tuple(w for _, _, w in rows),
+                                                          payee_category="WT01"))
+    answer = api_as(finance.clerk).get(f"{API}/requests/{request.pk}/")
+    assert answer.json()["conditions"]["allowed_payees"] == [mask_wallet_id(w) for _, _, w in rows]
+    assert [w for _, _, w in rows if w in answer.content.decode()] == []
+
+
+def test_an_administrator_of_no_bureau_is_refused_a_new_request_clearly(finance, admin_user):
+    """An administrator acts on every bureau's requests, but a new request is prepared for the preparer's own
+    bureau: without one, a 403 saying so (not a 500 from a request of no organization), on the API and the page."""
+    client = api_as(admin_user)
+    client.raise_request_exception = False
+    answer = client.post(f"{API}/requests/", {"quota_id": UNIT_QUOTA_ID, "pay_type": "2", "title": "补贴"},
+                         format="multipart")
+    assert answer.status_code == 403 and answer.json()["code"] == "no_organization"
+    response = logged_in(admin_user).post(reverse("fiscal:request_create"), {
+        "quota": UNIT_QUOTA_ID, "pay_type": "2", "title": "补贴", "purpose_code": "SUBSIDY"})
+    assert response.status_code == 400 and "no finance bureau" in response.context["form"].non_field_errors()[0]
+    assert not PaymentRequest.objects.exists()
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01"])
+def test_a_daily_report_of_a_day_out_of_range_is_refused_not_a_server_error(finance, day):
+    """The report's day becomes the instants that bound it; for these days no datetime holds them (500)."""
+    page = logged_in(finance.clerk, raise_request_exception=False)
+    assert page.get(reverse("fiscal:daily_report"), {"day": day}).status_code == 404  # as any day that is not one
+    assert page.get(reverse("fiscal:daily_report_pdf"), {"day": day}).status_code == 404
+    api = api_as(finance.clerk)
+    api.raise_request_exception = False
+    answer = api.get(f"{API}/daily-report/", {"day": day})
+    assert answer.status_code == 400 and "day" in answer.json()["details"]
 
 
 def test_api_reject_rework_cancel_and_error_codes(finance):

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_fsm import TransitionNotAllowed
 
 from adapters.ecny.interface import Conditions, RefusalCode
-from fiscal_disbursement import services
+from fiscal_disbursement import selectors, services
 from fiscal_disbursement.models import PaymentRequest, Quota, ResultReport
 from fiscal_disbursement.models import RequestState as R
 from tests import factories as f
@@ -20,6 +20,7 @@ from tests.fiscal_disbursement.helpers import (
     approved,
     draft,
     organization_payee,
+    payee_csv,
     payee_rows,
     refreshed,
     submitted,
@@ -90,6 +91,31 @@ def test_preparer_cannot_approve_and_a_clerk_cannot_approve_at_all(finance):
         services.approve_request(request_id=request.pk, user=other_clerk, now=now())
     assert refreshed(request).state == R.SUBMITTED
     assert quota().reserved_fen == 0
+
+
+def test_only_the_preparer_puts_payees_in_and_submits(finance):
+    """Maker-checker keeps whoever prepared a request from approving it, so the preparer alone chooses its payees
+    and submits it: another clerk who also approves could otherwise put their own payees into a colleague's draft,
+    submit it and approve it alone."""
+    both = f.make_user(role=roles.FINANCE_CLERK, organization=finance.bureau)
+    both.groups.add(*finance.approver.groups.all())
+    request = draft(finance, payee_rows(finance, 1))
+    with pytest.raises(AccessDenied) as refused:
+        services.load_payee_file(request_id=request.pk, user=both, filename="mine.csv",
+                                 data=payee_csv(payee_rows(finance, 2)), now=now())
+    assert refused.value.code == "not_preparer"
+    with pytest.raises(AccessDenied) as refused:
+        services.submit_request(request_id=request.pk, user=both, now=now())
+    assert refused.value.code == "not_preparer"
+    request = refreshed(request)
+    assert (request.state, request.line_count) == (R.DRAFT, 1)
+    actions = selectors.request_actions(user=both, request=request)
+    assert not actions.can_edit_payees and selectors.SUBMIT not in actions.available
+
+    # What the preparer chose and submitted, the other approves.
+    services.submit_request(request_id=request.pk, user=finance.clerk, now=now())
+    services.approve_request(request_id=request.pk, user=both, now=now())
+    assert refreshed(request).state == R.REPORTED
 
 
 def test_another_bureau_cannot_touch_the_request(finance):
@@ -277,6 +303,37 @@ def test_lost_operator_reply_is_recovered_without_paying_twice(finance, settings
     for _, _, wallet_id in rows:
         assert finance.ecny.admin.balance(wallet_id=wallet_id) == 1000_00
     assert_quota_agrees(finance, consumed_fen=3_000_00)
+    assert check_ledger().problems == []
+
+
+def test_a_line_whose_money_came_back_is_a_return_to_handle_not_a_payment(finance):
+    """The operator paid both lines but its reply was lost; by the time recovery asks, one line's money came back
+    (returned by the operator). That line is neither paid nor reported as PAID: it waits, reserved, for the clerk to
+    retry or confirm it returned, like a refused line, and every line is counted once."""
+    rows = payee_rows(finance, 2)
+    finance.ecny.admin.set_fault("error_after_apply", count=1)
+    request = refreshed(approved(finance, rows))
+    assert request.state == R.PAYING
+    back = request.lines.get(line_no=3)
+    finance.ecny.admin.return_transfer(request_id=back.transfer.idempotency_key, reason="收款钱包已注销 (wallet closed)")
+
+    transfer_services.recover_unconfirmed_transfers(now=now(), older_than_seconds=0)
+    services.finish_paying_requests(now=now())
+    request, back = refreshed(request), refreshed(back)
+    assert back.transfer.state == TransferState.RETURNED
+    assert request.state == R.PARTIALLY_PAID and (request.paid_count, request.paid_fen) == (1, 1_000_00)
+    progress = services.line_progress(request=request)
+    assert (progress.paid, progress.failed, progress.open, progress.returned) == (1, 1, 0, 0)
+    assert (quota().consumed_fen, quota().reserved_fen) == (1_000_00, 1_000_00)
+    assert [line.pk for line in selectors.returns_to_handle(user=finance.clerk)] == [back.pk]
+    assert selectors.line_refusal(back) == TransferState.RETURNED.label
+
+    services.return_lines(request_id=request.pk, line_ids=[back.pk], user=finance.clerk, reason="钱包已注销",
+                          now=now())
+    request = refreshed(request)
+    assert request.state == R.REPORTED and (request.returned_count, request.returned_fen) == (1, 1_000_00)
+    assert_quota_agrees(finance, consumed_fen=1_000_00)
+    assert services.reconcile_request(request_id=request.pk, now=now()).state == R.RECONCILED
     assert check_ledger().problems == []
 
 

@@ -101,6 +101,9 @@ def test_an_accounts_entries_newest_first_with_the_balance_after_each(paid, audi
     empty = client.get(reverse("ledger-account-detail", args=[account.pk]),
                        {"posted_to": (today - timezone.timedelta(days=1)).isoformat()})
     assert list(empty.context["page"].object_list) == []
+    # A day whose bounds no datetime holds is a field error, not a 500; the entries are shown unfiltered.
+    far = client.get(reverse("ledger-account-detail", args=[account.pk]), {"posted_to": "9999-12-31"})
+    assert "posted_to" in far.context["form"].errors and len(far.context["page"].object_list) == 2
     assert client.get(reverse("ledger-account-detail", args=[999999])).status_code == 404
 
 
@@ -168,5 +171,8 @@ def test_the_ledger_in_the_api(paid, auditor):
     oldest = entries["results"][-1]
     assert oldest["balance_after_fen"] == oldest["amount_fen"]  # nothing before the oldest entry
     assert api.get(f"/api/v1/ledger/accounts/{payer.pk}/entries/", {"posted_from": "x"}).status_code == 400
+    far = api.get(f"/api/v1/ledger/accounts/{payer.pk}/entries/",
+                  {"posted_from": "0001-01-01", "posted_to": "9999-12-31"})
+    assert far.status_code == 400 and set(far.json()["details"]) == {"posted_from", "posted_to"}
     assert api.get("/api/v1/ledger/accounts/999999/").status_code == 404
     assert api_as(f.make_user(role=roles.TAX_STAFF)).get("/api/v1/ledger/accounts/").status_code == 403

@@ -6,7 +6,8 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from adapters.ecny.interface import Conditions, RefusalCode
+from adapters.ecny.client import get_operator_client
+from adapters.ecny.interface import Conditions, OperatorUnavailable, RefusalCode
 from tests import factories as f
 from tests.treasury.conftest import open_wallet
 from demo.world import make_resident_id
@@ -256,6 +257,60 @@ def test_reversal_and_return_post_back(world):
     assert_ledger_ok()
     with pytest.raises(TransferNotReversible):
         transfer_services.reverse_transfer(transfer_id=ids[1], reason="x", actor="t", now=timezone.now())
+
+
+def reverse(transfer_id: int) -> Transfer:
+    return transfer_services.reverse_transfer(transfer_id=transfer_id, reason="paid by mistake", actor="t",
+                                              now=timezone.now())
+
+
+def reversal_request_ids(wallet: Wallet) -> list[str]:
+    """The request ids of the reversals the operator booked on the wallet today."""
+    return [line.request_id for line in get_operator_client().statement(wallet.wallet_id, timezone.localdate())
+            if line.kind == "reversal"]
+
+
+def test_a_refused_reversal_is_asked_again_under_a_new_id_once_it_can_succeed(world):
+    """The operator answers a request id it refused with the same refusal for ever: a later call asks a new
+    reversal (`<key>:reversal:2`, ...), as callers retrying "next round" (tax) expect."""
+    (paid,) = world.pay([300_00], batch_ref="to-reverse")
+    # The payee spends most of it before the mistake is noticed.
+    world.pay([250_00], batch_ref="spent", payer=world.payees[0], payees=[world.payees[1]])
+    for _ in range(2):
+        with pytest.raises(TransferNotReversible, match=RefusalCode.INSUFFICIENT_BALANCE):
+            reverse(paid)
+    world.sandbox.admin.fund(wallet_id=world.payees[0].wallet_id, amount_fen=300_00)  # the money is back
+
+    assert reverse(paid).state == TransferState.REVERSED
+    assert Transfer.objects.get(pk=paid).reversal_refusals == 2
+    assert reversal_request_ids(world.payees[0]) == ["to-reverse:0:reversal:3"]
+    assert world.operator_balance(world.payees[0]) == 50_00
+    kinds = list(TraceEvent.objects.filter(subject_type="treasury.transfer", subject_id=str(paid))
+                 .order_by("seq").values_list("kind", flat=True))
+    assert kinds[-3:] == ["transfer.reversal_refused", "transfer.reversal_refused", "transfer.reversed"]
+    assert_ledger_ok()
+
+
+def test_a_reversal_whose_answer_was_lost_is_asked_again_under_its_id_and_applied_once(world, settings):
+    """A timeout is not a refusal: the operator may have reversed it. The next call asks under the same id, and
+    the operator answers with that reversal instead of applying another."""
+    (paid,) = world.pay([300_00], batch_ref="lost-reversal")
+    payer_before = world.operator_balance(world.payer)
+    settings.ECNY_OPERATOR_TIMEOUT_SECONDS = 1
+    get_operator_client.cache_clear()
+    world.sandbox.admin.set_fault("timeout_after_apply", count=1, sleep_seconds=3)
+    with pytest.raises(OperatorUnavailable):
+        reverse(paid)
+    transfer = Transfer.objects.get(pk=paid)
+    assert (transfer.state, transfer.reversal_refusals) == (TransferState.SETTLED, 0)
+    assert world.operator_balance(world.payees[0]) == 0  # the operator did reverse it
+
+    assert reverse(paid).state == TransferState.REVERSED
+    assert reverse(paid).state == TransferState.REVERSED  # asked again: nothing more happens
+    assert reversal_request_ids(world.payees[0]) == ["lost-reversal:0:reversal"]
+    assert world.operator_balance(world.payer) == payer_before + 300_00
+    assert LedgerEntry.objects.filter(transfer_id=paid, kind=LedgerEntry.Kind.REVERSAL).count() == 2
+    assert_ledger_ok()
 
 
 def test_ledger_check_command_names_what_is_wrong(world, capsys, ledger_tamper):

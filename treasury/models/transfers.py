@@ -65,6 +65,9 @@ class Transfer(ConcurrentTransitionMixin, models.Model):
     failure_code = models.CharField(max_length=40, blank=True)
     failure_message = models.CharField(max_length=255, blank=True)
     submit_attempts = models.PositiveIntegerField(default=0)
+    # Reversal attempts the operator refused: the next is asked under a new request id (reverse_transfer).
+    # A database default too: the bulk paths COPY transfers without naming this column.
+    reversal_refusals = models.PositiveIntegerField(default=0, db_default=0)
     # Held transfers wait for their domain to release them (a paused payroll run); the outbox
     # sweeper leaves them alone.
     held = models.BooleanField("暂缓 (held)", default=False)

@@ -846,25 +846,37 @@ def submit_stranded_pending_transfers(*, now: datetime, older_than_seconds: int 
     return len(ids)
 
 
+def _reversal_request_id(*, idempotency_key: str, attempt: int) -> str:
+    """The operator request id of a transfer's reversal attempt: `<key>:reversal`, then `<key>:reversal:<n>`."""
+    return f"{idempotency_key}:reversal" + (f":{attempt}" if attempt > 1 else "")
+
+
 def reverse_transfer(*, transfer_id: int, reason: str, actor: str, now: datetime) -> Transfer:
     """Reverse a settled transfer at the operator (冲正) and post the reversal.
 
-    The reversal has its own idempotency key derived from the transfer's, so calling this again
-    after a timeout asks for the same reversal, never a second one.
+    Each attempt has its own request id derived from the transfer's key (`_reversal_request_id`). Calling this
+    again after a timeout asks under the same id, so that reversal is applied at most once; only the
+    operator's refusal, final for its id, moves the next call on to a new id. Every id before the current one
+    was refused, so at most one reversal can ever be applied.
 
     Raises:
-        TransferNotReversible: the transfer is not settled, or the operator refused.
-        OperatorUnavailable: outcome unknown; call again.
+        TransferNotReversible: the transfer is not settled, or the operator refused (call again once the cause
+            is gone, e.g. the payee's balance is back: a new attempt is asked).
+        OperatorUnavailable: outcome unknown; call again (the same attempt is asked).
     """
     transfer = Transfer.objects.get(pk=transfer_id)
     if transfer.state == S.REVERSED:
         return transfer
     if transfer.state != S.SETTLED:
         raise TransferNotReversible(f"只能冲正已结算的转账 (only a settled transfer can be reversed; this one is {transfer.state})")
+    attempt = transfer.reversal_refusals + 1
     result = _operator().reverse(
-        request_id=f"{transfer.idempotency_key}:reversal", original_request_id=transfer.idempotency_key, reason=reason
+        request_id=_reversal_request_id(idempotency_key=transfer.idempotency_key, attempt=attempt),
+        original_request_id=transfer.idempotency_key, reason=reason,
     )
     if result.status not in (TransferStatus.REVERSED, TransferStatus.SETTLED):
+        if result.status == TransferStatus.FAILED:
+            _count_reversal_refusal(transfer_id, attempt=attempt, result=result, reason=reason, actor=actor, now=now)
         raise TransferNotReversible(f"运营机构拒绝冲正: {result.code} {result.message}")
     with transaction.atomic():
         rows = _lock_rows("id", [transfer_id], [S.SETTLED])
@@ -874,3 +886,15 @@ def reverse_transfer(*, transfer_id: int, reason: str, actor: str, now: datetime
             _trace(rows, kind="transfer.reversed", actor=actor, now=now,
                    data={"reason": reason, "operator_txn_id": result.operator_txn_id})
     return Transfer.objects.get(pk=transfer_id)
+
+
+def _count_reversal_refusal(transfer_id: int, *, attempt: int, result: TransferResult, reason: str, actor: str,
+                            now: datetime) -> None:
+    """Record that the operator refused reversal attempt `attempt`, so the next call asks a new one. Callers
+    refused under the same id at once count it once (the update names the count they read)."""
+    with transaction.atomic():
+        rows = _lock_rows("id", [transfer_id], [S.SETTLED])
+        if rows and Transfer.objects.filter(pk=transfer_id, reversal_refusals=attempt - 1).update(
+                reversal_refusals=attempt):
+            _trace(rows, kind="transfer.reversal_refused", actor=actor, now=now,
+                   data={"attempt": attempt, "code": result.code, "message": result.message, "reason": reason})

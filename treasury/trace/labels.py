@@ -27,6 +27,7 @@ CORE_EVENT_LABELS = {
     "transfer.cancelled": pgettext_lazy("trace event", "Transfer cancelled"),
     "transfer.returned": pgettext_lazy("trace event", "Transfer returned"),
     "transfer.reversed": pgettext_lazy("trace event", "Transfer reversed"),
+    "transfer.reversal_refused": pgettext_lazy("trace event", "Reversal refused by the operator"),
     "receipt.issued": pgettext_lazy("trace event", "Receipt issued"),
 }
 

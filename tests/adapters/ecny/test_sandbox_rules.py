@@ -270,10 +270,17 @@ def test_reversal_needs_the_money_still_on_the_payee(client, sandbox, treasury_w
     paid = client.transfer(instruction(payer=treasury_wallet, payee=payee, amount_fen=50_00))
     client.transfer(instruction(payer=payee, payee=elsewhere, amount_fen=40_00))
 
-    result = client.reverse(request_id=new_request_id(), original_request_id=paid.request_id, reason="x")
+    refused_id = new_request_id()
+    result = client.reverse(request_id=refused_id, original_request_id=paid.request_id, reason="x")
 
     assert result.code == RefusalCode.INSUFFICIENT_BALANCE
     assert client.query([paid.request_id])[0].status == TransferStatus.SETTLED
+    # The refusal is final for its request id, even once the money is back; a new id is asked afresh.
+    sandbox.admin.fund(wallet_id=payee, amount_fen=40_00)
+    assert client.reverse(request_id=refused_id, original_request_id=paid.request_id, reason="x") == result
+    assert client.reverse(request_id=new_request_id(), original_request_id=paid.request_id,
+                          reason="x").status == TransferStatus.SETTLED
+    assert sandbox.admin.balance(wallet_id=payee) == 0
 
 
 def test_return_sends_money_back_and_query_says_returned(client, sandbox, treasury_wallet, open_wallet):
