@@ -23,13 +23,6 @@ from django.conf import settings
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
-from treasury.models import UNPAID_STATES, TransferState
-
-# A line whose current transfer ended in one of these is not paid and waits for the clerk (retry or confirm
-# returned): the operator refused it or it was cancelled (nothing moved), or it settled and its money came back
-# to the payer (returned by the operator, or reversed).
-LINE_NOT_PAID_STATES = (*UNPAID_STATES, TransferState.RETURNED, TransferState.REVERSED)
-
 
 class Quota(models.Model):
     """A budget quota (指标) as synchronised from the budget-management system, with this service's own

@@ -22,10 +22,10 @@ from django_fsm import can_proceed
 
 from treasury.access import roles
 from treasury.access.scoping import sees_all_organizations, user_organization
-from treasury.models import Organization, TransferState
+from treasury.models import NOT_PAID_STATES, Organization, TransferState
 from treasury.waiting import Waiting
 
-from .models import LINE_NOT_PAID_STATES, PaymentLine, PaymentRequest, Quota, earmark_warned
+from .models import PaymentLine, PaymentRequest, Quota, earmark_warned
 from .models import RequestState as R
 
 FINANCE_ROLES = (roles.FINANCE_CLERK, roles.FINANCE_APPROVER)
@@ -160,7 +160,7 @@ LINE_FILTERS = ("all", "paid", "failed", "returned", "open")
 def _line_filter(status: str) -> Q | None:
     return {
         "paid": Q(returned=False, transfer__state=TransferState.SETTLED),
-        "failed": Q(returned=False, transfer__state__in=LINE_NOT_PAID_STATES),
+        "failed": Q(returned=False, transfer__state__in=NOT_PAID_STATES),
         "returned": Q(returned=True),
         "open": Q(returned=False, transfer__state__in=_OPEN),
     }.get(status)
@@ -185,7 +185,7 @@ def line_state(line: PaymentLine) -> str:
 
 def line_is_actionable(line: PaymentLine) -> bool:
     """Its current payment failed and it was not returned (what retry_lines and return_lines accept)."""
-    return not line.returned and line.transfer_id is not None and line.transfer.state in LINE_NOT_PAID_STATES
+    return not line.returned and line.transfer_id is not None and line.transfer.state in NOT_PAID_STATES
 
 
 def earmark_warned_count(*, request: PaymentRequest) -> int:
@@ -196,7 +196,7 @@ def earmark_warned_count(*, request: PaymentRequest) -> int:
 def line_refusal(line: PaymentLine) -> str:
     """The operator's refusal of the line's current payment (e.g. an earmark condition), if any; for a payment
     whose money came back, that it was returned or reversed."""
-    if line.transfer_id is None or line.transfer.state not in LINE_NOT_PAID_STATES:
+    if line.transfer_id is None or line.transfer.state not in NOT_PAID_STATES:
         return ""
     transfer = line.transfer
     if transfer.state in (TransferState.RETURNED, TransferState.REVERSED):
@@ -217,7 +217,7 @@ def returns_to_handle(*, user) -> QuerySet[PaymentLine]:
     """Failed lines (not retried, not returned) of the user's requests whose paying has ended:
     what a clerk retries or confirms as returned, grouped by request."""
     return (PaymentLine.objects.filter(request__in=visible_requests(user).filter(state__in=LINE_ACTION_STATES),
-                                       returned=False, transfer__state__in=LINE_NOT_PAID_STATES)
+                                       returned=False, transfer__state__in=NOT_PAID_STATES)
             .select_related("request", "request__organization", "transfer")
             .order_by("-request__created_at", "request_id", "line_no"))
 

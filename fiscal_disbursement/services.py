@@ -42,7 +42,7 @@ from treasury.access import roles
 from treasury.access.errors import AccessDenied
 from treasury.access.makerchecker import ensure_can_approve
 from treasury.access.scoping import sees_all_organizations, user_organization
-from treasury.models import LedgerAccount, Organization, TransferState, Wallet
+from treasury.models import NOT_PAID_STATES, LedgerAccount, Organization, TransferState, Wallet
 from treasury.money import format_yuan
 from treasury.services.parties import register_organization
 from treasury.services.transfers import Conditions, NewTransfer, create_transfers, has_open_transfers
@@ -56,16 +56,7 @@ from treasury.services.wallets import (
 from treasury.trace.services import EventSpec, append_events
 
 from . import payees
-from .models import (
-    LINE_NOT_PAID_STATES,
-    RESERVING_STATES,
-    PaymentLine,
-    PaymentRequest,
-    PayType,
-    Quota,
-    RequestAttachment,
-    ResultReport,
-)
+from .models import RESERVING_STATES, PaymentLine, PaymentRequest, PayType, Quota, RequestAttachment, ResultReport
 from .models import RequestState as R
 
 logger = logging.getLogger(__name__)
@@ -888,9 +879,9 @@ class LineProgress:
 
 def line_progress(*, request: PaymentRequest) -> LineProgress:
     """Every line counted once: paid + failed + open + returned == total (a transfer's state is one of
-    settled, LINE_NOT_PAID_STATES or open)."""
+    settled, NOT_PAID_STATES or open)."""
     settled = Q(transfer__state=TransferState.SETTLED, returned=False)
-    failed = Q(transfer__state__in=LINE_NOT_PAID_STATES, returned=False)
+    failed = Q(transfer__state__in=NOT_PAID_STATES, returned=False)
     still_open = (Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
                   | Q(transfer__isnull=True)) & Q(returned=False)
     totals = request.lines.aggregate(
@@ -964,7 +955,7 @@ def _failed_lines(request: PaymentRequest, line_ids: list[int]) -> list[PaymentL
         raise DisbursementError("有明细不属于此申请或已退回 (some lines are not in this request or were returned)",
                                 "unknown_lines")
     for line in lines:
-        if line.transfer is None or line.transfer.state not in LINE_NOT_PAID_STATES:
+        if line.transfer is None or line.transfer.state not in NOT_PAID_STATES:
             raise DisbursementError(f"第{line.line_no}行未失败 (line {line.line_no} has not failed)", "line_not_failed")
     return lines
 

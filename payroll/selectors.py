@@ -16,7 +16,7 @@ from django_fsm import can_proceed
 
 from treasury.access import roles
 from treasury.access.scoping import sees_all_organizations, user_organization
-from treasury.models import UNPAID_STATES, TransferState
+from treasury.models import NOT_PAID_STATES, UNPAID_STATES, TransferState
 from treasury.waiting import Waiting
 
 from .models import BatchState as B
@@ -106,7 +106,8 @@ def batch_line(*, batch: PayrollBatch, line_no) -> PayrollLine:
 # Where a line stands, by its current transfer: one definition for the page's progress and the run's finishing
 # (services.line_progress), which had drifted apart.
 LINE_PAID = Q(transfer__state=TransferState.SETTLED)
-LINE_FAILED = Q(transfer__state__in=UNPAID_STATES, returned=False)
+# Failed: nothing moved, or the money came back (returned by the operator, reversed): the line is not paid.
+LINE_FAILED = Q(transfer__state__in=NOT_PAID_STATES, returned=False)
 # Being paid: the line's transfer waits for an outcome, or the line still waits for its transfer (the task
 # makes them a chunk at a time).
 LINE_OPEN = (Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
@@ -218,7 +219,7 @@ def line_is_actionable(line: PayrollLine) -> bool:
     """Held, or its current payment failed; and not returned (what `services.retry_lines` accepts)."""
     if line.returned:
         return False
-    return line.held or (line.transfer_id is not None and line.transfer.state in UNPAID_STATES)
+    return line.held or (line.transfer_id is not None and line.transfer.state in NOT_PAID_STATES)
 
 
 def _may_change(user, batch: PayrollBatch) -> bool:

@@ -29,7 +29,7 @@ from treasury.access.errors import AccessDenied
 from treasury.access.makerchecker import ensure_can_approve
 from treasury.access.scoping import sees_all_organizations, user_organization
 from treasury.models import Organization, Wallet
-from treasury.models import UNPAID_STATES, Transfer, TransferState
+from treasury.models import NOT_PAID_STATES, Transfer, TransferState
 from treasury.services.transfers import (
     NewTransfer, create_transfers, has_open_transfers, hold_claimed_transfers, hold_pending_transfers,
     release_transfers, send_claimed_transfers, submission_chunks,
@@ -729,7 +729,7 @@ def _lines_to_act_on(batch: PayrollBatch, line_ids: list[int]) -> list[PayrollLi
     """Held lines, and lines whose payment failed; others are refused by name."""
     lines = list(batch.lines.filter(pk__in=line_ids, returned=False).select_related("transfer").order_by("line_no"))
     for line in lines:
-        failed = line.transfer is not None and line.transfer.state in UNPAID_STATES
+        failed = line.transfer is not None and line.transfer.state in NOT_PAID_STATES
         if not (line.held or failed):
             raise PayrollError(f"第{line.line_no}行既未暂缓也未失败 (line {line.line_no} is neither held nor failed)",
                                "line_not_retryable")

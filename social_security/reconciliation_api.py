@@ -28,6 +28,7 @@ from tax.reconciliation.case_api import (
 from tax.reconciliation.models import CaseState
 from tax.reconciliation.views import acts
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
+from treasury.business_days import BusinessDaySerializerField
 
 TAGS = ["social insurance: reconciliation"]
 OUTCOME_HELP = "outcome: " + ", ".join(ReconciliationOutcome.values)
@@ -206,7 +207,7 @@ class SocialDiscrepancyCaseViewSet(CaseActionsMixin, ReconciliationErrorsMixin, 
 
     def get_queryset(self):
         params = self.request.query_params if self.action == "list" else {}
-        check_date = (serializers.DateField().run_validation(params["check_date"])
+        check_date = (BusinessDaySerializerField().run_validation(params["check_date"])
                       if params.get("check_date") else None)
         return selectors.case_list(
             user=self.request.user, state=choice(params, "state", CaseState.values, CASE_STATE_HELP),

@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 from treasury.access import roles
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin, api_exception_handler
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
+from treasury.business_days import BusinessDaySerializerField
 from treasury.money import fen_to_yuan_str
 from treasury.services.transfers import OperatorUnavailable
 from treasury.trace.api import EventDetailSerializer
@@ -154,7 +155,7 @@ class SignAgreementSerializer(serializers.Serializer):
     taxpayer_name = serializers.CharField(max_length=200, help_text="as the wallet's holder name")
     wallet_id = serializers.CharField(max_length=32, help_text="the payer's 16-digit e-CNY wallet id")
     protocol_no = serializers.CharField(max_length=60, help_text="协议书号")
-    signed_date = serializers.DateField()
+    signed_date = BusinessDaySerializerField()
 
 
 class TaxReasonSerializer(serializers.Serializer):
@@ -270,8 +271,8 @@ class TaxDeductionDetailSerializer(TaxDeductionSerializer):
 
 
 class EntrustDatesSerializer(serializers.Serializer):
-    date_from = serializers.DateField(required=False)
-    date_to = serializers.DateField(required=False)
+    date_from = BusinessDaySerializerField(required=False)
+    date_to = BusinessDaySerializerField(required=False)
 
 
 class DeductionFilterSerializer(EntrustDatesSerializer):
@@ -324,7 +325,7 @@ class EntryReportSerializer(serializers.Serializer):
 
 
 class EntryReportQuerySerializer(serializers.Serializer):
-    day = serializers.DateField(required=False)
+    day = BusinessDaySerializerField(required=False)
 
 
 class OwnTaxSerializer(serializers.Serializer):

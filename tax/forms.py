@@ -7,6 +7,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from treasury.business_days import BusinessDayField
 from treasury.money import yuan_to_fen
 
 from .models import AgreementState, DeductionKind, PackageState, RefundOrderState
@@ -52,7 +53,7 @@ class SignAgreementForm(forms.Form):
     taxpayer_name = forms.CharField(label=_("Taxpayer name"), max_length=200)
     wallet_id = forms.CharField(label=_("Payer wallet ID"), max_length=32, help_text=_("16-digit wallet ID"))
     protocol_no = forms.CharField(label=_("Agreement number"), max_length=60)
-    signed_date = forms.DateField(label=_("Signed date"), widget=DATE)
+    signed_date = BusinessDayField(label=_("Signed date"), widget=DATE)
 
     def clean_signed_date(self):
         day = self.cleaned_data["signed_date"]
@@ -66,8 +67,8 @@ class ReasonForm(forms.Form):
 
 
 class EntrustDatesForm(forms.Form):
-    date_from = forms.DateField(label=_("Entrust date from"), required=False, widget=DATE)
-    date_to = forms.DateField(label=_("Entrust date to"), required=False, widget=DATE)
+    date_from = BusinessDayField(label=_("Entrust date from"), required=False, widget=DATE)
+    date_to = BusinessDayField(label=_("Entrust date to"), required=False, widget=DATE)
 
 
 class DeductionFilterForm(EntrustDatesForm):
@@ -77,7 +78,7 @@ class DeductionFilterForm(EntrustDatesForm):
 
 
 class EntryReportForm(forms.Form):
-    day = forms.DateField(label=_("Entry date"), required=False, widget=DATE)
+    day = BusinessDayField(label=_("Entry date"), required=False, widget=DATE)
 
 
 def amount_fen(text: str) -> int:

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from tax.api import ACTION_ERRORS, ERRORS, TaxErrorsMixin, TaxRoles, _error, tax_exception_handler
 from tax.services import MAX_AMOUNT_FEN
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
+from treasury.business_days import BusinessDaySerializerField
 from treasury.services.transfers import OperatorRejected
 
 from . import corrections, selectors, services
@@ -92,7 +93,7 @@ class ReconciliationRunSerializer(serializers.ModelSerializer):
 
 
 class RunNowSerializer(serializers.Serializer):
-    check_date = serializers.DateField()
+    check_date = BusinessDaySerializerField()
 
 
 class ReconciliationResultSerializer(serializers.ModelSerializer):
@@ -240,7 +241,7 @@ class DiscrepancyCaseViewSet(CaseActionsMixin, ReconciliationErrorsMixin, viewse
     def get_queryset(self):
         params = self.request.query_params
         state = choice(params, "state", CaseState.values, CASE_STATE_HELP) if self.action == "list" else ""
-        check_date = serializers.DateField(required=False).run_validation(params.get("check_date") or None) \
+        check_date = BusinessDaySerializerField(required=False).run_validation(params.get("check_date") or None) \
             if self.action == "list" and params.get("check_date") else None
         return selectors.case_list(user=self.request.user, state=state, check_date=check_date)
 

@@ -6,12 +6,13 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from tax.forms import ALL, DATE, amount_fen
+from treasury.business_days import BusinessDayField
 
 from .models import CaseState, CorrectionKind, Outcome
 
 
 class RunNowForm(forms.Form):
-    check_date = forms.DateField(label=_("Check date"), widget=DATE)
+    check_date = BusinessDayField(label=_("Check date"), widget=DATE)
 
 
 class OutcomeFilterForm(forms.Form):
@@ -20,7 +21,7 @@ class OutcomeFilterForm(forms.Form):
 
 class CaseFilterForm(forms.Form):
     state = forms.ChoiceField(label=_("State"), required=False, choices=[ALL] + list(CaseState.choices))
-    check_date = forms.DateField(label=_("Check date"), required=False, widget=DATE)
+    check_date = BusinessDayField(label=_("Check date"), required=False, widget=DATE)
     correction_proposed = forms.BooleanField(label=_("A correction waits for approval"), required=False)
 
 

@@ -113,9 +113,12 @@ def complete_packages(*, check_date: dt.date) -> list[int] | None:
 def parse_request_id(request_id: str) -> tuple[str, dt.date | None, str]:
     """The serial key of a tax transfer's idempotency key `tax:<org>:<YYYYMMDD>:<TraNo>`, else empty.
 
-    A reversal (冲正) is booked under `<original key>:reversal` (treasury reverse_transfer): it belongs to the
-    original serial, where its debit nets the original credit off."""
+    A reversal (冲正) is booked under `<original key>:reversal`, or `<original key>:reversal:<n>` when earlier
+    attempts were refused (treasury reverse_transfer): it belongs to the original serial, where its debit nets
+    the original credit off."""
     parts = request_id.split(":")
+    if len(parts) == 6 and parts[4] == "reversal" and parts[5].isdigit():
+        parts = parts[:5]
     if len(parts) == 5 and parts[4] == "reversal":
         parts = parts[:4]
     if len(parts) != 4 or parts[0] != "tax":

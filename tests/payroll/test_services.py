@@ -14,6 +14,7 @@ from treasury.access import roles
 from treasury.access.errors import AccessDenied, MakerCheckerViolation
 from treasury.models import Transfer, TransferState
 from treasury.money import format_yuan
+from treasury.services import transfers as transfer_services
 from treasury.services.ledger import check_ledger
 from treasury.trace.models import TraceEvent
 
@@ -301,6 +302,32 @@ def test_retry_after_failure_uses_a_new_key_and_pays_once(employer):
     assert line.transfer.idempotency_key == f"payroll:{batch.pk}:{line.line_no}:2"
     assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
     assert employer.sandbox.admin.balance(wallet_id=rows[0][3]) == builders.net_fen(rows[0])
+
+
+def test_a_salary_whose_money_came_back_is_not_paid_and_is_paid_again_by_a_retry(employer):
+    """The operator paid both lines but its reply was lost; by the time recovery asks, one salary came back (the
+    operator returned it). That line is failed, not paid: the run is partially paid, and a retry pays it once."""
+    rows = staff(employer, 2)
+    batch = approved_and_funded(employer, rows)
+    employer.sandbox.admin.set_fault("error_after_apply", count=1)
+    now = timezone.now()
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=now)
+    back = batch.lines.order_by("line_no").first()
+    employer.sandbox.admin.return_transfer(request_id=back.transfer.idempotency_key, reason="收款钱包已注销")
+
+    transfer_services.recover_unconfirmed_transfers(now=timezone.now(), older_than_seconds=0)
+    batch = services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+    back.refresh_from_db()
+    assert back.transfer.state == TransferState.RETURNED
+    progress = services.line_progress(batch=batch)
+    assert (batch.state, progress.paid, progress.failed, progress.open) == (BatchState.PARTIALLY_PAID, 1, 1, 0)
+    assert selectors.line_is_actionable(back)
+
+    services.retry_lines(batch_id=batch.pk, line_ids=[back.pk], user=employer.operator_user, now=timezone.now())
+    back.refresh_from_db()
+    assert back.transfer.state == TransferState.SETTLED
+    assert employer.sandbox.admin.balance(wallet_id=back.wallet_id) == back.net_fen  # paid once, after coming back
+    assert check_ledger().problems == []
 
 
 def test_pause_holds_unsent_transfers_and_resume_pays_them(employer, monkeypatch):

@@ -511,3 +511,27 @@ def test_a_persons_history_reads_in_words_and_shows_no_wallet_whole(tax):
         assert person.wallet_id not in html and person.taxpayer_id not in html
     assert f'<span class="muted" title="payer">付款钱包</span> <span class="mono">{mask_wallet_id(person.wallet_id)}</span>' in html
     assert '<span class="muted" title="result">结果</span> <span class="mono">90000</span>' in html
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01"])
+def test_a_day_out_of_range_is_refused_not_a_server_error(tax, day):
+    """Every date the tax and social-insurance pages and APIs take is a day of 2000-2100
+    (treasury.business_days): a day beyond has no next midnight or no UTC start, and was a 500."""
+    page, api = logged_in(tax.staff), api_as(tax.staff)
+    page.raise_request_exception = api.raise_request_exception = False
+    answers = {
+        "entry report": page.get(reverse("tax:entry-report"), {"day": day}),
+        "entry report csv": page.get(reverse("tax:entry-report-csv"), {"day": day}),
+        "deductions": page.get(reverse("tax:deduction-list"), {"date_from": day, "date_to": day}),
+        "reversals": page.get(reverse("tax:reversal-list"), {"date_from": day}),
+        "runs": page.get(reverse("tax:reconciliation"), {"check_date": day}),
+        "run now": page.post(reverse("tax:reconciliation-run-now"), {"check_date": day}),
+        "social runs": page.get(reverse("social:reconciliation"), {"check_date": day}),
+        "social run now": page.post(reverse("social:reconciliation-run-now"), {"check_date": day}),
+        "api entry report": api.get(f"{API}/entry-report/", {"day": day}),
+        "api deductions": api.get(f"{API}/deductions/", {"date_from": day}),
+        "api run": api.post(f"{API}/reconciliation/runs/", {"check_date": day}, format="json"),
+        "api runs": api.get(f"{API}/reconciliation/runs/", {"check_date": day}),
+        "api social run": api.post("/api/v1/social/reconciliation/runs/", {"check_date": day}, format="json"),
+    }
+    assert {what: r.status_code for what, r in answers.items() if r.status_code >= 500} == {}

@@ -1,6 +1,6 @@
 from .ledger import LedgerAccount, LedgerEntry
 from .parties import Organization, Person, Wallet
-from .transfers import UNPAID_STATES, Transfer, TransferOutbox, TransferState
+from .transfers import NOT_PAID_STATES, UNPAID_STATES, Transfer, TransferOutbox, TransferState
 
 __all__ = [
     "LedgerAccount",
@@ -10,6 +10,7 @@ __all__ = [
     "Transfer",
     "TransferOutbox",
     "TransferState",
+    "NOT_PAID_STATES",
     "UNPAID_STATES",
     "Wallet",
 ]

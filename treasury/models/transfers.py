@@ -31,6 +31,9 @@ class TransferState(models.TextChoices):
 S = TransferState
 # Final states in which no money moved: a domain may pay the line again under a new key.
 UNPAID_STATES = (S.FAILED, S.CANCELLED)
+# Final states in which the payee does not hold the money: nothing moved, or it settled and came back to the payer
+# (returned by the operator, or reversed). A line of a run paid by such a transfer is not paid.
+NOT_PAID_STATES = (*UNPAID_STATES, S.RETURNED, S.REVERSED)
 
 
 class Transfer(ConcurrentTransitionMixin, models.Model):

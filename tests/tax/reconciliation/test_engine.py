@@ -150,6 +150,9 @@ def test_request_ids_of_tax_transfers_give_the_serial_key():
                                                                              "00000042")
     assert services.parse_request_id("tax:13701000000:20261126:00000042:reversal") == (
         "13701000000", dt.date(2026, 11, 26), "00000042")  # a reversal counts against the original serial
+    assert services.parse_request_id("tax:13701000000:20261126:00000042:reversal:2") == (
+        "13701000000", dt.date(2026, 11, 26), "00000042")  # and so does a reversal asked again after a refusal
+    assert services.parse_request_id("tax:13701000000:20261126:00000042:reversal:x") == ("", None, "")
     assert services.parse_request_id("payroll:1:2") == ("", None, "")
 
 
