@@ -16,7 +16,7 @@ from django_fsm import can_proceed
 
 from treasury.access import roles
 from treasury.access.scoping import sees_all_organizations, user_organization
-from treasury.models import NOT_PAID_STATES, UNPAID_STATES, TransferState
+from treasury.models import NOT_PAID_STATES, TransferState
 from treasury.waiting import Waiting
 
 from .models import BatchState as B
@@ -361,7 +361,7 @@ class DuesMonth:
 def dues_months(*, union: UnionSettings) -> list[DuesMonth]:
     """Each month's dues in one row: how many, how much, and how many paid, failed or still open."""
     paid = Q(transfer__state=TransferState.SETTLED)
-    failed = Q(transfer__state__in=UNPAID_STATES)
+    failed = Q(transfer__state__in=NOT_PAID_STATES)
     still_open = Q(transfer__state__in=[TransferState.PENDING, TransferState.SUBMITTED, TransferState.UNKNOWN])
     rows = (
         union.dues_calls.values("period")

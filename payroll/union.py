@@ -22,7 +22,7 @@ from django.db.models import Q, Sum
 from treasury.access import roles
 from treasury.access.errors import AccessDenied
 from treasury.access.scoping import user_organization
-from treasury.models import UNPAID_STATES, Transfer, TransferState
+from treasury.models import NOT_PAID_STATES, Transfer, TransferState
 from treasury.money import fen_to_yuan_str
 from treasury.services.transfers import NewTransfer, create_transfers
 from treasury.services.wallets import ensure_personal_wallets
@@ -213,7 +213,7 @@ def remit_for_payroll(*, batch_id: int, actor: str, now: datetime) -> list[int]:
                                           ("higher", settings.higher_union_wallet_id, due.higher_fen)):
             key = f"union:{batch.pk}:funds:{part}"
             earlier = funds.filter(Q(idempotency_key=key) | Q(idempotency_key__startswith=f"{key}:"))
-            remitted = earlier.exclude(state__in=UNPAID_STATES).aggregate(total=Sum("amount_fen"))["total"] or 0
+            remitted = earlier.exclude(state__in=NOT_PAID_STATES).aggregate(total=Sum("amount_fen"))["total"] or 0
             if part_due > remitted:
                 attempt = earlier.count() + 1
                 items.append(NewTransfer(
@@ -267,7 +267,7 @@ def issue_dues_call(*, union_id: int, period: str, actor: str, now: datetime) ->
             call = earlier.get(member.pk)
             # A failed payroll remittance is the employer's to pay: the member was already charged.
             if call is not None and not (call.source == DuesCall.Source.CALL and call.transfer
-                                         and call.transfer.state in UNPAID_STATES):
+                                         and call.transfer.state in NOT_PAID_STATES):
                 continue
             amount = dues_fen(base_fen=member.dues_base_fen, rate_bp=settings.dues_rate_bp)
             if amount > 0:
@@ -330,7 +330,7 @@ def arrears(*, union_id: int, periods: list[str]) -> list[Arrear]:
             if call is None:
                 owed.append(Arrear(member, period, dues_fen(base_fen=member.dues_base_fen, rate_bp=settings.dues_rate_bp),
                                    "未缴 (not paid)"))
-            elif call.transfer and call.transfer.state in UNPAID_STATES:
+            elif call.transfer and call.transfer.state in NOT_PAID_STATES:
                 owed.append(Arrear(member, period, call.amount_fen,
                                    f"扣款失败 (payment failed): {call.transfer.failure_code}"))
     return owed

@@ -7,6 +7,7 @@ from payroll.models import BatchState, DuesCall, UnionMember
 from tests.payroll import builders
 from tests.payroll.helpers import approved_and_funded, staff, upload
 from treasury.models import Transfer, TransferState
+from treasury.services import transfers as transfer_services
 from treasury.services.ledger import check_ledger
 
 
@@ -110,6 +111,30 @@ def test_a_failed_call_is_collected_by_a_later_call_under_a_new_key(employer, gr
     # Paid now: a third call collects nothing.
     assert union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now()) == []
     assert check_ledger().problems == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dues_whose_money_came_back_are_owed_and_collected_again(employer, grassroots):
+    """The operator took a member's dues but its reply was lost; by the time recovery asks, the money went back to
+    the member (returned). The call is not paid: it is in the arrears and the next call collects it once."""
+    rows = staff(employer, 1)
+    (member,) = members_for(grassroots, rows)
+    employer.sandbox.admin.fund(wallet_id=rows[0][3], amount_fen=100_00)
+    employer.sandbox.admin.set_fault("error_after_apply", count=1)
+    union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now())
+    call = DuesCall.objects.get(member=member)
+    employer.sandbox.admin.return_transfer(request_id=call.transfer.idempotency_key, reason="退回 (returned)")
+    transfer_services.recover_unconfirmed_transfers(now=timezone.now(), older_than_seconds=0)
+    call.refresh_from_db()
+    assert call.transfer.state == TransferState.RETURNED
+    assert [a.member.pk for a in union.arrears(union_id=grassroots.pk, periods=["2025-07"])] == [member.pk]
+
+    union.issue_dues_call(union_id=grassroots.pk, period="2025-07", actor="union", now=timezone.now())
+    call = DuesCall.objects.select_related("transfer").get(pk=call.pk)
+    expected = union.dues_fen(base_fen=member.dues_base_fen, rate_bp=50)
+    assert (call.attempts, call.transfer.state) == (2, TransferState.SETTLED)
+    assert employer.sandbox.admin.balance(wallet_id=rows[0][3]) == 100_00 - expected  # taken once, in the end
+    assert union.arrears(union_id=grassroots.pk, periods=["2025-07"]) == []
 
 
 def union_money(batch, purpose):
