@@ -1,7 +1,8 @@
 """REST API of the message log (报文日志), read-only: /api/v1/budget/messages/.
 
-The list carries no bodies; one message carries its request and response as text (up to
-`BODY_MAX_BYTES` each, with `*_truncated` saying when cut; the message page downloads all of it).
+The list carries no bodies; one message carries its request and response as the page shows them (read as XML,
+re-indented, payees' names and wallets masked; up to `BODY_MAX_BYTES` each, with `*_truncated` saying when cut;
+the message page downloads all of it).
 """
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -11,7 +12,6 @@ from adapters.budget import messagelog, selectors
 from adapters.budget.messages import OPERATIONS
 from adapters.budget.models import BudgetMessage
 from adapters.budget.views import MESSAGE_ROLES
-from adapters.xml.display import mask_personal
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin
 from treasury.access.permissions import API_AUTHENTICATION, roles_permission
 
@@ -44,7 +44,7 @@ class BudgetMessageDetailSerializer(BudgetMessageSerializer):
     def _text(data: bytes) -> str:
         """As text, payees' names and wallets masked (the page's download, for auditors and administrators, is
         the exchange as it travelled)."""
-        return mask_personal(data[:BODY_MAX_BYTES].decode("utf-8", errors="replace"), messagelog.PERSONAL)
+        return messagelog.shown_body(data, max_bytes=BODY_MAX_BYTES)[0]
 
     def get_request_xml(self, obj: BudgetMessage) -> str:
         return self._text(messagelog.request_bytes(obj))

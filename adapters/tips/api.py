@@ -1,7 +1,7 @@
 """REST API of the TIPS message log, read-only: /api/v1/tips/messages/.
 
-The list carries no bodies; one message carries its body as text (decoded per its XML declaration, up to
-`BODY_MAX_BYTES`, `body_truncated` saying when cut).
+The list carries no bodies; one message carries its body as the page shows it (read as XML per its declaration,
+re-indented, personal data masked; up to `BODY_MAX_BYTES`, `body_truncated` saying when cut).
 """
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -11,7 +11,6 @@ from adapters.tips import messagelog, selectors
 from adapters.tips.messages import MESSAGE_NUMBERS
 from adapters.tips.models import TipsMessage
 from adapters.tips.views import MESSAGE_ROLES
-from adapters.xml.display import mask_personal
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin
 from treasury.access.permissions import API_AUTHENTICATION, roles_permission
 
@@ -41,9 +40,8 @@ class TipsMessageDetailSerializer(TipsMessageSerializer):
         read_only_fields = fields
 
     def get_body_xml(self, obj: TipsMessage) -> str:
-        data = messagelog.body_bytes(obj)[:BODY_MAX_BYTES]
-        encoding = "gbk" if b'encoding="GBK"' in data[:100] else "utf-8"
-        return mask_personal(data.decode(encoding, errors="replace"), messagelog.PERSONAL)
+        # Parsed and masked as the page shows it: text between tags as written (CDATA, say) is read as XML reads it.
+        return messagelog.shown_body(messagelog.body_bytes(obj), max_bytes=BODY_MAX_BYTES)[0]
 
     def get_body_truncated(self, obj: TipsMessage) -> bool:
         return obj.body_size > BODY_MAX_BYTES

@@ -74,6 +74,7 @@ def handle_soap(body: bytes, *, content_length: int | None = None) -> tuple[int,
     def elapsed() -> int:
         return round((time.perf_counter() - started) * 1000)
 
+    logged = body  # the envelope; once read, the document in it (in the envelope it is base64, masked by nothing)
     try:
         if (content_length or 0) > max_bytes or len(body) > max_bytes:
             raise _Refused(ResultCode.PARSE_ERROR, f"request exceeds the limit of {max_bytes:,} bytes")
@@ -83,6 +84,7 @@ def handle_soap(body: bytes, *, content_length: int | None = None) -> tuple[int,
             raise _Refused(ResultCode.PARSE_ERROR, f"SOAP request refused ({exc.code}): {exc}")
         if isinstance(signed, m.SoapFault):
             raise _Refused(ResultCode.UNRECOGNISED, "a request cannot be a soap:Fault")
+        logged = signed.document
         try:
             doc = m.read_document(signed.document, max_bytes=max_bytes)
         except XmlRefused as exc:
@@ -93,7 +95,7 @@ def handle_soap(body: bytes, *, content_length: int | None = None) -> tuple[int,
         else:
             unrecognised = ""
     except _Refused as exc:
-        record_message(direction=inbound, body=body[:max_bytes], result=exc.code, error_text=str(exc),
+        record_message(direction=inbound, body=logged[:max_bytes], result=exc.code, error_text=str(exc),
                        http_status=500, duration_ms=elapsed())
         return _fault(exc)
 

@@ -387,19 +387,35 @@ def read_head(element: etree._Element) -> MessageHead:
                        msg_id=f["MsgID"], msg_ref=f["MsgRef"], work_date=read_date(f["WorkDate"]))
 
 
+# The elements cfx.xsd types Date8, whose pattern lets a day the calendar lacks through (20260230).
+_DATE_ELEMENTS = tuple(sorted(
+    e.get("name") for e in etree.parse(str(CFX_XSD_PATH)).iter("{http://www.w3.org/2001/XMLSchema}element")
+    if e.get("type") == "Date8"))
+
+
 def read_document(data: bytes, *, max_bytes: int) -> Document:
     """Untrusted bytes (GBK or UTF-8, as the XML declaration says) -> a validated Document.
 
     Raises XmlRefused (oversized, doctype_forbidden, malformed, schema_invalid: answer 92004) before
     anything is read, UnrecognisedMessage when HEAD/MsgNo does not match the blocks in MSG (92001).
+    Beyond the schema, refused as schema_invalid: an encoding a reply could not be written in (any but UTF-8 and
+    GBK), and a date that is no calendar day, so that no reader meets either after the message was accepted.
     """
     root = parse_and_validate(data, schema=CFX_XSD_PATH, max_bytes=max_bytes)
+    encoding = (root.getroottree().docinfo.encoding or "UTF-8").upper()
+    if encoding not in ENCODINGS:
+        raise XmlRefused(SCHEMA_INVALID, f"encoding {encoding} is not one of {', '.join(ENCODINGS)}")
+    for element in root.iter(*_DATE_ELEMENTS):
+        try:
+            read_date(element.text or "")
+        except ValueError:
+            raise XmlRefused(SCHEMA_INVALID, f"{element.tag} {element.text!r} is not a calendar date",
+                             line=element.sourceline) from None
     head = read_head(root[0])
     msg = root[1]
     number = _BLOCK_NUMBER.fullmatch(msg[0].tag)
     if number is None or number.group(1) != head.msg_no:
         raise UnrecognisedMessage(f"MsgNo {head.msg_no} does not match the body ({msg[0].tag})")
-    encoding = (root.getroottree().docinfo.encoding or "UTF-8").upper()
     return Document(head=head, msg=msg, encoding=encoding)
 
 

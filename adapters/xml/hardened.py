@@ -64,6 +64,10 @@ def _parser() -> etree.XMLParser:
             attribute_defaults=False,  # would need the DTD
             huge_tree=False,  # keep libxml2's depth and text-size limits
             collect_ids=False,
+            # Comments and processing instructions carry nothing a reader may use, and left in they stand
+            # among the elements that readers take by position.
+            remove_comments=True,
+            remove_pis=True,
         )
         _local.parser = parser
     return parser

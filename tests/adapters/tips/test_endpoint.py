@@ -1,6 +1,7 @@
 """The service's TIPS endpoint /tips/soap/: signed messages reach the handler and get signed replies; anything
 malformed, hostile, oversized or badly signed is refused and never reaches it."""
 import base64
+import re
 
 import pytest
 from zeep import Client, Settings
@@ -222,3 +223,47 @@ def test_a_handler_reply_that_would_not_validate_is_a_server_fault(client, tax_k
     fault = fault_of(post(client, signed_request(m.real_time_document(message=real_time()), tax_key)))
     assert (fault.faultcode, fault.code) == ("soap:Server", "94999")
     assert not TipsMessage.objects.filter(direction="out").exists()
+
+
+# What the schema lets through but no reader may meet: refused as a whole (92004) before the handler, never a 500
+# nor a "send it again" fault the tax system would repeat for ever.
+
+
+@pytest.mark.parametrize("field, signature", [("WorkDate", None), ("WorkDate", ""), ("EntrustDate", None)],
+                         ids=["head-signed", "head-unsigned", "body-signed"])
+def test_a_date_the_calendar_lacks_is_refused_before_the_handler(client, tax_key, handler, field, signature):
+    """cfx.xsd's Date8 pattern lets 20260230 through; the document is refused as schema-invalid."""
+    document = m.real_time_document(message=real_time())
+    bad = re.sub(rf"<{field}>\d{{8}}</{field}>".encode(), f"<{field}>20260230</{field}>".encode(), document, count=1)
+    m.parse_and_validate(bad, schema=m.CFX_XSD_PATH, max_bytes=10 ** 6)  # the XSD accepts it
+    fault = fault_of(post(client, signed_request(bad, tax_key, signature=signature)))
+    assert (fault.faultcode, fault.code) == ("soap:Client", "92004") and "calendar" in fault.message
+    assert handler.calls == []
+
+
+def test_an_encoding_a_reply_cannot_be_written_in_is_refused_before_the_handler(client, tax_key, handler):
+    """TIPS documents are GBK or UTF-8: an ISO-8859-1 3001 would be debited and then left unanswered."""
+    document = m.real_time_document(message=real_time(hand_org_name="ACME Ltd", tax_pay_name="ACME Ltd")).replace(
+        b'encoding="UTF-8"', b'encoding="ISO-8859-1"', 1)
+    for signature in (None, ""):
+        fault = fault_of(post(client, signed_request(document, tax_key, signature=signature)))
+        assert (fault.faultcode, fault.code) == ("soap:Client", "92004") and "ISO-8859-1" in fault.message
+    assert handler.calls == []
+
+
+def test_comments_are_not_read_as_elements(client, tax_key, handler):
+    """Comments are legal anywhere and pass the schema; the readers, which take some elements by position, never
+    see them: a 3001 with a comment first in MSG is answered, and a batch item's TraNo is the element's, not the
+    comment before it."""
+    message = real_time()
+    document = m.real_time_document(message=message).replace(b"<MSG>", b"<MSG><!-- from the tax system --><?pi x?>", 1)
+    _, reply = reply_of(post(client, signed_request(document, tax_key)))
+    assert (reply.ori_tra_no, reply.amount_fen) == (message.item.tra_no, message.item.amount_fen)
+
+    pack = batch(2)
+    first = pack.items[0]
+    document = m.batch_document(message=pack).replace(f"<Payment3102><TraNo>{first.tra_no}</TraNo>".encode(),
+                                                      f"<Payment3102><!--99999999--><TraNo>{first.tra_no}</TraNo>".encode(), 1)
+    reply_of(post(client, signed_request(document, tax_key)))
+    (got,) = [message for name, message in handler.calls if name == "receive_batch"]
+    assert [(i.tra_no, i.pay_op_bk_code) for i in got.items] == [(i.tra_no, i.pay_op_bk_code) for i in pack.items]

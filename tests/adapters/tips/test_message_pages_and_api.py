@@ -6,7 +6,7 @@ from adapters.tips import messages as m
 from adapters.tips.messagelog import body_bytes, record_message
 from adapters.tips.models import TipsMessage
 from tests import factories as f
-from tests.adapters.tips.conftest import batch, real_time
+from tests.adapters.tips.conftest import batch, handler, real_time, signed_request, tax_key  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
 
@@ -85,6 +85,38 @@ def test_the_body_is_shown_with_names_wallets_and_ids_masked_and_downloaded_whol
         assert 'data-testid="body-download"' in page
     else:
         assert download.status_code == 403 and 'data-testid="body-download"' not in page
+
+
+def test_names_and_wallets_written_as_cdata_are_masked_too(client):
+    """CDATA is the same text to XML: the page and the API read the body as XML before masking it."""
+    message = real_time(tax_pay_name="张三丰", hand_org_name="张三丰", pay_acct="0010000000000077")
+    document = m.real_time_document(message=message)
+    for tag, value in (("TaxPayName", "张三丰"), ("HandOrgName", "张三丰"), ("PayAcct", "0010000000000077")):
+        document = document.replace(f"<{tag}>{value}</{tag}>".encode(), f"<{tag}><![CDATA[{value}]]></{tag}>".encode())
+    entry = log(body=document)
+    client.force_login(f.make_user(role="tax_staff"))
+    page = client.get(f"/tips/messages/{entry.pk}/").content.decode()
+    shown = client.get(f"/api/v1/tips/messages/{entry.pk}/").json()["body_xml"]
+    for text in (page, shown):
+        assert "张三丰" not in text and "0010000000000077" not in text and "张*丰" in text
+
+
+def test_a_refused_document_is_logged_as_a_document_not_as_base64(client, tax_key, handler):
+    """The tax system's document inside a refused request is logged as itself (masked when shown), not as the
+    SOAP envelope, where it is base64 no element name would mask."""
+    good = m.real_time_document(message=real_time(tax_pay_name="张三丰", hand_org_name="张三丰",
+                                                  pay_acct="0010000000000077", remark="x"))
+    document = good.replace(b"<Remark>x</Remark>", b"<Remark>" + b"x" * 201 + b"</Remark>", 1)  # past cfx.xsd
+    response = client.generic("POST", "/tips/soap/", signed_request(document, tax_key),
+                              content_type="text/xml; charset=utf-8", HTTP_SOAPACTION=f'"{m.SOAP_ACTION}"')
+    assert response.status_code == 500 and b"92004" in response.content
+    entry = TipsMessage.objects.get(direction="in")
+    assert body_bytes(entry) == document
+    client.force_login(f.make_user(role="tax_staff"))
+    page = client.get(f"/tips/messages/{entry.pk}/").content.decode()
+    shown = client.get(f"/api/v1/tips/messages/{entry.pk}/").json()["body_xml"]
+    for text in (page, shown):
+        assert "张三丰" not in text and "0010000000000077" not in text and "张*丰" in text
 
 
 def test_large_bodies_are_compressed_and_come_back_whole(client):
