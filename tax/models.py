@@ -260,6 +260,9 @@ class TaxDeduction(ConcurrentTransitionMixin, models.Model):
                                  related_name="+", db_index=False, db_constraint=False)
     created_at = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
+    # When a reversal (1021) first asked the operator to give this debit back. Until the deduction is reversed, or
+    # the operator refused, the debit may be on its way back: a refund correction waits (reconciliation's held_fen).
+    reversal_asked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "扣税 (tax deduction)"

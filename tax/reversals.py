@@ -75,10 +75,17 @@ def reverse_deduction(*, message: Reversal, now: datetime) -> ReversalReply:
         return keep(REVERSED, ResultCode.SUCCESS, "原交易未扣款，无需冲正 (nothing was debited)")
     if deduction.state == D.REVERSED:
         return keep(REVERSED, ResultCode.SUCCESS, "原交易已冲正 (already reversed)")
-    if refunded_by_corrections(deduction):  # reversing the whole debit would pay that part back twice
-        return keep(NOT_REVERSED, ResultCode.OTHER_FAILURE,
-                    "已由对账更正退还部分或全部款项，不能整笔冲正 (a reconciliation correction already refunded money of "
-                    "this deduction: it cannot be reversed whole)")
+    with transaction.atomic():
+        # Under the deduction's lock, which a correction's approval takes too: either a refund was approved first
+        # (reversing the whole debit would pay that part back twice) or the approval sees this reversal asked.
+        locked = services._locked_deduction(deduction.pk)
+        if refunded_by_corrections(locked):
+            return keep(NOT_REVERSED, ResultCode.OTHER_FAILURE,
+                        "已由对账更正退还部分或全部款项，不能整笔冲正 (a reconciliation correction already refunded money "
+                        "of this deduction: it cannot be reversed whole)")
+        if locked.reversal_asked_at is None:
+            locked.reversal_asked_at = now
+            locked.save(update_fields=["reversal_asked_at"])
     try:
         transfer_services.reverse_transfer(
             transfer_id=deduction.transfer_id, actor="tips", now=now,
@@ -86,7 +93,8 @@ def reverse_deduction(*, message: Reversal, now: datetime) -> ReversalReply:
     except OperatorUnavailable as exc:
         return ReversalReply(cancel_answer=NOT_REVERSED, result=ResultCode.TIMEOUT,
                              add_word=f"运营机构暂不可达，请重发 (operator unreachable, send again): {exc}"[:255])
-    except TransferNotReversible as exc:
+    except TransferNotReversible as exc:  # refused: the debit stays with the treasury (a timeout above may not)
+        TaxDeduction.objects.filter(pk=deduction.pk, state=D.SUCCEEDED).update(reversal_asked_at=None)
         return keep(NOT_REVERSED, ResultCode.OTHER_FAILURE, f"冲正被拒绝 (the reversal was refused): {exc}")
     with transaction.atomic():
         locked = services._locked_deduction(deduction.pk)

@@ -121,9 +121,11 @@ def _moved_corrections(deduction: TaxDeduction):
 
 
 def held_fen(deduction: TaxDeduction) -> int:
-    """What the treasury holds for a deduction's serial: its debit while it stands (not failed, not reversed),
-    plus the collections and minus the refunds of approved corrections whose money moved or is on its way."""
-    held = deduction.amount_fen if deduction.state == DeductionState.SUCCEEDED else 0
+    """What the treasury holds for a deduction's serial: its debit while it stands (not failed, not reversed, and no
+    reversal asked of the operator without an answer), plus the collections and minus the refunds of approved
+    corrections whose money moved or is on its way."""
+    stands = deduction.state == DeductionState.SUCCEEDED and deduction.reversal_asked_at is None
+    held = deduction.amount_fen if stands else 0
     return held + sum(fen if kind == CorrectionKind.COLLECT else -fen for kind, fen in _moved_corrections(deduction))
 
 

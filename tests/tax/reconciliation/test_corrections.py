@@ -244,6 +244,52 @@ def test_a_debit_a_correction_refunded_is_not_reversed_whole(cases, tax, day):
     assert TaxDeduction.objects.get(pk=dropped.pk).state == "succeeded"
 
 
+def test_a_refund_waits_while_a_reversal_of_the_debit_has_no_answer(cases, tax, day, monkeypatch):
+    """A 1021 asks the operator to give the debit back; its answer is lost (the operator did reverse it). Until the
+    reversal is recorded the debit may be on its way back, so a refund correction of it is not approved: the
+    taxpayer is not paid back twice, whichever comes first. A reversal the operator refused leaves the debit with
+    the treasury, and a refund may then be approved."""
+    from adapters.tips.interface import Reversal
+    from tests.tax.helpers import head
+    from treasury.errors import TransferNotReversible
+    from treasury.services import transfers as transfer_services
+
+    dropped = day["dropped"]
+    tax.ecny.admin.fund(wallet_id=tax.treasury_wallet.wallet_id, amount_fen=10_000_00)
+    before = tax.balance(dropped.pay_acct)
+
+    def reversal(cancel_no):
+        return TaxHandler().reverse_deduction(Reversal(
+            head=head("1021"), tax_org_code=dropped.tax_org_code, entrust_date=ENTRUST_DATE, cancel_no=cancel_no,
+            ori_entrust_date=dropped.entrust_date, ori_tra_no=dropped.tra_no, cancel_reason="wrong voucher"))
+
+    refund = corrections.propose_correction(case_id=cases[Outcome.MISSING_TAX].pk, user=tax.staff, kind="refund",
+                                            amount_fen=300_00, reason="多扣 (over-debit)", now=timezone.now())
+    tax.ecny.admin.set_fault("error_after_apply", count=1)
+    assert (reversal("00000003").cancel_answer, tax.balance(dropped.pay_acct)) == ("1", before + 300_00)
+    with pytest.raises(services.ReconciliationError) as waiting:
+        corrections.approve_correction(correction_id=refund.pk, user=tax.checker, now=timezone.now())
+    assert waiting.value.code == "exceeds_held"
+    assert reversal("00000003").cancel_answer == "0"  # asked again: the same reversal, recorded now
+    with pytest.raises(services.ReconciliationError):
+        corrections.approve_correction(correction_id=refund.pk, user=tax.checker, now=timezone.now())
+    assert tax.balance(dropped.pay_acct) == before + 300_00  # given back once
+
+    other = day["amount"]  # a debit whose reversal the operator refuses
+    deduction = TaxDeduction.objects.get(pk=other.pk)
+
+    def refused(**kwargs):
+        raise TransferNotReversible("运营机构拒绝冲正: INSUFFICIENT_BALANCE")
+
+    monkeypatch.setattr(transfer_services, "reverse_transfer", refused)
+    reply = TaxHandler().reverse_deduction(Reversal(
+        head=head("1021"), tax_org_code=other.tax_org_code, entrust_date=ENTRUST_DATE, cancel_no="00000004",
+        ori_entrust_date=other.entrust_date, ori_tra_no=other.tra_no, cancel_reason="wrong voucher"))
+    assert reply.cancel_answer == "1"
+    deduction.refresh_from_db()
+    assert deduction.reversal_asked_at is None and corrections.held_fen(deduction) == deduction.amount_fen
+
+
 def test_the_api_refuses_an_amount_or_a_correcting_transfer_it_cannot_take(cases, tax):
     from rest_framework.test import APIClient
 
