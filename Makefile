@@ -37,7 +37,7 @@ run: migrate
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 sandbox: install
-	$(PY) manage.py run_sandbox --host 127.0.0.1 --port 8701 --storage var/sandbox.sqlite3
+	$(PY) manage.py run_sandbox --host 127.0.0.1 --port 8701
 
 budget-sandbox: install
 	$(PY) manage.py run_budget_sandbox --host 127.0.0.1 --port 8702 --storage var/budget-sandbox.sqlite3 --seed-demo

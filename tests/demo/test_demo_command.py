@@ -47,6 +47,13 @@ def test_the_demo_runs_end_to_end_and_proves_itself(tmp_path):
         keys = {key for (key,) in db.execute("SELECT DISTINCT j.key FROM trace_traceevent, json_each(data) AS j")}
     assert len(kinds) > 50 and not kinds - set(event_labels())
     assert len(keys) > 50 and not keys - set(detail_labels())
+    # `make sandbox` serves the operator ledger the demo leaves: every wallet the service registered is in it.
+    assert "make sandbox" in text
+    with closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
+        registered = {wallet for (wallet,) in db.execute("SELECT wallet_id FROM treasury_wallet")}
+    with closing(sqlite3.connect(tmp_path / "sandbox.sqlite3")) as ledger:
+        known = {wallet for (wallet,) in ledger.execute("SELECT wallet_id FROM wallets")}
+    assert registered and not registered - known
     # Every demo user follows every link and API answer they can reach (tests/demo/crawl_roles.py): no page fails,
     # and nobody sees personal data whole that their role sees masked, nor the other employer's.
     crawled = subprocess.run([sys.executable, str(ROOT / "tests" / "demo" / "crawl_roles.py")], cwd=ROOT, env=env,

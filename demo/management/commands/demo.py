@@ -15,6 +15,7 @@ ledger check, trace checkpoint and verification, receipts verified from their fi
 import datetime as dt
 import logging
 import shutil
+import sqlite3
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -46,6 +47,18 @@ from treasury.services import transfers as transfer_services
 from treasury.services.transfers import NewTransfer, OperatorUnavailable, create_transfers
 
 
+# Where `manage.py run_sandbox` (`make sandbox`) keeps its operator's ledger by default.
+OPERATOR_LEDGER = settings.VAR_DIR / "sandbox.sqlite3"
+
+
+def _keep_operator_ledger(path: Path) -> None:
+    """The demo's operator ledger (its wallets, balances and payments), copied to where `make sandbox` serves it:
+    the service's records name those wallets, and an operator started empty would know none of them. SQLite's
+    backup, so the copy is whole whatever the running sandbox is doing."""
+    with sqlite3.connect(path) as source, sqlite3.connect(OPERATOR_LEDGER) as target:
+        source.backup(target)
+
+
 class Command(BaseCommand):
     help = "Load demo data and run an end-to-end demo against a sandbox operator."
 
@@ -69,6 +82,7 @@ class Command(BaseCommand):
         get_budget_client.cache_clear()
         try:
             self._run(sandbox, budget, run_id)
+            _keep_operator_ledger(storage_dir / "sandbox.sqlite3")
             if options["keep_sandbox"]:
                 self.stdout.write(f"sandbox operator running at {sandbox.url}, budget system at {budget.url}; "
                                   f"Ctrl-C to stop")
@@ -248,6 +262,8 @@ class Command(BaseCommand):
         say(f"  check any receipt: python manage.py verify_receipt {receipt_file(sample.file_path)}")
         say()
         say("== try it ==")
+        say(f"  make sandbox  the sandbox operator with the demo's wallets and balances ({OPERATOR_LEDGER.name} in the"
+            f" service's data folder), for the pages that pay")
         say("  make run      then open http://127.0.0.1:8000/ and log in as one of:")
         for username, password in world.passwords.items():
             say(f"    {username:10} password {password}")

@@ -1,6 +1,7 @@
-"""python manage.py run_sandbox --host 127.0.0.1 --port 8701 --storage var/sandbox.sqlite3
+"""python manage.py run_sandbox --host 127.0.0.1 --port 8701 [--storage <VAR_DIR>/sandbox.sqlite3]
 
-Runs the sandbox e-CNY operator as an HTTP service (waitress) with its own SQLite storage.
+Runs the sandbox e-CNY operator as an HTTP service (waitress) with its own SQLite storage; by default the ledger
+`manage.py demo` leaves there, with the demo's wallets.
 Wallet-class limits and the api key come from settings (WALLET_CLASS_LIMITS, ECNY_OPERATOR_API_KEY).
 """
 from pathlib import Path
@@ -17,7 +18,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8701)
-        parser.add_argument("--storage", default=str(Path("var") / "sandbox.sqlite3"),
+        parser.add_argument("--storage", default=str(settings.VAR_DIR / "sandbox.sqlite3"),
                             help="SQLite file of the sandbox operator (created if missing)")
         parser.add_argument("--threads", type=int, default=SERVER_THREADS)
 
