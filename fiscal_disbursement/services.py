@@ -367,12 +367,13 @@ def load_payee_file(*, request_id: int, user, filename: str, data: bytes, now: d
                    lines=request.line_count, file_sha256=sha256)
             return request
     except _Refused:
-        pass
+        # Rolled back (lines and all); what the file was found to hold is kept on a request read afresh.
+        problems, problem_count = request.problems, request.problem_count
     with transaction.atomic():
         request = _locked(request_id)
         request.lines.all().delete()
         request.filename, request.file_sha256, request.upload_path = filename[:255], sha256, upload_path
-        request.problems, request.problem_count = problems[:1000] or request.problems, request.problem_count or 1
+        request.problems, request.problem_count = problems, problem_count
         request.line_count, request.total_fen = 0, 0
         request.save()
         _trace(request, "fiscal.request.payees_refused", actor=user.username, now=now, problems=request.problem_count,

@@ -183,6 +183,7 @@ def test_payee_file_problems_keep_no_line(finance):
     codes = {(p["line"], p["code"]) for p in request.problems}
     assert (3, "wallet_unknown") not in codes and any(line == 3 for line, _ in codes)  # the bad ID, row 3
     assert (5, "wallet_unknown") in codes
+    assert refreshed(request).problem_count == len(request.problems) == 2  # as many as listed, kept so
     with pytest.raises(services.DisbursementError):
         services.submit_request(request_id=request.pk, user=finance.clerk, now=now())
     report = services.error_report(request=request).decode("utf-8-sig")
