@@ -3,16 +3,18 @@ import re
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from .models import BatchState as B
 
 # The models' choices carry fixed bilingual labels (admin, exports); pages translate through these.
 BATCH_STATE_LABELS = {
-    B.UPLOADED: _("Uploaded"),
+    # "Uploaded" and "Approved" are also column headings (a time): a state of their own here.
+    B.UPLOADED: pgettext_lazy("payroll batch state", "Uploaded"),
     B.VALIDATED: _("Checked"),
     B.REJECTED: _("Rejected"),
     B.SUBMITTED: _("Awaiting approval"),
-    B.APPROVED: _("Approved"),
+    B.APPROVED: pgettext_lazy("payroll batch state", "Approved"),
     B.FUNDED: _("Funded"),
     B.PAYING: _("Paying"),
     B.PAID: _("Paid"),

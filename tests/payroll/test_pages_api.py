@@ -478,3 +478,14 @@ def test_summary_receipt_waits_for_the_batch_to_be_paid(employer):
     assert 'data-action="summary-receipt"' not in html
     response = operator.post(reverse("payroll:summary-receipt", args=[batch.pk]), follow=True)
     assert any("发放完成" in m for m in messages_of(response)), messages_of(response)
+
+
+def test_the_batch_states_read_as_states_in_chinese_not_as_the_columns_of_the_same_words():
+    from django.utils import translation
+
+    from payroll.forms import BATCH_STATE_LABELS
+    from payroll.models import BatchState
+
+    with translation.override("zh-hans"):
+        assert [str(BATCH_STATE_LABELS[s]) for s in (BatchState.UPLOADED, BatchState.APPROVED)] == ["已上传", "已审批"]
+        assert translation.gettext("Uploaded") == "上传时间"  # the column heading is a time
