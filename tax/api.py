@@ -35,7 +35,7 @@ from treasury.trace.selectors import event_details, mask_data
 from . import selectors, services
 from .models import AgreementState, DeductionKind, DeductionPackage, DeductionState, PackageState, TaxAgreement
 from .models import Refund, RefundOrder, RefundOrderState, RefundState, StopPaymentRequest, TaxDeduction, TaxReversal
-from .services import MAX_AMOUNT_FEN
+from .services import MAX_AMOUNT_FEN, VOUCHER_NUMBER
 from .views import (entry_report_csv, entry_report_data, entry_report_pdf, package_progress_data, pay_own_tax,
                     shown_agreement)
 from .views import agreements_csv, deductions_csv, shown_deduction, shown_refund
@@ -333,7 +333,8 @@ class OwnTaxSerializer(serializers.Serializer):
     taxpayer_id = serializers.CharField(max_length=20, help_text="the individual's resident ID")
     taxpayer_name = serializers.CharField(max_length=200)
     wallet_id = serializers.CharField(max_length=32, help_text="the individual's personal wallet id")
-    tax_vou_no = serializers.CharField(max_length=20, help_text="税票号码; the same voucher is never debited twice")
+    tax_vou_no = serializers.RegexField(VOUCHER_NUMBER, max_length=20,
+                                        help_text="税票号码, 1-20 letters or digits; the same voucher is never debited twice")
     amount_fen = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT_FEN)
     tax_type_name = serializers.CharField(max_length=60, required=False, default="个人所得税")
 
@@ -341,7 +342,8 @@ class OwnTaxSerializer(serializers.Serializer):
 class MyTaxSerializer(serializers.Serializer):
     wallet_id = serializers.CharField(max_length=32, help_text="one of your personal wallets registered here")
     tax_org_code = serializers.CharField(max_length=12, help_text="the voucher's tax authority")
-    tax_vou_no = serializers.CharField(max_length=20, help_text="税票号码; the same voucher is never debited twice")
+    tax_vou_no = serializers.RegexField(VOUCHER_NUMBER, max_length=20,
+                                        help_text="税票号码, 1-20 letters or digits; the same voucher is never debited twice")
     amount_fen = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT_FEN)
     tax_type_name = serializers.CharField(max_length=60, required=False, default="个人所得税")
 

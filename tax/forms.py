@@ -11,7 +11,7 @@ from treasury.business_days import BusinessDayField
 from treasury.money import yuan_to_fen
 
 from .models import AgreementState, DeductionKind, PackageState, RefundOrderState
-from .services import MAX_AMOUNT_FEN
+from .services import MAX_AMOUNT_FEN, VOUCHER_NUMBER
 
 ALL = ("", _("All"))
 RESULT_CODE_CHOICES = [
@@ -99,7 +99,8 @@ class MyTaxForm(forms.Form):
 
     wallet_id = forms.ChoiceField(label=_("Pay from wallet"))
     tax_org_code = forms.ChoiceField(label=_("Tax authority"))
-    tax_vou_no = forms.CharField(label=_("Tax voucher number"), max_length=20)
+    tax_vou_no = forms.RegexField(label=_("Tax voucher number"), max_length=20, regex=VOUCHER_NUMBER,
+                                  error_messages={"invalid": _("A tax voucher number is 1 to 20 letters or digits.")})
     amount = forms.CharField(label=_("Amount (yuan)"), max_length=20)
     tax_type_name = forms.CharField(label=_("Tax type"), max_length=60, initial="个人所得税", required=False)
 
@@ -119,7 +120,8 @@ class OwnTaxForm(forms.Form):
     taxpayer_id = forms.CharField(label=_("Resident ID"), max_length=20)
     taxpayer_name = forms.CharField(label=_("Name"), max_length=200)
     wallet_id = forms.CharField(label=_("Personal wallet ID"), max_length=32)
-    tax_vou_no = forms.CharField(label=_("Tax voucher number"), max_length=20)
+    tax_vou_no = forms.RegexField(label=_("Tax voucher number"), max_length=20, regex=VOUCHER_NUMBER,
+                                  error_messages={"invalid": _("A tax voucher number is 1 to 20 letters or digits.")})
     amount = forms.CharField(label=_("Amount (yuan)"), max_length=20)
     tax_type_name = forms.CharField(label=_("Tax type"), max_length=60, initial="个人所得税")
 

@@ -15,6 +15,7 @@ chunks; their result (2102) is an outbox sent until the tax system acknowledges 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import defaultdict
 from datetime import date, datetime, timedelta
@@ -115,6 +116,7 @@ RESULT_NOTES = {
 PACKAGE_REFUSED = ResultCode.PARSE_ERROR
 PURPOSE_CODE = "TAX"
 MAX_AMOUNT_FEN = 10**17 - 1  # the most a TIPS amount carries (15 digits of yuan, 2 of fen)
+VOUCHER_NUMBER = re.compile(r"[0-9A-Za-z]{1,20}")  # TIPS's VouNo (cfx.xsd)
 
 
 class TaxError(Exception):
@@ -721,8 +723,8 @@ def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org
     """
     if type(amount_fen) is not int or amount_fen <= 0:
         raise TaxError("金额必须为正整数分 (amount must be a positive whole number of fen)", "amount")
-    if not tax_vou_no.strip():
-        raise TaxError("税票号码必填 (tax voucher number required)", "tax_vou_no")
+    if not VOUCHER_NUMBER.fullmatch(tax_vou_no.strip()):
+        raise TaxError("税票号码为1-20位字母或数字 (a tax voucher number is 1 to 20 letters or digits)", "tax_vou_no")
     taxpayer_id, _ = _taxpayer(taxpayer_id, personal=True)
     try:
         wallet_id = identifiers.validate_wallet_id(wallet_id)

@@ -93,3 +93,13 @@ def test_page_and_api_show_the_voucher_conflict(tax):
     assert api.status_code == 409 and api.json()["code"] == "idempotency_conflict"
     assert TaxDeduction.objects.get().amount_fen == 321_50
     assert tax.balance(person.wallet_id) == 2_000_00 - 321_50
+
+
+def test_a_voucher_number_is_letters_and_digits_as_tips_writes_it(tax):
+    person = tax.taxpayer(personal=True, balance_fen=2_000_00)
+    tax.sign(person)
+    for bad in ("", "税票 123", "3202-611", "1" * 21):
+        with pytest.raises(services.TaxError) as exc:
+            pay(person, tax_vou_no=bad)
+        assert exc.value.code == "tax_vou_no", bad
+    assert not TaxDeduction.objects.exists() and tax.balance(person.wallet_id) == 2_000_00
