@@ -81,7 +81,7 @@ def run_now(request):
     """Reconcile a check date now (the day's run covers every authority; each sees their own)."""
     form = RunNowForm(request.POST)
     if not form.is_valid():
-        messages.error(request, _("Please give a check date."))
+        messages.error(request, " ".join(form.errors.get("check_date", [])) or _("Please give a check date."))
         return redirect("social:reconciliation")
     try:
         run = reconciliation.reconcile_now(check_date=form.cleaned_data["check_date"])

@@ -95,6 +95,11 @@ class ReconciliationRunSerializer(serializers.ModelSerializer):
 class RunNowSerializer(serializers.Serializer):
     check_date = BusinessDaySerializerField()
 
+    def validate_check_date(self, day):
+        if day > timezone.localdate():  # as the page's RunNowForm
+            raise serializers.ValidationError("A day still to come cannot be reconciled: pick today or an earlier day.")
+        return day
+
 
 class ReconciliationResultSerializer(serializers.ModelSerializer):
     outcome = serializers.CharField(help_text=OUTCOME_HELP)

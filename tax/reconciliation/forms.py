@@ -3,6 +3,7 @@ reconciliation pages use them too)."""
 from __future__ import annotations
 
 from django import forms
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from tax.forms import ALL, DATE, amount_fen
@@ -13,6 +14,12 @@ from .models import CaseState, CorrectionKind, Outcome
 
 class RunNowForm(forms.Form):
     check_date = BusinessDayField(label=_("Check date"), widget=DATE)
+
+    def clean_check_date(self):
+        day = self.cleaned_data["check_date"]
+        if day > timezone.localdate():  # nothing to reconcile yet: the run would wait for ever
+            raise forms.ValidationError(_("A day still to come cannot be reconciled: pick today or an earlier day."))
+        return day
 
 
 class OutcomeFilterForm(forms.Form):

@@ -83,7 +83,7 @@ def run_now(request):
     """Queue the reconciliation of a check date for the user's tax authority; its page shows the progress."""
     form = RunNowForm(request.POST)
     if not form.is_valid():
-        messages.error(request, _("Please give a check date."))
+        messages.error(request, " ".join(form.errors.get("check_date", [])) or _("Please give a check date."))
         return redirect("tax:reconciliation")
     try:
         run, queued = services.request_run(check_date=form.cleaned_data["check_date"],

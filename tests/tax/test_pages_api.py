@@ -535,3 +535,18 @@ def test_a_day_out_of_range_is_refused_not_a_server_error(tax, day):
         "api social run": api.post("/api/v1/social/reconciliation/runs/", {"check_date": day}, format="json"),
     }
     assert {what: r.status_code for what, r in answers.items() if r.status_code >= 500} == {}
+
+
+def test_a_day_still_to_come_is_not_reconciled(tax):
+    """A future check date has nothing to reconcile: the run would wait for the tax system's check for ever."""
+    from tax.reconciliation.models import ReconciliationRun
+
+    tomorrow = (timezone.localdate() + timezone.timedelta(days=1)).isoformat()
+    page, api = logged_in(tax.staff), api_as(tax.staff)
+    for response in (page.post(reverse("tax:reconciliation-run-now"), {"check_date": tomorrow}, follow=True),
+                     page.post(reverse("social:reconciliation-run-now"), {"check_date": tomorrow}, follow=True)):
+        assert response.status_code == 200 and "尚未到来的日期不能对账" in response.content.decode()
+    for url in (f"{API}/reconciliation/runs/", "/api/v1/social/reconciliation/runs/"):
+        response = api.post(url, {"check_date": tomorrow}, format="json")
+        assert response.status_code == 400 and "check_date" in response.json()["details"], url
+    assert not ReconciliationRun.objects.exists()
