@@ -302,7 +302,8 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data, no
             batch.file_format = parsed.file_format
             batch.line_total = parsed.line_total
             batch.problem_count = parsed.problem_count + (len(problems) - len(parsed.problems))
-            batch.problems = problems
+            # By line as the file reads (the operator's and the union's findings come after the file's own).
+            batch.problems = sorted(problems, key=lambda p: p["line"])
             if batch.problem_count and (not hold_invalid_lines or any(p.get("file") for p in problems)):
                 raise _Rejected()
             batch.payable_count, batch.held_count = buffer.payable_count, buffer.held_count

@@ -110,7 +110,8 @@ def test_paying_the_valid_lines_of_a_file_without_any_is_refused(employer):
         row[2] = row[2][:-1] + ("0" if row[2][-1] != "0" else "1")  # a wrong check digit on every line
     batch = upload(employer, rows, hold_invalid_lines=True)
     assert batch.state == BatchState.REJECTED and batch.lines.count() == 0
-    assert batch.problems[-1]["code"] == "no_payable_line"
+    assert batch.problems[0]["code"] == "no_payable_line"  # the file's own problem first, then by line
+    assert [p["line"] for p in batch.problems] == sorted(p["line"] for p in batch.problems)
     assert services.problem_line_count(batch) == (2, True)
 
 

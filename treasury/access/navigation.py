@@ -66,7 +66,7 @@ ENTRIES: list[NavEntry] = [
     # Auditors read every tax authority's agreements, deductions, packages and entries; they change nothing.
     NavEntry("tax_agreements", _("Three-party agreements"), SECTION_TAX, TAX + (R.AUDITOR,),
              url_name="tax:agreement-list"),
-    NavEntry("tax_deductions", _("Deductions and refunds"), SECTION_TAX, TAX + (R.AUDITOR,),
+    NavEntry("tax_deductions", _("Deductions"), SECTION_TAX, TAX + (R.AUDITOR,),
              url_name="tax:deduction-list"),
     NavEntry("tax_packages", _("Batch packages"), SECTION_TAX, TAX + (R.AUDITOR,),
              url_name="tax:package-list"),
