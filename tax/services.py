@@ -744,7 +744,7 @@ def pay_own_tax(*, wallet_id: str, taxpayer_id: str, taxpayer_name: str, tax_org
     if check.wallet_type not in PERSONAL_WALLET_TYPES:
         raise TaxError("只能使用个人钱包缴税 (a personal wallet is needed)", "not_personal")
     if not check.holder_name_matches:
-        raise TaxError("钱包户名与纳税人不符 (the wallet is held by someone else)", "holder_mismatch")
+        raise TaxError("姓名与钱包户名不符 (the name is not the wallet holder's)", "holder_mismatch")
     treasury = treasury_wallet(treasury_code=treasury_code)
     if treasury is None:
         raise TaxError("收款国库账户未登记 (no treasury single account)", "no_treasury")

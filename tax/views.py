@@ -64,6 +64,23 @@ _SERVICES = {
 }
 
 
+# The form field a service refusal is about (by its code), so that the page says it next to that field.
+_FIELD_OF_REFUSAL = {
+    "holder_mismatch": "taxpayer_name", "holder_unverified": "wallet_id", "wallet_not_found": "wallet_id",
+    "not_personal": "wallet_id", "not_your_wallet": "wallet_id", "idempotency_conflict": "tax_vou_no",
+    "tax_vou_no": "tax_vou_no", "amount": "amount", "unknown_tax_authority": "tax_org_code",
+}
+
+
+def add_refusal(form, exc: Exception) -> None:
+    """A service's refusal on the form: under the field it is about, or above the form. An identifier's own
+    check (identifiers.InvalidIdentifier's codes) is about the resident ID or the wallet id, as its message says."""
+    code = getattr(exc, "code", "")
+    field = _FIELD_OF_REFUSAL.get(code) or ("wallet_id" if code.startswith("wallet") else
+                                             "taxpayer_id" if code.startswith(("id_", "resident")) else None)
+    form.add_error(field if field in form.fields else None, refusal_message(exc))
+
+
 def refusal_message(exc: Exception) -> str:
     """What the page says when a service refuses (its own text is the API's too, so it stays as it is)."""
     if isinstance(exc, (TransitionNotAllowed, ConcurrentTransition)):
@@ -559,7 +576,7 @@ def own_tax(request):
             try:
                 deduction = pay_own_tax(user=request.user, data=data, now=timezone.now())
             except (services.TaxError, AccessDenied, OperatorUnavailable) as exc:
-                form.add_error(None, refusal_message(exc))
+                add_refusal(form, exc)
             else:
                 _say_paid(request, deduction)
                 return redirect(f"{reverse('tax:deduction-list')}?{urlencode({'kind': DeductionKind.OWN})}")
@@ -600,7 +617,7 @@ def my_tax(request):
                     tax_vou_no=data["tax_vou_no"].strip(), amount_fen=data["amount"],
                     tax_type_name=data["tax_type_name"].strip(), now=timezone.now())
             except (services.TaxError, OperatorUnavailable) as exc:
-                form.add_error(None, refusal_message(exc))
+                add_refusal(form, exc)
             else:
                 _say_paid(request, deduction)
                 return redirect("tax:mine")

@@ -89,6 +89,9 @@ def test_page_and_api_show_the_voucher_conflict(tax):
     assert client.post(reverse("tax:own-tax"), data).status_code == 302
     page = client.post(reverse("tax:own-tax"), {**data, "amount": "300.00"})
     assert page.status_code == 400 and "already paid with another wallet, taxpayer or amount" in page.content.decode()
+    assert page.context["form"].errors["tax_vou_no"]  # said under the voucher number
+    wrong_name = client.post(reverse("tax:own-tax"), {**data, "tax_vou_no": "310000000000000002", "taxpayer_name": "李四"})
+    assert wrong_name.status_code == 400 and "not the wallet holder" in wrong_name.context["form"].errors["taxpayer_name"][0]
     api = api_as(tax.staff).post(f"{API}/own-payments/", {**data, "amount_fen": 300_00}, format="json")
     assert api.status_code == 409 and api.json()["code"] == "idempotency_conflict"
     assert TaxDeduction.objects.get().amount_fen == 321_50
