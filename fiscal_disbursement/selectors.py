@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q, QuerySet
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -369,3 +370,9 @@ def waiting_for(user) -> list[Waiting]:
                     f"{url}?state={R.VOUCHER_REFUSED}"),
         ]
     return items
+
+
+def failure_handled():
+    """A failed transfer whose payment line the clerk confirmed returned (treasury.waiting.HANDLED_FAILURES)."""
+    return Q(source_type_id=ContentType.objects.get_for_model(PaymentLine).pk) & Exists(
+        PaymentLine.objects.filter(pk=OuterRef("source_id"), returned=True))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.http import Http404
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -397,3 +398,9 @@ def waiting_for(user) -> list[Waiting]:
     items.append(Waiting("payroll_to_fund", _("Payroll runs approved, funds to check"), counts["to_fund"],
                          f"{url}?state={B.APPROVED}"))
     return items
+
+
+def failure_handled():
+    """A failed transfer whose payroll line was returned to the employer (treasury.waiting.HANDLED_FAILURES)."""
+    return Q(source_type_id=ContentType.objects.get_for_model(PayrollLine).pk) & Exists(
+        PayrollLine.objects.filter(pk=OuterRef("source_id"), returned=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.http import Http404
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -17,6 +17,7 @@ from treasury.trace.models import TraceEvent
 from treasury.waiting import Waiting
 
 from .models import DeductionPackage, Refund, RefundOrder, StopPaymentRequest, TaxAgreement, TaxDeduction, TaxReversal, TreasuryEntry
+from .models import DECIDED_DEDUCTION_STATES
 from .models import AgreementState as A
 from .models import RefundOrderState as RO
 from .services import my_wallets
@@ -244,3 +245,10 @@ def waiting_for(user) -> list[Waiting]:
         Waiting("tax_agreements_to_activate", _("Agreements verified, to put in force"),
                 visible_agreements(user).filter(state=A.VERIFIED).count(), f"{agreements}?state={A.VERIFIED}"),
     ]
+
+
+def failure_handled():
+    """A failed transfer whose deduction is decided: its result went to the tax system, or to the individual who
+    paid (treasury.waiting.HANDLED_FAILURES)."""
+    return Q(source_type_id=ContentType.objects.get_for_model(TaxDeduction).pk) & Exists(
+        TaxDeduction.objects.filter(pk=OuterRef("source_id"), state__in=DECIDED_DEDUCTION_STATES))

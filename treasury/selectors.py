@@ -10,15 +10,14 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.http import Http404
 
+from treasury import waiting
 from treasury.access.scoping import visible_transfers, visible_wallets
 from treasury.models import LedgerAccount, LedgerEntry, Transfer, TransferState
 
 S = TransferState
-# States where the money's fate is not settled by the system alone: someone has to look.
-NEEDS_A_PERSON = (S.FAILED, S.UNKNOWN)
 
 
 def business_day_bounds(*, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -96,7 +95,8 @@ def dashboard_summary(*, user, day: dt.date, attention_limit: int = 20) -> Dashb
     """Today's transfers by state (count and amount) and the transfers that need a person.
 
     "Needs a person": every transfer whose outcome is unknown (whatever its day: it stays until
-    the operator answers), and the ones that failed on `day`.
+    the operator answers), and the ones that failed on `day` and are not dealt with yet: not paid again by a later
+    transfer of the same source document (a retry), nor done with by their domain (`waiting.failure_handled`).
     """
     start, end = business_day_bounds(day=day)
     scoped = visible_transfers(user)
@@ -110,7 +110,11 @@ def dashboard_summary(*, user, day: dt.date, attention_limit: int = 20) -> Dashb
     attention_q = Q(state=S.UNKNOWN) | Q(state=S.FAILED, created_at__gte=start, created_at__lt=end) | Q(
         state=S.FAILED, finished_at__gte=start, finished_at__lt=end
     )
-    attention_qs = scoped.filter(attention_q).select_related("payer", "payee").order_by("-created_at", "-pk")
+    retried = Exists(Transfer.objects.filter(source_type_id=OuterRef("source_type_id"), source_id=OuterRef("source_id"),
+                                             pk__gt=OuterRef("pk")))
+    dealt_with = Q(state=S.FAILED) & (Q(source_id__isnull=False) & retried | waiting.failure_handled())
+    attention_qs = (scoped.filter(attention_q).exclude(dealt_with).select_related("payer", "payee")
+                    .order_by("-created_at", "-pk"))
     return DashboardSummary(
         day=day,
         by_state=by_state,

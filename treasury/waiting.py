@@ -34,3 +34,22 @@ class Waiting:
 def waiting_for(user) -> list[Waiting]:
     """Every source's items for the user that have something waiting."""
     return [item for source in SOURCES for item in import_string(source)(user) if item.count]
+
+
+# A failed transfer a domain has dealt with needs no person any more: each function returns a condition on a
+# failed transfer (an Exists over the domain's source document, found by the transfer's source_type and
+# source_id) that holds when its domain has done with it: a line confirmed returned, a deduction answered.
+HANDLED_FAILURES = [
+    "fiscal_disbursement.selectors.failure_handled",
+    "payroll.selectors.failure_handled",
+    "tax.selectors.failure_handled",
+]
+
+
+def failure_handled():
+    """The domains' conditions together (`HANDLED_FAILURES`), for a queryset of transfers."""
+    conditions = [import_string(source)() for source in HANDLED_FAILURES]
+    combined = conditions[0]
+    for condition in conditions[1:]:
+        combined |= condition
+    return combined

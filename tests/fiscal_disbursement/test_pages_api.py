@@ -227,6 +227,7 @@ def test_an_earmark_refusal_appears_in_returns_and_is_confirmed_returned(finance
     page = clerk.get(detail_url(request.pk), {"lines": "failed"}).content.decode()
     assert 'data-testid="line-actions"' in page and "CONDITION_PAYEE_CATEGORY" in page
     refused = request.lines.get(wallet_id=company[2])
+    assert 'data-testid="attention-count">1<' in clerk.get("/").content.decode()  # the dashboard asks for a person
 
     # A reason is required; then the line is returned, the quota gets it back and the results are reported.
     response = clerk.post(reverse("fiscal:request_lines", args=[request.pk]),
@@ -241,6 +242,7 @@ def test_an_earmark_refusal_appears_in_returns_and_is_confirmed_returned(finance
     html = response.content.decode()
     assert 'data-testid="returned-count">1<' in html and 'data-state="returned_line"' in html
     assert 'data-testid="no-returns"' in clerk.get(reverse("fiscal:returns")).content.decode()
+    assert 'data-testid="attention-count">0<' in clerk.get("/").content.decode()  # dealt with: asked no more
     quota = Quota.objects.get(quota_id=QUOTA_ID)
     assert (quota.consumed_fen, quota.reserved_fen) == (2_000_00, 0)
 

@@ -297,8 +297,16 @@ def test_a_retry_needs_the_money_in_the_corporate_wallet(employer):
 
 
 def test_retry_after_failure_uses_a_new_key_and_pays_once(employer):
+    from treasury.selectors import dashboard_summary
+
     rows, batch, line = with_a_failed_line(employer)
+
+    def attention():
+        return dashboard_summary(user=employer.operator_user, day=timezone.localdate()).attention_count
+
+    assert attention() == 1  # the failed salary waits for a person
     services.retry_lines(batch_id=batch.pk, line_ids=[line.pk], user=employer.operator_user, now=timezone.now())
+    assert attention() == 0  # paid again by a later transfer of the same line: dealt with
     line.refresh_from_db()
     assert line.transfer.idempotency_key == f"payroll:{batch.pk}:{line.line_no}:2"
     assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
