@@ -36,8 +36,8 @@ class NewDeclarationForm(forms.Form):
             self.add_error("file", _("Choose a file."))
         if source == "payroll" and not data.get("payroll_batch"):
             self.add_error("payroll_batch", _("Choose a payroll batch."))
-        if source in ("entered", "imported") and not data.get("period"):
-            self.add_error("period", _("Required."))
+        if source in ("entered", "imported") and not data.get("period") and "period" not in self.errors:
+            self.add_error("period", _("Required."))  # once: a period typed wrong already says why
         return data
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from django.urls import reverse
 from django.utils import timezone
 
@@ -193,3 +195,16 @@ def _payroll_batch_of_other(world) -> PayrollBatch:
     return PayrollBatch.objects.create(employer=world.other_employer, payer_wallet=wallet, period="2026-03",
                                        filename="p.csv", file_format="csv", file_sha256="1" * 64, upload_path="x",
                                        prepared_by=world.other_operator, created_at=timezone.now())
+
+
+@pytest.mark.django_db
+def test_a_period_typed_wrong_gets_one_error_saying_why():
+    from social_security.forms import NewDeclarationForm
+
+    from django.utils import translation
+
+    with translation.override("en"):
+        form = NewDeclarationForm({"source": "entered", "period": "2026/13"})
+        assert not form.is_valid()
+        assert [str(e) for e in form.errors["period"]] == ["The period must be YYYY-MM."]
+        assert [str(e) for e in NewDeclarationForm({"source": "entered"}).errors["period"]] == ["Required."]
