@@ -1,4 +1,4 @@
-"""Demo quotas (指标) of the sandbox budget system: fiscal year 2026, admin division 320100.
+"""Demo quotas (指标) of the sandbox budget system: fiscal year 2026, admin division 370100 (Jinan, the demo city).
 
 Functional classes: 2080505 (机关事业单位基本养老保险缴费支出), 2089999 (其他社会保障和就业支出),
 2130599 (其他巩固脱贫攻坚成果衔接乡村振兴支出); economic classes 30305 (生活补助, subsidies to
@@ -6,7 +6,7 @@ individuals) and 30101 (基本工资, basic wages); fund type 1 (general public 
 """
 from __future__ import annotations
 
-DEMO_ADM_DIV_CODE = "320100"
+DEMO_ADM_DIV_CODE = "370100"
 DEMO_FISCAL_YEAR = 2026
 
 

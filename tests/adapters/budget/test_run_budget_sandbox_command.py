@@ -34,7 +34,7 @@ def test_run_budget_sandbox_serves_the_demo_quotas_with_the_settings_key(setting
         client = SoapBudgetClient(url=url, api_key=settings.BUDGET_SYSTEM_API_KEY, timeout_seconds=5, retries=0,
                                   max_bytes=10**6, recorder=lambda **entry: None)
         quotas = client.query_quotas(fiscal_year=2026)
-        assert {q.adm_div_code for q in quotas} == {"320100"} and len(quotas) == 5
+        assert {q.adm_div_code for q in quotas} == {"370100"} and len(quotas) == 5
         assert {q.exp_func_code for q in quotas} == {"2080505", "2089999", "2130599"}
         assert all(q.amount_fen >= 1_000_000_00 for q in quotas)
         assert b"soap:address" in requests.get(url + "?wsdl", timeout=5).content

@@ -23,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--storage", default=str(Path("var") / "budget-sandbox.sqlite3"),
                             help="SQLite file of the sandbox budget system (created if missing)")
         parser.add_argument("--seed-demo", action="store_true",
-                            help="create the demo quotas (fiscal year 2026, division 320100) if missing")
+                            help="create the demo quotas (fiscal year 2026, division 370100) if missing")
         parser.add_argument("--threads", type=int, default=SERVER_THREADS)
 
     def handle(self, *args, host, port, storage, seed_demo, threads, **options):
