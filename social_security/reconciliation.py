@@ -337,10 +337,7 @@ def approve_correction(*, correction_id: int, user, now: dt.datetime) -> SocialC
         case = _locked_case(correction.case_id)
         _ensure_staff(user, case)
         ensure_can_approve(approver=user, prepared_by_id=correction.proposed_by_id, approver_roles=APPROVER_ROLES)
-        # A case resolved since the proposal was settled without this money: moving it now would undo that.
-        if case.state not in (CaseState.OPEN, CaseState.INVESTIGATING):
-            raise ReconciliationError("差异已解决，不能再批准更正 (the case is resolved: the correction cannot be "
-                                      "approved)", code="invalid_state")
+        case_flow.ensure_correctable(case)
         if correction.kind == CorrectionKind.COLLECT:
             _ensure_agreement_in_force(_document_wallets(case)[2])  # suspended or revoked since the proposal
         correction.approve()

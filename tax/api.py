@@ -165,9 +165,10 @@ class TaxReasonSerializer(serializers.Serializer):
 class TaxDeductionSerializer(serializers.ModelSerializer):
     kind = serializers.CharField(read_only=True, help_text="real_time, batch or own")
     state = serializers.CharField(read_only=True, help_text=DEDUCTION_STATE_HELP)
-    tax_pay_name = serializers.SerializerMethodField()
-    taxpayer_id = serializers.SerializerMethodField()
-    pay_acct = serializers.SerializerMethodField()
+    # A person's name, ID and wallet as pages show them (`to_representation`: one `shown_deduction` a row).
+    tax_pay_name = serializers.CharField(read_only=True)
+    taxpayer_id = serializers.CharField(read_only=True)
+    pay_acct = serializers.CharField(read_only=True)
     amount_yuan = serializers.SerializerMethodField(help_text="amount in yuan as a decimal string")
     package_id = serializers.IntegerField(read_only=True, allow_null=True)
     agreement_id = serializers.IntegerField(read_only=True, allow_null=True)
@@ -181,14 +182,8 @@ class TaxDeductionSerializer(serializers.ModelSerializer):
                   "add_word", "tax_date", "transfer_id", "created_at", "decided_at"]
         read_only_fields = fields
 
-    def get_tax_pay_name(self, obj: TaxDeduction) -> str:
-        return shown_deduction(obj)["tax_pay_name"]
-
-    def get_taxpayer_id(self, obj: TaxDeduction) -> str:
-        return shown_deduction(obj)["taxpayer_id"]
-
-    def get_pay_acct(self, obj: TaxDeduction) -> str:
-        return shown_deduction(obj)["pay_acct"]
+    def to_representation(self, obj: TaxDeduction) -> dict:
+        return {**super().to_representation(obj), **shown_deduction(obj)}
 
     def get_amount_yuan(self, obj: TaxDeduction) -> str:
         return fen_to_yuan_str(obj.amount_fen)
@@ -680,11 +675,12 @@ REFUND_STATE_HELP = "refund order state: " + ", ".join(RefundOrderState.values)
 
 class RefundSerializer(serializers.ModelSerializer):
     state = serializers.CharField(help_text="refund item state: " + ", ".join(RefundState.values))
-    # A person's name, ID and wallet masked, as on the refund page (an organization's shown whole).
-    taxpayer_id = serializers.SerializerMethodField()
-    tax_pay_name = serializers.SerializerMethodField()
-    payee_acct = serializers.SerializerMethodField()
-    payee_name = serializers.SerializerMethodField()
+    # A person's name, ID and wallet masked, as on the refund page (an organization's shown whole):
+    # `to_representation`, one `shown_refund` a row.
+    taxpayer_id = serializers.CharField(read_only=True)
+    tax_pay_name = serializers.CharField(read_only=True)
+    payee_acct = serializers.CharField(read_only=True)
+    payee_name = serializers.CharField(read_only=True)
 
     class Meta:
         model = Refund
@@ -692,17 +688,8 @@ class RefundSerializer(serializers.ModelSerializer):
                   "payee_name", "amount_fen", "bill_date", "budget_type", "budget_subject_code", "budget_level_code",
                   "state", "result_code", "add_word", "transfer", "decided_at"]
 
-    def get_taxpayer_id(self, obj: Refund) -> str:
-        return shown_refund(obj)["taxpayer_id"]
-
-    def get_tax_pay_name(self, obj: Refund) -> str:
-        return shown_refund(obj)["tax_pay_name"]
-
-    def get_payee_acct(self, obj: Refund) -> str:
-        return shown_refund(obj)["payee_acct"]
-
-    def get_payee_name(self, obj: Refund) -> str:
-        return shown_refund(obj)["payee_name"]
+    def to_representation(self, obj: Refund) -> dict:
+        return {**super().to_representation(obj), **shown_refund(obj)}
 
 
 class RefundOrderSerializer(serializers.ModelSerializer):

@@ -77,7 +77,7 @@ def add_refusal(form, exc: Exception) -> None:
     check (identifiers.InvalidIdentifier's codes) is about the resident ID or the wallet id, as its message says."""
     code = getattr(exc, "code", "")
     field = _FIELD_OF_REFUSAL.get(code) or ("wallet_id" if code.startswith("wallet") else
-                                             "taxpayer_id" if code.startswith(("id_", "resident")) else None)
+                                             "taxpayer_id" if code.startswith("id_") else None)
     form.add_error(field if field in form.fields else None, refusal_message(exc))
 
 

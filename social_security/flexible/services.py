@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
@@ -36,6 +36,7 @@ from treasury.access.scoping import individual_person
 from treasury.errors import InvalidTransfers
 from treasury.models import UNPAID_STATES, Person, Transfer, TransferState, Wallet
 from treasury.money import format_yuan
+from treasury.selectors import business_day_bounds
 from treasury.services import transfers as transfer_services
 from treasury.services.transfers import NewTransfer, OperatorUnavailable, create_transfers
 from treasury.services.wallets import ensure_personal_wallets, verify_wallets
@@ -405,8 +406,8 @@ def wallet_paid_today_fen(*, wallet: Wallet, now: datetime) -> int:
     """What the service has paid or is paying from the wallet on the day of `now` (Asia/Shanghai): its transfers
     made that day, settled or in flight (not failed or cancelled; settled and returned since counts too, as the
     operator's daily total does not go down). One query on the transfers' payer index."""
-    start = timezone.make_aware(datetime.combine(local_date(now), datetime.min.time()))
-    return (Transfer.objects.filter(payer=wallet, created_at__gte=start, created_at__lt=start + timedelta(days=1))
+    start, end = business_day_bounds(day=local_date(now))
+    return (Transfer.objects.filter(payer=wallet, created_at__gte=start, created_at__lt=end)
             .exclude(state__in=UNPAID_STATES).aggregate(total=Sum("amount_fen"))["total"] or 0)
 
 

@@ -29,17 +29,14 @@ from tax.models import AgreementState, DeductionState, TaxDeduction, TreasuryEnt
 from treasury.access import roles
 from treasury.access.makerchecker import ensure_can_approve
 from treasury.errors import InvalidTransfers
-from treasury.models import TransferState, Wallet
+from treasury.models import NOT_PAID_STATES, TransferState, Wallet
 from treasury.services.transfers import NewTransfer, create_transfers
 
 from .models import CASE_STREAM_PREFIX, CaseCorrection, CaseState, CorrectionKind, CorrectionState, DiscrepancyCase
-from .services import ReconciliationError, _actor
+from .services import ReconciliationError, _actor, ensure_correctable
 
 APPROVER_ROLES = (roles.TAX_STAFF, roles.ADMIN)
 CORRECTION = "tax.reconciliation.correction"
-# An approved correction's money moved, or is on its way: its transfer did not end without paying, or with the
-# money back.
-_NOT_MOVED = (TransferState.FAILED, TransferState.CANCELLED, TransferState.RETURNED, TransferState.REVERSED)
 
 
 def _trace(correction: CaseCorrection, kind: str, *, user, now: dt.datetime, data: dict | None = None) -> None:
@@ -117,7 +114,7 @@ def _parties(case: DiscrepancyCase, kind: str) -> tuple[TaxDeduction, Wallet, Wa
 def _moved_corrections(deduction: TaxDeduction):
     """(kind, fen) of the deduction's approved corrections whose money moved or is on its way."""
     return (CaseCorrection.objects.filter(deduction=deduction, state=CorrectionState.APPROVED)
-            .exclude(transfer__state__in=_NOT_MOVED).values_list("kind", "amount_fen"))
+            .exclude(transfer__state__in=NOT_PAID_STATES).values_list("kind", "amount_fen"))
 
 
 def held_fen(deduction: TaxDeduction) -> int:
@@ -163,10 +160,7 @@ def approve_correction(*, correction_id: int, user, now: dt.datetime) -> CaseCor
         deduction = tax_services._locked_deduction(correction.deduction_id)
         tax_services.ensure_tax_staff(user, tax_org_code=case.tax_org_code)
         ensure_can_approve(approver=user, prepared_by_id=correction.proposed_by_id, approver_roles=APPROVER_ROLES)
-        # A case resolved since the proposal was settled without this money: moving it now would undo that.
-        if case.state not in (CaseState.OPEN, CaseState.INVESTIGATING):
-            raise ReconciliationError("差异已解决，不能再批准更正 (the case is resolved: the correction cannot be "
-                                      "approved)", code="invalid_state")
+        ensure_correctable(case)
         # What held at the proposal may not hold now: the agreement revoked, the debit reversed or refunded.
         _parties(case, correction.kind)
         if correction.kind == CorrectionKind.REFUND:

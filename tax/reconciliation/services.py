@@ -548,6 +548,16 @@ def investigate(case, *, user, note: str, now: dt.datetime) -> None:
     case.save()
 
 
+def ensure_correctable(case) -> None:
+    """A correction of a locked case (any `CaseWorkflow`) is approved only while the case is open or investigating:
+    one resolved since the proposal was settled without that money, and moving it now would undo that.
+
+    Raises ReconciliationError (`invalid_state`)."""
+    if case.state not in (CaseState.OPEN, CaseState.INVESTIGATING):
+        raise ReconciliationError("差异已解决，不能再批准更正 (the case is resolved: the correction cannot be approved)",
+                                  code="invalid_state")
+
+
 def resolve(case, *, user, reason: str, now: dt.datetime, correcting_transfer_id: int | None = None) -> None:
     """Resolve a locked case (any `CaseWorkflow`) with a reason, with its history; saves it.
 
