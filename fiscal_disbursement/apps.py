@@ -31,6 +31,7 @@ class FiscalDisbursementConfig(AppConfig):
         "fiscal.quota.reserved": pgettext_lazy("trace event", "Quota reserved"),
         "fiscal.quota.consumed": pgettext_lazy("trace event", "Quota used"),
         "fiscal.quota.released": pgettext_lazy("trace event", "Quota released"),
+        "fiscal.quota.unconsumed": pgettext_lazy("trace event", "Paid money came back: quota reserved again"),
     }
     trace_subjects = {
         "fiscal.request": (pgettext_lazy("trace subject", "Payment request"), "fiscal:request_detail"),
@@ -51,6 +52,8 @@ class FiscalDisbursementConfig(AppConfig):
         "returned_fen": pgettext_lazy("trace detail", "Returned amount"),
         "ours": pgettext_lazy("trace detail", "Our figures"),
         "theirs": pgettext_lazy("trace detail", "Budget system's figures"),
+        "differences": pgettext_lazy("trace detail", "Differences"),
+        "recorded": pgettext_lazy("trace detail", "Figures recorded when paying ended"),
     }
 
     def ready(self):

@@ -12,6 +12,7 @@ read, so memory stays bounded for subsidy runs of tens of thousands of payees.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,6 +53,9 @@ RESIDENT = "resident"  # 个人: an 18-character resident ID (GB 11643)
 USCC = "uscc"  # 单位: a unified social credit code (GB 32100)
 NAME_MAX_CHARS = 200  # the longest registered organisation names stay well under this
 MEMO_MAX_CHARS = 140  # what a transfer's memo carries
+# Control characters XML 1.0 cannot carry, escaped or not: a name or memo holding one could never be written into
+# the payment voucher (adapters.budget.messages refuses it), so the file is refused instead, at the line.
+CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 
 # ---------------------------------------------------------------------------------------------
 # Format: header block keys (all optional) and columns (Chinese name first, then accepted aliases).
@@ -133,6 +137,7 @@ _MESSAGES = {
                         "(ID number must be an 18-character resident ID or unified social credit code)",
     "amount_not_positive": "金额必须大于零 (amount must be more than zero)",
     "memo_too_long": f"用途最多{MEMO_MAX_CHARS}个字 (memo must be at most {MEMO_MAX_CHARS} characters)",
+    "control_character": "含有不可见的控制字符，请删除后重新上传 (contains an invisible control character: delete it)",
     "category_format": "类别应为“个人”或“单位” (category must be 个人/person or 单位/organization)",
 }
 _CATEGORY_MISMATCH = {
@@ -250,6 +255,8 @@ class _LineChecker(LineChecker):
             # Digits are allowed (organisations have them); the operator matches the name to the wallet holder.
             if len(name) > NAME_MAX_CHARS or name.startswith(FORMULA_START):
                 add(line, labels["name"], "name_format")
+            elif not name.isprintable() and CONTROL_CHARACTER.search(name):
+                add(line, labels["name"], "control_character")
         elif i_name >= 0:
             add(line, labels["name"], "required")
 
@@ -292,6 +299,8 @@ class _LineChecker(LineChecker):
         memo = normalize_text(cells[i_memo]) if i_memo >= 0 else ""
         if len(memo) > MEMO_MAX_CHARS:
             add(line, labels["memo"], "memo_too_long")
+        elif memo and not memo.isprintable() and CONTROL_CHARACTER.search(memo):
+            add(line, labels["memo"], "control_character")
 
         # Duplicates: the first occurrence stays valid, each later one names it.
         if id_ok:

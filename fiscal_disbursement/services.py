@@ -25,9 +25,12 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q, Sum
+from django_fsm import ConcurrentTransition
 
 from adapters.budget.interface import (
+    MAX_VOUCHER_DETAILS,
     BudgetError,
+    BudgetFault,
     BudgetUnavailable,
     LineStatus,
     PaymentLineResult,
@@ -199,15 +202,18 @@ def _reserve(quota: Quota, request: PaymentRequest, *, actor: str, now: datetime
 
 def _move_on_quota(request: PaymentRequest, *, consumed_fen: int = 0, released_fen: int = 0, actor: str,
                    now: datetime) -> None:
-    """Settled amounts go from reserved to consumed; given-up amounts are released."""
+    """Settled amounts go from reserved to consumed (a negative `consumed_fen`, paid money that came back, goes
+    back to reserved); given-up amounts are released."""
     if not (consumed_fen or released_fen):
         return
     quota = _locked_quota(request.quota_id)
     quota.reserved_fen -= consumed_fen + released_fen
     quota.consumed_fen += consumed_fen
     quota.save(update_fields=["reserved_fen", "consumed_fen"])
-    if consumed_fen:
+    if consumed_fen > 0:
         _trace_quota(quota, "fiscal.quota.consumed", request=request, actor=actor, now=now, amount_fen=consumed_fen)
+    elif consumed_fen < 0:  # paid money came back: reserved again until the clerk retries or returns the line
+        _trace_quota(quota, "fiscal.quota.unconsumed", request=request, actor=actor, now=now, amount_fen=-consumed_fen)
     if released_fen:
         _trace_quota(quota, "fiscal.quota.released", request=request, actor=actor, now=now, amount_fen=released_fen)
 
@@ -271,6 +277,7 @@ def create_request(*, user, quota_id: str, pay_type: str, title: str, now: datet
                                 "pay_type_not_allowed")
     if not title.strip():
         raise DisbursementError("请填写摘要 (a purpose is required)", "title_required")
+    _ensure_no_control_character(title, zh="摘要", en="the purpose")
     payer = _payer_wallet(pay_type=pay_type, organization=organization, quota=quota)
     with transaction.atomic():
         request = PaymentRequest.objects.create(
@@ -362,6 +369,13 @@ def load_payee_file(*, request_id: int, user, filename: str, data: bytes, now: d
                 request.problems = [_problem(0, "", "no_lines", "文件中没有收款人 (the file has no payee lines)")]
                 request.problem_count = 1
                 raise _Refused()
+            if request.line_count > MAX_VOUCHER_DETAILS:
+                request.problems = [_problem(0, "", "too_many_lines",
+                                             f"一张支付凭证最多{MAX_VOUCHER_DETAILS}笔，文件有{request.line_count}笔，请分成"
+                                             f"几个申请 (a payment voucher carries at most {MAX_VOUCHER_DETAILS:,} lines; "
+                                             f"the file has {request.line_count:,}: split it into several requests)")]
+                request.problem_count = 1
+                raise _Refused()
             request.save()
             _trace(request, "fiscal.request.payees_loaded", actor=user.username, now=now, amount_fen=request.total_fen,
                    lines=request.line_count, file_sha256=sha256)
@@ -371,6 +385,10 @@ def load_payee_file(*, request_id: int, user, filename: str, data: bytes, now: d
         problems, problem_count = request.problems, request.problem_count
     with transaction.atomic():
         request = _locked(request_id)
+        if request.state != R.DRAFT:
+            # Submitted (with its previous payees) while this file was read: that request is not this file's to
+            # empty, and the file was refused anyway.
+            raise DisbursementError("只有草稿可以更换收款人 (payees can be changed only in a draft)", "not_draft")
         request.lines.all().delete()
         request.filename, request.file_sha256, request.upload_path = filename[:255], sha256, upload_path
         request.problems, request.problem_count = problems, problem_count
@@ -505,6 +523,8 @@ def approve_request(*, request_id: int, user, now: datetime) -> PaymentRequest:
                            also_not=tuple(filter(None, [request.first_approved_by_id])))
         if request.state != R.SUBMITTED:
             request.approve()  # raises TransitionNotAllowed with the state in the message
+        if request.problem_count or not request.line_count or request.total_fen <= 0:
+            raise DisbursementError("没有可支付的收款人 (the request has no payees to pay)", "payees_not_ready")
         if needs_second_approval(request) and request.first_approved_by_id is None:
             _ensure_quota_covers(_locked_quota(request.quota_id), request)  # say so now, not at the second approval
             request.first_approved_by, request.first_approved_at = user, now
@@ -546,15 +566,47 @@ def rework_request(*, request_id: int, user, now: datetime) -> PaymentRequest:
     return request
 
 
+def _voucher_accepted_there(request: PaymentRequest) -> bool:
+    """Whether the budget system holds an approved request's voucher as accepted (reserved there).
+
+    Its number is sent again, which the budget system dedupes: the answer is the one given to that number,
+    now or before, so neither a reply that was lost nor a delivery still on its way (answered late) can leave
+    a reservation behind a cancellation. A SOAP fault applied nothing this time; the voucher's status then says
+    whether an earlier delivery was accepted.
+
+    Raises:
+        BudgetError: the budget system could not be asked; nothing is known.
+    """
+    try:
+        ack = _budget().submit_voucher(build_voucher(request))
+    except BudgetFault:
+        state = _budget().voucher_status(request.voucher_no).state
+        return state in (VoucherState.ACCEPTED, VoucherState.REPORTED)
+    return ack.accepted
+
+
 def cancel_request(*, request_id: int, user, reason: str, now: datetime) -> PaymentRequest:
     """Cancel (作废) before paying starts, with a reason. What was reserved on the quota is released;
     a voucher the budget system accepted is answered with every line returned, so its reservation
-    there is released too."""
+    there is released too. An approved request's voucher may have reached the budget system (a reply
+    lost, a delivery answered late, the after-commit send still on its way): the budget system is asked
+    first (`_voucher_accepted_there`), and while it cannot be asked nothing is cancelled.
+
+    Raises:
+        BudgetError: an approved request's voucher could not be asked about; nothing changed.
+        ConcurrentTransition: the request was approved while the budget system was being asked.
+    """
     reason = _required_reason(reason)
+    seen = PaymentRequest.objects.select_related("quota", "payer_wallet").get(pk=request_id)
+    _ensure_finance_user(user, seen, role_names=CLERK_ROLES + APPROVER_ROLES)
+    # Asked before the lock is taken: no lock is held while the budget system answers.
+    accepted_there = _voucher_accepted_there(seen) if seen.state == R.APPROVED else None
     with transaction.atomic():
         request = _locked(request_id)
         _ensure_finance_user(user, request, role_names=CLERK_ROLES + APPROVER_ROLES)
-        had_voucher = request.state == R.VOUCHER_ISSUED
+        if request.state == R.APPROVED and accepted_there is None:
+            raise ConcurrentTransition("approved meanwhile: its voucher may be on its way to the budget system")
+        had_voucher = request.state == R.VOUCHER_ISSUED or (request.state == R.APPROVED and accepted_there)
         reserved = _outstanding_reservation(request) if request.state in RESERVING_STATES else 0
         request.cancel()
         request.reason = reason
@@ -575,7 +627,22 @@ def _required_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
         raise DisbursementError("请填写原因 (a reason is required)", "reason_required")
+    _ensure_no_control_character(reason, zh="原因", en="the reason")
     return reason[:255]
+
+
+def _ensure_no_control_character(text: str, *, zh: str, en: str) -> None:
+    """Text that travels to the budget system (a purpose in the voucher, a reason in a result report) must be
+    text XML can carry: refused here, where the clerk can fix it, not when the voucher or report is written."""
+    if payees.CONTROL_CHARACTER.search(text):
+        raise DisbursementError(f"{zh}含有不可见的控制字符，请删除 ({en} contains an invisible control character: "
+                                f"delete it)", "control_character")
+
+
+def _xml_text(text: str) -> str:
+    """What the operator wrote (a refusal, a transaction id) or an older row held, without the control characters
+    XML cannot carry: a voucher or report holding one could never be sent, and would hold up every one after it."""
+    return payees.CONTROL_CHARACTER.sub("", text) if text and not text.isprintable() else text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -601,11 +668,11 @@ def build_voucher(request: PaymentRequest) -> Voucher:
         bill_no=bill_no, agency_code=quota.agency_code, agency_name=quota.agency_name, quota_id=quota.quota_id,
         exp_func_code=request.exp_func_code, exp_eco_code=request.exp_eco_code, fund_type_code=quota.fund_type_code,
         pay_acct_no=payer.wallet_id, pay_acct_name=payer.holder_name, amount_fen=request.total_fen,
-        purpose=request.title,
+        purpose=_xml_text(request.title),
         details=tuple(
-            VoucherDetail(tracking_id=f"{bill_no}{line_no:06d}", payee_name=name, payee_acct_no=wallet_id,
+            VoucherDetail(tracking_id=f"{bill_no}{line_no:06d}", payee_name=_xml_text(name), payee_acct_no=wallet_id,
                           payee_bank_no=_operator_bank_no(wallet_id[:3]), amount_fen=amount,
-                          purpose=memo or request.title)
+                          purpose=_xml_text(memo or request.title))
             for line_no, name, wallet_id, amount, memo in lines.iterator(chunk_size=5000)
         ),
     )
@@ -667,18 +734,31 @@ def resend_pending(*, now: datetime) -> dict[str, int]:
     reports, are sent again under their own numbers; acknowledged vouchers not yet paying start paying
     (and paying ones whose transfers were not all made: the task making them died)."""
     vouchers = list(PaymentRequest.objects.filter(state=R.APPROVED).values_list("pk", flat=True))
+    failed = 0
     for request_id in vouchers:
-        send_voucher(request_id=request_id, now=now)
+        failed += _each_on_its_own(send_voucher, request_id=request_id, now=now)
     # Acknowledged vouchers whose paying did not start (a lost task, or the account was short).
     unstarted = PaymentRequest.objects.filter(Q(state=R.VOUCHER_ISSUED) | Q(
         state=R.PAYING, lines__transfer__isnull=True, lines__returned=False)).distinct()
     for request_id in unstarted.values_list("pk", flat=True):
-        start_paying(request_id=request_id, now=now)
+        failed += _each_on_its_own(start_paying, request_id=request_id, now=now)
     with_reports = list(ResultReport.objects.filter(state=ResultReport.State.PENDING)
                         .values_list("request_id", flat=True).distinct())
     for request_id in with_reports:
-        send_reports(request_id=request_id, now=now)
-    return {"vouchers": len(vouchers), "reports": len(with_reports)}
+        failed += _each_on_its_own(send_reports, request_id=request_id, now=now)
+    return {"vouchers": len(vouchers), "reports": len(with_reports), "errors": failed}
+
+
+def _each_on_its_own(action: Callable[..., PaymentRequest], *, request_id: int, now: datetime) -> int:
+    """One request's step of a periodic sweep: an error is logged with its traceback and counted (1), and the sweep
+    goes on, so one request that cannot move (a bug, data the budget system cannot take) never holds up the
+    vouchers, payments and reports of every request after it."""
+    try:
+        action(request_id=request_id, now=now)
+    except Exception:
+        logger.exception("fiscal sweep: %s of request %s failed", action.__name__, request_id)
+        return 1
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -924,8 +1004,7 @@ def finish_request_if_done(*, request_id: int, now: datetime) -> PaymentRequest:
             request.finish_failed()
         else:
             request.finish_partially_paid()
-        _move_on_quota(request, consumed_fen=progress.paid_fen - request.paid_fen, actor="system", now=now)
-        request.paid_count, request.paid_fen = progress.paid, progress.paid_fen
+        _record_paid_lines(request, progress, actor="system", now=now)
         request.finished_at = now
         request.save()
         _trace(request, f"fiscal.request.{request.state}", actor="system", now=now, amount_fen=progress.paid_fen,
@@ -933,6 +1012,14 @@ def finish_request_if_done(*, request_id: int, now: datetime) -> PaymentRequest:
         if progress.failed == 0:
             _report(request, now=now)
     return request
+
+
+def _record_paid_lines(request: PaymentRequest, progress: LineProgress, *, actor: str, now: datetime) -> None:
+    """The request's paid figures follow its lines, in the caller's transaction: lines settled since are consumed
+    on the quota, and a line counted as paid whose money came back since (returned by the operator, reversed) is
+    taken off what was consumed and reserved again, as a refused line is, until the clerk retries or returns it."""
+    _move_on_quota(request, consumed_fen=progress.paid_fen - request.paid_fen, actor=actor, now=now)
+    request.paid_count, request.paid_fen = progress.paid, progress.paid_fen
 
 
 def finish_request_when_decided(*, batch_ref: str, now: datetime, **kwargs) -> None:
@@ -996,6 +1083,11 @@ def return_lines(*, request_id: int, line_ids: list[int], user, reason: str, now
             line.returned = True
             line.return_reason = f"{refusal}; {reason}"[:255] if refusal else reason
         PaymentLine.objects.bulk_update(lines, ["returned", "return_reason"])
+        progress = line_progress(request=request)
+        # A line counted as paid when paying ended whose money came back since is consumed no more: reserved
+        # again first, then released with the others (released from the reservation alone, it would take
+        # another request's reservation and stay consumed as well).
+        _record_paid_lines(request, progress, actor=user.username, now=now)
         released = sum(line.amount_fen for line in lines)
         request.returned_count += len(lines)
         request.returned_fen += released
@@ -1003,7 +1095,7 @@ def return_lines(*, request_id: int, line_ids: list[int], user, reason: str, now
         _move_on_quota(request, released_fen=released, actor=user.username, now=now)
         _trace(request, "fiscal.request.lines_returned", actor=user.username, now=now, amount_fen=released,
                lines=[line.line_no for line in lines], reason=reason)
-        if line_progress(request=request).failed == 0:
+        if progress.failed == 0:
             _report(request, now=now)
     return request
 
@@ -1055,8 +1147,8 @@ def build_report(report: ResultReport) -> PaymentReport:
             PaymentLineResult(tracking_id=f"{bill_no}{line_no:06d}",
                               status=LineStatus.RETURNED if returned else LineStatus.PAID, amount_fen=amount,
                               paid_at=None if returned else settled_at,
-                              agent_business_no="" if returned else txn_id or "",
-                              return_reason=reason if returned else "")
+                              agent_business_no="" if returned else _xml_text(txn_id or ""),
+                              return_reason=_xml_text(reason) if returned else "")
             for line_no, amount, returned, reason, settled_at, txn_id in rows.iterator(chunk_size=5000)
         ),
     )
@@ -1112,9 +1204,13 @@ def send_reports(*, request_id: int, now: datetime) -> PaymentRequest:
 
 
 def reconcile_request(*, request_id: int, now: datetime, user=None) -> PaymentRequest:
-    """reported -> reconciled when the budget system's figures for the voucher equal ours (paid and
-    returned amounts, lines reported); otherwise the difference is written on the request and it stays
-    reported for a person to look at.
+    """reported -> reconciled when the budget system's figures for the voucher equal ours; otherwise every
+    difference is written on the request and it stays reported for a person to look at.
+
+    Compared: the voucher's state (every line reported), its total and number of lines, the lines reported, the
+    paid and returned amounts. Ours are what the lines hold now (each by its current payment), not only the
+    figures recorded when paying ended: a payment whose money came back since is a difference, and so are
+    recorded figures that no longer match the lines.
 
     Raises:
         BudgetError: the budget system could not be asked.
@@ -1125,26 +1221,51 @@ def reconcile_request(*, request_id: int, now: datetime, user=None) -> PaymentRe
     if request.state != R.REPORTED:
         raise DisbursementError("只有已回单的申请可以对账 (only a reported request can be reconciled)", "not_reported")
     status = _budget().voucher_status(request.voucher_no)
-    ours = (VoucherState.REPORTED, request.paid_fen, request.returned_fen, request.line_count)
-    theirs = (status.state, status.paid_fen, status.returned_fen, status.reported_count)
     actor = user.username if user else "system"
     with transaction.atomic():
         request = _locked(request_id)
         if request.state != R.REPORTED:
             return request
-        if ours == theirs:
+        progress = line_progress(request=request)
+        ours = {"state": VoucherState.REPORTED, "amount": request.total_fen, "lines": request.line_count,
+                "reported": request.line_count, "paid": progress.paid_fen, "returned": progress.returned_fen}
+        theirs = {"state": status.state, "amount": status.amount_fen, "lines": status.line_count,
+                  "reported": status.reported_count, "paid": status.paid_fen, "returned": status.returned_fen}
+        differences = [name for name in ours if ours[name] != theirs[name]]
+        recorded = {"paid": request.paid_fen, "returned": request.returned_fen}
+        if recorded != {"paid": progress.paid_fen, "returned": progress.returned_fen}:
+            differences.append("recorded")
+        if not differences:
             request.reconcile()
             request.reconciled_at, request.reconcile_note = now, ""
             request.save()
             _trace(request, "fiscal.request.reconciled", actor=actor, now=now, amount_fen=request.paid_fen)
         else:
-            request.reconcile_note = (
-                f"不一致 (differs): 本系统 paid {format_yuan(ours[1])} returned {format_yuan(ours[2])} lines {ours[3]}; "
-                f"预算系统 {theirs[0]} paid {format_yuan(theirs[1])} returned {format_yuan(theirs[2])} lines {theirs[3]}"
-            )[:255]
+            request.reconcile_note = _reconcile_note(ours, theirs, recorded, differences)
             request.save(update_fields=["reconcile_note"])
-            _trace(request, "fiscal.request.reconcile_failed", actor=actor, now=now, ours=list(ours), theirs=list(theirs))
+            _trace(request, "fiscal.request.reconcile_failed", actor=actor, now=now, differences=differences,
+                   ours=[ours[name] for name in ours], theirs=[theirs[name] for name in theirs],
+                   recorded=[recorded["paid"], recorded["returned"]])
     return request
+
+
+_RECONCILE_LABELS = {"state": "状态 state", "amount": "凭证金额 total", "lines": "笔数 lines",
+                     "reported": "已回单笔数 reported", "paid": "已支付 paid", "returned": "已退回 returned"}
+
+
+def _reconcile_note(ours: dict, theirs: dict, recorded: dict, differences: list[str]) -> str:
+    """Each difference as `label: ours / theirs`, the figures in yuan."""
+    shown = {"amount", "paid", "returned"}
+    parts = []
+    for name in differences:
+        if name == "recorded":
+            parts.append(f"本系统记录 recorded paid {format_yuan(recorded['paid'])} returned "
+                         f"{format_yuan(recorded['returned'])} != 明细 lines")
+            continue
+        ours_text, theirs_text = ((format_yuan(ours[name]), format_yuan(theirs[name])) if name in shown
+                                  else (ours[name], theirs[name]))
+        parts.append(f"{_RECONCILE_LABELS[name]} {ours_text} / {theirs_text}")
+    return ("不一致 (differs), 本系统 / 预算系统 (ours / budget system): " + "; ".join(parts))[:255]
 
 
 def reconcile_reported_requests(*, now: datetime) -> dict[str, int]:

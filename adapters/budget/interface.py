@@ -31,6 +31,9 @@ class PayType:
 
 VOUCHER_TYPE = {PayType.DIRECT: "5201", PayType.AUTHORISED: "8202"}
 
+# The most details one voucher (and one report) carries: DetailList/Detail's maxOccurs in budget.xsd.
+MAX_VOUCHER_DETAILS = 100_000
+
 
 class LineStatus:
     PAID = "paid"

@@ -403,3 +403,15 @@ def test_error_report_xlsx_holds_text_not_formulas(rows):
     assert cell.value == "=SUM(A1:A2)" and cell.data_type == "s"
     assert "收款人" in sheet.cell(row=FIRST_LINE, column=len(COLUMNS) + 1).value
     assert sheet.cell(row=HEADER_ROW, column=len(COLUMNS) + 1).value == "错误说明 (errors)"
+
+
+def test_control_characters_in_a_name_or_memo_are_a_problem_of_their_line(rows):
+    """A voucher cannot carry them (XML 1.0), so a file holding one is refused where the clerk can fix it; tabs and
+    line breaks inside a cell are only whitespace."""
+    rows[0][COL["用途"]] = "高龄\x01津贴"
+    rows[1][COL["收款人"]] = "受助人\x1f2"
+    rows[2][COL["用途"]] = "高龄\t津贴\n2026"
+    parsed = parse(to_csv(payee_rows(rows)))
+    assert problems_of(parsed) == [(FIRST_LINE, "用途", "control_character"),
+                                   (FIRST_LINE + 1, "收款人", "control_character")]
+    assert [line.memo for line in parsed.lines] == ["高龄 津贴 2026"]

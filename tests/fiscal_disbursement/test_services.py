@@ -489,3 +489,237 @@ def test_the_import_keeps_each_wallets_check_and_paying_does_not_ask_again(finan
     assert sorted((w.wallet_type, w.wallet_class) for w in wallets) == [("WT01", 3)] * 3
     assert all(line.payee_wallet_id and line.transfer_id for line in request.lines.all())
     assert check_ledger().problems == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The budget system late, silent or twice; a paid line whose money came back; reconciliation
+# ---------------------------------------------------------------------------------------------
+
+
+def _budget_client_retries(settings, retries: int):
+    from adapters.budget.client import get_budget_client
+
+    settings.BUDGET_SYSTEM_RETRIES = retries
+    get_budget_client.cache_clear()
+
+
+@pytest.mark.parametrize("fault", [
+    {"name": "lost_reply"},  # accepted there, the reply lost on the way back
+    {"name": "timeout", "phase": "before_apply", "sleep_seconds": 1.5},  # answered late, after the client gave up
+])
+def test_cancelling_an_approved_request_whose_voucher_reached_the_budget_system_releases_it_there(
+        finance, settings, fault):
+    """The voucher's only delivery had no answer the service could read: the request stays approved. Cancelled now,
+    the budget system, which did accept the voucher, must not keep its reservation."""
+    _budget_client_retries(settings, 0)
+    settings.BUDGET_SYSTEM_TIMEOUT_SECONDS = 0.5
+    request = submitted(finance, payee_rows(finance, 2))
+    finance.budget.admin.set_fault(operation="SubmitVoucher", **fault)
+    services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+    request = refreshed(request)
+    assert request.state == R.APPROVED and request.voucher_error
+    if fault["name"] == "timeout":
+        import time
+
+        time.sleep(fault["sleep_seconds"] + 0.5)  # the late delivery is applied there meanwhile
+    services.cancel_request(request_id=request.pk, user=finance.clerk, reason="重复申请", now=now())
+    request = refreshed(request)
+    assert request.state == R.CANCELLED
+    assert_quota_agrees(finance, consumed_fen=0)
+    assert finance.budget.admin.voucher(voucher_no=request.voucher_no)["line_states"]["returned"] == 2
+
+
+def test_cancelling_an_approved_request_waits_while_the_budget_system_cannot_say(finance, settings):
+    _budget_client_retries(settings, 0)
+    request = submitted(finance, payee_rows(finance, 2))
+    finance.budget.admin.set_fault("lost_reply", operation="SubmitVoucher", count=2)
+    services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+    from adapters.budget.interface import BudgetUnavailable
+
+    with pytest.raises(BudgetUnavailable):
+        services.cancel_request(request_id=request.pk, user=finance.clerk, reason="重复申请", now=now())
+    assert refreshed(request).state == R.APPROVED and quota().reserved_fen == 2_000_00  # nothing changed
+
+    request = services.cancel_request(request_id=request.pk, user=finance.clerk, reason="重复申请", now=now())
+    assert request.state == R.CANCELLED
+    assert_quota_agrees(finance, consumed_fen=0)
+
+
+def test_cancelling_a_voucher_the_budget_system_never_took_sends_no_returns(finance):
+    """A voucher refused by a SOAP fault at every delivery was applied nowhere: cancelled, nothing is reported."""
+    request = submitted(finance, payee_rows(finance, 1))
+    finance.budget.admin.set_fault("fault", operation="SubmitVoucher", count=2)
+    services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+    request = services.cancel_request(request_id=request.pk, user=finance.clerk, reason="作废", now=now())
+    assert request.state == R.CANCELLED and not request.reports.exists()
+    assert_quota_agrees(finance, consumed_fen=0)
+    assert finance.budget.admin.voucher(voucher_no=request.voucher_no)["state"] == "not_found"
+
+
+def test_returning_a_paid_line_whose_money_came_back_takes_it_off_the_quota_once(finance):
+    """Paying ended with one line paid (consumed) and one refused (reserved); then the paid line's money came back
+    (reversed). Confirming both returned must take the first off what was consumed, not out of the reservation a
+    second time: another request's reservation on the same quota stays whole, and nothing is counted both paid and
+    returned."""
+    finance.budget.admin.set_fault("fault", operation="SubmitVoucher", count=1)
+    other = refreshed(approved(finance, payee_rows(finance, 5)))  # keeps 5,000 yuan reserved on the quota
+    assert other.state == R.APPROVED
+    company = organization_payee(finance)
+    request = draft(finance, payee_rows(finance, 1) + [company], conditions=Conditions(payee_category="WT01"))
+    services.submit_request(request_id=request.pk, user=finance.clerk, now=now())
+    services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+    request = refreshed(request)
+    assert request.state == R.PARTIALLY_PAID
+    assert (quota().reserved_fen, quota().consumed_fen) == (6_000_00, 1_000_00)
+
+    paid = request.lines.get(line_no=2)
+    transfer_services.reverse_transfer(transfer_id=paid.transfer_id, reason="错付", actor="operator", now=now())
+    assert [line.pk for line in selectors.returns_to_handle(user=finance.clerk)] == [
+        paid.pk, request.lines.get(line_no=3).pk]
+    services.return_lines(request_id=request.pk, line_ids=list(request.lines.values_list("pk", flat=True)),
+                          user=finance.clerk, reason="款项已退回", now=now())
+    request = refreshed(request)
+    assert request.state == R.REPORTED
+    assert (request.paid_count, request.paid_fen, request.returned_count, request.returned_fen) == (0, 0, 2, 2_000_00)
+    assert (quota().reserved_fen, quota().consumed_fen) == (5_000_00, 0)  # the other request's reservation
+    assert services.reconcile_request(request_id=request.pk, now=now()).state == R.RECONCILED
+
+
+PLANTED = {
+    "paid": "UPDATE vouchers SET paid_fen = paid_fen - 1, returned_fen = returned_fen + 1 WHERE voucher_no = ?",
+    "reported": "UPDATE vouchers SET reported_count = reported_count - 1 WHERE voucher_no = ?",
+    "lines": "UPDATE vouchers SET line_count = line_count + 1, reported_count = reported_count + 1 WHERE voucher_no = ?",
+    "amount": "UPDATE vouchers SET amount_fen = amount_fen + 1 WHERE voucher_no = ?",
+    "returned": "UPDATE vouchers SET returned_fen = returned_fen + 100 WHERE voucher_no = ?",
+}
+
+
+@pytest.mark.parametrize("planted", list(PLANTED))
+def test_reconciliation_finds_each_difference_planted_in_the_budget_system(finance, planted):
+    request = refreshed(approved(finance, payee_rows(finance, 2)))
+    assert request.state == R.REPORTED
+    with finance.budget.app.ledger._write() as books:  # the budget system's own books, changed behind our back
+        books.execute(PLANTED[planted], (request.voucher_no,))
+    request = services.reconcile_request(request_id=request.pk, now=now())
+    assert request.state == R.REPORTED and "不一致" in request.reconcile_note
+    from treasury.trace.models import TraceEvent
+
+    failed = TraceEvent.objects.filter(kind="fiscal.request.reconcile_failed", source_ref=request.batch_ref).get()
+    assert planted in failed.data["differences"]
+
+
+def test_reconciliation_finds_a_payment_whose_money_came_back_after_it_was_reported(finance):
+    request = refreshed(approved(finance, payee_rows(finance, 2)))
+    line = request.lines.order_by("line_no").first()
+    transfer_services.reverse_transfer(transfer_id=line.transfer_id, reason="错付", actor="operator", now=now())
+    request = services.reconcile_request(request_id=request.pk, now=now())
+    assert request.state == R.REPORTED
+    assert "已支付 paid ¥1,000.00 / ¥2,000.00" in request.reconcile_note and "recorded" in request.reconcile_note
+
+
+# ---------------------------------------------------------------------------------------------
+# Text the budget system cannot take; one request never holds up the others
+# ---------------------------------------------------------------------------------------------
+
+
+def test_control_characters_are_refused_where_they_are_typed(finance):
+    rows = payee_rows(finance, 2)
+    text = payee_csv(rows).decode().replace("2026年高龄津贴", "高龄\x01津贴", 1).encode()
+    request = services.create_request(user=finance.clerk, quota_id=QUOTA_ID, pay_type="1", title="高龄津贴",
+                                      now=now(), filename="payees.csv", data=text)
+    assert request.line_count == 0
+    assert [(p["line"], p["column"], p["code"]) for p in request.problems] == [(2, "用途", "control_character")]
+    with pytest.raises(services.DisbursementError) as refused:
+        services.create_request(user=finance.clerk, quota_id=QUOTA_ID, pay_type="1", title="高龄\x07津贴", now=now())
+    assert refused.value.code == "control_character"
+    request = refreshed(approved(finance, rows))
+    assert request.state == R.PARTIALLY_PAID or request.state == R.REPORTED
+    with pytest.raises(services.DisbursementError) as refused:
+        services.cancel_request(request_id=request.pk, user=finance.clerk, reason="重复\x0b申请", now=now())
+    assert refused.value.code == "control_character"
+
+
+def test_a_request_that_cannot_move_does_not_hold_up_the_others(finance, monkeypatch):
+    """The periodic task sends every approved request's voucher: one that fails with an error (here a bug) is logged
+    and the others still go out."""
+    finance.budget.admin.set_fault("fault", operation="SubmitVoucher", count=2)
+    first = refreshed(approved(finance, payee_rows(finance, 1)))
+    second = refreshed(approved(finance, payee_rows(finance, 1)))
+    assert (first.state, second.state) == (R.APPROVED, R.APPROVED)
+    real_build = services.build_voucher
+
+    def broken_for_the_first(request):
+        if request.pk == first.pk:
+            raise RuntimeError("a bug in building this voucher")
+        return real_build(request)
+
+    monkeypatch.setattr(services, "build_voucher", broken_for_the_first)
+    assert services.resend_pending(now=now())["errors"] == 1
+    assert (refreshed(first).state, refreshed(second).state) == (R.APPROVED, R.REPORTED)
+
+
+def test_an_older_rows_control_characters_never_reach_the_voucher_or_report(finance):
+    """Lines stored before files were checked for control characters (and what the operator writes in a refusal) are
+    sent without them: the voucher and the report can always be written."""
+    from fiscal_disbursement.models import PaymentLine
+
+    request = submitted(finance, payee_rows(finance, 2))
+    PaymentLine.objects.filter(request=request, line_no=2).update(memo="高龄\x01津贴")
+    services.approve_request(request_id=request.pk, user=finance.approver, now=now())
+    request = refreshed(request)
+    assert request.state == R.REPORTED
+    voucher = finance.budget.admin.voucher(voucher_no=request.voucher_no)
+    assert voucher["lines"][0]["purpose"] == "高龄津贴"
+
+
+# ---------------------------------------------------------------------------------------------
+# A request is never emptied or approved without payees
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_refused_file_does_not_empty_a_request_submitted_while_it_was_read(finance, monkeypatch):
+    """The preparer uploads a corrected file with a mistake and, while it is read, submits the request (its previous
+    payees, from another tab). The refused file's bookkeeping comes after: it must leave the submitted request whole,
+    not delete the payees the approver is about to approve."""
+    request = draft(finance, payee_rows(finance, 2))
+    assert request.line_count == 2
+    from django.db import transaction
+
+    class SubmitBeforeTheSecondTransaction:
+        """services.transaction, with the preparer's submit (another tab) run just before the refused file's second
+        transaction opens: the submit got the request's row lock first."""
+
+        calls = 0
+
+        def atomic(self, *args, **kwargs):
+            self.calls += 1
+            if self.calls == 2:
+                assert services.submit_request(request_id=request.pk, user=finance.clerk, now=now()).state == R.SUBMITTED
+            return transaction.atomic(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(transaction, name)
+
+    monkeypatch.setattr(services, "transaction", SubmitBeforeTheSecondTransaction())
+    bad = payee_rows(finance, 1)
+    bad[0][1] = "110105199001011234"  # wrong check digit
+    with pytest.raises(services.DisbursementError) as refused:
+        services.load_payee_file(request_id=request.pk, user=finance.clerk, filename="p.csv", data=payee_csv(bad),
+                                 now=now())
+    assert refused.value.code == "not_draft"
+    monkeypatch.setattr(services, "transaction", transaction)
+    request = refreshed(request)
+    assert (request.state, request.line_count, request.total_fen, request.lines.count()) == (R.SUBMITTED, 2,
+                                                                                              2_000_00, 2)
+
+
+def test_a_file_with_more_lines_than_a_voucher_carries_is_refused_at_upload(finance, monkeypatch):
+    from adapters.budget.interface import MAX_VOUCHER_DETAILS
+    from adapters.budget.messages import XSD_PATH
+
+    assert f'name="Detail" type="b:VoucherDetail" maxOccurs="{MAX_VOUCHER_DETAILS}"' in XSD_PATH.read_text()
+    monkeypatch.setattr(services, "MAX_VOUCHER_DETAILS", 2)
+    request = draft(finance, payee_rows(finance, 3))
+    assert (request.line_count, request.problem_count) == (0, 1)
+    assert request.problems[0]["code"] == "too_many_lines" and not request.lines.exists()
+    assert refreshed(draft(finance, payee_rows(finance, 2))).line_count == 2

@@ -186,3 +186,30 @@ def test_oversized_reply_is_refused(hostile_server, db):
     with pytest.raises(BudgetUnavailable) as unknown:
         client.voucher_status("V1")
     assert "oversized" in str(unknown.value)
+
+
+def test_a_quota_listed_twice_is_an_unreadable_reply_not_two_quotas(hostile_server, db, settings):
+    """The same quota id twice in one QueryQuotas answer: refused as not valid (the schema keeps a quota once), so the
+    synchronisation says the budget system's answer could not be read instead of failing on our own unique key."""
+    from django.utils import timezone
+
+    from adapters.budget import messages
+    from adapters.budget.client import get_budget_client
+    from adapters.budget.interface import QuotaInfo
+    from fiscal_disbursement import services
+    from fiscal_disbursement.models import Quota
+
+    quota = QuotaInfo(quota_id="ZB2026-0009", adm_div_code="370100", fiscal_year=2026, agency_code="101001",
+                      agency_name="示范市民政局", exp_func_code="2080505", exp_eco_code="30305", fund_type_code="1",
+                      pay_type_code="1", amount_fen=100_00, used_fen=0, reserved_fen=0, available_fen=100_00)
+    _HostileReplies.reply = messages.quotas_body([quota, quota])
+    settings.BUDGET_SYSTEM_URL = f"http://127.0.0.1:{hostile_server.server_port}/"
+    settings.BUDGET_SYSTEM_RETRIES = 0
+    get_budget_client.cache_clear()
+    try:
+        with pytest.raises(BudgetUnavailable) as unreadable:
+            services.sync_quotas(now=timezone.now())
+    finally:
+        get_budget_client.cache_clear()
+    assert "schema_invalid" in str(unreadable.value) and "ZB2026-0009" in str(unreadable.value)
+    assert not Quota.objects.exists()
