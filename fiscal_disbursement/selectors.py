@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.http import Http404
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -221,6 +221,14 @@ def returns_to_handle(*, user) -> QuerySet[PaymentLine]:
                                        returned=False, transfer__state__in=NOT_PAID_STATES)
             .select_related("request", "request__organization", "transfer")
             .order_by("-request__created_at", "request_id", "line_no"))
+
+
+def returns_totals(*, user, request_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """{request id: (lines, fen)} of every return to handle of these requests: the page lists a bounded number of
+    lines, and a group's count and amount are the request's whole, not the listed part's."""
+    rows = (returns_to_handle(user=user).filter(request_id__in=request_ids).order_by().values("request_id")
+            .annotate(lines=Count("pk"), fen=Sum("amount_fen")))
+    return {row["request_id"]: (row["lines"], row["fen"] or 0) for row in rows}
 
 
 def settled_receipt_number(line: PaymentLine) -> str:

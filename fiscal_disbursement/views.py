@@ -45,6 +45,7 @@ from .models import RequestState as R
 QUOTAS_PER_PAGE = 50
 REQUESTS_PER_PAGE = 50
 LINES_PER_PAGE = 100
+RETURNS_LISTED = 1000  # lines on the returns page, oldest requests' last
 READ_ROLES = selectors.READ_ROLES
 FILE_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -238,17 +239,20 @@ def approval_queue(request):
 @role_required(*READ_ROLES)
 def returns(request):
     """Failed lines of requests whose paying has ended, by request: retry them or confirm them returned."""
-    lines = list(selectors.returns_to_handle(user=request.user)[:1000])
+    lines = list(selectors.returns_to_handle(user=request.user)[:RETURNS_LISTED])
     groups: dict[int, dict] = {}
     for line in lines:
         group = groups.setdefault(line.request_id, {
-            "request": _label(line.request), "lines": [], "total_fen": 0,
+            "request": _label(line.request), "lines": [],
             "editable": selectors.request_actions(user=request.user, request=line.request).can_act_on_lines,
         })
         _describe_line(line)
         line.actionable = group["editable"]
         group["lines"].append(line)
-        group["total_fen"] += line.amount_fen
+    # Each request's whole count and amount, not only its listed lines' (a long run's returns are listed in part).
+    totals = selectors.returns_totals(user=request.user, request_ids=list(groups))
+    for request_id, group in groups.items():
+        group["count"], group["total_fen"] = totals[request_id]
     return render(request, "fiscal/returns.html", {"groups": list(groups.values()), "count": len(lines)})
 
 

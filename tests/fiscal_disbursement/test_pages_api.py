@@ -247,6 +247,20 @@ def test_an_earmark_refusal_appears_in_returns_and_is_confirmed_returned(finance
     assert (quota.consumed_fen, quota.reserved_fen) == (2_000_00, 0)
 
 
+def test_the_returns_page_counts_and_sums_every_return_not_only_the_lines_it_lists(finance, monkeypatch):
+    """A long run's refused lines are listed in part; the group's count and amount are the whole request's."""
+    from fiscal_disbursement import views
+
+    request = submitted(finance, payee_rows(finance, 3), conditions=Conditions(payee_category="WT09"))
+    act(logged_in(finance.approver), request.pk, "approve")
+    assert state_of(request.pk) == R.FAILED
+    monkeypatch.setattr(views, "RETURNS_LISTED", 2)
+    page = logged_in(finance.clerk).get(reverse("fiscal:returns")).content.decode()
+    assert page.count('data-testid="pick-line"') == 2
+    assert 'data-testid="return-count">3<' in page and 'data-testid="return-amount">¥3,000.00<' in page
+    assert 'data-testid="returns-cut"' in page
+
+
 def test_refusals_are_messages_not_errors(finance, monkeypatch):
     clerk = logged_in(finance.clerk)
     request = draft(finance, payee_rows(finance, 1))
