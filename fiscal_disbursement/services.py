@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,6 +70,7 @@ PAY_CHUNK = 5000  # lines whose transfers are made in one transaction (then paid
 REPORT_CHUNK = 5000  # lines per result report: a 50,000-line voucher is reported in 10 messages
 MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
 SUBJECT = "fiscal.request"
+ECO_CODE = re.compile(r"[0-9]{3,5}")  # 经济分类, as budget.xsd's EcoCode takes it
 
 
 class DisbursementError(Exception):
@@ -278,6 +280,10 @@ def create_request(*, user, quota_id: str, pay_type: str, title: str, now: datet
     if not title.strip():
         raise DisbursementError("请填写摘要 (a purpose is required)", "title_required")
     _ensure_no_control_character(title, zh="摘要", en="the purpose")
+    if exp_eco_code and not ECO_CODE.fullmatch(exp_eco_code):
+        # The voucher could never be sent (budget.xsd's EcoCode): approved, it would be refused for ever.
+        raise DisbursementError("经济分类应为3至5位数字，例如 30305 (an economic classification is 3 to 5 digits, e.g. 30305)",
+                                "bad_eco_code")
     payer = _payer_wallet(pay_type=pay_type, organization=organization, quota=quota)
     with transaction.atomic():
         request = PaymentRequest.objects.create(
