@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from social_security.flexible.models import Payment, PaymentState
@@ -45,11 +46,11 @@ from tax.models import AgreementState, TaxAgreement
 from tax.reconciliation import services as case_flow
 from tax.reconciliation.models import CaseState, CorrectionState
 from tax.reconciliation.services import ReconciliationError
-from tax.services import ensure_tax_staff
+from tax.services import MAX_AMOUNT_FEN, ensure_tax_staff
 from treasury.access import roles
 from treasury.access.makerchecker import ensure_can_approve
 from treasury.errors import InvalidTransfers
-from treasury.models import TransferState
+from treasury.models import NOT_PAID_STATES, Transfer, TransferState
 from treasury.services.transfers import NewTransfer, create_transfers
 from treasury.trace.services import EventSpec, append_events
 
@@ -82,6 +83,7 @@ class _Ours:
     acknowledged: bool
     declaration: Declaration | None = None
     payment: Payment | None = None
+    counted: bool = True  # the transfer its document counts as its payment (only then does a match reconcile it)
 
 
 @dataclass
@@ -110,6 +112,57 @@ def _outcome(ours: _Ours | None, booked: _Booked | None) -> str:
     return O.MATCHED
 
 
+def _ours(check_date: dt.date) -> dict[str, _Ours]:
+    """Our half of a day, by request id: every premium transfer (a declaration's attempt, a flexible payment)
+    that settled on the check date or whose money came back (returned, reversed) on it, with what it moved into
+    the fund that day (its amount on the day it settled, less its amount on the day it came back) and what
+    should have moved: for the transfer its declaration or payment counts as paid (paying, paid,
+    reconciled), the confirmed or due amount on the day it settled and nothing on other days; for one whose
+    document gave it up when its money came back (the month is to be paid again), what it moved. The documents'
+    rows are locked."""
+    day_start, day_end = _day_bounds(check_date)
+    came_back = (TransferState.RETURNED, TransferState.REVERSED)
+    types = ContentType.objects.get_for_models(Declaration, Payment)
+    transfers = list(Transfer.objects.filter(
+        source_type_id__in=[types[Declaration].pk, types[Payment].pk],
+        state__in=(TransferState.SETTLED, *came_back),
+    ).filter(Q(settled_at__gte=day_start, settled_at__lt=day_end)
+             | Q(state__in=came_back, finished_at__gte=day_start, finished_at__lt=day_end)).order_by("pk"))
+    by_type = {types[Declaration].pk: [], types[Payment].pk: []}
+    for t in transfers:
+        by_type[t.source_type_id].append(t.source_id)
+    declarations = {d.pk: d for d in Declaration.objects.select_for_update(of=("self",))
+                    .filter(pk__in=by_type[types[Declaration].pk]).order_by("pk")}
+    payments = {p.pk: p for p in Payment.objects.select_for_update(of=("self",)).select_related("enrolment")
+                .filter(pk__in=by_type[types[Payment].pk]).order_by("pk")}
+    ours: dict[str, _Ours] = {}
+    for t in transfers:
+        settled_today = t.settled_at is not None and day_start <= t.settled_at < day_end
+        moved = (t.amount_fen if settled_today else 0) - (
+            t.amount_fen if t.state in came_back and t.finished_at and day_start <= t.finished_at < day_end else 0)
+        if t.source_type_id == types[Declaration].pk:
+            d = declarations.get(t.source_id)
+            if d is None:
+                continue
+            counted = d.transfer_id == t.pk and d.state in (S.PAYING, S.PAID, S.RECONCILED)
+            ours[t.idempotency_key] = _Ours(
+                source=ReconciliationSource.DECLARATION, document_no=d.declaration_no,
+                tax_authority_id=d.tax_authority_id, ours_fen=moved,
+                expected_fen=(d.confirmed_total_fen if settled_today else 0) if counted else moved,
+                acknowledged=d.payment_notified_at is not None if counted else True, declaration=d, counted=counted)
+        else:
+            p = payments.get(t.source_id)
+            if p is None:
+                continue
+            counted = p.transfer_id == t.pk and p.state in (PaymentState.PAYING, PaymentState.PAID)
+            ours[t.idempotency_key] = _Ours(
+                source=ReconciliationSource.FLEXIBLE, document_no=p.payment_no,
+                tax_authority_id=p.enrolment.collecting_authority_id, ours_fen=moved,
+                expected_fen=(p.amount_fen if settled_today else 0) if counted else moved,
+                acknowledged=p.notified_at is not None if counted else True, payment=p, counted=counted)
+    return ours
+
+
 def reconcile_day(*, check_date: dt.date, now: dt.datetime, statement_rows: list[tuple] | None = None
                   ) -> ReconciliationRun:
     """Reconcile one check date, both halves. Matched declarations become reconciled, matched flexible
@@ -128,26 +181,12 @@ def reconcile_day(*, check_date: dt.date, now: dt.datetime, statement_rows: list
         request_id, direction, amount_fen, kind = row[:4]
         if not request_id.startswith(KEY_PREFIXES):
             continue
-        booked = operator.setdefault(request_id, _Booked(wallet_id=row[4] if len(row) > 4 else None))
+        # A return is booked under the payment's key, a reversal under `<key>:reversal[:n]`: both net its credit off.
+        booked = operator.setdefault(payment_key(request_id), _Booked(wallet_id=row[4] if len(row) > 4 else None))
         booked.credits += 1 if direction == "credit" and kind == "transfer" else 0
         booked.net_fen += amount_fen if direction == "credit" else -amount_fen
-    day_start, day_end = _day_bounds(check_date)
-    settled_that_day = dict(transfer__state=TransferState.SETTLED, transfer__settled_at__gte=day_start,
-                            transfer__settled_at__lt=day_end)
     with transaction.atomic():
-        ours: dict[str, _Ours] = {}
-        for d in (Declaration.objects.select_for_update(of=("self",)).select_related("transfer")
-                  .filter(state__in=[S.PAID, S.RECONCILED], **settled_that_day).order_by("pk")):
-            ours[d.transfer.idempotency_key] = _Ours(
-                source=ReconciliationSource.DECLARATION, document_no=d.declaration_no,
-                tax_authority_id=d.tax_authority_id, ours_fen=d.transfer.amount_fen,
-                expected_fen=d.confirmed_total_fen, acknowledged=d.payment_notified_at is not None, declaration=d)
-        for p in (Payment.objects.select_for_update(of=("self",)).select_related("transfer", "enrolment")
-                  .filter(state=PaymentState.PAID, **settled_that_day).order_by("pk")):
-            ours[p.transfer.idempotency_key] = _Ours(
-                source=ReconciliationSource.FLEXIBLE, document_no=p.payment_no,
-                tax_authority_id=p.enrolment.collecting_authority_id, ours_fen=p.transfer.amount_fen,
-                expected_fen=p.amount_fen, acknowledged=p.notified_at is not None, payment=p)
+        ours = _ours(check_date)
         run, _ = ReconciliationRun.objects.select_for_update().get_or_create(check_date=check_date,
                                                                             defaults={"ran_at": now})
         run.results.all().delete()
@@ -182,6 +221,8 @@ def reconcile_day(*, check_date: dt.date, now: dt.datetime, statement_rows: list
 
 
 def _mark_reconciled(mine: _Ours, *, check_date: dt.date, now: dt.datetime) -> None:
+    if not mine.counted:  # an attempt whose money came back: its document is paid by another, or to be paid again
+        return
     data = {"check_date": check_date.isoformat()}
     if mine.declaration is not None:
         declaration = mine.declaration
@@ -195,7 +236,7 @@ def _mark_reconciled(mine: _Ours, *, check_date: dt.date, now: dt.datetime) -> N
             actor="system", amount_fen=mine.ours_fen, source_ref=declaration.declaration_no, data=data)])
         return
     payment = mine.payment
-    if payment.reconciled_at is not None:
+    if payment.state != PaymentState.PAID or payment.reconciled_at is not None:
         return
     payment.reconciled_at = now
     payment.save(update_fields=["reconciled_at"])
@@ -251,17 +292,93 @@ def _note(case: SocialDiscrepancyCase, *, user, now: dt.datetime, note: str) -> 
                                     "note": note}]
 
 
-def _document_wallets(case: SocialDiscrepancyCase):
-    """(payer's wallet, fund wallet, declaration or None) of the payment behind a case, from the day's result."""
-    result = (ReconciliationResult.objects.filter(case=case).select_related(
-        "declaration__payer_wallet", "declaration__region__fund_account__wallet", "flexible_payment__wallet",
-        "flexible_payment__fund_wallet").order_by("-run__check_date").first())
-    if result is not None and result.declaration_id:
-        d = result.declaration
-        return d.payer_wallet, d.region.fund_account.wallet, d
-    if result is not None and result.flexible_payment_id:
-        return result.flexible_payment.wallet, result.flexible_payment.fund_wallet, None
-    return None, None, None
+def parse_request_id(request_id: str) -> tuple[str, int | None]:
+    """(source, document id) of a premium payment's request id: `social:<declaration id>:<attempt>` or
+    `socialflex:payment:<payment id>`, and a reversal of either, booked under `<key>:reversal` or
+    `<key>:reversal:<n>` (treasury reverse_transfer); ("", None) for anything else."""
+    parts = request_id.split(":")
+    if len(parts) >= 2 and parts[-1].isdigit() and parts[-2] == "reversal":
+        parts = parts[:-2]
+    elif parts and parts[-1] == "reversal":
+        parts = parts[:-1]
+    if len(parts) == 3 and parts[0] == "social" and parts[1].isdigit() and parts[2].isdigit():
+        return ReconciliationSource.DECLARATION, int(parts[1])
+    if len(parts) == 3 and parts[:2] == ["socialflex", "payment"] and parts[2].isdigit():
+        return ReconciliationSource.FLEXIBLE, int(parts[2])
+    return "", None
+
+
+def payment_key(request_id: str) -> str:
+    """The key of the payment a statement line belongs to: a reversal's debit nets its payment's credit off."""
+    source, pk = parse_request_id(request_id)
+    if source == ReconciliationSource.FLEXIBLE:
+        return f"socialflex:payment:{pk}"
+    if source == ReconciliationSource.DECLARATION:
+        return ":".join(request_id.split(":")[:3])
+    return request_id
+
+
+def _case_document(case: SocialDiscrepancyCase, *, lock: bool = False) -> tuple[Declaration | None, Payment | None]:
+    """The declaration or flexible payment a case's request id belongs to, if it is of the case's authority
+    (found from the key, so also for a case whose latest run matched, or an attempt the operator booked that we
+    hold failed). With `lock`, its row is locked: corrections of the same payment are decided one at a time."""
+    source, pk = parse_request_id(case.request_id)
+    if source == ReconciliationSource.DECLARATION:
+        qs = Declaration.objects.select_related("payer_wallet", "transfer", "region__fund_account__wallet")
+        if lock:
+            qs = qs.select_for_update(of=("self",))
+        found = qs.filter(pk=pk, tax_authority_id=case.tax_authority_id).first()
+        return found, None
+    if source == ReconciliationSource.FLEXIBLE:
+        qs = Payment.objects.select_related("wallet", "fund_wallet", "transfer")
+        if lock:
+            qs = qs.select_for_update(of=("self",))
+        found = qs.filter(pk=pk, enrolment__collecting_authority_id=case.tax_authority_id).first()
+        return None, found
+    return None, None
+
+
+def _document_wallets(declaration: Declaration | None, payment: Payment | None):
+    """(payer's wallet, fund wallet) of the payment behind a case; (None, None) when it was never paid."""
+    if declaration is not None and declaration.payer_wallet_id:
+        return declaration.payer_wallet, declaration.region.fund_account.wallet
+    if payment is not None:
+        return payment.wallet, payment.fund_wallet
+    return None, None
+
+
+def _cases_of(declaration: Declaration | None, payment: Payment | None):
+    if declaration is not None:
+        return SocialDiscrepancyCase.objects.filter(request_id__startswith=f"social:{declaration.pk}:")
+    return SocialDiscrepancyCase.objects.filter(request_id=payment.idempotency_key)
+
+
+def held_fen(declaration: Declaration | None, payment: Payment | None) -> int:
+    """What the fund holds for a declaration or flexible payment by our records: its paying transfer while it
+    stands (settled: not failed, returned or reversed), plus the collections and minus the refunds of the approved
+    corrections of its cases whose money moved or is on its way."""
+    document = declaration if declaration is not None else payment
+    if document is None:
+        return 0
+    paid = (declaration.state in (S.PAID, S.RECONCILED) if declaration is not None
+            else payment.state == PaymentState.PAID)
+    transfer = document.transfer
+    held = transfer.amount_fen if paid and transfer is not None and transfer.state == TransferState.SETTLED else 0
+    moved = (SocialCaseCorrection.objects.filter(case__in=_cases_of(declaration, payment),
+                                                 state=CorrectionState.APPROVED)
+             .exclude(transfer__state__in=NOT_PAID_STATES).values_list("kind", "amount_fen"))
+    return held + sum(fen if kind == CorrectionKind.COLLECT else -fen for kind, fen in moved)
+
+
+def _ensure_held(declaration: Declaration | None, payment: Payment | None, amount_fen: int) -> None:
+    """A refund pays back only what the fund holds for the payment: not money that came back by itself (returned,
+    reversed), nor what earlier corrections of any of its cases already refunded. Raises ReconciliationError
+    `exceeds_held`."""
+    held = held_fen(declaration, payment)
+    if amount_fen > held:
+        raise ReconciliationError(f"退还金额超过基金就此笔缴费持有的 {held} 分 (the refund exceeds the {held} fen the fund "
+                                  "holds for this payment: returned, reversed, or already refunded)",
+                                  code="exceeds_held")
 
 
 def _ensure_agreement_in_force(declaration: Declaration | None) -> None:
@@ -288,14 +405,15 @@ def propose_correction(*, case_id: int, user, kind: str, amount_fen: int, reason
 
     Raises AccessDenied, ReconciliationError: `reason_required`, `invalid_amount`, `invalid_kind`,
     `invalid_state` (resolved), `no_payment` (no payment of ours behind the case), `not_signed` (collect
-    without a declaration under an agreement that is still active), `correction_pending`.
+    without a declaration under an agreement that is still active), `exceeds_held` (a refund of more than the fund
+    holds for the payment: `held_fen`), `correction_pending`.
     """
     reason = (reason or "").strip()
     if not reason:
         raise ReconciliationError("请填写原因 (a reason is required)", code="reason_required")
-    if type(amount_fen) is not int or amount_fen <= 0:
-        raise ReconciliationError("金额必须为正整数（分） (the amount must be a positive number of fen)",
-                                  code="invalid_amount")
+    if type(amount_fen) is not int or not 0 < amount_fen <= MAX_AMOUNT_FEN:
+        raise ReconciliationError("金额必须为正整数（分），不超过金额上限 (the amount must be a positive number of fen "
+                                  "within the amount limit)", code="invalid_amount")
     if kind not in CorrectionKind.values:
         raise ReconciliationError("更正方式须为退还或补收 (kind must be refund or collect)", code="invalid_kind")
     with transaction.atomic():
@@ -303,12 +421,15 @@ def propose_correction(*, case_id: int, user, kind: str, amount_fen: int, reason
         _ensure_staff(user, case)
         if case.state == CaseState.RESOLVED:
             raise ReconciliationError("差异已解决 (the case is resolved)", code="invalid_state")
-        payer_wallet, fund_wallet, declaration = _document_wallets(case)
+        declaration, payment = _case_document(case, lock=True)
+        payer_wallet, fund_wallet = _document_wallets(declaration, payment)
         if payer_wallet is None:
             raise ReconciliationError("此差异没有本方缴费记录，无法以转账更正 (no payment of ours behind this case)",
                                       code="no_payment")
         if kind == CorrectionKind.COLLECT:
             _ensure_agreement_in_force(declaration)
+        else:
+            _ensure_held(declaration, payment, amount_fen)
         payer, payee = (fund_wallet, payer_wallet) if kind == CorrectionKind.REFUND else (payer_wallet, fund_wallet)
         try:
             with transaction.atomic():
@@ -330,7 +451,8 @@ def approve_correction(*, correction_id: int, user, now: dt.datetime) -> SocialC
 
     Raises AccessDenied / MakerCheckerViolation, django_fsm.TransitionNotAllowed (decided already),
     ReconciliationError: `invalid_state` (the case is no longer open or investigating), `not_signed` (a
-    collection whose agreement is no longer active), `transfer_refused`."""
+    collection whose agreement is no longer active), `exceeds_held` (a refund of more than the fund still holds
+    for the payment), `transfer_refused`."""
     with transaction.atomic():
         correction = (SocialCaseCorrection.objects.select_for_update(of=("self",))
                       .select_related("case__tax_authority").get(pk=correction_id))
@@ -338,8 +460,12 @@ def approve_correction(*, correction_id: int, user, now: dt.datetime) -> SocialC
         _ensure_staff(user, case)
         ensure_can_approve(approver=user, prepared_by_id=correction.proposed_by_id, approver_roles=APPROVER_ROLES)
         case_flow.ensure_correctable(case)
+        # The payment's row is locked, so corrections of its other cases are decided after this one and see it.
+        declaration, payment = _case_document(case, lock=True)
         if correction.kind == CorrectionKind.COLLECT:
-            _ensure_agreement_in_force(_document_wallets(case)[2])  # suspended or revoked since the proposal
+            _ensure_agreement_in_force(declaration)  # suspended or revoked since the proposal
+        else:
+            _ensure_held(declaration, payment, correction.amount_fen)  # returned, or refunded since the proposal
         correction.approve()
         try:
             (transfer_id,) = create_transfers(

@@ -26,6 +26,7 @@ from tax.reconciliation.case_api import (
     CaseActionsMixin, CorrectionSerializerBase, case_action_schemas, choice,
 )
 from tax.reconciliation.models import CaseState
+from tax.services import MAX_AMOUNT_FEN
 from tax.reconciliation.views import acts
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
 from treasury.business_days import BusinessDaySerializerField
@@ -122,7 +123,7 @@ class SocialResolveSerializer(serializers.Serializer):
 
 class SocialProposeCorrectionSerializer(serializers.Serializer):
     kind = serializers.CharField(max_length=10, help_text="correction kind: " + ", ".join(CorrectionKind.values))
-    amount_fen = serializers.IntegerField(min_value=1)
+    amount_fen = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT_FEN)
     reason = serializers.CharField(max_length=255)
 
 

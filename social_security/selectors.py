@@ -83,7 +83,7 @@ def declaration_actions(*, user, declaration: Declaration) -> DeclarationActions
     # Maker-checker shown as the services enforce it: the preparer never declares or pays.
     approver = roles.has_role(user, roles.EMPLOYER_APPROVER) and declaration.prepared_by_id != user.pk
     return DeclarationActions(
-        edit=operator and declaration.state == S.DRAFT,
+        edit=operator and declaration.state == S.DRAFT and declaration.prepared_by_id == user.pk,
         declare=approver and can_proceed(declaration.declare),
         pay=approver and declaration.state == S.CONFIRMED,
         reopen=operator and declaration.state == S.REJECTED,

@@ -24,7 +24,7 @@ from datetime import datetime
 from functools import partial
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -39,7 +39,7 @@ from treasury.access import roles
 from treasury.access.errors import AccessDenied
 from treasury.access.makerchecker import ensure_can_approve
 from treasury.access.scoping import user_organization
-from treasury.models import Organization, Transfer, TransferState
+from treasury.models import NOT_PAID_STATES, Organization, Transfer, TransferState
 from treasury.spreadsheets import ResidentIdChecker, compact_text
 from treasury.services.transfers import NewTransfer, create_transfers
 from treasury.trace.services import EventSpec, append_events
@@ -51,6 +51,9 @@ PURPOSE_CODE = "SOCIALINS"
 PREPARER_ROLES = (roles.EMPLOYER_OPERATOR,)
 APPROVER_ROLES = (roles.EMPLOYER_APPROVER,)
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# The largest declared base taken, as a declaration file reads it (13 digits of yuan): the declared base is stored
+# as typed beside the clamped one, and a larger number does not fit the column.
+MAX_BASE_FEN = 10**15 - 1
 LINE_COLUMNS = ["declaration_id", "line_no", "resident_id", "name", "declared_base_fen", "base_fen", "base_note",
                 "pension_employer_fen", "pension_individual_fen", "medical_employer_fen", "medical_individual_fen",
                 "unemployment_employer_fen", "unemployment_individual_fen", "work_injury_employer_fen",
@@ -189,6 +192,8 @@ def _check_rows(rows: list[LineInput]) -> tuple[list[LineInput], list[Problem]]:
         if type(row.base_fen) is not int or row.base_fen <= 0:
             problems.append(Problem(line, "缴费基数", "base_not_positive",
                                     "缴费基数必须为大于零的金额 (base must be an amount above zero)"))
+        elif row.base_fen > MAX_BASE_FEN:
+            problems.append(Problem(line, "缴费基数", "amount_too_large", "金额过大 (amount is too large)"))
         if len(problems) == before:
             checked.append(LineInput(name=name, resident_id=resident_id, base_fen=row.base_fen, line=line,
                                      payroll_line_id=row.payroll_line_id,
@@ -276,10 +281,17 @@ def create_declaration(*, user, region_code: str, period: str, rows: list[LineIn
                                       state__in=OPEN_STATES).exists():
             raise SocialError(f"{period} 已有申报，请修改或作废后再建 (a declaration for {period} exists)",
                               "already_declared")
-        declaration = Declaration.objects.create(
-            employer=employer, region=fund.region, tax_authority=fund.tax_authority, period=period, source=source,
-            payroll_batch=payroll_batch, prepared_by=user, created_at=now, work_injury_class=risk_class,
-            work_injury_class_set=class_set)
+        try:
+            with transaction.atomic():
+                declaration = Declaration.objects.create(
+                    employer=employer, region=fund.region, tax_authority=fund.tax_authority, period=period,
+                    source=source, payroll_batch=payroll_batch, prepared_by=user, created_at=now,
+                    work_injury_class=risk_class, work_injury_class_set=class_set)
+        except IntegrityError:
+            # Another request (a second tab, a double click) made the month's declaration since the check above:
+            # the one-open-declaration constraint refused this one.
+            raise SocialError(f"{period} 已有申报，请修改或作废后再建 (a declaration for {period} exists)",
+                              "already_declared") from None
         _insert_lines(declaration, compute_lines(rows=checked, rules_snapshot=snapshot, declaration_id=declaration.pk,
                                                  risk_class=risk_class))
         _refresh_totals(declaration)
@@ -344,8 +356,14 @@ def declaration_from_payroll(*, user, payroll_batch_id: int, region_code: str, n
 
 
 def _draft_for_change(declaration_id: int, user) -> Declaration:
+    """The draft, locked, if `user` may change its lines: only its preparer (maker-checker: `declare` refuses
+    the preparer, so someone who also approves could otherwise put lines in another person's draft and
+    declare them alone; an administrator is no exception)."""
     declaration = _locked(declaration_id)
     _ensure_employer_user(user, declaration.employer, role_names=PREPARER_ROLES)
+    if declaration.prepared_by_id != user.pk:
+        raise AccessDenied("只有申报的经办人可以修改明细 (only the person who prepared the declaration changes its "
+                           "lines)", code="not_preparer")
     if declaration.state != S.DRAFT:
         raise SocialError("只能修改草稿 (only a draft can be changed)", "not_draft")
     return declaration
@@ -354,7 +372,8 @@ def _draft_for_change(declaration_id: int, user) -> Declaration:
 def add_line(*, declaration_id: int, user, name: str, resident_id: str, base_fen: int, now: datetime) -> Declaration:
     """Add one employee to a draft (entered on the page).
 
-    Raises: DeclarationRefused (the line's problems, or the person is already in it), SocialError `not_draft`.
+    Raises: DeclarationRefused (the line's problems, or the person is already in it), SocialError `not_draft`,
+    AccessDenied `not_preparer` (someone other than the preparer).
     """
     with transaction.atomic():
         declaration = _draft_for_change(declaration_id, user)
@@ -375,7 +394,8 @@ def add_line(*, declaration_id: int, user, name: str, resident_id: str, base_fen
 
 
 def remove_line(*, declaration_id: int, user, line_id: int, now: datetime) -> Declaration:
-    """Remove one employee from a draft. Raises SocialError `not_draft`, `line_not_found`."""
+    """Remove one employee from a draft (its preparer only). Raises SocialError `not_draft`, `line_not_found`,
+    AccessDenied `not_preparer`."""
     with transaction.atomic():
         declaration = _draft_for_change(declaration_id, user)
         deleted, _ = declaration.lines.filter(pk=line_id).delete()
@@ -566,25 +586,28 @@ def pay_declaration(*, declaration_id: int, user, now: datetime) -> Declaration:
 
 
 def finish_payment(*, declaration_id: int, now: datetime) -> Declaration:
-    """Record the operator's answer on a paying declaration: settled -> paid (the payment notice queued),
-    failed or cancelled -> confirmed with the reason (ready to pay again). Still open: nothing changes."""
+    """Record the operator's answer on a paying declaration: settled -> paid (the payment notice queued);
+    failed or cancelled, or settled and come back already (returned, reversed: the fund does not hold it) ->
+    confirmed with the reason (ready to pay again, under a new key). Still open: nothing changes. Money that comes
+    back after the declaration is paid is found by reconciliation (a case, and a collection under the agreement)."""
     with transaction.atomic():
         declaration = _locked(declaration_id)
         if declaration.state != S.PAYING:
             return declaration
         transfer = Transfer.objects.get(pk=declaration.transfer_id)
-        if transfer.state in (TransferState.SETTLED, TransferState.RETURNED, TransferState.REVERSED):
-            # Returned/reversed later is a matter for reconciliation; the payment itself settled.
+        if transfer.state == TransferState.SETTLED:
             declaration.settle()
             declaration.paid_at = now
             declaration.save()
             _trace(declaration, "social.declaration.paid", actor="operator", now=now, amount_fen=transfer.amount_fen,
                    transfer=transfer.pk, operator_txn_id=transfer.operator_txn_id)
             transaction.on_commit(partial(_enqueue_notice, declaration.pk))
-        elif transfer.state in (TransferState.FAILED, TransferState.CANCELLED):
+        elif transfer.state in NOT_PAID_STATES:
             declaration.payment_failed()
-            declaration.state_reason = (f"缴费失败 (payment failed): {transfer.failure_code} "
-                                        f"{transfer.failure_message}").strip()[:255]
+            why = f"{transfer.failure_code} {transfer.failure_message}".strip() or (
+                f"缴费款已退回 (the payment came back): {transfer.get_state_display()}"
+                if transfer.state in (TransferState.RETURNED, TransferState.REVERSED) else "")
+            declaration.state_reason = f"缴费失败 (payment failed): {why}".strip()[:255]
             declaration.save()
             _trace(declaration, "social.declaration.payment_failed", actor="operator", now=now,
                    amount_fen=transfer.amount_fen, transfer=transfer.pk, code=transfer.failure_code,

@@ -34,7 +34,7 @@ from social_security import rules as social_rules
 from social_security.models import FundAccount, InsuranceType, Region
 from treasury.access.scoping import individual_person
 from treasury.errors import InvalidTransfers
-from treasury.models import UNPAID_STATES, Person, Transfer, TransferState, Wallet
+from treasury.models import NOT_PAID_STATES, UNPAID_STATES, Person, Transfer, TransferState, Wallet
 from treasury.money import format_yuan
 from treasury.selectors import business_day_bounds
 from treasury.services import transfers as transfer_services
@@ -529,8 +529,8 @@ def _await_transfer(transfer_id: int) -> None:
 
 def finish_payment(*, payment_id: int, now: datetime) -> Payment:
     """Record the transfer's outcome: settled -> the payment and its months are paid (late fees recorded);
-    failed or cancelled -> the payment failed and its months are due again with the reason. Any other
-    transfer state leaves it paying. Safe to call repeatedly."""
+    failed or cancelled, or settled and come back already (returned, reversed) -> the payment failed and its
+    months are due again with the reason. Any other transfer state leaves it paying. Safe to call repeatedly."""
     with transaction.atomic():
         payment = Payment.objects.select_for_update(of=("self",)).select_related("enrolment").get(pk=payment_id)
         if payment.state != PS.PAYING or payment.transfer_id is None:
@@ -548,9 +548,14 @@ def finish_payment(*, payment_id: int, now: datetime) -> Payment:
             kind = "social.flexible.paid"
             # The authority is told after commit (5104); the sweep sends it again until acknowledged.
             transaction.on_commit(partial(_enqueue_notice, payment.pk))
-        elif transfer.state in (TransferState.FAILED, TransferState.CANCELLED):
+        elif transfer.state in NOT_PAID_STATES:
+            # Failed or cancelled; or settled and come back already (returned, reversed): the fund does not hold it,
+            # so the months are owed again (a payment stuck paying would block every later month: oldest first).
             payment.fail()
-            reason = (transfer.failure_message or transfer.failure_code or "转账失败 (the transfer failed)")[:255]
+            came_back = transfer.state in (TransferState.RETURNED, TransferState.REVERSED)
+            reason = (transfer.failure_message or transfer.failure_code
+                      or (f"缴费款已退回 (the payment came back): {transfer.get_state_display()}" if came_back
+                          else "转账失败 (the transfer failed)"))[:255]
             payment.failure_reason = reason
             for period in periods:
                 period.payment_failed()

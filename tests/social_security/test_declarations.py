@@ -301,3 +301,103 @@ def test_each_step_of_a_declaration_waits_on_the_dashboard_for_the_person_who_ta
     assert waiting(world.approver) == waiting(world.second_approver) == {"social_to_pay": 1}
     Declaration.objects.filter(pk=declaration.pk).update(prepared_by=world.approver)
     assert waiting(world.approver) == {} and waiting(world.second_approver) == {"social_to_pay": 1}  # not one's own
+
+
+def test_only_the_preparer_changes_a_draft_so_no_one_declares_lines_they_put_in(world, fake_tips, client):
+    """Maker-checker: someone who both prepares and approves must not add (or take out) lines of another person's
+    draft and then declare it alone; an administrator is no exception. They may still declare it unchanged."""
+    both = f.make_user(role="employer_operator", organization=world.employer)
+    both.groups.add(*world.approver.groups.all())
+    admin = f.make_user(role="admin", organization=world.employer)
+    declaration = prepare(world, rows=ROWS[:1])
+    for someone in (both, admin):
+        with pytest.raises(AccessDenied) as refused:
+            services.add_line(declaration_id=declaration.pk, user=someone, name="李四",
+                              resident_id="310104198511124567", base_fen=2_000_000_00, now=now())
+        assert refused.value.code == "not_preparer"
+        with pytest.raises(AccessDenied):
+            services.remove_line(declaration_id=declaration.pk, user=someone,
+                                 line_id=declaration.lines.get().pk, now=now())
+    declaration.refresh_from_db()
+    assert declaration.line_count == 1 and declaration.total_fen == 191200 + 82400
+    # The page offers no editing to them, and a form posted all the same changes nothing.
+    client.force_login(both)
+    page = client.get(f"/social/declarations/{declaration.pk}/").content.decode()
+    assert 'data-action="remove-line"' not in page
+    client.post(f"/social/declarations/{declaration.pk}/lines/",
+                {"name": "李四", "resident_id": "310104198511124567", "base": "20000.00"})
+    assert Declaration.objects.get(pk=declaration.pk).line_count == 1
+    # The preparer edits; then the other person declares what the preparer made.
+    services.add_line(declaration_id=declaration.pk, user=world.operator_user, name="李四",
+                      resident_id="310104198511124567", base_fen=500000, now=now())
+    services.declare(declaration_id=declaration.pk, user=both, now=now())
+    declaration.refresh_from_db()
+    assert declaration.state == S.CONFIRMED and declaration.line_count == 2
+
+
+def test_a_rejected_declaration_reopened_by_someone_else_is_still_changed_only_by_its_preparer(world, fake_tips):
+    fake_tips.refuse_next.append("人数与参保登记不符")
+    both = f.make_user(role="employer_operator", organization=world.employer)
+    both.groups.add(*world.approver.groups.all())
+    declaration = prepare(world, rows=ROWS[:1])
+    services.declare(declaration_id=declaration.pk, user=world.approver, now=now())
+    services.reopen_declaration(declaration_id=declaration.pk, user=both, now=now())
+    with pytest.raises(AccessDenied):
+        services.add_line(declaration_id=declaration.pk, user=both, name="王五", resident_id="11010519491231002X",
+                          base_fen=3000000, now=now())
+    assert Declaration.objects.get(pk=declaration.pk).line_count == 1
+
+
+def test_two_tabs_making_the_same_month_at_once_get_already_declared_not_a_crash(world, monkeypatch):
+    """The second request passes the check before the first commits: the database's one-open-declaration
+    constraint refuses it, and the clerk reads why (simulated by a check that finds nothing)."""
+    prepare(world)
+    monkeypatch.setattr(services, "OPEN_STATES", ())  # the check sees no declaration, as in the race
+    with pytest.raises(SocialError) as again:
+        prepare(world)
+    assert again.value.code == "already_declared"
+    assert Declaration.objects.count() == 1
+
+
+def test_a_declared_base_too_large_to_store_is_a_line_problem(world, client):
+    client.force_login(world.operator_user)
+    response = client.post("/api/v1/social/declarations/", {"region": "370100", "period": "2026-03", "lines": [
+        {"name": "张三", "resident_id": "110101199003071233", "base": "8000.00"},
+        {"name": "王五", "resident_id": "11010519491231002X", "base": "99999999999999999999"}]},
+        content_type="application/json")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "lines_refused"
+    assert [(p["line"], p["column"], p["code"]) for p in body["problems"]] == [(2, "缴费基数", "amount_too_large")]
+    assert not Declaration.objects.exists()
+
+
+def test_money_that_came_back_before_the_payment_was_recorded_is_paid_again_once(world, fake_tips, settings):
+    """The operator applied the payment but the answer was lost; before recovery asked, the money came back to the
+    employer (returned). The declaration is not paid (the fund holds nothing): it is confirmed again with the
+    reason, and paying again collects it once, under a new key."""
+    from adapters.ecny.client import get_operator_client
+    from treasury.services.transfers import recover_unconfirmed_transfers
+
+    declaration = confirmed(world, fake_tips)
+    before = world.balance(world.wallet)
+    settings.ECNY_OPERATOR_TIMEOUT_SECONDS = 0.5
+    get_operator_client.cache_clear()
+    world.ecny.admin.set_fault("timeout_after_apply", count=1, sleep_seconds=1.5)
+    services.pay_declaration(declaration_id=declaration.pk, user=world.approver, now=now())
+    declaration.refresh_from_db()
+    world.ecny.admin.return_transfer(request_id=declaration.transfer.idempotency_key, reason="收款账户状态异常")
+    recover_unconfirmed_transfers(now=now(), older_than_seconds=0)
+    assert Transfer.objects.get(pk=declaration.transfer_id).state == TransferState.RETURNED
+    services.finish_paying_declarations(now=now())
+    declaration.refresh_from_db()
+    assert declaration.state == S.CONFIRMED and "缴费失败" in declaration.state_reason
+    assert declaration.payment_notified_at is None and fake_tips.payments == []
+    assert world.balance(world.wallet) == before
+    services.pay_declaration(declaration_id=declaration.pk, user=world.approver, now=now())
+    services.finish_paying_declarations(now=now())
+    declaration.refresh_from_db()
+    assert declaration.state == S.PAID and declaration.transfer.idempotency_key == f"social:{declaration.pk}:2"
+    assert world.balance(world.wallet) == before - declaration.total_fen
+    assert world.balance(world.fund_wallet) == declaration.total_fen
+    assert check_ledger().problems == []

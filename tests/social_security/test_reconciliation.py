@@ -298,3 +298,145 @@ def test_pages_reports_and_api_are_scoped_to_the_staff_members_authority(day, cl
     client.force_login(day.world.operator_user)
     assert client.get(reverse("social:reconciliation")).status_code == 403
     assert client.get("/api/v1/social/reconciliation/runs/").status_code == 403
+
+
+def _staff_pair(day):
+    return day.world.tax_staff, f.make_user(role=roles.TAX_STAFF, organization=day.world.authority)
+
+
+def test_a_paid_premium_returned_by_the_operator_the_same_day_is_a_mismatch_of_the_declaration(day):
+    """The fund's credit came back that day (returned): the statement nets to nothing while the declaration says
+    paid. Found as an amount mismatch of that declaration (not as a credit of nobody's), so staff can collect it
+    under the agreement; nothing can be refunded, as the fund holds nothing for it."""
+    from treasury.services.transfers import refresh_transfers
+
+    day.world.ecny.admin.return_transfer(request_id=day.decl_key, reason="基金账户状态异常")
+    refresh_transfers(transfer_ids=[day.declaration.transfer_id], now=now())
+    run = reconciliation.reconcile_day(check_date=day.date, now=now())  # the real operator statement
+    result = run.results.get(request_id=day.decl_key)
+    assert (result.outcome, result.declaration_id, result.ours_fen, result.expected_fen, result.operator_fen) == (
+        "amount_mismatch", day.declaration.pk, 0, day.declaration.total_fen, 0)
+    assert run.results.get(request_id=day.flex_key).outcome == "matched"
+    day.declaration.refresh_from_db()
+    assert day.declaration.state == S.PAID  # not reconciled
+    case = SocialDiscrepancyCase.objects.get(request_id=day.decl_key)
+    assert case.document_no == day.declaration.declaration_no
+    staff, other_staff = _staff_pair(day)
+    with pytest.raises(ReconciliationError) as refused:
+        reconciliation.propose_correction(case_id=case.pk, user=staff, kind="refund", amount_fen=1, reason="x",
+                                          now=now())
+    assert refused.value.code == "exceeds_held"
+    correction = reconciliation.propose_correction(case_id=case.pk, user=staff, kind="collect",
+                                                   amount_fen=day.declaration.total_fen, reason="补收退回的保费",
+                                                   now=now())
+    reconciliation.approve_correction(correction_id=correction.pk, user=other_staff, now=now())
+    transfer = Transfer.objects.get(idempotency_key=f"socialcorr:{correction.pk}")
+    assert (transfer.payer_id, transfer.payee_id, transfer.amount_fen) == (
+        day.declaration.payer_wallet_id, day.fund, day.declaration.total_fen)
+
+
+def test_a_reversal_on_a_later_day_is_that_days_difference_and_the_paying_day_still_matches(day):
+    """Reversed the next day under `<key>:reversal`: the paying day matched as it stood; the next day the
+    operator's debit and ours agree, but the fund no longer holds the confirmed premium: a mismatch of that
+    declaration on the day of the reversal."""
+    import datetime as dt
+
+    from treasury.services.transfers import reverse_transfer
+
+    tomorrow = now() + dt.timedelta(days=1)
+    reverse_transfer(transfer_id=day.declaration.transfer_id, reason="重复缴费", actor="ops", now=tomorrow)
+    run = reconciliation.reconcile_day(check_date=day.date, now=now(), statement_rows=day.statement())
+    assert day.outcomes(run) == {day.decl_key: "matched", day.flex_key: "matched"}
+    next_day = timezone.localdate(tomorrow)
+    rows = [(f"{day.decl_key}:reversal", "debit", day.declaration.total_fen, "reversal", day.fund)]
+    run = reconciliation.reconcile_day(check_date=next_day, now=tomorrow, statement_rows=rows)
+    result = run.results.get()
+    assert (result.request_id, result.outcome, result.declaration_id, result.ours_fen, result.expected_fen,
+            result.operator_fen) == (day.decl_key, "amount_mismatch", day.declaration.pk,
+                                     -day.declaration.total_fen, 0, -day.declaration.total_fen)
+    case = SocialDiscrepancyCase.objects.get(request_id=day.decl_key)
+    assert case.check_date == next_day and case.document_no == day.declaration.declaration_no
+
+
+def test_refunds_never_pay_back_more_than_the_fund_holds_for_the_payment(day):
+    """Two cases of the same declaration (the operator credited it twice; its notice was not acknowledged): the
+    fund holds the premium once by our records, so refunds of it add up to that at most, whichever case they
+    are proposed on and in whatever order they are approved."""
+    total = day.declaration.total_fen
+    reconciliation.reconcile_day(check_date=day.date, now=now(), statement_rows=day.statement() + [
+        (day.decl_key, "credit", total, "transfer", day.fund)])
+    Declaration.objects.filter(pk=day.declaration.pk).update(payment_notified_at=None)
+    reconciliation.reconcile_day(check_date=day.date, now=now(), statement_rows=day.statement())
+    duplicate = SocialDiscrepancyCase.objects.get(request_id=day.decl_key, outcome="duplicate_operator")
+    unacknowledged = SocialDiscrepancyCase.objects.get(request_id=day.decl_key, outcome="not_acknowledged")
+    staff, other_staff = _staff_pair(day)
+    with pytest.raises(ReconciliationError) as refused:
+        reconciliation.propose_correction(case_id=duplicate.pk, user=staff, kind="refund", amount_fen=total + 1,
+                                          reason="x", now=now())
+    assert refused.value.code == "exceeds_held"
+    first = reconciliation.propose_correction(case_id=duplicate.pk, user=staff, kind="refund", amount_fen=total,
+                                              reason="退还重复入账", now=now())
+    second = reconciliation.propose_correction(case_id=unacknowledged.pk, user=staff, kind="refund",
+                                               amount_fen=total, reason="再退一次", now=now())
+    reconciliation.approve_correction(correction_id=first.pk, user=other_staff, now=now())
+    with pytest.raises(ReconciliationError) as refused:
+        reconciliation.approve_correction(correction_id=second.pk, user=other_staff, now=now())
+    assert refused.value.code == "exceeds_held"
+    with pytest.raises(ReconciliationError) as refused:  # nor on the first case again
+        reconciliation.propose_correction(case_id=duplicate.pk, user=staff, kind="refund", amount_fen=1,
+                                          reason="x", now=now())
+    assert refused.value.code == "exceeds_held"
+    assert Transfer.objects.filter(idempotency_key__startswith="socialcorr:").count() == 1
+    assert reconciliation.held_fen(Declaration.objects.get(pk=day.declaration.pk), None) == 0
+
+
+def test_a_correction_amount_beyond_any_transfer_is_refused_not_a_crash(day, client):
+    reconciliation.reconcile_day(check_date=day.date, now=now(),
+                                 statement_rows=day.statement(**{day.decl_key: day.declaration.total_fen - 1}))
+    case = SocialDiscrepancyCase.objects.get(request_id=day.decl_key)
+    client.force_login(day.world.tax_staff)
+    response = client.post(f"/api/v1/social/reconciliation/cases/{case.pk}/corrections/",
+                           {"kind": "collect", "amount_fen": 10**20, "reason": "x"}, content_type="application/json")
+    assert response.status_code == 400
+    with pytest.raises(ReconciliationError) as refused:
+        reconciliation.propose_correction(case_id=case.pk, user=day.world.tax_staff, kind="collect",
+                                          amount_fen=10**20, reason="x", now=now())
+    assert refused.value.code == "invalid_amount"
+    assert not case.corrections.exists()
+
+
+def test_a_flexible_payment_whose_money_came_back_before_it_finished_is_owed_again_and_matches(world, fake_tips,
+                                                                                                settings):
+    """The answer was lost and the money came back (returned) before recovery asked: the payment fails and its
+    month is due again (a payment left paying would block every later month), the person pays again once, and
+    the day reconciles: the first attempt went in and out, the second stands."""
+    from adapters.ecny.client import get_operator_client
+    from treasury.services.transfers import recover_unconfirmed_transfers
+
+    person = make_individual(ecny=world.ecny, name="李四")
+    today = timezone.localdate()
+    enrolment = flexible.enrol(user=person.user, region_code="370100", base_level=100, frequency="monthly",
+                               wallet_id=person.wallet_id, start_month=today.replace(day=1), now=now())
+    period = enrolment.periods.get()
+    before = world.ecny.admin.balance(wallet_id=person.wallet_id)
+    settings.ECNY_OPERATOR_TIMEOUT_SECONDS = 0.5
+    get_operator_client.cache_clear()
+    world.ecny.admin.set_fault("timeout_after_apply", count=1, sleep_seconds=1.5)
+    first = flexible.pay(user=person.user, enrolment_id=enrolment.pk, period_ids=[period.pk], now=now())
+    assert first.state == PaymentState.PAYING
+    world.ecny.admin.return_transfer(request_id=first.transfer.idempotency_key, reason="收款账户状态异常")
+    recover_unconfirmed_transfers(now=now(), older_than_seconds=0)
+    assert flexible.finish_paying_payments(now=now()) == 1
+    first.refresh_from_db()
+    period.refresh_from_db()
+    assert first.state == PaymentState.FAILED and "退回" in first.failure_reason
+    assert period.state == "due" and period.payment is None
+    second = flexible.pay(user=person.user, enrolment_id=enrolment.pk, period_ids=[period.pk], now=now())
+    assert second.state == PaymentState.PAID and second.pk != first.pk
+    assert world.ecny.admin.balance(wallet_id=person.wallet_id) == before - second.amount_fen
+    run = reconciliation.reconcile_day(check_date=today, now=now())
+    outcomes = dict(run.results.values_list("request_id", "outcome"))
+    assert outcomes == {first.transfer.idempotency_key: "matched", second.transfer.idempotency_key: "matched"}
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.reconciled_at is None and second.reconciled_at is not None
