@@ -6,7 +6,8 @@ Querysets come from `fiscal_disbursement.selectors` (scoped: another bureau's re
 like one that does not exist; roles other than finance and audit get 403). Actions call one service
 each; every refusal answers JSON `{"code", "message"}`: 403 for access (role, maker-checker,
 auditors), 409 for a move the request's state does not allow, 400 for a refused file or request,
-503/502 when the budget-management system cannot be asked or refuses.
+503/502 when the budget-management system cannot be asked or refuses, 503 `operator_unavailable` when the e-CNY
+operator cannot be asked (checking a file's wallets, the payer account's balance).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from treasury.api import ConditionsSerializer
 from treasury.business_days import BusinessDaySerializerField
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.money import fen_to_yuan_str
+from treasury.services.transfers import OperatorUnavailable
 
 from . import selectors, services
 from .forms import ConditionsFields
@@ -74,6 +76,10 @@ def fiscal_exception_handler(exc, context):
                       status.HTTP_502_BAD_GATEWAY)
     if isinstance(exc, PayeeFileRefused):
         return _error(getattr(exc, "code", "") or "file_refused", str(exc), status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, OperatorUnavailable):
+        return _error("operator_unavailable", f"暂时无法联系运营机构，未做任何记录，请稍后再试 (the e-CNY operator cannot be "
+                                              f"reached; nothing was recorded, try again later): {exc}",
+                      status.HTTP_503_SERVICE_UNAVAILABLE)
     return api_exception_handler(exc, context)
 
 
@@ -306,6 +312,7 @@ class DailyReportQuerySerializer(serializers.Serializer):
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 ACTION_ERRORS = {**ERRORS, 409: ErrorSerializer}
 BUDGET_ERRORS = {**ACTION_ERRORS, 502: ErrorSerializer, 503: ErrorSerializer}
+OPERATOR_ERRORS = {**ACTION_ERRORS, 503: ErrorSerializer}  # the e-CNY operator could not be asked
 TAGS = ["fiscal disbursement"]
 PDF = OpenApiResponse(OpenApiTypes.BINARY, description="PDF document")
 
@@ -436,7 +443,7 @@ class PaymentRequestViewSet(FiscalErrorsMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(summary="A new draft request against a quota, with its payee file (every line checked)",
                    tags=TAGS, request={"multipart/form-data": RequestCreateSerializer},
-                   responses={201: PaymentRequestDetailSerializer, **ACTION_ERRORS})
+                   responses={201: PaymentRequestDetailSerializer, **OPERATOR_ERRORS})
     def create(self, request):
         data = RequestCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -455,7 +462,7 @@ class PaymentRequestViewSet(FiscalErrorsMixin, viewsets.ReadOnlyModelViewSet):
         return self._detail(created.pk, status.HTTP_201_CREATED)
 
     @_action_schema("Replace a draft's payees with a (corrected) payee file", request={
-        "multipart/form-data": PayeeFileSerializer})
+        "multipart/form-data": PayeeFileSerializer}, errors=OPERATOR_ERRORS)
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser])
     def payees(self, request, pk=None):
         payment_request = self.get_object()
@@ -572,8 +579,9 @@ class PaymentRequestViewSet(FiscalErrorsMixin, viewsets.ReadOnlyModelViewSet):
     def rework(self, request, pk=None):
         return self._run(services.rework_request)
 
-    @_action_schema("Cancel before paying starts, with a reason (the quota reservation is released)",
-                    request=FiscalReasonSerializer)
+    @_action_schema("Cancel before paying starts, with a reason (the quota reservation is released; an approved "
+                    "request's voucher is first asked about at the budget system)",
+                    request=FiscalReasonSerializer, errors=BUDGET_ERRORS)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         data = FiscalReasonSerializer(data=request.data)
@@ -614,7 +622,8 @@ class PaymentRequestViewSet(FiscalErrorsMixin, viewsets.ReadOnlyModelViewSet):
         services.finish_request_if_done(request_id=payment_request.pk, now=timezone.now())
         return self._detail(payment_request.pk)
 
-    @_action_schema("Start paying an accepted voucher (after the payer account was short of the total)")
+    @_action_schema("Start paying an accepted voucher (after the payer account was short of the total)",
+                    errors=OPERATOR_ERRORS)
     @action(detail=True, methods=["post"])
     def pay(self, request, pk=None):
         return self._run(services.start_paying)

@@ -31,6 +31,7 @@ from treasury.access.decorators import role_required, writable_required
 from treasury.access.errors import AccessDenied
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.money import format_yuan
+from treasury.services.transfers import OperatorUnavailable
 from treasury.views import filter_query
 
 from . import selectors, services
@@ -56,6 +57,9 @@ FILE_TYPES = {
 def refusal_message(exc: Exception) -> str:
     if isinstance(exc, (TransitionNotAllowed, ConcurrentTransition)):
         return _("This action is not possible in the request's current state. The page shows what it is now.")
+    if isinstance(exc, OperatorUnavailable):
+        return _("The e-CNY operator cannot be reached just now; nothing was recorded. Please try again in a "
+                 "moment (%(detail)s).") % {"detail": exc}
     return str(exc)
 
 
@@ -197,6 +201,8 @@ def _load_payees(request, request_id: int, uploaded) -> None:
                                                    data=uploaded.read(), now=timezone.now())
     except (services.DisbursementError, AccessDenied, PayeeFileRefused) as exc:
         messages.error(request, _("The payee file was not read: %(reason)s") % {"reason": exc})
+    except OperatorUnavailable as exc:  # the wallets could not be checked: the draft is as it was
+        messages.error(request, refusal_message(exc))
     else:
         _report_upload(request, payment_request)
 
@@ -499,7 +505,8 @@ def request_action(request, request_id: int, action: str):
             services.send_voucher(request_id=payment_request.pk, now=kwargs["now"])
     except BudgetError as exc:
         messages.error(request, budget_error_message(exc))
-    except (services.DisbursementError, AccessDenied, TransitionNotAllowed, ConcurrentTransition) as exc:
+    except (services.DisbursementError, AccessDenied, TransitionNotAllowed, ConcurrentTransition,
+            OperatorUnavailable) as exc:
         messages.error(request, refusal_message(exc))
     else:
         fresh = selectors.request_get(user=request.user, request_id=payment_request.pk)
@@ -551,7 +558,8 @@ def request_lines_action(request, request_id: int):
                 return redirect(back)
             services.return_lines(request_id=payment_request.pk, line_ids=line_ids, user=request.user, reason=reason,
                                   now=timezone.now())
-    except (services.DisbursementError, AccessDenied, TransitionNotAllowed, ConcurrentTransition) as exc:
+    except (services.DisbursementError, AccessDenied, TransitionNotAllowed, ConcurrentTransition,
+            OperatorUnavailable) as exc:
         messages.error(request, refusal_message(exc))
     else:
         if what == RETRY:

@@ -736,3 +736,34 @@ def test_an_economic_classification_the_voucher_cannot_carry_is_refused_when_the
         "exp_eco_code": eco_code})
     assert page.status_code == 400 and page.context["form"].errors["exp_eco_code"]
     assert not PaymentRequest.objects.exists()
+
+
+def test_an_operator_that_cannot_be_reached_is_said_so_and_changes_nothing(finance, settings):
+    """Checking a payee file's wallets and the payer account's balance ask the e-CNY operator: when it cannot be
+    reached the page says so and the API answers 503, not a server error, and the draft keeps what it had."""
+    from adapters.ecny.client import get_operator_client
+
+    rows = payee_rows(finance, 2)
+    request = draft(finance, rows)
+    authorised = submitted(finance, payee_rows(finance, 1), pay_type="2", quota_id=UNIT_QUOTA_ID,
+                           amount_yuan="2000.00")  # more than the unit's account holds: paying waits
+    services.approve_request(request_id=authorised.pk, user=finance.approver, now=timezone.now())
+    assert state_of(authorised.pk) == R.VOUCHER_ISSUED
+    settings.ECNY_OPERATOR_URL = "http://127.0.0.1:9/"  # nobody listens
+    get_operator_client.cache_clear()
+    try:
+        clerk = logged_in(finance.clerk)
+        response = clerk.post(reverse("fiscal:request_payees", args=[request.pk]),
+                              {"file": upload(payee_csv(rows[:1]))}, follow=True)
+        assert response.status_code == 200 and any("运营机构" in m or "operator" in m for m in messages_of(response))
+        answer = api_as(finance.clerk).post(f"{API}/requests/{request.pk}/payees/",
+                                            {"file": upload(payee_csv(rows[:1]))}, format="multipart")
+        assert answer.status_code == 503 and answer.json()["code"] == "operator_unavailable"
+        response = act(clerk, authorised.pk, "pay")
+        assert response.status_code == 200 and any("运营机构" in m or "operator" in m for m in messages_of(response))
+        answer = api_as(finance.clerk).post(f"{API}/requests/{authorised.pk}/pay/")
+        assert answer.status_code == 503 and answer.json()["code"] == "operator_unavailable"
+    finally:
+        get_operator_client.cache_clear()
+    request.refresh_from_db()
+    assert (request.line_count, request.lines.count()) == (2, 2) and state_of(authorised.pk) == R.VOUCHER_ISSUED
