@@ -331,6 +331,10 @@ def read_members_csv(data: bytes) -> tuple[list[tuple[int, MemberDetails]], list
         rows = list(csv.reader(io.StringIO(_decode(data), newline="")))
     except csv.Error:
         raise MembersRefused([MemberProblem(0, "", "malformed_csv", "CSV 文件格式有误 (the CSV file is malformed)")])
+    for line, row in enumerate(rows if b"\x00" in data else (), start=1):  # no text column can store a NUL
+        if any("\x00" in cell for cell in row):
+            raise MembersRefused([MemberProblem(line, "", "not_text", f"第{line}行含有空字符(NUL)，文件不是文本 "
+                                                                      f"(line {line} holds a NUL character: not text)")])
     header = [_clean_text(cell) for cell in rows[0]] if rows else []
     missing = [MemberProblem(1, field, "column_missing", f"缺少“{name}”列 (the column {name} is missing)")
                for field, name in COLUMNS if name not in header]

@@ -5,6 +5,8 @@ A batch goes:
     uploaded -> validated | rejected
     validated -> submitted -> approved (another employer user: maker-checker)
     approved -> funded (the employer's corporate wallet holds the total) -> paying -> paid | partially_paid -> closed
+    partially_paid | paid -> paying (lines retried; paid: a salary came back after the run was paid)
+    paid -> partially_paid (such a line returned instead)
     validated | submitted | approved | funded -> cancelled (with a reason)
 
 A line's payment state is its transfer's state (treasury.Transfer): the line only records which
@@ -39,6 +41,9 @@ class PayrollBatch(ConcurrentTransitionMixin, models.Model):
     filename = models.CharField(max_length=255)
     file_format = models.CharField(max_length=8)
     file_sha256 = models.CharField(max_length=64)
+    # What the file says, whatever its bytes (services._LineBuffer.lines_sha256): the pay period and every stored
+    # line, in any order. A file saved again, as CSV instead of XLSX, or with other blank rows is the same file.
+    lines_sha256 = models.CharField(max_length=64, blank=True, default="")
     upload_path = models.CharField(max_length=255)  # under MEDIA_ROOT
     line_total = models.PositiveIntegerField(default=0)  # data lines in the file
     payable_count = models.PositiveIntegerField(default=0)  # lines stored (valid, not held)
@@ -75,6 +80,11 @@ class PayrollBatch(ConcurrentTransitionMixin, models.Model):
                 fields=["employer", "file_sha256"],
                 condition=~models.Q(state__in=["rejected", "cancelled"]),
                 name="payroll_same_file_once",
+            ),
+            models.UniqueConstraint(
+                fields=["employer", "lines_sha256"],
+                condition=~models.Q(state__in=["rejected", "cancelled"]) & ~models.Q(lines_sha256=""),
+                name="payroll_same_lines_once",
             ),
         ]
 
@@ -124,9 +134,14 @@ class PayrollBatch(ConcurrentTransitionMixin, models.Model):
     def finish_partially_paid(self):
         pass
 
-    @transition(field=state, source=B.PARTIALLY_PAID, target=B.PAYING)
+    # A paid run too: a salary may come back after the run was paid (reversed, returned by the operator).
+    @transition(field=state, source=[B.PARTIALLY_PAID, B.PAID], target=B.PAYING)
     def retry(self):
         pass
+
+    @transition(field=state, source=B.PAID, target=B.PARTIALLY_PAID)
+    def line_given_up(self):
+        """A line of a paid run came back and is returned (given up): the run is paid only in part."""
 
     @transition(field=state, source=[B.PAID, B.PARTIALLY_PAID], target=B.CLOSED)
     def close(self):

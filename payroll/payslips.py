@@ -52,7 +52,7 @@ from treasury.receipts.services import ReceiptError, issue_batch_receipt, issuer
 from . import selectors
 from .models import ArchiveState, BatchState, PayrollBatch, PayrollLine, PayslipArchive
 from .parsing import DEDUCTIONS, PAY_COMPONENTS
-from .services import PayrollError
+from .services import PayrollError, line_progress
 
 logger = logging.getLogger(__name__)
 
@@ -395,9 +395,13 @@ def batch_summary_receipt(*, batch: PayrollBatch, now: datetime) -> Receipt:
     The PDF is `treasury.receipts.services.receipt_file(receipt.file_path)`; the receipts app's
     download and verification pages serve it by `receipt.number`.
 
+    The receipt is a signed statement of what the run paid, issued once: so not while a line may still be paid
+    by the run (a failed or held line, to retry or return first), which would leave it short of what was paid.
+
     Raises:
-        PayrollError: batch_not_finished (the batch is still being paid, or never was),
-            nothing_settled (no line was paid), or the receipt core's other refusals by their code.
+        PayrollError: batch_not_finished (the batch is still being paid, or never was), lines_open (a line
+            failed or held, not yet retried or returned), nothing_settled (no line was paid), or the receipt
+            core's other refusals by their code.
     """
     batch = PayrollBatch.objects.get(pk=batch.pk)  # the state as it is now, not as the caller loaded it
     if batch.state not in FINISHED_BATCH_STATES:
@@ -405,6 +409,16 @@ def batch_summary_receipt(*, batch: PayrollBatch, now: datetime) -> Receipt:
             f"批次尚未发放完成，暂无汇总回单 (batch {batch.pk} is {batch.state}: the summary receipt comes when it "
             f"is paid)",
             "batch_not_finished",
+        )
+    existing = selectors.summary_receipt(batch=batch)
+    if existing is not None:
+        return existing
+    progress = line_progress(batch=batch)
+    if progress.failed or progress.held or progress.open:
+        raise PayrollError(
+            "仍有失败或暂缓的明细，请先重试或退回，再出具汇总回单 (retry or return the failed and held lines first: "
+            "the summary receipt states what the run paid in the end)",
+            "lines_open",
         )
     try:
         return issue_batch_receipt(batch_ref=batch.batch_ref, now=now)

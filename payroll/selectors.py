@@ -210,8 +210,9 @@ def batch_actions(*, user, batch: PayrollBatch) -> BatchActions:
 # Held and failed lines, closing, the batch summary receipt
 # ---------------------------------------------------------------------------------------------
 
-# A line can be retried or returned while the batch pays or after a partial payment.
-LINE_ACTION_STATES = (B.PAYING, B.PARTIALLY_PAID)
+# A line can be retried or returned while the batch pays or after a partial payment, or once it is paid, if a
+# salary came back since (reversed, returned by the operator).
+LINE_ACTION_STATES = (B.PAYING, B.PARTIALLY_PAID, B.PAID)
 # States in which a batch has (or can be given) its summary receipt.
 SUMMARY_RECEIPT_STATES = (B.PAID, B.PARTIALLY_PAID, B.CLOSED)
 

@@ -29,7 +29,7 @@ from treasury.services.wallets import ensure_personal_wallets
 from treasury.trace.services import EventSpec, append_events
 
 from .parsing import PAY_COMPONENTS
-from .models import DuesCall, PayrollBatch, PayrollLine, UnionMember, UnionSettings
+from .models import BatchState, DuesCall, PayrollBatch, PayrollLine, UnionMember, UnionSettings
 
 PURPOSE_DUES = "UNION_DUES"
 PURPOSE_FUNDS = "UNION_FUNDS"
@@ -144,12 +144,15 @@ class PayrollDuesCheck:
 
 
 def payroll_dues_problems(*, settings: UnionSettings | None, withheld: list[tuple[int, str]],
-                          period: str) -> list[tuple[int, str, str]]:
-    """(line number, code, message) for each stored line of a payroll file whose withheld union dues the union
-    could not take, so the upload reports them and they are never kept by the employer: withheld while the
+                          period: str, batch_id: int) -> list[tuple[int, str, str]]:
+    """(line number, code, message) for each stored line of payroll run `batch_id` whose withheld union dues the
+    union could not take, so the upload reports them and they are never kept by the employer: withheld while the
     union collects its dues by monthly call, from someone who is not an active member, or from a member who
-    already has dues for the month. `withheld`: (line number, resident ID) of the stored lines withholding dues,
-    in line order, as the upload stored them. Nothing when the employer has no union here."""
+    already has dues for the month, or whose dues for the month another live run of the employer withholds too
+    (not rejected or cancelled, the line not returned: its dues are remitted when that line is paid, and a member's
+    month is remitted once, so these would stay with the employer). `withheld`: (line number, resident ID) of the
+    stored lines withholding dues, in line order, as the upload stored them. Nothing when the employer has no union
+    here."""
     if settings is None or not withheld:
         return []
     if not settings.dues_in_payroll:
@@ -159,6 +162,12 @@ def payroll_dues_problems(*, settings: UnionSettings | None, withheld: list[tupl
                    .values_list("resident_id", "pk"))
     had_dues = set(settings.dues_calls.filter(period=period, member_id__in=members.values())
                    .values_list("member_id", flat=True))
+    other_runs = dict(
+        PayrollLine.objects.filter(batch__employer_id=settings.employer_id, batch__period=period, returned=False,
+                                   resident_id__in=list(members), deductions__union_dues__gt=0)
+        .exclude(batch_id=batch_id).exclude(batch__state__in=[BatchState.REJECTED, BatchState.CANCELLED])
+        .values_list("resident_id", "batch_id")
+    ) if members else {}
     problems = []
     for line_no, resident_id in withheld:
         if resident_id not in members:
@@ -167,6 +176,10 @@ def payroll_dues_problems(*, settings: UnionSettings | None, withheld: list[tupl
         elif members[resident_id] in had_dues:
             problems.append((line_no, "dues_already_paid", f"此会员{period}的会费已收取或正在收取 (this member's dues "
                              f"for {period} are already paid or being collected)"))
+        elif resident_id in other_runs:
+            run = other_runs[resident_id]
+            problems.append((line_no, "dues_already_paid", f"此会员{period}的会费已在代发批次{run}中代扣 (this member's "
+                             f"dues for {period} are already withheld in payroll run {run})"))
     return problems
 
 
@@ -238,12 +251,13 @@ def remit_when_decided(*, batch_ref: str, now: datetime, **kwargs) -> None:
         remit_for_payroll(batch_id=batch_id, actor="system", now=now)
 
 
-def union_remittance_fen(*, batch: PayrollBatch) -> int:
-    """What the payroll run sends to the unions on top of the net pay (the funding check needs it)."""
-    settings = UnionSettings.objects.filter(employer=batch.employer).first()
+def union_remittance_fen(*, batch: PayrollBatch, line_ids: list[int] | None = None) -> int:
+    """What the payroll run sends to the unions on top of the net pay (the funding check needs it); with `line_ids`,
+    what paying those lines of it brings (a retry's check)."""
+    settings = UnionSettings.objects.filter(employer=batch.employer_id).first()
     if settings is None:
         return 0
-    lines = batch.lines.filter(held=False, returned=False)
+    lines = batch.lines.filter(held=False, returned=False) if line_ids is None else batch.lines.filter(pk__in=line_ids)
     dues = 0
     if settings.dues_in_payroll:
         members = set(settings.members.filter(active=True).values_list("resident_id", flat=True))

@@ -339,6 +339,9 @@ class _MeteredReader(io.RawIOBase):
         self._limit = limit
         self.size = 0
         self.sha256 = hashlib.sha256()
+        # A NUL byte seen anywhere so far (one memchr a chunk): the rows are then searched for it, so that the line
+        # holding it is named. UTF-8 and GB18030 never use the byte 0 inside a character.
+        self.saw_nul = False
 
     def readable(self) -> bool:
         return True
@@ -351,6 +354,8 @@ class _MeteredReader(io.RawIOBase):
         if self.size > self._limit:
             raise refuse_oversized(self._limit)
         self.sha256.update(data)
+        if not self.saw_nul and b"\x00" in data:
+            self.saw_nul = True
         return n
 
 
@@ -436,6 +441,16 @@ def _detect_encoding(head: bytes, complete: bool) -> tuple[str, bool]:
     return "gb18030", False
 
 
+def _refuse_nul(line: int, row: list[str]) -> None:
+    """Refuse a CSV row holding a NUL character, naming its cell: a text file has none (the first 64 KB are refused
+    whole by `_sniff_kind`), and no database text column can store one."""
+    for index, cell in enumerate(row):
+        if "\x00" in cell:
+            where = f"{line}行{_column_letter(index)}列"
+            raise _refuse_not_spreadsheet(f"第{where}含有空字符(NUL)，不是文本",
+                                          f"line {line}, column {_column_letter(index)} holds a NUL character: not text")
+
+
 def _too_many_rows(limit: int) -> SpreadsheetRefused:
     return SpreadsheetRefused(f"文件行数超过上限 {limit} (file has more than {limit} rows)", "too_many_rows")
 
@@ -491,6 +506,8 @@ class SpreadsheetFile:
             for line, row in enumerate(csv.reader(text), start=1):
                 if line > self.max_physical_rows:
                     raise _too_many_rows(self.max_physical_rows - EXTRA_ROWS)
+                if meter.saw_nul:
+                    _refuse_nul(line, row)
                 yield line, row
         except csv.Error as exc:
             raise SpreadsheetRefused(

@@ -114,6 +114,23 @@ def test_refusals_are_messages_not_errors(employer):
     assert response.status_code == 400 and response.context["form"].errors["file"]
 
 
+def test_a_nul_character_far_down_a_csv_is_a_refusal_by_line_not_a_server_error(employer):
+    """On PostgreSQL the line was stored as it was read, and the NUL in its employee number ended the upload with
+    a server error; now the page and the API say which cell, and nothing is kept."""
+    rows = [builders.employee_row(i) for i in range(700)]
+    rows[650][0] = "E\x00" + rows[650][0][1:]
+    data = csv_file(rows)
+    response = post_upload(logged_in(employer.operator_user), data)
+    assert response.status_code == 400 and "第657行A列含有空字符" in str(response.context["form"].errors["file"])
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = api_as(employer.operator_user).post("/api/v1/payroll/batches/upload/",
+                                                   {"file": SimpleUploadedFile("工资.csv", data)}, format="multipart")
+    assert response.status_code == 400 and response.json()["code"] == "not_a_spreadsheet"
+    assert "line 657, column A" in response.json()["message"]
+    assert not PayrollBatch.objects.exists()
+
+
 def test_an_unreachable_operator_is_a_clear_try_again_not_an_error(employer, monkeypatch):
     from adapters.ecny.interface import OperatorUnavailable
     from treasury.services import wallets

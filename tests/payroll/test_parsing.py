@@ -439,6 +439,22 @@ def test_undecodable_csv_is_refused():
     assert refused.value.code == "encoding"
 
 
+@pytest.mark.parametrize("column", ["工号", "姓名"])
+def test_a_nul_character_past_the_first_64_kb_is_refused_naming_its_cell(column):
+    """The first 64 KB are sniffed for a NUL byte (not text); one further down was read as part of a name or an
+    employee number, which no PostgreSQL text column can store: the upload then failed with a server error."""
+    rows = [employee_row(i) for i in range(700)]
+    rows[650][COL[column]] = rows[650][COL[column]][:1] + "\x00" + rows[650][COL[column]][1:]
+    data = to_csv(payroll_rows(rows))
+    assert b"\x00" not in data[:64 * 1024]
+    with pytest.raises(PayrollFileRefused) as refused:
+        parse(data)
+    letter = "AB"[COL[column]]
+    assert refused.value.code == "not_a_spreadsheet"
+    assert f"第{FIRST_LINE + 650}行{letter}列" in str(refused.value) and f"line {FIRST_LINE + 650}, column {letter}" in str(
+        refused.value)
+
+
 def test_problem_list_is_bounded_but_counted():
     rows = [employee_row(i) for i in range(50)]
     for row in rows:

@@ -266,6 +266,11 @@ def test_paid_batch_payslips_and_summary_receipt(employer):  # noqa: F811
     assert failed.transfer.state == TransferState.FAILED
     assert "发放失败" in text and failed.transfer.failure_message[:8] in text
 
+    with pytest.raises(PayrollError) as caught:  # the failed line may still be paid: the receipt would be short
+        payslips.batch_summary_receipt(batch=batch, now=now)
+    assert caught.value.code == "lines_open"
+    payroll_services.return_lines(batch_id=batch.pk, line_ids=[failed.pk], user=employer.operator_user,
+                                  reason="现金发放", now=now)
     receipt = payslips.batch_summary_receipt(batch=batch, now=now)
     assert receipt.kind == Receipt.Kind.BATCH and receipt.batch_ref == batch.batch_ref
     assert receipt.payload["counts"]["settled"] == 2 and receipt.payload["counts"]["failed"] == 1

@@ -545,3 +545,92 @@ def test_a_file_refused_half_way_leaves_no_line_behind(employer, monkeypatch):
     assert not PayrollBatch.objects.exists()
     assert not services.PayrollLine.objects.exists()
     assert upload(employer, rows).state == BatchState.VALIDATED  # and the connection is fine afterwards
+
+
+def test_the_same_lines_in_a_file_of_other_bytes_are_refused_like_the_same_file(employer):
+    """The same file was known by its bytes alone: saved again (an XLSX records when), as XLSX instead of CSV, in
+    another order or with a blank row, the same lines of the same month made a second run, and each salary could
+    be paid twice. Refused like the same file, and nothing of the upload is kept."""
+    rows = staff(employer, 3)
+    first = upload(employer, rows)
+    assert first.state == BatchState.VALIDATED
+    again = {
+        "工资.xlsx": builders.to_xlsx(builders.payroll_rows(rows)),
+        "工资.csv": builders.to_csv([*builders.payroll_rows(rows[::-1]), []], encoding="gbk"),
+    }
+    for name, data in again.items():
+        with pytest.raises(PayrollError) as caught:
+            services.import_payroll_file(employer=employer.org, user=employer.operator_user, filename=name, data=data,
+                                         now=timezone.now())
+        assert caught.value.code == "duplicate_file" and f"批次 {first.pk}" in str(caught.value), name
+    assert list(PayrollBatch.objects.values_list("pk", flat=True)) == [first.pk]
+    assert services.PayrollLine.objects.count() == 3
+
+    # Another month of the same lines is another run; so is the same file once the first run is cancelled.
+    next_month = services.import_payroll_file(
+        employer=employer.org, user=employer.operator_user, filename="工资.csv", now=timezone.now(),
+        data=builders.to_csv(builders.payroll_rows(rows, period="2025-07")))
+    assert next_month.state == BatchState.VALIDATED
+    services.cancel_batch(batch_id=first.pk, user=employer.operator_user, reason="重新上传", now=timezone.now())
+    assert services.import_payroll_file(employer=employer.org, user=employer.operator_user, filename="工资.xlsx",
+                                        data=again["工资.xlsx"], now=timezone.now()).state == BatchState.VALIDATED
+
+
+def test_a_salary_that_came_back_after_the_run_was_paid_is_paid_again_or_returned(employer):
+    """A paid run whose salary is reversed (冲正) afterwards: the line is not paid, yet the run could neither retry
+    it, nor return it, nor be closed (retry and return answered not_paying, close lines_open)."""
+    rows = staff(employer, 2)
+    batch = approved_and_funded(employer, rows)
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    batch = services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now())
+    assert batch.state == BatchState.PAID
+    first, second = batch.lines.order_by("line_no")
+
+    def reverse(line):
+        transfer_services.reverse_transfer(transfer_id=line.transfer_id, reason="误发 (paid by mistake)", actor="x",
+                                           now=timezone.now())
+        line.refresh_from_db()
+        assert selectors.line_is_actionable(line)
+        assert selectors.can_act_on_lines(user=employer.operator_user, batch=PayrollBatch.objects.get(pk=batch.pk))
+
+    reverse(first)
+
+    # Paid again, once, under a new key; the run is paid again.
+    services.retry_lines(batch_id=batch.pk, line_ids=[first.pk], user=employer.operator_user, now=timezone.now())
+    first.refresh_from_db()
+    assert first.transfer.idempotency_key == f"payroll:{batch.pk}:{first.line_no}:2"
+    assert first.transfer.state == TransferState.SETTLED
+    assert employer.sandbox.admin.balance(wallet_id=first.wallet_id) == first.net_fen
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+
+    # Or given up: the run is then paid in part, and can be closed.
+    reverse(second)
+    batch = services.return_lines(batch_id=batch.pk, line_ids=[second.pk], user=employer.operator_user,
+                                  reason="改用银行转账", now=timezone.now())
+    assert batch.state == BatchState.PARTIALLY_PAID
+    assert services.close_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now()).state == BatchState.CLOSED
+    assert employer.sandbox.admin.balance(wallet_id=second.wallet_id) == 0
+    assert check_ledger().problems == []
+
+
+def test_a_retry_leaves_alone_the_money_another_funded_run_needs(employer, monkeypatch):
+    """Funding sets a run's money aside from the wallet's other runs; a retry asked only whether the wallet held
+    the retried lines' pay, so it could spend what a funded run was still to pay."""
+    from types import SimpleNamespace
+
+    rows, batch, line = with_a_failed_line(employer)
+    other = approved_and_funded(employer, staff(employer, 1, start=50))
+    assert other.state == BatchState.FUNDED
+    balance = other.total_net_fen + line.net_fen - 1  # one fen short of both
+    monkeypatch.setattr(services, "operator_balance", lambda wallet: SimpleNamespace(balance_fen=balance))
+    with pytest.raises(PayrollError) as caught:
+        services.retry_lines(batch_id=batch.pk, line_ids=[line.pk], user=employer.operator_user, now=timezone.now())
+    assert caught.value.code == "insufficient_funds"
+    assert f"{format_yuan(other.total_net_fen)} 已留给" in str(caught.value)
+    line.refresh_from_db()
+    assert line.attempts == 1 and line.transfer.state == TransferState.FAILED  # nothing was sent
+
+    balance += 1
+    services.retry_lines(batch_id=batch.pk, line_ids=[line.pk], user=employer.operator_user, now=timezone.now())
+    line.refresh_from_db()
+    assert line.transfer.state == TransferState.SETTLED

@@ -220,6 +220,47 @@ def test_dues_the_union_could_not_take_are_reported_at_upload_and_never_kept(emp
     assert accepted.state == BatchState.VALIDATED
 
 
+def with_bonus(row: list[str], fen: int = 100_00) -> list[str]:
+    """The row with `fen` more bonus, gross and net: another run's line for the same person."""
+    row = list(row)
+    for index in (7, 9, 15):
+        amount = builders.net_fen(["", row[index]]) + fen
+        row[index] = f"{amount // 100}.{amount % 100:02d}"
+    return row
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dues_withheld_again_in_another_run_of_the_month_are_refused_not_kept(employer, grassroots):
+    """A member's dues are remitted once a month, when their line is paid. A second run of the same month that
+    withholds them again (a corrected file, a bonus run) was accepted while the first had not paid yet: its dues
+    were then remitted by neither run, and stayed with the employer."""
+    rows = staff(employer, 2)
+    members_for(grassroots, rows)
+    first = approved_and_funded(employer, rows)  # not paid yet: no dues recorded for the month
+    again = [with_bonus(r) for r in rows]
+    refused = upload(employer, again)
+    assert refused.state == BatchState.REJECTED
+    assert {(p["code"], p["column"]) for p in refused.problems} == {("dues_already_paid", "工会会费")}
+    assert all(f"代发批次{first.pk}" in p["message"] and f"payroll run {first.pk}" in p["message"]
+               for p in refused.problems)
+    bonus = approved_and_funded(employer, [without_dues(r) for r in again])  # withholding nothing: a run of its own
+    for batch in (first, bonus):
+        services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+        assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+    withheld = sum(line.deductions["union_dues"] for b in (first, bonus) for line in b.lines.all())
+    assert withheld == union_money(first, union.PURPOSE_DUES) + union_money(bonus, union.PURPOSE_DUES) == 2 * 2_500
+
+    # Once the run withholding them is cancelled, another run may withhold the month's dues, and remits them.
+    rows = staff(employer, 1, start=10)
+    members_for(grassroots, rows)
+    cancelled = approved_and_funded(employer, rows)
+    services.cancel_batch(batch_id=cancelled.pk, user=employer.operator_user, reason="改了奖金", now=timezone.now())
+    corrected = approved_and_funded(employer, [with_bonus(rows[0])])
+    assert corrected.state == BatchState.FUNDED
+    services.pay_batch(batch_id=corrected.pk, user=employer.operator_user, now=timezone.now())
+    assert union_money(corrected, union.PURPOSE_DUES) == 2_500
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_line_held_for_its_dues_is_retried_only_once_the_union_can_take_them(employer, grassroots):
     """A retry checks a line's withheld dues again, as the upload did: while the union cannot take them (here the
@@ -249,3 +290,30 @@ def test_a_line_held_for_its_dues_is_retried_only_once_the_union_can_take_them(e
     assert admin.balance(wallet_id=rows[1][3]) == builders.net_fen(rows[1])
     assert union_money(batch, union.PURPOSE_DUES) == 2 * 2_500
     assert check_ledger().problems == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_needs_the_union_money_of_its_lines_too(employer, grassroots, monkeypatch):
+    """A retried member's line brings its dues and union funds, remitted once it is paid: a wallet holding only the
+    salary paid it and left the union's transfers to fail (a failed payroll remittance is not collected again)."""
+    from types import SimpleNamespace
+
+    rows = staff(employer, 2)
+    members_for(grassroots, rows)
+    batch = approved_and_funded(employer, rows)
+    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="frozen")
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PARTIALLY_PAID
+    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="active")
+    line = batch.lines.get(wallet_id=rows[0][3])
+    union_fen = line.deductions["union_dues"] + union.funds_split(gross_fen=line.gross_fen, funds_rate_bp=200,
+                                                                   grassroots_share_bp=6_000).total_fen
+    balance = line.net_fen + union_fen - 1
+    monkeypatch.setattr(services, "operator_balance", lambda wallet: SimpleNamespace(balance_fen=balance))
+    with pytest.raises(services.PayrollError) as caught:
+        services.retry_lines(batch_id=batch.pk, line_ids=[line.pk], user=employer.operator_user, now=timezone.now())
+    assert caught.value.code == "insufficient_funds"
+    balance += 1
+    services.retry_lines(batch_id=batch.pk, line_ids=[line.pk], user=employer.operator_user, now=timezone.now())
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+    assert union_money(batch, union.PURPOSE_DUES) == 2 * 2_500

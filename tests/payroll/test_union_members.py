@@ -195,6 +195,18 @@ def test_import_with_any_bad_line_writes_nothing_and_reports_every_problem(emplo
     assert all(rows[i][2] not in str(e.data) for i, e in enumerate(events))
 
 
+def test_import_refuses_a_nul_character_by_its_line_and_writes_nothing(employer, grassroots):
+    """A NUL in an employee number passed every check (the operator checks names and wallets only), and no
+    PostgreSQL text column can store it: the import failed with a server error."""
+    rows = staff(employer, 2)
+    lines = [csv_line(rows[0]), csv_line(["E\x0001", *rows[1][1:4]])]
+    response = import_file(logged_in(employer.operator_user), grassroots, members_csv(lines))
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert 'data-line="3" data-code="not_text"' in html and "NUL" in html
+    assert not UnionMember.objects.exists() and member_events(grassroots) == []
+
+
 def test_import_refuses_a_file_without_the_columns(employer, grassroots):
     page = logged_in(employer.operator_user)
     data = builders.to_csv([["工号", "姓名", "身份证号"], ["E1", "张三", builders.resident_id(1)]])
