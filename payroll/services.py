@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
-from django.db.models import Max, Min
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Min, Q
 
 from treasury.access import roles
 from treasury.access.errors import AccessDenied
@@ -279,6 +279,7 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data, no
                            "duplicate_file")
     common = dict(employer=employer, payer_wallet=payer_wallet, filename=filename[:255], file_sha256=sha256,
                   upload_path=upload_path, prepared_by=user, created_at=now)
+    batch = None
     try:
         with transaction.atomic():
             batch = PayrollBatch.objects.create(period="", file_format="", **common)
@@ -346,6 +347,17 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data, no
             return batch
     except _Rejected:
         pass
+    except IntegrityError:
+        # Two uploads of the same file at once: both passed the checks above, and the one-live-run constraints
+        # (payroll_same_file_once, payroll_same_lines_once) refused the later one, which waited for the first.
+        same = Q(file_sha256=sha256)
+        if batch is not None and batch.lines_sha256:
+            same |= Q(lines_sha256=batch.lines_sha256)
+        earlier = PayrollBatch.objects.filter(same, employer=employer).exclude(state__in=[B.REJECTED, B.CANCELLED]).first()
+        if earlier is None:
+            raise
+        raise PayrollError(f"该文件已上传为批次 {earlier.pk} (this file was already uploaded as batch {earlier.pk})",
+                           "duplicate_file") from None
     with transaction.atomic():
         rejected = PayrollBatch.objects.create(
             period=batch.period, file_format=batch.file_format, line_total=batch.line_total,
