@@ -645,7 +645,8 @@ class MyTaxPaymentsView(TaxErrorsMixin, ListAPIView):
     and paying a voucher from one of their own wallets."""
 
     authentication_classes = API_AUTHENTICATION
-    permission_classes = [roles_permission(roles.INDIVIDUAL)]
+    # An auditor who is also a person here reads their taxes and pays none (as for premiums).
+    permission_classes = [roles_permission(roles.INDIVIDUAL), ReadOnlyForAuditors]
     serializer_class = TaxDeductionSerializer
 
     def get_queryset(self):

@@ -97,6 +97,13 @@ def refusal_message(exc: Exception) -> str:
 
 
 def _is_person_id(taxpayer_id: str) -> bool:
+    """A person's number unless it is an organization's credit code only. A resident ID is asked first: one in
+    fifty (all digits, "11..." like Beijing's) passes the credit code's checks too, and was shown whole."""
+    try:
+        identifiers.validate_resident_id(taxpayer_id)
+        return True
+    except identifiers.InvalidIdentifier:
+        pass
     try:
         identifiers.validate_uscc(taxpayer_id)
     except identifiers.InvalidIdentifier:
@@ -601,6 +608,7 @@ def _my_tax_form(request, data=None) -> MyTaxForm:
 @require_http_methods(["GET", "POST"])
 @login_required
 @role_required(roles.INDIVIDUAL)
+@writable_required  # an auditor who is also a person here pays nothing through the service (as for premiums)
 def my_tax(request):
     """我的纳税: the signed-in individual pays a tax voucher from one of their own personal wallets registered
     here, and sees the taxes paid from their wallets or under their agreements and the refunds paid to them,

@@ -79,3 +79,62 @@ def test_auditor_has_no_admin_site(client):
     client.force_login(f.make_user(role="auditor"))
     response = client.get("/admin/treasury/transfer/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+# Where an auditor's POST is not refused, and why: signing in and out, the language, their own password; the
+# public receipt check (it changes nothing); a payslip archive (it only reads the batch: payroll/api.py); the
+# tax system's SOAP endpoint (a machine's, authenticated by its signed messages, not by a session).
+WRITES_AN_AUDITOR_MAY_SEND = {
+    "django.views.generic.base.RedirectView", "django.views.i18n.set_language", "django.contrib.auth.views.LoginView",
+    "django.contrib.auth.views.LogoutView", "django.contrib.auth.views.PasswordChangeView",
+    "django.contrib.auth.views.PasswordChangeDoneView", "treasury.access.api.TokenObtainView",
+    "treasury.receipts.views.verify_upload", "adapters.tips.views.soap_endpoint",
+}
+MAY_SEND_BY_URL = {"/api/v1/receipts/verify/", "/api/v1/payroll/batches/1/payslip-archives/", "/payroll/1/payslips/"}
+
+
+def _every_route():
+    import re
+
+    from django.urls import URLResolver, get_resolver
+
+    def walk(patterns, prefix=""):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            else:
+                yield prefix + str(pattern.pattern), pattern.lookup_str
+
+    for route, view in walk(get_resolver().url_patterns):
+        url = route.replace("^", "").replace("$", "")
+        url = re.sub(r"\(\?P<format>[^)]*\)", "", url)  # the routers' ".json" variants: the same views
+        url = re.sub(r"\(\?P<\w+>\[RB\][^)]*\)", "R2025031400000000001", url)
+        url = re.sub(r"\(\?P<\w+>(\w+)\|[^)]*\)", r"\1", url)
+        url = re.sub(r"\(\?P<\w+>[^)]*\)|<int:\w+>", "1", url)
+        url = re.sub(r"<(?:str|path|slug):\w+>|<\w+>", "x", url)
+        url = "/" + url.replace("\\.", ".").replace("\\", "")
+        if not url.startswith("/admin/") and "format" not in route:
+            yield url, view
+
+
+@pytest.mark.django_db
+def test_no_page_or_api_endpoint_takes_a_write_from_an_auditor(client):
+    """Every route of the service, sent POST, PUT, PATCH and DELETE by an auditor who also holds every other role but
+    the administrator's: each refuses (403) or has no such method (405), before it looks for the object, so an id
+    that exists would fare no better."""
+    auditor = f.make_user(role="auditor", organization=f.make_organization())
+    for role in ("employer_operator", "employer_approver", "finance_clerk", "finance_approver", "tax_staff",
+                 "individual"):
+        auditor.groups.add(Group.objects.get_or_create(name=role)[0])
+    client.force_login(auditor)
+    taken = []
+    routes = list(_every_route())
+    assert len(routes) > 150
+    for url, view in routes:
+        if view in WRITES_AN_AUDITOR_MAY_SEND or url in MAY_SEND_BY_URL:
+            continue
+        for method in ("post", "put", "patch", "delete"):
+            response = getattr(client, method)(url, data={}, content_type="application/json")
+            if response.status_code not in (403, 405):
+                taken.append((method.upper(), url, view, response.status_code))
+    assert taken == []

@@ -21,6 +21,16 @@ def receipt_storage(settings, tmp_path):
     keys.service_private_key.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_check_counts():
+    """The public check counts requests per address (60 a minute) in the cache: each test starts from none, so
+    that the many checks of one test file do not refuse another's."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def now():
     return NOW

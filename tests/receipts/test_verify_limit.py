@@ -38,3 +38,25 @@ def test_with_a_cache_url_the_count_lives_in_redis(settings, broker_url):  # noq
     keys = redis.Redis.from_url(cache_url).keys("*receipt_verify_192.0.2.10*")
     assert len(keys) == 1  # where another process of the service finds it
     cache.clear()
+
+
+@pytest.mark.django_db
+def test_the_page_counts_with_the_api():
+    """The verification page reads PDFs as the API does: the same sixty a minute from one address, counted
+    together, then a page that says so (429, Retry-After) without reading the file."""
+    from django.test import Client
+
+    cache.clear()
+    page, api = Client(REMOTE_ADDR="192.0.2.20"), APIClient(REMOTE_ADDR="192.0.2.20")
+    assert all(_check(api).status_code == 200 for _ in range(30))
+    def upload():
+        return {"file": SimpleUploadedFile("r.pdf", b"%PDF-1.4 nonsense")}
+
+    assert all(page.post("/receipts/verify/", upload()).status_code == 422 for _ in range(30))
+    refused = page.post("/receipts/verify/", upload())
+    assert refused.status_code == 429 and "Retry-After" in refused
+    assert "too many checks".encode() in refused.content and b"not_a_pdf" not in refused.content
+    assert _check(api).status_code == 429
+    assert page.get("/receipts/verify/").status_code == 200  # the form itself is always there
+    assert Client(REMOTE_ADDR="192.0.2.21").post("/receipts/verify/", upload()).status_code == 422
+    cache.clear()

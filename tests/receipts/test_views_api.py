@@ -135,3 +135,33 @@ def test_api_schema_documents_receipts(db):
     response = APIClient().get("/api/schema/")
     assert response.status_code == 200
     assert b"/api/v1/receipts/verify/" in response.content
+
+
+def test_a_batch_summary_is_the_paying_organizations_not_its_payees(world, now):
+    """The summary adds up every payee of the batch: the employer that ran it and auditors see it; an organization
+    paid in the batch, or an employee signed in for themselves, sees the receipt of their own transfer only."""
+    from treasury.access.models import PersonalAccount
+
+    to_person = world.transfer(amount_fen=1234567)
+    to_other_org = world.transfer(amount_fen=500, payee=world.other_payer)
+    issue_transfer_receipts(transfer_ids=[to_person.pk, to_other_org.pk], now=now)
+    summary = issue_batch_receipt(batch_ref="PAY-2025-03", now=now)
+    employee = User.objects.create_user("zhang", password="a-long-password-1")
+    employee.groups.add(Group.objects.get_or_create(name="individual")[0])
+    PersonalAccount.objects.create(user=employee, person=world.person)
+
+    def seen_by(user):
+        api = APIClient()
+        api.force_authenticate(user)
+        listed = {r["number"] for r in api.get("/api/v1/receipts/").json()["results"]}
+        page = Client()
+        page.force_login(user)
+        downloads = page.get(f"/receipts/{summary.number}.pdf").status_code == 200
+        assert downloads == (summary.number in listed)
+        return listed
+
+    payee_org = seen_by(make_user("clerk2", world.other_org))
+    assert payee_org == {Receipt.objects.get(transfer=to_other_org).number}
+    assert seen_by(employee) == {Receipt.objects.get(transfer=to_person).number}
+    assert summary.number in seen_by(make_user("clerk1", world.employer))
+    assert summary.number in seen_by(make_user("auditor1", world.other_org, role="auditor"))

@@ -241,3 +241,29 @@ def test_a_document_named_inside_a_batch_opens_for_whoever_ran_the_batch(world, 
     html = page.content.decode()
     assert 'title="stream">stream</span> <span class="mono">BATCH-A<' in html and "BATCH-B<" not in html
     assert as_user(world.nobody).get("/trace/document/00000001/").status_code == 404
+
+
+def test_an_event_whose_data_was_replaced_by_a_list_shows_altered_on_the_page_and_in_the_api(world, as_user, api_as,
+                                                                                           tamper):
+    tamper("""UPDATE trace_traceevent SET data = '["11010519491231002X"]' WHERE stream_key = 'BATCH-A' AND seq = 1""")
+    html = as_user(world.auditor).get("/trace/document/BATCH-A/").content.decode()
+    assert html.count('data-chain="altered"') == 1 and "11010519491231002X" not in html
+    data = api_as(world.auditor).get("/api/v1/trace/documents/BATCH-A/").json()
+    altered = [e for e in data["events"] if e["chain_status"] == "altered"]
+    assert len(altered) == 1 and altered[0]["data"] == {"data": ["110***********002X"]} and data["intact"] is False
+
+
+@pytest.mark.parametrize("query", ["²", "¹²", "PAY-A\x000001", "\x00"])
+def test_search_for_odd_text_finds_nothing_and_fails_nothing(world, as_user, api_as, query):
+    """A superscript digit is a digit to str.isdigit() and not to int(); PostgreSQL refuses a NUL in a query."""
+    page = as_user(world.auditor).get("/trace/", {"q": query})
+    assert page.status_code == 200 and b'data-testid="trace-not-found"' in page.content
+    response = api_as(world.user_a).get("/api/v1/trace/search/", {"q": query})
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+def test_a_document_or_stream_named_with_a_nul_is_not_found(world, as_user, api_as):
+    assert as_user(world.auditor).get("/trace/document/BATCH-A%00/").status_code == 404
+    assert api_as(world.user_a).get("/api/v1/trace/documents/BATCH-A%00/").json()["code"] == "not_found"
+    response = api_as(world.auditor).get("/api/v1/trace/verify/", {"stream": "BATCH-A\x00"})
+    assert response.status_code == 400 and response.json()["code"] == "invalid"

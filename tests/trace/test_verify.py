@@ -414,3 +414,16 @@ def test_event_data_is_hashed_as_json_dumps_writes_it():
                  {"u": "\u2028é"}, {"amount": 1.5}, {}):
         assert encode_event_data(data) == (json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
                                            if data else "{}")
+
+
+@pytest.mark.parametrize("stored", ["[]", "null", "false", "0", '""'])
+def test_data_written_empty_and_replaced_by_another_empty_value_is_named(tamper, stored):
+    """An event written without data stores {}; a row changed to hold [] or null (no event is written so) is
+    named altered, though json reads both as "nothing"."""
+    append("S-E", [EventSpec(kind="k", subject_type="x.y", subject_id="1", amount_fen=None, data={}),
+                   EventSpec(kind="k", subject_type="x.y", subject_id="2", amount_fen=None, data={})])
+    make_checkpoint(now=T0 + timedelta(minutes=1))
+    tamper("UPDATE trace_traceevent SET data = %s WHERE stream_key = 'S-E' AND seq = 2", [stored])
+    report = verify_trace()
+    assert not report.ok and report.codes() == {"event_altered"}
+    assert _only(report, "event_altered")[0].seq == 2

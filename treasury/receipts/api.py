@@ -77,7 +77,8 @@ class ReceiptViewSet(viewsets.ReadOnlyModelViewSet):
             queryset = queryset.filter(kind=kind)
         batch_ref = self.request.query_params.get("batch_ref")
         if batch_ref:
-            queryset = queryset.filter(batch_ref=batch_ref)
+            # No batch reference holds a NUL (and PostgreSQL refuses one even as a query's parameter).
+            queryset = queryset.filter(batch_ref=batch_ref) if "\x00" not in batch_ref else queryset.none()
         return queryset
 
     @extend_schema(

@@ -19,6 +19,7 @@ import hmac
 import io
 import json
 import logging
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -540,18 +541,42 @@ def _embedded(pdf_bytes: bytes) -> tuple[bytes | None, bytes | None]:
     return first(pdf.PAYLOAD_ATTACHMENT), first(pdf.SIGNATURE_ATTACHMENT)
 
 
+def _part(payload: dict, name: str) -> dict:
+    """A section of embedded data (`payload["transfer"]`, ...): a dict, or an empty one when the (unsigned, perhaps
+    hostile) data holds anything else there."""
+    value = payload.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # "1e999"
+        raise ValueError(f"not a finite number: {text[:20]}")
+    return value
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"not JSON: {name}")  # NaN, Infinity: Python's json reads them, no JSON document holds them
+
+
+def _strict_json(data: bytes):
+    """JSON as the service writes it: no NaN or infinite numbers, which nothing issued holds and no JSON answer
+    can carry (the API would fail to render the facts read from them)."""
+    return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite)
+
+
 def key_facts(payload: dict) -> dict:
     facts = {"receipt_number": payload.get("receipt_number"), "kind": payload.get("kind"),
              "issued_at": payload.get("issued_at"), "issuer": payload.get("issuer")}
     if payload.get("kind") == Receipt.Kind.BATCH:
-        total = payload.get("total") or {}
+        total = _part(payload, "total")
         if isinstance(total.get("fen"), int):
             facts["amount_display"] = format_yuan(total["fen"])
         facts.update(batch_ref=payload.get("batch_ref"), total=payload.get("total"), counts=payload.get("counts"),
                      payer=payload.get("payer"))
     else:
-        t = payload.get("transfer") or {}
-        amount = payload.get("amount") or {}
+        t = _part(payload, "transfer")
+        amount = _part(payload, "amount")
         if isinstance(amount.get("fen"), int):
             facts["amount_display"] = format_yuan(amount["fen"])
         facts.update(amount=payload.get("amount"), payer=payload.get("payer"), payee=payload.get("payee"),
@@ -576,13 +601,15 @@ def verify_receipt_pdf(*, pdf_bytes: bytes) -> VerificationResult:
     if payload_bytes is None or signature_bytes is None:
         return VerificationResult(ok=False, reasons=[finding("no_embedded_data")])
     try:
-        payload = json.loads(payload_bytes)
-        signature_block = json.loads(signature_bytes)
+        payload = _strict_json(payload_bytes)
+        signature_block = _strict_json(signature_bytes)
+        if not isinstance(payload, dict) or not isinstance(signature_block, dict):
+            raise TypeError
         signature = signature_block["signature"]
         number = str(payload["receipt_number"])
-        if not isinstance(payload, dict) or not isinstance(signature, str):
+        if not isinstance(signature, str):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return VerificationResult(ok=False, reasons=[finding("malformed_embedded_data")])
 
     result = VerificationResult(ok=False, receipt_number=number, facts=key_facts(payload))
@@ -592,7 +619,7 @@ def verify_receipt_pdf(*, pdf_bytes: bytes) -> VerificationResult:
     if not keys.verify(payload_bytes, signature):
         reasons.append(finding("signature_invalid"))
 
-    receipt = Receipt.objects.filter(number=number).first()
+    receipt = Receipt.objects.filter(number=number).first() if _storable(number) else None
     if receipt is None:
         reasons.append(finding("unknown_receipt", number))
     else:
@@ -641,26 +668,56 @@ def _check_transfer_against_ledger(payload: dict, result: VerificationResult) ->
 def _check_batch_against_ledger(payload: dict, result: VerificationResult) -> None:
     reasons = result.reasons
     try:
+        if not isinstance(payload["transfer_ids"], list):
+            raise TypeError
         ids = [int(pk) for pk in payload["transfer_ids"]]
         total_fen = int(payload["total"]["fen"])
         batch_ref = str(payload["batch_ref"])
     except (KeyError, TypeError, ValueError):
         reasons.append(finding("malformed_embedded_data"))
         return
-    rows = Transfer.objects.filter(pk__in=ids, batch_ref=batch_ref)
-    found = rows.aggregate(n=Count("pk"), total=Sum("amount_fen"),
-                           later=Count("pk", filter=Q(state__in=list(LATER_STATES))),
-                           settled=Count("pk", filter=Q(state=TransferState.SETTLED)))
+    found = _batch_in_ledger(batch_ref=batch_ref, ids=ids)
     if found["n"] != len(ids):
         reasons.append(finding("transfer_missing", f"{len(ids) - found['n']}"))
     if found["settled"] + found["later"] != found["n"]:
         reasons.append(finding("transfer_not_settled"))
-    if (found["total"] or 0) != total_fen or payload.get("counts", {}).get("settled") != len(ids):
+    if found["total"] != total_fen or _part(payload, "counts").get("settled") != len(ids):
         reasons.append(finding("batch_mismatch"))
     if found["later"]:
         result.notes.append(Finding("transfers_returned_later",
                                     f"批次中 {found['later']} 笔转账结算后已退回或冲正 "
                                     f"({found['later']} transfers were later returned or reversed)"))
+
+
+BATCH_CHECK_CHUNK = 2000  # transfer ids a query: SQLite refuses statements with too many parameters
+_LARGEST_ID = 2 ** 63 - 1  # a 64-bit key's; SQLite refuses a larger number in a query (OverflowError)
+
+
+def _batch_in_ledger(*, batch_ref: str, ids: list[int]) -> dict:
+    """How many of `ids` are transfers of the batch (n), their total, and how many are settled or came back later.
+
+    The ids come from the file being checked, forged perhaps: the database reads at most the batch's own
+    transfers, a chunk of ids a query, whatever number of ids the file lists (a list longer than the batch, or
+    repeating an id, cannot be the batch's: it is told apart without a query)."""
+    found = {"n": 0, "total": 0, "later": 0, "settled": 0}
+    unique = sorted({pk for pk in ids if 0 < pk <= _LARGEST_ID})  # another number is no transfer's
+    if not unique or not _storable(batch_ref):
+        return found
+    batch = Transfer.objects.filter(batch_ref=batch_ref)
+    if len(unique) > batch.count():
+        unique = []  # more transfers than the batch holds: say none of them is there rather than read them all
+    for start in range(0, len(unique), BATCH_CHECK_CHUNK):
+        part = batch.filter(pk__in=unique[start:start + BATCH_CHECK_CHUNK]).aggregate(
+            n=Count("pk"), total=Sum("amount_fen"), later=Count("pk", filter=Q(state__in=list(LATER_STATES))),
+            settled=Count("pk", filter=Q(state=TransferState.SETTLED)))
+        for key in found:
+            found[key] += part[key] or 0
+    return found
+
+
+def _storable(text: str) -> bool:
+    """Could a text column hold this? (PostgreSQL refuses a NUL character even in a query's parameter.)"""
+    return "\x00" not in text
 
 
 def verify_issued_receipt(*, receipt: Receipt) -> VerificationResult:

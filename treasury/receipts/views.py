@@ -1,4 +1,6 @@
 """Receipt pages: public verification (upload, or the QR link) and scoped download."""
+import math
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
@@ -6,6 +8,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from . import selectors, services
+from .api import VerifyThrottle
 from .forms import VerifyReceiptForm
 
 
@@ -15,9 +18,18 @@ def _upload_limit() -> int:
 
 @require_http_methods(["GET", "POST"])
 def verify_upload(request):
-    """Anyone may check a receipt PDF they hold (CSRF protected form)."""
+    """Anyone may check a receipt PDF they hold (CSRF protected form). As many checks a minute from one address as
+    the API's check allows, counted with it (`VerifyThrottle`): the page reads PDFs as the API does."""
     result = None
     form = VerifyReceiptForm(request.POST or None, request.FILES or None)
+    if request.method == "POST":
+        throttle = VerifyThrottle()
+        if not throttle.allow_request(request, None):
+            form.errors.clear()
+            form.add_error(None, "验证过于频繁，请稍后再试 (too many checks from this address: try again in a minute)")
+            response = render(request, "receipts/verify.html", {"form": form, "result": None}, status=429)
+            response["Retry-After"] = str(math.ceil(throttle.wait() or 1))
+            return response
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         if upload.size > _upload_limit():

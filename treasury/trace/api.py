@@ -200,7 +200,10 @@ class VerifyTraceView(JsonErrorsMixin, APIView):
             max_problems = max(1, min(int(request.query_params.get("max_problems", 1000)), 10_000))
         except ValueError:
             max_problems = 1000
-        report = verify_trace(stream_key=request.query_params.get("stream") or None, max_problems=max_problems)
+        stream = request.query_params.get("stream") or None
+        if stream is not None and "\x00" in stream:  # no stream key holds a NUL (PostgreSQL refuses one in a query)
+            raise serializers.ValidationError({"stream": ["不是流的键 (not a stream key)"]})
+        report = verify_trace(stream_key=stream, max_problems=max_problems)
         return Response(VerificationReportSerializer(report).data)
 
 

@@ -123,6 +123,6 @@ def subject_label(subject_type: str) -> str:
 def subject_url(subject_type: str, subject_id: str) -> str:
     """The subject's page, or "" (no page, or an id that is not one). The page itself decides who may see it."""
     known = subjects().get(subject_type)
-    if not known or not known[1] or not str(subject_id).isdigit():
+    if not known or not known[1] or not str(subject_id).isdecimal():
         return ""
     return reverse(known[1], args=[int(subject_id)])

@@ -80,6 +80,7 @@ def event_details(data: dict) -> list[EventDetail]:
 
 def _details_of(masked: dict) -> list[EventDetail]:
     """`event_details` of data already masked (a `TimelineEvent`'s)."""
+    masked = _as_object(masked)
     user_ids = [value for key, value in masked.items() if key.endswith("_by") and type(value) is int]
     usernames = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username")) if user_ids else {}
     return [EventDetail(key, labels.detail_label(key), _detail_value(key, value, usernames))
@@ -138,7 +139,7 @@ class TimelineEvent:
 
     @property
     def transfer_id(self) -> int | None:
-        if self.subject_type == TRANSFER_SUBJECT and self.subject_id.isdigit():
+        if self.subject_type == TRANSFER_SUBJECT and self.subject_id.isdecimal():
             return int(self.subject_id)
         return None
 
@@ -264,7 +265,7 @@ def document_path(*, user, ref: str) -> TracePath:
         Http404: the user sees no transfer of it (auditors and administrators: no event either).
     """
     ref = (ref or "").strip()
-    if not ref:
+    if not ref or "\x00" in ref:  # no reference holds a NUL (PostgreSQL refuses one even in a query)
         raise Http404("document not found")
     transfers = visible_transfers(user).filter(Q(batch_ref=ref) | Q(source_ref=ref))
     path = TracePath(kind="document", key=ref)
@@ -300,7 +301,7 @@ def resolve_query(*, user, query: str) -> tuple[str, str] | None:
     Only what the user may see is found; None otherwise.
     """
     query = (query or "").strip()
-    if not query:
+    if not query or "\x00" in query:  # no key, id or reference holds a NUL (PostgreSQL refuses one in a query)
         return None
     transfers = visible_transfers(user)
     by_key = transfers.filter(idempotency_key=query).values_list("pk", flat=True).first()
@@ -312,7 +313,7 @@ def resolve_query(*, user, query: str) -> tuple[str, str] | None:
             return ("wallet", query)
         except Http404:
             pass
-    if query.isdigit() and transfers.filter(pk=int(query)).exists():
+    if query.isascii() and query.isdigit() and transfers.filter(pk=int(query)).exists():  # not "²": int() refuses it
         return ("transfer", query)
     if transfers.filter(Q(batch_ref=query) | Q(source_ref=query)).exists():
         return ("document", query)
@@ -435,10 +436,16 @@ def timeline(rows: list[TraceEvent]) -> list[TimelineEvent]:
         result.append(TimelineEvent(
             id=e.pk, stream_key=e.stream_key, seq=e.seq, kind=e.kind, subject_type=e.subject_type,
             subject_id=e.subject_id, source_ref=e.source_ref, actor=e.actor, amount_fen=e.amount_fen,
-            data=mask_data(e.data), occurred_at=e.occurred_at, prev_hash=e.prev_hash, hash=e.hash,
+            data=_as_object(mask_data(e.data)), occurred_at=e.occurred_at, prev_hash=e.prev_hash, hash=e.hash,
             chain_status=status, checkpointed=e.seq <= checkpointed.get(e.stream_key, 0),
         ))
     return result
+
+
+def _as_object(data) -> dict:
+    """Event data as pages and the API show it: an object. Stored data is one always; a row changed by hand to hold
+    anything else (a list, null) shows it under "data" (and its chain status says it was altered)."""
+    return data if isinstance(data, dict) else {"data": data}
 
 
 def _predecessor_hashes(rows) -> dict[tuple[str, int], str]:

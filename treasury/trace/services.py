@@ -59,8 +59,12 @@ def _encode_data(data: dict) -> str:
 def canonical_event_bytes(
     *, stream_key, seq, kind, subject_type, subject_id, source_ref, actor, amount_fen, data, occurred_at, prev_hash
 ) -> bytes:
-    """The exact bytes an event's hash covers. Changing this breaks every stored chain: don't."""
-    payload = _encode_data(data) if data else "{}"
+    """The exact bytes an event's hash covers. Changing this breaks every stored chain: don't.
+
+    `data` is the dict the event was written with ({} for none, as `encode_event_data` writes it); anything else
+    read back from a row (a list, null, false, 0, "": stored data is always an object) hashes as its own JSON text,
+    so it can never pass for an event written without data."""
+    payload = _encode_data(data) if data or not isinstance(data, dict) else "{}"
     return _canonical(stream_key, seq, kind, subject_type, subject_id, source_ref, actor, amount_fen, occurred_at,
                       payload, prev_hash)
 
