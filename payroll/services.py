@@ -485,23 +485,35 @@ def fund_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
     balance = operator_balance(wallet=batch.payer_wallet)  # outside the transaction: no lock while asking
     needed = batch.total_net_fen + union.union_remittance_fen(batch=batch)
     with transaction.atomic():
-        # The wallet's row is the lock that orders funding of its runs: the second of two at once sees the first.
-        # No key update: an upload naming the wallet (its batch's foreign key) is not waited for.
-        Wallet.objects.select_for_update(no_key=True).filter(pk=batch.payer_wallet_id).first()
-        set_aside = _set_aside_fen(payer_wallet_id=batch.payer_wallet_id, but=batch_id)
-        if balance.balance_fen - set_aside < needed:
-            raise PayrollError(
-                f"对公钱包余额不足：现有 {format_yuan(balance.balance_fen)}，其中 {format_yuan(set_aside)} 已留给其他已备款"
-                f"未发完的批次，需要 {format_yuan(needed)}（实发工资及工会费） (insufficient funds in the corporate wallet "
-                f"for net pay and union fees, beyond what other funded runs still have to pay)",
-                "insufficient_funds",
-            )
+        _ensure_money_left(batch, balance_fen=balance.balance_fen, needed_fen=needed, needed_for=(
+            "需要", "for net pay and union fees"))
         batch = _locked(batch_id)
         batch.fund()
         batch.save()
         _trace(batch, "payroll.batch.funded", actor=user.username, now=now, amount_fen=batch.total_net_fen,
                wallet_balance_fen=balance.balance_fen)
     return batch
+
+
+def _ensure_money_left(batch: PayrollBatch, *, balance_fen: int, needed_fen: int, needed_for: tuple[str, str]) -> None:
+    """In the caller's transaction (funding a run, retrying lines): the wallet's balance, less what its other
+    funded runs have still to pay, covers `needed_fen`. The wallet's row is the lock that orders the runs' claims
+    on its money: the second of two at once sees the first. No key update: an upload naming the wallet (its
+    batch's foreign key) is not waited for.
+
+    Raises:
+        PayrollError: insufficient_funds, saying how much is there, set aside and needed (`needed_for`: what
+            for, in Chinese and English).
+    """
+    Wallet.objects.select_for_update(no_key=True).filter(pk=batch.payer_wallet_id).first()
+    set_aside = _set_aside_fen(payer_wallet_id=batch.payer_wallet_id, but=batch.pk)
+    if balance_fen - set_aside < needed_fen:
+        raise PayrollError(
+            f"对公钱包余额不足：现有 {format_yuan(balance_fen)}，其中 {format_yuan(set_aside)} 已留给其他已备款"
+            f"未发完的批次，{needed_for[0]} {format_yuan(needed_fen)}（实发工资及工会费） (insufficient funds in the "
+            f"corporate wallet {needed_for[1]}, beyond what other funded runs still have to pay)",
+            "insufficient_funds",
+        )
 
 
 def _set_aside_fen(*, payer_wallet_id: int, but: int) -> int:
@@ -821,16 +833,8 @@ def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> P
     needed = sum(line.net_fen for line in lines) + union.union_remittance_fen(batch=batch, line_ids=line_ids)
     balance = operator_balance(wallet=batch.payer_wallet)  # outside the transaction: no lock while asking
     with transaction.atomic():
-        # As funding does: the wallet's row lock orders the runs' claims on its money, and the yuan other funded
-        # runs have still to pay are not there for this one.
-        Wallet.objects.select_for_update(no_key=True).filter(pk=batch.payer_wallet_id).first()
-        set_aside = _set_aside_fen(payer_wallet_id=batch.payer_wallet_id, but=batch_id)
-        if balance.balance_fen - set_aside < needed:
-            raise PayrollError(
-                f"对公钱包余额不足：现有 {format_yuan(balance.balance_fen)}，其中 {format_yuan(set_aside)} 已留给其他已备款"
-                f"未发完的批次，重试需要 {format_yuan(needed)}（实发工资及工会费） (insufficient funds in the corporate "
-                f"wallet for the lines to retry and their union fees, beyond what other funded runs still have to pay)",
-                "insufficient_funds")
+        _ensure_money_left(batch, balance_fen=balance.balance_fen, needed_fen=needed, needed_for=(
+            "重试需要", "for the lines to retry and their union fees"))
         batch = _locked(batch_id)
         _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
         lines = _lines_to_act_on(batch, line_ids)
