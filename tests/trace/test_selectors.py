@@ -30,6 +30,10 @@ def test_event_data_is_masked(world):
     assert created.data == {"key": "PAY-A-0001", "payer": "1010********0001", "payee": "1010********0003"}
     assert selectors.mask_data({"holder_name": "张三丰", "ids": ["11010519491231002X"], "mobile": "13912345678"}) == {
         "holder_name": "张*丰", "ids": ["110***********002X"], "mobile": "139****5678"}
+    # An idempotency key is shown whole, as the transfer list shows it: a tax authority's 11-digit code is no
+    # mobile number.
+    assert selectors.mask_data({"key": "tax:13701000000:20261127:00000001", "memo": "13701000000"}) == {
+        "key": "tax:13701000000:20261127:00000001", "memo": "137****0000"}
 
 
 def test_another_organizations_transfer_is_not_found(world):
