@@ -492,12 +492,14 @@ def _result_for_transfer(transfer: Transfer) -> tuple[str, str]:
     return code, note[:255]
 
 
-def _decide(deduction: TaxDeduction, *, code: str, note: str, now: datetime, actor: str = "operator") -> None:
-    """Record the outcome of a deduction that was being debited (locked by the caller)."""
+def _decide(deduction: TaxDeduction, *, code: str, note: str, now: datetime, actor: str = "operator",
+            settled_at: datetime | None = None) -> None:
+    """Record the outcome of a deduction that was being debited (locked by the caller). A debit is entered on
+    the day the operator settled it (`settled_at`), the day the treasury wallet was credited."""
     deduction.result_code, deduction.add_word, deduction.decided_at = code, note[:255], now
     if code == ResultCode.SUCCESS:
         deduction.succeed()
-        deduction.tax_date = local_date(now)
+        deduction.tax_date = local_date(settled_at or now)
         _record_entries([deduction], entry_date=deduction.tax_date)
         kind = "tax.deduction.succeeded"
     else:
@@ -685,7 +687,7 @@ def _record_real_time_outcome(*, deduction_id: int, transfer: Transfer, now: dat
             return result_of(deduction)
         if transfer.state in (TransferState.SETTLED, TransferState.FAILED, TransferState.CANCELLED):
             code, note = _result_for_transfer(transfer)
-            _decide(deduction, code=code, note=note, now=now)
+            _decide(deduction, code=code, note=note, now=now, settled_at=transfer.settled_at)
         else:
             deduction.mark_unknown()
             deduction.result_code, deduction.add_word = ResultCode.TIMEOUT, RESULT_NOTES[ResultCode.TIMEOUT]
@@ -1225,6 +1227,7 @@ class _DecidedItem(NamedTuple):
     amount_fen: int
     budget_type: str
     budget_level_code: str
+    transfer__settled_at: datetime | None
     tax_types: list  # read as text and decoded with orjson (a fifth of the JSON field's json.loads a line)
 
 
@@ -1242,24 +1245,28 @@ def finish_package(*, package_id: int, now: datetime) -> DeductionPackage:
                    .filter(package_id=package_id, state__in=_DECIDABLE, transfer__state__in=_TRANSFER_DECIDED)
                    .annotate(tax_types_text=Cast("tax_types", TextField()))
                    .order_by("pk").values_list(*_DecidedItem._fields[:-1], "tax_types_text")]
-        results, moves, succeeded = {}, defaultdict(list), []
-        tax_date = local_date(now)
+        results, moves, succeeded = {}, defaultdict(list), defaultdict(list)
         for d in decided:
             outcome = (d.transfer__state, d.transfer__failure_code, d.transfer__failure_message)
             if outcome not in results:  # a handful of distinct outcomes per package
                 results[outcome] = _result_for_transfer(SimpleNamespace(
                     state=outcome[0], failure_code=outcome[1], failure_message=outcome[2]))
             code, note = results[outcome]
-            if code == ResultCode.SUCCESS:
-                succeeded.append(d)
-            moves[(code, note)].append(d.pk)
+            # A debit is entered on the day the operator settled it (the treasury wallet's credit), which for a
+            # run that began before midnight may be the next day.
+            tax_date = local_date(d.transfer__settled_at or now) if code == ResultCode.SUCCESS else None
+            if tax_date is not None:
+                succeeded[tax_date].append(d)
+            moves[(code, note, tax_date)].append(d.pk)
         # The moves of TaxDeduction.succeed / .fail (from _DECIDABLE, the states the query selected): one
-        # UPDATE per distinct outcome, as a rule one for the whole package.
-        for (code, note), ids in moves.items():
+        # UPDATE per distinct outcome and day, as a rule one for the whole package.
+        for (code, note, tax_date), ids in moves.items():
             success = code == ResultCode.SUCCESS
             _move_items(package_id=package_id, ids=ids, state=D.SUCCEEDED if success else D.FAILED,
-                        result_code=code, add_word=note, decided_at=now, tax_date=tax_date if success else None)
-        _record_entries(succeeded, entry_date=tax_date)
+                        result_code=code, add_word=note, decided_at=now, tax_date=tax_date)
+        for tax_date, items in succeeded.items():
+            _record_entries(items, entry_date=tax_date)
+        succeeded = [d for items in succeeded.values() for d in items]
         events = [_event(PACKAGE, package.pk, "tax.package.items_decided", actor="operator",
                          data={"succeeded": len(succeeded), "failed": len(decided) - len(succeeded)})] if decided else []
         totals = TaxDeduction.objects.filter(package_id=package_id).aggregate(
