@@ -602,8 +602,9 @@ def deduct_real_time(*, message: RealTimeDeduction, now: datetime) -> DeductionR
 
 
 def _repeat_answer(existing: TaxDeduction, item: DeductionItem) -> DeductionResult:
-    if (existing.pay_acct, existing.amount_fen, existing.protocol_no) != (item.pay_acct, item.amount_fen,
-                                                                          item.protocol_no):
+    # A serial of a batch item (3102) is not a 3001 asked again: its state is not this message's answer.
+    if existing.kind != DeductionKind.REAL_TIME or (existing.pay_acct, existing.amount_fen, existing.protocol_no) != (
+            item.pay_acct, item.amount_fen, item.protocol_no):
         return DeductionResult(
             ori_tax_org_code=existing.tax_org_code, ori_entrust_date=existing.entrust_date, ori_tra_no=existing.tra_no,
             tax_vou_no=item.tax_vou_no, amount_fen=item.amount_fen, result=ResultCode.DUPLICATE,

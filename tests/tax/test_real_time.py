@@ -193,3 +193,24 @@ def test_the_call_itself_submits_the_debit_when_no_worker_runs(tax, monkeypatch)
     assert result.result == ResultCode.SUCCESS
     assert tax.balance(payer.wallet_id) == 750_00
     assert_ledger_ok()
+
+
+def test_a_3001_with_the_serial_of_a_batch_item_is_a_duplicate_not_that_items_answer(tax, tips_outbox, monkeypatch):
+    """A serial is the tax system's key for one deduction: a 3001 naming the serial of an item of a 3102 of the same
+    day is not a repeat of a 3001. Answered with the item's state it said 94999 (outcome unknown: the tax system
+    reverses after that, 1021, and the item's debit went back though its 2102 said it succeeded) and then 90000 (a
+    real-time debit that never happened)."""
+    from tests.tax.helpers import batch, item
+
+    monkeypatch.setattr(services, "_enqueue_process", lambda package_id: None)
+    payer = tax.taxpayer(balance_fen=1_000_00)
+    agreement = tax.signed_and_verified(payer)
+    message = batch(tax, [item(payer=payer, protocol_no=agreement.protocol_no, amount_fen=300_00)])
+    services.receive_batch(message=message, now=timezone.now())
+    same_serial = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=300_00,
+                            tra_no=message.items[0].tra_no)
+    assert services.deduct_real_time(message=same_serial, now=timezone.now()).result == ResultCode.DUPLICATE
+    services.process_package(package_id=TaxDeduction.objects.get().package_id, now=timezone.now())
+    assert TaxDeduction.objects.get().state == DeductionState.SUCCEEDED
+    assert services.deduct_real_time(message=same_serial, now=timezone.now()).result == ResultCode.DUPLICATE
+    assert tax.balance(payer.wallet_id) == 700_00 and Transfer.objects.count() == 1
