@@ -1441,7 +1441,8 @@ def receive_refund_order(*, message: RefundOrderMessage, now: datetime) -> Ackno
     package number) is answered with its original acknowledgement (94051 if its counts differ).
 
     Refused as a whole, nothing stored, when it has no items or more than 1,000, its counts or totals do
-    not match its items, a serial repeats, no treasury single account pays it, or a payee wallet is
+    not match its items, a serial repeats, its items name more than one treasury (DrawBackTreCode), no
+    treasury single account pays it, or a payee wallet is
     unknown to the operator, not active, or not held by the taxpayer (asked of the operator in one call).
     """
     def ack(result: str, note: str) -> Acknowledgement:
@@ -1452,6 +1453,9 @@ def receive_refund_order(*, message: RefundOrderMessage, now: datetime) -> Ackno
     if existing is not None:
         return _repeat_refund_ack(existing, message)
     problem = _items_problem(message, max_items=REFUND_MAX_ITEMS)
+    if not problem and len({i.draw_back_tre_code for i in message.items}) > 1:
+        # One order is paid from one treasury single account (`treasury_wallet`) and entered under each item's code.
+        problem = "包内明细的退库国库不一致 (the items name more than one treasury)"
     if problem:
         return ack(PACKAGE_REFUSED, problem)
     treasury = treasury_wallet(treasury_code=message.items[0].draw_back_tre_code)

@@ -316,3 +316,24 @@ def test_refund_orders_and_agreements_wait_on_the_dashboard_for_the_staff_who_ma
     agreement = tax.signed_and_verified(tax.taxpayer())
     assert agreement.state == "verified" and waiting(tax.staff) == {"tax_agreements_to_activate": 1}
     assert waiting(tax.other_staff) == {}
+
+
+def test_an_order_whose_items_name_two_treasuries_is_refused_not_paid_from_the_first_ones(refunds):
+    """An order is paid from one treasury single account, the one its first item names: an item naming another
+    treasury (DrawBackTreCode) was paid from the first one's wallet and entered under its own treasury's code."""
+    from tests.tax.helpers import OPERATOR_CODE
+    from treasury.models import LedgerAccount, Organization, Wallet
+    from treasury.services.wallets import register_wallet
+
+    tax = refunds
+    district = f.make_organization(org_type=Organization.Type.TREASURY, name="国家金库示范区支库", code="3701020000")
+    wallet_id = f.make_wallet_id(operator_code=OPERATOR_CODE)
+    register_wallet(wallet_id=wallet_id, wallet_type=Wallet.Type.CORPORATE, operator=tax.treasury_wallet.operator,
+                    holder_org=district, holder_name=district.name, account_kind=LedgerAccount.Kind.TREASURY_SINGLE)
+    tax.ecny.admin.open_wallet(wallet_id=wallet_id, wallet_type="WT09", holder_name=district.name)
+    payer = tax.taxpayer(balance_fen=0)
+    items = [refund_item(payer, amount_fen=100_00), replace(refund_item(payer, amount_fen=50_00),
+                                                            draw_back_tre_code=district.code)]
+    ack = services.receive_refund_order(message=order(items), now=timezone.now())
+    assert ack.result != ResultCode.SUCCESS
+    assert not RefundOrder.objects.exists() and not Refund.objects.exists()
