@@ -73,6 +73,7 @@ from .models import (
     TaxAgreement,
     TaxDeduction,
     TaxpayerKind,
+    TaxReversal,
     TreasuryEntry,
     UnresolvedDeduction,
 )
@@ -565,8 +566,8 @@ _ENTRY_COLUMNS = ["deduction_id", "entry_date", "treasury_code", "tax_org_code",
 
 def deduct_real_time(*, message: RealTimeDeduction, now: datetime) -> DeductionResult:
     """3001 -> 2001, answered in the same call, in the order bank front-ends follow: already known?
-    answer again -> store -> verified and active agreement for TaxOrgCode + PayAcct + ProtocolNo? (else
-    24009) -> debit the wallet into the treasury -> answer.
+    answer again -> store -> already reversed (a 1021 of the serial came first)? (24008) -> verified and active
+    agreement for TaxOrgCode + PayAcct + ProtocolNo? (else 24009) -> debit the wallet into the treasury -> answer.
 
     Idempotent on (TaxOrgCode, EntrustDate, TraNo): the same serial again gets the original answer and
     never a second debit; the same serial with a different payer or amount gets 94051.
@@ -620,7 +621,13 @@ def _debit_now(*, deduction_id: int, agreement: TaxAgreement | None, wallet: Wal
         if deduction.state != D.RECEIVED:
             return result_of(deduction)
         refusal = None
-        if wallet is None:
+        if deduction.kind == DeductionKind.REAL_TIME and TaxReversal.objects.filter(
+                tax_org_code=deduction.tax_org_code, ori_entrust_date=deduction.entrust_date,
+                ori_tra_no=deduction.tra_no).exists():
+            # Already reversed? The tax system reversed (1021) this serial before its 3001 reached us: not debited.
+            refusal = (ResultCode.OTHER_FAILURE, "已收到该交易的冲正，不予扣款 (a reversal of this serial came first: "
+                                                 "not debited)")
+        elif wallet is None:
             refusal = (ResultCode.NOT_SIGNED, RESULT_NOTES[ResultCode.NOT_SIGNED])
         elif treasury is None:
             refusal = (ResultCode.OTHER_FAILURE, "收款国库账户未登记 (no treasury single account for the payee)")

@@ -214,3 +214,24 @@ def test_a_3001_with_the_serial_of_a_batch_item_is_a_duplicate_not_that_items_an
     assert TaxDeduction.objects.get().state == DeductionState.SUCCEEDED
     assert services.deduct_real_time(message=same_serial, now=timezone.now()).result == ResultCode.DUPLICATE
     assert tax.balance(payer.wallet_id) == 700_00 and Transfer.objects.count() == 1
+
+
+def test_a_3001_arriving_after_a_reversal_of_its_serial_is_not_debited(tax):
+    """The tax system timed out on a 3001 and reversed it (1021) before the 3001 itself reached us: the 1021 found
+    no deduction. The late 3001 must not debit the taxpayer then (bank front-ends ask "already reversed?" after
+    storing a 3001, before debiting): the tax system holds the serial reversed."""
+    from adapters.tips.interface import Reversal
+    from tax import reversals
+    from tests.tax.helpers import ENTRUST_DATE, TAX_ORG_CODE, head
+
+    payer = tax.taxpayer(balance_fen=1_000_00)
+    message = real_time(tax, payer=payer, protocol_no=tax.signed_and_verified(payer).protocol_no, amount_fen=300_00)
+    reply = reversals.reverse_deduction(message=Reversal(
+        head=head("1021"), tax_org_code=TAX_ORG_CODE, entrust_date=ENTRUST_DATE, cancel_no="90000001",
+        ori_entrust_date=ENTRUST_DATE, ori_tra_no=message.item.tra_no, cancel_reason="timeout"), now=timezone.now())
+    assert reply.result == ResultCode.ORIGINAL_NOT_FOUND
+    result = services.deduct_real_time(message=message, now=timezone.now())
+    assert result.result != ResultCode.SUCCESS
+    assert tax.balance(payer.wallet_id) == 1_000_00 and Transfer.objects.count() == 0
+    assert TaxDeduction.objects.get().state == DeductionState.FAILED
+    assert services.deduct_real_time(message=message, now=timezone.now()) == result  # the same answer again
