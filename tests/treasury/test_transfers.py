@@ -482,3 +482,26 @@ def test_submission_chunks_end_where_trace_partitions_end():
     assert max(len(c) for c in halves) == size // 2
     assert all(len({i // size for i in c}) == 1 for c in halves)
     assert transfer_services.submission_chunks([], size) == []
+
+
+def test_ledger_check_finds_postings_on_the_wrong_wallets_or_the_wrong_way(world, ledger_tamper):
+    """Entries that balance, each of the transfer's amount, with balances kept to match, can still move money
+    between the wrong wallets or the wrong way: the check names them."""
+    ids = world.pay([100_00, 200_00])
+    payer_account = world.payer.ledger_account
+    first_payee_account = LedgerAccount.objects.get(wallet=world.payees[0])
+    other_account = LedgerAccount.objects.get(wallet=world.payees[4])
+    assert_ledger_ok()
+    # The first transfer's money went the wrong way: the payee debited, the payer credited.
+    first = {e.account_id: e for e in LedgerEntry.objects.filter(transfer_id=ids[0])}
+    LedgerEntry.objects.filter(pk=first[payer_account.pk].pk).update(amount_fen=100_00)
+    LedgerEntry.objects.filter(pk=first[first_payee_account.pk].pk).update(amount_fen=-100_00)
+    # The second transfer's credit landed in another person's wallet.
+    second_payee_account = LedgerAccount.objects.get(wallet=Transfer.objects.get(pk=ids[1]).payee)
+    LedgerEntry.objects.filter(transfer_id=ids[1], account=second_payee_account).update(account=other_account)
+    for account in LedgerAccount.objects.all():  # balances kept equal to their entries
+        account.balance_fen = sum(LedgerEntry.objects.filter(account=account).values_list("amount_fen", flat=True))
+        LedgerAccount.objects.filter(pk=account.pk).update(balance_fen=account.balance_fen)
+    problems = check_ledger().problems
+    assert any(p.startswith(f"transfer {ids[0]}: settlement entry") for p in problems), problems
+    assert any(p.startswith(f"transfer {ids[1]}: settlement entry") for p in problems), problems
