@@ -505,3 +505,38 @@ def test_ledger_check_finds_postings_on_the_wrong_wallets_or_the_wrong_way(world
     problems = check_ledger().problems
     assert any(p.startswith(f"transfer {ids[0]}: settlement entry") for p in problems), problems
     assert any(p.startswith(f"transfer {ids[1]}: settlement entry") for p in problems), problems
+
+
+def test_a_key_longer_than_the_operator_takes_is_refused_at_creation_not_by_failing_its_whole_chunk(world):
+    """The operator takes request ids of at most 64 characters and refuses a batch with a longer one as a whole:
+    such a key is a bad item when the transfer is made, and the chunk's other transfers are not failed by it."""
+    good = NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=1_00, idempotency_key="ok:1")
+    longest = NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[1].pk, amount_fen=2_00,
+                          idempotency_key="k" * 64)
+    too_long = NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[2].pk, amount_fen=3_00,
+                           idempotency_key="k" * 65)
+    with pytest.raises(InvalidTransfers) as caught:
+        create_transfers(organization_id=world.employer.pk, batch_ref="long", transfers=[good, too_long], actor="t",
+                         now=timezone.now())
+    assert [(index, field) for index, field, _ in caught.value.problems] == [(1, "idempotency_key")]
+    assert Transfer.objects.count() == 0
+    ids = create_transfers(organization_id=world.employer.pk, batch_ref="long", transfers=[good, longest], actor="t",
+                           now=timezone.now())
+    assert states(ids) == [TransferState.SETTLED, TransferState.SETTLED]
+    assert_ledger_ok()
+
+
+def test_a_transfer_whose_key_takes_the_whole_request_id_can_be_reversed(world):
+    """A reversal's request id is made from the transfer's key; with a long key it must still be one the
+    operator takes (at most 64 characters), at each attempt, and stay the same for the same attempt."""
+    (paid,) = create_transfers(
+        organization_id=world.employer.pk, batch_ref="long", actor="t", now=timezone.now(),
+        transfers=[NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=5_00,
+                               idempotency_key="r" * 60)])
+    assert states([paid]) == [TransferState.SETTLED]
+    transfer = transfer_services.reverse_transfer(transfer_id=paid, reason="wrong payee", actor="t", now=timezone.now())
+    assert transfer.state == TransferState.REVERSED
+    assert world.operator_balance(world.payees[0]) == 0
+    ids = [transfer_services._reversal_request_id(idempotency_key="r" * 64, attempt=n) for n in (1, 2, 1)]
+    assert all(len(i) <= 64 for i in ids) and ids[0] == ids[2] != ids[1]
+    assert_ledger_ok()

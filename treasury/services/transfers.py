@@ -19,6 +19,7 @@ results applied under row locks taken in primary-key order.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 import json
@@ -32,6 +33,7 @@ from django.db import connection, transaction
 from django.dispatch import Signal
 
 from adapters.ecny.interface import (
+    MAX_REQUEST_ID_LENGTH,
     Conditions,
     OperatorRejected,
     OperatorUnavailable,
@@ -63,7 +65,8 @@ def batch_of_transfer_stream(stream_key: str) -> str:
     return stream_key.rsplit("#", 1)[0]
 
 
-MAX_KEY_LENGTH = Transfer._meta.get_field("idempotency_key").max_length
+# A key is the transfer's request id at the operator, which takes no longer one (and would refuse the whole chunk).
+MAX_KEY_LENGTH = min(Transfer._meta.get_field("idempotency_key").max_length, MAX_REQUEST_ID_LENGTH)
 _NO_CONDITIONS = Conditions()
 
 
@@ -847,8 +850,12 @@ def submit_stranded_pending_transfers(*, now: datetime, older_than_seconds: int 
 
 
 def _reversal_request_id(*, idempotency_key: str, attempt: int) -> str:
-    """The operator request id of a transfer's reversal attempt: `<key>:reversal`, then `<key>:reversal:<n>`."""
-    return f"{idempotency_key}:reversal" + (f":{attempt}" if attempt > 1 else "")
+    """The operator request id of a transfer's reversal attempt: `<key>:reversal`, then `<key>:reversal:<n>`. A key
+    too long for that to fit the operator's request ids stands there as the first 40 hex digits of its SHA-256."""
+    suffix = ":reversal" + (f":{attempt}" if attempt > 1 else "")
+    if len(idempotency_key) + len(suffix) > MAX_REQUEST_ID_LENGTH:
+        idempotency_key = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+    return idempotency_key + suffix
 
 
 def reverse_transfer(*, transfer_id: int, reason: str, actor: str, now: datetime) -> Transfer:

@@ -11,7 +11,7 @@ import re
 import threading
 from typing import Callable
 
-from adapters.ecny.interface import Conditions, TransferInstruction
+from adapters.ecny.interface import MAX_REQUEST_ID_LENGTH, Conditions, TransferInstruction
 from adapters.ecny.sandbox.faults import AFTER_APPLY, BEFORE_APPLY, FaultSwitches, InvalidFault
 from adapters.ecny.sandbox.ledger import SandboxError, SandboxLedger
 from adapters.sandbox_common.app import (
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_BATCH = 10_000
-MAX_ID_LENGTH = 64
+MAX_ID_LENGTH = MAX_REQUEST_ID_LENGTH
 _NO_CONDITIONS = Conditions()
 
 
