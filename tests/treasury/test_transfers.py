@@ -540,3 +540,20 @@ def test_a_transfer_whose_key_takes_the_whole_request_id_can_be_reversed(world):
     ids = [transfer_services._reversal_request_id(idempotency_key="r" * 64, attempt=n) for n in (1, 2, 1)]
     assert all(len(i) <= 64 for i in ids) and ids[0] == ids[2] != ids[1]
     assert_ledger_ok()
+
+
+def test_conditions_with_a_spend_by_time_without_offset_are_a_bad_item(world):
+    """The operator protocol needs a spend-by time with its UTC offset: a naive one could never be sent (each
+    attempt raised while building the chunk's request, leaving it and every other transfer of its chunk claimed and
+    undecided, asked again and resent for ever). It is refused with the other bad items, nothing written."""
+    naive = Conditions(purposes=("SALARY",), expires_at=datetime.datetime(2099, 1, 1, 12, 0))
+    items = [
+        NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=1_00, idempotency_key="n:1"),
+        NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[1].pk, amount_fen=2_00, idempotency_key="n:2",
+                    purpose_code="SALARY", conditions=naive),
+    ]
+    with pytest.raises(InvalidTransfers) as caught:
+        create_transfers(organization_id=world.employer.pk, batch_ref="naive", transfers=items, actor="t",
+                         now=timezone.now())
+    assert [(index, field) for index, field, _ in caught.value.problems] == [(1, "conditions")]
+    assert Transfer.objects.count() == 0

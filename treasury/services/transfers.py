@@ -218,7 +218,8 @@ def create_transfers(
     Returns the transfer ids in the order of `transfers`.
 
     Raises:
-        InvalidTransfers: listing every bad item (amount, wallets, key); nothing written.
+        InvalidTransfers: listing every bad item (amount, wallets, key, a spend-by time without offset); nothing
+            written.
         IdempotencyConflict: a key already used for a different payment.
     """
     if not transfers:
@@ -243,6 +244,9 @@ def create_transfers(
         elif t.idempotency_key in seen_keys:
             problems.append((index, "idempotency_key", "同一请求中幂等键重复 (key repeated in the same request)"))
         seen_keys.add(t.idempotency_key)
+        expires_at = t.conditions.expires_at if t.conditions is not None else None
+        if expires_at is not None and expires_at.utcoffset() is None:
+            problems.append((index, "conditions", "智能合约截止时间须带时区 (spend-by time needs its UTC offset)"))
     if hold and claimed:
         problems.append((0, "held", "已认领的转账不能暂缓 (a claimed transfer cannot be held)"))
     if problems:
