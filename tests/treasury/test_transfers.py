@@ -557,3 +557,17 @@ def test_conditions_with_a_spend_by_time_without_offset_are_a_bad_item(world):
                          now=timezone.now())
     assert [(index, field) for index, field, _ in caught.value.problems] == [(1, "conditions")]
     assert Transfer.objects.count() == 0
+
+
+def test_an_amount_past_what_a_bigint_holds_is_a_bad_item(world):
+    """Amounts are stored as 64-bit integers (and sent so): a larger one is named with the other bad items and
+    nothing written, not a database or encoding error once the transfers are being written or sent."""
+    items = [
+        NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=1_00, idempotency_key="big:1"),
+        NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[1].pk, amount_fen=2 ** 63, idempotency_key="big:2"),
+    ]
+    with pytest.raises(InvalidTransfers) as caught:
+        create_transfers(organization_id=world.employer.pk, batch_ref="big", transfers=items, actor="t",
+                         now=timezone.now())
+    assert [(index, field) for index, field, _ in caught.value.problems] == [(1, "amount_fen")]
+    assert Transfer.objects.count() == 0

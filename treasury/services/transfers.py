@@ -68,6 +68,7 @@ def batch_of_transfer_stream(stream_key: str) -> str:
 # A key is the transfer's request id at the operator, which takes no longer one (and would refuse the whole chunk).
 MAX_KEY_LENGTH = min(Transfer._meta.get_field("idempotency_key").max_length, MAX_REQUEST_ID_LENGTH)
 _NO_CONDITIONS = Conditions()
+MAX_AMOUNT_FEN = 2 ** 63 - 1  # amount_fen is a 64-bit integer column
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ def create_transfers(
     wallets = _wallets(wallet_ids)
     seen_keys = set()
     for index, t in enumerate(transfers):
-        if type(t.amount_fen) is not int or t.amount_fen <= 0:
+        if type(t.amount_fen) is not int or not 0 < t.amount_fen <= MAX_AMOUNT_FEN:
             problems.append((index, "amount_fen", "金额必须为正整数分 (amount must be a positive whole number of fen)"))
         if t.payer_id == t.payee_id:
             problems.append((index, "payee_id", "付款方与收款方相同 (payer and payee are the same wallet)"))
