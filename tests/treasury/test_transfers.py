@@ -571,3 +571,42 @@ def test_an_amount_past_what_a_bigint_holds_is_a_bad_item(world):
                          now=timezone.now())
     assert [(index, field) for index, field, _ in caught.value.problems] == [(1, "amount_fen")]
     assert Transfer.objects.count() == 0
+
+
+def test_a_never_seen_answer_asked_before_a_newer_send_does_not_take_that_send_back(world, monkeypatch):
+    """Recovery asks about a claimed transfer its creator never sent: the operator has not seen the key. Before that
+    answer is recorded, another recovery's requeue had it claimed and sent again, and that send is in flight. The
+    stale answer must not put it back to pending: there it could be cancelled (nothing sent, says the core) while
+    the operator applies the send in flight, and its answer is ignored: money moved under a cancelled transfer."""
+    long_ago = timezone.now() - datetime.timedelta(hours=1)
+    with transaction.atomic():
+        (transfer_id,) = create_transfers(
+            organization_id=world.employer.pk, batch_ref="stale", actor="tester", now=long_ago, claimed=True,
+            transfers=[NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=7_00,
+                                   idempotency_key="stale:0")])
+    operator = get_operator_client()
+    in_flight = {}
+
+    class Interleaved:
+        def query(self, keys):
+            answers = operator.query(keys)  # NOT_FOUND: the key was never sent
+            # Meanwhile another recovery requeued it and a worker claimed and sent it; its reply is not back yet.
+            Transfer.objects.filter(pk=transfer_id).update(state=TransferState.PENDING)
+            with transaction.atomic():
+                claimed = transfer_services._claim([transfer_id], timezone.now())
+            in_flight["results"] = operator.transfer_batch([
+                transfer_services.TransferInstruction(request_id=c[1], payer_wallet=world.payer.wallet_id,
+                                                      payee_wallet=world.payees[0].wallet_id, amount_fen=c[2])
+                for c in claimed])
+            return answers
+
+    monkeypatch.setattr(transfer_services, "_operator", lambda: Interleaved())
+    monkeypatch.setattr(transfer_services, "enqueue_submission", lambda ids: None)  # queued, not run yet
+    recovery_started = timezone.now() - datetime.timedelta(seconds=1)
+    transfer_services.recover_unconfirmed_transfers(now=recovery_started, older_than_seconds=0)
+    transfer_services.cancel_pending_transfers(transfer_ids=[transfer_id], reason="not sent", actor="t",
+                                               now=timezone.now())
+    transfer_services.apply_operator_results(results=in_flight["results"], now=timezone.now())
+    assert world.operator_balance(world.payees[0]) == 7_00
+    assert states([transfer_id]) == [TransferState.SETTLED]
+    assert_ledger_ok()

@@ -557,6 +557,7 @@ def apply_operator_results(*, results: list[TransferResult], now: datetime) -> d
 
     Only rows still waiting for an answer (submitted/unknown) change, except that a RETURNED or
     REVERSED answer also reaches a settled row. Applying the same answers twice changes nothing.
+    `now` is when the operator was asked: a NOT_FOUND answer leaves a row claimed again after it alone.
     """
     by_key = {r.request_id: r for r in results}
     counts = {"settled": 0, "failed": 0, "requeued": 0, "returned": 0, "reversed": 0}
@@ -605,6 +606,12 @@ def apply_operator_results(*, results: list[TransferResult], now: datetime) -> d
         decided_refs = {t.batch_ref for t, _ in to_settle + to_fail}
         if decided_refs:
             transaction.on_commit(partial(_announce_decided, decided_refs, now))
+        if to_requeue:
+            # A row claimed again after the caller's `now` (the time it asked) is a newer send, perhaps in flight:
+            # "never seen" was said before it, and only that send's answer or a later question decides it.
+            sent_since = set(Transfer.objects.filter(pk__in=[t.pk for t in to_requeue], submitted_at__gt=now)
+                             .values_list("pk", flat=True))
+            to_requeue = [t for t in to_requeue if t.pk not in sent_since]
         if to_requeue:
             ids = [t.pk for t in to_requeue]
             _set_state(ids, state=Transfer.target_of(Transfer.requeue))
