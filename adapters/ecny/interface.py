@@ -14,6 +14,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# The longest request id the operator takes (adapters/ecny/README.md): a batch carrying a longer one is refused
+# as a whole.
+MAX_REQUEST_ID_LENGTH = 64
+
 
 class TransferStatus:
     """What the operator says happened to one request id."""

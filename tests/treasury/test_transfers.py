@@ -482,3 +482,131 @@ def test_submission_chunks_end_where_trace_partitions_end():
     assert max(len(c) for c in halves) == size // 2
     assert all(len({i // size for i in c}) == 1 for c in halves)
     assert transfer_services.submission_chunks([], size) == []
+
+
+def test_ledger_check_finds_postings_on_the_wrong_wallets_or_the_wrong_way(world, ledger_tamper):
+    """Entries that balance, each of the transfer's amount, with balances kept to match, can still move money
+    between the wrong wallets or the wrong way: the check names them."""
+    ids = world.pay([100_00, 200_00])
+    payer_account = world.payer.ledger_account
+    first_payee_account = LedgerAccount.objects.get(wallet=world.payees[0])
+    other_account = LedgerAccount.objects.get(wallet=world.payees[4])
+    assert_ledger_ok()
+    # The first transfer's money went the wrong way: the payee debited, the payer credited.
+    first = {e.account_id: e for e in LedgerEntry.objects.filter(transfer_id=ids[0])}
+    LedgerEntry.objects.filter(pk=first[payer_account.pk].pk).update(amount_fen=100_00)
+    LedgerEntry.objects.filter(pk=first[first_payee_account.pk].pk).update(amount_fen=-100_00)
+    # The second transfer's credit landed in another person's wallet.
+    second_payee_account = LedgerAccount.objects.get(wallet=Transfer.objects.get(pk=ids[1]).payee)
+    LedgerEntry.objects.filter(transfer_id=ids[1], account=second_payee_account).update(account=other_account)
+    for account in LedgerAccount.objects.all():  # balances kept equal to their entries
+        account.balance_fen = sum(LedgerEntry.objects.filter(account=account).values_list("amount_fen", flat=True))
+        LedgerAccount.objects.filter(pk=account.pk).update(balance_fen=account.balance_fen)
+    problems = check_ledger().problems
+    assert any(p.startswith(f"transfer {ids[0]}: settlement entry") for p in problems), problems
+    assert any(p.startswith(f"transfer {ids[1]}: settlement entry") for p in problems), problems
+
+
+def test_a_key_longer_than_the_operator_takes_is_refused_at_creation_not_by_failing_its_whole_chunk(world):
+    """The operator takes request ids of at most 64 characters and refuses a batch with a longer one as a whole:
+    such a key is a bad item when the transfer is made, and the chunk's other transfers are not failed by it."""
+    good = NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=1_00, idempotency_key="ok:1")
+    longest = NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[1].pk, amount_fen=2_00,
+                          idempotency_key="k" * 64)
+    too_long = NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[2].pk, amount_fen=3_00,
+                           idempotency_key="k" * 65)
+    with pytest.raises(InvalidTransfers) as caught:
+        create_transfers(organization_id=world.employer.pk, batch_ref="long", transfers=[good, too_long], actor="t",
+                         now=timezone.now())
+    assert [(index, field) for index, field, _ in caught.value.problems] == [(1, "idempotency_key")]
+    assert Transfer.objects.count() == 0
+    ids = create_transfers(organization_id=world.employer.pk, batch_ref="long", transfers=[good, longest], actor="t",
+                           now=timezone.now())
+    assert states(ids) == [TransferState.SETTLED, TransferState.SETTLED]
+    assert_ledger_ok()
+
+
+def test_a_transfer_whose_key_takes_the_whole_request_id_can_be_reversed(world):
+    """A reversal's request id is made from the transfer's key; with a long key it must still be one the
+    operator takes (at most 64 characters), at each attempt, and stay the same for the same attempt."""
+    (paid,) = create_transfers(
+        organization_id=world.employer.pk, batch_ref="long", actor="t", now=timezone.now(),
+        transfers=[NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=5_00,
+                               idempotency_key="r" * 60)])
+    assert states([paid]) == [TransferState.SETTLED]
+    transfer = transfer_services.reverse_transfer(transfer_id=paid, reason="wrong payee", actor="t", now=timezone.now())
+    assert transfer.state == TransferState.REVERSED
+    assert world.operator_balance(world.payees[0]) == 0
+    ids = [transfer_services._reversal_request_id(idempotency_key="r" * 64, attempt=n) for n in (1, 2, 1)]
+    assert all(len(i) <= 64 for i in ids) and ids[0] == ids[2] != ids[1]
+    assert_ledger_ok()
+
+
+def test_conditions_with_a_spend_by_time_without_offset_are_a_bad_item(world):
+    """The operator protocol needs a spend-by time with its UTC offset: a naive one could never be sent (each
+    attempt raised while building the chunk's request, leaving it and every other transfer of its chunk claimed and
+    undecided, asked again and resent for ever). It is refused with the other bad items, nothing written."""
+    naive = Conditions(purposes=("SALARY",), expires_at=datetime.datetime(2099, 1, 1, 12, 0))
+    items = [
+        NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=1_00, idempotency_key="n:1"),
+        NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[1].pk, amount_fen=2_00, idempotency_key="n:2",
+                    purpose_code="SALARY", conditions=naive),
+    ]
+    with pytest.raises(InvalidTransfers) as caught:
+        create_transfers(organization_id=world.employer.pk, batch_ref="naive", transfers=items, actor="t",
+                         now=timezone.now())
+    assert [(index, field) for index, field, _ in caught.value.problems] == [(1, "conditions")]
+    assert Transfer.objects.count() == 0
+
+
+def test_an_amount_past_what_a_bigint_holds_is_a_bad_item(world):
+    """Amounts are stored as 64-bit integers (and sent so): a larger one is named with the other bad items and
+    nothing written, not a database or encoding error once the transfers are being written or sent."""
+    items = [
+        NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=1_00, idempotency_key="big:1"),
+        NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[1].pk, amount_fen=2 ** 63, idempotency_key="big:2"),
+    ]
+    with pytest.raises(InvalidTransfers) as caught:
+        create_transfers(organization_id=world.employer.pk, batch_ref="big", transfers=items, actor="t",
+                         now=timezone.now())
+    assert [(index, field) for index, field, _ in caught.value.problems] == [(1, "amount_fen")]
+    assert Transfer.objects.count() == 0
+
+
+def test_a_never_seen_answer_asked_before_a_newer_send_does_not_take_that_send_back(world, monkeypatch):
+    """Recovery asks about a claimed transfer its creator never sent: the operator has not seen the key. Before that
+    answer is recorded, another recovery's requeue had it claimed and sent again, and that send is in flight. The
+    stale answer must not put it back to pending: there it could be cancelled (nothing sent, says the core) while
+    the operator applies the send in flight, and its answer is ignored: money moved under a cancelled transfer."""
+    long_ago = timezone.now() - datetime.timedelta(hours=1)
+    with transaction.atomic():
+        (transfer_id,) = create_transfers(
+            organization_id=world.employer.pk, batch_ref="stale", actor="tester", now=long_ago, claimed=True,
+            transfers=[NewTransfer(payer_id=world.payer.pk, payee_id=world.payees[0].pk, amount_fen=7_00,
+                                   idempotency_key="stale:0")])
+    operator = get_operator_client()
+    in_flight = {}
+
+    class Interleaved:
+        def query(self, keys):
+            answers = operator.query(keys)  # NOT_FOUND: the key was never sent
+            # Meanwhile another recovery requeued it and a worker claimed and sent it; its reply is not back yet.
+            Transfer.objects.filter(pk=transfer_id).update(state=TransferState.PENDING)
+            with transaction.atomic():
+                claimed = transfer_services._claim([transfer_id], timezone.now())
+            in_flight["results"] = operator.transfer_batch([
+                transfer_services.TransferInstruction(request_id=c[1], payer_wallet=world.payer.wallet_id,
+                                                      payee_wallet=world.payees[0].wallet_id, amount_fen=c[2])
+                for c in claimed])
+            return answers
+
+    monkeypatch.setattr(transfer_services, "_operator", lambda: Interleaved())
+    monkeypatch.setattr(transfer_services, "enqueue_submission", lambda ids: None)  # queued, not run yet
+    recovery_started = timezone.now() - datetime.timedelta(seconds=1)
+    transfer_services.recover_unconfirmed_transfers(now=recovery_started, older_than_seconds=0)
+    transfer_services.cancel_pending_transfers(transfer_ids=[transfer_id], reason="not sent", actor="t",
+                                               now=timezone.now())
+    transfer_services.apply_operator_results(results=in_flight["results"], now=timezone.now())
+    assert world.operator_balance(world.payees[0]) == 7_00
+    assert states([transfer_id]) == [TransferState.SETTLED]
+    assert_ledger_ok()

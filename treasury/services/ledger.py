@@ -67,6 +67,24 @@ def check_ledger() -> LedgerReport:
                 f"transfer {transfer_id}: {kind} entry of {entry_amount} fen for a transfer of {amount} fen"
             )
 
+        # Each entry is on the transfer's payer or payee wallet, in its direction: a settlement debits the payer
+        # and credits the payee, a return or reversal the other way. Balanced entries on the wrong wallets, or
+        # the right ones the wrong way round, pass every sum above.
+        cursor.execute(
+            "SELECT t.id, e.kind, e.id, e.account_id, e.amount_fen FROM treasury_ledgerentry e "
+            "JOIN treasury_transfer t ON t.id = e.transfer_id JOIN treasury_ledgeraccount a ON a.id = e.account_id "
+            "WHERE NOT COALESCE((a.wallet_id = t.payer_id AND e.amount_fen = "
+            "CASE WHEN e.kind = 'settlement' THEN -t.amount_fen ELSE t.amount_fen END) "
+            "OR (a.wallet_id = t.payee_id AND e.amount_fen = "
+            "CASE WHEN e.kind = 'settlement' THEN t.amount_fen ELSE -t.amount_fen END), FALSE) "
+            f"ORDER BY t.id, e.id LIMIT {PROBLEM_LIMIT}"
+        )
+        for transfer_id, kind, entry_id, account_id, amount in cursor.fetchall():
+            report.problems.append(
+                f"transfer {transfer_id}: {kind} entry {entry_id} of {amount} fen on account {account_id} is not "
+                "the payer's or the payee's side of it"
+            )
+
         # Entries and outbox rows have no foreign-key constraints (migration 0005), nor have transfers to
         # the wallets, organizations and content types they name (0009): each must name a row that exists.
         cursor.execute(

@@ -19,6 +19,7 @@ results applied under row locks taken in primary-key order.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 import json
@@ -32,6 +33,7 @@ from django.db import connection, transaction
 from django.dispatch import Signal
 
 from adapters.ecny.interface import (
+    MAX_REQUEST_ID_LENGTH,
     Conditions,
     OperatorRejected,
     OperatorUnavailable,
@@ -63,8 +65,10 @@ def batch_of_transfer_stream(stream_key: str) -> str:
     return stream_key.rsplit("#", 1)[0]
 
 
-MAX_KEY_LENGTH = Transfer._meta.get_field("idempotency_key").max_length
+# A key is the transfer's request id at the operator, which takes no longer one (and would refuse the whole chunk).
+MAX_KEY_LENGTH = min(Transfer._meta.get_field("idempotency_key").max_length, MAX_REQUEST_ID_LENGTH)
 _NO_CONDITIONS = Conditions()
+MAX_AMOUNT_FEN = 2 ** 63 - 1  # amount_fen is a 64-bit integer column
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,8 @@ def create_transfers(
     Returns the transfer ids in the order of `transfers`.
 
     Raises:
-        InvalidTransfers: listing every bad item (amount, wallets, key); nothing written.
+        InvalidTransfers: listing every bad item (amount, wallets, key, a spend-by time without offset); nothing
+            written.
         IdempotencyConflict: a key already used for a different payment.
     """
     if not transfers:
@@ -225,7 +230,7 @@ def create_transfers(
     wallets = _wallets(wallet_ids)
     seen_keys = set()
     for index, t in enumerate(transfers):
-        if type(t.amount_fen) is not int or t.amount_fen <= 0:
+        if type(t.amount_fen) is not int or not 0 < t.amount_fen <= MAX_AMOUNT_FEN:
             problems.append((index, "amount_fen", "金额必须为正整数分 (amount must be a positive whole number of fen)"))
         if t.payer_id == t.payee_id:
             problems.append((index, "payee_id", "付款方与收款方相同 (payer and payee are the same wallet)"))
@@ -240,6 +245,9 @@ def create_transfers(
         elif t.idempotency_key in seen_keys:
             problems.append((index, "idempotency_key", "同一请求中幂等键重复 (key repeated in the same request)"))
         seen_keys.add(t.idempotency_key)
+        expires_at = t.conditions.expires_at if t.conditions is not None else None
+        if expires_at is not None and expires_at.utcoffset() is None:
+            problems.append((index, "conditions", "智能合约截止时间须带时区 (spend-by time needs its UTC offset)"))
     if hold and claimed:
         problems.append((0, "held", "已认领的转账不能暂缓 (a claimed transfer cannot be held)"))
     if problems:
@@ -549,6 +557,7 @@ def apply_operator_results(*, results: list[TransferResult], now: datetime) -> d
 
     Only rows still waiting for an answer (submitted/unknown) change, except that a RETURNED or
     REVERSED answer also reaches a settled row. Applying the same answers twice changes nothing.
+    `now` is when the operator was asked: a NOT_FOUND answer leaves a row claimed again after it alone.
     """
     by_key = {r.request_id: r for r in results}
     counts = {"settled": 0, "failed": 0, "requeued": 0, "returned": 0, "reversed": 0}
@@ -597,6 +606,12 @@ def apply_operator_results(*, results: list[TransferResult], now: datetime) -> d
         decided_refs = {t.batch_ref for t, _ in to_settle + to_fail}
         if decided_refs:
             transaction.on_commit(partial(_announce_decided, decided_refs, now))
+        if to_requeue:
+            # A row claimed again after the caller's `now` (the time it asked) is a newer send, perhaps in flight:
+            # "never seen" was said before it, and only that send's answer or a later question decides it.
+            sent_since = set(Transfer.objects.filter(pk__in=[t.pk for t in to_requeue], submitted_at__gt=now)
+                             .values_list("pk", flat=True))
+            to_requeue = [t for t in to_requeue if t.pk not in sent_since]
         if to_requeue:
             ids = [t.pk for t in to_requeue]
             _set_state(ids, state=Transfer.target_of(Transfer.requeue))
@@ -847,8 +862,12 @@ def submit_stranded_pending_transfers(*, now: datetime, older_than_seconds: int 
 
 
 def _reversal_request_id(*, idempotency_key: str, attempt: int) -> str:
-    """The operator request id of a transfer's reversal attempt: `<key>:reversal`, then `<key>:reversal:<n>`."""
-    return f"{idempotency_key}:reversal" + (f":{attempt}" if attempt > 1 else "")
+    """The operator request id of a transfer's reversal attempt: `<key>:reversal`, then `<key>:reversal:<n>`. A key
+    too long for that to fit the operator's request ids stands there as the first 40 hex digits of its SHA-256."""
+    suffix = ":reversal" + (f":{attempt}" if attempt > 1 else "")
+    if len(idempotency_key) + len(suffix) > MAX_REQUEST_ID_LENGTH:
+        idempotency_key = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+    return idempotency_key + suffix
 
 
 def reverse_transfer(*, transfer_id: int, reason: str, actor: str, now: datetime) -> Transfer:

@@ -11,7 +11,7 @@ import re
 import threading
 from typing import Callable
 
-from adapters.ecny.interface import Conditions, TransferInstruction
+from adapters.ecny.interface import MAX_REQUEST_ID_LENGTH, Conditions, TransferInstruction
 from adapters.ecny.sandbox.faults import AFTER_APPLY, BEFORE_APPLY, FaultSwitches, InvalidFault
 from adapters.ecny.sandbox.ledger import SandboxError, SandboxLedger
 from adapters.sandbox_common.app import (
@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_BATCH = 10_000
-MAX_ID_LENGTH = 64
+MAX_ID_LENGTH = MAX_REQUEST_ID_LENGTH
+MAX_AMOUNT_FEN = 2 ** 63 - 1
 _NO_CONDITIONS = Conditions()
 
 
@@ -74,6 +75,8 @@ def parse_instruction(item) -> TransferInstruction:
     amount = item.get("amount_fen")
     if type(amount) is not int:  # bool and float are refused: amounts are integer fen
         raise BadRequest("amount_fen must be an integer number of fen")
+    if not -MAX_AMOUNT_FEN <= amount <= MAX_AMOUNT_FEN:  # the books keep 64-bit integers
+        raise BadRequest("amount_fen must fit a 64-bit integer")
     request_id, payer, payee = item.get("request_id"), item.get("payer_wallet"), item.get("payee_wallet")
     purpose, memo, conditions = item.get("purpose_code") or "", item.get("memo") or "", item.get("conditions")
     if not (type(request_id) is str and 0 < len(request_id) <= MAX_ID_LENGTH and type(payer) is str

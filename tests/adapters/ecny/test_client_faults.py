@@ -208,3 +208,16 @@ def test_get_operator_client_follows_settings(sandbox, treasury_wallet, payee):
     assert client is get_operator_client()
     assert client.base_url == sandbox.url
     assert client.transfer(instruction(payer=treasury_wallet, payee=payee, amount_fen=1_00)).status == "settled"
+
+
+@pytest.mark.parametrize("amount", [2 ** 63, -(2 ** 63) - 1, 10 ** 30])
+def test_an_amount_no_64_bit_integer_holds_is_a_bad_request_not_a_server_error(sandbox, settings, treasury_wallet,
+                                                                                 payee, amount):
+    """The operator's books keep 64-bit amounts: a larger number in an instruction is the caller's error (400,
+    nothing applied), not the operator's failure (500, which a caller takes for an unknown outcome)."""
+    body = ('{"instructions": [{"request_id": "huge-1", "payer_wallet": "%s", "payee_wallet": "%s", '
+            '"amount_fen": %d}]}' % (treasury_wallet, payee, amount))
+    answer = requests.post(f"{sandbox.url}/v1/transfers/batch", data=body, timeout=5,
+                           headers={"Authorization": f"Bearer {settings.ECNY_OPERATOR_API_KEY}", "Content-Type": "application/json"})
+    assert answer.status_code == 400 and "amount_fen" in answer.json()["error"]["message"]
+    assert sandbox.admin.balance(wallet_id=payee) == 0
