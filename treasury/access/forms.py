@@ -1,5 +1,7 @@
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
+from rest_framework.authtoken.models import Token
 
 from .login_lock import current_lock, lock_message
 
@@ -16,3 +18,22 @@ class SignInForm(AuthenticationForm):
             if until:
                 raise ValidationError(lock_message(until), code="locked") from None
             raise
+
+
+class _EndsApiToken:
+    """A new password ends the user's API token, as it ends their other sessions: whoever took a token with the
+    old password (the reason to change it) has no way in left. The user takes a new token with the new one."""
+
+    def save(self, commit=True):
+        user = super().save(commit)
+        if commit:
+            Token.objects.filter(user=user).delete()
+        return user
+
+
+class PasswordChangeForm(_EndsApiToken, auth_forms.PasswordChangeForm):
+    """The user's own change of password (/password/)."""
+
+
+class AdminPasswordChangeForm(_EndsApiToken, auth_forms.AdminPasswordChangeForm):
+    """An administrator's new password for a user (the admin site)."""
