@@ -1,3 +1,4 @@
+from django.contrib.auth import authenticate
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
@@ -32,7 +33,19 @@ class _EndsApiToken:
 
 
 class PasswordChangeForm(_EndsApiToken, auth_forms.PasswordChangeForm):
-    """The user's own change of password (/password/)."""
+    """The user's own change of password (/password/). The old password is checked as a sign-in is (login_lock):
+    a wrong one counts toward the lock and none is taken while locked, or a desk left signed in would let anyone
+    guess the password there without end."""
+
+    def clean_old_password(self):
+        old_password = self.cleaned_data["old_password"]
+        username = self.user.get_username()
+        if authenticate(None, username=username, password=old_password) != self.user:
+            until = current_lock(username)
+            if until:
+                raise ValidationError(lock_message(until), code="locked")
+            raise ValidationError(self.error_messages["password_incorrect"], code="password_incorrect")
+        return old_password
 
 
 class AdminPasswordChangeForm(_EndsApiToken, auth_forms.AdminPasswordChangeForm):
