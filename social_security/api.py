@@ -171,14 +171,17 @@ class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=255)
 
 
-ERRORS = {400: OpenApiResponse(ErrorSerializer), 403: OpenApiResponse(ErrorSerializer),
-          404: OpenApiResponse(ErrorSerializer), 409: OpenApiResponse(ErrorSerializer)}
+READ_ERRORS = {400: OpenApiResponse(ErrorSerializer), 401: OpenApiResponse(ErrorSerializer),
+               403: OpenApiResponse(ErrorSerializer), 404: OpenApiResponse(ErrorSerializer)}
+ERRORS = {**READ_ERRORS, 409: OpenApiResponse(ErrorSerializer)}
 
 
 @extend_schema_view(
     list=extend_schema(summary="Declarations the caller may see", tags=TAGS, parameters=[
-        OpenApiParameter("state", str, description=STATE_HELP), OpenApiParameter("period", str, description="YYYY-MM")]),
-    retrieve=extend_schema(summary="One declaration with its actions and receipt", tags=TAGS),
+        OpenApiParameter("state", str, description=STATE_HELP), OpenApiParameter("period", str, description="YYYY-MM")],
+        responses={200: DeclarationSerializer(many=True), **READ_ERRORS}),
+    retrieve=extend_schema(summary="One declaration with its actions and receipt", tags=TAGS,
+                           responses={200: DeclarationDetailSerializer, **READ_ERRORS}),
 )
 class DeclarationViewSet(SocialErrorsMixin, viewsets.ReadOnlyModelViewSet):
     authentication_classes = API_AUTHENTICATION
@@ -241,7 +244,8 @@ class DeclarationViewSet(SocialErrorsMixin, viewsets.ReadOnlyModelViewSet):
             data=upload.read(), filename=upload.name, now=timezone.now())
         return self._detail(declaration.pk, status.HTTP_201_CREATED)
 
-    @extend_schema(summary="The declaration's lines", tags=TAGS, responses={200: LineSerializer(many=True)})
+    @extend_schema(summary="The declaration's lines", tags=TAGS,
+                   responses={200: LineSerializer(many=True), **READ_ERRORS})
     @action(detail=True, methods=["get"])
     def lines(self, request, pk=None):
         declaration = self.get_object()

@@ -96,7 +96,8 @@ def dashboard_summary(*, user, day: dt.date, attention_limit: int = 20) -> Dashb
 
     "Needs a person": every transfer whose outcome is unknown (whatever its day: it stays until
     the operator answers), and the ones that failed on `day` and are not dealt with yet: not paid again by a later
-    transfer of the same source document (a retry), nor done with by their domain (`waiting.failure_handled`).
+    transfer of the same source document to the same wallet for the same purpose (a retry), nor done with by their
+    domain (`waiting.failure_handled`).
     """
     start, end = business_day_bounds(day=day)
     scoped = visible_transfers(user)
@@ -110,7 +111,10 @@ def dashboard_summary(*, user, day: dt.date, attention_limit: int = 20) -> Dashb
     attention_q = Q(state=S.UNKNOWN) | Q(state=S.FAILED, created_at__gte=start, created_at__lt=end) | Q(
         state=S.FAILED, finished_at__gte=start, finished_at__lt=end
     )
+    # Paid again: a later transfer of the same source to the same wallet for the same purpose. Not any later one of
+    # the source: a payroll run's union funds are two (grassroots and higher union), a line's dues follow its salary.
     retried = Exists(Transfer.objects.filter(source_type_id=OuterRef("source_type_id"), source_id=OuterRef("source_id"),
+                                             payee_id=OuterRef("payee_id"), purpose_code=OuterRef("purpose_code"),
                                              pk__gt=OuterRef("pk")))
     dealt_with = Q(state=S.FAILED) & (Q(source_id__isnull=False) & retried | waiting.failure_handled())
     attention_qs = (scoped.filter(attention_q).exclude(dealt_with).select_related("payer", "payee")

@@ -1,14 +1,18 @@
 /* Following long work on a page (a payment run, a tax package, payslips, a reconciliation): every `everyMs` the
    page asks `url` for JSON and hands it to `show`, which updates the figures; when `show` returns true the work is
    over and the page reloads to show its final state. A failed request (a restart, a dropped connection) is tried
-   again a little later. */
+   again a little later. An answer that is the sign-in page (the session ended) or a refusal (the user may no longer
+   see the work) reloads the page too, which then shows that, instead of the last figures for ever. */
 window.followProgress = function (url, show, everyMs) {
   var every = everyMs || 1500;
   function poll() {
     fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
-      .then(function (response) { return response.json(); })
+      .then(function (response) {
+        if (response.redirected || (response.status >= 400 && response.status < 500)) { return null; }
+        return response.json();
+      })
       .then(function (data) {
-        if (show(data)) { window.location.reload(); } else { window.setTimeout(poll, every); }
+        if (data === null || show(data)) { window.location.reload(); } else { window.setTimeout(poll, every); }
       })
       .catch(function () { window.setTimeout(poll, 2 * every); });
   }

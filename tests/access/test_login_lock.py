@@ -99,3 +99,23 @@ def test_the_hourly_sweep_forgets_failures_that_no_longer_count():
     LoginFailure.objects.create(username="still-counting", at=now - dt.timedelta(minutes=14))
     assert forget_old_login_failures_task.apply().get() == 1
     assert list(LoginFailure.objects.values_list("username", flat=True)) == ["still-counting"]
+
+
+@pytest.mark.django_db
+def test_guesses_of_the_old_password_on_the_change_page_count_toward_the_lock():
+    # Someone at a desk left signed in could guess the password at /password/ without end (the old password was
+    # checked there on its own), then sign in with it anywhere after the session ended.
+    user = f.make_user(role="tax_staff")
+    desk = Client()
+    desk.force_login(user)
+    new = "Qiao-7!tower-harbour"
+    for attempt in range(5):
+        response = desk.post("/password/", {"old_password": f"guess-{attempt}", "new_password1": new,
+                                            "new_password2": new})
+        assert response.status_code == 200 and 'data-testid="error-old_password"' in response.content.decode()
+    assert LoginFailure.objects.filter(username=user.username).count() == 5
+    right = desk.post("/password/", {"old_password": f.PASSWORD, "new_password1": new, "new_password2": new})
+    assert right.status_code == 200 and "登录失败次数过多" in right.content.decode()
+    user.refresh_from_db()
+    assert user.check_password(f.PASSWORD)  # not changed while locked
+    assert _sign_in(Client(), user.username, f.PASSWORD).status_code == 200  # and sign-in is locked too

@@ -39,3 +39,26 @@ def test_a_user_changes_their_password(role):
 def test_the_page_needs_a_signed_in_user():
     response = Client().get("/password/")
     assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+@pytest.mark.django_db
+def test_a_new_password_ends_the_api_token_taken_with_the_old_one(admin_client):
+    # A password is changed because someone else may know it: whoever took a token with it keeps no way in.
+    user = f.make_user(role="tax_staff")
+    token = Client().post("/api/v1/auth/token/", {"username": user.username, "password": f.PASSWORD}).json()["token"]
+    api = Client(HTTP_AUTHORIZATION=f"Token {token}")
+    assert api.get("/api/v1/me/").status_code == 200
+    client = _signed_in(user)
+    assert client.post("/password/", {"old_password": f.PASSWORD, "new_password1": NEW,
+                                      "new_password2": NEW}).status_code == 302
+    assert api.get("/api/v1/me/").status_code == 401
+    fresh = Client().post("/api/v1/auth/token/", {"username": user.username, "password": NEW}).json()["token"]
+    assert fresh != token
+    # An administrator setting a new password for the user (the admin site's form) ends it the same way.
+    api = Client(HTTP_AUTHORIZATION=f"Token {fresh}")
+    assert api.get("/api/v1/me/").status_code == 200
+    newer = "Lantern-9!river-crossing"
+    response = admin_client.post(f"/admin/auth/user/{user.pk}/password/",
+                                 {"password1": newer, "password2": newer, "usable_password": "true"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert api.get("/api/v1/me/").status_code == 401

@@ -35,3 +35,41 @@ def test_schema_and_docs_are_served_offline(client):
     assert "swagger-ui" in html
     assert "drf_spectacular_sidecar/swagger-ui-dist" in html  # served by us, not a CDN
     assert "cdn.jsdelivr" not in html and "unpkg.com" not in html
+
+
+def _operations(schema):
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                yield path, method, operation
+
+
+def _is_error_body(response) -> bool:
+    return response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "") \
+        == "#/components/schemas/Error"
+
+
+@pytest.mark.django_db
+def test_every_operation_documents_the_errors_it_answers(client):
+    # A client reads the schema to know what to handle: an operation that needs a signed-in caller answers 401
+    # without one, an operation on one object answers 404 for one the caller may not see, both with the error body.
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    missing = []
+    for path, method, operation in _operations(schema):
+        responses = {str(code): body for code, body in operation["responses"].items()}
+        anonymous = not operation.get("security") or {} in operation["security"]
+        if not anonymous and not _is_error_body(responses.get("401", {})):
+            missing.append((method, path, 401))
+        if "{" in path and not _is_error_body(responses.get("404", {})):
+            missing.append((method, path, 404))
+    assert not missing, missing
+    # What the schema says is what they answer.
+    for path in ("/api/v1/receipts/", "/api/v1/social/declarations/", "/api/v1/trace/checkpoints/",
+                 "/api/v1/trace/public-key/"):
+        response = client.get(path)
+        assert response.status_code == 401 and response.json()["code"] == "not_authenticated", path
+    verify = schema["paths"]["/api/v1/receipts/verify/"]["post"]["responses"]
+    verify = {str(code): body for code, body in verify.items()}
+    assert _is_error_body(verify["400"]) and _is_error_body(verify["429"])  # 60 a minute per address

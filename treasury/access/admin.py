@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
 
+from .forms import AdminPasswordChangeForm
 from .models import LoginFailure, Membership, PersonalAccount
 
 
@@ -31,6 +32,7 @@ admin.site.unregister(User)
 @admin.register(User)
 class UserWithMembershipAdmin(UserAdmin):
     inlines = [*UserAdmin.inlines, MembershipInline, PersonalAccountInline]
+    change_password_form = AdminPasswordChangeForm  # a new password ends the user's API token
     list_display = [*UserAdmin.list_display, "organization"]
     list_select_related = ["membership__organization"]
 

@@ -1,7 +1,7 @@
 """The sign-in lock: after LOGIN_FAILURE_LIMIT failed sign-ins for one username within LOGIN_LOCK_MINUTES, every
 further attempt for it, right password or not, is refused until the oldest of those failures is that old. The
 sign-in page and the API's token call both authenticate through `LockingModelBackend`, so both are locked; the
-page and the token call say until when. The lock is per username, existing or not, so it tells nobody whether a
+page and the token call say until when. The password change page checks the old password through it too. The lock is per username, existing or not, so it tells nobody whether a
 username exists. Attempts refused while locked are not counted (the lock ends on time, whoever keeps trying);
 a successful sign-in clears the username's failures. Staff administrators see failures in the admin site and
 unlock a user by deleting theirs.

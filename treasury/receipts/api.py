@@ -10,8 +10,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 
+from treasury.access.api_errors import ErrorSerializer
+
 from . import selectors, services
 from .models import Receipt
+
+ERRORS = {401: OpenApiResponse(ErrorSerializer, description="not signed in"),
+          404: OpenApiResponse(ErrorSerializer, description="no such receipt, or not visible to the caller")}
 
 
 class ReceiptSerializer(serializers.ModelSerializer):
@@ -62,8 +67,9 @@ class VerifyThrottle(SimpleRateThrottle):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Receipts of transfers the user may see", tags=["receipts"]),
-    retrieve=extend_schema(summary="One receipt", tags=["receipts"]),
+    list=extend_schema(summary="Receipts of transfers the user may see", tags=["receipts"],
+                       responses={200: ReceiptSerializer(many=True), 401: ERRORS[401]}),
+    retrieve=extend_schema(summary="One receipt", tags=["receipts"], responses={200: ReceiptSerializer, **ERRORS}),
 )
 class ReceiptViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ReceiptSerializer
@@ -84,7 +90,7 @@ class ReceiptViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         summary="Download the issued PDF",
         tags=["receipts"],
-        responses={(200, "application/pdf"): OpenApiTypes.BINARY, 404: OpenApiResponse(description="not visible")},
+        responses={(200, "application/pdf"): OpenApiTypes.BINARY, **ERRORS},
     )
     @action(detail=True, methods=["get"])
     def download(self, request, number=None):
@@ -99,7 +105,8 @@ class ReceiptViewSet(viewsets.ReadOnlyModelViewSet):
         summary="Verify a receipt PDF (public)",
         tags=["receipts"],
         request={"multipart/form-data": VerifyRequestSerializer},
-        responses={200: VerificationSerializer, 400: OpenApiResponse(description="no file")},
+        responses={200: VerificationSerializer, 400: OpenApiResponse(ErrorSerializer, description="no file"),
+                   429: OpenApiResponse(ErrorSerializer, description="more than 60 a minute from this address")},
     )
     @action(detail=False, methods=["post"], permission_classes=[AllowAny], throttle_classes=[VerifyThrottle],
             parser_classes=[MultiPartParser, FormParser], authentication_classes=[])

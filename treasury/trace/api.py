@@ -223,7 +223,8 @@ class CheckpointListView(JsonErrorsMixin, ListAPIView):
     serializer_class = CheckpointSerializer
     queryset = TraceCheckpoint.objects.order_by("-number")
 
-    @extend_schema(summary="Signed trace checkpoints, newest first", tags=["trace"])
+    @extend_schema(summary="Signed trace checkpoints, newest first", tags=["trace"],
+                   responses={200: CheckpointSerializer(many=True), 401: ERRORS[401], 403: ERRORS[403]})
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -233,7 +234,7 @@ class PublicKeyView(JsonErrorsMixin, APIView):
 
     @extend_schema(
         summary="The service's Ed25519 public key (checkpoint and receipt signatures)", tags=["trace"],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, 401: ERRORS[401]},
     )
     def get(self, request):
         return Response({"key_id": keys.key_id(), "public_key_pem": keys.public_key_pem()})
