@@ -1253,7 +1253,7 @@ def finish_package(*, package_id: int, now: datetime) -> DeductionPackage:
                    .filter(package_id=package_id, state__in=_DECIDABLE, transfer__state__in=_TRANSFER_DECIDED)
                    .annotate(tax_types_text=Cast("tax_types", TextField()))
                    .order_by("pk").values_list(*_DecidedItem._fields[:-1], "tax_types_text")]
-        results, moves, succeeded = {}, defaultdict(list), defaultdict(list)
+        results, moves, succeeded, days = {}, defaultdict(list), defaultdict(list), {}
         for d in decided:
             outcome = (d.transfer__state, d.transfer__failure_code, d.transfer__failure_message)
             if outcome not in results:  # a handful of distinct outcomes per package
@@ -1262,7 +1262,12 @@ def finish_package(*, package_id: int, now: datetime) -> DeductionPackage:
             code, note = results[outcome]
             # A debit is entered on the day the operator settled it (the treasury wallet's credit), which for a
             # run that began before midnight may be the next day.
-            tax_date = local_date(d.transfer__settled_at or now) if code == ResultCode.SUCCESS else None
+            # (A chunk's transfers share the moment they settled: its day is worked out once.)
+            settled_at = d.transfer__settled_at or now
+            if code != ResultCode.SUCCESS:
+                tax_date = None
+            elif (tax_date := days.get(settled_at)) is None:
+                tax_date = days[settled_at] = local_date(settled_at)
             if tax_date is not None:
                 succeeded[tax_date].append(d)
             moves[(code, note, tax_date)].append(d.pk)
