@@ -52,6 +52,8 @@ HOSTILE = {
                       "malformed_embedded_data"),
     "id is 1e999": (b'{"receipt_number": "R1", "transfer": {"id": 1e999}, "amount": {"fen": 1}}',
                     "malformed_embedded_data"),
+    "amount holds a fraction": (b'{"receipt_number": "R1", "transfer": {"id": 1}, "amount": {"fen": 1.5}}',
+                                "malformed_embedded_data"),
     "ids hold -Infinity": (b'{"receipt_number": "B1", "kind": "batch", "batch_ref": "x", "total": {"fen": 1}, '
                            b'"transfer_ids": [-Infinity]}', "malformed_embedded_data"),
     "nested too deep": (b'{"receipt_number": "R1", "transfer": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",

@@ -19,7 +19,6 @@ import hmac
 import io
 import json
 import logging
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -548,11 +547,9 @@ def _part(payload: dict, name: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # "1e999"
-        raise ValueError(f"not a finite number: {text[:20]}")
-    return value
+def _refuse_fraction(text: str):
+    # Money is whole fen and ids are integers: nothing issued holds a fraction or an exponent ("1.5", "1e999").
+    raise ValueError(f"not a whole number: {text[:20]}")
 
 
 def _refuse_constant(name: str):
@@ -560,9 +557,9 @@ def _refuse_constant(name: str):
 
 
 def _strict_json(data: bytes):
-    """JSON as the service writes it: no NaN or infinite numbers, which nothing issued holds and no JSON answer
-    can carry (the API would fail to render the facts read from them)."""
-    return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite)
+    """JSON as the service writes it: whole numbers only, no NaN or infinite ones, which nothing issued holds and
+    no JSON answer can carry (the API would fail to render the facts read from them)."""
+    return json.loads(data, parse_constant=_refuse_constant, parse_float=_refuse_fraction)
 
 
 def key_facts(payload: dict) -> dict:
