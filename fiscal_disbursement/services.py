@@ -26,6 +26,7 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q, Sum
+from django.utils import timezone
 from django_fsm import ConcurrentTransition
 
 from adapters.budget.interface import (
@@ -669,7 +670,9 @@ def build_voucher(request: PaymentRequest) -> Voucher:
     lines = request.lines.order_by("line_no").values_list("line_no", "payee_name", "wallet_id", "amount_fen", "memo")
     payer = request.payer_wallet
     return Voucher(
-        voucher_no=request.voucher_no, vou_date=(request.approved_at or request.created_at).date(),
+        # The business day in Asia/Shanghai (the voucher PDF's date too): the stored moment is UTC, whose date
+        # is the day before from 00:00 to 08:00 Beijing time.
+        voucher_no=request.voucher_no, vou_date=timezone.localdate(request.approved_at or request.created_at),
         fiscal_year=quota.fiscal_year, adm_div_code=quota.adm_div_code, pay_type_code=request.pay_type,
         bill_no=bill_no, agency_code=quota.agency_code, agency_name=quota.agency_name, quota_id=quota.quota_id,
         exp_func_code=request.exp_func_code, exp_eco_code=request.exp_eco_code, fund_type_code=quota.fund_type_code,
