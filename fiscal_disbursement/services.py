@@ -71,7 +71,7 @@ PAY_CHUNK = 5000  # lines whose transfers are made in one transaction (then paid
 REPORT_CHUNK = 5000  # lines per result report: a 50,000-line voucher is reported in 10 messages
 MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
 SUBJECT = "fiscal.request"
-ECO_CODE = re.compile(r"[0-9]{3,5}")  # 经济分类, as budget.xsd's EcoCode takes it
+ECO_CODE = re.compile(r"[0-9]{3}([0-9]{2})?")  # 经济分类: 类 (3 digits) or 款 (5), as budget.xsd's EcoCode takes it
 
 
 class DisbursementError(Exception):
@@ -283,7 +283,7 @@ def create_request(*, user, quota_id: str, pay_type: str, title: str, now: datet
     _ensure_no_control_character(title, zh="摘要", en="the purpose")
     if exp_eco_code and not ECO_CODE.fullmatch(exp_eco_code):
         # The voucher could never be sent (budget.xsd's EcoCode): approved, it would be refused for ever.
-        raise DisbursementError("经济分类应为3至5位数字，例如 30305 (an economic classification is 3 to 5 digits, e.g. 30305)",
+        raise DisbursementError("经济分类应为3位或5位数字，例如 30305 (an economic classification is 3 or 5 digits, e.g. 30305)",
                                 "bad_eco_code")
     payer = _payer_wallet(pay_type=pay_type, organization=organization, quota=quota)
     with transaction.atomic():
