@@ -68,7 +68,17 @@ def receive_check_detail(*, message: CheckDetail, now: dt.datetime) -> Acknowled
 
     if len(message.lines) != message.all_num or sum(line.amount_fen for line in message.lines) != message.all_amount_fen:
         return ack(ResultCode.PARSE_ERROR, "笔数或金额与明细不符 (AllNum/AllAmt do not match the lines)")
+    if message.cur_pack_no > message.child_pack_num:
+        # Counted as one of the check's packages it would make the day look complete with one still missing.
+        return ack(ResultCode.PARSE_ERROR, f"包序号{message.cur_pack_no}大于总包数{message.child_pack_num} "
+                                           f"(CurPackNo is beyond ChildPackNum)")
     with transaction.atomic():
+        counted = (CheckPackage.objects.filter(check_date=message.chk_date, payee_bank_no=message.payee_bank_no,
+                                               chk_acct_ord=message.chk_acct_ord)
+                   .exclude(child_pack_num=message.child_pack_num).values_list("child_pack_num", flat=True).first())
+        if counted is not None:
+            return ack(ResultCode.PARSE_ERROR, f"总包数{message.child_pack_num}与本次对账已收包的{counted}不符 "
+                                               f"(ChildPackNum differs from the check's packages received)")
         package, created = CheckPackage.objects.get_or_create(
             check_date=message.chk_date, payee_bank_no=message.payee_bank_no, chk_acct_ord=message.chk_acct_ord,
             cur_pack_no=message.cur_pack_no,

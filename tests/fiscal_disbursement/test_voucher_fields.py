@@ -1,5 +1,4 @@
-"""The payment voucher's fields as the budget system receives them (DOMAIN.md, "Payment voucher"): built from
-the request alone, without the sandboxes."""
+"""The payment voucher's fields as the budget system receives them, built from the request alone (no sandboxes)."""
 import datetime as dt
 
 import pytest
