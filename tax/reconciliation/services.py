@@ -101,14 +101,21 @@ def receive_check_detail(*, message: CheckDetail, now: dt.datetime) -> Acknowled
     return ack(ResultCode.SUCCESS)
 
 
+INTRADAY_CHECK = "0"  # ChkAcctType: 0 a check taken during the day (日间), else the end-of-day check (日切)
+
+
 def complete_packages(*, check_date: dt.date) -> list[int] | None:
-    """Ids of the day's check packages: of each payee bank (treasury) that sent a check, its latest check
-    order; None until every one of those has all its ChildPackNum packages."""
-    latest = {}
+    """Ids of the day's check packages: of each payee bank (treasury) that sent a check, its latest end-of-day
+    check order; None until every one of those has all its ChildPackNum packages, and while a bank that sent an
+    intraday check (ChkAcctType 0: what was paid up to some hour) has not sent its end-of-day check (the whole day,
+    the only one a day is reconciled on, as bank front-ends do)."""
+    latest, intraday = {}, set()
     for p in CheckPackage.objects.filter(check_date=check_date).order_by("payee_bank_no", "-chk_acct_ord"):
-        if p.payee_bank_no not in latest or latest[p.payee_bank_no][0].chk_acct_ord == p.chk_acct_ord:
+        if p.chk_acct_type == INTRADAY_CHECK:
+            intraday.add(p.payee_bank_no)
+        elif p.payee_bank_no not in latest or latest[p.payee_bank_no][0].chk_acct_ord == p.chk_acct_ord:
             latest.setdefault(p.payee_bank_no, []).append(p)
-    if not latest:
+    if not latest or not intraday <= latest.keys():
         return None
     if any(len({p.cur_pack_no for p in packages}) < packages[0].child_pack_num for packages in latest.values()):
         return None

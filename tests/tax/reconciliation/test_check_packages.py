@@ -1,12 +1,15 @@
 """A day's check detail (3111) may come in several packages (ChildPackNum, CurPackNo): the day is reconciled only
-when all of them have arrived. A package that cannot be one of the check's
-packages is refused, so that it cannot make the day look complete."""
+when all of them have arrived. A package that cannot be one of the check's packages is refused, so that it cannot
+make the day look complete; an intraday check (ChkAcctType 0) does not complete it either."""
+import dataclasses
+
 import pytest
+from django.utils import timezone
 
 from adapters.tips.interface import CheckLine, ResultCode
 from tax.handlers import TaxHandler
 from tax.reconciliation import services
-from tax.reconciliation.models import CheckPackage, CheckRecord
+from tax.reconciliation.models import CheckPackage, CheckRecord, RunState
 from tests.tax.helpers import ENTRUST_DATE, OPERATOR_BANK_CODE, TAX_ORG_CODE
 from tests.tax.reconciliation.conftest import check_detail
 
@@ -58,3 +61,16 @@ def test_a_later_check_order_may_come_in_another_number_of_packages():
 
     assert ack.result == ResultCode.SUCCESS
     assert services.complete_packages(check_date=ENTRUST_DATE) is None  # the new check waits for its package 2
+
+
+def test_an_intraday_check_does_not_complete_the_day():
+    """ChkAcctType 0 is a check taken during the day (日间): only an end-of-day check (日切) holds the whole day."""
+    intraday = dataclasses.replace(check_detail(lines("00000001"), chk_acct_ord="0001"), chk_acct_type="0")
+
+    assert TaxHandler().receive_check_detail(intraday).result == ResultCode.SUCCESS
+    assert services.complete_packages(check_date=ENTRUST_DATE) is None
+    assert services.reconcile(check_date=ENTRUST_DATE, now=timezone.now()).state == RunState.WAITING
+
+    TaxHandler().receive_check_detail(check_detail(lines("00000001", "00000002"), chk_acct_ord="0002"))
+    (end_of_day,) = services.complete_packages(check_date=ENTRUST_DATE)
+    assert CheckPackage.objects.get(pk=end_of_day).chk_acct_type == "1"
