@@ -72,8 +72,9 @@ def _split(text: str) -> list[str]:
 
 
 def spend_by(day: dt.date) -> dt.datetime:
-    """The earmark's expiry: the end of the spend-by day in China Standard Time."""
-    return timezone.make_aware(dt.datetime.combine(day, dt.time(23, 59, 59)))
+    """The earmark's expiry: the end of the spend-by day in China Standard Time, its last microsecond (the operator
+    refuses from the expiry on, so 23:59:59 would have refused the day's last second)."""
+    return timezone.make_aware(dt.datetime.combine(day, dt.time.max))
 
 
 class ConditionsFields(forms.Form):
