@@ -359,10 +359,10 @@ def revoke_agreement(*, agreement_id: int, user, reason: str, now: datetime) -> 
 
 
 def handle_agreement_verification(*, message: AgreementVerification, now: datetime) -> AgreementVerificationReply:
-    """9114 -> 9115. Verify (vc_sign "0"): the tax system's TaxOrgCode, TaxPayCode, PayAcct, ProtocolNo,
-    names and operator must match our record; a pending agreement then becomes verified, and active at
-    once when TAX_AGREEMENT_ACTIVATE_ON_VERIFY (the default). Delete (vc_sign "1"): the agreement is
-    revoked. Both are idempotent: asking again gives the same answer and changes nothing more.
+    """9114 -> 9115. Verify (vc_sign "0"): TaxOrgCode + ProtocolNo find the agreement; the tax system's
+    TaxPayCode, TaxPayName, PayAcct and HandOrgName must match our record; a pending agreement then becomes
+    verified, and active at once when TAX_AGREEMENT_ACTIVATE_ON_VERIFY (the default). Delete (vc_sign "1"): the
+    agreement is revoked. Both are idempotent: asking again gives the same answer and changes nothing more.
     """
     def reply(result: str, note: str) -> AgreementVerificationReply:
         return AgreementVerificationReply(vc_no=message.vc_no, vc_result=result, add_word=note[:255])
