@@ -927,14 +927,18 @@ def receive_batch(*, message: BatchDeduction, now: datetime) -> Acknowledgement:
             package.mark_received()  # stored with its items in this transaction: nobody sees it receiving
             package.save()
             _insert_items(package, message, now=now)
-            if stopped:
-                from .reversals import STOP_NOTE
-
-                TaxDeduction.objects.filter(package=package, tra_no__in=stopped).update(
-                    state=D.FAILED, result_code=ResultCode.ALREADY_STOPPED, add_word=STOP_NOTE, decided_at=now)
             _trace(package.stream_key, PACKAGE, package.pk, "tax.package.received", actor="tips", now=now,
                    amount_fen=package.all_amount_fen, source_ref=package.pack_no,
                    data={"msg_id": message.head.msg_id, "items": package.all_num})
+            early = [i for i in message.items if i.tra_no in stopped]
+            if early:  # items the tax system stopped (1123) before the package came: never debited
+                from .reversals import STOP_NOTE
+
+                TaxDeduction.objects.filter(package=package, tra_no__in=[i.tra_no for i in early]).update(
+                    state=D.FAILED, result_code=ResultCode.ALREADY_STOPPED, add_word=STOP_NOTE, decided_at=now)
+                _trace(package.stream_key, PACKAGE, package.pk, "tax.package.stopped", actor="tips", now=now,
+                       amount_fen=sum(i.amount_fen for i in early), source_ref=package.pack_no,
+                       data={"before_arrival": True, "stopped": len(early), "items": [i.tra_no for i in early][:100]})
             transaction.on_commit(partial(_enqueue_process, package.pk))
     except IntegrityError:
         existing = DeductionPackage.objects.filter(**key).first()

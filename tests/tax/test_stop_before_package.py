@@ -12,6 +12,7 @@ from tax import reversals, services
 from tax.models import DeductionPackage, DeductionState, TaxDeduction
 from tests import factories as f
 from tests.tax.helpers import ENTRUST_DATE, TAX_ORG_CODE, TREASURY_CODE, Taxpayer, head, item
+from treasury.trace.models import TraceEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +58,5 @@ def test_a_stop_of_another_package_does_not_void_a_package_and_an_item_stopped_e
     items = {d.tra_no: d for d in TaxDeduction.objects.filter(package__pack_no="20000003")}
     assert (items["21000003"].state, items["21000003"].result_code) == (DeductionState.FAILED, ResultCode.ALREADY_STOPPED)
     assert items["21000004"].state == DeductionState.RECEIVED  # deducted by the package's task
+    event = TraceEvent.objects.get(stream_key=items["21000003"].package.stream_key, kind="tax.package.stopped")
+    assert (event.amount_fen, event.data["items"]) == (100_00, ["21000003"])
