@@ -59,7 +59,7 @@ PAY_TYPE_LABELS = {PayType.DIRECT: _("Direct payment"), PayType.AUTHORISED: _("A
 PAYEE_CATEGORIES = [("", _("Any payee")), ("WT01", _("Personal wallets only (WT01)")),
                     ("WT09", _("Corporate wallets only (WT09)"))]
 CODE_RE = re.compile(r"^[A-Z0-9_]{1,16}$")
-ECO_CODE_RE = re.compile(r"^[0-9]{3,5}$")  # budget.xsd's EcoCode: a longer one could never be sent
+ECO_CODE_RE = re.compile(r"^[0-9]{3}([0-9]{2})?$")  # budget.xsd's EcoCode (类 or 款): another could never be sent
 MAX_ALLOWED_PAYEES = 10_000
 
 
@@ -72,8 +72,9 @@ def _split(text: str) -> list[str]:
 
 
 def spend_by(day: dt.date) -> dt.datetime:
-    """The earmark's expiry: the end of the spend-by day in China Standard Time."""
-    return timezone.make_aware(dt.datetime.combine(day, dt.time(23, 59, 59)))
+    """The earmark's expiry: the end of the spend-by day in China Standard Time, its last microsecond (the operator
+    refuses from the expiry on, so 23:59:59 would have refused the day's last second)."""
+    return timezone.make_aware(dt.datetime.combine(day, dt.time.max))
 
 
 class ConditionsFields(forms.Form):
@@ -159,7 +160,7 @@ class RequestForm(ConditionsFields):
     def clean_exp_eco_code(self):
         code = self.cleaned_data["exp_eco_code"].strip()
         if code and not ECO_CODE_RE.match(code):
-            raise forms.ValidationError(_("An economic classification is 3 to 5 digits, e.g. 30305."))
+            raise forms.ValidationError(_("An economic classification is 3 or 5 digits, e.g. 30305."))
         return code
 
     def clean(self):

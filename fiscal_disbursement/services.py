@@ -26,6 +26,7 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q, Sum
+from django.utils import timezone
 from django_fsm import ConcurrentTransition
 
 from adapters.budget.interface import (
@@ -70,7 +71,7 @@ PAY_CHUNK = 5000  # lines whose transfers are made in one transaction (then paid
 REPORT_CHUNK = 5000  # lines per result report: a 50,000-line voucher is reported in 10 messages
 MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
 SUBJECT = "fiscal.request"
-ECO_CODE = re.compile(r"[0-9]{3,5}")  # 经济分类, as budget.xsd's EcoCode takes it
+ECO_CODE = re.compile(r"[0-9]{3}([0-9]{2})?")  # 经济分类: 类 (3 digits) or 款 (5), as budget.xsd's EcoCode takes it
 
 
 class DisbursementError(Exception):
@@ -282,7 +283,7 @@ def create_request(*, user, quota_id: str, pay_type: str, title: str, now: datet
     _ensure_no_control_character(title, zh="摘要", en="the purpose")
     if exp_eco_code and not ECO_CODE.fullmatch(exp_eco_code):
         # The voucher could never be sent (budget.xsd's EcoCode): approved, it would be refused for ever.
-        raise DisbursementError("经济分类应为3至5位数字，例如 30305 (an economic classification is 3 to 5 digits, e.g. 30305)",
+        raise DisbursementError("经济分类应为3位或5位数字，例如 30305 (an economic classification is 3 or 5 digits, e.g. 30305)",
                                 "bad_eco_code")
     payer = _payer_wallet(pay_type=pay_type, organization=organization, quota=quota)
     with transaction.atomic():
@@ -669,7 +670,9 @@ def build_voucher(request: PaymentRequest) -> Voucher:
     lines = request.lines.order_by("line_no").values_list("line_no", "payee_name", "wallet_id", "amount_fen", "memo")
     payer = request.payer_wallet
     return Voucher(
-        voucher_no=request.voucher_no, vou_date=(request.approved_at or request.created_at).date(),
+        # The business day in Asia/Shanghai (the voucher PDF's date too): the stored moment is UTC, whose date
+        # is the day before from 00:00 to 08:00 Beijing time.
+        voucher_no=request.voucher_no, vou_date=timezone.localdate(request.approved_at or request.created_at),
         fiscal_year=quota.fiscal_year, adm_div_code=quota.adm_div_code, pay_type_code=request.pay_type,
         bill_no=bill_no, agency_code=quota.agency_code, agency_name=quota.agency_name, quota_id=quota.quota_id,
         exp_func_code=request.exp_func_code, exp_eco_code=request.exp_eco_code, fund_type_code=quota.fund_type_code,

@@ -119,6 +119,12 @@ class ContributionRate(models.Model):
         errors = {}
         if (self.flexible_account_rate or 0) > (self.flexible_rate or 0):
             errors["flexible_account_rate"] = "计入个人账户的比例不能高于灵活就业费率 (personal-account part exceeds the flexible rate)"
+        if self.insurance_type == InsuranceType.WORK_INJURY:
+            # The employer's alone; a flexible-employment individual has no work-injury insurance.
+            if self.individual_rate:
+                errors["individual_rate"] = "工伤保险个人不缴费，个人费率应为0 (work injury: individuals pay nothing)"
+            if self.flexible_rate:
+                errors["flexible_rate"] = "灵活就业人员不参加工伤保险，费率应为0 (work injury: no flexible-employment rate)"
         if self.region_id and self.insurance_type and self.effective_from:
             clash = ContributionRate.objects.filter(region_id=self.region_id, insurance_type=self.insurance_type,
                                                     effective_from=self.effective_from).exclude(pk=self.pk)

@@ -225,11 +225,16 @@ def premiums(*, base_fen: int, rules: Rules, kind: str = EMPLOYEE, risk_class: i
     for insurance_type in INSURANCE_TYPES:
         r = rules.rates[insurance_type]
         if kind == EMPLOYEE:
-            employer_rate = injury_rate if insurance_type == InsuranceType.WORK_INJURY else r.employer_rate
+            if insurance_type == InsuranceType.WORK_INJURY:
+                # 工伤保险 is the employer's alone (Social Insurance Law art. 33): an individual rate in the table
+                # charges nobody.
+                amounts.append(TypeAmount(insurance_type=insurance_type.value,
+                                          employer_fen=times(base_fen, injury_rate, rules), individual_fen=0))
+                continue
             amounts.append(TypeAmount(insurance_type=insurance_type.value,
-                                      employer_fen=times(base_fen, employer_rate, rules),
+                                      employer_fen=times(base_fen, r.employer_rate, rules),
                                       individual_fen=times(base_fen, r.individual_rate, rules)))
-        elif r.flexible_rate:
+        elif r.flexible_rate and insurance_type != InsuranceType.WORK_INJURY:
             account = times(base_fen, r.flexible_account_rate, rules) if insurance_type == InsuranceType.PENSION else 0
             amounts.append(TypeAmount(insurance_type=insurance_type.value, employer_fen=0,
                                       individual_fen=times(base_fen, r.flexible_rate, rules),

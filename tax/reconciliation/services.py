@@ -68,7 +68,17 @@ def receive_check_detail(*, message: CheckDetail, now: dt.datetime) -> Acknowled
 
     if len(message.lines) != message.all_num or sum(line.amount_fen for line in message.lines) != message.all_amount_fen:
         return ack(ResultCode.PARSE_ERROR, "笔数或金额与明细不符 (AllNum/AllAmt do not match the lines)")
+    if message.cur_pack_no > message.child_pack_num:
+        # Counted as one of the check's packages it would make the day look complete with one still missing.
+        return ack(ResultCode.PARSE_ERROR, f"包序号{message.cur_pack_no}大于总包数{message.child_pack_num} "
+                                           f"(CurPackNo is beyond ChildPackNum)")
     with transaction.atomic():
+        counted = (CheckPackage.objects.filter(check_date=message.chk_date, payee_bank_no=message.payee_bank_no,
+                                               chk_acct_ord=message.chk_acct_ord)
+                   .exclude(child_pack_num=message.child_pack_num).values_list("child_pack_num", flat=True).first())
+        if counted is not None:
+            return ack(ResultCode.PARSE_ERROR, f"总包数{message.child_pack_num}与本次对账已收包的{counted}不符 "
+                                               f"(ChildPackNum differs from the check's packages received)")
         package, created = CheckPackage.objects.get_or_create(
             check_date=message.chk_date, payee_bank_no=message.payee_bank_no, chk_acct_ord=message.chk_acct_ord,
             cur_pack_no=message.cur_pack_no,
@@ -91,14 +101,21 @@ def receive_check_detail(*, message: CheckDetail, now: dt.datetime) -> Acknowled
     return ack(ResultCode.SUCCESS)
 
 
+INTRADAY_CHECK = "0"  # ChkAcctType: 0 a check taken during the day (日间), else the end-of-day check (日切)
+
+
 def complete_packages(*, check_date: dt.date) -> list[int] | None:
-    """Ids of the day's check packages: of each payee bank (treasury) that sent a check, its latest check
-    order; None until every one of those has all its ChildPackNum packages."""
-    latest = {}
+    """Ids of the day's check packages: of each payee bank (treasury) that sent a check, its latest end-of-day
+    check order; None until every one of those has all its ChildPackNum packages, and while a bank that sent an
+    intraday check (ChkAcctType 0: what was paid up to some hour) has not sent its end-of-day check (the whole day,
+    the only one a day is reconciled on, as bank front-ends do)."""
+    latest, intraday = {}, set()
     for p in CheckPackage.objects.filter(check_date=check_date).order_by("payee_bank_no", "-chk_acct_ord"):
-        if p.payee_bank_no not in latest or latest[p.payee_bank_no][0].chk_acct_ord == p.chk_acct_ord:
+        if p.chk_acct_type == INTRADAY_CHECK:
+            intraday.add(p.payee_bank_no)
+        elif p.payee_bank_no not in latest or latest[p.payee_bank_no][0].chk_acct_ord == p.chk_acct_ord:
             latest.setdefault(p.payee_bank_no, []).append(p)
-    if not latest:
+    if not latest or not intraday <= latest.keys():
         return None
     if any(len({p.cur_pack_no for p in packages}) < packages[0].child_pack_num for packages in latest.values()):
         return None

@@ -218,3 +218,26 @@ def test_level_base_follows_the_year_of_the_rules():
     jan_2025 = rules.rules_for(region="370100", on=date(2025, 1, 1))
     base_2025, _ = rules.level_base(level_percent=100, rules=jan_2025)
     assert base_2025 == jan_2025.average_wage_fen != 780000
+
+
+def test_work_injury_is_the_employers_alone_whatever_the_table_says():
+    """工伤保险: the employer pays at its industry class's rate, the individual nothing (nor a flexible payer,
+    who has no work-injury insurance). A region's work-injury row holding an individual or flexible rate by
+    mistake charges nobody but the employer, and the admin form refuses it."""
+    region = Region.objects.get(code="370100")
+    ContributionRate.objects.filter(region=region, insurance_type="work_injury").update(
+        individual_rate=Decimal("0.001"), flexible_rate=Decimal("0.002"))
+    snapshot = rules.rules_for(region=region, on=MARCH)
+
+    employee = rules.premiums(base_fen=500000, rules=snapshot).of("work_injury")
+    assert (employee.employer_fen, employee.individual_fen) == (1000, 0)  # class 1: 0.2% of 5,000.00
+    flexible = rules.premiums(base_fen=500000, rules=snapshot, kind=rules.FLEXIBLE)
+    assert "work_injury" not in {a.insurance_type for a in flexible.amounts}
+    assert flexible.total_fen == 100000 + 45000  # pension 20%, medical 9%
+
+    wrong = ContributionRate(region=region, insurance_type="work_injury", effective_from=date(2027, 1, 1),
+                             employer_rate=Decimal("0.004"), individual_rate=Decimal("0.001"),
+                             flexible_rate=Decimal("0.002"))
+    with pytest.raises(ValidationError) as refused:
+        wrong.full_clean()
+    assert {"individual_rate", "flexible_rate"} <= set(refused.value.error_dict)

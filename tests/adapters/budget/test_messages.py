@@ -118,3 +118,24 @@ def test_fault_detail_is_valid_against_the_schema():
     assert fault == m.SoapFault(faultcode="soap:Client", code="SCHEMA_INVALID", message="x" * 500)
     detail = etree.fromstring(m.fault_body(client_error=False, code="X", message="y")).find(".//{%s}FaultDetail" % m.NS)
     validate(detail, schema=m.XSD_PATH)
+
+
+@pytest.mark.parametrize("field, code", [("exp_func_code", "208"), ("exp_func_code", "20805"),
+                                         ("exp_func_code", "2080505"), ("exp_eco_code", "301"),
+                                         ("exp_eco_code", "30101")])
+def test_classification_codes_of_each_level_are_valid(field, code):
+    """功能分类 has three levels (类 3 digits, 款 5, 项 7: 2080505), 经济分类 two (类 3, 款 5: 30101)."""
+    body = m.submit_voucher_body(voucher(**{field: code}))
+    m.read_envelope(body, max_bytes=10**6, expected=(m.request_tag("SubmitVoucher"),))
+
+
+@pytest.mark.parametrize("field, code, element", [
+    ("exp_func_code", "2080", "ExpFuncCode"), ("exp_func_code", "208050", "ExpFuncCode"),
+    ("exp_eco_code", "3010", "GovExpEcoCode"),
+])
+def test_classification_codes_between_levels_are_schema_invalid(field, code, element):
+    """A 4- or 6-digit functional code, or a 4-digit economic one, is no level of the classification."""
+    body = m.submit_voucher_body(voucher(**{field: code}))
+    with pytest.raises(XmlRefused) as refused:
+        m.read_envelope(body, max_bytes=10**6, expected=(m.request_tag("SubmitVoucher"),))
+    assert refused.value.code == SCHEMA_INVALID and element in str(refused.value)
