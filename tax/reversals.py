@@ -145,9 +145,6 @@ def _reverse_entries(deduction: TaxDeduction, *, now: datetime) -> None:
 # Stop payment (1123 -> 2123)
 # ---------------------------------------------------------------------------------------------
 
-STOP_NOTE = "已止付，未扣款 (stopped at the tax system's request; not debited)"
-
-
 def _stop_reply(row: StopPaymentRequest) -> StopPaymentReply:
     return StopPaymentReply(stop_num=row.stop_num, stop_amount_fen=row.stop_amount_fen, done_num=row.done_num,
                             result=row.result_code, add_word=row.add_word)
@@ -161,11 +158,13 @@ def stop_payment(*, message: StopPayment, now: datetime) -> StopPaymentReply:
     existing = StopPaymentRequest.objects.filter(**key).first()
     if existing is not None:
         return _stop_reply(existing)
-    package = DeductionPackage.objects.filter(tax_org_code=message.tax_org_code, entrust_date=message.ori_entrust_date,
-                                              pack_no=message.ori_pack_no).first()
     stopped, done, previously_stopped = [], 0, 0
     try:
         with transaction.atomic():
+            package_key = dict(tax_org_code=message.tax_org_code, entrust_date=message.ori_entrust_date,
+                               pack_no=message.ori_pack_no)
+            services.lock_package_number(**package_key)  # a package being stored meanwhile is found
+            package = DeductionPackage.objects.filter(**package_key).first()
             if package is None:
                 code, note = ResultCode.ORIGINAL_NOT_FOUND, "原批量包不存在 (no such package)"
             else:
@@ -177,7 +176,7 @@ def stop_payment(*, message: StopPayment, now: datetime) -> StopPaymentReply:
                 for d in items:
                     if d.state == D.RECEIVED:
                         d.refuse()
-                        d.result_code, d.add_word, d.decided_at = ResultCode.ALREADY_STOPPED, STOP_NOTE, now
+                        d.result_code, d.add_word, d.decided_at = ResultCode.ALREADY_STOPPED, services.STOP_NOTE, now
                         stopped.append(d)
                     elif d.result_code == ResultCode.ALREADY_STOPPED:
                         previously_stopped += 1

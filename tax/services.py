@@ -909,15 +909,16 @@ def receive_batch(*, message: BatchDeduction, now: datetime) -> Acknowledgement:
     existing = DeductionPackage.objects.filter(**key).first()
     if existing is not None:
         return _repeat_package_ack(existing, message)
-    stopped = _stopped_before_arrival(message)
-    if "" in stopped:
-        return ack(ResultCode.ALREADY_STOPPED, "该包已止付 (the package was stopped before it arrived)")
     problem = _package_problem(message)
     if problem:
         return ack(PACKAGE_REFUSED, problem)
     treasury = treasury_wallet(treasury=message.treasury)
     try:
         with transaction.atomic():
+            lock_package_number(**key)
+            stopped = _stopped_before_arrival(message)
+            if "" in stopped:
+                return ack(ResultCode.ALREADY_STOPPED, "该包已止付 (the package was stopped before it arrived)")
             package = DeductionPackage(
                 tax_authority=_tax_authority(message.tax_org_code), msg_id=message.head.msg_id,
                 all_num=message.all_num, all_amount_fen=message.all_amount_fen, return_term=message.return_term,
@@ -932,8 +933,6 @@ def receive_batch(*, message: BatchDeduction, now: datetime) -> Acknowledgement:
                    data={"msg_id": message.head.msg_id, "items": package.all_num})
             early = [i for i in message.items if i.tra_no in stopped]
             if early:  # items the tax system stopped (1123) before the package came: never debited
-                from .reversals import STOP_NOTE
-
                 TaxDeduction.objects.filter(package=package, tra_no__in=[i.tra_no for i in early]).update(
                     state=D.FAILED, result_code=ResultCode.ALREADY_STOPPED, add_word=STOP_NOTE, decided_at=now)
                 _trace(package.stream_key, PACKAGE, package.pk, "tax.package.stopped", actor="tips", now=now,
@@ -997,6 +996,20 @@ def _enqueue_process(package_id: int) -> None:
     from .tasks import process_package_task
 
     process_package_task.apply_async(kwargs={"package_id": package_id})
+
+
+STOP_NOTE = "已止付，未扣款 (stopped at the tax system's request; not debited)"
+
+
+def lock_package_number(*, tax_org_code: str, entrust_date: date, pack_no: str) -> None:
+    """In the caller's transaction: a package's 3102 and a 1123 naming it are taken one at a time (PostgreSQL
+    advisory lock on the package's key), so a stop that comes while its package is being stored waits and then
+    finds the package, rather than finding nothing while the package, not seeing the stop, is debited. SQLite
+    writes one transaction at a time anyway."""
+    if bulk.is_postgresql():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                           [f"tax-package:{tax_org_code}:{entrust_date.isoformat()}:{pack_no}"])
 
 
 def _stopped_before_arrival(message: BatchDeduction) -> set[str]:

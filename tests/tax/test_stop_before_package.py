@@ -3,8 +3,11 @@ package is acknowledged 24020 (9121) and nothing of it is stored or debited, as 
 before its 3001 keeps that serial from being debited; an item stopped alone before its package came is never
 debited either."""
 import datetime as dt
+import threading
+import time
 
 import pytest
+from django.db import connection, connections
 from django.utils import timezone
 
 from adapters.tips.interface import BatchDeduction, ResultCode, StopPayment, TreasuryAccount
@@ -60,3 +63,51 @@ def test_a_stop_of_another_package_does_not_void_a_package_and_an_item_stopped_e
     assert items["21000004"].state == DeductionState.RECEIVED  # deducted by the package's task
     event = TraceEvent.objects.get(stream_key=items["21000003"].package.stream_key, kind="tax.package.stopped")
     assert (event.amount_fen, event.data["items"]) == (100_00, ["21000003"])
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("needs_postgresql")
+def test_a_stop_that_comes_while_its_package_is_being_stored_waits_for_it_and_stops_its_items(monkeypatch):
+    """Without the two taken one at a time, the stop found no package (E0004, kept unlinked) while the package,
+    stored a moment later without seeing the stop, was debited in full."""
+    stored, release = threading.Event(), threading.Event()
+    insert_items = services._insert_items
+
+    def insert_and_wait(*args, **kwargs):
+        insert_items(*args, **kwargs)
+        stored.set()
+        assert release.wait(30)
+
+    monkeypatch.setattr(services, "_insert_items", insert_and_wait)
+    monkeypatch.setattr(services, "_enqueue_process", lambda package_id: None)  # its items stay received
+    answers = {}
+
+    def in_thread(name, call):
+        try:
+            answers[name] = call()
+        finally:
+            connections.close_all()
+
+    receiving = threading.Thread(target=in_thread, args=("ack", lambda: services.receive_batch(
+        message=package("20000005", "21000005", "21000006"), now=timezone.now())))
+    receiving.start()
+    assert stored.wait(30)  # the package's transaction holds its items, not committed
+    stopping = threading.Thread(target=in_thread, args=("stop", lambda: stop("20000005", "00000005")))
+    stopping.start()
+    while stopping.is_alive() and not _waiting_on_an_advisory_lock():
+        time.sleep(0.01)
+    release.set()
+    receiving.join(30)
+    stopping.join(30)
+
+    assert answers["ack"].result == ResultCode.SUCCESS
+    assert answers["stop"].result == ResultCode.SUCCESS  # it found the package, its items not yet debited
+    assert set(TaxDeduction.objects.values_list("state", "result_code")) == {
+        (DeductionState.FAILED, ResultCode.ALREADY_STOPPED)}
+
+
+def _waiting_on_an_advisory_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'")
+        return cursor.fetchone()[0] > 0
