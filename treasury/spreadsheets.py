@@ -58,6 +58,7 @@ MESSAGES = {
     "amount_negative": "金额不能为负 (amount must not be negative)",
     "amount_too_large": "金额过大 (amount is too large)",
     "line_count_format": "总笔数应为整数 (line count must be a whole number)",
+    "control_character": "含有不可见的控制字符，请删除后重新上传 (contains an invisible control character: delete it)",
 }
 
 
@@ -129,6 +130,9 @@ _NEEDS_FOLD = re.compile("[" + "".join(re.escape(chr(code)) for code in sorted(_
 _FOLD = str.maketrans(_FOLD)
 _WHITESPACE = re.compile(r"\s+")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Control characters no name or memo holds: XML 1.0 (vouchers, TIPS messages) and worksheets cannot carry them.
+# Tab and line breaks are not among them: normalize_text makes them spaces.
+CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 
 
 def normalize_text(value: str) -> str:
@@ -1129,6 +1133,12 @@ def _report_rows(original_rows, by_line, layout: SheetLayout) -> Iterator[tuple[
             yield b_cells + [""] * (width - len(b_cells)), "; ".join(by_line.get(b_line, ()))
 
 
+# What openpyxl refuses in a cell (its ILLEGAL_CHARACTERS_RE): C0 controls but tab, line feed and carriage return.
+_NOT_IN_XLSX_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_NOT_IN_XLSX = _NOT_IN_XLSX_RE.search
+_NOT_IN_XLSX_SUB = _NOT_IN_XLSX_RE.sub
+
+
 def _report_csv(rows, out) -> bytes:
     target = out if out is not None else io.BytesIO()
     text = io.TextIOWrapper(target, encoding="utf-8-sig", newline="", write_through=True)
@@ -1151,6 +1161,10 @@ def _report_xlsx(rows, out, sheet_title: str) -> bytes:
 
     def text_cell(value, font=None):
         cell = WriteOnlyCell(sheet, value=None)
+        if value and not value.isprintable() and _NOT_IN_XLSX(value):
+            # A worksheet cannot hold control characters (openpyxl raises): shown as U+FFFD, so the cell the
+            # error column blames stays where it was, the character visible where it stood.
+            value = _NOT_IN_XLSX_SUB("\ufffd", value)
         cell.value = value
         cell.data_type = "s"  # a string, never a formula, even if it starts with "="
         if font is not None:

@@ -548,3 +548,29 @@ def test_memory_grows_by_a_fraction_of_what_the_file_grows(tmp_path):
     large_peak = _peak_memory_parsing(large, 40_000)
     file_growth = large.stat().st_size - small.stat().st_size
     assert large_peak - small_peak < 0.75 * file_growth, (small_peak, large_peak, file_growth)
+
+
+def test_a_control_character_in_a_name_or_employee_number_is_a_problem_of_its_line(rows):
+    """Payee files refused them; payroll took them, into the wallet name check and the payslips, and the XLSX
+    error report of such a file was a server error."""
+    rows[0][COL["姓名"]] = "张\x01三"
+    rows[1][COL["工号"]] = "E\x7f2"
+    data = to_csv(payroll_rows(rows))
+    parsed = parse(data)
+    assert problems_of(parsed) == [(FIRST_LINE, "姓名", "control_character"),
+                                   (FIRST_LINE + 1, "工号", "control_character")]
+    report = write_error_report(problems=parsed.problems,
+                                original_rows=iter_original_rows(data=data, filename="p.csv"), fmt="xlsx")
+    sheet = first_sheet(report)
+    assert sheet.cell(row=FIRST_LINE, column=COL["姓名"] + 1).value == "张\ufffd三"
+    assert "control character" in sheet.cell(row=FIRST_LINE, column=len(TEMPLATE_COLUMNS) + 1).value
+
+
+def test_digits_of_another_script_are_no_resident_id_or_wallet(rows):
+    """\\d matched Arabic-Indic digits and int() read them: the line was valid, its ID and wallet in digits no
+    operator knows."""
+    rows[0][COL["身份证号"]] = "١١٠١٠٥١٩٤٩١٢٣١٠٠٢X"
+    rows[1][COL["数字人民币钱包"]] = "١٠٠١٢٣٤٥٦٧٨٩٠١٢٣"
+    parsed = parse(to_csv(payroll_rows(rows)))
+    assert problems_of(parsed) == [(FIRST_LINE, "身份证号", "id_format"),
+                                   (FIRST_LINE + 1, "数字人民币钱包", "wallet_id_format")]

@@ -207,6 +207,21 @@ def test_import_refuses_a_nul_character_by_its_line_and_writes_nothing(employer,
     assert not UnionMember.objects.exists() and member_events(grassroots) == []
 
 
+def test_import_refuses_a_dues_base_too_large_to_store_or_a_control_character_by_its_line(employer, grassroots):
+    """A dues base of 23 digits passed the amount check and overflowed the database column (a server error); a
+    control character in a name was refused by the operator as another holder's name."""
+    rows = staff(employer, 3)
+    lines = [csv_line(rows[0], dues="99999999999999999999999"), csv_line([rows[1][0], "张\x01三", *rows[1][2:4]]),
+             csv_line(["E\x1b3", *rows[2][1:4]])]
+    response = import_file(logged_in(employer.operator_user), grassroots, members_csv(lines))
+    assert response.status_code == 400
+    html = response.content.decode()
+    found = set(re.findall(r'<tr data-line="(\d+)" data-code="([a-z_]+)"><td class="num">\d+</td><td>([^<]+)</td>', html))
+    assert found == {("2", "amount_too_large", "会费基数"), ("3", "control_character", "姓名"),
+                     ("4", "control_character", "工号")}
+    assert not UnionMember.objects.exists() and member_events(grassroots) == []
+
+
 def test_import_refuses_a_file_without_the_columns(employer, grassroots):
     page = logged_in(employer.operator_user)
     data = builders.to_csv([["工号", "姓名", "身份证号"], ["E1", "张三", builders.resident_id(1)]])

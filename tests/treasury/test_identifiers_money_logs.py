@@ -123,3 +123,15 @@ def test_parties_are_validated_where_they_enter():
         register_person(name="张三", resident_id="110105194912310021")
     person, warnings = register_person(name=" 张三 ", resident_id="11010519491231002x")
     assert (person.resident_id, person.name, warnings) == ("11010519491231002X", "张三", ())
+
+
+
+@pytest.mark.parametrize("check,value", [
+    (identifiers.validate_resident_id, "١١٠١٠٥١٩٤٩١٢٣١٠٠٢X"),  # Arabic-Indic digits: \d matched them
+    (identifiers.validate_resident_id, "١١٠١٠٥٤٩١٢٣١٠٠٢"),  # the 15-digit form
+    (identifiers.validate_wallet_id, "١٠٠١٢٣٤٥٦٧٨٩٠١٢٣"),
+    (identifiers.validate_wallet_id, "१००१२३४५६७८९०१२३"),  # Devanagari
+])
+def test_identifiers_are_ascii_digits_only(check, value):
+    with pytest.raises(InvalidIdentifier):
+        check(value)
