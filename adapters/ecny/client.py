@@ -107,7 +107,7 @@ def parse_result(data, *, expected_request_id: str, allowed_statuses: frozenset[
     if data.get("request_id") != expected_request_id:
         raise OperatorProtocolError("reply's request id does not match the request")
     status = data.get("status")
-    if status not in allowed_statuses:
+    if not isinstance(status, str) or status not in allowed_statuses:  # a list or an object is unhashable
         raise OperatorProtocolError(f"unexpected status {status!r} for request {expected_request_id}")
     operator_txn_id = _string(data, "operator_txn_id", "result")
     code = _string(data, "code", "result")

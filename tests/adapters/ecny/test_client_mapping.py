@@ -149,6 +149,8 @@ def test_unreadable_reply_is_a_protocol_error(canned, client, raw):
     [settled("r-2")],                              # request id does not match
     [settled("r-1", status="pending")],            # unknown status
     [settled("r-1", status="not_found")],          # not a transfer outcome
+    [settled("r-1", status=["settled"])],          # a list or an object: unhashable, was a TypeError
+    [settled("r-1", status={"settled": True})],
     [settled("r-1", operator_txn_id="")],          # settled without a transaction id
     [settled("r-1", settled_at=None)],             # settled without a time
     [settled("r-1", settled_at="2026-03-02T02:00:00")],  # naive time
