@@ -91,12 +91,21 @@ def _aware_datetime(value, what: str) -> dt.datetime:
     return moment
 
 
+# The longest text of a reply each field may hold: what the service's columns keep (a transfer's operator_txn_id,
+# a statement line's). A longer one would have been applied and then failed to store on PostgreSQL (value too
+# long), the money moved and the transfer left submitted; it is a reply of the wrong shape instead.
+MAX_LENGTHS = {"operator_txn_id": 64, "request_id": 128, "counterparty_wallet": 32, "kind": 16}
+_LARGEST_FEN = 2**63 - 1  # a BIGINT column's (orjson reads integers up to 2**64 - 1)
+
+
 def _string(data: dict, name: str, what: str) -> str:
     value = data.get(name, "")
     if value is None:
         return ""
     if not isinstance(value, str):
         raise OperatorProtocolError(f"{what}.{name} is not a string")
+    if len(value) > MAX_LENGTHS.get(name, len(value)):
+        raise OperatorProtocolError(f"{what}.{name} is longer than {MAX_LENGTHS[name]} characters")
     return value
 
 
@@ -313,7 +322,7 @@ class HttpOperatorClient:
                 raise OperatorProtocolError("a statement line is not an object")
             amount = data.get("amount_fen")
             direction = data.get("direction")
-            if type(amount) is not int or amount <= 0 or direction not in ("debit", "credit"):
+            if type(amount) is not int or not 0 < amount <= _LARGEST_FEN or direction not in ("debit", "credit"):
                 raise OperatorProtocolError("a statement line has a bad amount or direction")
             parsed.append(StatementLine(
                 operator_txn_id=_string(data, "operator_txn_id", "line"),
@@ -330,7 +339,7 @@ class HttpOperatorClient:
         """A wallet's balance now. Raises OperatorRejected for an unknown wallet, else as `query`."""
         body = self._call("GET", f"/v1/wallets/{wallet_id}/balance", None, what="balance")
         amount = body.get("balance_fen")
-        if type(amount) is not int or body.get("wallet_id") != wallet_id:
+        if type(amount) is not int or abs(amount) > _LARGEST_FEN or body.get("wallet_id") != wallet_id:
             raise OperatorProtocolError("balance reply has no integer balance_fen for this wallet")
         return WalletBalance(wallet_id=wallet_id, balance_fen=amount, status=_string(body, "status", "balance"),
                              as_of=_aware_datetime(body.get("as_of"), "as_of"))
