@@ -596,10 +596,14 @@ class SpreadsheetFile:
         try:
             sheet = workbook.worksheets[0]
             sheet.reset_dimensions()  # never trust (or pad to) the declared dimension
-            line = 0
+            # Rows the sheet holds are counted, not row numbers: openpyxl yields the rows between two stored ones as
+            # empty, and a stray cell at row 1,048,576 (Excel's last) refused a file of a few lines as too long.
+            held = 0
             for line, values in enumerate(sheet.iter_rows(min_row=1, min_col=1, values_only=True), start=1):
-                if line > self.max_physical_rows:
-                    raise _too_many_rows(self.max_physical_rows - EXTRA_ROWS)
+                if values.count(None) != len(values):
+                    held += 1
+                    if held > self.max_physical_rows:
+                        raise _too_many_rows(self.max_physical_rows - EXTRA_ROWS)
                 yield line, [_xlsx_text(value, line, index) for index, value in enumerate(values)]
         except SpreadsheetRefused:
             raise

@@ -433,6 +433,21 @@ def test_too_many_rows_is_refused(rows):
     assert refused.value.code == "too_many_rows"
 
 
+def test_a_stray_cell_on_the_last_row_of_a_sheet_is_a_line_not_a_million_rows(rows):
+    """openpyxl yields every row number up to the last stored one: a note left on row 1,048,576 refused a file of
+    three lines as having more than a million. The rows the sheet holds are counted; the stray cell is a line with
+    its own problems, named by its row."""
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(io.BytesIO(to_xlsx(payroll_rows(rows))))
+    workbook.worksheets[0].cell(row=1_048_576, column=1, value="E9")
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    parsed = parse(buffer.getvalue(), filename="p.xlsx")
+    assert {(p.line, p.column) for p in parsed.problems if p.code == "required"} >= {(1_048_576, "姓名")}
+    assert parsed.line_total == 4 and len(parsed.lines) == 3
+
+
 def test_undecodable_csv_is_refused():
     with pytest.raises(PayrollFileRefused) as refused:
         parse("工号,姓名\n".encode("utf-8") + b"\xff\xfe\xfa\n" * 10)
