@@ -27,7 +27,7 @@ from treasury.identifiers import (
 )
 from treasury.money import InvalidAmount, yuan_to_fen
 from treasury.services.wallets import verify_wallets
-from treasury.spreadsheets import CONTROL_CHARACTER
+from treasury.spreadsheets import CONTROL_CHARACTER, is_utf16_or_32, refuse_utf16
 from treasury.spreadsheets import MESSAGES as _SHEET_MESSAGES
 from treasury.trace.services import EventSpec, append_events
 
@@ -321,6 +321,8 @@ def members_template_csv() -> bytes:
 
 
 def _decode(data: bytes) -> str:
+    if is_utf16_or_32(data[:4]):
+        raise MembersRefused([MemberProblem(0, "", "encoding", str(refuse_utf16()))])
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             return data.decode(encoding)

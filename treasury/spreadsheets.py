@@ -420,10 +420,29 @@ def _sniff_kind(head: bytes, filename: str) -> str:
     if name.endswith(".csv") or name.endswith(".txt"):
         if is_zip:
             raise _refuse_not_spreadsheet("文件名为.csv但内容是压缩包或Excel工作簿", "named .csv but is a zip or Excel workbook")
+        if is_utf16_or_32(head):
+            raise refuse_utf16()
         if b"\x00" in head:
             raise _refuse_not_spreadsheet("文件名为.csv但内容不是文本", "named .csv but is not text")
         return "csv"
     raise SpreadsheetRefused("只接受.csv或.xlsx文件 (only .csv and .xlsx files are accepted)", "unsupported_format")
+
+
+def is_utf16_or_32(head: bytes) -> bool:
+    """Whether text starts as UTF-16 or UTF-32 does (a BOM, or a NUL byte beside each of the first ASCII characters):
+    what Excel writes as "Unicode text", which is text all the same, not "not text"."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # the UTF-32 BOMs start with these too
+        return True
+    return len(head) >= 4 and (head[1] == head[3] == 0 or head[0] == head[2] == 0) and head[:4] != b"\x00" * 4
+
+
+def refuse_utf16() -> SpreadsheetRefused:
+    return SpreadsheetRefused(
+        "文件为UTF-16/UTF-32编码（如Excel的“Unicode文本”），请另存为“CSV UTF-8（逗号分隔）”或“CSV（逗号分隔）” "
+        "(the file is UTF-16 or UTF-32 text, such as Excel's \"Unicode Text\": save it as \"CSV UTF-8 (comma delimited)\" "
+        "or \"CSV (comma delimited)\")",
+        "encoding",
+    )
 
 
 def _detect_encoding(head: bytes, complete: bool) -> tuple[str, bool]:

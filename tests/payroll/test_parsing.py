@@ -448,6 +448,20 @@ def test_a_stray_cell_on_the_last_row_of_a_sheet_is_a_line_not_a_million_rows(ro
     assert parsed.line_total == 4 and len(parsed.lines) == 3
 
 
+@pytest.mark.parametrize("encoding, filename", [("utf-16", "p.csv"), ("utf-16", "p.txt"), ("utf-32", "p.csv")])
+def test_a_utf16_file_is_refused_as_an_encoding_saying_how_to_save_it(rows, encoding, filename):
+    """Excel's "Unicode text" is UTF-16 with a BOM: it was refused as "not text", which it is; now as an encoding,
+    with the format to save it in."""
+    data = to_csv(payroll_rows(rows), encoding="utf-8").decode("utf-8").encode(encoding)
+    with pytest.raises(PayrollFileRefused) as refused:
+        parse(data, filename=filename)
+    assert refused.value.code == "encoding" and "UTF-16" in str(refused.value) and "CSV UTF-8" in str(refused.value)
+    english_first = "employee_no,name\r\n".encode("utf-16-le")  # no BOM: a NUL beside each ASCII character
+    with pytest.raises(PayrollFileRefused) as refused:
+        parse(english_first)
+    assert refused.value.code == "encoding"
+
+
 def test_undecodable_csv_is_refused():
     with pytest.raises(PayrollFileRefused) as refused:
         parse("工号,姓名\n".encode("utf-8") + b"\xff\xfe\xfa\n" * 10)

@@ -222,6 +222,14 @@ def test_import_refuses_a_dues_base_too_large_to_store_or_a_control_character_by
     assert not UnionMember.objects.exists() and member_events(grassroots) == []
 
 
+def test_a_utf16_member_file_is_an_encoding_problem_not_a_nul_character():
+    data = members_csv([["E1", "张三", "11010519491231002X", "1001234567890123", "8000.00", "是"]], encoding="utf-8")
+    with pytest.raises(members.MembersRefused) as refused:
+        members.read_members_csv(data.decode("utf-8-sig").encode("utf-16"))
+    assert [(p.line, p.code) for p in refused.value.problems] == [(0, "encoding")]
+    assert "UTF-16" in refused.value.problems[0].message
+
+
 def test_import_refuses_a_file_without_the_columns(employer, grassroots):
     page = logged_in(employer.operator_user)
     data = builders.to_csv([["工号", "姓名", "身份证号"], ["E1", "张三", builders.resident_id(1)]])
