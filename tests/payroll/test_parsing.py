@@ -462,6 +462,25 @@ def test_a_utf16_file_is_refused_as_an_encoding_saying_how_to_save_it(rows, enco
     assert refused.value.code == "encoding"
 
 
+def test_a_duration_cell_is_read_as_shown_not_refused_as_a_formula(rows):
+    """openpyxl reads a number cell formatted [h]:mm:ss (overtime hours beside the pay) as a timedelta, which was
+    taken for a formula: the whole file was refused, naming the cell as holding one."""
+    import datetime as dt
+
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(io.BytesIO(to_xlsx(payroll_rows(rows))))
+    sheet = workbook.worksheets[0]
+    sheet.cell(row=HEADER_ROW, column=len(TEMPLATE_COLUMNS) + 1, value="加班时长")
+    sheet.cell(row=FIRST_LINE, column=len(TEMPLATE_COLUMNS) + 1, value=dt.timedelta(hours=30, minutes=5))
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    parsed = parse(buffer.getvalue(), filename="p.xlsx")
+    assert parsed.problems == [] and parsed.ignored_columns == ["加班时长"] and len(parsed.lines) == 3
+    original = dict(iter_original_rows(data=buffer.getvalue(), filename="p.xlsx"))
+    assert original[FIRST_LINE][len(TEMPLATE_COLUMNS)] == "30:05:00"
+
+
 def test_undecodable_csv_is_refused():
     with pytest.raises(PayrollFileRefused) as refused:
         parse("工号,姓名\n".encode("utf-8") + b"\xff\xfe\xfa\n" * 10)
