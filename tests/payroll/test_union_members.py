@@ -222,6 +222,12 @@ def test_import_refuses_a_dues_base_too_large_to_store_or_a_control_character_by
     assert not UnionMember.objects.exists() and member_events(grassroots) == []
 
 
+def test_a_dues_base_of_more_digits_than_decimal_holds_is_a_problem_of_its_line():
+    data = members_csv([["E1", "张三", "11010519491231002X", "1001234567890123", "9" * 40, "是"]])
+    _, problems = members.read_members_csv(data)
+    assert [(p.line, p.field, p.code) for p in problems] == [(2, "dues_base", "amount_format")]
+
+
 def test_a_utf16_member_file_is_an_encoding_problem_not_a_nul_character():
     data = members_csv([["E1", "张三", "11010519491231002X", "1001234567890123", "8000.00", "是"]], encoding="utf-8")
     with pytest.raises(members.MembersRefused) as refused:

@@ -33,6 +33,14 @@ def test_yuan_to_fen_refuses(text):
         money.yuan_to_fen(text)
 
 
+@pytest.mark.parametrize("text", ["9" * 27, "9" * 40 + ".00", "-" + "9" * 30])
+def test_yuan_to_fen_refuses_more_digits_than_decimal_holds(text):
+    """Past 26 digits quantize() raised decimal.InvalidOperation, which no caller expects (a union member file, the
+    declaration form and API catch InvalidAmount): a server error."""
+    with pytest.raises(money.InvalidAmount, match="too large"):
+        money.yuan_to_fen(text, allow_negative=True)
+
+
 def test_format():
     assert money.format_yuan(123456789) == "¥1,234,567.89"
     assert money.fen_to_yuan_str(-5) == "-0.05"
