@@ -341,10 +341,15 @@ def read_members_csv(data: bytes) -> tuple[list[tuple[int, MemberDetails]], list
     """
     if len(data) > MAX_FILE_BYTES:
         raise MembersRefused([MemberProblem(0, "", "file_too_large", "文件不能超过 5 MB (the file must be at most 5 MB)")])
+    reader = csv.reader(io.StringIO(_decode(data), newline=""))
+    rows, line = [], 1  # the line the record being read starts on
     try:
-        rows = list(csv.reader(io.StringIO(_decode(data), newline="")))
-    except csv.Error:
-        raise MembersRefused([MemberProblem(0, "", "malformed_csv", "CSV 文件格式有误 (the CSV file is malformed)")])
+        for row in reader:
+            rows.append(row)
+            line = reader.line_num + 1
+    except csv.Error as exc:  # e.g. a quote never closed, read on to a field past the csv module's size limit
+        raise MembersRefused([MemberProblem(line, "", "malformed_csv", f"CSV 文件格式有误，第{line}行附近 "
+                                                                       f"(the CSV file is malformed near line {line}: {exc})")])
     for line, row in enumerate(rows if b"\x00" in data else (), start=1):  # no text column can store a NUL
         if any("\x00" in cell for cell in row):
             raise MembersRefused([MemberProblem(line, "", "not_text", f"第{line}行含有空字符(NUL)，文件不是文本 "

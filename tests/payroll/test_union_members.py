@@ -228,6 +228,17 @@ def test_a_dues_base_of_more_digits_than_decimal_holds_is_a_problem_of_its_line(
     assert [(p.line, p.field, p.code) for p in problems] == [(2, "dues_base", "amount_format")]
 
 
+def test_a_malformed_member_file_names_the_line_where_it_broke():
+    """A quote never closed reads on to the end of the file as one cell, past the csv module's field limit: the
+    file was refused as malformed without saying where."""
+    lines = [["E1", "张三", "11010519491231002X", "1001234567890123", "8000.00", "是"]] * 3
+    data = members_csv(lines) + b'E4,"unclosed,11010519491231002X\r\n' + b"x" * 140_000
+    with pytest.raises(members.MembersRefused) as refused:
+        members.read_members_csv(data)
+    (problem,) = refused.value.problems
+    assert (problem.code, problem.line) == ("malformed_csv", 5) and "line 5" in problem.message
+
+
 def test_a_utf16_member_file_is_an_encoding_problem_not_a_nul_character():
     data = members_csv([["E1", "张三", "11010519491231002X", "1001234567890123", "8000.00", "是"]], encoding="utf-8")
     with pytest.raises(members.MembersRefused) as refused:
