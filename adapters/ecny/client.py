@@ -94,7 +94,8 @@ def _aware_datetime(value, what: str) -> dt.datetime:
 # The longest text of a reply each field may hold: what the service's columns keep (a transfer's operator_txn_id,
 # a statement line's). A longer one would have been applied and then failed to store on PostgreSQL (value too
 # long), the money moved and the transfer left submitted; it is a reply of the wrong shape instead.
-MAX_LENGTHS = {"operator_txn_id": 64, "request_id": 128, "counterparty_wallet": 32, "kind": 16}
+MAX_LENGTHS = {"operator_txn_id": 64, "request_id": 128, "counterparty_wallet": 32, "kind": 16, "wallet_type": 4}
+WALLET_CLASSES = range(1, 5)  # WL01-WL04; a wallet is registered with its class (a small positive integer column)
 _LARGEST_FEN = 2**63 - 1  # a BIGINT column's (orjson reads integers up to 2**64 - 1)
 
 
@@ -245,8 +246,9 @@ class HttpOperatorClient:
                 raise OperatorProtocolError("wallet check does not match the wallet asked about")
             flags = [data.get(k, False) for k in ("exists", "active", "holder_name_matches")]
             wallet_class = data.get("wallet_class")
-            if not all(isinstance(f, bool) for f in flags) or not (wallet_class is None or type(wallet_class) is int):
-                raise OperatorProtocolError("wallet check has wrong field types")
+            if not all(isinstance(f, bool) for f in flags) or not (
+                    wallet_class is None or (type(wallet_class) is int and wallet_class in WALLET_CLASSES)):
+                raise OperatorProtocolError("wallet check has wrong field types or a wallet class other than 1-4")
             checks.append(WalletCheck(wallet_id=wallet_id, exists=flags[0], active=flags[1],
                                       holder_name_matches=flags[2], wallet_type=_string(data, "wallet_type", "check"),
                                       wallet_class=wallet_class))

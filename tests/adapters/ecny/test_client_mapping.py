@@ -291,3 +291,17 @@ def test_a_transfer_id_of_64_characters_is_read():
     result = parse_result(settled("r-1", operator_txn_id="E" * 64), expected_request_id="r-1",
                           allowed_statuses=_QUERY_STATUSES)
     assert result.operator_txn_id == "E" * 64
+
+
+@pytest.mark.parametrize("change", [{"wallet_type": "WT010"}, {"wallet_class": 0}, {"wallet_class": 40_000},
+                                    {"wallet_class": -1}])
+def test_a_wallet_check_the_registry_cannot_hold_is_a_protocol_error(canned, client, change):
+    """A new payee's wallet is registered as the operator describes it (type in 4 characters, class a small positive
+    number): a longer type or a class out of range failed there on PostgreSQL, in the middle of paying a run."""
+    check = {"wallet_id": "0010000000000001", "exists": True, "active": True, "holder_name_matches": True,
+             "wallet_type": "WT01", "wallet_class": 4}
+    canned.answer(payload={"results": [check]})
+    assert client.verify_wallets([("0010000000000001", "张三")])[0].wallet_class == 4
+    canned.answer(payload={"results": [{**check, **change}]})
+    with pytest.raises(OperatorProtocolError):
+        client.verify_wallets([("0010000000000001", "张三")])
