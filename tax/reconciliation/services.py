@@ -68,16 +68,6 @@ def receive_check_detail(*, message: CheckDetail, now: dt.datetime) -> Acknowled
 
     if len(message.lines) != message.all_num or sum(line.amount_fen for line in message.lines) != message.all_amount_fen:
         return ack(ResultCode.PARSE_ERROR, "笔数或金额与明细不符 (AllNum/AllAmt do not match the lines)")
-    # The day is reconciled once a check order has ChildPackNum distinct packages: a package numbered past them, or
-    # counting other packages than its siblings, made a day with a package missing look complete.
-    if not 1 <= message.cur_pack_no <= message.child_pack_num:
-        return ack(ResultCode.PARSE_ERROR, f"包序号{message.cur_pack_no}超出总包数{message.child_pack_num} "
-                                           f"(CurPackNo {message.cur_pack_no} is beyond ChildPackNum {message.child_pack_num})")
-    siblings = CheckPackage.objects.filter(check_date=message.chk_date, payee_bank_no=message.payee_bank_no,
-                                           chk_acct_ord=message.chk_acct_ord).exclude(child_pack_num=message.child_pack_num)
-    if siblings.exists():
-        return ack(ResultCode.PARSE_ERROR, "总包数与同批次已收到的包不一致 (ChildPackNum differs from the packages of this check "
-                                           "order already received)")
     with transaction.atomic():
         package, created = CheckPackage.objects.get_or_create(
             check_date=message.chk_date, payee_bank_no=message.payee_bank_no, chk_acct_ord=message.chk_acct_ord,

@@ -111,24 +111,6 @@ def test_the_day_waits_until_every_package_has_arrived(day):
     assert run.state == RunState.DONE and outcomes(run)[day["dup_tax"].tra_no] == Outcome.DUPLICATE_TAX
 
 
-def test_a_package_numbered_past_its_count_or_counting_otherwise_is_refused(day):
-    """Packages 1 and 5 of 2 made two distinct packages, and the day was reconciled without package 2's lines (every
-    one of its deductions a false discrepancy); a package saying the order has 3 packages after one saying 2 could
-    make it look complete too."""
-    lines = planted_lines(day)
-    ack = TaxHandler().receive_check_detail(check_detail(lines[5:], child_pack_num=2, cur_pack_no=5))
-    assert ack.result == ResultCode.PARSE_ERROR and "CurPackNo" in ack.add_word
-    assert TaxHandler().receive_check_detail(check_detail(lines[:5], child_pack_num=2, cur_pack_no=1)).result == \
-        ResultCode.SUCCESS
-    ack = TaxHandler().receive_check_detail(check_detail(lines[5:], child_pack_num=3, cur_pack_no=2))
-    assert ack.result == ResultCode.PARSE_ERROR and "ChildPackNum" in ack.add_word
-    assert CheckRecord.objects.count() == 5
-    run = run_planted(day)
-    assert run.state == RunState.WAITING and not ReconciliationResult.objects.exists()
-    TaxHandler().receive_check_detail(check_detail(lines[5:], child_pack_num=2, cur_pack_no=2))
-    assert run_planted(day).state == RunState.DONE
-
-
 def test_a_package_whose_count_disagrees_with_its_lines_is_refused(day):
     detail = check_detail(planted_lines(day))
     from dataclasses import replace
