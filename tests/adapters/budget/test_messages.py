@@ -104,22 +104,6 @@ def test_zero_amount_detail_is_schema_invalid():
     assert refused.value.code == SCHEMA_INVALID and "PayAmt" in str(refused.value)
 
 
-def test_yuan_text_is_exact_without_floats():
-    assert m.yuan_text_to_fen("12345678901234.56") == 1234567890123456
-    assert m.fen_to_yuan_text(1234567890123456) == "12345678901234.56"
-    assert m.fen_to_yuan_text(5) == "0.05"
-    with pytest.raises(ValueError):
-        m.yuan_text_to_fen("1.5")
-
-
-def test_fault_detail_is_valid_against_the_schema():
-    fault = m.read_envelope(m.fault_body(client_error=True, code="SCHEMA_INVALID", message="x" * 900),
-                            max_bytes=10**6, expected=())
-    assert fault == m.SoapFault(faultcode="soap:Client", code="SCHEMA_INVALID", message="x" * 500)
-    detail = etree.fromstring(m.fault_body(client_error=False, code="X", message="y")).find(".//{%s}FaultDetail" % m.NS)
-    validate(detail, schema=m.XSD_PATH)
-
-
 def _quota(**changes):
     from adapters.budget.interface import QuotaInfo
 
@@ -139,3 +123,20 @@ def test_a_quota_the_service_cannot_store_is_schema_invalid(changes):
     with pytest.raises(XmlRefused) as refused:
         m.read_envelope(m.quotas_body([_quota(**changes)]), max_bytes=10 ** 6, expected=expected)
     assert refused.value.code == SCHEMA_INVALID
+
+
+def test_yuan_text_is_exact_without_floats():
+    assert m.yuan_text_to_fen("12345678901234.56") == 1234567890123456
+    assert m.fen_to_yuan_text(1234567890123456) == "12345678901234.56"
+    assert m.fen_to_yuan_text(5) == "0.05"
+    with pytest.raises(ValueError):
+        m.yuan_text_to_fen("1.5")
+
+
+def test_fault_detail_is_valid_against_the_schema():
+    fault = m.read_envelope(m.fault_body(client_error=True, code="SCHEMA_INVALID", message="x" * 900),
+                            max_bytes=10**6, expected=())
+    assert fault == m.SoapFault(faultcode="soap:Client", code="SCHEMA_INVALID", message="x" * 500)
+    detail = etree.fromstring(m.fault_body(client_error=False, code="X", message="y")).find(".//{%s}FaultDetail" % m.NS)
+    validate(detail, schema=m.XSD_PATH)
+
