@@ -139,4 +139,3 @@ def test_fault_detail_is_valid_against_the_schema():
     assert fault == m.SoapFault(faultcode="soap:Client", code="SCHEMA_INVALID", message="x" * 500)
     detail = etree.fromstring(m.fault_body(client_error=False, code="X", message="y")).find(".//{%s}FaultDetail" % m.NS)
     validate(detail, schema=m.XSD_PATH)
-
