@@ -695,7 +695,7 @@ def _xlsx_text(value, line: int, index: int) -> str:
         return format(value, "f")
     if isinstance(value, datetime.timedelta):  # a number cell formatted as a duration ([h]:mm:ss): not a formula
         return _duration_text(value)
-    raise _refuse_formula(line, index)
+    raise _refuse_formula(line, index)  # ArrayFormula, DataTableFormula and anything else that is not a value
 
 
 def _duration_text(value: datetime.timedelta) -> str:
@@ -703,7 +703,7 @@ def _duration_text(value: datetime.timedelta) -> str:
     sign, value = ("-", -value) if value < datetime.timedelta(0) else ("", value)
     minutes, seconds = divmod(value.days * 86400 + value.seconds, 60)
     text = f"{sign}{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
-    return f"{text}.{value.microseconds:06d}".rstrip("0") if value.microseconds else text  # ArrayFormula, DataTableFormula and anything else that is not a value
+    return f"{text}.{value.microseconds:06d}".rstrip("0") if value.microseconds else text
 
 
 def _refuse_formula(line: int, index: int) -> SpreadsheetRefused:
