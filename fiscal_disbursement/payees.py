@@ -12,13 +12,13 @@ read, so memory stays bounded for subsidy runs of tens of thousands of payees.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from treasury import spreadsheets
 from treasury.identifiers import InvalidIdentifier, validate_uscc
 from treasury.spreadsheets import (
+    CONTROL_CHARACTER,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_COMPRESSION_RATIO,
     DEFAULT_MAX_PROBLEMS,
@@ -55,7 +55,6 @@ NAME_MAX_CHARS = 200  # the longest registered organisation names stay well unde
 MEMO_MAX_CHARS = 140  # what a transfer's memo carries
 # Control characters XML 1.0 cannot carry, escaped or not: a name or memo holding one could never be written into
 # the payment voucher (adapters.budget.messages refuses it), so the file is refused instead, at the line.
-CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 
 # ---------------------------------------------------------------------------------------------
 # Format: header block keys (all optional) and columns (Chinese name first, then accepted aliases).
@@ -137,7 +136,6 @@ _MESSAGES = {
                         "(ID number must be an 18-character resident ID or unified social credit code)",
     "amount_not_positive": "金额必须大于零 (amount must be more than zero)",
     "memo_too_long": f"用途最多{MEMO_MAX_CHARS}个字 (memo must be at most {MEMO_MAX_CHARS} characters)",
-    "control_character": "含有不可见的控制字符，请删除后重新上传 (contains an invisible control character: delete it)",
     "category_format": "类别应为“个人”或“单位” (category must be 个人/person or 单位/organization)",
 }
 _CATEGORY_MISMATCH = {

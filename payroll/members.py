@@ -27,6 +27,8 @@ from treasury.identifiers import (
 )
 from treasury.money import InvalidAmount, yuan_to_fen
 from treasury.services.wallets import verify_wallets
+from treasury.spreadsheets import CONTROL_CHARACTER, is_utf16_or_32, refuse_utf16
+from treasury.spreadsheets import MESSAGES as _SHEET_MESSAGES
 from treasury.trace.services import EventSpec, append_events
 
 from .models import UnionMember, UnionSettings
@@ -47,6 +49,9 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_LINES = 50_000
 MAX_PROBLEMS_SHOWN = 1_000  # on the import page; the count says how many in all
 FORMULA_START = ("=", "+", "-", "@")  # a cell starting so would run as a formula in a spreadsheet
+# 13 digits of yuan, as payroll files are read: a larger number overflowed the column (a server error).
+MAX_DUES_BASE_FEN = 10**15 - 1
+CONTROL_CHARACTER_MESSAGE = _SHEET_MESSAGES["control_character"]
 YES = {"是", "y", "yes", "1", "true", "已授权"}
 NO = {"", "否", "n", "no", "0", "false", "未授权"}
 
@@ -126,11 +131,16 @@ def _check_details(details: MemberDetails, *, line: int, adding: bool) -> tuple[
     if len(employee_no) > 32 or employee_no.startswith(FORMULA_START):
         problem("employee_no", "employee_no_format", "工号最多32个字符，不能以 = + - @ 开头 (employee no.: at most 32 "
                                                      "characters, not starting with = + - @)")
+    elif not employee_no.isprintable() and CONTROL_CHARACTER.search(employee_no):
+        problem("employee_no", "control_character", CONTROL_CHARACTER_MESSAGE)
     name = _clean_text(details.name)
     if not name:
         problem("name", "required", "请填写姓名 (the name is required)")
     elif len(name) > 64 or name.startswith(FORMULA_START) or any(c.isdigit() for c in name):
         problem("name", "name_format", "姓名格式无效 (name is not a valid name)")
+    elif not name.isprintable() and CONTROL_CHARACTER.search(name):
+        # Else the operator's holder check refused it as another person's name.
+        problem("name", "control_character", CONTROL_CHARACTER_MESSAGE)
     resident_id = ""
     if adding:
         try:
@@ -144,6 +154,8 @@ def _check_details(details: MemberDetails, *, line: int, adding: bool) -> tuple[
         problem("wallet_id", exc.code, str(exc))
     if details.dues_base_fen < 0:
         problem("dues_base", "amount_negative", "会费基数不能为负 (the dues base must not be negative)")
+    elif details.dues_base_fen > MAX_DUES_BASE_FEN:
+        problem("dues_base", "amount_too_large", "会费基数过大 (the dues base is too large)")
     cleaned = MemberDetails(name=name, wallet_id=wallet_id, dues_base_fen=details.dues_base_fen,
                             standing_authorisation=details.standing_authorisation, employee_no=employee_no,
                             resident_id=resident_id)
@@ -309,6 +321,8 @@ def members_template_csv() -> bytes:
 
 
 def _decode(data: bytes) -> str:
+    if is_utf16_or_32(data[:4]):
+        raise MembersRefused([MemberProblem(0, "", "encoding", str(refuse_utf16()))])
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             return data.decode(encoding)
@@ -327,10 +341,15 @@ def read_members_csv(data: bytes) -> tuple[list[tuple[int, MemberDetails]], list
     """
     if len(data) > MAX_FILE_BYTES:
         raise MembersRefused([MemberProblem(0, "", "file_too_large", "文件不能超过 5 MB (the file must be at most 5 MB)")])
+    reader = csv.reader(io.StringIO(_decode(data), newline=""))
+    rows, line = [], 1  # the line the record being read starts on
     try:
-        rows = list(csv.reader(io.StringIO(_decode(data), newline="")))
-    except csv.Error:
-        raise MembersRefused([MemberProblem(0, "", "malformed_csv", "CSV 文件格式有误 (the CSV file is malformed)")])
+        for row in reader:
+            rows.append(row)
+            line = reader.line_num + 1
+    except csv.Error as exc:  # e.g. a quote never closed, read on to a field past the csv module's size limit
+        raise MembersRefused([MemberProblem(line, "", "malformed_csv", f"CSV 文件格式有误，第{line}行附近 "
+                                                                       f"(the CSV file is malformed near line {line}: {exc})")])
     for line, row in enumerate(rows if b"\x00" in data else (), start=1):  # no text column can store a NUL
         if any("\x00" in cell for cell in row):
             raise MembersRefused([MemberProblem(line, "", "not_text", f"第{line}行含有空字符(NUL)，文件不是文本 "

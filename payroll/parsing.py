@@ -23,6 +23,7 @@ from treasury import spreadsheets
 from treasury.identifiers import validate_uscc
 from treasury.money import fen_to_yuan_str
 from treasury.spreadsheets import (
+    CONTROL_CHARACTER,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_COMPRESSION_RATIO,
     DEFAULT_MAX_PROBLEMS,
@@ -287,6 +288,8 @@ class _LineChecker(LineChecker):
         if employee_no:
             if len(employee_no) > 32 or employee_no.startswith(FORMULA_START):
                 add(line, labels["employee_no"], "employee_no_format")
+            elif not employee_no.isprintable() and CONTROL_CHARACTER.search(employee_no):
+                add(line, labels["employee_no"], "control_character")
         elif i_employee >= 0:
             add(line, labels["employee_no"], "required")
 
@@ -294,6 +297,8 @@ class _LineChecker(LineChecker):
         if name:
             if len(name) > 64 or name.startswith(FORMULA_START) or _HAS_DIGIT(name):
                 add(line, labels["name"], "name_format")
+            elif not name.isprintable() and CONTROL_CHARACTER.search(name):
+                add(line, labels["name"], "control_character")
         elif i_name >= 0:
             add(line, labels["name"], "required")
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from treasury import spreadsheets
 from treasury.spreadsheets import (
+    CONTROL_CHARACTER,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_COMPRESSION_RATIO,
     DEFAULT_MAX_PROBLEMS,
@@ -60,7 +61,7 @@ COLUMNS: dict[str, tuple[tuple[str, ...], bool]] = {
 LAYOUT = SheetLayout(columns=COLUMNS, header_items=HEADER_KEYS,
                      ignored_columns=("序号", "no", "错误说明", "错误", "errors"), sheet_title="社保申报")
 
-_PERIOD = re.compile(r"(\d{4})[-/.年]?(\d{1,2})月?")
+_PERIOD = re.compile(r"([0-9]{4})[-/.年]?([0-9]{1,2})月?")
 _MESSAGES = {
     **spreadsheets.MESSAGES,
     "name_format": f"姓名超过{NAME_MAX_CHARS}字或以= + - @开头 (name longer than {NAME_MAX_CHARS} characters or "
@@ -73,7 +74,8 @@ _MESSAGES = {
 
 def _period(text: str) -> str:
     match = _PERIOD.fullmatch(compact_text(text))
-    if match and 1 <= int(match.group(2)) <= 12:
+    # The premium message carries the period as (19|20)YYMM: another year could be declared but never sent.
+    if match and 1 <= int(match.group(2)) <= 12 and 1990 <= int(match.group(1)) <= 2099:
         return f"{match.group(1)}-{int(match.group(2)):02d}"
     raise BadValue(_MESSAGES["period_format"], "period_format")
 
@@ -141,6 +143,8 @@ class _LineChecker(LineChecker):
             problems.add(line, labels["name"], "required")
         elif len(name) > NAME_MAX_CHARS or name.startswith(FORMULA_START):
             problems.add(line, labels["name"], "name_format")
+        elif not name.isprintable() and CONTROL_CHARACTER.search(name):
+            problems.add(line, labels["name"], "control_character")
 
         resident = self.read_identifier(line, cells, i_id, "resident_id", self.check_resident_id)
         resident_id, warnings = resident or ("", ())

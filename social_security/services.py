@@ -50,7 +50,9 @@ SUBJECT = "social.declaration"
 PURPOSE_CODE = "SOCIALINS"
 PREPARER_ROLES = (roles.EMPLOYER_OPERATOR,)
 APPROVER_ROLES = (roles.EMPLOYER_APPROVER,)
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# The premium message carries the period as (19|20)YYMM, in ASCII digits ([0-9]: \d also matches other scripts'
+# digits, which int() reads); year 0000 is no date at all.
+_PERIOD = re.compile(r"^((?:19|20)[0-9]{2})-(0[1-9]|1[0-2])$")
 # The largest declared base taken, as a declaration file reads it (13 digits of yuan): the declared base is stored
 # as typed beside the clamped one, and a larger number does not fit the column.
 MAX_BASE_FEN = 10**15 - 1

@@ -18,7 +18,9 @@ from django.core.exceptions import ValidationError
 from stdnum import exceptions as stdnum_errors
 from stdnum.cn import ric, uscc
 
-WALLET_ID_RE = re.compile(r"^\d{16}$")
+# [0-9], not \d: \d also matches other scripts' digits (Arabic-Indic "١٠٠١..."), which int() reads but no
+# operator, message schema or check-digit table knows.
+WALLET_ID_RE = re.compile(r"^[0-9]{16}$")
 
 
 class InvalidIdentifier(ValueError):
@@ -45,10 +47,10 @@ def validate_resident_id(value: str) -> ResidentId:
     A 15-digit old-style number is converted (19 inserted after the region, check recomputed).
     """
     number = normalize_resident_id(value)
-    if re.fullmatch(r"\d{15}", number):
+    if re.fullmatch(r"[0-9]{15}", number):
         number = number[:6] + "19" + number[6:] + "0"
         number = number[:17] + ric.calc_check_digit(number)  # takes all 18, ignores the last
-    if not re.fullmatch(r"\d{17}[\dX]", number):
+    if not re.fullmatch(r"[0-9]{17}[0-9X]", number):
         raise InvalidIdentifier("身份证号应为18位，最后一位可为X (must be 18 characters, the last may be X)", "id_format")
     if ric.calc_check_digit(number) != number[-1]:
         raise InvalidIdentifier("身份证号校验位错误 (resident ID check digit is wrong)", "id_checksum")

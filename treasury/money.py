@@ -27,7 +27,11 @@ def yuan_to_fen(text: str | int | Decimal, *, allow_negative: bool = False) -> i
             value = Decimal(cleaned)
         except InvalidOperation:
             raise InvalidAmount(f"金额格式无效: {text!r}")
-    if value != value.quantize(Decimal("0.01")):
+    try:
+        exact = value == value.quantize(Decimal("0.01"))
+    except InvalidOperation:  # more digits than the context's 28 (or not finite): no amount anyone pays
+        raise InvalidAmount(f"金额过大或无效: {text!r} (amount is too large or not a number)") from None
+    if not exact:
         raise InvalidAmount(f"金额最多两位小数: {text!r} (at most two decimals)")
     if value < 0 and not allow_negative:
         raise InvalidAmount(f"金额不能为负: {text!r} (must not be negative)")

@@ -58,6 +58,7 @@ MESSAGES = {
     "amount_negative": "金额不能为负 (amount must not be negative)",
     "amount_too_large": "金额过大 (amount is too large)",
     "line_count_format": "总笔数应为整数 (line count must be a whole number)",
+    "control_character": "含有不可见的控制字符，请删除后重新上传 (contains an invisible control character: delete it)",
 }
 
 
@@ -129,6 +130,9 @@ _NEEDS_FOLD = re.compile("[" + "".join(re.escape(chr(code)) for code in sorted(_
 _FOLD = str.maketrans(_FOLD)
 _WHITESPACE = re.compile(r"\s+")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Control characters no name or memo holds: XML 1.0 (vouchers, TIPS messages) and worksheets cannot carry them.
+# Tab and line breaks are not among them: normalize_text makes them spaces.
+CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 
 
 def normalize_text(value: str) -> str:
@@ -416,10 +420,29 @@ def _sniff_kind(head: bytes, filename: str) -> str:
     if name.endswith(".csv") or name.endswith(".txt"):
         if is_zip:
             raise _refuse_not_spreadsheet("文件名为.csv但内容是压缩包或Excel工作簿", "named .csv but is a zip or Excel workbook")
+        if is_utf16_or_32(head):
+            raise refuse_utf16()
         if b"\x00" in head:
             raise _refuse_not_spreadsheet("文件名为.csv但内容不是文本", "named .csv but is not text")
         return "csv"
     raise SpreadsheetRefused("只接受.csv或.xlsx文件 (only .csv and .xlsx files are accepted)", "unsupported_format")
+
+
+def is_utf16_or_32(head: bytes) -> bool:
+    """Whether text starts as UTF-16 or UTF-32 does (a BOM, or a NUL byte beside each of the first ASCII characters):
+    what Excel writes as "Unicode text", which is text all the same, not "not text"."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # the UTF-32 BOMs start with these too
+        return True
+    return len(head) >= 4 and (head[1] == head[3] == 0 or head[0] == head[2] == 0) and head[:4] != b"\x00" * 4
+
+
+def refuse_utf16() -> SpreadsheetRefused:
+    return SpreadsheetRefused(
+        "文件为UTF-16/UTF-32编码（如Excel的“Unicode文本”），请另存为“CSV UTF-8（逗号分隔）”或“CSV（逗号分隔）” "
+        "(the file is UTF-16 or UTF-32 text, such as Excel's \"Unicode Text\": save it as \"CSV UTF-8 (comma delimited)\" "
+        "or \"CSV (comma delimited)\")",
+        "encoding",
+    )
 
 
 def _detect_encoding(head: bytes, complete: bool) -> tuple[str, bool]:
@@ -592,10 +615,14 @@ class SpreadsheetFile:
         try:
             sheet = workbook.worksheets[0]
             sheet.reset_dimensions()  # never trust (or pad to) the declared dimension
-            line = 0
+            # Rows the sheet holds are counted, not row numbers: openpyxl yields the rows between two stored ones as
+            # empty, and a stray cell at row 1,048,576 (Excel's last) refused a file of a few lines as too long.
+            held = 0
             for line, values in enumerate(sheet.iter_rows(min_row=1, min_col=1, values_only=True), start=1):
-                if line > self.max_physical_rows:
-                    raise _too_many_rows(self.max_physical_rows - EXTRA_ROWS)
+                if values.count(None) != len(values):
+                    held += 1
+                    if held > self.max_physical_rows:
+                        raise _too_many_rows(self.max_physical_rows - EXTRA_ROWS)
                 yield line, [_xlsx_text(value, line, index) for index, value in enumerate(values)]
         except SpreadsheetRefused:
             raise
@@ -666,7 +693,17 @@ def _xlsx_text(value, line: int, index: int) -> str:
         return value.isoformat()
     if isinstance(value, Decimal):
         return format(value, "f")
+    if isinstance(value, datetime.timedelta):  # a number cell formatted as a duration ([h]:mm:ss): not a formula
+        return _duration_text(value)
     raise _refuse_formula(line, index)  # ArrayFormula, DataTableFormula and anything else that is not a value
+
+
+def _duration_text(value: datetime.timedelta) -> str:
+    """30 hours -> "30:00:00", as a spreadsheet program shows a cell formatted [h]:mm:ss."""
+    sign, value = ("-", -value) if value < datetime.timedelta(0) else ("", value)
+    minutes, seconds = divmod(value.days * 86400 + value.seconds, 60)
+    text = f"{sign}{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+    return f"{text}.{value.microseconds:06d}".rstrip("0") if value.microseconds else text
 
 
 def _refuse_formula(line: int, index: int) -> SpreadsheetRefused:
@@ -1129,6 +1166,12 @@ def _report_rows(original_rows, by_line, layout: SheetLayout) -> Iterator[tuple[
             yield b_cells + [""] * (width - len(b_cells)), "; ".join(by_line.get(b_line, ()))
 
 
+# What openpyxl refuses in a cell (its ILLEGAL_CHARACTERS_RE): C0 controls but tab, line feed and carriage return.
+_NOT_IN_XLSX_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_NOT_IN_XLSX = _NOT_IN_XLSX_RE.search
+_NOT_IN_XLSX_SUB = _NOT_IN_XLSX_RE.sub
+
+
 def _report_csv(rows, out) -> bytes:
     target = out if out is not None else io.BytesIO()
     text = io.TextIOWrapper(target, encoding="utf-8-sig", newline="", write_through=True)
@@ -1151,6 +1194,10 @@ def _report_xlsx(rows, out, sheet_title: str) -> bytes:
 
     def text_cell(value, font=None):
         cell = WriteOnlyCell(sheet, value=None)
+        if value and not value.isprintable() and _NOT_IN_XLSX(value):
+            # A worksheet cannot hold control characters (openpyxl raises): shown as U+FFFD, so the cell the
+            # error column blames stays where it was, the character visible where it stood.
+            value = _NOT_IN_XLSX_SUB("\ufffd", value)
         cell.value = value
         cell.data_type = "s"  # a string, never a formula, even if it starts with "="
         if font is not None:

@@ -91,12 +91,22 @@ def _aware_datetime(value, what: str) -> dt.datetime:
     return moment
 
 
+# The longest text of a reply each field may hold: what the service's columns keep (a transfer's operator_txn_id,
+# a statement line's). A longer one would have been applied and then failed to store on PostgreSQL (value too
+# long), the money moved and the transfer left submitted; it is a reply of the wrong shape instead.
+MAX_LENGTHS = {"operator_txn_id": 64, "request_id": 128, "counterparty_wallet": 32, "kind": 16, "wallet_type": 4}
+WALLET_CLASSES = range(1, 5)  # WL01-WL04; a wallet is registered with its class (a small positive integer column)
+_LARGEST_FEN = 2**63 - 1  # a BIGINT column's (orjson reads integers up to 2**64 - 1)
+
+
 def _string(data: dict, name: str, what: str) -> str:
     value = data.get(name, "")
     if value is None:
         return ""
     if not isinstance(value, str):
         raise OperatorProtocolError(f"{what}.{name} is not a string")
+    if len(value) > MAX_LENGTHS.get(name, len(value)):
+        raise OperatorProtocolError(f"{what}.{name} is longer than {MAX_LENGTHS[name]} characters")
     return value
 
 
@@ -107,7 +117,7 @@ def parse_result(data, *, expected_request_id: str, allowed_statuses: frozenset[
     if data.get("request_id") != expected_request_id:
         raise OperatorProtocolError("reply's request id does not match the request")
     status = data.get("status")
-    if status not in allowed_statuses:
+    if not isinstance(status, str) or status not in allowed_statuses:  # a list or an object is unhashable
         raise OperatorProtocolError(f"unexpected status {status!r} for request {expected_request_id}")
     operator_txn_id = _string(data, "operator_txn_id", "result")
     code = _string(data, "code", "result")
@@ -236,8 +246,9 @@ class HttpOperatorClient:
                 raise OperatorProtocolError("wallet check does not match the wallet asked about")
             flags = [data.get(k, False) for k in ("exists", "active", "holder_name_matches")]
             wallet_class = data.get("wallet_class")
-            if not all(isinstance(f, bool) for f in flags) or not (wallet_class is None or type(wallet_class) is int):
-                raise OperatorProtocolError("wallet check has wrong field types")
+            if not all(isinstance(f, bool) for f in flags) or not (
+                    wallet_class is None or (type(wallet_class) is int and wallet_class in WALLET_CLASSES)):
+                raise OperatorProtocolError("wallet check has wrong field types or a wallet class other than 1-4")
             checks.append(WalletCheck(wallet_id=wallet_id, exists=flags[0], active=flags[1],
                                       holder_name_matches=flags[2], wallet_type=_string(data, "wallet_type", "check"),
                                       wallet_class=wallet_class))
@@ -313,7 +324,7 @@ class HttpOperatorClient:
                 raise OperatorProtocolError("a statement line is not an object")
             amount = data.get("amount_fen")
             direction = data.get("direction")
-            if type(amount) is not int or amount <= 0 or direction not in ("debit", "credit"):
+            if type(amount) is not int or not 0 < amount <= _LARGEST_FEN or direction not in ("debit", "credit"):
                 raise OperatorProtocolError("a statement line has a bad amount or direction")
             parsed.append(StatementLine(
                 operator_txn_id=_string(data, "operator_txn_id", "line"),
@@ -330,7 +341,7 @@ class HttpOperatorClient:
         """A wallet's balance now. Raises OperatorRejected for an unknown wallet, else as `query`."""
         body = self._call("GET", f"/v1/wallets/{wallet_id}/balance", None, what="balance")
         amount = body.get("balance_fen")
-        if type(amount) is not int or body.get("wallet_id") != wallet_id:
+        if type(amount) is not int or abs(amount) > _LARGEST_FEN or body.get("wallet_id") != wallet_id:
             raise OperatorProtocolError("balance reply has no integer balance_fen for this wallet")
         return WalletBalance(wallet_id=wallet_id, balance_fen=amount, status=_string(body, "status", "balance"),
                              as_of=_aware_datetime(body.get("as_of"), "as_of"))

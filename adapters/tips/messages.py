@@ -981,8 +981,13 @@ def social_declaration_reply_document(*, head: MessageHead, reply: SocialDeclara
 
 
 def read_social_declaration_reply(doc: Document) -> SocialDeclarationReply:
+    """A validated 5102. Raises XmlRefused (schema_invalid) for a confirmation (90000) without its voucher number
+    or a positive confirmed total: the declaration would be confirmed for an amount no transfer can pay."""
     _expect(doc, SOCIAL_DECLARATION_REPLY)
     f = _fields(doc.msg[0])
+    if f["Result"] == "90000" and not (f.get("VouNo") and yuan_text_to_fen(f.get("ConfirmedAmt", "0.00")) > 0):
+        raise XmlRefused(SCHEMA_INVALID, "a 5102 confirming a declaration (90000) carries its VouNo and a positive "
+                                         "ConfirmedAmt", line=doc.msg[0].sourceline)
     return SocialDeclarationReply(
         ori_msg_id=doc.head.msg_ref, ori_tax_org_code=f["OriTaxOrgCode"], ori_decl_no=f["OriDeclNo"],
         result=f["Result"], vou_no=f.get("VouNo", ""),

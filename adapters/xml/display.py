@@ -30,8 +30,28 @@ class PersonalElements:
     ids: frozenset[str] = frozenset()  # codes or free text that may hold an ID or mobile number (logmask)
 
 
+# Markup that may stand between a start tag and its text in a body shown as text (refused, or cut short): a CDATA
+# section's content is text like any other, and a comment or processing instruction hid the text after it from
+# `_ELEMENT_TEXT`, so a name or wallet behind one was shown whole. Both to the end of a body cut short inside one.
+_CDATA = re.compile(r"<!\[CDATA\[(.*?)(?:\]\]>|$)", re.DOTALL)
+_COMMENT_OR_PI = re.compile(r"<!--.*?(?:-->|$)|<\?.*?(?:\?>|$)", re.DOTALL)
+
+
+def _cdata_as_text(match: re.Match) -> str:
+    return match[1].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def mask_personal(text: str, personal: PersonalElements) -> str:
-    """`text` (XML, whole or cut short) with the personal elements' text masked."""
+    """`text` (XML, whole or cut short) with the personal elements' text masked; comments and processing
+    instructions are left out and CDATA sections shown as the text they hold, so that none hides a value."""
+    if "<!" in text or "<?" in text:
+        text = _CDATA.sub(_cdata_as_text, text)
+        declaration = ""
+        if text.startswith("<?xml"):  # the XML declaration stays: it says how the body is encoded
+            declaration, _, text = text.partition("?>")
+            declaration += "?>"
+        text = declaration + _COMMENT_OR_PI.sub("", text)
+
     def masked(match: re.Match) -> str:
         tag, value = match["tag"], match["text"]
         if not value.strip():

@@ -659,7 +659,7 @@ def send_check_result(*, run_id: int, now: dt.datetime) -> ReconciliationRun:
             fault_codes.append(fault_code)
     if notes:
         ReconciliationRun.objects.filter(pk=run.pk).update(
-            note="; ".join(notes)[:255], reply_fault_code=next((code for code in fault_codes if code), ""))
+            note="; ".join(notes)[:255], reply_fault_code=next((code for code in fault_codes if code), "")[:10])
     else:
         ReconciliationRun.objects.filter(pk=run.pk).update(reply_sent_at=now, reply_sent_text=text, note="",
                                                            reply_fault_code="")

@@ -415,3 +415,27 @@ def test_control_characters_in_a_name_or_memo_are_a_problem_of_their_line(rows):
     assert problems_of(parsed) == [(FIRST_LINE, "用途", "control_character"),
                                    (FIRST_LINE + 1, "收款人", "control_character")]
     assert [line.memo for line in parsed.lines] == ["高龄 津贴 2026"]
+
+
+def test_the_xlsx_error_report_of_a_file_with_a_control_character_shows_where_it_stood(rows):
+    """A worksheet cannot hold a control character: the report of the very file the check refused for one was a
+    server error; the character is shown as U+FFFD in its cell, the error column says what to fix."""
+    rows[1][COL["收款人"]] = "受助人\x01二"
+    data = to_csv(payee_rows(rows))
+    parsed = parse_payee_file(data, filename="p.csv")
+    assert problems_of(parsed) == [(FIRST_LINE + 1, "收款人", "control_character")]
+    report = write_error_report(problems=parsed.problems,
+                                original_rows=iter_original_rows(data=data, filename="p.csv"), fmt="xlsx")
+    sheet = first_sheet(report)
+    assert sheet.cell(row=FIRST_LINE + 1, column=COL["收款人"] + 1).value == "受助人\ufffd二"
+    assert "控制字符" in sheet.cell(row=FIRST_LINE + 1, column=len(COLUMNS) + 1).value
+
+
+@pytest.mark.parametrize("column,value", [("证件号码", "١١٠١٠٥١٩٤٩١٢٣١٠٠٢X"), ("钱包编号", "٢٠٠٠٠٠٠٠٠٠٠٠٠٠٠١")])
+def test_digits_of_another_script_are_no_identifier(rows, column, value):
+    """Arabic-Indic digits match \\d and int() reads them, so the ID passed its check digit and the wallet its
+    format, and were stored in digits no operator or message knows."""
+    rows[0][COL[column]] = value
+    parsed = parse_payee_file(to_csv(payee_rows(rows)), filename="p.csv", keep_lines=True)
+    assert [(p.line, p.column) for p in parsed.problems] == [(FIRST_LINE, column)]
+    assert all(line.id_number.isascii() and line.wallet_id.isascii() for line in parsed.lines)

@@ -433,6 +433,54 @@ def test_too_many_rows_is_refused(rows):
     assert refused.value.code == "too_many_rows"
 
 
+def test_a_stray_cell_on_the_last_row_of_a_sheet_is_a_line_not_a_million_rows(rows):
+    """openpyxl yields every row number up to the last stored one: a note left on row 1,048,576 refused a file of
+    three lines as having more than a million. The rows the sheet holds are counted; the stray cell is a line with
+    its own problems, named by its row."""
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(io.BytesIO(to_xlsx(payroll_rows(rows))))
+    workbook.worksheets[0].cell(row=1_048_576, column=1, value="E9")
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    parsed = parse(buffer.getvalue(), filename="p.xlsx")
+    assert {(p.line, p.column) for p in parsed.problems if p.code == "required"} >= {(1_048_576, "姓名")}
+    assert parsed.line_total == 4 and len(parsed.lines) == 3
+
+
+@pytest.mark.parametrize("encoding, filename", [("utf-16", "p.csv"), ("utf-16", "p.txt"), ("utf-32", "p.csv")])
+def test_a_utf16_file_is_refused_as_an_encoding_saying_how_to_save_it(rows, encoding, filename):
+    """Excel's "Unicode text" is UTF-16 with a BOM: it was refused as "not text", which it is; now as an encoding,
+    with the format to save it in."""
+    data = to_csv(payroll_rows(rows), encoding="utf-8").decode("utf-8").encode(encoding)
+    with pytest.raises(PayrollFileRefused) as refused:
+        parse(data, filename=filename)
+    assert refused.value.code == "encoding" and "UTF-16" in str(refused.value) and "CSV UTF-8" in str(refused.value)
+    english_first = "employee_no,name\r\n".encode("utf-16-le")  # no BOM: a NUL beside each ASCII character
+    with pytest.raises(PayrollFileRefused) as refused:
+        parse(english_first)
+    assert refused.value.code == "encoding"
+
+
+def test_a_duration_cell_is_read_as_shown_not_refused_as_a_formula(rows):
+    """openpyxl reads a number cell formatted [h]:mm:ss (overtime hours beside the pay) as a timedelta, which was
+    taken for a formula: the whole file was refused, naming the cell as holding one."""
+    import datetime as dt
+
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(io.BytesIO(to_xlsx(payroll_rows(rows))))
+    sheet = workbook.worksheets[0]
+    sheet.cell(row=HEADER_ROW, column=len(TEMPLATE_COLUMNS) + 1, value="加班时长")
+    sheet.cell(row=FIRST_LINE, column=len(TEMPLATE_COLUMNS) + 1, value=dt.timedelta(hours=30, minutes=5))
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    parsed = parse(buffer.getvalue(), filename="p.xlsx")
+    assert parsed.problems == [] and parsed.ignored_columns == ["加班时长"] and len(parsed.lines) == 3
+    original = dict(iter_original_rows(data=buffer.getvalue(), filename="p.xlsx"))
+    assert original[FIRST_LINE][len(TEMPLATE_COLUMNS)] == "30:05:00"
+
+
 def test_undecodable_csv_is_refused():
     with pytest.raises(PayrollFileRefused) as refused:
         parse("工号,姓名\n".encode("utf-8") + b"\xff\xfe\xfa\n" * 10)
@@ -548,3 +596,29 @@ def test_memory_grows_by_a_fraction_of_what_the_file_grows(tmp_path):
     large_peak = _peak_memory_parsing(large, 40_000)
     file_growth = large.stat().st_size - small.stat().st_size
     assert large_peak - small_peak < 0.75 * file_growth, (small_peak, large_peak, file_growth)
+
+
+def test_a_control_character_in_a_name_or_employee_number_is_a_problem_of_its_line(rows):
+    """Payee files refused them; payroll took them, into the wallet name check and the payslips, and the XLSX
+    error report of such a file was a server error."""
+    rows[0][COL["姓名"]] = "张\x01三"
+    rows[1][COL["工号"]] = "E\x7f2"
+    data = to_csv(payroll_rows(rows))
+    parsed = parse(data)
+    assert problems_of(parsed) == [(FIRST_LINE, "姓名", "control_character"),
+                                   (FIRST_LINE + 1, "工号", "control_character")]
+    report = write_error_report(problems=parsed.problems,
+                                original_rows=iter_original_rows(data=data, filename="p.csv"), fmt="xlsx")
+    sheet = first_sheet(report)
+    assert sheet.cell(row=FIRST_LINE, column=COL["姓名"] + 1).value == "张\ufffd三"
+    assert "control character" in sheet.cell(row=FIRST_LINE, column=len(TEMPLATE_COLUMNS) + 1).value
+
+
+def test_digits_of_another_script_are_no_resident_id_or_wallet(rows):
+    """\\d matched Arabic-Indic digits and int() read them: the line was valid, its ID and wallet in digits no
+    operator knows."""
+    rows[0][COL["身份证号"]] = "١١٠١٠٥١٩٤٩١٢٣١٠٠٢X"
+    rows[1][COL["数字人民币钱包"]] = "١٠٠١٢٣٤٥٦٧٨٩٠١٢٣"
+    parsed = parse(to_csv(payroll_rows(rows)))
+    assert problems_of(parsed) == [(FIRST_LINE, "身份证号", "id_format"),
+                                   (FIRST_LINE + 1, "数字人民币钱包", "wallet_id_format")]

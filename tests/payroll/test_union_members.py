@@ -207,6 +207,46 @@ def test_import_refuses_a_nul_character_by_its_line_and_writes_nothing(employer,
     assert not UnionMember.objects.exists() and member_events(grassroots) == []
 
 
+def test_import_refuses_a_dues_base_too_large_to_store_or_a_control_character_by_its_line(employer, grassroots):
+    """A dues base of 23 digits passed the amount check and overflowed the database column (a server error); a
+    control character in a name was refused by the operator as another holder's name."""
+    rows = staff(employer, 3)
+    lines = [csv_line(rows[0], dues="99999999999999999999999"), csv_line([rows[1][0], "张\x01三", *rows[1][2:4]]),
+             csv_line(["E\x1b3", *rows[2][1:4]])]
+    response = import_file(logged_in(employer.operator_user), grassroots, members_csv(lines))
+    assert response.status_code == 400
+    html = response.content.decode()
+    found = set(re.findall(r'<tr data-line="(\d+)" data-code="([a-z_]+)"><td class="num">\d+</td><td>([^<]+)</td>', html))
+    assert found == {("2", "amount_too_large", "会费基数"), ("3", "control_character", "姓名"),
+                     ("4", "control_character", "工号")}
+    assert not UnionMember.objects.exists() and member_events(grassroots) == []
+
+
+def test_a_dues_base_of_more_digits_than_decimal_holds_is_a_problem_of_its_line():
+    data = members_csv([["E1", "张三", "11010519491231002X", "1001234567890123", "9" * 40, "是"]])
+    _, problems = members.read_members_csv(data)
+    assert [(p.line, p.field, p.code) for p in problems] == [(2, "dues_base", "amount_format")]
+
+
+def test_a_malformed_member_file_names_the_line_where_it_broke():
+    """A quote never closed reads on to the end of the file as one cell, past the csv module's field limit: the
+    file was refused as malformed without saying where."""
+    lines = [["E1", "张三", "11010519491231002X", "1001234567890123", "8000.00", "是"]] * 3
+    data = members_csv(lines) + b'E4,"unclosed,11010519491231002X\r\n' + b"x" * 140_000
+    with pytest.raises(members.MembersRefused) as refused:
+        members.read_members_csv(data)
+    (problem,) = refused.value.problems
+    assert (problem.code, problem.line) == ("malformed_csv", 5) and "line 5" in problem.message
+
+
+def test_a_utf16_member_file_is_an_encoding_problem_not_a_nul_character():
+    data = members_csv([["E1", "张三", "11010519491231002X", "1001234567890123", "8000.00", "是"]], encoding="utf-8")
+    with pytest.raises(members.MembersRefused) as refused:
+        members.read_members_csv(data.decode("utf-8-sig").encode("utf-16"))
+    assert [(p.line, p.code) for p in refused.value.problems] == [(0, "encoding")]
+    assert "UTF-16" in refused.value.problems[0].message
+
+
 def test_import_refuses_a_file_without_the_columns(employer, grassroots):
     page = logged_in(employer.operator_user)
     data = builders.to_csv([["工号", "姓名", "身份证号"], ["E1", "张三", builders.resident_id(1)]])

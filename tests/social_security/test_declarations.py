@@ -401,3 +401,31 @@ def test_money_that_came_back_before_the_payment_was_recorded_is_paid_again_once
     assert world.balance(world.wallet) == before - declaration.total_fen
     assert world.balance(world.fund_wallet) == declaration.total_fen
     assert check_ledger().problems == []
+
+
+@pytest.mark.parametrize("period", ["0000-03", "٢٠٢٦-03", "1899-12"])
+def test_a_period_the_premium_message_cannot_carry_is_a_period_format_error(world, period):
+    """Year 0000 was a server error (no such date); digits of another script (\\d) made a declaration whose
+    5101 message could never be written; 1899 neither."""
+    with pytest.raises(SocialError) as refused:
+        prepare(world, period=period)
+    assert refused.value.code == "period_format"
+    assert not Declaration.objects.exists()
+
+
+@pytest.mark.parametrize("period", ["0000-03", "٢٠٢٦-03"])
+def test_a_files_period_in_no_calendar_or_other_digits_is_a_problem_of_its_row(period):
+    from social_security import parsing
+
+    data = f"费款所属期,{period}\n姓名,身份证号,缴费基数\n张三,110101199003071233,8000.00\n".encode()
+    parsed = parsing.parse_declaration_file(data, filename="declaration.csv")
+    assert [(p.line, p.code) for p in parsed.problems] == [(1, "period_format")]
+    assert parsed.period is None
+
+
+def test_a_control_character_in_a_name_is_a_problem_of_its_line():
+    from social_security import parsing
+
+    data = "姓名,身份证号,缴费基数\n张\x01三,110101199003071233,8000.00\n".encode()
+    parsed = parsing.parse_declaration_file(data, filename="declaration.csv")
+    assert [(p.line, p.column, p.code) for p in parsed.problems] == [(2, "姓名", "control_character")]

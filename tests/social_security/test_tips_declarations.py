@@ -54,6 +54,23 @@ def test_documents_are_schema_valid_and_read_back():
         m.read_document(spoiled, max_bytes=100_000)
 
 
+@pytest.mark.parametrize("vou_no, amount_fen", [("", 0), ("SI2026030000000001", 0), ("SI2026030000000001", -500)])
+def test_a_confirmation_without_a_voucher_or_a_positive_total_is_refused(vou_no, amount_fen):
+    """Read as it came, such a 5102 confirmed the declaration for 0.00 or less (or with no voucher number): a total no
+    transfer can pay, and a confirmed declaration is not declared again. Refused, it is an unreadable reply: the
+    declaration stays declared and is sent again."""
+    head = m.new_head(msg_no=m.SOCIAL_DECLARATION_REPLY, src="100000000002", des="100000000001",
+                      work_date=dt.date(2026, 3, 5))
+    reply = SocialDeclarationReply(ori_msg_id=head.msg_id, ori_tax_org_code="13701000000", ori_decl_no="S00000000001",
+                                   result="90000", vou_no=vou_no, confirmed_amount_fen=amount_fen)
+    doc = m.read_document(m.social_declaration_reply_document(head=head, reply=reply), max_bytes=100_000)
+    with pytest.raises(XmlRefused):
+        m.read_body(doc)
+    refused = SocialDeclarationReply(**{**reply.__dict__, "result": "S0001", "add_word": "人数不符"})
+    doc = m.read_document(m.social_declaration_reply_document(head=head, reply=refused), max_bytes=100_000)
+    assert m.read_body(doc).result == "S0001"  # a refusal carries neither
+
+
 def test_declared_confirmed_paid_and_notified_over_soap(world, tips_sandbox):
     declaration = declared(world)
     assert declaration.state == S.CONFIRMED, declaration.state_reason

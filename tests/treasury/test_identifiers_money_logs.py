@@ -33,6 +33,14 @@ def test_yuan_to_fen_refuses(text):
         money.yuan_to_fen(text)
 
 
+@pytest.mark.parametrize("text", ["9" * 27, "9" * 40 + ".00", "-" + "9" * 30])
+def test_yuan_to_fen_refuses_more_digits_than_decimal_holds(text):
+    """Past 26 digits quantize() raised decimal.InvalidOperation, which no caller expects (a union member file, the
+    declaration form and API catch InvalidAmount): a server error."""
+    with pytest.raises(money.InvalidAmount, match="too large"):
+        money.yuan_to_fen(text, allow_negative=True)
+
+
 def test_format():
     assert money.format_yuan(123456789) == "¥1,234,567.89"
     assert money.fen_to_yuan_str(-5) == "-0.05"
@@ -123,3 +131,15 @@ def test_parties_are_validated_where_they_enter():
         register_person(name="张三", resident_id="110105194912310021")
     person, warnings = register_person(name=" 张三 ", resident_id="11010519491231002x")
     assert (person.resident_id, person.name, warnings) == ("11010519491231002X", "张三", ())
+
+
+
+@pytest.mark.parametrize("check,value", [
+    (identifiers.validate_resident_id, "١١٠١٠٥١٩٤٩١٢٣١٠٠٢X"),  # Arabic-Indic digits: \d matched them
+    (identifiers.validate_resident_id, "١١٠١٠٥٤٩١٢٣١٠٠٢"),  # the 15-digit form
+    (identifiers.validate_wallet_id, "١٠٠١٢٣٤٥٦٧٨٩٠١٢٣"),
+    (identifiers.validate_wallet_id, "१००१२३४५६७८९०१२३"),  # Devanagari
+])
+def test_identifiers_are_ascii_digits_only(check, value):
+    with pytest.raises(InvalidIdentifier):
+        check(value)

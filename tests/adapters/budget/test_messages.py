@@ -104,6 +104,27 @@ def test_zero_amount_detail_is_schema_invalid():
     assert refused.value.code == SCHEMA_INVALID and "PayAmt" in str(refused.value)
 
 
+def _quota(**changes):
+    from adapters.budget.interface import QuotaInfo
+
+    fields = dict(quota_id="Q" * 40, adm_div_code="350100", fiscal_year=2026, agency_code="A" * 20, agency_name="某单位",
+                  exp_func_code="2080505", exp_eco_code="30305", fund_type_code="1", pay_type_code="1",
+                  amount_fen=100_00, used_fen=0, reserved_fen=0, available_fen=100_00)
+    return QuotaInfo(**{**fields, **changes})
+
+
+@pytest.mark.parametrize("changes", [{"quota_id": "Q" * 41}, {"agency_code": "A" * 21}])
+def test_a_quota_the_service_cannot_store_is_schema_invalid(changes):
+    """The service keeps a quota id in 40 characters and a budget unit code in 20: a longer one was read, and
+    storing it failed on PostgreSQL (value too long), so one such quota stopped the whole quota sync with an error."""
+    expected = (m.response_tag(m.QUERY_QUOTAS),)
+    (read,) = m.read_quotas(m.read_envelope(m.quotas_body([_quota()]), max_bytes=10 ** 6, expected=expected))
+    assert (read.quota_id, read.agency_code) == ("Q" * 40, "A" * 20)  # at the limits
+    with pytest.raises(XmlRefused) as refused:
+        m.read_envelope(m.quotas_body([_quota(**changes)]), max_bytes=10 ** 6, expected=expected)
+    assert refused.value.code == SCHEMA_INVALID
+
+
 def test_yuan_text_is_exact_without_floats():
     assert m.yuan_text_to_fen("12345678901234.56") == 1234567890123456
     assert m.fen_to_yuan_text(1234567890123456) == "12345678901234.56"

@@ -149,6 +149,9 @@ def test_unreadable_reply_is_a_protocol_error(canned, client, raw):
     [settled("r-2")],                              # request id does not match
     [settled("r-1", status="pending")],            # unknown status
     [settled("r-1", status="not_found")],          # not a transfer outcome
+    [settled("r-1", status=["settled"])],          # a list or an object: unhashable, was a TypeError
+    [settled("r-1", status={"settled": True})],
+    [settled("r-1", operator_txn_id="E" * 65)],   # longer than a transfer keeps: failed to store on PostgreSQL
     [settled("r-1", operator_txn_id="")],          # settled without a transaction id
     [settled("r-1", settled_at=None)],             # settled without a time
     [settled("r-1", settled_at="2026-03-02T02:00:00")],  # naive time
@@ -266,3 +269,39 @@ def test_debug_log_names_request_ids_never_wallets_or_key(canned, client, caplog
     assert "r-log-1" in text
     assert "0010000000000001" not in text and "0010000000000002" not in text and "secret-key" not in text
     assert "secret-key" not in repr(client)
+
+
+@pytest.mark.parametrize("change", [{"operator_txn_id": "E" * 65}, {"request_id": "r" * 129}, {"kind": "k" * 17},
+                                    {"counterparty_wallet": "0" * 33}, {"amount_fen": 2 ** 63}])
+def test_statement_lines_the_columns_cannot_hold_are_protocol_errors(canned, client, change):
+    """A statement line is stored for reconciliation as read: a text longer than its column (or an amount past a
+    BIGINT) failed there on PostgreSQL, ending the reconciliation run with a server error."""
+    line = {"operator_txn_id": "E" * 64, "request_id": "r" * 128, "booked_at": SETTLED_AT, "direction": "credit",
+            "counterparty_wallet": "0" * 32, "amount_fen": 2 ** 63 - 1, "kind": "k" * 16}
+    canned.answer(payload={"lines": [line]})
+    assert client.statement("0010000000000001", dt.date(2026, 3, 2))[0].amount_fen == 2 ** 63 - 1  # at the limits
+    canned.answer(payload={"lines": [{**line, **change}]})
+    with pytest.raises(OperatorProtocolError):
+        client.statement("0010000000000001", dt.date(2026, 3, 2))
+
+
+def test_a_transfer_id_of_64_characters_is_read():
+    from adapters.ecny.client import _QUERY_STATUSES, parse_result
+
+    result = parse_result(settled("r-1", operator_txn_id="E" * 64), expected_request_id="r-1",
+                          allowed_statuses=_QUERY_STATUSES)
+    assert result.operator_txn_id == "E" * 64
+
+
+@pytest.mark.parametrize("change", [{"wallet_type": "WT010"}, {"wallet_class": 0}, {"wallet_class": 40_000},
+                                    {"wallet_class": -1}])
+def test_a_wallet_check_the_registry_cannot_hold_is_a_protocol_error(canned, client, change):
+    """A new payee's wallet is registered as the operator describes it (type in 4 characters, class a small positive
+    number): a longer type or a class out of range failed there on PostgreSQL, in the middle of paying a run."""
+    check = {"wallet_id": "0010000000000001", "exists": True, "active": True, "holder_name_matches": True,
+             "wallet_type": "WT01", "wallet_class": 4}
+    canned.answer(payload={"results": [check]})
+    assert client.verify_wallets([("0010000000000001", "张三")])[0].wallet_class == 4
+    canned.answer(payload={"results": [{**check, **change}]})
+    with pytest.raises(OperatorProtocolError):
+        client.verify_wallets([("0010000000000001", "张三")])

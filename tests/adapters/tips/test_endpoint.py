@@ -267,3 +267,17 @@ def test_comments_are_not_read_as_elements(client, tax_key, handler):
     reply_of(post(client, signed_request(document, tax_key)))
     (got,) = [message for name, message in handler.calls if name == "receive_batch"]
     assert [(i.tra_no, i.pay_op_bk_code) for i in got.items] == [(i.tra_no, i.pay_op_bk_code) for i in pack.items]
+
+
+def test_a_tax_type_name_longer_than_an_entry_holds_is_refused_before_the_handler(client, tax_key, handler):
+    """A deduction is entered in the treasury under its tax type's name, 60 characters at most: a longer one passed
+    the schema, the payer was debited, and entering it failed on PostgreSQL (value too long), leaving the deduction
+    deducting for good. Now the document is refused as a whole (92004) before anything is read."""
+    document = m.real_time_document(message=real_time())
+    longest = document.replace("<TaxTypeName>增值税</TaxTypeName>".encode(), f"<TaxTypeName>{'增' * 60}</TaxTypeName>".encode())
+    assert longest != document
+    m.read_document(longest, max_bytes=10 ** 6)  # 60 characters are a tax type name
+    too_long = document.replace("<TaxTypeName>增值税</TaxTypeName>".encode(), f"<TaxTypeName>{'增' * 61}</TaxTypeName>".encode())
+    fault = fault_of(post(client, signed_request(too_long, tax_key)))
+    assert (fault.faultcode, fault.code) == ("soap:Client", "92004") and "TaxTypeName" in fault.message
+    assert handler.calls == []

@@ -28,3 +28,16 @@ def test_a_whole_body_is_reindented_and_masked_and_text_that_is_not_xml_is_maske
     text, _ = shown_xml(b"<html><PayeeName>\xe5\xbc\xa0\xe4\xb8\x89\xe4\xb8\xb0</PayeeName>", max_bytes=1000,
                         personal=PERSONAL)
     assert "张三丰" not in text and "张*丰" in text
+
+
+def test_a_refused_body_hides_no_value_behind_cdata_or_a_comment():
+    """A body the hardened parser refused (or one cut short) is shown as text: a name in a CDATA section, or after a
+    comment or processing instruction, was not the text right after its start tag and was shown whole."""
+    data = ('<?xml version="1.0" encoding="UTF-8"?><!DOCTYPE x><CFX><PayeeName><![CDATA[张三丰]]></PayeeName>'
+            "<PayAcct><!-- x -->0010000000000077</PayAcct><TaxPayCode><?pi?>11010519491231002X</TaxPayCode>"
+            "<PayeeName><![CDATA[李<四>丰").encode()
+    for max_bytes in (10_000, len(data) - 1):
+        text, _ = shown_xml(data, max_bytes=max_bytes, personal=PERSONAL)
+        for whole in ("张三丰", "0010000000000077", "11010519491231002X", "李<四>"):
+            assert whole not in text, (whole, text)
+    assert "张*丰" in text and text.startswith('<?xml version="1.0" encoding="UTF-8"?>')

@@ -137,3 +137,22 @@ def test_a_2111_the_tax_system_did_not_take_is_noted_and_every_bank_is_answered_
     assert services.resend_check_results(now=timezone.now()) == 0 and len(sent) == before  # acknowledged: left alone
     ReconciliationRun.objects.filter(pk=run.pk).update(reply_sent_at=None)
     assert services.resend_check_results(now=timezone.now() + dt.timedelta(days=8)) == 0  # a week on: not unasked
+
+
+def test_a_refusal_code_longer_than_the_column_is_kept_to_its_length(two_treasuries, monkeypatch):
+    """The tax system's fault code may be 32 characters (tips_soap.xsd) and the run keeps 10: stored whole, it
+    failed on PostgreSQL (value too long) and the run's 2111 was neither noted nor left to a person. The package
+    and refund results already kept the first ten."""
+    from adapters.tips.interface import TipsFault
+    from tax import services as tax_services
+
+    class TaxSystem:
+        def send_check_result(self, result):
+            raise TipsFault("refused", code="DOCUMENT_SCHEMA_INVALID_AT_LINE_1")
+
+    monkeypatch.setattr(tax_services, "_tips", lambda: TaxSystem())
+    d = two_treasuries
+    TaxHandler().receive_check_detail(check_detail(check_lines([d["a1"], d["a2"], d["b1"], d["b2"]])))
+    run = ReconciliationRun.objects.get(check_date=ENTRUST_DATE, tax_org_code="")
+    assert run.reply_sent_at is None and run.reply_fault_code == "DOCUMENT_S"
+    assert "DOCUMENT_SCHEMA_INVALID_AT_LINE_1" not in run.reply_fault_code and run.note.startswith("2111 ")
