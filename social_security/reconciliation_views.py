@@ -14,6 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -160,7 +161,9 @@ def _case_page(request, case, *, correction_form=None, status: int = 200):
         "can_investigate": can_act and can_proceed(case.investigate),
         "can_resolve": can_act and case.state != CaseState.RESOLVED,
         "can_propose": can_act and case.state != CaseState.RESOLVED,
-        "correction_form": correction_form or SocialCorrectionForm()}, status=status)
+        "correction_form": correction_form or SocialCorrectionForm(),
+        "page_url": reverse("social:reconciliation-case", args=[case.pk]) if request.method == "POST" else ""},
+        status=status)
 
 
 def _refused(request, exc) -> None:

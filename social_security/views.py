@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -142,7 +143,9 @@ def _declaration_page(request, declaration, *, line_form=None, status: int = 200
         "declaration": declaration, "page": page, "actions": actions, "line_form": line_form or LineForm(),
         "reason_form": ReasonForm(), "receipt_number": receipt_number, "transfer_visible": transfer_visible,
         "withheld_differences": services.withheld_differences(declaration=declaration).count(),
-        "agreement": services.active_agreement(declaration=declaration) if actions.pay else None}, status=status)
+        "agreement": services.active_agreement(declaration=declaration) if actions.pay else None,
+        "page_url": reverse("social:declaration-detail", args=[declaration.pk]) if request.method == "POST" else ""},
+        status=status)
 
 
 @require_POST

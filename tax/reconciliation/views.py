@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -202,7 +203,9 @@ def _case_page(request, case, *, correction_form=None, status: int = 200):
         "can_resolve": can_act and case.state != CaseState.RESOLVED,
         "investigate_form": InvestigateForm(), "resolve_form": ResolveForm(),
         "corrections": case_corrections, "correction_form": correction_form or CorrectionForm(),
-        "can_propose": can_act and case.state != CaseState.RESOLVED}, status=status)
+        "can_propose": can_act and case.state != CaseState.RESOLVED,
+        "page_url": reverse("tax:reconciliation-case", args=[case.pk]) if request.method == "POST" else ""},
+        status=status)
 
 
 def _case_action(request, case_id: int, action: str):

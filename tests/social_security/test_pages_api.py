@@ -15,6 +15,7 @@ from social_security import parsing, services
 from social_security.models import Declaration, DeclarationState as S
 from tests.clients import api_as, logged_in
 from tests import factories as f
+from tests.clients import assert_links_lead_to
 from tests.social_security.test_declarations import ROWS
 from treasury.access import roles
 from treasury.models import Organization, Wallet
@@ -232,3 +233,5 @@ def test_a_refused_line_comes_back_in_the_add_form_with_what_was_typed_and_the_f
     html = response.content.decode()
     assert 'value="钱七"' in html and f'value="{wrong_id}"' in html and 'value="6000"' in html
     assert declaration.lines.count() == len(ROWS)
+    # Its pages of lines and the language switch lead to the declaration, not to the add-line address (POST only).
+    assert_links_lead_to(client, response, reverse("social:declaration-detail", args=[declaration.pk]))

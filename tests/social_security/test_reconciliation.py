@@ -21,6 +21,7 @@ from social_security.models import DeclarationState as S
 from tax import services as tax_services
 from tax.reconciliation.services import ReconciliationError
 from tests import factories as f
+from tests.clients import assert_links_lead_to
 from tests.social_security.flexible.conftest import make_individual
 from tests.social_security.test_declarations import confirmed
 from treasury.access import roles
@@ -455,3 +456,4 @@ def test_a_refused_proposal_on_the_case_page_keeps_what_was_typed_and_names_the_
     html = response.content.decode()
     assert 'value="0.0x"' in html and "少收一分" in html
     assert not case.corrections.exists()
+    assert_links_lead_to(client, response, reverse("social:reconciliation-case", args=[case.pk]))

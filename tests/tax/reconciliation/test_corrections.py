@@ -9,6 +9,7 @@ from tax.models import TaxDeduction
 from tax.reconciliation import corrections, services
 from tax.reconciliation.models import CaseCorrection, CorrectionState, DiscrepancyCase, Outcome
 from tests import factories as f
+from tests.clients import assert_links_lead_to
 from tests.tax.reconciliation.conftest import ENTRUST_DATE, check_detail, planted_lines, planted_statement
 from treasury.access import roles
 from treasury.access.errors import AccessDenied, MakerCheckerViolation
@@ -402,3 +403,4 @@ def test_a_refused_proposal_on_the_case_page_keeps_what_was_typed_and_names_the_
     assert 'value="300.01"' in html and "多扣，退还纳税人" in html
     assert list(response.context["correction_form"].errors) == ["amount"]  # more than was debited
     assert not CaseCorrection.objects.exists()
+    assert_links_lead_to(maker, response, page)  # not to the proposal's address, which only takes a POST
