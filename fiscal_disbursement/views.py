@@ -192,7 +192,10 @@ def request_create(request):
                 if uploaded:
                     _load_payees(request, payment_request.pk, uploaded)
                 return redirect("fiscal:request_detail", request_id=payment_request.pk)
-    return render(request, "fiscal/request_form.html", {"form": form, "quotas": quotas}, status=status)
+    # A file input cannot be given its file back: the page shown again says which one to choose again.
+    not_kept = request.FILES["file"].name if status != 200 and "file" in request.FILES else ""
+    return render(request, "fiscal/request_form.html", {"form": form, "quotas": quotas, "file_not_kept": not_kept},
+                  status=status)
 
 
 def _load_payees(request, request_id: int, uploaded) -> None:

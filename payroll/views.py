@@ -529,6 +529,8 @@ def _union_page(request, union, form, status=200):
         "can_call": selectors.can_issue_dues_call(user=request.user, union=union),
         "can_edit_members": members.may_edit_members(user=request.user, union=union),
         "form": form,
+        # Shown again after a refused dues call: at the union's address, which its links and the language take.
+        "page_url": reverse("payroll:union-detail", args=[union.pk]) if request.method == "POST" else "",
     }, status=status)
 
 

@@ -14,6 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -28,7 +29,7 @@ from tax.reconciliation.forms import (
 from tax.forms import ALL
 from tax.reconciliation.models import CaseState
 from tax.reconciliation.page_helpers import (
-    CASES_PER_PAGE, RESULTS_PER_PAGE, correction_of, run_list_page, shown_corrections,
+    CASES_PER_PAGE, RESULTS_PER_PAGE, add_correction_refusal, correction_of, run_list_page, shown_corrections,
 )
 from tax.reconciliation.services import ReconciliationError
 from tax.reconciliation.views import acts, staff_only
@@ -145,7 +146,11 @@ def case_list(request):
 @login_required
 @role_required(*selectors.RECONCILIATION_ROLES)
 def case_detail(request, case_id: int):
-    case = selectors.case_get(user=request.user, case_id=case_id)
+    return _case_page(request, selectors.case_get(user=request.user, case_id=case_id))
+
+
+def _case_page(request, case, *, correction_form=None, status: int = 200):
+    """The case page; after a refused proposal, with the bound form (what was typed, and why) and a 400."""
     can_act = acts(request.user)
     results = list(case.results.select_related("run").order_by("-run__check_date")[:20])
     corrections = shown_corrections(
@@ -156,7 +161,9 @@ def case_detail(request, case_id: int):
         "can_investigate": can_act and can_proceed(case.investigate),
         "can_resolve": can_act and case.state != CaseState.RESOLVED,
         "can_propose": can_act and case.state != CaseState.RESOLVED,
-        "correction_form": SocialCorrectionForm()})
+        "correction_form": correction_form or SocialCorrectionForm(),
+        "page_url": reverse("social:reconciliation-case", args=[case.pk]) if request.method == "POST" else ""},
+        status=status)
 
 
 def _refused(request, exc) -> None:
@@ -190,11 +197,14 @@ def case_action(request, case_id: int, action: str):
         elif action == "propose":
             form = SocialCorrectionForm(request.POST)
             if not form.is_valid():
-                messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
-                return redirect("social:reconciliation-case", case_id=case.pk)
-            reconciliation.propose_correction(case_id=case.pk, user=request.user, kind=form.cleaned_data["kind"],
-                                              amount_fen=form.cleaned_data["amount"],
-                                              reason=form.cleaned_data["reason"], now=now)
+                return _case_page(request, case, correction_form=form, status=400)
+            try:
+                reconciliation.propose_correction(case_id=case.pk, user=request.user, kind=form.cleaned_data["kind"],
+                                                  amount_fen=form.cleaned_data["amount"],
+                                                  reason=form.cleaned_data["reason"], now=now)
+            except (ReconciliationError, AccessDenied) as exc:  # shown with what was typed, at its field
+                add_correction_refusal(form, exc)
+                return _case_page(request, case, correction_form=form, status=400)
             messages.success(request, _("Correction proposed; another tax staff member approves it."))
         else:
             raise Http404("no such action")

@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -115,7 +116,15 @@ def declaration_template(request, file_format: str):
 @login_required
 @role_required(*READ_ROLES)
 def declaration_detail(request, declaration_id: int):
-    declaration = selectors.declaration_get(user=request.user, declaration_id=declaration_id)
+    return _declaration_page(request, selectors.declaration_get(user=request.user, declaration_id=declaration_id))
+
+
+# A refused line's problem goes under the field of its column (file columns and page fields share the checks).
+_FIELD_OF_COLUMN = {"姓名": "name", "身份证号": "resident_id", "缴费基数": "base"}
+
+
+def _declaration_page(request, declaration, *, line_form=None, status: int = 200):
+    """The declaration page; after a refused line, with the bound add-line form (what was typed, and why)."""
     page = Paginator(selectors.declaration_lines(declaration=declaration), LINES_PER_PAGE).get_page(
         request.GET.get("page"))
     full = _shows_personal_data(request.user, declaration)
@@ -131,10 +140,12 @@ def declaration_detail(request, declaration_id: int):
     transfer_visible = bool(declaration.transfer_id) and visible_transfers(request.user).filter(
         pk=declaration.transfer_id).exists()
     return render(request, "social_security/declaration_detail.html", {
-        "declaration": declaration, "page": page, "actions": actions, "line_form": LineForm(),
+        "declaration": declaration, "page": page, "actions": actions, "line_form": line_form or LineForm(),
         "reason_form": ReasonForm(), "receipt_number": receipt_number, "transfer_visible": transfer_visible,
         "withheld_differences": services.withheld_differences(declaration=declaration).count(),
-        "agreement": services.active_agreement(declaration=declaration) if actions.pay else None})
+        "agreement": services.active_agreement(declaration=declaration) if actions.pay else None,
+        "page_url": reverse("social:declaration-detail", args=[declaration.pk]) if request.method == "POST" else ""},
+        status=status)
 
 
 @require_POST
@@ -145,18 +156,19 @@ def declaration_add_line(request, declaration_id: int):
     declaration = selectors.declaration_get(user=request.user, declaration_id=declaration_id)
     form = LineForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "; ".join(f"{form.fields[k].label}: {' '.join(v)}" for k, v in form.errors.items()))
-        return redirect("social:declaration-detail", declaration_id=declaration.pk)
+        return _declaration_page(request, declaration, line_form=form, status=400)
     try:
         services.add_line(declaration_id=declaration.pk, user=request.user, name=form.cleaned_data["name"],
                           resident_id=form.cleaned_data["resident_id"], base_fen=form.cleaned_data["base"],
                           now=timezone.now())
     except services.DeclarationRefused as exc:
-        messages.error(request, "; ".join(f"{p.column}: {p.message}" for p in exc.problems))
+        for problem in exc.problems:
+            form.add_error(_FIELD_OF_COLUMN.get(problem.column), problem.message)
+        return _declaration_page(request, declaration, line_form=form, status=400)
     except (services.SocialError, AccessDenied) as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, _("Line added."))
+        form.add_error(None, str(exc))
+        return _declaration_page(request, declaration, line_form=form, status=400)
+    messages.success(request, _("Line added."))
     return redirect("social:declaration-detail", declaration_id=declaration.pk)
 
 

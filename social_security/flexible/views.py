@@ -14,6 +14,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q, Sum
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -74,12 +75,17 @@ def mine(request):
     now = timezone.now()
     enrolment = selectors.my_enrolment(request.user)
     if enrolment is None:
-        fund = FundAccount.objects.select_related("region").order_by("region__code").first()
-        levels = _levels(fund.region, now) if fund else None
+        levels = _enrol_levels(now)
         form = EnrolForm(levels=levels, initial={"start_month": f"{services.local_date(now):%Y-%m}"})
         return render(request, "social_security/flexible/enrol.html", {"form": form, "levels": levels})
     # A read: the months shown are those made so far (enrolment, the nightly task, paying make them).
     return render(request, "social_security/flexible/mine.html", _enrolment_context(enrolment, now=now, own=True))
+
+
+def _enrol_levels(now):
+    """The base levels the enrolment form offers, with what each costs (the first region's)."""
+    fund = FundAccount.objects.select_related("region").order_by("region__code").first()
+    return _levels(fund.region, now) if fund else None
 
 
 def _enrolment_context(enrolment: Enrolment, *, now, own: bool) -> dict:
@@ -106,7 +112,8 @@ def _enrolment_context(enrolment: Enrolment, *, now, own: bool) -> dict:
 def enrol(request):
     _individual(request)
     now = timezone.now()
-    form = EnrolForm(request.POST)
+    levels = _enrol_levels(now)
+    form = EnrolForm(request.POST, levels=levels)
     if form.is_valid():
         data = form.cleaned_data
         try:
@@ -118,7 +125,9 @@ def enrol(request):
         else:
             messages.success(request, _("Enrolled."))
             return redirect("social_flexible:mine")
-    return render(request, "social_security/flexible/enrol.html", {"form": form}, status=400)
+    # Shown again as the enrolment page shows it, at that page's address (this one takes only a POST).
+    return render(request, "social_security/flexible/enrol.html", {
+        "form": form, "levels": levels, "page_url": reverse("social_flexible:mine")}, status=400)
 
 
 def _own_enrolment(request) -> Enrolment:

@@ -44,3 +44,16 @@ def shown_corrections(corrections, *, user, can_act: bool, correction_actions) -
         c.actions = correction_actions(c, user) if can_act else []
         c.payer_shown, c.payee_shown = mask_wallet_id(c.payer.wallet_id), mask_wallet_id(c.payee.wallet_id)
     return corrections
+
+
+# A refused proposal's problem goes under the field it is about (the rest above the form).
+_CORRECTION_FIELD_OF_REFUSAL = {
+    "invalid_amount": "amount", "exceeds_held": "amount", "reason_required": "reason",
+    "invalid_kind": "kind", "not_signed": "kind",
+}
+
+
+def add_correction_refusal(form, exc: Exception) -> None:
+    """A service's refusal of a proposed correction on the bound form the case page shows again."""
+    field = _CORRECTION_FIELD_OF_REFUSAL.get(getattr(exc, "code", ""))
+    form.add_error(field if field in form.fields else None, str(exc))

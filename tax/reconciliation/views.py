@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -33,7 +34,7 @@ from .forms import (
 )
 from .models import CaseState, RunStep
 from .page_helpers import (
-    CASES_PER_PAGE, RESULTS_PER_PAGE, correction_of, run_list_page, shown_corrections,
+    CASES_PER_PAGE, RESULTS_PER_PAGE, add_correction_refusal, correction_of, run_list_page, shown_corrections,
 )
 
 
@@ -186,7 +187,11 @@ def case_list(request):
 @login_required
 @role_required(*READ_ROLES)
 def case_detail(request, case_id: int):
-    case = selectors.case_get(user=request.user, case_id=case_id)
+    return _case_page(request, selectors.case_get(user=request.user, case_id=case_id))
+
+
+def _case_page(request, case, *, correction_form=None, status: int = 200):
+    """The case page; after a refused proposal, with the bound form (what was typed, and why) and a 400."""
     results = describe_results(list(selectors.case_results(user=request.user, case=case)[:20]))
     can_act = acts(request.user)
     case_corrections = shown_corrections(
@@ -197,8 +202,10 @@ def case_detail(request, case_id: int):
         "can_investigate": can_act and can_proceed(case.investigate),
         "can_resolve": can_act and case.state != CaseState.RESOLVED,
         "investigate_form": InvestigateForm(), "resolve_form": ResolveForm(),
-        "corrections": case_corrections, "correction_form": CorrectionForm(),
-        "can_propose": can_act and case.state != CaseState.RESOLVED})
+        "corrections": case_corrections, "correction_form": correction_form or CorrectionForm(),
+        "can_propose": can_act and case.state != CaseState.RESOLVED,
+        "page_url": reverse("tax:reconciliation-case", args=[case.pk]) if request.method == "POST" else ""},
+        status=status)
 
 
 def _case_action(request, case_id: int, action: str):
@@ -249,15 +256,15 @@ def case_correction_propose(request, case_id: int):
     case = selectors.case_get(user=request.user, case_id=case_id)
     form = CorrectionForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
-        return redirect("tax:reconciliation-case", case_id=case.pk)
+        return _case_page(request, case, correction_form=form, status=400)
     try:
         corrections.propose_correction(case_id=case.pk, user=request.user, kind=form.cleaned_data["kind"],
                                        amount_fen=form.cleaned_data["amount"], reason=form.cleaned_data["reason"],
                                        now=timezone.now())
-        messages.success(request, _("Correction proposed; another tax staff member approves it."))
     except (services.ReconciliationError, AccessDenied) as exc:
-        messages.error(request, str(exc))
+        add_correction_refusal(form, exc)
+        return _case_page(request, case, correction_form=form, status=400)
+    messages.success(request, _("Correction proposed; another tax staff member approves it."))
     return redirect("tax:reconciliation-case", case_id=case.pk)
 
 

@@ -184,3 +184,35 @@ def test_upload_fix_approve_pay_and_open_a_payslip(employer, live_server, chromi
 
     batch.refresh_from_db()
     assert batch.state == BatchState.PAID and batch.approved_by == employer["approver"]
+
+
+def test_a_second_click_on_pay_sends_nothing_and_the_page_says_it_is_paying(employer, live_server, browser_page):
+    """Pay clicked twice while the first click's request is on its way: the browser sends one request, so the
+    page shows the run paying, not "the batch's state does not allow this" from a second request the run had
+    already left the state for (which read as a refusal of the payment)."""
+    from django.utils import timezone
+
+    from payroll import services
+
+    page, base = browser_page, live_server.url
+    now = timezone.now()
+    org = Organization.objects.get(uscc=EXAMPLE_USCC)
+    batch = services.import_payroll_file(employer=org, user=employer["operator"],
+                                         filename="工资.csv", now=now,
+                                         data=builders.to_csv(builders.payroll_rows(employer["rows"])))
+    services.submit_batch(batch_id=batch.pk, user=employer["operator"], now=now)
+    services.approve_batch(batch_id=batch.pk, user=employer["approver"], now=now)
+    services.fund_batch(batch_id=batch.pk, user=employer["approver"], now=now)
+    _log_in(page, base, employer["approver"].username)
+    page.goto(f"{base}/payroll/{batch.pk}/")
+
+    sent = []
+    page.on("request", lambda request: sent.append(request.url) if request.method == "POST" else None)
+    # Two clicks 100 ms apart, well before the first answer can come back.
+    page.evaluate("""() => { const pay = document.querySelector("button[data-action=pay]");
+                             pay.click(); setTimeout(() => pay.click(), 100); }""")
+    page.wait_for_selector("ul.messages li")  # the answer's page, with what happened
+    page.wait_for_load_state()
+    assert sent == [f"{base}/payroll/{batch.pk}/pay/"]
+    assert page.locator("ul.messages li.error").count() == 0
+    assert page.locator("[data-testid=batch-state]").get_attribute("data-state") in ("paying", "paid")

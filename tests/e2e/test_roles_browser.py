@@ -128,3 +128,21 @@ def test_dashboard_in_chinese_then_english(world, live_server, browser_page, tmp
 
     page.click("[data-testid=logout]")
     page.wait_for_url(re.compile(r".*/login/$"))
+
+
+@pytest.mark.parametrize("language", ["zh-hans", "en"])
+def test_top_bar_fits_a_phone(language, world, live_server, browser_page):
+    """At 390 px (a phone) the top bar wraps onto lines of its own: the page never scrolls sideways, the
+    language names and "Log out" stay on one line each (简体中文 was stacked a character a line)."""
+    page, base = browser_page, live_server.url
+    page.set_viewport_size({"width": 390, "height": 844})
+    _log_in(page, base, world["users"]["finance_clerk"].username)
+    if language == "en":
+        page.click("form.lang-switch button[data-lang=en]")
+        page.wait_for_load_state()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for selector in ("form.lang-switch button[data-lang=zh-hans]", "form.lang-switch button[data-lang=en]",
+                     "[data-testid=logout]"):
+        box = page.locator(selector).bounding_box()
+        line = page.locator(selector).evaluate("el => parseFloat(getComputedStyle(el).lineHeight)")
+        assert box["height"] < 2 * line, f"{selector} wraps onto several lines"

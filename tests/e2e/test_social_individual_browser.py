@@ -53,6 +53,12 @@ def test_an_individual_pays_an_overdue_month_and_downloads_the_statement(
     page.wait_for_url("**/social/flexible/pay/?through=*")
     assert page.locator("[data-testid=quote-late-fees]").inner_text() == "¥29.41"
     assert page.locator("[data-testid=quote-total]").inner_text() == "¥2,291.41"
+    # The total to pay reads as a figure, as large and dark as the months above it (a table footer's cells are
+    # headers: they were drawn in the column titles' small grey type).
+    style = "el => [parseFloat(getComputedStyle(el).fontSize), getComputedStyle(el).color]"
+    total_size, total_color = page.locator("[data-testid=quote-total]").evaluate(style)
+    row_size, row_color = page.locator("table[data-testid=quote] tbody td").last.evaluate(style)
+    assert total_size >= row_size and total_color == row_color
     assert not Payment.objects.exists()
     page.click("[data-testid=pay-submit]")
     page.wait_for_url(f"{base}/social/flexible/payments/")

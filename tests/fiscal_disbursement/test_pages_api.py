@@ -189,6 +189,24 @@ def test_prepare_fix_submit_approve_pay_report_and_reconcile_through_pages(finan
         f'data-request="{request.pk}"') == 1
 
 
+def test_a_refused_new_request_says_the_chosen_payee_file_was_not_kept(finance):
+    """A browser cannot give a file input its file back: when the form comes back with an error, the page says
+    which file was chosen and that it must be chosen again (the file is optional, so a second submit would
+    otherwise make a draft without payees, silently)."""
+    clerk = logged_in(finance.clerk)
+    response = clerk.post(reverse("fiscal:request_create"), {
+        "quota": QUOTA_ID, "pay_type": "1", "title": "补贴", "purpose_code": "SUBSIDY", "exp_eco_code": "3x",
+        "file": upload(payee_csv(payee_rows(finance, 1)), "十一月名单.csv")})
+    assert response.status_code == 400 and "exp_eco_code" in response.context["form"].errors
+    html = response.content.decode()
+    note = re.search(r'data-testid="file-not-kept"[^>]*>(.*?)</', html, re.S)
+    assert note and "十一月名单.csv" in note.group(1) and "请重新选择" in note.group(1)
+    response = clerk.post(reverse("fiscal:request_create"), {
+        "quota": QUOTA_ID, "pay_type": "1", "title": "补贴", "purpose_code": "SUBSIDY", "exp_eco_code": "3x"})
+    assert 'data-testid="file-not-kept"' not in response.content.decode()  # none was chosen
+    assert not PaymentRequest.objects.exists()
+
+
 def test_a_payee_warned_twice_keeps_both_warnings_and_only_earmark_ones_say_the_operator_will_refuse(finance):
     """A payee whose ID's region is unknown and whom the earmark does not admit shows both warnings; one with
     only the unknown region is not said to be refused."""

@@ -9,6 +9,7 @@ from django.utils import timezone
 from payroll.forms import period_of, recent_periods
 from payroll.models import DuesCall
 from tests import factories as f
+from tests.clients import assert_links_lead_to
 from tests.payroll.helpers import staff
 from tests.payroll.test_pages_api import api_as, logged_in, messages_of
 from tests.payroll.test_union import members_for
@@ -100,6 +101,10 @@ def test_dues_call_form_refuses_a_bad_or_future_month(employer, grassroots, unio
         response = page.post(reverse("payroll:union-dues-call", args=[grassroots.pk]), {"period": period})
         assert response.status_code == 400 and response.context["form"].errors["period"], period
     assert DuesCall.objects.count() == 0
+    # The page shown again lives at the union's own address: its links and the language switch lead there,
+    # not to the dues call's, which only takes a POST (a GET there was a blank 405).
+    union_url = reverse("payroll:union-detail", args=[grassroots.pk])
+    assert_links_lead_to(page, response, union_url)
 
 
 def test_employer_users_see_no_receipt_link_they_could_not_open(employer, grassroots, union_world):

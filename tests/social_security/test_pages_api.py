@@ -15,6 +15,7 @@ from social_security import parsing, services
 from social_security.models import Declaration, DeclarationState as S
 from tests.clients import api_as, logged_in
 from tests import factories as f
+from tests.clients import assert_links_lead_to
 from tests.social_security.test_declarations import ROWS
 from treasury.access import roles
 from treasury.models import Organization, Wallet
@@ -208,3 +209,29 @@ def test_a_period_typed_wrong_gets_one_error_saying_why():
         assert not form.is_valid()
         assert [str(e) for e in form.errors["period"]] == ["The period must be YYYY-MM."]
         assert [str(e) for e in NewDeclarationForm({"source": "entered"}).errors["period"]] == ["Required."]
+
+
+def test_a_refused_line_comes_back_in_the_add_form_with_what_was_typed_and_the_field_at_fault(world):
+    """Adding an employee the form or the service refuses shows the declaration again (400) with the name, resident
+    ID and base as typed and the problem under its field, where it was a redirect that emptied the form."""
+    declaration = services.create_declaration(user=world.operator_user, region_code="370100", period="2026-03",
+                                              rows=ROWS, now=timezone.now())
+    client = logged_in(world.operator_user)
+    url = reverse("social:declaration-add-line", args=[declaration.pk])
+    resident_id = f.make_resident_id()
+
+    response = client.post(url, {"name": "钱七", "resident_id": resident_id, "base": "6千"})
+    assert response.status_code == 400
+    assert list(response.context["line_form"].errors) == ["base"]
+    html = response.content.decode()
+    assert 'value="钱七"' in html and f'value="{resident_id}"' in html and 'value="6千"' in html
+
+    wrong_id = resident_id[:-1] + ("0" if resident_id[-1] != "0" else "1")  # the check digit no longer holds
+    response = client.post(url, {"name": "钱七", "resident_id": wrong_id, "base": "6000"})
+    assert response.status_code == 400  # the service's own check: under the resident ID
+    assert list(response.context["line_form"].errors) == ["resident_id"]
+    html = response.content.decode()
+    assert 'value="钱七"' in html and f'value="{wrong_id}"' in html and 'value="6000"' in html
+    assert declaration.lines.count() == len(ROWS)
+    # Its pages of lines and the language switch lead to the declaration, not to the add-line address (POST only).
+    assert_links_lead_to(client, response, reverse("social:declaration-detail", args=[declaration.pk]))

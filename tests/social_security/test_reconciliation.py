@@ -21,6 +21,7 @@ from social_security.models import DeclarationState as S
 from tax import services as tax_services
 from tax.reconciliation.services import ReconciliationError
 from tests import factories as f
+from tests.clients import assert_links_lead_to
 from tests.social_security.flexible.conftest import make_individual
 from tests.social_security.test_declarations import confirmed
 from treasury.access import roles
@@ -440,3 +441,19 @@ def test_a_flexible_payment_whose_money_came_back_before_it_finished_is_owed_aga
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.reconciled_at is None and second.reconciled_at is not None
+
+
+def test_a_refused_proposal_on_the_case_page_keeps_what_was_typed_and_names_the_field(day, client):
+    """As on the tax case page: the proposal comes back with what was typed and the problem at its field."""
+    reconciliation.reconcile_day(check_date=day.date, now=now(),
+                                 statement_rows=day.statement(**{day.decl_key: day.declaration.total_fen - 1}))
+    case = SocialDiscrepancyCase.objects.get(request_id=day.decl_key)
+    client.force_login(day.world.tax_staff)
+    url = reverse("social:reconciliation-correction-propose", args=[case.pk])
+    response = client.post(url, {"kind": "collect", "amount": "0.0x", "reason": "少收一分"})
+    assert response.status_code == 400
+    assert list(response.context["correction_form"].errors) == ["amount"]
+    html = response.content.decode()
+    assert 'value="0.0x"' in html and "少收一分" in html
+    assert not case.corrections.exists()
+    assert_links_lead_to(client, response, reverse("social:reconciliation-case", args=[case.pk]))

@@ -43,6 +43,23 @@ def test_an_individual_enrols_on_the_page_and_sees_the_overdue_month_with_its_la
     assert "¥2,291.41" in html
 
 
+def test_a_refused_enrolment_shows_the_form_as_it_was_at_the_page_own_address(client, flex):
+    """The enrolment form shown again with its error keeps what the levels cost ("100% · ¥7,800.00", as on the
+    first showing) and lives at the page's own address: its language switch led to the enrol address, which takes
+    only a POST (a blank 405)."""
+    from tests.clients import assert_links_lead_to
+
+    who = flex.individual(name="李四")
+    client.force_login(who.user)
+    response = client.post(reverse("social_flexible:enrol"), {
+        "region": "370100", "base_level": "100", "frequency": "monthly", "wallet_id": who.wallet_id,
+        "start_month": "2026-9x"})
+    assert response.status_code == 400 and list(response.context["form"].errors) == ["start_month"]
+    html = response.content.decode()
+    assert "100% · ¥7,800.00" in html and 'value="2026-9x"' in html
+    assert_links_lead_to(client, response, reverse("social_flexible:mine"))
+
+
 def test_paying_on_the_page_shows_the_late_fee_first_then_pays(client, flex):
     who = flex.individual(balance_fen=10_000_00)
     enrolment = flex.enrol(who)

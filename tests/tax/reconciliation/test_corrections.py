@@ -9,6 +9,7 @@ from tax.models import TaxDeduction
 from tax.reconciliation import corrections, services
 from tax.reconciliation.models import CaseCorrection, CorrectionState, DiscrepancyCase, Outcome
 from tests import factories as f
+from tests.clients import assert_links_lead_to
 from tests.tax.reconciliation.conftest import ENTRUST_DATE, check_detail, planted_lines, planted_statement
 from treasury.access import roles
 from treasury.access.errors import AccessDenied, MakerCheckerViolation
@@ -376,3 +377,30 @@ def test_open_cases_and_corrections_wait_on_the_dashboard_for_the_staff_who_may_
     assert 'data-waiting="tax_corrections_to_approve"' in html and f'href="{link}"' in html
     listed = client.get(link).content.decode()  # the list the count links to shows that case alone
     assert f'data-case="{case.pk}"' in listed and listed.count("data-case=") == 1
+
+
+def test_a_refused_proposal_on_the_case_page_keeps_what_was_typed_and_names_the_field(cases, tax):
+    """A proposal the page cannot take comes back on the case page with the kind, amount and reason as typed and
+    the problem next to its field, where it was a redirect that emptied the form and said only the message."""
+    from django.test import Client
+
+    case = cases[Outcome.MISSING_TAX]  # 300.00 was debited
+    maker = Client()
+    maker.force_login(tax.staff)
+    page = f"/tax/reconciliation/cases/{case.pk}/"
+
+    response = maker.post(f"{page}corrections/", {"kind": "refund", "amount": "3OO", "reason": "多扣，退还纳税人"})
+    assert response.status_code == 400
+    form = response.context["correction_form"]
+    assert list(form.errors) == ["amount"]
+    html = response.content.decode()
+    assert 'value="3OO"' in html and "多扣，退还纳税人" in html
+    assert 'id="id_amount_error"' in html or 'aria-invalid="true"' in html
+
+    response = maker.post(f"{page}corrections/", {"kind": "refund", "amount": "300.01", "reason": "多扣，退还纳税人"})
+    assert response.status_code == 400  # the service refuses: more than was debited
+    html = response.content.decode()
+    assert 'value="300.01"' in html and "多扣，退还纳税人" in html
+    assert list(response.context["correction_form"].errors) == ["amount"]  # more than was debited
+    assert not CaseCorrection.objects.exists()
+    assert_links_lead_to(maker, response, page)  # not to the proposal's address, which only takes a POST
