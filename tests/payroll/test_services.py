@@ -79,6 +79,18 @@ def test_operator_refusals_reject_the_file_with_every_line_named(employer):
     assert "运营机构查无此钱包" in report and "姓名与钱包户名不一致" in report
 
 
+def test_a_wallet_of_an_operator_not_registered_here_is_refused_at_import_not_when_paying(employer):
+    """The operator may know the wallet, but no operator this service pays through holds its prefix: such a
+    file was validated, and paying it failed inside the worker (registering the payee needs its operator)."""
+    rows = [builders.employee_row(i) for i in range(1, 3)]
+    rows[1][3] = "999" + rows[1][3][3:]
+    employer.sandbox.admin.open_wallets(wallets=[
+        {"wallet_id": row[3], "wallet_type": "WT01", "wallet_class": 2, "holder_name": row[1]} for row in rows])
+    batch = upload(employer, rows)
+    assert batch.state == BatchState.REJECTED
+    assert [(p["code"], p["line"] - batch.problems[0]["line"]) for p in batch.problems] == [("wallet_unknown", 0)]
+
+
 def test_hold_invalid_lines_pays_the_rest(employer):
     rows = staff(employer, 5, skip=(4,))
     batch = upload(employer, rows, hold_invalid_lines=True)
