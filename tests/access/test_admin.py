@@ -58,3 +58,12 @@ def test_ledger_account_list_masks_a_persons_wallet_and_name(superuser_client):
     assert f"/admin/treasury/ledgeraccount/{account.pk}/change/" in found  # found by its whole code
     assert f"/admin/treasury/ledgeraccount/{account.pk}/change/" not in superuser_client.get(
         "/admin/treasury/ledgeraccount/", {"q": wallet.wallet_id[:8]}).content.decode()  # not by a part of it
+
+
+def test_every_admin_list_is_named_in_the_plural_in_both_languages(superuser_client):
+    """Django's default plural adds an "s" after the closing parenthesis: "账户 (ledger account)s"."""
+    from django.contrib import admin
+
+    names = {model._meta.label: str(model._meta.verbose_name_plural) for model in admin.site._registry}
+    assert [label for label, name in names.items() if name.endswith(")s")] == []
+    assert "账户 (ledger accounts)" in superuser_client.get("/admin/").content.decode()

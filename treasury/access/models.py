@@ -39,6 +39,7 @@ class LoginFailure(models.Model):
 
     class Meta:
         verbose_name = "登录失败 (failed sign-in)"
+        verbose_name_plural = "登录失败 (failed sign-ins)"
         indexes = [models.Index(fields=["username", "at"], name="login_failure_username_at")]
 
     def __str__(self) -> str:

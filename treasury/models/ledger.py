@@ -32,6 +32,7 @@ class LedgerAccount(models.Model):
 
     class Meta:
         verbose_name = "账户 (ledger account)"
+        verbose_name_plural = "账户 (ledger accounts)"
         constraints = [models.UniqueConstraint(fields=["code"], name="ledger_account_code_unique")]
         indexes = [models.Index(fields=["organization"], name="ledger_account_organization",
                                 condition=models.Q(organization__isnull=False))]

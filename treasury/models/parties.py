@@ -33,6 +33,7 @@ class Organization(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = "机构 (organization)"
+        verbose_name_plural = "机构 (organizations)"
 
     def __str__(self) -> str:
         return self.name
@@ -53,6 +54,7 @@ class Person(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = "个人 (person)"
+        verbose_name_plural = "个人 (people)"
         constraints = [models.UniqueConstraint(fields=["resident_id"], name="person_resident_id_unique")]
 
     def __str__(self) -> str:
@@ -91,6 +93,7 @@ class Wallet(models.Model):
 
     class Meta:
         verbose_name = "数字人民币钱包 (e-CNY wallet)"
+        verbose_name_plural = "数字人民币钱包 (e-CNY wallets)"
         indexes = [
             models.Index(fields=["holder_org"], name="wallet_holder_org", condition=models.Q(holder_org__isnull=False)),
             models.Index(fields=["holder_person"], name="wallet_holder_person",

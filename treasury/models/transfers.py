@@ -82,6 +82,7 @@ class Transfer(ConcurrentTransitionMixin, models.Model):
 
     class Meta:
         verbose_name = "转账 (transfer)"
+        verbose_name_plural = "转账 (transfers)"
         constraints = [
             # A constraint, not unique=True: PostgreSQL would add a second (LIKE) index to maintain.
             models.UniqueConstraint(fields=["idempotency_key"], name="transfer_idempotency_key_unique"),
