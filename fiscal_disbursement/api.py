@@ -30,6 +30,7 @@ from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin, api_exc
 from treasury.access.errors import AccessDenied
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
 from treasury.api import ConditionsSerializer
+from treasury.api_limits import IdField
 from treasury.business_days import BusinessDaySerializerField
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.money import fen_to_yuan_str
@@ -261,7 +262,7 @@ class FiscalReasonSerializer(serializers.Serializer):
 
 
 class FiscalLineIdsSerializer(serializers.Serializer):
-    line_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=10_000,
+    line_ids = serializers.ListField(child=IdField(), min_length=1, max_length=10_000,
                                      help_text="ids of refused lines of this request")
 
 
@@ -306,7 +307,7 @@ class DailyReportSerializer(serializers.Serializer):
 
 class DailyReportQuerySerializer(serializers.Serializer):
     day = BusinessDaySerializerField(required=False)
-    organization = serializers.IntegerField(required=False, min_value=1)
+    organization = IdField(required=False)
 
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}

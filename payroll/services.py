@@ -23,6 +23,7 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Min, Q
+from django_fsm import TransitionNotAllowed, can_proceed
 
 from treasury.access import roles
 from treasury.access.errors import AccessDenied
@@ -479,9 +480,14 @@ def fund_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
 
     Raises:
         PayrollError: insufficient_funds, saying how much is there, set aside and needed.
+        TransitionNotAllowed: the batch is not approved (checked before the operator is asked).
     """
     batch = PayrollBatch.objects.get(pk=batch_id)
     _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
+    # The state first: a batch that cannot be funded is refused as such (409), without asking the operator
+    # (a 503 while it is away, or "insufficient funds" for a batch already funded, paid or cancelled).
+    if not can_proceed(batch.fund):
+        raise TransitionNotAllowed(f"a {batch.state} batch cannot be funded")
     balance = operator_balance(wallet=batch.payer_wallet)  # outside the transaction: no lock while asking
     needed = batch.total_net_fen + union.union_remittance_fen(batch=batch)
     with transaction.atomic():

@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from treasury.access import roles
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin, api_exception_handler
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
+from treasury.api_limits import IdField
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.services.transfers import OperatorUnavailable
 
@@ -37,6 +38,8 @@ CONFLICT_CODES = {"already_enrolled"}
 
 # Plain strings in the schema: enums here would clash with other apps' enum names.
 FREQUENCY_HELP = "payment frequency: " + ", ".join(Frequency.values)
+# Months one payment or quote may name: a century of them, far beyond any arrears; a longer list is refused.
+MAX_PERIODS = 1200
 LEVEL_HELP = "base level, percent of the local average wage: " + ", ".join(map(str, services.BASE_LEVELS))
 
 FlexibleRoles = roles_permission(roles.INDIVIDUAL, *selectors.STAFF_ROLES)
@@ -148,7 +151,7 @@ class ChangeSerializer(serializers.Serializer):
 
 
 class PeriodIdsSerializer(serializers.Serializer):
-    period_ids = serializers.ListField(child=serializers.IntegerField(), allow_empty=False,
+    period_ids = serializers.ListField(child=IdField(), allow_empty=False, max_length=MAX_PERIODS,
                                        help_text="the oldest due months, in order")
 
 

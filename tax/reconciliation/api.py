@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from tax.api import ACTION_ERRORS, ERRORS, TaxErrorsMixin, TaxRoles, _error, tax_exception_handler
 from tax.services import MAX_AMOUNT_FEN
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
+from treasury.api_limits import IdField
 from treasury.business_days import BusinessDaySerializerField
 from treasury.services.transfers import OperatorRejected
 
@@ -160,7 +161,7 @@ class ProposeCorrectionSerializer(serializers.Serializer):
 
 class ResolveSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=1000)
-    correcting_transfer = serializers.IntegerField(required=False, allow_null=True, default=None,
+    correcting_transfer = IdField(required=False, allow_null=True, default=None,
                                                    help_text="id of the transfer of one of the case's approved corrections")
 
 
