@@ -311,6 +311,12 @@ class DailyReportQuerySerializer(serializers.Serializer):
 
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
+# ?fmt=csv answers CSV, ?fmt=xlsx a workbook: both declared, so a client (and the schema check) expects either.
+SPREADSHEET_RESPONSES = {
+    (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="CSV (fmt=csv)"),
+    (200, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"): OpenApiResponse(
+        OpenApiTypes.BINARY, description="XLSX workbook (fmt=xlsx)"),
+}
 ACTION_ERRORS = {**ERRORS, 409: ErrorSerializer}
 BUDGET_ERRORS = {**ACTION_ERRORS, 502: ErrorSerializer, 503: ErrorSerializer}
 OPERATOR_ERRORS = {**ACTION_ERRORS, 503: ErrorSerializer}  # the e-CNY operator could not be asked
@@ -518,7 +524,7 @@ class PaymentRequestViewSet(FiscalErrorsMixin, viewsets.ReadOnlyModelViewSet):
         summary="The error report: the uploaded payee file with an error column", tags=TAGS,
         parameters=[OpenApiParameter("fmt", OpenApiTypes.STR, enum=list(FILE_TYPES), default="csv",
                                      description="csv or xlsx")],
-        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="CSV or XLSX file"), **ERRORS},
+        responses={**SPREADSHEET_RESPONSES, **ERRORS},
     )
     @action(detail=True, methods=["get"], url_path="error-report", url_name="error-report", pagination_class=None)
     def error_report(self, request, pk=None):
