@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.db import transaction
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -456,16 +457,19 @@ class PaymentRequestViewSet(FiscalErrorsMixin, viewsets.ReadOnlyModelViewSet):
         data.is_valid(raise_exception=True)
         fields = data.validated_data
         conditions = _conditions(fields)
-        created = services.create_request(
-            user=request.user, quota_id=fields["quota_id"], pay_type=fields["pay_type"], title=fields["title"],
-            now=timezone.now(), purpose_code=fields["purpose_code"], exp_eco_code=fields["exp_eco_code"],
-            conditions=conditions,
-        )
         uploaded = fields.get("file")
-        if uploaded:
-            # The draft exists either way; a file that is not a payee spreadsheet at all is answered with 400.
-            services.load_payee_file(request_id=created.pk, user=request.user, filename=uploaded.name,
-                                     data=uploaded.read(), now=timezone.now())
+        # One transaction: an answer other than 201 leaves no draft behind. A file that is not a payee spreadsheet
+        # at all (400) or wallets the operator cannot be asked about now (503) used to leave a draft the answer
+        # did not name, and each retry another. (A file with problems by line is a 201: the draft holds them.)
+        with transaction.atomic():
+            created = services.create_request(
+                user=request.user, quota_id=fields["quota_id"], pay_type=fields["pay_type"], title=fields["title"],
+                now=timezone.now(), purpose_code=fields["purpose_code"], exp_eco_code=fields["exp_eco_code"],
+                conditions=conditions,
+            )
+            if uploaded:
+                services.load_payee_file(request_id=created.pk, user=request.user, filename=uploaded.name,
+                                         data=uploaded.read(), now=timezone.now())
         return self._detail(created.pk, status.HTTP_201_CREATED)
 
     @_action_schema("Replace a draft's payees with a (corrected) payee file", request={

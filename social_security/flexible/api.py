@@ -13,7 +13,9 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -73,6 +75,15 @@ class FlexibleErrorsMixin(JsonErrorsMixin):
 # ---------------------------------------------------------------------------------------------
 
 
+@extend_schema_field({"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$", "example": "2026-09"})
+class MonthField(serializers.DateField):
+    """A month as YYYY-MM (the first day's date, written without its day): the schema says so, where a DateField
+    promised a full date (format: date) the answers never carried."""
+
+    def __init__(self, **kwargs):
+        super().__init__(format="%Y-%m", **kwargs)
+
+
 class BaseLevelSerializer(serializers.Serializer):
     level = serializers.IntegerField(help_text="percent of the local average wage")
     base_fen = serializers.IntegerField()
@@ -80,7 +91,7 @@ class BaseLevelSerializer(serializers.Serializer):
 
 
 class PeriodSerializer(serializers.ModelSerializer):
-    month = serializers.DateField(format="%Y-%m")
+    month = MonthField()
     overdue_days = serializers.SerializerMethodField()
     late_fee_today_fen = serializers.SerializerMethodField(help_text="the late fee if paid today (months not paid)")
     state = serializers.CharField(help_text="month state: " + ", ".join(PeriodState.values))
@@ -157,7 +168,7 @@ class PeriodIdsSerializer(serializers.Serializer):
 
 class QuoteLineSerializer(serializers.Serializer):
     period = serializers.IntegerField(source="period.pk")
-    month = serializers.DateField(source="period.month", format="%Y-%m")
+    month = MonthField(source="period.month")
     contribution_fen = serializers.IntegerField(source="period.total_fen")
     overdue_days = serializers.IntegerField()
     late_fee_fen = serializers.IntegerField()

@@ -22,7 +22,7 @@ from treasury.services.transfers import OperatorRejected
 
 from . import corrections, selectors, services
 from .case_api import (
-    CaseActionsMixin, CorrectionSerializerBase, case_action_schemas, choice,
+    CaseActionsMixin, CorrectionSerializerBase, case_action_schemas, choice, day_param,
 )
 from .models import (
     CaseCorrection, CaseState, CorrectionKind, DiscrepancyCase, Outcome, ReconciliationResult, ReconciliationRun,
@@ -247,8 +247,7 @@ class DiscrepancyCaseViewSet(CaseActionsMixin, ReconciliationErrorsMixin, viewse
     def get_queryset(self):
         params = self.request.query_params
         state = choice(params, "state", CaseState.values, CASE_STATE_HELP) if self.action == "list" else ""
-        check_date = BusinessDaySerializerField(required=False).run_validation(params.get("check_date") or None) \
-            if self.action == "list" and params.get("check_date") else None
+        check_date = day_param(params, "check_date") if self.action == "list" else None
         return selectors.case_list(user=self.request.user, state=state, check_date=check_date)
 
     def get_object(self) -> DiscrepancyCase:

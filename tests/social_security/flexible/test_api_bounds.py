@@ -1,7 +1,5 @@
 """Paying or pricing months through the API: a month id out of the database's range, or a list longer than any
 arrears, is refused as invalid (400; an id past 2**63 was a server error) and pays nothing."""
-import pytest
-
 from social_security.flexible.api import MAX_PERIODS
 from social_security.flexible.models import Payment
 

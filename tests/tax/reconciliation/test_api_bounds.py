@@ -1,6 +1,5 @@
 """Resolving a case through the API with a correcting transfer id out of the database's range is refused as
 invalid (400; it was a server error) and leaves the case open."""
-import pytest
 
 from tax.reconciliation.models import CaseState, DiscrepancyCase, Outcome
 from tests.clients import api_as
