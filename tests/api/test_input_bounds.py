@@ -1,7 +1,8 @@
 """Numbers from outside the database's range are refused as invalid (400), never a server error: a page's
 `?limit=` is capped, and an id a client sends (a filter, a list of ids) holds in a 64-bit column. Found by
 fuzzing the API against its schema: each of these answered 500 (SQLite's OverflowError, or "datatype
-mismatch" for the LIMIT)."""
+mismatch" for the LIMIT). And a `?limit=` or `?offset=` that is not a whole number is refused by name, where it
+was quietly ignored."""
 import pytest
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
@@ -45,3 +46,16 @@ def test_a_deduction_filter_by_a_package_id_out_of_range_is_refused():
         assert response.status_code == 400, (package, response.content[:300])
         assert set(response.json()["details"]) == {"package"}
     assert api.get("/api/v1/tax/deductions/", {"package": MAX_ID}).json()["count"] == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", [{"limit": "null"}, {"limit": "-5"}, {"limit": "0"}, {"limit": "2.5"},
+                                   {"limit": "true"}, {"offset": "null"}, {"offset": "-1"}, {"offset": "1e3"}])
+def test_a_limit_or_offset_that_is_not_a_whole_number_is_refused_by_name(query):
+    api = api_as(f.make_user(role=roles.AUDITOR))
+    response = api.get("/api/v1/transfers/", query)
+    assert response.status_code == 400, query
+    assert response.json()["code"] == "invalid" and list(response.json()["details"]) == list(query)
+    # Absent or empty: the defaults, as before.
+    assert api.get("/api/v1/transfers/", {"limit": "", "offset": ""}).status_code == 200
+    assert api.get("/api/v1/transfers/", {"limit": "3", "offset": "0"}).status_code == 200
