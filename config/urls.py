@@ -20,7 +20,7 @@ api_v1 = [
     path("", include("social_security.api_urls")),
     path("", include("social_security.flexible.api_urls")),
     # Last: what no route above takes answers the API's JSON 404 (api_errors.api_not_found).
-    re_path(r"^.*/$", api_not_found),
+    re_path(r"^[\s\S]*/$", api_not_found),  # [\s\S], not ".": an address with a newline in it too
 ]
 
 urlpatterns = [

@@ -11,7 +11,7 @@ from treasury.access import roles
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", [
     "/api/v1/payroll/batches/abc/", "/api/v1/payroll/batches/%C2%84/approve/", "/api/v1/tax/agreements/null,null/",
-    "/api/v1/transfers/1/nonsense/", "/api/v1/no-such-thing/",
+    "/api/v1/transfers/1/nonsense/", "/api/v1/no-such-thing/", "/api/v1/social/flexible/payments/B%0A%C2%B3/",
 ])
 def test_no_route_is_a_json_404(path):
     for client in (api_as(f.make_user(role=roles.EMPLOYER_OPERATOR, organization=f.make_organization())),
@@ -38,3 +38,12 @@ def test_spreadsheet_downloads_declare_csv_and_xlsx(client):
     for path in ("/api/v1/payroll/batches/template/", "/api/v1/payroll/batches/{id}/error-report/",
                  "/api/v1/fiscal/requests/{id}/error-report/"):
         assert set(schema["paths"][path]["get"]["responses"]["200"]["content"]) == {"text/csv", xlsx}, path
+
+
+@pytest.mark.django_db
+def test_a_tips_message_direction_outside_its_choices_is_refused():
+    api = api_as(f.make_user(role=roles.AUDITOR))
+    response = api.get("/api/v1/tips/messages/", {"direction": "sideways"})
+    assert response.status_code == 400 and list(response.json()["details"]) == ["direction"]
+    for direction in ("in", "out", ""):
+        assert api.get("/api/v1/tips/messages/", {"direction": direction}).status_code == 200, direction
