@@ -324,8 +324,7 @@ class PayrollBatchViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(summary="The blank payroll template, with the Chinese headers and a header block", tags=TAGS,
                    parameters=[OpenApiParameter("fmt", OpenApiTypes.STR, enum=list(REPORT_TYPES), default="csv")],
-                   responses={**SPREADSHEET_RESPONSES,
-                              **ERRORS})
+                   responses={**SPREADSHEET_RESPONSES, **ERRORS})
     @action(detail=False, methods=["get"], pagination_class=None)
     def template(self, request):
         from . import templates_files
@@ -641,7 +640,8 @@ class MemberRequestSerializer(serializers.Serializer):
     name = serializers.CharField()
     resident_id = serializers.CharField(required=False, allow_blank=True, default="")
     wallet_id = serializers.CharField()
-    dues_base_fen = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT_FEN, default=0, help_text="fixed dues base in fen (0: from pay)")
+    dues_base_fen = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT_FEN, default=0,
+                                             help_text="fixed dues base in fen (0: from pay)")
     standing_authorisation = serializers.BooleanField(default=False)
 
     def details(self):
