@@ -59,3 +59,13 @@ def test_a_limit_or_offset_that_is_not_a_whole_number_is_refused_by_name(query):
     # Absent or empty: the defaults, as before.
     assert api.get("/api/v1/transfers/", {"limit": "", "offset": ""}).status_code == 200
     assert api.get("/api/v1/transfers/", {"limit": "3", "offset": "0"}).status_code == 200
+
+
+@pytest.mark.django_db
+def test_every_paged_list_declares_the_400_a_bad_limit_gets(client):
+    client.force_login(f.make_user(role=roles.AUDITOR))
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    paged = {path: operation for path, operations in schema["paths"].items() for method, operation in operations.items()
+             if method == "get" and "limit" in {p["name"] for p in operation.get("parameters", [])}}
+    assert len(paged) > 30
+    assert [path for path, operation in paged.items() if "400" not in operation["responses"]] == []
