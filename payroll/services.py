@@ -832,6 +832,9 @@ def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> P
     """
     batch = PayrollBatch.objects.get(pk=batch_id)
     _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
+    if batch.state not in (B.PAYING, B.PARTIALLY_PAID, B.PAID):  # checked again under the lock below
+        # Before asking the operator: a batch not paid yet is refused as such, not with 503 or insufficient_funds.
+        raise PayrollError("只能在发放中或发放后重试 (retry only while paying or after paying)", "not_paying")
     lines = _lines_to_act_on(batch, line_ids)
     if any(line.held and line.attempts == 0 for line in lines):
         ensure_can_approve(approver=user, prepared_by_id=batch.prepared_by_id, approver_roles=(roles.EMPLOYER_APPROVER,))

@@ -71,3 +71,16 @@ def test_a_member_while_the_operator_is_away_is_try_again_and_nothing_is_stored(
         "会员.csv", members_csv([csv_line(rows[1])]), content_type="text/csv")}, format="multipart")
     assert imported.status_code == 503 and imported.json()["code"] == "operator_unavailable"
     assert not UnionMember.objects.exists()
+
+
+def test_retrying_a_held_line_before_paying_is_refused_without_asking_the_operator(employer, monkeypatch):
+    batch = upload(employer, staff(employer, 2, skip=(1,)), hold_invalid_lines=True)
+    services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    held = batch.lines.get(held=True)
+    monkeypatch.setattr(wallets, "_operator", lambda: Unreachable())  # were it asked, the answer would be 503
+    response = api_as(employer.approver).post(f"/api/v1/payroll/batches/{batch.pk}/retry/", {"line_ids": [held.pk]},
+                                              format="json")
+    assert response.status_code == 400 and response.json()["code"] == "not_paying"
+    held.refresh_from_db()
+    assert held.held and held.attempts == 0 and held.transfer_id is None
+    assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.SUBMITTED
