@@ -24,6 +24,7 @@ from rest_framework.response import Response
 
 from treasury.access import roles
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin, api_exception_handler
+from treasury.access.errors import AccessDenied
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
 from treasury.api_limits import IdField
 from treasury.errors import InvalidTransfers
@@ -57,6 +58,11 @@ def social_exception_handler(exc, context):
         return _error(exc.code, str(exc), status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, InvalidTransfers):
         return _error(exc.code, str(exc), status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, AccessDenied) and exc.code == "not_found":
+        # The service's refusal of someone outside the declaring employer who can see the declaration (the tax
+        # authority's staff; anyone else got 404 before the service was called): a 403 coded "not_found" told a
+        # client the declaration it had just read did not exist.
+        return _error("other_organization", str(exc), status.HTTP_403_FORBIDDEN)
     return api_exception_handler(exc, context)
 
 
