@@ -115,8 +115,9 @@ class PayrollLineSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PayrollLine
+        # `id`: what retry/ and return/ take in `line_ids` (without it a client had no way to name a line).
         fields = [
-            "line_no", "employee_no", "name", "resident_id", "wallet_id", "components", "deductions", "gross_fen",
+            "id", "line_no", "employee_no", "name", "resident_id", "wallet_id", "components", "deductions", "gross_fen",
             "net_fen", "held", "hold_reason", "state", "transfer_id", "failure_message", "warnings",
         ]
         read_only_fields = fields

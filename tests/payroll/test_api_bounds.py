@@ -84,3 +84,24 @@ def test_retrying_a_held_line_before_paying_is_refused_without_asking_the_operat
     held.refresh_from_db()
     assert held.held and held.attempts == 0 and held.transfer_id is None
     assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.SUBMITTED
+
+
+def test_a_client_names_the_lines_to_retry_and_return_from_the_lines_it_reads(employer):
+    """The lines answer carries each line's id, which retry/ and return/ take: a client never had it."""
+    rows, batch, lines = partially_paid(employer)
+    api = api_as(employer.approver)
+    url = f"/api/v1/payroll/batches/{batch.pk}"
+    listed = api.get(f"{url}/lines/").json()["results"]
+    by_state = {}
+    for line in listed:
+        by_state.setdefault(line["state"], []).append(line)
+    assert [line["id"] for line in by_state["failed"]] == [lines[1].pk]
+    assert [line["id"] for line in by_state["held"]] == [lines[3].pk]
+    returned = api.post(f"{url}/return/", {"line_ids": [by_state["held"][0]["id"]], "reason": "离职 (left)"},
+                        format="json")
+    assert returned.status_code == 200, returned.content
+    employer.sandbox.admin.set_status(wallet_id=rows[1][3], status="active")
+    retried = api.post(f"{url}/retry/", {"line_ids": [by_state["failed"][0]["id"]]}, format="json")
+    assert retried.status_code == 200, retried.content
+    lines[1].refresh_from_db()
+    assert lines[1].attempts == 2
