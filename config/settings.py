@@ -196,7 +196,7 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "treasury.access.api_errors.api_exception_handler",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "treasury.api_limits.ApiPagination",  # ?limit= capped (api_limits)
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

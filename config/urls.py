@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.templatetags.static import static
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from treasury import views as treasury_views
+from treasury.access.api_errors import api_not_found
 
 api_v1 = [
     path("", include("treasury.api_urls")),
@@ -18,6 +19,8 @@ api_v1 = [
     path("", include("tax.api_urls")),
     path("", include("social_security.api_urls")),
     path("", include("social_security.flexible.api_urls")),
+    # Last: what no route above takes answers the API's JSON 404 (api_errors.api_not_found).
+    re_path(r"^[\s\S]*/$", api_not_found),  # [\s\S], not ".": an address with a newline in it too
 ]
 
 urlpatterns = [

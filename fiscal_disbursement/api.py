@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.db import transaction
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -30,6 +31,7 @@ from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin, api_exc
 from treasury.access.errors import AccessDenied
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
 from treasury.api import ConditionsSerializer
+from treasury.api_limits import IdField
 from treasury.business_days import BusinessDaySerializerField
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.money import fen_to_yuan_str
@@ -261,7 +263,7 @@ class FiscalReasonSerializer(serializers.Serializer):
 
 
 class FiscalLineIdsSerializer(serializers.Serializer):
-    line_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=10_000,
+    line_ids = serializers.ListField(child=IdField(), min_length=1, max_length=10_000,
                                      help_text="ids of refused lines of this request")
 
 
@@ -306,10 +308,16 @@ class DailyReportSerializer(serializers.Serializer):
 
 class DailyReportQuerySerializer(serializers.Serializer):
     day = BusinessDaySerializerField(required=False)
-    organization = serializers.IntegerField(required=False, min_value=1)
+    organization = IdField(required=False)
 
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
+# ?fmt=csv answers CSV, ?fmt=xlsx a workbook: both declared, so a client (and the schema check) expects either.
+SPREADSHEET_RESPONSES = {
+    (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="CSV (fmt=csv)"),
+    (200, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"): OpenApiResponse(
+        OpenApiTypes.BINARY, description="XLSX workbook (fmt=xlsx)"),
+}
 ACTION_ERRORS = {**ERRORS, 409: ErrorSerializer}
 BUDGET_ERRORS = {**ACTION_ERRORS, 502: ErrorSerializer, 503: ErrorSerializer}
 OPERATOR_ERRORS = {**ACTION_ERRORS, 503: ErrorSerializer}  # the e-CNY operator could not be asked
@@ -449,16 +457,19 @@ class PaymentRequestViewSet(FiscalErrorsMixin, viewsets.ReadOnlyModelViewSet):
         data.is_valid(raise_exception=True)
         fields = data.validated_data
         conditions = _conditions(fields)
-        created = services.create_request(
-            user=request.user, quota_id=fields["quota_id"], pay_type=fields["pay_type"], title=fields["title"],
-            now=timezone.now(), purpose_code=fields["purpose_code"], exp_eco_code=fields["exp_eco_code"],
-            conditions=conditions,
-        )
         uploaded = fields.get("file")
-        if uploaded:
-            # The draft exists either way; a file that is not a payee spreadsheet at all is answered with 400.
-            services.load_payee_file(request_id=created.pk, user=request.user, filename=uploaded.name,
-                                     data=uploaded.read(), now=timezone.now())
+        # One transaction: an answer other than 201 leaves no draft behind. A file that is not a payee spreadsheet
+        # at all (400) or wallets the operator cannot be asked about now (503) used to leave a draft the answer
+        # did not name, and each retry another. (A file with problems by line is a 201: the draft holds them.)
+        with transaction.atomic():
+            created = services.create_request(
+                user=request.user, quota_id=fields["quota_id"], pay_type=fields["pay_type"], title=fields["title"],
+                now=timezone.now(), purpose_code=fields["purpose_code"], exp_eco_code=fields["exp_eco_code"],
+                conditions=conditions,
+            )
+            if uploaded:
+                services.load_payee_file(request_id=created.pk, user=request.user, filename=uploaded.name,
+                                         data=uploaded.read(), now=timezone.now())
         return self._detail(created.pk, status.HTTP_201_CREATED)
 
     @_action_schema("Replace a draft's payees with a (corrected) payee file", request={
@@ -517,7 +528,7 @@ class PaymentRequestViewSet(FiscalErrorsMixin, viewsets.ReadOnlyModelViewSet):
         summary="The error report: the uploaded payee file with an error column", tags=TAGS,
         parameters=[OpenApiParameter("fmt", OpenApiTypes.STR, enum=list(FILE_TYPES), default="csv",
                                      description="csv or xlsx")],
-        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="CSV or XLSX file"), **ERRORS},
+        responses={**SPREADSHEET_RESPONSES, **ERRORS},
     )
     @action(detail=True, methods=["get"], url_path="error-report", url_name="error-report", pagination_class=None)
     def error_report(self, request, pk=None):

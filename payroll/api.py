@@ -26,9 +26,10 @@ from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin
 from treasury.access.errors import AccessDenied
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
 from treasury.access.scoping import user_organization
+from treasury.api_limits import IdField
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.money import fen_to_yuan_str
-from treasury.services.transfers import OperatorUnavailable
+from treasury.services.transfers import MAX_AMOUNT_FEN, OperatorUnavailable
 
 from . import selectors, services
 from . import union as union_rules
@@ -114,8 +115,9 @@ class PayrollLineSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PayrollLine
+        # `id`: what retry/ and return/ take in `line_ids` (without it a client had no way to name a line).
         fields = [
-            "line_no", "employee_no", "name", "resident_id", "wallet_id", "components", "deductions", "gross_fen",
+            "id", "line_no", "employee_no", "name", "resident_id", "wallet_id", "components", "deductions", "gross_fen",
             "net_fen", "held", "hold_reason", "state", "transfer_id", "failure_message", "warnings",
         ]
         read_only_fields = fields
@@ -161,7 +163,7 @@ class CancelSerializer(serializers.Serializer):
 
 
 class LineIdsSerializer(serializers.Serializer):
-    line_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=10_000,
+    line_ids = serializers.ListField(child=IdField(), min_length=1, max_length=10_000,
                                      help_text="ids of held or failed lines of this batch")
 
 
@@ -205,6 +207,12 @@ class BatchFilterSerializer(serializers.Serializer):
 
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
+# ?fmt=csv answers CSV, ?fmt=xlsx a workbook: both declared, so a client (and the schema check) expects either.
+SPREADSHEET_RESPONSES = {
+    (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="CSV (fmt=csv)"),
+    (200, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"): OpenApiResponse(
+        OpenApiTypes.BINARY, description="XLSX workbook (fmt=xlsx)"),
+}
 ACTION_ERRORS = {**ERRORS, 409: ErrorSerializer, 503: ErrorSerializer}
 TAGS = ["payroll"]
 
@@ -317,8 +325,7 @@ class PayrollBatchViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(summary="The blank payroll template, with the Chinese headers and a header block", tags=TAGS,
                    parameters=[OpenApiParameter("fmt", OpenApiTypes.STR, enum=list(REPORT_TYPES), default="csv")],
-                   responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="CSV or XLSX file"),
-                              **ERRORS})
+                   responses={**SPREADSHEET_RESPONSES, **ERRORS})
     @action(detail=False, methods=["get"], pagination_class=None)
     def template(self, request):
         from . import templates_files
@@ -352,7 +359,7 @@ class PayrollBatchViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
         summary="The error report: the uploaded file with an error column", tags=TAGS,
         parameters=[OpenApiParameter("fmt", OpenApiTypes.STR, enum=list(REPORT_TYPES), default="csv",
                                      description="csv or xlsx")],
-        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="CSV or XLSX file"), **ERRORS},
+        responses={**SPREADSHEET_RESPONSES, **ERRORS},
     )
     @action(detail=True, methods=["get"], url_path="error-report", pagination_class=None)
     def error_report(self, request, pk=None):
@@ -634,7 +641,8 @@ class MemberRequestSerializer(serializers.Serializer):
     name = serializers.CharField()
     resident_id = serializers.CharField(required=False, allow_blank=True, default="")
     wallet_id = serializers.CharField()
-    dues_base_fen = serializers.IntegerField(min_value=0, default=0, help_text="fixed dues base in fen (0: from pay)")
+    dues_base_fen = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT_FEN, default=0,
+                                             help_text="fixed dues base in fen (0: from pay)")
     standing_authorisation = serializers.BooleanField(default=False)
 
     def details(self):
@@ -776,6 +784,8 @@ class UnionViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
                                                now=timezone.now())
         except services.PayrollError as exc:  # e.g. the operator does not know a member's wallet
             return Response({"code": exc.code, "message": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except OperatorUnavailable as exc:
+            return _refusal(exc)
         fresh = selectors.dues_calls(union=union).filter(pk__in=[c.pk for c in calls])
         body = DuesCallResultSerializer({"period": period, "created": len(calls),
                                          "amount_fen": sum(c.amount_fen for c in calls), "calls": fresh}).data
@@ -794,7 +804,7 @@ class UnionViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
 
         try:
             return call()
-        except AccessDenied as exc:
+        except (AccessDenied, OperatorUnavailable) as exc:  # the operator checks a member's wallet: 503, not 500
             return _refusal(exc)
         except MembersRefused as exc:
             problems = [{"line": p.line, "field": p.field, "column": p.column, "code": p.code, "message": p.message}
@@ -804,7 +814,7 @@ class UnionViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(summary="Add a member (identifiers checked, the wallet with the operator; traced)", tags=UNION_TAGS,
                    request=MemberRequestSerializer,
-                   responses={201: UnionMemberSerializer, **ERRORS, 400: MembersErrorSerializer})
+                   responses={201: UnionMemberSerializer, **ERRORS, 400: MembersErrorSerializer, 503: ErrorSerializer})
     @action(detail=True, methods=["post"], url_path="members", url_name="members", pagination_class=None)
     def add_member(self, request, pk=None):
         from . import members
@@ -818,7 +828,7 @@ class UnionViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(summary="Change a member: name, employee number, wallet, dues base, authorisation (not the "
                            "resident ID; traced)", tags=UNION_TAGS, request=MemberRequestSerializer,
-                   responses={200: UnionMemberSerializer, **ERRORS, 400: MembersErrorSerializer})
+                   responses={200: UnionMemberSerializer, **ERRORS, 400: MembersErrorSerializer, 503: ErrorSerializer})
     @action(detail=True, methods=["put"], url_path=r"members/(?P<member_id>\d+)", url_name="member",
             pagination_class=None)
     def change_member(self, request, pk=None, member_id=None):
@@ -844,7 +854,7 @@ class UnionViewSet(JsonErrorsMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(summary="Import members from CSV (the template's columns): all or nothing, every problem by line "
                            "and column", tags=UNION_TAGS, request={"multipart/form-data": MembersImportSerializer},
-                   responses={201: UnionMemberSerializer(many=True), **ERRORS, 400: MembersErrorSerializer})
+                   responses={201: UnionMemberSerializer(many=True), **ERRORS, 400: MembersErrorSerializer, 503: ErrorSerializer})
     @action(detail=True, methods=["post"], url_path="members/import", url_name="members-import",
             parser_classes=[MultiPartParser, FormParser], pagination_class=None)
     def import_members(self, request, pk=None):

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Min, Q
+from django_fsm import TransitionNotAllowed, can_proceed
 
 from treasury.access import roles
 from treasury.access.errors import AccessDenied
@@ -479,9 +480,14 @@ def fund_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
 
     Raises:
         PayrollError: insufficient_funds, saying how much is there, set aside and needed.
+        TransitionNotAllowed: the batch is not approved (checked before the operator is asked).
     """
     batch = PayrollBatch.objects.get(pk=batch_id)
     _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
+    # The state first: a batch that cannot be funded is refused as such (409), without asking the operator
+    # (a 503 while it is away, or "insufficient funds" for a batch already funded, paid or cancelled).
+    if not can_proceed(batch.fund):
+        raise TransitionNotAllowed(f"a {batch.state} batch cannot be funded")
     balance = operator_balance(wallet=batch.payer_wallet)  # outside the transaction: no lock while asking
     needed = batch.total_net_fen + union.union_remittance_fen(batch=batch)
     with transaction.atomic():
@@ -826,6 +832,9 @@ def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> P
     """
     batch = PayrollBatch.objects.get(pk=batch_id)
     _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
+    if batch.state not in (B.PAYING, B.PARTIALLY_PAID, B.PAID):  # checked again under the lock below
+        # Before asking the operator: a batch not paid yet is refused as such, not with 503 or insufficient_funds.
+        raise PayrollError("只能在发放中或发放后重试 (retry only while paying or after paying)", "not_paying")
     lines = _lines_to_act_on(batch, line_ids)
     if any(line.held and line.attempts == 0 for line in lines):
         ensure_can_approve(approver=user, prepared_by_id=batch.prepared_by_id, approver_roles=(roles.EMPLOYER_APPROVER,))

@@ -24,7 +24,9 @@ from rest_framework.response import Response
 
 from treasury.access import roles
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin, api_exception_handler
+from treasury.access.errors import AccessDenied
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
+from treasury.api_limits import IdField
 from treasury.errors import InvalidTransfers
 from treasury.identifiers import mask_name, mask_resident_id
 from treasury.money import InvalidAmount, fen_to_yuan_str, yuan_to_fen
@@ -56,6 +58,11 @@ def social_exception_handler(exc, context):
         return _error(exc.code, str(exc), status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, InvalidTransfers):
         return _error(exc.code, str(exc), status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, AccessDenied) and exc.code == "not_found":
+        # The service's refusal of someone outside the declaring employer who can see the declaration (the tax
+        # authority's staff; anyone else got 404 before the service was called): a 403 coded "not_found" told a
+        # client the declaration it had just read did not exist.
+        return _error("other_organization", str(exc), status.HTTP_403_FORBIDDEN)
     return api_exception_handler(exc, context)
 
 
@@ -153,7 +160,7 @@ class CreateSerializer(serializers.Serializer):
     region = serializers.RegexField(r"^\d{6}$", help_text="region code, e.g. 370100")
     period = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", required=False, help_text="YYYY-MM (not with payroll_batch)")
     lines = LineInSerializer(many=True, required=False)
-    payroll_batch = serializers.IntegerField(required=False, help_text="take the lines from this payroll batch")
+    payroll_batch = IdField(required=False, help_text="take the lines from this payroll batch")
 
     def validate(self, data):
         if data.get("payroll_batch") is None and not data.get("period"):

@@ -23,13 +23,12 @@ from social_security.models import (
 from tax.api import ACTION_ERRORS, ERRORS, OPERATOR_ERRORS, TaxRoles, _error
 from tax.reconciliation.api import ReconciliationErrorsMixin, RunNowSerializer
 from tax.reconciliation.case_api import (
-    CaseActionsMixin, CorrectionSerializerBase, case_action_schemas, choice,
+    CaseActionsMixin, CorrectionSerializerBase, case_action_schemas, choice, day_param,
 )
 from tax.reconciliation.models import CaseState
 from tax.services import MAX_AMOUNT_FEN
 from tax.reconciliation.views import acts
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
-from treasury.business_days import BusinessDaySerializerField
 
 TAGS = ["social insurance: reconciliation"]
 OUTCOME_HELP = "outcome: " + ", ".join(ReconciliationOutcome.values)
@@ -208,8 +207,7 @@ class SocialDiscrepancyCaseViewSet(CaseActionsMixin, ReconciliationErrorsMixin, 
 
     def get_queryset(self):
         params = self.request.query_params if self.action == "list" else {}
-        check_date = (BusinessDaySerializerField().run_validation(params["check_date"])
-                      if params.get("check_date") else None)
+        check_date = day_param(params, "check_date")
         return selectors.case_list(
             user=self.request.user, state=choice(params, "state", CaseState.values, CASE_STATE_HELP),
             check_date=check_date, source=choice(params, "source", ReconciliationSource.values, SOURCE_HELP),

@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 from treasury.access import roles
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin, api_exception_handler
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
+from treasury.api_limits import IdField
 from treasury.business_days import BusinessDaySerializerField
 from treasury.money import fen_to_yuan_str
 from treasury.services.transfers import OperatorUnavailable
@@ -274,7 +275,7 @@ class DeductionFilterSerializer(EntrustDatesSerializer):
     result_code = serializers.CharField(required=False, max_length=5)
     kind = serializers.ChoiceField(choices=DeductionKind.values, required=False)
     taxpayer = serializers.CharField(required=False, max_length=200)
-    package = serializers.IntegerField(required=False, min_value=1)
+    package = IdField(required=False)
 
 
 class AgreementFilterSerializer(serializers.Serializer):

@@ -49,7 +49,7 @@ class TipsMessageDetailSerializer(TipsMessageSerializer):
 
 class MessageFilterSerializer(serializers.Serializer):
     msg_no = serializers.ChoiceField(choices=list(MESSAGE_NUMBERS), required=False)
-    direction = serializers.CharField(required=False, allow_blank=True, max_length=3)
+    direction = serializers.ChoiceField(choices=DIRECTIONS, required=False, allow_blank=True)
     key = serializers.CharField(required=False, allow_blank=True, max_length=64)
     msg_id = serializers.CharField(required=False, allow_blank=True, max_length=20)
     result = serializers.CharField(required=False, allow_blank=True, max_length=8)

@@ -13,7 +13,9 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -22,6 +24,7 @@ from rest_framework.views import APIView
 from treasury.access import roles
 from treasury.access.api_errors import ErrorSerializer, JsonErrorsMixin, api_exception_handler
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors, roles_permission
+from treasury.api_limits import IdField
 from treasury.identifiers import mask_name, mask_resident_id, mask_wallet_id
 from treasury.services.transfers import OperatorUnavailable
 
@@ -37,6 +40,8 @@ CONFLICT_CODES = {"already_enrolled"}
 
 # Plain strings in the schema: enums here would clash with other apps' enum names.
 FREQUENCY_HELP = "payment frequency: " + ", ".join(Frequency.values)
+# Months one payment or quote may name: a century of them, far beyond any arrears; a longer list is refused.
+MAX_PERIODS = 1200
 LEVEL_HELP = "base level, percent of the local average wage: " + ", ".join(map(str, services.BASE_LEVELS))
 
 FlexibleRoles = roles_permission(roles.INDIVIDUAL, *selectors.STAFF_ROLES)
@@ -70,6 +75,15 @@ class FlexibleErrorsMixin(JsonErrorsMixin):
 # ---------------------------------------------------------------------------------------------
 
 
+@extend_schema_field({"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$", "example": "2026-09"})
+class MonthField(serializers.DateField):
+    """A month as YYYY-MM (the first day's date, written without its day): the schema says so, where a DateField
+    promised a full date (format: date) the answers never carried."""
+
+    def __init__(self, **kwargs):
+        super().__init__(format="%Y-%m", **kwargs)
+
+
 class BaseLevelSerializer(serializers.Serializer):
     level = serializers.IntegerField(help_text="percent of the local average wage")
     base_fen = serializers.IntegerField()
@@ -77,7 +91,7 @@ class BaseLevelSerializer(serializers.Serializer):
 
 
 class PeriodSerializer(serializers.ModelSerializer):
-    month = serializers.DateField(format="%Y-%m")
+    month = MonthField()
     overdue_days = serializers.SerializerMethodField()
     late_fee_today_fen = serializers.SerializerMethodField(help_text="the late fee if paid today (months not paid)")
     state = serializers.CharField(help_text="month state: " + ", ".join(PeriodState.values))
@@ -148,13 +162,13 @@ class ChangeSerializer(serializers.Serializer):
 
 
 class PeriodIdsSerializer(serializers.Serializer):
-    period_ids = serializers.ListField(child=serializers.IntegerField(), allow_empty=False,
+    period_ids = serializers.ListField(child=IdField(), allow_empty=False, max_length=MAX_PERIODS,
                                        help_text="the oldest due months, in order")
 
 
 class QuoteLineSerializer(serializers.Serializer):
     period = serializers.IntegerField(source="period.pk")
-    month = serializers.DateField(source="period.month", format="%Y-%m")
+    month = MonthField(source="period.month")
     contribution_fen = serializers.IntegerField(source="period.total_fen")
     overdue_days = serializers.IntegerField()
     late_fee_fen = serializers.IntegerField()

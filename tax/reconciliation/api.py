@@ -16,12 +16,13 @@ from rest_framework.response import Response
 from tax.api import ACTION_ERRORS, ERRORS, TaxErrorsMixin, TaxRoles, _error, tax_exception_handler
 from tax.services import MAX_AMOUNT_FEN
 from treasury.access.permissions import API_AUTHENTICATION, ReadOnlyForAuditors
+from treasury.api_limits import IdField
 from treasury.business_days import BusinessDaySerializerField
 from treasury.services.transfers import OperatorRejected
 
 from . import corrections, selectors, services
 from .case_api import (
-    CaseActionsMixin, CorrectionSerializerBase, case_action_schemas, choice,
+    CaseActionsMixin, CorrectionSerializerBase, case_action_schemas, choice, day_param,
 )
 from .models import (
     CaseCorrection, CaseState, CorrectionKind, DiscrepancyCase, Outcome, ReconciliationResult, ReconciliationRun,
@@ -160,7 +161,7 @@ class ProposeCorrectionSerializer(serializers.Serializer):
 
 class ResolveSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=1000)
-    correcting_transfer = serializers.IntegerField(required=False, allow_null=True, default=None,
+    correcting_transfer = IdField(required=False, allow_null=True, default=None,
                                                    help_text="id of the transfer of one of the case's approved corrections")
 
 
@@ -246,8 +247,7 @@ class DiscrepancyCaseViewSet(CaseActionsMixin, ReconciliationErrorsMixin, viewse
     def get_queryset(self):
         params = self.request.query_params
         state = choice(params, "state", CaseState.values, CASE_STATE_HELP) if self.action == "list" else ""
-        check_date = BusinessDaySerializerField(required=False).run_validation(params.get("check_date") or None) \
-            if self.action == "list" and params.get("check_date") else None
+        check_date = day_param(params, "check_date") if self.action == "list" else None
         return selectors.case_list(user=self.request.user, state=state, check_date=check_date)
 
     def get_object(self) -> DiscrepancyCase:

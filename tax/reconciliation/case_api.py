@@ -25,6 +25,21 @@ def choice(params, name: str, allowed: list[str], help_text: str) -> str:
     return value
 
 
+def day_param(params, name: str):
+    """A query parameter that must be a business day (or absent: None); a 400 naming the parameter otherwise, its
+    details an object like every field error's (the field's own error is a bare list, which the schema's error
+    shape does not allow)."""
+    from treasury.business_days import BusinessDaySerializerField
+
+    value = params.get(name) or None
+    if value is None:
+        return None
+    try:
+        return BusinessDaySerializerField().run_validation(value)
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError({name: exc.detail}) from None
+
+
 # No docstring: the schema would show it on every subclass that has none.
 class CorrectionSerializerBase(serializers.ModelSerializer):
     # A correcting transfer of a case, wallets masked. A subclass sets Meta.model (inheriting this Meta) and

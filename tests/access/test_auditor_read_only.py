@@ -83,12 +83,14 @@ def test_auditor_has_no_admin_site(client):
 
 # Where an auditor's POST is not refused, and why: signing in and out, the language, their own password; the
 # public receipt check (it changes nothing); a payslip archive (it only reads the batch: payroll/api.py); the
-# tax system's SOAP endpoint (a machine's, authenticated by its signed messages, not by a session).
+# tax system's SOAP endpoint (a machine's, authenticated by its signed messages, not by a session); the API's JSON
+# 404 for an address no route takes (no route, nothing to write: it answers 404 to everyone, config/urls.py).
 WRITES_AN_AUDITOR_MAY_SEND = {
     "django.views.generic.base.RedirectView", "django.views.i18n.set_language", "django.contrib.auth.views.LoginView",
     "django.contrib.auth.views.LogoutView", "django.contrib.auth.views.PasswordChangeView",
     "django.contrib.auth.views.PasswordChangeDoneView", "treasury.access.api.TokenObtainView",
     "treasury.receipts.views.verify_upload", "adapters.tips.views.soap_endpoint",
+    "treasury.access.api_errors.api_not_found",
 }
 MAY_SEND_BY_URL = {"/api/v1/receipts/verify/", "/api/v1/payroll/batches/1/payslip-archives/", "/payroll/1/payslips/"}
 

@@ -6,7 +6,8 @@ Wire it for every API view with REST_FRAMEWORK["EXCEPTION_HANDLER"] =
 "treasury.access.api_errors.api_exception_handler"; `JsonErrorsMixin` applies it per view.
 """
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -79,3 +80,11 @@ class JsonErrorsMixin:
 
     def get_exception_handler(self):
         return api_exception_handler
+
+
+@csrf_exempt  # it changes nothing: a POST to no route is a 404 too, not a CSRF refusal
+def api_not_found(request, *args, **kwargs):
+    """Any /api/v1/ address no route takes (an id that is not a number, a misspelt action): the API's JSON 404,
+    as the schema promises, not the site's HTML page. Only addresses ending in a slash: one without still
+    gets APPEND_SLASH's redirect when the address with the slash is a route."""
+    return JsonResponse({"code": "not_found", "message": str(exceptions.NotFound.default_detail)}, status=404)

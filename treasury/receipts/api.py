@@ -68,7 +68,8 @@ class VerifyThrottle(SimpleRateThrottle):
 
 @extend_schema_view(
     list=extend_schema(summary="Receipts of transfers the user may see", tags=["receipts"],
-                       responses={200: ReceiptSerializer(many=True), 401: ERRORS[401]}),
+                       responses={200: ReceiptSerializer(many=True), 401: ERRORS[401],
+                                  400: OpenApiResponse(ErrorSerializer, description="limit or offset not a whole number")}),
     retrieve=extend_schema(summary="One receipt", tags=["receipts"], responses={200: ReceiptSerializer, **ERRORS}),
 )
 class ReceiptViewSet(viewsets.ReadOnlyModelViewSet):

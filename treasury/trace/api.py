@@ -24,6 +24,7 @@ ERRORS = {
     403: OpenApiResponse(ErrorSerializer, description="not allowed"),
     404: OpenApiResponse(ErrorSerializer, description="not found, or not visible to the caller"),
 }
+PAGE_ERROR = OpenApiResponse(ErrorSerializer, description="limit or offset not a whole number")
 
 
 class EventDetailSerializer(serializers.Serializer):
@@ -224,7 +225,7 @@ class CheckpointListView(JsonErrorsMixin, ListAPIView):
     queryset = TraceCheckpoint.objects.order_by("-number")
 
     @extend_schema(summary="Signed trace checkpoints, newest first", tags=["trace"],
-                   responses={200: CheckpointSerializer(many=True), 401: ERRORS[401], 403: ERRORS[403]})
+                   responses={200: CheckpointSerializer(many=True), 400: PAGE_ERROR, 401: ERRORS[401], 403: ERRORS[403]})
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
