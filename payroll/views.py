@@ -646,6 +646,8 @@ def union_member_add(request, union_id: int):
                                             now=timezone.now())
             except members.MembersRefused as exc:
                 _show_problems(form, exc)
+            except OperatorUnavailable as exc:  # the member's wallet is checked with the operator
+                form.add_error(None, _refusal_message(exc))
             else:
                 messages.success(request, _("Member %(name)s added.") % {"name": member.name})
                 return redirect("payroll:union-members", union_id=union.pk)
@@ -670,6 +672,8 @@ def union_member_edit(request, union_id: int, member_id: int):
                                       now=timezone.now())
             except members.MembersRefused as exc:
                 _show_problems(form, exc)
+            except OperatorUnavailable as exc:
+                form.add_error(None, _refusal_message(exc))
             else:
                 messages.success(request, _("Member %(name)s saved.") % {"name": form.cleaned_data["name"]})
                 return redirect("payroll:union-members", union_id=union.pk)
@@ -714,6 +718,8 @@ def union_members_import(request, union_id: int):
                                                data=form.cleaned_data["file"].read(), now=timezone.now())
             except members.MembersRefused as exc:
                 problems, problem_count = exc.problems[:members.MAX_PROBLEMS_SHOWN], len(exc.problems)
+            except OperatorUnavailable as exc:
+                form.add_error("file", _refusal_message(exc))
             else:
                 count = len(added)
                 messages.success(request, ngettext("%(count)s member imported.", "%(count)s members imported.",

@@ -380,3 +380,30 @@ def test_members_through_the_api_for_the_unions_operators_only(employer, grassro
     assert approver.post(url, body, format="json").json()["code"] == "role_required"
     outsider = api_as(f.make_user(role=roles.EMPLOYER_OPERATOR, organization=f.make_organization(name="丁")))
     assert outsider.post(url, body, format="json").status_code == 404
+
+
+def test_an_unreachable_operator_is_a_try_again_on_the_member_pages_and_nothing_is_written(employer, grassroots,
+                                                                                          member, monkeypatch):
+    from adapters.ecny.interface import OperatorUnavailable
+    from treasury.services import wallets
+
+    class Unreachable:
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                raise OperatorUnavailable("connection refused")
+            return call
+
+    rows = staff(employer, 3, start=40)
+    monkeypatch.setattr(wallets, "_operator", lambda: Unreachable())
+    page = logged_in(employer.operator_user)
+    before = list(UnionMember.objects.values_list("pk", "name", "wallet_id").order_by("pk"))
+
+    response = page.post(reverse("payroll:union-member-add", args=[grassroots.pk]), member_form(rows[0]))
+    assert response.status_code == 400 and "请稍后再试" in " ".join(response.context["form"].non_field_errors())
+    response = page.post(reverse("payroll:union-member-edit", args=[grassroots.pk, member.pk]),
+                         member_form(rows[1], resident_id=None, name=member.name))
+    assert response.status_code == 400 and "请稍后再试" in " ".join(response.context["form"].non_field_errors())
+    response = import_file(page, grassroots, members_csv([csv_line(rows[2])]))
+    assert response.status_code == 400 and "请稍后再试" in " ".join(response.context["form"].errors["file"])
+
+    assert list(UnionMember.objects.values_list("pk", "name", "wallet_id").order_by("pk")) == before
