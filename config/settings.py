@@ -311,6 +311,15 @@ ECNY_OPERATOR_API_KEY = required_in_production("ECNY_OPERATOR_API_KEY", "sandbox
 ECNY_OPERATOR_TIMEOUT_SECONDS = float(os.environ.get("ECNY_OPERATOR_TIMEOUT_SECONDS", "10"))  # float ok: seconds
 ECNY_OPERATOR_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("ECNY_OPERATOR_CONNECT_TIMEOUT_SECONDS", "3"))  # float ok: seconds
 
+# Largest multipart request (uploaded files and fields), refused from its Content-Length before it is read
+# (treasury/uploads.py): above the largest spreadsheet a form takes (200 MB).
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 256 * 1024 * 1024)
+FILE_UPLOAD_HANDLERS = [
+    "treasury.uploads.UploadSizeLimit",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+
 # The budget-management integration system (预算管理一体化系统), over SOAP (the sandbox in development and tests).
 BUDGET_SYSTEM_URL = os.environ.get("BUDGET_SYSTEM_URL", "http://127.0.0.1:8702/")
 BUDGET_SYSTEM_API_KEY = required_in_production("BUDGET_SYSTEM_API_KEY", "budget-sandbox-development-key")
