@@ -244,11 +244,16 @@ def _payer_wallet(*, pay_type: str, organization: Organization, quota: Quota) ->
     return account.wallet
 
 
+UPLOAD_FOLDER = "fiscal/uploads"  # under MEDIA_ROOT; a payee file no request names is removed after a day
+
+
 def _store_file(data: bytes, sha256: str, filename: str, folder: str) -> str:
     relative = f"fiscal/{folder}/{sha256}{Path(filename).suffix.lower()[:6]}"
     path = Path(settings.MEDIA_ROOT) / relative
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
+    if path.exists():
+        path.touch()  # in use again: not a day-old file no request names (tasks.remove_unreferenced_uploads)
+    else:
         path.write_bytes(data)
     return relative
 
@@ -350,7 +355,7 @@ def load_payee_file(*, request_id: int, user, filename: str, data: bytes, now: d
         AccessDenied: not a clerk of the request's bureau, or not its preparer (`not_preparer`).
     """
     sha256 = hashlib.sha256(data).hexdigest()
-    upload_path = _store_file(data, sha256, filename, "uploads")
+    upload_path = _store_file(data, sha256, filename, "uploads")  # in UPLOAD_FOLDER
     try:
         with transaction.atomic():
             request = _locked(request_id)

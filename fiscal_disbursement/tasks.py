@@ -3,6 +3,8 @@ from celery import shared_task
 from django.utils import timezone
 
 from fiscal_disbursement import services
+from fiscal_disbursement.models import PaymentRequest
+from treasury import stored_files
 
 
 @shared_task(name="fiscal_disbursement.send_voucher", acks_late=True, reject_on_worker_lost=True)
@@ -38,3 +40,11 @@ def sync_quotas_task() -> int:
 @shared_task(name="fiscal_disbursement.start_paying", acks_late=True, reject_on_worker_lost=True)
 def start_paying_task(*, request_id: int) -> str:
     return services.start_paying(request_id=request_id, now=timezone.now()).state
+
+
+@shared_task(name="fiscal_disbursement.remove_unreferenced_uploads")
+def remove_unreferenced_uploads_task() -> int:
+    """Daily: payee files no request names (refused, or replaced in a draft), once a day old."""
+    return stored_files.remove_unreferenced(
+        folder=services.UPLOAD_FOLDER, now=timezone.now(),
+        referenced=set(PaymentRequest.objects.values_list("upload_path", flat=True)))

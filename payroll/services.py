@@ -202,6 +202,7 @@ def _corporate_wallet(employer: Organization) -> Wallet:
 
 
 _COPY_CHUNK = 1024 * 1024
+UPLOAD_FOLDER = "payroll/uploads"  # under MEDIA_ROOT; a file no batch names is removed after a day (tasks.py)
 
 
 def _store_upload(data, filename: str) -> tuple[str, str]:
@@ -210,7 +211,7 @@ def _store_upload(data, filename: str) -> tuple[str, str]:
     `data` is bytes or a binary file object, copied a chunk at a time while it is hashed: a file of a million
     lines is never held in memory whole. Refused past the parser's size limit while copying.
     """
-    uploads = Path(settings.MEDIA_ROOT) / "payroll" / "uploads"
+    uploads = Path(settings.MEDIA_ROOT) / UPLOAD_FOLDER
     uploads.mkdir(parents=True, exist_ok=True)
     stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     digest, size = hashlib.sha256(), 0
@@ -226,7 +227,7 @@ def _store_upload(data, filename: str) -> tuple[str, str]:
             Path(spool.name).unlink(missing_ok=True)
             raise
     sha256 = digest.hexdigest()
-    relative = f"payroll/uploads/{sha256}{Path(filename).suffix.lower()[:6]}"
+    relative = f"{UPLOAD_FOLDER}/{sha256}{Path(filename).suffix.lower()[:6]}"
     os.replace(spool.name, Path(settings.MEDIA_ROOT) / relative)  # the same content: the same file
     return sha256, relative
 

@@ -3,6 +3,8 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from payroll import payslips, services
+from payroll.models import PayrollBatch
+from treasury import stored_files
 
 
 @shared_task(name="payroll.finish_paying_batches", acks_late=True, reject_on_worker_lost=True)
@@ -27,3 +29,11 @@ def make_line_transfers_task(*, batch_id: int, actor: str) -> int:
 def pay_chunk_task(*, batch_id: int, transfer_ids: list[int]) -> None:
     """Safe to deliver twice: only transfers still claimed are sent or held; the operator dedupes on keys."""
     services.pay_chunk(batch_id=batch_id, transfer_ids=transfer_ids, now=timezone.now())
+
+
+@shared_task(name="payroll.remove_unreferenced_uploads")
+def remove_unreferenced_uploads_task() -> int:
+    """Daily: uploads no batch names (refused files), once a day old (treasury/stored_files.py)."""
+    return stored_files.remove_unreferenced(
+        folder=services.UPLOAD_FOLDER, now=timezone.now(),
+        referenced=set(PayrollBatch.objects.values_list("upload_path", flat=True)))
