@@ -634,3 +634,60 @@ def test_a_retry_leaves_alone_the_money_another_funded_run_needs(employer, monke
     services.retry_lines(batch_id=batch.pk, line_ids=[line.pk], user=employer.operator_user, now=timezone.now())
     line.refresh_from_db()
     assert line.transfer.state == TransferState.SETTLED
+
+
+def test_funding_beside_a_paying_run_still_sets_aside_the_salaries_it_paid_after_the_balance_was_asked(
+        employer, monkeypatch):
+    """The wallet's balance is asked before its lock is taken. Salaries another run pays in between were still in
+    the balance the operator gave: they are set aside all the same, not counted as gone (they were: funding then
+    counted them neither in the balance's outflows nor in what the other run still had to pay)."""
+    from types import SimpleNamespace
+
+    paying = approved_and_funded(employer, staff(employer, 2))
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "_queue_line_transfers", lambda batch_id, actor: None)
+        services.pay_batch(batch_id=paying.pk, user=employer.operator_user, now=timezone.now())
+    batch = upload(employer, staff(employer, 1, start=50))
+    services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    services.approve_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
+    balance = paying.total_net_fen + batch.total_net_fen - 1  # when asked: one fen short of both runs
+
+    def answered_then_the_other_run_pays(wallet):
+        services.make_line_transfers(batch_id=paying.pk, actor="system", now=timezone.now())  # paid, recorded
+        return SimpleNamespace(balance_fen=balance)
+
+    monkeypatch.setattr(services, "operator_balance", answered_then_the_other_run_pays)
+    with pytest.raises(PayrollError) as caught:
+        services.fund_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
+    assert caught.value.code == "insufficient_funds"
+    assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.APPROVED
+    assert PayrollBatch.objects.get(pk=paying.pk).state == BatchState.PAID
+
+    # Asked again now, the balance no longer holds the salaries paid: what is left is enough, and nothing is held back.
+    balance = batch.total_net_fen
+    monkeypatch.setattr(services, "operator_balance", lambda wallet: SimpleNamespace(balance_fen=balance))
+    assert services.fund_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now()).state == BatchState.FUNDED
+
+
+def test_a_retry_beside_a_paying_run_still_sets_aside_the_salaries_it_paid_after_the_balance_was_asked(
+        employer, monkeypatch):
+    """As funding: a retry's balance is asked before the wallet's lock, and a run paying meanwhile is not let off."""
+    from types import SimpleNamespace
+
+    rows, batch, line = with_a_failed_line(employer)
+    paying = approved_and_funded(employer, staff(employer, 2, start=50))
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "_queue_line_transfers", lambda batch_id, actor: None)
+        services.pay_batch(batch_id=paying.pk, user=employer.operator_user, now=timezone.now())
+    balance = paying.total_net_fen + line.net_fen - 1
+
+    def answered_then_the_other_run_pays(wallet):
+        services.make_line_transfers(batch_id=paying.pk, actor="system", now=timezone.now())
+        return SimpleNamespace(balance_fen=balance)
+
+    monkeypatch.setattr(services, "operator_balance", answered_then_the_other_run_pays)
+    with pytest.raises(PayrollError) as caught:
+        services.retry_lines(batch_id=batch.pk, line_ids=[line.pk], user=employer.operator_user, now=timezone.now())
+    assert caught.value.code == "insufficient_funds"
+    line.refresh_from_db()
+    assert line.attempts == 1 and line.transfer.state == TransferState.FAILED  # nothing was sent
