@@ -8,7 +8,7 @@ from fiscal_disbursement import services
 from fiscal_disbursement.models import PaymentLine, PaymentRequest, Quota
 from fiscal_disbursement.models import RequestState as R
 from tests.concurrency import at_once
-from tests.fiscal_disbursement.helpers import QUOTA_ID, payee_rows, refreshed, submitted
+from tests.fiscal_disbursement.helpers import QUOTA_ID, UNIT_QUOTA_ID, payee_rows, refreshed, submitted
 from treasury.models import Transfer, TransferState
 from treasury.services.ledger import check_ledger
 
@@ -164,4 +164,29 @@ def test_the_voucher_sent_while_the_request_is_cancelled_leaves_no_reservation_b
         assert request.state == R.REPORTED, outcomes
         assert quota_figures(finance) == ((2000_00, 0), (2000_00, 0))
         assert [finance.ecny.admin.balance(wallet_id=w) for _, _, w in rows] == [1000_00] * 2
+    assert check_ledger().problems == []
+
+
+def test_two_requests_starting_to_pay_at_once_from_one_account_never_spend_the_same_money(finance, monkeypatch):
+    """The unit's account holds 1,500 yuan; two requests of 1,000 each have their vouchers accepted and start
+    paying at the same moment: one pays, the other waits for money with the reason; no payee's transfer fails
+    for want of it."""
+    from fiscal_disbursement import tasks
+
+    requests, rows = [], []
+    with monkeypatch.context() as not_yet:
+        not_yet.setattr(tasks.start_paying_task, "apply_async", lambda **kwargs: None)  # started below, together
+        for _ in range(2):
+            rows.append(payee_rows(finance, 1))
+            request = submitted(finance, rows[-1], pay_type="2", quota_id=UNIT_QUOTA_ID)
+            services.approve_request(request_id=request.pk, user=finance.approver, now=timezone.now())
+            assert refreshed(request).state == R.VOUCHER_ISSUED
+            requests.append(request)
+    at_once(*[lambda r=r: services.start_paying(request_id=r.pk, now=timezone.now()) for r in requests])
+    assert sorted(refreshed(r).state for r in requests) == [R.REPORTED, R.VOUCHER_ISSUED]
+    assert not Transfer.objects.filter(state=TransferState.FAILED).exists()
+    waiting = next(r for r in requests if refreshed(r).state == R.VOUCHER_ISSUED)
+    assert "余额不足" in refreshed(waiting).voucher_error
+    assert not Transfer.objects.filter(batch_ref=waiting.batch_ref).exists()
+    assert sorted(finance.ecny.admin.balance(wallet_id=payees[0][2]) for payees in rows) == [0, 1000_00]
     assert check_ledger().problems == []
