@@ -546,10 +546,10 @@ def _set_aside_fen(*, payer_wallet_id: int, but: int, owed_when_asked: dict[int,
 
 
 def _create_line_transfers(batch: PayrollBatch, attempts: list[tuple], *, actor: str, now: datetime,
-                           claimed: bool = False) -> list[int]:
+                           claimed: bool = False, hold: bool = False) -> list[int]:
     """One transfer per (line, attempt number) and the lines pointed at them, in the caller's transaction.
     With `claimed`, the transfers are created claimed and the caller queues `pay_chunk` for them on commit;
-    otherwise the transfer core sends them.
+    with `hold` (the run is paused) they wait for the resume; otherwise the transfer core sends them.
 
     The idempotency key names the attempt: payroll:<batch>:<line> for the first, :<n> after it, so a
     retry is a new payment and a repeated call for the same attempt is the same payment.
@@ -566,7 +566,7 @@ def _create_line_transfers(batch: PayrollBatch, attempts: list[tuple], *, actor:
                                          known_checks=known_checks)
     line_type = ContentType.objects.get_for_model(PayrollLine)
     ids = create_transfers(
-        organization_id=batch.employer_id, batch_ref=batch.batch_ref, actor=actor, now=now, claimed=claimed,
+        organization_id=batch.employer_id, batch_ref=batch.batch_ref, actor=actor, now=now, claimed=claimed, hold=hold,
         transfers=[
             NewTransfer(
                 payer_id=batch.payer_wallet_id, payee_id=wallet_pks[line.wallet_id], amount_fen=line.net_fen,
@@ -828,7 +828,7 @@ def _ensure_union_takes_dues(batch: PayrollBatch, lines: list[PayrollLine]) -> N
 def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> PayrollBatch:
     """Pay held or failed lines again: each gets a new transfer under a new key (payroll:<batch>:<line>:<attempt>),
     so a retry is a new payment attempt, never a resend of the failed one. Held lines are checked with the
-    operator again first.
+    operator again first. While the run is paused the new transfers are held, and sent when it is resumed.
 
     A line held since the upload was not in the total the approver approved: paying it is an approval of its
     own, so only an approver who did not prepare the batch may (maker-checker). Either way the corporate
@@ -869,7 +869,9 @@ def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> P
             batch.retry()
         elif batch.state != B.PAYING:
             raise PayrollError("只能在发放中或发放后重试 (retry only while paying or after paying)", "not_paying")
-        _create_line_transfers(batch, [(line, line.attempts + 1) for line in lines], actor=user.username, now=now)
+        # A paused run's retried lines wait for the resume with the rest of what was not sent (`resume_batch`).
+        _create_line_transfers(batch, [(line, line.attempts + 1) for line in lines], actor=user.username, now=now,
+                               hold=batch.paused)
         batch.finished_at = None
         _update_totals(batch)
         batch.save()

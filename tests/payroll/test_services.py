@@ -691,3 +691,34 @@ def test_a_retry_beside_a_paying_run_still_sets_aside_the_salaries_it_paid_after
     assert caught.value.code == "insufficient_funds"
     line.refresh_from_db()
     assert line.attempts == 1 and line.transfer.state == TransferState.FAILED  # nothing was sent
+
+
+def test_a_line_retried_while_the_run_is_paused_waits_for_the_resume(employer, monkeypatch):
+    """Pausing holds what is not sent yet until the run is resumed; a failed line retried meanwhile is held too,
+    not sent behind the pause."""
+    from payroll.tasks import pay_chunk_task
+
+    rows = staff(employer, 3)
+    batch = approved_and_funded(employer, rows)
+    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="frozen")
+    queued = []  # the broker: nothing runs until we say so
+    monkeypatch.setattr(pay_chunk_task, "apply_async", lambda kwargs: queued.append(kwargs))
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    failed = batch.lines.get(wallet_id=rows[0][3])
+    services.pay_chunk(batch_id=batch.pk, transfer_ids=[failed.transfer_id], now=timezone.now())  # line 1 alone
+    failed.refresh_from_db()
+    assert failed.transfer.state == TransferState.FAILED
+    services.pause_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
+    for kwargs in queued:  # the rest of the chunk arrives while paused: held
+        pay_chunk_task.apply(kwargs=kwargs)
+    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="active")
+
+    services.retry_lines(batch_id=batch.pk, line_ids=[failed.pk], user=employer.operator_user, now=timezone.now())
+    failed.refresh_from_db()
+    assert (failed.attempts, failed.transfer.state, failed.transfer.held) == (2, TransferState.PENDING, True)
+    assert [employer.sandbox.admin.balance(wallet_id=row[3]) for row in rows] == [0, 0, 0]  # nothing behind the pause
+    monkeypatch.undo()
+    services.resume_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+    assert [employer.sandbox.admin.balance(wallet_id=row[3]) for row in rows] == [builders.net_fen(r) for r in rows]
+    assert check_ledger().problems == []
