@@ -233,3 +233,38 @@ def test_two_dues_calls_of_a_month_at_once_charge_each_member_once(employer, gra
         assert employer.sandbox.admin.balance(wallet_id=row[3]) == 100_00 - union.dues_fen(
             base_fen=member.dues_base_fen, rate_bp=grassroots.dues_rate_bp)
     assert check_ledger().problems == []
+
+
+def test_a_pause_racing_a_retry_never_sends_the_retried_line_behind_the_pause(employer, monkeypatch):
+    from payroll.tasks import pay_chunk_task
+
+    rows = staff(employer, 3)
+    batch = approved_and_funded(employer, rows)
+    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="frozen")
+    queued = []  # the rest of the run waits in the broker, so it is still paying
+    monkeypatch.setattr(pay_chunk_task, "apply_async", lambda kwargs: queued.append(kwargs))
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    failed = batch.lines.get(wallet_id=rows[0][3])
+    services.pay_chunk(batch_id=batch.pk, transfer_ids=[failed.transfer_id], now=timezone.now())
+    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="active")
+    outcomes = at_once(
+        lambda: services.retry_lines(batch_id=batch.pk, line_ids=[failed.pk], user=employer.operator_user,
+                                     now=timezone.now()),
+        lambda: services.pause_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now()),
+    )
+    assert all(isinstance(o, PayrollBatch) for o in outcomes), outcomes
+    failed.refresh_from_db()
+    assert failed.attempts == 2
+    # Retried first: sent (the pause came after it), or held if the transfer core had not claimed it yet;
+    # paused first: held. Never sent after the pause without the resume.
+    if failed.transfer.state != TransferState.SETTLED:
+        assert (failed.transfer.state, failed.transfer.held) == (TransferState.PENDING, True)
+    for kwargs in queued:
+        pay_chunk_task.apply(kwargs=kwargs)  # held: the run is paused
+    assert [employer.sandbox.admin.balance(wallet_id=row[3]) for row in rows[1:]] == [0, 0]
+    monkeypatch.undo()
+    services.resume_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+    assert [employer.sandbox.admin.balance(wallet_id=row[3]) for row in rows] == [builders.net_fen(r) for r in rows]
+    assert Transfer.objects.filter(batch_ref=batch.batch_ref).count() == 4  # one line twice: failed, then paid
+    assert check_ledger().problems == []
