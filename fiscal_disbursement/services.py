@@ -884,23 +884,27 @@ def start_paying(*, request_id: int, now: datetime, user=None) -> PaymentRequest
     while the rest are still being made.
 
     Runs after the voucher is acknowledged (and again from the clerk's button and the periodic task);
-    first checks that the payer's zero-balance account holds the total, otherwise the request waits with
-    the reason. Resumable and safe to run twice at once: each chunk takes the request's row lock and picks
-    lines that have no transfer yet; keys are fixed per line (fiscal:<request>:<line>)."""
+    first checks that the payer's zero-balance account holds the total beyond what the other requests paying
+    from it still need (`_set_aside_fen`), otherwise the request waits with the reason. Resumable and safe to
+    run twice at once: each chunk takes the request's row lock and picks lines that have no transfer yet; keys
+    are fixed per line (fiscal:<request>:<line>)."""
     request = PaymentRequest.objects.select_related("payer_wallet").get(pk=request_id)
     if user is not None:
         _ensure_finance_user(user, request, role_names=CLERK_ROLES + APPROVER_ROLES)
     actor = user.username if user else "system"
     if request.state == R.VOUCHER_ISSUED:
+        owed = _owed_by_other_requests(payer_wallet_id=request.payer_wallet_id, but=request.pk)  # before asking
         balance = operator_balance(wallet=request.payer_wallet)  # outside the transaction: no lock while asking
         with transaction.atomic():
             request = _locked(request_id)
             if request.state != R.VOUCHER_ISSUED:
                 return request
-            if balance.balance_fen < request.total_fen:
-                request.voucher_error = (f"付款账户余额不足：现有 {format_yuan(balance.balance_fen)}，需要 "
-                                         f"{format_yuan(request.total_fen)} (the payer account is short of the total)"
-                                         )[:255]
+            set_aside = _set_aside_fen(payer_wallet_id=request.payer_wallet_id, but=request.pk, owed_when_asked=owed)
+            if balance.balance_fen - set_aside < request.total_fen:
+                request.voucher_error = (f"付款账户余额不足：现有 {format_yuan(balance.balance_fen)}，其中 "
+                                         f"{format_yuan(set_aside)} 留给付款中的其他申请，需要 "
+                                         f"{format_yuan(request.total_fen)} (the payer account is short of the total, "
+                                         f"beyond what other requests paying from it still need)")[:255]
                 request.save(update_fields=["voucher_error"])
                 return request
             request.start_paying()
@@ -919,6 +923,27 @@ def start_paying(*, request_id: int, now: datetime, user=None) -> PaymentRequest
         after_line_no, span = after_line_no + span, PAY_CHUNK
     # With Celery eager the transfers were paid at each commit; with workers this returns at once.
     return finish_request_if_done(request_id=request_id, now=now)
+
+
+def _owed_by_other_requests(*, payer_wallet_id: int, but: int) -> dict[int, int]:
+    """{request id: fen} for the other requests paying from the wallet: their lines neither paid nor returned."""
+    owed = {}
+    for other in PaymentRequest.objects.filter(payer_wallet_id=payer_wallet_id, state=R.PAYING).exclude(pk=but):
+        progress = line_progress(request=other)
+        owed[other.pk] = other.total_fen - progress.paid_fen - progress.returned_fen
+    return owed
+
+
+def _set_aside_fen(*, payer_wallet_id: int, but: int, owed_when_asked: dict[int, int]) -> int:
+    """In the caller's transaction, under the wallet's lock (which orders two requests starting at once from one
+    account: the second sees the first paying): what the other requests paying from the wallet still need, each
+    at the more of what it needed before the balance was asked (`owed_when_asked`: money paid since was still in
+    that balance) and what it needs now."""
+    Wallet.objects.select_for_update(no_key=True).filter(pk=payer_wallet_id).first()
+    owed = _owed_by_other_requests(payer_wallet_id=payer_wallet_id, but=but)
+    for pk, fen in owed_when_asked.items():
+        owed[pk] = max(owed.get(pk, 0), fen)
+    return sum(owed.values())
 
 
 def _create_next_transfers(request_id: int, *, actor: str, now: datetime, line_numbers: tuple[int, int]) -> bool:

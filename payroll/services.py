@@ -489,10 +489,11 @@ def fund_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
     # (a 503 while it is away, or "insufficient funds" for a batch already funded, paid or cancelled).
     if not can_proceed(batch.fund):
         raise TransitionNotAllowed(f"a {batch.state} batch cannot be funded")
+    owed = _owed_by_other_runs(payer_wallet_id=batch.payer_wallet_id, but=batch.pk)  # before the balance is asked
     balance = operator_balance(wallet=batch.payer_wallet)  # outside the transaction: no lock while asking
     needed = batch.total_net_fen + union.union_remittance_fen(batch=batch)
     with transaction.atomic():
-        _ensure_money_left(batch, balance_fen=balance.balance_fen, needed_fen=needed, needed_for=(
+        _ensure_money_left(batch, balance_fen=balance.balance_fen, owed_when_asked=owed, needed_fen=needed, needed_for=(
             "需要", "for net pay and union fees"))
         batch = _locked(batch_id)
         batch.fund()
@@ -502,18 +503,23 @@ def fund_batch(*, batch_id: int, user, now: datetime) -> PayrollBatch:
     return batch
 
 
-def _ensure_money_left(batch: PayrollBatch, *, balance_fen: int, needed_fen: int, needed_for: tuple[str, str]) -> None:
+def _ensure_money_left(batch: PayrollBatch, *, balance_fen: int, owed_when_asked: dict[int, int], needed_fen: int,
+                       needed_for: tuple[str, str]) -> None:
     """In the caller's transaction (funding a run, retrying lines): the wallet's balance, less what its other
     funded runs have still to pay, covers `needed_fen`. The wallet's row is the lock that orders the runs' claims
     on its money: the second of two at once sees the first. No key update: an upload naming the wallet (its
     batch's foreign key) is not waited for.
+
+    The balance was asked before the lock (no lock while the operator answers), so a run paying beside this
+    may have paid salaries since: they were still in that balance. What each run had to pay is therefore taken
+    as it stood before the balance was asked too (`owed_when_asked`, from `_owed_by_other_runs`).
 
     Raises:
         PayrollError: insufficient_funds, saying how much is there, set aside and needed (`needed_for`: what
             for, in Chinese and English).
     """
     Wallet.objects.select_for_update(no_key=True).filter(pk=batch.payer_wallet_id).first()
-    set_aside = _set_aside_fen(payer_wallet_id=batch.payer_wallet_id, but=batch.pk)
+    set_aside = _set_aside_fen(payer_wallet_id=batch.payer_wallet_id, but=batch.pk, owed_when_asked=owed_when_asked)
     if balance_fen - set_aside < needed_fen:
         raise PayrollError(
             f"对公钱包余额不足：现有 {format_yuan(balance_fen)}，其中 {format_yuan(set_aside)} 已留给其他已备款"
@@ -523,21 +529,34 @@ def _ensure_money_left(batch: PayrollBatch, *, balance_fen: int, needed_fen: int
         )
 
 
-def _set_aside_fen(*, payer_wallet_id: int, but: int) -> int:
-    """What the wallet's other runs were funded for and have not paid yet: their net pay not paid yet and their
-    union money (counted whole while a run pays, though it goes out as its lines are paid: on the safe side)."""
-    set_aside = 0
+def _owed_by_other_runs(*, payer_wallet_id: int, but: int) -> dict[int, int]:
+    """{run id: fen} for the wallet's other funded or paying runs: their net pay not paid yet and their union
+    money (counted whole while a run pays, though it goes out as its lines are paid: on the safe side)."""
+    owed = {}
     for other in PayrollBatch.objects.filter(payer_wallet_id=payer_wallet_id, state__in=[B.FUNDED, B.PAYING]).exclude(pk=but):
         paid_fen = line_progress(batch=other).paid_fen if other.state == B.PAYING else 0
-        set_aside += other.total_net_fen - paid_fen + union.union_remittance_fen(batch=other)
-    return set_aside
+        owed[other.pk] = other.total_net_fen - paid_fen + union.union_remittance_fen(batch=other)
+    return owed
+
+
+def _set_aside_fen(*, payer_wallet_id: int, but: int, owed_when_asked: dict[int, int]) -> int:
+    """What the wallet's other runs have still to pay, each run at the more of what it owed when the balance was
+    asked (`owed_when_asked`: salaries paid since were still in that balance) and what it owes now; a run
+    cancelled since owes nothing."""
+    owed = _owed_by_other_runs(payer_wallet_id=payer_wallet_id, but=but)
+    cancelled = set(PayrollBatch.objects.filter(pk__in=list(owed_when_asked), state=B.CANCELLED)
+                    .values_list("pk", flat=True))
+    for pk, fen in owed_when_asked.items():
+        if pk not in cancelled:
+            owed[pk] = max(owed.get(pk, 0), fen)
+    return sum(owed.values())
 
 
 def _create_line_transfers(batch: PayrollBatch, attempts: list[tuple], *, actor: str, now: datetime,
-                           claimed: bool = False) -> list[int]:
+                           claimed: bool = False, hold: bool = False) -> list[int]:
     """One transfer per (line, attempt number) and the lines pointed at them, in the caller's transaction.
     With `claimed`, the transfers are created claimed and the caller queues `pay_chunk` for them on commit;
-    otherwise the transfer core sends them.
+    with `hold` (the run is paused) they wait for the resume; otherwise the transfer core sends them.
 
     The idempotency key names the attempt: payroll:<batch>:<line> for the first, :<n> after it, so a
     retry is a new payment and a repeated call for the same attempt is the same payment.
@@ -554,7 +573,7 @@ def _create_line_transfers(batch: PayrollBatch, attempts: list[tuple], *, actor:
                                          known_checks=known_checks)
     line_type = ContentType.objects.get_for_model(PayrollLine)
     ids = create_transfers(
-        organization_id=batch.employer_id, batch_ref=batch.batch_ref, actor=actor, now=now, claimed=claimed,
+        organization_id=batch.employer_id, batch_ref=batch.batch_ref, actor=actor, now=now, claimed=claimed, hold=hold,
         transfers=[
             NewTransfer(
                 payer_id=batch.payer_wallet_id, payee_id=wallet_pks[line.wallet_id], amount_fen=line.net_fen,
@@ -816,7 +835,7 @@ def _ensure_union_takes_dues(batch: PayrollBatch, lines: list[PayrollLine]) -> N
 def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> PayrollBatch:
     """Pay held or failed lines again: each gets a new transfer under a new key (payroll:<batch>:<line>:<attempt>),
     so a retry is a new payment attempt, never a resend of the failed one. Held lines are checked with the
-    operator again first.
+    operator again first. While the run is paused the new transfers are held, and sent when it is resumed.
 
     A line held since the upload was not in the total the approver approved: paying it is an approval of its
     own, so only an approver who did not prepare the batch may (maker-checker). Either way the corporate
@@ -841,9 +860,11 @@ def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> P
         ensure_can_approve(approver=user, prepared_by_id=batch.prepared_by_id, approver_roles=(roles.EMPLOYER_APPROVER,))
     # The retried salaries and the union money they bring (their members' dues, the funds on their gross).
     needed = sum(line.net_fen for line in lines) + union.union_remittance_fen(batch=batch, line_ids=line_ids)
+    owed = _owed_by_other_runs(payer_wallet_id=batch.payer_wallet_id, but=batch.pk)  # before the balance is asked
     balance = operator_balance(wallet=batch.payer_wallet)  # outside the transaction: no lock while asking
     with transaction.atomic():
-        _ensure_money_left(batch, balance_fen=balance.balance_fen, needed_fen=needed, needed_for=(
+        _ensure_money_left(batch, balance_fen=balance.balance_fen, owed_when_asked=owed, needed_fen=needed,
+                           needed_for=(
             "重试需要", "for the lines to retry and their union fees"))
         batch = _locked(batch_id)
         _ensure_employer_user(user, batch, role_names=(roles.EMPLOYER_OPERATOR, roles.EMPLOYER_APPROVER))
@@ -858,7 +879,9 @@ def retry_lines(*, batch_id: int, line_ids: list[int], user, now: datetime) -> P
             batch.retry()
         elif batch.state != B.PAYING:
             raise PayrollError("只能在发放中或发放后重试 (retry only while paying or after paying)", "not_paying")
-        _create_line_transfers(batch, [(line, line.attempts + 1) for line in lines], actor=user.username, now=now)
+        # A paused run's retried lines wait for the resume with the rest of what was not sent (`resume_batch`).
+        _create_line_transfers(batch, [(line, line.attempts + 1) for line in lines], actor=user.username, now=now,
+                               hold=batch.paused)
         batch.finished_at = None
         _update_totals(batch)
         batch.save()

@@ -459,6 +459,10 @@ def approve_correction(*, correction_id: int, user, now: dt.datetime) -> SocialC
         case = _locked_case(correction.case_id)
         _ensure_staff(user, case)
         ensure_can_approve(approver=user, prepared_by_id=correction.proposed_by_id, approver_roles=APPROVER_ROLES)
+        if correction.state != CorrectionState.PROPOSED:
+            # Decided already (a second checker a moment later): said as such, not as the refund it made exceeding
+            # what the fund now holds.
+            correction.approve()  # raises TransitionNotAllowed naming the state
         case_flow.ensure_correctable(case)
         # The payment's row is locked, so corrections of its other cases are decided after this one and see it.
         declaration, payment = _case_document(case, lock=True)

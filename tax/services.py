@@ -58,7 +58,7 @@ from treasury.access.errors import AccessDenied
 from treasury.access.makerchecker import ensure_can_approve
 from treasury.access.scoping import individual_person, user_organization
 from treasury.errors import InvalidTransfers, TransferNotReversible
-from treasury.models import LedgerAccount, Organization, Transfer, TransferState, Wallet
+from treasury.models import NOT_PAID_STATES, LedgerAccount, Organization, Transfer, TransferState, Wallet
 from treasury.services import transfers as transfer_services
 from treasury.services.transfers import NewTransfer, OperatorUnavailable, create_transfers
 from treasury.services.wallets import ensure_personal_wallets, register_wallet, verify_wallets
@@ -484,13 +484,16 @@ def _organization_for(tax_org_code: str, treasury: Wallet) -> int:
 
 
 def _result_for_transfer(transfer: Transfer) -> tuple[str, str]:
-    """(TIPS result code, note) of a transfer the operator decided."""
+    """(TIPS result code, note) of a transfer the operator decided: settled, or not paid (failed, cancelled; or
+    settled and come back already, returned or reversed, when recovery learnt both at once: nothing is debited)."""
     if transfer.state == TransferState.SETTLED:
         return ResultCode.SUCCESS, RESULT_NOTES[ResultCode.SUCCESS]
     code = REFUSAL_TO_RESULT.get(transfer.failure_code, ResultCode.OTHER_FAILURE)
     note = RESULT_NOTES[code]
     if transfer.failure_message:
         note = f"{note}: {transfer.failure_message}"
+    elif transfer.state in (TransferState.RETURNED, TransferState.REVERSED):
+        note = f"{note}: 扣款已退回纳税人 (the debit came back): {transfer.state}"
     return code, note[:255]
 
 
@@ -694,7 +697,7 @@ def _record_real_time_outcome(*, deduction_id: int, transfer: Transfer, now: dat
         deduction = _locked_deduction(deduction_id)
         if deduction.state != D.DEDUCTING:
             return result_of(deduction)
-        if transfer.state in (TransferState.SETTLED, TransferState.FAILED, TransferState.CANCELLED):
+        if transfer.state == TransferState.SETTLED or transfer.state in NOT_PAID_STATES:
             code, note = _result_for_transfer(transfer)
             _decide(deduction, code=code, note=note, now=now, settled_at=transfer.settled_at)
         else:
@@ -873,7 +876,7 @@ def resolve_unknown_deductions(*, now: datetime) -> dict[str, int]:
                 deduction.reverse()
                 deduction.add_word = "结果未明，已自动冲正 (outcome unknown: debited and reversed)"
                 kind = "tax.deduction.reversed"
-            elif transfer.state in (TransferState.FAILED, TransferState.CANCELLED):
+            elif transfer.state in NOT_PAID_STATES:  # failed, cancelled, or debited and come back (returned)
                 deduction.fail()
                 deduction.add_word = "结果未明，确认未扣款 (outcome unknown: nothing was debited)"
                 kind = "tax.deduction.failed"
@@ -1257,7 +1260,7 @@ def _move_items(*, package_id: int, ids: list[int], **values) -> None:
 
 
 _DECIDABLE = TaxDeduction.sources_of(TaxDeduction.succeed)  # deducting, unknown: also those of .fail
-_TRANSFER_DECIDED = (TransferState.SETTLED, TransferState.FAILED, TransferState.CANCELLED)
+_TRANSFER_DECIDED = (TransferState.SETTLED, *NOT_PAID_STATES)  # come back (returned, reversed): not debited
 
 
 class _DecidedItem(NamedTuple):
@@ -1698,15 +1701,19 @@ def finish_refund_order(*, order_id: int, now: datetime) -> RefundOrder:
         decided, settled = [], []
         for r in waiting:
             t = r.transfer
-            if t.state not in (TransferState.SETTLED, TransferState.FAILED, TransferState.CANCELLED):
+            if t.state != TransferState.SETTLED and t.state not in NOT_PAID_STATES:
                 continue
             if t.state == TransferState.SETTLED:
                 code, note = ResultCode.SUCCESS, REFUND_NOTES[ResultCode.SUCCESS]
                 r.succeed()
                 settled.append((r, local_date(t.settled_at or now)))
             else:
+                # Failed or cancelled; or paid and come back already (returned, reversed: its answer was lost, and
+                # recovery learnt both at once): the taxpayer does not hold it, so it is not paid.
                 code = REFUND_REFUSAL_TO_RESULT.get(t.failure_code, ResultCode.OTHER_FAILURE)
-                note = f"{REFUND_NOTES[code]}: {t.failure_message}" if t.failure_message else REFUND_NOTES[code]
+                why = t.failure_message or (f"退付款已退回国库 (the refund came back): {t.get_state_display()}"
+                                            if t.state in (TransferState.RETURNED, TransferState.REVERSED) else "")
+                note = f"{REFUND_NOTES[code]}: {why}" if why else REFUND_NOTES[code]
                 r.fail()
             r.result_code, r.add_word, r.decided_at = code, note[:255], now
             decided.append(r)

@@ -160,6 +160,10 @@ def approve_correction(*, correction_id: int, user, now: dt.datetime) -> CaseCor
         deduction = tax_services._locked_deduction(correction.deduction_id)
         tax_services.ensure_tax_staff(user, tax_org_code=case.tax_org_code)
         ensure_can_approve(approver=user, prepared_by_id=correction.proposed_by_id, approver_roles=APPROVER_ROLES)
+        if correction.state != CorrectionState.PROPOSED:
+            # Decided already (a second checker a moment later): said as such, not as the refund it made exceeding
+            # what the treasury now holds.
+            correction.approve()  # raises TransitionNotAllowed naming the state
         ensure_correctable(case)
         # What held at the proposal may not hold now: the agreement revoked, the debit reversed or refunded.
         _parties(case, correction.kind)

@@ -723,3 +723,59 @@ def test_a_file_with_more_lines_than_a_voucher_carries_is_refused_at_upload(fina
     assert (request.line_count, request.problem_count) == (0, 1)
     assert request.problems[0]["code"] == "too_many_lines" and not request.lines.exists()
     assert refreshed(draft(finance, payee_rows(finance, 2))).line_count == 2
+
+
+def test_a_worker_killed_after_the_operator_paid_a_chunk_pays_every_payee_once(finance,
+                                                                              worker_dies_after_operator_applies):
+    """The operator applies the request's chunk and the worker dies before recording the answers: the lines stay
+    submitted, the request paying. Recovery asks the operator, records the payments, and the request moves on
+    (reported) with each payee paid once and the quota consumed once."""
+    rows = payee_rows(finance, 3)
+    with pytest.raises(KeyboardInterrupt):
+        approved(finance, rows)  # the voucher accepted, paying started, the chunk sent: the worker dies there
+    worker_dies_after_operator_applies()  # a worker is back
+    request = PaymentRequest.objects.get()
+    assert request.state == R.PAYING
+    assert set(Transfer.objects.filter(batch_ref=request.batch_ref).values_list("state", flat=True)) == {
+        TransferState.SUBMITTED}
+    assert services.finish_request_if_done(request_id=request.pk, now=now()).state == R.PAYING
+    services.start_paying(request_id=request.pk, now=now())  # the sweep's start again: nothing new made
+    assert Transfer.objects.filter(batch_ref=request.batch_ref).count() == 3
+
+    transfer_services.recover_unconfirmed_transfers(now=now() + dt.timedelta(minutes=5))
+    request = refreshed(request)
+    assert request.state == R.REPORTED and (request.paid_count, request.paid_fen) == (3, 3_000_00)
+    for _, _, wallet_id in rows:
+        assert finance.ecny.admin.balance(wallet_id=wallet_id) == 1000_00
+    assert_quota_agrees(finance, consumed_fen=3_000_00)
+    assert check_ledger().problems == []
+
+
+def test_a_request_waits_while_another_paying_from_the_same_account_still_needs_its_money(finance, monkeypatch):
+    """The unit's account holds 1,500 yuan; two requests of 1,000 each. The first started paying and its transfers
+    are not sent yet (the workers are busy): the account's balance still shows its money. The second waits with
+    the reason rather than starting to pay with money the first is about to spend (its payee would fail)."""
+    first = submitted(finance, payee_rows(finance, 1), pay_type="2", quota_id=UNIT_QUOTA_ID)
+    second_rows = payee_rows(finance, 1)
+    second = submitted(finance, second_rows, pay_type="2", quota_id=UNIT_QUOTA_ID)
+    with monkeypatch.context() as busy:
+        busy.setattr(transfer_services, "enqueue_submission", lambda transfer_ids: None)
+        services.approve_request(request_id=first.pk, user=finance.approver, now=now())
+        assert refreshed(first).state == R.PAYING
+        services.approve_request(request_id=second.pk, user=finance.approver, now=now())
+    second = refreshed(second)
+    assert second.state == R.VOUCHER_ISSUED and "余额不足" in second.voucher_error
+    assert "1,000.00" in second.voucher_error  # what the other request still needs is said
+    assert not Transfer.objects.filter(batch_ref=second.batch_ref).exists()
+
+    transfer_services.submit_stranded_pending_transfers(now=now() + dt.timedelta(minutes=5))  # the workers get to it
+    services.finish_paying_requests(now=now())
+    assert refreshed(first).state == R.REPORTED
+    services.resend_pending(now=now())  # 500 yuan left: still waiting, nothing sent to fail
+    assert refreshed(second).state == R.VOUCHER_ISSUED
+    assert not Transfer.objects.filter(state=TransferState.FAILED).exists()
+    finance.ecny.admin.fund(wallet_id=finance.unit_wallet.wallet_id, amount_fen=500_00)
+    services.resend_pending(now=now())
+    assert refreshed(second).state == R.REPORTED
+    assert finance.ecny.admin.balance(wallet_id=second_rows[0][2]) == 1000_00
+    assert check_ledger().problems == []

@@ -646,3 +646,91 @@ def test_a_retry_leaves_alone_the_money_another_funded_run_needs(employer, monke
     services.retry_lines(batch_id=batch.pk, line_ids=[line.pk], user=employer.operator_user, now=timezone.now())
     line.refresh_from_db()
     assert line.transfer.state == TransferState.SETTLED
+
+
+def test_funding_beside_a_paying_run_still_sets_aside_the_salaries_it_paid_after_the_balance_was_asked(
+        employer, monkeypatch):
+    """The wallet's balance is asked before its lock is taken. Salaries another run pays in between were still in
+    the balance the operator gave: they are set aside all the same, not counted as gone (they were: funding then
+    counted them neither in the balance's outflows nor in what the other run still had to pay)."""
+    from types import SimpleNamespace
+
+    paying = approved_and_funded(employer, staff(employer, 2))
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "_queue_line_transfers", lambda batch_id, actor: None)
+        services.pay_batch(batch_id=paying.pk, user=employer.operator_user, now=timezone.now())
+    batch = upload(employer, staff(employer, 1, start=50))
+    services.submit_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    services.approve_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
+    balance = paying.total_net_fen + batch.total_net_fen - 1  # when asked: one fen short of both runs
+
+    def answered_then_the_other_run_pays(wallet):
+        services.make_line_transfers(batch_id=paying.pk, actor="system", now=timezone.now())  # paid, recorded
+        return SimpleNamespace(balance_fen=balance)
+
+    monkeypatch.setattr(services, "operator_balance", answered_then_the_other_run_pays)
+    with pytest.raises(PayrollError) as caught:
+        services.fund_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
+    assert caught.value.code == "insufficient_funds"
+    assert PayrollBatch.objects.get(pk=batch.pk).state == BatchState.APPROVED
+    assert PayrollBatch.objects.get(pk=paying.pk).state == BatchState.PAID
+
+    # Asked again now, the balance no longer holds the salaries paid: what is left is enough, and nothing is held back.
+    balance = batch.total_net_fen
+    monkeypatch.setattr(services, "operator_balance", lambda wallet: SimpleNamespace(balance_fen=balance))
+    assert services.fund_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now()).state == BatchState.FUNDED
+
+
+def test_a_retry_beside_a_paying_run_still_sets_aside_the_salaries_it_paid_after_the_balance_was_asked(
+        employer, monkeypatch):
+    """As funding: a retry's balance is asked before the wallet's lock, and a run paying meanwhile is not let off."""
+    from types import SimpleNamespace
+
+    rows, batch, line = with_a_failed_line(employer)
+    paying = approved_and_funded(employer, staff(employer, 2, start=50))
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "_queue_line_transfers", lambda batch_id, actor: None)
+        services.pay_batch(batch_id=paying.pk, user=employer.operator_user, now=timezone.now())
+    balance = paying.total_net_fen + line.net_fen - 1
+
+    def answered_then_the_other_run_pays(wallet):
+        services.make_line_transfers(batch_id=paying.pk, actor="system", now=timezone.now())
+        return SimpleNamespace(balance_fen=balance)
+
+    monkeypatch.setattr(services, "operator_balance", answered_then_the_other_run_pays)
+    with pytest.raises(PayrollError) as caught:
+        services.retry_lines(batch_id=batch.pk, line_ids=[line.pk], user=employer.operator_user, now=timezone.now())
+    assert caught.value.code == "insufficient_funds"
+    line.refresh_from_db()
+    assert line.attempts == 1 and line.transfer.state == TransferState.FAILED  # nothing was sent
+
+
+def test_a_line_retried_while_the_run_is_paused_waits_for_the_resume(employer, monkeypatch):
+    """Pausing holds what is not sent yet until the run is resumed; a failed line retried meanwhile is held too,
+    not sent behind the pause."""
+    from payroll.tasks import pay_chunk_task
+
+    rows = staff(employer, 3)
+    batch = approved_and_funded(employer, rows)
+    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="frozen")
+    queued = []  # the broker: nothing runs until we say so
+    monkeypatch.setattr(pay_chunk_task, "apply_async", lambda kwargs: queued.append(kwargs))
+    services.pay_batch(batch_id=batch.pk, user=employer.operator_user, now=timezone.now())
+    failed = batch.lines.get(wallet_id=rows[0][3])
+    services.pay_chunk(batch_id=batch.pk, transfer_ids=[failed.transfer_id], now=timezone.now())  # line 1 alone
+    failed.refresh_from_db()
+    assert failed.transfer.state == TransferState.FAILED
+    services.pause_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
+    for kwargs in queued:  # the rest of the chunk arrives while paused: held
+        pay_chunk_task.apply(kwargs=kwargs)
+    employer.sandbox.admin.set_status(wallet_id=rows[0][3], status="active")
+
+    services.retry_lines(batch_id=batch.pk, line_ids=[failed.pk], user=employer.operator_user, now=timezone.now())
+    failed.refresh_from_db()
+    assert (failed.attempts, failed.transfer.state, failed.transfer.held) == (2, TransferState.PENDING, True)
+    assert [employer.sandbox.admin.balance(wallet_id=row[3]) for row in rows] == [0, 0, 0]  # nothing behind the pause
+    monkeypatch.undo()
+    services.resume_batch(batch_id=batch.pk, user=employer.approver, now=timezone.now())
+    assert services.finish_batch_if_done(batch_id=batch.pk, now=timezone.now()).state == BatchState.PAID
+    assert [employer.sandbox.admin.balance(wallet_id=row[3]) for row in rows] == [builders.net_fen(r) for r in rows]
+    assert check_ledger().problems == []

@@ -383,6 +383,10 @@ def test_refunds_never_pay_back_more_than_the_fund_holds_for_the_payment(day):
     with pytest.raises(ReconciliationError) as refused:
         reconciliation.approve_correction(correction_id=second.pk, user=other_staff, now=now())
     assert refused.value.code == "exceeds_held"
+    # The first approved again (a second checker a moment later) is refused as decided, not as too much.
+    with pytest.raises(TransitionNotAllowed):
+        reconciliation.approve_correction(correction_id=first.pk, user=f.make_user(
+            role=roles.TAX_STAFF, organization=day.world.authority), now=now())
     with pytest.raises(ReconciliationError) as refused:  # nor on the first case again
         reconciliation.propose_correction(case_id=duplicate.pk, user=staff, kind="refund", amount_fen=1,
                                           reason="x", now=now())

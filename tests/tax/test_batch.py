@@ -157,3 +157,32 @@ def test_processing_a_package_again_changes_nothing(tax, tips_outbox):
     assert services.finish_package(package_id=package.pk, now=timezone.now()).state == PackageState.DONE
     assert Transfer.objects.count() == 1 and len(tips_outbox.sent) == 1
     assert tax.balance(payer.wallet_id) == 990_00
+
+
+def test_an_item_whose_reply_was_lost_and_whose_debit_came_back_is_answered_failed(tax, tips_outbox):
+    """The operator debited both items but its reply was lost; by the time recovery asks, one debit came back (the
+    treasury's wallet returned it). That item is failed, not succeeded, and not left deducting: the package is
+    done and answered, with the other item entered alone."""
+    from treasury.services.transfers import recover_unconfirmed_transfers
+
+    payers = [tax.taxpayer(balance_fen=1_000_00) for _ in range(2)]
+    items = [item(payer=p, protocol_no=tax.signed_and_verified(p).protocol_no, amount_fen=10_00 + n)
+             for n, p in enumerate(payers)]
+    tax.ecny.admin.set_fault("error_after_apply", count=1)
+    services.receive_batch(message=batch(tax, items), now=timezone.now())
+    package = DeductionPackage.objects.get()
+    assert package.state == PackageState.DEDUCTING and tips_outbox.sent == []
+    back = TaxDeduction.objects.order_by("pk").first()
+    tax.ecny.admin.return_transfer(request_id=back.transfer.idempotency_key, reason="退回 (returned)")
+
+    recover_unconfirmed_transfers(now=timezone.now(), older_than_seconds=0)
+    services.finish_packages(now=timezone.now())
+    package.refresh_from_db()
+    back, paid = TaxDeduction.objects.order_by("pk")
+    assert (back.state, paid.state) == (DeductionState.FAILED, DeductionState.SUCCEEDED)
+    assert package.state == PackageState.DONE and (package.succ_num, package.succ_amount_fen) == (1, paid.amount_fen)
+    assert (tax.balance(back.pay_acct), tax.balance(paid.pay_acct)) == (1_000_00, 1_000_00 - paid.amount_fen)
+    (sent,) = tips_outbox.sent
+    assert sent.succ_num == 1
+    assert list(TreasuryEntry.objects.values_list("amount_fen", flat=True)) == [paid.amount_fen]
+    assert check_ledger().problems == []

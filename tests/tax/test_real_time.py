@@ -235,3 +235,27 @@ def test_a_3001_arriving_after_a_reversal_of_its_serial_is_not_debited(tax):
     assert tax.balance(payer.wallet_id) == 1_000_00 and Transfer.objects.count() == 0
     assert TaxDeduction.objects.get().state == DeductionState.FAILED
     assert services.deduct_real_time(message=message, now=timezone.now()) == result  # the same answer again
+
+
+def test_an_unknown_debit_that_came_back_is_failed_not_left_unknown(tax):
+    """Answered 94999 (the operator debited, its reply was lost); by the time the sweep asks, the debit came back
+    (returned by the operator). Nothing is debited any more: the deduction is failed, not unknown for ever."""
+    from treasury.services import transfers as transfer_services
+
+    payer = tax.taxpayer(balance_fen=1_000_00)
+    agreement = tax.signed_and_verified(payer)
+    tax.ecny.admin.set_fault("error_after_apply", count=1)
+    message = real_time(tax, payer=payer, protocol_no=agreement.protocol_no, amount_fen=400_00)
+    assert services.deduct_real_time(message=message, now=timezone.now()).result == ResultCode.TIMEOUT
+    deduction = TaxDeduction.objects.get()
+    tax.ecny.admin.return_transfer(request_id=deduction.transfer.idempotency_key, reason="退回 (returned)")
+    transfer_services.recover_unconfirmed_transfers(now=timezone.now(), older_than_seconds=0)
+
+    assert services.resolve_unknown_deductions(now=timezone.now()) == {"failed": 1}
+    deduction.refresh_from_db()
+    assert deduction.state == DeductionState.FAILED and deduction.transfer.state == TransferState.RETURNED
+    assert not UnresolvedDeduction.objects.exists()
+    assert tax.balance(payer.wallet_id) == 1_000_00
+    assert TreasuryEntry.objects.count() == 0
+    assert services.deduct_real_time(message=message, now=timezone.now()).result != ResultCode.SUCCESS
+    assert_ledger_ok()

@@ -337,3 +337,39 @@ def test_an_order_whose_items_name_two_treasuries_is_refused_not_paid_from_the_f
     ack = services.receive_refund_order(message=order(items), now=timezone.now())
     assert ack.result != ResultCode.SUCCESS
     assert not RefundOrder.objects.exists() and not Refund.objects.exists()
+
+
+def test_a_refund_whose_reply_was_lost_and_whose_money_came_back_is_answered_failed(refunds):
+    """The operator paid both refunds but its reply was lost; by the time recovery asks, one came back (the payee's
+    wallet returned it to the treasury). That refund is failed, not paid, and not left paying: the order is done,
+    answered once, with the other refund paid and entered alone."""
+    from treasury.services import transfers as transfer_services
+
+    tax = refunds
+    back, fine = tax.taxpayer(balance_fen=0), tax.taxpayer(balance_fen=0)
+    assert services.receive_refund_order(message=order([refund_item(back, amount_fen=40_00),
+                                                        refund_item(fine, amount_fen=30_00)]),
+                                         now=timezone.now()).result == ResultCode.SUCCESS
+    refund_order = RefundOrder.objects.get()
+    services.review_refund_order(order_id=refund_order.pk, user=tax.staff, now=timezone.now())
+    tax.ecny.admin.set_fault("error_after_apply", count=1)
+    services.approve_refund_order(order_id=refund_order.pk, user=tax.approver, now=timezone.now())
+    came_back = Refund.objects.order_by("pk").first()
+    tax.ecny.admin.return_transfer(request_id=came_back.transfer.idempotency_key, reason="收款钱包已注销")
+
+    transfer_services.recover_unconfirmed_transfers(now=timezone.now(), older_than_seconds=0)
+    services.finish_refund_orders(now=timezone.now())
+    refund_order.refresh_from_db()
+    assert Transfer.objects.get(pk=came_back.transfer_id).state == TransferState.RETURNED
+    assert refund_order.state == RefundOrderState.DONE
+    assert (refund_order.succ_num, refund_order.succ_amount_fen) == (1, 30_00)
+    refunds_now = list(Refund.objects.order_by("pk"))
+    assert [r.state for r in refunds_now] == [RefundState.FAILED, RefundState.PAID]
+    assert "退回" in refunds_now[0].add_word or "came back" in refunds_now[0].add_word
+    assert (tax.balance(back.wallet_id), tax.balance(fine.wallet_id)) == (0, 30_00)
+    assert len(tax.outbox.sent) == 1
+    assert [line.result == ResultCode.SUCCESS for line in tax.outbox.sent[0].items] == [False, True]
+    from tax.models import TreasuryEntry
+
+    assert list(TreasuryEntry.objects.filter(amount_fen__lt=0).values_list("amount_fen", flat=True)) == [-30_00]
+    assert check_ledger().problems == []

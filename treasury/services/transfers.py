@@ -15,7 +15,10 @@ Outcomes:
   on; a key the operator never saw goes back to `pending` and is sent again under the same key.
 
 Locks: no lock or open transaction is held while talking to the operator. Rows are claimed and
-results applied under row locks taken in primary-key order.
+results applied under row locks taken in primary-key order, FOR NO KEY UPDATE: a transfer's id never
+changes, and FOR UPDATE would also hold up the foreign-key check of a row naming the transfer (a receipt),
+which PostgreSQL makes at commit, after that transaction appended to the transfer's trace stream: a
+reversal holding the transfer and waiting for the stream deadlocked with it.
 """
 from __future__ import annotations
 
@@ -120,7 +123,7 @@ def _lock_rows(column: str, values: list, states) -> list[Row]:
         return []
     where, params = bulk.in_clause(column, values)
     state_where, state_params = bulk.in_clause("state", [str(s) for s in states])
-    lock = " FOR UPDATE" if bulk.is_postgresql() else ""
+    lock = " FOR NO KEY UPDATE" if bulk.is_postgresql() else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {_ROW_COLUMNS} FROM treasury_transfer WHERE {where} AND {state_where} ORDER BY id{lock}",
@@ -455,7 +458,7 @@ def _claim(transfer_ids: list[int], now: datetime) -> list[tuple]:
     same chunk split it instead of both sending it; on SQLite the write transaction serializes them.
     """
     where, params = bulk.in_clause("id", transfer_ids)
-    lock = " FOR UPDATE SKIP LOCKED" if bulk.is_postgresql() else ""
+    lock = " FOR NO KEY UPDATE SKIP LOCKED" if bulk.is_postgresql() else ""
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE treasury_transfer SET state = %s, submitted_at = %s, submit_attempts = submit_attempts + 1 "
@@ -647,7 +650,7 @@ def _apply_all_settled(by_key: dict[str, TransferResult], *, now: datetime) -> i
         with connection.cursor() as cursor:
             cursor.execute(
                 "WITH l AS MATERIALIZED (SELECT id FROM treasury_transfer WHERE idempotency_key = ANY(%s::text[]) "
-                "AND state = ANY(%s::text[]) ORDER BY id FOR UPDATE), "
+                "AND state = ANY(%s::text[]) ORDER BY id FOR NO KEY UPDATE), "
                 "u AS (UPDATE treasury_transfer t SET state = %s, operator_txn_id = v.operator_txn_id, "
                 "settled_at = v.settled_at, finished_at = %s, failure_code = '', failure_message = '' "
                 "FROM l, unnest(%s::text[], %s::text[], %s::timestamptz[]) AS v(key, operator_txn_id, settled_at) "

@@ -85,6 +85,10 @@ def test_an_over_debit_is_returned_from_the_treasury_and_a_rejected_correction_m
     transfer = Transfer.objects.get(pk=approved.transfer_id)
     assert (transfer.payer_id, transfer.state) == (tax.treasury_wallet.pk, TransferState.SETTLED)
     assert check_ledger().problems == []
+    # Approved again (a second checker a moment later): refused as decided, not as a refund exceeding what is held.
+    with pytest.raises(TransitionNotAllowed):
+        corrections.approve_correction(correction_id=second.pk, user=f.make_user(
+            role=roles.TAX_STAFF, organization=tax.authority), now=timezone.now())
     with pytest.raises(services.ReconciliationError) as twice:  # the treasury holds nothing more of that serial
         corrections.propose_correction(case_id=case.pk, user=tax.checker, kind="refund", amount_fen=1, reason="again",
                                        now=timezone.now())
