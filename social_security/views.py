@@ -94,8 +94,12 @@ def declaration_new(request):
         else:
             messages.success(request, _("Draft declaration %(no)s created.") % {"no": declaration.declaration_no})
             return redirect("social:declaration-detail", declaration_id=declaration.pk)
-    return render(request, "social_security/declaration_new.html", {"form": form, "problems": problems[:500],
-                                                                    "problem_count": len(problems)})
+    refused = request.method == "POST"  # here only when nothing was created
+    # A file input cannot be given its file back: the page shown again says which one to choose again.
+    not_kept = request.FILES["file"].name if refused and "file" in request.FILES else ""
+    return render(request, "social_security/declaration_new.html", {
+        "form": form, "problems": problems[:500], "problem_count": len(problems), "file_not_kept": not_kept,
+    }, status=400 if refused else 200)
 
 
 @require_safe

@@ -4,6 +4,7 @@ nothing stored, the template, the payroll link with differences shown, actions b
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 
@@ -62,7 +63,7 @@ def test_import_errors_are_listed_and_nothing_is_stored(world):
     bad = csv_file(["张三,110101199003071233,8000.00", "李四,110101199003071234,abc", ",310104198511124567,5000"])
     response = logged_in(world.operator_user).post(reverse("social:declaration-new"), {
         "region": "370100", "period": "2026-03", "source": "imported", "file": bad})
-    assert response.status_code == 200
+    assert response.status_code == 400  # refused: nothing created
     page = response.content.decode()
     assert "校验位" in page and "金额格式" in page and "必填" in page
     assert not Declaration.objects.exists()
@@ -75,6 +76,17 @@ def test_import_errors_are_listed_and_nothing_is_stored(world):
     api = api_as(world.operator_user).post(f"{API}import/", {"region": "370100", "period": "2026-03",
                                                              "file": wrong_period}, format="multipart")
     assert api.status_code == 400 and api.json()["problems"][0]["code"] == "period_mismatch"
+    assert not Declaration.objects.exists()
+
+
+def test_a_refused_new_declaration_says_its_chosen_file_was_not_kept(world):
+    good = csv_file(["张三,110101199003071233,8000.00"], uscc=world.employer.uscc)
+    good.name = "三月申报.csv"
+    response = logged_in(world.operator_user).post(reverse("social:declaration-new"), {
+        "region": "370100", "period": "2026-13", "source": "imported", "file": good})
+    assert response.status_code == 400 and "period" in response.context["form"].errors
+    note = re.search(r'data-testid="file-not-kept">([^<]*)<', response.content.decode())
+    assert note and "三月申报.csv" in note.group(1) and "重新选择" in note.group(1)
     assert not Declaration.objects.exists()
 
 
