@@ -56,6 +56,7 @@ from treasury.services.wallets import (
     ensure_personal_wallets,
     operator_balance,
     register_wallet,
+    registered_operator_codes,
     verify_wallets,
 )
 from treasury.trace.services import EventSpec, append_events
@@ -313,6 +314,7 @@ class _LineBuffer:
 
     request: PaymentRequest
     write: Callable[[list[tuple]], None]  # bulk.row_stream's: COPY stays open for the whole file
+    operator_codes: frozenset[str]  # registered_operator_codes(), read before the COPY opens (no query meanwhile)
     pending: list = field(default_factory=list)
     conditions: Conditions = field(default_factory=Conditions)
     problems: list = field(default_factory=list)  # from the operator's checks, in line order
@@ -328,7 +330,7 @@ class _LineBuffer:
             self.flush()
 
     def flush(self) -> None:
-        self.write(_check_wallets(self.pending, self.conditions, self.problems))
+        self.write(_check_wallets(self.pending, self.conditions, self.problems, self.operator_codes))
         self.pending = []
 
 
@@ -364,9 +366,11 @@ def load_payee_file(*, request_id: int, user, filename: str, data: bytes, now: d
             if request.state != R.DRAFT:
                 raise DisbursementError("只有草稿可以更换收款人 (payees can be changed only in a draft)", "not_draft")
             request.lines.all().delete()
+            operator_codes = registered_operator_codes()  # before the COPY opens: no query while it is open
             # One COPY for the whole file: PostgreSQL stores the lines while the next ones are parsed.
             with bulk.row_stream(table=PaymentLine._meta.db_table, columns=_LINE_COLUMNS) as write:
-                buffer = _LineBuffer(request=request, write=write, conditions=Conditions.from_json(request.conditions))
+                buffer = _LineBuffer(request=request, write=write, operator_codes=operator_codes,
+                                     conditions=Conditions.from_json(request.conditions))
                 parsed = payees.parse_payee_file(data, filename=filename, line_sink=buffer.add)
                 buffer.flush()
             problems = [_problem(p.line, p.column, p.code, p.message) for p in parsed.problems]
@@ -415,7 +419,8 @@ def _problem(line: int, column: str, code: str, message: str) -> dict:
     return {"line": line, "column": column, "code": code, "message": message}
 
 
-def _check_wallets(rows: list[tuple], conditions: Conditions, problems: list[dict]) -> list[tuple]:
+def _check_wallets(rows: list[tuple], conditions: Conditions, problems: list[dict],
+                   operator_codes: frozenset[str]) -> list[tuple]:
     """One operator call per 1,000 lines: the wallet exists, is active, its holder is the payee, and the
     amount fits a personal wallet's class. A payee the earmark conditions will refuse is only a warning:
     the operator enforces the conditions, and the clerk sees the refusal as a return.
@@ -426,7 +431,7 @@ def _check_wallets(rows: list[tuple], conditions: Conditions, problems: list[dic
     checked = []
     for start in range(0, len(rows), 1000):
         chunk = rows[start : start + 1000]
-        checks = verify_wallets(pairs=[(row[5], row[2]) for row in chunk])
+        checks = verify_wallets(pairs=[(row[5], row[2]) for row in chunk], operator_codes=operator_codes)
         for row, check in zip(chunk, checks):
             line_no, wallet_id, amount_fen = row[1], row[5], row[6]
             problem = _wallet_problem(check, amount_fen, limits)

@@ -35,7 +35,13 @@ from treasury.services.transfers import (
     NewTransfer, create_transfers, has_open_transfers, hold_claimed_transfers, hold_pending_transfers,
     release_transfers, send_claimed_transfers, submission_chunks,
 )
-from treasury.services.wallets import WalletCheck, ensure_personal_wallets, operator_balance, verify_wallets
+from treasury.services.wallets import (
+    WalletCheck,
+    ensure_personal_wallets,
+    operator_balance,
+    registered_operator_codes,
+    verify_wallets,
+)
 from treasury.trace.services import EventSpec, append_events
 
 from treasury import bulk, spreadsheets
@@ -124,6 +130,7 @@ class _LineBuffer:
 
     batch: PayrollBatch
     write: Callable[[list[tuple]], None]  # bulk.row_stream's: COPY stays open for the whole file
+    operator_codes: frozenset[str]  # registered_operator_codes(), read before the COPY opens (no query meanwhile)
     pending: list = field(default_factory=list)
     problems: list = field(default_factory=list)  # the operator's refusals
     payable_count: int = 0
@@ -179,7 +186,7 @@ class _LineBuffer:
 
     def flush(self) -> None:
         rows = self.pending
-        held = _check_wallets(rows, self.problems)  # also fills in each row's wallet type and class
+        held = _check_wallets(rows, self.problems, self.operator_codes)  # also fills in each row's wallet type and class
         for index, reason in held.items():
             rows[index] = (*rows[index][:11], True, reason[:255], *rows[index][13:])
         self.held_count += len(held)
@@ -288,8 +295,9 @@ def import_payroll_file(*, employer: Organization, user, filename: str, data, no
             # One COPY for the whole file: PostgreSQL stores the lines while the next ones are parsed.
             union_settings = UnionSettings.objects.filter(employer=employer).first()  # before the COPY opens
             dues_check = union.PayrollDuesCheck.for_union(union_settings)
+            operator_codes = registered_operator_codes()
             with bulk.row_stream(table=PayrollLine._meta.db_table, columns=_LINE_COLUMNS) as write:
-                buffer = _LineBuffer(batch=batch, write=write, dues=dues_check,
+                buffer = _LineBuffer(batch=batch, write=write, operator_codes=operator_codes, dues=dues_check,
                                      dues_withheld=None if union_settings is None else [])
                 with (Path(settings.MEDIA_ROOT) / upload_path).open("rb") as stored:  # read as it is parsed
                     parsed = parsing.parse_payroll_file(data=stored, filename=filename, line_sink=buffer.add)
@@ -386,7 +394,7 @@ def _drop_last_warnings(batch: PayrollBatch, line_nos: list[int]) -> int:
     return cleared
 
 
-def _check_wallets(rows: list[tuple], problems: list[dict]) -> dict[int, str]:
+def _check_wallets(rows: list[tuple], problems: list[dict], operator_codes: frozenset[str]) -> dict[int, str]:
     """One operator call per 1,000 line rows (_LineBuffer's): wallet exists, is active, the holder
     name matches, and the net fits the wallet class's balance cap. Adds each refusal to `problems`
     and returns {index in rows: the refusal's message} for the lines to hold. Each row gets the
@@ -395,7 +403,7 @@ def _check_wallets(rows: list[tuple], problems: list[dict]) -> dict[int, str]:
     held = {}
     for start in range(0, len(rows), 1000):
         chunk = rows[start : start + 1000]
-        checks = verify_wallets(pairs=[(row[5], row[3]) for row in chunk])
+        checks = verify_wallets(pairs=[(row[5], row[3]) for row in chunk], operator_codes=operator_codes)
         for index, (row, check) in enumerate(zip(chunk, checks), start=start):
             rows[index] = (*row[:-2], check.wallet_type or "", check.wallet_class)
             problem = _wallet_problem(check, row[9], limits)

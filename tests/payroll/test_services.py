@@ -546,7 +546,7 @@ def test_a_file_refused_half_way_leaves_no_line_behind(employer, monkeypatch):
     monkeypatch.setattr(services, "LINE_INSERT_CHUNK", 2)
     chunks = []
     real_check = services._check_wallets
-    monkeypatch.setattr(services, "_check_wallets", lambda rows, problems: chunks.append(len(rows)) or real_check(rows, problems))
+    monkeypatch.setattr(services, "_check_wallets", lambda rows, *args: chunks.append(len(rows)) or real_check(rows, *args))
     rows = staff(employer, 5)
     data = csv_file(rows) + b"\n" * 300_000 + b"E9,\xff\n"  # not UTF-8, far down the file
     with pytest.raises(services.parsing.PayrollFileRefused) as refused:

@@ -56,25 +56,31 @@ def register_wallet(
 VERIFY_CHUNK = 1000  # wallets per operator call
 
 
-def verify_wallets(*, pairs: list[tuple[str, str]]) -> list[WalletCheck]:
+def registered_operator_codes() -> frozenset[str]:
+    """The codes of the operators registered here, which begin their wallets' ids: a wallet under any other code
+    is one no operator this service pays through holds (a handful of rows)."""
+    return frozenset(Organization.objects.filter(org_type=Organization.Type.OPERATOR_BANK).values_list("code", flat=True))
+
+
+def verify_wallets(*, pairs: list[tuple[str, str]], operator_codes: frozenset[str] | None = None) -> list[WalletCheck]:
     """Ask the operator whether each (wallet id, holder name) exists, is active and matches: one call
     per 1,000 pairs, never one per line. Results in the order of `pairs`.
 
     A wallet whose id starts with the code of no operator registered here is answered as not existing,
     without asking: no operator this service pays through holds it, so it could be checked now and never
-    paid later (registering its holder needs its operator).
+    paid later (registering its holder needs its operator). `operator_codes` are `registered_operator_codes()`
+    read by a caller that cannot query meanwhile (one streaming rows into an open COPY); read here otherwise.
 
     Raises:
         OperatorUnavailable: the operator could not be asked; nothing is known (try again).
     """
-    registered = set(Organization.objects.filter(
-        org_type=Organization.Type.OPERATOR_BANK, code__in={wallet_id[:3] for wallet_id, _ in pairs},
-    ).values_list("code", flat=True))
-    reachable = [pair for pair in pairs if pair[0][:3] in registered]
+    if operator_codes is None:
+        operator_codes = registered_operator_codes()
+    reachable = [pair for pair in pairs if pair[0][:3] in operator_codes]
     client = _operator()
     answers = iter([check for start in range(0, len(reachable), VERIFY_CHUNK)
                     for check in client.verify_wallets(reachable[start : start + VERIFY_CHUNK])])
-    return [next(answers) if wallet_id[:3] in registered else WalletCheck(wallet_id=wallet_id, exists=False)
+    return [next(answers) if wallet_id[:3] in operator_codes else WalletCheck(wallet_id=wallet_id, exists=False)
             for wallet_id, _ in pairs]
 
 
